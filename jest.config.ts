@@ -1,10 +1,11 @@
 import type { Config } from 'jest';
 
 const config: Config = {
-  testEnvironment: 'node',
+  // Shares typed arrays with Node's main realm, as onnxruntime-node's instanceof checks need.
+  testEnvironment: '<rootDir>/test/ml/typed-array-environment.ts',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, tsconfig: 'tsconfig.json' }] },
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
   globalSetup: '<rootDir>/test/global-setup.ts',
   testTimeout: 120_000,
   // Model inference and training saturate both cores; more workers only thrash.

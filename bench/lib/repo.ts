@@ -1,0 +1,17 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** The repository root, whether this runs from bench/ (ts-node) or dist/bench/ (compiled). */
+export function repoRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${__dirname}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+export function modelsDir(): string {
+  return process.env.MODELS_DIR ?? path.join(repoRoot(), 'models');
+}

@@ -1,0 +1,122 @@
+import path from 'node:path';
+import os from 'node:os';
+import { z } from 'zod';
+
+const MB = 1024 * 1024;
+
+const intFrom = (fallback: number, min = 0) =>
+  z.coerce.number().int().min(min).default(fallback);
+
+const booleanFrom = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(fallback ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** Environment variables the service reads. Every one is documented in README.md. */
+const environmentSchema = z.object({
+  PORT: intFrom(8080, 0).refine((p) => p <= 65535, 'must be a TCP port (0-65535)'),
+  HOST: z.string().default('0.0.0.0'),
+  DATA_DIR: z.string().default('./data'),
+  MODELS_DIR: z.string().optional(),
+  REDIS_URL: z.string().url().optional(),
+  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_:-]+$/, 'letters, digits, _ : - only').default('watson-vr'),
+  API_KEYS: z.string().optional(),
+  WORKER_CONCURRENCY: intFrom(1, 1),
+  ORT_THREADS: intFrom(Math.min(2, os.cpus().length), 1),
+  START_WORKER: booleanFrom(true),
+  MAX_ZIP_MB: intFrom(100, 1),
+  MAX_REQUEST_MB: intFrom(256, 1),
+  MIN_IMAGES_PER_ZIP: intFrom(10, 1),
+  MAX_IMAGES_PER_ZIP: intFrom(10_000, 1),
+  MAX_CLASSIFY_IMAGE_MB: intFrom(10, 1),
+  MAX_CLASSIFY_ZIP_IMAGES: intFrom(20, 1),
+  TRAINING_ATTEMPTS: intFrom(3, 1),
+  URL_FETCH_TIMEOUT_MS: intFrom(10_000, 100),
+  ALLOW_PRIVATE_URLS: booleanFrom(false),
+  TRAINING_LOCK_MS: intFrom(60_000, 1000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  modelsDir: string;
+  redisUrl?: string;
+  /** Redis key prefix of the BullMQ queues, so several instances can share one Redis. */
+  queuePrefix: string;
+  apiKeys: Array<{ owner: string; key: string }>;
+  workerConcurrency: number;
+  ortThreads: number;
+  startWorker: boolean;
+  limits: {
+    maxZipBytes: number;
+    maxRequestBytes: number;
+    minImagesPerZip: number;
+    maxImagesPerZip: number;
+    maxClassifyImageBytes: number;
+    maxClassifyZipImages: number;
+  };
+  trainingAttempts: number;
+  urlFetchTimeoutMs: number;
+  /** Lets /v3/classify fetch URLs on loopback and private networks (off by default: SSRF). */
+  allowPrivateUrls: boolean;
+  /** BullMQ lock duration: a killed worker's run is picked up again after about this long. */
+  trainingLockMs: number;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {}
+
+/** Parses the API_KEYS variable: `owner:key,owner2:key2`. */
+function parseApiKeys(raw: string | undefined): Array<{ owner: string; key: string }> {
+  if (!raw || raw.trim() === '') return [];
+  return raw.split(',').map((pair, i) => {
+    const at = pair.indexOf(':');
+    const owner = pair.slice(0, at).trim();
+    const key = pair.slice(at + 1).trim();
+    if (at <= 0 || key.length < 8 || !/^[A-Za-z0-9_.@-]+$/.test(owner)) {
+      throw new ConfigError(
+        `API_KEYS entry ${i + 1} is not "owner:key" (owner of letters, digits, _.@- and a key of at least 8 characters)`,
+      );
+    }
+    return { owner, key };
+  });
+}
+
+/** Reads and validates the configuration once; throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = environmentSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ConfigError(`Invalid configuration: ${problems}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.DATA_DIR);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir,
+    modelsDir: path.resolve(e.MODELS_DIR ?? path.join(dataDir, 'models')),
+    redisUrl: e.REDIS_URL,
+    queuePrefix: e.QUEUE_PREFIX,
+    apiKeys: parseApiKeys(e.API_KEYS),
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    ortThreads: e.ORT_THREADS,
+    startWorker: e.START_WORKER,
+    limits: {
+      maxZipBytes: e.MAX_ZIP_MB * MB,
+      maxRequestBytes: e.MAX_REQUEST_MB * MB,
+      minImagesPerZip: e.MIN_IMAGES_PER_ZIP,
+      maxImagesPerZip: e.MAX_IMAGES_PER_ZIP,
+      maxClassifyImageBytes: e.MAX_CLASSIFY_IMAGE_MB * MB,
+      maxClassifyZipImages: e.MAX_CLASSIFY_ZIP_IMAGES,
+    },
+    trainingAttempts: e.TRAINING_ATTEMPTS,
+    urlFetchTimeoutMs: e.URL_FETCH_TIMEOUT_MS,
+    allowPrivateUrls: e.ALLOW_PRIVATE_URLS,
+    trainingLockMs: e.TRAINING_LOCK_MS,
+    logLevel: e.LOG_LEVEL,
+  };
+}

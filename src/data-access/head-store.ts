@@ -1,0 +1,47 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
+const SAFE_ID = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * Trained head files, one folder per classifier: `<root>/<classifier_id>/<generation>-<random>.head`.
+ * A version's file is written once and never changed; the database points to it.
+ */
+export class HeadStore {
+  constructor(private readonly root: string) {}
+
+  private classifierDir(classifierId: string): string {
+    if (!SAFE_ID.test(classifierId)) throw new Error(`unsafe classifier id for a path: ${classifierId}`);
+    return path.join(this.root, classifierId);
+  }
+
+  /** Writes atomically (temp file + rename); returns the file name relative to the store. */
+  async write(classifierId: string, generation: number, bytes: Buffer): Promise<string> {
+    const dir = this.classifierDir(classifierId);
+    await fs.mkdir(dir, { recursive: true });
+    const name = `${generation}-${crypto.randomBytes(6).toString('hex')}.head`;
+    const tmp = path.join(dir, `.${name}.tmp`);
+    await fs.writeFile(tmp, bytes);
+    await fs.rename(tmp, path.join(dir, name));
+    return path.join(classifierId, name);
+  }
+
+  resolve(relativeFile: string): string {
+    const full = path.resolve(this.root, relativeFile);
+    if (!full.startsWith(path.resolve(this.root) + path.sep)) throw new Error(`head file outside the store: ${relativeFile}`);
+    return full;
+  }
+
+  read(relativeFile: string): Promise<Buffer> {
+    return fs.readFile(this.resolve(relativeFile));
+  }
+
+  async remove(relativeFile: string): Promise<void> {
+    await fs.rm(this.resolve(relativeFile), { force: true });
+  }
+
+  async removeClassifier(classifierId: string): Promise<void> {
+    await fs.rm(this.classifierDir(classifierId), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,92 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
+const IMAGE_HASH = /^[0-9a-f]{64}$/;
+
+/** A string used as an image hash that is not one: refused before it reaches a file path. */
+export class InvalidImageHashError extends Error {
+  constructor(readonly hash: string) {
+    super(`'${String(hash).slice(0, 80)}' is not an image hash: expected 64 lowercase hex characters (SHA-256)`);
+    this.name = 'InvalidImageHashError';
+  }
+}
+
+/** The image named by a valid hash is not in the store. */
+export class MissingImageError extends Error {
+  constructor(
+    readonly hash: string,
+    readonly file: string,
+  ) {
+    super(`image ${hash} is not in the image store (no file ${file})`);
+    this.name = 'MissingImageError';
+  }
+}
+
+/**
+ * Example images, content-addressed: each image lives once at `<root>/<hh>/<sha256>`, however
+ * many times and under however many classes it was uploaded. Files are written to a temp file in
+ * the same folder and renamed into place, so a reader never sees a half-written image.
+ */
+export class ImageStore {
+  private readonly root: string;
+
+  constructor(rootDir: string) {
+    this.root = path.resolve(rootDir);
+  }
+
+  async put(bytes: Buffer): Promise<{ hash: string; bytes: number; created: boolean }> {
+    const hash = crypto.createHash('sha256').update(bytes).digest('hex');
+    const file = this.path(hash);
+    // A file of the right size under this name is this image: a renamed file is always complete.
+    const existing = await fs.stat(file).catch(() => null);
+    if (existing?.isFile() && existing.size === bytes.length) return { hash, bytes: bytes.length, created: false };
+
+    const dir = path.dirname(file);
+    await fs.mkdir(dir, { recursive: true });
+    const temp = path.join(dir, `.${hash}.${crypto.randomBytes(6).toString('hex')}.tmp`);
+    try {
+      const handle = await fs.open(temp, 'wx');
+      try {
+        await handle.writeFile(bytes);
+        // Flushed before the rename: after a crash the name must never point at a short file,
+        // because an existing name is trusted and never written again.
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      await fs.rename(temp, file);
+    } catch (error) {
+      await fs.rm(temp, { force: true });
+      throw error;
+    }
+    return { hash, bytes: bytes.length, created: true };
+  }
+
+  /** The file of an image; the hash is validated, so the path is always inside the store. */
+  path(hash: string): string {
+    if (typeof hash !== 'string' || !IMAGE_HASH.test(hash)) throw new InvalidImageHashError(hash);
+    return path.join(this.root, hash.slice(0, 2), hash);
+  }
+
+  async read(hash: string): Promise<Buffer> {
+    const file = this.path(hash);
+    try {
+      return await fs.readFile(file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new MissingImageError(hash, file);
+      throw error;
+    }
+  }
+
+  async has(hash: string): Promise<boolean> {
+    const stat = await fs.stat(this.path(hash)).catch(() => null);
+    return stat?.isFile() ?? false;
+  }
+
+  /** Deletes the images; hashes not in the store are ignored. All hashes are validated first. */
+  async remove(hashes: string[]): Promise<void> {
+    const files = hashes.map((hash) => this.path(hash));
+    for (const file of files) await fs.rm(file, { force: true });
+  }
+}

@@ -1,0 +1,73 @@
+import { Queue, type ConnectionOptions } from 'bullmq';
+
+export const TRAINING_QUEUE_NAME = 'training';
+
+export interface TrainingJobData {
+  classifierId: string;
+}
+
+export function redisConnection(url: string): ConnectionOptions {
+  // BullMQ workers need maxRetriesPerRequest: null so blocking commands survive reconnects.
+  return { url, maxRetriesPerRequest: null };
+}
+
+/**
+ * The BullMQ queue of training runs. One deduplication id per classifier: at most one run is
+ * active and one waits; the waiting one reads everything accepted so far when it starts.
+ */
+export class TrainingQueue {
+  readonly queue: Queue<TrainingJobData>;
+
+  constructor(redisUrl: string, prefix: string, private readonly attempts: number) {
+    this.queue = new Queue<TrainingJobData>(TRAINING_QUEUE_NAME, {
+      connection: { url: redisUrl, maxRetriesPerRequest: 3 },
+      prefix,
+    });
+  }
+
+  async enqueue(classifierId: string): Promise<void> {
+    await this.queue.add(
+      'train',
+      { classifierId },
+      {
+        deduplication: { id: classifierId, keepLastIfActive: true },
+        attempts: this.attempts,
+        backoff: { type: 'exponential', delay: 2000 },
+        removeOnComplete: { count: 100 },
+        removeOnFail: { count: 500 },
+      },
+    );
+  }
+
+  private async currentJob(classifierId: string) {
+    const jobId = await this.queue.getDeduplicationJobId(classifierId);
+    return jobId ? this.queue.getJob(jobId) : undefined;
+  }
+
+  /** True when a run for the classifier is waiting, delayed (retry backoff) or active. */
+  async hasPendingJob(classifierId: string): Promise<boolean> {
+    const job = await this.currentJob(classifierId);
+    if (!job) return false;
+    const state = await job.getState();
+    return state === 'waiting' || state === 'delayed' || state === 'active' || state === 'prioritized' || state === 'waiting-children';
+  }
+
+  /** Progress (0-100) of the classifier's run, if one is known. */
+  async progress(classifierId: string): Promise<number | undefined> {
+    const job = await this.currentJob(classifierId);
+    return job && typeof job.progress === 'number' ? job.progress : undefined;
+  }
+
+  /** Drops a run that has not started; a running one finishes and finds its classifier gone. */
+  async cancel(classifierId: string): Promise<void> {
+    const job = await this.currentJob(classifierId);
+    if (job && !(await job.isActive())) {
+      await job.remove().catch(() => undefined); // it may have started meanwhile: the stale-work guard covers that
+      await this.queue.removeDeduplicationKey(classifierId);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}

@@ -1,0 +1,52 @@
+import type { ClassifierRecord, VersionRecord } from '../data-access/classifier-repository';
+
+/** The Watson Classifier object; extra fields (training_progress, evaluation) are this service's extensions. */
+export interface ClassifierView {
+  classifier_id: string;
+  name: string;
+  owner: string;
+  status: string;
+  core_ml_enabled: boolean;
+  explanation?: string;
+  created: string;
+  updated: string;
+  retrained?: string;
+  classes: Array<{ class: string }>;
+  training_progress?: number;
+  evaluation?: unknown;
+}
+
+export function classifierView(
+  c: ClassifierRecord,
+  extras: { progress?: number; version?: VersionRecord } = {},
+): ClassifierView {
+  const view: ClassifierView = {
+    classifier_id: c.id,
+    name: c.name,
+    owner: c.ownerId,
+    status: c.status,
+    core_ml_enabled: false,
+    created: c.created,
+    updated: c.updated,
+    classes: c.classes.map((name) => ({ class: name })),
+  };
+  if (c.status === 'failed' && c.explanation) view.explanation = c.explanation;
+  if (c.retrained) view.retrained = c.retrained;
+  if ((c.status === 'training' || c.status === 'retraining') && extras.progress !== undefined) {
+    view.training_progress = extras.progress;
+  }
+  if (extras.version) {
+    view.evaluation = { version_id: extras.version.id, created: extras.version.created, ...(extras.version.evaluation as object) };
+  }
+  return view;
+}
+
+/** The brief entry of an unverbose list. */
+export function briefClassifierView(c: ClassifierRecord) {
+  return {
+    classifier_id: c.id,
+    name: c.name,
+    status: c.status,
+    ...(c.status === 'failed' && c.explanation ? { explanation: c.explanation } : {}),
+  };
+}

@@ -1,0 +1,133 @@
+import { ApiError, badRequest, notFound } from '../errors';
+import type { ClassifierRecord } from '../data-access/classifier-repository';
+import { newClassifierId } from './classifier-id';
+import { briefClassifierView, classifierView, type ClassifierView } from './classifier-view';
+import { ingestExamples, removeUnreferencedImages } from './ingest-examples';
+import type { ServiceContext } from './service-context';
+import { parseExampleUploads, type UploadedFile } from './training-form';
+
+const MAX_NAME_LENGTH = 1024;
+
+function classifierNotFound(id: string) {
+  return notFound(`Cannot find classifier '${id}'. Check the classifier_id (GET /v3/classifiers lists yours).`);
+}
+
+function ownedOrNotFound(ctx: ServiceContext, id: string, ownerId: string): ClassifierRecord {
+  const found = ctx.classifiers.findOwned(id, ownerId);
+  if (!found) throw classifierNotFound(id);
+  return found;
+}
+
+async function queueTraining(ctx: ServiceContext, classifierId: string, onFailure: () => Promise<void>): Promise<void> {
+  try {
+    await ctx.queue.enqueue(classifierId);
+  } catch (error) {
+    ctx.logger.error({ err: error, classifierId }, 'could not queue training');
+    await onFailure();
+    throw new ApiError(503, 'The training queue is not available right now, so nothing was changed. Try again in a minute.');
+  }
+}
+
+async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Promise<ClassifierView> {
+  const inTraining = c.status === 'training' || c.status === 'retraining';
+  const progress = inTraining ? await ctx.queue.progress(c.id).catch(() => undefined) : undefined;
+  const version = c.currentVersionId !== null ? ctx.classifiers.findVersion(c.currentVersionId) : undefined;
+  return classifierView(c, { progress, version });
+}
+
+/** POST /v3/classifiers: stores the example zips, creates the classifier and queues its first training. */
+export async function createClassifier(
+  ctx: ServiceContext,
+  input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null },
+): Promise<ClassifierView> {
+  const name = typeof input.name === 'string' ? input.name.trim() : '';
+  if (name === '') {
+    throw badRequest("Missing required parameter 'name'. Send the classifier's name as the form field 'name'.");
+  }
+  if (name.length > MAX_NAME_LENGTH) {
+    throw badRequest(`The classifier name is ${name.length} characters long; at most ${MAX_NAME_LENGTH} are allowed.`);
+  }
+  const uploads = parseExampleUploads(input.files);
+  const positives = uploads.filter((u) => u.className !== null).length;
+  if (positives === 0 || uploads.length < 2) {
+    throw badRequest(
+      'At least two example sets are required: two <class>_positive_examples zips, or one <class>_positive_examples zip and a negative_examples zip.',
+    );
+  }
+  const created = await ingestExamples(ctx, uploads, (examples) => {
+    let id = newClassifierId(name);
+    while (ctx.classifiers.exists(id)) id = newClassifierId(name);
+    return ctx.classifiers.create({ id, ownerId: input.ownerId, name, examples, customerId: input.customerId, now: ctx.now() });
+  });
+  await queueTraining(ctx, created.id, () => deleteClassifierData(ctx, created.id));
+  return classifierView(created);
+}
+
+/** POST /v3/classifiers/{id}: adds examples (new classes or more images) and queues a retraining. */
+export async function updateClassifier(
+  ctx: ServiceContext,
+  input: { ownerId: string; classifierId: string; files: UploadedFile[]; customerId: string | null },
+): Promise<ClassifierView> {
+  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  const uploads = parseExampleUploads(input.files);
+  if (uploads.length === 0) {
+    throw badRequest(
+      'No example files were sent. Send at least one <class>_positive_examples zip or a negative_examples zip to retrain.',
+    );
+  }
+  const updated = await ingestExamples(ctx, uploads, (examples) =>
+    ctx.classifiers.addExamples({ id: input.classifierId, examples, customerId: input.customerId, now: ctx.now() }),
+  );
+  if (!updated) throw classifierNotFound(input.classifierId); // deleted while the zips were being read
+  // If queueing fails the examples stay accepted; the worker's start-up check queues the classifier again.
+  await queueTraining(ctx, updated.id, async () => undefined);
+  return classifierView(updated);
+}
+
+export async function getClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<ClassifierView> {
+  return detailedView(ctx, ownedOrNotFound(ctx, input.classifierId, input.ownerId));
+}
+
+export async function listClassifiers(ctx: ServiceContext, input: { ownerId: string; verbose: boolean }) {
+  const all = ctx.classifiers.listByOwner(input.ownerId);
+  return {
+    classifiers: input.verbose ? await Promise.all(all.map((c) => detailedView(ctx, c))) : all.map(briefClassifierView),
+  };
+}
+
+/** Extension: every version of a classifier with its evaluation, newest last. */
+export function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }) {
+  const c = ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  return {
+    classifier_id: c.id,
+    current_version_id: c.currentVersionId,
+    versions: ctx.classifiers.listVersions(c.id).map((v) => ({
+      version_id: v.id,
+      created: v.created,
+      classes: v.classes.map((name) => ({ class: name })),
+      examples: v.examples,
+      pack: v.packKey,
+      evaluation: v.evaluation,
+    })),
+  };
+}
+
+async function deleteClassifierData(ctx: ServiceContext, classifierId: string): Promise<void> {
+  const { imageHashes } = ctx.classifiers.delete(classifierId);
+  await ctx.queue.cancel(classifierId).catch((err) => ctx.logger.warn({ err, classifierId }, 'could not cancel training'));
+  await ctx.heads.removeClassifier(classifierId);
+  await removeUnreferencedImages(ctx, imageHashes);
+}
+
+/** DELETE /v3/classifiers/{id}: the classifier, its versions, examples and queued training are gone. */
+export async function deleteClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<void> {
+  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  await deleteClassifierData(ctx, input.classifierId);
+}
+
+export function coreMlModel(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): never {
+  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  throw notFound(
+    `No Core ML model is available for classifier '${input.classifierId}': this service does not export Core ML models (core_ml_enabled is false).`,
+  );
+}

@@ -1,0 +1,20 @@
+import type { Config } from '../config';
+import type { ClassifierRepository } from '../data-access/classifier-repository';
+import type { HeadStore } from '../data-access/head-store';
+import type { ImageStore } from '../data-access/image-store';
+import type { TrainingQueue } from '../data-access/training-queue';
+import type { AsyncLock } from '../lib/async-lock';
+import type { Logger } from '../logger';
+
+/** What the use cases need from the outside world. */
+export interface ServiceContext {
+  config: Config;
+  classifiers: ClassifierRepository;
+  images: ImageStore;
+  heads: HeadStore;
+  queue: TrainingQueue;
+  /** Serialises storing example images with removing unreferenced ones, so a removal never races an upload. */
+  imageLock: AsyncLock;
+  logger: Logger;
+  now: () => string;
+}

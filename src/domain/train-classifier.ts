@@ -1,0 +1,153 @@
+import type { ClassifierRepository, TrainingSnapshot } from '../data-access/classifier-repository';
+import type { HeadStore } from '../data-access/head-store';
+import type { ImageStore } from '../data-access/image-store';
+import type { EmbeddingCache } from '../ml/embedding-cache';
+import type { Embedder } from '../ml/embedder';
+import { ImageDecodeError } from '../ml/decode-image';
+import { HeadTrainingError, serializeHead, trainHead } from '../ml/heads';
+import type { Logger } from '../logger';
+
+export interface TrainingContext {
+  classifiers: ClassifierRepository;
+  images: ImageStore;
+  heads: HeadStore;
+  embedder: Embedder;
+  cache: EmbeddingCache;
+  threads: number;
+  logger: Logger;
+  now: () => string;
+}
+
+/** Bad training data: retrying cannot help, the user must change the examples. */
+export class TrainingDataError extends Error {}
+
+export type TrainingOutcome = 'trained' | 'up-to-date' | 'gone';
+
+const EMBED_CHUNK = 64;
+const EMBEDDING_SHARE_OF_PROGRESS = 0.8;
+
+/**
+ * One training run: embeds the examples not in the cache, trains a head on everything accepted
+ * so far, writes the version file and makes it the serving version in one transaction.
+ * Guards against stale work: a classifier deleted or already trained on this data is left alone.
+ */
+export async function trainClassifier(
+  ctx: TrainingContext,
+  classifierId: string,
+  options: { finalAttempt: boolean; onProgress?: (fraction: number) => Promise<void> | void },
+): Promise<TrainingOutcome> {
+  const snapshot = ctx.classifiers.trainingSnapshot(classifierId);
+  if (!snapshot) return 'gone';
+  const { classifier } = snapshot;
+  if (classifier.trainedGeneration >= classifier.generation) return 'up-to-date';
+  try {
+    return await trainSnapshot(ctx, snapshot, options.onProgress ?? (() => undefined));
+  } catch (error) {
+    // Bad data fails at once; a fault (disk, runtime) fails the classifier only when no retry is left.
+    if (error instanceof TrainingDataError) {
+      ctx.classifiers.markFailed(classifierId, classifier.generation, error.message);
+    } else if (options.finalAttempt) {
+      const reason = error instanceof Error ? error.message : String(error);
+      ctx.classifiers.markFailed(
+        classifierId,
+        classifier.generation,
+        `Training failed after several attempts (${reason}). The previous version, if any, keeps serving; send the update again to retry.`,
+      );
+    }
+    throw error;
+  }
+}
+
+async function trainSnapshot(
+  ctx: TrainingContext,
+  snapshot: TrainingSnapshot,
+  onProgress: (fraction: number) => Promise<void> | void,
+): Promise<TrainingOutcome> {
+  const { classifier, examples } = snapshot;
+  const classifierId = classifier.id;
+
+  const hashes = [...new Set(examples.map((e) => e.imageHash))];
+  const embeddings = await embedAll(ctx, hashes, (f) => onProgress(f * EMBEDDING_SHARE_OF_PROGRESS));
+
+  const classes = classifier.classes;
+  const classIndex = new Map(classes.map((c, i) => [c, i]));
+  const positivesByHash = new Map<string, number[]>();
+  for (const e of examples) {
+    if (!embeddings.has(e.imageHash)) continue;
+    const list = positivesByHash.get(e.imageHash) ?? [];
+    if (e.className !== null) list.push(classIndex.get(e.className)!);
+    positivesByHash.set(e.imageHash, list);
+  }
+  const usable = [...positivesByHash.keys()];
+  for (const [i, name] of classes.entries()) {
+    if (!usable.some((h) => positivesByHash.get(h)!.includes(i))) {
+      throw new TrainingDataError(
+        `The class '${name}' has no image that could be read. Upload a zip of JPEG or PNG images for it with POST /v3/classifiers/${classifierId}.`,
+      );
+    }
+  }
+
+  let head;
+  try {
+    head = await trainHead(
+      { classes, embeddings: usable.map((h) => embeddings.get(h)!), positives: usable.map((h) => positivesByHash.get(h)!) },
+      {
+        packKey: ctx.embedder.packKey,
+        seed: 1,
+        threads: ctx.threads,
+        onProgress: (f) => void onProgress(EMBEDDING_SHARE_OF_PROGRESS + f * (1 - EMBEDDING_SHARE_OF_PROGRESS)),
+      },
+    );
+  } catch (error) {
+    if (error instanceof HeadTrainingError) throw new TrainingDataError(error.message);
+    throw error;
+  }
+
+  const headFile = await ctx.heads.write(classifierId, classifier.generation, serializeHead(head));
+  const published = ctx.classifiers.publishVersion({
+    classifierId,
+    generation: classifier.generation,
+    headFile,
+    classes,
+    packKey: head.packKey,
+    evaluation: head.evaluation,
+    examples: usable.length,
+    now: ctx.now(),
+  });
+  if (!published) {
+    await ctx.heads.remove(headFile);
+    return 'gone';
+  }
+  await onProgress(1);
+  return 'trained';
+}
+
+/** Embeddings by image hash, from the cache where present; unreadable images are left out and logged. */
+async function embedAll(
+  ctx: TrainingContext,
+  hashes: string[],
+  onProgress: (fraction: number) => Promise<void> | void,
+): Promise<Map<string, Float32Array>> {
+  const packKey = ctx.embedder.packKey;
+  const found = ctx.cache.getMany(hashes, packKey);
+  const missing = hashes.filter((h) => !found.has(h));
+  for (let start = 0; start < missing.length; start += EMBED_CHUNK) {
+    const chunk = missing.slice(start, start + EMBED_CHUNK);
+    const inputs = await Promise.all(
+      chunk.map(async (hash) => ({ name: hash, bytes: await ctx.images.read(hash).catch(() => Buffer.alloc(0)) })),
+    );
+    const results = await ctx.embedder.analyze(inputs);
+    const fresh: Array<{ hash: string; embedding: Float32Array }> = [];
+    results.forEach((r, i) => {
+      if (r instanceof ImageDecodeError) {
+        ctx.logger.warn({ image: chunk[i], reason: r.reason }, 'skipping an example image that cannot be decoded');
+      } else {
+        fresh.push({ hash: chunk[i], embedding: r.embedding });
+        found.set(chunk[i], r.embedding);
+      }
+    });
+    ctx.cache.putMany(fresh, packKey);
+    await onProgress(Math.min(1, (start + chunk.length) / missing.length));
+  }
+  return found;
+}

@@ -1,0 +1,71 @@
+import { badRequest } from '../errors';
+
+/** One uploaded zip of examples: a class's positives, or the negatives (className null). */
+export interface ExampleUpload {
+  fieldName: string;
+  className: string | null;
+  path: string;
+}
+
+export interface UploadedFile {
+  fieldname: string;
+  path: string;
+}
+
+const POSITIVE_SUFFIX = '_positive_examples';
+const NEGATIVE_FIELD = 'negative_examples';
+// Watson's rule for class names.
+const FORBIDDEN_CLASS_CHARACTERS = ['$', '*', '-', '{', '}', '\\', '|', '/', "'", '"', '`', '[', ']'];
+const MAX_CLASS_NAME_LENGTH = 256;
+
+export function validateClassName(className: string, fieldName: string): void {
+  if (className.trim() === '') {
+    throw badRequest(
+      `The field '${fieldName}' has an empty class name. Name the field '<class>_positive_examples', for example 'beagle_positive_examples'.`,
+    );
+  }
+  const bad = FORBIDDEN_CLASS_CHARACTERS.find((c) => className.includes(c));
+  if (bad) {
+    throw badRequest(
+      `The class name '${className}' contains the character '${bad}', which is not allowed. ` +
+        `Class names cannot contain any of: ${FORBIDDEN_CLASS_CHARACTERS.join(' ')}. Rename the field '${fieldName}'.`,
+    );
+  }
+  if ([...className].length > MAX_CLASS_NAME_LENGTH) {
+    throw badRequest(
+      `The class name in the field '${fieldName}' is ${[...className].length} characters long; at most ${MAX_CLASS_NAME_LENGTH} are allowed.`,
+    );
+  }
+}
+
+/**
+ * Reads the example zips of a create or update request from the multipart file fields:
+ * `{class}_positive_examples` (one per class) and at most one `negative_examples`.
+ */
+export function parseExampleUploads(files: UploadedFile[]): ExampleUpload[] {
+  const uploads: ExampleUpload[] = [];
+  const seenFields = new Set<string>();
+  for (const file of files) {
+    const field = file.fieldname;
+    if (seenFields.has(field)) {
+      throw badRequest(
+        field === NEGATIVE_FIELD
+          ? `More than one 'negative_examples' file was sent. Send at most one zip of negative examples per request.`
+          : `The field '${field}' was sent more than once. Put all images of a class into one zip per request.`,
+      );
+    }
+    seenFields.add(field);
+    if (field === NEGATIVE_FIELD) {
+      uploads.push({ fieldName: field, className: null, path: file.path });
+    } else if (field.endsWith(POSITIVE_SUFFIX)) {
+      const className = field.slice(0, -POSITIVE_SUFFIX.length);
+      validateClassName(className, field);
+      uploads.push({ fieldName: field, className, path: file.path });
+    } else {
+      throw badRequest(
+        `Unexpected file field '${field}'. Send example zips as '<class>_positive_examples' or 'negative_examples'.`,
+      );
+    }
+  }
+  return uploads;
+}

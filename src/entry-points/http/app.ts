@@ -1,0 +1,75 @@
+import path from 'node:path';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { ApiError } from '../../errors';
+import type { ApiKeyRepository } from '../../data-access/api-key-repository';
+import type { ServiceContext } from '../../domain/service-context';
+import { authenticate, requireVersion } from './auth';
+import { multipartUpload } from './multipart';
+import { classifierRoutes } from './routes/classifier-routes';
+import { classifyRoutes } from './routes/classify-routes';
+import type { ClassifyContext } from '../../domain/classify-images';
+import { identityRoutes } from './routes/identity-routes';
+
+export interface AppDependencies {
+  ctx: ServiceContext;
+  classify: ClassifyContext;
+  apiKeys: ApiKeyRepository;
+}
+
+export function createApp({ ctx, classify, apiKeys }: AppDependencies): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'extended');
+  app.use((_req, res, next) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+
+  app.get('/health', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.use('/identity', identityRoutes(apiKeys));
+
+  const upload = multipartUpload({
+    tmpDir: path.join(ctx.config.dataDir, 'tmp'),
+    maxFileBytes: ctx.config.limits.maxZipBytes,
+    maxRequestBytes: ctx.config.limits.maxRequestBytes,
+  });
+  const v3 = express.Router();
+  v3.use(authenticate(apiKeys), requireVersion);
+  v3.use(classifierRoutes(ctx, upload));
+  v3.use(classifyRoutes(classify, upload));
+  app.use('/v3', v3);
+
+  app.use((req: Request) => {
+    throw new ApiError(404, `There is no ${req.method} ${req.path}. See the Watson Visual Recognition v3 API reference.`);
+  });
+  app.use(errorHandler(ctx));
+  return app;
+}
+
+/** Maps every error to Watson's body `{"code", "error"}`; a 5xx never carries internals. */
+function errorHandler(ctx: ServiceContext) {
+  return (error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let status = 500;
+    let message = 'Internal server error. The problem was logged; try again, and report it if it persists.';
+    if (error instanceof ApiError) {
+      status = error.status;
+      message = error.message;
+    } else if (isBodyParserError(error)) {
+      status = error.status;
+      message =
+        error.status === 413 ? 'The request body is too large.' : `The request body could not be read: ${error.message}.`;
+    } else {
+      ctx.logger.error({ err: error, method: req.method, url: req.originalUrl }, 'request failed');
+    }
+    if (res.headersSent) return res.end();
+    res.status(status).json({ code: status, error: message });
+  };
+}
+
+function isBodyParserError(error: unknown): error is { status: number; message: string; type: string } {
+  const e = error as { status?: unknown; type?: unknown };
+  return typeof e?.status === 'number' && typeof e.type === 'string' && e.status >= 400 && e.status < 500;
+}

@@ -1,0 +1,57 @@
+import type { NextFunction, Request, Response } from 'express';
+import { ApiError } from '../../errors';
+import type { ApiKeyRepository } from '../../data-access/api-key-repository';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    ownerId?: string;
+  }
+}
+
+/** The API key of a request: Basic `apikey:<key>` or `Bearer <key>`. */
+export function keyFromAuthorization(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const [scheme, value] = header.trim().split(/\s+/, 2);
+  if (!value) return undefined;
+  if (scheme.toLowerCase() === 'bearer') return value;
+  if (scheme.toLowerCase() === 'basic') {
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0 || decoded.slice(0, colon) !== 'apikey') return undefined;
+    return decoded.slice(colon + 1);
+  }
+  return undefined;
+}
+
+export function authenticate(apiKeys: ApiKeyRepository) {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const key = keyFromAuthorization(req.headers.authorization);
+    const owner = key ? apiKeys.ownerOfKey(key) : undefined;
+    if (!owner) {
+      throw new ApiError(
+        401,
+        key
+          ? 'The API key is not valid. Check the key, or ask the operator for one.'
+          : "Unauthorized: send the API key as HTTP Basic auth with user 'apikey' (curl -u \"apikey:{key}\") or as 'Authorization: Bearer {key}'.",
+      );
+    }
+    req.ownerId = owner;
+    next();
+  };
+}
+
+/** Every /v3 request carries ?version=YYYY-MM-DD. */
+export function requireVersion(req: Request, _res: Response, next: NextFunction) {
+  const version = req.query.version;
+  if (version === undefined || version === '') {
+    throw new ApiError(400, "Missing 'version' query parameter. Add ?version=2018-03-19 to the URL.");
+  }
+  const value = Array.isArray(version) ? version[0] : version;
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(value) || Number.isNaN(Date.parse(value))) {
+    throw new ApiError(
+      400,
+      `The 'version' query parameter '${String(value)}' is not a date in the form YYYY-MM-DD. Use, for example, version=2018-03-19.`,
+    );
+  }
+  next();
+}

@@ -1,0 +1,67 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import multer from 'multer';
+import { ApiError } from '../../errors';
+
+const MB = 1024 * 1024;
+
+/**
+ * multer writing every uploaded file to a temp file on disk (never whole requests in memory).
+ * The files are removed when the response ends, whatever happened.
+ */
+export function multipartUpload(options: { tmpDir: string; maxFileBytes: number; maxRequestBytes: number }): RequestHandler[] {
+  fs.mkdirSync(options.tmpDir, { recursive: true });
+  const upload = multer({
+    storage: multer.diskStorage({
+      destination: options.tmpDir,
+      filename: (_req, _file, cb) => cb(null, `upload-${crypto.randomBytes(12).toString('hex')}`),
+    }),
+    limits: { fileSize: options.maxFileBytes, fieldSize: MB, fields: 100, parts: 20_000 },
+    defParamCharset: 'utf8',
+  }).any();
+
+  const checkRequest = (req: Request, res: Response, next: NextFunction) => {
+    if (!req.is('multipart/form-data')) {
+      throw new ApiError(415, 'The request must be multipart/form-data. Send the fields and files as a form (curl --form / -F).');
+    }
+    const length = Number(req.headers['content-length'] ?? 0);
+    if (length > options.maxRequestBytes) {
+      res.setHeader('Connection', 'close');
+      throw new ApiError(
+        413,
+        `The request is ${(length / MB).toFixed(1)} MB; at most ${Math.round(options.maxRequestBytes / MB)} MB are accepted in one call. Split the examples over several update calls.`,
+      );
+    }
+    res.on('close', () => removeUploadedFiles(req));
+    next();
+  };
+
+  const parse = (req: Request, res: Response, next: NextFunction) => {
+    upload(req, res, (error: unknown) => {
+      if (!error) return next();
+      removeUploadedFiles(req);
+      next(translateMulterError(error, options.maxFileBytes));
+    });
+  };
+  return [checkRequest, parse];
+}
+
+function removeUploadedFiles(req: Request) {
+  const files = Array.isArray(req.files) ? req.files : [];
+  for (const f of files) fs.rm(f.path, { force: true }, () => undefined);
+}
+
+function translateMulterError(error: unknown, maxFileBytes: number): ApiError {
+  if (error instanceof multer.MulterError) {
+    if (error.code === 'LIMIT_FILE_SIZE') {
+      return new ApiError(
+        400,
+        `The file in the field '${error.field}' is larger than ${Math.round(maxFileBytes / MB)} MB, the limit for one file. Split it into smaller zips.`,
+      );
+    }
+    return new ApiError(400, `The multipart form was refused: ${error.message}${error.field ? ` (field '${error.field}')` : ''}.`);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new ApiError(400, `The multipart body could not be read (${message}). Send a complete multipart/form-data request.`);
+}

@@ -1,0 +1,67 @@
+import { Router, type Request } from 'express';
+import type { ServiceContext } from '../../../domain/service-context';
+import {
+  coreMlModel,
+  createClassifier,
+  deleteClassifier,
+  getClassifier,
+  listClassifiers,
+  listVersions,
+  updateClassifier,
+  } from '../../../domain/manage-classifiers';
+import type { UploadedFile } from '../../../domain/training-form';
+
+/** `X-Watson-Metadata: customer_id=…` labels uploaded data for DELETE /v3/user_data. */
+export function customerIdOf(req: Request): string | null {
+  const header = req.headers['x-watson-metadata'];
+  const match = typeof header === 'string' ? /customer_id=([^;\s]+)/.exec(header) : null;
+  return match ? match[1] : null;
+}
+
+const filesOf = (req: Request): UploadedFile[] => (Array.isArray(req.files) ? req.files : []);
+const owner = (req: Request) => req.ownerId!;
+const idParam = (req: Request) => String(req.params.classifierId);
+
+export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof import('../multipart').multipartUpload>) {
+  const router = Router();
+
+  router.post('/classifiers', ...upload, async (req, res) => {
+    res.json(
+      await createClassifier(ctx, { ownerId: owner(req), name: req.body?.name, files: filesOf(req), customerId: customerIdOf(req) }),
+    );
+  });
+
+  router.get('/classifiers', async (req, res) => {
+    res.json(await listClassifiers(ctx, { ownerId: owner(req), verbose: String(req.query.verbose) === 'true' }));
+  });
+
+  router.get('/classifiers/:classifierId', async (req, res) => {
+    res.json(await getClassifier(ctx, { ownerId: owner(req), classifierId: idParam(req) }));
+  });
+
+  router.post('/classifiers/:classifierId', ...upload, async (req, res) => {
+    res.json(
+      await updateClassifier(ctx, {
+        ownerId: owner(req),
+        classifierId: idParam(req),
+        files: filesOf(req),
+        customerId: customerIdOf(req),
+      }),
+    );
+  });
+
+  router.delete('/classifiers/:classifierId', async (req, res) => {
+    await deleteClassifier(ctx, { ownerId: owner(req), classifierId: idParam(req) });
+    res.json({});
+  });
+
+  router.get('/classifiers/:classifierId/core_ml_model', (req) => {
+    coreMlModel(ctx, { ownerId: owner(req), classifierId: idParam(req) });
+  });
+
+  router.get('/classifiers/:classifierId/versions', (req, res) => {
+    res.json(listVersions(ctx, { ownerId: owner(req), classifierId: idParam(req) }));
+  });
+
+  return router;
+}

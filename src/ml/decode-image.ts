@@ -1,0 +1,250 @@
+/**
+ * Turns untrusted upload bytes into a small sRGB pixel square for the models,
+ * or an ImageDecodeError a user can act on. Never crashes, never allocates in
+ * proportion to what a header merely claims.
+ *
+ * Policy:
+ * - Accepted formats are sniffed from magic bytes (JPEG, PNG, GIF, TIFF, WebP);
+ *   anything else is refused before sharp sees it.
+ * - The header is read first (no pixel decoding) and images over
+ *   MAX_INPUT_PIXELS are refused; sharp's `limitInputPixels` enforces the same
+ *   limit again during decoding.
+ * - Pixels are decoded with `failOn: 'warning'`, sharp's advice for untrusted
+ *   input: libjpeg reports corrupt compressed data only as warnings, so any
+ *   laxer level hands back garbage for a corrupt JPEG. libjpeg notices stray
+ *   markers and misaligned data, which is what random damage produces, but not
+ *   every corruption: a run of zero bytes, say, can decode silently to noise.
+ * - The one exception is a JPEG that merely ends early (an upload or download
+ *   cut short). It is decoded again leniently and accepted when at most
+ *   MAX_MISSING_JPEG_FRACTION of the picture is missing: libjpeg paints the
+ *   missing blocks flat grey (128), so the grey band at the bottom measures the
+ *   loss. A progressive JPEG whose first scan is complete loses detail, not
+ *   area, and is accepted.
+ *
+ * sharp settings for a server (set once, when this module loads): the libvips
+ * operation cache is off, since every upload is decoded once and the cache
+ * would hold up to 50 MB of pixels for nothing; concurrency is one libvips
+ * thread per image, since the service decodes several images at once on
+ * libuv's pool and inference needs the remaining core.
+ */
+import sharp, { type Metadata } from 'sharp';
+
+sharp.cache(false);
+sharp.concurrency(1);
+
+/** 50 megapixels: ordinary cameras and phones (12–48 MP) pass; 108–200 MP full-resolution phone modes are refused. */
+export const MAX_INPUT_PIXELS = 50_000_000;
+
+/** Largest share of a truncated JPEG's height allowed to be missing (a grey band at the bottom). */
+const MAX_MISSING_JPEG_FRACTION = 0.05;
+
+/** Height of the thumbnail used to measure how much of a truncated JPEG is missing. */
+const TRUNCATION_PROBE_SIZE = 256;
+
+const MAX_OUTPUT_SIZE = 4096;
+
+export type ImageType = 'jpeg' | 'png' | 'gif' | 'tiff' | 'webp';
+
+export class ImageDecodeError extends Error {
+  readonly fileName: string;
+  readonly reason: string;
+
+  constructor(fileName: string, reason: string, options?: { cause?: unknown }) {
+    super(`${fileName}: ${reason}`, options);
+    this.name = 'ImageDecodeError';
+    this.fileName = fileName;
+    this.reason = reason;
+  }
+}
+
+export interface DecodedImage {
+  /** size × size × 3 bytes, sRGB, row-major, channels interleaved (HWC). */
+  rgb: Buffer;
+  size: number;
+  /** Width of the original picture as viewed (after EXIF rotation). */
+  width: number;
+  /** Height of the original picture as viewed (after EXIF rotation). */
+  height: number;
+}
+
+function startsWith(bytes: Buffer, signature: readonly number[], offset = 0): boolean {
+  if (bytes.length < offset + signature.length) return false;
+  return signature.every((b, i) => bytes[offset + i] === b);
+}
+
+const ascii = (text: string): number[] => [...text].map((c) => c.charCodeAt(0));
+
+/** The image type announced by the file's first bytes; null when it is none of the accepted ones. */
+export function sniffImageType(bytes: Buffer): ImageType | null {
+  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return 'jpeg';
+  if (startsWith(bytes, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'png';
+  if (startsWith(bytes, ascii('GIF87a')) || startsWith(bytes, ascii('GIF89a'))) return 'gif';
+  // Little- and big-endian TIFF, classic (42) and BigTIFF (43).
+  if (startsWith(bytes, [0x49, 0x49, 0x2a, 0x00]) || startsWith(bytes, [0x4d, 0x4d, 0x00, 0x2a])) return 'tiff';
+  if (startsWith(bytes, [0x49, 0x49, 0x2b, 0x00]) || startsWith(bytes, [0x4d, 0x4d, 0x00, 0x2b])) return 'tiff';
+  if (startsWith(bytes, ascii('RIFF')) && startsWith(bytes, ascii('WEBP'), 8)) return 'webp';
+  return null;
+}
+
+const ACCEPTED_FORMATS = 'a JPEG, PNG, GIF, TIFF or WebP image';
+
+/** What an unaccepted file seems to be, for the error message. */
+function describeUnaccepted(bytes: Buffer): string {
+  const head = bytes.subarray(0, 512);
+  const text = head.toString('latin1').trimStart().toLowerCase();
+  if (startsWith(bytes, ascii('%PDF'))) return 'it is a PDF document';
+  if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04])) return 'it is a ZIP archive (archives inside archives are not opened)';
+  if (startsWith(bytes, ascii('BM'))) return 'it is a BMP image, which is not supported';
+  if (startsWith(bytes, ascii('ftyp'), 4)) return 'it is a HEIC/AVIF or video file, which is not supported';
+  if (text.startsWith('<svg') || (text.startsWith('<?xml') && text.includes('<svg'))) return 'it is an SVG drawing, which is not supported';
+  const printable = head.every((b) => b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b !== 0x7f));
+  if (printable) return 'it contains text';
+  return `it starts with bytes ${[...bytes.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`;
+}
+
+/** Whether the file lacks its format's closing bytes, i.e. was probably cut short. */
+function lacksEnding(type: ImageType, bytes: Buffer): boolean {
+  const tail = bytes.subarray(Math.max(0, bytes.length - 64));
+  switch (type) {
+    case 'jpeg':
+      return tail.lastIndexOf(Buffer.from([0xff, 0xd9])) < 0;
+    case 'png':
+      return tail.lastIndexOf(Buffer.from('IEND', 'ascii')) < 0;
+    case 'gif':
+      return bytes[bytes.length - 1] !== 0x3b;
+    default:
+      return false;
+  }
+}
+
+function sharpDetail(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.split('\n')[0].trim();
+}
+
+const INCOMPLETE_REASON = 'the file is incomplete: it ends before the image data does (was the upload or download cut short?); upload the complete file';
+
+function decodeFailureReason(type: ImageType, bytes: Buffer, err: unknown): string {
+  const detail = sharpDetail(err);
+  if (/exceeds pixel limit/i.test(detail)) return tooManyPixelsReason();
+  if (/premature end of JPEG|unexpected end of/i.test(detail) || lacksEnding(type, bytes)) return INCOMPLETE_REASON;
+  return `the ${type.toUpperCase()} image data is corrupt and cannot be decoded (${detail}); upload an undamaged copy of the image`;
+}
+
+function tooManyPixelsReason(width?: number, height?: number): string {
+  const limit = `the ${MAX_INPUT_PIXELS / 1e6}-megapixel limit`;
+  if (width === undefined || height === undefined) return `the image has more pixels than ${limit}; scale it down and upload it again`;
+  const megapixels = ((width * height) / 1e6).toFixed(1);
+  return `the image is ${width}×${height} pixels (${megapixels} megapixels), more than ${limit}; scale it down and upload it again`;
+}
+
+interface Header {
+  /** Dimensions as viewed, after EXIF rotation. */
+  width: number;
+  height: number;
+  channels: number;
+}
+
+/** Reads the header only: no pixel data is decoded, whatever size it declares. */
+async function readHeader(bytes: Buffer, fileName: string, type: ImageType): Promise<Header> {
+  let metadata: Metadata;
+  try {
+    // The limit is checked below, with the real dimensions in the message.
+    metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    const reason = lacksEnding(type, bytes)
+      ? INCOMPLETE_REASON
+      : `the ${type.toUpperCase()} header is unreadable (${sharpDetail(err)}); upload an undamaged copy of the image`;
+    throw new ImageDecodeError(fileName, reason, { cause: err });
+  }
+  const { width, height } = metadata;
+  if (width * height > MAX_INPUT_PIXELS) throw new ImageDecodeError(fileName, tooManyPixelsReason(width, height));
+  return { width: metadata.autoOrient.width, height: metadata.autoOrient.height, channels: metadata.channels };
+}
+
+async function renderSquare(bytes: Buffer, size: number, failOn: 'warning' | 'none'): Promise<Buffer> {
+  const { data, info } = await sharp(bytes, { failOn, limitInputPixels: MAX_INPUT_PIXELS, autoOrient: true, pages: 1 })
+    .flatten({ background: '#ffffff' })
+    .resize(size, size, { fit: 'cover', position: 'centre' })
+    // Greyscale, CMYK and 16-bit input all leave as 8-bit, 3-channel sRGB.
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 || data.length !== size * size * 3) {
+    throw new Error(`sharp returned ${info.width}×${info.height}×${info.channels} instead of ${size}×${size}×3`);
+  }
+  return data;
+}
+
+/**
+ * Share of a truncated JPEG's rows (as stored, before EXIF rotation) that
+ * libjpeg filled with flat grey because their data is missing.
+ */
+async function missingJpegFraction(bytes: Buffer): Promise<number> {
+  const { data, info } = await sharp(bytes, { failOn: 'none', limitInputPixels: MAX_INPUT_PIXELS, ignoreIcc: true })
+    .resize(TRUNCATION_PROBE_SIZE, TRUNCATION_PROBE_SIZE, { fit: 'inside', kernel: 'nearest' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const rowLength = info.width * info.channels;
+  let greyRows = 0;
+  for (let y = info.height - 1; y >= 0; y--) {
+    const row = data.subarray(y * rowLength, (y + 1) * rowLength);
+    if (!row.every((v) => v >= 127 && v <= 129)) break;
+    greyRows++;
+  }
+  return greyRows / info.height;
+}
+
+function isJpegTruncation(err: unknown): boolean {
+  return /premature end of JPEG/i.test(sharpDetail(err));
+}
+
+/**
+ * Decodes an uploaded image to `size`×`size` sRGB pixels: EXIF rotation applied,
+ * alpha flattened on white, first frame of an animation, scaled to cover the
+ * square and centre-cropped. Throws ImageDecodeError for anything that is not a
+ * sound image within MAX_INPUT_PIXELS.
+ */
+export async function decodeImage(bytes: Buffer, fileName: string, size: number): Promise<DecodedImage> {
+  if (!Number.isInteger(size) || size < 1 || size > MAX_OUTPUT_SIZE) {
+    throw new RangeError(`decodeImage: size must be an integer from 1 to ${MAX_OUTPUT_SIZE}, got ${size}`);
+  }
+  if (bytes.length === 0) throw new ImageDecodeError(fileName, 'the file is empty (0 bytes); upload the image file itself');
+  const type = sniffImageType(bytes);
+  if (type === null) {
+    throw new ImageDecodeError(fileName, `the file is not ${ACCEPTED_FORMATS}: ${describeUnaccepted(bytes)}; upload the picture as JPEG or PNG`);
+  }
+  const header = await readHeader(bytes, fileName, type);
+  let rgb: Buffer;
+  try {
+    rgb = await renderSquare(bytes, size, 'warning');
+  } catch (err) {
+    if (type !== 'jpeg' || !isJpegTruncation(err) || (header.channels !== 1 && header.channels !== 3)) {
+      throw new ImageDecodeError(fileName, decodeFailureReason(type, bytes, err), { cause: err });
+    }
+    rgb = await decodeTruncatedJpeg(bytes, fileName, size, err);
+  }
+  return { rgb, size, width: header.width, height: header.height };
+}
+
+async function decodeTruncatedJpeg(bytes: Buffer, fileName: string, size: number, strictError: unknown): Promise<Buffer> {
+  let missing: number;
+  try {
+    missing = await missingJpegFraction(bytes);
+  } catch (err) {
+    throw new ImageDecodeError(fileName, INCOMPLETE_REASON, { cause: err });
+  }
+  if (missing > MAX_MISSING_JPEG_FRACTION) {
+    const percent = Math.round(missing * 100);
+    throw new ImageDecodeError(
+      fileName,
+      `the JPEG file is incomplete: the bottom ${percent}% of the picture is missing (was the upload or download cut short?); upload the complete file`,
+      { cause: strictError },
+    );
+  }
+  try {
+    return await renderSquare(bytes, size, 'none');
+  } catch (err) {
+    throw new ImageDecodeError(fileName, decodeFailureReason('jpeg', bytes, err), { cause: err });
+  }
+}

@@ -1,0 +1,217 @@
+import os from 'node:os';
+import * as ort from 'onnxruntime-node';
+import { colorClasses } from './color-classes';
+import { decodeImage, ImageDecodeError, type DecodedImage } from './decode-image';
+import { PackError, type LoadedPack } from './model-pack';
+import { packKey, type BuiltinClass, type ImageInput, type PackManifest } from './types';
+
+export interface ImageAnalysis {
+  /** L2-normalised embedding of `dim` values. */
+  embedding: Float32Array;
+  /** Probability that the image is explicit (packs with an explicit head only). */
+  explicit?: number;
+  /** Raw ImageNet logits (packs with an ImageNet head only). */
+  imagenetLogits?: Float32Array;
+  colors: BuiltinClass[];
+  /** Size of the original picture as viewed. */
+  width: number;
+  height: number;
+}
+
+export interface EmbedderOptions {
+  /** ONNX Runtime intra-op threads: 1 per worker when several workers share a machine. */
+  threads: number;
+  /** Images per inference call (default 16). */
+  batchSize?: number;
+}
+
+/**
+ * nsfwjs's softmax classes that depict sexual content explicitly: photographed (porn) or drawn
+ * (hentai). "sexy" is suggestive but not explicit, "drawing" and "neutral" are safe. The classes
+ * are exclusive, so the sum is the model's probability that an image is explicit.
+ */
+const EXPLICIT_LABELS = ['porn', 'hentai'];
+
+/** Runs a model pack over images: decode, batch, infer, and turn outputs into analyses. */
+export class Embedder {
+  readonly packKey: string;
+  readonly dim: number;
+  /** Inference calls run one at a time, so concurrent `analyze` calls never oversubscribe the threads. */
+  private inferenceQueue: Promise<unknown> = Promise.resolve();
+  private readonly explicitIndices?: number[];
+  /** pixel·scale[c] + offset[c] = (pixel/255 − mean[c]) / std[c] */
+  private readonly scale: number[];
+  private readonly offset: number[];
+
+  private constructor(
+    readonly manifest: PackManifest,
+    private readonly session: ort.InferenceSession,
+    private readonly batchSize: number,
+    private readonly decodeConcurrency: number,
+  ) {
+    this.packKey = packKey(manifest);
+    this.dim = manifest.embedding.dim;
+    this.scale = manifest.input.std.map((std) => 1 / (255 * std));
+    this.offset = manifest.input.mean.map((mean, c) => -mean / manifest.input.std[c]);
+    const explicit = manifest.heads.explicit;
+    if (explicit) this.explicitIndices = EXPLICIT_LABELS.map((label) => explicit.labels.indexOf(label)).filter((i) => i >= 0);
+  }
+
+  static async create(pack: LoadedPack, options: EmbedderOptions): Promise<Embedder> {
+    const batchSize = options.batchSize ?? 16;
+    if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+    const session = await ort.InferenceSession.create(pack.modelPath, {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: options.threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+    const { manifest } = pack;
+    const wanted = [...manifest.embedding.outputs, manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((name): name is string => !!name);
+    const missing = wanted.filter((name) => !session.outputNames.includes(name));
+    if (!session.inputNames.includes(manifest.input.name)) missing.unshift(`input ${manifest.input.name}`);
+    if (missing.length > 0) {
+      await session.release();
+      throw new PackError(pack.modelPath, `the model lacks ${missing.join(', ')} named in the manifest`);
+    }
+    // Enough decodes in flight to keep libuv's pool busy, few enough to bound memory for huge photos.
+    const decodeConcurrency = Math.max(2, Math.min(batchSize, os.availableParallelism() * 2));
+    return new Embedder(manifest, session, batchSize, decodeConcurrency);
+  }
+
+  /**
+   * Analyses images in input order. An image that cannot be decoded gets its ImageDecodeError in
+   * its slot; the others are unaffected. The next batch decodes while the current one runs.
+   */
+  async analyze(images: ImageInput[]): Promise<Array<ImageAnalysis | ImageDecodeError>> {
+    const results = new Array<ImageAnalysis | ImageDecodeError>(images.length);
+    const batches: ImageInput[][] = [];
+    for (let start = 0; start < images.length; start += this.batchSize) batches.push(images.slice(start, start + this.batchSize));
+
+    let next = batches.length > 0 ? this.decodeBatch(batches[0]) : undefined;
+    let offset = 0;
+    for (let b = 0; b < batches.length; b += 1) {
+      const decoded = await next!;
+      next = b + 1 < batches.length ? this.decodeBatch(batches[b + 1]) : undefined;
+      // If inference throws, the prefetch's own failure must not surface as an unhandled rejection.
+      next?.catch(() => undefined);
+      const good = decoded.filter((d): d is DecodedImage => !(d instanceof ImageDecodeError));
+      const analyses = good.length > 0 ? await this.infer(good) : [];
+      let g = 0;
+      decoded.forEach((d, i) => {
+        results[offset + i] = d instanceof ImageDecodeError ? d : analyses[g++];
+      });
+      offset += decoded.length;
+    }
+    return results;
+  }
+
+  async close(): Promise<void> {
+    await this.inferenceQueue.catch(() => undefined);
+    await this.session.release();
+  }
+
+  private decodeBatch(batch: ImageInput[]): Promise<Array<DecodedImage | ImageDecodeError>> {
+    const size = this.manifest.input.size;
+    return mapLimited(batch, this.decodeConcurrency, async (image) => {
+      try {
+        return await decodeImage(image.bytes, image.name, size);
+      } catch (error) {
+        if (error instanceof ImageDecodeError) return error;
+        throw error;
+      }
+    });
+  }
+
+  private infer(images: DecodedImage[]): Promise<ImageAnalysis[]> {
+    const run = this.inferenceQueue.catch(() => undefined).then(() => this.runBatch(images));
+    this.inferenceQueue = run;
+    return run;
+  }
+
+  private async runBatch(images: DecodedImage[]): Promise<ImageAnalysis[]> {
+    const { name, size } = this.manifest.input;
+    const input = new ort.Tensor('float32', this.toNchw(images), [images.length, 3, size, size]);
+    const outputs = await this.session.run({ [name]: input });
+    const data = (outputName: string): Float32Array => outputs[outputName].data as Float32Array;
+    const embeddingParts = this.manifest.embedding.outputs.map(data);
+    const explicitProbs = this.manifest.heads.explicit && data(this.manifest.heads.explicit.output);
+    const imagenetLogits = this.manifest.heads.imagenet && data(this.manifest.heads.imagenet.output);
+    const analyses = images.map((image, i) => {
+      const analysis: ImageAnalysis = {
+        embedding: this.embedding(embeddingParts, i, images.length),
+        colors: colorClasses(image),
+        width: image.width,
+        height: image.height,
+      };
+      if (explicitProbs) {
+        const per = explicitProbs.length / images.length;
+        analysis.explicit = Math.min(1, this.explicitIndices!.reduce((sum, k) => sum + explicitProbs[i * per + k], 0));
+      }
+      if (imagenetLogits) {
+        const per = imagenetLogits.length / images.length;
+        analysis.imagenetLogits = imagenetLogits.slice(i * per, (i + 1) * per);
+      }
+      return analysis;
+    });
+    for (const value of Object.values(outputs)) value.dispose();
+    return analyses;
+  }
+
+  /** HWC uint8 pixels of each image into one normalised NCHW float batch. */
+  private toNchw(images: DecodedImage[]): Float32Array {
+    const plane = this.manifest.input.size ** 2;
+    const out = new Float32Array(images.length * 3 * plane);
+    images.forEach((image, n) => {
+      const { rgb } = image;
+      for (let c = 0; c < 3; c += 1) {
+        const scale = this.scale[c];
+        const offset = this.offset[c];
+        const base = (n * 3 + c) * plane;
+        for (let p = 0, src = c; p < plane; p += 1, src += 3) out[base + p] = rgb[src] * scale + offset;
+      }
+    });
+    return out;
+  }
+
+  /** Each output's slice L2-normalised, concatenated, and the whole L2-normalised again. */
+  private embedding(parts: Float32Array[], index: number, batch: number): Float32Array {
+    const out = new Float32Array(this.dim);
+    let at = 0;
+    for (const part of parts) {
+      const per = part.length / batch;
+      if (at + per > this.dim) throw new PackError(this.packKey, `embedding outputs hold more than the manifest's dim ${this.dim}`);
+      const slice = part.subarray(index * per, (index + 1) * per);
+      const norm = l2Norm(slice);
+      for (let j = 0; j < per; j += 1) out[at + j] = norm > 0 ? slice[j] / norm : 0;
+      at += per;
+    }
+    if (at !== this.dim) throw new PackError(this.packKey, `embedding outputs hold ${at} values, the manifest says ${this.dim}`);
+    const norm = l2Norm(out);
+    if (norm > 0) for (let j = 0; j < out.length; j += 1) out[j] /= norm;
+    return out;
+  }
+}
+
+function l2Norm(values: Float32Array): number {
+  let sum = 0;
+  for (let j = 0; j < values.length; j += 1) sum += values[j] * values[j];
+  return Math.sqrt(sum);
+}
+
+/** Like Promise.all(items.map(fn)) with at most `limit` calls in flight. */
+async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let nextIndex = 0;
+  const worker = async (): Promise<void> => {
+    while (nextIndex < items.length) {
+      const index = nextIndex;
+      nextIndex += 1;
+      results[index] = await fn(items[index]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,121 @@
+import { createHash } from 'crypto';
+import { HeadFileError } from './errors';
+import type { HeadEvaluation, TrainedHead } from './types';
+
+/**
+ * Head file layout (all little-endian):
+ *   8 bytes  magic "WVRHEAD\0"
+ *   u32      format version
+ *   u32      header length H
+ *   H bytes  UTF-8 JSON: packKey, dim, classes, platt, evaluation, trainedAt
+ *   0–3 zero bytes so the arrays start 4-byte aligned
+ *   f32[dim] center, f32[classes·dim] weights, f32[classes] bias
+ *   32 bytes SHA-256 of everything before it
+ */
+export const HEAD_FORMAT_VERSION = 1;
+const MAGIC = Buffer.from('WVRHEAD\0', 'latin1');
+const PREFIX_BYTES = MAGIC.length + 8;
+const CHECKSUM_BYTES = 32;
+
+interface HeadHeader {
+  packKey: string;
+  dim: number;
+  classes: string[];
+  platt: Array<{ a: number; b: number }>;
+  evaluation: HeadEvaluation;
+  trainedAt: string;
+}
+
+export function serializeHead(head: TrainedHead): Buffer {
+  if (head.formatVersion !== HEAD_FORMAT_VERSION) {
+    throw new RangeError(`cannot write head format version ${head.formatVersion}; this build writes version ${HEAD_FORMAT_VERSION}`);
+  }
+  const classes = head.classes.length;
+  if (head.center.length !== head.dim || head.weights.length !== classes * head.dim || head.bias.length !== classes || head.platt.length !== classes) {
+    throw new RangeError(`head arrays do not match dim ${head.dim} and ${classes} classes`);
+  }
+  const header: HeadHeader = {
+    packKey: head.packKey,
+    dim: head.dim,
+    classes: head.classes,
+    platt: head.platt,
+    evaluation: head.evaluation,
+    trainedAt: head.trainedAt,
+  };
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const arraysStart = align4(PREFIX_BYTES + json.length);
+  const floats = head.dim + classes * head.dim + classes;
+  const bytes = Buffer.alloc(arraysStart + floats * 4 + CHECKSUM_BYTES);
+  MAGIC.copy(bytes, 0);
+  bytes.writeUInt32LE(HEAD_FORMAT_VERSION, MAGIC.length);
+  bytes.writeUInt32LE(json.length, MAGIC.length + 4);
+  json.copy(bytes, PREFIX_BYTES);
+  let offset = arraysStart;
+  for (const array of [head.center, head.weights, head.bias]) {
+    for (let k = 0; k < array.length; k++, offset += 4) bytes.writeFloatLE(array[k], offset);
+  }
+  checksum(bytes.subarray(0, offset)).copy(bytes, offset);
+  return bytes;
+}
+
+/** Reads a head file; `source` names it in errors. */
+export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHead {
+  const fail = (reason: string): never => {
+    throw new HeadFileError(source, reason);
+  };
+  if (bytes.length < PREFIX_BYTES || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) {
+    fail(bytes.length < MAGIC.length ? `too short to be a head file (${bytes.length} bytes)` : 'not a head file (wrong magic bytes)');
+  }
+  const version = bytes.readUInt32LE(MAGIC.length);
+  if (version !== HEAD_FORMAT_VERSION) fail(`head format version ${version} is not supported (this build reads version ${HEAD_FORMAT_VERSION})`);
+  const headerLength = bytes.readUInt32LE(MAGIC.length + 4);
+  if (PREFIX_BYTES + headerLength > bytes.length) fail(`truncated: header needs ${headerLength} bytes, file has ${bytes.length - PREFIX_BYTES} left`);
+
+  let header: HeadHeader;
+  try {
+    header = JSON.parse(bytes.subarray(PREFIX_BYTES, PREFIX_BYTES + headerLength).toString('utf8')) as HeadHeader;
+  } catch {
+    return fail('corrupt header (not valid JSON)');
+  }
+  const classes = Array.isArray(header.classes) ? header.classes.length : -1;
+  if (!Number.isInteger(header.dim) || header.dim <= 0 || classes < 1 || !Array.isArray(header.platt) || header.platt.length !== classes) {
+    fail('corrupt header (dim, classes or calibration missing)');
+  }
+  const arraysStart = align4(PREFIX_BYTES + headerLength);
+  const floats = header.dim + classes * header.dim + classes;
+  const expectedLength = arraysStart + floats * 4 + CHECKSUM_BYTES;
+  if (bytes.length < expectedLength) fail(`truncated: expected ${expectedLength} bytes, got ${bytes.length}`);
+  if (bytes.length > expectedLength) fail(`corrupt: ${bytes.length - expectedLength} unexpected bytes after the data`);
+  const checksumAt = expectedLength - CHECKSUM_BYTES;
+  if (!checksum(bytes.subarray(0, checksumAt)).equals(bytes.subarray(checksumAt))) fail('corrupt: checksum mismatch');
+
+  let offset = arraysStart;
+  const readFloats = (count: number): Float32Array => {
+    const array = new Float32Array(count);
+    for (let k = 0; k < count; k++, offset += 4) array[k] = bytes.readFloatLE(offset);
+    return array;
+  };
+  const center = readFloats(header.dim);
+  const weights = readFloats(classes * header.dim);
+  const bias = readFloats(classes);
+  return {
+    formatVersion: version,
+    packKey: header.packKey,
+    dim: header.dim,
+    classes: header.classes,
+    center,
+    weights,
+    bias,
+    platt: header.platt,
+    evaluation: header.evaluation,
+    trainedAt: header.trainedAt,
+  };
+}
+
+function align4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+function checksum(bytes: Buffer): Buffer {
+  return createHash('sha256').update(bytes).digest();
+}

@@ -1,0 +1,22 @@
+import { sigmoid } from './platt';
+import type { TrainedHead } from './types';
+
+/** Linear decision value of each class (before calibration), in head.classes order. */
+export function headDecisions(head: TrainedHead, embedding: Float32Array): number[] {
+  if (embedding.length !== head.dim) {
+    throw new RangeError(`embedding has ${embedding.length} values but head for pack ${head.packKey} expects ${head.dim}`);
+  }
+  const centred = new Float64Array(head.dim);
+  for (let k = 0; k < head.dim; k++) centred[k] = embedding[k] - head.center[k];
+  return head.classes.map((_, c) => {
+    const offset = c * head.dim;
+    let z = head.bias[c];
+    for (let k = 0; k < head.dim; k++) z += head.weights[offset + k] * centred[k];
+    return z;
+  });
+}
+
+/** Calibrated scores in [0,1], in head.classes order; 0.5 is the balanced decision threshold. */
+export function scoreHead(head: TrainedHead, embedding: Float32Array): number[] {
+  return headDecisions(head, embedding).map((z, c) => sigmoid(head.platt[c].a * z + head.platt[c].b));
+}

@@ -1,0 +1,243 @@
+import * as os from 'os';
+import { HeadTrainingError } from './errors';
+import { planEvaluation, type EvaluationPlan } from './folds';
+import { HEAD_FORMAT_VERSION } from './head-file';
+import { minimizeAll, type BatchEvaluator } from './lbfgs';
+import { LogisticLossEvaluator } from './logistic-graph';
+import { confusionAt, f1Score, precision, recall, rocAuc } from './metrics';
+import { fitPlatt, sigmoid } from './platt';
+import type { ClassEvaluation, HeadEvaluation, TrainedHead, TrainHeadOptions, TrainingSet } from './types';
+import { validateTrainingSet } from './validate';
+
+/**
+ * L2 strength, in units of one (class-balanced) example's log-loss; chosen with
+ * bench/accuracy.ts on real photos and fixed.
+ */
+export const DEFAULT_L2 = 1;
+const DEFAULT_FOLDS = 5;
+const DEFAULT_SEED = 1;
+const OPTIMIZER = { gradientTolerance: Number(process.env.GT ?? 1e-4), maxIterations: 300, memory: Number(process.env.MEM ?? 10) };
+
+/**
+ * One logistic-regression problem: one class against the rest, trained on every
+ * example except those held out for `fold` (-1: the final model, all examples).
+ */
+interface Column {
+  classIndex: number;
+  fold: number;
+  targets: Float32Array;
+  /** Class-balanced sample weights; 0 for held-out rows. */
+  weights: Float32Array;
+  /** Rows this model is evaluated on. */
+  heldOut: Int32Array;
+  trainable: boolean;
+}
+
+/**
+ * Trains one-vs-rest logistic regression heads, all cross-validation models and
+ * the final models at once, then calibrates them on the out-of-fold decisions
+ * and evaluates them.
+ */
+export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Promise<TrainedHead> {
+  const dim = validateTrainingSet(set);
+  const requestedFolds = options.folds ?? DEFAULT_FOLDS;
+  if (!Number.isInteger(requestedFolds) || requestedFolds < 2) {
+    throw new HeadTrainingError(`folds must be a whole number of at least 2 (got ${requestedFolds})`);
+  }
+  const threads = options.threads ?? Math.min(2, os.cpus().length);
+  const l2 = options.l2 ?? DEFAULT_L2;
+  const examples = set.embeddings.length;
+  const classLabels = set.classes.map((_, c) => Uint8Array.from(set.positives, (list) => (list.includes(c) ? 1 : 0)));
+  const plan = planEvaluation(classLabels, examples, requestedFolds, options.seed ?? DEFAULT_SEED);
+
+  const { features, center } = centredFeatures(set.embeddings, dim);
+  const columns = buildColumns(classLabels, plan);
+  const trainable = columns.filter((column) => column.trainable);
+  const evaluator = await LogisticLossEvaluator.create(features, examples, dim, threads);
+
+  let progress = 0;
+  const results = await minimizeAll(trainable.map(() => new Float64Array(dim + 1)), columnEvaluator(evaluator, trainable, l2), {
+    ...OPTIMIZER,
+    onRound: (finished, round) => {
+      progress = Math.max(progress, Math.min(0.99, finished, round / OPTIMIZER.maxIterations));
+      options.onProgress?.(progress);
+    },
+  });
+
+  const solutions = new Map(trainable.map((column, k) => [column, results[k]]));
+  const weights = new Float32Array(set.classes.length * dim);
+  const bias = new Float32Array(set.classes.length);
+  const outOfFold = set.classes.map(() => new Float64Array(examples));
+  for (const column of columns) {
+    const solution = solutions.get(column);
+    if (column.fold === -1) {
+      // Validation guarantees the final models are trainable.
+      const point = solution!.point;
+      weights.set(point.subarray(0, dim), column.classIndex * dim);
+      bias[column.classIndex] = point[dim];
+    } else if (solution) {
+      column.heldOut.forEach((row, k) => (outOfFold[column.classIndex][row] = solution.extra[k]));
+    }
+    // An untrainable fold model (its training part lacks positives or negatives) decides 0 everywhere.
+  }
+
+  const evaluated = Int32Array.from(plan.testFold.keys()).filter((row) => plan.testFold[row] >= 0);
+  const calibration = set.classes.map((name, c) => calibrateAndEvaluate(name, outOfFold[c], classLabels[c], evaluated));
+  options.onProgress?.(1);
+
+  return {
+    formatVersion: HEAD_FORMAT_VERSION,
+    packKey: options.packKey,
+    dim,
+    classes: [...set.classes],
+    center,
+    weights,
+    bias,
+    platt: calibration.map((c) => c.platt),
+    evaluation: {
+      method: plan.method,
+      folds: plan.folds,
+      examples: evaluated.length,
+      classes: calibration.map((c) => c.evaluation),
+      ...topOneAccuracy(calibration.map((c) => c.scores), classLabels, evaluated),
+    },
+    trainedAt: new Date().toISOString(),
+  };
+}
+
+/** Embeddings as one row-major matrix minus their mean: the bias absorbs the shift, conditioning improves. */
+function centredFeatures(embeddings: Float32Array[], dim: number): { features: Float32Array; center: Float32Array } {
+  const mean = new Float64Array(dim);
+  for (const embedding of embeddings) for (let k = 0; k < dim; k++) mean[k] += embedding[k];
+  const center = Float32Array.from(mean, (sum) => sum / embeddings.length);
+  const features = new Float32Array(embeddings.length * dim);
+  embeddings.forEach((embedding, i) => {
+    const offset = i * dim;
+    for (let k = 0; k < dim; k++) features[offset + k] = embedding[k] - center[k];
+  });
+  return { features, center };
+}
+
+function buildColumns(classLabels: Uint8Array[], plan: EvaluationPlan): Column[] {
+  const examples = plan.testFold.length;
+  const columns: Column[] = [];
+  classLabels.forEach((labels, classIndex) => {
+    for (let fold = 0; fold <= plan.folds; fold++) {
+      const modelFold = fold === plan.folds ? -1 : fold;
+      const inTraining = (row: number) => modelFold === -1 || plan.testFold[row] !== modelFold;
+      let positives = 0;
+      let trainingRows = 0;
+      for (let row = 0; row < examples; row++) {
+        if (!inTraining(row)) continue;
+        trainingRows++;
+        positives += labels[row];
+      }
+      const negatives = trainingRows - positives;
+      const weights = new Float32Array(examples);
+      for (let row = 0; row < examples; row++) {
+        if (inTraining(row)) weights[row] = trainingRows / (2 * (labels[row] ? positives : negatives));
+      }
+      columns.push({
+        classIndex,
+        fold: modelFold,
+        targets: Float32Array.from(labels),
+        weights,
+        heldOut: modelFold === -1 ? new Int32Array(0) : Int32Array.from(plan.testFold.keys()).filter((row) => !inTraining(row)),
+        trainable: positives > 0 && negatives > 0,
+      });
+    }
+  });
+  return columns;
+}
+
+/**
+ * Evaluates the L2-regularised weighted log-loss of a batch of columns in one
+ * onnxruntime run. A column's point is its weights followed by its (unregularised) bias;
+ * the extra kept per point is the decision value on the column's held-out rows.
+ */
+function columnEvaluator(evaluator: LogisticLossEvaluator, columns: Column[], l2: number): BatchEvaluator<Float32Array> {
+  const { rows, dim } = evaluator;
+  let batch: number[] = [];
+  let targets = new Float32Array(0);
+  let weights = new Float32Array(0);
+  return async (problems, points) => {
+    const width = problems.length;
+    if (problems.length !== batch.length || problems.some((p, j) => p !== batch[j])) {
+      batch = [...problems];
+      targets = new Float32Array(rows * width);
+      weights = new Float32Array(rows * width);
+      problems.forEach((p, j) => {
+        const column = columns[p];
+        for (let row = 0; row < rows; row++) {
+          targets[row * width + j] = column.targets[row];
+          weights[row * width + j] = column.weights[row];
+        }
+      });
+    }
+    const w = new Float32Array(dim * width);
+    const b = new Float32Array(width);
+    points.forEach((point, j) => {
+      for (let k = 0; k < dim; k++) w[k * width + j] = point[k];
+      b[j] = point[dim];
+    });
+    const result = await evaluator.evaluate(w, b, targets, weights, width);
+    return problems.map((p, j) => {
+      const point = points[j];
+      const gradient = new Float64Array(dim + 1);
+      let squaredNorm = 0;
+      for (let k = 0; k < dim; k++) {
+        gradient[k] = result.gradW[k * width + j] + l2 * point[k];
+        squaredNorm += point[k] * point[k];
+      }
+      gradient[dim] = result.gradB[j];
+      const heldOut = columns[p].heldOut;
+      const extra = Float32Array.from(heldOut, (row) => result.decision[row * width + j]);
+      return { value: result.loss[j] + 0.5 * l2 * squaredNorm, gradient, extra };
+    });
+  };
+}
+
+function calibrateAndEvaluate(
+  name: string,
+  decisions: Float64Array,
+  labels: Uint8Array,
+  evaluated: Int32Array,
+): { platt: { a: number; b: number }; scores: Float64Array; evaluation: ClassEvaluation } {
+  const z = Float64Array.from(evaluated, (row) => decisions[row]);
+  const y = Uint8Array.from(evaluated, (row) => labels[row]);
+  const positives = y.reduce((sum, v) => sum + v, 0);
+  const negatives = y.length - positives;
+  // Balanced weights: a score is the probability under equal priors, so 0.5 suits rare classes too.
+  const w = Float64Array.from(y, (v) => y.length / (2 * (v ? positives : negatives)));
+  const platt = fitPlatt(z, y, w);
+  const scores = Float64Array.from(z, (value) => sigmoid(platt.a * value + platt.b));
+  const counts = confusionAt(scores, y, 0.5);
+  return {
+    platt,
+    scores,
+    evaluation: {
+      class: name,
+      precision: precision(counts),
+      recall: recall(counts),
+      f1: f1Score(counts),
+      // Ranked by a·z, not the score, which saturates to ties at 0 and 1.
+      roc_auc: rocAuc(z.map((value) => platt.a * value), y),
+      support: positives,
+    },
+  };
+}
+
+/** Share of single-label evaluated examples whose highest calibrated score is their class. */
+function topOneAccuracy(scores: Float64Array[], classLabels: Uint8Array[], evaluated: Int32Array): Pick<HeadEvaluation, 'accuracy'> {
+  let counted = 0;
+  let correct = 0;
+  evaluated.forEach((row, k) => {
+    const own = classLabels.flatMap((labels, c) => (labels[row] ? [c] : []));
+    if (own.length !== 1) return;
+    counted++;
+    let best = 0;
+    for (let c = 1; c < scores.length; c++) if (scores[c][k] > scores[best][k]) best = c;
+    if (best === own[0]) correct++;
+  });
+  return counted > 0 ? { accuracy: correct / counted } : {};
+}

@@ -1,0 +1,59 @@
+/** Public shapes of custom-classifier heads: what is trained, stored and scored. */
+
+export interface TrainingSet {
+  classes: string[];
+  embeddings: Float32Array[];
+  /** positives[i] = indices into `classes` that example i is a positive of; [] = a negative example. */
+  positives: number[][];
+}
+
+export interface ClassEvaluation {
+  class: string;
+  precision: number;
+  recall: number;
+  f1: number;
+  roc_auc: number;
+  /** Positives of the class among the evaluated examples. */
+  support: number;
+}
+
+export interface HeadEvaluation {
+  method: 'k-fold' | 'holdout';
+  /** Cross-validation folds; 1 for a holdout split. */
+  folds: number;
+  /** Examples scored out of sample: the whole set for k-fold, the held-out part for holdout. */
+  examples: number;
+  classes: ClassEvaluation[];
+  /** Top-1 accuracy over evaluated examples with exactly one positive class, when any. */
+  accuracy?: number;
+}
+
+export interface TrainedHead {
+  formatVersion: number;
+  packKey: string;
+  dim: number;
+  classes: string[];
+  /** Training mean, subtracted from an embedding before the linear map. */
+  center: Float32Array;
+  /** classes × dim, row-major. */
+  weights: Float32Array;
+  bias: Float32Array;
+  /** score = sigmoid(a · decision + b) per class. */
+  platt: Array<{ a: number; b: number }>;
+  evaluation: HeadEvaluation;
+  /** ISO 8601. */
+  trainedAt: string;
+}
+
+export interface TrainHeadOptions {
+  packKey: string;
+  /** Seeds the fold assignment; same data and seed give a bit-identical head. Default 1. */
+  seed?: number;
+  /** onnxruntime intra-op threads. Default: 2, or 1 on a single-core machine. */
+  threads?: number;
+  /** Requested cross-validation folds (default 5); fewer are used when a class is too small. */
+  folds?: number;
+  /** Overrides the fixed L2 regularisation strength; for benchmarks that tune it. */
+  l2?: number;
+  onProgress?: (fraction: number) => void;
+}

@@ -1,0 +1,111 @@
+import fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { loadConfig, type Config } from './config';
+import { ApiKeyRepository } from './data-access/api-key-repository';
+import { ClassifierRepository } from './data-access/classifier-repository';
+import { dataLayout } from './data-access/data-layout';
+import { openDatabase } from './data-access/database';
+import { HeadStore } from './data-access/head-store';
+import { ImageStore } from './data-access/image-store';
+import { resolveRedis } from './data-access/redis-server';
+import { TrainingQueue } from './data-access/training-queue';
+import { bootstrapApiKeys } from './domain/bootstrap-keys';
+import type { ServiceContext } from './domain/service-context';
+import { createApp } from './entry-points/http/app';
+import { WorkerSupervisor } from './entry-points/worker-process';
+import { AsyncLock } from './lib/async-lock';
+import { createLogger } from './logger';
+import { HeadCache } from './data-access/head-cache';
+import { openEmbedder } from './data-access/model-runtime';
+import { fetchImageFromUrl } from './data-access/url-image-fetcher';
+import type { ClassifyContext } from './domain/classify-images';
+
+export interface RunningService {
+  config: Config;
+  port: number;
+  url: string;
+  ctx: ServiceContext;
+  apiKeys: ApiKeyRepository;
+  worker?: WorkerSupervisor;
+  /** Set when this start generated the first API key (shown once). */
+  generatedKey?: string;
+  close(): Promise<void>;
+}
+
+/** Starts the API and, unless START_WORKER=false, a supervised training worker process. */
+export async function startService(env: NodeJS.ProcessEnv = process.env): Promise<RunningService> {
+  const config = loadConfig(env);
+  const logger = createLogger(config.logLevel, 'api');
+  const layout = dataLayout(config.dataDir);
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  // Leftovers of uploads cut off by a crash: nothing refers to them.
+  fs.rmSync(layout.tmp, { recursive: true, force: true });
+
+  const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
+  // Converts the bundled pack on first start, before the worker needs it.
+  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
+  const db = openDatabase(layout.database);
+  const apiKeys = new ApiKeyRepository(db);
+  const { generatedKey } = bootstrapApiKeys(apiKeys, config.apiKeys);
+  const queue = new TrainingQueue(redis.url, config.queuePrefix, config.trainingAttempts);
+  const ctx: ServiceContext = {
+    config,
+    classifiers: new ClassifierRepository(db),
+    images: new ImageStore(layout.images),
+    heads: new HeadStore(layout.heads),
+    queue,
+    imageLock: new AsyncLock(),
+    logger,
+    now: () => new Date().toISOString(),
+  };
+
+  const classify: ClassifyContext = {
+    classifiers: ctx.classifiers,
+    headCache: new HeadCache(ctx.heads),
+    embedder,
+    limits: config.limits,
+    fetchImage: (url) =>
+      fetchImageFromUrl(url, {
+        maxBytes: config.limits.maxClassifyImageBytes,
+        timeoutMs: config.urlFetchTimeoutMs,
+        maxRedirects: 5,
+        allowPrivateNetworks: config.allowPrivateUrls,
+      }),
+  };
+
+  let worker: WorkerSupervisor | undefined;
+  if (config.startWorker) {
+    worker = new WorkerSupervisor({ ...env, REDIS_URL: redis.url }, logger);
+    await worker.start();
+  }
+
+  const app = createApp({ ctx, classify, apiKeys });
+  const server = app.listen(config.port, config.host);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ port }, 'Watson Visual Recognition v3 API listening');
+
+  return {
+    config,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    ctx,
+    apiKeys,
+    worker,
+    generatedKey,
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await worker?.stop();
+      await queue.close();
+      await embedder.close();
+      db.close();
+      await redis.stop();
+    },
+  };
+}

@@ -1,0 +1,98 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ImageStore, InvalidImageHashError, MissingImageError } from '../../src/data-access/image-store';
+import { solidColorJpeg, solidColorPng, BLUE, RED } from '../../fixtures/images';
+
+/** Every file under `dir`, hidden ones included, relative to it. */
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
+    .sort();
+}
+
+const sha256 = (bytes: Buffer) => crypto.createHash('sha256').update(bytes).digest('hex');
+
+describe('ImageStore', () => {
+  let root: string;
+  let store: ImageStore;
+  let jpeg: Buffer;
+  let png: Buffer;
+
+  beforeAll(async () => {
+    jpeg = await solidColorJpeg(RED);
+    png = await solidColorPng(BLUE);
+  });
+
+  beforeEach(async () => {
+    root = await fs.mkdtemp(path.join(os.tmpdir(), 'image-store-'));
+    store = new ImageStore(root);
+  });
+
+  afterEach(async () => {
+    await fs.rm(root, { recursive: true, force: true });
+  });
+
+  it('stores an image under its SHA-256 in a two-character fan-out folder', async () => {
+    const result = await store.put(jpeg);
+    const hash = sha256(jpeg);
+    expect(result).toEqual({ hash, bytes: jpeg.length, created: true });
+    expect(store.path(hash)).toBe(path.join(root, hash.slice(0, 2), hash));
+    expect(await fs.readFile(path.join(root, hash.slice(0, 2), hash))).toEqual(jpeg);
+    expect(await listFiles(root)).toEqual([path.join(hash.slice(0, 2), hash)]);
+  });
+
+  it('stores the same image once however often it is put, leaving no temp files', async () => {
+    const first = await store.put(jpeg);
+    const again = await store.put(Buffer.from(jpeg));
+    expect(again).toEqual({ ...first, created: false });
+    const concurrent = await Promise.all(Array.from({ length: 8 }, () => store.put(png)));
+    expect(new Set(concurrent.map((r) => r.hash))).toEqual(new Set([sha256(png)]));
+    expect(await listFiles(root)).toEqual([first.hash, sha256(png)].map((h) => path.join(h.slice(0, 2), h)).sort());
+  });
+
+  it('reads back, reports presence and removes', async () => {
+    const { hash } = await store.put(png);
+    const other = (await store.put(jpeg)).hash;
+    expect(await store.read(hash)).toEqual(png);
+    expect(await store.has(hash)).toBe(true);
+    await store.remove([hash, sha256(Buffer.from('never stored'))]);
+    expect(await store.has(hash)).toBe(false);
+    expect(await store.has(other)).toBe(true);
+    await expect(store.read(hash)).rejects.toThrow(MissingImageError);
+    await expect(store.read(hash)).rejects.toThrow(hash);
+  });
+
+  it('refuses anything but 64 lowercase hex characters before touching the file system', async () => {
+    const { hash } = await store.put(png);
+    const bad = ['../../etc/passwd', hash.toUpperCase(), hash.slice(1), `${hash}0`, `${hash.slice(0, 62)}/x`, '', `..${hash.slice(2)}`];
+    for (const candidate of bad) {
+      expect(() => store.path(candidate)).toThrow(InvalidImageHashError);
+      await expect(store.read(candidate)).rejects.toThrow(InvalidImageHashError);
+      await expect(store.has(candidate)).rejects.toThrow(InvalidImageHashError);
+    }
+    // One bad hash in a batch: nothing is removed.
+    await expect(store.remove([hash, '../x'])).rejects.toThrow(InvalidImageHashError);
+    expect(await store.has(hash)).toBe(true);
+  });
+
+  it('rewrites a file cut short under an image name (as a crash mid-write outside the store could leave)', async () => {
+    const hash = sha256(jpeg);
+    await fs.mkdir(path.dirname(store.path(hash)), { recursive: true });
+    await fs.writeFile(store.path(hash), jpeg.subarray(0, 10));
+    expect(await store.put(jpeg)).toEqual({ hash, bytes: jpeg.length, created: true });
+    expect(await store.read(hash)).toEqual(jpeg);
+  });
+
+  it('leaves no temp file when the final rename fails', async () => {
+    const hash = sha256(jpeg);
+    // A non-empty folder where the image file belongs: the rename onto it must fail.
+    await fs.mkdir(store.path(hash), { recursive: true });
+    await fs.writeFile(path.join(store.path(hash), 'blocker'), 'x');
+    await expect(store.put(jpeg)).rejects.toThrow();
+    expect(await listFiles(root)).toEqual([path.join(hash.slice(0, 2), hash, 'blocker')]);
+  });
+});

@@ -1,0 +1,89 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import IORedis from 'ioredis';
+import { startService, type RunningService } from '../../src/service';
+
+export const ALICE_KEY = 'alice-key-0123456789';
+export const BOB_KEY = 'bob-key-0123456789';
+export const VERSION = 'version=2018-03-19';
+
+export interface TestService {
+  service: RunningService;
+  url: string;
+  dataDir: string;
+  /** fetch against the service with alice's key (Basic apikey:<key>) unless headers say otherwise. */
+  call(method: string, pathAndQuery: string, init?: { body?: FormData | string; headers?: Record<string, string>; key?: string | null }): Promise<{ status: number; body: any }>;
+  close(): Promise<void>;
+}
+
+export function basicAuth(key: string): string {
+  return `Basic ${Buffer.from(`apikey:${key}`).toString('base64')}`;
+}
+
+/** Boots the real service (API on port 0 + training worker process) on a temp data dir and the local Redis. */
+export async function bootService(overrides: Record<string, string> = {}): Promise<TestService> {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'wvr-test-'));
+  const queuePrefix = `wvr-test-${crypto.randomBytes(4).toString('hex')}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    QUEUE_PREFIX: queuePrefix,
+    API_KEYS: `alice:${ALICE_KEY},bob:${BOB_KEY}`,
+    LOG_LEVEL: 'warn',
+    ORT_THREADS: '1',
+    TRAINING_LOCK_MS: '4000',
+    ...overrides,
+  };
+  const service = await startService(env);
+  const url = service.url;
+  return {
+    service,
+    url,
+    dataDir,
+    async call(method, pathAndQuery, init = {}) {
+      const headers: Record<string, string> = { ...(init.headers ?? {}) };
+      const key = init.key === undefined ? ALICE_KEY : init.key;
+      if (key !== null && !headers.Authorization) headers.Authorization = basicAuth(key);
+      const res = await fetch(`${url}${pathAndQuery}`, { method, body: init.body, headers });
+      const text = await res.text();
+      let body: any = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // not JSON: keep the text so the assertion shows it
+      }
+      return { status: res.status, body };
+    },
+    async close() {
+      await service.close();
+      await fs.rm(dataDir, { recursive: true, force: true });
+      const redis = new IORedis(env.REDIS_URL!);
+      const keys = await redis.keys(`${queuePrefix}:*`);
+      if (keys.length) await redis.del(...keys);
+      await redis.quit();
+    },
+  };
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Polls GET /v3/classifiers/{id} until the status is one of `statuses`. */
+export async function waitForStatus(t: TestService, id: string, statuses: string[], timeoutMs = 90_000) {
+  return waitFor(`classifier ${id} to be ${statuses.join('/')}`, async () => {
+    const res = await t.call('GET', `/v3/classifiers/${id}?${VERSION}`);
+    return statuses.includes(res.body.status) ? res.body : undefined;
+  }, timeoutMs);
+}

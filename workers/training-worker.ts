@@ -1,0 +1,99 @@
+import path from 'node:path';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { loadConfig } from '../src/config';
+import { ClassifierRepository } from '../src/data-access/classifier-repository';
+import { openDatabase } from '../src/data-access/database';
+import { HeadStore } from '../src/data-access/head-store';
+import { ImageStore } from '../src/data-access/image-store';
+import { openEmbedder } from '../src/data-access/model-runtime';
+import { dataLayout } from '../src/data-access/data-layout';
+import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../src/data-access/training-queue';
+import { TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
+import { EmbeddingCache } from '../src/ml/embedding-cache';
+import { createLogger } from '../src/logger';
+
+/**
+ * The training worker: its own process, so CPU-heavy embedding and head training never stall the
+ * API, and BullMQ's lock renewal runs on an event loop that training work does not block
+ * (inference and the head's matrix work run on onnxruntime's threads).
+ */
+async function main() {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel, 'worker');
+  const redisUrl = config.redisUrl ?? 'redis://127.0.0.1:6379';
+  const layout = dataLayout(config.dataDir);
+  const db = openDatabase(layout.database);
+  const classifiers = new ClassifierRepository(db);
+  const cache = new EmbeddingCache(layout.embeddingCache);
+  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
+  const queue = new TrainingQueue(redisUrl, config.queuePrefix, config.trainingAttempts);
+  const ctx: TrainingContext = {
+    classifiers,
+    images: new ImageStore(layout.images),
+    heads: new HeadStore(layout.heads),
+    embedder,
+    cache,
+    threads: config.ortThreads,
+    logger,
+    now: () => new Date().toISOString(),
+  };
+
+  const processor = async (job: Job<TrainingJobData>) => {
+    const { classifierId } = job.data;
+    const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    try {
+      const outcome = await trainClassifier(ctx, classifierId, {
+        finalAttempt,
+        onProgress: (f) => job.updateProgress(Math.round(f * 100)),
+      });
+      logger.info({ classifierId, outcome }, 'training run finished');
+      return outcome;
+    } catch (error) {
+      logger.warn({ classifierId, err: error, finalAttempt }, 'training run failed');
+      if (error instanceof TrainingDataError) throw new UnrecoverableError(error.message);
+      throw error;
+    }
+  };
+
+  const worker = new Worker<TrainingJobData>(TRAINING_QUEUE_NAME, processor, {
+    connection: redisConnection(redisUrl),
+    prefix: config.queuePrefix,
+    concurrency: config.workerConcurrency,
+    lockDuration: config.trainingLockMs,
+    stalledInterval: Math.max(1000, Math.floor(config.trainingLockMs / 2)),
+    maxStalledCount: 2,
+  });
+  worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  await worker.waitUntilReady();
+
+  // A classifier left training with no job (Redis lost its data, a crash between commit and queue) is queued again.
+  for (const c of classifiers.listUnfinished()) {
+    if (!(await queue.hasPendingJob(c.id))) {
+      logger.info({ classifierId: c.id }, 're-queueing unfinished training');
+      await queue.enqueue(c.id);
+    }
+  }
+  logger.info({ concurrency: config.workerConcurrency }, 'training worker ready');
+  process.send?.({ type: 'ready' });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'training worker stopping (finishing the current run)');
+    await worker.close();
+    await queue.close();
+    await embedder.close();
+    cache.close();
+    db.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('disconnect', () => void shutdown('parent exited'));
+}
+
+main().catch((err) => {
+  console.error(`training worker failed to start: ${err instanceof Error ? err.message : err}`);
+  process.exit(1);
+});
