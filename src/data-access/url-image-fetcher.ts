@@ -182,7 +182,9 @@ class Hop {
 
   /** "The URL's host" on the first hop; names the redirect target after that. */
   get hostPhrase(): string {
-    return this.redirectsSoFar === 0 ? `The URL's host ${this.url.hostname}` : `The URL redirects to ${this.url.href}, whose host ${this.url.hostname}`;
+    return this.redirectsSoFar === 0
+      ? `The URL's host ${this.url.hostname}`
+      : `The URL redirects to ${this.url.href}, whose host ${this.url.hostname}`;
   }
 }
 
@@ -216,16 +218,19 @@ function checkAddresses(hop: Hop, addresses: ResolvedAddress[], options: UrlFetc
   const refused = addresses.find((a) => !isAllowed(a.address));
   if (!refused) return;
   const isLiteral = refused.address === hop.url.hostname.replace(/^\[|\]$/g, '');
-  const what = isLiteral ? `${hop.hostPhrase} is a private address` : `${hop.hostPhrase} resolves to ${refused.address}, a private address`;
+  const what = isLiteral
+    ? `${hop.hostPhrase} is a private address`
+    : `${hop.hostPhrase} resolves to ${refused.address}, a private address`;
   throw hop.fail(`${what}; fetching it is not allowed. Give a publicly reachable URL.`);
 }
 
 /** A `lookup` for http.request that answers with the already checked addresses and never asks DNS again. */
 function pinnedLookup(addresses: ResolvedAddress[]): LookupFunction {
   return (_hostname, lookupOptions, callback) => {
-    const candidates = lookupOptions.family === 4 || lookupOptions.family === 6 ? addresses.filter((a) => a.family === lookupOptions.family) : addresses;
+    const wanted = lookupOptions.family;
+    const candidates = wanted === 4 || wanted === 6 ? addresses.filter((a) => a.family === wanted) : addresses;
     if (candidates.length === 0) {
-      const err: NodeJS.ErrnoException = new Error(`no IPv${lookupOptions.family} address among the checked ones`);
+      const err: NodeJS.ErrnoException = new Error(`no IPv${wanted} address among the checked ones`);
       err.code = 'ENOTFOUND';
       callback(err, '');
     } else if (lookupOptions.all) {
@@ -321,7 +326,12 @@ async function readImageBody(hop: Hop, response: IncomingMessage, contentType: s
   return bytes;
 }
 
-async function fetchFollowingRedirects(sourceUrl: string, options: UrlFetchOptions, signal: AbortSignal, progress: FetchProgress): Promise<FetchedImage> {
+async function fetchFollowingRedirects(
+  sourceUrl: string,
+  options: UrlFetchOptions,
+  signal: AbortSignal,
+  progress: FetchProgress,
+): Promise<FetchedImage> {
   let url: URL;
   try {
     url = new URL(sourceUrl);
@@ -340,7 +350,9 @@ async function fetchFollowingRedirects(sourceUrl: string, options: UrlFetchOptio
       if (REDIRECT_STATUSES.has(status)) {
         const location = response.headers.location;
         if (!location) throw hop.fail(`The URL answered HTTP ${status} (a redirect) without saying where to.`);
-        if (redirects >= options.maxRedirects) throw hop.fail(`The URL redirects more than ${options.maxRedirects} times; give the image's final URL.`);
+        if (redirects >= options.maxRedirects) {
+          throw hop.fail(`The URL redirects more than ${options.maxRedirects} times; give the image's final URL.`);
+        }
         try {
           url = new URL(location, url);
         } catch {
@@ -372,13 +384,15 @@ export async function fetchImageFromUrl(url: string, options: UrlFetchOptions): 
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       const limit = formatSeconds(options.timeoutMs);
-      const description = progress.receivingBody ? `The URL did not deliver the whole image within ${limit}.` : `The URL did not answer within ${limit}.`;
+      const description = progress.receivingBody
+        ? `The URL did not deliver the whole image within ${limit}.`
+        : `The URL did not answer within ${limit}.`;
       reject(new UrlFetchError(url, description));
       controller.abort();
     }, options.timeoutMs);
   });
   try {
-    void deadline; return await fetchFollowingRedirects(url, options, controller.signal, progress);
+    return await Promise.race([fetchFollowingRedirects(url, options, controller.signal, progress), deadline]);
   } finally {
     clearTimeout(timer);
   }

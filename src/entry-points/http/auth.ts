@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '../../errors';
 import type { ApiKeyRepository } from '../../data-access/api-key-repository';
+import { apiKeyOfAccessToken } from './access-token';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -8,12 +9,12 @@ declare module 'express-serve-static-core' {
   }
 }
 
-/** The API key of a request: Basic `apikey:<key>` or `Bearer <key>`. */
+/** The API key of a request: Basic `apikey:<key>`, `Bearer <key>`, or `Bearer <token from /identity/token>`. */
 export function keyFromAuthorization(header: string | undefined): string | undefined {
   if (!header) return undefined;
   const [scheme, value] = header.trim().split(/\s+/, 2);
   if (!value) return undefined;
-  if (scheme.toLowerCase() === 'bearer') return value;
+  if (scheme.toLowerCase() === 'bearer') return apiKeyOfAccessToken(value) ?? value;
   if (scheme.toLowerCase() === 'basic') {
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');

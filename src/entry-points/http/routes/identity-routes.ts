@@ -1,12 +1,11 @@
 import express, { Router } from 'express';
 import { ApiError } from '../../../errors';
 import type { ApiKeyRepository } from '../../../data-access/api-key-repository';
-
-const TOKEN_LIFETIME_S = 3600;
+import { ACCESS_TOKEN_LIFETIME_S, issueAccessToken } from '../access-token';
 
 /**
  * IBM IAM's token exchange, so SDK clients with an IamAuthenticator work unchanged.
- * The token is the API key itself: Bearer <key> is accepted on /v3, and revoking the key revokes the token.
+ * The token is a JWT standing for the API key (see access-token.ts): revoking the key revokes it.
  */
 export function identityRoutes(apiKeys: ApiKeyRepository) {
   const router = Router();
@@ -19,14 +18,15 @@ export function identityRoutes(apiKeys: ApiKeyRepository) {
         "Send grant_type=urn:ibm:params:oauth:grant-type:apikey and apikey=<your key> as an application/x-www-form-urlencoded body.",
       );
     }
-    if (!apiKeys.ownerOfKey(apikey)) throw new ApiError(401, 'The API key is not valid.');
-    const now = Math.floor(Date.now() / 1000);
+    const ownerId = apiKeys.ownerOfKey(apikey);
+    if (!ownerId) throw new ApiError(401, 'The API key is not valid.');
+    const { token, expiration } = issueAccessToken(apikey, ownerId);
     res.json({
-      access_token: apikey,
+      access_token: token,
       refresh_token: 'not_supported',
       token_type: 'Bearer',
-      expires_in: TOKEN_LIFETIME_S,
-      expiration: now + TOKEN_LIFETIME_S,
+      expires_in: ACCESS_TOKEN_LIFETIME_S,
+      expiration,
     });
   });
   return router;

@@ -1,0 +1,196 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import AdmZip from 'adm-zip';
+import VisualRecognitionV3 from 'ibm-watson/visual-recognition/v3';
+import { BasicAuthenticator, IamAuthenticator, type Authenticator } from 'ibm-watson/auth';
+import { classImages } from '../../fixtures/images';
+import { ALICE_KEY, BOB_KEY, bootService, waitFor, type TestService } from '../support/service-harness';
+import { classZip } from '../support/example-zips';
+
+/**
+ * The official ibm-watson 6.2.2 Node SDK, used exactly as its docs show, against the real
+ * service: only the service URL and the key differ from a client of IBM's Watson.
+ */
+describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
+  let t: TestService;
+  let scratchDir: string;
+  let circlesZipPath: string;
+  let squaresZip: Buffer;
+  let noiseZip: Buffer;
+  let stripesZip: Buffer;
+  let circle: Buffer;
+  let square: Buffer;
+  let stripes: Buffer;
+  let alice: VisualRecognitionV3;
+  let bob: VisualRecognitionV3;
+  let classifierId: string;
+  let created: VisualRecognitionV3.Classifier;
+
+  function sdkClient(authenticator: Authenticator): VisualRecognitionV3 {
+    return new VisualRecognitionV3({ version: '2018-03-19', serviceUrl: t.url, authenticator });
+  }
+
+  async function waitForClassifier(id: string, statuses: string[]): Promise<VisualRecognitionV3.Classifier> {
+    return waitFor(`classifier ${id} to be ${statuses.join('/')} (via the SDK)`, async () => {
+      const { result } = await alice.getClassifier({ classifierId: id });
+      return statuses.includes(result.status ?? '') ? result : undefined;
+    }, 60_000, 250);
+  }
+
+  const classNames = (classes: Array<{ class: string }> | undefined) => (classes ?? []).map((c) => c.class);
+
+  beforeAll(async () => {
+    // The SDK warns on every construction that IBM's Visual Recognition was discontinued.
+    jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+    t = await bootService();
+    scratchDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-sdk-'));
+    circlesZipPath = path.join(scratchDir, 'circles.zip');
+    fs.writeFileSync(circlesZipPath, await classZip('red-circles', 12, 21));
+    squaresZip = await classZip('blue-squares', 12, 22);
+    noiseZip = await classZip('noise', 12, 23);
+    stripesZip = await classZip('green-stripes', 12, 24);
+    [circle] = await classImages('red-circles', 1, 91);
+    [square] = await classImages('blue-squares', 1, 92);
+    [stripes] = await classImages('green-stripes', 1, 93);
+    alice = sdkClient(new BasicAuthenticator({ username: 'apikey', password: ALICE_KEY }));
+    bob = sdkClient(new BasicAuthenticator({ username: 'apikey', password: BOB_KEY }));
+  });
+  afterAll(async () => {
+    await t?.close();
+    if (scratchDir) fs.rmSync(scratchDir, { recursive: true, force: true });
+    jest.restoreAllMocks();
+  });
+
+  it('createClassifier takes a ReadStream and Buffers as example zips and answers the training classifier', async () => {
+    const response = await alice.createClassifier({
+      name: 'sdk shapes',
+      positiveExamples: { circles: fs.createReadStream(circlesZipPath), squares: squaresZip },
+      negativeExamples: noiseZip,
+      negativeExamplesFilename: 'noise.zip',
+    });
+    expect(response.status).toBe(200);
+    created = response.result;
+    classifierId = created.classifier_id;
+    expect(classifierId).toMatch(/^sdkshapes_\d+$/);
+    expect(created).toMatchObject({ name: 'sdk shapes', owner: 'alice', status: 'training', core_ml_enabled: false });
+    expect(classNames(created.classes)).toEqual(['circles', 'squares']);
+  });
+
+  it('getClassifier polls until ready; listClassifiers lists it brief and verbose', async () => {
+    const ready = await waitForClassifier(classifierId, ['ready', 'failed']);
+    expect(ready.status).toBe('ready');
+    expect(ready.explanation).toBeUndefined();
+
+    const verbose = (await alice.listClassifiers({ verbose: true })).result;
+    expect(verbose.classifiers).toHaveLength(1);
+    expect(verbose.classifiers[0]).toMatchObject({ classifier_id: classifierId, name: 'sdk shapes', owner: 'alice', status: 'ready' });
+    expect(classNames(verbose.classifiers[0].classes)).toEqual(['circles', 'squares']);
+    const brief = (await alice.listClassifiers()).result;
+    expect(brief.classifiers).toEqual([{ classifier_id: classifierId, name: 'sdk shapes', status: 'ready' }]);
+  });
+
+  it('classify: one image Buffer with imagesFilename, classifierIds, threshold 0 and acceptLanguage', async () => {
+    const response = await alice.classify({
+      imagesFile: circle,
+      imagesFilename: 'circle.jpg',
+      classifierIds: [classifierId, 'default'],
+      threshold: 0.0,
+      acceptLanguage: 'en',
+    });
+    expect(response.status).toBe(200);
+    const { images, images_processed, custom_classes } = response.result;
+    expect(images_processed).toBe(1);
+    expect(custom_classes).toBe(2);
+    expect(images[0].image).toBe('circle.jpg');
+    const [custom, builtIn] = images[0].classifiers;
+    expect(custom).toMatchObject({ classifier_id: classifierId, name: 'sdk shapes' });
+    expect(classNames(custom.classes)).toEqual(['circles', 'squares']);
+    expect(custom.classes[0].score).toBeGreaterThan(0.5);
+    expect(builtIn.classifier_id).toBe('default');
+    expect(builtIn.classes.length).toBeGreaterThan(0);
+  });
+
+  it('classify: a zip of images with owners [me, IBM] and the default threshold', async () => {
+    const zip = new AdmZip();
+    zip.addFile('circle.jpg', circle);
+    zip.addFile('square.jpg', square);
+    const { result } = await alice.classify({ imagesFile: zip.toBuffer(), imagesFilename: 'shapes.zip', owners: ['me', 'IBM'] });
+    expect(result.images_processed).toBe(2);
+    const byName = new Map(result.images.map((image) => [image.image, image]));
+    expect([...byName.keys()].sort()).toEqual(['shapes.zip/circle.jpg', 'shapes.zip/square.jpg']);
+    for (const [name, expected] of [
+      ['shapes.zip/circle.jpg', 'circles'],
+      ['shapes.zip/square.jpg', 'squares'],
+    ]) {
+      const classifiers = byName.get(name)!.classifiers;
+      expect(classifiers.map((c) => c.classifier_id).sort()).toEqual([classifierId, 'default'].sort());
+      const custom = classifiers.find((c) => c.classifier_id === classifierId)!;
+      // threshold defaults to 0.5: only the winning class is left.
+      expect(classNames(custom.classes)).toEqual([expected]);
+    }
+  });
+
+  it('classify: a zip sent without a filename (the SDK names it "_") is recognised by its content', async () => {
+    const zip = new AdmZip();
+    zip.addFile('a.jpg', circle);
+    zip.addFile('b.jpg', square);
+    const { result } = await alice.classify({ imagesFile: zip.toBuffer(), classifierIds: [classifierId] });
+    expect(result.images_processed).toBe(2);
+    expect(result.images.map((image) => image.image).sort()).toEqual(['_/a.jpg', '_/b.jpg']);
+  });
+
+  it('classify: an image ReadStream with no classifier choice uses default only; other languages answer in English', async () => {
+    const imagePath = path.join(scratchDir, 'square.jpg');
+    fs.writeFileSync(imagePath, square);
+    const response = await alice.classify({ imagesFile: fs.createReadStream(imagePath), acceptLanguage: 'de' });
+    expect(response.status).toBe(200);
+    expect(response.headers['content-language']).toBe('en');
+    expect(response.result.custom_classes).toBe(0);
+    expect(response.result.images[0].image).toBe('square.jpg');
+    expect(response.result.images[0].classifiers.map((c) => c.classifier_id)).toEqual(['default']);
+  });
+
+  it("another owner's client gets 404 for the classifier and no valid classifier to classify with", async () => {
+    await expect(bob.getClassifier({ classifierId })).rejects.toMatchObject({ status: 404 });
+    await expect(bob.deleteClassifier({ classifierId })).rejects.toMatchObject({ status: 404 });
+    await expect(bob.updateClassifier({ classifierId, positiveExamples: { stripes: stripesZip } })).rejects.toMatchObject({ status: 404 });
+    expect((await bob.listClassifiers({ verbose: true })).result.classifiers).toEqual([]);
+    const refused = await bob.classify({ imagesFile: circle, imagesFilename: 'circle.jpg', classifierIds: [classifierId] }).catch((e) => e);
+    expect(refused.status).toBe(400);
+    const body = JSON.parse(refused.body);
+    expect(body.images[0].error).toMatchObject({ code: 400, description: expect.stringMatching(/valid classifier_ids/) });
+  });
+
+  it('an IamAuthenticator pointed at the service exchanges the key for a token and is served', async () => {
+    const iam = sdkClient(new IamAuthenticator({ apikey: ALICE_KEY, url: `${t.url}/identity/token` }));
+    const { result } = await iam.getClassifier({ classifierId });
+    expect(result).toMatchObject({ classifier_id: classifierId, status: 'ready' });
+  });
+
+  it('updateClassifier adds a class; polling returns to ready and the new class classifies', async () => {
+    const response = await alice.updateClassifier({ classifierId, positiveExamples: { stripes: stripesZip } });
+    expect(response.status).toBe(200);
+    expect(response.result.status).toBe('retraining');
+    expect(classNames(response.result.classes)).toEqual(['circles', 'squares', 'stripes']);
+
+    const ready = await waitForClassifier(classifierId, ['ready', 'failed']);
+    expect(ready.status).toBe('ready');
+    expect(Date.parse(ready.retrained!.toString())).toBeGreaterThanOrEqual(Date.parse(response.result.updated!.toString()));
+    const { result } = await alice.classify({ imagesFile: stripes, imagesFilename: 'stripes.jpg', classifierIds: [classifierId] });
+    expect(result.custom_classes).toBe(3);
+    expect(result.images[0].classifiers[0].classes[0].class).toBe('stripes');
+  });
+
+  it('getCoreMlModel answers 404: no Core ML export exists', async () => {
+    await expect(alice.getCoreMlModel({ classifierId })).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('deleteClassifier answers {}, after which getClassifier is a 404', async () => {
+    const response = await alice.deleteClassifier({ classifierId });
+    expect(response.status).toBe(200);
+    expect(response.result).toEqual({});
+    await expect(alice.getClassifier({ classifierId })).rejects.toMatchObject({ status: 404 });
+    expect((await alice.listClassifiers()).result.classifiers).toEqual([]);
+  });
+});
