@@ -48,13 +48,23 @@ export interface FetchedImage {
   contentType: string | null;
 }
 
+/** The URL for messages that may be logged: a user:password part is replaced by "***". */
+function withoutCredentials(url: string): string {
+  if (!URL.canParse(url)) return url;
+  const parsed = new URL(url);
+  if (!parsed.username && !parsed.password) return url;
+  parsed.username = '***';
+  parsed.password = '';
+  return parsed.href;
+}
+
 /** The image at a URL could not be fetched; `description` says why, for the user. */
 export class UrlFetchError extends Error {
   readonly url: string;
   readonly description: string;
 
   constructor(url: string, description: string, options?: { cause?: unknown }) {
-    super(`Could not fetch image URL ${url}: ${description}`, options);
+    super(`Could not fetch image URL ${withoutCredentials(url)}: ${description}`, options);
     this.name = 'UrlFetchError';
     this.url = url;
     this.description = description;

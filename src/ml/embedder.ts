@@ -1,7 +1,7 @@
 import os from 'node:os';
-import * as ort from 'onnxruntime-node';
 import { colorClasses } from './color-classes';
 import { decodeImage, ImageDecodeError, type DecodedImage } from './decode-image';
+import { InferenceWorker } from './inference-worker';
 import { PackError, type LoadedPack } from './model-pack';
 import { packKey, type BuiltinClass, type ImageInput, type PackManifest } from './types';
 
@@ -36,8 +36,6 @@ const EXPLICIT_LABELS = ['porn', 'hentai'];
 export class Embedder {
   readonly packKey: string;
   readonly dim: number;
-  /** Inference calls run one at a time, so concurrent `analyze` calls never oversubscribe the threads. */
-  private inferenceQueue: Promise<unknown> = Promise.resolve();
   private readonly explicitIndices?: number[];
   /** pixel·scale[c] + offset[c] = (pixel/255 − mean[c]) / std[c] */
   private readonly scale: number[];
@@ -45,7 +43,8 @@ export class Embedder {
 
   private constructor(
     readonly manifest: PackManifest,
-    private readonly session: ort.InferenceSession,
+    /** Inference runs in its own thread, one batch at a time, while this thread decodes the next batch. */
+    private readonly inference: InferenceWorker,
     private readonly batchSize: number,
     private readonly decodeConcurrency: number,
   ) {
@@ -61,24 +60,18 @@ export class Embedder {
     const batchSize = options.batchSize ?? 16;
     if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
-    const session = await ort.InferenceSession.create(pack.modelPath, {
-      executionProviders: ['cpu'],
-      intraOpNumThreads: options.threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    });
+    const inference = await InferenceWorker.create(pack.modelPath, { intraOpNumThreads: options.threads });
     const { manifest } = pack;
     const wanted = [...manifest.embedding.outputs, manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((name): name is string => !!name);
-    const missing = wanted.filter((name) => !session.outputNames.includes(name));
-    if (!session.inputNames.includes(manifest.input.name)) missing.unshift(`input ${manifest.input.name}`);
+    const missing = wanted.filter((name) => !inference.outputNames.includes(name));
+    if (!inference.inputNames.includes(manifest.input.name)) missing.unshift(`input ${manifest.input.name}`);
     if (missing.length > 0) {
-      await session.release();
+      await inference.close();
       throw new PackError(pack.modelPath, `the model lacks ${missing.join(', ')} named in the manifest`);
     }
     // Enough decodes in flight to keep libuv's pool busy, few enough to bound memory for huge photos.
     const decodeConcurrency = Math.max(2, Math.min(batchSize, os.availableParallelism() * 2));
-    return new Embedder(manifest, session, batchSize, decodeConcurrency);
+    return new Embedder(manifest, inference, batchSize, decodeConcurrency);
   }
 
   /**
@@ -109,8 +102,7 @@ export class Embedder {
   }
 
   async close(): Promise<void> {
-    await this.inferenceQueue.catch(() => undefined);
-    await this.session.release();
+    await this.inference.close();
   }
 
   private decodeBatch(batch: ImageInput[]): Promise<Array<DecodedImage | ImageDecodeError>> {
@@ -125,21 +117,16 @@ export class Embedder {
     });
   }
 
-  private infer(images: DecodedImage[]): Promise<ImageAnalysis[]> {
-    const run = this.inferenceQueue.catch(() => undefined).then(() => this.runBatch(images));
-    this.inferenceQueue = run;
-    return run;
-  }
-
-  private async runBatch(images: DecodedImage[]): Promise<ImageAnalysis[]> {
-    const { name, size } = this.manifest.input;
-    const input = new ort.Tensor('float32', this.toNchw(images), [images.length, 3, size, size]);
-    const outputs = await this.session.run({ [name]: input });
-    const data = (outputName: string): Float32Array => outputs[outputName].data as Float32Array;
-    const embeddingParts = this.manifest.embedding.outputs.map(data);
-    const explicitProbs = this.manifest.heads.explicit && data(this.manifest.heads.explicit.output);
-    const imagenetLogits = this.manifest.heads.imagenet && data(this.manifest.heads.imagenet.output);
-    const analyses = images.map((image, i) => {
+  private async infer(images: DecodedImage[]): Promise<ImageAnalysis[]> {
+    const { manifest } = this;
+    const { name, size } = manifest.input;
+    const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
+    const outputs = await this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
+    const data = (outputName: string): Float32Array => outputs[outputName].data;
+    const embeddingParts = manifest.embedding.outputs.map(data);
+    const explicitProbs = manifest.heads.explicit && data(manifest.heads.explicit.output);
+    const imagenetLogits = manifest.heads.imagenet && data(manifest.heads.imagenet.output);
+    return images.map((image, i) => {
       const analysis: ImageAnalysis = {
         embedding: this.embedding(embeddingParts, i, images.length),
         colors: colorClasses(image),
@@ -152,12 +139,10 @@ export class Embedder {
       }
       if (imagenetLogits) {
         const per = imagenetLogits.length / images.length;
-        analysis.imagenetLogits = imagenetLogits.slice(i * per, (i + 1) * per);
+        analysis.imagenetLogits = Float32Array.from(imagenetLogits.subarray(i * per, (i + 1) * per));
       }
       return analysis;
     });
-    for (const value of Object.values(outputs)) value.dispose();
-    return analyses;
   }
 
   /** HWC uint8 pixels of each image into one normalised NCHW float batch. */

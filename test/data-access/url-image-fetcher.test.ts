@@ -225,6 +225,13 @@ describe('fetchImageFromUrl with private networks allowed', () => {
     expect(error.message).toContain(server.url('/missing.jpg'));
   });
 
+  it('keeps URL credentials out of the error message', async () => {
+    server = await startServer((_req, res) => res.writeHead(403).end());
+    const error = await fetchError(`http://alice:s3cret@127.0.0.1:${server.port}/private.png`, options());
+    expect(error.description).toBe('The URL answered HTTP 403 (Forbidden).');
+    expect(error.message).toBe(`Could not fetch image URL http://***@127.0.0.1:${server.port}/private.png: ${error.description}`);
+  });
+
   it('refuses an HTML page, naming its media type', async () => {
     server = await startServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!doctype html><html><body>Not an image</body></html>');

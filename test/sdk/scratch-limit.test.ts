@@ -17,6 +17,11 @@ it('scratch: request limit with chunked SDK upload', async () => {
     form.append('b_positive_examples', new Blob([b]), 'b.zip');
     const res = await fetch(`${t.url}/v3/classifiers?version=2018-03-19`, { method: 'POST', body: form, headers: { Authorization: basicAuth(ALICE_KEY) } });
     console.log('fetch with length', res.status, await res.text());
+    const c3 = crypto.randomBytes(300_000);
+    const r2 = await c.createClassifier({ name: 'x', positiveExamples: { a: await classZip('red-circles', 12, 1), b: await classZip('blue-squares', 12, 1) }, negativeExamples: c3 }).then((x) => ({ status: x.status, body: x.result }), (e) => ({ status: e.status, body: e.body }));
+    console.log('SDK chunked small', r2);
+    await new Promise((r) => setTimeout(r, 300));
+    console.log('tmp files', require('fs').readdirSync(require('path').join(t.dataDir, 'tmp')));
     const z = await classZip('red-circles', 12, 1);
     console.log('zip size', z.length);
   } finally {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import AdmZip from 'adm-zip';
 import VisualRecognitionV3 from 'ibm-watson/visual-recognition/v3';
-import { BasicAuthenticator, IamAuthenticator, type Authenticator } from 'ibm-watson/auth';
+import { BasicAuthenticator, IamAuthenticator } from 'ibm-watson/auth';
 import { classImages } from '../../fixtures/images';
 import { ALICE_KEY, BOB_KEY, bootService, waitFor, type TestService } from '../support/service-harness';
 import { classZip } from '../support/example-zips';
@@ -27,7 +27,7 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
   let classifierId: string;
   let created: VisualRecognitionV3.Classifier;
 
-  function sdkClient(authenticator: Authenticator): VisualRecognitionV3 {
+  function sdkClient(authenticator: BasicAuthenticator | IamAuthenticator): VisualRecognitionV3 {
     return new VisualRecognitionV3({ version: '2018-03-19', serviceUrl: t.url, authenticator });
   }
 

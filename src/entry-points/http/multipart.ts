@@ -1,10 +1,39 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import type { Writable } from 'node:stream';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import multer from 'multer';
 import { ApiError } from '../../errors';
 
 const MB = 1024 * 1024;
+
+// multer 2 feeds busboy through this option; @types/multer does not list it yet.
+type StreamHandler = (req: Request, busboy: Writable) => void;
+
+function requestTooLarge(maxRequestBytes: number, what: string): ApiError {
+  return new ApiError(
+    413,
+    `The request is ${what}; at most ${Math.round(maxRequestBytes / MB)} MB are accepted in one call. Split the examples over several update calls.`,
+  );
+}
+
+/**
+ * Pipes the body into busboy while counting it: a chunked upload (what the Watson SDKs send) has no
+ * Content-Length to check up front, so the request limit is enforced on the bytes as they arrive.
+ */
+function countingStreamHandler(maxRequestBytes: number): StreamHandler {
+  return (req, busboy) => {
+    let received = 0;
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > maxRequestBytes && !busboy.destroyed) {
+        req.unpipe(busboy);
+        busboy.destroy(requestTooLarge(maxRequestBytes, `over ${Math.round(maxRequestBytes / MB)} MB`));
+      }
+    });
+    req.pipe(busboy);
+  };
+}
 
 /**
  * multer writing every uploaded file to a temp file on disk (never whole requests in memory).
@@ -12,14 +41,16 @@ const MB = 1024 * 1024;
  */
 export function multipartUpload(options: { tmpDir: string; maxFileBytes: number; maxRequestBytes: number }): RequestHandler[] {
   fs.mkdirSync(options.tmpDir, { recursive: true });
-  const upload = multer({
+  const multerOptions: multer.Options & { streamHandler: StreamHandler } = {
     storage: multer.diskStorage({
       destination: options.tmpDir,
       filename: (_req, _file, cb) => cb(null, `upload-${crypto.randomBytes(12).toString('hex')}`),
     }),
     limits: { fileSize: options.maxFileBytes, fieldSize: MB, fields: 100, parts: 20_000 },
     defParamCharset: 'utf8',
-  }).any();
+    streamHandler: countingStreamHandler(options.maxRequestBytes),
+  };
+  const upload = multer(multerOptions).any();
 
   const checkRequest = (req: Request, res: Response, next: NextFunction) => {
     if (!req.is('multipart/form-data')) {
@@ -28,10 +59,7 @@ export function multipartUpload(options: { tmpDir: string; maxFileBytes: number;
     const length = Number(req.headers['content-length'] ?? 0);
     if (length > options.maxRequestBytes) {
       res.setHeader('Connection', 'close');
-      throw new ApiError(
-        413,
-        `The request is ${(length / MB).toFixed(1)} MB; at most ${Math.round(options.maxRequestBytes / MB)} MB are accepted in one call. Split the examples over several update calls.`,
-      );
+      throw requestTooLarge(options.maxRequestBytes, `${(length / MB).toFixed(1)} MB`);
     }
     res.on('close', () => removeUploadedFiles(req));
     next();
@@ -53,6 +81,7 @@ function removeUploadedFiles(req: Request) {
 }
 
 function translateMulterError(error: unknown, maxFileBytes: number): ApiError {
+  if (error instanceof ApiError) return error;
   if (error instanceof multer.MulterError) {
     if (error.code === 'LIMIT_FILE_SIZE') {
       return new ApiError(

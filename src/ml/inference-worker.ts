@@ -1,0 +1,124 @@
+import { Worker } from 'node:worker_threads';
+
+/** A float tensor crossing the thread boundary. */
+export interface WorkerTensor {
+  data: Float32Array;
+  dims: number[];
+}
+
+export interface InferenceWorkerOptions {
+  intraOpNumThreads: number;
+}
+
+/**
+ * The worker's whole program. onnxruntime-node's `run` is synchronous on the calling thread, so on
+ * the main thread it would stall the event loop (HTTP requests, and the sharp decodes meant to
+ * overlap inference) for the whole batch. Plain JavaScript evaluated in the worker, so it runs the
+ * same under ts-node, jest and the compiled build; all pre- and post-processing stays in TypeScript.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const ort = require(workerData.ortPath);
+const message = (error) => (error && error.message) || String(error);
+ort.InferenceSession.create(workerData.modelPath, {
+  executionProviders: ['cpu'],
+  intraOpNumThreads: workerData.intraOpNumThreads,
+  interOpNumThreads: 1,
+  executionMode: 'sequential',
+  graphOptimizationLevel: 'all',
+}).then((session) => {
+  parentPort.on('message', async (request) => {
+    if (request.close) {
+      await session.release();
+      parentPort.close();
+      return;
+    }
+    try {
+      const results = await session.run({ [request.input]: new ort.Tensor('float32', request.data, request.dims) });
+      const outputs = {};
+      for (const name of request.outputs) outputs[name] = { data: results[name].data, dims: results[name].dims };
+      for (const value of Object.values(results)) value.dispose();
+      parentPort.postMessage({ id: request.id, outputs });
+    } catch (error) {
+      parentPort.postMessage({ id: request.id, error: message(error) });
+    }
+  });
+  parentPort.postMessage({ ready: true, inputNames: session.inputNames, outputNames: session.outputNames });
+}, (error) => parentPort.postMessage({ ready: false, error: message(error) }));
+`;
+
+type Reply =
+  | { ready: true; inputNames: string[]; outputNames: string[] }
+  | { ready: false; error: string }
+  | { id: number; outputs: Record<string, WorkerTensor> }
+  | { id: number; error: string };
+
+/** An ONNX Runtime session (CPU) living in its own thread. Requests run one after another. */
+export class InferenceWorker {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (outputs: Record<string, WorkerTensor>) => void; reject: (error: Error) => void }>();
+  private failure?: Error;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly modelPath: string,
+    readonly inputNames: string[],
+    readonly outputNames: string[],
+  ) {
+    worker.on('message', (reply: Reply) => {
+      if (!('id' in reply)) return;
+      const request = this.pending.get(reply.id);
+      this.pending.delete(reply.id);
+      if ('error' in reply) request?.reject(new Error(`${modelPath}: inference failed: ${reply.error}`));
+      else request?.resolve(reply.outputs);
+    });
+    worker.on('error', (error) => this.fail(new Error(`${modelPath}: inference worker crashed: ${error.message}`)));
+    worker.on('exit', (code) => this.fail(new Error(`${modelPath}: inference worker exited (code ${code})`)));
+  }
+
+  static create(modelPath: string, options: InferenceWorkerOptions): Promise<InferenceWorker> {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { ortPath: require.resolve('onnxruntime-node'), modelPath, intraOpNumThreads: options.intraOpNumThreads },
+    });
+    return new Promise((resolve, reject) => {
+      const onExit = (code: number): void => reject(new Error(`${modelPath}: inference worker exited (code ${code}) while loading the model`));
+      worker.once('error', reject);
+      worker.once('exit', onExit);
+      worker.once('message', (reply: Reply) => {
+        worker.off('error', reject);
+        worker.off('exit', onExit);
+        if ('ready' in reply && reply.ready) {
+          resolve(new InferenceWorker(worker, modelPath, reply.inputNames, reply.outputNames));
+        } else {
+          void worker.terminate();
+          reject(new Error(`${modelPath}: cannot load the model: ${'error' in reply ? reply.error : 'unexpected reply'}`));
+        }
+      });
+    });
+  }
+
+  /** Runs the model on one float input; `input.data`'s buffer is handed to the worker (not copied). */
+  run(inputName: string, input: WorkerTensor, outputs: string[]): Promise<Record<string, WorkerTensor>> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, input: inputName, data: input.data, dims: input.dims, outputs }, [input.data.buffer as ArrayBuffer]);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.failure) return;
+    this.failure = new Error(`${this.modelPath}: the embedder is closed`);
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.postMessage({ close: true });
+    await exited;
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    for (const request of this.pending.values()) request.reject(error);
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,83 @@
+import AdmZip from 'adm-zip';
+import IORedis from 'ioredis';
+import { bootService, VERSION, waitForStatus, type TestService } from '../support/service-harness';
+import { classZip, trainingForm } from '../support/example-zips';
+
+describe('training recovery and failure', () => {
+  let t: TestService;
+
+  beforeAll(async () => {
+    t = await bootService({ START_WORKER: 'false' });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('re-queues, at worker start, a classifier whose job Redis lost', async () => {
+    const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
+      body: trainingForm(
+        { a_positive_examples: await classZip('red-circles', 10, 31), negative_examples: await classZip('noise', 10, 32) },
+        { name: 'lost' },
+      ),
+    });
+    const id = created.body.classifier_id;
+    // Redis without persistence restarted: every queue key is gone.
+    const redis = new IORedis(t.service.config.redisUrl!);
+    const keys = await redis.keys(`${t.service.config.queuePrefix}:*`);
+    expect(keys.length).toBeGreaterThan(0);
+    await redis.del(...keys);
+    await redis.quit();
+    expect(await t.service.ctx.queue.hasPendingJob(id)).toBe(false);
+
+    const { WorkerSupervisor } = await import('../../src/entry-points/worker-process');
+    const worker = new WorkerSupervisor({ ...process.env, ...workerEnv(t) }, t.service.ctx.logger);
+    await worker.start();
+    try {
+      expect((await waitForStatus(t, id, ['ready', 'failed'])).status).toBe('ready');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('fails with an explanation a user can act on when a class has no readable image', async () => {
+    // Valid JPEG signatures (so the upload accepts them) with garbage after: training cannot decode any.
+    const zip = new AdmZip();
+    for (let i = 0; i < 10; i++) zip.addFile(`${i}.jpg`, Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(200, i)]));
+    const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
+      body: trainingForm(
+        { broken_positive_examples: zip.toBuffer(), good_positive_examples: await classZip('blue-squares', 10, 33) },
+        { name: 'broken' },
+      ),
+    });
+    expect(created.status).toBe(200);
+    const { WorkerSupervisor } = await import('../../src/entry-points/worker-process');
+    const worker = new WorkerSupervisor({ ...process.env, ...workerEnv(t) }, t.service.ctx.logger);
+    await worker.start();
+    try {
+      const failed = await waitForStatus(t, created.body.classifier_id, ['ready', 'failed']);
+      expect(failed.status).toBe('failed');
+      expect(failed.explanation).toMatch(/The class 'broken' has no image that could be read/);
+      const brief = await t.call('GET', `/v3/classifiers?${VERSION}`);
+      expect(brief.body.classifiers).toContainEqual({
+        classifier_id: created.body.classifier_id,
+        name: 'broken',
+        status: 'failed',
+        explanation: failed.explanation,
+      });
+    } finally {
+      await worker.stop();
+    }
+  });
+});
+
+function workerEnv(t: TestService): NodeJS.ProcessEnv {
+  const c = t.service.config;
+  return {
+    DATA_DIR: c.dataDir,
+    MODELS_DIR: c.modelsDir,
+    REDIS_URL: c.redisUrl,
+    QUEUE_PREFIX: c.queuePrefix,
+    ORT_THREADS: '1',
+    LOG_LEVEL: 'warn',
+  };
+}
