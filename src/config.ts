@@ -35,6 +35,8 @@ const environmentSchema = z.object({
   URL_FETCH_TIMEOUT_MS: intFrom(10_000, 100),
   ALLOW_PRIVATE_URLS: booleanFrom(false),
   TRAINING_LOCK_MS: intFrom(60_000, 1000),
+  CORS_ORIGINS: z.string().default(''),
+  RATE_LIMIT_PER_MINUTE: intFrom(600, 0),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -64,6 +66,10 @@ export interface Config {
   allowPrivateUrls: boolean;
   /** BullMQ lock duration: a killed worker's run is picked up again after about this long. */
   trainingLockMs: number;
+  /** Origins allowed to call the API from a browser; empty: CORS off. */
+  corsOrigins: string[];
+  /** Expensive requests (create, update, classify) per owner per minute; 0: no limit. */
+  rateLimitPerMinute: number;
   logLevel: string;
 }
 
@@ -117,6 +123,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     urlFetchTimeoutMs: e.URL_FETCH_TIMEOUT_MS,
     allowPrivateUrls: e.ALLOW_PRIVATE_URLS,
     trainingLockMs: e.TRAINING_LOCK_MS,
+    corsOrigins: e.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     logLevel: e.LOG_LEVEL,
   };
 }

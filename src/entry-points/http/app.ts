@@ -1,5 +1,8 @@
 import path from 'node:path';
+import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
+import { expensiveRequestLimit } from './rate-limit';
 import { ApiError } from '../../errors';
 import type { ApiKeyRepository } from '../../data-access/api-key-repository';
 import type { ServiceContext } from '../../domain/service-context';
@@ -20,11 +23,12 @@ export function createApp({ ctx, classify, apiKeys }: AppDependencies): express.
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'extended');
+  app.use(helmet());
   app.use((_req, res, next) => {
-    res.setHeader('X-Content-Type-Options', 'nosniff');
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
+  if (ctx.config.corsOrigins.length > 0) app.use(cors({ origin: ctx.config.corsOrigins }));
 
   app.get('/health', (_req, res) => {
     res.json({ status: 'ok' });
@@ -37,7 +41,7 @@ export function createApp({ ctx, classify, apiKeys }: AppDependencies): express.
     maxRequestBytes: ctx.config.limits.maxRequestBytes,
   });
   const v3 = express.Router();
-  v3.use(authenticate(apiKeys), requireVersion);
+  v3.use(authenticate(apiKeys), requireVersion, expensiveRequestLimit(ctx.config.rateLimitPerMinute));
   v3.use(classifierRoutes(ctx, upload));
   v3.use(classifyRoutes(classify, upload));
   app.use('/v3', v3);
