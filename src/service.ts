@@ -10,6 +10,7 @@ import { ImageStore } from './data-access/image-store';
 import { resolveRedis } from './data-access/redis-server';
 import { TrainingQueue } from './data-access/training-queue';
 import { bootstrapApiKeys } from './domain/bootstrap-keys';
+import { removeOrphanImages } from './domain/ingest-examples';
 import type { ServiceContext } from './domain/service-context';
 import { createApp } from './entry-points/http/app';
 import { WorkerSupervisor } from './entry-points/worker-process';
@@ -72,6 +73,9 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
         allowPrivateNetworks: config.allowPrivateUrls,
       }),
   };
+
+  const orphans = await removeOrphanImages(ctx);
+  if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
 
   let worker: WorkerSupervisor | undefined;
   if (config.startWorker) {

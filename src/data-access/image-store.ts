@@ -63,6 +63,23 @@ export class ImageStore {
     return { hash, bytes: bytes.length, created: true };
   }
 
+  /**
+   * Every stored image's hash. Also removes temp files a crash left mid-write (they are never
+   * complete images, and nothing refers to them).
+   */
+  async listHashes(): Promise<string[]> {
+    const hashes: string[] = [];
+    const fanOut = await fs.readdir(this.root).catch(() => [] as string[]);
+    for (const dir of fanOut) {
+      if (!/^[0-9a-f]{2}$/.test(dir)) continue;
+      for (const name of await fs.readdir(path.join(this.root, dir))) {
+        if (IMAGE_HASH.test(name)) hashes.push(name);
+        else if (name.endsWith('.tmp')) await fs.rm(path.join(this.root, dir, name), { force: true });
+      }
+    }
+    return hashes;
+  }
+
   /** The file of an image; the hash is validated, so the path is always inside the store. */
   path(hash: string): string {
     if (typeof hash !== 'string' || !IMAGE_HASH.test(hash)) throw new InvalidImageHashError(hash);

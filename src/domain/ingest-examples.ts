@@ -49,3 +49,10 @@ function zipLimits(ctx: ServiceContext) {
 export async function removeUnreferencedImages(ctx: ServiceContext, hashes: string[]): Promise<void> {
   await ctx.imageLock.run(() => ctx.images.remove(ctx.classifiers.unreferencedImages(hashes)));
 }
+
+/** At start: removes images a crash left behind between storing them and recording their examples. */
+export async function removeOrphanImages(ctx: ServiceContext): Promise<number> {
+  const orphans = ctx.classifiers.unreferencedImages(await ctx.images.listHashes());
+  await removeUnreferencedImages(ctx, orphans);
+  return orphans.length;
+}

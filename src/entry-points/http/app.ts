@@ -61,6 +61,10 @@ function errorHandler(ctx: ServiceContext) {
     if (error instanceof ApiError) {
       status = error.status;
       message = error.message;
+    } else if (isDiskFull(error)) {
+      ctx.logger.error({ err: error, method: req.method, url: req.originalUrl }, 'disk full');
+      status = 507;
+      message = "The server's disk is full, so nothing from this request was stored. Ask the operator to free space, then send it again.";
     } else if (isBodyParserError(error)) {
       status = error.status;
       message =
@@ -71,6 +75,11 @@ function errorHandler(ctx: ServiceContext) {
     if (res.headersSent) return res.end();
     res.status(status).json({ code: status, error: message });
   };
+}
+
+function isDiskFull(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
 }
 
 function isBodyParserError(error: unknown): error is { status: number; message: string; type: string } {

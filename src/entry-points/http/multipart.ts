@@ -80,7 +80,7 @@ function removeUploadedFiles(req: Request) {
   for (const f of files) fs.rm(f.path, { force: true }, () => undefined);
 }
 
-function translateMulterError(error: unknown, maxFileBytes: number): ApiError {
+function translateMulterError(error: unknown, maxFileBytes: number): unknown {
   if (error instanceof ApiError) return error;
   if (error instanceof multer.MulterError) {
     if (error.code === 'LIMIT_FILE_SIZE') {
@@ -91,6 +91,8 @@ function translateMulterError(error: unknown, maxFileBytes: number): ApiError {
     }
     return new ApiError(400, `The multipart form was refused: ${error.message}${error.field ? ` (field '${error.field}')` : ''}.`);
   }
+  // Failures to write the temp file (a full disk) are the server's, not the request's.
+  if ((error as NodeJS.ErrnoException)?.syscall !== undefined) return error;
   const message = error instanceof Error ? error.message : String(error);
   return new ApiError(400, `The multipart body could not be read (${message}). Send a complete multipart/form-data request.`);
 }
