@@ -1,11 +1,15 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import AdmZip from 'adm-zip';
 import VisualRecognitionV3 from 'ibm-watson/visual-recognition/v3';
 import { BasicAuthenticator, IamAuthenticator } from 'ibm-watson/auth';
 import { classImages } from '../../fixtures/images';
-import { ALICE_KEY, BOB_KEY, bootService, waitFor, type TestService } from '../support/service-harness';
+import { issueAccessToken } from '../../src/entry-points/http/access-token';
+import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, type TestService } from '../support/service-harness';
 import { classZip } from '../support/example-zips';
 
 /**
@@ -14,6 +18,8 @@ import { classZip } from '../support/example-zips';
  */
 describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
   let t: TestService;
+  let imageServer: http.Server;
+  let imageUrl: string;
   let scratchDir: string;
   let circlesZipPath: string;
   let squaresZip: Buffer;
@@ -25,7 +31,6 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
   let alice: VisualRecognitionV3;
   let bob: VisualRecognitionV3;
   let classifierId: string;
-  let created: VisualRecognitionV3.Classifier;
 
   function sdkClient(authenticator: BasicAuthenticator | IamAuthenticator): VisualRecognitionV3 {
     return new VisualRecognitionV3({ version: '2018-03-19', serviceUrl: t.url, authenticator });
@@ -43,7 +48,8 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
   beforeAll(async () => {
     // The SDK warns on every construction that IBM's Visual Recognition was discontinued.
     jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-    t = await bootService();
+    // A 1 MB request limit lets a small upload prove that chunked SDK uploads are held to it.
+    t = await bootService({ ALLOW_PRIVATE_URLS: 'true', MAX_REQUEST_MB: '1' });
     scratchDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-sdk-'));
     circlesZipPath = path.join(scratchDir, 'circles.zip');
     fs.writeFileSync(circlesZipPath, await classZip('red-circles', 12, 21));
@@ -53,10 +59,14 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     [circle] = await classImages('red-circles', 1, 91);
     [square] = await classImages('blue-squares', 1, 92);
     [stripes] = await classImages('green-stripes', 1, 93);
+    imageServer = http.createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end(circle));
+    await new Promise<void>((resolve) => imageServer.listen(0, '127.0.0.1', resolve));
+    imageUrl = `http://127.0.0.1:${(imageServer.address() as AddressInfo).port}/circle.jpg`;
     alice = sdkClient(new BasicAuthenticator({ username: 'apikey', password: ALICE_KEY }));
     bob = sdkClient(new BasicAuthenticator({ username: 'apikey', password: BOB_KEY }));
   });
   afterAll(async () => {
+    await new Promise((resolve) => imageServer?.close(resolve));
     await t?.close();
     if (scratchDir) fs.rmSync(scratchDir, { recursive: true, force: true });
     jest.restoreAllMocks();
@@ -70,7 +80,7 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
       negativeExamplesFilename: 'noise.zip',
     });
     expect(response.status).toBe(200);
-    created = response.result;
+    const created = response.result;
     classifierId = created.classifier_id;
     expect(classifierId).toMatch(/^sdkshapes_\d+$/);
     expect(created).toMatchObject({ name: 'sdk shapes', owner: 'alice', status: 'training', core_ml_enabled: false });
@@ -151,6 +161,12 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     expect(response.result.images[0].classifiers.map((c) => c.classifier_id)).toEqual(['default']);
   });
 
+  it('classify: an image url', async () => {
+    const { result } = await alice.classify({ url: imageUrl, classifierIds: [classifierId] });
+    expect(result.images[0]).toMatchObject({ source_url: imageUrl, resolved_url: imageUrl });
+    expect(classNames(result.images[0].classifiers[0].classes)).toEqual(['circles']);
+  });
+
   it("another owner's client gets 404 for the classifier and no valid classifier to classify with", async () => {
     await expect(bob.getClassifier({ classifierId })).rejects.toMatchObject({ status: 404 });
     await expect(bob.deleteClassifier({ classifierId })).rejects.toMatchObject({ status: 404 });
@@ -166,6 +182,34 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     const iam = sdkClient(new IamAuthenticator({ apikey: ALICE_KEY, url: `${t.url}/identity/token` }));
     const { result } = await iam.getClassifier({ classifierId });
     expect(result).toMatchObject({ classifier_id: classifierId, status: 'ready' });
+  });
+
+  it('refuses an access token that was tampered with or has expired', async () => {
+    const res = await fetch(`${t.url}/identity/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `grant_type=urn:ibm:params:oauth:grant-type:apikey&apikey=${ALICE_KEY}`,
+    });
+    const [header, payload, signature] = ((await res.json()) as { access_token: string }).access_token.split('.');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    const forged = Buffer.from(JSON.stringify({ ...claims, apikey: BOB_KEY, sub: 'bob' })).toString('base64url');
+    const bearer = (token: string) => ({ headers: { Authorization: `Bearer ${token}` } });
+    expect((await t.call('GET', `/v3/classifiers?${VERSION}`, bearer(`${header}.${forged}.${signature}`))).status).toBe(401);
+    const expired = issueAccessToken(ALICE_KEY, 'alice', Math.floor(Date.now() / 1000) - 7200).token;
+    const refused = await t.call('GET', `/v3/classifiers?${VERSION}`, bearer(expired));
+    expect(refused).toEqual({ status: 401, body: { code: 401, error: expect.stringMatching(/expired/) } });
+  });
+
+  it('holds chunked SDK uploads (no Content-Length) to the request limit: 413', async () => {
+    const bigZip = () => {
+      const zip = new AdmZip();
+      zip.addFile('padding.jpg', crypto.randomBytes(600 * 1024));
+      return zip.toBuffer();
+    };
+    const refused = await alice.createClassifier({ name: 'too big', positiveExamples: { a: bigZip(), b: bigZip() } }).catch((e) => e);
+    expect(refused.status).toBe(413);
+    expect(JSON.parse(refused.body).error).toMatch(/at most 1 MB/);
+    expect(fs.readdirSync(path.join(t.dataDir, 'tmp'))).toEqual([]);
   });
 
   it('updateClassifier adds a class; polling returns to ready and the new class classifies', async () => {
