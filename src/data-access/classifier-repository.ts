@@ -142,10 +142,10 @@ export class ClassifierRepository {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO classifiers (id, owner_id, name, status, created, updated, generation)
-           VALUES (?, ?, ?, 'training', ?, ?, 1)`,
+          `INSERT INTO classifiers (id, owner_id, name, status, created, updated, generation, customer_id)
+           VALUES (?, ?, ?, 'training', ?, ?, 1, ?)`,
         )
-        .run(input.id, input.ownerId, input.name, input.now, input.now);
+        .run(input.id, input.ownerId, input.name, input.now, input.now, input.customerId);
       this.addClassesAndExamples(input.id, 1, input.examples, input.customerId, input.now);
     })();
     return this.find(input.id)!;
@@ -292,6 +292,54 @@ export class ClassifierRepository {
       ).map((r) => r.image_hash);
       const deleted = this.db.prepare('DELETE FROM classifiers WHERE id = ?').run(id).changes > 0;
       return { deleted, imageHashes: hashes };
+    })();
+  }
+
+  /**
+   * Removes what is labelled with a customer id among one owner's classifiers: classifiers created
+   * with it entirely; elsewhere its examples, and classes left without examples. Classifiers that
+   * lost examples move to (re)training, so no served version keeps learning from them for long.
+   */
+  deleteCustomerData(ownerId: string, customerId: string, now: string): {
+    deletedClassifiers: string[];
+    retrainClassifiers: string[];
+    imageHashes: string[];
+  } {
+    return this.db.transaction(() => {
+      const deletedClassifiers = (
+        this.db.prepare('SELECT id FROM classifiers WHERE owner_id = ? AND customer_id = ?').all(ownerId, customerId) as Array<{ id: string }>
+      ).map((r) => r.id);
+      const hashes = new Set<string>();
+      for (const id of deletedClassifiers) this.delete(id).imageHashes.forEach((h) => hashes.add(h));
+
+      const labelled = this.db
+        .prepare(
+          `SELECT e.id, e.classifier_id, e.image_hash FROM examples e JOIN classifiers c ON c.id = e.classifier_id
+           WHERE c.owner_id = ? AND e.customer_id = ?`,
+        )
+        .all(ownerId, customerId) as Array<{ id: number; classifier_id: string; image_hash: string }>;
+      const removeExample = this.db.prepare('DELETE FROM examples WHERE id = ?');
+      for (const e of labelled) {
+        removeExample.run(e.id);
+        hashes.add(e.image_hash);
+      }
+      const retrainClassifiers = [...new Set(labelled.map((e) => e.classifier_id))];
+      for (const id of retrainClassifiers) {
+        this.db
+          .prepare(
+            `DELETE FROM classes WHERE classifier_id = ? AND name NOT IN
+               (SELECT DISTINCT class_name FROM examples WHERE classifier_id = ? AND class_name IS NOT NULL)`,
+          )
+          .run(id, id);
+        this.db
+          .prepare(
+            `UPDATE classifiers SET generation = generation + 1, updated = ?, explanation = NULL,
+               status = CASE WHEN current_version_id IS NULL THEN 'training' ELSE 'retraining' END
+             WHERE id = ?`,
+          )
+          .run(now, id);
+      }
+      return { deletedClassifiers, retrainClassifiers, imageHashes: [...hashes] };
     })();
   }
 

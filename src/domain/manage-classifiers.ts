@@ -125,6 +125,29 @@ export async function deleteClassifier(ctx: ServiceContext, input: { ownerId: st
   await deleteClassifierData(ctx, input.classifierId);
 }
 
+/**
+ * DELETE /v3/user_data: removes every classifier and example the caller labelled with the customer
+ * id (X-Watson-Metadata: customer_id=…); classifiers that lost examples retrain without them.
+ */
+export async function deleteUserData(ctx: ServiceContext, input: { ownerId: string; customerId: unknown }): Promise<void> {
+  if (typeof input.customerId !== 'string' || input.customerId.trim() === '') {
+    throw badRequest("Missing required parameter 'customer_id'. Add ?customer_id=<the id you sent in X-Watson-Metadata>.");
+  }
+  const removed = await ctx.imageLock.run(async () => {
+    const result = ctx.classifiers.deleteCustomerData(input.ownerId, input.customerId as string, ctx.now());
+    await ctx.images.remove(ctx.classifiers.unreferencedImages(result.imageHashes));
+    return result;
+  });
+  for (const id of removed.deletedClassifiers) {
+    await ctx.queue.cancel(id).catch((err) => ctx.logger.warn({ err, classifierId: id }, 'could not cancel training'));
+    await ctx.heads.removeClassifier(id);
+  }
+  for (const id of removed.retrainClassifiers) {
+    // If queueing fails now, the worker's start-up check queues the classifier again.
+    await ctx.queue.enqueue(id).catch((err) => ctx.logger.error({ err, classifierId: id }, 'could not queue retraining'));
+  }
+}
+
 export function coreMlModel(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): never {
   ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   throw notFound(

@@ -7,6 +7,7 @@ import {
   getClassifier,
   listClassifiers,
   listVersions,
+  deleteUserData,
   updateClassifier,
   } from '../../../domain/manage-classifiers';
 import type { UploadedFile } from '../../../domain/training-form';
@@ -57,6 +58,11 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
 
   router.get('/classifiers/:classifierId/core_ml_model', (req) => {
     coreMlModel(ctx, { ownerId: owner(req), classifierId: idParam(req) });
+  });
+
+  router.delete('/user_data', async (req, res) => {
+    await deleteUserData(ctx, { ownerId: owner(req), customerId: req.query.customer_id });
+    res.status(202).end();
   });
 
   router.get('/classifiers/:classifierId/versions', (req, res) => {
