@@ -5,6 +5,8 @@ const config: Config = {
   testEnvironment: '<rootDir>/test/ml/typed-array-environment.ts',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  // test/faults runs on its own: npm run test:faults.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/faults/'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
   globalSetup: '<rootDir>/test/global-setup.ts',
   testTimeout: 120_000,

@@ -25,12 +25,35 @@ export function generateKey(): string {
 export class ApiKeyRepository {
   constructor(private readonly db: Database) {}
 
-  /** The owner of a key, or undefined for an unknown or revoked key. */
-  ownerOfKey(key: string): string | undefined {
+  /**
+   * The active key with this value, or undefined for an unknown or revoked key. The lookup is by
+   * SHA-256 of the key, so no comparison's timing depends on how much of a guess is right.
+   */
+  findActiveKey(key: string): { id: number; ownerId: string } | undefined {
     const row = this.db
-      .prepare('SELECT owner_id FROM api_keys WHERE key_hash = ? AND revoked IS NULL')
-      .get(hashKey(key)) as { owner_id: string } | undefined;
+      .prepare('SELECT id, owner_id FROM api_keys WHERE key_hash = ? AND revoked IS NULL')
+      .get(hashKey(key)) as { id: number; owner_id: string } | undefined;
+    return row && { id: row.id, ownerId: row.owner_id };
+  }
+
+  ownerOfKey(key: string): string | undefined {
+    return this.findActiveKey(key)?.ownerId;
+  }
+
+  /** The owner of an active key by its id (access tokens name the key by id). */
+  ownerOfKeyId(id: number): string | undefined {
+    const row = this.db.prepare('SELECT owner_id FROM api_keys WHERE id = ? AND revoked IS NULL').get(id) as
+      | { owner_id: string }
+      | undefined;
     return row?.owner_id;
+  }
+
+  /** The secret that signs access tokens: made once, kept in the database, never leaves the server. */
+  tokenSigningSecret(): Buffer {
+    this.db
+      .prepare("INSERT OR IGNORE INTO secrets (name, value) VALUES ('token_signing', ?)")
+      .run(crypto.randomBytes(32));
+    return (this.db.prepare("SELECT value FROM secrets WHERE name = 'token_signing'").get() as { value: Buffer }).value;
   }
 
   add(ownerId: string, key: string, source: KeySource, now = new Date().toISOString()): ApiKeyInfo {

@@ -68,6 +68,12 @@ const migrations: string[] = [
   );
   CREATE INDEX versions_classifier ON versions(classifier_id);
   `,
+  `
+  CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+  );
+  `,
 ];
 
 export function openDatabase(file: string): Database {

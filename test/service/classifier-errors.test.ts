@@ -46,6 +46,20 @@ describe('classifier endpoints refuse bad input clearly', () => {
     expect(list.status).toBe(200);
   });
 
+  it('stops honouring a token once its key is revoked', async () => {
+    const carol = t.service.apiKeys.add('carol', 'carol-key-0123456789', 'cli');
+    const res = await fetch(`${t.url}/identity/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=urn:ibm:params:oauth:grant-type:apikey&apikey=carol-key-0123456789',
+    });
+    const { access_token: token } = (await res.json()) as { access_token: string };
+    const bearer = { headers: { Authorization: `Bearer ${token}` } };
+    expect((await t.call('GET', `/v3/classifiers?${VERSION}`, bearer)).status).toBe(200);
+    t.service.apiKeys.revoke(carol.id);
+    expect((await t.call('GET', `/v3/classifiers?${VERSION}`, bearer)).status).toBe(401);
+  });
+
   it('400 without version or with a malformed one', async () => {
     const missing = await t.call('GET', '/v3/classifiers');
     expect(missing).toEqual({ status: 400, body: { code: 400, error: "Missing 'version' query parameter. Add ?version=2018-03-19 to the URL." } });

@@ -1,7 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '../../errors';
 import type { ApiKeyRepository } from '../../data-access/api-key-repository';
-import { apiKeyOfAccessToken } from './access-token';
+import { keyIdOfAccessToken, looksLikeAccessToken } from './access-token';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -9,29 +9,32 @@ declare module 'express-serve-static-core' {
   }
 }
 
-/** The API key of a request: Basic `apikey:<key>`, `Bearer <key>`, or `Bearer <token from /identity/token>`. */
-export function keyFromAuthorization(header: string | undefined): string | undefined {
+/** What a request presents: Basic `apikey:<key>`, `Bearer <key>`, or `Bearer <token from /identity/token>`. */
+export function credentialFromAuthorization(header: string | undefined): { key: string } | { token: string } | undefined {
   if (!header) return undefined;
   const [scheme, value] = header.trim().split(/\s+/, 2);
   if (!value) return undefined;
-  if (scheme.toLowerCase() === 'bearer') return apiKeyOfAccessToken(value) ?? value;
+  if (scheme.toLowerCase() === 'bearer') return looksLikeAccessToken(value) ? { token: value } : { key: value };
   if (scheme.toLowerCase() === 'basic') {
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     if (colon < 0 || decoded.slice(0, colon) !== 'apikey') return undefined;
-    return decoded.slice(colon + 1);
+    return { key: decoded.slice(colon + 1) };
   }
   return undefined;
 }
 
 export function authenticate(apiKeys: ApiKeyRepository) {
+  const secret = apiKeys.tokenSigningSecret();
   return (req: Request, _res: Response, next: NextFunction) => {
-    const key = keyFromAuthorization(req.headers.authorization);
-    const owner = key ? apiKeys.ownerOfKey(key) : undefined;
+    const credential = credentialFromAuthorization(req.headers.authorization);
+    let owner: string | undefined;
+    if (credential && 'token' in credential) owner = apiKeys.ownerOfKeyId(keyIdOfAccessToken(secret, credential.token));
+    else if (credential) owner = apiKeys.ownerOfKey(credential.key);
     if (!owner) {
       throw new ApiError(
         401,
-        key
+        credential
           ? 'The API key is not valid. Check the key, or ask the operator for one.'
           : "Unauthorized: send the API key as HTTP Basic auth with user 'apikey' (curl -u \"apikey:{key}\") or as 'Authorization: Bearer {key}'.",
       );

@@ -5,10 +5,11 @@ import { ACCESS_TOKEN_LIFETIME_S, issueAccessToken } from '../access-token';
 
 /**
  * IBM IAM's token exchange, so SDK clients with an IamAuthenticator work unchanged.
- * The token is a JWT standing for the API key (see access-token.ts): revoking the key revokes it.
+ * The token is a JWT naming the API key by id (see access-token.ts): revoking the key revokes it.
  */
 export function identityRoutes(apiKeys: ApiKeyRepository) {
   const router = Router();
+  const secret = apiKeys.tokenSigningSecret();
   router.post('/token', express.urlencoded({ extended: false, limit: '16kb' }), (req, res) => {
     const grantType = req.body?.grant_type;
     const apikey = req.body?.apikey;
@@ -18,9 +19,9 @@ export function identityRoutes(apiKeys: ApiKeyRepository) {
         "Send grant_type=urn:ibm:params:oauth:grant-type:apikey and apikey=<your key> as an application/x-www-form-urlencoded body.",
       );
     }
-    const ownerId = apiKeys.ownerOfKey(apikey);
-    if (!ownerId) throw new ApiError(401, 'The API key is not valid.');
-    const { token, expiration } = issueAccessToken(apikey, ownerId);
+    const key = apiKeys.findActiveKey(apikey);
+    if (!key) throw new ApiError(401, 'The API key is not valid.');
+    const { token, expiration } = issueAccessToken(secret, key);
     res.json({
       access_token: token,
       refresh_token: 'not_supported',
