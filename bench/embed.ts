@@ -28,16 +28,24 @@ function loadPhotos(): ImageInput[] | undefined {
   return files.map((file) => ({ name: file, bytes: fs.readFileSync(path.join(FOOD_DIR, file)) }));
 }
 
-async function embedRate(pack: LoadedPack, photos: ImageInput[], batchSize: number, threads: number): Promise<number> {
+interface Rate {
+  imagesPerSecond: number;
+  /** Process CPU time (all threads) per image: with a busy machine, cores ÷ this bounds a quiet one's rate. */
+  cpuMsPerImage: number;
+}
+
+async function embedRate(pack: LoadedPack, photos: ImageInput[], batchSize: number, threads: number): Promise<Rate> {
   const embedder = await Embedder.create(pack, { threads, batchSize });
   try {
     await embedder.analyze(photos.slice(0, 32)); // warm-up: first runs allocate and plan
     const start = process.hrtime.bigint();
+    const cpuStart = process.cpuUsage();
     const results = await embedder.analyze(photos);
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    const cpu = process.cpuUsage(cpuStart);
     const failed = results.filter((r) => r instanceof Error).length;
     if (failed > 0) throw new Error(`${failed} photos failed to decode`);
-    return photos.length / seconds;
+    return { imagesPerSecond: photos.length / seconds, cpuMsPerImage: (cpu.user + cpu.system) / 1000 / photos.length };
   } finally {
     await embedder.close();
   }
@@ -74,8 +82,8 @@ async function main(): Promise<void> {
   const imagesPerSecond: Record<string, number> = {};
   for (const config of CONFIGS) {
     const rate = await embedRate(pack, photos, config.batchSize, config.threads);
-    imagesPerSecond[config.key] = Math.round(rate * 10) / 10;
-    console.log(`batch ${config.batchSize}, ${config.threads} thread(s): ${rate.toFixed(1)} images/s`);
+    imagesPerSecond[config.key] = Math.round(rate.imagesPerSecond * 10) / 10;
+    console.log(`batch ${config.batchSize}, ${config.threads} thread(s): ${rate.imagesPerSecond.toFixed(1)} images/s, ${rate.cpuMsPerImage.toFixed(1)} CPU ms/image`);
   }
   console.log(JSON.stringify({ bench: 'embed', cores, images: photos.length, decode_only_per_s: Math.round(decodeOnly * 10) / 10, images_per_s: imagesPerSecond }));
 }

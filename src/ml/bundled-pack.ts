@@ -8,6 +8,7 @@ import type { PackManifest } from './types';
 /** Bump whenever the conversion's output changes: cached embeddings are keyed by `bundled@<version>`. */
 export const BUNDLED_PACK_VERSION = 1;
 const MODEL_FILE = 'model.onnx';
+const STAGING_PREFIX = '.bundled-staging-';
 
 /**
  * Makes sure `<modelsDir>/bundled` holds the converted nsfwjs backbone of the current version.
@@ -19,7 +20,8 @@ export async function ensureBundledPack(modelsDir: string): Promise<PackManifest
   if (current) return current;
 
   await fs.mkdir(modelsDir, { recursive: true });
-  const staging = path.join(modelsDir, `.bundled-staging-${process.pid}-${randomBytes(4).toString('hex')}`);
+  await removeAbandonedStaging(modelsDir);
+  const staging = path.join(modelsDir, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     await fs.mkdir(staging);
     const { model, explicitLabels } = await convertBundledBackbone();
@@ -61,6 +63,23 @@ async function moveIntoPlace(staging: string, target: string): Promise<void> {
     if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await currentPack(modelsDir))) throw error;
   } finally {
     await fs.rm(retired, { recursive: true, force: true });
+  }
+}
+
+/** Staging directories of processes that died mid-conversion (their pid is gone). */
+async function removeAbandonedStaging(modelsDir: string): Promise<void> {
+  for (const entry of await fs.readdir(modelsDir)) {
+    const pid = entry.startsWith(STAGING_PREFIX) ? Number.parseInt(entry.slice(STAGING_PREFIX.length), 10) : NaN;
+    if (pid && !isRunning(pid)) await fs.rm(path.join(modelsDir, entry), { recursive: true, force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -36,7 +36,7 @@ const EXPLICIT_LABELS = ['porn', 'hentai'];
 export class Embedder {
   readonly packKey: string;
   readonly dim: number;
-  private readonly explicitIndices?: number[];
+  private readonly explicitIndices: number[];
   /** pixel·scale[c] + offset[c] = (pixel/255 − mean[c]) / std[c] */
   private readonly scale: number[];
   private readonly offset: number[];
@@ -52,16 +52,19 @@ export class Embedder {
     this.dim = manifest.embedding.dim;
     this.scale = manifest.input.std.map((std) => 1 / (255 * std));
     this.offset = manifest.input.mean.map((mean, c) => -mean / manifest.input.std[c]);
-    const explicit = manifest.heads.explicit;
-    if (explicit) this.explicitIndices = EXPLICIT_LABELS.map((label) => explicit.labels.indexOf(label)).filter((i) => i >= 0);
+    this.explicitIndices = EXPLICIT_LABELS.map((label) => manifest.heads.explicit?.labels.indexOf(label) ?? -1);
   }
 
   static async create(pack: LoadedPack, options: EmbedderOptions): Promise<Embedder> {
     const batchSize = options.batchSize ?? 16;
     if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
-    const inference = await InferenceWorker.create(pack.modelPath, { intraOpNumThreads: options.threads });
     const { manifest } = pack;
+    const explicitLabels = manifest.heads.explicit?.labels;
+    if (explicitLabels && !EXPLICIT_LABELS.every((label) => explicitLabels.includes(label))) {
+      throw new PackError(pack.modelPath, `the explicit head's labels must include ${EXPLICIT_LABELS.join(' and ')}`);
+    }
+    const inference = await InferenceWorker.create(pack.modelPath, { intraOpNumThreads: options.threads });
     const wanted = [...manifest.embedding.outputs, manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((name): name is string => !!name);
     const missing = wanted.filter((name) => !inference.outputNames.includes(name));
     if (!inference.inputNames.includes(manifest.input.name)) missing.unshift(`input ${manifest.input.name}`);
@@ -121,7 +124,9 @@ export class Embedder {
     const { manifest } = this;
     const { name, size } = manifest.input;
     const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
-    const outputs = await this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
+    const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
+    const colors = images.map(colorClasses); // while the worker infers
+    const outputs = await running;
     const data = (outputName: string): Float32Array => outputs[outputName].data;
     const embeddingParts = manifest.embedding.outputs.map(data);
     const explicitProbs = manifest.heads.explicit && data(manifest.heads.explicit.output);
@@ -129,13 +134,13 @@ export class Embedder {
     return images.map((image, i) => {
       const analysis: ImageAnalysis = {
         embedding: this.embedding(embeddingParts, i, images.length),
-        colors: colorClasses(image),
+        colors: colors[i],
         width: image.width,
         height: image.height,
       };
       if (explicitProbs) {
         const per = explicitProbs.length / images.length;
-        analysis.explicit = Math.min(1, this.explicitIndices!.reduce((sum, k) => sum + explicitProbs[i * per + k], 0));
+        analysis.explicit = Math.min(1, this.explicitIndices.reduce((sum, k) => sum + explicitProbs[i * per + k], 0));
       }
       if (imagenetLogits) {
         const per = imagenetLogits.length / images.length;

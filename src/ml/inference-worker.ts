@@ -26,6 +26,8 @@ ort.InferenceSession.create(workerData.modelPath, {
   interOpNumThreads: 1,
   executionMode: 'sequential',
   graphOptimizationLevel: 'all',
+  // Idle pool threads sleep instead of spinning: the spinning steals the cores sharp decodes on.
+  extra: { session: { intra_op: { allow_spinning: '0' } } },
 }).then((session) => {
   parentPort.on('message', async (request) => {
     if (request.close) {

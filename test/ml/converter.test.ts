@@ -1,4 +1,5 @@
 /** @jest-environment ./test/ml/typed-array-environment.ts */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -202,6 +203,9 @@ describe('ensureBundledPack', () => {
   });
 
   it('replaces a pack of an older version or with a broken manifest, and survives concurrent callers', async () => {
+    // What a process killed mid-conversion leaves behind.
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    fs.mkdirSync(path.join(scratch, `.bundled-staging-${deadPid}-0123abcd`));
     const dir = path.join(scratch, 'bundled');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'manifest.json'), '{"id": "bundled", "version": 0');

@@ -1,4 +1,3 @@
-/** @jest-environment ./test/ml/typed-array-environment.ts */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -186,7 +185,13 @@ describe('Embedder on the bundled pack', () => {
   });
 });
 
-describe('Embedder.create', () => {
+describe('Embedder lifecycle', () => {
+  it('refuses work once closed', async () => {
+    const closing = await Embedder.create(pack, { threads: 1 });
+    await closing.close();
+    await expect(closing.analyze(images.slice(0, 1))).rejects.toThrow('the embedder is closed');
+  });
+
   it('refuses a pack whose manifest names outputs the model lacks', async () => {
     const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'embedder-pack-'));
     try {

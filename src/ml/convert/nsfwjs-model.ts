@@ -24,7 +24,7 @@ function nsfwjsDistDir(): string {
   return path.join(path.dirname(require.resolve('nsfwjs')), '..');
 }
 
-export function nsfwjsMobilenetV2Dir(): string {
+function nsfwjsMobilenetV2Dir(): string {
   return path.join(nsfwjsDistDir(), 'models', 'mobilenet_v2');
 }
 
