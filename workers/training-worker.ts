@@ -1,4 +1,5 @@
-import path from 'node:path';
+// First import: lowers this process's priority before sharp and onnxruntime start their threads.
+import './lower-priority';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { loadConfig } from '../src/config';
 import { ClassifierRepository } from '../src/data-access/classifier-repository';

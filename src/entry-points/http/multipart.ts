@@ -77,7 +77,8 @@ export function multipartUpload(options: { tmpDir: string; maxFileBytes: number;
 
 function removeUploadedFiles(req: Request) {
   const files = Array.isArray(req.files) ? req.files : [];
-  for (const f of files) fs.rm(f.path, { force: true }, () => undefined);
+  // A file still arriving when the client hung up has no path yet: multer removes it itself.
+  for (const f of files) if (f.path) fs.rm(f.path, { force: true }, () => undefined);
 }
 
 function translateMulterError(error: unknown, maxFileBytes: number): unknown {

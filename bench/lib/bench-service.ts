@@ -1,0 +1,182 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import IORedis from 'ioredis';
+import { modelsDir } from './repo';
+import type { BenchServiceReady } from './service-process';
+
+const START_TIMEOUT_MS = 180_000;
+const STOP_TIMEOUT_MS = 30_000;
+/** USER_HZ of /proc times: 100 on Linux. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** Thrown when nothing answers at the Redis URL the bench would give the service. */
+export class RedisNotAnsweringError extends Error {
+  constructor(readonly redisUrl: string, reason: string) {
+    super(`No Redis answers at ${redisUrl} (${reason}): start redis-server (apt-get install redis-server) or set REDIS_URL`);
+    this.name = 'RedisNotAnsweringError';
+  }
+}
+
+export class BenchServiceStartError extends Error {
+  constructor(reason: string) {
+    super(`The service process did not start: ${reason}`);
+    this.name = 'BenchServiceStartError';
+  }
+}
+
+/** The real service running in a child process on 127.0.0.1, on a temp data dir and its own queue prefix. */
+export interface BenchService {
+  url: string;
+  apiKey: string;
+  /** The API process (the child); its training worker is `workerPid`. */
+  pid: number;
+  workerPid?: number;
+  dataDir: string;
+  /** Stops the service, removes the data dir and the queue prefix's Redis keys. */
+  stop(): Promise<void>;
+}
+
+async function checkRedis(redisUrl: string): Promise<void> {
+  const redis = new IORedis(redisUrl, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (error) {
+    throw new RedisNotAnsweringError(redisUrl, error instanceof Error ? error.message : String(error));
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function deleteKeys(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new IORedis(redisUrl, { maxRetriesPerRequest: 1 });
+  try {
+    const stream = redis.scanStream({ match: `${prefix}:*`, count: 500 });
+    for await (const keys of stream as AsyncIterable<string[]>) {
+      if (keys.length) await redis.del(...keys);
+    }
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** Waits for the child's ready line; other stdout lines (the service's warn logs) go to our stderr. */
+function waitForReady(child: ChildProcess): Promise<BenchServiceReady> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new BenchServiceStartError(`no ready line within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      let message: { benchServiceReady?: BenchServiceReady } | undefined;
+      try {
+        message = JSON.parse(line);
+      } catch {
+        // not JSON: plain output of the service
+      }
+      if (message?.benchServiceReady) {
+        clearTimeout(timer);
+        resolve(message.benchServiceReady);
+      } else {
+        process.stderr.write(`[service] ${line}\n`);
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new BenchServiceStartError(`it exited with code ${code}, signal ${signal}`));
+    });
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const killer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    child.once('exit', () => {
+      clearTimeout(killer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/**
+ * Boots the service in a child process (`service-process`) with REDIS_URL (env or
+ * redis://127.0.0.1:6379), a unique QUEUE_PREFIX, API_KEYS=bench:<random key>,
+ * LOG_LEVEL=warn, RATE_LIMIT_PER_MINUTE=0 (no per-account limit), MODELS_DIR (env or <repo>/models) and a temp DATA_DIR.
+ */
+export async function startBenchService(): Promise<BenchService> {
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  await checkRedis(redisUrl);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-bench-'));
+  const queuePrefix = `wvr-bench-${crypto.randomBytes(4).toString('hex')}`;
+  const apiKey = crypto.randomBytes(18).toString('base64url');
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    MODELS_DIR: modelsDir(),
+    REDIS_URL: redisUrl,
+    QUEUE_PREFIX: queuePrefix,
+    API_KEYS: `bench:${apiKey}`,
+    LOG_LEVEL: 'warn',
+    // The per-account limit (600/min by default) would answer a load test with 429s.
+    RATE_LIMIT_PER_MINUTE: '0',
+  };
+  // Compiled, this is dist/bench/lib/*.js; under ts-node, the .ts sources.
+  const fromSource = __filename.endsWith('.ts');
+  const script = path.join(__dirname, fromSource ? 'service-process.ts' : 'service-process.js');
+  const execArgv = fromSource ? ['-r', 'ts-node/register/transpile-only'] : [];
+  const child = spawn(process.execPath, [...execArgv, script], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+
+  const cleanUp = async () => {
+    await stopChild(child);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    await deleteKeys(redisUrl, queuePrefix);
+  };
+  let ready: BenchServiceReady;
+  try {
+    ready = await waitForReady(child);
+  } catch (error) {
+    await cleanUp();
+    throw error;
+  }
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    // Calls fail from here on; this says why.
+    if (!stopping) console.error(`[bench] the service process exited during the bench (code ${code}, signal ${signal}); its output is above`);
+  });
+  const stop = async () => {
+    stopping = true;
+    await cleanUp();
+  };
+  return { url: ready.url, apiKey, pid: ready.pid, workerPid: ready.workerPid, dataDir, stop };
+}
+
+/** Resident memory of a process in MB (VmRSS of /proc/<pid>/status), or undefined where unreadable. */
+export function residentMb(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const match = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Math.round(Number(match[1]) / 102.4) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc/<pid>/stat; undefined where unreadable. */
+export function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)": state is the 3rd field of the line, utime the 14th and stime the 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+  } catch {
+    return undefined;
+  }
+}
