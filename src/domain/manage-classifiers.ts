@@ -40,6 +40,11 @@ export async function createClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null },
 ): Promise<ClassifierView> {
+  // multer turns a repeated field into an array (and 'name[x]' into an object): say so, rather than call the name missing.
+  if (input.name !== undefined && typeof input.name !== 'string') {
+    const what = Array.isArray(input.name) ? `${input.name.length} values` : 'a structured value';
+    throw badRequest(`The field 'name' arrived as ${what}. Send the classifier's name once, as plain text.`);
+  }
   const name = typeof input.name === 'string' ? input.name.trim() : '';
   if (name === '') {
     throw badRequest("Missing required parameter 'name'. Send the classifier's name as the form field 'name'.");

@@ -24,7 +24,8 @@ export function validateClassName(className: string, fieldName: string): void {
       `The field '${fieldName}' has an empty class name. Name the field '<class>_positive_examples', for example 'beagle_positive_examples'.`,
     );
   }
-  const bad = FORBIDDEN_CLASS_CHARACTERS.find((c) => className.includes(c));
+  // The first one as it appears in the name, so the message points where the user will look.
+  const bad = [...className].find((c) => FORBIDDEN_CLASS_CHARACTERS.includes(c));
   if (bad) {
     throw badRequest(
       `The class name '${className}' contains the character '${bad}', which is not allowed. ` +

@@ -6,6 +6,11 @@ import multer from 'multer';
 import { ApiError } from '../../errors';
 
 const MB = 1024 * 1024;
+const MAX_FIELD_BYTES = MB;
+const MAX_TEXT_FIELDS = 100;
+
+/** The API's file fields. One sent as text is almost always curl's -F without '@'. */
+const FILE_FIELD = /^(images_file|negative_examples|.*_positive_examples)$/;
 
 // multer 2 feeds busboy through this option; @types/multer does not list it yet.
 type StreamHandler = (req: Request, busboy: Writable) => void;
@@ -46,7 +51,7 @@ export function multipartUpload(options: { tmpDir: string; maxFileBytes: number;
       destination: options.tmpDir,
       filename: (_req, _file, cb) => cb(null, `upload-${crypto.randomBytes(12).toString('hex')}`),
     }),
-    limits: { fileSize: options.maxFileBytes, fieldSize: MB, fields: 100, parts: 20_000 },
+    limits: { fileSize: options.maxFileBytes, fieldSize: MAX_FIELD_BYTES, fields: MAX_TEXT_FIELDS, parts: 20_000 },
     defParamCharset: 'utf8',
     streamHandler: countingStreamHandler(options.maxRequestBytes),
   };
@@ -67,12 +72,22 @@ export function multipartUpload(options: { tmpDir: string; maxFileBytes: number;
 
   const parse = (req: Request, res: Response, next: NextFunction) => {
     upload(req, res, (error: unknown) => {
-      if (!error) return next();
+      if (!error) return next(fileSentAsText(req));
       removeUploadedFiles(req);
       next(translateMulterError(error, options.maxFileBytes));
     });
   };
   return [checkRequest, parse];
+}
+
+/** Refuses a file field that arrived as a text field, rather than letting it look missing. */
+function fileSentAsText(req: Request): ApiError | undefined {
+  const field = Object.keys(req.body ?? {}).find((name) => FILE_FIELD.test(name));
+  if (field === undefined) return undefined;
+  return new ApiError(
+    400,
+    `The field '${field}' arrived as text, not as a file. Send it as a file part with a file name (with curl: -F "${field}=@<file>", note the @).`,
+  );
 }
 
 function removeUploadedFiles(req: Request) {
@@ -89,6 +104,15 @@ function translateMulterError(error: unknown, maxFileBytes: number): unknown {
         400,
         `The file in the field '${error.field}' is larger than ${Math.round(maxFileBytes / MB)} MB, the limit for one file. Split it into smaller zips.`,
       );
+    }
+    if (error.code === 'LIMIT_FIELD_VALUE') {
+      return new ApiError(
+        400,
+        `The text field '${error.field}' is longer than ${MAX_FIELD_BYTES / MB} MB, the limit for a text field. Send a shorter value; images and zips go in file fields.`,
+      );
+    }
+    if (error.code === 'LIMIT_FIELD_COUNT') {
+      return new ApiError(400, `The form has more than ${MAX_TEXT_FIELDS} text fields, the limit per request. Send only the fields the API reads.`);
     }
     return new ApiError(400, `The multipart form was refused: ${error.message}${error.field ? ` (field '${error.field}')` : ''}.`);
   }
