@@ -36,6 +36,7 @@ const environmentSchema = z.object({
   ALLOW_PRIVATE_URLS: booleanFrom(false),
   TRAINING_LOCK_MS: intFrom(60_000, 1000),
   CORS_ORIGINS: z.string().default(''),
+  OBJECT_DETECTION: booleanFrom(true),
   RATE_LIMIT_PER_MINUTE: intFrom(600, 0),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -66,6 +67,8 @@ export interface Config {
   allowPrivateUrls: boolean;
   /** BullMQ lock duration: a killed worker's run is picked up again after about this long. */
   trainingLockMs: number;
+  /** Run the COCO object detector for `default` (≈50–75 ms of CPU per image). */
+  objectDetection: boolean;
   /** Origins allowed to call the API from a browser; empty: CORS off. */
   corsOrigins: string[];
   /** Expensive requests (create, update, classify) per owner per minute; 0: no limit. */
@@ -123,6 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     urlFetchTimeoutMs: e.URL_FETCH_TIMEOUT_MS,
     allowPrivateUrls: e.ALLOW_PRIVATE_URLS,
     trainingLockMs: e.TRAINING_LOCK_MS,
+    objectDetection: e.OBJECT_DETECTION,
     corsOrigins: e.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     logLevel: e.LOG_LEVEL,

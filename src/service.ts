@@ -18,6 +18,8 @@ import { AsyncLock } from './lib/async-lock';
 import { createLogger } from './logger';
 import { HeadCache } from './data-access/head-cache';
 import { openEmbedder } from './data-access/model-runtime';
+import { ensureDetectorPack } from './ml/detector/detector-pack';
+import { ObjectDetector } from './ml/detector/object-detector';
 import { fetchImageFromUrl } from './data-access/url-image-fetcher';
 import type { ClassifyContext } from './domain/classify-images';
 
@@ -45,6 +47,16 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   // Converts the bundled pack on first start, before the worker needs it.
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
+  // Converts the COCO object detector on first start; it names the objects of `default`.
+  const detector = config.objectDetection
+    ? await ensureDetectorPack(config.modelsDir)
+        .then(({ modelPath }) => ObjectDetector.create(modelPath, { threads: config.ortThreads }))
+        .catch(async (error: unknown) => {
+          await embedder.close(); // its worker thread would keep the process alive
+          throw error;
+        })
+    : undefined;
+  if (detector) logger.info({ threads: config.ortThreads }, 'object detector loaded');
   const db = openDatabase(layout.database);
   const apiKeys = new ApiKeyRepository(db);
   const { generatedKey } = bootstrapApiKeys(apiKeys, config.apiKeys);
@@ -64,6 +76,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     classifiers: ctx.classifiers,
     headCache: new HeadCache(ctx.heads),
     embedder,
+    detector,
     limits: config.limits,
     fetchImage: (url) =>
       fetchImageFromUrl(url, {
@@ -108,6 +121,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await worker?.stop();
       await queue.close();
       await embedder.close();
+      await detector?.close();
       db.close();
       await redis.stop();
     },

@@ -8,6 +8,7 @@ import { isZip, readZipImages, ZipInputError } from '../data-access/zip-images';
 import type { Config } from '../config';
 import { ImageDecodeError } from '../ml/decode-image';
 import { defaultClasses, DEFAULT_MISSING_OBJECTS_WARNING } from '../ml/default-classifier';
+import type { ObjectDetector } from '../ml/detector/object-detector';
 import type { Embedder, ImageAnalysis } from '../ml/embedder';
 import { explicitClasses } from '../ml/explicit-classifier';
 import { scoreHead, type TrainedHead } from '../ml/heads';
@@ -18,6 +19,8 @@ export interface ClassifyContext {
   classifiers: ClassifierRepository;
   headCache: HeadCache;
   embedder: Embedder;
+  /** Names COCO objects for `default`; without it (and without the ImageNet pack) `default` gives colours only. */
+  detector?: ObjectDetector;
   limits: Config['limits'];
   fetchImage: (url: string) => Promise<FetchedImage>;
 }
@@ -92,12 +95,23 @@ export async function classifyImages(
   }
 
   const toAnalyse = inputs.filter((i) => i.bytes);
-  const analyses = await ctx.embedder.analyze(
-    toAnalyse.map((i) => ({ name: 'image' in i.label ? i.label.image : i.label.source_url, bytes: i.bytes! })),
-  );
+  const modelInputs = toAnalyse.map((i) => ({ name: 'image' in i.label ? i.label.image : i.label.source_url, bytes: i.bytes! }));
+  const appliesDefault = applied.some((c) => c.kind === 'default');
+  // The detector only serves `default`; it runs in its own thread beside the embedder's.
+  const [analyses, detected] = await Promise.all([
+    ctx.embedder.analyze(modelInputs),
+    appliesDefault && ctx.detector ? ctx.detector.detect(modelInputs) : undefined,
+  ]);
   const analysisOf = new Map(toAnalyse.map((img, k) => [img, analyses[k]]));
+  // An image the detector cannot decode, the embedder cannot either: its error is reported from there.
+  const objectsOf = new Map(
+    toAnalyse.map((img, k) => {
+      const objects = detected?.[k];
+      return [img, objects instanceof ImageDecodeError ? undefined : objects];
+    }),
+  );
 
-  if (applied.some((c) => c.kind === 'default') && !ctx.embedder.manifest.heads.imagenet) {
+  if (appliesDefault && !ctx.detector && !ctx.embedder.manifest.heads.imagenet) {
     warnings.push({ warning_id: 'default_objects_unavailable', description: DEFAULT_MISSING_OBJECTS_WARNING });
   }
   const images = inputs.map((img) => {
@@ -108,7 +122,7 @@ export async function classifyImages(
     }
     return {
       ...img.label,
-      classifiers: applied.map((c) => classify(c, analysis, input.params.threshold)),
+      classifiers: applied.map((c) => classify(c, analysis, objectsOf.get(img), input.params.threshold)),
     };
   });
   const customClasses = applied.reduce((n, c) => n + (c.kind === 'custom' ? c.head.classes.length : 0), 0);
@@ -122,13 +136,13 @@ function withWarnings(warnings: Warning[]) {
   return warnings.length > 0 ? { warnings } : {};
 }
 
-function classify(c: AppliedClassifier, analysis: ImageAnalysis, threshold: number): ClassifierResult {
+function classify(c: AppliedClassifier, analysis: ImageAnalysis, objects: BuiltinClass[] | undefined, threshold: number): ClassifierResult {
   let classes: BuiltinClass[];
   if (c.kind === 'custom') {
     const scores = scoreHead(c.head, analysis.embedding);
     classes = c.head.classes.map((name, i) => ({ class: name, score: scores[i] }));
   } else if (c.kind === 'default') {
-    classes = defaultClasses({ colors: analysis.colors, imagenetLogits: analysis.imagenetLogits });
+    classes = defaultClasses({ colors: analysis.colors, imagenetLogits: analysis.imagenetLogits, objects });
   } else {
     classes = explicitClasses(analysis);
   }

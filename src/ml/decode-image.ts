@@ -162,10 +162,13 @@ async function readHeader(bytes: Buffer, fileName: string, type: ImageType): Pro
   return { width: metadata.autoOrient.width, height: metadata.autoOrient.height, channels: metadata.channels };
 }
 
-async function renderSquare(bytes: Buffer, size: number, failOn: 'warning' | 'none'): Promise<Buffer> {
+/** How the picture becomes a square: scaled to cover it and centre-cropped, or stretched to fill it. */
+type SquareFit = 'cover' | 'fill';
+
+async function renderSquare(bytes: Buffer, size: number, fit: SquareFit, failOn: 'warning' | 'none'): Promise<Buffer> {
   const { data, info } = await sharp(bytes, { failOn, limitInputPixels: MAX_INPUT_PIXELS, autoOrient: true, pages: 1 })
     .flatten({ background: '#ffffff' })
-    .resize(size, size, { fit: 'cover', position: 'centre' })
+    .resize(size, size, { fit, position: 'centre' })
     // Greyscale, CMYK and 16-bit input all leave as 8-bit, 3-channel sRGB.
     .toColourspace('srgb')
     .raw()
@@ -205,7 +208,19 @@ function isJpegTruncation(err: unknown): boolean {
  * square and centre-cropped. Throws ImageDecodeError for anything that is not a
  * sound image within MAX_INPUT_PIXELS.
  */
-export async function decodeImage(bytes: Buffer, fileName: string, size: number): Promise<DecodedImage> {
+export function decodeImage(bytes: Buffer, fileName: string, size: number): Promise<DecodedImage> {
+  return decodeToSquare(bytes, fileName, size, 'cover');
+}
+
+/**
+ * Like decodeImage, with the same checks and errors, but the whole picture is stretched to the square
+ * (aspect ratio not kept, nothing cropped): what detectors trained on stretched inputs expect.
+ */
+export function decodeImageStretched(bytes: Buffer, fileName: string, size: number): Promise<DecodedImage> {
+  return decodeToSquare(bytes, fileName, size, 'fill');
+}
+
+async function decodeToSquare(bytes: Buffer, fileName: string, size: number, fit: SquareFit): Promise<DecodedImage> {
   if (!Number.isInteger(size) || size < 1 || size > MAX_OUTPUT_SIZE) {
     throw new RangeError(`decodeImage: size must be an integer from 1 to ${MAX_OUTPUT_SIZE}, got ${size}`);
   }
@@ -217,17 +232,17 @@ export async function decodeImage(bytes: Buffer, fileName: string, size: number)
   const header = await readHeader(bytes, fileName, type);
   let rgb: Buffer;
   try {
-    rgb = await renderSquare(bytes, size, 'warning');
+    rgb = await renderSquare(bytes, size, fit, 'warning');
   } catch (err) {
     if (type !== 'jpeg' || !isJpegTruncation(err) || (header.channels !== 1 && header.channels !== 3)) {
       throw new ImageDecodeError(fileName, decodeFailureReason(type, bytes, err), { cause: err });
     }
-    rgb = await decodeTruncatedJpeg(bytes, fileName, size, err);
+    rgb = await decodeTruncatedJpeg(bytes, fileName, size, fit, err);
   }
   return { rgb, size, width: header.width, height: header.height };
 }
 
-async function decodeTruncatedJpeg(bytes: Buffer, fileName: string, size: number, strictError: unknown): Promise<Buffer> {
+async function decodeTruncatedJpeg(bytes: Buffer, fileName: string, size: number, fit: SquareFit, strictError: unknown): Promise<Buffer> {
   let missing: number;
   try {
     missing = await missingJpegFraction(bytes);
@@ -243,7 +258,7 @@ async function decodeTruncatedJpeg(bytes: Buffer, fileName: string, size: number
     );
   }
   try {
-    return await renderSquare(bytes, size, 'none');
+    return await renderSquare(bytes, size, fit, 'none');
   } catch (err) {
     throw new ImageDecodeError(fileName, decodeFailureReason('jpeg', bytes, err), { cause: err });
   }

@@ -3,7 +3,10 @@ import type { BuiltinClass } from './types';
 
 export { loadImagenetClasses, type ImagenetClass } from './imagenet/imagenet-labels';
 
-/** Attach to `default` results when the ImageNet pack is missing, so the client learns why objects are absent. */
+/**
+ * Attach to `default` results when no object source is available (neither the object detector nor the
+ * ImageNet pack), so the client learns why objects are absent.
+ */
 export const DEFAULT_MISSING_OBJECTS_WARNING =
   'The default classifier returned colour classes only: naming objects (dog, car, person, …) needs the optional ' +
   'ImageNet model pack, which is not installed on this server. An operator installs it once with `npm run models:fetch` ' +
@@ -13,18 +16,21 @@ export interface DefaultClassifierInput {
   colors: BuiltinClass[];
   /** The ImageNet pack's 1000 logits for the image; absent when the pack is not installed. */
   imagenetLogits?: Float32Array;
+  /** The object detector's COCO classes and their supercategories for the image (see ObjectDetector). */
+  objects?: BuiltinClass[];
 }
 
 /**
- * The classes of Watson's `default` classifier for one image: the colour classes, plus, when ImageNet
- * logits are given, every ImageNet class and every ancestor in their type_hierarchy. The 1000 classes
- * are mutually exclusive (softmax), so an ancestor's score is the sum of its descendants' probabilities:
- * the probability that the photo shows any kind of it. That is at least its best child's score and
- * at least the noisy-OR 1 - Π(1 - child). Each class name appears once (the higher score wins when two
- * nodes share a name, like the bird and the machine 'crane'), sorted by score, highest first.
+ * The classes of Watson's `default` classifier for one image: the colour classes, the detected objects
+ * when given, plus, when ImageNet logits are given, every ImageNet class and every ancestor in their
+ * type_hierarchy. The 1000 ImageNet classes are mutually exclusive (softmax), so an ancestor's score is
+ * the sum of its descendants' probabilities: the probability that the photo shows any kind of it. That
+ * is at least its best child's score and at least the noisy-OR 1 - Π(1 - child). Each class name
+ * appears once (the higher score wins when two nodes share a name, like the bird and the machine
+ * 'crane', or when the detector and ImageNet both name a 'dog'), sorted by score, highest first.
  */
 export function defaultClasses(input: DefaultClassifierInput, labels: readonly ImagenetClass[] = BUNDLED_IMAGENET_CLASSES): BuiltinClass[] {
-  const candidates = [...input.colors];
+  const candidates = [...input.colors, ...(input.objects ?? [])];
   if (input.imagenetLogits) candidates.push(...hierarchyClasses(softmax(input.imagenetLogits, labels.length), labels));
 
   const byName = new Map<string, BuiltinClass>();

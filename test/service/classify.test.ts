@@ -1,9 +1,15 @@
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import AdmZip from 'adm-zip';
 import { classImages, solidColorPng } from '../../fixtures/images';
 import { bootService, BOB_KEY, VERSION, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
+
+const DOG = '/usr/share/darknet/data/dog.jpg';
+const hasDog = fs.existsSync(DOG);
+if (!hasDog) console.warn(`SKIPPED: ${DOG} is missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
+const withDog = hasDog ? it : it.skip;
 
 function imageForm(bytes: Buffer, fileName: string, fields: Record<string, string> = {}): FormData {
   const form = new FormData();
@@ -75,7 +81,24 @@ describe('/v3/classify', () => {
     const scores = image.classifiers[1].classes.map((c: { score: number }) => c.score);
     expect(scores).toEqual([...scores].sort((a, b) => b - a));
     expect(image.classifiers[1].classes.some((c: { class: string }) => /color/.test(c.class))).toBe(true);
-    expect(res.body.warnings.map((w: { warning_id: string }) => w.warning_id)).toContain('default_objects_unavailable');
+    // The object detector names objects offline, so nothing warns that objects are unavailable; at threshold 0
+    // its guesses for the drawn circle are listed too, each with its type_hierarchy.
+    expect(res.body.warnings).toBeUndefined();
+    const objects = image.classifiers[1].classes.filter((c: { type_hierarchy?: string }) => !c.type_hierarchy?.startsWith('/colors/'));
+    expect(objects.length).toBeGreaterThan(0);
+    for (const c of objects) expect(c.type_hierarchy).toMatch(/^\/./);
+  });
+
+  withDog('default names the objects of a photo with their type_hierarchy', async () => {
+    const res = await t.call('POST', `/v3/classify?${VERSION}`, { body: imageForm(fs.readFileSync(DOG), 'dog.jpg', { classifier_ids: 'default' }) });
+    expect(res.status).toBe(200);
+    expect(res.body.warnings).toBeUndefined();
+    const classes: Array<{ class: string; score: number; type_hierarchy?: string }> = res.body.images[0].classifiers[0].classes;
+    // The detector's /animal/dog and /vehicle/car, or ImageNet's nodes where that pack is installed and more sure.
+    expect(classes.find((c) => c.class === 'dog')).toMatchObject({ type_hierarchy: expect.stringMatching(/^\/animal\/(.+\/)?dog$/) });
+    expect(classes.find((c) => c.class === 'car')).toMatchObject({ type_hierarchy: expect.stringMatching(/\/car$/) });
+    expect(classes.find((c) => c.class === 'vehicle')).toMatchObject({ type_hierarchy: expect.stringMatching(/\/vehicle$/) });
+    expect(classes.every((c) => c.score >= 0.5)).toBe(true);
   });
 
   it('applies the threshold (default 0.5) and answers the square as a square', async () => {

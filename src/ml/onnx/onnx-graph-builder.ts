@@ -55,14 +55,25 @@ export class OnnxGraphBuilder {
   /** Adds a node and returns its (first) output name. */
   node(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, outputName?: string): string {
     const out = outputName ?? this.name(opType);
+    this.push(opType, inputs, [out], attributes);
+    return out;
+  }
+
+  /** Adds a node with `outputCount` outputs (TopK: values and indices) and returns their fresh names in order. */
+  nodeWithOutputs(opType: string, inputs: string[], outputCount: number, attributes: Record<string, AttributeValue> = {}): string[] {
+    const outputs = Array.from({ length: outputCount }, () => this.name(opType));
+    this.push(opType, inputs, outputs, attributes);
+    return outputs;
+  }
+
+  private push(opType: string, inputs: string[], outputs: string[], attributes: Record<string, AttributeValue>): void {
     this.nodes.push({
       opType,
       input: inputs,
-      output: [out],
+      output: outputs,
       name: this.name(`${opType}_node`),
       attribute: Object.entries(attributes).map(([key, value]) => attribute(key, value)),
     });
-    return out;
   }
 
   toBuffer(): Uint8Array {

