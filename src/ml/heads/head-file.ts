@@ -63,9 +63,9 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
   const fail = (reason: string): never => {
     throw new HeadFileError(source, reason);
   };
-  if (bytes.length < PREFIX_BYTES || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) {
-    fail(bytes.length < MAGIC.length ? `too short to be a head file (${bytes.length} bytes)` : 'not a head file (wrong magic bytes)');
-  }
+  if (bytes.length < MAGIC.length) fail(`too short to be a head file (${bytes.length} bytes)`);
+  if (!bytes.subarray(0, MAGIC.length).equals(MAGIC)) fail('not a head file (wrong magic bytes)');
+  if (bytes.length < PREFIX_BYTES) fail(`truncated: ${bytes.length} bytes, shorter than the ${PREFIX_BYTES}-byte prefix`);
   const version = bytes.readUInt32LE(MAGIC.length);
   if (version !== HEAD_FORMAT_VERSION) fail(`head format version ${version} is not supported (this build reads version ${HEAD_FORMAT_VERSION})`);
   const headerLength = bytes.readUInt32LE(MAGIC.length + 4);

@@ -1,3 +1,5 @@
+import { dot } from './linear-algebra';
+
 /**
  * L-BFGS for many independent smooth problems of one size, minimised together
  * so that each round evaluates every unfinished problem in one batched call
@@ -12,11 +14,17 @@ export interface ProblemEvaluation<T> {
   extra: T;
 }
 
+/** Evaluates the problems `problems` (indices into the start list) at `points`. */
 export type BatchEvaluator<T> = (problems: number[], points: Float64Array[]) => Promise<Array<ProblemEvaluation<T>>>;
 
 export interface LbfgsOptions {
-  /** Stop a problem when ‖gradient‖ ≤ gradientTolerance · ‖initial gradient‖. */
-  gradientTolerance: number;
+  /**
+   * Stop a problem when the decrease its next quasi-Newton step predicts
+   * (−gradientᵀ·direction, about twice the remaining gap to the optimum) is at
+   * most this fraction of its value. Unlike a gradient-norm test this does not
+   * depend on how the problem is parameterised.
+   */
+  decreaseTolerance: number;
   /** Stop a problem after this many accepted steps. */
   maxIterations: number;
   memory: number;
@@ -25,7 +33,6 @@ export interface LbfgsOptions {
 
 export interface LbfgsResult<T> {
   point: Float64Array;
-  value: number;
   extra: T;
   iterations: number;
   converged: boolean;
@@ -39,24 +46,22 @@ const APPROXIMATE_WOLFE = 0.8;
 const MAX_BACKTRACKS = 10;
 
 class ProblemState<T> {
-  point: Float64Array;
-  value = Infinity;
+  readonly point: Float64Array;
+  readonly trial: Float64Array;
+  readonly direction: Float64Array;
   gradient: Float64Array;
+  value = Infinity;
   extra!: T;
-  initialGradientNorm = 0;
   iterations = 0;
   converged = false;
   finished = false;
-
-  readonly steps: Float64Array[] = [];
-  readonly gradientChanges: Float64Array[] = [];
-  readonly curvatures: number[] = [];
-
-  direction: Float64Array;
   slope = 0;
   stepLength = 1;
   backtracks = 0;
-  trial: Float64Array;
+  /** Curvature pairs, oldest first; arrays are recycled when the memory is full. */
+  readonly steps: Float64Array[] = [];
+  readonly gradientChanges: Float64Array[] = [];
+  readonly curvatures: number[] = [];
 
   constructor(start: Float64Array) {
     this.point = Float64Array.from(start);
@@ -69,74 +74,42 @@ class ProblemState<T> {
 export async function minimizeAll<T>(starts: Float64Array[], evaluate: BatchEvaluator<T>, options: LbfgsOptions): Promise<Array<LbfgsResult<T>>> {
   const states = starts.map((start) => new ProblemState<T>(start));
   let pending = states.map((_, i) => i);
-  let firstRound = true;
   for (let round = 0; pending.length > 0; round++) {
     const evaluations = await evaluate(pending, pending.map((i) => states[i].trial));
     pending.forEach((problem, k) => {
-      const state = states[problem];
-      if (firstRound) start(state, evaluations[k], options);
-      else advance(state, evaluations[k], options);
+      if (round === 0) start(states[problem], evaluations[k], options);
+      else advance(states[problem], evaluations[k], options);
     });
-    firstRound = false;
     pending = pending.filter((i) => !states[i].finished);
     options.onRound?.(1 - pending.length / states.length, round);
   }
-  return states.map((s) => ({ point: s.point, value: s.value, extra: s.extra, iterations: s.iterations, converged: s.converged }));
+  return states.map((s) => ({ point: s.point, extra: s.extra, iterations: s.iterations, converged: s.converged }));
 }
 
 function start<T>(state: ProblemState<T>, evaluation: ProblemEvaluation<T>, options: LbfgsOptions): void {
   accept(state, evaluation);
-  state.initialGradientNorm = norm(state.gradient);
-  if (state.initialGradientNorm === 0) {
-    state.converged = state.finished = true;
-    return;
-  }
-  beginLineSearch(state);
+  newDirection(state, options);
 }
 
 function advance<T>(state: ProblemState<T>, evaluation: ProblemEvaluation<T>, options: LbfgsOptions): void {
-  const { value, gradient } = evaluation;
-  if (acceptable(state, value, gradient)) {
-    const step = new Float64Array(state.point.length);
-    const gradientChange = new Float64Array(state.point.length);
-    for (let k = 0; k < step.length; k++) {
-      step[k] = state.trial[k] - state.point[k];
-      gradientChange[k] = gradient[k] - state.gradient[k];
-    }
-    const curvature = dot(step, gradientChange);
-    // Skip pairs without positive curvature: they would break the positive-definite update.
-    if (curvature > 1e-12 * dot(gradientChange, gradientChange)) {
-      if (state.steps.length === options.memory) {
-        state.steps.shift();
-        state.gradientChanges.shift();
-        state.curvatures.shift();
-      }
-      state.steps.push(step);
-      state.gradientChanges.push(gradientChange);
-      state.curvatures.push(curvature);
-    }
+  if (acceptable(state, evaluation)) {
+    remember(state, evaluation.gradient, options.memory);
     state.point.set(state.trial);
     accept(state, evaluation);
     state.iterations++;
-    if (norm(state.gradient) <= options.gradientTolerance * state.initialGradientNorm) {
-      state.converged = state.finished = true;
-    } else if (state.iterations >= options.maxIterations) {
-      state.finished = true;
-    } else {
-      beginLineSearch(state);
-    }
+    newDirection(state, options);
     return;
   }
-  // Float32 noise near the optimum makes tiny improvements unverifiable: give up after many halvings.
+  // Repeated failures mean float32 noise hides any further progress.
   state.backtracks++;
   if (state.backtracks > MAX_BACKTRACKS) {
     state.finished = true;
-    state.converged = norm(state.gradient) <= Math.sqrt(options.gradientTolerance) * state.initialGradientNorm;
     return;
   }
-  const excess = value - state.value - state.slope * state.stepLength;
-  const interpolated = Number.isFinite(excess) && excess > 0 ? (-state.slope * state.stepLength ** 2) / (2 * excess) : 0;
-  state.stepLength = Math.min(0.5 * state.stepLength, Math.max(0.1 * state.stepLength, interpolated));
+  const step = state.stepLength;
+  const excess = evaluation.value - state.value - state.slope * step;
+  const interpolated = Number.isFinite(excess) && excess > 0 ? (-state.slope * step * step) / (2 * excess) : 0;
+  state.stepLength = Math.min(0.5 * step, Math.max(0.1 * step, interpolated));
   setTrial(state);
 }
 
@@ -145,10 +118,33 @@ function advance<T>(state: ProblemState<T>, evaluation: ProblemEvaluation<T>, op
  * decrease that small, Hager–Zhang's approximate Wolfe test: the value did not
  * rise beyond the noise and the slope along the search line has not overshot.
  */
-function acceptable<T>(state: ProblemState<T>, value: number, gradient: Float64Array): boolean {
+function acceptable<T>(state: ProblemState<T>, { value, gradient }: ProblemEvaluation<T>): boolean {
   if (!Number.isFinite(value)) return false;
   if (value <= state.value + ARMIJO * state.stepLength * state.slope) return true;
   return value <= state.value + NOISE * Math.abs(state.value) && dot(gradient, state.direction) <= -APPROXIMATE_WOLFE * state.slope;
+}
+
+/** Stores the (step, gradient change) pair of an accepted trial, unless it lacks positive curvature. */
+function remember<T>(state: ProblemState<T>, gradient: Float64Array, memory: number): void {
+  const full = state.steps.length === memory;
+  const step = full ? state.steps.shift()! : new Float64Array(gradient.length);
+  const change = full ? state.gradientChanges.shift()! : new Float64Array(gradient.length);
+  if (full) state.curvatures.shift();
+  let curvature = 0;
+  let changeNorm = 0;
+  for (let k = 0; k < step.length; k++) {
+    const s = state.trial[k] - state.point[k];
+    const y = gradient[k] - state.gradient[k];
+    step[k] = s;
+    change[k] = y;
+    curvature += s * y;
+    changeNorm += y * y;
+  }
+  // A pair without positive curvature would break the positive-definite update.
+  if (curvature <= 1e-12 * changeNorm) return;
+  state.steps.push(step);
+  state.gradientChanges.push(change);
+  state.curvatures.push(curvature);
 }
 
 function accept<T>(state: ProblemState<T>, evaluation: ProblemEvaluation<T>): void {
@@ -157,52 +153,49 @@ function accept<T>(state: ProblemState<T>, evaluation: ProblemEvaluation<T>): vo
   state.extra = evaluation.extra;
 }
 
-/** Two-loop recursion for the quasi-Newton direction, then a unit trial step. */
-function beginLineSearch<T>(state: ProblemState<T>): void {
-  const q = Float64Array.from(state.gradient);
-  const count = state.steps.length;
+/** Two-loop recursion for the quasi-Newton direction, the stopping test, then a unit trial step. */
+function newDirection<T>(state: ProblemState<T>, options: LbfgsOptions): void {
+  const { steps, gradientChanges, curvatures, gradient, direction } = state;
+  const q = Float64Array.from(gradient);
+  const count = steps.length;
   const alphas = new Float64Array(count);
-  for (let k = count - 1; k >= 0; k--) {
-    alphas[k] = dot(state.steps[k], q) / state.curvatures[k];
-    axpy(-alphas[k], state.gradientChanges[k], q);
+  for (let i = count - 1; i >= 0; i--) {
+    const s = steps[i];
+    const y = gradientChanges[i];
+    const alpha = dot(s, q) / curvatures[i];
+    alphas[i] = alpha;
+    for (let k = 0; k < q.length; k++) q[k] -= alpha * y[k];
   }
-  const newest = count - 1;
-  const scale = count > 0
-    ? state.curvatures[newest] / dot(state.gradientChanges[newest], state.gradientChanges[newest])
-    : 1 / norm(state.gradient);
+  const gradientNorm = Math.sqrt(dot(gradient, gradient));
+  // Initial inverse-Hessian scale: from the newest pair, else a unit first step.
+  const scale = count > 0 ? curvatures[count - 1] / dot(gradientChanges[count - 1], gradientChanges[count - 1]) : 1 / gradientNorm;
   for (let k = 0; k < q.length; k++) q[k] *= scale;
-  for (let k = 0; k < count; k++) {
-    const beta = dot(state.gradientChanges[k], q) / state.curvatures[k];
-    axpy(alphas[k] - beta, state.steps[k], q);
+  for (let i = 0; i < count; i++) {
+    const s = steps[i];
+    const y = gradientChanges[i];
+    const correction = alphas[i] - dot(y, q) / curvatures[i];
+    for (let k = 0; k < q.length; k++) q[k] += correction * s[k];
   }
-  for (let k = 0; k < q.length; k++) state.direction[k] = -q[k];
-  state.slope = dot(state.direction, state.gradient);
-  if (!(state.slope < 0)) {
-    // Lost descent (rounding): restart from steepest descent.
-    state.steps.length = state.gradientChanges.length = state.curvatures.length = 0;
-    const g = norm(state.gradient);
-    for (let k = 0; k < q.length; k++) state.direction[k] = -state.gradient[k] / g;
-    state.slope = -g;
+  let slope = 0;
+  for (let k = 0; k < q.length; k++) {
+    direction[k] = -q[k];
+    slope -= q[k] * gradient[k];
   }
+  if (!(slope < 0) && gradientNorm > 0) {
+    // Lost descent (rounding): forget the pairs and restart from steepest descent.
+    steps.length = gradientChanges.length = curvatures.length = 0;
+    for (let k = 0; k < q.length; k++) direction[k] = -gradient[k] / gradientNorm;
+    slope = -gradientNorm;
+  }
+  state.slope = slope;
   state.stepLength = 1;
   state.backtracks = 0;
-  setTrial(state);
+  if (!(-slope > options.decreaseTolerance * Math.abs(state.value))) state.converged = state.finished = true;
+  else if (state.iterations >= options.maxIterations) state.finished = true;
+  else setTrial(state);
 }
 
 function setTrial<T>(state: ProblemState<T>): void {
-  for (let k = 0; k < state.point.length; k++) state.trial[k] = state.point[k] + state.stepLength * state.direction[k];
-}
-
-function dot(a: Float64Array, b: Float64Array): number {
-  let sum = 0;
-  for (let k = 0; k < a.length; k++) sum += a[k] * b[k];
-  return sum;
-}
-
-function norm(a: Float64Array): number {
-  return Math.sqrt(dot(a, a));
-}
-
-function axpy(alpha: number, x: Float64Array, y: Float64Array): void {
-  for (let k = 0; k < x.length; k++) y[k] += alpha * x[k];
+  const { point, trial, direction, stepLength } = state;
+  for (let k = 0; k < point.length; k++) trial[k] = point[k] + stepLength * direction[k];
 }

@@ -2,7 +2,7 @@ import { sigmoid } from './platt';
 import type { TrainedHead } from './types';
 
 /** Linear decision value of each class (before calibration), in head.classes order. */
-export function headDecisions(head: TrainedHead, embedding: Float32Array): number[] {
+function headDecisions(head: TrainedHead, embedding: Float32Array): number[] {
   if (embedding.length !== head.dim) {
     throw new RangeError(`embedding has ${embedding.length} values but head for pack ${head.packKey} expects ${head.dim}`);
   }

@@ -47,13 +47,16 @@ export interface TrainedHead {
 
 export interface TrainHeadOptions {
   packKey: string;
-  /** Seeds the fold assignment; same data and seed give a bit-identical head. Default 1. */
+  /**
+   * Seeds the fold assignment and the preconditioner's random start: the same
+   * data, seed and thread count give a bit-identical head (trainedAt aside). Default 1.
+   */
   seed?: number;
   /** onnxruntime intra-op threads. Default: 2, or 1 on a single-core machine. */
   threads?: number;
   /** Requested cross-validation folds (default 5); fewer are used when a class is too small. */
   folds?: number;
-  /** Overrides the fixed L2 regularisation strength; for benchmarks that tune it. */
+  /** Overrides the fixed L2 regularisation strength (DEFAULT_L2); for benchmarks that tune it. */
   l2?: number;
   onProgress?: (fraction: number) => void;
 }

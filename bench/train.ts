@@ -1,0 +1,58 @@
+/**
+ * bench:train: seconds for trainHead (training every cross-validation model
+ * and the final one, calibration and evaluation) on synthetic clustered,
+ * L2-normalised 1920-d embeddings of 10 classes; plus a tiny 30-example,
+ * 3-class set, which must stay interactive. Median of several runs after a
+ * warm-up that creates the onnxruntime sessions. Target: 10,000 examples ≤ 3 s
+ * on 2 cores.
+ *
+ *   --threads <n>  onnxruntime intra-op threads (default 2)
+ */
+import os from 'node:os';
+import { trainHead } from '../src/ml/heads';
+import { syntheticTrainingSet } from './lib/synthetic-embeddings';
+
+const DIM = 1920;
+const TARGET_N10000_S = 3;
+const CASES = [
+  { key: 'n30_3classes', examples: 30, classes: 3, runs: 7 },
+  { key: 'n200', examples: 200, classes: 10, runs: 5 },
+  { key: 'n1000', examples: 1000, classes: 10, runs: 3 },
+  { key: 'n10000', examples: 10000, classes: 10, runs: 3 },
+];
+
+async function main(): Promise<void> {
+  const threadsArg = process.argv.indexOf('--threads');
+  const threads = threadsArg >= 0 ? Number(process.argv[threadsArg + 1]) : 2;
+  await trainHead(syntheticTrainingSet({ examples: 30, classes: 3, dim: DIM, seed: 99 }), { packKey: 'bench', threads });
+
+  const seconds: Record<string, number> = {};
+  for (const { key, examples, classes, runs } of CASES) {
+    const set = syntheticTrainingSet({ examples, classes, dim: DIM, seed: 1 });
+    const times: number[] = [];
+    let summary = '';
+    for (let run = 0; run < runs; run++) {
+      const started = process.hrtime.bigint();
+      const head = await trainHead(set, { packKey: 'bench', threads });
+      times.push(Number(process.hrtime.bigint() - started) / 1e9);
+      const { method, folds, accuracy } = head.evaluation;
+      summary = `${method}${method === 'k-fold' ? ` k=${folds}` : ''}, top-1 ${accuracy?.toFixed(3)}`;
+    }
+    seconds[key] = median(times);
+    console.log(`${examples} × ${classes} classes × ${DIM}-d: ${seconds[key].toFixed(3)} s median of ${runs} (${times.map((t) => t.toFixed(3)).join(', ')}); ${summary}`);
+  }
+  console.log(
+    JSON.stringify({ bench: 'train', cores: os.cpus().length, threads, dim: DIM, seconds, target_n10000_s: TARGET_N10000_S, met: seconds.n10000 <= TARGET_N10000_S }),
+  );
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

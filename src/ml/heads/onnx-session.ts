@@ -1,0 +1,26 @@
+import * as ort from 'onnxruntime-node';
+
+/**
+ * Sessions for this module's small graphs, one per graph and thread count,
+ * created once and shared: they hold no state between runs and onnxruntime
+ * allows concurrent runs on one session.
+ */
+const sessions = new Map<string, Promise<ort.InferenceSession>>();
+
+export function cachedSession(graph: string, threads: number, build: () => Uint8Array): Promise<ort.InferenceSession> {
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  const key = `${graph}/${threads}`;
+  let session = sessions.get(key);
+  if (!session) {
+    session = ort.InferenceSession.create(build(), {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+    // A failed creation must not be cached.
+    session.catch(() => sessions.delete(key));
+    sessions.set(key, session);
+  }
+  return session;
+}
