@@ -67,21 +67,38 @@ async function main() {
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   await worker.waitUntilReady();
 
-  // A classifier left training with no job (Redis lost its data, a crash between commit and queue) is queued again.
-  for (const c of classifiers.listUnfinished()) {
-    if (!(await queue.hasPendingJob(c.id))) {
-      logger.info({ classifierId: c.id }, 're-queueing unfinished training');
-      await queue.enqueue(c.id);
+  // A classifier left training with no job is queued again: Redis lost its data (also while this
+  // worker ran on), a crash came between commit and queue, or a run's final failure could not be
+  // recorded (full disk). At start, then every lock period, so none waits for the next restart.
+  const requeueUnfinished = async () => {
+    for (const c of classifiers.listUnfinished()) {
+      if (!(await queue.hasPendingJob(c.id))) {
+        logger.info({ classifierId: c.id }, 're-queueing unfinished training');
+        await queue.enqueue(c.id);
+      }
     }
-  }
+  };
+  await requeueUnfinished();
+  let stopping = false;
+  let requeueTimer: NodeJS.Timeout | undefined;
+  const scheduleRequeue = () => {
+    requeueTimer = setTimeout(() => {
+      requeueUnfinished()
+        .catch((err) => logger.warn({ err }, 'could not check for unfinished training'))
+        .finally(() => {
+          if (!stopping) scheduleRequeue();
+        });
+    }, config.trainingLockMs);
+  };
+  scheduleRequeue();
   logger.info({ concurrency: config.workerConcurrency }, 'training worker ready');
   process.send?.({ type: 'ready' });
 
-  let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'training worker stopping (finishing the current run)');
+    clearTimeout(requeueTimer);
     await worker.close();
     await queue.close();
     await embedder.close();

@@ -22,8 +22,14 @@ export class HeadStore {
     await fs.mkdir(dir, { recursive: true });
     const name = `${generation}-${crypto.randomBytes(6).toString('hex')}.head`;
     const tmp = path.join(dir, `.${name}.tmp`);
-    await fs.writeFile(tmp, bytes);
-    await fs.rename(tmp, path.join(dir, name));
+    try {
+      await fs.writeFile(tmp, bytes);
+      await fs.rename(tmp, path.join(dir, name));
+    } catch (error) {
+      // A short write (full disk) must not keep the space it took: nothing will ever read it.
+      await fs.rm(tmp, { force: true });
+      throw error;
+    }
     return path.join(classifierId, name);
   }
 

@@ -115,7 +115,9 @@ async function trainSnapshot(
     now: ctx.now(),
   });
   if (!published) {
-    await ctx.heads.remove(headFile);
+    // Deleted meanwhile: the write above made its folder again, so the whole folder goes; a stale run drops only its file.
+    if (ctx.classifiers.exists(classifierId)) await ctx.heads.remove(headFile);
+    else await ctx.heads.removeClassifier(classifierId);
     return 'gone';
   }
   await onProgress(1);

@@ -1,0 +1,136 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import IORedis from 'ioredis';
+import { ALICE_KEY, VERSION, waitFor } from '../support/service-harness';
+import { classZip, trainingForm } from '../support/example-zips';
+import { serializeForm } from './support/api-client';
+import { integrityCheck, referencedImageHashes, storedImageFiles, tmpEntries, unreferencedImageFiles } from './support/data-dir';
+import { pacedUpload } from './support/paced-upload';
+import { startServiceProcess, type ServiceProcess } from './support/service-process';
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/**
+ * kill -9 of the API process during a create upload, then a start on the same DATA_DIR: nothing
+ * of the cut-off upload may be visible or left on disk, and what was there before is intact.
+ * Twice: while the body is still arriving, and once it has arrived and its images are being stored.
+ */
+describe('the API killed mid-upload and started again', () => {
+  let dataDir: string;
+  let queuePrefix: string;
+  let service: ServiceProcess | undefined;
+  let survivorId: string;
+  let survivorHashes: string[];
+
+  const env = (): NodeJS.ProcessEnv => ({
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    MODELS_DIR: process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models'),
+    REDIS_URL,
+    QUEUE_PREFIX: queuePrefix,
+    API_KEYS: `alice:${ALICE_KEY}`,
+    START_WORKER: 'false', // no training needed: the upload path is under test
+    ORT_THREADS: '1',
+    LOG_LEVEL: 'warn',
+  });
+
+  beforeAll(async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-faults-upload-'));
+    queuePrefix = `wvr-faults-${crypto.randomBytes(4).toString('hex')}`;
+    service = await startServiceProcess(env());
+    // A classifier accepted before the faults: it must come through every restart untouched.
+    const survivor = await service.call('POST', `/v3/classifiers?${VERSION}`, {
+      body: trainingForm(
+        { circles_positive_examples: await classZip('red-circles', 12, 81), negative_examples: await classZip('noise', 12, 82) },
+        { name: 'survivor' },
+      ),
+    });
+    expect(survivor.status).toBe(200);
+    survivorId = survivor.body.classifier_id;
+    survivorHashes = [...referencedImageHashes(dataDir)];
+    expect(survivorHashes).toHaveLength(24);
+  });
+
+  afterAll(async () => {
+    await service?.kill('SIGTERM');
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    const redis = new IORedis(REDIS_URL);
+    const keys = await redis.keys(`${queuePrefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    await redis.quit();
+  });
+
+  async function restartAndExpectNothingFromTheUpload() {
+    service = await startServiceProcess(env());
+    const list = await service.call('GET', `/v3/classifiers?${VERSION}`);
+    expect(list.status).toBe(200);
+    expect(list.body.classifiers.map((c: { classifier_id: string }) => c.classifier_id)).toEqual([survivorId]);
+    expect(tmpEntries(dataDir)).toEqual([]);
+    expect(unreferencedImageFiles(dataDir)).toEqual([]);
+    expect([...referencedImageHashes(dataDir)].sort()).toEqual([...survivorHashes].sort());
+    expect(storedImageFiles(dataDir).hashes.sort()).toEqual([...survivorHashes].sort());
+    expect(integrityCheck(dataDir)).toBe('ok');
+  }
+
+  it('while the body is still arriving: no classifier, no temp file, no orphan image', async () => {
+    const form = await serializeForm(
+      trainingForm(
+        {
+          one_positive_examples: await classZip('blue-squares', 30, 83),
+          two_positive_examples: await classZip('green-stripes', 30, 84),
+          negative_examples: await classZip('noise', 30, 85),
+        },
+        { name: 'cut off while sending' },
+      ),
+    );
+    const upload = pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, { chunkBytes: 16 * 1024, pauseMs: 20 });
+    await waitFor('the upload to reach a temp file', async () =>
+      tmpEntries(dataDir).some((f) => (fs.statSync(path.join(dataDir, 'tmp', f), { throwIfNoEntry: false })?.size ?? 0) > 0) ? true : undefined,
+    30_000, 10);
+    expect(upload.bytesSent()).toBeLessThan(form.body.length);
+    await service!.kill('SIGKILL');
+    expect(await upload.outcome).toEqual({ brokenWith: expect.any(String) });
+    // The crash left a partial temp upload behind: the start must clear it.
+    expect(tmpEntries(dataDir).length).toBeGreaterThan(0);
+
+    await restartAndExpectNothingFromTheUpload();
+  });
+
+  it('while its images are being stored: no classifier, no orphan image', async () => {
+    const form = await serializeForm(
+      trainingForm(
+        {
+          one_positive_examples: await classZip('noise', 120, 86),
+          two_positive_examples: await classZip('noise', 120, 87),
+          negative_examples: await classZip('noise', 120, 88),
+        },
+        { name: 'cut off while storing' },
+      ),
+    );
+    const before = storedImageFiles(dataDir).hashes.length;
+    const upload = pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, { chunkBytes: form.body.length, pauseMs: 0 });
+    const storing = await waitFor('the upload\'s images to start landing in the image store', async () => {
+      const now = storedImageFiles(dataDir).hashes.length;
+      return now > before ? now - before : undefined;
+    }, 60_000, 5);
+    await service!.kill('SIGKILL');
+    expect(storing).toBeLessThan(360);
+    expect(await upload.outcome).toEqual({ brokenWith: expect.any(String) });
+    // The crash left images nothing refers to: the start must remove them.
+    expect(storedImageFiles(dataDir).hashes.length).toBeGreaterThan(before);
+
+    await restartAndExpectNothingFromTheUpload();
+
+    // Nothing half-written stands in the way: the same upload is accepted in full afterwards.
+    const again = await pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, { chunkBytes: form.body.length, pauseMs: 0 }).outcome;
+    expect(again).toMatchObject({ status: 200 });
+    const stored = storedImageFiles(dataDir);
+    expect(stored.hashes).toHaveLength(survivorHashes.length + 360);
+    expect(stored.others).toEqual([]);
+    expect(unreferencedImageFiles(dataDir)).toEqual([]);
+  });
+});
