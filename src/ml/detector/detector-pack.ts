@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ModelConversionError } from '../convert/errors';
+import { installPackAtomically } from '../pack-install';
 import { CENTERNET_INPUT_NAME, CENTERNET_INPUT_SIZE, CENTERNET_OUTPUT_NAME, convertCenternet, FOLD_HARD_ACTIVATIONS } from './centernet-converter';
 import { readTfjsGraphModel } from './tfjs-graph-model';
 
@@ -18,7 +19,6 @@ export const CENTERNET_SOURCE_SHA256: Readonly<Record<'centernet.json' | 'center
 const PACK_DIR = 'detector';
 const MODEL_FILE = 'model.onnx';
 const MANIFEST_FILE = 'manifest.json';
-const STAGING_PREFIX = '.detector-staging-';
 
 export interface DetectorPack {
   modelPath: string;
@@ -40,9 +40,7 @@ interface DetectorManifest {
 
 /**
  * Makes sure `<modelsDir>/detector` holds the CenterNet model converted to ONNX by this version of
- * the converter. Converts into a temporary directory beside it and renames that into place, so a
- * crash never leaves a half-written pack; concurrent callers each convert and the first rename wins.
- * The source files are checked against their known SHA-256 first: the converter is written for
+ * the converter, converting and installing it atomically when it does not. The source files are checked against their known SHA-256 first: the converter is written for
  * exactly that graph.
  */
 export async function ensureDetectorPack(modelsDir: string, options: DetectorPackOptions = {}): Promise<DetectorPack> {
@@ -52,22 +50,20 @@ export async function ensureDetectorPack(modelsDir: string, options: DetectorPac
 
   const sourceDir = options.sourceDir ?? humanModelsDir();
   await verifySources(sourceDir);
-  await fs.mkdir(modelsDir, { recursive: true });
-  await removeAbandonedStaging(modelsDir);
-  const staging = path.join(modelsDir, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    await fs.mkdir(staging);
-    const graph = await readTfjsGraphModel(path.join(sourceDir, 'centernet.json'));
-    const model = convertCenternet(graph, { foldHardActivations: FOLD_HARD_ACTIVATIONS });
-    await fs.writeFile(path.join(staging, MODEL_FILE), model);
-    await fs.writeFile(path.join(staging, MANIFEST_FILE), `${JSON.stringify(detectorManifest(), null, 2)}\n`);
-    await moveIntoPlace(staging, target);
-    const installed = await currentPack(target);
-    if (!installed) throw new ModelConversionError(target, 'the converted detector pack is not readable after installing it');
-    return installed;
-  } finally {
-    await fs.rm(staging, { recursive: true, force: true });
-  }
+  await installPackAtomically({
+    modelsDir,
+    name: PACK_DIR,
+    isCurrent: async () => (await currentPack(target)) !== undefined,
+    write: async (staging) => {
+      const graph = await readTfjsGraphModel(path.join(sourceDir, 'centernet.json'));
+      const model = convertCenternet(graph, { foldHardActivations: FOLD_HARD_ACTIVATIONS });
+      await fs.writeFile(path.join(staging, MODEL_FILE), model);
+      await fs.writeFile(path.join(staging, MANIFEST_FILE), `${JSON.stringify(detectorManifest(), null, 2)}\n`);
+    },
+  });
+  const installed = await currentPack(target);
+  if (!installed) throw new ModelConversionError(target, 'the converted detector pack is not readable after installing it');
+  return installed;
 }
 
 /**
@@ -78,7 +74,7 @@ function humanModelsDir(): string {
   const candidates = (require.resolve.paths('@vladmandic/human') ?? []).map((base) => path.join(base, '@vladmandic', 'human', 'models'));
   const found = candidates.find((dir) => existsSync(path.join(dir, 'centernet.json')));
   if (!found) {
-    throw new ModelConversionError('@vladmandic/human/models/centernet.json', 'not found in node_modules; reinstall the dependencies (npm ci)');
+    throw new ModelConversionError('@vladmandic/human/models/centernet.json', 'not found in node_modules; reinstall the dependencies (npm install)');
   }
   return found;
 }
@@ -90,7 +86,7 @@ async function verifySources(sourceDir: string): Promise<void> {
     try {
       bytes = await fs.readFile(filePath);
     } catch (error) {
-      throw new ModelConversionError(filePath, `cannot read the object detector's source (${(error as Error).message}); reinstall the dependencies (npm ci)`);
+      throw new ModelConversionError(filePath, `cannot read the object detector's source (${(error as Error).message}); reinstall the dependencies (npm install)`);
     }
     const actual = createHash('sha256').update(bytes).digest('hex');
     if (actual !== expected) {
@@ -116,43 +112,6 @@ async function currentPack(dir: string): Promise<DetectorPack | undefined> {
   const modelPath = path.join(dir, MODEL_FILE);
   const stat = await fs.stat(modelPath).catch(() => undefined);
   return stat?.isFile() && stat.size > 0 ? { modelPath } : undefined;
-}
-
-/** Replaces `target` with `staging`; an outdated or broken `target` is moved aside first and removed after. */
-async function moveIntoPlace(staging: string, target: string): Promise<void> {
-  if (await currentPack(target)) return; // another process finished first
-  const retired = `${staging}-retired`;
-  try {
-    await fs.rename(target, retired);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  try {
-    await fs.rename(staging, target);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    // Another process renamed its own pack into place between our two renames.
-    if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await currentPack(target))) throw error;
-  } finally {
-    await fs.rm(retired, { recursive: true, force: true });
-  }
-}
-
-/** Staging directories of processes that died mid-conversion (their pid is gone). */
-async function removeAbandonedStaging(modelsDir: string): Promise<void> {
-  for (const entry of await fs.readdir(modelsDir)) {
-    const pid = entry.startsWith(STAGING_PREFIX) ? Number.parseInt(entry.slice(STAGING_PREFIX.length), 10) : NaN;
-    if (pid && !isRunning(pid)) await fs.rm(path.join(modelsDir, entry), { recursive: true, force: true });
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function detectorManifest(): DetectorManifest {
