@@ -106,9 +106,10 @@ function stopChild(child: ChildProcess): Promise<void> {
 /**
  * Boots the service in a child process (`service-process`) with REDIS_URL (env or
  * redis://127.0.0.1:6379), a unique QUEUE_PREFIX, API_KEYS=bench:<random key>,
- * LOG_LEVEL=warn, RATE_LIMIT_PER_MINUTE=0 (no per-account limit), MODELS_DIR (env or <repo>/models) and a temp DATA_DIR.
+ * LOG_LEVEL=warn, RATE_LIMIT_PER_MINUTE=0 (no per-account limit), MODELS_DIR (env or <repo>/models) and a temp DATA_DIR;
+ * `overrides` adds or replaces other variables (ORT_THREADS, say).
  */
-export async function startBenchService(): Promise<BenchService> {
+export async function startBenchService(overrides: Record<string, string> = {}): Promise<BenchService> {
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   await checkRedis(redisUrl);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-bench-'));
@@ -126,6 +127,7 @@ export async function startBenchService(): Promise<BenchService> {
     LOG_LEVEL: 'warn',
     // The per-account limit (600/min by default) would answer a load test with 429s.
     RATE_LIMIT_PER_MINUTE: '0',
+    ...overrides,
   };
   // Compiled, this is dist/bench/lib/*.js; under ts-node, the .ts sources.
   const fromSource = __filename.endsWith('.ts');
@@ -179,4 +181,55 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Open file descriptors of a process (entries of /proc/<pid>/fd), not counting the TCP connections
+ * clients opened to `serverPort`, which come and go with the load (listening sockets do count).
+ * `clientConnections` counts those. Undefined where /proc is unreadable (not Linux, process gone).
+ */
+export function openFileDescriptors(pid: number | undefined, serverPort?: number): { open: number; clientConnections: number } | undefined {
+  if (pid === undefined) return undefined;
+  let links: string[];
+  try {
+    links = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        return ''; // closed between the listing and the read
+      }
+    });
+  } catch {
+    return undefined;
+  }
+  const accepted = serverPort === undefined ? new Set<string>() : acceptedConnectionInodes(pid, serverPort);
+  let clientConnections = 0;
+  let open = 0;
+  for (const link of links) {
+    const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+    if (inode !== undefined && accepted.has(inode)) clientConnections++;
+    else if (link !== '') open++;
+  }
+  return { open, clientConnections };
+}
+
+/** Inodes of the TCP sockets whose local port is `port` and that are not listening (st 0A), from /proc/<pid>/net/tcp{,6}. */
+function acceptedConnectionInodes(pid: number, port: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const table of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    // Columns: sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …
+    for (const line of text.split('\n').slice(1)) {
+      const columns = line.trim().split(/\s+/);
+      if (columns.length < 10) continue;
+      const localPort = parseInt(columns[1].split(':')[1], 16);
+      if (localPort === port && columns[3] !== '0A') inodes.add(columns[9]);
+    }
+  }
+  return inodes;
 }

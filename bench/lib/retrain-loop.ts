@@ -16,6 +16,8 @@ interface ClassifyAnswer {
 export class RetrainLoop {
   /** [update sent, ready seen] of every finished round, in performance.now() ms. */
   readonly rounds: Array<[number, number]> = [];
+  /** When each update was sent (the round in progress included), in performance.now() ms. */
+  readonly updatesSent: number[] = [];
   classifyChecksPassed = 0;
   private stopping = false;
   private running?: Promise<void>;
@@ -56,6 +58,7 @@ export class RetrainLoop {
     while (!this.stopping && this.zips.length > 0) {
       const zips = this.zips.shift()!;
       const sent = performance.now();
+      this.updatesSent.push(sent);
       const view = await this.client.updateClassifier(this.classifierId, zips);
       accepted();
       if (view.status === 'retraining') await this.checkPreviousVersionAnswers();

@@ -69,6 +69,11 @@ export class WatsonClient {
     return this.call('POST', `/v3/classifiers/${id}?${VERSION}`, multipartForm(zipFields(zips)));
   }
 
+  /** DELETE /v3/classifiers/{id}. */
+  async deleteClassifier(id: string): Promise<void> {
+    await this.call('DELETE', `/v3/classifiers/${id}?${VERSION}`);
+  }
+
   getClassifier(id: string): Promise<ClassifierView> {
     return this.call('GET', `/v3/classifiers/${id}?${VERSION}`);
   }
