@@ -5,6 +5,9 @@ import BetterSqlite3 from 'better-sqlite3';
 
 export type Database = BetterSqlite3.Database;
 
+/** The database was written by a newer release: starting would half-understand it. */
+export class DatabaseSchemaError extends Error {}
+
 /**
  * Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
  * Append new steps, never edit old ones.
@@ -155,7 +158,7 @@ function migrate(db: Database): void {
   db.transaction(() => {
     const applied = db.pragma('user_version', { simple: true }) as number;
     if (applied > migrations.length) {
-      throw new Error(
+      throw new DatabaseSchemaError(
         `The database has schema version ${applied}, newer than this release knows (${migrations.length}). Run the release that wrote it, or a newer one.`,
       );
     }
