@@ -65,6 +65,36 @@ describe('ids are never reused', () => {
     return waitForStatus({ ...t, call: (m, p, init = {}) => saved(m, p, { ...init, key: BOB_KEY }) }, id, ['ready']);
   }
 
+  it('answers a forged id (another owner\'s, a deleted one, one past the last) exactly like an unknown one, everywhere', async () => {
+    const form = () => trainingForm({ light_positive_examples: zips.a, dark_positive_examples: zips.b }, { name: 'forged' });
+    const bobs = (await t.call('POST', `/v3/classifiers?${VERSION}`, { key: BOB_KEY, body: form() })).body.classifier_id as string;
+    const gone = (await t.call('POST', `/v3/classifiers?${VERSION}`, { body: form() })).body.classifier_id as string;
+    expect((await t.call('DELETE', `/v3/classifiers/${gone}?${VERSION}`)).status).toBe(200);
+    const [stem, serial] = [gone.slice(0, gone.lastIndexOf('_')), Number(gone.slice(gone.lastIndexOf('_') + 1))];
+    const forged = { otherOwner: bobs, deleted: gone, nextNumber: `${stem}_${serial + 1}`, unknown: 'no_such_classifier_42' };
+
+    const requests: Array<[string, (id: string) => Promise<{ status: number; body: any }>]> = [
+      ['GET', (id) => t.call('GET', `/v3/classifiers/${id}?${VERSION}`)],
+      ['POST', (id) => t.call('POST', `/v3/classifiers/${id}?${VERSION}`, { body: trainingForm({ more_positive_examples: zips.a }) })],
+      ['DELETE', (id) => t.call('DELETE', `/v3/classifiers/${id}?${VERSION}`)],
+      ['versions', (id) => t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)],
+      ['core_ml_model', (id) => t.call('GET', `/v3/classifiers/${id}/core_ml_model?${VERSION}`)],
+      ['classify', (id) => classify(id)],
+    ];
+    for (const [endpoint, request] of requests) {
+      const answers = new Map<string, string>();
+      for (const [kind, id] of Object.entries(forged)) {
+        const res = await request(id);
+        answers.set(kind, JSON.stringify({ status: res.status, body: res.body }).split(id).join('<id>'));
+      }
+      const distinct = new Set(answers.values());
+      expect({ endpoint, answers: distinct.size === 1 ? 'identical' : Object.fromEntries(answers) }).toEqual({ endpoint, answers: 'identical' });
+      expect(answers.get('unknown')).toMatch(endpoint === 'classify' ? /classifier_not_found/ : /"status":404/);
+    }
+    // Bob's classifier is untouched by alice's forged calls.
+    expect((await t.call('GET', `/v3/classifiers/${bobs}?${VERSION}`, { key: BOB_KEY })).status).toBe(200);
+  });
+
   it('keeps every version, example and key id unique after the largest row is deleted', async () => {
     const db = new Database(path.join(t.dataDir, 'service.sqlite'), { readonly: true });
     try {
