@@ -107,9 +107,10 @@ function stopChild(child: ChildProcess): Promise<void> {
  * Boots the service in a child process (`service-process`) with REDIS_URL (env or
  * redis://127.0.0.1:6379), a unique QUEUE_PREFIX, API_KEYS=bench:<random key>,
  * LOG_LEVEL=warn, RATE_LIMIT_PER_MINUTE=0 (no per-account limit), MODELS_DIR (env or <repo>/models) and a temp DATA_DIR;
- * `overrides` adds or replaces other variables (ORT_THREADS, say).
+ * `overrides` adds or replaces other variables (ORT_THREADS, say); `options.niceness` starts it
+ * that many steps nicer than this process.
  */
-export async function startBenchService(overrides: Record<string, string> = {}): Promise<BenchService> {
+export async function startBenchService(overrides: Record<string, string> = {}, options: { niceness?: number } = {}): Promise<BenchService> {
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   await checkRedis(redisUrl);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-bench-'));
@@ -133,7 +134,10 @@ export async function startBenchService(overrides: Record<string, string> = {}):
   const fromSource = __filename.endsWith('.ts');
   const script = path.join(__dirname, fromSource ? 'service-process.ts' : 'service-process.js');
   const execArgv = fromSource ? ['-r', 'ts-node/register/transpile-only'] : [];
-  const child = spawn(process.execPath, [...execArgv, script], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  const command = [process.execPath, ...execArgv, script];
+  // `nice` execs node in place, so the child's pid is the API's.
+  if (options.niceness !== undefined) command.unshift('nice', '-n', String(options.niceness));
+  const child = spawn(command[0], command.slice(1), { env, stdio: ['pipe', 'pipe', 'inherit'] });
 
   const cleanUp = async () => {
     await stopChild(child);
