@@ -91,6 +91,24 @@ function waitForReady(child: ChildProcess): Promise<BenchServiceReady> {
   });
 }
 
+/**
+ * Starts the real service in a child process (`service-process`, from source under ts-node, else
+ * compiled) with `env`, `options.niceness` steps nicer than this process when given. Its stdin is a
+ * pipe: when this process dies, the service stops. `ready` resolves with its ready line, and
+ * rejects (BenchServiceStartError) if it exits first or prints none within START_TIMEOUT_MS.
+ */
+export function spawnServiceProcess(env: NodeJS.ProcessEnv, options: { niceness?: number } = {}): { child: ChildProcess; ready: Promise<BenchServiceReady> } {
+  // Compiled, this is dist/bench/lib/*.js; under ts-node, the .ts sources.
+  const fromSource = __filename.endsWith('.ts');
+  const script = path.join(__dirname, fromSource ? 'service-process.ts' : 'service-process.js');
+  const execArgv = fromSource ? ['-r', 'ts-node/register/transpile-only'] : [];
+  const command = [process.execPath, ...execArgv, script];
+  // `nice` execs node in place, so the child's pid is the API's.
+  if (options.niceness !== undefined) command.unshift('nice', '-n', String(options.niceness));
+  const child = spawn(command[0], command.slice(1), { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  return { child, ready: waitForReady(child) };
+}
+
 function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
@@ -130,14 +148,7 @@ export async function startBenchService(overrides: Record<string, string> = {}, 
     RATE_LIMIT_PER_MINUTE: '0',
     ...overrides,
   };
-  // Compiled, this is dist/bench/lib/*.js; under ts-node, the .ts sources.
-  const fromSource = __filename.endsWith('.ts');
-  const script = path.join(__dirname, fromSource ? 'service-process.ts' : 'service-process.js');
-  const execArgv = fromSource ? ['-r', 'ts-node/register/transpile-only'] : [];
-  const command = [process.execPath, ...execArgv, script];
-  // `nice` execs node in place, so the child's pid is the API's.
-  if (options.niceness !== undefined) command.unshift('nice', '-n', String(options.niceness));
-  const child = spawn(command[0], command.slice(1), { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  const { child, ready: whenReady } = spawnServiceProcess(env, options);
 
   const cleanUp = async () => {
     await stopChild(child);
@@ -146,7 +157,7 @@ export async function startBenchService(overrides: Record<string, string> = {}, 
   };
   let ready: BenchServiceReady;
   try {
-    ready = await waitForReady(child);
+    ready = await whenReady;
   } catch (error) {
     await cleanUp();
     throw error;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import IORedis from 'ioredis';
 import { ALICE_KEY, VERSION, waitFor } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
-import { serializeForm } from './support/api-client';
+import { prebuildForm } from '../../bench/lib/watson-client';
 import { integrityCheck, referencedImageHashes, storedImageFiles, tmpEntries, unreferencedImageFiles } from './support/data-dir';
 import { pacedUpload } from './support/paced-upload';
 import { startServiceProcess, type ServiceProcess } from './support/service-process';
@@ -77,7 +77,7 @@ describe('the API killed mid-upload and started again', () => {
   }
 
   it('while the body is still arriving: no classifier, no temp file, no orphan image', async () => {
-    const form = await serializeForm(
+    const form = await prebuildForm(
       trainingForm(
         {
           one_positive_examples: await classZip('blue-squares', 30, 83),
@@ -101,7 +101,7 @@ describe('the API killed mid-upload and started again', () => {
   });
 
   it('while its images are being stored: no classifier, no orphan image', async () => {
-    const form = await serializeForm(
+    const form = await prebuildForm(
       trainingForm(
         {
           one_positive_examples: await classZip('noise', 120, 86),

@@ -25,9 +25,3 @@ export async function callApi(
     return { status: res.status, body: text }; // not JSON: kept so a failed assertion shows it
   }
 }
-
-/** A form serialised as fetch would send it, so a test can pace or cut the bytes itself. */
-export async function serializeForm(form: FormData): Promise<{ body: Buffer; contentType: string }> {
-  const request = new Request('http://127.0.0.1/', { method: 'POST', body: form });
-  return { body: Buffer.from(await request.arrayBuffer()), contentType: request.headers.get('content-type')! };
-}
