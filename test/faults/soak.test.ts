@@ -53,7 +53,7 @@ const BACKGROUND_SHARE = 0.25;
 const RETRAINS_PER_CLASSIFIER = 5;
 /** A retrained classifier is replaced by a fresh one after RETRAINS_PER_CLASSIFIER retrains, so memory can settle. */
 const RETRAINED_CLASSIFIERS = Math.ceil((WARMUP_S + SOAK_S) / 1.5 / RETRAINS_PER_CLASSIFIER) + 1;
-const UPLOADS = Math.ceil((WARMUP_S + SOAK_S) / 4);
+const UPLOADS = Math.ceil((WARMUP_S + SOAK_S) / 2.5);
 const IMAGES_PER_ZIP = 10;
 const DELETE_EVERY_MS = 3_000;
 /** Every 4th upload is deleted while it trains. */
@@ -466,5 +466,5 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
     expect(after.api.fds).toBeLessThanOrEqual(before.api.fds + FD_SLACK);
     expect(after.worker.fds).toBeLessThanOrEqual(before.worker.fds + FD_SLACK);
     expect(leftOnDisk).toEqual([]);
-  }, 900_000);
+  }, (WARMUP_S + SOAK_S + 2 * IDLE_S + 300) * 1000);
 });
