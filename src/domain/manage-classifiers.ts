@@ -12,7 +12,8 @@ function classifierNotFound(id: string) {
   return notFound(`Cannot find classifier '${id}'. Check the classifier_id (GET /v3/classifiers lists yours).`);
 }
 
-function ownedOrNotFound(ctx: ServiceContext, id: string, ownerId: string): ClassifierRecord {
+/** The caller's classifier, or the contract's 404 (also for another owner's classifier: it is not revealed). */
+export function ownedOrNotFound(ctx: ServiceContext, id: string, ownerId: string): ClassifierRecord {
   const found = ctx.classifiers.findOwned(id, ownerId);
   if (!found) throw classifierNotFound(id);
   return found;
@@ -151,11 +152,4 @@ export async function deleteUserData(ctx: ServiceContext, input: { ownerId: stri
     // If queueing fails now, the worker's start-up check queues the classifier again.
     await ctx.queue.enqueue(id).catch((err) => ctx.logger.error({ err, classifierId: id }, 'could not queue retraining'));
   }
-}
-
-export function coreMlModel(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): never {
-  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
-  throw notFound(
-    `No Core ML model is available for classifier '${input.classifierId}': this service does not export Core ML models (core_ml_enabled is false).`,
-  );
 }

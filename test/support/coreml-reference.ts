@@ -239,6 +239,12 @@ function convolution(p: any, x: Blob): Blob {
     if (p.hasBias) acc.fill(p.bias.floatValue[o]);
     for (let ic = 0; ic < kc; ic++) {
       const plane = x.data.subarray((g * kc + ic) * x.h * x.w, (g * kc + ic + 1) * x.h * x.w);
+      if (kh === 1 && kw === 1 && sh === 1 && sw === 1 && top + left + bottom + right === 0) {
+        // Pointwise: one multiply-add over the whole plane.
+        const wv = weights[o * kc + ic];
+        for (let i = 0; i < acc.length; i++) acc[i] += wv * plane[i];
+        continue;
+      }
       for (let ky = 0; ky < kh; ky++)
         for (let kx = 0; kx < kw; kx++) {
           const wv = weights[((o * kc + ic) * kh + ky) * kw + kx];

@@ -122,7 +122,8 @@ class Mapper {
     // per-channel std needs a Scale layer after it.
     const uniformStd = input.std.every((s) => s === input.std[0]);
     const scale = uniformStd ? 1 / (255 * input.std[0]) : 1 / 255;
-    const bias = input.mean.map((m, c) => (uniformStd ? -m / input.std[c] : -m));
+    // (0 − m) rather than −m: a zero mean gives a bias of 0, not −0.
+    const bias = input.mean.map((m, c) => (uniformStd ? (0 - m) / input.std[c] : 0 - m));
     this.scaler = { channelScale: scale, redBias: bias[0], greenBias: bias[1], blueBias: bias[2] };
     let image: Value = { blob: COREML_INPUT, shape: imageShape };
     if (!uniformStd) {
