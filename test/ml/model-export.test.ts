@@ -1,0 +1,143 @@
+import * as ort from 'onnxruntime-node';
+import { buildClassifierOnnx, encodeOnnx } from '../../src/ml/export/classifier-onnx';
+import { ModelExportError } from '../../src/ml/export';
+import { onnxToCoreMlClassifier } from '../../src/ml/export/onnx-to-coreml';
+import type { TrainedHead } from '../../src/ml/heads';
+import { OnnxGraphBuilder } from '../../src/ml/onnx/onnx-graph-builder';
+import type { PackManifest } from '../../src/ml/types';
+import { decodeMlModel, runNeuralNetworkClassifier } from '../support/coreml-reference';
+
+const SIZE = 32;
+
+/** Deterministic values in [-scale, scale). */
+function random(seed: number): (count: number, scale?: number) => Float32Array {
+  let state = seed;
+  return (count, scale = 1) =>
+    Float32Array.from({ length: count }, () => {
+      state = (state * 1103515245 + 12345) % 2147483648;
+      return (state / 2147483648 - 0.5) * 2 * scale;
+    });
+}
+
+/**
+ * A small backbone written the way src/ml/detector/centernet-converter.ts writes CenterNet's
+ * MobileNetV3: NHWC 0–255 input transposed to NCHW, SAME_UPPER strided and depthwise convolutions,
+ * Clip(0, 6), HardSwish and HardSigmoid (folded) as well as TF's unfolded hard-swish
+ * (c·x)·relu6(x + 3), a squeeze-excite gate, a residual Add; plus the bundled converter's explicit
+ * pads, per-channel constants, pooling and Flatten. Two pooled taps make a 14-d embedding.
+ */
+function centernetLikePack(options: { extraOp?: string } = {}): { model: Uint8Array; manifest: PackManifest } {
+  const r = random(11);
+  const g = new OnnxGraphBuilder('centernet_like', 14);
+  const w = (name: string, dims: number[], scale = 0.4) => g.initializer({ name, dims, data: r(dims.reduce((a, b) => a * b, 1), scale) });
+  const scalar = (name: string, value: number) => g.initializer({ name, dims: [], data: Float32Array.of(value) });
+  const images = g.input('images', [1, SIZE, SIZE, 3]);
+  const x = g.node('Transpose', [images], { perm: [0, 3, 1, 2] });
+  const scaled = g.node('Mul', [x, scalar('inv255', 1 / 255)]);
+  const c1 = g.node('Conv', [scaled, w('c1/W', [8, 3, 3, 3]), w('c1/B', [8], 0.1)], { kernel_shape: [3, 3], strides: [2, 2], dilations: [1, 1], group: 1, auto_pad: 'SAME_UPPER' });
+  const h1 = g.node('HardSwish', [c1]);
+  const dw = g.node('Conv', [h1, w('dw/W', [8, 1, 3, 3]), w('dw/B', [8], 0.1)], { kernel_shape: [3, 3], strides: [1, 1], dilations: [1, 1], group: 8, auto_pad: 'SAME_UPPER' });
+  const r6 = g.node('Clip', [dw, scalar('zero', 0), scalar('six', 6)]);
+  const squeezed = g.node('GlobalAveragePool', [r6]);
+  const s1 = g.node('Relu', [g.node('Conv', [squeezed, w('se1/W', [4, 8, 1, 1]), w('se1/B', [4], 0.1)], { kernel_shape: [1, 1] })]);
+  const gate = g.node('HardSigmoid', [g.node('Conv', [s1, w('se2/W', [8, 4, 1, 1])], { kernel_shape: [1, 1] })], { alpha: 0.166626, beta: 0.499878 });
+  const excited = g.node('Mul', [r6, gate]);
+  const residual = g.node('Add', [g.node('Conv', [excited, w('pw/W', [8, 8, 1, 1]), w('pw/B', [8], 0.1)], { kernel_shape: [1, 1] }), h1]);
+  // TF's hard-swish as the converter leaves it unfolded: (c·x)·relu6(x + 3).
+  const shifted = g.node('Clip', [g.node('Add', [residual, scalar('three', 3)]), scalar('zero2', 0), scalar('six2', 6)]);
+  const hardSwish = g.node('Mul', [g.node('Mul', [scalar('sixth', 0.166626), residual]), shifted]);
+  let tapSource = hardSwish;
+  if (options.extraOp) tapSource = g.node(options.extraOp, [hardSwish]);
+  const tap1 = g.node('Flatten', [g.node('GlobalAveragePool', [tapSource])], { axis: 1 });
+  // The bundled converter's side: explicit (dilated) pads, channel constants, pooling.
+  const c3 = g.node('Conv', [hardSwish, w('c3/W', [6, 8, 3, 3])], { kernel_shape: [3, 3], strides: [1, 1], dilations: [2, 2], pads: [2, 1, 2, 3], group: 1 });
+  const biased = g.node('Add', [c3, w('c3/channel_bias', [6, 1, 1], 0.2)]);
+  const gained = g.node('Div', [g.node('Mul', [biased, w('c3/channel_gain', [1, 6, 1, 1], 1)]), scalar('two', 2)]);
+  const flipped = g.node('Sub', [scalar('half', 0.5), g.node('Sigmoid', [gained])]);
+  const maxed = g.node('MaxPool', [g.node('Relu', [flipped])], { kernel_shape: [2, 2], strides: [2, 2] });
+  const averaged = g.node('AveragePool', [maxed], { kernel_shape: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1] });
+  const tap2 = g.node('ReduceMean', [g.node('Sub', [averaged, maxed])], { axes: [2, 3], keepdims: 0 });
+  g.node('Identity', [tap1], {}, 'tap_a');
+  g.node('Identity', [tap2], {}, 'tap_b');
+  g.output('tap_a', [1, 8]);
+  g.output('tap_b', [1, 6]);
+  // A detector-style head the export must prune away.
+  g.output(g.node('TopK', [g.node('Flatten', [c1], { axis: 1 }), g.initializer({ name: 'k', dims: [1], data: BigInt64Array.of(5n) })], { axis: -1 }, 'detections'), [1, 5]);
+  const manifest: PackManifest = {
+    id: 'bundled',
+    version: 1,
+    model: 'model.onnx',
+    input: { name: 'images', size: SIZE, mean: [0, 0, 0], std: [1 / 255, 1 / 255, 1 / 255] },
+    embedding: { outputs: ['tap_a', 'tap_b'], dim: 14 },
+    heads: {},
+  };
+  return { model: g.toBuffer(), manifest };
+}
+
+function head(dim: number, classes: string[]): TrainedHead {
+  const r = random(5);
+  return {
+    formatVersion: 1,
+    packKey: 'bundled@1',
+    dim,
+    classes,
+    center: r(dim, 0.05),
+    weights: r(dim * classes.length, 3),
+    bias: r(classes.length, 0.5),
+    platt: classes.map((_, i) => ({ a: 1 + 0.3 * i, b: -0.2 * i })),
+    evaluation: { method: 'k-fold', folds: 5, examples: 0, classes: [] },
+    trainedAt: '2026-11-30T00:00:00.000Z',
+  };
+}
+
+const INFO = { classifierId: 'synthetic_1', name: 'synthetic', versionId: 3, created: '2026-11-30T00:00:00.000Z' };
+
+function pictures(count: number): Uint8Array[] {
+  const r = random(23);
+  return Array.from({ length: count }, () => Uint8Array.from(r(SIZE * SIZE * 3, 1), (v) => Math.round((v + 1) * 127.5)));
+}
+
+describe('ONNX → Core ML mapping of the ops the backbone converters emit', () => {
+  it('maps a CenterNet-style graph whose Core ML scores match onnxruntime on the exported ONNX within 1e-5', async () => {
+    const { model, manifest } = centernetLikePack();
+    const classes = ['alpha', 'beta', 'gamma'];
+    const built = buildClassifierOnnx(model, manifest, head(14, classes), INFO);
+    const onnxBytes = encodeOnnx(built.model);
+    expect(built.model.graph!.node!.some((n) => n.opType === 'TopK')).toBe(false); // pruned
+    const exported = onnxToCoreMlClassifier(built.model, { classes, input: built.input, shortDescription: 's', versionString: '3', metadata: {} });
+    const coreMl = await decodeMlModel(exported.bytes);
+    const layerTypes = new Set(coreMl.neuralNetworkClassifier.layers.map((l: any) => l.layer));
+    // The NHWC round trip (export transpose + the pack's own) cancels: nothing is permuted.
+    expect(layerTypes.has('permute')).toBe(false);
+    expect(coreMl.neuralNetworkClassifier.preprocessing[0].scaler.channelScale).toBeCloseTo(1, 6);
+
+    const session = await ort.InferenceSession.create(onnxBytes);
+    for (const rgb of pictures(3)) {
+      const nchw = new Float32Array(3 * SIZE * SIZE);
+      for (let c = 0; c < 3; c++) for (let p = 0; p < SIZE * SIZE; p++) nchw[c * SIZE * SIZE + p] = rgb[p * 3 + c];
+      const out = await session.run({ image: new ort.Tensor('float32', nchw, [1, 3, SIZE, SIZE]) });
+      const expected = out.scores.data as Float32Array;
+      const probabilities = runNeuralNetworkClassifier(coreMl, rgb, SIZE);
+      classes.forEach((cls, k) => expect(Math.abs(probabilities.get(cls)! - expected[k])).toBeLessThan(1e-5));
+      // Scores away from 0 and 1, so the comparison says something.
+      expect(Math.max(...expected)).toBeLessThan(0.999);
+      expect(Math.min(...expected)).toBeGreaterThan(0.001);
+    }
+    await session.release();
+  });
+
+  it('refuses an op it has no mapping for, naming the node', () => {
+    const { model, manifest } = centernetLikePack({ extraOp: 'Tanh' });
+    const built = buildClassifierOnnx(model, manifest, head(14, ['a', 'b']), INFO);
+    const convert = () => onnxToCoreMlClassifier(built.model, { classes: ['a', 'b'], input: built.input, shortDescription: 's', versionString: '3', metadata: {} });
+    expect(convert).toThrow(ModelExportError);
+    expect(convert).toThrow(/node Tanh_node__\d+ \(Tanh\): unsupported op/);
+  });
+
+  it('refuses a head that does not fit the pack, and a manifest naming tensors the model lacks', () => {
+    const { model, manifest } = centernetLikePack();
+    expect(() => buildClassifierOnnx(model, manifest, head(20, ['a']), INFO)).toThrow(/expects 20-d embeddings/);
+    const wrong = { ...manifest, embedding: { outputs: ['tap_a', 'nowhere'], dim: 14 } };
+    expect(() => buildClassifierOnnx(model, wrong, head(14, ['a']), INFO)).toThrow(/computes no tensor nowhere/);
+  });
+});
