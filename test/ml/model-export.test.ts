@@ -98,8 +98,12 @@ function pictures(count: number): Uint8Array[] {
 }
 
 describe('ONNX → Core ML mapping of the ops the backbone converters emit', () => {
-  it('maps a CenterNet-style graph whose Core ML scores match onnxruntime on the exported ONNX within 1e-5', async () => {
-    const { model, manifest } = centernetLikePack();
+  it.each([
+    ['0–255 pixels (CenterNet)', [0, 0, 0], [1 / 255, 1 / 255, 1 / 255]],
+    ["ImageNet's per-channel mean and std", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]],
+  ] as Array<[string, [number, number, number], [number, number, number]]>)('maps a CenterNet-style graph with %s input; Core ML scores match onnxruntime on the exported ONNX within 1e-5', async (_, mean, std) => {
+    const { model, manifest: pack } = centernetLikePack();
+    const manifest = { ...pack, input: { ...pack.input, mean, std } };
     const classes = ['alpha', 'beta', 'gamma'];
     const built = buildClassifierOnnx(model, manifest, head(14, classes), INFO);
     const onnxBytes = encodeOnnx(built.model);
@@ -109,12 +113,17 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
     const layerTypes = new Set(coreMl.neuralNetworkClassifier.layers.map((l: any) => l.layer));
     // The NHWC round trip (export transpose + the pack's own) cancels: nothing is permuted.
     expect(layerTypes.has('permute')).toBe(false);
-    expect(coreMl.neuralNetworkClassifier.preprocessing[0].scaler.channelScale).toBeCloseTo(1, 6);
+    const { scaler } = coreMl.neuralNetworkClassifier.preprocessing[0];
+    const uniform = std.every((v) => v === std[0]);
+    // One scale for all channels in Core ML's scaler; a per-channel std adds a Scale layer.
+    expect(scaler.channelScale).toBeCloseTo(uniform ? 1 / (255 * std[0]) : 1 / 255, 6);
+    expect([scaler.redBias, scaler.greenBias, scaler.blueBias].map((b: number, c) => b - (uniform ? -mean[c] / std[c] : -mean[c])).every((d) => Math.abs(d) < 1e-6)).toBe(true);
+    expect(coreMl.neuralNetworkClassifier.layers[0].layer === 'scale').toBe(!uniform);
 
     const session = await ort.InferenceSession.create(onnxBytes);
     for (const rgb of pictures(3)) {
       const nchw = new Float32Array(3 * SIZE * SIZE);
-      for (let c = 0; c < 3; c++) for (let p = 0; p < SIZE * SIZE; p++) nchw[c * SIZE * SIZE + p] = rgb[p * 3 + c];
+      for (let c = 0; c < 3; c++) for (let p = 0; p < SIZE * SIZE; p++) nchw[c * SIZE * SIZE + p] = (rgb[p * 3 + c] / 255 - mean[c]) / std[c];
       const out = await session.run({ image: new ort.Tensor('float32', nchw, [1, 3, SIZE, SIZE]) });
       const expected = out.scores.data as Float32Array;
       const probabilities = runNeuralNetworkClassifier(coreMl, rgb, SIZE);

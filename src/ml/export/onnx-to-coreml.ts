@@ -24,8 +24,11 @@ import { attributes, readTensor, type AttributeValue, type ConstTensor } from '.
 export const COREML_INPUT = 'image';
 export const COREML_LABEL = 'classLabel';
 export const COREML_PROBABILITIES = 'classLabelProbs';
-/** Added under the root of the sum of squares by Core ML's L2 normalisation; 0 would mean its default 1e-6. */
-export const L2_EPSILON = 1e-12;
+/**
+ * Core ML's L2 normalisation divides by √(Σx² + ε), and ε = 0 means its default 1e-6, which moves the
+ * scores of taps with small norms (the service divides by √Σx²). 1e-24 is still a normal float32.
+ */
+export const L2_EPSILON = 1e-24;
 
 export interface CoreMlExportOptions {
   /** Labels in the order of the graph output's values. */
