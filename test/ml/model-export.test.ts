@@ -1,4 +1,9 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+import { decodeImage } from '../../src/ml/decode-image';
+import { ensureDetectorPack } from '../../src/ml/detector/detector-pack';
 import { buildClassifierOnnx, encodeOnnx } from '../../src/ml/export/classifier-onnx';
 import { ModelExportError } from '../../src/ml/export';
 import { onnxToCoreMlClassifier } from '../../src/ml/export/onnx-to-coreml';
@@ -148,5 +153,50 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
     expect(() => buildClassifierOnnx(model, manifest, head(20, ['a']), INFO)).toThrow(/expects 20-d embeddings/);
     const wrong = { ...manifest, embedding: { outputs: ['tap_a', 'nowhere'], dim: 14 } };
     expect(() => buildClassifierOnnx(model, wrong, head(14, ['a']), INFO)).toThrow(/computes no tensor nowhere/);
+  });
+
+  it('maps the real CenterNet/MobileNetV3 backbone as centernet-converter converts it, up to its last hard-swish taps', async () => {
+    // The detector pack's converted graph, its taps as the "sharper eyes" embedding takes them: pooled
+    // hard-swish maps of the late backbone. Its convolutions take any input size; 128 keeps the
+    // test's JS interpreter quick.
+    const size = 128;
+    const { modelPath } = await ensureDetectorPack(process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models'));
+    const detector = onnx.ModelProto.decode(fs.readFileSync(modelPath));
+    const graph = detector.graph!;
+    graph.input![0].type!.tensorType!.shape!.dim = [1, size, size, 3].map((d) => ({ dimValue: d }));
+    const taps = graph.node!.filter((n) => n.opType === 'HardSwish').slice(-3).map((n) => n.output![0]);
+    taps.forEach((tap, i) => {
+      graph.node!.push({ opType: 'GlobalAveragePool', input: [tap], output: [`tap${i}_pool`], name: `tap${i}_pool_node` });
+      graph.node!.push({ opType: 'Flatten', input: [`tap${i}_pool`], output: [`tap${i}`], name: `tap${i}_node`, attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] });
+      graph.output!.push({ name: `tap${i}`, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
+    });
+    const model = onnx.ModelProto.encode(detector).finish();
+    // Each tap's channels: the output channels of the convolution its hard-swish follows.
+    const producer = (tensor: string) => graph.node!.find((n) => n.output!.includes(tensor))!;
+    const weight = (name: string) => graph.initializer!.find((t) => t.name === name)!;
+    const dim = taps.reduce((sum, tap) => sum + Number(weight(producer(producer(tap).input![0]).input![1]).dims![0]), 0);
+    const manifest: PackManifest = {
+      id: 'bundled',
+      version: 1,
+      model: 'model.onnx',
+      input: { name: 'images', size, mean: [0, 0, 0], std: [1 / 255, 1 / 255, 1 / 255] },
+      embedding: { outputs: taps.map((_, i) => `tap${i}`), dim },
+      heads: {},
+    };
+    const classes = ['cars', 'trucks'];
+    const built = buildClassifierOnnx(model, manifest, head(dim, classes), INFO);
+    const coreMl = await decodeMlModel(onnxToCoreMlClassifier(built.model, { classes, input: built.input, shortDescription: 's', versionString: '3', metadata: {} }).bytes);
+    expect(coreMl.neuralNetworkClassifier.layers.some((l: any) => l.layer === 'permute')).toBe(false);
+    const session = await ort.InferenceSession.create(encodeOnnx(built.model));
+    const dog = '/usr/share/darknet/data/dog.jpg';
+    const rgb = fs.existsSync(dog) ? (await decodeImage(fs.readFileSync(dog), 'dog.jpg', size)).rgb : pictures(1)[0].map((v) => v);
+    const nchw = new Float32Array(3 * size * size);
+    for (let c = 0; c < 3; c++) for (let p = 0; p < size * size; p++) nchw[c * size * size + p] = rgb[p * 3 + c];
+    const expected = (await session.run({ image: new ort.Tensor('float32', nchw, [1, 3, size, size]) })).scores.data as Float32Array;
+    const probabilities = runNeuralNetworkClassifier(coreMl, rgb, size);
+    classes.forEach((cls, k) => expect(Math.abs(probabilities.get(cls)! - expected[k])).toBeLessThan(1e-5));
+    expect(Math.max(...expected)).toBeLessThan(0.999);
+    expect(Math.min(...expected)).toBeGreaterThan(0.001);
+    await session.release();
   });
 });
