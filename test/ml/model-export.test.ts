@@ -4,10 +4,10 @@ import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { decodeImage } from '../../src/ml/decode-image';
 import { ensureDetectorPack } from '../../src/ml/detector/detector-pack';
-import { buildClassifierOnnx, encodeOnnx } from '../../src/ml/export/classifier-onnx';
+import { buildClassifierOnnx, encodeOnnx, packEmbeddingSource } from '../../src/ml/export/classifier-onnx';
 import { ModelExportError } from '../../src/ml/export';
 import { onnxToCoreMlClassifier } from '../../src/ml/export/onnx-to-coreml';
-import type { TrainedHead } from '../../src/ml/heads';
+import { scoreHead, type TrainedHead } from '../../src/ml/heads';
 import { OnnxGraphBuilder } from '../../src/ml/onnx/onnx-graph-builder';
 import type { PackManifest } from '../../src/ml/types';
 import { decodeMlModel, runNeuralNetworkClassifier } from '../support/coreml-reference';
@@ -67,7 +67,8 @@ function centernetLikePack(options: { extraOp?: string } = {}): { model: Uint8Ar
   g.output('tap_a', [1, 8]);
   g.output('tap_b', [1, 6]);
   // A detector-style head the export must prune away.
-  g.output(g.node('TopK', [g.node('Flatten', [c1], { axis: 1 }), g.initializer({ name: 'k', dims: [1], data: BigInt64Array.of(5n) })], { axis: -1 }, 'detections'), [1, 5]);
+  const [topValues] = g.nodeWithOutputs('TopK', [g.node('Flatten', [c1], { axis: 1 }), g.initializer({ name: 'k', dims: [1], data: BigInt64Array.of(5n) })], 2, { axis: -1 });
+  g.output(g.node('Identity', [topValues], {}, 'detections'), [1, 5]);
   const manifest: PackManifest = {
     id: 'bundled',
     version: 1,
@@ -95,6 +96,17 @@ function head(dim: number, classes: string[]): TrainedHead {
   };
 }
 
+/** A second, NCHW network with ImageNet normalisation: conv, ReLU, pooled to 8 values. */
+function smallNchwNetwork(size: number): { model: Uint8Array; input: { name: string; size: number; mean: [number, number, number]; std: [number, number, number] } } {
+  const r = random(17);
+  const g = new OnnxGraphBuilder('small_nchw', 13);
+  const x = g.input('input', ['N', 3, size, size]);
+  const conv = g.node('Conv', [x, g.initializer({ name: 'W', dims: [8, 3, 3, 3], data: r(216, 0.5) }), g.initializer({ name: 'B', dims: [8], data: r(8, 0.1) })], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] });
+  g.node('Flatten', [g.node('GlobalAveragePool', [g.node('Relu', [conv])])], { axis: 1 }, 'pooled');
+  g.output('pooled', ['N', 8]);
+  return { model: g.toBuffer(), input: { name: 'input', size, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } };
+}
+
 const INFO = { classifierId: 'synthetic_1', name: 'synthetic', versionId: 3, created: '2026-11-30T00:00:00.000Z' };
 
 function pictures(count: number): Uint8Array[] {
@@ -110,7 +122,7 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
     const { model, manifest: pack } = centernetLikePack();
     const manifest = { ...pack, input: { ...pack.input, mean, std } };
     const classes = ['alpha', 'beta', 'gamma'];
-    const built = buildClassifierOnnx(model, manifest, head(14, classes), INFO);
+    const built = buildClassifierOnnx([packEmbeddingSource(model, manifest)], head(14, classes), INFO);
     const onnxBytes = encodeOnnx(built.model);
     expect(built.model.graph!.node!.some((n) => n.opType === 'TopK')).toBe(false); // pruned
     const exported = onnxToCoreMlClassifier(built.model, { classes, input: built.input, shortDescription: 's', versionString: '3', metadata: {} });
@@ -142,7 +154,7 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
 
   it('refuses an op it has no mapping for, naming the node', () => {
     const { model, manifest } = centernetLikePack({ extraOp: 'Tanh' });
-    const built = buildClassifierOnnx(model, manifest, head(14, ['a', 'b']), INFO);
+    const built = buildClassifierOnnx([packEmbeddingSource(model, manifest)], head(14, ['a', 'b']), INFO);
     const convert = () => onnxToCoreMlClassifier(built.model, { classes: ['a', 'b'], input: built.input, shortDescription: 's', versionString: '3', metadata: {} });
     expect(convert).toThrow(ModelExportError);
     expect(convert).toThrow(/node Tanh_node__\d+ \(Tanh\): unsupported op/);
@@ -150,9 +162,9 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
 
   it('refuses a head that does not fit the pack, and a manifest naming tensors the model lacks', () => {
     const { model, manifest } = centernetLikePack();
-    expect(() => buildClassifierOnnx(model, manifest, head(20, ['a']), INFO)).toThrow(/expects 20-d embeddings/);
+    expect(() => buildClassifierOnnx([packEmbeddingSource(model, manifest)], head(20, ['a']), INFO)).toThrow(/expects 20-d embeddings, the embedding networks make 14-d ones/);
     const wrong = { ...manifest, embedding: { outputs: ['tap_a', 'nowhere'], dim: 14 } };
-    expect(() => buildClassifierOnnx(model, wrong, head(14, ['a']), INFO)).toThrow(/computes no tensor nowhere/);
+    expect(() => buildClassifierOnnx([packEmbeddingSource(model, wrong)], head(14, ['a']), INFO)).toThrow(/computes no tensor nowhere/);
   });
 
   it('maps the real CenterNet/MobileNetV3 backbone as centernet-converter converts it, up to its last hard-swish taps', async () => {
@@ -184,7 +196,7 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
       heads: {},
     };
     const classes = ['cars', 'trucks'];
-    const built = buildClassifierOnnx(model, manifest, head(dim, classes), INFO);
+    const built = buildClassifierOnnx([packEmbeddingSource(model, manifest)], head(dim, classes), INFO);
     const coreMl = await decodeMlModel(onnxToCoreMlClassifier(built.model, { classes, input: built.input, shortDescription: 's', versionString: '3', metadata: {} }).bytes);
     expect(coreMl.neuralNetworkClassifier.layers.some((l: any) => l.layer === 'permute')).toBe(false);
     const session = await ort.InferenceSession.create(encodeOnnx(built.model));
@@ -198,5 +210,44 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
     expect(Math.max(...expected)).toBeLessThan(0.999);
     expect(Math.min(...expected)).toBeGreaterThan(0.001);
     await session.release();
+  });
+
+  it('composes two embedding networks (NHWC 0–255 and NCHW ImageNet-normalised) into one export that scores like the Embedder', async () => {
+    const first = centernetLikePack();
+    const second = smallNchwNetwork(SIZE);
+    const sources = [packEmbeddingSource(first.model, first.manifest), { model: second.model, input: second.input, outputs: ['pooled'], dim: 8 }];
+    const classes = ['alpha', 'beta'];
+    const trained = head(22, classes);
+    const built = buildClassifierOnnx(sources, trained, INFO);
+    const composed = await ort.InferenceSession.create(encodeOnnx(built.model));
+    const coreMl = await decodeMlModel(onnxToCoreMlClassifier(built.model, { classes, input: built.input, shortDescription: 's', versionString: '3', metadata: {} }).bytes);
+    const [net1, net2] = await Promise.all([ort.InferenceSession.create(first.model), ort.InferenceSession.create(second.model)]);
+    const plane = SIZE * SIZE;
+    for (const rgb of pictures(2)) {
+      // What the Embedder does: each network on its own input, each tap L2-normalised, concatenated, normalised.
+      const nhwc = Float32Array.from(rgb);
+      const nchw = new Float32Array(3 * plane);
+      for (let c = 0; c < 3; c++) for (let p = 0; p < plane; p++) nchw[c * plane + p] = (rgb[p * 3 + c] / 255 - second.input.mean[c]) / second.input.std[c];
+      const out1 = await net1.run({ images: new ort.Tensor('float32', nhwc, [1, SIZE, SIZE, 3]) });
+      const out2 = await net2.run({ input: new ort.Tensor('float32', nchw, [1, 3, SIZE, SIZE]) });
+      const parts = [out1.tap_a.data, out1.tap_b.data, out2.pooled.data] as Float32Array[];
+      const unit = (v: Float32Array) => { const n = Math.hypot(...v); return Array.from(v, (x) => x / n); };
+      const embedding = Float32Array.from(unit(Float32Array.from(parts.flatMap(unit))));
+      const expected = scoreHead(trained, embedding);
+
+      // The export takes the picture once, with the first network's normalisation (0–255 here).
+      const pixels = new Float32Array(3 * plane);
+      for (let c = 0; c < 3; c++) for (let p = 0; p < plane; p++) pixels[c * plane + p] = rgb[p * 3 + c];
+      const exported = (await composed.run({ image: new ort.Tensor('float32', pixels, [1, 3, SIZE, SIZE]) })).scores.data as Float32Array;
+      const probabilities = runNeuralNetworkClassifier(coreMl, rgb, SIZE);
+      classes.forEach((cls, k) => {
+        expect(Math.abs(exported[k] - expected[k])).toBeLessThan(1e-5);
+        expect(Math.abs(probabilities.get(cls)! - expected[k])).toBeLessThan(1e-5);
+      });
+    }
+    await Promise.all([composed.release(), net1.release(), net2.release()]);
+
+    const otherSize = smallNchwNetwork(48);
+    expect(() => buildClassifierOnnx([sources[0], { ...sources[1], model: otherSize.model, input: otherSize.input }], trained, INFO)).toThrow(/different input sizes \(32, 48\)/);
   });
 });

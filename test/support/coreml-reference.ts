@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 
@@ -11,7 +12,11 @@ export const COREML_FORMAT_DIR = path.join(process.env.SHARED_DIR ?? path.resolv
 let modelType: Promise<protobuf.Type> | undefined;
 
 export function appleModelType(): Promise<protobuf.Type> {
-  modelType ??= protobuf.load(path.join(COREML_FORMAT_DIR, 'Model.proto')).then((root) => root.lookupType('CoreML.Specification.Model'));
+  const file = path.join(COREML_FORMAT_DIR, 'Model.proto');
+  if (!fs.existsSync(file)) {
+    throw new Error(`Apple's Core ML schema is not at ${file}: the tests read it from ../shared beside the repository (set SHARED_DIR to another shared/ folder)`);
+  }
+  modelType ??= protobuf.load(file).then((root) => root.lookupType('CoreML.Specification.Model'));
   return modelType;
 }
 

@@ -33,30 +33,45 @@ export interface ClassifierOnnx {
 }
 
 /**
- * Builds one self-contained ONNX model of a classifier version: the pack's network pruned to the
- * embedding taps, the embedding (each tap flattened and L2-normalised, concatenated, L2-normalised
- * again: exactly what the Embedder computes), and the head (linear one-vs-rest decisions on the
- * centred embedding, then Platt calibration sigmoid(a·z + b) per class).
- *
- * The pack's input may be NCHW or NHWC; the export's input is always NCHW [N, 3, S, S] with the
- * pack's normalisation. Throws ModelExportError when the pack model does not hold what its
- * manifest names, or the head does not fit the pack.
+ * One network the embedding is read from: its ONNX model, the input it takes (NCHW [N,3,S,S] or
+ * NHWC [N,S,S,3], value = (pixel / 255 − mean[c]) / std[c]) and the outputs that are embedding
+ * taps, in embedding order.
  */
-export function buildClassifierOnnx(packModel: Uint8Array, manifest: PackManifest, head: TrainedHead, info: ExportInfo): ClassifierOnnx {
-  if (head.dim !== manifest.embedding.dim) {
-    throw new ModelExportError(`the head expects ${head.dim}-d embeddings, pack ${manifest.id} makes ${manifest.embedding.dim}-d ones`);
-  }
-  const source = onnx.ModelProto.decode(packModel);
-  const graph = source.graph;
-  if (!graph) throw new ModelExportError('the pack model has no graph');
-  const packInput = (graph.input ?? []).find((i) => i.name === manifest.input.name);
-  if (!packInput) throw new ModelExportError(`the pack model has no input ${manifest.input.name}`);
-  const layout = inputLayout(packInput, manifest.input.size);
+export interface EmbeddingSource {
+  model: Uint8Array;
+  input: { name: string; size: number; mean: [number, number, number]; std: [number, number, number] };
+  outputs: string[];
+  /** Values the outputs hold together (per image). */
+  dim: number;
+}
 
-  const kept = reachableNodes(graph, manifest.embedding.outputs, manifest.input.name);
-  const keptInitializers = new Set(kept.flatMap((n) => n.input ?? []));
-  const initializers: onnx.ITensorProto[] = (graph.initializer ?? []).filter((t) => keptInitializers.has(t.name ?? ''));
+/** A model pack as an embedding source. */
+export function packEmbeddingSource(model: Uint8Array, manifest: PackManifest): EmbeddingSource {
+  return { model, input: manifest.input, outputs: manifest.embedding.outputs, dim: manifest.embedding.dim };
+}
+
+/**
+ * Builds one self-contained ONNX model of a classifier version: the embedding networks pruned to
+ * their taps, the embedding (each tap flattened and L2-normalised, all concatenated in source
+ * order, L2-normalised again: exactly what the Embedder computes), and the head (linear
+ * one-vs-rest decisions on the centred embedding, then Platt calibration sigmoid(a·z + b) per class).
+ *
+ * The export's input is NCHW [N, 3, S, S] with the first source's normalisation; every source gets
+ * it in its own layout (NCHW or NHWC) and normalisation. Sources must share one input size (one
+ * picture feeds them all). Throws ModelExportError when a model does not hold what its source
+ * names, the sizes differ, or the head does not fit the embedding.
+ */
+export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHead, info: ExportInfo): ClassifierOnnx {
+  if (sources.length === 0) throw new ModelExportError('no embedding network to export');
+  const embeddingDim = sources.reduce((sum, src) => sum + src.dim, 0);
+  if (head.dim !== embeddingDim) throw new ModelExportError(`the head expects ${head.dim}-d embeddings, the embedding networks make ${embeddingDim}-d ones`);
+  const size = sources[0].input.size;
+  if (sources.some((src) => src.input.size !== size)) {
+    throw new ModelExportError(`the embedding networks take different input sizes (${sources.map((src) => src.input.size).join(', ')}); an exported model takes one picture`);
+  }
+  const input: ExportedInput = { size, mean: sources[0].input.mean, std: sources[0].input.std };
   const nodes: onnx.INodeProto[] = [];
+  const initializers: onnx.ITensorProto[] = [];
   const node = (opType: string, inputs: string[], output: string, attrs: onnx.IAttributeProto[] = []): string => {
     nodes.push({ opType, input: inputs, output: [output], name: `${output}_node`, attribute: attrs });
     return output;
@@ -66,12 +81,35 @@ export function buildClassifierOnnx(packModel: Uint8Array, manifest: PackManifes
     return name;
   };
 
-  // The export's NCHW input feeds the pack's input in its own layout.
-  if (layout === 'NCHW') node('Identity', [EXPORT_INPUT], manifest.input.name);
-  else node('Transpose', [EXPORT_INPUT], manifest.input.name, [ints('perm', [0, 2, 3, 1])]);
-  nodes.push(...kept);
+  let irVersion = 0;
+  const opsets = new Map<string, number>();
+  const tapNames: string[] = [];
+  sources.forEach((src, s) => {
+    const model = onnx.ModelProto.decode(src.model);
+    const graph = model.graph;
+    if (!graph) throw new ModelExportError(`embedding network ${s + 1} has no graph`);
+    irVersion = Math.max(irVersion, toNumber(model.irVersion));
+    for (const opset of model.opsetImport ?? []) opsets.set(opset.domain ?? '', Math.max(opsets.get(opset.domain ?? '') ?? 0, toNumber(opset.version)));
+    const graphInput = (graph.input ?? []).find((i) => i.name === src.input.name);
+    if (!graphInput) throw new ModelExportError(`embedding network ${s + 1} has no input ${src.input.name}`);
+    // Several networks in one graph: each one's tensor names get their own prefix.
+    const rename = sources.length === 1 ? (name: string) => name : (name: string) => (name === '' ? '' : `net${s + 1}/${name}`);
+    const kept = reachableNodes(graph, src.outputs, src.input.name);
+    const keptNames = new Set(kept.flatMap((n) => n.input ?? []));
+    for (const t of graph.initializer ?? []) if (keptNames.has(t.name ?? '')) initializers.push({ ...t, name: rename(t.name ?? '') });
 
-  const taps = manifest.embedding.outputs.map((tap, i) => {
+    // The export's input, brought to this network's normalisation and layout.
+    let fed = EXPORT_INPUT;
+    const gain = src.input.std.map((sd, c) => input.std[c] / sd);
+    const shift = src.input.mean.map((m, c) => (input.mean[c] - m) / src.input.std[c]);
+    if (gain.some((g) => g !== 1)) fed = node('Mul', [fed, floats(`${PREFIX}net${s + 1}/gain`, [1, 3, 1, 1], gain)], `${PREFIX}net${s + 1}/scaled`);
+    if (shift.some((b) => b !== 0)) fed = node('Add', [fed, floats(`${PREFIX}net${s + 1}/shift`, [1, 3, 1, 1], shift)], `${PREFIX}net${s + 1}/shifted`);
+    if (inputLayout(graphInput, size) === 'NCHW') node('Identity', [fed], rename(src.input.name));
+    else node('Transpose', [fed], rename(src.input.name), [ints('perm', [0, 2, 3, 1])]);
+    for (const n of kept) nodes.push({ ...n, input: (n.input ?? []).map(rename), output: (n.output ?? []).map(rename) });
+    tapNames.push(...src.outputs.map(rename));
+  });
+  const taps = tapNames.map((tap, i) => {
     const flat = node('Flatten', [tap], `${PREFIX}tap${i}_flat`, [int('axis', 1)]);
     return node('LpNormalization', [flat], `${PREFIX}tap${i}_l2`, [int('axis', 1), int('p', 2)]);
   });
@@ -96,10 +134,9 @@ export function buildClassifierOnnx(packModel: Uint8Array, manifest: PackManifes
   const shifted = node('Add', [scaled, floats(`${PREFIX}platt/b`, [classes], head.platt.map((p) => p.b))], `${PREFIX}platt_logits`);
   node('Sigmoid', [shifted], EXPORT_SCORES);
 
-  const input: ExportedInput = { size: manifest.input.size, mean: manifest.input.mean, std: manifest.input.std };
   const model: onnx.IModelProto = {
-    irVersion: source.irVersion,
-    opsetImport: source.opsetImport,
+    irVersion,
+    opsetImport: [...opsets].map(([domain, version]) => ({ domain, version })),
     producerName: 'watson-vr-selfhosted',
     modelVersion: info.versionId,
     docString: `Custom classifier '${info.name}' (${info.classifierId}), version ${info.versionId}: calibrated one-vs-rest scores per class.`,

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import type { TrainedHead } from '../heads';
 import type { LoadedPack } from '../model-pack';
-import { buildClassifierOnnx, encodeOnnx, exportMetadata, type ExportInfo } from './classifier-onnx';
+import { buildClassifierOnnx, encodeOnnx, exportMetadata, packEmbeddingSource, type ExportInfo } from './classifier-onnx';
 import { onnxToCoreMlClassifier } from './onnx-to-coreml';
 
 export { ModelExportError } from './errors';
@@ -16,7 +16,7 @@ export type ExportFormat = 'onnx' | 'coreml';
  * input). Reads the pack's ONNX model; throws ModelExportError when something cannot be expressed.
  */
 export async function exportClassifier(pack: LoadedPack, head: TrainedHead, info: ExportInfo, format: ExportFormat): Promise<Uint8Array> {
-  const built = buildClassifierOnnx(await fs.readFile(pack.modelPath), pack.manifest, head, info);
+  const built = buildClassifierOnnx([packEmbeddingSource(await fs.readFile(pack.modelPath), pack.manifest)], head, info);
   if (format === 'onnx') return encodeOnnx(built.model);
   return onnxToCoreMlClassifier(built.model, {
     classes: built.classes,
