@@ -43,7 +43,12 @@ export async function exportClassifierModel(
   if (!version || version.classifierId !== c.id) {
     throw notFound(`Classifier '${c.id}' has no version ${versionId}. GET /v3/classifiers/${c.id}/versions lists its versions.`);
   }
-  const head = deserializeHead(await ctx.heads.read(version.headFile), version.headFile);
+  const headBytes = await ctx.heads.read(version.headFile).catch((error: NodeJS.ErrnoException) => {
+    // Deleted (with its head files) while this request ran.
+    if (error.code === 'ENOENT') throw notFound(`Classifier '${c.id}' has no version ${version.id} any more. GET /v3/classifiers/${c.id}/versions lists its versions.`);
+    throw error;
+  });
+  const head = deserializeHead(headBytes, version.headFile);
   const packId = head.packKey.split('@')[0] as PackId;
   const pack = await loadPack(ctx.config.modelsDir, packId).catch((error: unknown) => {
     if (error instanceof PackError) return undefined;
