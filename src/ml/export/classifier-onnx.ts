@@ -106,7 +106,7 @@ export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHea
     if (shift.some((b) => b !== 0)) fed = node('Add', [fed, floats(`${PREFIX}net${s + 1}/shift`, [1, 3, 1, 1], shift)], `${PREFIX}net${s + 1}/shifted`);
     if (inputLayout(graphInput, size) === 'NCHW') node('Identity', [fed], rename(src.input.name));
     else node('Transpose', [fed], rename(src.input.name), [ints('perm', [0, 2, 3, 1])]);
-    for (const n of kept) nodes.push({ ...n, input: (n.input ?? []).map(rename), output: (n.output ?? []).map(rename) });
+    for (const n of kept) nodes.push({ ...n, name: rename(n.name ?? ''), input: (n.input ?? []).map(rename), output: (n.output ?? []).map(rename) });
     tapNames.push(...src.outputs.map(rename));
   });
   const taps = tapNames.map((tap, i) => {

@@ -422,8 +422,12 @@ class Mapper {
     let a = this.input(0);
     let b = this.input(1);
     // Core ML broadcasts [C,1,1], [1,H,W] or [1,1,1] against [C,H,W]; its output has the first input's shape.
-    const fits = (small: number[], big: number[]) =>
-      small.length === big.length && small.every((d, i) => d === big[i] || d === 1) && small[0] === big[0];
+    const fits = (small: number[], big: number[]) => {
+      if (small.length !== big.length || small.some((d, i) => d !== big[i] && d !== 1)) return false;
+      // C is the same or 1 (checked above); H and W are both the same or both 1.
+      const spatial = small.slice(2);
+      return spatial.every((d, i) => d === big[2 + i]) || spatial.every((d) => d === 1);
+    };
     if (!fits(b.shape, a.shape)) {
       if (!fits(a.shape, b.shape)) throw this.fail(`operands [${a.shape.join(', ')}] and [${b.shape.join(', ')}] do not broadcast in Core ML`);
       if (op === 'Sub') b = this.activation(`${out}/neg`, b, { linear: { alpha: -1, beta: 0 } });
