@@ -549,34 +549,56 @@ export class ClassifierRepository {
    * Resolves the versions a classify request uses (each classifier's current one, or the pinned
    * one) and leases them until `expires`, in one transaction, so retention cannot delete a head
    * between this read and the end of the request. Returns the lease ids for releaseLeases.
+   * When the lease cannot be written (a full disk, a locked database) the request still gets its
+   * versions, unleased: classifying must keep working wherever reading does, and pruning, which
+   * must write too, is then just as stuck.
    */
   resolveAndLease(
     ownerId: string,
     requests: VersionRequest[],
     expires: string,
   ): { resolved: ResolvedVersion[]; leaseIds: number[] } {
-    return this.db.transaction(() => {
-      const leaseIds: number[] = [];
-      const lease = this.db.prepare('INSERT INTO version_leases (classifier_id, version_id, expires) VALUES (?, ?, ?)');
-      const resolved = requests.map((r): ResolvedVersion => {
-        const classifier = this.findOwned(r.classifierId, ownerId);
-        if (!classifier) return { outcome: 'no-classifier' };
-        const versionId = r.versionId ?? classifier.currentVersionId;
-        if (versionId === null) return { outcome: 'not-trained', classifier };
-        const version = this.findVersion(versionId);
-        if (!version || version.classifierId !== classifier.id) return { outcome: 'no-version', classifier };
-        if (version.pruned) return { outcome: 'pruned', classifier };
-        leaseIds.push(Number(lease.run(classifier.id, version.id, expires).lastInsertRowid));
-        return { outcome: 'ok', classifier, version };
-      });
-      return { resolved, leaseIds };
-    }).immediate();
+    if (requests.length === 0) return { resolved: [], leaseIds: [] };
+    const lease = this.db.prepare('INSERT INTO version_leases (classifier_id, version_id, expires) VALUES (?, ?, ?)');
+    try {
+      return this.db
+        .transaction(() => this.resolveVersions(ownerId, requests, (c, v) => Number(lease.run(c, v, expires).lastInsertRowid)))
+        .immediate();
+    } catch (error) {
+      if (!isStorageUnavailable(error)) throw error;
+      return this.db.transaction(() => this.resolveVersions(ownerId, requests))();
+    }
   }
 
+  private resolveVersions(
+    ownerId: string,
+    requests: VersionRequest[],
+    lease?: (classifierId: string, versionId: number) => number,
+  ): { resolved: ResolvedVersion[]; leaseIds: number[] } {
+    const leaseIds: number[] = [];
+    const resolved = requests.map((r): ResolvedVersion => {
+      const classifier = this.findOwned(r.classifierId, ownerId);
+      if (!classifier) return { outcome: 'no-classifier' };
+      const versionId = r.versionId ?? classifier.currentVersionId;
+      if (versionId === null) return { outcome: 'not-trained', classifier };
+      const version = this.findVersion(versionId);
+      if (!version || version.classifierId !== classifier.id) return { outcome: 'no-version', classifier };
+      if (version.pruned) return { outcome: 'pruned', classifier };
+      if (lease) leaseIds.push(lease(classifier.id, version.id));
+      return { outcome: 'ok', classifier, version };
+    });
+    return { resolved, leaseIds };
+  }
+
+  /** Ends a request's leases. One that cannot be deleted now (a full disk) simply expires. */
   releaseLeases(leaseIds: number[]): void {
     if (leaseIds.length === 0) return;
     const release = this.db.prepare('DELETE FROM version_leases WHERE id = ?');
-    this.db.transaction(() => leaseIds.forEach((id) => release.run(id)))();
+    try {
+      this.db.transaction(() => leaseIds.forEach((id) => release.run(id)))();
+    } catch (error) {
+      if (!isStorageUnavailable(error)) throw error;
+    }
   }
 
   /** Deletes the classifier with its classes, examples and versions. Returns the image hashes it referenced. */
@@ -649,4 +671,10 @@ export class ClassifierRepository {
     const stmt = this.db.prepare('SELECT 1 FROM examples WHERE image_hash = ? LIMIT 1');
     return hashes.filter((h) => stmt.get(h) === undefined);
   }
+}
+
+/** SQLite cannot write right now (full disk, I/O error, read-only, lock held past the busy timeout). */
+function isStorageUnavailable(error: unknown): boolean {
+  const code = String((error as { code?: unknown })?.code ?? '');
+  return code === 'SQLITE_FULL' || code === 'SQLITE_BUSY' || code === 'SQLITE_READONLY' || code.startsWith('SQLITE_IOERR');
 }

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
 import { ClassifierRepository, type TrainingSnapshot } from '../../src/data-access/classifier-repository';
 import { openDatabase, type Database } from '../../src/data-access/database';
 
@@ -174,6 +175,22 @@ describe('ClassifierRepository: versions you can use', () => {
     expect(repo.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], now()).resolved[0].outcome).toBe('pruned');
     expect(repo.resolveAndLease('bob', [{ classifierId: 'r_1', versionId: ids[3] }], now()).resolved[0].outcome).toBe('no-classifier');
     expect(repo.find('r_1')!.currentVersionId).toBe(ids[0]);
+  });
+
+  it('still resolves a request\'s versions, unleased, when the database cannot be written (a full disk)', () => {
+    const { v1 } = twoVersions();
+    const readOnly = new BetterSqlite3(path.join(dir, 'service.sqlite'), { readonly: true });
+    try {
+      const { resolved, leaseIds } = new ClassifierRepository(readOnly).resolveAndLease(
+        'alice',
+        [{ classifierId: 'k_1' }, { classifierId: 'k_1', versionId: v1 }],
+        now(),
+      );
+      expect(resolved.map((r) => r.outcome)).toEqual(['ok', 'ok']);
+      expect(leaseIds).toEqual([]);
+    } finally {
+      readOnly.close();
+    }
   });
 
   it('records a callback in the outbox when a run leaves the classifier ready or failed, not for intermediate runs', () => {
