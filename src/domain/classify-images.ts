@@ -268,7 +268,7 @@ async function addCustom(
     return;
   }
   const { classifier: c, version } = found;
-  const head = await ctx.headCache.get(version.id, version.headFile);
+  const head = await ctx.headCache.get(version);
   if (head.packKey !== ctx.embedder.packKey) {
     warnings.push({
       warning_id: 'classifier_needs_retraining',

@@ -63,7 +63,7 @@ export async function createClassifier(
   }
   const created = await ingestExamples(ctx, uploads, (examples) => {
     let id = newClassifierId(name);
-    while (ctx.classifiers.exists(id)) id = newClassifierId(name);
+    while (ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
     return ctx.classifiers.create({
       id,
       ownerId: input.ownerId,
