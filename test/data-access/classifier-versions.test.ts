@@ -219,3 +219,42 @@ describe('ClassifierRepository: versions you can use', () => {
     expect(outbox()).toHaveLength(0);
   });
 });
+
+describe('the versions migration', () => {
+  it('records, for versions trained before it, the examples each trained on and a trained event', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'versions-migration-'));
+    const file = path.join(dir, 'service.sqlite');
+    try {
+      // Build the state an older release left: two versions, no side tables.
+      let db = openDatabase(file);
+      const repo = new ClassifierRepository(db);
+      repo.create({ id: 'old_1', ownerId: 'alice', name: 'old', examples: examples('a', 'a'), customerId: null, now: now() });
+      train(repo, 'old_1');
+      repo.addExamples({ id: 'old_1', examples: examples('b', 'b'), customerId: null, now: now() });
+      train(repo, 'old_1');
+      const [v1, v2] = repo.listVersions('old_1').map((v) => v.id);
+      const schema = db.pragma('user_version', { simple: true }) as number;
+      db.exec(`DROP TABLE version_examples; DROP TABLE retired_examples; DROP TABLE version_events; DROP TABLE pruned_versions;
+               DROP TABLE version_leases; DROP TABLE classifier_callbacks; DROP TABLE callback_secrets; DROP TABLE callback_outbox;`);
+      db.pragma(`user_version = ${schema - 1}`);
+      db.close();
+
+      db = openDatabase(file);
+      try {
+        const migrated = new ClassifierRepository(db);
+        expect(migrated.listVersionEvents('old_1').map((e) => [e.cause, e.versionId, e.previousVersionId])).toEqual([
+          ['trained', v1, null],
+          ['trained', v2, v1],
+        ]);
+        // Activating the first version brings back exactly its examples.
+        migrated.activateVersion({ classifierId: 'old_1', versionId: v1, discardPending: false, now: now() });
+        expect(migrated.trainingSnapshot('old_1')!.examples.map((e) => e.className)).toEqual(['a', 'a', 'a']);
+        expect(migrated.find('old_1')!.classes).toEqual(['a']);
+      } finally {
+        db.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -158,6 +158,40 @@ describe('classifier versions', () => {
     expect((await classify({ classifier_ids: `${other.body.classifier_id}@${otherVersion}` })).status).toBe(400);
   });
 
+  it('answers a forged version id (another owner\'s, a deleted classifier\'s, one past the last) exactly like an unknown one', async () => {
+    const form = (name: string) => trainingForm({ a_positive_examples: zips.circles, negative_examples: zips.noise }, { name });
+    const bobs = (await t.call('POST', `/v3/classifiers?${VERSION}`, { key: BOB_KEY, body: form('bobs') })).body.classifier_id;
+    const gone = (await t.call('POST', `/v3/classifiers?${VERSION}`, { body: form('gone') })).body.classifier_id;
+    const versionOf = async (cid: string, key?: string) => {
+      await waitFor(`${cid} to be ready`, async () => {
+        const res = await t.call('GET', `/v3/classifiers/${cid}?${VERSION}`, { key });
+        return res.body.status === 'ready' ? true : undefined;
+      });
+      return (await t.call('GET', `/v3/classifiers/${cid}/versions?${VERSION}`, { key })).body.current_version_id as number;
+    };
+    const bobsVersion = await versionOf(bobs, BOB_KEY);
+    const goneVersion = await versionOf(gone);
+    await t.call('DELETE', `/v3/classifiers/${gone}?${VERSION}`);
+    const forged = { otherOwner: bobsVersion, deleted: goneVersion, nextNumber: Math.max(bobsVersion, goneVersion) + 1, unknown: 987654 };
+    const requests: Array<[string, (v: number) => Promise<{ status: number; body: unknown }>]> = [
+      ['activate', (v) => activate(v)],
+      ['classify pin', (v) => classify({ classifier_ids: `${id}@${v}` })],
+    ];
+    for (const [endpoint, request] of requests) {
+      const answers = new Map<string, string>();
+      for (const [kind, v] of Object.entries(forged)) {
+        const res = await request(v);
+        answers.set(kind, JSON.stringify({ status: res.status, body: res.body }).split(`version ${v}.`).join('version <v>.'));
+      }
+      expect({ endpoint, answers: new Set(answers.values()).size === 1 ? 'identical' : Object.fromEntries(answers) }).toEqual({
+        endpoint,
+        answers: 'identical',
+      });
+    }
+    // Bob's classifier still has its version, untouched.
+    expect((await t.call('GET', `/v3/classifiers/${bobs}/versions?${VERSION}`, { key: BOB_KEY })).body.current_version_id).toBe(bobsVersion);
+  });
+
   it('keeps a version pinned by a request in flight, prunes it afterwards, and never the current one', async () => {
     // A URL that answers only when told to holds a classify request pinned to the oldest kept version.
     let release!: () => void;
