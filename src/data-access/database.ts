@@ -171,7 +171,7 @@ const migrations: string[] = [
   );
   CREATE INDEX pruned_versions_classifier ON pruned_versions(classifier_id);
   CREATE TABLE version_leases (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
     version_id INTEGER NOT NULL,
     expires TEXT NOT NULL
