@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import AdmZip from 'adm-zip';
 import { bootService, BOB_KEY, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
@@ -191,6 +193,27 @@ describe('training-end callbacks', () => {
     remove.append('callback_url', '');
     const removed = await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, { body: remove });
     expect(removed.body.callback_url).toBeUndefined();
+  });
+
+  it('delivers a callback recorded just before the worker died, once the worker is back (the outbox)', async () => {
+    const { classifier_id: id } = await create('outbox', '/outbox');
+    await waitForStatus(t, id, ['ready']);
+    await waitFor('the first callback', async () => receiver.to('/outbox')[0]);
+    // The state a crash between the run's commit and the queueing leaves: a row in the outbox, no job.
+    await t.service.worker!.stop();
+    const body = JSON.stringify({ delivery_id: 'after-crash-1', classifier_id: id, status: 'ready', version_id: null, explanation: null, retrained: null, created: new Date().toISOString() });
+    const db = new Database(path.join(t.dataDir, 'service.sqlite'));
+    try {
+      db.prepare('INSERT INTO callback_outbox (delivery_id, classifier_id, owner_id, url, body, created) VALUES (?, ?, ?, ?, ?, ?)').run(
+        'after-crash-1', id, 'alice', `${receiver.url}/outbox`, body, new Date().toISOString(),
+      );
+    } finally {
+      db.close();
+    }
+    await t.service.worker!.start();
+    const delivered = await waitFor('the recorded callback', async () => receiver.to('/outbox')[1]);
+    expect(delivered.headers['x-callback-delivery']).toBe('after-crash-1');
+    expect(delivered.body).toBe(body);
   });
 
   it('rotates the secret: the new one is returned and signs from then on', async () => {
