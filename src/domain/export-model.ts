@@ -3,7 +3,8 @@ import { deserializeHead } from '../ml/heads';
 import { exportClassifier, ModelExportError, type ExportFormat } from '../ml/export';
 import { loadPack, PackError } from '../ml/model-pack';
 import { packKey, type PackId } from '../ml/types';
-import { ownedOrNotFound } from './manage-classifiers';
+import { classifierNotFound, ownedOrNotFound } from './manage-classifiers';
+import { prunedVersion } from './manage-versions';
 import type { ServiceContext } from './service-context';
 
 export interface ExportedModel {
@@ -17,8 +18,9 @@ const EXTENSIONS: Record<ExportFormat, string> = { coreml: 'mlmodel', onnx: 'onn
 /**
  * GET /v3/classifiers/{id}/core_ml_model and (extension) …/onnx_model: one version of the
  * caller's classifier (the current one unless `versionId` names another) as a self-contained model
- * file. 404 for a classifier the caller does not own or a version it does not have; 409 while it
- * has no trained version, or when the model pack it was trained with is gone.
+ * file. 404 for a classifier the caller does not own or a version it does not have; 410 for a
+ * version the retention setting pruned; 409 while it has no trained version, or when the model pack
+ * it was trained with is gone.
  */
 export async function exportClassifierModel(
   ctx: ServiceContext,
@@ -43,9 +45,13 @@ export async function exportClassifierModel(
   if (!version || version.classifierId !== c.id) {
     throw notFound(`Classifier '${c.id}' has no version ${versionId}. GET /v3/classifiers/${c.id}/versions lists its versions.`);
   }
+  if (version.pruned) throw prunedVersion(c.id, version.id, 410);
   const headBytes = await ctx.heads.read(version.headFile).catch((error: NodeJS.ErrnoException) => {
-    // Deleted (with its head files) while this request ran.
-    if (error.code === 'ENOENT') throw notFound(`Classifier '${c.id}' has no version ${version.id} any more. GET /v3/classifiers/${c.id}/versions lists its versions.`);
+    if (error.code !== 'ENOENT') throw error;
+    // Pruned, or deleted with its classifier, while this request ran.
+    const now = ctx.classifiers.findVersion(version.id);
+    if (!now) throw classifierNotFound(c.id);
+    if (now.pruned) throw prunedVersion(c.id, version.id, 410);
     throw error;
   });
   const head = deserializeHead(headBytes, version.headFile);

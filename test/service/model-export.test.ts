@@ -38,7 +38,8 @@ describe('exporting a trained classifier (Core ML and ONNX)', () => {
   let onnxSize = 0;
 
   beforeAll(async () => {
-    t = await bootService();
+    // One version kept: the retrain at the end prunes the first.
+    t = await bootService({ KEEP_VERSIONS: '1' });
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
         {
@@ -205,5 +206,20 @@ describe('exporting a trained classifier (Core ML and ONNX)', () => {
     // Another classifier's version is not this one's.
     const foreign = await t.call('GET', `/v3/classifiers/${other.body.classifier_id}/onnx_model?version_id=${firstVersion}&${VERSION}`);
     expect(foreign.status).toBe(404);
+  });
+
+  it('exports the retrained version; a version the retention setting pruned is a 410', async () => {
+    await t.service.worker!.start();
+    const ready = await waitForStatus(t, id, ['ready', 'failed']);
+    expect(ready.status).toBe('ready');
+    const current = await download(t, `/v3/classifiers/${id}/core_ml_model?${VERSION}`);
+    expect(current.status).toBe(200);
+    const model = await decodeMlModel(current.bytes);
+    expect(model.neuralNetworkClassifier.stringClassLabels.vector).toEqual(['circles', 'squares', 'stripes']);
+    expect(model.description.metadata.userDefined.version_id).toBe(String(ready.evaluation.version_id));
+    for (const format of ['core_ml_model', 'onnx_model']) {
+      const pruned = await t.call('GET', `/v3/classifiers/${id}/${format}?version_id=${firstVersion}&${VERSION}`);
+      expect(pruned).toEqual({ status: 410, body: { code: 410, error: expect.stringMatching(`Version ${firstVersion} of classifier '${id}' was pruned`) } });
+    }
   });
 });
