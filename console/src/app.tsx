@@ -83,6 +83,7 @@ function Login({ message, onSignedIn }: { message: string | null; onSignedIn: (k
 const POLL_TRAINING_MS = 1500;
 const POLL_IDLE_MS = 8000;
 const POLL_OFFLINE_MS = 3000;
+const NOTICE_FADE_MS = 12_000;
 
 function Console({ api, signOut }: { api: Api; signOut: (message: string | null) => void }) {
   const [classifiers, setClassifiers] = useState<Classifier[] | null>(null);
@@ -99,7 +100,7 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
     (error: unknown): ApiFailure => {
       const failure = error instanceof ApiFailure ? error : new ApiFailure('server', undefined, `Something went wrong in the console: ${String(error)}. Reload the page.`);
       if (failure.kind === 'unauthorized') {
-        signOut(`The service no longer accepts your API key (${failure.message}). It may have been revoked; sign in with a valid key.`);
+        signOut(`The service no longer accepts your API key: “${failure.message}” It may have been revoked or replaced; sign in with a valid key.`);
       }
       if (failure.kind === 'offline') setOffline(failure.message);
       return failure;
@@ -134,6 +135,13 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
     refresh();
     return () => window.clearTimeout(timer.current);
   }, [refresh]);
+
+  // Good news fades after a while; errors stay until dismissed.
+  useEffect(() => {
+    if (!notice || notice.tone === 'error') return;
+    const fade = window.setTimeout(() => setNotice(null), NOTICE_FADE_MS);
+    return () => window.clearTimeout(fade);
+  }, [notice]);
 
   /** A classifier that answered 404 to an action: gone from the list, with a message. */
   const classifierGone = (id: string, message: string) => {

@@ -142,7 +142,12 @@ export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limi
   );
 }
 
+/** Classes shown per classifier before "show all": the built-in `default` names up to a hundred at threshold 0. */
+const FIRST_CLASSES = 10;
+const BUILT_IN_IDS = new Set(BUILT_INS.map((b) => b.id));
+
 function Results({ result, threshold }: { result: ClassifyResponse; threshold: number }) {
+  const [expanded, setExpanded] = useState<Set<string>>(new Set());
   return (
     <div data-testid="results">
       {result.warnings?.map((w) => (
@@ -154,25 +159,34 @@ function Results({ result, threshold }: { result: ClassifyResponse; threshold: n
         <div key={i}>
           <p class="muted small">{image.image ?? image.resolved_url ?? image.source_url}</p>
           {image.error && <p class="notice error" role="alert">{image.error.description}</p>}
-          {image.classifiers?.map((c) => {
-            const shown = c.classes.filter((k) => k.score >= threshold);
-            return (
-              <div class="classifier-result" key={c.classifier_id} data-classifier={c.classifier_id}>
-                <h3>{c.name}</h3>
-                {shown.length === 0 && <p class="muted small">No class reaches {threshold.toFixed(2)}.</p>}
-                {shown.map((k) => (
-                  <div class="score" key={k.class}>
-                    <div class="score-label">
-                      <span class="class-name">{k.class}</span> <span class="score-value">{k.score.toFixed(3)}</span>
-                      {k.type_hierarchy && <span class="muted small hierarchy">{k.type_hierarchy}</span>}
+          {[...(image.classifiers ?? [])]
+            // The person's own classifiers first, the built-ins after.
+            .sort((a, b) => Number(BUILT_IN_IDS.has(a.classifier_id)) - Number(BUILT_IN_IDS.has(b.classifier_id)))
+            .map((c) => {
+              const passing = c.classes.filter((k) => k.score >= threshold);
+              const shown = expanded.has(c.classifier_id) ? passing : passing.slice(0, FIRST_CLASSES);
+              return (
+                <div class="classifier-result" key={c.classifier_id} data-classifier={c.classifier_id}>
+                  <h3>{c.name}</h3>
+                  {passing.length === 0 && <p class="muted small">No class reaches {threshold.toFixed(2)}.</p>}
+                  {shown.map((k) => (
+                    <div class="score" key={k.class}>
+                      <div class="score-label">
+                        <span class="class-name">{k.class}</span> <span class="score-value">{k.score.toFixed(3)}</span>
+                        {k.type_hierarchy && <span class="muted small hierarchy">{k.type_hierarchy}</span>}
+                      </div>
+                      <div class="bar"><div class="fill" style={{ width: `${Math.round(k.score * 100)}%` }} /></div>
                     </div>
-                    <div class="bar"><div class="fill" style={{ width: `${Math.round(k.score * 100)}%` }} /></div>
-                  </div>
-                ))}
-                {c.classes.length > shown.length && <p class="muted small">{c.classes.length - shown.length} below the threshold hidden.</p>}
-              </div>
-            );
-          })}
+                  ))}
+                  {passing.length > shown.length && (
+                    <button type="button" class="link small" onClick={() => setExpanded((all) => new Set(all).add(c.classifier_id))}>
+                      show {passing.length - shown.length} more
+                    </button>
+                  )}
+                  {c.classes.length > passing.length && <p class="muted small">{c.classes.length - passing.length} below the threshold hidden.</p>}
+                </div>
+              );
+            })}
         </div>
       ))}
     </div>

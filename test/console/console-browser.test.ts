@@ -146,10 +146,11 @@ describeWithBrowser('web console in Chromium', () => {
     const shapesResult = page.locator(`.classifier-result[data-classifier="${id}"]`);
     await hasText(shapesResult.locator('.score .class-name'), 'circles');
     await visible(page.locator('.classifier-result[data-classifier="default"]'));
-    // Down to threshold 0: every class of the classifier shows.
+    await shot('classify');
+    // Down to threshold 0: every class of the classifier shows, the custom classifier first.
     await page.getByRole('slider', { name: 'Threshold' }).fill('0');
     await hasCount(shapesResult.locator('.score'), 2);
-    await shot('classify');
+    expect(await page.locator('.classifier-result').first().getAttribute('data-classifier')).toBe(id);
 
     // Retrain with a new class: the page says the previous version still answers.
     await page.getByRole('button', { name: 'Classifiers' }).click();
