@@ -79,6 +79,11 @@ function Login({ message, onSignedIn }: { message: string | null; onSignedIn: (k
   );
 }
 
+const goneNotice = (id: string): Notice => ({
+  tone: 'error',
+  text: `The classifier ${id} no longer exists: it was deleted, perhaps in another tab. Pick another one or create a new one.`,
+});
+
 /** How often the list is read: often while something trains, rarely otherwise. */
 const POLL_TRAINING_MS = 1500;
 const POLL_IDLE_MS = 8000;
@@ -116,7 +121,7 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
       setOffline(null);
       const selected = selectedRef.current;
       if (selected && listRef.current?.some((c) => c.classifier_id === selected) && !list.some((c) => c.classifier_id === selected)) {
-        setNotice({ tone: 'error', text: `The classifier ${selected} no longer exists: it was deleted, perhaps in another tab. Pick another one or create a new one.` });
+        setNotice(goneNotice(selected));
         setView({ page: 'classifiers' });
       }
       listRef.current = list;
@@ -144,8 +149,8 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
   }, [notice]);
 
   /** A classifier that answered 404 to an action: gone from the list, with a message. */
-  const classifierGone = (id: string, message: string) => {
-    setNotice({ tone: 'error', text: `${message} The classifier ${id} was probably deleted in another tab; it is gone from the list.` });
+  const classifierGone = (id: string) => {
+    setNotice(goneNotice(id));
     listRef.current = listRef.current?.filter((c) => c.classifier_id !== id) ?? null;
     setClassifiers(listRef.current);
     setView({ page: 'classifiers' });

@@ -11,7 +11,7 @@ export function ClassifierDetail(props: {
   classifier: Classifier;
   limits: Limits;
   onFailure: (error: unknown) => ApiFailure;
-  onGone: (id: string, message: string) => void;
+  onGone: (id: string) => void;
   onChanged: (notice?: Notice) => void;
   onDeleted: (name: string) => void;
 }) {
@@ -38,7 +38,7 @@ export function ClassifierDetail(props: {
       (error) => {
         if (!live) return;
         const failure = props.onFailure(error);
-        if (failure.kind === 'not-found') props.onGone(c.classifier_id, failure.message);
+        if (failure.kind === 'not-found') props.onGone(c.classifier_id);
         else setVersionsError(`Could not read the versions: ${failure.message}`);
       },
     );
@@ -54,7 +54,7 @@ export function ClassifierDetail(props: {
       props.onDeleted(c.name);
     } catch (error) {
       const failure = props.onFailure(error);
-      if (failure.kind === 'not-found') props.onGone(c.classifier_id, failure.message);
+      if (failure.kind === 'not-found') props.onGone(c.classifier_id);
       else setDeleteError(`The classifier was not deleted: ${failure.message}`);
     }
   };
@@ -119,7 +119,7 @@ export function ClassifierDetail(props: {
           limits={props.limits}
           onFailure={(error) => {
             const failure = props.onFailure(error);
-            if (failure.kind === 'not-found') props.onGone(c.classifier_id, failure.message);
+            if (failure.kind === 'not-found') props.onGone(c.classifier_id);
             return failure;
           }}
           onDone={() => {

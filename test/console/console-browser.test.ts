@@ -84,6 +84,15 @@ describeWithBrowser('web console in Chromium', () => {
   });
 
   it('signs in, creates from zips, trains, evaluates, classifies, retrains, refuses, deletes', async () => {
+    try {
+      await journey();
+    } catch (error) {
+      await shot('FAILED-here').catch(() => undefined);
+      throw error;
+    }
+  });
+
+  async function journey() {
     const zips = {
       circles: await classZip('red-circles', 12, 1),
       noise: await classZip('noise', 12, 3),
@@ -220,5 +229,5 @@ describeWithBrowser('web console in Chromium', () => {
 
     expect(pageErrors).toEqual([]);
     expect(foreignRequests).toEqual([]);
-  });
+  }
 });
