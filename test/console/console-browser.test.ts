@@ -43,6 +43,20 @@ const hasText = (locator: Locator, text: string, timeoutMs?: number) =>
   eventually(async () => expect((await locator.first().textContent({ timeout: 1000 }))?.trim()).toBe(text), timeoutMs);
 const hasValue = (locator: Locator, value: string) => eventually(async () => expect(await locator.inputValue({ timeout: 1000 })).toBe(value));
 const hasCount = (locator: Locator, count: number, timeoutMs?: number) => eventually(async () => expect(await locator.count()).toBe(count), timeoutMs);
+/** Drops one file on an element the way a drag from the desktop does: dragover, then drop with a DataTransfer. */
+async function dropFile(target: Locator, name: string, type: string, data: Buffer): Promise<void> {
+  const transfer = await target.page().evaluateHandle(
+    ({ name, type, bytes }) => {
+      const page = globalThis as any; // runs in the browser
+      const dt = new page.DataTransfer();
+      dt.items.add(new File([new Uint8Array(bytes)], name, { type }));
+      return dt;
+    },
+    { name, type, bytes: [...data] },
+  );
+  await target.dispatchEvent('dragover', { dataTransfer: transfer });
+  await target.dispatchEvent('drop', { dataTransfer: transfer });
+}
 const visible = (locator: Locator, timeoutMs = STEP_TIMEOUT_MS) => locator.first().waitFor({ state: 'visible', timeout: timeoutMs });
 
 describeWithBrowser('web console in Chromium', () => {
@@ -127,7 +141,9 @@ describeWithBrowser('web console in Chromium', () => {
     await slots.nth(1).getByTestId('file-input').setInputFiles(squareImages.map((buffer, i) => ({ name: `square-${i}.jpg`, mimeType: 'image/jpeg', buffer })));
     await containsText(slots.nth(1), 'images zipped here · 12 images');
     await slots.nth(1).getByLabel('Class 2 name').fill('squares');
-    await page.getByTestId('slot-negative').getByTestId('file-input').setInputFiles({ name: 'noise.zip', mimeType: 'application/zip', buffer: zips.noise });
+    // The negatives are dropped, as a person drags a zip onto the slot.
+    await dropFile(page.getByTestId('slot-negative'), 'noise.zip', 'application/zip', zips.noise);
+    await containsText(page.getByTestId('slot-negative'), 'noise.zip · 12 images');
     await shot('new-classifier');
     await page.getByRole('button', { name: 'Create and train' }).click();
 
@@ -149,7 +165,17 @@ describeWithBrowser('web console in Chromium', () => {
     // Try it: a new red circle is a circle.
     await page.getByRole('button', { name: 'Try it' }).click();
     const [circle] = await classImages('red-circles', 1, 777);
-    await page.getByTestId('image-input').setInputFiles({ name: 'circle.jpg', mimeType: 'image/jpeg', buffer: circle });
+    // Pasted, as from the clipboard.
+    await page.evaluate(
+      ({ bytes }) => {
+        const page = globalThis as any; // runs in the browser
+        const transfer = new page.DataTransfer();
+        transfer.items.add(new File([new Uint8Array(bytes)], 'circle.jpg', { type: 'image/jpeg' }));
+        page.document.dispatchEvent(new page.ClipboardEvent('paste', { clipboardData: transfer }));
+      },
+      { bytes: [...circle] },
+    );
+    await visible(page.getByAltText('The image to classify'));
     expect(await page.getByLabel('shapes').isChecked()).toBe(true);
     await page.getByRole('button', { name: 'Classify' }).click();
     const shapesResult = page.locator(`.classifier-result[data-classifier="${id}"]`);
