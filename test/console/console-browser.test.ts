@@ -3,6 +3,7 @@
  * real service (API on port 0 + training worker). Screenshots of each step go to a folder printed at
  * the start (SCREENSHOT_DIR to choose it).
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,6 +68,7 @@ describeWithBrowser('web console in Chromium', () => {
   let step = 0;
   const pageErrors: string[] = [];
   const foreignRequests: string[] = [];
+  let requestCount = 0;
 
   const shot = async (name: string) => {
     step++;
@@ -78,7 +80,8 @@ describeWithBrowser('web console in Chromium', () => {
     shots = process.env.SCREENSHOT_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-console-screenshots-'));
     fs.mkdirSync(shots, { recursive: true });
     console.log(`Console screenshots: ${shots}`);
-    t = await bootService();
+    // A 1 MB zip limit, so the console's own check of the server's limits can be seen refusing.
+    t = await bootService({ MAX_ZIP_MB: '1' });
     browser = await launchChromium(CHROMIUM!);
     page = browser.context.pages()[0] ?? (await browser.context.newPage());
     page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
@@ -87,6 +90,7 @@ describeWithBrowser('web console in Chromium', () => {
       if (message.type() === 'error' && !/Failed to load resource/.test(message.text())) pageErrors.push(`console: ${message.text()}`);
     });
     page.on('request', (request) => {
+      requestCount++;
       const url = request.url();
       if (!url.startsWith(t.url) && !url.startsWith('data:') && !url.startsWith('blob:')) foreignRequests.push(url);
     });
@@ -217,6 +221,18 @@ describeWithBrowser('web console in Chromium', () => {
     expect(expected.status).toBe(400);
     await page.getByRole('button', { name: 'New classifier' }).first().click();
     await page.getByLabel('Name', { exact: true }).fill('tiny');
+    // Checked before anything is sent: a zip over the server's limit, a class name Watson forbids.
+    const big = new AdmZip();
+    for (let i = 0; i < 10; i++) big.addFile(`big${i}.jpg`, crypto.randomBytes(120_000));
+    await slots.nth(0).getByTestId('file-input').setInputFiles({ name: 'big.zip', mimeType: 'application/zip', buffer: big.toBuffer() });
+    await slots.nth(0).getByLabel('Class 1 name').fill('tri-angles');
+    await slots.nth(1).getByTestId('file-input').setInputFiles({ name: 'circles.zip', mimeType: 'application/zip', buffer: zips.circles });
+    const requestsBefore = requestCount;
+    await page.getByRole('button', { name: 'Create and train' }).click();
+    await visible(page.getByTestId('check').filter({ hasText: 'each zip may hold at most 1 MB' }));
+    await visible(page.getByTestId('check').filter({ hasText: 'contains “-”' }));
+    expect(requestCount).toBe(requestsBefore);
+    await slots.nth(0).getByLabel('Class 1 name').fill('triangles');
     await slots.nth(0).getByTestId('file-input').setInputFiles({ name: 'triangles.zip', mimeType: 'application/zip', buffer: tinyZip });
     await slots.nth(1).getByTestId('file-input').setInputFiles({ name: 'circles.zip', mimeType: 'application/zip', buffer: zips.circles });
     await visible(page.getByText('seems to hold only 3 images'));
