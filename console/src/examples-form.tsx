@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks';
 import type { Api, ApiFailure, Classifier } from './api';
+import { useDropZone } from './drop-zone';
 import { formatBytes, type Limits } from './limits';
 import { FORBIDDEN_CLASS_CHARACTERS, filesOfDrop, filesOfInput, prepareExamples, type PreparedZip } from './zips';
 
@@ -200,22 +201,9 @@ function DropSlot(props: {
   onClear: () => void;
 }) {
   const { slot } = props;
-  const [over, setOver] = useState(false);
+  const { over, handlers } = useDropZone((transfer) => props.onFiles(filesOfDrop(transfer)));
   return (
-    <div
-      class={`slot${over ? ' over' : ''}${slot.zip ? ' filled' : ''}`}
-      data-testid={props.negative ? 'slot-negative' : 'slot'}
-      onDragOver={(e) => {
-        e.preventDefault();
-        setOver(true);
-      }}
-      onDragLeave={() => setOver(false)}
-      onDrop={(e) => {
-        e.preventDefault();
-        setOver(false);
-        if (e.dataTransfer) props.onFiles(filesOfDrop(e.dataTransfer));
-      }}
-    >
+    <div class={`slot${over ? ' over' : ''}${slot.zip ? ' filled' : ''}`} data-testid={props.negative ? 'slot-negative' : 'slot'} {...handlers}>
       <div class="row spread">
         <strong>{props.title}</strong>
         <button type="button" class="link small" onClick={props.onClear} aria-label={`Clear ${props.title}`}>clear</button>

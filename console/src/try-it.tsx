@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { Api, ApiFailure, Classifier, ClassifyResponse } from './api';
+import { useDropZone } from './drop-zone';
 import { formatBytes, type Limits } from './limits';
 
 const BUILT_INS = [
@@ -18,7 +19,6 @@ export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limi
   const [result, setResult] = useState<ClassifyResponse | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  const [over, setOver] = useState(false);
 
   const pick = (picked: File | null | undefined) => {
     if (!picked) return;
@@ -48,6 +48,8 @@ export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limi
     document.addEventListener('paste', onPaste);
     return () => document.removeEventListener('paste', onPaste);
   }, []);
+
+  const drop = useDropZone((transfer) => pick(transfer.files[0]));
 
   const toggle = (id: string) =>
     setChosen((previous) => {
@@ -79,19 +81,7 @@ export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limi
     <div class="split">
       <form class="card" onSubmit={classify} aria-label="Try a classifier">
         <h2>Try it</h2>
-        <div
-          class={`slot image-drop${over ? ' over' : ''}`}
-          onDragOver={(e) => {
-            e.preventDefault();
-            setOver(true);
-          }}
-          onDragLeave={() => setOver(false)}
-          onDrop={(e) => {
-            e.preventDefault();
-            setOver(false);
-            pick(e.dataTransfer?.files[0]);
-          }}
-        >
+        <div class={`slot image-drop${drop.over ? ' over' : ''}`} {...drop.handlers}>
           {preview ? <img src={preview} alt="The image to classify" class="preview" /> : <p class="drop-hint">Drop or paste an image here</p>}
           <label class="picker small">
             choose an image
