@@ -22,6 +22,8 @@ export interface ClassifierRecord {
 export interface NewExample {
   className: string | null; // null: a negative example
   imageHash: string;
+  /** The entry's path in the uploaded zip, for messages. */
+  entryName: string;
 }
 
 export interface VersionRecord {
@@ -38,7 +40,8 @@ export interface VersionRecord {
 
 export interface TrainingSnapshot {
   classifier: ClassifierRecord;
-  examples: Array<{ className: string | null; imageHash: string }>;
+  /** entryName: the entry's path in its zip; null for examples stored before names were kept. */
+  examples: Array<{ className: string | null; imageHash: string; entryName: string | null }>;
 }
 
 interface ClassifierRow {
@@ -125,10 +128,10 @@ export class ClassifierRepository {
       if (insertClass.run(id, name, position).changes > 0) position++;
     }
     const insertExample = this.db.prepare(
-      `INSERT OR IGNORE INTO examples (classifier_id, class_name, image_hash, generation, customer_id, created)
-       VALUES (?, ?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO examples (classifier_id, class_name, image_hash, entry_name, generation, customer_id, created)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
     );
-    for (const e of examples) insertExample.run(id, e.className, e.imageHash, generation, customerId, now);
+    for (const e of examples) insertExample.run(id, e.className, e.imageHash, e.entryName, generation, customerId, now);
   }
 
   create(input: {
@@ -180,11 +183,16 @@ export class ClassifierRepository {
       if (!classifier) return undefined;
       const examples = (
         this.db
-          .prepare('SELECT class_name, image_hash FROM examples WHERE classifier_id = ? ORDER BY id')
-          .all(id) as Array<{ class_name: string | null; image_hash: string }>
-      ).map((r) => ({ className: r.class_name, imageHash: r.image_hash }));
+          .prepare('SELECT class_name, image_hash, entry_name FROM examples WHERE classifier_id = ? ORDER BY id')
+          .all(id) as Array<{ class_name: string | null; image_hash: string; entry_name: string | null }>
+      ).map((r) => ({ className: r.class_name, imageHash: r.image_hash, entryName: r.entry_name }));
       return { classifier, examples };
     })();
+  }
+
+  /** How many distinct images the classifier's next version trains on (an image in two classes counts once). */
+  distinctImageCount(id: string): number {
+    return (this.db.prepare('SELECT COUNT(DISTINCT image_hash) AS n FROM examples WHERE classifier_id = ?').get(id) as { n: number }).n;
   }
 
   /**

@@ -74,6 +74,10 @@ const migrations: string[] = [
     value BLOB NOT NULL
   );
   `,
+  // The entry's name in the uploaded zip, so a training failure can name the file (NULL for older rows).
+  `
+  ALTER TABLE examples ADD COLUMN entry_name TEXT;
+  `,
 ];
 
 export function openDatabase(file: string): Database {

@@ -72,12 +72,26 @@ const BUILT_IN_IDS = new Set(['default', 'explicit']);
 /** POST/GET /v3/classify: built-in and custom classifiers over an image, a zip of images, or a URL. */
 export async function classifyImages(
   ctx: ClassifyContext,
-  input: { ownerId: string; params: ClassifyParameters; file?: UploadedImagesFile },
+  input: {
+    ownerId: string;
+    params: ClassifyParameters;
+    file?: UploadedImagesFile;
+    /** Parameters sent in a POST's query string, which (as in Watson) are not applied. */
+    ignoredQueryParameters?: string[];
+  },
 ): Promise<{ status: 200 | 400; body: ClassifyResponse }> {
   if (!input.file && !input.params.url) {
     throw badRequest('No input images. Send an image or a zip of images as images_file, or an image URL as url.');
   }
   const warnings: Warning[] = [];
+  const ignored = input.ignoredQueryParameters ?? [];
+  if (ignored.length > 0) {
+    const names = ignored.map((name) => `'${name}'`).join(', ');
+    warnings.push({
+      warning_id: 'parameters_ignored',
+      description: `The query parameter${ignored.length === 1 ? '' : 's'} ${names} ${ignored.length === 1 ? 'was' : 'were'} ignored: POST /v3/classify reads ${ignored.length === 1 ? 'it' : 'them'} only as multipart form fields. Send ${ignored.length === 1 ? 'it' : 'them'} as form fields (curl: --form "${ignored[0]}=…").`,
+    });
+  }
   const applied = await resolveClassifiers(ctx, input.ownerId, input.params, warnings);
   const inputs = await gatherImages(ctx, input);
 

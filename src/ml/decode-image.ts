@@ -88,12 +88,42 @@ export function sniffImageType(bytes: Buffer): ImageType | null {
 
 const ACCEPTED_FORMATS = 'a JPEG, PNG, GIF, TIFF or WebP image';
 
+/** ISO base media brands of still images (HEIF/HEIC, AVIF); other brands (mp4, mov…) are videos. */
+const IMAGE_BRANDS = new Set(['heic', 'heix', 'heim', 'heis', 'hevc', 'hevx', 'hevm', 'hevs', 'mif1', 'msf1', 'avif', 'avis']);
+
+/** The name of an image format that is recognised but not accepted, from the file's first bytes. */
+function unsupportedImageFormat(bytes: Buffer): string | null {
+  if (startsWith(bytes, ascii('BM')) && bytes.length >= 26 && bytes.readUInt32LE(14) >= 12 && bytes.readUInt32LE(14) <= 124) return 'BMP';
+  if (startsWith(bytes, ascii('ftyp'), 4)) {
+    const brand = bytes.toString('latin1', 8, 12);
+    if (IMAGE_BRANDS.has(brand)) return brand.startsWith('avi') ? 'AVIF' : 'HEIC';
+  }
+  if (startsWith(bytes, [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a]) || startsWith(bytes, [0xff, 0x4f, 0xff, 0x51])) {
+    return 'JPEG 2000';
+  }
+  return null;
+}
+
+/** File-name endings of pictures, so an entry called 'x.jpg' that is not one is reported rather than skipped. */
+const IMAGE_NAME = /\.(jpe?g|jfif|png|gif|tiff?|webp|bmp|dib|heic|heif|avif|jp2|j2k|jpf|jpx)$/i;
+
+/**
+ * Whether a file in a zip is meant as a picture: by content (an accepted format, or BMP, HEIC,
+ * AVIF, JPEG 2000), or by a picture's file-name ending. Such a file is reported when it cannot be
+ * used; anything else (documents, nested zips, notes) is not a picture and is skipped silently.
+ */
+export function isImageFile(bytes: Buffer, fileName: string): boolean {
+  return sniffImageType(bytes) !== null || unsupportedImageFormat(bytes) !== null || IMAGE_NAME.test(fileName);
+}
+
 /** What an unaccepted file seems to be, for the error message. */
 function describeUnaccepted(bytes: Buffer): string {
   const head = bytes.subarray(0, 512);
   const text = head.toString('latin1').trimStart().toLowerCase();
   if (startsWith(bytes, ascii('%PDF'))) return 'it is a PDF document';
   if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04])) return 'it is a ZIP archive (archives inside archives are not opened)';
+  const unsupported = unsupportedImageFormat(bytes);
+  if (unsupported) return `it is a ${unsupported} image, which is not supported`;
   if (startsWith(bytes, ascii('BM'))) return 'it is a BMP image, which is not supported';
   if (startsWith(bytes, ascii('ftyp'), 4)) return 'it is a HEIC/AVIF or video file, which is not supported';
   if (text.startsWith('<svg') || (text.startsWith('<?xml') && text.includes('<svg'))) return 'it is an SVG drawing, which is not supported';
