@@ -44,6 +44,9 @@ function reasonOf(error: unknown, entryName?: string): string {
   if (/central directory file header signature/i.test(message)) return 'its central directory is damaged';
   if (/local file header signature/i.test(message)) return `the central directory points to no entry header for '${entryName}'`;
   if (/overflows file bounds|unexpected EOF/i.test(message)) return `the data of ${entry} runs past the end of the file (the file is truncated or damaged)`;
+  if (/size mismatch for stored file/i.test(message)) {
+    return 'an uncompressed entry records two different sizes for itself (the file is damaged)';
+  }
   if (/Invalid comment length/i.test(message)) return 'its end record does not match the end of the file (the file is truncated or damaged)';
   return message;
 }
@@ -105,6 +108,8 @@ export class ZipArchive {
    * the caller refuses declared sizes over its limit before calling this.
    */
   async read(entry: ZipEntryRecord): Promise<Buffer> {
+    // Some writers deflate an empty file to no bytes at all, which zlib would call truncated.
+    if (entry.compressedSize === 0 && entry.uncompressedSize === 0 && entry.crc32 === 0) return Buffer.alloc(0);
     const stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) => {
       this.zip.openReadStream(entry.raw, (error, readStream) => (error ? reject(error) : resolve(readStream)));
     }).catch((error: unknown) => {

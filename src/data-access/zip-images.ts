@@ -24,7 +24,7 @@ export class ZipInputError extends Error {
   }
 }
 
-/** An entry of the zip that is meant as a picture (see isImageFile): whether it can be used is decided by decoding it. */
+/** An entry of the zip that is a picture by content (see isImageFile): whether it can be used is decided by decoding it. */
 export interface ZipImageEntry {
   /** The entry's path inside the zip: a label only, never used as a file path. */
   entryName: string;
@@ -89,7 +89,7 @@ class ZipReader {
   }
 
   /**
-   * Calls `onImage` for every entry meant as a picture, one at a time and in archive order, after
+   * Calls `onImage` for every entry that is a picture by content, one at a time and in archive order, after
    * checking every limit that the directory alone can tell; returns the archive's entry count.
    */
   async read(zip: string | Buffer, onImage: (image: ZipImageEntry) => Promise<void> | void): Promise<number> {
@@ -153,7 +153,7 @@ class ZipReader {
       for (const entry of candidates) {
         const bytes = await archive.read(entry);
         // Nested zips and other non-pictures are skipped, never opened.
-        if (isImageFile(bytes, entry.name)) await onImage({ entryName: entry.name, bytes });
+        if (isImageFile(bytes)) await onImage({ entryName: entry.name, bytes });
       }
       return archive.entryCount;
     } catch (error) {
@@ -166,8 +166,8 @@ class ZipReader {
 }
 
 /**
- * Reads a training zip: `onImage` hears of each entry meant as a picture (by content or name;
- * decodable or not), one at a time, so the caller decides what is usable and memory holds one
+ * Reads a training zip: `onImage` hears of each entry that is a picture by content (decodable
+ * or not), one at a time, so the caller decides what is usable and memory holds one
  * entry at a time. Raises ZipInputError for a zip that cannot be used at all: empty, not a zip,
  * damaged, encrypted, over a size or entry limit. Returns the number of entries in the archive.
  */
@@ -181,7 +181,7 @@ export async function readZipImageEntries(
 }
 
 /**
- * The entries meant as pictures of a small zip (a /v3/classify `images_file`), in memory and in
+ * The picture entries of a small zip (a /v3/classify `images_file`), in memory and in
  * archive order, under the same checks; between `minImages` and `maxImages` of them. Each is
  * decoded by the caller, which reports the ones that cannot be.
  */

@@ -21,7 +21,7 @@ export interface ZipUploadReport {
   file: string;
   /** Entries in the archive, folders and skipped files included. */
   entries: number;
-  /** Entries meant as pictures (by content or file-name ending). */
+  /** Entries that are pictures by their content (decodable or not). */
   images: number;
   decodable: number;
   /** Decodable images counted once however often they appear. */

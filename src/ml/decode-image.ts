@@ -104,16 +104,13 @@ function unsupportedImageFormat(bytes: Buffer): string | null {
   return null;
 }
 
-/** File-name endings of pictures, so an entry called 'x.jpg' that is not one is reported rather than skipped. */
-const IMAGE_NAME = /\.(jpe?g|jfif|png|gif|tiff?|webp|bmp|dib|heic|heif|avif|jp2|j2k|jpf|jpx)$/i;
-
 /**
- * Whether a file in a zip is meant as a picture: by content (an accepted format, or BMP, HEIC,
- * AVIF, JPEG 2000), or by a picture's file-name ending. Such a file is reported when it cannot be
- * used; anything else (documents, nested zips, notes) is not a picture and is skipped silently.
+ * Whether a file is a picture by its first bytes: an accepted format, or BMP, HEIC, AVIF or JPEG
+ * 2000. In a zip, such a file is reported when it cannot be used; anything else (documents, nested
+ * zips, notes) is not a picture and is skipped silently.
  */
-export function isImageFile(bytes: Buffer, fileName: string): boolean {
-  return sniffImageType(bytes) !== null || unsupportedImageFormat(bytes) !== null || IMAGE_NAME.test(fileName);
+export function isImageFile(bytes: Buffer): boolean {
+  return sniffImageType(bytes) !== null || unsupportedImageFormat(bytes) !== null;
 }
 
 /** What an unaccepted file seems to be, for the error message. */
