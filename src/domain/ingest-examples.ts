@@ -71,7 +71,8 @@ export async function ingestExamples<T>(
     const added: string[] = [];
     try {
       const results: ZipResult[] = [];
-      for (const upload of uploads) results.push(await readUpload(ctx, upload, (hash) => added.push(hash)));
+      const known: KnownImages = new Map();
+      for (const upload of uploads) results.push(await readUpload(ctx, upload, known, (hash) => added.push(hash)));
       leaveOutNegativesSharedWithClasses(results);
       for (const r of results) {
         if (r.kept.size < ctx.config.limits.minImagesPerZip) throw badRequest(tooFewMessage(r, ctx.config.limits.minImagesPerZip));
@@ -88,7 +89,19 @@ export async function ingestExamples<T>(
   });
 }
 
-async function readUpload(ctx: ServiceContext, upload: ExampleUpload, onStored: (hash: string) => void): Promise<ZipResult> {
+/**
+ * Images this request has already decoded, by hash: why one cannot be used, or null once it is
+ * decoded and stored. The same picture in several zips (a thousand classes sharing ten images) is
+ * decoded and stored once.
+ */
+type KnownImages = Map<string, string | null>;
+
+async function readUpload(
+  ctx: ServiceContext,
+  upload: ExampleUpload,
+  known: KnownImages,
+  onStored: (hash: string) => void,
+): Promise<ZipResult> {
   const { limits } = ctx.config;
   const r: ZipResult = { upload, entries: 0, images: 0, decodable: 0, distinct: 0, kept: new Map(), unused: [], sharedWithClass: 0 };
   /** Each picture's first entry, and once decoded whether it can be used. */
@@ -105,12 +118,16 @@ async function readUpload(ctx: ServiceContext, upload: ExampleUpload, onStored: 
       firstSeen.set(item.hash, { entryName: item.entryName });
       return true;
     });
-    const failures = await decodeAndEmbed(ctx, fresh);
+    const failures = await decodeAndEmbed(
+      ctx,
+      fresh.filter((item) => !known.has(item.hash)),
+    );
     for (const item of items) {
       const first = firstSeen.get(item.hash)!;
       const isFirst = fresh.includes(item);
-      if (isFirst) first.failure = failures.get(item.hash);
+      if (isFirst) first.failure = known.get(item.hash) ?? failures.get(item.hash);
       if (first.failure !== undefined) {
+        known.set(item.hash, first.failure);
         r.unused.push({ entry: item.entryName, reason: first.failure });
         continue;
       }
@@ -119,8 +136,12 @@ async function readUpload(ctx: ServiceContext, upload: ExampleUpload, onStored: 
         r.unused.push({ entry: item.entryName, reason: `the same picture as '${first.entryName}' (a duplicate counts once)` });
         continue;
       }
-      const { hash } = await ctx.images.put(item.bytes);
-      onStored(hash);
+      const { hash } = item;
+      if (!known.has(hash)) {
+        await ctx.images.put(item.bytes);
+        onStored(hash);
+        known.set(hash, null);
+      }
       r.kept.set(hash, item.entryName);
       r.distinct += 1;
       if (r.distinct > limits.maxImagesPerZip) {
