@@ -72,6 +72,9 @@ export class ZipArchive {
       if ((error as NodeJS.ErrnoException).code !== undefined) throw error; // a file-system fault, not the archive's
       throw new ZipFormatError(reasonOf(error));
     });
+    // An error between reads (a failed close) must not crash the process for want of a listener;
+    // errors during a read reach that read's own listener.
+    zip.on('error', () => undefined);
     return new ZipArchive(zip, zip.entryCount);
   }
 
