@@ -26,9 +26,11 @@ import {
   textImage,
   truncatedJpeg,
   WHITE,
+  bmpImage,
+  heicHead,
 } from '../../fixtures/images';
 import { srgbToLab } from '../../src/ml/color-classes';
-import { decodeImage, type DecodedImage, ImageDecodeError, MAX_INPUT_PIXELS, sniffImageType } from '../../src/ml/decode-image';
+import { decodeImage, type DecodedImage, ImageDecodeError, isImageFile, MAX_INPUT_PIXELS, sniffImageType } from '../../src/ml/decode-image';
 
 const SIZE = 32;
 
@@ -216,6 +218,27 @@ describe('decodeImage: inputs it must refuse with a reason', () => {
     expect((await decodeError(Buffer.from('%PDF-1.4\n%âãÏÓ\n'), 'scan.jpg')).reason).toMatch(/PDF document/);
     expect((await decodeError(Buffer.from('<?xml version="1.0"?><svg></svg>'), 'logo.png')).reason).toMatch(/SVG drawing/);
     expect((await decodeError(Buffer.from([0x42, 0x4d, 0x36, 0, 0, 0, 0, 0, 0xff, 0x01]), 'old.bmp')).reason).toMatch(/BMP image/);
+  });
+
+  it('recognises BMP, HEIC, AVIF and JPEG 2000 as pictures it cannot decode, and says which', async () => {
+    const ftyp = (brand: string) => Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from(`ftyp${brand}\0\0\0\0mif1${brand}`, 'latin1'), Buffer.alloc(64)]);
+    const jp2 = Buffer.concat([Buffer.from('0000000c6a5020200d0a870a', 'hex'), Buffer.alloc(64)]);
+    const cases: Array<[Buffer, string]> = [
+      [bmpImage(), 'BMP'],
+      [heicHead(), 'HEIC'],
+      [ftyp('avif'), 'AVIF'],
+      [jp2, 'JPEG 2000'],
+    ];
+    for (const [bytes, format] of cases) {
+      expect(isImageFile(bytes)).toBe(true);
+      expect((await decodeError(bytes, 'x')).reason).toBe(
+        `the file is not a JPEG, PNG, GIF, TIFF or WebP image: it is a ${format} image, which is not supported; upload the picture as JPEG or PNG`,
+      );
+    }
+    // A video is not a picture: in a zip it is skipped, not reported.
+    expect(isImageFile(ftyp('isom'))).toBe(false);
+    expect(isImageFile(await textFileBytes())).toBe(false);
+    expect(isImageFile(await solidColorPng(RED))).toBe(true);
   });
 
   it('refuses a PNG declaring 60,000×60,000 from its header, before decoding', async () => {
