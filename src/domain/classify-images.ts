@@ -87,9 +87,12 @@ export async function classifyImages(
   const ignored = input.ignoredQueryParameters ?? [];
   if (ignored.length > 0) {
     const names = ignored.map((name) => `'${name}'`).join(', ');
+    const one = ignored.length === 1;
     warnings.push({
       warning_id: 'parameters_ignored',
-      description: `The query parameter${ignored.length === 1 ? '' : 's'} ${names} ${ignored.length === 1 ? 'was' : 'were'} ignored: POST /v3/classify reads ${ignored.length === 1 ? 'it' : 'them'} only as multipart form fields. Send ${ignored.length === 1 ? 'it' : 'them'} as form fields (curl: --form "${ignored[0]}=…").`,
+      description:
+        `The query parameter${one ? '' : 's'} ${names} ${one ? 'was' : 'were'} ignored: POST /v3/classify reads ${one ? 'it' : 'them'} only as multipart form fields. ` +
+        `Send ${one ? 'it as a form field' : 'them as form fields'} (curl: --form "${ignored[0]}=…").`,
     });
   }
   const applied = await resolveClassifiers(ctx, input.ownerId, input.params, warnings);

@@ -239,7 +239,7 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       {
         warning_id: 'parameters_ignored',
         description:
-          'The query parameter \'threshold\' was ignored: POST /v3/classify reads it only as multipart form fields. Send it as form fields (curl: --form "threshold=…").',
+          'The query parameter \'threshold\' was ignored: POST /v3/classify reads it only as multipart form fields. Send it as a form field (curl: --form "threshold=…").',
       },
     ]);
     expect((await classify(images[35], 'one.jpg', '', { threshold: '0.2' })).body.warnings).toBeUndefined();
