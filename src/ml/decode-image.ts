@@ -225,8 +225,14 @@ async function missingJpegFraction(bytes: Buffer): Promise<number> {
   return greyRows / info.height;
 }
 
-function isJpegTruncation(err: unknown): boolean {
-  return /premature end of JPEG/i.test(sharpDetail(err));
+/**
+ * Whether a JPEG failed because it ends early. libjpeg says so in a warning, but when several images
+ * decode at once sharp may report only "Warning treated as error" (libvips keeps the text per thread),
+ * so a JPEG without its end marker counts as cut short too: the same file gets the same reason however
+ * busy the server is.
+ */
+function isJpegTruncation(err: unknown, bytes: Buffer): boolean {
+  return /premature end of JPEG/i.test(sharpDetail(err)) || lacksEnding('jpeg', bytes);
 }
 
 /**
@@ -261,7 +267,7 @@ async function decodeToSquare(bytes: Buffer, fileName: string, size: number, fit
   try {
     rgb = await renderSquare(bytes, size, fit, 'warning');
   } catch (err) {
-    if (type !== 'jpeg' || !isJpegTruncation(err) || (header.channels !== 1 && header.channels !== 3)) {
+    if (type !== 'jpeg' || !isJpegTruncation(err, bytes) || (header.channels !== 1 && header.channels !== 3)) {
       throw new ImageDecodeError(fileName, decodeFailureReason(type, bytes, err), { cause: err });
     }
     rgb = await decodeTruncatedJpeg(bytes, fileName, size, fit, err);

@@ -258,6 +258,16 @@ describe('decodeImage: inputs it must refuse with a reason', () => {
     expect(err.reason).toMatch(/^the JPEG file is incomplete: the bottom \d+% of the picture is missing/);
   });
 
+  it('gives a JPEG cut short the same reason when many decode at once as when it decodes alone', async () => {
+    // sharp may then report only "Warning treated as error" instead of libjpeg's "premature end of JPEG".
+    const cut = (await classImages('red-circles', 12, 5)).map((b) => b.subarray(0, Math.floor(b.length / 2)));
+    const together = await Promise.all(cut.map((bytes, i) => decodeError(bytes, `${i}.jpg`)));
+    const alone: string[] = [];
+    for (const [i, bytes] of cut.entries()) alone.push((await decodeError(bytes, `${i}.jpg`)).reason);
+    expect(together.map((e) => e.reason)).toEqual(alone);
+    for (const reason of alone) expect(reason).toMatch(/^the JPEG file is incomplete: the bottom \d+% of the picture is missing/);
+  });
+
   it('refuses a JPEG with corrupt compressed data', async () => {
     const err = await decodeError(await corruptJpeg(), 'damaged.jpg');
     expect(err.reason).toMatch(/^the JPEG image data is corrupt/);
