@@ -14,6 +14,8 @@ export interface ClassifierView {
   classes: Array<{ class: string }>;
   training_progress?: number;
   evaluation?: unknown;
+  /** Extension: where the training-end callback goes. */
+  callback_url?: string;
 }
 
 export function classifierView(
@@ -32,6 +34,7 @@ export function classifierView(
   };
   if (c.status === 'failed' && c.explanation) view.explanation = c.explanation;
   if (c.retrained) view.retrained = c.retrained;
+  if (c.callbackUrl) view.callback_url = c.callbackUrl;
   if ((c.status === 'training' || c.status === 'retraining') && extras.progress !== undefined) {
     view.training_progress = extras.progress;
   }
