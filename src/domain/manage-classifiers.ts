@@ -3,11 +3,17 @@ import type { ClassifierRecord } from '../data-access/classifier-repository';
 import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, type ClassifierView } from './classifier-view';
 import { parseCallbackUrl } from './callbacks';
-import { ingestExamples, removeUnreferencedImages } from './ingest-examples';
+import { ingestExamples, removeUnreferencedImages, type ZipUploadReport } from './ingest-examples';
 import type { ServiceContext } from './service-context';
 import { parseExampleUploads, type UploadedFile } from './training-form';
 
 const MAX_NAME_LENGTH = 1024;
+
+export interface UploadSummary {
+  /** Distinct images the classifier's next version trains on: its `examples` count once trained. */
+  training_examples: number;
+  files: ZipUploadReport[];
+}
 
 export function classifierNotFound(id: string) {
   return notFound(`Cannot find classifier '${id}'. Check the classifier_id (GET /v3/classifiers lists yours).`);
@@ -41,7 +47,7 @@ export async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Pr
 export async function createClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
-): Promise<ClassifierView> {
+): Promise<ClassifierView & { upload: UploadSummary }> {
   // multer turns a repeated field into an array (and 'name[x]' into an object): say so, rather than call the name missing.
   if (input.name !== undefined && typeof input.name !== 'string') {
     const what = Array.isArray(input.name) ? `${input.name.length} values` : 'a structured value';
@@ -62,7 +68,7 @@ export async function createClassifier(
       'At least two example sets are required: two <class>_positive_examples zips, or one <class>_positive_examples zip and a negative_examples zip.',
     );
   }
-  const created = await ingestExamples(ctx, uploads, (examples) => {
+  const { result: created, reports } = await ingestExamples(ctx, uploads, (examples) => {
     let id = newClassifierId(name);
     while (ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
     return ctx.classifiers.create({
@@ -76,7 +82,12 @@ export async function createClassifier(
     });
   });
   await queueTraining(ctx, created.id, () => deleteClassifierData(ctx, created.id));
-  return classifierView(created);
+  return { ...classifierView(created), upload: uploadSummary(ctx, created.id, reports) };
+}
+
+/** Extension of the create/update answer: what each zip contributed, and how many images the next version trains on. */
+function uploadSummary(ctx: ServiceContext, classifierId: string, files: ZipUploadReport[]): UploadSummary {
+  return { training_examples: ctx.classifiers.distinctImageCount(classifierId), files };
 }
 
 /**
@@ -87,7 +98,7 @@ export async function createClassifier(
 export async function updateClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; classifierId: string; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
-): Promise<ClassifierView> {
+): Promise<ClassifierView & { upload?: UploadSummary }> {
   ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const uploads = parseExampleUploads(input.files);
   const callbackUrl = await parseCallbackUrl(input.callbackUrl, ctx.config.allowPrivateUrls);
@@ -101,13 +112,13 @@ export async function updateClassifier(
       'No example files were sent. Send at least one <class>_positive_examples zip or a negative_examples zip to retrain.',
     );
   }
-  const updated = await ingestExamples(ctx, uploads, (examples) =>
+  const { result: updated, reports } = await ingestExamples(ctx, uploads, (examples) =>
     ctx.classifiers.addExamples({ id: input.classifierId, examples, customerId: input.customerId, callbackUrl, now: ctx.now() }),
   );
   if (!updated) throw classifierNotFound(input.classifierId); // deleted while the zips were being read
   // If queueing fails the examples stay accepted; the worker's start-up check queues the classifier again.
   await queueTraining(ctx, updated.id, async () => undefined);
-  return classifierView(updated);
+  return { ...classifierView(updated), upload: uploadSummary(ctx, updated.id, reports) };
 }
 
 export async function getClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<ClassifierView> {
