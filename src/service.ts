@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from './config';
 import { ApiKeyRepository } from './data-access/api-key-repository';
+import { CallbackRepository } from './data-access/callback-repository';
 import { ClassifierRepository } from './data-access/classifier-repository';
 import { dataLayout } from './data-access/data-layout';
 import { openDatabase } from './data-access/database';
@@ -22,6 +23,7 @@ import { openEmbedder } from './data-access/model-runtime';
 import { ensureDetectorPack } from './ml/detector/detector-pack';
 import { ObjectDetector } from './ml/detector/object-detector';
 import { fetchImageFromUrl } from './data-access/url-image-fetcher';
+import { EmbeddingCache } from './ml/embedding-cache';
 import type { ClassifyContext } from './domain/classify-images';
 
 export interface RunningService {
@@ -80,10 +82,13 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const ctx: ServiceContext = {
     config,
     classifiers: new ClassifierRepository(db),
+    callbacks: new CallbackRepository(db),
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
     queue,
     imageLock: new AsyncLock(),
+    embedder,
+    embeddings: new EmbeddingCache(layout.embeddingCache),
     logger,
     now: () => new Date().toISOString(),
   };
@@ -141,6 +146,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await claim.release();
       await embedder.close();
       await detector?.close();
+      ctx.embeddings.close();
       db.close();
       await redis.stop();
     },
