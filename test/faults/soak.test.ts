@@ -54,8 +54,10 @@ const BACKGROUND_SHARE = 0.25;
 /** Bounds on the work prepared: more than the run can use, so no loop runs dry. */
 const RETRAINS_PER_CLASSIFIER = 5;
 /** A retrained classifier is replaced by a fresh one after RETRAINS_PER_CLASSIFIER retrains, so memory can settle. */
-const RETRAINED_CLASSIFIERS = Math.ceil((WARMUP_S + SOAK_S) / 0.75 / RETRAINS_PER_CLASSIFIER) + 1;
-const UPLOADS = Math.ceil((WARMUP_S + SOAK_S) / 1.5);
+const RETRAINED_CLASSIFIERS = Math.ceil((WARMUP_S + SOAK_S) / 0.4 / RETRAINS_PER_CLASSIFIER) + 1;
+/** Uploads start at most this often (each waits for the previous one to be ready). */
+const UPLOAD_EVERY_MS = 2_000;
+const UPLOADS = Math.ceil(((WARMUP_S + SOAK_S) * 1000) / UPLOAD_EVERY_MS) + 2;
 const IMAGES_PER_ZIP = 10;
 const DELETE_EVERY_MS = 3_000;
 /** Every 4th upload is deleted while it trains. */
@@ -351,6 +353,7 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
       };
       const uploader = async () => {
         while (running() && uploadPlans.length > 0) {
+          const started = performance.now();
           const plan = uploadPlans.shift()!;
           const view = await client.createClassifier(plan.name, plan.zips);
           const upload: Tracked = { id: view.classifier_id, name: plan.name, versions: [plan.classes], loops: [] };
@@ -359,10 +362,12 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
           if (counts.uploads % DELETE_WHILE_TRAINING_EVERY === 0) {
             await deleteTracked(upload);
             counts.deleted_while_training++;
+            await pause(started + UPLOAD_EVERY_MS - performance.now());
             continue;
           }
           await client.waitUntilReady(upload.id, 180_000, 100);
           upload.readyAt = performance.now();
+          await pause(started + UPLOAD_EVERY_MS - performance.now());
         }
       };
       const deleter = async () => {
