@@ -99,7 +99,12 @@ interface ClassifierRow {
   current_version_id: number | null;
 }
 
-/** Classifiers, their classes, examples and immutable versions, in SQLite. Every change is one transaction. */
+/**
+ * Classifiers, their classes, examples and immutable versions, in SQLite. Every change is one
+ * IMMEDIATE transaction: it takes the write lock before it reads, so when the API and the worker
+ * write at once the later one waits (busy_timeout) instead of failing with SQLITE_BUSY_SNAPSHOT
+ * on the upgrade from its read to its write.
+ */
 export class ClassifierRepository {
   constructor(private readonly db: Database) {}
 
@@ -209,7 +214,7 @@ export class ClassifierRepository {
       if (this.db.prepare('UPDATE classifiers SET updated = ? WHERE id = ?').run(now, id).changes === 0) return false;
       this.writeCallbackUrl(id, url);
       return true;
-    })();
+    }).immediate();
     return done ? this.find(id) : undefined;
   }
 
@@ -234,7 +239,7 @@ export class ClassifierRepository {
         .run(input.id, input.ownerId, input.name, input.now, input.now, input.customerId);
       this.addClassesAndExamples(input.id, 1, input.examples, input.customerId, input.now);
       this.writeCallbackUrl(input.id, input.callbackUrl);
-    })();
+    }).immediate();
     return this.find(input.id)!;
   }
 
@@ -264,7 +269,7 @@ export class ClassifierRepository {
       this.addClassesAndExamples(input.id, generation, input.examples, input.customerId, input.now);
       this.writeCallbackUrl(input.id, input.callbackUrl);
       return true;
-    })();
+    }).immediate();
     return done ? this.find(input.id) : undefined;
   }
 
@@ -360,7 +365,7 @@ export class ClassifierRepository {
       this.recordEvent(input.classifierId, versionId, row.current_version_id, 'trained', input.now);
       if (caughtUp) this.recordTrainingEnd(input.classifierId, input.now);
       return true;
-    })();
+    }).immediate();
   }
 
   /**
@@ -375,7 +380,7 @@ export class ClassifierRepository {
           .run(explanation, id, generation).changes > 0;
       if (changed) this.recordTrainingEnd(id, now);
       return changed;
-    })();
+    }).immediate();
   }
 
   private recordEvent(classifierId: string, versionId: number, previous: number | null, cause: VersionEvent['cause'], now: string) {
@@ -638,7 +643,7 @@ export class ClassifierRepository {
       ).map((r) => r.image_hash);
       const deleted = this.db.prepare('DELETE FROM classifiers WHERE id = ?').run(id).changes > 0;
       return { deleted, imageHashes: hashes };
-    })();
+    }).immediate();
   }
 
   /**
@@ -690,7 +695,7 @@ export class ClassifierRepository {
           .run(now, id);
       }
       return { deletedClassifiers, retrainClassifiers, imageHashes: [...hashes] };
-    })();
+    }).immediate();
   }
 
   /** Of the given hashes, those no example references any more. */

@@ -118,17 +118,24 @@ async function trainSnapshot(
   }
 
   const headFile = await ctx.heads.write(classifierId, classifier.generation, serializeHead(head));
-  const published = ctx.classifiers.publishVersion({
-    classifierId,
-    generation: classifier.generation,
-    headFile,
-    classes,
-    packKey: head.packKey,
-    evaluation: head.evaluation,
-    examples: usable.length,
-    exampleIds: examples.map((e) => e.id),
-    now: ctx.now(),
-  });
+  let published: boolean;
+  try {
+    published = ctx.classifiers.publishVersion({
+      classifierId,
+      generation: classifier.generation,
+      headFile,
+      classes,
+      packKey: head.packKey,
+      evaluation: head.evaluation,
+      examples: usable.length,
+      exampleIds: examples.map((e) => e.id),
+      now: ctx.now(),
+    });
+  } catch (error) {
+    // No version row will ever point to it: a retry writes its own.
+    await ctx.heads.remove(headFile);
+    throw error;
+  }
   if (!published) {
     // Deleted meanwhile: the write above made its folder again, so the whole folder goes; a stale run drops only its file.
     if (ctx.classifiers.exists(classifierId)) await ctx.heads.remove(headFile);

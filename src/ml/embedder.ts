@@ -80,11 +80,15 @@ export class Embedder {
   /**
    * Analyses images in input order. An image that cannot be decoded gets its ImageDecodeError in
    * its slot; the others are unaffected. The next batch decodes while the current one runs.
+   * `options.batchSize` (at most the embedder's own) bounds each inference run: background work
+   * sharing the thread with classify requests uses small batches, so a classify waits for one
+   * small batch rather than a large one.
    */
-  async analyze(images: ImageInput[]): Promise<Array<ImageAnalysis | ImageDecodeError>> {
+  async analyze(images: ImageInput[], options: { batchSize?: number } = {}): Promise<Array<ImageAnalysis | ImageDecodeError>> {
+    const batchSize = Math.max(1, Math.min(this.batchSize, options.batchSize ?? this.batchSize));
     const results = new Array<ImageAnalysis | ImageDecodeError>(images.length);
     const batches: ImageInput[][] = [];
-    for (let start = 0; start < images.length; start += this.batchSize) batches.push(images.slice(start, start + this.batchSize));
+    for (let start = 0; start < images.length; start += batchSize) batches.push(images.slice(start, start + batchSize));
 
     let next = batches.length > 0 ? this.decodeBatch(batches[0]) : undefined;
     let offset = 0;
