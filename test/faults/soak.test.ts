@@ -56,7 +56,7 @@ const RETRAINS_PER_CLASSIFIER = 5;
 /** A retrained classifier is replaced by a fresh one after RETRAINS_PER_CLASSIFIER retrains, so memory can settle. */
 const RETRAINED_CLASSIFIERS = Math.ceil((WARMUP_S + SOAK_S) / 0.4 / RETRAINS_PER_CLASSIFIER) + 1;
 /** Uploads start at most this often (each waits for the previous one to be ready). */
-const UPLOAD_EVERY_MS = 2_000;
+const UPLOAD_EVERY_MS = 3_000;
 const UPLOADS = Math.ceil(((WARMUP_S + SOAK_S) * 1000) / UPLOAD_EVERY_MS) + 2;
 const IMAGES_PER_ZIP = 10;
 const DELETE_EVERY_MS = 3_000;
