@@ -12,6 +12,8 @@ import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobDa
 import { TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
 import { EmbeddingCache } from '../src/ml/embedding-cache';
 import { createLogger } from '../src/logger';
+import { WorkerMetrics } from '../src/lib/metrics';
+import { MetricsExchange, publishPeriodically } from '../src/data-access/metrics-exchange';
 
 /**
  * The training worker: its own process, so CPU-heavy embedding and head training never stall the
@@ -25,7 +27,11 @@ async function main() {
   const layout = dataLayout(config.dataDir);
   const db = openDatabase(layout.database);
   const classifiers = new ClassifierRepository(db);
-  const cache = new EmbeddingCache(layout.embeddingCache);
+  const metrics = config.ops.metrics ? new WorkerMetrics() : undefined;
+  const cache = new EmbeddingCache(layout.embeddingCache, (hits, misses) => {
+    metrics?.cacheLookups.inc({ result: 'hit' }, hits);
+    metrics?.cacheLookups.inc({ result: 'miss' }, misses);
+  });
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
   const queue = new TrainingQueue(redisUrl, config.queuePrefix, config.trainingAttempts);
   const ctx: TrainingContext = {
@@ -39,19 +45,32 @@ async function main() {
     now: () => new Date().toISOString(),
   };
 
+  // Metrics go to Redis, where the API merges them into its /metrics (several workers, several machines).
+  const exchange = metrics && new MetricsExchange(redisUrl, config.queuePrefix);
+  const publisher = metrics && exchange && publishPeriodically(exchange, metrics, config.ops.publishIntervalMs, logger);
+  const recordRun = (outcome: string, start: bigint) => {
+    metrics?.trainingRuns.inc({ outcome });
+    metrics?.trainingDuration.observe({ outcome }, Number(process.hrtime.bigint() - start) / 1e9);
+    void publisher?.publishNow();
+  };
+
   const processor = async (job: Job<TrainingJobData>) => {
     const { classifierId } = job.data;
     const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    const start = process.hrtime.bigint();
     try {
       const outcome = await trainClassifier(ctx, classifierId, {
         finalAttempt,
         onProgress: (f) => job.updateProgress(Math.round(f * 100)),
       });
       logger.info({ classifierId, outcome }, 'training run finished');
+      recordRun(outcome, start);
       return outcome;
     } catch (error) {
       logger.warn({ classifierId, err: error, finalAttempt }, 'training run failed');
-      if (error instanceof TrainingDataError) throw new UnrecoverableError(error.message);
+      const unrecoverable = error instanceof TrainingDataError;
+      recordRun(unrecoverable || finalAttempt ? 'failed' : 'retry', start);
+      if (unrecoverable) throw new UnrecoverableError(error.message);
       throw error;
     }
   };
@@ -100,6 +119,8 @@ async function main() {
     logger.info({ signal }, 'training worker stopping (finishing the current run)');
     clearTimeout(requeueTimer);
     await worker.close();
+    await publisher?.stop();
+    await exchange?.close();
     await queue.close();
     await embedder.close();
     cache.close();

@@ -1,12 +1,11 @@
 import { ApiError, badRequest, notFound } from '../errors';
 import type { ClassifierRecord } from '../data-access/classifier-repository';
+import { classifierNameSchema, parseRequest, userDataQuerySchema, type VersionListView } from './api-schemas';
 import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, type ClassifierView } from './classifier-view';
 import { ingestExamples, removeUnreferencedImages } from './ingest-examples';
 import type { ServiceContext } from './service-context';
 import { parseExampleUploads, type UploadedFile } from './training-form';
-
-const MAX_NAME_LENGTH = 1024;
 
 function classifierNotFound(id: string) {
   return notFound(`Cannot find classifier '${id}'. Check the classifier_id (GET /v3/classifiers lists yours).`);
@@ -40,18 +39,8 @@ export async function createClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null },
 ): Promise<ClassifierView> {
-  // multer turns a repeated field into an array (and 'name[x]' into an object): say so, rather than call the name missing.
-  if (input.name !== undefined && typeof input.name !== 'string') {
-    const what = Array.isArray(input.name) ? `${input.name.length} values` : 'a structured value';
-    throw badRequest(`The field 'name' arrived as ${what}. Send the classifier's name once, as plain text.`);
-  }
-  const name = typeof input.name === 'string' ? input.name.trim() : '';
-  if (name === '') {
-    throw badRequest("Missing required parameter 'name'. Send the classifier's name as the form field 'name'.");
-  }
-  if (name.length > MAX_NAME_LENGTH) {
-    throw badRequest(`The classifier name is ${name.length} characters long; at most ${MAX_NAME_LENGTH} are allowed.`);
-  }
+  // multer turns a repeated field into an array (and 'name[x]' into an object): the schema says so, rather than call the name missing.
+  const name = parseRequest(classifierNameSchema, input.name);
   const uploads = parseExampleUploads(input.files);
   const positives = uploads.filter((u) => u.className !== null).length;
   if (positives === 0 || uploads.length < 2) {
@@ -101,7 +90,7 @@ export async function listClassifiers(ctx: ServiceContext, input: { ownerId: str
 }
 
 /** Extension: every version of a classifier with its evaluation, newest last. */
-export function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }) {
+export function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): VersionListView {
   const c = ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   return {
     classifier_id: c.id,
@@ -112,7 +101,7 @@ export function listVersions(ctx: ServiceContext, input: { ownerId: string; clas
       classes: v.classes.map((name) => ({ class: name })),
       examples: v.examples,
       pack: v.packKey,
-      evaluation: v.evaluation,
+      evaluation: v.evaluation as VersionListView['versions'][number]['evaluation'],
     })),
   };
 }
@@ -135,11 +124,9 @@ export async function deleteClassifier(ctx: ServiceContext, input: { ownerId: st
  * id (X-Watson-Metadata: customer_id=…); classifiers that lost examples retrain without them.
  */
 export async function deleteUserData(ctx: ServiceContext, input: { ownerId: string; customerId: unknown }): Promise<void> {
-  if (typeof input.customerId !== 'string' || input.customerId.trim() === '') {
-    throw badRequest("Missing required parameter 'customer_id'. Add ?customer_id=<the id you sent in X-Watson-Metadata>.");
-  }
+  const { customer_id: customerId } = parseRequest(userDataQuerySchema, { customer_id: input.customerId });
   const removed = await ctx.imageLock.run(async () => {
-    const result = ctx.classifiers.deleteCustomerData(input.ownerId, input.customerId as string, ctx.now());
+    const result = ctx.classifiers.deleteCustomerData(input.ownerId, customerId, ctx.now());
     await ctx.images.remove(ctx.classifiers.unreferencedImages(result.imageHashes));
     return result;
   });

@@ -23,7 +23,13 @@ export interface EmbedderOptions {
   threads: number;
   /** Images per inference call (default 16). */
   batchSize?: number;
+  /** Told how long each batch's decode (sharp) and model run took, in seconds. */
+  observeStage?: StageObserver;
 }
+
+export type StageObserver = (stage: 'decode' | 'backbone', seconds: number) => void;
+
+const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 
 /**
  * nsfwjs's softmax classes that depict sexual content explicitly: photographed (porn) or drawn
@@ -47,6 +53,7 @@ export class Embedder {
     private readonly inference: InferenceWorker,
     private readonly batchSize: number,
     private readonly decodeConcurrency: number,
+    private readonly observeStage: StageObserver,
   ) {
     this.packKey = packKey(manifest);
     this.dim = manifest.embedding.dim;
@@ -74,7 +81,7 @@ export class Embedder {
     }
     // Enough decodes in flight to keep libuv's pool busy, few enough to bound memory for huge photos.
     const decodeConcurrency = Math.max(2, Math.min(batchSize, os.availableParallelism() * 2));
-    return new Embedder(manifest, inference, batchSize, decodeConcurrency);
+    return new Embedder(manifest, inference, batchSize, decodeConcurrency, options.observeStage ?? (() => undefined));
   }
 
   /**
@@ -104,13 +111,19 @@ export class Embedder {
     return results;
   }
 
+  /** False once its model thread has crashed or been closed. */
+  get alive(): boolean {
+    return this.inference.alive;
+  }
+
   async close(): Promise<void> {
     await this.inference.close();
   }
 
-  private decodeBatch(batch: ImageInput[]): Promise<Array<DecodedImage | ImageDecodeError>> {
+  private async decodeBatch(batch: ImageInput[]): Promise<Array<DecodedImage | ImageDecodeError>> {
     const size = this.manifest.input.size;
-    return mapLimited(batch, this.decodeConcurrency, async (image) => {
+    const start = process.hrtime.bigint();
+    const decoded = await mapLimited(batch, this.decodeConcurrency, async (image) => {
       try {
         return await decodeImage(image.bytes, image.name, size);
       } catch (error) {
@@ -118,15 +131,19 @@ export class Embedder {
         throw error;
       }
     });
+    this.observeStage('decode', secondsSince(start));
+    return decoded;
   }
 
   private async infer(images: DecodedImage[]): Promise<ImageAnalysis[]> {
     const { manifest } = this;
     const { name, size } = manifest.input;
     const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
+    const start = process.hrtime.bigint();
     const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
     const colors = images.map(colorClasses); // while the worker infers
     const outputs = await running;
+    this.observeStage('backbone', secondsSince(start));
     const data = (outputName: string): Float32Array => outputs[outputName].data;
     const embeddingParts = manifest.embedding.outputs.map(data);
     const explicitProbs = manifest.heads.explicit && data(manifest.heads.explicit.output);
