@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import IORedis from 'ioredis';
 import { startService, type RunningService } from '../../src/service';
+import { OpenApiContract } from './openapi-contract';
 
 export const ALICE_KEY = 'alice-key-0123456789';
 export const BOB_KEY = 'bob-key-0123456789';
@@ -13,7 +14,11 @@ export interface TestService {
   service: RunningService;
   url: string;
   dataDir: string;
-  /** fetch against the service with alice's key (Basic apikey:<key>) unless headers say otherwise. */
+  /**
+   * fetch against the service with alice's key (Basic apikey:<key>) unless headers say otherwise.
+   * Every answer is checked against the service's OpenAPI document (status documented for the
+   * operation, body matching its schema); a mismatch throws, failing the test that made the call.
+   */
   call(method: string, pathAndQuery: string, init?: { body?: FormData | string; headers?: Record<string, string>; key?: string | null }): Promise<{ status: number; body: any }>;
   close(): Promise<void>;
 }
@@ -41,6 +46,7 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
   };
   const service = await startService(env);
   const url = service.url;
+  const contract = new OpenApiContract((await (await fetch(`${url}/v3/openapi.json`)).json()) as ConstructorParameters<typeof OpenApiContract>[0]);
   return {
     service,
     url,
@@ -57,6 +63,8 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
       } catch {
         // not JSON: keep the text so the assertion shows it
       }
+      const problems = contract.problems(method, pathAndQuery, res.status, res.headers.get('content-type'), body);
+      if (problems.length > 0) throw new Error(`The answer breaks the OpenAPI document:\n${problems.join('\n')}`);
       return { status: res.status, body };
     },
     async close() {

@@ -285,47 +285,56 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
           {},
         ),
       },
-      '/healthz': {
-        get: operation(
-          {
-            operationId: 'healthz',
-            tags: ['operations'],
-            summary: 'Liveness: the API process answers',
-            description: 'Served unless HEALTH_ENABLED=false; on OPS_PORT when that is set.',
-            responses: { '200': { description: 'Alive', content: json(healthSchema) } },
-          },
-          {},
-        ),
-      },
-      '/readyz': {
-        get: operation(
-          {
-            operationId: 'readyz',
-            tags: ['operations'],
-            summary: 'Readiness: database, Redis and models',
-            description: 'Served unless HEALTH_ENABLED=false; on OPS_PORT when that is set.',
-            responses: {
-              '200': { description: 'Ready', content: json(readinessSchema) },
-              '503': { description: 'Not ready; the failed checks carry the reason', content: json(readinessSchema) },
-            },
-          },
-          {},
-        ),
-      },
-      '/metrics': {
-        get: operation(
-          {
-            operationId: 'metrics',
-            tags: ['operations'],
-            summary: 'Prometheus metrics of the API and its training workers',
-            description: 'Prometheus text format. Served unless METRICS_ENABLED=false; on OPS_PORT when that is set.',
-            responses: { '200': { description: 'Metrics', content: { 'text/plain': { schema: z.string() } } } },
-          },
-          {},
-        ),
-      },
+      ...operationsPaths(config),
     },
   });
+}
+
+/** /healthz, /readyz and /metrics, where this port serves them (not when turned off or moved to OPS_PORT). */
+function operationsPaths(config: Config) {
+  const here = config.ops.port === undefined;
+  const health = {
+    '/healthz': {
+      get: operation(
+        {
+          operationId: 'healthz',
+          tags: ['operations'],
+          summary: 'Liveness: the API process answers',
+          responses: { '200': { description: 'Alive', content: json(healthSchema) } },
+        },
+        {},
+      ),
+    },
+    '/readyz': {
+      get: operation(
+        {
+          operationId: 'readyz',
+          tags: ['operations'],
+          summary: 'Readiness: database, Redis and models',
+          responses: {
+            '200': { description: 'Ready', content: json(readinessSchema) },
+            '503': { description: 'Not ready; the failed checks carry the reason', content: json(readinessSchema) },
+          },
+        },
+        {},
+      ),
+    },
+  };
+  const metrics = {
+    '/metrics': {
+      get: operation(
+        {
+          operationId: 'metrics',
+          tags: ['operations'],
+          summary: 'Prometheus metrics of the API and its training workers',
+          description: 'Prometheus text format, merging the API process and every training worker that published to Redis lately.',
+          responses: { '200': { description: 'Metrics', content: { 'text/plain': { schema: z.string() } } } },
+        },
+        {},
+      ),
+    },
+  };
+  return { ...(here && config.ops.health ? health : {}), ...(here && config.ops.metrics ? metrics : {}) };
 }
 
 /**
