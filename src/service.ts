@@ -11,6 +11,7 @@ import { HeadStore } from './data-access/head-store';
 import { ImageStore } from './data-access/image-store';
 import { resolveRedis } from './data-access/redis-server';
 import { TrainingQueue } from './data-access/training-queue';
+import { NamespaceClaim, databaseFingerprint, queueNamespace, readInstanceId } from './data-access/instance-identity';
 import { bootstrapApiKeys } from './domain/bootstrap-keys';
 import { removeOrphanImages } from './domain/ingest-examples';
 import type { ServiceContext } from './domain/service-context';
@@ -32,6 +33,9 @@ import type { ClassifyContext } from './domain/classify-images';
 
 export interface RunningService {
   config: Config;
+  /** The instance's identity (made with its database) and its Redis namespace. */
+  instanceId: string;
+  queueNamespace: string;
   port: number;
   url: string;
   /** Where /metrics, /healthz and /readyz are when OPS_PORT gives them their own port. */
@@ -68,9 +72,21 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     : undefined;
   if (detector) logger.info({ threads: config.ortThreads }, 'object detector loaded');
   const db = openDatabase(layout.database);
+  const instanceId = readInstanceId(db);
+  const namespace = queueNamespace(config.queuePrefix, instanceId);
+  const claim = await NamespaceClaim.acquire(redis.url, namespace, {
+    instanceId,
+    database: databaseFingerprint(layout.database),
+    path: layout.database,
+  }).catch(async (error: unknown) => {
+    db.close();
+    await Promise.all([embedder.close(), detector?.close(), redis.stop()]);
+    throw error;
+  });
+  logger.info({ instanceId, namespace }, 'instance identity');
   const apiKeys = new ApiKeyRepository(db);
   const { generatedKey } = bootstrapApiKeys(apiKeys, config.apiKeys);
-  const queue = new TrainingQueue(redis.url, config.queuePrefix, config.trainingAttempts);
+  const queue = new TrainingQueue(redis.url, namespace, instanceId, config.trainingAttempts);
   const ctx: ServiceContext = {
     config,
     classifiers: new ClassifierRepository(db),
@@ -111,7 +127,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   }
 
   // Reads the workers' published metrics and answers /readyz's Redis check.
-  const exchange = new MetricsExchange(redis.url, config.queuePrefix);
+  const exchange = new MetricsExchange(redis.url, namespace);
   const ops: OperationsDependencies = {
     metrics,
     health: config.ops.health,
@@ -141,6 +157,8 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   return {
     config,
+    instanceId,
+    queueNamespace: namespace,
     port,
     url: `http://127.0.0.1:${port}`,
     opsUrl: opsPort === undefined ? undefined : `http://127.0.0.1:${opsPort}`,
@@ -153,6 +171,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await worker?.stop();
       await exchange.close();
       await queue.close();
+      await claim.release();
       await embedder.close();
       await detector?.close();
       db.close();

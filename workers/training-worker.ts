@@ -9,7 +9,8 @@ import { ImageStore } from '../src/data-access/image-store';
 import { openEmbedder } from '../src/data-access/model-runtime';
 import { dataLayout } from '../src/data-access/data-layout';
 import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../src/data-access/training-queue';
-import { TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
+import { ForeignJobError, TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
+import { NamespaceClaim, databaseFingerprint, queueNamespace, readInstanceId } from '../src/data-access/instance-identity';
 import { EmbeddingCache } from '../src/ml/embedding-cache';
 import { createLogger } from '../src/logger';
 import { WorkerMetrics } from '../src/lib/metrics';
@@ -26,6 +27,13 @@ async function main() {
   const redisUrl = config.redisUrl ?? 'redis://127.0.0.1:6379';
   const layout = dataLayout(config.dataDir);
   const db = openDatabase(layout.database);
+  const instanceId = readInstanceId(db);
+  const namespace = queueNamespace(config.queuePrefix, instanceId);
+  const claim = await NamespaceClaim.acquire(redisUrl, namespace, {
+    instanceId,
+    database: databaseFingerprint(layout.database),
+    path: layout.database,
+  });
   const classifiers = new ClassifierRepository(db);
   const metrics = config.ops.metrics ? new WorkerMetrics() : undefined;
   const cache = new EmbeddingCache(layout.embeddingCache, (hits, misses) => {
@@ -33,7 +41,7 @@ async function main() {
     metrics?.cacheLookups.inc({ result: 'miss' }, misses);
   });
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
-  const queue = new TrainingQueue(redisUrl, config.queuePrefix, config.trainingAttempts);
+  const queue = new TrainingQueue(redisUrl, namespace, instanceId, config.trainingAttempts);
   const ctx: TrainingContext = {
     classifiers,
     images: new ImageStore(layout.images),
@@ -46,7 +54,7 @@ async function main() {
   };
 
   // Metrics go to Redis, where the API merges them into its /metrics (several workers, several machines).
-  const exchange = metrics && new MetricsExchange(redisUrl, config.queuePrefix);
+  const exchange = metrics && new MetricsExchange(redisUrl, namespace);
   const publisher = metrics && exchange && publishPeriodically(exchange, metrics, config.ops.publishIntervalMs, logger);
   const recordRun = (outcome: string, start: bigint) => {
     metrics?.trainingRuns.inc({ outcome });
@@ -59,6 +67,11 @@ async function main() {
     const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     const start = process.hrtime.bigint();
     try {
+      if (job.data.instanceId !== instanceId) {
+        throw new ForeignJobError(
+          `The training job for '${classifierId}' was queued by instance ${job.data.instanceId}, not by this one (${instanceId}).`,
+        );
+      }
       const outcome = await trainClassifier(ctx, classifierId, {
         finalAttempt,
         onProgress: (f) => job.updateProgress(Math.round(f * 100)),
@@ -67,6 +80,11 @@ async function main() {
       recordRun(outcome, start);
       return outcome;
     } catch (error) {
+      if (error instanceof ForeignJobError) {
+        // Never silent: the job stays in the failed set with this reason for the operator to see.
+        logger.error({ classifierId, err: error, instanceId }, 'refusing a training job of another instance');
+        throw new UnrecoverableError(error.message);
+      }
       logger.warn({ classifierId, err: error, finalAttempt }, 'training run failed');
       const unrecoverable = error instanceof TrainingDataError;
       recordRun(unrecoverable || finalAttempt ? 'failed' : 'retry', start);
@@ -77,7 +95,7 @@ async function main() {
 
   const worker = new Worker<TrainingJobData>(TRAINING_QUEUE_NAME, processor, {
     connection: redisConnection(redisUrl),
-    prefix: config.queuePrefix,
+    prefix: namespace,
     concurrency: config.workerConcurrency,
     lockDuration: config.trainingLockMs,
     stalledInterval: Math.max(1000, Math.floor(config.trainingLockMs / 2)),
@@ -110,7 +128,7 @@ async function main() {
     }, config.trainingLockMs);
   };
   scheduleRequeue();
-  logger.info({ concurrency: config.workerConcurrency }, 'training worker ready');
+  logger.info({ concurrency: config.workerConcurrency, instanceId, namespace }, 'training worker ready');
   process.send?.({ type: 'ready' });
 
   const shutdown = async (signal: string) => {
@@ -122,6 +140,7 @@ async function main() {
     await publisher?.stop();
     await exchange?.close();
     await queue.close();
+    await claim.release();
     await embedder.close();
     cache.close();
     db.close();

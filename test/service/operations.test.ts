@@ -123,7 +123,7 @@ describe('operations endpoints: /metrics, /healthz, /readyz', () => {
   it('merges the snapshots of other worker processes sharing the Redis (other machines) until they expire', async () => {
     const other = new WorkerMetrics();
     other.trainingRuns.inc({ outcome: 'failed' }, 3);
-    const exchange = new MetricsExchange(t.service.config.redisUrl!, t.service.config.queuePrefix);
+    const exchange = new MetricsExchange(t.service.config.redisUrl!, t.service.queueNamespace);
     try {
       await exchange.ready();
       await exchange.publish('other-host/42', await other.snapshot(), 1);

@@ -20,6 +20,8 @@ export interface TestService {
    * operation, body matching its schema); a mismatch throws, failing the test that made the call.
    */
   call(method: string, pathAndQuery: string, init?: { body?: FormData | string; headers?: Record<string, string>; key?: string | null }): Promise<{ status: number; body: any }>;
+  /** Stops the API and worker and starts them again on the same data dir and Redis namespace. */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -45,17 +47,23 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
     ...overrides,
   };
   const service = await startService(env);
-  const url = service.url;
-  const contract = new OpenApiContract((await (await fetch(`${url}/v3/openapi.json`)).json()) as ConstructorParameters<typeof OpenApiContract>[0]);
-  return {
+  // The document does not change across restarts: the same env gives the same config.
+  const contract = new OpenApiContract((await (await fetch(`${service.url}/v3/openapi.json`)).json()) as ConstructorParameters<typeof OpenApiContract>[0]);
+  const t: TestService = {
     service,
-    url,
+    get url() {
+      return this.service.url;
+    },
     dataDir,
+    async restart() {
+      await t.service.close();
+      t.service = await startService(env);
+    },
     async call(method, pathAndQuery, init = {}) {
       const headers: Record<string, string> = { ...(init.headers ?? {}) };
       const key = init.key === undefined ? ALICE_KEY : init.key;
       if (key !== null && !headers.Authorization) headers.Authorization = basicAuth(key);
-      const res = await fetch(`${url}${pathAndQuery}`, { method, body: init.body, headers });
+      const res = await fetch(`${t.url}${pathAndQuery}`, { method, body: init.body, headers });
       const text = await res.text();
       let body: any = text;
       try {
@@ -68,7 +76,7 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
       return { status: res.status, body };
     },
     async close() {
-      await service.close();
+      await t.service.close();
       await fs.rm(dataDir, { recursive: true, force: true });
       const redis = new IORedis(env.REDIS_URL!);
       const keys = await redis.keys(`${queuePrefix}:*`);
@@ -76,6 +84,7 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
       await redis.quit();
     },
   };
+  return t;
 }
 
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000, everyMs = 200): Promise<T> {
