@@ -37,7 +37,7 @@ describe('the OpenAPI document and the docs page', () => {
 
   it('covers every endpoint of the contract and the extensions, with their statuses', () => {
     const statuses = (method: string, p: string) => Object.keys(document.paths[p]?.[method]?.responses ?? {}).sort();
-    expect(statuses('post', '/v3/classifiers')).toEqual(['200', '400', '401', '413', '415', '429', '500', '507']);
+    expect(statuses('post', '/v3/classifiers')).toEqual(['200', '400', '401', '413', '415', '429', '500', '503', '507']);
     expect(statuses('get', '/v3/classifiers')).toEqual(['200', '400', '401', '500']);
     expect(statuses('get', '/v3/classifiers/{classifier_id}')).toEqual(['200', '400', '401', '404', '500']);
     expect(statuses('post', '/v3/classifiers/{classifier_id}')).toEqual(['200', '400', '401', '404', '413', '415', '429', '500', '503', '507']);
@@ -86,6 +86,21 @@ describe('the OpenAPI document and the docs page', () => {
     expect(contract.problems('GET', '/nowhere', 200, 'application/json', {})[0]).toMatch(/not in the OpenAPI document/);
     expect(contract.problems('GET', '/nowhere', 404, 'application/json', { code: 404, error: 'no' })).toEqual([]);
     expect(contract.problems('DELETE', `/v3/user_data?${VERSION}`, 202, null, '')).toEqual([]);
+  });
+
+  it('documents the token exchange as it answers (the harness checks the bodies)', async () => {
+    const form = (apikey: string) => ({
+      body: new URLSearchParams({ grant_type: 'urn:ibm:params:oauth:grant-type:apikey', apikey }).toString(),
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      key: null,
+    });
+    const token = await t.call('POST', '/identity/token', form(ALICE_KEY));
+    expect(token.status).toBe(200);
+    expect(token.body.token_type).toBe('Bearer');
+    expect((await t.call('POST', '/identity/token', form('not-a-key-at-all'))).status).toBe(401);
+    expect((await t.call('POST', '/identity/token', { ...form(ALICE_KEY), body: 'grant_type=password' })).status).toBe(400);
+    const bearer = await t.call('GET', `/v3/classifiers?${VERSION}`, { key: null, headers: { Authorization: `Bearer ${token.body.access_token}` } });
+    expect(bearer).toEqual({ status: 200, body: { classifiers: [] } });
   });
 
   it('serves interactive docs from the package, offline, under a CSP that allows this origin only', async () => {

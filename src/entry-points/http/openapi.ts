@@ -127,7 +127,10 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             summary: 'Create a classifier and start training it',
             description: `Fields {class}_positive_examples (one zip per class) and at most one negative_examples zip; at least two example sets. ${zipLimits} Answers 200 with status training.`,
             requestBody: multipart(trainingFormSchema(true)),
-            responses: { '200': { description: 'The new classifier, status training', content: json(classifierSchema) } },
+            responses: {
+              '200': { description: 'The new classifier, status training', content: json(classifierSchema) },
+              '503': error('The training queue is not available; nothing was stored'),
+            },
           },
           { v3: true, multipart: true, rateLimited: true },
         ),
