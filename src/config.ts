@@ -43,6 +43,9 @@ const environmentSchema = z.object({
   OPS_PORT: z.coerce.number().int().min(0).max(65535, 'must be a TCP port (0-65535)').optional(),
   OPS_HOST: z.string().optional(),
   METRICS_PUBLISH_INTERVAL_MS: intFrom(5000, 100),
+  KEEP_VERSIONS: intFrom(10, 1),
+  CALLBACK_ATTEMPTS: intFrom(8, 1),
+  CALLBACK_BACKOFF_MS: intFrom(10_000, 10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -88,6 +91,11 @@ export interface Config {
     /** How often a training worker publishes its metrics to Redis (its snapshot lives 3 times as long). */
     publishIntervalMs: number;
   };
+  /** Retention: the newest versions per classifier whose head files are kept (the current one always is). */
+  keepVersions: number;
+  /** Training-end callbacks: tries per delivery, and the first retry's delay (doubling after each try). */
+  callbackAttempts: number;
+  callbackBackoffMs: number;
   logLevel: string;
 }
 
@@ -151,6 +159,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       host: e.OPS_HOST ?? e.HOST,
       publishIntervalMs: e.METRICS_PUBLISH_INTERVAL_MS,
     },
+    keepVersions: e.KEEP_VERSIONS,
+    callbackAttempts: e.CALLBACK_ATTEMPTS,
+    callbackBackoffMs: e.CALLBACK_BACKOFF_MS,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from './config';
 import { ApiKeyRepository } from './data-access/api-key-repository';
+import { CallbackRepository } from './data-access/callback-repository';
 import { ClassifierRepository } from './data-access/classifier-repository';
 import { dataLayout } from './data-access/data-layout';
 import { openDatabase } from './data-access/database';
@@ -90,6 +91,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const ctx: ServiceContext = {
     config,
     classifiers: new ClassifierRepository(db),
+    callbacks: new CallbackRepository(db),
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
     queue,

@@ -74,6 +74,7 @@ export const classifierSchema = z
     classes: z.array(classNameSchema),
     training_progress: z.number().int().min(0).max(100).optional().meta({ description: 'Extension: progress of the running training, 0-100' }),
     evaluation: evaluationSchema.optional(),
+    callback_url: z.string().optional().meta({ description: 'Extension: where the training-end callback goes' }),
   })
   .meta({ id: 'Classifier', description: 'The Watson Classifier object; training_progress and evaluation are extensions.' });
 
@@ -102,10 +103,38 @@ export const versionListSchema = z
         examples: z.number().int().meta({ description: 'Example images the version was trained on' }),
         pack: z.string().meta({ description: 'The model pack whose embedding it was trained on' }),
         evaluation: headEvaluationSchema,
+        activated: z.array(isoTime).meta({ description: 'When it was made current by an activation' }),
+        pruned: isoTime.optional().meta({ description: 'When retention (KEEP_VERSIONS) removed its head: no longer usable' }),
       }),
     ),
+    history: z
+      .array(
+        z.object({
+          version_id: z.number().int(),
+          previous_version_id: z.number().int().nullable(),
+          event: z.enum(['trained', 'activated']),
+          created: isoTime,
+        }),
+      )
+      .meta({ description: 'Every change of the current version, oldest first' }),
   })
-  .meta({ id: 'VersionList', description: 'Extension: every version of a classifier with its evaluation, oldest first.' });
+  .meta({ id: 'VersionList', description: 'Extension: every version of a classifier with its evaluation, oldest first, and the history of the current version.' });
+
+export const callbackSecretSchema = z
+  .object({ callback_secret: z.string().meta({ description: 'Key of the HMAC-SHA256 signature of training-end callbacks' }), created: isoTime })
+  .meta({ id: 'CallbackSecret' });
+
+export const activateQuerySchema = z.object({
+  discard_pending: z
+    .enum(['true', 'false', ''], { error: "The parameter 'discard_pending' must be true or false." })
+    .optional()
+    .transform((v) => v === 'true')
+    .meta({ description: 'true: drop the examples accepted since the current version, instead of training them on top' }),
+});
+
+export const versionPathSchema = z.object({
+  version_id: z.string().meta({ description: 'A version id (positive integer)', example: '3' }),
+});
 
 export const emptyObjectSchema = z.object({}).meta({ id: 'Empty' });
 
@@ -136,7 +165,14 @@ export const classifiedImageSchema = z
     source_url: z.string().optional().meta({ description: 'For a url input: the url sent' }),
     resolved_url: z.string().optional().meta({ description: 'For a url input: the url after redirects' }),
     classifiers: z
-      .array(z.object({ classifier_id: z.string(), name: z.string(), classes: z.array(classResultSchema) }))
+      .array(
+        z.object({
+          classifier_id: z.string(),
+          name: z.string(),
+          version_id: z.number().int().optional().meta({ description: 'Extension: the version of a custom classifier that answered' }),
+          classes: z.array(classResultSchema),
+        }),
+      )
       .optional(),
     error: imageErrorSchema.optional(),
   })
@@ -254,6 +290,10 @@ export const trainingFormSchema = (nameRequired: boolean) =>
     .object({
       ...(nameRequired ? { name: classifierNameSchema } : {}),
       negative_examples: zipFile.optional().meta({ description: 'At most one zip of images that depict none of the classes' }),
+      callback_url: z
+        .string()
+        .optional()
+        .meta({ description: 'Extension: http(s) URL POSTed when training ends (signed, see GET /v3/callback_secret); empty removes it' }),
     })
     .meta({
       override: ({ jsonSchema }: { jsonSchema: Record<string, unknown> }) => {
@@ -293,7 +333,7 @@ export const classifyFieldsSchema = z.object({
     .union([z.string(), z.array(z.string()).transform((v) => v[0])], { error: "The 'url' parameter must be a string." })
     .optional()
     .meta({ description: 'An image URL to fetch (at most 10 MB, redirects followed; no private addresses unless allowed)' }),
-  classifier_ids: listField('classifier_ids', 'Comma-separated classifier ids, or the field repeated; overrides owners. Built-ins: default, explicit'),
+  classifier_ids: listField('classifier_ids', 'Comma-separated classifier ids, or the field repeated; overrides owners. Built-ins: default, explicit. Extension: <classifier_id>@<version_id> pins a version'),
   owners: listField('owners', 'Comma-separated IBM (built-in default) and/or me (all your classifiers); neither: default only').pipe(
     z
       .array(z.string().regex(OWNER, { error: (iss) => `The owner '${String(iss.input)}' is not valid. Use owners=IBM (built-in classifiers), owners=me (your classifiers), or both.` }))

@@ -20,6 +20,7 @@ export function classifierView(
   };
   if (c.status === 'failed' && c.explanation) view.explanation = c.explanation;
   if (c.retrained) view.retrained = c.retrained;
+  if (c.callbackUrl) view.callback_url = c.callbackUrl;
   if ((c.status === 'training' || c.status === 'retraining') && extras.progress !== undefined) {
     view.training_progress = extras.progress;
   }

@@ -1,4 +1,5 @@
 import type { Config } from '../config';
+import type { CallbackRepository } from '../data-access/callback-repository';
 import type { ClassifierRepository } from '../data-access/classifier-repository';
 import type { HeadStore } from '../data-access/head-store';
 import type { ImageStore } from '../data-access/image-store';
@@ -10,6 +11,8 @@ import type { Logger } from '../logger';
 export interface ServiceContext {
   config: Config;
   classifiers: ClassifierRepository;
+  /** Callback secrets per owner (training-end callbacks). */
+  callbacks: CallbackRepository;
   images: ImageStore;
   heads: HeadStore;
   queue: TrainingQueue;

@@ -14,6 +14,8 @@ export interface TrainingContext {
   embedder: Embedder;
   cache: EmbeddingCache;
   threads: number;
+  /** Retention: how many of the newest versions keep their head files (KEEP_VERSIONS). */
+  keepVersions: number;
   logger: Logger;
   now: () => string;
 }
@@ -54,13 +56,14 @@ export async function trainClassifier(
   } catch (error) {
     // Bad data fails at once; a fault (disk, runtime) fails the classifier only when no retry is left.
     if (error instanceof TrainingDataError) {
-      ctx.classifiers.markFailed(classifierId, classifier.generation, error.message);
+      ctx.classifiers.markFailed(classifierId, classifier.generation, error.message, ctx.now());
     } else if (options.finalAttempt) {
       const reason = error instanceof Error ? error.message : String(error);
       ctx.classifiers.markFailed(
         classifierId,
         classifier.generation,
         `Training failed after several attempts (${reason}). The previous version, if any, keeps serving; send the update again to retry.`,
+        ctx.now(),
       );
     }
     throw error;
@@ -121,6 +124,7 @@ async function trainSnapshot(
     packKey: head.packKey,
     evaluation: head.evaluation,
     examples: usable.length,
+    exampleIds: examples.map((e) => e.id),
     now: ctx.now(),
   });
   if (!published) {
@@ -129,8 +133,25 @@ async function trainSnapshot(
     else await ctx.heads.removeClassifier(classifierId);
     return 'gone';
   }
+  await pruneOldVersions(ctx, classifierId);
   await onProgress(1);
   return 'trained';
+}
+
+/**
+ * Applies the retention setting after a new version. The image files of examples it forgets are
+ * left to the API, which removes unreferenced images under its upload lock (here a removal could
+ * race an upload of the same image).
+ */
+async function pruneOldVersions(ctx: TrainingContext, classifierId: string): Promise<void> {
+  // The new version is published: a failure here must not fail the run, only be logged.
+  try {
+    const { headFiles } = ctx.classifiers.pruneVersions(classifierId, ctx.keepVersions, ctx.now());
+    for (const file of headFiles) await ctx.heads.remove(file);
+    if (headFiles.length > 0) ctx.logger.info({ classifierId, pruned: headFiles.length }, 'pruned old versions');
+  } catch (err) {
+    ctx.logger.warn({ err, classifierId }, 'could not prune old versions');
+  }
 }
 
 /** Embeddings by image hash, from the cache where present; unreadable images are left out and logged. */

@@ -44,6 +44,9 @@ describe('the OpenAPI document and the docs page', () => {
     expect(statuses('delete', '/v3/classifiers/{classifier_id}')).toEqual(['200', '400', '401', '404', '500']);
     expect(statuses('get', '/v3/classifiers/{classifier_id}/core_ml_model')).toEqual(['400', '401', '404', '500']);
     expect(statuses('get', '/v3/classifiers/{classifier_id}/versions')).toEqual(['200', '400', '401', '404', '500']);
+    expect(statuses('post', '/v3/classifiers/{classifier_id}/versions/{version_id}/activate')).toEqual(['200', '400', '401', '404', '410', '429', '500']);
+    expect(statuses('get', '/v3/callback_secret')).toEqual(['200', '400', '401', '500']);
+    expect(statuses('post', '/v3/callback_secret')).toEqual(['200', '400', '401', '429', '500']);
     expect(statuses('post', '/v3/classify')).toEqual(['200', '400', '401', '413', '415', '429', '500', '507']);
     expect(statuses('get', '/v3/classify')).toEqual(['200', '400', '401', '429', '500']);
     expect(statuses('delete', '/v3/user_data')).toEqual(['202', '400', '401', '500']);
@@ -53,7 +56,7 @@ describe('the OpenAPI document and the docs page', () => {
 
     const schemas = document.components.schemas;
     expect(Object.keys(schemas.Classifier.properties).sort()).toEqual(
-      ['classes', 'classifier_id', 'core_ml_enabled', 'created', 'evaluation', 'explanation', 'name', 'owner', 'retrained', 'status', 'training_progress', 'updated'],
+      ['callback_url', 'classes', 'classifier_id', 'core_ml_enabled', 'created', 'evaluation', 'explanation', 'name', 'owner', 'retrained', 'status', 'training_progress', 'updated'],
     );
     expect(schemas.Classifier.properties.status.enum).toEqual(['ready', 'training', 'retraining', 'failed']);
     expect(Object.keys(schemas.ClassifyResponse.properties).sort()).toEqual(['custom_classes', 'images', 'images_processed', 'warnings']);

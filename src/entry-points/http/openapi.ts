@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { createDocument, type ZodOpenApiOperationObject, type ZodOpenApiResponseObject } from 'zod-openapi';
 import type { Config } from '../../config';
 import {
+  activateQuerySchema,
+  callbackSecretSchema,
   classifierListSchema,
   classifierSchema,
   classifyFieldsSchema,
@@ -16,6 +18,7 @@ import {
   trainingFormSchema,
   userDataQuerySchema,
   versionListSchema,
+  versionPathSchema,
   versionQuerySchema,
 } from '../../domain/api-schemas';
 
@@ -205,6 +208,45 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             responses: { '200': { description: 'The versions, oldest first', content: json(versionListSchema) } },
           },
           { v3: true, classifier: true },
+        ),
+      },
+      '/v3/classifiers/{classifier_id}/versions/{version_id}/activate': {
+        post: operation(
+          {
+            operationId: 'activateVersion',
+            tags: ['classifiers'],
+            summary: 'Make a version current: roll back or forward (extension)',
+            description:
+              "The training set becomes that version's examples plus the pending ones (unless discard_pending=true); pending examples start a retraining at once.",
+            requestParams: { path: classifierPath.extend(versionPathSchema.shape) },
+            query: activateQuerySchema,
+            responses: {
+              '200': { description: 'The classifier: ready, or retraining when pending examples were queued', content: json(classifierSchema) },
+              '404': error('No such classifier, or no such version of it'),
+              '410': error('The version was pruned by the retention setting (KEEP_VERSIONS)'),
+            },
+          },
+          { v3: true, classifier: true, rateLimited: true },
+        ),
+      },
+      '/v3/callback_secret': {
+        get: operation(
+          {
+            operationId: 'getCallbackSecret',
+            tags: ['classifiers'],
+            summary: "The caller's key for training-end callback signatures (extension; made on first use)",
+            responses: { '200': { description: 'The secret', content: json(callbackSecretSchema) } },
+          },
+          { v3: true },
+        ),
+        post: operation(
+          {
+            operationId: 'rotateCallbackSecret',
+            tags: ['classifiers'],
+            summary: 'Replace the callback secret (extension); every delivery from then on is signed with the new one',
+            responses: { '200': { description: 'The new secret', content: json(callbackSecretSchema) } },
+          },
+          { v3: true, rateLimited: true },
         ),
       },
       '/v3/classify': {

@@ -6,10 +6,11 @@ import {
   deleteClassifier,
   getClassifier,
   listClassifiers,
-  listVersions,
   deleteUserData,
   updateClassifier,
-  } from '../../../domain/manage-classifiers';
+} from '../../../domain/manage-classifiers';
+import { activateVersion, listVersions } from '../../../domain/manage-versions';
+import { callbackSecret, rotateCallbackSecret } from '../../../domain/callbacks';
 import type { UploadedFile } from '../../../domain/training-form';
 import { listQuerySchema, parseRequest } from '../../../domain/api-schemas';
 
@@ -29,7 +30,13 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
 
   router.post('/classifiers', ...upload, async (req, res) => {
     res.json(
-      await createClassifier(ctx, { ownerId: owner(req), name: req.body?.name, files: filesOf(req), customerId: customerIdOf(req) }),
+      await createClassifier(ctx, {
+        ownerId: owner(req),
+        name: req.body?.name,
+        files: filesOf(req),
+        customerId: customerIdOf(req),
+        callbackUrl: req.body?.callback_url,
+      }),
     );
   });
 
@@ -49,6 +56,7 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
         classifierId: idParam(req),
         files: filesOf(req),
         customerId: customerIdOf(req),
+        callbackUrl: req.body?.callback_url,
       }),
     );
   });
@@ -69,6 +77,25 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
 
   router.get('/classifiers/:classifierId/versions', (req, res) => {
     res.json(listVersions(ctx, { ownerId: owner(req), classifierId: idParam(req) }));
+  });
+
+  router.post('/classifiers/:classifierId/versions/:versionId/activate', async (req, res) => {
+    res.json(
+      await activateVersion(ctx, {
+        ownerId: owner(req),
+        classifierId: idParam(req),
+        versionId: String(req.params.versionId),
+        discardPending: req.query.discard_pending,
+      }),
+    );
+  });
+
+  router.get('/callback_secret', (req, res) => {
+    res.json(callbackSecret(ctx, { ownerId: owner(req) }));
+  });
+
+  router.post('/callback_secret', (req, res) => {
+    res.json(rotateCallbackSecret(ctx, { ownerId: owner(req) }));
   });
 
   return router;
