@@ -30,6 +30,7 @@ import { openEmbedder } from './data-access/model-runtime';
 import { ensureDetectorPack } from './ml/detector/detector-pack';
 import { ObjectDetector } from './ml/detector/object-detector';
 import { fetchImageFromUrl } from './data-access/url-image-fetcher';
+import { EmbeddingCache } from './ml/embedding-cache';
 import type { ClassifyContext } from './domain/classify-images';
 
 export interface RunningService {
@@ -96,6 +97,8 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     heads: new HeadStore(layout.heads),
     queue,
     imageLock: new AsyncLock(),
+    embedder,
+    embeddings: new EmbeddingCache(layout.embeddingCache),
     logger,
     now: () => new Date().toISOString(),
   };
@@ -176,6 +179,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await claim.release();
       await embedder.close();
       await detector?.close();
+      ctx.embeddings.close();
       db.close();
       await redis.stop();
     },

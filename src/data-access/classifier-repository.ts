@@ -25,6 +25,8 @@ export interface ClassifierRecord {
 export interface NewExample {
   className: string | null; // null: a negative example
   imageHash: string;
+  /** The entry's path in the uploaded zip, for messages (absent: unnamed). */
+  entryName?: string;
 }
 
 export interface VersionRecord {
@@ -44,7 +46,8 @@ export interface VersionRecord {
 export interface TrainingSnapshot {
   classifier: ClassifierRecord;
   /** The classifier's training set: every example not retired by an activation. */
-  examples: Array<{ id: number; className: string | null; imageHash: string }>;
+  /** entryName: the entry's path in its zip; null for examples stored before names were kept. */
+  examples: Array<{ id: number; className: string | null; imageHash: string; entryName: string | null }>;
 }
 
 /** One change of a classifier's current version: a training run's result, or an activation (rollback). */
@@ -178,8 +181,8 @@ export class ClassifierRepository {
       if (insertClass.run(id, name, position).changes > 0) position++;
     }
     const insertExample = this.db.prepare(
-      `INSERT OR IGNORE INTO examples (classifier_id, class_name, image_hash, generation, customer_id, created)
-       VALUES (?, ?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO examples (classifier_id, class_name, image_hash, entry_name, generation, customer_id, created)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
     );
     // An example retired by an activation and sent again joins the training set again.
     const unretire = this.db.prepare(
@@ -187,7 +190,7 @@ export class ClassifierRepository {
          (SELECT id FROM examples WHERE classifier_id = ? AND IFNULL(class_name, '') = IFNULL(?, '') AND image_hash = ?)`,
     );
     for (const e of examples) {
-      if (insertExample.run(id, e.className, e.imageHash, generation, customerId, now).changes === 0) {
+      if (insertExample.run(id, e.className, e.imageHash, e.entryName ?? null, generation, customerId, now).changes === 0) {
         unretire.run(id, e.className, e.imageHash);
       }
     }
@@ -273,13 +276,25 @@ export class ClassifierRepository {
       const examples = (
         this.db
           .prepare(
-            `SELECT id, class_name, image_hash FROM examples WHERE classifier_id = ?
+            `SELECT id, class_name, image_hash, entry_name FROM examples WHERE classifier_id = ?
                AND id NOT IN (SELECT example_id FROM retired_examples WHERE classifier_id = ?) ORDER BY id`,
           )
-          .all(id, id) as Array<{ id: number; class_name: string | null; image_hash: string }>
-      ).map((r) => ({ id: r.id, className: r.class_name, imageHash: r.image_hash }));
+          .all(id, id) as Array<{ id: number; class_name: string | null; image_hash: string; entry_name: string | null }>
+      ).map((r) => ({ id: r.id, className: r.class_name, imageHash: r.image_hash, entryName: r.entry_name }));
       return { classifier, examples };
     })();
+  }
+
+  /** How many distinct images the classifier's next version trains on (an image in two classes counts once; retired examples do not). */
+  distinctImageCount(id: string): number {
+    return (
+      this.db
+        .prepare(
+          `SELECT COUNT(DISTINCT image_hash) AS n FROM examples WHERE classifier_id = ?
+             AND id NOT IN (SELECT example_id FROM retired_examples WHERE classifier_id = ?)`,
+        )
+        .get(id, id) as { n: number }
+    ).n;
   }
 
   /**

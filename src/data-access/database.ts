@@ -206,6 +206,10 @@ const migrations: string[] = [
       (SELECT MAX(p.id) FROM versions p WHERE p.classifier_id = v.classifier_id AND p.id < v.id), 'trained', v.created
     FROM versions v ORDER BY v.id;
   `,
+  // The entry's name in the uploaded zip, so a training failure can name the file (NULL for older rows).
+  `
+  ALTER TABLE examples ADD COLUMN entry_name TEXT;
+  `,
 ];
 
 export function openDatabase(file: string): Database {

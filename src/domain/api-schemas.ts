@@ -51,6 +51,13 @@ export const headEvaluationSchema = z
     examples: z.number().int().min(0).meta({ description: 'Examples scored out of sample' }),
     classes: z.array(classEvaluationSchema),
     accuracy: z.number().min(0).max(1).optional().meta({ description: 'Top-1 accuracy over examples with exactly one positive class' }),
+    confusion_matrix: z
+      .object({
+        labels: z.array(z.string().nullable()).meta({ description: 'Rows and columns: the classes in order, then null for "none"' }),
+        counts: z.array(z.array(z.number().int().min(0))).meta({ description: 'counts[actual][predicted]' }),
+      })
+      .optional()
+      .meta({ description: 'Out-of-sample predictions against the truth, for examples of at most one class' }),
   })
   .meta({ id: 'HeadEvaluation', description: 'Cross-validated evaluation of one version (extension).' });
 
@@ -77,6 +84,33 @@ export const classifierSchema = z
     callback_url: z.string().optional().meta({ description: 'Extension: where the training-end callback goes' }),
   })
   .meta({ id: 'Classifier', description: 'The Watson Classifier object; training_progress and evaluation are extensions.' });
+
+export const uploadSummarySchema = z
+  .object({
+    training_examples: z.number().int().min(0).meta({ description: "Distinct images the classifier's next version trains on" }),
+    files: z.array(
+      z.object({
+        file: z.string().meta({ description: 'The form field' }),
+        entries: z.number().int().min(0).meta({ description: 'Entries in the archive, folders and skipped files included' }),
+        images: z.number().int().min(0).meta({ description: 'Entries that are pictures by their content' }),
+        decodable: z.number().int().min(0),
+        distinct: z.number().int().min(0).meta({ description: 'Decodable images counted once' }),
+        accepted: z.number().int().min(0).meta({ description: 'Images recorded as examples' }),
+        not_used: z.array(z.object({ entry: z.string(), reason: z.string() })).meta({ description: 'Up to five entries that will not train, with the reason' }),
+        not_used_count: z.number().int().min(0),
+      }),
+    ),
+  })
+  .meta({ id: 'UploadSummary', description: 'Extension: what became of each uploaded zip.' });
+
+/** The answer to a create or update: the Classifier object plus what became of the zips. */
+export const uploadedClassifierSchema = classifierSchema
+  .extend({ upload: uploadSummarySchema.optional().meta({ description: 'Absent when an update only changed callback_url' }) })
+  .meta({ id: 'ClassifierWithUpload' });
+
+export const modelQuerySchema = z.object({
+  version_id: z.string().optional().meta({ description: 'Extension: export this version instead of the current one' }),
+});
 
 export const briefClassifierSchema = z
   .object({

@@ -13,7 +13,8 @@ export function classifierView(
     name: c.name,
     owner: c.ownerId,
     status: c.status,
-    core_ml_enabled: false,
+    // Every trained version can be exported (GET …/core_ml_model).
+    core_ml_enabled: c.currentVersionId !== null,
     created: c.created,
     updated: c.updated,
     classes: c.classes.map((name) => ({ class: name })),

@@ -77,12 +77,29 @@ const VERSION_LEASE_MS = 10 * 60_000;
 /** POST/GET /v3/classify: built-in and custom classifiers over an image, a zip of images, or a URL. */
 export async function classifyImages(
   ctx: ClassifyContext,
-  input: { ownerId: string; params: ClassifyParameters; file?: UploadedImagesFile },
+  input: {
+    ownerId: string;
+    params: ClassifyParameters;
+    file?: UploadedImagesFile;
+    /** Parameters sent in a POST's query string, which (as in Watson) are not applied. */
+    ignoredQueryParameters?: string[];
+  },
 ): Promise<{ status: 200 | 400; body: ClassifyResponse }> {
   if (!input.file && !input.params.url) {
     throw badRequest('No input images. Send an image or a zip of images as images_file, or an image URL as url.');
   }
   const warnings: Warning[] = [];
+  const ignored = input.ignoredQueryParameters ?? [];
+  if (ignored.length > 0) {
+    const names = ignored.map((name) => `'${name}'`).join(', ');
+    const one = ignored.length === 1;
+    warnings.push({
+      warning_id: 'parameters_ignored',
+      description:
+        `The query parameter${one ? '' : 's'} ${names} ${one ? 'was' : 'were'} ignored: POST /v3/classify reads ${one ? 'it' : 'them'} only as multipart form fields. ` +
+        `Send ${one ? 'it as a form field' : 'them as form fields'} (curl: --form "${ignored[0]}=…").`,
+    });
+  }
   const { applied, leaseIds } = await resolveClassifiers(ctx, input.ownerId, input.params, warnings);
   try {
     return await classifyWith(ctx, input, applied, warnings);

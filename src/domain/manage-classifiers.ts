@@ -4,14 +4,21 @@ import { classifierNameSchema, parseRequest, userDataQuerySchema, type VersionLi
 import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, type ClassifierView } from './classifier-view';
 import { parseCallbackUrl } from './callbacks';
-import { ingestExamples, removeUnreferencedImages } from './ingest-examples';
+import { ingestExamples, removeUnreferencedImages, type ZipUploadReport } from './ingest-examples';
 import type { ServiceContext } from './service-context';
 import { parseExampleUploads, type UploadedFile } from './training-form';
+
+export interface UploadSummary {
+  /** Distinct images the classifier's next version trains on: its `examples` count once trained. */
+  training_examples: number;
+  files: ZipUploadReport[];
+}
 
 export function classifierNotFound(id: string) {
   return notFound(`Cannot find classifier '${id}'. Check the classifier_id (GET /v3/classifiers lists yours).`);
 }
 
+/** The caller's classifier, or the contract's 404 (also for another owner's classifier: it is not revealed). */
 export function ownedOrNotFound(ctx: ServiceContext, id: string, ownerId: string): ClassifierRecord {
   const found = ctx.classifiers.findOwned(id, ownerId);
   if (!found) throw classifierNotFound(id);
@@ -39,7 +46,7 @@ export async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Pr
 export async function createClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
-): Promise<ClassifierView> {
+): Promise<ClassifierView & { upload: UploadSummary }> {
   // multer turns a repeated field into an array (and 'name[x]' into an object): the schema says so, rather than call the name missing.
   const name = parseRequest(classifierNameSchema, input.name);
   const uploads = parseExampleUploads(input.files);
@@ -50,7 +57,7 @@ export async function createClassifier(
       'At least two example sets are required: two <class>_positive_examples zips, or one <class>_positive_examples zip and a negative_examples zip.',
     );
   }
-  const created = await ingestExamples(ctx, uploads, (examples) => {
+  const { result: created, reports } = await ingestExamples(ctx, uploads, (examples) => {
     let id = newClassifierId(name);
     while (ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
     return ctx.classifiers.create({
@@ -64,7 +71,12 @@ export async function createClassifier(
     });
   });
   await queueTraining(ctx, created.id, () => deleteClassifierData(ctx, created.id));
-  return classifierView(created);
+  return { ...classifierView(created), upload: uploadSummary(ctx, created.id, reports) };
+}
+
+/** Extension of the create/update answer: what each zip contributed, and how many images the next version trains on. */
+function uploadSummary(ctx: ServiceContext, classifierId: string, files: ZipUploadReport[]): UploadSummary {
+  return { training_examples: ctx.classifiers.distinctImageCount(classifierId), files };
 }
 
 /**
@@ -75,7 +87,7 @@ export async function createClassifier(
 export async function updateClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; classifierId: string; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
-): Promise<ClassifierView> {
+): Promise<ClassifierView & { upload?: UploadSummary }> {
   ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const uploads = parseExampleUploads(input.files);
   const callbackUrl = await parseCallbackUrl(input.callbackUrl, ctx.config.allowPrivateUrls);
@@ -89,13 +101,13 @@ export async function updateClassifier(
       'No example files were sent. Send at least one <class>_positive_examples zip or a negative_examples zip to retrain.',
     );
   }
-  const updated = await ingestExamples(ctx, uploads, (examples) =>
+  const { result: updated, reports } = await ingestExamples(ctx, uploads, (examples) =>
     ctx.classifiers.addExamples({ id: input.classifierId, examples, customerId: input.customerId, callbackUrl, now: ctx.now() }),
   );
   if (!updated) throw classifierNotFound(input.classifierId); // deleted while the zips were being read
   // If queueing fails the examples stay accepted; the worker's start-up check queues the classifier again.
   await queueTraining(ctx, updated.id, async () => undefined);
-  return classifierView(updated);
+  return { ...classifierView(updated), upload: uploadSummary(ctx, updated.id, reports) };
 }
 
 export async function getClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<ClassifierView> {
@@ -141,11 +153,4 @@ export async function deleteUserData(ctx: ServiceContext, input: { ownerId: stri
     // If queueing fails now, the worker's start-up check queues the classifier again.
     await ctx.queue.enqueue(id).catch((err) => ctx.logger.error({ err, classifierId: id }, 'could not queue retraining'));
   }
-}
-
-export function coreMlModel(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): never {
-  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
-  throw notFound(
-    `No Core ML model is available for classifier '${input.classifierId}': this service does not export Core ML models (core_ml_enabled is false).`,
-  );
 }

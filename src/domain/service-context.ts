@@ -6,6 +6,8 @@ import type { ImageStore } from '../data-access/image-store';
 import type { TrainingQueue } from '../data-access/training-queue';
 import type { AsyncLock } from '../lib/async-lock';
 import type { Logger } from '../logger';
+import type { Embedder } from '../ml/embedder';
+import type { EmbeddingCache } from '../ml/embedding-cache';
 
 /** What the use cases need from the outside world. */
 export interface ServiceContext {
@@ -18,6 +20,10 @@ export interface ServiceContext {
   queue: TrainingQueue;
   /** Serialises storing example images with removing unreferenced ones, so a removal never races an upload. */
   imageLock: AsyncLock;
+  /** Decodes and embeds example images at upload, so what is accepted is exactly what can train. */
+  embedder: Embedder;
+  /** Where upload-time embeddings go; the training worker reads them instead of decoding again. */
+  embeddings: EmbeddingCache;
   logger: Logger;
   now: () => string;
 }

@@ -234,9 +234,11 @@ describe('the versions migration', () => {
       train(repo, 'old_1');
       const [v1, v2] = repo.listVersions('old_1').map((v) => v.id);
       const schema = db.pragma('user_version', { simple: true }) as number;
+      // The versions migration and the one after it (examples.entry_name) are undone.
       db.exec(`DROP TABLE version_examples; DROP TABLE retired_examples; DROP TABLE version_events; DROP TABLE pruned_versions;
-               DROP TABLE version_leases; DROP TABLE classifier_callbacks; DROP TABLE callback_secrets; DROP TABLE callback_outbox;`);
-      db.pragma(`user_version = ${schema - 1}`);
+               DROP TABLE version_leases; DROP TABLE classifier_callbacks; DROP TABLE callback_secrets; DROP TABLE callback_outbox;
+               ALTER TABLE examples DROP COLUMN entry_name;`);
+      db.pragma(`user_version = ${schema - 2}`);
       db.close();
 
       db = openDatabase(file);

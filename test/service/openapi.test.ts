@@ -42,7 +42,9 @@ describe('the OpenAPI document and the docs page', () => {
     expect(statuses('get', '/v3/classifiers/{classifier_id}')).toEqual(['200', '400', '401', '404', '500']);
     expect(statuses('post', '/v3/classifiers/{classifier_id}')).toEqual(['200', '400', '401', '404', '413', '415', '429', '500', '503', '507']);
     expect(statuses('delete', '/v3/classifiers/{classifier_id}')).toEqual(['200', '400', '401', '404', '500']);
-    expect(statuses('get', '/v3/classifiers/{classifier_id}/core_ml_model')).toEqual(['400', '401', '404', '500']);
+    for (const model of ['core_ml_model', 'onnx_model']) {
+      expect(statuses('get', `/v3/classifiers/{classifier_id}/${model}`)).toEqual(['200', '400', '401', '404', '409', '410', '500']);
+    }
     expect(statuses('get', '/v3/classifiers/{classifier_id}/versions')).toEqual(['200', '400', '401', '404', '500']);
     expect(statuses('post', '/v3/classifiers/{classifier_id}/versions/{version_id}/activate')).toEqual(['200', '400', '401', '404', '410', '429', '500']);
     expect(statuses('get', '/v3/callback_secret')).toEqual(['200', '400', '401', '500']);

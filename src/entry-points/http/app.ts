@@ -15,6 +15,7 @@ import { identityRoutes } from './routes/identity-routes';
 import { docsRoutes } from './docs-routes';
 import { routeTemplateOf, type OpenApiDocument } from './openapi';
 import { operationsRoutes, requestMetrics, type OperationsDependencies } from './operations-routes';
+import { consoleRoutes } from './console-routes';
 
 export interface AppDependencies {
   ctx: ServiceContext;
@@ -30,7 +31,7 @@ export function createApp({ ctx, classify, apiKeys, openApi, ops }: AppDependenc
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'extended');
-  if (ops.metrics) app.use(requestMetrics(ops.metrics, routeTemplateOf(openApi, ['/docs', '/docs/{asset}'])));
+  if (ops.metrics) app.use(requestMetrics(ops.metrics, routeTemplateOf(openApi, ['/', '/assets/{asset}', '/docs', '/docs/{asset}'])));
   app.use(helmet());
   app.use((_req, res, next) => {
     res.setHeader('Cache-Control', 'no-store');
@@ -58,6 +59,8 @@ export function createApp({ ctx, classify, apiKeys, openApi, ops }: AppDependenc
   v3.use(classifierRoutes(ctx, upload));
   v3.use(classifyRoutes(classify, upload));
   app.use('/v3', v3);
+  // The web console: a static page that calls the public /v3 API like any other client.
+  app.use(consoleRoutes(ctx.config));
 
   app.use((req: Request) => {
     throw new ApiError(404, `There is no ${req.method} ${req.path}. See the Watson Visual Recognition v3 API reference.`);

@@ -8,6 +8,8 @@ import {
   classifierSchema,
   classifyFieldsSchema,
   classifyResponseSchema,
+  modelQuerySchema,
+  uploadedClassifierSchema,
   emptyObjectSchema,
   errorBodySchema,
   healthSchema,
@@ -75,6 +77,26 @@ function operation(
   };
 }
 
+function modelDownload(operationId: string, summary: string) {
+  return {
+    operationId,
+    tags: ['classifiers'],
+    summary,
+    requestParams: { path: classifierPath },
+    query: modelQuerySchema,
+    responses: {
+      '200': {
+        description: 'The model file (Content-Disposition names it)',
+        content: { 'application/octet-stream': { schema: z.string().meta({ override: { type: 'string', format: 'binary' } }) } },
+      },
+      '400': error('version_id is not a positive integer'),
+      '404': error('No such classifier, or no such version of it'),
+      '409': error('Nothing to export yet (never trained, or failed), or the model pack it was trained with is gone'),
+      '410': error('The version was pruned by the retention setting (KEEP_VERSIONS)'),
+    },
+  } satisfies Parameters<typeof operation>[0];
+}
+
 function multipart(schema: z.ZodType) {
   return { required: true, content: { 'multipart/form-data': { schema } } };
 }
@@ -131,7 +153,7 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             description: `Fields {class}_positive_examples (one zip per class) and at most one negative_examples zip; at least two example sets. ${zipLimits} Answers 200 with status training.`,
             requestBody: multipart(trainingFormSchema(true)),
             responses: {
-              '200': { description: 'The new classifier, status training', content: json(classifierSchema) },
+              '200': { description: 'The new classifier, status training', content: json(uploadedClassifierSchema) },
               '503': error('The training queue is not available; nothing was stored'),
             },
           },
@@ -168,7 +190,7 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             requestParams: { path: classifierPath },
             requestBody: multipart(trainingFormSchema(false)),
             responses: {
-              '200': { description: 'The classifier, status retraining', content: json(classifierSchema) },
+              '200': { description: 'The classifier, status retraining', content: json(uploadedClassifierSchema) },
               '503': error('The training queue is not available; nothing was changed'),
             },
           },
@@ -186,17 +208,10 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
         ),
       },
       '/v3/classifiers/{classifier_id}/core_ml_model': {
-        get: operation(
-          {
-            operationId: 'getCoreMlModel',
-            tags: ['classifiers'],
-            summary: 'Core ML model (never available here)',
-            description: 'This service does not export Core ML models: always 404.',
-            requestParams: { path: classifierPath },
-            responses: { '404': error('No such classifier, or (always) no Core ML model for it') },
-          },
-          { v3: true, classifier: true },
-        ),
+        get: operation(modelDownload('getCoreMlModel', 'The Core ML .mlmodel of the current version (or of version_id)'), { v3: true, classifier: true }),
+      },
+      '/v3/classifiers/{classifier_id}/onnx_model': {
+        get: operation(modelDownload('getOnnxModel', 'Extension: the same version as one self-contained ONNX model'), { v3: true, classifier: true }),
       },
       '/v3/classifiers/{classifier_id}/versions': {
         get: operation(

@@ -1,7 +1,7 @@
 import { Router, type Request } from 'express';
 import type { ServiceContext } from '../../../domain/service-context';
+import { exportClassifierModel } from '../../../domain/export-model';
 import {
-  coreMlModel,
   createClassifier,
   deleteClassifier,
   getClassifier,
@@ -66,8 +66,16 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
     res.json({});
   });
 
-  router.get('/classifiers/:classifierId/core_ml_model', (req) => {
-    coreMlModel(ctx, { ownerId: owner(req), classifierId: idParam(req) });
+  // The .mlmodel Watson offered; `version_id` (an extension) picks another version than the current one.
+  router.get('/classifiers/:classifierId/core_ml_model', async (req, res) => {
+    const model = await exportClassifierModel(ctx, { ownerId: owner(req), classifierId: idParam(req), versionId: req.query.version_id, format: 'coreml' });
+    res.attachment(model.fileName).type('application/octet-stream').send(Buffer.from(model.bytes.buffer, model.bytes.byteOffset, model.bytes.byteLength));
+  });
+
+  // Extension: the same version as one self-contained ONNX model.
+  router.get('/classifiers/:classifierId/onnx_model', async (req, res) => {
+    const model = await exportClassifierModel(ctx, { ownerId: owner(req), classifierId: idParam(req), versionId: req.query.version_id, format: 'onnx' });
+    res.attachment(model.fileName).type('application/octet-stream').send(Buffer.from(model.bytes.buffer, model.bytes.byteOffset, model.bytes.byteLength));
   });
 
   router.delete('/user_data', async (req, res) => {
