@@ -62,7 +62,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
   // Converts the bundled pack on first start, before the worker needs it.
-  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger, (stage, seconds) => metrics?.observeStage(stage, seconds));
+  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
   // Converts the COCO object detector on first start; it names the objects of `default`.
   const detector = config.objectDetection
     ? await ensureDetectorPack(config.modelsDir)
@@ -98,7 +98,10 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     queue,
     imageLock: new AsyncLock(),
     embedder,
-    embeddings: new EmbeddingCache(layout.embeddingCache),
+    embeddings: new EmbeddingCache(layout.embeddingCache, (hits, misses) => {
+      metrics?.cacheLookups.inc({ result: 'hit' }, hits);
+      metrics?.cacheLookups.inc({ result: 'miss' }, misses);
+    }),
     logger,
     now: () => new Date().toISOString(),
   };

@@ -27,13 +27,13 @@ export interface ClassifyContext {
   detector?: ObjectDetector;
   limits: Config['limits'];
   fetchImage: (url: string) => Promise<FetchedImage>;
-  /** Told what each call did (metrics); decode and backbone are timed by the embedder itself. */
+  /** Told what each call did (metrics). */
   observer?: ClassifyObserver;
 }
 
 export interface ClassifyObserver {
-  /** Seconds one call spent running the object detector, or scoring custom heads. */
-  stage(stage: 'detector' | 'heads', seconds: number): void;
+  /** Seconds one call spent running the object detector or scoring custom heads; one batch's decode or model run. */
+  stage(stage: 'decode' | 'backbone' | 'detector' | 'heads', seconds: number): void;
   /** Images of one call, by whether they were classified. */
   images(outcome: 'classified' | 'failed', count: number): void;
 }
@@ -136,7 +136,7 @@ async function classifyWith(
   const appliesDefault = applied.some((c) => c.kind === 'default');
   // The detector only serves `default`; it runs in its own thread beside the embedder's.
   const [analyses, detected] = await Promise.all([
-    ctx.embedder.analyze(modelInputs),
+    ctx.embedder.analyze(modelInputs, (stage, seconds) => ctx.observer?.stage(stage, seconds)),
     appliesDefault && ctx.detector && modelInputs.length > 0
       ? timed(ctx.detector.detect(modelInputs), (seconds) => ctx.observer?.stage('detector', seconds))
       : undefined,

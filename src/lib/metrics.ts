@@ -8,7 +8,7 @@ export type ProcessRole = 'api' | 'worker';
 
 const PREFIX = 'watson_vr_';
 
-/** The stages of a classify call, timed per call: sharp decodes, the embedding model, the object detector, custom heads. */
+/** The stages of a classify call: sharp decodes and the embedding model (per batch), the object detector and custom heads (per call). */
 export type ClassifyStage = 'decode' | 'backbone' | 'detector' | 'heads';
 
 /**
@@ -19,6 +19,13 @@ export type ClassifyStage = 'decode' | 'backbone' | 'detector' | 'heads';
 export class ProcessMetrics {
   readonly registry = new Registry();
   readonly instance: string;
+
+  readonly cacheLookups = new Counter({
+    name: `${PREFIX}embedding_cache_lookups_total`,
+    help: 'Example images looked up in the embedding cache, by result (hit, miss): at upload (api) and training (worker)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
 
   constructor(readonly role: ProcessRole) {
     this.instance = `${os.hostname()}/${process.pid}`;
@@ -57,7 +64,7 @@ export class ApiMetrics extends ProcessMetrics {
 
   readonly classifyStage = new Histogram({
     name: `${PREFIX}classify_stage_seconds`,
-    help: 'Time spent per classify call in each stage: decode (sharp), backbone (embedding model), detector (object detector), heads (custom classifiers)',
+    help: 'Time classify calls spent in each stage: decode (sharp) and backbone (embedding model) per batch of images, detector (object detector) and heads (custom classifiers) per call',
     labelNames: ['stage'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [this.registry],
@@ -99,13 +106,6 @@ export class WorkerMetrics extends ProcessMetrics {
     help: 'Duration of training runs by outcome',
     labelNames: ['outcome'] as const,
     buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
-    registers: [this.registry],
-  });
-
-  readonly cacheLookups = new Counter({
-    name: `${PREFIX}embedding_cache_lookups_total`,
-    help: 'Example images looked up in the embedding cache, by result (hit, miss)',
-    labelNames: ['result'] as const,
     registers: [this.registry],
   });
 

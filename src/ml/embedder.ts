@@ -23,10 +23,9 @@ export interface EmbedderOptions {
   threads: number;
   /** Images per inference call (default 16). */
   batchSize?: number;
-  /** Told how long each batch's decode (sharp) and model run took, in seconds. */
-  observeStage?: StageObserver;
 }
 
+/** Told how long each batch's decode (sharp) and model run took, in seconds. */
 export type StageObserver = (stage: 'decode' | 'backbone', seconds: number) => void;
 
 const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
@@ -53,7 +52,6 @@ export class Embedder {
     private readonly inference: InferenceWorker,
     private readonly batchSize: number,
     private readonly decodeConcurrency: number,
-    private readonly observeStage: StageObserver,
   ) {
     this.packKey = packKey(manifest);
     this.dim = manifest.embedding.dim;
@@ -81,27 +79,28 @@ export class Embedder {
     }
     // Enough decodes in flight to keep libuv's pool busy, few enough to bound memory for huge photos.
     const decodeConcurrency = Math.max(2, Math.min(batchSize, os.availableParallelism() * 2));
-    return new Embedder(manifest, inference, batchSize, decodeConcurrency, options.observeStage ?? (() => undefined));
+    return new Embedder(manifest, inference, batchSize, decodeConcurrency);
   }
 
   /**
    * Analyses images in input order. An image that cannot be decoded gets its ImageDecodeError in
    * its slot; the others are unaffected. The next batch decodes while the current one runs.
+   * `observeStage` is told each batch's decode and model times (metrics of the caller's kind of work).
    */
-  async analyze(images: ImageInput[]): Promise<Array<ImageAnalysis | ImageDecodeError>> {
+  async analyze(images: ImageInput[], observeStage: StageObserver = () => undefined): Promise<Array<ImageAnalysis | ImageDecodeError>> {
     const results = new Array<ImageAnalysis | ImageDecodeError>(images.length);
     const batches: ImageInput[][] = [];
     for (let start = 0; start < images.length; start += this.batchSize) batches.push(images.slice(start, start + this.batchSize));
 
-    let next = batches.length > 0 ? this.decodeBatch(batches[0]) : undefined;
+    let next = batches.length > 0 ? this.decodeBatch(batches[0], observeStage) : undefined;
     let offset = 0;
     for (let b = 0; b < batches.length; b += 1) {
       const decoded = await next!;
-      next = b + 1 < batches.length ? this.decodeBatch(batches[b + 1]) : undefined;
+      next = b + 1 < batches.length ? this.decodeBatch(batches[b + 1], observeStage) : undefined;
       // If inference throws, the prefetch's own failure must not surface as an unhandled rejection.
       next?.catch(() => undefined);
       const good = decoded.filter((d): d is DecodedImage => !(d instanceof ImageDecodeError));
-      const analyses = good.length > 0 ? await this.infer(good) : [];
+      const analyses = good.length > 0 ? await this.infer(good, observeStage) : [];
       let g = 0;
       decoded.forEach((d, i) => {
         results[offset + i] = d instanceof ImageDecodeError ? d : analyses[g++];
@@ -120,7 +119,7 @@ export class Embedder {
     await this.inference.close();
   }
 
-  private async decodeBatch(batch: ImageInput[]): Promise<Array<DecodedImage | ImageDecodeError>> {
+  private async decodeBatch(batch: ImageInput[], observeStage: StageObserver): Promise<Array<DecodedImage | ImageDecodeError>> {
     const size = this.manifest.input.size;
     const start = process.hrtime.bigint();
     const decoded = await mapLimited(batch, this.decodeConcurrency, async (image) => {
@@ -131,11 +130,11 @@ export class Embedder {
         throw error;
       }
     });
-    this.observeStage('decode', secondsSince(start));
+    observeStage('decode', secondsSince(start));
     return decoded;
   }
 
-  private async infer(images: DecodedImage[]): Promise<ImageAnalysis[]> {
+  private async infer(images: DecodedImage[], observeStage: StageObserver): Promise<ImageAnalysis[]> {
     const { manifest } = this;
     const { name, size } = manifest.input;
     const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
@@ -143,7 +142,7 @@ export class Embedder {
     const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
     const colors = images.map(colorClasses); // while the worker infers
     const outputs = await running;
-    this.observeStage('backbone', secondsSince(start));
+    observeStage('backbone', secondsSince(start));
     const data = (outputName: string): Float32Array => outputs[outputName].data;
     const embeddingParts = manifest.embedding.outputs.map(data);
     const explicitProbs = manifest.heads.explicit && data(manifest.heads.explicit.output);
