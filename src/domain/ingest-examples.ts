@@ -185,6 +185,7 @@ async function decodeAndEmbed(ctx: ServiceContext, images: Array<ZipImageEntry &
   if (missing.length === 0) return failures;
   const results = await ctx.embedder.analyze(
     missing.map((i) => ({ name: i.entryName, bytes: i.bytes })),
+    undefined,
     { batchSize: UPLOAD_INFERENCE_BATCH },
   );
   const fresh: Array<{ hash: string; embedding: Float32Array }> = [];

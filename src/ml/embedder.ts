@@ -25,6 +25,11 @@ export interface EmbedderOptions {
   batchSize?: number;
 }
 
+/** Told how long each batch's decode (sharp) and model run took, in seconds. */
+export type StageObserver = (stage: 'decode' | 'backbone', seconds: number) => void;
+
+const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
+
 /**
  * nsfwjs's softmax classes that depict sexual content explicitly: photographed (porn) or drawn
  * (hentai). "sexy" is suggestive but not explicit, "drawing" and "neutral" are safe. The classes
@@ -80,25 +85,30 @@ export class Embedder {
   /**
    * Analyses images in input order. An image that cannot be decoded gets its ImageDecodeError in
    * its slot; the others are unaffected. The next batch decodes while the current one runs.
+   * `observeStage` is told each batch's decode and model times (metrics of the caller's kind of work).
    * `options.batchSize` (at most the embedder's own) bounds each inference run: background work
    * sharing the thread with classify requests uses small batches, so a classify waits for one
    * small batch rather than a large one.
    */
-  async analyze(images: ImageInput[], options: { batchSize?: number } = {}): Promise<Array<ImageAnalysis | ImageDecodeError>> {
+  async analyze(
+    images: ImageInput[],
+    observeStage: StageObserver = () => undefined,
+    options: { batchSize?: number } = {},
+  ): Promise<Array<ImageAnalysis | ImageDecodeError>> {
     const batchSize = Math.max(1, Math.min(this.batchSize, options.batchSize ?? this.batchSize));
     const results = new Array<ImageAnalysis | ImageDecodeError>(images.length);
     const batches: ImageInput[][] = [];
     for (let start = 0; start < images.length; start += batchSize) batches.push(images.slice(start, start + batchSize));
 
-    let next = batches.length > 0 ? this.decodeBatch(batches[0]) : undefined;
+    let next = batches.length > 0 ? this.decodeBatch(batches[0], observeStage) : undefined;
     let offset = 0;
     for (let b = 0; b < batches.length; b += 1) {
       const decoded = await next!;
-      next = b + 1 < batches.length ? this.decodeBatch(batches[b + 1]) : undefined;
+      next = b + 1 < batches.length ? this.decodeBatch(batches[b + 1], observeStage) : undefined;
       // If inference throws, the prefetch's own failure must not surface as an unhandled rejection.
       next?.catch(() => undefined);
       const good = decoded.filter((d): d is DecodedImage => !(d instanceof ImageDecodeError));
-      const analyses = good.length > 0 ? await this.infer(good) : [];
+      const analyses = good.length > 0 ? await this.infer(good, observeStage) : [];
       let g = 0;
       decoded.forEach((d, i) => {
         results[offset + i] = d instanceof ImageDecodeError ? d : analyses[g++];
@@ -108,13 +118,19 @@ export class Embedder {
     return results;
   }
 
+  /** False once its model thread has crashed or been closed. */
+  get alive(): boolean {
+    return this.inference.alive;
+  }
+
   async close(): Promise<void> {
     await this.inference.close();
   }
 
-  private decodeBatch(batch: ImageInput[]): Promise<Array<DecodedImage | ImageDecodeError>> {
+  private async decodeBatch(batch: ImageInput[], observeStage: StageObserver): Promise<Array<DecodedImage | ImageDecodeError>> {
     const size = this.manifest.input.size;
-    return mapLimited(batch, this.decodeConcurrency, async (image) => {
+    const start = process.hrtime.bigint();
+    const decoded = await mapLimited(batch, this.decodeConcurrency, async (image) => {
       try {
         return await decodeImage(image.bytes, image.name, size);
       } catch (error) {
@@ -122,15 +138,19 @@ export class Embedder {
         throw error;
       }
     });
+    observeStage('decode', secondsSince(start));
+    return decoded;
   }
 
-  private async infer(images: DecodedImage[]): Promise<ImageAnalysis[]> {
+  private async infer(images: DecodedImage[], observeStage: StageObserver): Promise<ImageAnalysis[]> {
     const { manifest } = this;
     const { name, size } = manifest.input;
     const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
+    const start = process.hrtime.bigint();
     const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
     const colors = images.map(colorClasses); // while the worker infers
     const outputs = await running;
+    observeStage('backbone', secondsSince(start));
     const data = (outputName: string): Float32Array => outputs[outputName].data;
     const embeddingParts = manifest.embedding.outputs.map(data);
     const explicitProbs = manifest.heads.explicit && data(manifest.heads.explicit.output);

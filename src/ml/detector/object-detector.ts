@@ -89,6 +89,11 @@ export class ObjectDetector {
     return results;
   }
 
+  /** False once its model thread has crashed or been closed. */
+  get alive(): boolean {
+    return this.inference.alive;
+  }
+
   async close(): Promise<void> {
     await this.inference.close();
   }
