@@ -18,8 +18,6 @@ import { AsyncLock } from './lib/async-lock';
 import { createLogger } from './logger';
 import { HeadCache } from './data-access/head-cache';
 import { openEmbedder } from './data-access/model-runtime';
-import { ensureDetectorPack } from './ml/detector/detector-pack';
-import { ObjectDetector } from './ml/detector/object-detector';
 import { fetchImageFromUrl } from './data-access/url-image-fetcher';
 import type { ClassifyContext } from './domain/classify-images';
 
@@ -45,18 +43,8 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   fs.rmSync(layout.tmp, { recursive: true, force: true });
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
-  // Converts the bundled pack on first start, before the worker needs it.
+  // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
-  // Converts the COCO object detector on first start; it names the objects of `default`.
-  const detector = config.objectDetection
-    ? await ensureDetectorPack(config.modelsDir)
-        .then(({ modelPath }) => ObjectDetector.create(modelPath, { threads: config.ortThreads }))
-        .catch(async (error: unknown) => {
-          await embedder.close(); // its worker thread would keep the process alive
-          throw error;
-        })
-    : undefined;
-  if (detector) logger.info({ threads: config.ortThreads }, 'object detector loaded');
   const db = openDatabase(layout.database);
   const apiKeys = new ApiKeyRepository(db);
   const { generatedKey } = bootstrapApiKeys(apiKeys, config.apiKeys);
@@ -76,7 +64,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     classifiers: ctx.classifiers,
     headCache: new HeadCache(ctx.heads),
     embedder,
-    detector,
+    namesObjects: config.objectDetection,
     limits: config.limits,
     fetchImage: (url) =>
       fetchImageFromUrl(url, {
@@ -89,6 +77,12 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   const orphans = await removeOrphanImages(ctx);
   if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
+
+  // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored
+  // examples; each old version serves until its new one is ready.
+  const stale = ctx.classifiers.markStalePackForRetraining(embedder.packKey);
+  for (const id of stale) await queue.enqueue(id);
+  if (stale.length > 0) logger.info({ classifiers: stale.length, pack: embedder.packKey }, 'queued retraining for the new model pack');
 
   let worker: WorkerSupervisor | undefined;
   if (config.startWorker) {
@@ -121,7 +115,6 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await worker?.stop();
       await queue.close();
       await embedder.close();
-      await detector?.close();
       db.close();
       await redis.stop();
     },

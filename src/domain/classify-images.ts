@@ -8,7 +8,6 @@ import { isZip, readZipImages, ZipInputError } from '../data-access/zip-images';
 import type { Config } from '../config';
 import { ImageDecodeError } from '../ml/decode-image';
 import { defaultClasses, DEFAULT_MISSING_OBJECTS_WARNING } from '../ml/default-classifier';
-import type { ObjectDetector } from '../ml/detector/object-detector';
 import type { Embedder, ImageAnalysis } from '../ml/embedder';
 import { explicitClasses } from '../ml/explicit-classifier';
 import { scoreHead, type TrainedHead } from '../ml/heads';
@@ -18,9 +17,10 @@ import type { ClassifyParameters } from './classify-request';
 export interface ClassifyContext {
   classifiers: ClassifierRepository;
   headCache: HeadCache;
+  /** Analyses each image once: embedding, explicit, colours and (with its detector) COCO objects. */
   embedder: Embedder;
-  /** Names COCO objects for `default`; without it (and without the ImageNet pack) `default` gives colours only. */
-  detector?: ObjectDetector;
+  /** Whether `default` names the detector's COCO objects; without them (and without the ImageNet pack) it gives colours only. */
+  namesObjects: boolean;
   limits: Config['limits'];
   fetchImage: (url: string) => Promise<FetchedImage>;
 }
@@ -97,21 +97,12 @@ export async function classifyImages(
   const toAnalyse = inputs.filter((i) => i.bytes);
   const modelInputs = toAnalyse.map((i) => ({ name: 'image' in i.label ? i.label.image : i.label.source_url, bytes: i.bytes! }));
   const appliesDefault = applied.some((c) => c.kind === 'default');
-  // The detector only serves `default`; it runs in its own thread beside the embedder's.
-  const [analyses, detected] = await Promise.all([
-    ctx.embedder.analyze(modelInputs),
-    appliesDefault && ctx.detector ? ctx.detector.detect(modelInputs) : undefined,
-  ]);
+  // One pass per image serves every classifier: both networks run once, whatever was asked.
+  const analyses = await ctx.embedder.analyze(modelInputs);
   const analysisOf = new Map(toAnalyse.map((img, k) => [img, analyses[k]]));
-  // An image the detector cannot decode, the embedder cannot either: its error is reported from there.
-  const objectsOf = new Map(
-    toAnalyse.map((img, k) => {
-      const objects = detected?.[k];
-      return [img, objects instanceof ImageDecodeError ? undefined : objects];
-    }),
-  );
+  const namesObjects = ctx.namesObjects && ctx.embedder.packOnlyKey !== undefined;
 
-  if (appliesDefault && !ctx.detector && !ctx.embedder.manifest.heads.imagenet) {
+  if (appliesDefault && !namesObjects && !ctx.embedder.manifest.heads.imagenet) {
     warnings.push({ warning_id: 'default_objects_unavailable', description: DEFAULT_MISSING_OBJECTS_WARNING });
   }
   const images = inputs.map((img) => {
@@ -122,7 +113,7 @@ export async function classifyImages(
     }
     return {
       ...img.label,
-      classifiers: applied.map((c) => classify(c, analysis, objectsOf.get(img), input.params.threshold)),
+      classifiers: applied.map((c) => classify(c, analysis, namesObjects ? analysis.objects : undefined, input.params.threshold)),
     };
   });
   const customClasses = applied.reduce((n, c) => n + (c.kind === 'custom' ? c.head.classes.length : 0), 0);
@@ -139,7 +130,9 @@ function withWarnings(warnings: Warning[]) {
 function classify(c: AppliedClassifier, analysis: ImageAnalysis, objects: BuiltinClass[] | undefined, threshold: number): ClassifierResult {
   let classes: BuiltinClass[];
   if (c.kind === 'custom') {
-    const scores = scoreHead(c.head, analysis.embedding);
+    // A head trained before the pack key changed keeps serving on the embedding it knows until its retrain is ready.
+    const embedding = c.head.packKey === analysis.packEmbedding?.key ? analysis.packEmbedding.embedding : analysis.embedding;
+    const scores = scoreHead(c.head, embedding);
     classes = c.head.classes.map((name, i) => ({ class: name, score: scores[i] }));
   } else if (c.kind === 'default') {
     classes = defaultClasses({ colors: analysis.colors, imagenetLogits: analysis.imagenetLogits, objects });
@@ -190,7 +183,7 @@ async function resolveClassifiers(
       return;
     }
     const head = await ctx.headCache.get(version.id, version.headFile);
-    if (head.packKey !== ctx.embedder.packKey) {
+    if (head.packKey !== ctx.embedder.packKey && head.packKey !== ctx.embedder.packOnlyKey) {
       warnings.push({
         warning_id: 'classifier_needs_retraining',
         description: `Classifier '${id}' was trained with model pack ${head.packKey}, but this server now runs ${ctx.embedder.packKey}; it was skipped. Retrain it by sending any example zip to POST /v3/classifiers/${id}.`,
