@@ -11,6 +11,7 @@ import { dataLayout } from '../src/data-access/data-layout';
 import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../src/data-access/training-queue';
 import { TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
 import { EmbeddingCache } from '../src/ml/embedding-cache';
+import { loadNegativeBank } from '../src/ml/open-set/negative-bank';
 import { createLogger } from '../src/logger';
 
 /**
@@ -28,12 +29,15 @@ async function main() {
   const cache = new EmbeddingCache(layout.embeddingCache);
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
   const queue = new TrainingQueue(redisUrl, config.queuePrefix, config.trainingAttempts);
+  const negativeBank = loadNegativeBank(embedder.packKey);
+  if (!negativeBank) logger.warn({ pack: embedder.packKey }, 'no open-set bank for this pack: classifiers train without implicit negatives (the k-NN gate still applies)');
   const ctx: TrainingContext = {
     classifiers,
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
     embedder,
     cache,
+    negativeBank,
     threads: config.ortThreads,
     logger,
     now: () => new Date().toISOString(),

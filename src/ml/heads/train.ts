@@ -7,6 +7,7 @@ import { LogisticLossEvaluator } from './logistic-graph';
 import { ASSUMED_CURVATURE, precondition } from './preconditioner';
 import { confusionAt, f1Score, precision, recall, rocAuc } from './metrics';
 import { fitPlatt, sigmoid } from './platt';
+import { buildGate } from './knn-gate';
 import type { ClassEvaluation, HeadEvaluation, TrainedHead, TrainHeadOptions, TrainingSet } from './types';
 import { validateTrainingSet } from './validate';
 
@@ -55,12 +56,26 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
   const threads = options.threads ?? Math.min(2, os.cpus().length);
   const l2 = options.l2 ?? DEFAULT_L2;
   if (!(l2 > 0 && Number.isFinite(l2))) throw new RangeError(`l2 must be a positive number, got ${l2}`);
-  const examples = set.embeddings.length;
-  const classLabels = set.classes.map((_, c) => Uint8Array.from(set.positives, (list) => (list.includes(c) ? 1 : 0)));
+  const implicit = set.implicitNegatives ?? [];
+  const badImplicit = implicit.findIndex((embedding) => embedding.length !== dim);
+  if (badImplicit >= 0) throw new HeadTrainingError(`implicit negative ${badImplicit} has ${implicit[badImplicit].length} values, the examples ${dim}`);
+  const userExamples = set.embeddings.length;
+  const userLabels = set.classes.map((_, c) => Uint8Array.from(set.positives, (list) => (list.includes(c) ? 1 : 0)));
   const seed = options.seed ?? DEFAULT_SEED;
-  const plan = planEvaluation(classLabels, examples, requestedFolds, seed);
+  const userPlan = planEvaluation(userLabels, userExamples, requestedFolds, seed);
+  // Implicit negatives follow the user's examples: labelled 0 for every class, in every model's training part.
+  const embeddings = implicit.length > 0 ? [...set.embeddings, ...implicit] : set.embeddings;
+  const examples = embeddings.length;
+  const classLabels = userLabels.map((labels) => {
+    const all = new Uint8Array(examples);
+    all.set(labels);
+    return all;
+  });
+  const testFold = new Int32Array(examples).fill(-1);
+  testFold.set(userPlan.testFold);
+  const plan = { ...userPlan, testFold };
 
-  const centred = centredFeatures(set.embeddings, dim);
+  const centred = centredFeatures(embeddings, dim);
   const problem = await precondition(centred.features, examples, dim, l2, seed, threads);
   const columns = buildColumns(classLabels, plan);
   const trainable = columns.filter((column) => column.trainable);
@@ -96,6 +111,7 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
 
   const evaluated = Int32Array.from(plan.testFold.keys()).filter((row) => plan.testFold[row] >= 0);
   const calibration = set.classes.map((name, c) => calibrateAndEvaluate(name, outOfFold[c], classLabels[c], evaluated));
+  const gate = buildGate(set.embeddings, userLabels, dim, { maxPositives: options.gateMaxPositives, seed });
   options.onProgress?.(1);
 
   return {
@@ -107,6 +123,7 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
     weights,
     bias,
     platt: calibration.map((c) => c.platt),
+    gate,
     evaluation: {
       method: plan.method,
       folds: plan.folds,

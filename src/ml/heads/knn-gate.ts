@@ -1,0 +1,121 @@
+import { decodeFloat16, encodeFloat16 } from '../open-set/float16';
+import { seededRandom, shuffleInPlace } from './random';
+
+/**
+ * The k-NN gate of a head: a class cannot score ≥ 0.5 for an image that lies farther from the class's
+ * positives than the positives lie from each other. Distance = mean Euclidean distance (of unit
+ * embeddings) to the k nearest positives; a class's radius = the largest leave-one-out distance among
+ * its own positives. A linear head extrapolates: far from everything it was trained on, one side of its
+ * hyperplane still says "yes". The gate says "unlike anything seen", whatever the hyperplane says.
+ */
+export interface HeadGate {
+  k: number;
+  /** Stored positives per class, in class order (at most the cap each). */
+  counts: number[];
+  /** Per class: the largest leave-one-out k-NN distance among its stored positives; Infinity with one positive. */
+  radius: number[];
+  /** The stored positives, class after class, each `dim` float16-exact values. */
+  positives: Float32Array;
+}
+
+export const GATE_NEIGHBOURS = 3;
+/** Positives kept per class (a seeded random subset beyond it): bounds head size, training and scoring cost. */
+export const GATE_MAX_POSITIVES = 200;
+
+/**
+ * Euclidean distance of a[aAt..] and b[bAt..] over dim values, four accumulators for the CPU's pipelines.
+ * Summed differences rather than 2 − 2·dot: exact for the float16-rounded positives, which are not quite unit.
+ */
+function distance(a: Float32Array, aAt: number, b: Float32Array, bAt: number, dim: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let k = 0;
+  for (; k + 3 < dim; k += 4) {
+    const d0 = a[aAt + k] - b[bAt + k];
+    const d1 = a[aAt + k + 1] - b[bAt + k + 1];
+    const d2 = a[aAt + k + 2] - b[bAt + k + 2];
+    const d3 = a[aAt + k + 3] - b[bAt + k + 3];
+    s0 += d0 * d0;
+    s1 += d1 * d1;
+    s2 += d2 * d2;
+    s3 += d3 * d3;
+  }
+  for (; k < dim; k++) s0 += (a[aAt + k] - b[bAt + k]) ** 2;
+  return Math.sqrt(s0 + s1 + s2 + s3);
+}
+
+/** Mean of the k smallest values (fewer when there are fewer). */
+function meanOfSmallest(values: number[], k: number): number {
+  values.sort((a, b) => a - b);
+  const n = Math.min(k, values.length);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += values[i];
+  return sum / n;
+}
+
+/**
+ * Builds the gate from the examples' embeddings and each class's labels. `maxPositives` caps the
+ * positives stored per class (seeded random subset); they are rounded to float16 as the head file stores them.
+ */
+export function buildGate(
+  embeddings: Float32Array[],
+  classLabels: Uint8Array[],
+  dim: number,
+  options: { k?: number; maxPositives?: number; seed: number },
+): HeadGate {
+  const k = options.k ?? GATE_NEIGHBOURS;
+  const cap = options.maxPositives ?? GATE_MAX_POSITIVES;
+  const random = seededRandom(options.seed);
+  const chosen = classLabels.map((labels) => {
+    const rows = Array.from(labels.keys()).filter((row) => labels[row]);
+    return rows.length > cap ? shuffleInPlace(rows, random).slice(0, cap).sort((a, b) => a - b) : rows;
+  });
+  const counts = chosen.map((rows) => rows.length);
+  const total = counts.reduce((sum, n) => sum + n, 0);
+  const exact = new Float32Array(total * dim);
+  let at = 0;
+  for (const rows of chosen) for (const row of rows) exact.set(embeddings[row], dim * at++);
+  const positives = decodeFloat16(encodeFloat16(exact));
+
+  const radius: number[] = [];
+  let start = 0;
+  for (const n of counts) {
+    const nearest = Array.from({ length: n }, () => [] as number[]);
+    for (let i = 0; i < n; i++) {
+      for (let j = i + 1; j < n; j++) {
+        const d = distance(positives, (start + i) * dim, positives, (start + j) * dim, dim);
+        nearest[i].push(d);
+        nearest[j].push(d);
+      }
+    }
+    radius.push(n < 2 ? Infinity : Math.max(...nearest.map((distances) => meanOfSmallest(distances, k))));
+    start += n;
+  }
+  return { k, counts, radius, positives };
+}
+
+/** The embedding's mean distance to the k nearest stored positives of class c. */
+export function gateDistance(gate: HeadGate, c: number, embedding: Float32Array): number {
+  const dim = embedding.length;
+  let start = 0;
+  for (let before = 0; before < c; before++) start += gate.counts[before];
+  const distances = new Array<number>(gate.counts[c]);
+  for (let i = 0; i < gate.counts[c]; i++) distances[i] = distance(embedding, 0, gate.positives, (start + i) * dim, dim);
+  return meanOfSmallest(distances, gate.k);
+}
+
+/**
+ * Applies the gate to calibrated scores (in place, and returned): a class scoring ≥ 0.5 whose k-NN
+ * distance d exceeds its radius r scores 0.5·r/d instead, below 0.5 and lower the farther the image.
+ * Only classes at or above 0.5 are measured, so the gate costs nothing for the rest.
+ */
+export function applyGate(gate: HeadGate, embedding: Float32Array, scores: number[]): number[] {
+  scores.forEach((score, c) => {
+    if (!(score >= 0.5) || !Number.isFinite(gate.radius[c])) return;
+    const d = gateDistance(gate, c, embedding);
+    if (d > gate.radius[c]) scores[c] = Math.min(score, (0.5 * gate.radius[c]) / d);
+  });
+  return scores;
+}
