@@ -9,6 +9,7 @@ import { HeadStore } from './data-access/head-store';
 import { ImageStore } from './data-access/image-store';
 import { resolveRedis } from './data-access/redis-server';
 import { TrainingQueue } from './data-access/training-queue';
+import { NamespaceClaim, databaseFingerprint, queueNamespace, readInstanceId } from './data-access/instance-identity';
 import { bootstrapApiKeys } from './domain/bootstrap-keys';
 import { removeOrphanImages } from './domain/ingest-examples';
 import type { ServiceContext } from './domain/service-context';
@@ -23,6 +24,9 @@ import type { ClassifyContext } from './domain/classify-images';
 
 export interface RunningService {
   config: Config;
+  /** The instance's identity (made with its database) and its Redis namespace. */
+  instanceId: string;
+  queueNamespace: string;
   port: number;
   url: string;
   ctx: ServiceContext;
@@ -46,9 +50,21 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
   const db = openDatabase(layout.database);
+  const instanceId = readInstanceId(db);
+  const namespace = queueNamespace(config.queuePrefix, instanceId);
+  const claim = await NamespaceClaim.acquire(redis.url, namespace, {
+    instanceId,
+    database: databaseFingerprint(layout.database),
+    path: layout.database,
+  }).catch(async (error: unknown) => {
+    db.close();
+    await Promise.all([embedder.close(), redis.stop()]);
+    throw error;
+  });
+  logger.info({ instanceId, namespace }, 'instance identity');
   const apiKeys = new ApiKeyRepository(db);
   const { generatedKey } = bootstrapApiKeys(apiKeys, config.apiKeys);
-  const queue = new TrainingQueue(redis.url, config.queuePrefix, config.trainingAttempts);
+  const queue = new TrainingQueue(redis.url, namespace, instanceId, config.trainingAttempts);
   const ctx: ServiceContext = {
     config,
     classifiers: new ClassifierRepository(db),
@@ -101,6 +117,8 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   return {
     config,
+    instanceId,
+    queueNamespace: namespace,
     port,
     url: `http://127.0.0.1:${port}`,
     ctx,
@@ -114,6 +132,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       });
       await worker?.stop();
       await queue.close();
+      await claim.release();
       await embedder.close();
       db.close();
       await redis.stop();

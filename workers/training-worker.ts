@@ -9,7 +9,8 @@ import { ImageStore } from '../src/data-access/image-store';
 import { openEmbedder } from '../src/data-access/model-runtime';
 import { dataLayout } from '../src/data-access/data-layout';
 import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../src/data-access/training-queue';
-import { TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
+import { ForeignJobError, TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
+import { NamespaceClaim, databaseFingerprint, queueNamespace, readInstanceId } from '../src/data-access/instance-identity';
 import { EmbeddingCache } from '../src/ml/embedding-cache';
 import { loadNegativeBank } from '../src/ml/open-set/negative-bank';
 import { createLogger } from '../src/logger';
@@ -25,10 +26,17 @@ async function main() {
   const redisUrl = config.redisUrl ?? 'redis://127.0.0.1:6379';
   const layout = dataLayout(config.dataDir);
   const db = openDatabase(layout.database);
+  const instanceId = readInstanceId(db);
+  const namespace = queueNamespace(config.queuePrefix, instanceId);
+  const claim = await NamespaceClaim.acquire(redisUrl, namespace, {
+    instanceId,
+    database: databaseFingerprint(layout.database),
+    path: layout.database,
+  });
   const classifiers = new ClassifierRepository(db);
   const cache = new EmbeddingCache(layout.embeddingCache);
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
-  const queue = new TrainingQueue(redisUrl, config.queuePrefix, config.trainingAttempts);
+  const queue = new TrainingQueue(redisUrl, namespace, instanceId, config.trainingAttempts);
   const negativeBank = loadNegativeBank(embedder.packKey);
   if (!negativeBank) logger.warn({ pack: embedder.packKey }, 'no open-set bank for this pack: classifiers train without implicit negatives (the k-NN gate still applies)');
   const ctx: TrainingContext = {
@@ -47,6 +55,11 @@ async function main() {
     const { classifierId } = job.data;
     const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     try {
+      if (job.data.instanceId !== instanceId) {
+        throw new ForeignJobError(
+          `The training job for '${classifierId}' was queued by instance ${job.data.instanceId}, not by this one (${instanceId}).`,
+        );
+      }
       const outcome = await trainClassifier(ctx, classifierId, {
         finalAttempt,
         onProgress: (f) => job.updateProgress(Math.round(f * 100)),
@@ -54,6 +67,11 @@ async function main() {
       logger.info({ classifierId, outcome }, 'training run finished');
       return outcome;
     } catch (error) {
+      if (error instanceof ForeignJobError) {
+        // Never silent: the job stays in the failed set with this reason for the operator to see.
+        logger.error({ classifierId, err: error, instanceId }, 'refusing a training job of another instance');
+        throw new UnrecoverableError(error.message);
+      }
       logger.warn({ classifierId, err: error, finalAttempt }, 'training run failed');
       if (error instanceof TrainingDataError) throw new UnrecoverableError(error.message);
       throw error;
@@ -62,7 +80,7 @@ async function main() {
 
   const worker = new Worker<TrainingJobData>(TRAINING_QUEUE_NAME, processor, {
     connection: redisConnection(redisUrl),
-    prefix: config.queuePrefix,
+    prefix: namespace,
     concurrency: config.workerConcurrency,
     lockDuration: config.trainingLockMs,
     stalledInterval: Math.max(1000, Math.floor(config.trainingLockMs / 2)),
@@ -95,7 +113,7 @@ async function main() {
     }, config.trainingLockMs);
   };
   scheduleRequeue();
-  logger.info({ concurrency: config.workerConcurrency }, 'training worker ready');
+  logger.info({ concurrency: config.workerConcurrency, instanceId, namespace }, 'training worker ready');
   process.send?.({ type: 'ready' });
 
   const shutdown = async (signal: string) => {
@@ -105,6 +123,7 @@ async function main() {
     clearTimeout(requeueTimer);
     await worker.close();
     await queue.close();
+    await claim.release();
     await embedder.close();
     cache.close();
     db.close();

@@ -113,6 +113,15 @@ export class ClassifierRepository {
     return this.db.prepare('SELECT 1 FROM classifiers WHERE id = ?').get(id) !== undefined;
   }
 
+  /**
+   * True when this database ever issued the id, even if that classifier was deleted since: an id
+   * is never given to a second classifier, so a stale job, head folder or cached head that names
+   * it can only ever mean the first one.
+   */
+  wasIssued(id: string): boolean {
+    return this.db.prepare('SELECT 1 FROM issued_classifier_ids WHERE id = ?').get(id) !== undefined;
+  }
+
   private addClassesAndExamples(id: string, generation: number, examples: NewExample[], customerId: string | null, now: string) {
     const nextPosition =
       (this.db.prepare('SELECT MAX(position) AS p FROM classes WHERE classifier_id = ?').get(id) as { p: number | null })
@@ -140,6 +149,9 @@ export class ClassifierRepository {
     now: string;
   }): ClassifierRecord {
     this.db.transaction(() => {
+      this.db
+        .prepare('INSERT INTO issued_classifier_ids (id, owner_id, issued) VALUES (?, ?, ?)')
+        .run(input.id, input.ownerId, input.now);
       this.db
         .prepare(
           `INSERT INTO classifiers (id, owner_id, name, status, created, updated, generation, customer_id)

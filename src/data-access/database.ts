@@ -1,8 +1,12 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 
 export type Database = BetterSqlite3.Database;
+
+/** The database was written by a newer release: starting would half-understand it. */
+export class DatabaseSchemaError extends Error {}
 
 /**
  * Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -74,6 +78,67 @@ const migrations: string[] = [
     value BLOB NOT NULL
   );
   `,
+  // Ids that caches, files, jobs, tokens and clients hold must never name something else later:
+  // a plain INTEGER PRIMARY KEY hands the largest id out again once its row is deleted, so these
+  // tables are rebuilt with AUTOINCREMENT, and every classifier id ever issued is kept.
+  `
+  CREATE TABLE versions_autoincrement (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
+    generation INTEGER NOT NULL,
+    head_file TEXT NOT NULL,
+    classes TEXT NOT NULL,
+    pack_key TEXT NOT NULL,
+    evaluation TEXT NOT NULL,
+    examples INTEGER NOT NULL,
+    created TEXT NOT NULL
+  );
+  INSERT INTO versions_autoincrement SELECT id, classifier_id, generation, head_file, classes, pack_key, evaluation, examples, created FROM versions;
+  DROP TABLE versions;
+  ALTER TABLE versions_autoincrement RENAME TO versions;
+  CREATE INDEX versions_classifier ON versions(classifier_id);
+
+  CREATE TABLE examples_autoincrement (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
+    class_name TEXT,
+    image_hash TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    customer_id TEXT,
+    created TEXT NOT NULL
+  );
+  INSERT INTO examples_autoincrement SELECT id, classifier_id, class_name, image_hash, generation, customer_id, created FROM examples;
+  DROP TABLE examples;
+  ALTER TABLE examples_autoincrement RENAME TO examples;
+  CREATE UNIQUE INDEX examples_unique ON examples(classifier_id, IFNULL(class_name, ''), image_hash);
+  CREATE INDEX examples_hash ON examples(image_hash);
+
+  CREATE TABLE api_keys_autoincrement (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner_id TEXT NOT NULL REFERENCES owners(id),
+    key_hash TEXT NOT NULL UNIQUE,
+    key_prefix TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('env', 'generated', 'cli')),
+    created TEXT NOT NULL,
+    revoked TEXT
+  );
+  INSERT INTO api_keys_autoincrement SELECT id, owner_id, key_hash, key_prefix, source, created, revoked FROM api_keys;
+  DROP TABLE api_keys;
+  ALTER TABLE api_keys_autoincrement RENAME TO api_keys;
+
+  CREATE TABLE issued_classifier_ids (
+    id TEXT PRIMARY KEY,
+    owner_id TEXT NOT NULL,
+    issued TEXT NOT NULL
+  );
+  INSERT INTO issued_classifier_ids SELECT id, owner_id, created FROM classifiers;
+
+  CREATE TABLE instance (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    id TEXT NOT NULL,
+    created TEXT NOT NULL
+  );
+  `,
 ];
 
 export function openDatabase(file: string): Database {
@@ -92,7 +157,17 @@ function migrate(db: Database): void {
   // IMMEDIATE takes the write lock before reading the version, so two processes starting together migrate once.
   db.transaction(() => {
     const applied = db.pragma('user_version', { simple: true }) as number;
+    if (applied > migrations.length) {
+      throw new DatabaseSchemaError(
+        `The database has schema version ${applied}, newer than this release knows (${migrations.length}). Run the release that wrote it, or a newer one.`,
+      );
+    }
     for (let step = applied; step < migrations.length; step++) db.exec(migrations[step]);
     if (applied < migrations.length) db.pragma(`user_version = ${migrations.length}`);
+    // The instance's identity is made with its database and never changes (see instance-identity.ts).
+    db.prepare('INSERT OR IGNORE INTO instance (singleton, id, created) VALUES (1, ?, ?)').run(
+      crypto.randomUUID(),
+      new Date().toISOString(),
+    );
   }).immediate();
 }

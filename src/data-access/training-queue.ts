@@ -4,6 +4,8 @@ export const TRAINING_QUEUE_NAME = 'training';
 
 export interface TrainingJobData {
   classifierId: string;
+  /** The instance that queued the run: a worker of another instance refuses it loudly. */
+  instanceId: string;
 }
 
 export function redisConnection(url: string): ConnectionOptions {
@@ -18,17 +20,26 @@ export function redisConnection(url: string): ConnectionOptions {
 export class TrainingQueue {
   readonly queue: Queue<TrainingJobData>;
 
-  constructor(redisUrl: string, prefix: string, private readonly attempts: number) {
+  /**
+   * @param namespace the instance's Redis namespace (see queueNamespace)
+   * @param instanceId recorded in each job so a worker can tell whose it is
+   */
+  constructor(
+    redisUrl: string,
+    namespace: string,
+    private readonly instanceId: string,
+    private readonly attempts: number,
+  ) {
     this.queue = new Queue<TrainingJobData>(TRAINING_QUEUE_NAME, {
       connection: { url: redisUrl, maxRetriesPerRequest: 3 },
-      prefix,
+      prefix: namespace,
     });
   }
 
   async enqueue(classifierId: string): Promise<void> {
     await this.queue.add(
       'train',
-      { classifierId },
+      { classifierId, instanceId: this.instanceId },
       {
         deduplication: { id: classifierId, keepLastIfActive: true },
         attempts: this.attempts,

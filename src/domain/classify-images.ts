@@ -169,7 +169,8 @@ async function resolveClassifiers(
       warnings.push({ warning_id: 'classifier_not_found', description: `Could not find classifier '${id}'; it was skipped.` });
       return;
     }
-    const version = c.currentVersionId !== null ? ctx.classifiers.findVersion(c.currentVersionId) : undefined;
+    const found = c.currentVersionId !== null ? ctx.classifiers.findVersion(c.currentVersionId) : undefined;
+    const version = found?.classifierId === c.id ? found : undefined;
     if (!version) {
       if (reportUnready) {
         warnings.push({
@@ -182,7 +183,7 @@ async function resolveClassifiers(
       }
       return;
     }
-    const head = await ctx.headCache.get(version.id, version.headFile);
+    const head = await ctx.headCache.get(version);
     if (head.packKey !== ctx.embedder.packKey && head.packKey !== ctx.embedder.packOnlyKey) {
       warnings.push({
         warning_id: 'classifier_needs_retraining',

@@ -61,7 +61,7 @@ export async function createClassifier(
   }
   const created = await ingestExamples(ctx, uploads, (examples) => {
     let id = newClassifierId(name);
-    while (ctx.classifiers.exists(id)) id = newClassifierId(name);
+    while (ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
     return ctx.classifiers.create({ id, ownerId: input.ownerId, name, examples, customerId: input.customerId, now: ctx.now() });
   });
   await queueTraining(ctx, created.id, () => deleteClassifierData(ctx, created.id));

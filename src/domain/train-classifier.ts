@@ -24,6 +24,12 @@ export interface TrainingContext {
 /** Bad training data: retrying cannot help, the user must change the examples. */
 export class TrainingDataError extends Error {}
 
+/**
+ * A job names a classifier this instance's database never issued: it was queued by another
+ * instance (or by hand). Retrying here cannot help, and dropping it silently would hide the fault.
+ */
+export class ForeignJobError extends Error {}
+
 export type TrainingOutcome = 'trained' | 'up-to-date' | 'gone';
 
 const EMBED_CHUNK = 64;
@@ -40,7 +46,10 @@ export async function trainClassifier(
   options: { finalAttempt: boolean; onProgress?: (fraction: number) => Promise<void> | void },
 ): Promise<TrainingOutcome> {
   const snapshot = ctx.classifiers.trainingSnapshot(classifierId);
-  if (!snapshot) return 'gone';
+  if (!snapshot) {
+    if (ctx.classifiers.wasIssued(classifierId)) return 'gone';
+    throw new ForeignJobError(`The classifier '${classifierId}' was never created in this instance's database, so this job belongs to another instance.`);
+  }
   const { classifier } = snapshot;
   if (classifier.trainedGeneration >= classifier.generation) return 'up-to-date';
   try {

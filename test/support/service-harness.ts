@@ -15,6 +15,8 @@ export interface TestService {
   dataDir: string;
   /** fetch against the service with alice's key (Basic apikey:<key>) unless headers say otherwise. */
   call(method: string, pathAndQuery: string, init?: { body?: FormData | string; headers?: Record<string, string>; key?: string | null }): Promise<{ status: number; body: any }>;
+  /** Stops the API and worker and starts them again on the same data dir and Redis namespace. */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -39,17 +41,21 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
     TRAINING_LOCK_MS: '4000',
     ...overrides,
   };
-  const service = await startService(env);
-  const url = service.url;
-  return {
-    service,
-    url,
+  const t: TestService = {
+    service: await startService(env),
+    get url() {
+      return this.service.url;
+    },
     dataDir,
+    async restart() {
+      await t.service.close();
+      t.service = await startService(env);
+    },
     async call(method, pathAndQuery, init = {}) {
       const headers: Record<string, string> = { ...(init.headers ?? {}) };
       const key = init.key === undefined ? ALICE_KEY : init.key;
       if (key !== null && !headers.Authorization) headers.Authorization = basicAuth(key);
-      const res = await fetch(`${url}${pathAndQuery}`, { method, body: init.body, headers });
+      const res = await fetch(`${t.url}${pathAndQuery}`, { method, body: init.body, headers });
       const text = await res.text();
       let body: any = text;
       try {
@@ -60,7 +66,7 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
       return { status: res.status, body };
     },
     async close() {
-      await service.close();
+      await t.service.close();
       await fs.rm(dataDir, { recursive: true, force: true });
       const redis = new IORedis(env.REDIS_URL!);
       const keys = await redis.keys(`${queuePrefix}:*`);
@@ -68,6 +74,7 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
       await redis.quit();
     },
   };
+  return t;
 }
 
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000, everyMs = 200): Promise<T> {

@@ -31,9 +31,6 @@ export const CENTERNET_INPUT_SIZE = 448;
 /** The input size the TF graph was exported for. */
 export const CENTERNET_EXPORTED_SIZE = 512;
 export const CENTERNET_MAX_DETECTIONS = 100;
-/** Output [1, 80]: per COCO class, the sum of its heatmap over the whole image (image-level evidence). */
-export const CENTERNET_HEATMAP_MASS = 'heatmap_mass';
-const TF_HEATMAP = 'tower_0/keypoints';
 
 /**
  * Backbone feature maps whose global average pools describe an image for custom classifiers: COCO-trained
@@ -131,10 +128,6 @@ class CenternetConverter {
     this.builder.node('Identity', [this.plain(this.tensor(TF_OUTPUT))], {}, CENTERNET_OUTPUT_NAME);
     this.builder.output(CENTERNET_OUTPUT_NAME, [1, CENTERNET_MAX_DETECTIONS, 6]);
     if (this.options.taps) {
-      const heatmap = this.tensor(TF_HEATMAP);
-      if (heatmap.layout !== 'NCHW') throw new ModelConversionError(this.model.file, `${TF_HEATMAP} is not a feature map`);
-      this.builder.node('ReduceSum', [heatmap.name, this.int64Const([2, 3])], { keepdims: 0 }, CENTERNET_HEATMAP_MASS);
-      this.builder.output(CENTERNET_HEATMAP_MASS, [1, 80]);
       for (const tap of CENTERNET_TAPS) {
         if (!this.nodes.has(tap.node)) throw new ModelConversionError(this.model.file, `the graph has no tap node ${tap.node}`);
         const map = this.tensor(tap.node);
