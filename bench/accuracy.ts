@@ -10,19 +10,23 @@
  * Open set: a classifier trained on all of one set scores other sets' photos; the false-positive rate is
  * the share of those photos for which some class scores ≥ 0.5 (Watson's "yes, this class").
  *
- * Variants: plain (no bank, no gate); bank (the open-set bank as implicit negatives); bank+gate (the
- * service: bank and the k-NN gate with GATE_MAX_POSITIVES); bank+gate capped at 50 and 20 positives (does
- * capping change accuracy?). The bank never holds the photos a figure is measured on: entries from the
+ * Variants: plain (no bank, no gate); bank (the open-set bank as implicit negatives); bank+gate<cap>q<quantile>
+ * (bank and the k-NN gate keeping <cap> positives per class, radius = that quantile of the positives'
+ * leave-one-out distances; the service's is bank+gate200q100): does capping change accuracy, what does a
+ * tighter radius buy and cost? The bank never holds the photos a figure is measured on: entries from the
  * set being trained or scored are left out.
  *
  *   --l2 <value>   regularisation strength (default: the trainer's fixed one)
+ *   BENCH_EMBEDDINGS=<file>   keep the embedded sets in this file and reuse them while the pack key holds
  */
+import fs from 'node:fs';
 import os from 'node:os';
+import v8 from 'node:v8';
 import { openEmbedder } from '../src/data-access/model-runtime';
 import { createLogger } from '../src/logger';
 import type { Embedder } from '../src/ml/embedder';
 import { DEFAULT_L2, scoreHead, trainHead, type TrainedHead, type TrainingSet } from '../src/ml/heads';
-import { buildGate, GATE_MAX_POSITIVES } from '../src/ml/heads/knn-gate';
+import { buildGate } from '../src/ml/heads/knn-gate';
 import { seededRandom, shuffleInPlace } from '../src/ml/heads/random';
 import { loadNegativeBank, type NegativeBank } from '../src/ml/open-set/negative-bank';
 import type { ImageInput } from '../src/ml/types';
@@ -33,7 +37,16 @@ const OUTER_FOLDS = 5;
 const FASHION_PER_CLASS = 100;
 const FASHION_UNRELATED_PER_CLASS = 10;
 const TARGETS = { gcompris_top1: 0.95, food_top1: 0.92, fashion_top1: 0.85, photo_fp_object: 0.02, photo_fp_food: 0.05, thumbnail_fp: 0.2, recall: 0.9 };
-const GATE_CAPS = [GATE_MAX_POSITIVES, 50, 20];
+/** k-NN gate variants: positives kept per class, and the quantile (%) of leave-one-out distances used as radius. */
+const GATES = [
+  { cap: 200, quantile: 100 },
+  { cap: 50, quantile: 100 },
+  { cap: 20, quantile: 100 },
+  { cap: 200, quantile: 95 },
+  { cap: 200, quantile: 90 },
+  { cap: 200, quantile: 80 },
+];
+const gateName = (g: { cap: number; quantile: number }): Variant => `bank+gate${g.cap}q${g.quantile}`;
 
 interface EmbeddedSet {
   name: string;
@@ -44,7 +57,7 @@ interface EmbeddedSet {
   sources: Set<string>;
 }
 
-type Variant = 'plain' | 'bank' | `bank+gate${number}`;
+type Variant = 'plain' | 'bank' | `bank+gate${number}q${number}`;
 
 interface Figures {
   top1: number;
@@ -75,15 +88,31 @@ async function main(): Promise<void> {
   }
 
   const embedder = await openEmbedder(modelsDir(), 2, createLogger('warn', 'bench'));
-  const started = Date.now();
-  const foodSet = await embed(embedder, 'food', food);
-  const fashionSet = await embed(embedder, 'Fashion-MNIST', fashion);
-  const gcomprisSet = await embed(embedder, 'GCompris-5', gcompris, gcompris.sources);
-  const darknetSet = await embed(embedder, 'darknet', { classes: [], images: darknet.map((image) => ({ ...image, label: -1 })) });
-  const thumbnails = await embed(embedder, 'Fashion-MNIST thumbnails', fashionUnrelated);
-  const embedSeconds = (Date.now() - started) / 1000;
-  const embedded = foodSet.labels.length + fashionSet.labels.length + gcomprisSet.labels.length + darknetSet.labels.length + thumbnails.labels.length;
   await embedder.close();
+  const cacheFile = process.env.BENCH_EMBEDDINGS;
+  type Cached = { packKey: string; sets: EmbeddedSet[]; seconds: number };
+  const cached = cacheFile && fs.existsSync(cacheFile) ? (v8.deserialize(fs.readFileSync(cacheFile)) as Cached) : undefined;
+  let sets: EmbeddedSet[];
+  let embedSeconds: number;
+  if (cached && cached.packKey === embedder.packKey) {
+    ({ sets, seconds: embedSeconds } = cached);
+    console.log(`embeddings from ${cacheFile}`);
+  } else {
+    const live = await openEmbedder(modelsDir(), 2, createLogger('warn', 'bench'));
+    const started = Date.now();
+    sets = [
+      await embed(live, 'food', food),
+      await embed(live, 'Fashion-MNIST', fashion),
+      await embed(live, 'GCompris-5', gcompris, gcompris.sources),
+      await embed(live, 'darknet', { classes: [], images: darknet.map((image) => ({ ...image, label: -1 })) }),
+      await embed(live, 'Fashion-MNIST thumbnails', fashionUnrelated),
+    ];
+    embedSeconds = (Date.now() - started) / 1000;
+    await live.close();
+    if (cacheFile) fs.writeFileSync(cacheFile, v8.serialize({ packKey: embedder.packKey, sets, seconds: embedSeconds } satisfies Cached));
+  }
+  const [foodSet, fashionSet, gcomprisSet, darknetSet, thumbnails] = sets;
+  const embedded = sets.reduce((sum, set) => sum + set.labels.length, 0);
   const bank = loadNegativeBank(embedder.packKey);
   if (!bank) throw new Error(`the shipped open-set bank is not built for ${embedder.packKey}: run npm run build:negative-bank`);
   console.log(
@@ -118,7 +147,7 @@ async function main(): Promise<void> {
     for (const withBank of [false, true]) {
       const head = await trainHead(toTrainingSet(trained, undefined, withBank ? bankWithout(bank, [trained, ...unrelated]) : undefined), { packKey: embedder.packKey, l2, threads: 2 });
       const variants: Array<[Variant, TrainedHead]> = withBank
-        ? GATE_CAPS.map((cap) => [`bank+gate${cap}` as Variant, withGate(head, trained, undefined, cap)] as [Variant, TrainedHead]).concat([['bank', { ...head, gate: undefined }]])
+        ? GATES.map((g) => [gateName(g), withGate(head, trained, undefined, g.cap, g.quantile)] as [Variant, TrainedHead]).concat([['bank', { ...head, gate: undefined }]])
         : [['plain', { ...head, gate: undefined }]];
       for (const [variant, scored] of variants) {
         const rates: Record<string, number> = {};
@@ -166,11 +195,12 @@ function toTrainingSet(set: EmbeddedSet, rows: number[] | undefined, implicitNeg
   return { classes: set.classes, embeddings: picked.map((i) => set.embeddings[i]), positives: picked.map((i) => [set.labels[i]]), implicitNegatives };
 }
 
-/** The head with a gate built from the given rows' positives, capped at `cap` per class. */
-function withGate(head: TrainedHead, set: EmbeddedSet, rows: number[] | undefined, cap: number): TrainedHead {
+/** The head with a gate built from the given rows' positives, capped at `cap` per class, radius at the quantile (%). */
+function withGate(head: TrainedHead, set: EmbeddedSet, rows: number[] | undefined, cap: number, quantile: number): TrainedHead {
   const picked = rows ?? set.labels.map((_, i) => i);
   const labels = set.classes.map((_, c) => Uint8Array.from(picked, (i) => (set.labels[i] === c ? 1 : 0)));
-  return { ...head, gate: buildGate(picked.map((i) => set.embeddings[i]), labels, head.dim, { maxPositives: cap, seed: 1 }) };
+  const gate = buildGate(picked.map((i) => set.embeddings[i]), labels, head.dim, { maxPositives: cap, radiusQuantile: quantile / 100, seed: 1 });
+  return { ...head, gate };
 }
 
 /** Stratified outer folds of our own, so trainHead never sees the test fold. */
@@ -186,14 +216,14 @@ async function crossValidate(
     const members = shuffleInPlace(set.labels.flatMap((label, i) => (label === c ? [i] : [])), random);
     members.forEach((i, k) => (fold[i] = k % OUTER_FOLDS));
   });
-  const variants: Variant[] = bank ? ['bank', ...GATE_CAPS.map((cap) => `bank+gate${cap}` as Variant)] : ['plain'];
+  const variants: Variant[] = bank ? ['bank', ...GATES.map(gateName)] : ['plain'];
   const predictions = new Map(variants.map((v) => [v, { predicted: new Array<number>(set.labels.length), ownYes: 0 }]));
   for (let f = 0; f < OUTER_FOLDS; f++) {
     const trainRows = fold.flatMap((g, i) => (g !== f ? [i] : []));
     const head = await trainHead(toTrainingSet(set, trainRows, bank), { packKey, l2, threads: 2 });
     for (const variant of variants) {
-      const cap = variant.startsWith('bank+gate') ? Number(variant.slice('bank+gate'.length)) : undefined;
-      const scored = cap ? withGate(head, set, trainRows, cap) : { ...head, gate: undefined };
+      const gate = GATES.find((g) => gateName(g) === variant);
+      const scored = gate ? withGate(head, set, trainRows, gate.cap, gate.quantile) : { ...head, gate: undefined };
       const p = predictions.get(variant)!;
       fold.forEach((g, i) => {
         if (g !== f) return;

@@ -19,6 +19,10 @@ export interface HeadGate {
 }
 
 export const GATE_NEIGHBOURS = 3;
+/** Distances within this of the radius pass: the stored positives are float16, a query is not (rounding moves distances by < 1e-3). */
+const GATE_TOLERANCE = 1e-3;
+/** Which leave-one-out distance is the radius: 1 = the largest (see bench:accuracy for the measured alternatives). */
+export const GATE_RADIUS_QUANTILE = 1;
 /** Positives kept per class (a seeded random subset beyond it): bounds head size, training and scoring cost. */
 export const GATE_MAX_POSITIVES = 200;
 
@@ -63,9 +67,10 @@ export function buildGate(
   embeddings: Float32Array[],
   classLabels: Uint8Array[],
   dim: number,
-  options: { k?: number; maxPositives?: number; seed: number },
+  options: { k?: number; maxPositives?: number; radiusQuantile?: number; seed: number },
 ): HeadGate {
   const k = options.k ?? GATE_NEIGHBOURS;
+  const quantile = options.radiusQuantile ?? GATE_RADIUS_QUANTILE;
   const cap = options.maxPositives ?? GATE_MAX_POSITIVES;
   const random = seededRandom(options.seed);
   const chosen = classLabels.map((labels) => {
@@ -90,7 +95,8 @@ export function buildGate(
         nearest[j].push(d);
       }
     }
-    radius.push(n < 2 ? Infinity : Math.max(...nearest.map((distances) => meanOfSmallest(distances, k))));
+    const loo = nearest.map((distances) => meanOfSmallest(distances, k)).sort((a, b) => a - b);
+    radius.push(n < 2 ? Infinity : loo[Math.min(n - 1, Math.ceil(quantile * n) - 1)]);
     start += n;
   }
   return { k, counts, radius, positives };
@@ -108,14 +114,14 @@ export function gateDistance(gate: HeadGate, c: number, embedding: Float32Array)
 
 /**
  * Applies the gate to calibrated scores (in place, and returned): a class scoring ≥ 0.5 whose k-NN
- * distance d exceeds its radius r scores 0.5·r/d instead, below 0.5 and lower the farther the image.
+ * distance d exceeds its radius r (by more than float16 rounding) scores 0.5·r/d instead, below 0.5 and lower the farther the image.
  * Only classes at or above 0.5 are measured, so the gate costs nothing for the rest.
  */
 export function applyGate(gate: HeadGate, embedding: Float32Array, scores: number[]): number[] {
   scores.forEach((score, c) => {
     if (!(score >= 0.5) || !Number.isFinite(gate.radius[c])) return;
     const d = gateDistance(gate, c, embedding);
-    if (d > gate.radius[c]) scores[c] = Math.min(score, (0.5 * gate.radius[c]) / d);
+    if (d > gate.radius[c] + GATE_TOLERANCE) scores[c] = Math.min(score, (0.5 * gate.radius[c]) / d);
   });
   return scores;
 }
