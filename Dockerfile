@@ -13,7 +13,8 @@ COPY scripts ./scripts
 COPY bench ./bench
 COPY fixtures ./fixtures
 COPY test ./test
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+COPY console ./console
+RUN npm run build && npm prune --omit=dev
 
 # Runtime stage: only production dependencies and compiled code, as a non-root user.
 FROM node:20-bookworm-slim

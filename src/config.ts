@@ -38,6 +38,9 @@ const environmentSchema = z.object({
   CORS_ORIGINS: z.string().default(''),
   OBJECT_DETECTION: booleanFrom(true),
   RATE_LIMIT_PER_MINUTE: intFrom(600, 0),
+  KEEP_VERSIONS: intFrom(10, 1),
+  CALLBACK_ATTEMPTS: intFrom(8, 1),
+  CALLBACK_BACKOFF_MS: intFrom(10_000, 10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -73,6 +76,11 @@ export interface Config {
   corsOrigins: string[];
   /** Expensive requests (create, update, classify) per owner per minute; 0: no limit. */
   rateLimitPerMinute: number;
+  /** Retention: the newest versions per classifier whose head files are kept (the current one always is). */
+  keepVersions: number;
+  /** Training-end callbacks: tries per delivery, and the first retry's delay (doubling after each try). */
+  callbackAttempts: number;
+  callbackBackoffMs: number;
   logLevel: string;
 }
 
@@ -129,6 +137,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     objectDetection: e.OBJECT_DETECTION,
     corsOrigins: e.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    keepVersions: e.KEEP_VERSIONS,
+    callbackAttempts: e.CALLBACK_ATTEMPTS,
+    callbackBackoffMs: e.CALLBACK_BACKOFF_MS,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from './config';
 import { ApiKeyRepository } from './data-access/api-key-repository';
+import { CallbackRepository } from './data-access/callback-repository';
 import { ClassifierRepository } from './data-access/classifier-repository';
 import { dataLayout } from './data-access/data-layout';
 import { openDatabase } from './data-access/database';
@@ -20,6 +21,7 @@ import { createLogger } from './logger';
 import { HeadCache } from './data-access/head-cache';
 import { openEmbedder } from './data-access/model-runtime';
 import { fetchImageFromUrl } from './data-access/url-image-fetcher';
+import { EmbeddingCache } from './ml/embedding-cache';
 import type { ClassifyContext } from './domain/classify-images';
 
 export interface RunningService {
@@ -68,10 +70,13 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const ctx: ServiceContext = {
     config,
     classifiers: new ClassifierRepository(db),
+    callbacks: new CallbackRepository(db),
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
     queue,
     imageLock: new AsyncLock(),
+    embedder,
+    embeddings: new EmbeddingCache(layout.embeddingCache),
     logger,
     now: () => new Date().toISOString(),
   };
@@ -134,6 +139,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await queue.close();
       await claim.release();
       await embedder.close();
+      ctx.embeddings.close();
       db.close();
       await redis.stop();
     },

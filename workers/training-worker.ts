@@ -11,6 +11,10 @@ import { dataLayout } from '../src/data-access/data-layout';
 import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../src/data-access/training-queue';
 import { ForeignJobError, TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
 import { NamespaceClaim, databaseFingerprint, queueNamespace, readInstanceId } from '../src/data-access/instance-identity';
+import { CallbackRepository } from '../src/data-access/callback-repository';
+import { CALLBACK_QUEUE_NAME, CallbackQueue, type CallbackJobData } from '../src/data-access/callback-queue';
+import { CallbackDeliveryError } from '../src/data-access/callback-sender';
+import { deliverCallback, relayOutbox, type CallbackDeliveryContext } from '../src/domain/callbacks';
 import { EmbeddingCache } from '../src/ml/embedding-cache';
 import { loadNegativeBank } from '../src/ml/open-set/negative-bank';
 import { createLogger } from '../src/logger';
@@ -47,6 +51,7 @@ async function main() {
     cache,
     negativeBank,
     threads: config.ortThreads,
+    keepVersions: config.keepVersions,
     logger,
     now: () => new Date().toISOString(),
   };
@@ -87,7 +92,39 @@ async function main() {
     maxStalledCount: 2,
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
-  await worker.waitUntilReady();
+
+  // Training-end callbacks: recorded with the run's result, then delivered by their own BullMQ
+  // worker (its own concurrency and retries), so a slow or failing receiver never holds training.
+  const callbackCtx: CallbackDeliveryContext = {
+    classifiers,
+    callbacks: new CallbackRepository(db),
+    queue: new CallbackQueue(redisUrl, namespace, config.callbackAttempts, config.callbackBackoffMs),
+    allowPrivateNetworks: config.allowPrivateUrls,
+    timeoutMs: config.urlFetchTimeoutMs,
+    logger,
+    now: () => new Date().toISOString(),
+  };
+  const relay = () =>
+    void relayOutbox(callbackCtx).catch((err) => logger.warn({ err }, 'could not queue callbacks; they wait for the next try'));
+  worker.on('completed', relay);
+  worker.on('failed', relay);
+  const callbackWorker = new Worker<CallbackJobData>(
+    CALLBACK_QUEUE_NAME,
+    async (job) => {
+      try {
+        const outcome = await deliverCallback(callbackCtx, job.data);
+        logger.info({ deliveryId: job.data.deliveryId, classifierId: job.data.classifierId, outcome }, 'callback handled');
+        return outcome;
+      } catch (error) {
+        logger.warn({ deliveryId: job.data.deliveryId, err: error, attempt: job.attemptsMade + 1 }, 'callback not delivered');
+        if (error instanceof CallbackDeliveryError && error.permanent) throw new UnrecoverableError(error.message);
+        throw error;
+      }
+    },
+    { connection: redisConnection(redisUrl), prefix: namespace, concurrency: 4 },
+  );
+  callbackWorker.on('error', (err) => logger.error({ err }, 'callback worker error'));
+  await Promise.all([worker.waitUntilReady(), callbackWorker.waitUntilReady()]);
 
   // A classifier left training with no job is queued again: Redis lost its data (also while this
   // worker ran on), a crash came between commit and queue, or a run's final failure could not be
@@ -101,10 +138,12 @@ async function main() {
     }
   };
   await requeueUnfinished();
+  relay();
   let stopping = false;
   let requeueTimer: NodeJS.Timeout | undefined;
   const scheduleRequeue = () => {
     requeueTimer = setTimeout(() => {
+      relay();
       requeueUnfinished()
         .catch((err) => logger.warn({ err }, 'could not check for unfinished training'))
         .finally(() => {
@@ -122,6 +161,8 @@ async function main() {
     logger.info({ signal }, 'training worker stopping (finishing the current run)');
     clearTimeout(requeueTimer);
     await worker.close();
+    await callbackWorker.close();
+    await callbackCtx.queue.close();
     await queue.close();
     await claim.release();
     await embedder.close();

@@ -139,6 +139,77 @@ const migrations: string[] = [
     created TEXT NOT NULL
   );
   `,
+  // Versions you can use, and training-end callbacks. Side tables only (each cascades from its
+  // classifier), so the versions and examples tables keep their shape whatever rebuilds them.
+  `
+  CREATE TABLE version_examples (
+    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
+    version_id INTEGER NOT NULL,
+    example_id INTEGER NOT NULL,
+    PRIMARY KEY (version_id, example_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX version_examples_example ON version_examples(example_id);
+  CREATE INDEX version_examples_classifier ON version_examples(classifier_id);
+  CREATE TABLE retired_examples (
+    example_id INTEGER PRIMARY KEY,
+    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE
+  );
+  CREATE INDEX retired_examples_classifier ON retired_examples(classifier_id);
+  CREATE TABLE version_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
+    version_id INTEGER NOT NULL,
+    previous_version_id INTEGER,
+    cause TEXT NOT NULL CHECK (cause IN ('trained', 'activated')),
+    created TEXT NOT NULL
+  );
+  CREATE INDEX version_events_classifier ON version_events(classifier_id);
+  CREATE TABLE pruned_versions (
+    version_id INTEGER PRIMARY KEY,
+    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
+    pruned TEXT NOT NULL
+  );
+  CREATE INDEX pruned_versions_classifier ON pruned_versions(classifier_id);
+  CREATE TABLE version_leases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
+    version_id INTEGER NOT NULL,
+    expires TEXT NOT NULL
+  );
+  CREATE INDEX version_leases_version ON version_leases(version_id);
+  CREATE INDEX version_leases_classifier ON version_leases(classifier_id);
+  CREATE TABLE classifier_callbacks (
+    classifier_id TEXT PRIMARY KEY REFERENCES classifiers(id) ON DELETE CASCADE,
+    url TEXT NOT NULL
+  );
+  CREATE TABLE callback_secrets (
+    owner_id TEXT PRIMARY KEY,
+    secret TEXT NOT NULL,
+    created TEXT NOT NULL
+  );
+  CREATE TABLE callback_outbox (
+    delivery_id TEXT PRIMARY KEY,
+    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
+    owner_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created TEXT NOT NULL
+  );
+  CREATE INDEX callback_outbox_classifier ON callback_outbox(classifier_id);
+  -- Until now every published version became current and trained on every example of its
+  -- generation or earlier: record that, so existing versions can be activated and listed.
+  INSERT INTO version_examples (classifier_id, version_id, example_id)
+    SELECT v.classifier_id, v.id, e.id FROM versions v JOIN examples e
+      ON e.classifier_id = v.classifier_id AND e.generation <= v.generation;
+  INSERT INTO version_events (classifier_id, version_id, previous_version_id, cause, created)
+    SELECT v.classifier_id, v.id,
+      (SELECT MAX(p.id) FROM versions p WHERE p.classifier_id = v.classifier_id AND p.id < v.id), 'trained', v.created
+    FROM versions v ORDER BY v.id;
+  `,
+  // The entry's name in the uploaded zip, so a training failure can name the file (NULL for older rows).
+  `
+  ALTER TABLE examples ADD COLUMN entry_name TEXT;
+  `,
 ];
 
 export function openDatabase(file: string): Database {

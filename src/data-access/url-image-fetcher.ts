@@ -207,7 +207,7 @@ function checkScheme(hop: Hop): void {
   );
 }
 
-async function resolveAddresses(hop: Hop, options: UrlFetchOptions): Promise<ResolvedAddress[]> {
+async function resolveAddresses(hop: Hop, options: AddressPolicy): Promise<ResolvedAddress[]> {
   const host = hop.url.hostname.replace(/^\[|\]$/g, '');
   const withFamily = (address: string): ResolvedAddress => ({ address, family: net.isIPv6(address) ? 6 : 4 });
   if (net.isIP(host)) return [withFamily(host)];
@@ -223,7 +223,9 @@ async function resolveAddresses(hop: Hop, options: UrlFetchOptions): Promise<Res
   return addresses.map(withFamily);
 }
 
-function checkAddresses(hop: Hop, addresses: ResolvedAddress[], options: UrlFetchOptions): void {
+type AddressPolicy = Pick<UrlFetchOptions, 'allowPrivateNetworks' | 'resolveHost' | 'isAllowedAddress'>;
+
+function checkAddresses(hop: Hop, addresses: ResolvedAddress[], options: AddressPolicy, verb = 'fetching'): void {
   const isAllowed = options.isAllowedAddress ?? ((ip: string) => options.allowPrivateNetworks || isPublicAddress(ip));
   const refused = addresses.find((a) => !isAllowed(a.address));
   if (!refused) return;
@@ -231,7 +233,27 @@ function checkAddresses(hop: Hop, addresses: ResolvedAddress[], options: UrlFetc
   const what = isLiteral
     ? `${hop.hostPhrase} is a private address`
     : `${hop.hostPhrase} resolves to ${refused.address}, a private address`;
-  throw hop.fail(`${what}; fetching it is not allowed. Give a publicly reachable URL.`);
+  throw hop.fail(`${what}; ${verb} it is not allowed. Give a publicly reachable URL.`);
+}
+
+/**
+ * The same address policy for another outgoing request (a training-end callback): parses the
+ * URL, allows only http and https, resolves the host and checks every address. The returned
+ * `lookup` answers with the checked addresses only, so the connection cannot be rebound to
+ * another host. Every failure is a UrlFetchError whose description says what to change.
+ */
+export async function checkOutgoingUrl(rawUrl: string, policy: AddressPolicy): Promise<{ url: URL; lookup: LookupFunction }> {
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    throw new UrlFetchError(rawUrl, 'The URL is not a valid absolute URL; give an http:// or https:// URL.');
+  }
+  const hop = new Hop(rawUrl, url, 0);
+  checkScheme(hop);
+  const addresses = await resolveAddresses(hop, policy);
+  checkAddresses(hop, addresses, policy, 'sending to');
+  return { url, lookup: pinnedLookup(addresses) };
 }
 
 /** A `lookup` for http.request that answers with the already checked addresses and never asks DNS again. */

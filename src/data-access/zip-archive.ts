@@ -1,28 +1,17 @@
-import fs from 'node:fs/promises';
+import zlib from 'node:zlib';
+import yauzl from 'yauzl';
 
 /**
- * A minimal reader of the zip format (PKWARE APPNOTE 6.3): the end record, the central directory
- * and each entry's compressed bytes, every offset and length checked against the archive before
- * use. It only locates bytes; inflating and all limits are the caller's. It reads by position,
- * so an archive on disk is never loaded whole, and entries are small plain records: a directory
- * of tens of thousands of entries costs a few MB (adm-zip needs about 10 KB per entry).
+ * Reading zip archives with yauzl: it locates the archive from its end record (so spanning
+ * markers such as `PK\x07\x08` or `PK00` before the first entry are no obstacle), reads by
+ * position from a file descriptor (an archive on disk is never loaded whole), reads the central
+ * directory one entry at a time, decodes names as UTF-8 or CP437 by the entry's flag, and checks
+ * that each entry inflates to exactly its declared size. This module adds what yauzl leaves to its
+ * caller: the CRC-32 check, a cap on what one entry may allocate, and messages a user can act on.
+ * All limits are the caller's.
  */
 
-const LOCAL_HEADER_SIGNATURE = 0x04034b50;
-const CENTRAL_HEADER_SIGNATURE = 0x02014b50;
-const END_SIGNATURE = 0x06054b50;
-const ZIP64_END_SIGNATURE = 0x06064b50;
-const ZIP64_LOCATOR_SIGNATURE = 0x07064b50;
-const LOCAL_HEADER_BYTES = 30;
-const CENTRAL_HEADER_BYTES = 46;
-const END_BYTES = 22;
-const ZIP64_LOCATOR_BYTES = 20;
-const ZIP64_END_BYTES = 56;
-const MAX_COMMENT_BYTES = 0xffff;
-const ZIP64_EXTRA_ID = 0x0001;
-const ZIP64_MARK_32 = 0xffffffff;
-
-/** The archive's structure is broken; the message says where. */
+/** The archive's structure is broken; the message says where, in words for the uploader. */
 export class ZipFormatError extends Error {
   constructor(message: string) {
     super(message);
@@ -30,204 +19,138 @@ export class ZipFormatError extends Error {
   }
 }
 
-/** More entries than the caller accepts; raised before the directory is read. */
-export class TooManyEntriesError extends Error {
-  constructor(
-    readonly entryCount: number,
-    readonly maxEntries: number,
-  ) {
-    super(`the zip has ${entryCount} entries; at most ${maxEntries} are read`);
-    this.name = 'TooManyEntriesError';
-  }
-}
-
-/** Random access to the archive's bytes: a Buffer in memory, or a file read by position. */
-export interface ZipSource {
-  readonly size: number;
-  /** Exactly `length` bytes from `position`; the caller keeps the range inside `size`. */
-  read(position: number, length: number): Promise<Buffer>;
-  close(): Promise<void>;
-}
-
-export function bufferSource(bytes: Buffer): ZipSource {
-  return {
-    size: bytes.length,
-    read: async (position, length) => bytes.subarray(position, position + length),
-    close: async () => {},
-  };
-}
-
-export async function openFileSource(file: string): Promise<ZipSource> {
-  const handle = await fs.open(file, 'r');
-  try {
-    const { size } = await handle.stat();
-    return {
-      size,
-      read: async (position, length) => {
-        const buffer = Buffer.alloc(length);
-        let filled = 0;
-        while (filled < length) {
-          const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
-          if (bytesRead === 0) throw new ZipFormatError(`the file ended at ${position + filled} bytes while reading it`);
-          filled += bytesRead;
-        }
-        return buffer;
-      },
-      close: () => handle.close(),
-    };
-  } catch (error) {
-    await handle.close();
-    throw error;
-  }
-}
-
 /** One central-directory record: what the archive says about an entry. */
 export interface ZipEntryRecord {
+  /** Decoded by yauzl (UTF-8 when flagged, else CP437); a label only, never a file path. */
   name: string;
-  /** General-purpose bit flags (bit 0: encrypted). */
-  flags: number;
-  /** Compression method: 0 stored, 8 deflate; anything else is unsupported here. */
+  encrypted: boolean;
+  /** Compression method: 0 stored, 8 deflate; anything else is unsupported. */
   method: number;
   crc32: number;
   compressedSize: number;
   uncompressedSize: number;
-  localHeaderOffset: number;
+  /** yauzl's record, needed to read the data. */
+  readonly raw: yauzl.Entry;
 }
 
-interface EndRecord {
-  entryCount: number;
-  directoryOffset: number;
-  directorySize: number;
-  /** Where the directory must end: the start of the end records. */
-  directoryLimit: number;
+/** yauzl's wording, turned into a reason for the uploader. */
+function reasonOf(error: unknown, entryName?: string): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const entry = entryName === undefined ? 'an entry' : `entry '${entryName}'`;
+  if (/end of central directory record signature not found/i.test(message)) {
+    return 'no end of central directory record was found (the file is truncated or not a zip)';
+  }
+  if (/multi-disk/i.test(message)) return 'it is one part of a split (multi-part) zip; only single-file zips can be read';
+  if (/central directory file header signature/i.test(message)) return 'its central directory is damaged';
+  if (/local file header signature/i.test(message)) return `the central directory points to no entry header for '${entryName}'`;
+  if (/overflows file bounds|unexpected EOF/i.test(message)) return `the data of ${entry} runs past the end of the file (the file is truncated or damaged)`;
+  if (/size mismatch for stored file/i.test(message)) {
+    return 'an uncompressed entry records two different sizes for itself (the file is damaged)';
+  }
+  if (/Invalid comment length/i.test(message)) return 'its end record does not match the end of the file (the file is truncated or damaged)';
+  return message;
 }
 
-function toSafeNumber(value: bigint, what: string): number {
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new ZipFormatError(`its ${what} is impossibly large`);
-  return Number(value);
-}
+/** An opened archive: its entry count (known before the directory is read), its entries, and their data. */
+export class ZipArchive {
+  private constructor(
+    private readonly zip: yauzl.ZipFile,
+    /** Entries the end record declares. */
+    readonly entryCount: number,
+  ) {}
 
-async function readEndRecord(source: ZipSource): Promise<EndRecord> {
-  if (source.size < END_BYTES) throw new ZipFormatError('it is too short to be a zip (no end of central directory record)');
-  const tailLength = Math.min(source.size, END_BYTES + MAX_COMMENT_BYTES);
-  const tailStart = source.size - tailLength;
-  const tail = await source.read(tailStart, tailLength);
-  let at = -1;
-  for (let i = tail.length - END_BYTES; i >= 0; i--) {
-    if (tail.readUInt32LE(i) === END_SIGNATURE && i + END_BYTES + tail.readUInt16LE(i + 20) <= tail.length) {
-      at = i;
-      break;
+  /** Opens a zip from a file path or a Buffer. Raises ZipFormatError when no archive can be found in it. */
+  static async open(source: string | Buffer): Promise<ZipArchive> {
+    // decodeStrings off: yauzl would then refuse the whole archive for one name like '../x.jpg'. Names
+    // are still decoded by yauzl's own function below, and are only ever used as labels here.
+    const options: yauzl.Options = { lazyEntries: true, autoClose: false, decodeStrings: false, validateEntrySizes: true };
+    const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => {
+      const done = (error: Error | null, zipFile?: yauzl.ZipFile) => (error ? reject(error) : resolve(zipFile!));
+      if (typeof source === 'string') yauzl.open(source, options, done);
+      else yauzl.fromBuffer(source, options, done);
+    }).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== undefined) throw error; // a file-system fault, not the archive's
+      throw new ZipFormatError(reasonOf(error));
+    });
+    // An error between reads (a failed close) must not crash the process for want of a listener;
+    // errors during a read reach that read's own listener.
+    zip.on('error', () => undefined);
+    return new ZipArchive(zip, zip.entryCount);
+  }
+
+  /** The central directory, one record at a time, in archive order. Raises ZipFormatError if it is damaged. */
+  async *entries(): AsyncGenerator<ZipEntryRecord> {
+    for (let i = 0; i < this.entryCount; i++) {
+      const raw = await new Promise<yauzl.Entry | null>((resolve, reject) => {
+        const cleanup = () => {
+          this.zip.off('entry', onEntry).off('end', onEnd).off('error', onError);
+        };
+        const onEntry = (entry: yauzl.Entry) => (cleanup(), resolve(entry));
+        const onEnd = () => (cleanup(), resolve(null));
+        const onError = (error: Error) => (cleanup(), reject(new ZipFormatError(reasonOf(error))));
+        this.zip.on('entry', onEntry).on('end', onEnd).on('error', onError);
+        this.zip.readEntry();
+      });
+      if (raw === null) return;
+      const nameBytes = raw.fileName as unknown as Buffer; // a Buffer, since decodeStrings is off
+      yield {
+        name: yauzl.getFileNameLowLevel(raw.generalPurposeBitFlag, nameBytes, raw.extraFields, false),
+        encrypted: raw.isEncrypted(),
+        method: raw.compressionMethod,
+        crc32: raw.crc32,
+        compressedSize: raw.compressedSize,
+        uncompressedSize: raw.uncompressedSize,
+        raw,
+      };
     }
   }
-  if (at < 0) throw new ZipFormatError('no end of central directory record was found (the file is truncated or not a zip)');
 
-  const endOffset = tailStart + at;
-  const disk = tail.readUInt16LE(at + 4);
-  const directoryDisk = tail.readUInt16LE(at + 6);
-  const entriesOnDisk = tail.readUInt16LE(at + 8);
-  let entryCount = tail.readUInt16LE(at + 10);
-  let directorySize = tail.readUInt32LE(at + 12);
-  let directoryOffset = tail.readUInt32LE(at + 16);
-  let directoryLimit = endOffset;
-
-  const locatorOffset = endOffset - ZIP64_LOCATOR_BYTES;
-  const locator = locatorOffset >= 0 ? await source.read(locatorOffset, ZIP64_LOCATOR_BYTES) : null;
-  if (locator && locator.readUInt32LE(0) === ZIP64_LOCATOR_SIGNATURE) {
-    const zip64EndOffset = toSafeNumber(locator.readBigUInt64LE(8), 'zip64 end record offset');
-    if (zip64EndOffset + ZIP64_END_BYTES > locatorOffset) throw new ZipFormatError('its zip64 end record points outside the file');
-    const zip64End = await source.read(zip64EndOffset, ZIP64_END_BYTES);
-    if (zip64End.readUInt32LE(0) !== ZIP64_END_SIGNATURE) throw new ZipFormatError('its zip64 end record is damaged');
-    entryCount = toSafeNumber(zip64End.readBigUInt64LE(32), 'entry count');
-    directorySize = toSafeNumber(zip64End.readBigUInt64LE(40), 'central directory size');
-    directoryOffset = toSafeNumber(zip64End.readBigUInt64LE(48), 'central directory offset');
-    directoryLimit = zip64EndOffset;
-  } else if (disk !== 0 || directoryDisk !== 0 || entriesOnDisk !== entryCount) {
-    throw new ZipFormatError('it is one part of a split (multi-part) zip; only single-file zips can be read');
+  /**
+   * The entry's uncompressed bytes, checked against its declared size and its CRC-32. yauzl stops the
+   * inflation once it passes the declared size, so a header that lies cannot make it allocate more;
+   * the caller refuses declared sizes over its limit before calling this.
+   */
+  async read(entry: ZipEntryRecord): Promise<Buffer> {
+    // Some writers deflate an empty file to no bytes at all, which zlib would call truncated.
+    if (entry.compressedSize === 0 && entry.uncompressedSize === 0 && entry.crc32 === 0) return Buffer.alloc(0);
+    const stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) => {
+      this.zip.openReadStream(entry.raw, (error, readStream) => (error ? reject(error) : resolve(readStream)));
+    }).catch((error: unknown) => {
+      throw new ZipFormatError(reasonOf(error, entry.name));
+    });
+    const bytes = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => resolve(Buffer.concat(chunks)));
+      stream.on('error', (error: Error & { code?: string }) => {
+        (stream as unknown as { destroy?: () => void }).destroy?.();
+        if (/too many bytes/i.test(error.message)) {
+          reject(new ZipFormatError(`entry '${entry.name}' expands beyond the ${formatBytes(entry.uncompressedSize)} its header declares`));
+        } else if (/not enough bytes/i.test(error.message)) {
+          const got = /got only (\d+)/i.exec(error.message)?.[1];
+          const holds = got === undefined ? 'less' : formatBytes(Number(got));
+          reject(new ZipFormatError(`entry '${entry.name}' holds ${holds}, not the ${formatBytes(entry.uncompressedSize)} its header declares`));
+        } else if (error.code?.startsWith('Z_')) {
+          reject(new ZipFormatError(`the compressed data of entry '${entry.name}' is damaged`));
+        } else {
+          reject(new ZipFormatError(reasonOf(error, entry.name)));
+        }
+      });
+    });
+    if (zlib.crc32(bytes) !== entry.crc32) throw new ZipFormatError(`the checksum (CRC-32) of entry '${entry.name}' does not match`);
+    return bytes;
   }
 
-  if (directoryOffset + directorySize > directoryLimit) {
-    throw new ZipFormatError('its central directory points outside the file (the file is truncated or damaged)');
-  }
-  return { entryCount, directoryOffset, directorySize, directoryLimit };
-}
-
-/** Sizes and offset may be 0xffffffff in the record, the real values then sit in the zip64 extra field. */
-function applyZip64Extra(entry: ZipEntryRecord, extra: Buffer): void {
-  let at = 0;
-  while (at + 4 <= extra.length) {
-    const id = extra.readUInt16LE(at);
-    const length = extra.readUInt16LE(at + 2);
-    const body = extra.subarray(at + 4, at + 4 + length);
-    at += 4 + length;
-    if (id !== ZIP64_EXTRA_ID) continue;
-    let field = 0;
-    const next = (what: string): number => {
-      if (field + 8 > body.length) throw new ZipFormatError(`the zip64 field of entry '${entry.name}' is too short`);
-      const value = toSafeNumber(body.readBigUInt64LE(field), what);
-      field += 8;
-      return value;
-    };
-    if (entry.uncompressedSize === ZIP64_MARK_32) entry.uncompressedSize = next('uncompressed size');
-    if (entry.compressedSize === ZIP64_MARK_32) entry.compressedSize = next('compressed size');
-    if (entry.localHeaderOffset === ZIP64_MARK_32) entry.localHeaderOffset = next('entry offset');
-    return;
+  close(): void {
+    this.zip.close();
   }
 }
 
-/**
- * Reads the central directory. Refuses more than `maxEntries` entries before reading the
- * directory itself, so an archive of a million empty entries costs nothing.
- */
-export async function readCentralDirectory(source: ZipSource, maxEntries: number): Promise<ZipEntryRecord[]> {
-  const end = await readEndRecord(source);
-  if (end.entryCount > maxEntries) throw new TooManyEntriesError(end.entryCount, maxEntries);
-  if (end.entryCount * CENTRAL_HEADER_BYTES > end.directorySize) {
-    throw new ZipFormatError(`its central directory is too small for the ${end.entryCount} entries it declares`);
-  }
-  const directory = await source.read(end.directoryOffset, end.directorySize);
-  const entries: ZipEntryRecord[] = [];
-  let at = 0;
-  for (let i = 0; i < end.entryCount; i++) {
-    if (at + CENTRAL_HEADER_BYTES > directory.length || directory.readUInt32LE(at) !== CENTRAL_HEADER_SIGNATURE) {
-      throw new ZipFormatError(`its central directory is damaged at entry ${i + 1} of ${end.entryCount}`);
-    }
-    const nameLength = directory.readUInt16LE(at + 28);
-    const extraLength = directory.readUInt16LE(at + 30);
-    const commentLength = directory.readUInt16LE(at + 32);
-    const nameStart = at + CENTRAL_HEADER_BYTES;
-    const recordEnd = nameStart + nameLength + extraLength + commentLength;
-    if (recordEnd > directory.length) {
-      throw new ZipFormatError(`its central directory is damaged at entry ${i + 1} of ${end.entryCount}`);
-    }
-    const entry: ZipEntryRecord = {
-      name: directory.toString('utf8', nameStart, nameStart + nameLength),
-      flags: directory.readUInt16LE(at + 8),
-      method: directory.readUInt16LE(at + 10),
-      crc32: directory.readUInt32LE(at + 16),
-      compressedSize: directory.readUInt32LE(at + 20),
-      uncompressedSize: directory.readUInt32LE(at + 24),
-      localHeaderOffset: directory.readUInt32LE(at + 42),
-    };
-    applyZip64Extra(entry, directory.subarray(nameStart + nameLength, nameStart + nameLength + extraLength));
-    entries.push(entry);
-    at = recordEnd;
-  }
-  return entries;
-}
+const MB = 1024 * 1024;
 
-/** The entry's stored bytes (still compressed) and the flags of its local header. */
-export async function readEntryData(source: ZipSource, entry: ZipEntryRecord): Promise<{ localFlags: number; data: Buffer }> {
-  const { localHeaderOffset: offset } = entry;
-  if (offset + LOCAL_HEADER_BYTES > source.size) {
-    throw new ZipFormatError(`entry '${entry.name}' points outside the file (the file is truncated or damaged)`);
-  }
-  const header = await source.read(offset, LOCAL_HEADER_BYTES);
-  if (header.readUInt32LE(0) !== LOCAL_HEADER_SIGNATURE) {
-    throw new ZipFormatError(`the central directory points to no entry header for '${entry.name}'`);
-  }
-  const dataStart = offset + LOCAL_HEADER_BYTES + header.readUInt16LE(26) + header.readUInt16LE(28);
-  if (dataStart + entry.compressedSize > source.size) {
-    throw new ZipFormatError(`the data of entry '${entry.name}' runs past the end of the file (the file is truncated)`);
-  }
-  return { localFlags: header.readUInt16LE(6), data: await source.read(dataStart, entry.compressedSize) };
+/** 1.5 MB, 12 KB, 300 bytes: sizes as a user reads them. */
+export function formatBytes(bytes: number): string {
+  if (bytes >= MB) return `${Number((bytes / MB).toFixed(1))} MB`;
+  if (bytes >= 1024) return `${Number((bytes / 1024).toFixed(1))} KB`;
+  return `${bytes} bytes`;
 }

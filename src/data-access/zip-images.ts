@@ -1,21 +1,9 @@
-import { promisify } from 'node:util';
-import zlib from 'node:zlib';
-import { sniffImageType } from '../ml/decode-image';
-import type { ImageStore } from './image-store';
-import {
-  bufferSource,
-  openFileSource,
-  readCentralDirectory,
-  readEntryData,
-  TooManyEntriesError,
-  ZipFormatError,
-  type ZipEntryRecord,
-  type ZipSource,
-} from './zip-archive';
-
-const inflateRaw = promisify(zlib.inflateRaw);
+import fs from 'node:fs/promises';
+import { isImageFile, sniffImageType } from '../ml/decode-image';
+import { formatBytes, ZipArchive, ZipFormatError, type ZipEntryRecord } from './zip-archive';
 
 export interface ZipLimits {
+  /** Fewest image entries a zip must hold (classify zips; training zips count usable images in the domain). */
   minImages: number;
   maxImages: number;
   maxZipBytes: number;
@@ -36,17 +24,15 @@ export class ZipInputError extends Error {
   }
 }
 
-export interface ZipImage {
+/** An entry of the zip that is a picture by content (see isImageFile): whether it can be used is decided by decoding it. */
+export interface ZipImageEntry {
   /** The entry's path inside the zip: a label only, never used as a file path. */
   entryName: string;
-  hash: string;
-  bytes: number;
+  bytes: Buffer;
 }
 
 const STORED = 0;
 const DEFLATED = 8;
-const ENCRYPTED_FLAG = 0x0001;
-const MB = 1024 * 1024;
 
 /**
  * Entries read at most, per image allowed: macOS zips hold a `__MACOSX/._x` twin of every file,
@@ -55,17 +41,9 @@ const MB = 1024 * 1024;
 const ENTRIES_PER_IMAGE = 4;
 const EXTRA_ENTRIES = 1000;
 
-const ZIP_SIGNATURES = [0x04034b50, 0x06054b50]; // a local file header; the end record of an empty zip
-
-/** Whether the bytes are a zip, by content: SDKs name zips `<class>`, `<class>.zip` or `_`. */
+/** Whether the bytes may be a zip, by content (SDKs name zips `<class>`, `<class>.zip` or `_`): every zip record starts with 'PK'. */
 export function isZip(bytes: Buffer): boolean {
-  return bytes.length >= 4 && ZIP_SIGNATURES.includes(bytes.readUInt32LE(0));
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= MB) return `${Number((bytes / MB).toFixed(1))} MB`;
-  if (bytes >= 1024) return `${Number((bytes / 1024).toFixed(1))} KB`;
-  return `${bytes} bytes`;
+  return bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b;
 }
 
 function plural(count: number, word: string): string {
@@ -79,11 +57,17 @@ function isSkippedByName(name: string): boolean {
   return segments[0] === '__MACOSX' || segments.some((s) => s.startsWith('.') && s !== '.' && s !== '..');
 }
 
-/** An opened zip: its entries not skipped by name, checked against the limits from the directory alone. */
-interface OpenedZip {
-  source: ZipSource;
-  candidates: ZipEntryRecord[];
-  skippedByName: number;
+async function sizeAndHead(zip: string | Buffer): Promise<{ size: number; head: Buffer }> {
+  if (typeof zip !== 'string') return { size: zip.length, head: zip.subarray(0, 16) };
+  const handle = await fs.open(zip, 'r');
+  try {
+    const { size } = await handle.stat();
+    const head = Buffer.alloc(Math.min(size, 16));
+    await handle.read(head, 0, head.length, 0);
+    return { size, head };
+  } finally {
+    await handle.close();
+  }
 }
 
 class ZipReader {
@@ -97,205 +81,126 @@ class ZipReader {
   }
 
   private unreadable(reason: string): ZipInputError {
-    return this.fail(
-      `The zip file for '${this.fieldName}' cannot be read: ${reason}. Create the zip again and re-upload it.`,
-    );
+    return this.fail(`The zip file for '${this.fieldName}' cannot be read: ${reason}. Create the zip again and re-upload it.`);
   }
 
-  async open(zip: string | Buffer): Promise<OpenedZip> {
-    const source = typeof zip === 'string' ? await openFileSource(zip) : bufferSource(zip);
-    try {
-      return { source, ...(await this.checkDirectory(source)) };
-    } catch (error) {
-      await source.close();
-      throw error;
-    }
-  }
-
-  private async checkDirectory(source: ZipSource): Promise<Omit<OpenedZip, 'source'>> {
-    const { fieldName, limits } = this;
-    if (source.size > limits.maxZipBytes) {
-      throw this.fail(
-        `The zip file for '${fieldName}' is ${formatBytes(source.size)}; the limit is ${formatBytes(limits.maxZipBytes)} per zip. Use fewer or smaller images.`,
-      );
-    }
-    const head = await source.read(0, Math.min(source.size, 16));
-    if (!isZip(head)) {
-      const imageType = sniffImageType(head);
-      const what = imageType ? `a single ${imageType.toUpperCase()} image` : 'not a zip file';
-      throw this.fail(
-        `The file for '${fieldName}' is ${what}; a zip file is required here. Put the images into a .zip archive and upload that.`,
-      );
-    }
-
-    let entries: ZipEntryRecord[];
-    try {
-      entries = await readCentralDirectory(source, ENTRIES_PER_IMAGE * limits.maxImages + EXTRA_ENTRIES);
-    } catch (error) {
-      if (error instanceof TooManyEntriesError) {
-        throw this.fail(
-          `The zip file for '${fieldName}' has ${error.entryCount} entries; at most ${error.maxEntries} are read for a zip of up to ${plural(limits.maxImages, 'image')}. Remove the files that are not images.`,
-        );
-      }
-      if (error instanceof ZipFormatError) throw this.unreadable(error.message);
-      throw error;
-    }
-
-    const candidates: ZipEntryRecord[] = [];
-    let declaredTotal = 0;
-    for (const entry of entries) {
-      if (isSkippedByName(entry.name)) continue;
-      if (entry.flags & ENCRYPTED_FLAG) throw this.encrypted(entry.name);
-      if (entry.method !== STORED && entry.method !== DEFLATED) {
-        throw this.fail(
-          `The zip file for '${fieldName}' compresses entry '${entry.name}' with method ${entry.method}, which is not supported. Create the zip with standard (deflate) compression.`,
-        );
-      }
-      // Refused on the declared size, before a byte is inflated.
-      if (entry.uncompressedSize > limits.maxEntryBytes) throw this.entryTooLarge(entry.name, entry.uncompressedSize);
-      declaredTotal += entry.uncompressedSize;
-      if (declaredTotal > limits.maxTotalUncompressedBytes) throw this.totalTooLarge();
-      candidates.push(entry);
-    }
-    return { candidates, skippedByName: entries.length - candidates.length };
-  }
-
-  private encrypted(entryName: string): ZipInputError {
-    return this.fail(
-      `The zip file for '${this.fieldName}' contains an encrypted entry ('${entryName}'); encrypted (password-protected) zips are not supported. Create the zip without a password.`,
-    );
-  }
-
-  private entryTooLarge(entryName: string, bytes: number): ZipInputError {
-    return this.fail(
-      `The zip file for '${this.fieldName}' contains entry '${entryName}' of ${formatBytes(bytes)} uncompressed; the limit is ${formatBytes(this.limits.maxEntryBytes)} per file. Remove it or make it smaller.`,
-    );
-  }
-
-  private totalTooLarge(): ZipInputError {
-    return this.fail(
-      `The zip file for '${this.fieldName}' expands to more than ${formatBytes(this.limits.maxTotalUncompressedBytes)} uncompressed, the limit per zip. Use fewer or smaller images.`,
-    );
+  private required(what: string): ZipInputError {
+    return this.fail(`The file for '${this.fieldName}' is ${what}; a zip file is required here. Put the images into a .zip archive and upload that.`);
   }
 
   /**
-   * The entry's uncompressed bytes, checked against its CRC. Inflation stops at the declared size
-   * (at most maxEntryBytes), so a header that lies about the size cannot make it allocate more.
+   * Calls `onImage` for every entry that is a picture by content, one at a time and in archive order, after
+   * checking every limit that the directory alone can tell; returns the archive's entry count.
    */
-  async inflate(source: ZipSource, entry: ZipEntryRecord): Promise<Buffer> {
-    let stored: { localFlags: number; data: Buffer };
+  async read(zip: string | Buffer, onImage: (image: ZipImageEntry) => Promise<void> | void): Promise<number> {
+    const { fieldName, limits } = this;
+    const { size, head } = await sizeAndHead(zip);
+    if (size === 0) {
+      throw this.fail(
+        `The file for '${fieldName}' is empty (0 bytes): the file is empty, so there is nothing to read. Attach the zip file itself (with curl: --form "${fieldName}=@images.zip").`,
+      );
+    }
+    if (size > limits.maxZipBytes) {
+      throw this.fail(
+        `The zip file for '${fieldName}' is ${formatBytes(size)}; the limit is ${formatBytes(limits.maxZipBytes)} per zip. Use fewer or smaller images.`,
+      );
+    }
+    let archive: ZipArchive;
     try {
-      stored = await readEntryData(source, entry);
+      archive = await ZipArchive.open(zip);
+    } catch (error) {
+      if (!(error instanceof ZipFormatError)) throw error;
+      const imageType = sniffImageType(head);
+      if (imageType) throw this.required(`a single ${imageType.toUpperCase()} image`);
+      if (!isZip(head)) throw this.required('not a zip file');
+      throw this.unreadable(error.message);
+    }
+    try {
+      const maxEntries = ENTRIES_PER_IMAGE * limits.maxImages + EXTRA_ENTRIES;
+      if (archive.entryCount > maxEntries) {
+        throw this.fail(
+          `The zip file for '${fieldName}' has ${archive.entryCount} entries; at most ${maxEntries} are read for a zip of up to ${plural(limits.maxImages, 'image')}. Remove the files that are not images.`,
+        );
+      }
+      // The directory is checked whole before any entry is inflated: a refused zip costs no inflation.
+      const candidates: ZipEntryRecord[] = [];
+      let declaredTotal = 0;
+      for await (const entry of archive.entries()) {
+        if (isSkippedByName(entry.name)) continue;
+        if (entry.encrypted) {
+          throw this.fail(
+            `The zip file for '${fieldName}' contains an encrypted entry ('${entry.name}'); encrypted (password-protected) zips are not supported. Create the zip without a password.`,
+          );
+        }
+        if (entry.method !== STORED && entry.method !== DEFLATED) {
+          throw this.fail(
+            `The zip file for '${fieldName}' compresses entry '${entry.name}' with method ${entry.method}, which is not supported. Create the zip with standard (deflate) compression.`,
+          );
+        }
+        if (entry.uncompressedSize > limits.maxEntryBytes) {
+          throw this.fail(
+            `The zip file for '${fieldName}' contains entry '${entry.name}' of ${formatBytes(entry.uncompressedSize)} uncompressed; the limit is ${formatBytes(limits.maxEntryBytes)} per file. Remove it or make it smaller.`,
+          );
+        }
+        declaredTotal += entry.uncompressedSize;
+        if (declaredTotal > limits.maxTotalUncompressedBytes) {
+          throw this.fail(
+            `The zip file for '${fieldName}' expands to more than ${formatBytes(limits.maxTotalUncompressedBytes)} uncompressed, the limit per zip. Use fewer or smaller images.`,
+          );
+        }
+        candidates.push(entry);
+      }
+      for (const entry of candidates) {
+        const bytes = await archive.read(entry);
+        // Nested zips and other non-pictures are skipped, never opened.
+        if (isImageFile(bytes)) await onImage({ entryName: entry.name, bytes });
+      }
+      return archive.entryCount;
     } catch (error) {
       if (error instanceof ZipFormatError) throw this.unreadable(error.message);
       throw error;
-    }
-    if (stored.localFlags & ENCRYPTED_FLAG) throw this.encrypted(entry.name);
-
-    let bytes: Buffer;
-    // Some writers deflate an empty file to no bytes at all, which zlib would call truncated.
-    if (entry.method === STORED || stored.data.length === 0) {
-      bytes = Buffer.from(stored.data); // a copy, so the result does not pin a larger read buffer
-    } else {
-      try {
-        // zlib needs a cap of at least 1; an empty entry still inflates to 0 bytes.
-        bytes = await inflateRaw(stored.data, { maxOutputLength: Math.max(1, entry.uncompressedSize) });
-      } catch (error) {
-        const reason =
-          (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
-            ? `entry '${entry.name}' expands beyond the ${formatBytes(entry.uncompressedSize)} its header declares`
-            : `the compressed data of entry '${entry.name}' is damaged`;
-        throw this.unreadable(reason);
-      }
-    }
-    if (bytes.length !== entry.uncompressedSize) {
-      throw this.unreadable(
-        `entry '${entry.name}' holds ${formatBytes(bytes.length)}, not the ${formatBytes(entry.uncompressedSize)} its header declares`,
-      );
-    }
-    if (zlib.crc32(bytes) !== entry.crc32) throw this.unreadable(`the checksum (CRC-32) of entry '${entry.name}' does not match`);
-    return bytes;
-  }
-
-  checkImageCount(images: number): void {
-    const { fieldName, limits } = this;
-    if (images > limits.maxImages) {
-      throw this.fail(
-        `The zip file for '${fieldName}' contains more than ${plural(limits.maxImages, 'image')}; at most ${limits.maxImages} are allowed per zip. Split the images over several requests.`,
-      );
+    } finally {
+      archive.close();
     }
   }
-
-  checkEnoughImages(images: number): void {
-    const { fieldName, limits } = this;
-    if (images < limits.minImages) {
-      throw this.fail(
-        `The zip file for '${fieldName}' contains ${images} usable ${images === 1 ? 'image' : 'images'}; at least ${limits.minImages} ${limits.minImages === 1 ? 'is' : 'are'} required. Add more JPEG or PNG images (hidden files, __MACOSX entries and non-images are skipped).`,
-      );
-    }
-  }
-}
-
-/** Images are recognised by content; everything else (nested zips included) is skipped, never opened. */
-function isImage(bytes: Buffer): boolean {
-  return sniffImageType(bytes) !== null;
 }
 
 /**
- * Stores the images of an uploaded zip and returns them in archive order. The whole zip is
- * validated first (every entry inflated once, one at a time, and dropped), so a refused zip leaves
- * the store untouched; then only the image entries are inflated again and stored. `onStored` hears
- * of each image as it lands, so a caller can undo a request that fails later.
+ * Reads a training zip: `onImage` hears of each entry that is a picture by content (decodable
+ * or not), one at a time, so the caller decides what is usable and memory holds one
+ * entry at a time. Raises ZipInputError for a zip that cannot be used at all: empty, not a zip,
+ * damaged, encrypted, over a size or entry limit. Returns the number of entries in the archive.
  */
-export async function storeZipImages(
-  zipPath: string,
-  fieldName: string,
-  limits: ZipLimits,
-  store: ImageStore,
-  onStored?: (hash: string) => void,
-): Promise<{ images: ZipImage[]; skipped: number }> {
-  const reader = new ZipReader(fieldName, limits);
-  const { source, candidates, skippedByName } = await reader.open(zipPath);
-  try {
-    const imageEntries: ZipEntryRecord[] = [];
-    for (const entry of candidates) {
-      if (!isImage(await reader.inflate(source, entry))) continue;
-      imageEntries.push(entry);
-      reader.checkImageCount(imageEntries.length);
-    }
-    reader.checkEnoughImages(imageEntries.length);
-
-    const images: ZipImage[] = [];
-    for (const entry of imageEntries) {
-      const { hash, bytes } = await store.put(await reader.inflate(source, entry));
-      onStored?.(hash);
-      images.push({ entryName: entry.name, hash, bytes });
-    }
-    return { images, skipped: skippedByName + candidates.length - imageEntries.length };
-  } finally {
-    await source.close();
-  }
-}
-
-/** The images of a small zip (a /v3/classify `images_file`), in memory, under the same checks. */
-export async function readZipImages(
+export async function readZipImageEntries(
   zip: string | Buffer,
   fieldName: string,
   limits: ZipLimits,
-): Promise<Array<{ entryName: string; bytes: Buffer }>> {
-  const reader = new ZipReader(fieldName, limits);
-  const { source, candidates } = await reader.open(zip);
-  try {
-    const images: Array<{ entryName: string; bytes: Buffer }> = [];
-    for (const entry of candidates) {
-      const bytes = await reader.inflate(source, entry);
-      if (!isImage(bytes)) continue;
-      images.push({ entryName: entry.name, bytes });
-      reader.checkImageCount(images.length);
+  onImage: (image: ZipImageEntry) => Promise<void> | void,
+): Promise<{ entries: number }> {
+  return { entries: await new ZipReader(fieldName, limits).read(zip, onImage) };
+}
+
+/**
+ * The picture entries of a small zip (a /v3/classify `images_file`), in memory and in
+ * archive order, under the same checks; between `minImages` and `maxImages` of them. Each is
+ * decoded by the caller, which reports the ones that cannot be.
+ */
+export async function readZipImages(zip: string | Buffer, fieldName: string, limits: ZipLimits): Promise<ZipImageEntry[]> {
+  const images: ZipImageEntry[] = [];
+  await new ZipReader(fieldName, limits).read(zip, (image) => {
+    images.push(image);
+    if (images.length > limits.maxImages) {
+      throw new ZipInputError(
+        fieldName,
+        `The zip file for '${fieldName}' contains more than ${plural(limits.maxImages, 'image')}; at most ${limits.maxImages} are allowed per zip. Split the images over several requests.`,
+      );
     }
-    reader.checkEnoughImages(images.length);
-    return images;
-  } finally {
-    await source.close();
+  });
+  if (images.length < limits.minImages) {
+    throw new ZipInputError(
+      fieldName,
+      `The zip file for '${fieldName}' contains ${images.length} ${images.length === 1 ? 'image' : 'images'}; at least ${limits.minImages} ${limits.minImages === 1 ? 'is' : 'are'} required. Add JPEG or PNG images (hidden files, __MACOSX entries and non-images are skipped).`,
+    );
   }
+  return images;
 }

@@ -14,6 +14,8 @@ export interface ClassifierView {
   classes: Array<{ class: string }>;
   training_progress?: number;
   evaluation?: unknown;
+  /** Extension: where the training-end callback goes. */
+  callback_url?: string;
 }
 
 export function classifierView(
@@ -25,13 +27,15 @@ export function classifierView(
     name: c.name,
     owner: c.ownerId,
     status: c.status,
-    core_ml_enabled: false,
+    // Every trained version can be exported (GET …/core_ml_model).
+    core_ml_enabled: c.currentVersionId !== null,
     created: c.created,
     updated: c.updated,
     classes: c.classes.map((name) => ({ class: name })),
   };
   if (c.status === 'failed' && c.explanation) view.explanation = c.explanation;
   if (c.retrained) view.retrained = c.retrained;
+  if (c.callbackUrl) view.callback_url = c.callbackUrl;
   if ((c.status === 'training' || c.status === 'retraining') && extras.progress !== undefined) {
     view.training_progress = extras.progress;
   }

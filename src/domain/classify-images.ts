@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
-import { badRequest } from '../errors';
-import type { ClassifierRepository } from '../data-access/classifier-repository';
+import { ApiError, badRequest } from '../errors';
+import type { ClassifierRepository, ResolvedVersion } from '../data-access/classifier-repository';
 import type { HeadCache } from '../data-access/head-cache';
 import type { FetchedImage } from '../data-access/url-image-fetcher';
 import { UrlFetchError } from '../data-access/url-image-fetcher';
@@ -12,7 +12,8 @@ import type { Embedder, ImageAnalysis } from '../ml/embedder';
 import { explicitClasses } from '../ml/explicit-classifier';
 import { scoreHead, type TrainedHead } from '../ml/heads';
 import type { BuiltinClass } from '../ml/types';
-import type { ClassifyParameters } from './classify-request';
+import { parseClassifierRef, type ClassifierRef, type ClassifyParameters } from './classify-request';
+import { noSuchVersion, prunedVersion } from './manage-versions';
 
 export interface ClassifyContext {
   classifiers: ClassifierRepository;
@@ -52,11 +53,13 @@ interface InputImage {
 
 type AppliedClassifier =
   | { kind: 'default' | 'explicit'; id: string }
-  | { kind: 'custom'; id: string; name: string; head: TrainedHead };
+  | { kind: 'custom'; id: string; name: string; versionId: number; head: TrainedHead };
 
 interface ClassifierResult {
   classifier_id: string;
   name: string;
+  /** Extension: the version of a custom classifier that answered. */
+  version_id?: number;
   classes: BuiltinClass[];
 }
 
@@ -68,17 +71,50 @@ export interface ClassifyResponse {
 }
 
 const BUILT_IN_IDS = new Set(['default', 'explicit']);
+/** How long a request's hold on its versions lasts if the process dies before releasing it. */
+const VERSION_LEASE_MS = 10 * 60_000;
 
 /** POST/GET /v3/classify: built-in and custom classifiers over an image, a zip of images, or a URL. */
 export async function classifyImages(
   ctx: ClassifyContext,
-  input: { ownerId: string; params: ClassifyParameters; file?: UploadedImagesFile },
+  input: {
+    ownerId: string;
+    params: ClassifyParameters;
+    file?: UploadedImagesFile;
+    /** Parameters sent in a POST's query string, which (as in Watson) are not applied. */
+    ignoredQueryParameters?: string[];
+  },
 ): Promise<{ status: 200 | 400; body: ClassifyResponse }> {
   if (!input.file && !input.params.url) {
     throw badRequest('No input images. Send an image or a zip of images as images_file, or an image URL as url.');
   }
   const warnings: Warning[] = [];
-  const applied = await resolveClassifiers(ctx, input.ownerId, input.params, warnings);
+  const ignored = input.ignoredQueryParameters ?? [];
+  if (ignored.length > 0) {
+    const names = ignored.map((name) => `'${name}'`).join(', ');
+    const one = ignored.length === 1;
+    warnings.push({
+      warning_id: 'parameters_ignored',
+      description:
+        `The query parameter${one ? '' : 's'} ${names} ${one ? 'was' : 'were'} ignored: POST /v3/classify reads ${one ? 'it' : 'them'} only as multipart form fields. ` +
+        `Send ${one ? 'it as a form field' : 'them as form fields'} (curl: --form "${ignored[0]}=…").`,
+    });
+  }
+  const { applied, leaseIds } = await resolveClassifiers(ctx, input.ownerId, input.params, warnings);
+  try {
+    return await classifyWith(ctx, input, applied, warnings);
+  } finally {
+    // The versions used are held until the answer is made, so retention cannot prune them meanwhile.
+    ctx.classifiers.releaseLeases(leaseIds);
+  }
+}
+
+async function classifyWith(
+  ctx: ClassifyContext,
+  input: { ownerId: string; params: ClassifyParameters; file?: UploadedImagesFile },
+  applied: AppliedClassifier[],
+  warnings: Warning[],
+): Promise<{ status: 200 | 400; body: ClassifyResponse }> {
   const inputs = await gatherImages(ctx, input);
 
   if (applied.length === 0) {
@@ -143,71 +179,114 @@ function classify(c: AppliedClassifier, analysis: ImageAnalysis, objects: Builti
     .filter((k) => k.score >= threshold)
     .map((k) => ({ ...k, score: Math.round(k.score * 1e6) / 1e6 }))
     .sort((a, b) => b.score - a.score);
-  return { classifier_id: c.id, name: c.kind === 'custom' ? c.name : c.id, classes: kept };
+  if (c.kind === 'custom') return { classifier_id: c.id, name: c.name, version_id: c.versionId, classes: kept };
+  return { classifier_id: c.id, name: c.id, classes: kept };
 }
 
+type Requested =
+  | { kind: 'builtin'; id: string }
+  | { kind: 'custom'; ref: ClassifierRef; reportUnready: boolean };
+
+/**
+ * The classifiers a request applies, in request order, with the custom ones' versions leased
+ * (release with releaseLeases). A pinned version that cannot serve is a 400 (nothing stays leased);
+ * an unknown or unready unpinned id is a warning, as in Watson.
+ */
 async function resolveClassifiers(
   ctx: ClassifyContext,
   ownerId: string,
   params: ClassifyParameters,
   warnings: Warning[],
-): Promise<AppliedClassifier[]> {
-  const applied: AppliedClassifier[] = [];
-  const addBuiltIn = (id: string) => {
-    if (id === 'explicit' && !ctx.embedder.manifest.heads.explicit) {
-      warnings.push({
-        warning_id: 'classifier_unavailable',
-        description: "The built-in classifier 'explicit' needs the bundled model pack, which is not the active pack on this server.",
-      });
-      return;
-    }
-    applied.push({ kind: id as 'default' | 'explicit', id });
-  };
-  const addCustom = async (id: string, reportUnready: boolean) => {
-    const c = ctx.classifiers.findOwned(id, ownerId);
-    if (!c) {
-      warnings.push({ warning_id: 'classifier_not_found', description: `Could not find classifier '${id}'; it was skipped.` });
-      return;
-    }
-    const found = c.currentVersionId !== null ? ctx.classifiers.findVersion(c.currentVersionId) : undefined;
-    const version = found?.classifierId === c.id ? found : undefined;
-    if (!version) {
-      if (reportUnready) {
-        warnings.push({
-          warning_id: 'classifier_not_ready',
-          description:
-            c.status === 'failed'
-              ? `Classifier '${id}' failed to train (${c.explanation ?? 'see its explanation'}); it was skipped.`
-              : `Classifier '${id}' is still training and has no version to classify with yet; it was skipped. Poll GET /v3/classifiers/${id} until its status is ready.`,
-        });
-      }
-      return;
-    }
-    const head = await ctx.headCache.get(version);
-    if (head.packKey !== ctx.embedder.packKey && head.packKey !== ctx.embedder.packOnlyKey) {
-      warnings.push({
-        warning_id: 'classifier_needs_retraining',
-        description: `Classifier '${id}' was trained with model pack ${head.packKey}, but this server now runs ${ctx.embedder.packKey}; it was skipped. Retrain it by sending any example zip to POST /v3/classifiers/${id}.`,
-      });
-      return;
-    }
-    applied.push({ kind: 'custom', id: c.id, name: c.name, head });
-  };
-
+): Promise<{ applied: AppliedClassifier[]; leaseIds: number[] }> {
+  const requested: Requested[] = [];
   if (params.classifierIds) {
-    for (const id of params.classifierIds) {
-      if (BUILT_IN_IDS.has(id)) addBuiltIn(id);
-      else await addCustom(id, true);
+    for (const token of params.classifierIds) {
+      if (BUILT_IN_IDS.has(token)) requested.push({ kind: 'builtin', id: token });
+      else requested.push({ kind: 'custom', ref: parseClassifierRef(token), reportUnready: true });
     }
   } else if (params.owners) {
-    if (params.owners.includes('IBM')) addBuiltIn('default');
+    if (params.owners.includes('IBM')) requested.push({ kind: 'builtin', id: 'default' });
     if (params.owners.includes('me')) {
-      for (const c of ctx.classifiers.listByOwner(ownerId)) await addCustom(c.id, false);
+      for (const c of ctx.classifiers.listByOwner(ownerId)) requested.push({ kind: 'custom', ref: { id: c.id }, reportUnready: false });
     }
   } else {
-    addBuiltIn('default');
+    requested.push({ kind: 'builtin', id: 'default' });
   }
-  return applied;
+
+  const customs = requested.filter((r): r is Extract<Requested, { kind: 'custom' }> => r.kind === 'custom');
+  const { resolved, leaseIds } = ctx.classifiers.resolveAndLease(
+    ownerId,
+    customs.map((r) => ({ classifierId: r.ref.id, versionId: r.ref.versionId })),
+    new Date(Date.now() + VERSION_LEASE_MS).toISOString(),
+  );
+  try {
+    const applied: AppliedClassifier[] = [];
+    let k = 0;
+    for (const r of requested) {
+      if (r.kind === 'builtin') addBuiltIn(ctx, r.id, applied, warnings);
+      else await addCustom(ctx, r, resolved[k++], applied, warnings);
+    }
+    return { applied, leaseIds };
+  } catch (error) {
+    ctx.classifiers.releaseLeases(leaseIds);
+    throw error;
+  }
+}
+
+function addBuiltIn(ctx: ClassifyContext, id: string, applied: AppliedClassifier[], warnings: Warning[]) {
+  if (id === 'explicit' && !ctx.embedder.manifest.heads.explicit) {
+    warnings.push({
+      warning_id: 'classifier_unavailable',
+      description: "The built-in classifier 'explicit' needs the bundled model pack, which is not the active pack on this server.",
+    });
+    return;
+  }
+  applied.push({ kind: id as 'default' | 'explicit', id });
+}
+
+async function addCustom(
+  ctx: ClassifyContext,
+  r: Extract<Requested, { kind: 'custom' }>,
+  found: ResolvedVersion,
+  applied: AppliedClassifier[],
+  warnings: Warning[],
+) {
+  const { id, versionId } = r.ref;
+  if (versionId !== undefined && found.outcome !== 'ok') {
+    if (found.outcome === 'pruned') throw prunedVersion(id, versionId, 400);
+    if (found.outcome === 'no-version') throw new ApiError(400, noSuchVersion(id, versionId).message);
+    throw new ApiError(
+      400,
+      `Cannot find classifier '${id}', so its version ${versionId} cannot be used. Check the classifier_id (GET /v3/classifiers lists yours).`,
+    );
+  }
+  if (found.outcome === 'no-classifier') {
+    warnings.push({ warning_id: 'classifier_not_found', description: `Could not find classifier '${id}'; it was skipped.` });
+    return;
+  }
+  if (found.outcome !== 'ok') {
+    const c = found.classifier!;
+    if (r.reportUnready) {
+      warnings.push({
+        warning_id: 'classifier_not_ready',
+        description:
+          c.status === 'failed'
+            ? `Classifier '${id}' failed to train (${c.explanation ?? 'see its explanation'}); it was skipped.`
+            : `Classifier '${id}' is still training and has no version to classify with yet; it was skipped. Poll GET /v3/classifiers/${id} until its status is ready.`,
+      });
+    }
+    return;
+  }
+  const { classifier: c, version } = found;
+  const head = await ctx.headCache.get(version);
+  if (head.packKey !== ctx.embedder.packKey && head.packKey !== ctx.embedder.packOnlyKey) {
+    warnings.push({
+      warning_id: 'classifier_needs_retraining',
+      description: `Classifier '${id}'${versionId !== undefined ? ` version ${versionId}` : ''} was trained with model pack ${head.packKey}, but this server now runs ${ctx.embedder.packKey}; it was skipped. Retrain it by sending any example zip to POST /v3/classifiers/${id}.`,
+    });
+    return;
+  }
+  applied.push({ kind: 'custom', id: c.id, name: c.name, versionId: version.id, head });
 }
 
 async function gatherImages(

@@ -81,3 +81,29 @@ export function parseClassifyParameters(fields: Record<string, unknown>): Classi
     threshold: thresholdOf(pick('threshold')),
   };
 }
+
+/** A `classifier_ids` entry: `<classifier_id>` (its current version) or `<classifier_id>@<version_id>` (a pinned one). */
+export interface ClassifierRef {
+  id: string;
+  versionId?: number;
+}
+
+/**
+ * Splits a `classifier_ids` entry. Generated ids use only [A-Za-z0-9_-], so `@` cannot be part of one.
+ * @throws ApiError 400 for a malformed pin (`a@`, `@3`, `a@x`, `a@1@2`, or a pinned built-in).
+ */
+export function parseClassifierRef(token: string): ClassifierRef {
+  const at = token.indexOf('@');
+  if (at < 0) return { id: token };
+  const id = token.slice(0, at);
+  const version = token.slice(at + 1);
+  if (id === '' || !/^\d{1,15}$/.test(version) || Number(version) < 1) {
+    throw badRequest(
+      `The classifier_ids entry '${token.slice(0, 80)}' is not valid. Name a classifier, or pin one of its versions as <classifier_id>@<version_id>, e.g. shapes_1706174669@3 (GET /v3/classifiers/{classifier_id}/versions lists them).`,
+    );
+  }
+  if (id === 'default' || id === 'explicit') {
+    throw badRequest(`The built-in classifier '${id}' has no versions to pin. Send '${id}' without '@'.`);
+  }
+  return { id, versionId: Number(version) };
+}

@@ -1,36 +1,248 @@
+import crypto from 'node:crypto';
 import { badRequest } from '../errors';
 import type { NewExample } from '../data-access/classifier-repository';
-import { storeZipImages, ZipInputError } from '../data-access/zip-images';
+import { readZipImageEntries, ZipInputError, type ZipImageEntry } from '../data-access/zip-images';
+import { ImageDecodeError } from '../ml/decode-image';
 import type { ServiceContext } from './service-context';
 import type { ExampleUpload } from './training-form';
 
+/** An entry of a zip that will not train, and why. */
+export interface UnusedEntry {
+  entry: string;
+  reason: string;
+}
+
 /**
- * Stores the images of every uploaded zip (content-addressed) and records them as examples via
- * `record`, all under the image lock. If any zip is bad, nothing is recorded and the images this
- * request added are removed again, so a failed upload leaves earlier data exactly as it was.
+ * What became of one uploaded zip (an extension of the create/update answer). `accepted` images
+ * are the ones recorded as examples: decodable, counted once, and (for negative_examples) not the
+ * same picture as an image of a class in the same request.
+ */
+export interface ZipUploadReport {
+  file: string;
+  /** Entries in the archive, folders and skipped files included. */
+  entries: number;
+  /** Entries that are pictures by their content (decodable or not). */
+  images: number;
+  decodable: number;
+  /** Decodable images counted once however often they appear. */
+  distinct: number;
+  accepted: number;
+  /** Up to MAX_LISTED entries that will not train, with the reason. */
+  not_used: UnusedEntry[];
+  not_used_count: number;
+}
+
+/** Entries named in a refusal or a report; the count says how many more there are. */
+const MAX_LISTED = 5;
+/** Images decoded together: enough to keep the embedder's batches full, few enough to bound memory. */
+const DECODE_BATCH_IMAGES = 32;
+const DECODE_BATCH_BYTES = 64 * 1024 * 1024;
+
+interface ZipResult {
+  upload: ExampleUpload;
+  entries: number;
+  images: number;
+  decodable: number;
+  distinct: number;
+  /** Accepted images by hash: the first entry name they appeared under. */
+  kept: Map<string, string>;
+  unused: UnusedEntry[];
+  /** Images left out of negative_examples because a class holds the same picture. */
+  sharedWithClass: number;
+}
+
+const sha256 = (bytes: Buffer) => crypto.createHash('sha256').update(bytes).digest('hex');
+const plural = (count: number, one: string, many = `${one}s`) => `${count} ${count === 1 ? one : many}`;
+
+/**
+ * Reads every uploaded zip, decodes each image in it (the header-first pixel limit included) and
+ * records the distinct decodable ones as examples via `record`, all under the image lock. The
+ * embeddings computed while decoding go into the embedding cache, so training does not decode
+ * them again. Each zip must keep at least `minImagesPerZip` and at most `maxImagesPerZip` images;
+ * otherwise, or if any zip cannot be read, nothing is recorded, the images this request added are
+ * removed again, and an ApiError 400 names the zip, its counts and up to five entries with reasons.
  */
 export async function ingestExamples<T>(
   ctx: ServiceContext,
   uploads: ExampleUpload[],
   record: (examples: NewExample[]) => T,
-): Promise<T> {
+): Promise<{ result: T; reports: ZipUploadReport[] }> {
   return ctx.imageLock.run(async () => {
     const added: string[] = [];
     try {
-      const examples: NewExample[] = [];
-      for (const upload of uploads) {
-        const { images } = await storeZipImages(upload.path, upload.fieldName, zipLimits(ctx), ctx.images, (hash) =>
-          added.push(hash),
-        );
-        for (const image of images) examples.push({ className: upload.className, imageHash: image.hash });
+      const results: ZipResult[] = [];
+      const known: KnownImages = new Map();
+      for (const upload of uploads) results.push(await readUpload(ctx, upload, known, (hash) => added.push(hash)));
+      leaveOutNegativesSharedWithClasses(results);
+      for (const r of results) {
+        if (r.kept.size < ctx.config.limits.minImagesPerZip) throw badRequest(tooFewMessage(r, ctx.config.limits.minImagesPerZip));
       }
-      return record(examples);
+      const examples = results.flatMap((r) =>
+        [...r.kept].map(([imageHash, entryName]) => ({ className: r.upload.className, imageHash, entryName })),
+      );
+      return { result: record(examples), reports: results.map(report) };
     } catch (error) {
       await ctx.images.remove(ctx.classifiers.unreferencedImages(added));
       if (error instanceof ZipInputError) throw badRequest(error.message);
       throw error;
     }
   });
+}
+
+/**
+ * Images this request has already decoded, by hash: why one cannot be used, or null once it is
+ * decoded and stored. The same picture in several zips (a thousand classes sharing ten images) is
+ * decoded and stored once.
+ */
+type KnownImages = Map<string, string | null>;
+
+async function readUpload(
+  ctx: ServiceContext,
+  upload: ExampleUpload,
+  known: KnownImages,
+  onStored: (hash: string) => void,
+): Promise<ZipResult> {
+  const { limits } = ctx.config;
+  const r: ZipResult = { upload, entries: 0, images: 0, decodable: 0, distinct: 0, kept: new Map(), unused: [], sharedWithClass: 0 };
+  /** Each picture's first entry, and once decoded whether it can be used. */
+  const firstSeen = new Map<string, { entryName: string; failure?: string }>();
+  let batch: ZipImageEntry[] = [];
+  let batchBytes = 0;
+
+  const decodeBatch = async () => {
+    const items = batch.map((image) => ({ ...image, hash: sha256(image.bytes) }));
+    batch = [];
+    batchBytes = 0;
+    const fresh = items.filter((item) => {
+      if (firstSeen.has(item.hash)) return false;
+      firstSeen.set(item.hash, { entryName: item.entryName });
+      return true;
+    });
+    const failures = await decodeAndEmbed(
+      ctx,
+      fresh.filter((item) => !known.has(item.hash)),
+    );
+    for (const item of items) {
+      const first = firstSeen.get(item.hash)!;
+      const isFirst = fresh.includes(item);
+      if (isFirst) first.failure = known.get(item.hash) ?? failures.get(item.hash);
+      if (first.failure !== undefined) {
+        known.set(item.hash, first.failure);
+        r.unused.push({ entry: item.entryName, reason: first.failure });
+        continue;
+      }
+      r.decodable += 1;
+      if (!isFirst) {
+        r.unused.push({ entry: item.entryName, reason: `the same picture as '${first.entryName}' (a duplicate counts once)` });
+        continue;
+      }
+      const { hash } = item;
+      if (!known.has(hash)) {
+        await ctx.images.put(item.bytes);
+        onStored(hash);
+        known.set(hash, null);
+      }
+      r.kept.set(hash, item.entryName);
+      r.distinct += 1;
+      if (r.distinct > limits.maxImagesPerZip) {
+        throw badRequest(
+          `The zip file for '${upload.fieldName}' contains more than ${plural(limits.maxImagesPerZip, 'distinct image')}; at most ${limits.maxImagesPerZip} are allowed per zip. Split the images over several requests.`,
+        );
+      }
+    }
+  };
+
+  const { entries } = await readZipImageEntries(upload.path, upload.fieldName, zipLimits(ctx), async (image) => {
+    r.images += 1;
+    batch.push(image);
+    batchBytes += image.bytes.length;
+    if (batch.length >= DECODE_BATCH_IMAGES || batchBytes >= DECODE_BATCH_BYTES) await decodeBatch();
+  });
+  await decodeBatch();
+  r.entries = entries;
+  return r;
+}
+
+/**
+ * Decodes and embeds the images whose embedding is not cached yet, caching the new ones; a cached
+ * embedding proves the image decodes. Returns the reason for each image that cannot be decoded.
+ */
+async function decodeAndEmbed(ctx: ServiceContext, images: Array<ZipImageEntry & { hash: string }>): Promise<Map<string, string>> {
+  const failures = new Map<string, string>();
+  if (images.length === 0) return failures;
+  const { packKey } = ctx.embedder;
+  const cached = ctx.embeddings.getMany(
+    images.map((i) => i.hash),
+    packKey,
+  );
+  const missing = images.filter((i) => !cached.has(i.hash));
+  if (missing.length === 0) return failures;
+  const results = await ctx.embedder.analyze(missing.map((i) => ({ name: i.entryName, bytes: i.bytes })));
+  const fresh: Array<{ hash: string; embedding: Float32Array }> = [];
+  results.forEach((result, k) => {
+    if (result instanceof ImageDecodeError) failures.set(missing[k].hash, result.reason);
+    else fresh.push({ hash: missing[k].hash, embedding: result.embedding });
+  });
+  ctx.embeddings.putMany(fresh, packKey);
+  return failures;
+}
+
+/**
+ * A picture cannot be an example of a class and a negative example at once (training would count it
+ * as the class's, leaving the negatives short): such images are left out of negative_examples, and reported.
+ */
+function leaveOutNegativesSharedWithClasses(results: ZipResult[]): void {
+  const classImages = new Map<string, { entryName: string; fieldName: string }>();
+  for (const r of results) {
+    if (r.upload.className === null) continue;
+    for (const [hash, entryName] of r.kept) if (!classImages.has(hash)) classImages.set(hash, { entryName, fieldName: r.upload.fieldName });
+  }
+  for (const r of results) {
+    if (r.upload.className !== null) continue;
+    for (const [hash, entryName] of r.kept) {
+      const inClass = classImages.get(hash);
+      if (!inClass) continue;
+      r.kept.delete(hash);
+      r.sharedWithClass += 1;
+      r.unused.push({
+        entry: entryName,
+        reason: `the same picture as '${inClass.entryName}' in '${inClass.fieldName}'; an image of a class cannot also be a negative example`,
+      });
+    }
+  }
+}
+
+function listUnused(unused: UnusedEntry[]): string {
+  if (unused.length === 0) return '';
+  const listed = unused.slice(0, MAX_LISTED).map((u) => `'${u.entry}': ${u.reason}`);
+  const more = unused.length > MAX_LISTED ? `; and ${unused.length - MAX_LISTED} more` : '';
+  return ` Not used: ${listed.join('; ')}${more}.`;
+}
+
+function tooFewMessage(r: ZipResult, min: number): string {
+  const accepted = r.kept.size;
+  const counts =
+    `Of its ${plural(r.entries, 'entry', 'entries')}, ${r.images} ${r.images === 1 ? 'is an image' : 'are images'}, ` +
+    `${r.decodable} can be decoded and ${r.distinct} ${r.distinct === 1 ? 'is' : 'are'} distinct` +
+    (r.sharedWithClass > 0 ? `, of which ${r.sharedWithClass} ${r.sharedWithClass === 1 ? 'is' : 'are'} also in a class zip` : '') +
+    '.';
+  return (
+    `The zip file for '${r.upload.fieldName}' contains ${plural(accepted, 'usable image')}; at least ${min} ${min === 1 ? 'is' : 'are'} required. ` +
+    `${counts}${listUnused(r.unused)} Add more distinct JPEG or PNG images (hidden files, __MACOSX entries and non-images are skipped).`
+  );
+}
+
+function report(r: ZipResult): ZipUploadReport {
+  return {
+    file: r.upload.fieldName,
+    entries: r.entries,
+    images: r.images,
+    decodable: r.decodable,
+    distinct: r.distinct,
+    accepted: r.kept.size,
+    not_used: r.unused.slice(0, MAX_LISTED),
+    not_used_count: r.unused.length,
+  };
 }
 
 function zipLimits(ctx: ServiceContext) {

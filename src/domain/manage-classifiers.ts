@@ -2,23 +2,31 @@ import { ApiError, badRequest, notFound } from '../errors';
 import type { ClassifierRecord } from '../data-access/classifier-repository';
 import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, type ClassifierView } from './classifier-view';
-import { ingestExamples, removeUnreferencedImages } from './ingest-examples';
+import { parseCallbackUrl } from './callbacks';
+import { ingestExamples, removeUnreferencedImages, type ZipUploadReport } from './ingest-examples';
 import type { ServiceContext } from './service-context';
 import { parseExampleUploads, type UploadedFile } from './training-form';
 
 const MAX_NAME_LENGTH = 1024;
 
-function classifierNotFound(id: string) {
+export interface UploadSummary {
+  /** Distinct images the classifier's next version trains on: its `examples` count once trained. */
+  training_examples: number;
+  files: ZipUploadReport[];
+}
+
+export function classifierNotFound(id: string) {
   return notFound(`Cannot find classifier '${id}'. Check the classifier_id (GET /v3/classifiers lists yours).`);
 }
 
-function ownedOrNotFound(ctx: ServiceContext, id: string, ownerId: string): ClassifierRecord {
+/** The caller's classifier, or the contract's 404 (also for another owner's classifier: it is not revealed). */
+export function ownedOrNotFound(ctx: ServiceContext, id: string, ownerId: string): ClassifierRecord {
   const found = ctx.classifiers.findOwned(id, ownerId);
   if (!found) throw classifierNotFound(id);
   return found;
 }
 
-async function queueTraining(ctx: ServiceContext, classifierId: string, onFailure: () => Promise<void>): Promise<void> {
+export async function queueTraining(ctx: ServiceContext, classifierId: string, onFailure: () => Promise<void>): Promise<void> {
   try {
     await ctx.queue.enqueue(classifierId);
   } catch (error) {
@@ -28,7 +36,7 @@ async function queueTraining(ctx: ServiceContext, classifierId: string, onFailur
   }
 }
 
-async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Promise<ClassifierView> {
+export async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Promise<ClassifierView> {
   const inTraining = c.status === 'training' || c.status === 'retraining';
   const progress = inTraining ? await ctx.queue.progress(c.id).catch(() => undefined) : undefined;
   const version = c.currentVersionId !== null ? ctx.classifiers.findVersion(c.currentVersionId) : undefined;
@@ -38,8 +46,8 @@ async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Promise<C
 /** POST /v3/classifiers: stores the example zips, creates the classifier and queues its first training. */
 export async function createClassifier(
   ctx: ServiceContext,
-  input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null },
-): Promise<ClassifierView> {
+  input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
+): Promise<ClassifierView & { upload: UploadSummary }> {
   // multer turns a repeated field into an array (and 'name[x]' into an object): say so, rather than call the name missing.
   if (input.name !== undefined && typeof input.name !== 'string') {
     const what = Array.isArray(input.name) ? `${input.name.length} values` : 'a structured value';
@@ -53,40 +61,64 @@ export async function createClassifier(
     throw badRequest(`The classifier name is ${name.length} characters long; at most ${MAX_NAME_LENGTH} are allowed.`);
   }
   const uploads = parseExampleUploads(input.files);
+  const callbackUrl = (await parseCallbackUrl(input.callbackUrl, ctx.config.allowPrivateUrls)) ?? null;
   const positives = uploads.filter((u) => u.className !== null).length;
   if (positives === 0 || uploads.length < 2) {
     throw badRequest(
       'At least two example sets are required: two <class>_positive_examples zips, or one <class>_positive_examples zip and a negative_examples zip.',
     );
   }
-  const created = await ingestExamples(ctx, uploads, (examples) => {
+  const { result: created, reports } = await ingestExamples(ctx, uploads, (examples) => {
     let id = newClassifierId(name);
     while (ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
-    return ctx.classifiers.create({ id, ownerId: input.ownerId, name, examples, customerId: input.customerId, now: ctx.now() });
+    return ctx.classifiers.create({
+      id,
+      ownerId: input.ownerId,
+      name,
+      examples,
+      customerId: input.customerId,
+      callbackUrl,
+      now: ctx.now(),
+    });
   });
   await queueTraining(ctx, created.id, () => deleteClassifierData(ctx, created.id));
-  return classifierView(created);
+  return { ...classifierView(created), upload: uploadSummary(ctx, created.id, reports) };
 }
 
-/** POST /v3/classifiers/{id}: adds examples (new classes or more images) and queues a retraining. */
+/** Extension of the create/update answer: what each zip contributed, and how many images the next version trains on. */
+function uploadSummary(ctx: ServiceContext, classifierId: string, files: ZipUploadReport[]): UploadSummary {
+  return { training_examples: ctx.classifiers.distinctImageCount(classifierId), files };
+}
+
+/**
+ * POST /v3/classifiers/{id}: adds examples (new classes or more images) and queues a retraining.
+ * Extension: `callback_url` sets (or, sent empty, removes) the training-end callback; sent
+ * without any example file it changes only that, without retraining.
+ */
 export async function updateClassifier(
   ctx: ServiceContext,
-  input: { ownerId: string; classifierId: string; files: UploadedFile[]; customerId: string | null },
-): Promise<ClassifierView> {
+  input: { ownerId: string; classifierId: string; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
+): Promise<ClassifierView & { upload?: UploadSummary }> {
   ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const uploads = parseExampleUploads(input.files);
+  const callbackUrl = await parseCallbackUrl(input.callbackUrl, ctx.config.allowPrivateUrls);
+  if (uploads.length === 0 && callbackUrl !== undefined) {
+    const changed = ctx.classifiers.setCallbackUrl(input.classifierId, callbackUrl, ctx.now());
+    if (!changed) throw classifierNotFound(input.classifierId);
+    return detailedView(ctx, changed);
+  }
   if (uploads.length === 0) {
     throw badRequest(
       'No example files were sent. Send at least one <class>_positive_examples zip or a negative_examples zip to retrain.',
     );
   }
-  const updated = await ingestExamples(ctx, uploads, (examples) =>
-    ctx.classifiers.addExamples({ id: input.classifierId, examples, customerId: input.customerId, now: ctx.now() }),
+  const { result: updated, reports } = await ingestExamples(ctx, uploads, (examples) =>
+    ctx.classifiers.addExamples({ id: input.classifierId, examples, customerId: input.customerId, callbackUrl, now: ctx.now() }),
   );
   if (!updated) throw classifierNotFound(input.classifierId); // deleted while the zips were being read
   // If queueing fails the examples stay accepted; the worker's start-up check queues the classifier again.
   await queueTraining(ctx, updated.id, async () => undefined);
-  return classifierView(updated);
+  return { ...classifierView(updated), upload: uploadSummary(ctx, updated.id, reports) };
 }
 
 export async function getClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<ClassifierView> {
@@ -97,23 +129,6 @@ export async function listClassifiers(ctx: ServiceContext, input: { ownerId: str
   const all = ctx.classifiers.listByOwner(input.ownerId);
   return {
     classifiers: input.verbose ? await Promise.all(all.map((c) => detailedView(ctx, c))) : all.map(briefClassifierView),
-  };
-}
-
-/** Extension: every version of a classifier with its evaluation, newest last. */
-export function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }) {
-  const c = ownedOrNotFound(ctx, input.classifierId, input.ownerId);
-  return {
-    classifier_id: c.id,
-    current_version_id: c.currentVersionId,
-    versions: ctx.classifiers.listVersions(c.id).map((v) => ({
-      version_id: v.id,
-      created: v.created,
-      classes: v.classes.map((name) => ({ class: name })),
-      examples: v.examples,
-      pack: v.packKey,
-      evaluation: v.evaluation,
-    })),
   };
 }
 
@@ -151,11 +166,4 @@ export async function deleteUserData(ctx: ServiceContext, input: { ownerId: stri
     // If queueing fails now, the worker's start-up check queues the classifier again.
     await ctx.queue.enqueue(id).catch((err) => ctx.logger.error({ err, classifierId: id }, 'could not queue retraining'));
   }
-}
-
-export function coreMlModel(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): never {
-  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
-  throw notFound(
-    `No Core ML model is available for classifier '${input.classifierId}': this service does not export Core ML models (core_ml_enabled is false).`,
-  );
 }

@@ -17,6 +17,8 @@ export interface TrainingContext {
   /** Generic photos every class learns as negatives (open-set scores); absent for a pack it was not built for. */
   negativeBank?: NegativeBank;
   threads: number;
+  /** Retention: how many of the newest versions keep their head files (KEEP_VERSIONS). */
+  keepVersions: number;
   logger: Logger;
   now: () => string;
 }
@@ -57,13 +59,14 @@ export async function trainClassifier(
   } catch (error) {
     // Bad data fails at once; a fault (disk, runtime) fails the classifier only when no retry is left.
     if (error instanceof TrainingDataError) {
-      ctx.classifiers.markFailed(classifierId, classifier.generation, error.message);
+      ctx.classifiers.markFailed(classifierId, classifier.generation, error.message, ctx.now());
     } else if (options.finalAttempt) {
       const reason = error instanceof Error ? error.message : String(error);
       ctx.classifiers.markFailed(
         classifierId,
         classifier.generation,
         `Training failed after several attempts (${reason}). The previous version, if any, keeps serving; send the update again to retry.`,
+        ctx.now(),
       );
     }
     throw error;
@@ -79,7 +82,7 @@ async function trainSnapshot(
   const classifierId = classifier.id;
 
   const hashes = [...new Set(examples.map((e) => e.imageHash))];
-  const embeddings = await embedAll(ctx, hashes, (f) => onProgress(f * EMBEDDING_SHARE_OF_PROGRESS));
+  const { embeddings, failures } = await embedAll(ctx, hashes, (f) => onProgress(f * EMBEDDING_SHARE_OF_PROGRESS));
 
   const classes = classifier.classes;
   const classIndex = new Map(classes.map((c, i) => [c, i]));
@@ -93,10 +96,12 @@ async function trainSnapshot(
   const usable = [...positivesByHash.keys()];
   for (const [i, name] of classes.entries()) {
     if (!usable.some((h) => positivesByHash.get(h)!.includes(i))) {
+      const unreadable = examples.filter((e) => e.className === name).map((e) => `${entryLabel(e)}: ${failures.get(e.imageHash) ?? 'it could not be read'}`);
       throw new TrainingDataError(
-        `The class '${name}' has no image that could be read. Upload a zip of JPEG or PNG images for it with POST /v3/classifiers/${classifierId}.`,
+        `The class '${name}' has no image that could be read (${listed(unreadable)}). Send images of '${name}' that open in an image viewer, in a zip, with POST /v3/classifiers/${classifierId}.`,
       );
     }
+    if (usable.every((h) => positivesByHash.get(h)!.includes(i))) throw new TrainingDataError(noNegativesMessage(classifierId, name, examples));
   }
 
   let head;
@@ -129,6 +134,7 @@ async function trainSnapshot(
     packKey: head.packKey,
     evaluation: head.evaluation,
     examples: usable.length,
+    exampleIds: examples.map((e) => e.id),
     now: ctx.now(),
   });
   if (!published) {
@@ -137,36 +143,89 @@ async function trainSnapshot(
     else await ctx.heads.removeClassifier(classifierId);
     return 'gone';
   }
+  await pruneOldVersions(ctx, classifierId);
   await onProgress(1);
   return 'trained';
 }
 
-/** Embeddings by image hash, from the cache where present; unreadable images are left out and logged. */
+type SnapshotExample = TrainingSnapshot['examples'][number];
+
+const MAX_LISTED = 5;
+
+function entryLabel(e: SnapshotExample): string {
+  return e.entryName === null ? `an image (SHA-256 ${e.imageHash.slice(0, 12)}…)` : `'${e.entryName}'`;
+}
+
+/** Up to MAX_LISTED items joined with '; ', then how many more. */
+function listed(items: string[]): string {
+  const more = items.length > MAX_LISTED ? `; and ${items.length - MAX_LISTED} more` : '';
+  return items.slice(0, MAX_LISTED).join('; ') + more;
+}
+
+/** Every readable example is an image of the class: say which negatives turned out to be its own pictures. */
+function noNegativesMessage(classifierId: string, name: string, examples: SnapshotExample[]): string {
+  const ofClass = new Set(examples.filter((e) => e.className === name).map((e) => e.imageHash));
+  const shared = examples.filter((e) => e.className === null && ofClass.has(e.imageHash)).map(entryLabel);
+  const why =
+    shared.length > 0
+      ? ` The negative examples ${listed(shared)} are the same pictures as images of '${name}', so they count as '${name}'.`
+      : '';
+  return (
+    `The class '${name}' has no negative examples: every readable example of this classifier is an image of '${name}'.${why} ` +
+    `Add a negative_examples zip of other subjects, or another class, with POST /v3/classifiers/${classifierId}.`
+  );
+}
+
+/**
+ * Applies the retention setting after a new version. The image files of examples it forgets are
+ * left to the API, which removes unreferenced images under its upload lock (here a removal could
+ * race an upload of the same image).
+ */
+async function pruneOldVersions(ctx: TrainingContext, classifierId: string): Promise<void> {
+  // The new version is published: a failure here must not fail the run, only be logged.
+  try {
+    const { headFiles } = ctx.classifiers.pruneVersions(classifierId, ctx.keepVersions, ctx.now());
+    for (const file of headFiles) await ctx.heads.remove(file);
+    if (headFiles.length > 0) ctx.logger.info({ classifierId, pruned: headFiles.length }, 'pruned old versions');
+  } catch (err) {
+    ctx.logger.warn({ err, classifierId }, 'could not prune old versions');
+  }
+}
+
+/**
+ * Embeddings by image hash, from the cache where present (uploads embed their images there);
+ * images that cannot be decoded are left out, with the reason by hash.
+ */
 async function embedAll(
   ctx: TrainingContext,
   hashes: string[],
   onProgress: (fraction: number) => Promise<void> | void,
-): Promise<Map<string, Float32Array>> {
+): Promise<{ embeddings: Map<string, Float32Array>; failures: Map<string, string> }> {
+  const failures = new Map<string, string>();
   const packKey = ctx.embedder.packKey;
   const found = ctx.cache.getMany(hashes, packKey);
   const missing = hashes.filter((h) => !found.has(h));
   for (let start = 0; start < missing.length; start += EMBED_CHUNK) {
     const chunk = missing.slice(start, start + EMBED_CHUNK);
     const inputs = await Promise.all(
-      chunk.map(async (hash) => ({ name: hash, bytes: await ctx.images.read(hash).catch(() => Buffer.alloc(0)) })),
+      chunk.map(async (hash) => ({ name: hash, bytes: await ctx.images.read(hash).catch(() => undefined) })),
     );
-    const results = await ctx.embedder.analyze(inputs);
+    for (const input of inputs) if (!input.bytes) failures.set(input.name, 'the stored copy of the image is missing; upload it again');
+    const stored = inputs.filter((input): input is { name: string; bytes: Buffer } => input.bytes !== undefined);
+    const results = await ctx.embedder.analyze(stored);
     const fresh: Array<{ hash: string; embedding: Float32Array }> = [];
     results.forEach((r, i) => {
+      const hash = stored[i].name;
       if (r instanceof ImageDecodeError) {
-        ctx.logger.warn({ image: chunk[i], reason: r.reason }, 'skipping an example image that cannot be decoded');
+        ctx.logger.warn({ image: hash, reason: r.reason }, 'skipping an example image that cannot be decoded');
+        failures.set(hash, r.reason);
       } else {
-        fresh.push({ hash: chunk[i], embedding: r.embedding });
-        found.set(chunk[i], r.embedding);
+        fresh.push({ hash, embedding: r.embedding });
+        found.set(hash, r.embedding);
       }
     });
     ctx.cache.putMany(fresh, packKey);
     await onProgress(Math.min(1, (start + chunk.length) / missing.length));
   }
-  return found;
+  return { embeddings: found, failures };
 }

@@ -88,12 +88,39 @@ export function sniffImageType(bytes: Buffer): ImageType | null {
 
 const ACCEPTED_FORMATS = 'a JPEG, PNG, GIF, TIFF or WebP image';
 
+/** ISO base media brands of still images (HEIF/HEIC, AVIF); other brands (mp4, mov…) are videos. */
+const IMAGE_BRANDS = new Set(['heic', 'heix', 'heim', 'heis', 'hevc', 'hevx', 'hevm', 'hevs', 'mif1', 'msf1', 'avif', 'avis']);
+
+/** The name of an image format that is recognised but not accepted, from the file's first bytes. */
+function unsupportedImageFormat(bytes: Buffer): string | null {
+  if (startsWith(bytes, ascii('BM')) && bytes.length >= 26 && bytes.readUInt32LE(14) >= 12 && bytes.readUInt32LE(14) <= 124) return 'BMP';
+  if (startsWith(bytes, ascii('ftyp'), 4)) {
+    const brand = bytes.toString('latin1', 8, 12);
+    if (IMAGE_BRANDS.has(brand)) return brand.startsWith('avi') ? 'AVIF' : 'HEIC';
+  }
+  if (startsWith(bytes, [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a]) || startsWith(bytes, [0xff, 0x4f, 0xff, 0x51])) {
+    return 'JPEG 2000';
+  }
+  return null;
+}
+
+/**
+ * Whether a file is a picture by its first bytes: an accepted format, or BMP, HEIC, AVIF or JPEG
+ * 2000. In a zip, such a file is reported when it cannot be used; anything else (documents, nested
+ * zips, notes) is not a picture and is skipped silently.
+ */
+export function isImageFile(bytes: Buffer): boolean {
+  return sniffImageType(bytes) !== null || unsupportedImageFormat(bytes) !== null;
+}
+
 /** What an unaccepted file seems to be, for the error message. */
 function describeUnaccepted(bytes: Buffer): string {
   const head = bytes.subarray(0, 512);
   const text = head.toString('latin1').trimStart().toLowerCase();
   if (startsWith(bytes, ascii('%PDF'))) return 'it is a PDF document';
   if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04])) return 'it is a ZIP archive (archives inside archives are not opened)';
+  const unsupported = unsupportedImageFormat(bytes);
+  if (unsupported) return `it is a ${unsupported} image, which is not supported`;
   if (startsWith(bytes, ascii('BM'))) return 'it is a BMP image, which is not supported';
   if (startsWith(bytes, ascii('ftyp'), 4)) return 'it is a HEIC/AVIF or video file, which is not supported';
   if (text.startsWith('<svg') || (text.startsWith('<?xml') && text.includes('<svg'))) return 'it is an SVG drawing, which is not supported';
@@ -224,8 +251,14 @@ async function missingJpegFraction(bytes: Buffer): Promise<number> {
   return greyRows / info.height;
 }
 
-function isJpegTruncation(err: unknown): boolean {
-  return /premature end of JPEG/i.test(sharpDetail(err));
+/**
+ * Whether a JPEG failed because it ends early. libjpeg says so in a warning, but when several images
+ * decode at once sharp may report only "Warning treated as error" (libvips keeps the text per thread),
+ * so a JPEG without its end marker counts as cut short too: the same file gets the same reason however
+ * busy the server is.
+ */
+function isJpegTruncation(err: unknown, bytes: Buffer): boolean {
+  return /premature end of JPEG/i.test(sharpDetail(err)) || lacksEnding('jpeg', bytes);
 }
 
 /**
@@ -267,7 +300,7 @@ export async function decodeImageViews(bytes: Buffer, fileName: string, views: S
   try {
     squares = await renderSquares(bytes, views, 'warning');
   } catch (err) {
-    if (type !== 'jpeg' || !isJpegTruncation(err) || (header.channels !== 1 && header.channels !== 3)) {
+    if (type !== 'jpeg' || !isJpegTruncation(err, bytes) || (header.channels !== 1 && header.channels !== 3)) {
       throw new ImageDecodeError(fileName, decodeFailureReason(type, bytes, err), { cause: err });
     }
     squares = await decodeTruncatedJpeg(bytes, fileName, views, err);

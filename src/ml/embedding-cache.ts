@@ -21,6 +21,8 @@ export class EmbeddingCache {
     this.db.pragma('journal_mode = WAL');
     // WAL with NORMAL survives process crashes; a power cut may lose the last writes, which are only a cache.
     this.db.pragma('synchronous = NORMAL');
+    // The API (embedding uploads) and the training worker write it from separate processes.
+    this.db.pragma('busy_timeout = 5000');
     this.db.exec(`CREATE TABLE IF NOT EXISTS embeddings (
       hash TEXT NOT NULL,
       pack_key TEXT NOT NULL,

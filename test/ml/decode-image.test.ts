@@ -26,9 +26,11 @@ import {
   textImage,
   truncatedJpeg,
   WHITE,
+  bmpImage,
+  heicHead,
 } from '../../fixtures/images';
 import { srgbToLab } from '../../src/ml/color-classes';
-import { decodeImage, decodeImageStretched, decodeImageViews, type DecodedImage, ImageDecodeError, MAX_INPUT_PIXELS, sniffImageType } from '../../src/ml/decode-image';
+import { decodeImage, decodeImageStretched, decodeImageViews, type DecodedImage, ImageDecodeError, isImageFile, MAX_INPUT_PIXELS, sniffImageType } from '../../src/ml/decode-image';
 
 const SIZE = 32;
 
@@ -258,6 +260,27 @@ describe('decodeImage: inputs it must refuse with a reason', () => {
     expect((await decodeError(Buffer.from([0x42, 0x4d, 0x36, 0, 0, 0, 0, 0, 0xff, 0x01]), 'old.bmp')).reason).toMatch(/BMP image/);
   });
 
+  it('recognises BMP, HEIC, AVIF and JPEG 2000 as pictures it cannot decode, and says which', async () => {
+    const ftyp = (brand: string) => Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from(`ftyp${brand}\0\0\0\0mif1${brand}`, 'latin1'), Buffer.alloc(64)]);
+    const jp2 = Buffer.concat([Buffer.from('0000000c6a5020200d0a870a', 'hex'), Buffer.alloc(64)]);
+    const cases: Array<[Buffer, string]> = [
+      [bmpImage(), 'BMP'],
+      [heicHead(), 'HEIC'],
+      [ftyp('avif'), 'AVIF'],
+      [jp2, 'JPEG 2000'],
+    ];
+    for (const [bytes, format] of cases) {
+      expect(isImageFile(bytes)).toBe(true);
+      expect((await decodeError(bytes, 'x')).reason).toBe(
+        `the file is not a JPEG, PNG, GIF, TIFF or WebP image: it is a ${format} image, which is not supported; upload the picture as JPEG or PNG`,
+      );
+    }
+    // A video is not a picture: in a zip it is skipped, not reported.
+    expect(isImageFile(ftyp('isom'))).toBe(false);
+    expect(isImageFile(await textFileBytes())).toBe(false);
+    expect(isImageFile(await solidColorPng(RED))).toBe(true);
+  });
+
   it('refuses a PNG declaring 60,000×60,000 from its header, before decoding', async () => {
     const err = await decodeError(await hugePngHeader(), 'bomb.png');
     // Only the header check knows the declared dimensions.
@@ -273,6 +296,16 @@ describe('decodeImage: inputs it must refuse with a reason', () => {
   it('refuses a JPEG missing half its data, saying how much is missing', async () => {
     const err = await decodeError(await truncatedJpeg(), 'half.jpg');
     expect(err.reason).toMatch(/^the JPEG file is incomplete: the bottom \d+% of the picture is missing/);
+  });
+
+  it('gives a JPEG cut short the same reason when many decode at once as when it decodes alone', async () => {
+    // sharp may then report only "Warning treated as error" instead of libjpeg's "premature end of JPEG".
+    const cut = (await classImages('red-circles', 12, 5)).map((b) => b.subarray(0, Math.floor(b.length / 2)));
+    const together = await Promise.all(cut.map((bytes, i) => decodeError(bytes, `${i}.jpg`)));
+    const alone: string[] = [];
+    for (const [i, bytes] of cut.entries()) alone.push((await decodeError(bytes, `${i}.jpg`)).reason);
+    expect(together.map((e) => e.reason)).toEqual(alone);
+    for (const reason of alone) expect(reason).toMatch(/^the JPEG file is incomplete: the bottom \d+% of the picture is missing/);
   });
 
   it('refuses a JPEG with corrupt compressed data', async () => {

@@ -1,5 +1,5 @@
 import { planEvaluation } from '../../src/ml/heads/folds';
-import { confusionAt, f1Score, precision, recall, rocAuc } from '../../src/ml/heads/metrics';
+import { confusionAt, confusionMatrix, f1Score, precision, recall, rocAuc } from '../../src/ml/heads/metrics';
 import { fitPlatt, sigmoid } from '../../src/ml/heads/platt';
 
 describe('binary metrics', () => {
@@ -53,6 +53,29 @@ describe('binary metrics', () => {
   it('is undefined (NaN) when only one class is present', () => {
     expect(rocAuc([0.1, 0.9], [1, 1])).toBeNaN();
     expect(rocAuc([0.1, 0.9], [0, 0])).toBeNaN();
+  });
+});
+
+describe('multi-class confusion matrix', () => {
+  // Log-odds of classes a and b for five examples; 0 is a calibrated score of exactly 0.5.
+  const scores = [
+    [2, -1, 0.5, -3, 0],
+    [1, 3, -2, -1, 0],
+  ];
+
+  it('counts the top class reaching 0.5 as the prediction, none otherwise, rows = actual', () => {
+    // Example 0 (a) → a; 1 (a) → b; 2 (b) → a; 3 (negative) → none; 4 (negative, tie at 0.5) → a, the first.
+    expect(confusionMatrix(scores, [0, 0, 1, 2, 2])).toEqual([
+      [1, 1, 0],
+      [1, 0, 0],
+      [1, 0, 1],
+    ]);
+  });
+
+  it('leaves out examples of several classes and counts each kept example once', () => {
+    const counts = confusionMatrix(scores, [0, -1, -1, 1, 2]);
+    expect(counts.flat().reduce((a, b) => a + b, 0)).toBe(3);
+    expect(counts[1][2]).toBe(1); // b predicted as none
   });
 });
 

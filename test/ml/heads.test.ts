@@ -53,6 +53,21 @@ describe('trainHead on separable clusters', () => {
     }
   });
 
+  it('keeps the confusion matrix of its out-of-fold predictions, negatives in the last row', () => {
+    const confusion = head.evaluation.confusion_matrix!;
+    expect(confusion.labels).toEqual([...set.classes, null]);
+    const { counts } = confusion;
+    expect(counts).toHaveLength(5);
+    const negatives = train.positives.filter((p) => p.length === 0).length;
+    expect(counts[4].reduce((a, b) => a + b, 0)).toBe(negatives);
+    set.classes.forEach((_, c) => {
+      const rowTotal = counts[c].reduce((a, b) => a + b, 0);
+      expect(rowTotal).toBe(train.positives.filter((p) => p.length === 1 && p[0] === c).length);
+      // Separable clusters: nearly everything lands on the diagonal, and agrees with the recall.
+      expect(counts[c][c] / rowTotal).toBeGreaterThan(0.9);
+    });
+  });
+
   it('scores unseen examples calibrated: positives above 0.5, everything else below', () => {
     let positivesAbove = 0;
     let positives = 0;

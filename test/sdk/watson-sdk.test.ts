@@ -11,6 +11,7 @@ import { classImages } from '../../fixtures/images';
 import { issueAccessToken } from '../../src/entry-points/http/access-token';
 import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, type TestService } from '../support/service-harness';
 import { classZip } from '../support/example-zips';
+import { decodeMlModel } from '../support/coreml-reference';
 
 /**
  * The official ibm-watson 6.2.2 Node SDK, used exactly as its docs show, against the real
@@ -91,6 +92,7 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     const ready = await waitForClassifier(classifierId, ['ready', 'failed']);
     expect(ready.status).toBe('ready');
     expect(ready.explanation).toBeUndefined();
+    expect(ready.core_ml_enabled).toBe(true);
 
     const verbose = (await alice.listClassifiers({ verbose: true })).result;
     expect(verbose.classifiers).toHaveLength(1);
@@ -230,8 +232,18 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     expect(result.images[0].classifiers[0].classes[0].class).toBe('stripes');
   });
 
-  it('getCoreMlModel answers 404: no Core ML export exists', async () => {
-    await expect(alice.getCoreMlModel({ classifierId })).rejects.toMatchObject({ status: 404 });
+  it('getCoreMlModel downloads the current version as an .mlmodel that decodes with Apple\'s schema', async () => {
+    const response = await alice.getCoreMlModel({ classifierId });
+    expect(response.status).toBe(200);
+    expect(response.headers['content-type']).toBe('application/octet-stream');
+    const chunks: Buffer[] = [];
+    for await (const chunk of response.result as AsyncIterable<Buffer>) chunks.push(Buffer.from(chunk));
+    const model = await decodeMlModel(Buffer.concat(chunks));
+    expect(model.Type).toBe('neuralNetworkClassifier');
+    expect(model.neuralNetworkClassifier.stringClassLabels.vector).toEqual(['circles', 'squares', 'stripes']);
+    expect(model.description.input[0].type.imageType).toMatchObject({ width: 224, height: 224, colorSpace: 'RGB' });
+    expect(model.description.metadata.userDefined).toMatchObject({ classifier_id: classifierId });
+    await expect(bob.getCoreMlModel({ classifierId })).rejects.toMatchObject({ status: 404 });
   });
 
   it('deleteClassifier answers {}, after which getClassifier is a 404', async () => {

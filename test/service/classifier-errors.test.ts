@@ -151,14 +151,14 @@ describe('classifier endpoints refuse bad input clearly', () => {
     expect(res.body.error).toMatch(/at most 2 MB/);
   });
 
-  it('404 for unknown ids, and for the Core ML model', async () => {
+  it('404 for unknown ids, and for their exported models', async () => {
     const res = await t.call('GET', `/v3/classifiers/unknown_1?${VERSION}`);
     expect(res).toEqual({ status: 404, body: { code: 404, error: expect.stringMatching(/unknown_1/) } });
     expect((await t.call('DELETE', `/v3/classifiers/unknown_1?${VERSION}`)).status).toBe(404);
-    const created = await create({ a_positive_examples: good, negative_examples: negatives });
-    const coreMl = await t.call('GET', `/v3/classifiers/${created.body.classifier_id}/core_ml_model?${VERSION}`);
-    expect(coreMl.status).toBe(404);
-    expect(coreMl.body.error).toMatch(/No Core ML model/);
+    for (const model of ['core_ml_model', 'onnx_model']) {
+      const exported = await t.call('GET', `/v3/classifiers/unknown_1/${model}?${VERSION}`);
+      expect(exported).toEqual({ status: 404, body: { code: 404, error: expect.stringMatching(/Cannot find classifier 'unknown_1'/) } });
+    }
   });
 
   it('a failed update leaves the classifier and its data exactly as they were', async () => {

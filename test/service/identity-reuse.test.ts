@@ -79,6 +79,7 @@ describe('ids are never reused', () => {
       ['DELETE', (id) => t.call('DELETE', `/v3/classifiers/${id}?${VERSION}`)],
       ['versions', (id) => t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)],
       ['core_ml_model', (id) => t.call('GET', `/v3/classifiers/${id}/core_ml_model?${VERSION}`)],
+      ['onnx_model', (id) => t.call('GET', `/v3/classifiers/${id}/onnx_model?version_id=1&${VERSION}`)],
       ['classify', (id) => classify(id)],
     ];
     for (const [endpoint, request] of requests) {

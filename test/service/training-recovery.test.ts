@@ -39,8 +39,8 @@ describe('training recovery and failure', () => {
     }
   });
 
-  it('fails with an explanation a user can act on when a class has no readable image', async () => {
-    // Valid JPEG signatures (so the upload accepts them) with garbage after: training cannot decode any.
+  it('refuses at upload, naming the zip and the reason, a class whose images cannot be decoded', async () => {
+    // Valid JPEG signatures with garbage after: before issue 10 accepted, then a failed training; now a 400.
     const zip = new AdmZip();
     for (let i = 0; i < 10; i++) zip.addFile(`${i}.jpg`, Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(200, i)]));
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
@@ -49,24 +49,11 @@ describe('training recovery and failure', () => {
         { name: 'broken' },
       ),
     });
-    expect(created.status).toBe(200);
-    const { WorkerSupervisor } = await import('../../src/entry-points/worker-process');
-    const worker = new WorkerSupervisor({ ...process.env, ...workerEnv(t) }, t.service.ctx.logger);
-    await worker.start();
-    try {
-      const failed = await waitForStatus(t, created.body.classifier_id, ['ready', 'failed']);
-      expect(failed.status).toBe('failed');
-      expect(failed.explanation).toMatch(/The class 'broken' has no image that could be read/);
-      const brief = await t.call('GET', `/v3/classifiers?${VERSION}`);
-      expect(brief.body.classifiers).toContainEqual({
-        classifier_id: created.body.classifier_id,
-        name: 'broken',
-        status: 'failed',
-        explanation: failed.explanation,
-      });
-    } finally {
-      await worker.stop();
-    }
+    expect(created.status).toBe(400);
+    expect(created.body.error).toMatch(
+      /^The zip file for 'broken_positive_examples' contains 0 usable images; at least 10 are required\. Of its 10 entries, 10 are images, 0 can be decoded and 0 are distinct\. Not used: '0\.jpg': the file is incomplete/,
+    );
+    // Training failures that name the class, the entries and the reasons: test/service/upload-zips.test.ts.
   });
 });
 

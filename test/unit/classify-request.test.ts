@@ -1,5 +1,5 @@
 import { ApiError } from '../../src/errors';
-import { parseClassifyParameters } from '../../src/domain/classify-request';
+import { parseClassifierRef, parseClassifyParameters } from '../../src/domain/classify-request';
 
 describe('parseClassifyParameters', () => {
   it('defaults to threshold 0.5 and no explicit classifiers', () => {
@@ -42,5 +42,14 @@ describe('parseClassifyParameters', () => {
   it('refuses parameters that are not a JSON object', () => {
     expect(() => parseClassifyParameters({ parameters: '{nope' })).toThrow(/not valid JSON/);
     expect(() => parseClassifyParameters({ parameters: '[1]' })).toThrow(/must be a JSON object/);
+  });
+
+  it('reads a pinned version as <classifier_id>@<version_id>, which no generated id can contain', () => {
+    expect(parseClassifierRef('shapes_1706174669')).toEqual({ id: 'shapes_1706174669' });
+    expect(parseClassifierRef('shapes_1706174669@12')).toEqual({ id: 'shapes_1706174669', versionId: 12 });
+    for (const bad of ['a@', '@3', 'a@x', 'a@1@2', 'a@0', 'a@-1', 'a@1.5', `a@${'9'.repeat(16)}`]) {
+      expect(() => parseClassifierRef(bad)).toThrow(/is not valid\. .*<classifier_id>@<version_id>/);
+    }
+    expect(() => parseClassifierRef('explicit@2')).toThrow(/The built-in classifier 'explicit' has no versions to pin/);
   });
 });

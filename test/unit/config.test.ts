@@ -11,6 +11,11 @@ describe('loadConfig', () => {
     expect(c.limits.maxRequestBytes).toBe(256 * 1024 * 1024);
     expect(c.allowPrivateUrls).toBe(false);
     expect(c.apiKeys).toEqual([]);
+    expect({ keep: c.keepVersions, attempts: c.callbackAttempts, backoff: c.callbackBackoffMs }).toEqual({
+      keep: 10,
+      attempts: 8,
+      backoff: 10_000,
+    });
   });
 
   it('parses API_KEYS as owner:key pairs', () => {
@@ -27,5 +32,7 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ API_KEYS: 'nokey' })).toThrow(/API_KEYS entry 1/);
     expect(() => loadConfig({ API_KEYS: 'a:short' })).toThrow(/at least 8 characters/);
     expect(() => loadConfig({ ALLOW_PRIVATE_URLS: 'maybe' })).toThrow(/ALLOW_PRIVATE_URLS/);
+    expect(() => loadConfig({ KEEP_VERSIONS: '0' })).toThrow(/KEEP_VERSIONS/);
+    expect(() => loadConfig({ CALLBACK_ATTEMPTS: 'many' })).toThrow(/CALLBACK_ATTEMPTS/);
   });
 });

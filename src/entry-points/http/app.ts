@@ -12,6 +12,7 @@ import { classifierRoutes } from './routes/classifier-routes';
 import { classifyRoutes } from './routes/classify-routes';
 import type { ClassifyContext } from '../../domain/classify-images';
 import { identityRoutes } from './routes/identity-routes';
+import { consoleRoutes } from './console-routes';
 
 export interface AppDependencies {
   ctx: ServiceContext;
@@ -45,6 +46,8 @@ export function createApp({ ctx, classify, apiKeys }: AppDependencies): express.
   v3.use(classifierRoutes(ctx, upload));
   v3.use(classifyRoutes(classify, upload));
   app.use('/v3', v3);
+  // The web console: a static page that calls the public /v3 API like any other client.
+  app.use(consoleRoutes(ctx.config));
 
   app.use((req: Request) => {
     throw new ApiError(404, `There is no ${req.method} ${req.path}. See the Watson Visual Recognition v3 API reference.`);

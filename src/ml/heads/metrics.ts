@@ -64,3 +64,24 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): nu
   if (positives === 0 || negatives === 0) return NaN;
   return (positiveRankSum - (positives * (positives + 1)) / 2) / (positives * negatives);
 }
+
+/**
+ * Multi-class confusion matrix of one-vs-rest scores. `scores[c][k]` is class c's calibrated log-odds for
+ * example k; `actual[k]` is its one positive class, `none` (= the number of classes) for an example of no
+ * class (a negative), or -1 to leave it out (several positive classes). The predicted class is the
+ * top-scoring one (the first on a tie) when its calibrated score reaches 0.5 (log-odds ≥ 0), else
+ * `none`.
+ * Returns counts[actual][predicted], (classes + 1) × (classes + 1).
+ */
+export function confusionMatrix(scores: ArrayLike<number>[], actual: ArrayLike<number>): number[][] {
+  const none = scores.length;
+  const counts = Array.from({ length: none + 1 }, () => new Array<number>(none + 1).fill(0));
+  for (let k = 0; k < actual.length; k++) {
+    if (actual[k] < 0) continue;
+    let best = 0;
+    for (let c = 1; c < none; c++) if (scores[c][k] > scores[best][k]) best = c;
+    const predicted = none > 0 && scores[best][k] >= 0 ? best : none;
+    counts[actual[k]][predicted]++;
+  }
+  return counts;
+}

@@ -5,7 +5,7 @@ import { HEAD_FORMAT_VERSION } from './head-file';
 import { minimizeAll, type BatchEvaluator } from './lbfgs';
 import { LogisticLossEvaluator } from './logistic-graph';
 import { ASSUMED_CURVATURE, precondition } from './preconditioner';
-import { confusionAt, f1Score, precision, recall, rocAuc } from './metrics';
+import { confusionAt, confusionMatrix, f1Score, precision, recall, rocAuc } from './metrics';
 import { fitPlatt, sigmoid } from './platt';
 import { buildGate } from './knn-gate';
 import type { ClassEvaluation, HeadEvaluation, TrainedHead, TrainHeadOptions, TrainingSet } from './types';
@@ -130,6 +130,7 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
       examples: evaluated.length,
       classes: calibration.map((c) => c.evaluation),
       ...topOneAccuracy(calibration.map((c) => c.logOdds), classLabels, evaluated),
+      confusion_matrix: outOfSampleConfusion(set.classes, calibration.map((c) => c.logOdds), classLabels, evaluated),
     },
     trainedAt: new Date().toISOString(),
   };
@@ -254,6 +255,20 @@ function calibrateAndEvaluate(
       support: positives,
     },
   };
+}
+
+/** The confusion matrix of the evaluated examples' calibrated out-of-sample scores (see HeadEvaluation). */
+function outOfSampleConfusion(
+  classes: string[],
+  scores: Float64Array[],
+  classLabels: Uint8Array[],
+  evaluated: Int32Array,
+): NonNullable<HeadEvaluation['confusion_matrix']> {
+  const actual = Int32Array.from(evaluated, (row) => {
+    const own = classLabels.flatMap((labels, c) => (labels[row] ? [c] : []));
+    return own.length === 0 ? classes.length : own.length === 1 ? own[0] : -1;
+  });
+  return { labels: [...classes, null], counts: confusionMatrix(scores, actual) };
 }
 
 /** Share of single-label evaluated examples whose highest calibrated score (log-odds) is their class. */

@@ -32,6 +32,13 @@ export interface HeadEvaluation {
   classes: ClassEvaluation[];
   /** Top-1 accuracy over evaluated examples with exactly one positive class, when any. */
   accuracy?: number;
+  /**
+   * Out-of-sample predictions against the truth, for examples of at most one class. `labels` names
+   * rows and columns: the classes in order, then null for "none" (a negative example as the actual
+   * class; no score reaching 0.5 as the prediction). `counts[actual][predicted]`. Absent from
+   * evaluations made before it was added.
+   */
+  confusion_matrix?: { labels: Array<string | null>; counts: number[][] };
 }
 
 export interface TrainedHead {

@@ -1,15 +1,16 @@
 import { Router, type Request } from 'express';
 import type { ServiceContext } from '../../../domain/service-context';
+import { exportClassifierModel } from '../../../domain/export-model';
 import {
-  coreMlModel,
   createClassifier,
   deleteClassifier,
   getClassifier,
   listClassifiers,
-  listVersions,
   deleteUserData,
   updateClassifier,
-  } from '../../../domain/manage-classifiers';
+} from '../../../domain/manage-classifiers';
+import { activateVersion, listVersions } from '../../../domain/manage-versions';
+import { callbackSecret, rotateCallbackSecret } from '../../../domain/callbacks';
 import type { UploadedFile } from '../../../domain/training-form';
 
 /** `X-Watson-Metadata: customer_id=…` labels uploaded data for DELETE /v3/user_data. */
@@ -28,7 +29,13 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
 
   router.post('/classifiers', ...upload, async (req, res) => {
     res.json(
-      await createClassifier(ctx, { ownerId: owner(req), name: req.body?.name, files: filesOf(req), customerId: customerIdOf(req) }),
+      await createClassifier(ctx, {
+        ownerId: owner(req),
+        name: req.body?.name,
+        files: filesOf(req),
+        customerId: customerIdOf(req),
+        callbackUrl: req.body?.callback_url,
+      }),
     );
   });
 
@@ -47,6 +54,7 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
         classifierId: idParam(req),
         files: filesOf(req),
         customerId: customerIdOf(req),
+        callbackUrl: req.body?.callback_url,
       }),
     );
   });
@@ -56,8 +64,16 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
     res.json({});
   });
 
-  router.get('/classifiers/:classifierId/core_ml_model', (req) => {
-    coreMlModel(ctx, { ownerId: owner(req), classifierId: idParam(req) });
+  // The .mlmodel Watson offered; `version_id` (an extension) picks another version than the current one.
+  router.get('/classifiers/:classifierId/core_ml_model', async (req, res) => {
+    const model = await exportClassifierModel(ctx, { ownerId: owner(req), classifierId: idParam(req), versionId: req.query.version_id, format: 'coreml' });
+    res.attachment(model.fileName).type('application/octet-stream').send(Buffer.from(model.bytes.buffer, model.bytes.byteOffset, model.bytes.byteLength));
+  });
+
+  // Extension: the same version as one self-contained ONNX model.
+  router.get('/classifiers/:classifierId/onnx_model', async (req, res) => {
+    const model = await exportClassifierModel(ctx, { ownerId: owner(req), classifierId: idParam(req), versionId: req.query.version_id, format: 'onnx' });
+    res.attachment(model.fileName).type('application/octet-stream').send(Buffer.from(model.bytes.buffer, model.bytes.byteOffset, model.bytes.byteLength));
   });
 
   router.delete('/user_data', async (req, res) => {
@@ -67,6 +83,25 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
 
   router.get('/classifiers/:classifierId/versions', (req, res) => {
     res.json(listVersions(ctx, { ownerId: owner(req), classifierId: idParam(req) }));
+  });
+
+  router.post('/classifiers/:classifierId/versions/:versionId/activate', async (req, res) => {
+    res.json(
+      await activateVersion(ctx, {
+        ownerId: owner(req),
+        classifierId: idParam(req),
+        versionId: String(req.params.versionId),
+        discardPending: req.query.discard_pending,
+      }),
+    );
+  });
+
+  router.get('/callback_secret', (req, res) => {
+    res.json(callbackSecret(ctx, { ownerId: owner(req) }));
+  });
+
+  router.post('/callback_secret', (req, res) => {
+    res.json(rotateCallbackSecret(ctx, { ownerId: owner(req) }));
   });
 
   return router;

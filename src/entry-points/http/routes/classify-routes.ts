@@ -15,17 +15,27 @@ function imagesFileOf(req: Request): UploadedImagesFile | undefined {
   return file && { path: file.path, originalName: file.originalname, size: file.size };
 }
 
+const FORM_ONLY_PARAMETERS = ['classifier_ids', 'owners', 'threshold'];
+
 export function classifyRoutes(ctx: ClassifyContext, upload: ReturnType<typeof multipartUpload>) {
   const router = Router();
-  const answer = async (res: Response, ownerId: string, fields: Record<string, unknown>, file?: UploadedImagesFile) => {
-    const result = await classifyImages(ctx, { ownerId, params: parseClassifyParameters(fields), file });
+  const answer = async (
+    res: Response,
+    ownerId: string,
+    fields: Record<string, unknown>,
+    file?: UploadedImagesFile,
+    ignoredQueryParameters: string[] = [],
+  ) => {
+    const result = await classifyImages(ctx, { ownerId, params: parseClassifyParameters(fields), file, ignoredQueryParameters });
     // Answers are in English whatever Accept-Language asks for.
     res.setHeader('Content-Language', 'en');
     res.status(result.status).json(result.body);
   };
 
   router.post('/classify', ...upload, async (req, res) => {
-    await answer(res, req.ownerId!, req.body ?? {}, imagesFileOf(req));
+    // Watson read these only from the form on POST; old SDKs sent them in the query string, where they are ignored.
+    const ignored = FORM_ONLY_PARAMETERS.filter((name) => req.query[name] !== undefined);
+    await answer(res, req.ownerId!, req.body ?? {}, imagesFileOf(req), ignored);
   });
   router.get('/classify', async (req, res) => {
     const { url, classifier_ids, owners, threshold, parameters } = req.query;

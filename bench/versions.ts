@@ -1,0 +1,106 @@
+/**
+ * bench:versions — what versions you can use cost in the database, on a temp SQLite file (the
+ * same repository code the service runs, no network, no model):
+ * - the lease a classify request takes and releases on its versions, against the plain read it
+ *   replaced (per request, microseconds);
+ * - publishing a version that records its training set, activating (rolling back) and pruning,
+ *   for a classifier of EXAMPLES examples (default 10,000) with VERSIONS versions (default 12).
+ * Figures are medians of repeated runs; on a shared machine expect noise. Last line: one JSON object.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ClassifierRepository } from '../src/data-access/classifier-repository';
+import { openDatabase } from '../src/data-access/database';
+
+const EXAMPLES = Number(process.env.EXAMPLES ?? 10_000);
+const VERSIONS = Number(process.env.VERSIONS ?? 12);
+const LEASE_ROUNDS = 2000;
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const round = (v: number, digits = 1) => Math.round(v * 10 ** digits) / 10 ** digits;
+const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
+let tick = 0;
+const now = () => new Date(Date.UTC(2026, 0, 1) + tick++ * 1000).toISOString();
+
+function main() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-versions-'));
+  const db = openDatabase(path.join(dir, 'service.sqlite'));
+  const repo = new ClassifierRepository(db);
+  try {
+    const perVersion = Math.floor(EXAMPLES / VERSIONS);
+    const batch = (v: number) =>
+      Array.from({ length: perVersion }, (_, i) => ({ className: `class${v % 5}`, imageHash: hash(`${v}-${i}`) }));
+    repo.create({ id: 'bench_1', ownerId: 'alice', name: 'bench', examples: batch(0), customerId: null, now: now() });
+    const publishMs: number[] = [];
+    for (let v = 0; v < VERSIONS; v++) {
+      if (v > 0) repo.addExamples({ id: 'bench_1', examples: batch(v), customerId: null, now: now() });
+      const snap = repo.trainingSnapshot('bench_1')!;
+      const start = performance.now();
+      repo.publishVersion({
+        classifierId: 'bench_1',
+        generation: snap.classifier.generation,
+        headFile: `bench_1/${v}.head`,
+        classes: snap.classifier.classes,
+        packKey: 'bench',
+        evaluation: {},
+        examples: snap.examples.length,
+        exampleIds: snap.examples.map((e) => e.id),
+        now: now(),
+      });
+      publishMs.push(performance.now() - start);
+    }
+    const versionIds = repo.listVersions('bench_1').map((v) => v.id);
+    const trainingSet = repo.trainingSnapshot('bench_1')!.examples.length;
+
+    const leaseUs: number[] = [];
+    const readUs: number[] = [];
+    const far = new Date(Date.now() + 600_000).toISOString();
+    for (let i = 0; i < LEASE_ROUNDS; i++) {
+      let start = performance.now();
+      const { leaseIds } = repo.resolveAndLease('alice', [{ classifierId: 'bench_1' }], far);
+      repo.releaseLeases(leaseIds);
+      leaseUs.push((performance.now() - start) * 1000);
+      // What classify did before leases: the classifier and its current version, read only.
+      start = performance.now();
+      const c = repo.findOwned('bench_1', 'alice')!;
+      repo.findVersion(c.currentVersionId!);
+      readUs.push((performance.now() - start) * 1000);
+    }
+
+    const activateMs: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const target = i % 2 === 0 ? versionIds[0] : versionIds[versionIds.length - 1];
+      const start = performance.now();
+      repo.activateVersion({ classifierId: 'bench_1', versionId: target, discardPending: false, now: now() });
+      activateMs.push(performance.now() - start);
+    }
+    let start = performance.now();
+    const pruned = repo.pruneVersions('bench_1', 2, now());
+    const pruneMs = performance.now() - start;
+
+    const figures = {
+      examples: trainingSet,
+      versions: VERSIONS,
+      lease_and_release_us_median: round(median(leaseUs)),
+      plain_read_us_median: round(median(readUs)),
+      lease_overhead_us_median: round(median(leaseUs) - median(readUs)),
+      publish_ms_median: round(median(publishMs)),
+      publish_ms_last: round(publishMs[publishMs.length - 1]),
+      activate_ms_median: round(median(activateMs)),
+      prune_ms: round(pruneMs),
+      pruned_versions: pruned.headFiles.length,
+    };
+    console.log(`training set ${trainingSet} examples over ${VERSIONS} versions`);
+    console.log(`lease+release ${figures.lease_and_release_us_median} µs vs plain read ${figures.plain_read_us_median} µs per request`);
+    console.log(`publish ${figures.publish_ms_median} ms (last ${figures.publish_ms_last} ms), activate ${figures.activate_ms_median} ms, prune ${figures.prune_ms} ms`);
+    console.log(JSON.stringify(figures));
+  } finally {
+    db.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main();

@@ -1,0 +1,78 @@
+import { ApiError, badRequest, notFound } from '../errors';
+import { deserializeHead } from '../ml/heads';
+import { exportClassifier, ModelExportError, type ExportFormat } from '../ml/export';
+import { loadPack, PackError } from '../ml/model-pack';
+import { packKey, type PackId } from '../ml/types';
+import { classifierNotFound, ownedOrNotFound } from './manage-classifiers';
+import { prunedVersion } from './manage-versions';
+import type { ServiceContext } from './service-context';
+
+export interface ExportedModel {
+  bytes: Uint8Array;
+  /** Suggested download name: `<classifier_id>.mlmodel` or `<classifier_id>-v<version>.onnx`. */
+  fileName: string;
+}
+
+const EXTENSIONS: Record<ExportFormat, string> = { coreml: 'mlmodel', onnx: 'onnx' };
+
+/**
+ * GET /v3/classifiers/{id}/core_ml_model and (extension) …/onnx_model: one version of the
+ * caller's classifier (the current one unless `versionId` names another) as a self-contained model
+ * file. 404 for a classifier the caller does not own or a version it does not have; 410 for a
+ * version the retention setting pruned; 409 while it has no trained version, or when the model pack
+ * it was trained with is gone.
+ */
+export async function exportClassifierModel(
+  ctx: ServiceContext,
+  input: { ownerId: string; classifierId: string; versionId?: unknown; format: ExportFormat },
+): Promise<ExportedModel> {
+  const c = ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  let versionId = c.currentVersionId;
+  if (input.versionId !== undefined) {
+    if (typeof input.versionId !== 'string' || !/^[1-9][0-9]{0,15}$/.test(input.versionId)) {
+      throw badRequest(`version_id must be a positive integer, got ${JSON.stringify(input.versionId)}. GET /v3/classifiers/${c.id}/versions lists the version ids.`);
+    }
+    versionId = Number(input.versionId);
+  } else if (versionId === null) {
+    throw new ApiError(
+      409,
+      c.status === 'failed'
+        ? `Classifier '${c.id}' failed to train (${c.explanation ?? 'see its explanation'}), so it has no model to export. Send corrected examples to POST /v3/classifiers/${c.id}; export it once its status is ready.`
+        : `Classifier '${c.id}' has not finished training, so it has no model to export yet. Poll GET /v3/classifiers/${c.id} until its status is ready, then ask again.`,
+    );
+  }
+  const version = ctx.classifiers.findVersion(versionId!);
+  if (!version || version.classifierId !== c.id) {
+    throw notFound(`Classifier '${c.id}' has no version ${versionId}. GET /v3/classifiers/${c.id}/versions lists its versions.`);
+  }
+  if (version.pruned) throw prunedVersion(c.id, version.id, 410);
+  const headBytes = await ctx.heads.read(version.headFile).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+    // Pruned, or deleted with its classifier, while this request ran.
+    const now = ctx.classifiers.findVersion(version.id);
+    if (!now) throw classifierNotFound(c.id);
+    if (now.pruned) throw prunedVersion(c.id, version.id, 410);
+    throw error;
+  });
+  const head = deserializeHead(headBytes, version.headFile);
+  const packId = head.packKey.split('@')[0] as PackId;
+  const pack = await loadPack(ctx.config.modelsDir, packId).catch((error: unknown) => {
+    if (error instanceof PackError) return undefined;
+    throw error;
+  });
+  if (!pack || packKey(pack.manifest) !== head.packKey) {
+    throw new ApiError(
+      409,
+      `Version ${version.id} of classifier '${c.id}' was trained with model pack ${head.packKey}, which this server no longer has, so it cannot be exported. Retrain it by sending any example zip to POST /v3/classifiers/${c.id}, then export the new version.`,
+    );
+  }
+  try {
+    const bytes = await exportClassifier(pack, head, { classifierId: c.id, name: c.name, versionId: version.id, created: version.created }, input.format);
+    const suffix = input.versionId === undefined ? '' : `-v${version.id}`;
+    return { bytes, fileName: `${c.id}${suffix}.${EXTENSIONS[input.format]}` };
+  } catch (error) {
+    if (!(error instanceof ModelExportError)) throw error;
+    ctx.logger.error({ err: error, classifierId: c.id, versionId: version.id, format: input.format }, 'model export failed');
+    throw new ApiError(501, `This server cannot export classifier '${c.id}' as ${input.format === 'coreml' ? 'Core ML' : 'ONNX'}: ${error.message}.`);
+  }
+}

@@ -1,0 +1,104 @@
+import { ApiError, badRequest, notFound } from '../errors';
+import { removeUnreferencedImages } from './ingest-examples';
+import { classifierNotFound, detailedView, ownedOrNotFound } from './manage-classifiers';
+import type { ClassifierView } from './classifier-view';
+import type { ServiceContext } from './service-context';
+
+/** A version id from a path or a form: a positive integer. */
+export function parseVersionId(value: unknown, where: string): number {
+  const text = typeof value === 'string' ? value.trim() : '';
+  const id = /^\d{1,15}$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(id) || id < 1) {
+    throw badRequest(
+      `The version id '${String(value).slice(0, 40)}' in ${where} is not valid: version ids are positive integers (GET /v3/classifiers/{classifier_id}/versions lists them).`,
+    );
+  }
+  return id;
+}
+
+export function noSuchVersion(classifierId: string, versionId: number): ApiError {
+  return notFound(
+    `Classifier '${classifierId}' has no version ${versionId}. GET /v3/classifiers/${classifierId}/versions lists its versions.`,
+  );
+}
+
+export function prunedVersion(classifierId: string, versionId: number, status: 400 | 410): ApiError {
+  return new ApiError(
+    status,
+    `Version ${versionId} of classifier '${classifierId}' was pruned by the retention setting (KEEP_VERSIONS), so it cannot be used any more. Use a version that GET /v3/classifiers/${classifierId}/versions lists without 'pruned'.`,
+  );
+}
+
+/**
+ * Extension, GET /v3/classifiers/{id}/versions: every version with its evaluation (oldest first),
+ * when each was made current by an activation, and the whole history of current-version changes.
+ */
+export function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }) {
+  const c = ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  const events = ctx.classifiers.listVersionEvents(c.id);
+  return {
+    classifier_id: c.id,
+    current_version_id: c.currentVersionId,
+    versions: ctx.classifiers.listVersions(c.id).map((v) => ({
+      version_id: v.id,
+      created: v.created,
+      classes: v.classes.map((name) => ({ class: name })),
+      examples: v.examples,
+      pack: v.packKey,
+      evaluation: v.evaluation,
+      activated: events.filter((e) => e.versionId === v.id && e.cause === 'activated').map((e) => e.created),
+      ...(v.pruned ? { pruned: v.pruned } : {}),
+    })),
+    history: events.map((e) => ({
+      version_id: e.versionId,
+      previous_version_id: e.previousVersionId,
+      event: e.cause,
+      created: e.created,
+    })),
+  };
+}
+
+function booleanField(value: unknown, name: string): boolean {
+  if (value === undefined || value === '') return false;
+  if (value === 'true' || value === 'false') return value === 'true';
+  throw badRequest(`The parameter '${name}' must be true or false.`);
+}
+
+/**
+ * Extension, POST /v3/classifiers/{id}/versions/{version_id}/activate: makes that version current
+ * (a rollback, or a roll forward), recorded in the version history. From then on the training set
+ * is that version's examples plus the pending ones (accepted, but in no run that reached the
+ * current version), unless `discard_pending=true`; pending examples start a retraining at once.
+ * Afterwards the retention setting applies.
+ * @throws ApiError 400 (bad version id), 404 (unknown classifier or version), 410 (pruned version).
+ */
+export async function activateVersion(
+  ctx: ServiceContext,
+  input: { ownerId: string; classifierId: string; versionId: unknown; discardPending: unknown },
+): Promise<ClassifierView> {
+  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  const versionId = parseVersionId(input.versionId, 'the path');
+  const discardPending = booleanField(input.discardPending, 'discard_pending');
+  const result = ctx.classifiers.activateVersion({ classifierId: input.classifierId, versionId, discardPending, now: ctx.now() });
+  if (result.outcome === 'no-classifier') throw classifierNotFound(input.classifierId);
+  if (result.outcome === 'no-version') throw noSuchVersion(input.classifierId, versionId);
+  if (result.outcome === 'pruned') throw prunedVersion(input.classifierId, versionId, 410);
+  if (result.outcome === 'activated') {
+    ctx.logger.info({ classifierId: input.classifierId, versionId, pending: result.pendingExamples }, 'version activated');
+    if (result.pendingExamples > 0) {
+      // If queueing fails, the worker's periodic check queues the classifier (now retraining) again.
+      await ctx.queue
+        .enqueue(input.classifierId)
+        .catch((err) => ctx.logger.error({ err, classifierId: input.classifierId }, 'could not queue retraining'));
+    }
+    await pruneVersions(ctx, input.classifierId);
+  }
+  return detailedView(ctx, ctx.classifiers.find(input.classifierId) ?? result.classifier);
+}
+
+/** Applies the retention setting: removes pruned versions' head files and images no example uses any more. */
+async function pruneVersions(ctx: ServiceContext, classifierId: string): Promise<void> {
+  const { headFiles, imageHashes } = ctx.classifiers.pruneVersions(classifierId, ctx.config.keepVersions, ctx.now());
+  for (const file of headFiles) await ctx.heads.remove(file);
+  await removeUnreferencedImages(ctx, imageHashes);
+}

@@ -1,0 +1,8 @@
+/** A model cannot be exported: an op the target format (or this exporter) cannot express, or a malformed graph. */
+export class ModelExportError extends Error {
+  override readonly name = 'ModelExportError';
+
+  constructor(readonly reason: string, readonly node?: { name: string; opType: string }) {
+    super(node ? `cannot export node ${node.name || '(unnamed)'} (${node.opType}): ${reason}` : `cannot export the model: ${reason}`);
+  }
+}
