@@ -147,7 +147,10 @@ async function main(): Promise<void> {
     for (const withBank of [false, true]) {
       const head = await trainHead(toTrainingSet(trained, undefined, withBank ? bankWithout(bank, [trained, ...unrelated]) : undefined), { packKey: embedder.packKey, l2, threads: 2 });
       const variants: Array<[Variant, TrainedHead]> = withBank
-        ? GATES.map((g) => [gateName(g), withGate(head, trained, undefined, g.cap, g.quantile)] as [Variant, TrainedHead]).concat([['bank', { ...head, gate: undefined }]])
+        ? [
+            ...(await Promise.all(GATES.map(async (g) => [gateName(g), await withGate(head, trained, undefined, g.cap, g.quantile)] as [Variant, TrainedHead]))),
+            ['bank', { ...head, gate: undefined }] as [Variant, TrainedHead],
+          ]
         : [['plain', { ...head, gate: undefined }]];
       for (const [variant, scored] of variants) {
         const rates: Record<string, number> = {};
@@ -196,10 +199,10 @@ function toTrainingSet(set: EmbeddedSet, rows: number[] | undefined, implicitNeg
 }
 
 /** The head with a gate built from the given rows' positives, capped at `cap` per class, radius at the quantile (%). */
-function withGate(head: TrainedHead, set: EmbeddedSet, rows: number[] | undefined, cap: number, quantile: number): TrainedHead {
+async function withGate(head: TrainedHead, set: EmbeddedSet, rows: number[] | undefined, cap: number, quantile: number): Promise<TrainedHead> {
   const picked = rows ?? set.labels.map((_, i) => i);
   const labels = set.classes.map((_, c) => Uint8Array.from(picked, (i) => (set.labels[i] === c ? 1 : 0)));
-  const gate = buildGate(picked.map((i) => set.embeddings[i]), labels, head.dim, { maxPositives: cap, radiusQuantile: quantile / 100, seed: 1 });
+  const gate = await buildGate(picked.map((i) => set.embeddings[i]), labels, head.dim, { maxPositives: cap, radiusQuantile: quantile / 100, seed: 1, threads: 2 });
   return { ...head, gate };
 }
 
@@ -223,7 +226,7 @@ async function crossValidate(
     const head = await trainHead(toTrainingSet(set, trainRows, bank), { packKey, l2, threads: 2 });
     for (const variant of variants) {
       const gate = GATES.find((g) => gateName(g) === variant);
-      const scored = gate ? withGate(head, set, trainRows, gate.cap, gate.quantile) : { ...head, gate: undefined };
+      const scored = gate ? await withGate(head, set, trainRows, gate.cap, gate.quantile) : { ...head, gate: undefined };
       const p = predictions.get(variant)!;
       fold.forEach((g, i) => {
         if (g !== f) return;

@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     const set = { ...syntheticTrainingSet({ examples, classes, dim: DIM, seed: 1 }), implicitNegatives };
     const labels = set.classes.map((_, c) => Uint8Array.from(set.positives, (list) => (list.includes(c) ? 1 : 0)));
     const gateStarted = process.hrtime.bigint();
-    buildGate(set.embeddings, labels, DIM, { seed: 1 });
+    await buildGate(set.embeddings, labels, DIM, { seed: 1, threads });
     gateSeconds[key] = Number(process.hrtime.bigint() - gateStarted) / 1e9;
     const times: number[] = [];
     let summary = '';

@@ -25,8 +25,8 @@ describe('k-NN gate', () => {
   const embeddings = [...Array.from({ length: 6 }, (_, i) => around(0, 0.1, i)), ...Array.from({ length: 6 }, (_, i) => around(1, 0.2, i)), around(2, 0, 0)];
   const labels = [0, 1, 2].map((c) => Uint8Array.from(embeddings, (_, i) => (Math.min(2, Math.floor(i / 6)) === c ? 1 : 0)));
 
-  it('sets each radius to the largest leave-one-out k-NN distance of its positives', () => {
-    const gate = buildGate(embeddings, labels, 3, { k: 3, seed: 1 });
+  it('sets each radius to the largest leave-one-out k-NN distance of its positives', async () => {
+    const gate = await buildGate(embeddings, labels, 3, { k: 3, seed: 1 });
     expect(gate.counts).toEqual([6, 6, 1]);
     const stored = (c: number, i: number) => gate.positives.subarray((c * 6 + i) * 3, (c * 6 + i + 1) * 3);
     // Each positive's distance to the others, leaving itself out, is at most the radius, and one reaches it.
@@ -42,8 +42,8 @@ describe('k-NN gate', () => {
     expect(gate.radius[2]).toBe(Infinity); // one positive: no spread to learn a radius from
   });
 
-  it('keeps scores below 0.5 as they are, lets near images through and caps far ones below 0.5, lower the farther', () => {
-    const gate = buildGate(embeddings, labels, 3, { k: 3, seed: 1 });
+  it('keeps scores below 0.5 as they are, lets near images through and caps far ones below 0.5, lower the farther', async () => {
+    const gate = await buildGate(embeddings, labels, 3, { k: 3, seed: 1 });
     const near = around(0, 0.1, 3);
     expect(applyGate(gate, near, [0.9, 0.2, 0.4])).toEqual([0.9, 0.2, 0.4]);
     const far = unit([0.2, 0.2, 1]);
@@ -57,9 +57,9 @@ describe('k-NN gate', () => {
     expect(applyGate(gate, farther, [0, 0, 0.8])[2]).toBe(0.8);
   });
 
-  it('stores at most maxPositives per class, the same ones for the same seed', () => {
-    const a = buildGate(embeddings, labels, 3, { maxPositives: 4, seed: 5 });
-    const b = buildGate(embeddings, labels, 3, { maxPositives: 4, seed: 5 });
+  it('stores at most maxPositives per class, the same ones for the same seed', async () => {
+    const a = await buildGate(embeddings, labels, 3, { maxPositives: 4, seed: 5 });
+    const b = await buildGate(embeddings, labels, 3, { maxPositives: 4, seed: 5 });
     expect(a.counts).toEqual([4, 4, 1]);
     expect(a.positives).toEqual(b.positives);
   });

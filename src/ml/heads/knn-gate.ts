@@ -1,4 +1,7 @@
+import * as ort from 'onnxruntime-node';
+import { OnnxGraphBuilder } from '../onnx/onnx-graph-builder';
 import { decodeFloat16, encodeFloat16 } from '../open-set/float16';
+import { cachedSession } from './onnx-session';
 import { seededRandom, shuffleInPlace } from './random';
 
 /**
@@ -59,16 +62,37 @@ function meanOfSmallest(values: number[], k: number): number {
   return sum / n;
 }
 
+/** Gram matrix X·Xᵀ of the rows of X [n, d], on onnxruntime (its GEMM is far faster than JavaScript loops). */
+function buildGramModel(): Uint8Array {
+  const g = new OnnxGraphBuilder('gram');
+  const x = g.input('X', ['n', 'd']);
+  g.node('Gemm', [x, x], { transB: 1 }, 'gram');
+  g.output('gram', ['n', 'n']);
+  return g.toBuffer();
+}
+
+/** Pairwise Euclidean distances of n rows of `rows` (row-major, dim wide), as an n×n matrix. */
+async function pairwiseDistances(rows: Float32Array, n: number, dim: number, threads: number): Promise<Float32Array> {
+  const session = await cachedSession('gram', threads, buildGramModel);
+  const result = await session.run({ X: new ort.Tensor('float32', rows, [n, dim]) });
+  const gram = result.gram.data as Float32Array;
+  result.gram.dispose();
+  const squared = Float64Array.from({ length: n }, (_, i) => gram[i * n + i]);
+  // ‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b, from the Gram matrix's own diagonal so rounding cancels on duplicates.
+  return Float32Array.from(gram, (value, at) => Math.sqrt(Math.max(0, squared[Math.floor(at / n)] + squared[at % n] - 2 * value)));
+}
+
 /**
  * Builds the gate from the examples' embeddings and each class's labels. `maxPositives` caps the
  * positives stored per class (seeded random subset); they are rounded to float16 as the head file stores them.
+ * The positives' pairwise distances come from one onnxruntime GEMM per class.
  */
-export function buildGate(
+export async function buildGate(
   embeddings: Float32Array[],
   classLabels: Uint8Array[],
   dim: number,
-  options: { k?: number; maxPositives?: number; radiusQuantile?: number; seed: number },
-): HeadGate {
+  options: { k?: number; maxPositives?: number; radiusQuantile?: number; seed: number; threads?: number },
+): Promise<HeadGate> {
   const k = options.k ?? GATE_NEIGHBOURS;
   const quantile = options.radiusQuantile ?? GATE_RADIUS_QUANTILE;
   const cap = options.maxPositives ?? GATE_MAX_POSITIVES;
@@ -87,16 +111,13 @@ export function buildGate(
   const radius: number[] = [];
   let start = 0;
   for (const n of counts) {
-    const nearest = Array.from({ length: n }, () => [] as number[]);
-    for (let i = 0; i < n; i++) {
-      for (let j = i + 1; j < n; j++) {
-        const d = distance(positives, (start + i) * dim, positives, (start + j) * dim, dim);
-        nearest[i].push(d);
-        nearest[j].push(d);
-      }
+    if (n < 2) radius.push(Infinity);
+    else {
+      const distances = await pairwiseDistances(positives.slice(start * dim, (start + n) * dim), n, dim, options.threads ?? 1);
+      const loo = Array.from({ length: n }, (_, i) => meanOfSmallest(Array.from(distances.subarray(i * n, (i + 1) * n)).filter((__, j) => j !== i), k));
+      loo.sort((a, b) => a - b);
+      radius.push(loo[Math.min(n - 1, Math.ceil(quantile * n) - 1)]);
     }
-    const loo = nearest.map((distances) => meanOfSmallest(distances, k)).sort((a, b) => a - b);
-    radius.push(n < 2 ? Infinity : loo[Math.min(n - 1, Math.ceil(quantile * n) - 1)]);
     start += n;
   }
   return { k, counts, radius, positives };

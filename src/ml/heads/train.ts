@@ -111,7 +111,7 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
 
   const evaluated = Int32Array.from(plan.testFold.keys()).filter((row) => plan.testFold[row] >= 0);
   const calibration = set.classes.map((name, c) => calibrateAndEvaluate(name, outOfFold[c], classLabels[c], evaluated));
-  const gate = buildGate(set.embeddings, userLabels, dim, { maxPositives: options.gateMaxPositives, seed });
+  const gate = await buildGate(set.embeddings, userLabels, dim, { maxPositives: options.gateMaxPositives, seed, threads });
   options.onProgress?.(1);
 
   return {
