@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { OnnxGraphBuilder } from '../onnx/onnx-graph-builder';
-import { decodeFloat16, encodeFloat16 } from '../open-set/float16';
+import { roundToFloat16 } from '../open-set/float16';
 import { cachedSession } from './onnx-session';
 import { seededRandom, shuffleInPlace } from './random';
 
@@ -106,7 +106,7 @@ export async function buildGate(
   const exact = new Float32Array(total * dim);
   let at = 0;
   for (const rows of chosen) for (const row of rows) exact.set(embeddings[row], dim * at++);
-  const positives = decodeFloat16(encodeFloat16(exact));
+  const positives = roundToFloat16(exact);
 
   const radius: number[] = [];
   let start = 0;

@@ -35,17 +35,44 @@ export function fromFloat16Bits(bits: number): number {
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
 
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+let halfToFloat: Float32Array | undefined;
+
+/** Every half's float32 value, computed once (256 KB): decoding is then one lookup per value. */
+function halfTable(): Float32Array {
+  halfToFloat ??= Float32Array.from({ length: 65536 }, (_, bits) => fromFloat16Bits(bits));
+  return halfToFloat;
+}
+
 /** Values as little-endian halves. */
 export function encodeFloat16(values: ArrayLike<number>): Buffer {
-  const out = Buffer.alloc(values.length * 2);
-  for (let i = 0; i < values.length; i += 1) out.writeUInt16LE(toFloat16Bits(values[i]), i * 2);
-  return out;
+  const halves = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i += 1) halves[i] = toFloat16Bits(values[i]);
+  const out = Buffer.from(halves.buffer, halves.byteOffset, halves.byteLength);
+  return LITTLE_ENDIAN ? out : out.swap16();
 }
 
 /** Little-endian halves back to float32 (exact: every half is a float32). */
 export function decodeFloat16(bytes: Buffer, count = bytes.length / 2): Float32Array {
   if (bytes.length < count * 2) throw new RangeError(`${count} halves need ${count * 2} bytes, got ${bytes.length}`);
+  const table = halfTable();
   const out = new Float32Array(count);
-  for (let i = 0; i < count; i += 1) out[i] = fromFloat16Bits(bytes.readUInt16LE(i * 2));
+  if (!LITTLE_ENDIAN) {
+    for (let i = 0; i < count; i += 1) out[i] = table[bytes.readUInt16LE(i * 2)];
+    return out;
+  }
+  // An aligned copy (a fresh ArrayBuffer), read as 16-bit words.
+  const copy = new Uint8Array(count * 2);
+  copy.set(bytes.subarray(0, count * 2));
+  const halves = new Uint16Array(copy.buffer);
+  for (let i = 0; i < count; i += 1) out[i] = table[halves[i]];
+  return out;
+}
+
+/** The values rounded to the nearest half, as float32: what encodeFloat16 then decodeFloat16 give. */
+export function roundToFloat16(values: Float32Array): Float32Array {
+  const table = halfTable();
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i += 1) out[i] = table[toFloat16Bits(values[i])];
   return out;
 }
