@@ -73,6 +73,8 @@ export interface TrainHeadOptions {
   folds?: number;
   /** Overrides the fixed L2 regularisation strength (DEFAULT_L2); for benchmarks that tune it. */
   l2?: number;
+  /** Weight of an implicit negative relative to a user's negative (default IMPLICIT_NEGATIVE_WEIGHT). */
+  implicitWeight?: number;
   /** Positives the k-NN gate keeps per class (default GATE_MAX_POSITIVES). */
   gateMaxPositives?: number;
   onProgress?: (fraction: number) => void;
