@@ -38,6 +38,11 @@ const environmentSchema = z.object({
   CORS_ORIGINS: z.string().default(''),
   OBJECT_DETECTION: booleanFrom(true),
   RATE_LIMIT_PER_MINUTE: intFrom(600, 0),
+  METRICS_ENABLED: booleanFrom(true),
+  HEALTH_ENABLED: booleanFrom(true),
+  OPS_PORT: z.coerce.number().int().min(0).max(65535, 'must be a TCP port (0-65535)').optional(),
+  OPS_HOST: z.string().optional(),
+  METRICS_PUBLISH_INTERVAL_MS: intFrom(5000, 100),
   KEEP_VERSIONS: intFrom(10, 1),
   CALLBACK_ATTEMPTS: intFrom(8, 1),
   CALLBACK_BACKOFF_MS: intFrom(10_000, 10),
@@ -76,6 +81,16 @@ export interface Config {
   corsOrigins: string[];
   /** Expensive requests (create, update, classify) per owner per minute; 0: no limit. */
   rateLimitPerMinute: number;
+  /** Operations endpoints: /metrics and /healthz + /readyz, on the API's port or on their own. */
+  ops: {
+    metrics: boolean;
+    health: boolean;
+    /** Serve them on this port (and not on the API's); undefined: on the API's port. */
+    port?: number;
+    host: string;
+    /** How often a training worker publishes its metrics to Redis (its snapshot lives 3 times as long). */
+    publishIntervalMs: number;
+  };
   /** Retention: the newest versions per classifier whose head files are kept (the current one always is). */
   keepVersions: number;
   /** Training-end callbacks: tries per delivery, and the first retry's delay (doubling after each try). */
@@ -137,6 +152,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     objectDetection: e.OBJECT_DETECTION,
     corsOrigins: e.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    ops: {
+      metrics: e.METRICS_ENABLED,
+      health: e.HEALTH_ENABLED,
+      port: e.OPS_PORT,
+      host: e.OPS_HOST ?? e.HOST,
+      publishIntervalMs: e.METRICS_PUBLISH_INTERVAL_MS,
+    },
     keepVersions: e.KEEP_VERSIONS,
     callbackAttempts: e.CALLBACK_ATTEMPTS,
     callbackBackoffMs: e.CALLBACK_BACKOFF_MS,

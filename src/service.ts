@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import type { Express } from 'express';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from './config';
 import { ApiKeyRepository } from './data-access/api-key-repository';
@@ -14,7 +16,12 @@ import { NamespaceClaim, databaseFingerprint, queueNamespace, readInstanceId } f
 import { bootstrapApiKeys } from './domain/bootstrap-keys';
 import { removeOrphanImages } from './domain/ingest-examples';
 import type { ServiceContext } from './domain/service-context';
-import { createApp } from './entry-points/http/app';
+import { createApp, createOperationsApp } from './entry-points/http/app';
+import { openApiDocument } from './entry-points/http/openapi';
+import type { OperationsDependencies } from './entry-points/http/operations-routes';
+import { MetricsExchange } from './data-access/metrics-exchange';
+import { ApiMetrics } from './lib/metrics';
+import packageJson from '../package.json';
 import { WorkerSupervisor } from './entry-points/worker-process';
 import { AsyncLock } from './lib/async-lock';
 import { createLogger } from './logger';
@@ -31,6 +38,8 @@ export interface RunningService {
   queueNamespace: string;
   port: number;
   url: string;
+  /** Where /metrics, /healthz and /readyz are when OPS_PORT gives them their own port. */
+  opsUrl?: string;
   ctx: ServiceContext;
   apiKeys: ApiKeyRepository;
   worker?: WorkerSupervisor;
@@ -49,6 +58,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   fs.rmSync(layout.tmp, { recursive: true, force: true });
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
+  const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
   // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
   const db = openDatabase(layout.database);
@@ -76,7 +86,10 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     queue,
     imageLock: new AsyncLock(),
     embedder,
-    embeddings: new EmbeddingCache(layout.embeddingCache),
+    embeddings: new EmbeddingCache(layout.embeddingCache, (hits, misses) => {
+      metrics?.cacheLookups.inc({ result: 'hit' }, hits);
+      metrics?.cacheLookups.inc({ result: 'miss' }, misses);
+    }),
     logger,
     now: () => new Date().toISOString(),
   };
@@ -94,6 +107,10 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
         maxRedirects: 5,
         allowPrivateNetworks: config.allowPrivateUrls,
       }),
+    observer: metrics && {
+      stage: (stage, seconds) => metrics.observeStage(stage, seconds),
+      images: (outcome, count) => metrics.classifyImages.inc({ outcome }, count),
+    },
   };
 
   const orphans = await removeOrphanImages(ctx);
@@ -111,14 +128,33 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     await worker.start();
   }
 
-  const app = createApp({ ctx, classify, apiKeys });
-  const server = app.listen(config.port, config.host);
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  // Reads the workers' published metrics and answers /readyz's Redis check.
+  const exchange = new MetricsExchange(redis.url, namespace);
+  const ops: OperationsDependencies = {
+    metrics,
+    health: config.ops.health,
+    exchange,
+    queue,
+    logger,
+    probes: {
+      database: () => void db.prepare('SELECT 1').get(),
+      redis: () => exchange.ping(),
+      models: () => {
+        if (!embedder.alive) return 'The embedding models have stopped: restart the service.';
+        return undefined;
+      },
+    },
+  };
+  const openApi = openApiDocument(config, packageJson.version);
+  const server = await listen(createApp({ ctx, classify, apiKeys, openApi, ops }), config.port, config.host);
   const port = (server.address() as AddressInfo).port;
   logger.info({ port }, 'Watson Visual Recognition v3 API listening');
+  const opsServer =
+    config.ops.port !== undefined && (config.ops.metrics || config.ops.health)
+      ? await listen(createOperationsApp(ctx, ops), config.ops.port, config.ops.host)
+      : undefined;
+  const opsPort = opsServer ? (opsServer.address() as AddressInfo).port : undefined;
+  if (opsServer) logger.info({ port: opsPort }, 'operations endpoints listening');
 
   return {
     config,
@@ -126,16 +162,15 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     queueNamespace: namespace,
     port,
     url: `http://127.0.0.1:${port}`,
+    opsUrl: opsPort === undefined ? undefined : `http://127.0.0.1:${opsPort}`,
     ctx,
     apiKeys,
     worker,
     generatedKey,
     close: async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+      await Promise.all([stopListening(server), opsServer && stopListening(opsServer)]);
       await worker?.stop();
+      await exchange.close();
       await queue.close();
       await claim.release();
       await embedder.close();
@@ -144,4 +179,20 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await redis.stop();
     },
   };
+}
+
+async function listen(app: Express, port: number, host: string): Promise<Server> {
+  const server = app.listen(port, host);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  return server;
+}
+
+function stopListening(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
 }

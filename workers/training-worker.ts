@@ -18,6 +18,8 @@ import { deliverCallback, relayOutbox, type CallbackDeliveryContext } from '../s
 import { EmbeddingCache } from '../src/ml/embedding-cache';
 import { loadNegativeBank } from '../src/ml/open-set/negative-bank';
 import { createLogger } from '../src/logger';
+import { WorkerMetrics } from '../src/lib/metrics';
+import { MetricsExchange, publishPeriodically } from '../src/data-access/metrics-exchange';
 
 /**
  * The training worker: its own process, so CPU-heavy embedding and head training never stall the
@@ -38,7 +40,11 @@ async function main() {
     path: layout.database,
   });
   const classifiers = new ClassifierRepository(db);
-  const cache = new EmbeddingCache(layout.embeddingCache);
+  const metrics = config.ops.metrics ? new WorkerMetrics() : undefined;
+  const cache = new EmbeddingCache(layout.embeddingCache, (hits, misses) => {
+    metrics?.cacheLookups.inc({ result: 'hit' }, hits);
+    metrics?.cacheLookups.inc({ result: 'miss' }, misses);
+  });
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
   const queue = new TrainingQueue(redisUrl, namespace, instanceId, config.trainingAttempts);
   const negativeBank = loadNegativeBank(embedder.packKey);
@@ -56,9 +62,19 @@ async function main() {
     now: () => new Date().toISOString(),
   };
 
+  // Metrics go to Redis, where the API merges them into its /metrics (several workers, several machines).
+  const exchange = metrics && new MetricsExchange(redisUrl, namespace);
+  const publisher = metrics && exchange && publishPeriodically(exchange, metrics, config.ops.publishIntervalMs, logger);
+  const recordRun = (outcome: string, start: bigint) => {
+    metrics?.trainingRuns.inc({ outcome });
+    metrics?.trainingDuration.observe({ outcome }, Number(process.hrtime.bigint() - start) / 1e9);
+    void publisher?.publishNow();
+  };
+
   const processor = async (job: Job<TrainingJobData>) => {
     const { classifierId } = job.data;
     const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    const start = process.hrtime.bigint();
     try {
       if (job.data.instanceId !== instanceId) {
         throw new ForeignJobError(
@@ -70,6 +86,7 @@ async function main() {
         onProgress: (f) => job.updateProgress(Math.round(f * 100)),
       });
       logger.info({ classifierId, outcome }, 'training run finished');
+      recordRun(outcome, start);
       return outcome;
     } catch (error) {
       if (error instanceof ForeignJobError) {
@@ -78,7 +95,9 @@ async function main() {
         throw new UnrecoverableError(error.message);
       }
       logger.warn({ classifierId, err: error, finalAttempt }, 'training run failed');
-      if (error instanceof TrainingDataError) throw new UnrecoverableError(error.message);
+      const unrecoverable = error instanceof TrainingDataError;
+      recordRun(unrecoverable || finalAttempt ? 'failed' : 'retry', start);
+      if (unrecoverable) throw new UnrecoverableError(error.message);
       throw error;
     }
   };
@@ -161,6 +180,8 @@ async function main() {
     logger.info({ signal }, 'training worker stopping (finishing the current run)');
     clearTimeout(requeueTimer);
     await worker.close();
+    await publisher?.stop();
+    await exchange?.close();
     await callbackWorker.close();
     await callbackCtx.queue.close();
     await queue.close();

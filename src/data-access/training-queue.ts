@@ -78,6 +78,12 @@ export class TrainingQueue {
     }
   }
 
+  /** Jobs by state, for metrics. */
+  async counts(): Promise<Record<'waiting' | 'active' | 'delayed' | 'failed', number>> {
+    const counts = await this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
+    return { waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0, failed: counts.failed ?? 0 };
+  }
+
   async close(): Promise<void> {
     await this.queue.close();
   }

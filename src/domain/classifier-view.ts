@@ -1,23 +1,9 @@
 import type { ClassifierRecord, VersionRecord } from '../data-access/classifier-repository';
+import type { BriefClassifierView, ClassifierView, HeadEvaluationView } from './api-schemas';
 
-/** The Watson Classifier object; extra fields (training_progress, evaluation) are this service's extensions. */
-export interface ClassifierView {
-  classifier_id: string;
-  name: string;
-  owner: string;
-  status: string;
-  core_ml_enabled: boolean;
-  explanation?: string;
-  created: string;
-  updated: string;
-  retrained?: string;
-  classes: Array<{ class: string }>;
-  training_progress?: number;
-  evaluation?: unknown;
-  /** Extension: where the training-end callback goes. */
-  callback_url?: string;
-}
+export type { ClassifierView };
 
+/** The Watson Classifier object (shape: classifierSchema); training_progress and evaluation are extensions. */
 export function classifierView(
   c: ClassifierRecord,
   extras: { progress?: number; version?: VersionRecord } = {},
@@ -40,13 +26,13 @@ export function classifierView(
     view.training_progress = extras.progress;
   }
   if (extras.version) {
-    view.evaluation = { version_id: extras.version.id, created: extras.version.created, ...(extras.version.evaluation as object) };
+    view.evaluation = { version_id: extras.version.id, created: extras.version.created, ...(extras.version.evaluation as HeadEvaluationView) };
   }
   return view;
 }
 
 /** The brief entry of an unverbose list. */
-export function briefClassifierView(c: ClassifierRecord) {
+export function briefClassifierView(c: ClassifierRecord): BriefClassifierView {
   return {
     classifier_id: c.id,
     name: c.name,

@@ -12,8 +12,11 @@ import type { Embedder, ImageAnalysis } from '../ml/embedder';
 import { explicitClasses } from '../ml/explicit-classifier';
 import { scoreHead, type TrainedHead } from '../ml/heads';
 import type { BuiltinClass } from '../ml/types';
+import type { ClassifiedImage, ClassifyResponse, ImageError, Warning } from './api-schemas';
 import { parseClassifierRef, type ClassifierRef, type ClassifyParameters } from './classify-request';
 import { noSuchVersion, prunedVersion } from './manage-versions';
+
+export type { ClassifyResponse };
 
 export interface ClassifyContext {
   classifiers: ClassifierRepository;
@@ -24,23 +27,24 @@ export interface ClassifyContext {
   namesObjects: boolean;
   limits: Config['limits'];
   fetchImage: (url: string) => Promise<FetchedImage>;
+  /** Told what each call did (metrics). */
+  observer?: ClassifyObserver;
 }
+
+export interface ClassifyObserver {
+  /** Seconds one call spent running the object detector or scoring custom heads; one batch's decode or model run. */
+  stage(stage: 'decode' | 'backbone' | 'detector' | 'heads', seconds: number): void;
+  /** Images of one call, by whether they were classified. */
+  images(outcome: 'classified' | 'failed', count: number): void;
+}
+
+const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
+
 
 export interface UploadedImagesFile {
   path: string;
   originalName: string;
   size: number;
-}
-
-interface Warning {
-  warning_id: string;
-  description: string;
-}
-
-interface ImageError {
-  code: number;
-  description: string;
-  error_id: string;
 }
 
 type ImageLabel = { image: string } | { source_url: string; resolved_url?: string };
@@ -55,20 +59,7 @@ type AppliedClassifier =
   | { kind: 'default' | 'explicit'; id: string }
   | { kind: 'custom'; id: string; name: string; versionId: number; head: TrainedHead };
 
-interface ClassifierResult {
-  classifier_id: string;
-  name: string;
-  /** Extension: the version of a custom classifier that answered. */
-  version_id?: number;
-  classes: BuiltinClass[];
-}
-
-export interface ClassifyResponse {
-  images: Array<ImageLabel & { classifiers?: ClassifierResult[]; error?: ImageError }>;
-  images_processed: number;
-  custom_classes: number;
-  warnings?: Warning[];
-}
+type ClassifierResult = NonNullable<ClassifiedImage['classifiers']>[number];
 
 const BUILT_IN_IDS = new Set(['default', 'explicit']);
 /** How long a request's hold on its versions lasts if the process dies before releasing it. */
@@ -124,6 +115,7 @@ async function classifyWith(
         'Did not find any valid classifier_ids specified in the request. Use default, or the id of one of your classifiers whose status is ready (GET /v3/classifiers).',
       error_id: 'input_error',
     };
+    ctx.observer?.images('failed', inputs.length);
     return {
       status: 400,
       body: { images: inputs.map((i) => ({ ...i.label, error })), images_processed: 0, custom_classes: 0, ...withWarnings(warnings) },
@@ -134,13 +126,14 @@ async function classifyWith(
   const modelInputs = toAnalyse.map((i) => ({ name: 'image' in i.label ? i.label.image : i.label.source_url, bytes: i.bytes! }));
   const appliesDefault = applied.some((c) => c.kind === 'default');
   // One pass per image serves every classifier: both networks run once, whatever was asked.
-  const analyses = await ctx.embedder.analyze(modelInputs);
+  const analyses = await ctx.embedder.analyze(modelInputs, (stage, seconds) => ctx.observer?.stage(stage, seconds));
   const analysisOf = new Map(toAnalyse.map((img, k) => [img, analyses[k]]));
   const namesObjects = ctx.namesObjects && ctx.embedder.packOnlyKey !== undefined;
 
   if (appliesDefault && !namesObjects && !ctx.embedder.manifest.heads.imagenet) {
     warnings.push({ warning_id: 'default_objects_unavailable', description: DEFAULT_MISSING_OBJECTS_WARNING });
   }
+  let headSeconds = 0;
   const images = inputs.map((img) => {
     if (img.error) return { ...img.label, error: img.error };
     const analysis = analysisOf.get(img)!;
@@ -149,9 +142,18 @@ async function classifyWith(
     }
     return {
       ...img.label,
-      classifiers: applied.map((c) => classify(c, analysis, namesObjects ? analysis.objects : undefined, input.params.threshold)),
+      classifiers: applied.map((c) => {
+        const start = process.hrtime.bigint();
+        const result = classify(c, analysis, namesObjects ? analysis.objects : undefined, input.params.threshold);
+        if (c.kind === 'custom') headSeconds += secondsSince(start);
+        return result;
+      }),
     };
   });
+  if (applied.some((c) => c.kind === 'custom')) ctx.observer?.stage('heads', headSeconds);
+  const failed = images.filter((i) => 'error' in i).length;
+  ctx.observer?.images('classified', images.length - failed);
+  ctx.observer?.images('failed', failed);
   const customClasses = applied.reduce((n, c) => n + (c.kind === 'custom' ? c.head.classes.length : 0), 0);
   return {
     status: 200,

@@ -1,4 +1,7 @@
 import { badRequest } from '../errors';
+import { classifyFieldsSchema, DEFAULT_THRESHOLD, parseRequest } from './api-schemas';
+
+export { DEFAULT_THRESHOLD };
 
 export interface ClassifyParameters {
   url?: string;
@@ -6,33 +9,6 @@ export interface ClassifyParameters {
   classifierIds?: string[];
   owners?: Array<'IBM' | 'me'>;
   threshold: number;
-}
-
-export const DEFAULT_THRESHOLD = 0.5;
-
-/** A comma-separated list, or the same field repeated (the Go SDK repeats it), or a JSON array. */
-function listOf(value: unknown, field: string): string[] | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  const parts = Array.isArray(value) ? value : [value];
-  const items: string[] = [];
-  for (const part of parts) {
-    if (typeof part !== 'string') throw badRequest(`The parameter '${field}' must be a comma-separated list of strings.`);
-    for (const item of part.split(',')) {
-      const trimmed = item.trim();
-      if (trimmed !== '' && !items.includes(trimmed)) items.push(trimmed);
-    }
-  }
-  return items.length > 0 ? items : undefined;
-}
-
-function thresholdOf(value: unknown): number {
-  if (value === undefined || value === null || value === '') return DEFAULT_THRESHOLD;
-  const raw = Array.isArray(value) ? value[0] : value;
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-  if (!Number.isFinite(n) || n < 0 || n > 1) {
-    throw badRequest(`The threshold '${String(raw)}' is not valid. Send a number from 0.0 to 1.0 (the default is 0.5).`);
-  }
-  return n;
 }
 
 function legacyParameters(value: unknown): Record<string, unknown> {
@@ -53,32 +29,32 @@ function legacyParameters(value: unknown): Record<string, unknown> {
 }
 
 /**
- * Reads classify inputs from form fields or the query string. The legacy `parameters` JSON
- * field supplies whatever the plain fields leave out.
+ * Reads classify inputs from form fields or the query string, validated by classifyFieldsSchema
+ * (the schema the OpenAPI document shows). The legacy `parameters` JSON field supplies whatever
+ * the plain fields leave out. Throws a 400 ApiError naming the bad value.
  */
 export function parseClassifyParameters(fields: Record<string, unknown>): ClassifyParameters {
   const legacy = legacyParameters(fields.parameters);
-  const pick = (name: string) => (fields[name] !== undefined && fields[name] !== '' ? fields[name] : legacy[name]);
-  const legacyList = (name: string) => {
-    const v = pick(name);
-    return Array.isArray(v) ? v.map(String) : v;
+  const pick = (name: string) => {
+    const value = fields[name] !== undefined && fields[name] !== '' ? fields[name] : legacy[name];
+    return value === null || value === '' ? undefined : value;
   };
-
-  const urlValue = pick('url');
-  const url = Array.isArray(urlValue) ? urlValue[0] : urlValue;
-  if (url !== undefined && typeof url !== 'string') throw badRequest("The 'url' parameter must be a string.");
-
-  const owners = listOf(legacyList('owners'), 'owners')?.map((o) => {
-    if (o.toLowerCase() === 'ibm') return 'IBM' as const;
-    if (o.toLowerCase() === 'me') return 'me' as const;
-    throw badRequest(`The owner '${o}' is not valid. Use owners=IBM (built-in classifiers), owners=me (your classifiers), or both.`);
+  // The legacy JSON may hold lists of non-strings (numbers as ids).
+  const list = (name: string) => {
+    const value = pick(name);
+    return Array.isArray(value) ? value.map(String) : value;
+  };
+  const parsed = parseRequest(classifyFieldsSchema, {
+    url: pick('url'),
+    classifier_ids: list('classifier_ids'),
+    owners: list('owners'),
+    threshold: pick('threshold'),
   });
-
   return {
-    url: url?.trim() || undefined,
-    classifierIds: listOf(legacyList('classifier_ids'), 'classifier_ids'),
-    owners: owners ? [...new Set(owners)] : undefined,
-    threshold: thresholdOf(pick('threshold')),
+    url: parsed.url?.trim() || undefined,
+    classifierIds: parsed.classifier_ids,
+    owners: parsed.owners,
+    threshold: parsed.threshold ?? DEFAULT_THRESHOLD,
   };
 }
 

@@ -1,13 +1,12 @@
 import { ApiError, badRequest, notFound } from '../errors';
 import type { ClassifierRecord } from '../data-access/classifier-repository';
+import { classifierNameSchema, parseRequest, userDataQuerySchema, type VersionListView } from './api-schemas';
 import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, type ClassifierView } from './classifier-view';
 import { parseCallbackUrl } from './callbacks';
 import { ingestExamples, removeUnreferencedImages, type ZipUploadReport } from './ingest-examples';
 import type { ServiceContext } from './service-context';
 import { parseExampleUploads, type UploadedFile } from './training-form';
-
-const MAX_NAME_LENGTH = 1024;
 
 export interface UploadSummary {
   /** Distinct images the classifier's next version trains on: its `examples` count once trained. */
@@ -48,18 +47,8 @@ export async function createClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
 ): Promise<ClassifierView & { upload: UploadSummary }> {
-  // multer turns a repeated field into an array (and 'name[x]' into an object): say so, rather than call the name missing.
-  if (input.name !== undefined && typeof input.name !== 'string') {
-    const what = Array.isArray(input.name) ? `${input.name.length} values` : 'a structured value';
-    throw badRequest(`The field 'name' arrived as ${what}. Send the classifier's name once, as plain text.`);
-  }
-  const name = typeof input.name === 'string' ? input.name.trim() : '';
-  if (name === '') {
-    throw badRequest("Missing required parameter 'name'. Send the classifier's name as the form field 'name'.");
-  }
-  if (name.length > MAX_NAME_LENGTH) {
-    throw badRequest(`The classifier name is ${name.length} characters long; at most ${MAX_NAME_LENGTH} are allowed.`);
-  }
+  // multer turns a repeated field into an array (and 'name[x]' into an object): the schema says so, rather than call the name missing.
+  const name = parseRequest(classifierNameSchema, input.name);
   const uploads = parseExampleUploads(input.files);
   const callbackUrl = (await parseCallbackUrl(input.callbackUrl, ctx.config.allowPrivateUrls)) ?? null;
   const positives = uploads.filter((u) => u.className !== null).length;
@@ -150,11 +139,9 @@ export async function deleteClassifier(ctx: ServiceContext, input: { ownerId: st
  * id (X-Watson-Metadata: customer_id=…); classifiers that lost examples retrain without them.
  */
 export async function deleteUserData(ctx: ServiceContext, input: { ownerId: string; customerId: unknown }): Promise<void> {
-  if (typeof input.customerId !== 'string' || input.customerId.trim() === '') {
-    throw badRequest("Missing required parameter 'customer_id'. Add ?customer_id=<the id you sent in X-Watson-Metadata>.");
-  }
+  const { customer_id: customerId } = parseRequest(userDataQuerySchema, { customer_id: input.customerId });
   const removed = await ctx.imageLock.run(async () => {
-    const result = ctx.classifiers.deleteCustomerData(input.ownerId, input.customerId as string, ctx.now());
+    const result = ctx.classifiers.deleteCustomerData(input.ownerId, customerId, ctx.now());
     await ctx.images.remove(ctx.classifiers.unreferencedImages(result.imageHashes));
     return result;
   });

@@ -3,6 +3,7 @@ import { removeUnreferencedImages } from './ingest-examples';
 import { classifierNotFound, detailedView, ownedOrNotFound } from './manage-classifiers';
 import type { ClassifierView } from './classifier-view';
 import type { ServiceContext } from './service-context';
+import { activateQuerySchema, parseRequest, type VersionListView } from './api-schemas';
 
 /** A version id from a path or a form: a positive integer. */
 export function parseVersionId(value: unknown, where: string): number {
@@ -33,7 +34,7 @@ export function prunedVersion(classifierId: string, versionId: number, status: 4
  * Extension, GET /v3/classifiers/{id}/versions: every version with its evaluation (oldest first),
  * when each was made current by an activation, and the whole history of current-version changes.
  */
-export function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }) {
+export function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): VersionListView {
   const c = ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const events = ctx.classifiers.listVersionEvents(c.id);
   return {
@@ -45,7 +46,7 @@ export function listVersions(ctx: ServiceContext, input: { ownerId: string; clas
       classes: v.classes.map((name) => ({ class: name })),
       examples: v.examples,
       pack: v.packKey,
-      evaluation: v.evaluation,
+      evaluation: v.evaluation as VersionListView['versions'][number]['evaluation'],
       activated: events.filter((e) => e.versionId === v.id && e.cause === 'activated').map((e) => e.created),
       ...(v.pruned ? { pruned: v.pruned } : {}),
     })),
@@ -56,12 +57,6 @@ export function listVersions(ctx: ServiceContext, input: { ownerId: string; clas
       created: e.created,
     })),
   };
-}
-
-function booleanField(value: unknown, name: string): boolean {
-  if (value === undefined || value === '') return false;
-  if (value === 'true' || value === 'false') return value === 'true';
-  throw badRequest(`The parameter '${name}' must be true or false.`);
 }
 
 /**
@@ -78,7 +73,7 @@ export async function activateVersion(
 ): Promise<ClassifierView> {
   ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const versionId = parseVersionId(input.versionId, 'the path');
-  const discardPending = booleanField(input.discardPending, 'discard_pending');
+  const { discard_pending: discardPending } = parseRequest(activateQuerySchema, { discard_pending: input.discardPending });
   const result = ctx.classifiers.activateVersion({ classifierId: input.classifierId, versionId, discardPending, now: ctx.now() });
   if (result.outcome === 'no-classifier') throw classifierNotFound(input.classifierId);
   if (result.outcome === 'no-version') throw noSuchVersion(input.classifierId, versionId);

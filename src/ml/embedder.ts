@@ -41,6 +41,11 @@ export interface EmbedderOptions {
   detector?: DetectorPack;
 }
 
+/** Told how long each batch's decode (sharp) and each network's run (MobileNetV2 backbone, CenterNet detector) took, in seconds. */
+export type StageObserver = (stage: 'decode' | 'backbone' | 'detector', seconds: number) => void;
+
+const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
+
 /**
  * nsfwjs's softmax classes that depict sexual content explicitly: photographed (porn) or drawn
  * (hentai). "sexy" is suggestive but not explicit, "drawing" and "neutral" are safe. The classes
@@ -123,21 +128,22 @@ export class Embedder {
   /**
    * Analyses images in input order. An image that cannot be decoded gets its ImageDecodeError in
    * its slot; the others are unaffected. The next batch decodes while the current one runs.
+   * `observeStage` is told each batch's decode and model times (metrics of the caller's kind of work).
    */
-  async analyze(images: ImageInput[]): Promise<Array<ImageAnalysis | ImageDecodeError>> {
+  async analyze(images: ImageInput[], observeStage: StageObserver = () => undefined): Promise<Array<ImageAnalysis | ImageDecodeError>> {
     const results = new Array<ImageAnalysis | ImageDecodeError>(images.length);
     const batches: ImageInput[][] = [];
     for (let start = 0; start < images.length; start += this.batchSize) batches.push(images.slice(start, start + this.batchSize));
 
-    let next = batches.length > 0 ? this.decodeBatch(batches[0]) : undefined;
+    let next = batches.length > 0 ? this.decodeBatch(batches[0], observeStage) : undefined;
     let offset = 0;
     for (let b = 0; b < batches.length; b += 1) {
       const decoded = await next!;
-      next = b + 1 < batches.length ? this.decodeBatch(batches[b + 1]) : undefined;
+      next = b + 1 < batches.length ? this.decodeBatch(batches[b + 1], observeStage) : undefined;
       // If inference throws, the prefetch's own failure must not surface as an unhandled rejection.
       next?.catch(() => undefined);
       const good = decoded.filter((d): d is DecodedImage[] => !(d instanceof ImageDecodeError));
-      const analyses = good.length > 0 ? await this.infer(good) : [];
+      const analyses = good.length > 0 ? await this.infer(good, observeStage) : [];
       let g = 0;
       decoded.forEach((d, i) => {
         results[offset + i] = d instanceof ImageDecodeError ? d : analyses[g++];
@@ -147,13 +153,19 @@ export class Embedder {
     return results;
   }
 
+  /** False once a model thread (the pack's or the detector's) has crashed or been closed. */
+  get alive(): boolean {
+    return this.inference.alive && (this.detector?.inference.alive ?? true);
+  }
+
   async close(): Promise<void> {
     await Promise.all([this.inference.close(), this.detector?.inference.close()]);
   }
 
   /** Each image decoded once into one square per network: the pack's (cover) and, with a detector, CenterNet's (stretched). */
-  private decodeBatch(batch: ImageInput[]): Promise<Array<DecodedImage[] | ImageDecodeError>> {
-    return mapLimited(batch, this.decodeConcurrency, async (image) => {
+  private async decodeBatch(batch: ImageInput[], observeStage: StageObserver): Promise<Array<DecodedImage[] | ImageDecodeError>> {
+    const start = process.hrtime.bigint();
+    const decoded = await mapLimited(batch, this.decodeConcurrency, async (image) => {
       try {
         return await decodeImageViews(image.bytes, image.name, this.views);
       } catch (error) {
@@ -161,18 +173,26 @@ export class Embedder {
         throw error;
       }
     });
+    observeStage('decode', secondsSince(start));
+    return decoded;
   }
 
-  private async infer(decoded: DecodedImage[][]): Promise<ImageAnalysis[]> {
+  private async infer(decoded: DecodedImage[][], observeStage: StageObserver): Promise<ImageAnalysis[]> {
     const { manifest } = this;
     const { name, size } = manifest.input;
     const images = decoded.map((views) => views[0]);
     const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
+    const start = process.hrtime.bigint();
     const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
+    const observed = <T>(stage: 'backbone' | 'detector', work: Promise<T>): Promise<T> =>
+      work.then((result) => {
+        observeStage(stage, secondsSince(start));
+        return result;
+      });
     // CenterNet's graph takes one image: each goes as its own request, all queued at once on the detector's thread.
-    const detecting = this.detector && Promise.all(decoded.map((views) => this.detect(views[1])));
+    const detecting = this.detector && observed('detector', Promise.all(decoded.map((views) => this.detect(views[1]))));
     const colors = images.map(colorClasses); // while the workers infer
-    const [outputs, detected] = await Promise.all([running, detecting]);
+    const [outputs, detected] = await Promise.all([observed('backbone', running), detecting]);
     const data = (outputName: string): Float32Array => outputs[outputName].data;
     const embeddingParts = manifest.embedding.outputs.map(data);
     const explicitProbs = manifest.heads.explicit && data(manifest.heads.explicit.output);

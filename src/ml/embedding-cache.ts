@@ -15,7 +15,11 @@ export class EmbeddingCache {
   private readonly insert: Database.Statement<[string, string, Buffer]>;
   private readonly putAll: (entries: Array<{ hash: string; embedding: Float32Array }>, packKey: string) => void;
 
-  constructor(dbPath: string) {
+  /** `onLookup` is told each lookup's hits and misses (unique hashes), for metrics. */
+  constructor(
+    dbPath: string,
+    private readonly onLookup: (hits: number, misses: number) => void = () => undefined,
+  ) {
     fs.mkdirSync(path.dirname(dbPath), { recursive: true });
     this.db = new Database(dbPath);
     this.db.pragma('journal_mode = WAL');
@@ -53,6 +57,7 @@ export class EmbeddingCache {
         found.set(hash, embedding);
       }
     }
+    this.onLookup(found.size, unique.length - found.size);
     return found;
   }
 

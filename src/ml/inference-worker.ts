@@ -110,6 +110,11 @@ export class InferenceWorker {
     });
   }
 
+  /** False once the session's thread crashed, exited or was closed. */
+  get alive(): boolean {
+    return this.failure === undefined;
+  }
+
   async close(): Promise<void> {
     if (this.failure) return;
     this.failure = new Error(`${this.modelPath}: the embedder is closed`);

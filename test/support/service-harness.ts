@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import IORedis from 'ioredis';
 import { startService, type RunningService } from '../../src/service';
+import { OpenApiContract } from './openapi-contract';
 
 export const ALICE_KEY = 'alice-key-0123456789';
 export const BOB_KEY = 'bob-key-0123456789';
@@ -13,7 +14,11 @@ export interface TestService {
   service: RunningService;
   url: string;
   dataDir: string;
-  /** fetch against the service with alice's key (Basic apikey:<key>) unless headers say otherwise. */
+  /**
+   * fetch against the service with alice's key (Basic apikey:<key>) unless headers say otherwise.
+   * Every answer is checked against the service's OpenAPI document (status documented for the
+   * operation, body matching its schema); a mismatch throws, failing the test that made the call.
+   */
   call(method: string, pathAndQuery: string, init?: { body?: FormData | string; headers?: Record<string, string>; key?: string | null }): Promise<{ status: number; body: any }>;
   /** Stops the API and worker and starts them again on the same data dir and Redis namespace. */
   restart(): Promise<void>;
@@ -41,8 +46,11 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
     TRAINING_LOCK_MS: '4000',
     ...overrides,
   };
+  const service = await startService(env);
+  // The document does not change across restarts: the same env gives the same config.
+  const contract = new OpenApiContract((await (await fetch(`${service.url}/v3/openapi.json`)).json()) as ConstructorParameters<typeof OpenApiContract>[0]);
   const t: TestService = {
-    service: await startService(env),
+    service,
     get url() {
       return this.service.url;
     },
@@ -63,6 +71,8 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
       } catch {
         // not JSON: keep the text so the assertion shows it
       }
+      const problems = contract.problems(method, pathAndQuery, res.status, res.headers.get('content-type'), body);
+      if (problems.length > 0) throw new Error(`The answer breaks the OpenAPI document:\n${problems.join('\n')}`);
       return { status: res.status, body };
     },
     async close() {

@@ -25,6 +25,18 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('serves the operations endpoints on the API port unless OPS_PORT moves them', () => {
+    expect(loadConfig({ HOST: '10.0.0.1' }).ops).toEqual({ metrics: true, health: true, port: undefined, host: '10.0.0.1', publishIntervalMs: 5000 });
+    expect(loadConfig({ OPS_PORT: '9100', OPS_HOST: '127.0.0.1', METRICS_ENABLED: 'false', HEALTH_ENABLED: '0' }).ops).toMatchObject({
+      metrics: false,
+      health: false,
+      port: 9100,
+      host: '127.0.0.1',
+    });
+    expect(() => loadConfig({ OPS_PORT: '70000' })).toThrow(/OPS_PORT/);
+    expect(() => loadConfig({ METRICS_PUBLISH_INTERVAL_MS: '10' })).toThrow(/METRICS_PUBLISH_INTERVAL_MS/);
+  });
+
   it('fails fast naming every bad variable', () => {
     expect(() => loadConfig({ PORT: 'eighty', ORT_THREADS: '0' })).toThrow(ConfigError);
     expect(() => loadConfig({ PORT: 'eighty', ORT_THREADS: '0' })).toThrow(/PORT.*ORT_THREADS|ORT_THREADS.*PORT/);

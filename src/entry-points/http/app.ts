@@ -12,18 +12,26 @@ import { classifierRoutes } from './routes/classifier-routes';
 import { classifyRoutes } from './routes/classify-routes';
 import type { ClassifyContext } from '../../domain/classify-images';
 import { identityRoutes } from './routes/identity-routes';
+import { docsRoutes } from './docs-routes';
+import { routeTemplateOf, type OpenApiDocument } from './openapi';
+import { operationsRoutes, requestMetrics, type OperationsDependencies } from './operations-routes';
 import { consoleRoutes } from './console-routes';
 
 export interface AppDependencies {
   ctx: ServiceContext;
   classify: ClassifyContext;
   apiKeys: ApiKeyRepository;
+  /** Served at /v3/openapi.json; its paths also name the routes in request metrics. */
+  openApi: OpenApiDocument;
+  ops: OperationsDependencies;
 }
 
-export function createApp({ ctx, classify, apiKeys }: AppDependencies): express.Express {
+/** The API. The operations endpoints are on it too unless OPS_PORT puts them on their own app (createOperationsApp). */
+export function createApp({ ctx, classify, apiKeys, openApi, ops }: AppDependencies): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'extended');
+  if (ops.metrics) app.use(requestMetrics(ops.metrics, routeTemplateOf(openApi, ['/', '/assets/{asset}', '/docs', '/docs/{asset}'])));
   app.use(helmet());
   app.use((_req, res, next) => {
     res.setHeader('Cache-Control', 'no-store');
@@ -34,6 +42,11 @@ export function createApp({ ctx, classify, apiKeys }: AppDependencies): express.
   app.get('/health', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  if (ctx.config.ops.port === undefined) app.use(operationsRoutes(ops));
+  app.get('/v3/openapi.json', (_req, res) => {
+    res.json(openApi);
+  });
+  app.use(docsRoutes());
   app.use('/identity', identityRoutes(apiKeys));
 
   const upload = multipartUpload({
@@ -51,6 +64,23 @@ export function createApp({ ctx, classify, apiKeys }: AppDependencies): express.
 
   app.use((req: Request) => {
     throw new ApiError(404, `There is no ${req.method} ${req.path}. See the Watson Visual Recognition v3 API reference.`);
+  });
+  app.use(errorHandler(ctx));
+  return app;
+}
+
+/** The operations endpoints alone, for OPS_PORT. */
+export function createOperationsApp(ctx: ServiceContext, ops: OperationsDependencies): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(helmet());
+  app.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  app.use(operationsRoutes(ops));
+  app.use((req: Request) => {
+    throw new ApiError(404, `There is no ${req.method} ${req.path} on the operations port: /healthz, /readyz and /metrics are.`);
   });
   app.use(errorHandler(ctx));
   return app;

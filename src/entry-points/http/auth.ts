@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '../../errors';
+import { parseRequest, versionQuerySchema } from '../../domain/api-schemas';
 import type { ApiKeyRepository } from '../../data-access/api-key-repository';
 import { keyIdOfAccessToken, looksLikeAccessToken } from './access-token';
 
@@ -44,18 +45,9 @@ export function authenticate(apiKeys: ApiKeyRepository) {
   };
 }
 
-/** Every /v3 request carries ?version=YYYY-MM-DD. */
+/** Every /v3 request carries ?version=YYYY-MM-DD (versionQuerySchema); a repeated one counts by its first value. */
 export function requireVersion(req: Request, _res: Response, next: NextFunction) {
   const version = req.query.version;
-  if (version === undefined || version === '') {
-    throw new ApiError(400, "Missing 'version' query parameter. Add ?version=2018-03-19 to the URL.");
-  }
-  const value = Array.isArray(version) ? version[0] : version;
-  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(value) || Number.isNaN(Date.parse(value))) {
-    throw new ApiError(
-      400,
-      `The 'version' query parameter '${String(value)}' is not a date in the form YYYY-MM-DD. Use, for example, version=2018-03-19.`,
-    );
-  }
+  parseRequest(versionQuerySchema, { version: Array.isArray(version) ? version[0] : version });
   next();
 }

@@ -12,6 +12,7 @@ import {
 import { activateVersion, listVersions } from '../../../domain/manage-versions';
 import { callbackSecret, rotateCallbackSecret } from '../../../domain/callbacks';
 import type { UploadedFile } from '../../../domain/training-form';
+import { listQuerySchema, parseRequest } from '../../../domain/api-schemas';
 
 /** `X-Watson-Metadata: customer_id=…` labels uploaded data for DELETE /v3/user_data. */
 export function customerIdOf(req: Request): string | null {
@@ -40,7 +41,8 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
   });
 
   router.get('/classifiers', async (req, res) => {
-    res.json(await listClassifiers(ctx, { ownerId: owner(req), verbose: String(req.query.verbose) === 'true' }));
+    const { verbose } = parseRequest(listQuerySchema, { verbose: req.query.verbose });
+    res.json(await listClassifiers(ctx, { ownerId: owner(req), verbose }));
   });
 
   router.get('/classifiers/:classifierId', async (req, res) => {

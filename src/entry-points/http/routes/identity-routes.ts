@@ -1,5 +1,7 @@
 import express, { Router } from 'express';
+import type { z } from 'zod';
 import { ApiError } from '../../../errors';
+import { parseRequest, tokenRequestSchema, type tokenResponseSchema } from '../../../domain/api-schemas';
 import type { ApiKeyRepository } from '../../../data-access/api-key-repository';
 import { ACCESS_TOKEN_LIFETIME_S, issueAccessToken } from '../access-token';
 
@@ -11,24 +13,18 @@ export function identityRoutes(apiKeys: ApiKeyRepository) {
   const router = Router();
   const secret = apiKeys.tokenSigningSecret();
   router.post('/token', express.urlencoded({ extended: false, limit: '16kb' }), (req, res) => {
-    const grantType = req.body?.grant_type;
-    const apikey = req.body?.apikey;
-    if (grantType !== 'urn:ibm:params:oauth:grant-type:apikey' || typeof apikey !== 'string' || apikey === '') {
-      throw new ApiError(
-        400,
-        "Send grant_type=urn:ibm:params:oauth:grant-type:apikey and apikey=<your key> as an application/x-www-form-urlencoded body.",
-      );
-    }
+    const { apikey } = parseRequest(tokenRequestSchema, req.body ?? {});
     const key = apiKeys.findActiveKey(apikey);
     if (!key) throw new ApiError(401, 'The API key is not valid.');
     const { token, expiration } = issueAccessToken(secret, key);
-    res.json({
+    const answer: z.infer<typeof tokenResponseSchema> = {
       access_token: token,
       refresh_token: 'not_supported',
       token_type: 'Bearer',
       expires_in: ACCESS_TOKEN_LIFETIME_S,
       expiration,
-    });
+    };
+    res.json(answer);
   });
   return router;
 }
