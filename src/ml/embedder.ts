@@ -69,6 +69,7 @@ export class Embedder {
   private readonly offset: number[];
 
   private readonly views: SquareView[];
+  private readonly poolFactor: number;
 
   private constructor(
     readonly manifest: PackManifest,
@@ -81,8 +82,10 @@ export class Embedder {
     this.packKey = detector ? `${packKey(manifest)}+${detector.pack.key}` : packKey(manifest);
     if (detector) this.packOnlyKey = packKey(manifest);
     this.dim = manifest.embedding.dim + (detector?.pack.taps.reduce((sum, tap) => sum + tap.dim, 0) ?? 0);
-    this.views = [{ size: manifest.input.size, fit: 'cover' }];
-    if (detector) this.views.push({ size: detector.pack.inputSize, fit: 'fill' });
+    // With the detector, one square serves both networks: CenterNet's stretched S×S, and the pack's input
+    // is its k×k block average (S = k × the pack's size), which an exported model computes the same way.
+    this.poolFactor = detector ? detector.pack.inputSize / manifest.input.size : 1;
+    this.views = [detector ? { size: detector.pack.inputSize, fit: 'fill' } : { size: manifest.input.size, fit: 'cover' }];
     this.scale = manifest.input.std.map((std) => 1 / (255 * std));
     this.offset = manifest.input.mean.map((mean, c) => -mean / manifest.input.std[c]);
     this.explicitIndices = EXPLICIT_LABELS.map((label) => manifest.heads.explicit?.labels.indexOf(label) ?? -1);
@@ -108,6 +111,10 @@ export class Embedder {
     let detector: { pack: DetectorPack; inference: InferenceWorker } | undefined;
     if (options.detector) {
       const pack = options.detector;
+      if (!Number.isInteger(pack.inputSize / manifest.input.size)) {
+        await inference.close();
+        throw new PackError(pack.modelPath, `the detector's input (${pack.inputSize}) is not a whole multiple of the pack's (${manifest.input.size})`);
+      }
       const detectorInference = await InferenceWorker.create(pack.modelPath, { intraOpNumThreads: options.threads }).catch(async (error: unknown) => {
         await inference.close();
         throw error;
@@ -162,7 +169,7 @@ export class Embedder {
     await Promise.all([this.inference.close(), this.detector?.inference.close()]);
   }
 
-  /** Each image decoded once into one square per network: the pack's (cover) and, with a detector, CenterNet's (stretched). */
+  /** Each image decoded once: the pack's square (cover), or with a detector CenterNet's (stretched), which feeds both. */
   private async decodeBatch(batch: ImageInput[], observeStage: StageObserver): Promise<Array<DecodedImage[] | ImageDecodeError>> {
     const start = process.hrtime.bigint();
     const decoded = await mapLimited(batch, this.decodeConcurrency, async (image) => {
@@ -180,7 +187,7 @@ export class Embedder {
   private async infer(decoded: DecodedImage[][], observeStage: StageObserver): Promise<ImageAnalysis[]> {
     const { manifest } = this;
     const { name, size } = manifest.input;
-    const images = decoded.map((views) => views[0]);
+    const images = decoded.map(([square]) => square);
     const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
     const start = process.hrtime.bigint();
     const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
@@ -190,7 +197,7 @@ export class Embedder {
         return result;
       });
     // CenterNet's graph takes one image: each goes as its own request, all queued at once on the detector's thread.
-    const detecting = this.detector && observed('detector', Promise.all(decoded.map((views) => this.detect(views[1]))));
+    const detecting = this.detector && observed('detector', Promise.all(images.map((image) => this.detect(image))));
     const colors = images.map(colorClasses); // while the workers infer
     const [outputs, detected] = await Promise.all([observed('backbone', running), detecting]);
     const data = (outputName: string): Float32Array => outputs[outputName].data;
@@ -237,17 +244,30 @@ export class Embedder {
     return { detections, taps: pack.taps.map((tap) => outputs[tap.output].data) };
   }
 
-  /** HWC uint8 pixels of each image into one normalised NCHW float batch. */
+  /** HWC uint8 pixels of each image into one normalised NCHW float batch at the pack's size (k×k block means of larger squares). */
   private toNchw(images: DecodedImage[]): Float32Array {
-    const plane = this.manifest.input.size ** 2;
+    const size = this.manifest.input.size;
+    const plane = size ** 2;
+    const k = this.poolFactor;
     const out = new Float32Array(images.length * 3 * plane);
     images.forEach((image, n) => {
       const { rgb } = image;
+      const row = image.size * 3;
       for (let c = 0; c < 3; c += 1) {
-        const scale = this.scale[c];
+        const scale = this.scale[c] / (k * k);
         const offset = this.offset[c];
         const base = (n * 3 + c) * plane;
-        for (let p = 0, src = c; p < plane; p += 1, src += 3) out[base + p] = rgb[src] * scale + offset;
+        if (k === 1) {
+          for (let p = 0, src = c; p < plane; p += 1, src += 3) out[base + p] = rgb[src] * this.scale[c] + offset;
+          continue;
+        }
+        for (let y = 0; y < size; y += 1) {
+          for (let x = 0; x < size; x += 1) {
+            let sum = 0;
+            for (let dy = 0; dy < k; dy += 1) for (let dx = 0; dx < k; dx += 1) sum += rgb[(y * k + dy) * row + (x * k + dx) * 3 + c];
+            out[base + y * size + x] = sum * scale + offset;
+          }
+        }
       }
     });
     return out;
