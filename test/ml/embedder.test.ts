@@ -206,9 +206,10 @@ describe('Embedder on the bundled pack with the CenterNet detector', () => {
       // Each of the six taps was unit-normalised before the whole: each weighs 1/√6 of it.
       const packShare = Math.hypot(...a.embedding.subarray(0, embedder.dim));
       expect(packShare).toBeCloseTo(Math.sqrt(3 / 6), 5);
-      // One decode feeds both networks; the pack's square matches its own decode up to resampling.
+      // One square feeds both networks: the pack sees CenterNet's stretched square (2×2 block means),
+      // the same picture as its own cover-cropped decode for a square image, a little wider otherwise.
       expect(a.packEmbedding!.key).toBe(embedder.packKey);
-      expect(cosine(a.packEmbedding!.embedding, alone[i].embedding)).toBeGreaterThan(0.995);
+      expect(cosine(a.packEmbedding!.embedding, alone[i].embedding)).toBeGreaterThan(a.width === a.height ? 0.995 : 0.9);
       expect(Math.abs(a.explicit! - alone[i].explicit!)).toBeLessThan(0.05);
       expect(a.colors[0].class).toBe(alone[i].colors[0].class);
       expect(Array.isArray(a.objects)).toBe(true);
