@@ -23,6 +23,9 @@ ENV NODE_ENV=production DATA_DIR=/data PORT=8080 ONNXRUNTIME_NODE_INSTALL=skip
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
+# The open-set bank (float16 vectors; sources and licences in NOTICE).
+COPY assets ./assets
+COPY NOTICE ./
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]

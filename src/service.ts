@@ -27,8 +27,6 @@ import { AsyncLock } from './lib/async-lock';
 import { createLogger } from './logger';
 import { HeadCache } from './data-access/head-cache';
 import { openEmbedder } from './data-access/model-runtime';
-import { ensureDetectorPack } from './ml/detector/detector-pack';
-import { ObjectDetector } from './ml/detector/object-detector';
 import { fetchImageFromUrl } from './data-access/url-image-fetcher';
 import { EmbeddingCache } from './ml/embedding-cache';
 import type { ClassifyContext } from './domain/classify-images';
@@ -61,18 +59,8 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
-  // Converts the bundled pack on first start, before the worker needs it.
+  // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
-  // Converts the COCO object detector on first start; it names the objects of `default`.
-  const detector = config.objectDetection
-    ? await ensureDetectorPack(config.modelsDir)
-        .then(({ modelPath }) => ObjectDetector.create(modelPath, { threads: config.ortThreads }))
-        .catch(async (error: unknown) => {
-          await embedder.close(); // its worker thread would keep the process alive
-          throw error;
-        })
-    : undefined;
-  if (detector) logger.info({ threads: config.ortThreads }, 'object detector loaded');
   const db = openDatabase(layout.database);
   const instanceId = readInstanceId(db);
   const namespace = queueNamespace(config.queuePrefix, instanceId);
@@ -82,7 +70,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     path: layout.database,
   }).catch(async (error: unknown) => {
     db.close();
-    await Promise.all([embedder.close(), detector?.close(), redis.stop()]);
+    await Promise.all([embedder.close(), redis.stop()]);
     throw error;
   });
   logger.info({ instanceId, namespace }, 'instance identity');
@@ -110,7 +98,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     classifiers: ctx.classifiers,
     headCache: new HeadCache(ctx.heads),
     embedder,
-    detector,
+    namesObjects: config.objectDetection,
     limits: config.limits,
     fetchImage: (url) =>
       fetchImageFromUrl(url, {
@@ -127,6 +115,12 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   const orphans = await removeOrphanImages(ctx);
   if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
+
+  // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored
+  // examples; each old version serves until its new one is ready.
+  const stale = ctx.classifiers.markStalePackForRetraining(embedder.packKey);
+  for (const id of stale) await queue.enqueue(id);
+  if (stale.length > 0) logger.info({ classifiers: stale.length, pack: embedder.packKey }, 'queued retraining for the new model pack');
 
   let worker: WorkerSupervisor | undefined;
   if (config.startWorker) {
@@ -146,8 +140,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       database: () => void db.prepare('SELECT 1').get(),
       redis: () => exchange.ping(),
       models: () => {
-        if (!embedder.alive) return 'The embedding model has stopped: restart the service.';
-        if (config.objectDetection && !detector?.alive) return 'The object detector has stopped: restart the service.';
+        if (!embedder.alive) return 'The embedding models have stopped: restart the service.';
         return undefined;
       },
     },
@@ -181,7 +174,6 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await queue.close();
       await claim.release();
       await embedder.close();
-      await detector?.close();
       ctx.embeddings.close();
       db.close();
       await redis.stop();

@@ -16,6 +16,7 @@ import { CALLBACK_QUEUE_NAME, CallbackQueue, type CallbackJobData } from '../src
 import { CallbackDeliveryError } from '../src/data-access/callback-sender';
 import { deliverCallback, relayOutbox, type CallbackDeliveryContext } from '../src/domain/callbacks';
 import { EmbeddingCache } from '../src/ml/embedding-cache';
+import { loadNegativeBank } from '../src/ml/open-set/negative-bank';
 import { createLogger } from '../src/logger';
 import { WorkerMetrics } from '../src/lib/metrics';
 import { MetricsExchange, publishPeriodically } from '../src/data-access/metrics-exchange';
@@ -46,12 +47,15 @@ async function main() {
   });
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
   const queue = new TrainingQueue(redisUrl, namespace, instanceId, config.trainingAttempts);
+  const negativeBank = loadNegativeBank(embedder.packKey);
+  if (!negativeBank) logger.warn({ pack: embedder.packKey }, 'no open-set bank for this pack: classifiers train without implicit negatives (the k-NN gate still applies)');
   const ctx: TrainingContext = {
     classifiers,
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
     embedder,
     cache,
+    negativeBank,
     threads: config.ortThreads,
     keepVersions: config.keepVersions,
     logger,

@@ -3,6 +3,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
 import type { ImageInput } from '../../src/ml/types';
+import { gcomprisPhotos } from './gcompris';
 
 /** A labelled image for benchmarks; `label` indexes the set's class list. */
 export interface LabelledImage extends ImageInput {
@@ -75,4 +76,43 @@ function readIdx(file: string, magic: number): { dims: number[]; data: Uint8Arra
   const rank = magic & 0xff;
   const dims = Array.from({ length: rank }, (_, k) => bytes.readUInt32BE(4 + 4 * k));
   return { dims, data: bytes.subarray(4 + 4 * rank) };
+}
+
+/** Five GCompris photo classes (each ≥ 20 photos): folders of its activities, by class. */
+const GCOMPRIS_CLASSES: Record<string, string[]> = {
+  tools: ['categorization/resource/images/tools/'],
+  'renewable energy': ['categorization/resource/images/renewable/'],
+  monuments: ['categorization/resource/images/monuments/', 'explore_monuments/resource/'],
+  fishes: ['categorization/resource/images/fishes/', 'clickgame/resource/'],
+  animals: ['explore_farm_animals/resource/animals/', 'explore_world_animals/resource/animals/'],
+};
+
+/**
+ * Real object photos of GCompris's activities (Debian gcompris-qt-data, downloaded and unpacked into a
+ * temp folder at bench time: never committed or shipped). `source` of each is `gcompris-qt-data:<path>`,
+ * as in the open-set bank's manifest, so the bench can keep these photos out of the bank it trains with.
+ */
+export function loadGcomprisPhotos(): LabelledImages & { sources: string[] } {
+  const classes = Object.keys(GCOMPRIS_CLASSES);
+  const images: LabelledImage[] = [];
+  const sources: string[] = [];
+  for (const photo of gcomprisPhotos()) {
+    const label = classes.findIndex((name) => GCOMPRIS_CLASSES[name].some((folder) => photo.path.startsWith(folder)));
+    if (label < 0) continue;
+    images.push({ name: photo.path, bytes: photo.read(), label });
+    sources.push(`gcompris-qt-data:${photo.path}`);
+  }
+  return { classes, images, sources };
+}
+
+export const DARKNET_DIR = '/usr/share/darknet/data';
+
+/** Debian darknet's sample photos (dog, eagle, giraffe, horses, kite, person, scream): unrelated real photos. */
+export function loadDarknetPhotos(): ImageInput[] {
+  if (!fs.existsSync(DARKNET_DIR)) throw new MissingDatasetError('apt-get install darknet');
+  return fs
+    .readdirSync(DARKNET_DIR)
+    .filter((file) => file.endsWith('.jpg'))
+    .sort()
+    .map((file) => ({ name: file, bytes: fs.readFileSync(path.join(DARKNET_DIR, file)) }));
 }

@@ -698,6 +698,27 @@ export class ClassifierRepository {
     }).immediate();
   }
 
+  /**
+   * Ready classifiers whose serving version was embedded under another pack key than `packKey` move to
+   * retraining (generation bumped, so a run retrains them from their stored examples); their current
+   * version keeps serving until the new one is published. Returns their ids.
+   */
+  markStalePackForRetraining(packKey: string): string[] {
+    return this.db.transaction(() => {
+      const stale = (
+        this.db
+          .prepare(
+            `SELECT c.id FROM classifiers c JOIN versions v ON v.id = c.current_version_id
+             WHERE c.status = 'ready' AND v.pack_key != ?`,
+          )
+          .all(packKey) as Array<{ id: string }>
+      ).map((r) => r.id);
+      const bump = this.db.prepare(`UPDATE classifiers SET generation = generation + 1, status = 'retraining', explanation = NULL WHERE id = ?`);
+      for (const id of stale) bump.run(id);
+      return stale;
+    })();
+  }
+
   /** Of the given hashes, those no example references any more. */
   unreferencedImages(hashes: string[]): string[] {
     const stmt = this.db.prepare('SELECT 1 FROM examples WHERE image_hash = ? LIMIT 1');

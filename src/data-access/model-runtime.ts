@@ -1,12 +1,18 @@
 import { ensureBundledPack } from '../ml/bundled-pack';
+import { ensureDetectorPack } from '../ml/detector/detector-pack';
 import { Embedder } from '../ml/embedder';
 import { loadBestPack } from '../ml/model-pack';
 import type { Logger } from '../logger';
 
-/** Makes sure the bundled pack exists (converting it on first start), then opens the best pack present. */
+/**
+ * Makes sure the bundled pack and the CenterNet detector pack exist (converting them on first start),
+ * then opens the best pack present with the detector: the embedding concatenates both networks' taps.
+ */
 export async function openEmbedder(modelsDir: string, threads: number, logger: Logger): Promise<Embedder> {
   await ensureBundledPack(modelsDir);
+  const detector = await ensureDetectorPack(modelsDir);
   const pack = await loadBestPack(modelsDir);
-  logger.info({ pack: pack.manifest.id, threads }, 'model pack loaded');
-  return Embedder.create(pack, { threads });
+  const embedder = await Embedder.create(pack, { threads, detector });
+  logger.info({ pack: embedder.packKey, dim: embedder.dim, threads }, 'model pack loaded');
+  return embedder;
 }

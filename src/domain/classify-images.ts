@@ -8,7 +8,6 @@ import { isZip, readZipImages, ZipInputError } from '../data-access/zip-images';
 import type { Config } from '../config';
 import { ImageDecodeError } from '../ml/decode-image';
 import { defaultClasses, DEFAULT_MISSING_OBJECTS_WARNING } from '../ml/default-classifier';
-import type { ObjectDetector } from '../ml/detector/object-detector';
 import type { Embedder, ImageAnalysis } from '../ml/embedder';
 import { explicitClasses } from '../ml/explicit-classifier';
 import { scoreHead, type TrainedHead } from '../ml/heads';
@@ -22,9 +21,10 @@ export type { ClassifyResponse };
 export interface ClassifyContext {
   classifiers: ClassifierRepository;
   headCache: HeadCache;
+  /** Analyses each image once: embedding, explicit, colours and (with its detector) COCO objects. */
   embedder: Embedder;
-  /** Names COCO objects for `default`; without it (and without the ImageNet pack) `default` gives colours only. */
-  detector?: ObjectDetector;
+  /** Whether `default` names the detector's COCO objects; without them (and without the ImageNet pack) it gives colours only. */
+  namesObjects: boolean;
   limits: Config['limits'];
   fetchImage: (url: string) => Promise<FetchedImage>;
   /** Told what each call did (metrics). */
@@ -40,15 +40,6 @@ export interface ClassifyObserver {
 
 const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 
-/** Resolves as `promise` does, telling `done` how many seconds it took. */
-async function timed<T>(promise: Promise<T>, done: (seconds: number) => void): Promise<T> {
-  const start = process.hrtime.bigint();
-  try {
-    return await promise;
-  } finally {
-    done(secondsSince(start));
-  }
-}
 
 export interface UploadedImagesFile {
   path: string;
@@ -134,23 +125,12 @@ async function classifyWith(
   const toAnalyse = inputs.filter((i) => i.bytes);
   const modelInputs = toAnalyse.map((i) => ({ name: 'image' in i.label ? i.label.image : i.label.source_url, bytes: i.bytes! }));
   const appliesDefault = applied.some((c) => c.kind === 'default');
-  // The detector only serves `default`; it runs in its own thread beside the embedder's.
-  const [analyses, detected] = await Promise.all([
-    ctx.embedder.analyze(modelInputs, (stage, seconds) => ctx.observer?.stage(stage, seconds)),
-    appliesDefault && ctx.detector && modelInputs.length > 0
-      ? timed(ctx.detector.detect(modelInputs), (seconds) => ctx.observer?.stage('detector', seconds))
-      : undefined,
-  ]);
+  // One pass per image serves every classifier: both networks run once, whatever was asked.
+  const analyses = await ctx.embedder.analyze(modelInputs, (stage, seconds) => ctx.observer?.stage(stage, seconds));
   const analysisOf = new Map(toAnalyse.map((img, k) => [img, analyses[k]]));
-  // An image the detector cannot decode, the embedder cannot either: its error is reported from there.
-  const objectsOf = new Map(
-    toAnalyse.map((img, k) => {
-      const objects = detected?.[k];
-      return [img, objects instanceof ImageDecodeError ? undefined : objects];
-    }),
-  );
+  const namesObjects = ctx.namesObjects && ctx.embedder.packOnlyKey !== undefined;
 
-  if (appliesDefault && !ctx.detector && !ctx.embedder.manifest.heads.imagenet) {
+  if (appliesDefault && !namesObjects && !ctx.embedder.manifest.heads.imagenet) {
     warnings.push({ warning_id: 'default_objects_unavailable', description: DEFAULT_MISSING_OBJECTS_WARNING });
   }
   let headSeconds = 0;
@@ -164,7 +144,7 @@ async function classifyWith(
       ...img.label,
       classifiers: applied.map((c) => {
         const start = process.hrtime.bigint();
-        const result = classify(c, analysis, objectsOf.get(img), input.params.threshold);
+        const result = classify(c, analysis, namesObjects ? analysis.objects : undefined, input.params.threshold);
         if (c.kind === 'custom') headSeconds += secondsSince(start);
         return result;
       }),
@@ -188,7 +168,9 @@ function withWarnings(warnings: Warning[]) {
 function classify(c: AppliedClassifier, analysis: ImageAnalysis, objects: BuiltinClass[] | undefined, threshold: number): ClassifierResult {
   let classes: BuiltinClass[];
   if (c.kind === 'custom') {
-    const scores = scoreHead(c.head, analysis.embedding);
+    // A head trained before the pack key changed keeps serving on the embedding it knows until its retrain is ready.
+    const embedding = c.head.packKey === analysis.packEmbedding?.key ? analysis.packEmbedding.embedding : analysis.embedding;
+    const scores = scoreHead(c.head, embedding);
     classes = c.head.classes.map((name, i) => ({ class: name, score: scores[i] }));
   } else if (c.kind === 'default') {
     classes = defaultClasses({ colors: analysis.colors, imagenetLogits: analysis.imagenetLogits, objects });
@@ -299,7 +281,7 @@ async function addCustom(
   }
   const { classifier: c, version } = found;
   const head = await ctx.headCache.get(version);
-  if (head.packKey !== ctx.embedder.packKey) {
+  if (head.packKey !== ctx.embedder.packKey && head.packKey !== ctx.embedder.packOnlyKey) {
     warnings.push({
       warning_id: 'classifier_needs_retraining',
       description: `Classifier '${id}'${versionId !== undefined ? ` version ${versionId}` : ''} was trained with model pack ${head.packKey}, but this server now runs ${ctx.embedder.packKey}; it was skipped. Retrain it by sending any example zip to POST /v3/classifiers/${id}.`,

@@ -1,5 +1,6 @@
 import { ApiError, badRequest, notFound } from '../errors';
 import { deserializeHead } from '../ml/heads';
+import { ensureDetectorPack, type DetectorPack } from '../ml/detector/detector-pack';
 import { exportClassifier, ModelExportError, type ExportFormat } from '../ml/export';
 import { loadPack, PackError } from '../ml/model-pack';
 import { packKey, type PackId } from '../ml/types';
@@ -55,19 +56,26 @@ export async function exportClassifierModel(
     throw error;
   });
   const head = deserializeHead(headBytes, version.headFile);
-  const packId = head.packKey.split('@')[0] as PackId;
+  // `<pack>@<v>` or `<pack>@<v>+centernet@<v>`: the second network joins the export when the key names it.
+  const [packPart, detectorPart] = head.packKey.split('+');
+  const packId = packPart.split('@')[0] as PackId;
   const pack = await loadPack(ctx.config.modelsDir, packId).catch((error: unknown) => {
     if (error instanceof PackError) return undefined;
     throw error;
   });
-  if (!pack || packKey(pack.manifest) !== head.packKey) {
+  let detector: DetectorPack | undefined;
+  if (detectorPart !== undefined) {
+    const installed = await ensureDetectorPack(ctx.config.modelsDir);
+    if (installed.key === detectorPart) detector = installed;
+  }
+  if (!pack || packKey(pack.manifest) !== packPart || (detectorPart !== undefined && !detector)) {
     throw new ApiError(
       409,
       `Version ${version.id} of classifier '${c.id}' was trained with model pack ${head.packKey}, which this server no longer has, so it cannot be exported. Retrain it by sending any example zip to POST /v3/classifiers/${c.id}, then export the new version.`,
     );
   }
   try {
-    const bytes = await exportClassifier(pack, head, { classifierId: c.id, name: c.name, versionId: version.id, created: version.created }, input.format);
+    const bytes = await exportClassifier(pack, head, { classifierId: c.id, name: c.name, versionId: version.id, created: version.created }, input.format, detector);
     const suffix = input.versionId === undefined ? '' : `-v${version.id}`;
     return { bytes, fileName: `${c.id}${suffix}.${EXTENSIONS[input.format]}` };
   } catch (error) {

@@ -3,6 +3,7 @@ import type { HeadStore } from '../data-access/head-store';
 import type { ImageStore } from '../data-access/image-store';
 import type { EmbeddingCache } from '../ml/embedding-cache';
 import type { Embedder } from '../ml/embedder';
+import type { NegativeBank } from '../ml/open-set/negative-bank';
 import { ImageDecodeError } from '../ml/decode-image';
 import { HeadTrainingError, serializeHead, trainHead } from '../ml/heads';
 import type { Logger } from '../logger';
@@ -13,6 +14,8 @@ export interface TrainingContext {
   heads: HeadStore;
   embedder: Embedder;
   cache: EmbeddingCache;
+  /** Generic photos every class learns as negatives (open-set scores); absent for a pack it was not built for. */
+  negativeBank?: NegativeBank;
   threads: number;
   /** Retention: how many of the newest versions keep their head files (KEEP_VERSIONS). */
   keepVersions: number;
@@ -104,7 +107,12 @@ async function trainSnapshot(
   let head;
   try {
     head = await trainHead(
-      { classes, embeddings: usable.map((h) => embeddings.get(h)!), positives: usable.map((h) => positivesByHash.get(h)!) },
+      {
+        classes,
+        embeddings: usable.map((h) => embeddings.get(h)!),
+        positives: usable.map((h) => positivesByHash.get(h)!),
+        implicitNegatives: ctx.negativeBank?.embeddings,
+      },
       {
         packKey: ctx.embedder.packKey,
         seed: 1,

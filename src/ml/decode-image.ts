@@ -27,7 +27,7 @@
  * thread per image, since the service decodes several images at once on
  * libuv's pool and inference needs the remaining core.
  */
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 
 sharp.cache(false);
 sharp.concurrency(1);
@@ -190,16 +190,42 @@ async function readHeader(bytes: Buffer, fileName: string, type: ImageType): Pro
 }
 
 /** How the picture becomes a square: scaled to cover it and centre-cropped, or stretched to fill it. */
-type SquareFit = 'cover' | 'fill';
+export type SquareFit = 'cover' | 'fill';
 
-async function renderSquare(bytes: Buffer, size: number, fit: SquareFit, failOn: 'warning' | 'none'): Promise<Buffer> {
-  const { data, info } = await sharp(bytes, { failOn, limitInputPixels: MAX_INPUT_PIXELS, autoOrient: true, pages: 1 })
+/** One square rendering of a picture, as one network wants it. */
+export interface SquareView {
+  size: number;
+  fit: SquareFit;
+}
+
+function decodeOptions(failOn: 'warning' | 'none') {
+  return { failOn, limitInputPixels: MAX_INPUT_PIXELS, autoOrient: true, pages: 1 } as const;
+}
+
+/**
+ * Renders the views. One view: decoded and resized in one pipeline. Several: the file is decoded once
+ * (libvips shrinks JPEGs while decoding) to sRGB pixels just large enough for the largest view, and
+ * each view is resized from those pixels, so two networks cost one decode.
+ */
+async function renderSquares(bytes: Buffer, views: SquareView[], failOn: 'warning' | 'none'): Promise<Buffer[]> {
+  if (views.length === 1) {
+    const [{ size, fit }] = views;
+    return [await finishSquare(sharp(bytes, decodeOptions(failOn)).flatten({ background: '#ffffff' }).resize(size, size, { fit, position: 'centre' }), size)];
+  }
+  const largest = Math.max(...views.map((view) => view.size));
+  const { data, info } = await sharp(bytes, decodeOptions(failOn))
     .flatten({ background: '#ffffff' })
-    .resize(size, size, { fit, position: 'centre' })
-    // Greyscale, CMYK and 16-bit input all leave as 8-bit, 3-channel sRGB.
+    .resize(largest, largest, { fit: 'outside', withoutEnlargement: true })
     .toColourspace('srgb')
     .raw()
     .toBuffer({ resolveWithObject: true });
+  const raw = { width: info.width, height: info.height, channels: info.channels };
+  return Promise.all(views.map(({ size, fit }) => finishSquare(sharp(data, { raw }).resize(size, size, { fit, position: 'centre' }), size)));
+}
+
+async function finishSquare(pipeline: Sharp, size: number): Promise<Buffer> {
+  // Greyscale, CMYK and 16-bit input all leave as 8-bit, 3-channel sRGB.
+  const { data, info } = await pipeline.toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   if (info.channels !== 3 || data.length !== size * size * 3) {
     throw new Error(`sharp returned ${info.width}×${info.height}×${info.channels} instead of ${size}×${size}×3`);
   }
@@ -253,9 +279,16 @@ export function decodeImageStretched(bytes: Buffer, fileName: string, size: numb
   return decodeToSquare(bytes, fileName, size, 'fill');
 }
 
-async function decodeToSquare(bytes: Buffer, fileName: string, size: number, fit: SquareFit): Promise<DecodedImage> {
-  if (!Number.isInteger(size) || size < 1 || size > MAX_OUTPUT_SIZE) {
-    throw new RangeError(`decodeImage: size must be an integer from 1 to ${MAX_OUTPUT_SIZE}, got ${size}`);
+/**
+ * Several square renderings of one uploaded image from a single decode, with decodeImage's checks and
+ * errors: one per view, in order (see renderSquares).
+ */
+export async function decodeImageViews(bytes: Buffer, fileName: string, views: SquareView[]): Promise<DecodedImage[]> {
+  if (views.length === 0) throw new RangeError('decodeImageViews: no views requested');
+  for (const { size } of views) {
+    if (!Number.isInteger(size) || size < 1 || size > MAX_OUTPUT_SIZE) {
+      throw new RangeError(`decodeImage: size must be an integer from 1 to ${MAX_OUTPUT_SIZE}, got ${size}`);
+    }
   }
   if (bytes.length === 0) throw new ImageDecodeError(fileName, 'the file is empty (0 bytes); upload the image file itself');
   const type = sniffImageType(bytes);
@@ -263,19 +296,24 @@ async function decodeToSquare(bytes: Buffer, fileName: string, size: number, fit
     throw new ImageDecodeError(fileName, `the file is not ${ACCEPTED_FORMATS}: ${describeUnaccepted(bytes)}; upload the picture as JPEG or PNG`);
   }
   const header = await readHeader(bytes, fileName, type);
-  let rgb: Buffer;
+  let squares: Buffer[];
   try {
-    rgb = await renderSquare(bytes, size, fit, 'warning');
+    squares = await renderSquares(bytes, views, 'warning');
   } catch (err) {
     if (type !== 'jpeg' || !isJpegTruncation(err, bytes) || (header.channels !== 1 && header.channels !== 3)) {
       throw new ImageDecodeError(fileName, decodeFailureReason(type, bytes, err), { cause: err });
     }
-    rgb = await decodeTruncatedJpeg(bytes, fileName, size, fit, err);
+    squares = await decodeTruncatedJpeg(bytes, fileName, views, err);
   }
-  return { rgb, size, width: header.width, height: header.height };
+  return squares.map((rgb, i) => ({ rgb, size: views[i].size, width: header.width, height: header.height }));
 }
 
-async function decodeTruncatedJpeg(bytes: Buffer, fileName: string, size: number, fit: SquareFit, strictError: unknown): Promise<Buffer> {
+async function decodeToSquare(bytes: Buffer, fileName: string, size: number, fit: SquareFit): Promise<DecodedImage> {
+  const [decoded] = await decodeImageViews(bytes, fileName, [{ size, fit }]);
+  return decoded;
+}
+
+async function decodeTruncatedJpeg(bytes: Buffer, fileName: string, views: SquareView[], strictError: unknown): Promise<Buffer[]> {
   let missing: number;
   try {
     missing = await missingJpegFraction(bytes);
@@ -291,7 +329,7 @@ async function decodeTruncatedJpeg(bytes: Buffer, fileName: string, size: number
     );
   }
   try {
-    return await renderSquare(bytes, size, fit, 'none');
+    return await renderSquares(bytes, views, 'none');
   } catch (err) {
     throw new ImageDecodeError(fileName, decodeFailureReason('jpeg', bytes, err), { cause: err });
   }

@@ -16,7 +16,7 @@ export interface DefaultClassifierInput {
   colors: BuiltinClass[];
   /** The ImageNet pack's 1000 logits for the image; absent when the pack is not installed. */
   imagenetLogits?: Float32Array;
-  /** The object detector's COCO classes and their supercategories for the image (see ObjectDetector). */
+  /** The object detector's COCO classes and their supercategories for the image (see objectClasses). */
   objects?: BuiltinClass[];
 }
 

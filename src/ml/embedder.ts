@@ -1,13 +1,24 @@
 import os from 'node:os';
 import { colorClasses } from './color-classes';
-import { decodeImage, ImageDecodeError, type DecodedImage } from './decode-image';
+import { decodeImageViews, ImageDecodeError, type DecodedImage, type SquareView } from './decode-image';
+import { CENTERNET_INPUT_NAME, CENTERNET_MAX_DETECTIONS, CENTERNET_OUTPUT_NAME } from './detector/centernet-converter';
+import type { DetectorPack } from './detector/detector-pack';
+import { DETECTION_ROW, objectClasses } from './detector/object-detector';
 import { InferenceWorker } from './inference-worker';
 import { PackError, type LoadedPack } from './model-pack';
 import { packKey, type BuiltinClass, type ImageInput, type PackManifest } from './types';
 
 export interface ImageAnalysis {
-  /** L2-normalised embedding of `dim` values. */
+  /** L2-normalised embedding of `dim` values, under the embedder's packKey. */
   embedding: Float32Array;
+  /**
+   * With a detector: the embedding of the pack's own taps alone, the one heads trained before the
+   * detector's taps joined (key: the pack's key, e.g. bundled@1) were trained on, so they keep serving
+   * until their retrain under the new key is ready.
+   */
+  packEmbedding?: { key: string; embedding: Float32Array };
+  /** With a detector: the COCO objects found, scored and with supercategories (see objectClasses). */
+  objects?: BuiltinClass[];
   /** Probability that the image is explicit (packs with an explicit head only). */
   explicit?: number;
   /** Raw ImageNet logits (packs with an ImageNet head only). */
@@ -23,10 +34,15 @@ export interface EmbedderOptions {
   threads: number;
   /** Images per inference call (default 16). */
   batchSize?: number;
+  /**
+   * The CenterNet pack (detector-pack.ts). Its pooled backbone taps join the embedding (key
+   * `<pack>+<detector key>`) and its detections name objects; one decode feeds both networks.
+   */
+  detector?: DetectorPack;
 }
 
-/** Told how long each batch's decode (sharp) and model run took, in seconds. */
-export type StageObserver = (stage: 'decode' | 'backbone', seconds: number) => void;
+/** Told how long each batch's decode (sharp) and each network's run (MobileNetV2 backbone, CenterNet detector) took, in seconds. */
+export type StageObserver = (stage: 'decode' | 'backbone' | 'detector', seconds: number) => void;
 
 const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 
@@ -37,14 +53,23 @@ const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) 
  */
 const EXPLICIT_LABELS = ['porn', 'hentai'];
 
-/** Runs a model pack over images: decode, batch, infer, and turn outputs into analyses. */
+/**
+ * Runs a model pack, and with it the CenterNet detector when given, over images: decode once, batch,
+ * infer on both networks at once, and turn outputs into analyses.
+ */
 export class Embedder {
+  /** Key of `embedding`: cached embeddings and trained heads record it. */
   readonly packKey: string;
+  /** With a detector: key of `packEmbedding` (the pack's taps alone), which older heads were trained on. */
+  readonly packOnlyKey?: string;
   readonly dim: number;
   private readonly explicitIndices: number[];
   /** pixel·scale[c] + offset[c] = (pixel/255 − mean[c]) / std[c] */
   private readonly scale: number[];
   private readonly offset: number[];
+
+  private readonly views: SquareView[];
+  private readonly poolFactor: number;
 
   private constructor(
     readonly manifest: PackManifest,
@@ -52,9 +77,15 @@ export class Embedder {
     private readonly inference: InferenceWorker,
     private readonly batchSize: number,
     private readonly decodeConcurrency: number,
+    private readonly detector?: { pack: DetectorPack; inference: InferenceWorker },
   ) {
-    this.packKey = packKey(manifest);
-    this.dim = manifest.embedding.dim;
+    this.packKey = detector ? `${packKey(manifest)}+${detector.pack.key}` : packKey(manifest);
+    if (detector) this.packOnlyKey = packKey(manifest);
+    this.dim = manifest.embedding.dim + (detector?.pack.taps.reduce((sum, tap) => sum + tap.dim, 0) ?? 0);
+    // With the detector, one square serves both networks: CenterNet's stretched S×S, and the pack's input
+    // is its k×k block average (S = k × the pack's size), which an exported model computes the same way.
+    this.poolFactor = detector ? detector.pack.inputSize / manifest.input.size : 1;
+    this.views = [detector ? { size: detector.pack.inputSize, fit: 'fill' } : { size: manifest.input.size, fit: 'cover' }];
     this.scale = manifest.input.std.map((std) => 1 / (255 * std));
     this.offset = manifest.input.mean.map((mean, c) => -mean / manifest.input.std[c]);
     this.explicitIndices = EXPLICIT_LABELS.map((label) => manifest.heads.explicit?.labels.indexOf(label) ?? -1);
@@ -77,9 +108,28 @@ export class Embedder {
       await inference.close();
       throw new PackError(pack.modelPath, `the model lacks ${missing.join(', ')} named in the manifest`);
     }
+    let detector: { pack: DetectorPack; inference: InferenceWorker } | undefined;
+    if (options.detector) {
+      const pack = options.detector;
+      if (!Number.isInteger(pack.inputSize / manifest.input.size)) {
+        await inference.close();
+        throw new PackError(pack.modelPath, `the detector's input (${pack.inputSize}) is not a whole multiple of the pack's (${manifest.input.size})`);
+      }
+      const detectorInference = await InferenceWorker.create(pack.modelPath, { intraOpNumThreads: options.threads }).catch(async (error: unknown) => {
+        await inference.close();
+        throw error;
+      });
+      const lacking = [CENTERNET_OUTPUT_NAME, ...pack.taps.map((tap) => tap.output)].filter((name) => !detectorInference.outputNames.includes(name));
+      if (!detectorInference.inputNames.includes(CENTERNET_INPUT_NAME)) lacking.unshift(`input ${CENTERNET_INPUT_NAME}`);
+      if (lacking.length > 0) {
+        await Promise.all([inference.close(), detectorInference.close()]);
+        throw new PackError(pack.modelPath, `the detector model lacks ${lacking.join(', ')} named in its manifest`);
+      }
+      detector = { pack, inference: detectorInference };
+    }
     // Enough decodes in flight to keep libuv's pool busy, few enough to bound memory for huge photos.
     const decodeConcurrency = Math.max(2, Math.min(batchSize, os.availableParallelism() * 2));
-    return new Embedder(manifest, inference, batchSize, decodeConcurrency);
+    return new Embedder(manifest, inference, batchSize, decodeConcurrency, detector);
   }
 
   /**
@@ -107,7 +157,7 @@ export class Embedder {
       next = b + 1 < batches.length ? this.decodeBatch(batches[b + 1], observeStage) : undefined;
       // If inference throws, the prefetch's own failure must not surface as an unhandled rejection.
       next?.catch(() => undefined);
-      const good = decoded.filter((d): d is DecodedImage => !(d instanceof ImageDecodeError));
+      const good = decoded.filter((d): d is DecodedImage[] => !(d instanceof ImageDecodeError));
       const analyses = good.length > 0 ? await this.infer(good, observeStage) : [];
       let g = 0;
       decoded.forEach((d, i) => {
@@ -118,21 +168,21 @@ export class Embedder {
     return results;
   }
 
-  /** False once its model thread has crashed or been closed. */
+  /** False once a model thread (the pack's or the detector's) has crashed or been closed. */
   get alive(): boolean {
-    return this.inference.alive;
+    return this.inference.alive && (this.detector?.inference.alive ?? true);
   }
 
   async close(): Promise<void> {
-    await this.inference.close();
+    await Promise.all([this.inference.close(), this.detector?.inference.close()]);
   }
 
-  private async decodeBatch(batch: ImageInput[], observeStage: StageObserver): Promise<Array<DecodedImage | ImageDecodeError>> {
-    const size = this.manifest.input.size;
+  /** Each image decoded once: the pack's square (cover), or with a detector CenterNet's (stretched), which feeds both. */
+  private async decodeBatch(batch: ImageInput[], observeStage: StageObserver): Promise<Array<DecodedImage[] | ImageDecodeError>> {
     const start = process.hrtime.bigint();
     const decoded = await mapLimited(batch, this.decodeConcurrency, async (image) => {
       try {
-        return await decodeImage(image.bytes, image.name, size);
+        return await decodeImageViews(image.bytes, image.name, this.views);
       } catch (error) {
         if (error instanceof ImageDecodeError) return error;
         throw error;
@@ -142,26 +192,38 @@ export class Embedder {
     return decoded;
   }
 
-  private async infer(images: DecodedImage[], observeStage: StageObserver): Promise<ImageAnalysis[]> {
+  private async infer(decoded: DecodedImage[][], observeStage: StageObserver): Promise<ImageAnalysis[]> {
     const { manifest } = this;
     const { name, size } = manifest.input;
+    const images = decoded.map(([square]) => square);
     const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
     const start = process.hrtime.bigint();
     const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
-    const colors = images.map(colorClasses); // while the worker infers
-    const outputs = await running;
-    observeStage('backbone', secondsSince(start));
+    const observed = <T>(stage: 'backbone' | 'detector', work: Promise<T>): Promise<T> =>
+      work.then((result) => {
+        observeStage(stage, secondsSince(start));
+        return result;
+      });
+    // CenterNet's graph takes one image: each goes as its own request, all queued at once on the detector's thread.
+    const detecting = this.detector && observed('detector', Promise.all(images.map((image) => this.detect(image))));
+    const colors = images.map(colorClasses); // while the workers infer
+    const [outputs, detected] = await Promise.all([observed('backbone', running), detecting]);
     const data = (outputName: string): Float32Array => outputs[outputName].data;
     const embeddingParts = manifest.embedding.outputs.map(data);
     const explicitProbs = manifest.heads.explicit && data(manifest.heads.explicit.output);
     const imagenetLogits = manifest.heads.imagenet && data(manifest.heads.imagenet.output);
     return images.map((image, i) => {
+      const packParts = embeddingParts.map((part) => slice(part, i, images.length));
       const analysis: ImageAnalysis = {
-        embedding: this.embedding(embeddingParts, i, images.length),
+        embedding: this.embedding([...packParts, ...(detected?.[i].taps ?? [])]),
         colors: colors[i],
         width: image.width,
         height: image.height,
       };
+      if (detected) {
+        analysis.packEmbedding = { key: packKey(manifest), embedding: this.embedding(packParts, manifest.embedding.dim) };
+        analysis.objects = objectClasses(detected[i].detections);
+      }
       if (explicitProbs) {
         const per = explicitProbs.length / images.length;
         analysis.explicit = Math.min(1, this.explicitIndices.reduce((sum, k) => sum + explicitProbs[i * per + k], 0));
@@ -174,39 +236,72 @@ export class Embedder {
     });
   }
 
-  /** HWC uint8 pixels of each image into one normalised NCHW float batch. */
+  /** One image through CenterNet: its detection rows and its pooled taps, in the pack's order. */
+  private async detect(image: DecodedImage): Promise<{ detections: Float32Array; taps: Float32Array[] }> {
+    const { pack, inference } = this.detector!;
+    const size = pack.inputSize;
+    // The graph takes sharp's interleaved RGB as it is (NHWC), as floats 0–255.
+    const outputs = await inference.run(CENTERNET_INPUT_NAME, { data: Float32Array.from(image.rgb), dims: [1, size, size, 3] }, [
+      CENTERNET_OUTPUT_NAME,
+      ...pack.taps.map((tap) => tap.output),
+    ]);
+    const detections = outputs[CENTERNET_OUTPUT_NAME].data;
+    if (detections.length !== CENTERNET_MAX_DETECTIONS * DETECTION_ROW) {
+      throw new Error(`${pack.modelPath}: expected ${CENTERNET_MAX_DETECTIONS}×${DETECTION_ROW} detection values, got ${detections.length}`);
+    }
+    return { detections, taps: pack.taps.map((tap) => outputs[tap.output].data) };
+  }
+
+  /** HWC uint8 pixels of each image into one normalised NCHW float batch at the pack's size (k×k block means of larger squares). */
   private toNchw(images: DecodedImage[]): Float32Array {
-    const plane = this.manifest.input.size ** 2;
+    const size = this.manifest.input.size;
+    const plane = size ** 2;
+    const k = this.poolFactor;
     const out = new Float32Array(images.length * 3 * plane);
     images.forEach((image, n) => {
       const { rgb } = image;
+      const row = image.size * 3;
       for (let c = 0; c < 3; c += 1) {
-        const scale = this.scale[c];
+        const scale = this.scale[c] / (k * k);
         const offset = this.offset[c];
         const base = (n * 3 + c) * plane;
-        for (let p = 0, src = c; p < plane; p += 1, src += 3) out[base + p] = rgb[src] * scale + offset;
+        if (k === 1) {
+          for (let p = 0, src = c; p < plane; p += 1, src += 3) out[base + p] = rgb[src] * this.scale[c] + offset;
+          continue;
+        }
+        for (let y = 0; y < size; y += 1) {
+          for (let x = 0; x < size; x += 1) {
+            let sum = 0;
+            for (let dy = 0; dy < k; dy += 1) for (let dx = 0; dx < k; dx += 1) sum += rgb[(y * k + dy) * row + (x * k + dx) * 3 + c];
+            out[base + y * size + x] = sum * scale + offset;
+          }
+        }
       }
     });
     return out;
   }
 
-  /** Each output's slice L2-normalised, concatenated, and the whole L2-normalised again. */
-  private embedding(parts: Float32Array[], index: number, batch: number): Float32Array {
-    const out = new Float32Array(this.dim);
+  /** Each tap L2-normalised, concatenated, and the whole L2-normalised again. */
+  private embedding(parts: Float32Array[], dim = this.dim): Float32Array {
+    const out = new Float32Array(dim);
     let at = 0;
     for (const part of parts) {
-      const per = part.length / batch;
-      if (at + per > this.dim) throw new PackError(this.packKey, `embedding outputs hold more than the manifest's dim ${this.dim}`);
-      const slice = part.subarray(index * per, (index + 1) * per);
-      const norm = l2Norm(slice);
-      for (let j = 0; j < per; j += 1) out[at + j] = norm > 0 ? slice[j] / norm : 0;
-      at += per;
+      if (at + part.length > dim) throw new PackError(this.packKey, `embedding outputs hold more than the manifests' dim ${dim}`);
+      const norm = l2Norm(part);
+      for (let j = 0; j < part.length; j += 1) out[at + j] = norm > 0 ? part[j] / norm : 0;
+      at += part.length;
     }
-    if (at !== this.dim) throw new PackError(this.packKey, `embedding outputs hold ${at} values, the manifest says ${this.dim}`);
+    if (at !== dim) throw new PackError(this.packKey, `embedding outputs hold ${at} values, the manifests say ${dim}`);
     const norm = l2Norm(out);
     if (norm > 0) for (let j = 0; j < out.length; j += 1) out[j] /= norm;
     return out;
   }
+}
+
+/** Image `index`'s share of a batched output. */
+function slice(output: Float32Array, index: number, batch: number): Float32Array {
+  const per = output.length / batch;
+  return output.subarray(index * per, (index + 1) * per);
 }
 
 function l2Norm(values: Float32Array): number {

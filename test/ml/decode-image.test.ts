@@ -30,7 +30,7 @@ import {
   heicHead,
 } from '../../fixtures/images';
 import { srgbToLab } from '../../src/ml/color-classes';
-import { decodeImage, type DecodedImage, ImageDecodeError, isImageFile, MAX_INPUT_PIXELS, sniffImageType } from '../../src/ml/decode-image';
+import { decodeImage, decodeImageStretched, decodeImageViews, type DecodedImage, ImageDecodeError, isImageFile, MAX_INPUT_PIXELS, sniffImageType } from '../../src/ml/decode-image';
 
 const SIZE = 32;
 
@@ -198,6 +198,46 @@ describe('decodeImage: images it must decode', () => {
       const image = await decodeImage(bytes, 'generated.jpg', SIZE);
       expect(image.rgb.length).toBe(SIZE * SIZE * 3);
     }
+  });
+});
+
+describe('decodeImageViews: one decode, one square per network', () => {
+  /** Mean absolute difference of two renderings' bytes. */
+  function meanDifference(a: DecodedImage, b: DecodedImage): number {
+    expect(a.rgb.length).toBe(b.rgb.length);
+    let sum = 0;
+    for (let i = 0; i < a.rgb.length; i++) sum += Math.abs(a.rgb[i] - b.rgb[i]);
+    return sum / a.rgb.length;
+  }
+
+  it('renders a cover square and a stretched square like the single decodes do', async () => {
+    // A wide picture: the cover view crops its sides, the stretched view keeps them.
+    const bytes = await drawShapeImage({ shape: 'circle', fg: RED, bg: WHITE, size: 300, seed: 4, format: 'jpeg' });
+    const wide = await sharp(bytes).resize(600, 300, { fit: 'fill' }).jpeg().toBuffer();
+    for (const input of [bytes, wide, await slightlyTruncatedJpeg(), await greyscaleImage(90, 90)]) {
+      const [cover, stretched] = await decodeImageViews(input, 'picture.jpg', [
+        { size: 112, fit: 'cover' },
+        { size: 224, fit: 'fill' },
+      ]);
+      expect(cover.size).toBe(112);
+      expect(stretched.size).toBe(224);
+      expect({ width: cover.width, height: cover.height }).toEqual({ width: stretched.width, height: stretched.height });
+      // Resampling twice (to the larger view, then down) moves edge pixels a little, nothing more.
+      expect(meanDifference(cover, await decodeImage(input, 'picture.jpg', 112))).toBeLessThan(2);
+      expect(meanDifference(stretched, await decodeImageStretched(input, 'picture.jpg', 224))).toBeLessThan(2);
+    }
+  });
+
+  it('refuses what decodeImage refuses, with the same reason', async () => {
+    for (const bytes of [await textFileBytes(), await corruptJpeg(), await truncatedJpeg()]) {
+      const views = decodeImageViews(bytes, 'bad.jpg', [
+        { size: 24, fit: 'cover' },
+        { size: 56, fit: 'fill' },
+      ]);
+      await expect(views).rejects.toBeInstanceOf(ImageDecodeError);
+      await expect(views).rejects.toThrow((await decodeError(bytes, 'bad.jpg')).message);
+    }
+    await expect(decodeImageViews(await solidColorPng(RED), 'red.png', [])).rejects.toThrow(RangeError);
   });
 });
 

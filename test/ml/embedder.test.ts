@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import { ImageDecodeError } from '../../src/ml/decode-image';
 import { Embedder, type ImageAnalysis } from '../../src/ml/embedder';
 import { explicitClasses } from '../../src/ml/explicit-classifier';
+import { ensureDetectorPack } from '../../src/ml/detector/detector-pack';
 import { loadPack, PackError, type LoadedPack } from '../../src/ml/model-pack';
 import type { ImageInput } from '../../src/ml/types';
 
@@ -182,6 +183,55 @@ describe('Embedder on the bundled pack', () => {
     ).map(analysis);
     expect(cosine(original.embedding, copy.embedding)).toBeGreaterThan(0.98);
     expect(cosine(original.embedding, copy.embedding) - cosine(original.embedding, other.embedding)).toBeGreaterThan(0.1);
+  });
+});
+
+describe('Embedder on the bundled pack with the CenterNet detector', () => {
+  let both: Embedder;
+  beforeAll(async () => {
+    both = await Embedder.create(pack, { threads: 1, detector: await ensureDetectorPack(modelsDir) });
+  });
+  afterAll(async () => {
+    await both?.close();
+  });
+
+  it("concatenates both networks' taps, keeps the pack's own embedding and explicit score, and names objects", async () => {
+    const alone = (await embedder.analyze(images)).map(analysis);
+    const joined = (await both.analyze(images)).map(analysis);
+    expect(both.dim).toBe(embedder.dim + 528 + 720 + 480);
+    expect(both.packOnlyKey).toBe(embedder.packKey);
+    joined.forEach((a, i) => {
+      expect(a.embedding).toHaveLength(both.dim);
+      expect(Math.hypot(...a.embedding)).toBeCloseTo(1, 5);
+      // Each of the six taps was unit-normalised before the whole: each weighs 1/√6 of it.
+      const packShare = Math.hypot(...a.embedding.subarray(0, embedder.dim));
+      expect(packShare).toBeCloseTo(Math.sqrt(3 / 6), 5);
+      // One square feeds both networks: the pack sees CenterNet's stretched square (2×2 block means),
+      // the same picture as its own cover-cropped decode for a square image, a little wider otherwise.
+      expect(a.packEmbedding!.key).toBe(embedder.packKey);
+      expect(cosine(a.packEmbedding!.embedding, alone[i].embedding)).toBeGreaterThan(a.width === a.height ? 0.995 : 0.9);
+      expect(Math.abs(a.explicit! - alone[i].explicit!)).toBeLessThan(0.05);
+      expect(a.colors[0].class).toBe(alone[i].colors[0].class);
+      expect(Array.isArray(a.objects)).toBe(true);
+      expect({ width: a.width, height: a.height }).toEqual({ width: alone[i].width, height: alone[i].height });
+    });
+    if (hasDog) expect(joined[joined.length - 1].objects!.filter((c) => c.score >= 0.5).map((c) => c.class)).toContain('dog');
+  });
+
+  it('gives the same results whatever the batch size, and a decode error in the slot of a broken image only', async () => {
+    const single = await Embedder.create(pack, { threads: 1, batchSize: 1, detector: await ensureDetectorPack(modelsDir) });
+    try {
+      const inputs = [images[0], { name: 'broken.jpg', bytes: Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]) }, images[1]];
+      const [a, b] = await Promise.all([both.analyze(inputs), single.analyze(inputs)]);
+      expect(a[1]).toBeInstanceOf(ImageDecodeError);
+      expect(b[1]).toBeInstanceOf(ImageDecodeError);
+      for (const k of [0, 2]) {
+        expect(maxAbsDiff(analysis(a[k]).embedding, analysis(b[k]).embedding)).toBeLessThan(1e-5);
+        expect(analysis(a[k]).objects).toEqual(analysis(b[k]).objects);
+      }
+    } finally {
+      await single.close();
+    }
   });
 });
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { syntheticTrainingSet } from '../../bench/lib/synthetic-embeddings';
 import { deserializeHead, HeadFileError, scoreHead, serializeHead, trainHead, type TrainedHead } from '../../src/ml/heads';
 
@@ -34,7 +35,21 @@ describe('head files', () => {
 
   it('starts with a magic and a version', () => {
     expect(file.subarray(0, 8).toString('latin1')).toBe('WVRHEAD\0');
-    expect(file.readUInt32LE(8)).toBe(1);
+    expect(file.readUInt32LE(8)).toBe(2);
+  });
+
+  it('stores the k-NN gate and still reads version-1 files, which have none', () => {
+    const back = deserializeHead(file);
+    expect(back.gate!.counts).toEqual(head.gate!.counts);
+    expect(back.gate!.positives).toEqual(head.gate!.positives);
+    // A version-1 file: the same layout without the gate's header entry and positives.
+    const v1 = Buffer.from(serializeHead({ ...head, gate: undefined }));
+    v1.writeUInt32LE(1, 8);
+    createHash('sha256').update(v1.subarray(0, v1.length - 32)).digest().copy(v1, v1.length - 32);
+    const old = deserializeHead(v1);
+    expect(old.gate).toBeUndefined();
+    expect(old.formatVersion).toBe(1);
+    expect(Array.from(old.weights)).toEqual(Array.from(head.weights));
   });
 
   it('rejects a truncated file, naming it', () => {
@@ -51,8 +66,8 @@ describe('head files', () => {
 
   it('rejects an unknown format version', () => {
     const future = Buffer.from(file);
-    future.writeUInt32LE(2, 8);
-    expect(() => deserializeHead(future)).toThrow(/head format version 2 is not supported \(this build reads version 1\)/);
+    future.writeUInt32LE(3, 8);
+    expect(() => deserializeHead(future)).toThrow(/head format version 3 is not supported \(this build reads versions 1 and 2\)/);
   });
 
   it('detects a corrupted byte and trailing garbage', () => {

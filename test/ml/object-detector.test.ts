@@ -8,11 +8,13 @@ import { ModelConversionError } from '../../src/ml/convert/errors';
 import { decodeImageStretched, ImageDecodeError } from '../../src/ml/decode-image';
 import { defaultClasses } from '../../src/ml/default-classifier';
 import { BUNDLED_IMAGENET_CLASSES } from '../../src/ml/imagenet/imagenet-labels';
-import { convertCenternet, UnsupportedTfOpError } from '../../src/ml/detector/centernet-converter';
+import { CENTERNET_INPUT_SIZE, CENTERNET_TAPS, convertCenternet, UnsupportedTfOpError } from '../../src/ml/detector/centernet-converter';
 import { COCO_CLASSES } from '../../src/ml/detector/coco-labels';
-import { CENTERNET_SOURCE_SHA256, ensureDetectorPack } from '../../src/ml/detector/detector-pack';
-import { calibratedScore, ObjectDetector, objectClasses } from '../../src/ml/detector/object-detector';
+import { CENTERNET_SOURCE_SHA256, ensureDetectorPack, type DetectorPack } from '../../src/ml/detector/detector-pack';
+import { calibratedScore, objectClasses } from '../../src/ml/detector/object-detector';
 import { readTfjsGraphModel } from '../../src/ml/detector/tfjs-graph-model';
+import { Embedder, type ImageAnalysis } from '../../src/ml/embedder';
+import { loadPack } from '../../src/ml/model-pack';
 import type { BuiltinClass } from '../../src/ml/types';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
@@ -36,10 +38,11 @@ function bestPerClass(detections: Row[]): Map<number, number> {
 }
 
 /**
- * The original TF.js graph model (pure-JS cpu backend) on one NHWC image. It runs in a worker thread:
- * jest routes every global lookup of test-realm code through a Proxy, which makes TF.js's kernels far slower.
+ * The original TF.js graph model (pure-JS cpu backend) on one NHWC image of `size` pixels: the given
+ * nodes' outputs, 4-D ones globally average-pooled. It runs in a worker thread: jest routes every global
+ * lookup of test-realm code through a Proxy, which makes TF.js's kernels far slower.
  */
-function tfjsDetections(nhwc: Float32Array): Promise<Float32Array> {
+function tfjsGraphOutputs(nhwc: Float32Array, size: number, nodes: string[]): Promise<Float32Array[]> {
   const source = `
     const fs = require('node:fs');
     const path = require('node:path');
@@ -49,6 +52,9 @@ function tfjsDetections(nhwc: Float32Array): Promise<Float32Array> {
     (async () => {
       await tf.setBackend('cpu');
       const json = JSON.parse(fs.readFileSync(path.join(workerData.dir, 'centernet.json'), 'utf8'));
+      // The backbone is fully convolutional: let it take another size (the detection tail assumes 512).
+      const input = json.modelTopology.node.find((node) => node.name === 'tower_0/images');
+      input.attr.shape.shape.dim = [1, -1, -1, 3].map((size) => ({ size: String(size) }));
       const bin = fs.readFileSync(path.join(workerData.dir, 'centernet.bin'));
       const model = await tf.loadGraphModel(tf.io.fromMemory({
         modelTopology: json.modelTopology,
@@ -56,14 +62,16 @@ function tfjsDetections(nhwc: Float32Array): Promise<Float32Array> {
         weightSpecs: json.weightsManifest.flatMap((group) => group.weights),
         weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
       }));
-      const output = model.execute(tf.tensor4d(workerData.nhwc, [1, 512, 512, 3]), 'tower_0/detections');
-      parentPort.postMessage(output.dataSync());
+      const { nhwc, size, nodes } = workerData;
+      const outputs = [model.execute(tf.tensor4d(nhwc, [1, size, size, 3]), nodes)].flat();
+      parentPort.postMessage(outputs.map((out) => (out.rank === 4 ? out.mean([1, 2]) : out).dataSync()));
     })(); // a rejection ends the worker with an 'error' event
   `;
-  const worker = new Worker(source, { eval: true, workerData: { tfjsPath: require.resolve('@tensorflow/tfjs'), dir: HUMAN_MODELS, nhwc } });
+  const workerData = { tfjsPath: require.resolve('@tensorflow/tfjs'), dir: HUMAN_MODELS, nhwc, size, nodes };
+  const worker = new Worker(source, { eval: true, workerData });
   return new Promise((resolve, reject) => {
-    worker.once('message', (detections: Float32Array) => {
-      resolve(detections);
+    worker.once('message', (outputs: Float32Array[]) => {
+      resolve(outputs);
       void worker.terminate();
     });
     worker.once('error', reject);
@@ -71,14 +79,33 @@ function tfjsDetections(nhwc: Float32Array): Promise<Float32Array> {
   });
 }
 
-async function onnxDetections(model: Uint8Array | string, nhwc: Float32Array): Promise<Float32Array> {
+async function tfjsDetections(nhwc: Float32Array): Promise<Float32Array> {
+  const [detections] = await tfjsGraphOutputs(nhwc, 512, ['tower_0/detections']);
+  return detections;
+}
+
+async function onnxOutputs(model: Uint8Array | string, nhwc: Float32Array, size: number): Promise<Record<string, Float32Array>> {
   const session = typeof model === 'string' ? await ort.InferenceSession.create(model) : await ort.InferenceSession.create(model);
   try {
-    const output = await session.run({ images: new ort.Tensor('float32', Float32Array.from(nhwc), [1, 512, 512, 3]) });
-    return output.detections.data as Float32Array;
+    const output = await session.run({ images: new ort.Tensor('float32', Float32Array.from(nhwc), [1, size, size, 3]) });
+    return Object.fromEntries(Object.entries(output).map(([name, tensor]) => [name, tensor.data as Float32Array]));
   } finally {
     await session.release();
   }
+}
+
+async function onnxDetections(model: Uint8Array | string, nhwc: Float32Array): Promise<Float32Array> {
+  return (await onnxOutputs(model, nhwc, 512)).detections;
+}
+
+function unit(values: Float32Array): Float32Array {
+  const norm = Math.hypot(...values);
+  return values.map((v) => v / norm);
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  return a.reduce((max, v, i) => Math.max(max, Math.abs(v - b[i])), 0);
 }
 
 async function tempDir(prefix: string): Promise<string> {
@@ -164,6 +191,13 @@ describe('CenterNet conversion', () => {
     expect(attempt).toThrow(`node ${sigmoid.name}: unsupported op Softplus`);
   });
 
+  test('an input size that is not a multiple of 32 from 128 to 1024 is refused', async () => {
+    const graph = await readTfjsGraphModel(path.join(HUMAN_MODELS, 'centernet.json'));
+    for (const inputSize of [300, 96, 2048]) {
+      expect(() => convertCenternet(graph, { foldHardActivations: true, inputSize })).toThrow(/multiple of 32/);
+    }
+  });
+
   test('ensureDetectorPack converts once, then reuses the pack; an outdated pack is replaced', async () => {
     const dir = await tempDir('wvr-detector-');
     try {
@@ -206,21 +240,27 @@ describe('CenterNet conversion', () => {
   });
 });
 
-describe('ObjectDetector', () => {
-  let detector: ObjectDetector;
-  let modelPath: string;
+describe("the embedder's CenterNet pass", () => {
+  let embedder: Embedder;
+  let detectorPack: DetectorPack;
+
+  /** COCO classes per image, in input order, from one analysis pass; an undecodable image gets its ImageDecodeError. */
+  async function detect(images: Array<{ name: string; bytes: Buffer }>): Promise<Array<BuiltinClass[] | ImageDecodeError>> {
+    const analyses = await embedder.analyze(images);
+    return analyses.map((a: ImageAnalysis | ImageDecodeError) => (a instanceof ImageDecodeError ? a : a.objects!));
+  }
 
   beforeAll(async () => {
-    ({ modelPath } = await ensureDetectorPack(modelsDir));
-    detector = await ObjectDetector.create(modelPath, { threads: 1 });
+    detectorPack = await ensureDetectorPack(modelsDir);
+    embedder = await Embedder.create(await loadPack(modelsDir, 'bundled'), { threads: 1, detector: detectorPack });
   });
   afterAll(async () => {
-    await detector?.close();
+    await embedder?.close();
   });
 
   test('an image that cannot be decoded gets an ImageDecodeError in its slot; the others are detected', async () => {
     const noise = await noiseImage({ size: 160, seed: 5, format: 'jpeg' });
-    const results = await detector.detect([
+    const results = await detect([
       { name: 'noise.jpg', bytes: noise },
       { name: 'broken.jpg', bytes: await corruptJpeg() },
       { name: 'text.txt', bytes: Buffer.from('not an image') },
@@ -234,7 +274,14 @@ describe('ObjectDetector', () => {
     // Colour noise shows no object: guesses stay below the default threshold.
     expect((results[0] as BuiltinClass[]).length).toBeGreaterThan(0);
     expect((results[0] as BuiltinClass[]).filter((c) => c.score >= 0.5)).toEqual([]);
-    expect(await detector.detect([])).toEqual([]);
+    expect(await detect([])).toEqual([]);
+  });
+
+  test('the pack key names both networks, and the embedding holds both networks\' taps', async () => {
+    expect(detectorPack.inputSize).toBe(CENTERNET_INPUT_SIZE);
+    expect(embedder.packKey).toBe(`bundled@1+${detectorPack.key}`);
+    expect(embedder.packOnlyKey).toBe('bundled@1');
+    expect(embedder.dim).toBe(1920 + 528 + 720 + 480);
   });
 
   withPhotos('on the darknet sample photos', () => {
@@ -242,14 +289,14 @@ describe('ObjectDetector', () => {
       const { rgb } = await decodeImageStretched(photo('dog').bytes, 'dog.jpg', 512);
       const nhwc = Float32Array.from(rgb);
       const graph = await readTfjsGraphModel(path.join(HUMAN_MODELS, 'centernet.json'));
-      const [reference, exact, shipped] = await Promise.all([
+      const [reference, exact, folded] = await Promise.all([
         tfjsDetections(nhwc),
         onnxDetections(convertCenternet(graph, { foldHardActivations: false }), nhwc),
-        onnxDetections(modelPath, nhwc),
+        onnxDetections(convertCenternet(graph, { foldHardActivations: true }), nhwc),
       ]);
       const referenceBest = bestPerClass(rows(reference));
       expect(referenceBest.get(2)).toBeGreaterThan(0.5); // car: the comparison covers real detections
-      for (const [model, tolerance] of [[exact, 1e-4], [shipped, 2e-3]] as const) {
+      for (const [model, tolerance] of [[exact, 1e-4], [folded, 2e-3]] as const) {
         const best = bestPerClass(rows(model));
         for (const [classIndex, score] of referenceBest) {
           if (score >= 0.05) expect(Math.abs((best.get(classIndex) ?? 0) - score)).toBeLessThanOrEqual(tolerance);
@@ -261,9 +308,32 @@ describe('ObjectDetector', () => {
         .forEach((row, i) => row.forEach((value, j) => expect(Math.abs(value - rows(reference)[i][j])).toBeLessThan(j < 4 ? 0.01 : 1e-4)));
     });
 
+    test(`the backbone taps at ${CENTERNET_INPUT_SIZE} px match TF.js's backbone on real photos within 1e-4`, async () => {
+      const graph = await readTfjsGraphModel(path.join(HUMAN_MODELS, 'centernet.json'));
+      const size = CENTERNET_INPUT_SIZE;
+      const exactModel = convertCenternet(graph, { foldHardActivations: false, inputSize: size, taps: true });
+      for (const name of ['dog', 'eagle']) {
+        const { rgb } = await decodeImageStretched(photo(name).bytes, `${name}.jpg`, size);
+        const nhwc = Float32Array.from(rgb);
+        const [reference, exact, shipped] = await Promise.all([
+          tfjsGraphOutputs(nhwc, size, CENTERNET_TAPS.map((tap) => tap.node)),
+          onnxOutputs(exactModel, nhwc, size),
+          onnxOutputs(detectorPack.modelPath, nhwc, size),
+        ]);
+        CENTERNET_TAPS.forEach((tap, i) => {
+          expect(exact[tap.output]).toHaveLength(tap.dim);
+          // Raw pools (magnitudes up to a few units) and the unit vectors the embedding is made of.
+          expect(maxAbsDiff(exact[tap.output], reference[i])).toBeLessThanOrEqual(1e-4 * Math.max(1, ...reference[i].map(Math.abs)));
+          expect(maxAbsDiff(unit(exact[tap.output]), unit(reference[i]))).toBeLessThanOrEqual(1e-4);
+          // The shipped graph folds hard-swish (exact 1/6 instead of TF's float16 0.166626).
+          expect(maxAbsDiff(unit(shipped[tap.output]), unit(reference[i]))).toBeLessThanOrEqual(2e-3);
+        });
+      }
+    });
+
     test('names the objects of each photo above the default threshold, and nothing in The Scream', async () => {
       const names = ['dog', 'person', 'eagle', 'giraffe', 'kite', 'scream'];
-      const results = await detector.detect(names.map(photo));
+      const results = await detect(names.map(photo));
       const [dog, person, eagle, giraffe, kite, scream] = results.map((r) => {
         if (r instanceof ImageDecodeError) throw r;
         expectParentsCoverChildren(r);
@@ -272,7 +342,7 @@ describe('ObjectDetector', () => {
       const above = (classes: BuiltinClass[]): string[] => classes.filter((c) => c.score >= 0.5).map((c) => c.class);
       expect(above(dog)).toEqual(expect.arrayContaining(['car', 'bicycle', 'dog', 'vehicle', 'animal']));
       expect(dog.find((c) => c.class === 'dog')).toMatchObject({ type_hierarchy: '/animal/dog' });
-      expect(scoreOf(dog, 'vehicle')).toBe(scoreOf(dog, 'car'));
+      expect(scoreOf(dog, 'vehicle')).toBe(Math.max(scoreOf(dog, 'car'), scoreOf(dog, 'bicycle')));
       expect(above(person)).toContain('person');
       expect(above(eagle)).toContain('bird');
       expect(above(giraffe)).toContain('giraffe');
@@ -281,7 +351,7 @@ describe('ObjectDetector', () => {
     });
 
     test("defaultClasses merges the detector's classes with colours and ImageNet's, the higher score winning a shared name", async () => {
-      const [objects] = (await detector.detect([photo('dog')])) as BuiltinClass[][];
+      const [objects] = (await detect([photo('dog')])) as BuiltinClass[][];
       const colors = [{ class: 'yellow color', score: 0.7, type_hierarchy: '/colors/yellow color' }];
       const merged = defaultClasses({ colors, objects });
       expect(merged.map((c) => c.class)).toEqual(expect.arrayContaining(['yellow color', 'dog', 'car', 'vehicle']));

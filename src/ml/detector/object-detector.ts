@@ -1,16 +1,8 @@
-import { decodeImageStretched, ImageDecodeError, type DecodedImage } from '../decode-image';
-import { InferenceWorker } from '../inference-worker';
-import type { BuiltinClass, ImageInput } from '../types';
-import { CENTERNET_INPUT_NAME, CENTERNET_INPUT_SIZE, CENTERNET_MAX_DETECTIONS, CENTERNET_OUTPUT_NAME } from './centernet-converter';
+import type { BuiltinClass } from '../types';
 import { COCO_CLASSES } from './coco-labels';
 
-export interface ObjectDetectorOptions {
-  /** ONNX Runtime intra-op threads. */
-  threads: number;
-}
-
 /** Values per detection row: x1, y1, x2, y2, score, class index. */
-const ROW = 6;
+export const DETECTION_ROW = 6;
 
 /**
  * Calibration choice: CenterNet's raw scores of correct objects sit around 0.4–0.7 (dog.jpg: car 0.56,
@@ -37,7 +29,7 @@ export function calibratedScore(raw: number): number {
  */
 export function objectClasses(detections: Float32Array): BuiltinClass[] {
   const bestRaw = new Map<number, number>();
-  for (let row = 0; row + ROW <= detections.length; row += ROW) {
+  for (let row = 0; row + DETECTION_ROW <= detections.length; row += DETECTION_ROW) {
     const classIndex = detections[row + 5];
     if (!Number.isInteger(classIndex) || classIndex < 0 || classIndex >= COCO_CLASSES.length) {
       throw new RangeError(`detection class index ${classIndex} is not one of the ${COCO_CLASSES.length} COCO classes`);
@@ -55,66 +47,4 @@ export function objectClasses(detections: Float32Array): BuiltinClass[] {
     }
   }
   return [...byName.values()].sort((a, b) => b.score - a.score || (a.class < b.class ? -1 : a.class > b.class ? 1 : 0));
-}
-
-/**
- * Names the COCO objects in images with the CenterNet detector (see detector-pack.ts). Inference
- * runs in its own thread (onnxruntime-node's run blocks the calling thread), one image at a time
- * (the graph's batch is 1), while this thread decodes the next image.
- */
-export class ObjectDetector {
-  private constructor(private readonly inference: InferenceWorker) {}
-
-  static async create(modelPath: string, options: ObjectDetectorOptions): Promise<ObjectDetector> {
-    if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
-    const inference = await InferenceWorker.create(modelPath, { intraOpNumThreads: options.threads });
-    if (!inference.inputNames.includes(CENTERNET_INPUT_NAME) || !inference.outputNames.includes(CENTERNET_OUTPUT_NAME)) {
-      await inference.close();
-      throw new Error(`${modelPath}: not a converted CenterNet model (expected input ${CENTERNET_INPUT_NAME} and output ${CENTERNET_OUTPUT_NAME})`);
-    }
-    return new ObjectDetector(inference);
-  }
-
-  /** Classes per image, in input order; an image that cannot be decoded gets its ImageDecodeError in its slot. */
-  async detect(images: ImageInput[]): Promise<Array<BuiltinClass[] | ImageDecodeError>> {
-    const results: Array<BuiltinClass[] | ImageDecodeError> = [];
-    let next = images.length > 0 ? decode(images[0]) : undefined;
-    for (let i = 0; i < images.length; i += 1) {
-      const decoded = await next!;
-      next = i + 1 < images.length ? decode(images[i + 1]) : undefined;
-      // If inference throws, the prefetch's own failure must not surface as an unhandled rejection.
-      next?.catch(() => undefined);
-      results.push(decoded instanceof ImageDecodeError ? decoded : objectClasses(await this.infer(decoded)));
-    }
-    return results;
-  }
-
-  /** False once its model thread has crashed or been closed. */
-  get alive(): boolean {
-    return this.inference.alive;
-  }
-
-  async close(): Promise<void> {
-    await this.inference.close();
-  }
-
-  private async infer(image: DecodedImage): Promise<Float32Array> {
-    const size = CENTERNET_INPUT_SIZE;
-    // The graph takes sharp's interleaved RGB as it is (NHWC), as floats 0–255.
-    const outputs = await this.inference.run(CENTERNET_INPUT_NAME, { data: Float32Array.from(image.rgb), dims: [1, size, size, 3] }, [CENTERNET_OUTPUT_NAME]);
-    const detections = outputs[CENTERNET_OUTPUT_NAME].data;
-    if (detections.length !== CENTERNET_MAX_DETECTIONS * ROW) {
-      throw new Error(`${this.inference.modelPath}: expected ${CENTERNET_MAX_DETECTIONS}×${ROW} detection values, got ${detections.length}`);
-    }
-    return detections;
-  }
-}
-
-async function decode(image: ImageInput): Promise<DecodedImage | ImageDecodeError> {
-  try {
-    return await decodeImageStretched(image.bytes, image.name, CENTERNET_INPUT_SIZE);
-  } catch (error) {
-    if (error instanceof ImageDecodeError) return error;
-    throw error;
-  }
 }

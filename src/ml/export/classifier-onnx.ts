@@ -56,18 +56,18 @@ export function packEmbeddingSource(model: Uint8Array, manifest: PackManifest): 
  * order, L2-normalised again: exactly what the Embedder computes), and the head (linear
  * one-vs-rest decisions on the centred embedding, then Platt calibration sigmoid(a·z + b) per class).
  *
- * The export's input is NCHW [N, 3, S, S] with the first source's normalisation; every source gets
- * it in its own layout (NCHW or NHWC) and normalisation. Sources must share one input size (one
- * picture feeds them all). Throws ModelExportError when a model does not hold what its source
- * names, the sizes differ, or the head does not fit the embedding.
+ * The export's input is NCHW [N, 3, S, S], S the largest source's size, with the first source's
+ * normalisation; every source gets it in its own layout (NCHW or NHWC) and normalisation, a smaller
+ * one as k×k block means (S = k × its size), as the Embedder feeds it. Throws ModelExportError when a
+ * model does not hold what its source names, a size does not divide S, or the head does not fit the embedding.
  */
 export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHead, info: ExportInfo): ClassifierOnnx {
   if (sources.length === 0) throw new ModelExportError('no embedding network to export');
   const embeddingDim = sources.reduce((sum, src) => sum + src.dim, 0);
   if (head.dim !== embeddingDim) throw new ModelExportError(`the head expects ${head.dim}-d embeddings, the embedding networks make ${embeddingDim}-d ones`);
-  const size = sources[0].input.size;
-  if (sources.some((src) => src.input.size !== size)) {
-    throw new ModelExportError(`the embedding networks take different input sizes (${sources.map((src) => src.input.size).join(', ')}); an exported model takes one picture`);
+  const size = Math.max(...sources.map((src) => src.input.size));
+  if (sources.some((src) => size % src.input.size !== 0)) {
+    throw new ModelExportError(`the embedding networks' input sizes (${sources.map((src) => src.input.size).join(', ')}) are not whole fractions of the largest; an exported model takes one picture`);
   }
   const input: ExportedInput = { size, mean: sources[0].input.mean, std: sources[0].input.std };
   const nodes: onnx.INodeProto[] = [];
@@ -104,7 +104,9 @@ export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHea
     const shift = src.input.mean.map((m, c) => (input.mean[c] - m) / src.input.std[c]);
     if (gain.some((g) => g !== 1)) fed = node('Mul', [fed, floats(`${PREFIX}net${s + 1}/gain`, [1, 3, 1, 1], gain)], `${PREFIX}net${s + 1}/scaled`);
     if (shift.some((b) => b !== 0)) fed = node('Add', [fed, floats(`${PREFIX}net${s + 1}/shift`, [1, 3, 1, 1], shift)], `${PREFIX}net${s + 1}/shifted`);
-    if (inputLayout(graphInput, size) === 'NCHW') node('Identity', [fed], rename(src.input.name));
+    const k = size / src.input.size;
+    if (k > 1) fed = node('AveragePool', [fed], `${PREFIX}net${s + 1}/pooled`, [ints('kernel_shape', [k, k]), ints('strides', [k, k])]);
+    if (inputLayout(graphInput, src.input.size) === 'NCHW') node('Identity', [fed], rename(src.input.name));
     else node('Transpose', [fed], rename(src.input.name), [ints('perm', [0, 2, 3, 1])]);
     for (const n of kept) nodes.push({ ...n, name: rename(n.name ?? ''), input: (n.input ?? []).map(rename), output: (n.output ?? []).map(rename) });
     tapNames.push(...src.outputs.map(rename));

@@ -1,4 +1,6 @@
 import fs from 'node:fs/promises';
+import { CENTERNET_INPUT_NAME } from '../detector/centernet-converter';
+import type { DetectorPack } from '../detector/detector-pack';
 import type { TrainedHead } from '../heads';
 import type { LoadedPack } from '../model-pack';
 import { buildClassifierOnnx, encodeOnnx, exportMetadata, packEmbeddingSource, type ExportInfo } from './classifier-onnx';
@@ -13,10 +15,21 @@ export type ExportFormat = 'onnx' | 'coreml';
 /**
  * One classifier version as a self-contained model file: `onnx` (input `image` [N,3,S,S] float,
  * output `scores` [N,classes]) or `coreml` (an .mlmodel NeuralNetworkClassifier with an RGB image
- * input). Reads the pack's ONNX model; throws ModelExportError when something cannot be expressed.
+ * input). Reads the pack's ONNX model, and the detector's for heads whose embedding includes its taps
+ * (the export's input is then the detector's size); throws ModelExportError when something cannot be expressed.
  */
-export async function exportClassifier(pack: LoadedPack, head: TrainedHead, info: ExportInfo, format: ExportFormat): Promise<Uint8Array> {
-  const built = buildClassifierOnnx([packEmbeddingSource(await fs.readFile(pack.modelPath), pack.manifest)], head, info);
+export async function exportClassifier(pack: LoadedPack, head: TrainedHead, info: ExportInfo, format: ExportFormat, detector?: DetectorPack): Promise<Uint8Array> {
+  const sources = [packEmbeddingSource(await fs.readFile(pack.modelPath), pack.manifest)];
+  if (detector) {
+    sources.push({
+      model: await fs.readFile(detector.modelPath),
+      // CenterNet takes RGB 0–255: value = (pixel / 255 − 0) / (1 / 255).
+      input: { name: CENTERNET_INPUT_NAME, size: detector.inputSize, mean: [0, 0, 0], std: [1 / 255, 1 / 255, 1 / 255] },
+      outputs: detector.taps.map((tap) => tap.output),
+      dim: detector.taps.reduce((sum, tap) => sum + tap.dim, 0),
+    });
+  }
+  const built = buildClassifierOnnx(sources, head, info);
   if (format === 'onnx') return encodeOnnx(built.model);
   return onnxToCoreMlClassifier(built.model, {
     classes: built.classes,

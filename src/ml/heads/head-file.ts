@@ -1,4 +1,5 @@
 import { createHash } from 'crypto';
+import { decodeFloat16, encodeFloat16 } from '../open-set/float16';
 import { HeadFileError } from './errors';
 import type { HeadEvaluation, TrainedHead } from './types';
 
@@ -7,12 +8,16 @@ import type { HeadEvaluation, TrainedHead } from './types';
  *   8 bytes  magic "WVRHEAD\0"
  *   u32      format version
  *   u32      header length H
- *   H bytes  UTF-8 JSON: packKey, dim, classes, platt, evaluation, trainedAt
+ *   H bytes  UTF-8 JSON: packKey, dim, classes, platt, evaluation, trainedAt; from version 2 also
+ *            gate: { k, counts, radius } (a radius of null stands for Infinity)
  *   0–3 zero bytes so the arrays start 4-byte aligned
  *   f32[dim] center, f32[classes·dim] weights, f32[classes] bias
+ *   version 2: f16[Σcounts·dim] the gate's positives
  *   32 bytes SHA-256 of everything before it
+ * Version 1 files (no gate) are still read.
  */
-export const HEAD_FORMAT_VERSION = 1;
+export const HEAD_FORMAT_VERSION = 2;
+const READABLE_VERSIONS = [1, 2];
 const MAGIC = Buffer.from('WVRHEAD\0', 'latin1');
 const PREFIX_BYTES = MAGIC.length + 8;
 const CHECKSUM_BYTES = 32;
@@ -24,6 +29,7 @@ interface HeadHeader {
   platt: Array<{ a: number; b: number }>;
   evaluation: HeadEvaluation;
   trainedAt: string;
+  gate?: { k: number; counts: number[]; radius: Array<number | null> };
 }
 
 export function serializeHead(head: TrainedHead): Buffer {
@@ -42,10 +48,19 @@ export function serializeHead(head: TrainedHead): Buffer {
     evaluation: head.evaluation,
     trainedAt: head.trainedAt,
   };
+  const { gate } = head;
+  if (gate) {
+    const stored = gate.counts.reduce((sum, n) => sum + n, 0);
+    if (gate.counts.length !== classes || gate.radius.length !== classes || gate.positives.length !== stored * head.dim) {
+      throw new RangeError(`gate arrays do not match dim ${head.dim} and ${classes} classes`);
+    }
+    header.gate = { k: gate.k, counts: gate.counts, radius: gate.radius.map((r) => (Number.isFinite(r) ? r : null)) };
+  }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const arraysStart = align4(PREFIX_BYTES + json.length);
   const floats = head.dim + classes * head.dim + classes;
-  const bytes = Buffer.alloc(arraysStart + floats * 4 + CHECKSUM_BYTES);
+  const halves = gate ? encodeFloat16(gate.positives) : Buffer.alloc(0);
+  const bytes = Buffer.alloc(arraysStart + floats * 4 + halves.length + CHECKSUM_BYTES);
   MAGIC.copy(bytes, 0);
   bytes.writeUInt32LE(HEAD_FORMAT_VERSION, MAGIC.length);
   bytes.writeUInt32LE(json.length, MAGIC.length + 4);
@@ -54,6 +69,7 @@ export function serializeHead(head: TrainedHead): Buffer {
   for (const array of [head.center, head.weights, head.bias]) {
     for (let k = 0; k < array.length; k++, offset += 4) bytes.writeFloatLE(array[k], offset);
   }
+  offset += halves.copy(bytes, offset);
   checksum(bytes.subarray(0, offset)).copy(bytes, offset);
   return bytes;
 }
@@ -67,7 +83,7 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
   if (!bytes.subarray(0, MAGIC.length).equals(MAGIC)) fail('not a head file (wrong magic bytes)');
   if (bytes.length < PREFIX_BYTES) fail(`truncated: ${bytes.length} bytes, shorter than the ${PREFIX_BYTES}-byte prefix`);
   const version = bytes.readUInt32LE(MAGIC.length);
-  if (version !== HEAD_FORMAT_VERSION) fail(`head format version ${version} is not supported (this build reads version ${HEAD_FORMAT_VERSION})`);
+  if (!READABLE_VERSIONS.includes(version)) fail(`head format version ${version} is not supported (this build reads versions ${READABLE_VERSIONS.join(' and ')})`);
   const headerLength = bytes.readUInt32LE(MAGIC.length + 4);
   if (PREFIX_BYTES + headerLength > bytes.length) fail(`truncated: header needs ${headerLength} bytes, file has ${bytes.length - PREFIX_BYTES} left`);
 
@@ -81,9 +97,23 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
   if (!Number.isInteger(header.dim) || header.dim <= 0 || classes < 1 || !Array.isArray(header.platt) || header.platt.length !== classes) {
     fail('corrupt header (dim, classes or calibration missing)');
   }
+  const gate = version >= 2 ? header.gate : undefined;
+  if (version >= 2) {
+    const valid =
+      gate &&
+      Number.isInteger(gate.k) &&
+      gate.k > 0 &&
+      Array.isArray(gate.counts) &&
+      gate.counts.length === classes &&
+      gate.counts.every((n) => Number.isInteger(n) && n >= 0) &&
+      Array.isArray(gate.radius) &&
+      gate.radius.length === classes;
+    if (!valid) fail('corrupt header (k-NN gate missing or malformed)');
+  }
+  const storedPositives = gate ? gate.counts.reduce((sum, n) => sum + n, 0) : 0;
   const arraysStart = align4(PREFIX_BYTES + headerLength);
   const floats = header.dim + classes * header.dim + classes;
-  const expectedLength = arraysStart + floats * 4 + CHECKSUM_BYTES;
+  const expectedLength = arraysStart + floats * 4 + storedPositives * header.dim * 2 + CHECKSUM_BYTES;
   if (bytes.length < expectedLength) fail(`truncated: expected ${expectedLength} bytes, got ${bytes.length}`);
   if (bytes.length > expectedLength) fail(`corrupt: ${bytes.length - expectedLength} unexpected bytes after the data`);
   const checksumAt = expectedLength - CHECKSUM_BYTES;
@@ -98,6 +128,7 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
   const center = readFloats(header.dim);
   const weights = readFloats(classes * header.dim);
   const bias = readFloats(classes);
+  const positives = gate ? decodeFloat16(bytes.subarray(offset, offset + storedPositives * header.dim * 2)) : undefined;
   return {
     formatVersion: version,
     packKey: header.packKey,
@@ -107,6 +138,7 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
     weights,
     bias,
     platt: header.platt,
+    ...(gate && positives ? { gate: { k: gate.k, counts: gate.counts, radius: gate.radius.map((r) => r ?? Infinity), positives } } : {}),
     evaluation: header.evaluation,
     trainedAt: header.trainedAt,
   };

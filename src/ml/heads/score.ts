@@ -1,3 +1,4 @@
+import { applyGate } from './knn-gate';
 import { sigmoid } from './platt';
 import type { TrainedHead } from './types';
 
@@ -16,7 +17,11 @@ function headDecisions(head: TrainedHead, embedding: Float32Array): number[] {
   });
 }
 
-/** Calibrated scores in [0,1], in head.classes order; 0.5 is the balanced decision threshold. */
+/**
+ * Calibrated scores in [0,1], in head.classes order; 0.5 is the balanced decision threshold. With a
+ * k-NN gate (format-2 heads), a class scores below 0.5 for an image unlike its positives (see applyGate).
+ */
 export function scoreHead(head: TrainedHead, embedding: Float32Array): number[] {
-  return headDecisions(head, embedding).map((z, c) => sigmoid(head.platt[c].a * z + head.platt[c].b));
+  const scores = headDecisions(head, embedding).map((z, c) => sigmoid(head.platt[c].a * z + head.platt[c].b));
+  return head.gate ? applyGate(head.gate, embedding, scores) : scores;
 }

@@ -1,10 +1,16 @@
 /** Public shapes of custom-classifier heads: what is trained, stored and scored. */
+import type { HeadGate } from './knn-gate';
 
 export interface TrainingSet {
   classes: string[];
   embeddings: Float32Array[];
   /** positives[i] = indices into `classes` that example i is a positive of; [] = a negative example. */
   positives: number[][];
+  /**
+   * Generic photos (the open-set bank) every class learns as negatives: always in training, never held
+   * out or counted in the evaluation.
+   */
+  implicitNegatives?: Float32Array[];
 }
 
 export interface ClassEvaluation {
@@ -47,6 +53,8 @@ export interface TrainedHead {
   bias: Float32Array;
   /** score = sigmoid(a · decision + b) per class. */
   platt: Array<{ a: number; b: number }>;
+  /** The k-NN gate (heads of format 2 on); absent in older heads. */
+  gate?: HeadGate;
   evaluation: HeadEvaluation;
   /** ISO 8601. */
   trainedAt: string;
@@ -65,5 +73,9 @@ export interface TrainHeadOptions {
   folds?: number;
   /** Overrides the fixed L2 regularisation strength (DEFAULT_L2); for benchmarks that tune it. */
   l2?: number;
+  /** Weight of an implicit negative relative to a user's negative (default IMPLICIT_NEGATIVE_WEIGHT). */
+  implicitWeight?: number;
+  /** Positives the k-NN gate keeps per class (default GATE_MAX_POSITIVES). */
+  gateMaxPositives?: number;
   onProgress?: (fraction: number) => void;
 }

@@ -1,0 +1,114 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { classImages, solidColorJpeg, textImage } from '../../fixtures/images';
+import { ImageDecodeError } from '../../src/ml/decode-image';
+import { ensureDetectorPack } from '../../src/ml/detector/detector-pack';
+import { Embedder } from '../../src/ml/embedder';
+import { scoreHead, trainHead, type TrainedHead } from '../../src/ml/heads';
+import { loadPack } from '../../src/ml/model-pack';
+import { BANK_MANIFEST, bankManifestSchema, loadNegativeBank, NEGATIVE_BANK_DIR, projectRoot, type NegativeBank } from '../../src/ml/open-set/negative-bank';
+import type { ImageInput } from '../../src/ml/types';
+
+const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
+const PHOTOS = '/usr/share/darknet/data';
+const hasPhotos = fs.existsSync(path.join(PHOTOS, 'dog.jpg'));
+if (!hasPhotos) console.warn(`SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
+
+let embedder: Embedder;
+let bank: NegativeBank;
+
+async function embed(images: ImageInput[]): Promise<Float32Array[]> {
+  return (await embedder.analyze(images)).map((a) => {
+    if (a instanceof ImageDecodeError) throw a;
+    return a.embedding;
+  });
+}
+
+const named = (buffers: Buffer[], prefix: string): ImageInput[] => buffers.map((bytes, i) => ({ name: `${prefix}-${i}.jpg`, bytes }));
+
+beforeAll(async () => {
+  embedder = await Embedder.create(await loadPack(modelsDir, 'bundled'), { threads: 1, detector: await ensureDetectorPack(modelsDir) });
+  bank = loadNegativeBank(embedder.packKey)!;
+});
+afterAll(async () => {
+  await embedder?.close();
+});
+
+describe('the shipped open-set bank', () => {
+  it('is built for the embedding the service runs (rebuild it with npm run build:negative-bank when this fails)', () => {
+    expect(bank).toBeDefined();
+    expect(bank.dim).toBe(embedder.dim);
+    expect(bank.embeddings.length).toBeGreaterThanOrEqual(200);
+    for (const embedding of bank.embeddings) expect(Math.hypot(...embedding)).toBeCloseTo(1, 2);
+  });
+
+  it('lists every photo with a licence that lets the project ship derived vectors, and NOTICE names each', () => {
+    const dir = path.join(projectRoot(), NEGATIVE_BANK_DIR);
+    const manifest = bankManifestSchema.parse(JSON.parse(fs.readFileSync(path.join(dir, BANK_MANIFEST), 'utf8')));
+    const notice = fs.readFileSync(path.join(projectRoot(), 'NOTICE'), 'utf8');
+    for (const photo of manifest.photos) {
+      expect(photo.licence).toMatch(/^(public domain|cc0-1\.0|cc-by[- ]\d\.\d)$/i);
+      expect(notice).toContain(photo.source);
+    }
+    expect(loadNegativeBank('imagenet@1+centernet@2')).toBeUndefined(); // another embedding: no bank rather than a wrong one
+  });
+});
+
+describe('a classifier of red circles and blue squares, trained with the bank and the k-NN gate', () => {
+  let head: TrainedHead;
+  let heldOut: { circles: Float32Array[]; squares: Float32Array[] };
+
+  beforeAll(async () => {
+    const [circles, squares, heldCircles, heldSquares] = await Promise.all([
+      classImages('red-circles', 20, 51).then((b) => embed(named(b, 'circle'))),
+      classImages('blue-squares', 20, 52).then((b) => embed(named(b, 'square'))),
+      classImages('red-circles', 10, 61).then((b) => embed(named(b, 'held-circle'))),
+      classImages('blue-squares', 10, 62).then((b) => embed(named(b, 'held-square'))),
+    ]);
+    heldOut = { circles: heldCircles, squares: heldSquares };
+    head = await trainHead(
+      {
+        classes: ['circles', 'squares'],
+        embeddings: [...circles, ...squares],
+        positives: [...circles.map(() => [0]), ...squares.map(() => [1])],
+        implicitNegatives: bank.embeddings,
+      },
+      { packKey: embedder.packKey, threads: 1 },
+    );
+  });
+
+  it('still recognises held-out images of its classes', () => {
+    const own = [...heldOut.circles.map((e) => scoreHead(head, e)[0]), ...heldOut.squares.map((e) => scoreHead(head, e)[1])];
+    expect(own.filter((score) => score >= 0.5).length / own.length).toBeGreaterThanOrEqual(0.9);
+    // Evaluation counts the user's examples only, not the bank.
+    expect(head.evaluation.examples).toBe(40);
+  });
+
+  (hasPhotos ? it : it.skip)('scores real photos of other things below 0.5', async () => {
+    const photos = fs.readdirSync(PHOTOS).filter((f) => f.endsWith('.jpg')).map((f) => ({ name: f, bytes: fs.readFileSync(path.join(PHOTOS, f)) }));
+    expect(photos.length).toBeGreaterThanOrEqual(7);
+    const yes = (await embed(photos)).flatMap((embedding, i) =>
+      scoreHead(head, embedding).flatMap((score, c) => (score < 0.5 ? [] : [`${photos[i].name}: ${head.classes[c]} ${score}`])),
+    );
+    expect(yes).toEqual([]);
+  });
+
+  it('gives finite scores below 0.5 to bad inputs: smaller than the input, a 20:1 panorama, a greyscale scan, an all-black frame', async () => {
+    const stripe = await sharp({ create: { width: 2000, height: 100, channels: 3, background: { r: 90, g: 140, b: 200 } } })
+      .composite([{ input: await solidColorJpeg({ r: 40, g: 120, b: 40 }, 2000, 40), top: 60, left: 0 }])
+      .jpeg()
+      .toBuffer();
+    const scan = await sharp(await textImage({ text: 'Invoice 2026', size: 600 })).greyscale().jpeg().toBuffer();
+    const inputs = [
+      { name: 'tiny.png', bytes: await sharp({ create: { width: 12, height: 9, channels: 3, background: { r: 200, g: 180, b: 40 } } }).png().toBuffer() },
+      { name: 'panorama.jpg', bytes: stripe },
+      { name: 'scan.jpg', bytes: scan },
+      { name: 'black.jpg', bytes: await solidColorJpeg({ r: 0, g: 0, b: 0 }, 640, 480) },
+    ];
+    const wrong = (await embed(inputs)).flatMap((embedding, i) =>
+      scoreHead(head, embedding).flatMap((score, c) => (Number.isFinite(score) && score < 0.5 ? [] : [`${inputs[i].name}: ${head.classes[c]} ${score}`])),
+    );
+    expect(wrong).toEqual([]);
+  });
+});
