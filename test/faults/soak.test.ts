@@ -55,8 +55,13 @@ const BACKGROUND_SHARE = 0.25;
 const RETRAINS_PER_CLASSIFIER = 5;
 /** A retrained classifier is replaced by a fresh one after RETRAINS_PER_CLASSIFIER retrains, so memory can settle. */
 const RETRAINED_CLASSIFIERS = Math.ceil((WARMUP_S + SOAK_S) / 0.4 / RETRAINS_PER_CLASSIFIER) + 1;
-/** Uploads start at most this often (each waits for the previous one to be ready). */
+/**
+ * Uploads start at most every UPLOAD_EVERY_MS, and less often when embedding their images (in the
+ * API, on the lane classify uses) would take more than UPLOAD_SHARE of its idle capacity. Each
+ * waits for the previous one to be ready.
+ */
 const UPLOAD_EVERY_MS = 3_000;
+const UPLOAD_SHARE = 0.2;
 const UPLOADS = Math.ceil(((WARMUP_S + SOAK_S) * 1000) / UPLOAD_EVERY_MS) + 2;
 const IMAGES_PER_ZIP = 10;
 const DELETE_EVERY_MS = 3_000;
@@ -285,6 +290,7 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
     const idleMedianMs = percentile(idleBefore, 50);
     // Each paced client's cycle: BACKGROUND_CLIENTS idle requests' worth of time per BACKGROUND_SHARE.
     const thinkMs = Math.max(20, (BACKGROUND_CLIENTS / BACKGROUND_SHARE - 1) * idleMedianMs);
+    const uploadEveryMs = Math.max(UPLOAD_EVERY_MS, (2 * IMAGES_PER_ZIP * idleMedianMs) / UPLOAD_SHARE);
 
     const background = Array.from({ length: BACKGROUND_CLIENTS }, newClient);
     const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)];
@@ -362,12 +368,12 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
           if (counts.uploads % DELETE_WHILE_TRAINING_EVERY === 0) {
             await deleteTracked(upload);
             counts.deleted_while_training++;
-            await pause(started + UPLOAD_EVERY_MS - performance.now());
+            await pause(started + uploadEveryMs - performance.now());
             continue;
           }
           await client.waitUntilReady(upload.id, 180_000, 100);
           upload.readyAt = performance.now();
-          await pause(started + UPLOAD_EVERY_MS - performance.now());
+          await pause(started + uploadEveryMs - performance.now());
         }
       };
       const deleter = async () => {
@@ -439,6 +445,7 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
           p99_ratio: Math.round((loadP99 / idleP99) * 100) / 100,
         },
         paced_clients: { clients: BACKGROUND_CLIENTS, think_ms: Math.round(thinkMs), share_of_idle_capacity: BACKGROUND_SHARE },
+        uploads_every_ms: Math.round(uploadEveryMs),
         soak_counts: {
           classify: counts.classify - countsBefore.classify,
           retrains: retrains() - retrainsBefore,
