@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -41,6 +42,17 @@ describe('the shipped open-set bank', () => {
     expect(bank.dim).toBe(embedder.dim);
     expect(bank.embeddings.length).toBeGreaterThanOrEqual(200);
     for (const embedding of bank.embeddings) expect(Math.hypot(...embedding)).toBeCloseTo(1, 2);
+  });
+
+  it('is found by the compiled build too, as npm start runs it (dist/ holds a package.json of its own but no assets)', () => {
+    const compiled = path.join(projectRoot(), 'dist', 'src', 'ml', 'open-set', 'negative-bank.js');
+    // npm test compiles to dist/ before jest runs.
+    const out = execFileSync(
+      process.execPath,
+      ['-e', `const b = require(${JSON.stringify(compiled)}).loadNegativeBank(${JSON.stringify(embedder.packKey)}); console.log(b ? b.embeddings.length : 0)`],
+      { encoding: 'utf8' },
+    );
+    expect(Number(out.trim())).toBe(bank.embeddings.length);
   });
 
   it('lists every photo with a licence that lets the project ship derived vectors, and NOTICE names each', () => {

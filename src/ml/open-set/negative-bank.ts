@@ -38,15 +38,12 @@ export const bankManifestSchema = z.object({
 });
 export type BankManifest = z.infer<typeof bankManifestSchema>;
 
-/** The project's root (holding package.json), from src/ under ts-node or dist/src/ when compiled. */
+/**
+ * The project's root: this file is src/ml/open-set/*.ts under ts-node and dist/src/ml/open-set/*.js
+ * when compiled. (Not "the nearest package.json": tsc also writes one into dist/, where no assets are.)
+ */
 export function projectRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${__dirname}`);
-    dir = parent;
-  }
-  return dir;
+  return path.resolve(__dirname, ...(__filename.endsWith('.ts') ? ['..', '..', '..'] : ['..', '..', '..', '..']));
 }
 
 /**
