@@ -186,7 +186,7 @@ async function decodeAndEmbed(ctx: ServiceContext, images: Array<ZipImageEntry &
   const results = await ctx.embedder.analyze(
     missing.map((i) => ({ name: i.entryName, bytes: i.bytes })),
     undefined,
-    { batchSize: UPLOAD_INFERENCE_BATCH },
+    { batchSize: UPLOAD_INFERENCE_BATCH, priority: 'background' },
   );
   const fresh: Array<{ hash: string; embedding: Float32Array }> = [];
   results.forEach((result, k) => {

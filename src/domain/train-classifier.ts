@@ -219,7 +219,7 @@ async function embedAll(
     );
     for (const input of inputs) if (!input.bytes) failures.set(input.name, 'the stored copy of the image is missing; upload it again');
     const stored = inputs.filter((input): input is { name: string; bytes: Buffer } => input.bytes !== undefined);
-    const results = await ctx.embedder.analyze(stored);
+    const results = await ctx.embedder.analyze(stored, undefined, { priority: 'background' });
     const fresh: Array<{ hash: string; embedding: Float32Array }> = [];
     results.forEach((r, i) => {
       const hash = stored[i].name;

@@ -4,7 +4,7 @@ import { decodeImageViews, ImageDecodeError, type DecodedImage, type SquareView 
 import { CENTERNET_INPUT_NAME, CENTERNET_MAX_DETECTIONS, CENTERNET_OUTPUT_NAME } from './detector/centernet-converter';
 import type { DetectorPack } from './detector/detector-pack';
 import { DETECTION_ROW, objectClasses } from './detector/object-detector';
-import { InferenceWorker } from './inference-worker';
+import { InferenceWorker, type InferencePriority } from './inference-worker';
 import { PackError, type LoadedPack } from './model-pack';
 import { packKey, type BuiltinClass, type ImageInput, type PackManifest } from './types';
 
@@ -138,13 +138,15 @@ export class Embedder {
    * `observeStage` is told each batch's decode and model times (metrics of the caller's kind of work).
    * `options.batchSize` (at most the embedder's own) bounds each inference run: background work
    * sharing the thread with classify requests uses small batches, so a classify waits for one
-   * small batch rather than a large one.
+   * small batch rather than a large one. `options.priority` 'background' (uploads, training) lets
+   * every classify request waiting on the model threads go first.
    */
   async analyze(
     images: ImageInput[],
     observeStage: StageObserver = () => undefined,
-    options: { batchSize?: number } = {},
+    options: { batchSize?: number; priority?: InferencePriority } = {},
   ): Promise<Array<ImageAnalysis | ImageDecodeError>> {
+    const priority = options.priority ?? 'interactive';
     const batchSize = Math.max(1, Math.min(this.batchSize, options.batchSize ?? this.batchSize));
     const results = new Array<ImageAnalysis | ImageDecodeError>(images.length);
     const batches: ImageInput[][] = [];
@@ -158,7 +160,7 @@ export class Embedder {
       // If inference throws, the prefetch's own failure must not surface as an unhandled rejection.
       next?.catch(() => undefined);
       const good = decoded.filter((d): d is DecodedImage[] => !(d instanceof ImageDecodeError));
-      const analyses = good.length > 0 ? await this.infer(good, observeStage) : [];
+      const analyses = good.length > 0 ? await this.infer(good, observeStage, priority) : [];
       let g = 0;
       decoded.forEach((d, i) => {
         results[offset + i] = d instanceof ImageDecodeError ? d : analyses[g++];
@@ -192,20 +194,20 @@ export class Embedder {
     return decoded;
   }
 
-  private async infer(decoded: DecodedImage[][], observeStage: StageObserver): Promise<ImageAnalysis[]> {
+  private async infer(decoded: DecodedImage[][], observeStage: StageObserver, priority: InferencePriority): Promise<ImageAnalysis[]> {
     const { manifest } = this;
     const { name, size } = manifest.input;
     const images = decoded.map(([square]) => square);
     const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
     const start = process.hrtime.bigint();
-    const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads]);
+    const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads], priority);
     const observed = <T>(stage: 'backbone' | 'detector', work: Promise<T>): Promise<T> =>
       work.then((result) => {
         observeStage(stage, secondsSince(start));
         return result;
       });
     // CenterNet's graph takes one image: each goes as its own request, all queued at once on the detector's thread.
-    const detecting = this.detector && observed('detector', Promise.all(images.map((image) => this.detect(image))));
+    const detecting = this.detector && observed('detector', Promise.all(images.map((image) => this.detect(image, priority))));
     const colors = images.map(colorClasses); // while the workers infer
     const [outputs, detected] = await Promise.all([observed('backbone', running), detecting]);
     const data = (outputName: string): Float32Array => outputs[outputName].data;
@@ -237,14 +239,14 @@ export class Embedder {
   }
 
   /** One image through CenterNet: its detection rows and its pooled taps, in the pack's order. */
-  private async detect(image: DecodedImage): Promise<{ detections: Float32Array; taps: Float32Array[] }> {
+  private async detect(image: DecodedImage, priority: InferencePriority): Promise<{ detections: Float32Array; taps: Float32Array[] }> {
     const { pack, inference } = this.detector!;
     const size = pack.inputSize;
     // The graph takes sharp's interleaved RGB as it is (NHWC), as floats 0–255.
     const outputs = await inference.run(CENTERNET_INPUT_NAME, { data: Float32Array.from(image.rgb), dims: [1, size, size, 3] }, [
       CENTERNET_OUTPUT_NAME,
       ...pack.taps.map((tap) => tap.output),
-    ]);
+    ], priority);
     const detections = outputs[CENTERNET_OUTPUT_NAME].data;
     if (detections.length !== CENTERNET_MAX_DETECTIONS * DETECTION_ROW) {
       throw new Error(`${pack.modelPath}: expected ${CENTERNET_MAX_DETECTIONS}×${DETECTION_ROW} detection values, got ${detections.length}`);

@@ -55,10 +55,20 @@ type Reply =
   | { id: number; outputs: Record<string, WorkerTensor> }
   | { id: number; error: string };
 
+/** Which requests go first on a model's thread: a person waiting (classify) or bulk work (uploads, training). */
+export type InferencePriority = 'interactive' | 'background';
+
 /** An ONNX Runtime session (CPU) living in its own thread. Requests run one after another. */
 export class InferenceWorker {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (outputs: Record<string, WorkerTensor>) => void; reject: (error: Error) => void }>();
+  /**
+   * Requests not yet handed to the thread, by lane. One request runs on the thread at a time and
+   * the next is chosen only when it ends, so an interactive request (a classify) waits for at most
+   * one background run (an upload's or a training's batch), never for a whole queue of them.
+   */
+  private readonly waiting: Record<InferencePriority, Array<() => void>> = { interactive: [], background: [] };
+  private busy = false;
   private failure?: Error;
 
   private constructor(
@@ -73,6 +83,8 @@ export class InferenceWorker {
       this.pending.delete(reply.id);
       if ('error' in reply) request?.reject(new Error(`${modelPath}: inference failed: ${reply.error}`));
       else request?.resolve(reply.outputs);
+      this.busy = false;
+      this.startNext();
     });
     worker.on('error', (error) => this.fail(new Error(`${modelPath}: inference worker crashed: ${error.message}`)));
     worker.on('exit', (code) => this.fail(new Error(`${modelPath}: inference worker exited (code ${code})`)));
@@ -100,14 +112,33 @@ export class InferenceWorker {
     });
   }
 
-  /** Runs the model on one float input; `input.data`'s buffer is handed to the worker (not copied). */
-  run(inputName: string, input: WorkerTensor, outputs: string[]): Promise<Record<string, WorkerTensor>> {
+  /**
+   * Runs the model on one float input; `input.data`'s buffer is handed to the worker (not copied).
+   * Interactive requests go before every waiting background one (FIFO within a lane).
+   */
+  run(
+    inputName: string,
+    input: WorkerTensor,
+    outputs: string[],
+    priority: InferencePriority = 'interactive',
+  ): Promise<Record<string, WorkerTensor>> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, input: inputName, data: input.data, dims: input.dims, outputs }, [input.data.buffer as ArrayBuffer]);
+      this.waiting[priority].push(() =>
+        this.worker.postMessage({ id, input: inputName, data: input.data, dims: input.dims, outputs }, [input.data.buffer as ArrayBuffer]),
+      );
+      this.startNext();
     });
+  }
+
+  private startNext(): void {
+    if (this.busy || this.failure) return;
+    const send = this.waiting.interactive.shift() ?? this.waiting.background.shift();
+    if (!send) return;
+    this.busy = true;
+    send();
   }
 
   /** False once the session's thread crashed, exited or was closed. */
@@ -125,6 +156,8 @@ export class InferenceWorker {
 
   private fail(error: Error): void {
     this.failure ??= error;
+    this.waiting.interactive.length = 0;
+    this.waiting.background.length = 0;
     for (const request of this.pending.values()) request.reject(error);
     this.pending.clear();
   }
