@@ -8,20 +8,33 @@ export interface HeadRef {
   headFile: string;
 }
 
+/** Memory a loaded head holds: its arrays (the k-NN gate's stored positives dominate). */
+export function headBytes(head: TrainedHead): number {
+  return head.center.byteLength + head.weights.byteLength + head.bias.byteLength + (head.gate?.positives.byteLength ?? 0);
+}
+
 /**
- * Loaded heads. The key is the whole identity of the version (its id, its classifier and its
- * head file, whose name carries a random part), not the version id alone: a cache must not trust
- * a single number to name one thing for ever, even though version ids are no longer reused.
- * The classifier's current version is read from the database on every request, which is how a
- * swap made by the worker process reaches this process at once.
+ * Loaded heads, least recently used evicted first once they hold more than `maxBytes` (a head with
+ * a k-NN gate carries up to 200 stored positives per class, megabytes per class, so a count of
+ * entries would not bound the memory). The key is the whole identity of the version (its id, its
+ * classifier and its head file, whose name carries a random part), not the version id alone: a
+ * cache must not trust a single number to name one thing for ever, even though version ids are no
+ * longer reused. The classifier's current version is read from the database on every request,
+ * which is how a swap made by the worker process reaches this process at once.
  */
 export class HeadCache {
-  private readonly entries = new Map<string, Promise<TrainedHead>>();
+  private readonly entries = new Map<string, { head: Promise<TrainedHead>; bytes: number }>();
+  private totalBytes = 0;
 
   constructor(
     private readonly store: HeadStore,
-    private readonly maxEntries = 500,
+    private readonly maxBytes = 256 * 1024 * 1024,
   ) {}
+
+  /** Bytes held by the loaded heads (for tests and metrics). */
+  get size(): { entries: number; bytes: number } {
+    return { entries: this.entries.size, bytes: this.totalBytes };
+  }
 
   get(version: HeadRef): Promise<TrainedHead> {
     const key = JSON.stringify([version.id, version.classifierId, version.headFile]);
@@ -30,12 +43,33 @@ export class HeadCache {
       // Map order is insertion order: re-inserting marks it as most recently used.
       this.entries.delete(key);
       this.entries.set(key, hit);
-      return hit;
+      return hit.head;
     }
-    const loading = this.store.read(version.headFile).then((bytes) => deserializeHead(bytes, version.headFile));
-    loading.catch(() => this.entries.delete(key));
-    this.entries.set(key, loading);
-    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    return loading;
+    const entry = { head: this.store.read(version.headFile).then((bytes) => deserializeHead(bytes, version.headFile)), bytes: 0 };
+    this.entries.set(key, entry);
+    entry.head.then(
+      (head) => {
+        if (this.entries.get(key) !== entry) return; // evicted while loading
+        entry.bytes = headBytes(head);
+        this.totalBytes += entry.bytes;
+        this.evict(key);
+      },
+      () => this.remove(key, entry),
+    );
+    return entry.head;
+  }
+
+  /** Drops least recently used heads until the total fits, never the one just loaded. */
+  private evict(keep: string): void {
+    for (const [key, entry] of this.entries) {
+      if (this.totalBytes <= this.maxBytes) return;
+      if (key !== keep) this.remove(key, entry);
+    }
+  }
+
+  private remove(key: string, entry: { bytes: number }): void {
+    if (this.entries.get(key) !== entry) return;
+    this.entries.delete(key);
+    this.totalBytes -= entry.bytes;
   }
 }
