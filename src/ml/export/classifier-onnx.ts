@@ -22,6 +22,11 @@ export interface ExportInfo {
 /** The exported input's geometry and normalisation: value = (pixel / 255 − mean[c]) / std[c], RGB order. */
 export interface ExportedInput {
   size: number;
+  /**
+   * How the picture becomes the S×S square, as the Embedder does it: with several networks (the
+   * detector's square feeds both) it is stretched; with the pack alone it covers the square, centre-cropped.
+   */
+  fit: 'stretch' | 'cover';
   mean: [number, number, number];
   std: [number, number, number];
 }
@@ -69,7 +74,7 @@ export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHea
   if (sources.some((src) => size % src.input.size !== 0)) {
     throw new ModelExportError(`the embedding networks' input sizes (${sources.map((src) => src.input.size).join(', ')}) are not whole fractions of the largest; an exported model takes one picture`);
   }
-  const input: ExportedInput = { size, mean: sources[0].input.mean, std: sources[0].input.std };
+  const input: ExportedInput = { size, fit: sources.length > 1 ? 'stretch' : 'cover', mean: sources[0].input.mean, std: sources[0].input.std };
   const nodes: onnx.INodeProto[] = [];
   const initializers: onnx.ITensorProto[] = [];
   const node = (opType: string, inputs: string[], output: string, attrs: onnx.IAttributeProto[] = []): string => {
@@ -164,7 +169,10 @@ export function exportMetadata(input: ExportedInput, head: TrainedHead, info: Ex
     pack: head.packKey,
     classes: JSON.stringify(head.classes),
     input_layout: `NCHW [N, 3, ${input.size}, ${input.size}], RGB`,
-    input_resize: `the picture scaled to cover ${input.size}x${input.size} and centre-cropped`,
+    input_resize:
+      input.fit === 'stretch'
+        ? `the picture stretched to ${input.size}x${input.size} (aspect ratio not kept; Vision's scaleFill)`
+        : `the picture scaled to cover ${input.size}x${input.size} and centre-cropped (Vision's centerCrop)`,
     input_normalisation: `value = (pixel / 255 - mean[c]) / std[c] with mean = [${input.mean.join(', ')}], std = [${input.std.join(', ')}]`,
     input_mean: JSON.stringify(input.mean),
     input_std: JSON.stringify(input.std),

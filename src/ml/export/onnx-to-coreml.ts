@@ -77,7 +77,7 @@ export function onnxToCoreMlClassifier(model: onnx.IModelProto, options: CoreMlE
       input: [
         {
           name: COREML_INPUT,
-          shortDescription: `RGB picture, ${size}x${size}: ${options.metadata.input_resize ?? 'scaled and centre-cropped'}`,
+          shortDescription: `RGB picture, ${size}x${size}: ${options.metadata.input_resize ?? (options.input.fit === 'stretch' ? 'stretched to the square' : 'scaled and centre-cropped')}`,
           type: { imageType: { width: size, height: size, colorSpace: COREML.colorSpaceRgb } },
         },
       ],
