@@ -1,9 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { MetricsExchange } from '../../src/data-access/metrics-exchange';
 import { WorkerMetrics } from '../../src/lib/metrics';
 import { solidColorJpeg } from '../../fixtures/images';
 import { classZip, trainingForm } from '../support/example-zips';
+import { PrivateRedis } from '../faults/support/private-redis';
 import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
 
 interface Sample {
@@ -170,42 +169,13 @@ describe('operations endpoints configured off, or on their own port', () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRedis(port: number): Promise<ChildProcess> {
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const exchange = new MetricsExchange(`redis://127.0.0.1:${port}`, 'probe');
-  try {
-    await waitFor('the private redis-server', async () => (await exchange.ping().then(() => true, () => undefined)), 10_000, 100);
-  } finally {
-    await exchange.close();
-  }
-  return redis;
-}
-
-async function stopRedis(redis: ChildProcess): Promise<void> {
-  const exited = new Promise((resolve) => redis.once('exit', resolve));
-  redis.kill('SIGKILL');
-  await exited;
-}
-
 describe('/readyz when Redis goes away', () => {
   it('answers 503 naming Redis while it is unreachable, and 200 again once it is back', async () => {
-    const port = await freePort();
-    let redis = await startRedis(port);
-    const t = await bootService({ START_WORKER: 'false', REDIS_URL: `redis://127.0.0.1:${port}` });
+    const redis = await PrivateRedis.start();
+    const t = await bootService({ START_WORKER: 'false', REDIS_URL: redis.url });
     try {
       expect((await t.call('GET', '/readyz', { key: null })).status).toBe(200);
-      await stopRedis(redis);
+      await redis.kill();
 
       const down = await t.call('GET', '/readyz', { key: null });
       expect(down.status).toBe(503);
@@ -214,16 +184,16 @@ describe('/readyz when Redis goes away', () => {
       expect(down.body.checks.models).toEqual({ ok: true });
       expect(down.body.checks.redis.ok).toBe(false);
       expect(down.body.checks.redis.reason).toMatch(/^Redis does not answer/);
-      expect(down.body.checks.redis.reason).not.toContain(String(port));
+      expect(down.body.checks.redis.reason).not.toContain(String(redis.port));
       // Alive all the same, and its own metrics still answer.
       expect((await t.call('GET', '/healthz', { key: null })).status).toBe(200);
       expect((await scrape(t.url)).samples.length).toBeGreaterThan(0);
 
-      redis = await startRedis(port);
+      await redis.restartEmpty();
       await waitFor('readiness after Redis is back', async () => ((await t.call('GET', '/readyz', { key: null })).status === 200 ? true : undefined), 15_000);
     } finally {
       await t.close();
-      await stopRedis(redis);
+      await redis.kill();
     }
   });
 });
