@@ -11,6 +11,7 @@ import type { TrainedHead } from '../src/ml/heads';
 import { loadPack, listPacks } from '../src/ml/model-pack';
 import { packKey } from '../src/ml/types';
 import { modelsDir } from './lib/repo';
+import { median } from './lib/load-generator';
 
 const RUNS = 5;
 const FORMATS: ExportFormat[] = ['onnx', 'coreml'];
@@ -56,12 +57,6 @@ async function main(): Promise<void> {
   }
   const ratio = (id: string) => figures[`${id}_2classes_coreml`].bytes / figures[`${id}_2classes_onnx`].bytes;
   console.log(JSON.stringify({ bench: 'export', cores: os.cpus().length, figures, coreml_to_onnx_size_2classes_bundled: Number(ratio('bundled').toFixed(4)) }));
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 main().catch((error) => {

@@ -14,6 +14,7 @@ import { trainHead } from '../src/ml/heads';
 import { buildGate } from '../src/ml/heads/knn-gate';
 import { loadNegativeBank } from '../src/ml/open-set/negative-bank';
 import { syntheticTrainingSet } from './lib/synthetic-embeddings';
+import { median } from './lib/load-generator';
 
 const PACK_KEY = 'bundled@1+centernet@2';
 const DIM = 3648;
@@ -69,12 +70,6 @@ async function main(): Promise<void> {
       met: seconds.n10000 <= TARGET_N10000_S,
     }),
   );
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 main().catch((error) => {

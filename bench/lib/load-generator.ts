@@ -45,6 +45,14 @@ export interface LoadFigures {
 
 const REQUEST_TIMEOUT_S = 10;
 
+/** The median of `values` (any order; the mean of the middle two for an even count); NaN for none. */
+export function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
 /** The p-th percentile (nearest rank) of ascending `sorted` values; NaN for none. */
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
