@@ -20,6 +20,7 @@ import { loadNegativeBank } from '../src/ml/open-set/negative-bank';
 import { createLogger } from '../src/logger';
 import { WorkerMetrics } from '../src/lib/metrics';
 import { MetricsExchange, publishPeriodically } from '../src/data-access/metrics-exchange';
+import { secondsSince } from '../src/lib/elapsed';
 
 /**
  * The training worker: its own process, so CPU-heavy embedding and head training never stall the
@@ -67,7 +68,7 @@ async function main() {
   const publisher = metrics && exchange && publishPeriodically(exchange, metrics, config.ops.publishIntervalMs, logger);
   const recordRun = (outcome: string, start: bigint) => {
     metrics?.trainingRuns.inc({ outcome });
-    metrics?.trainingDuration.observe({ outcome }, Number(process.hrtime.bigint() - start) / 1e9);
+    metrics?.trainingDuration.observe({ outcome }, secondsSince(start));
     void publisher?.publishNow();
   };
 

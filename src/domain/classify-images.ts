@@ -15,6 +15,7 @@ import type { BuiltinClass } from '../ml/types';
 import type { ClassifiedImage, ClassifyResponse, ImageError, Warning } from './api-schemas';
 import { parseClassifierRef, type ClassifierRef, type ClassifyParameters } from './classify-request';
 import { noSuchVersion, prunedVersion } from './manage-versions';
+import { secondsSince } from '../lib/elapsed';
 
 export type { ClassifyResponse };
 
@@ -37,9 +38,6 @@ export interface ClassifyObserver {
   /** Images of one call, by whether they were classified. */
   images(outcome: 'classified' | 'failed', count: number): void;
 }
-
-const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
-
 
 export interface UploadedImagesFile {
   path: string;

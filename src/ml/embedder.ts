@@ -7,6 +7,7 @@ import { DETECTION_ROW, objectClasses } from './detector/object-detector';
 import { InferenceWorker, type InferencePriority } from './inference-worker';
 import { PackError, type LoadedPack } from './model-pack';
 import { packKey, type BuiltinClass, type ImageInput, type PackManifest } from './types';
+import { secondsSince } from '../lib/elapsed';
 
 export interface ImageAnalysis {
   /** L2-normalised embedding of `dim` values, under the embedder's packKey. */
@@ -44,7 +45,6 @@ export interface EmbedderOptions {
 /** Told how long each batch's decode (sharp) and each network's run (MobileNetV2 backbone, CenterNet detector) took, in seconds. */
 export type StageObserver = (stage: 'decode' | 'backbone' | 'detector', seconds: number) => void;
 
-const secondsSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 
 /**
  * nsfwjs's softmax classes that depict sexual content explicitly: photographed (porn) or drawn

@@ -5,6 +5,7 @@ import type { TrainingQueue } from '../../data-access/training-queue';
 import { mergeSnapshots, type ApiMetrics } from '../../lib/metrics';
 import { withTimeout } from '../../lib/timeout';
 import type { Logger } from '../../logger';
+import { secondsSince } from '../../lib/elapsed';
 
 const REDIS_TIMEOUT_MS = 1000;
 
@@ -104,7 +105,7 @@ export function requestMetrics(metrics: ApiMetrics, routeOf: (path: string) => s
     res.once('finish', () => {
       const labels = { method: req.method, route, status: String(res.statusCode) };
       metrics.httpRequests.inc(labels);
-      metrics.httpDuration.observe(labels, Number(process.hrtime.bigint() - start) / 1e9);
+      metrics.httpDuration.observe(labels, secondsSince(start));
     });
     next();
   };
