@@ -20,6 +20,11 @@ const environmentSchema = z.object({
   DATA_DIR: z.string().default('./data'),
   MODELS_DIR: z.string().optional(),
   REDIS_URL: z.string().url().optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a PostgreSQL URL (postgres://user:password@host:5432/database); leave it unset for the embedded SQLite')
+    .optional(),
+  API_PROCESSES: intFrom(1, 1),
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_:-]+$/, 'letters, digits, _ : - only').default('watson-vr'),
   API_KEYS: z.string().optional(),
   WORKER_CONCURRENCY: intFrom(1, 1),
@@ -55,6 +60,10 @@ export interface Config {
   dataDir: string;
   modelsDir: string;
   redisUrl?: string;
+  /** PostgreSQL to keep metadata in; undefined: the embedded SQLite file under DATA_DIR. */
+  databaseUrl?: string;
+  /** API processes `npm start` runs on the one port (node:cluster); each has its own model threads. */
+  apiProcesses: number;
   /** Redis key prefix of the BullMQ queues, so several instances can share one Redis. */
   queuePrefix: string;
   apiKeys: Array<{ owner: string; key: string }>;
@@ -132,6 +141,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir,
     modelsDir: path.resolve(e.MODELS_DIR ?? path.join(dataDir, 'models')),
     redisUrl: e.REDIS_URL,
+    databaseUrl: e.DATABASE_URL,
+    apiProcesses: e.API_PROCESSES,
     queuePrefix: e.QUEUE_PREFIX,
     apiKeys: parseApiKeys(e.API_KEYS),
     workerConcurrency: e.WORKER_CONCURRENCY,
