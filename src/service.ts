@@ -19,7 +19,9 @@ import type { ServiceContext } from './domain/service-context';
 import { createApp, createOperationsApp } from './entry-points/http/app';
 import { openApiDocument } from './entry-points/http/openapi';
 import type { OperationsDependencies } from './entry-points/http/operations-routes';
-import { MetricsExchange } from './data-access/metrics-exchange';
+import { MetricsExchange, publishPeriodically } from './data-access/metrics-exchange';
+import { openRateLimitStore } from './data-access/rate-limit-store';
+import { UploadTempDir } from './data-access/upload-temp';
 import { ApiMetrics } from './lib/metrics';
 import packageJson from '../package.json';
 import { WorkerSupervisor } from './entry-points/worker-process';
@@ -48,14 +50,27 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-/** Starts the API and, unless START_WORKER=false, a supervised training worker process. */
-export async function startService(env: NodeJS.ProcessEnv = process.env): Promise<RunningService> {
+export interface StartOptions {
+  /**
+   * Run the tasks due once per start of the instance (default true): removing images that an
+   * upload cut off by a crash stored but never recorded, and queueing retraining for a new model
+   * pack. False for the further API processes of a cluster (see api-cluster.ts), whose first
+   * process ran them: later, another process's upload may be between storing its images and
+   * recording them, and its images are not orphans.
+   */
+  startTasks?: boolean;
+}
+
+/**
+ * Starts one API process and, unless START_WORKER=false, a supervised training worker process.
+ * Any number of these may run on one data directory and database (API_PROCESSES, or several
+ * machines): what one process keeps for itself (uploads in flight) lives in its own folder.
+ */
+export async function startService(env: NodeJS.ProcessEnv = process.env, options: StartOptions = {}): Promise<RunningService> {
   const config = loadConfig(env);
   const logger = createLogger(config.logLevel, 'api');
   const layout = dataLayout(config.dataDir);
   fs.mkdirSync(config.dataDir, { recursive: true });
-  // Leftovers of uploads cut off by a crash: nothing refers to them.
-  fs.rmSync(layout.tmp, { recursive: true, force: true });
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
@@ -113,14 +128,16 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     },
   };
 
-  const orphans = await removeOrphanImages(ctx);
-  if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
+  if (options.startTasks ?? true) {
+    const orphans = await removeOrphanImages(ctx);
+    if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
 
-  // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored
-  // examples; each old version serves until its new one is ready.
-  const stale = ctx.classifiers.markStalePackForRetraining(embedder.packKey);
-  for (const id of stale) await queue.enqueue(id);
-  if (stale.length > 0) logger.info({ classifiers: stale.length, pack: embedder.packKey }, 'queued retraining for the new model pack');
+    // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored
+    // examples; each old version serves until its new one is ready.
+    const stale = ctx.classifiers.markStalePackForRetraining(embedder.packKey);
+    for (const id of stale) await queue.enqueue(id);
+    if (stale.length > 0) logger.info({ classifiers: stale.length, pack: embedder.packKey }, 'queued retraining for the new model pack');
+  }
 
   let worker: WorkerSupervisor | undefined;
   if (config.startWorker) {
@@ -128,8 +145,9 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     await worker.start();
   }
 
-  // Reads the workers' published metrics and answers /readyz's Redis check.
+  // Publishes this process's metrics, reads every other process's for /metrics, and answers /readyz's Redis check.
   const exchange = new MetricsExchange(redis.url, namespace);
+  const publisher = metrics && publishPeriodically(exchange, metrics, config.ops.publishIntervalMs, logger);
   const ops: OperationsDependencies = {
     metrics,
     health: config.ops.health,
@@ -146,7 +164,11 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     },
   };
   const openApi = openApiDocument(config, packageJson.version);
-  const server = await listen(createApp({ ctx, classify, apiKeys, openApi, ops }), config.port, config.host);
+  // Uploads of crashed processes are removed; those of live ones (other API processes) stay.
+  const uploads = await UploadTempDir.open(layout.tmp, logger);
+  const rateLimit = config.rateLimitPerMinute > 0 ? await openRateLimitStore(redis.url, namespace) : undefined;
+  const app = createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir: uploads.path, rateLimitStore: rateLimit?.store });
+  const server = await listen(app, config.port, config.host);
   const port = (server.address() as AddressInfo).port;
   logger.info({ port }, 'Watson Visual Recognition v3 API listening');
   const opsServer =
@@ -170,6 +192,9 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     close: async () => {
       await Promise.all([stopListening(server), opsServer && stopListening(opsServer)]);
       await worker?.stop();
+      await uploads.close();
+      await rateLimit?.close();
+      await publisher?.stop();
       await exchange.close();
       await queue.close();
       await claim.release();

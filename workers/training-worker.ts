@@ -1,7 +1,7 @@
 // First import: lowers this process's priority before sharp and onnxruntime start their threads.
 import './lower-priority';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { loadConfig } from '../src/config';
+import { ConfigError, loadConfig } from '../src/config';
 import { ClassifierRepository } from '../src/data-access/classifier-repository';
 import { openDatabase } from '../src/data-access/database';
 import { HeadStore } from '../src/data-access/head-store';
@@ -25,12 +25,22 @@ import { secondsSince } from '../src/lib/elapsed';
 /**
  * The training worker: its own process, so CPU-heavy embedding and head training never stall the
  * API, and BullMQ's lock renewal runs on an event loop that training work does not block
- * (inference and the head's matrix work run on onnxruntime's threads).
+ * (inference and the head's matrix work run on onnxruntime's threads). Started by `npm start`
+ * (WorkerSupervisor, which it tells when it is ready and whose exit stops it), or on its own by
+ * `npm run worker`, any number of them on any machine sharing the instance's data directory,
+ * database and Redis: BullMQ gives each job to one of them.
  */
 async function main() {
   const config = loadConfig();
   const logger = createLogger(config.logLevel, 'worker');
-  const redisUrl = config.redisUrl ?? 'redis://127.0.0.1:6379';
+  // `npm start` hands its worker the Redis it resolved; `npm run worker` (a worker-only host) must be told.
+  const redisUrl = config.redisUrl;
+  if (!redisUrl) {
+    throw new ConfigError(
+      'REDIS_URL is not set: a training worker started on its own (npm run worker) must use the Redis of the ' +
+        'instance its API runs with (REDIS_URL=redis://host:6379); it cannot share the private redis-server that npm start runs.',
+    );
+  }
   const layout = dataLayout(config.dataDir);
   const db = openDatabase(layout.database);
   const instanceId = readInstanceId(db);
@@ -194,7 +204,8 @@ async function main() {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('disconnect', () => void shutdown('parent exited'));
+  // Only under npm start: a worker started on its own has no parent channel to lose.
+  if (process.send) process.on('disconnect', () => void shutdown('parent exited'));
 }
 
 main().catch((err) => {

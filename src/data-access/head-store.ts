@@ -16,14 +16,24 @@ export class HeadStore {
     return path.join(this.root, classifierId);
   }
 
-  /** Writes atomically (temp file + rename); returns the file name relative to the store. */
+  /**
+   * Writes atomically (temp file + fsync + rename); returns the file name relative to the store.
+   * The name is new to every write, so processes on any machine sharing the store never write the same file.
+   */
   async write(classifierId: string, generation: number, bytes: Buffer): Promise<string> {
     const dir = this.classifierDir(classifierId);
     await fs.mkdir(dir, { recursive: true });
     const name = `${generation}-${crypto.randomBytes(6).toString('hex')}.head`;
     const tmp = path.join(dir, `.${name}.tmp`);
     try {
-      await fs.writeFile(tmp, bytes);
+      const handle = await fs.open(tmp, 'wx');
+      try {
+        await handle.writeFile(bytes);
+        // On disk before the database points at it: after a power cut the version's file is whole.
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
       await fs.rename(tmp, path.join(dir, name));
     } catch (error) {
       // A short write (full disk) must not keep the space it took: nothing will ever read it.

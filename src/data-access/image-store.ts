@@ -3,6 +3,12 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 
 const IMAGE_HASH = /^[0-9a-f]{64}$/;
+/**
+ * A temp file older than this was left by a crash: writing one image (≤ 50 MB, one write and one
+ * fsync) takes seconds even on a slow shared volume. A younger one may be another process's write
+ * in progress (API processes and machines share the store), so it stays.
+ */
+const ABANDONED_TEMP_MS = 60 * 60 * 1000;
 
 /** A string used as an image hash that is not one: refused before it reaches a file path. */
 export class InvalidImageHashError extends Error {
@@ -65,16 +71,16 @@ export class ImageStore {
 
   /**
    * Every stored image's hash. Also removes temp files a crash left mid-write (they are never
-   * complete images, and nothing refers to them).
+   * complete images, and nothing refers to them) once they are older than ABANDONED_TEMP_MS.
    */
-  async listHashes(): Promise<string[]> {
+  async listHashes(now = Date.now()): Promise<string[]> {
     const hashes: string[] = [];
     const fanOut = await fs.readdir(this.root).catch(() => [] as string[]);
     for (const dir of fanOut) {
       if (!/^[0-9a-f]{2}$/.test(dir)) continue;
       for (const name of await fs.readdir(path.join(this.root, dir))) {
         if (IMAGE_HASH.test(name)) hashes.push(name);
-        else if (name.endsWith('.tmp')) await fs.rm(path.join(this.root, dir, name), { force: true });
+        else if (name.endsWith('.tmp')) await removeIfAbandoned(path.join(this.root, dir, name), now);
       }
     }
     return hashes;
@@ -106,4 +112,9 @@ export class ImageStore {
     const files = hashes.map((hash) => this.path(hash));
     for (const file of files) await fs.rm(file, { force: true });
   }
+}
+
+async function removeIfAbandoned(file: string, now: number): Promise<void> {
+  const stat = await fs.stat(file).catch(() => undefined);
+  if (stat && now - stat.mtimeMs > ABANDONED_TEMP_MS) await fs.rm(file, { force: true });
 }

@@ -6,10 +6,11 @@ import { withTimeout } from '../lib/timeout';
 const SCAN_BATCH = 100;
 
 /**
- * Carries training workers' metrics to the API through the instance's Redis: each worker process
- * (on this machine or another sharing the Redis) writes its registry snapshot under
- * `<queue prefix>:metrics:<host/pid>` with a TTL, and the API reads all of them at scrape time.
- * A worker that dies stops refreshing its key and drops out when the TTL runs out.
+ * Carries every process's metrics to whichever API process is scraped, through the instance's
+ * Redis: each training worker and each API process (on this machine or another sharing the Redis)
+ * writes its registry snapshot under `<queue prefix>:metrics:<host/pid>` with a TTL, and the
+ * scraped API process reads all of them. A process that dies stops refreshing its key and drops
+ * out when the TTL runs out.
  *
  * Its own connection without an offline queue: while Redis is down every command fails at once
  * instead of waiting for a reconnect, so neither a scrape nor a readiness check hangs.
@@ -47,8 +48,8 @@ export class MetricsExchange {
     await this.redis.del(this.keyPrefix + instance);
   }
 
-  /** Every snapshot published and not yet expired; values that are not snapshots are skipped. */
-  async collect(): Promise<MetricsSnapshot[]> {
+  /** Every snapshot published and not yet expired, with its process (`host/pid`); values that are not snapshots are skipped. */
+  async collect(): Promise<Array<{ instance: string; snapshot: MetricsSnapshot }>> {
     const keys: string[] = [];
     let cursor = '0';
     do {
@@ -58,12 +59,12 @@ export class MetricsExchange {
     } while (cursor !== '0');
     if (keys.length === 0) return [];
     const values = await this.redis.mget(...keys);
-    const snapshots: MetricsSnapshot[] = [];
-    for (const value of values) {
+    const snapshots: Array<{ instance: string; snapshot: MetricsSnapshot }> = [];
+    for (const [i, value] of values.entries()) {
       if (value === null) continue; // expired between SCAN and MGET
       try {
         const parsed: unknown = JSON.parse(value);
-        if (isSnapshot(parsed)) snapshots.push(parsed);
+        if (isSnapshot(parsed)) snapshots.push({ instance: keys[i].slice(this.keyPrefix.length), snapshot: parsed });
       } catch {
         // not ours
       }
@@ -95,7 +96,7 @@ export function publishPeriodically(
   const ttlSeconds = Math.max(1, Math.ceil((3 * intervalMs) / 1000));
   const publishNow = async () => {
     try {
-      await exchange.publish(metrics.instance, await metrics.snapshot(), ttlSeconds);
+      await exchange.publish(metrics.instance, await metrics.publishedSnapshot(), ttlSeconds);
     } catch (err) {
       logger.debug({ err }, 'could not publish metrics');
     }

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 
-/** A registry's metrics as prom-client's JSON: what a worker publishes and the API merges. */
+/** A registry's metrics as prom-client's JSON: what each process publishes and the scraped API process merges. */
 export type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];
 
 export type ProcessRole = 'api' | 'worker';
@@ -35,6 +35,11 @@ export class ProcessMetrics {
 
   async snapshot(): Promise<MetricsSnapshot> {
     return (await this.registry.getMetricsAsJSON()) as MetricsSnapshot;
+  }
+
+  /** What this process publishes for other processes' scrapes (see MetricsExchange). */
+  async publishedSnapshot(): Promise<MetricsSnapshot> {
+    return this.snapshot();
   }
 }
 
@@ -87,6 +92,21 @@ export class ApiMetrics extends ProcessMetrics {
     registers: [this.registry],
   });
 
+  readonly apiReports = new Gauge({
+    name: `${PREFIX}api_reports`,
+    help: 'API processes whose metrics this scrape merged, the scraped one included (each publishes to Redis every few seconds)',
+    registers: [this.registry],
+  });
+
+  /**
+   * Without the figures a scrape reads for the whole instance (queue counts, reports): each
+   * scraped process sets them itself, and another process's copy would count them twice.
+   */
+  override async publishedSnapshot(): Promise<MetricsSnapshot> {
+    const instanceWide = new Set(['training_queue_jobs', 'worker_reports', 'api_reports'].map((name) => `${PREFIX}${name}`));
+    return (await this.snapshot()).filter((metric) => !instanceWide.has(metric.name));
+  }
+
   observeStage(stage: ClassifyStage, seconds: number): void {
     this.classifyStage.observe({ stage }, seconds);
   }
@@ -124,10 +144,19 @@ export function mergeSnapshots(snapshots: MetricsSnapshot[]): Registry {
   return AggregatorRegistry.aggregate(labelled);
 }
 
-/** True for what looks like a registry snapshot (what a worker published), so a stray Redis value cannot break a scrape. */
+/** True for what looks like a registry snapshot (what a process published), so a stray Redis value cannot break a scrape. */
 export function isSnapshot(value: unknown): value is MetricsSnapshot {
   return (
     Array.isArray(value) &&
     value.every((m) => typeof m?.name === 'string' && typeof m.help === 'string' && typeof m.type === 'string' && Array.isArray(m.values))
   );
+}
+
+/** The role (`api`, `worker`) a published snapshot's series carry; undefined when none says. */
+export function snapshotRole(snapshot: MetricsSnapshot): string | undefined {
+  for (const metric of snapshot) {
+    const role = metric.values.find((v) => typeof v.labels?.process_role === 'string')?.labels.process_role;
+    if (role !== undefined) return String(role);
+  }
+  return undefined;
 }

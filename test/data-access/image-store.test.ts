@@ -95,4 +95,18 @@ describe('ImageStore', () => {
     await expect(store.put(jpeg)).rejects.toThrow();
     expect(await listFiles(root)).toEqual([path.join(hash.slice(0, 2), hash, 'blocker')]);
   });
+
+  it('lists the stored hashes, removing a crash\'s old temp files but not one another process is writing now', async () => {
+    const { hash } = await store.put(jpeg);
+    const dir = path.dirname(store.path(hash));
+    const abandoned = path.join(dir, `.${hash}.0123456789ab.tmp`);
+    const inFlight = path.join(dir, `.${sha256(png)}.cdef01234567.tmp`);
+    await fs.writeFile(abandoned, jpeg.subarray(0, 10));
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    await fs.utimes(abandoned, twoHoursAgo, twoHoursAgo);
+    await fs.writeFile(inFlight, png.subarray(0, 10));
+
+    expect(await store.listHashes()).toEqual([hash]);
+    expect((await listFiles(dir)).sort()).toEqual([hash, path.basename(inFlight)].sort());
+  });
 });

@@ -203,9 +203,9 @@ describe('ensureBundledPack', () => {
   });
 
   it('replaces a pack of an older version or with a broken manifest, and survives concurrent callers', async () => {
-    // What a process killed mid-conversion leaves behind.
+    // What a process of this machine killed mid-conversion leaves behind.
     const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
-    fs.mkdirSync(path.join(scratch, `.bundled-staging-${deadPid}-0123abcd`));
+    fs.mkdirSync(path.join(scratch, `.bundled-staging-${os.hostname()}@${deadPid}-0123abcd`));
     const dir = path.join(scratch, 'bundled');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'manifest.json'), '{"id": "bundled", "version": 0');

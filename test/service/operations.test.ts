@@ -107,6 +107,9 @@ describe('operations endpoints: /metrics, /healthz, /readyz', () => {
       expect(samples.some((s) => s.name === 'watson_vr_training_queue_jobs' && s.labels.state === state)).toBe(true);
     }
     expect(total(samples, 'watson_vr_worker_reports')).toBe(1);
+    // The API publishes its own snapshot too (for other API processes' scrapes), but counts itself once.
+    expect(total(samples, 'watson_vr_api_reports')).toBe(1);
+    expect(samples.filter((s) => s.name === 'watson_vr_training_queue_jobs')).toHaveLength(4);
     // Process metrics of both processes, told apart by their labels.
     expect(samples.filter((s) => s.name === 'process_cpu_user_seconds_total').map((s) => s.labels.process_role).sort()).toEqual(['api', 'worker']);
     expect(samples.filter((s) => s.name === 'process_start_time_seconds')).toHaveLength(2);

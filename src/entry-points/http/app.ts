@@ -1,6 +1,6 @@
-import path from 'node:path';
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Store } from 'express-rate-limit';
 import helmet from 'helmet';
 import { expensiveRequestLimit } from './rate-limit';
 import { ApiError } from '../../errors';
@@ -24,10 +24,14 @@ export interface AppDependencies {
   /** Served at /v3/openapi.json; its paths also name the routes in request metrics. */
   openApi: OpenApiDocument;
   ops: OperationsDependencies;
+  /** This process's folder for uploads in flight (UploadTempDir). */
+  uploadDir: string;
+  /** Where the per-owner request counts live (the instance's Redis); undefined: this process's memory. */
+  rateLimitStore?: Store;
 }
 
 /** The API. The operations endpoints are on it too unless OPS_PORT puts them on their own app (createOperationsApp). */
-export function createApp({ ctx, classify, apiKeys, openApi, ops }: AppDependencies): express.Express {
+export function createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir, rateLimitStore }: AppDependencies): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'extended');
@@ -50,12 +54,12 @@ export function createApp({ ctx, classify, apiKeys, openApi, ops }: AppDependenc
   app.use('/identity', identityRoutes(apiKeys));
 
   const upload = multipartUpload({
-    tmpDir: path.join(ctx.config.dataDir, 'tmp'),
+    tmpDir: uploadDir,
     maxFileBytes: ctx.config.limits.maxZipBytes,
     maxRequestBytes: ctx.config.limits.maxRequestBytes,
   });
   const v3 = express.Router();
-  v3.use(authenticate(apiKeys), requireVersion, expensiveRequestLimit(ctx.config.rateLimitPerMinute));
+  v3.use(authenticate(apiKeys), requireVersion, expensiveRequestLimit(ctx.config.rateLimitPerMinute, rateLimitStore, ctx.logger));
   v3.use(classifierRoutes(ctx, upload));
   v3.use(classifyRoutes(classify, upload));
   app.use('/v3', v3);

@@ -2,7 +2,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import type { Readiness } from '../../domain/api-schemas';
 import type { MetricsExchange } from '../../data-access/metrics-exchange';
 import type { TrainingQueue } from '../../data-access/training-queue';
-import { mergeSnapshots, type ApiMetrics } from '../../lib/metrics';
+import { mergeSnapshots, snapshotRole, type ApiMetrics } from '../../lib/metrics';
 import { withTimeout } from '../../lib/timeout';
 import type { Logger } from '../../logger';
 import { secondsSince } from '../../lib/elapsed';
@@ -80,12 +80,15 @@ export function operationsRoutes(deps: OperationsDependencies): Router {
         metrics.queueJobs.reset(); // unknown rather than stale
         deps.logger.debug({ err }, 'metrics: could not read the queue counts');
       }
-      const workers = await withTimeout(deps.exchange.collect(), REDIS_TIMEOUT_MS, 'Redis').catch((err: unknown) => {
-        deps.logger.debug({ err }, 'metrics: could not read the workers’ metrics');
+      const published = await withTimeout(deps.exchange.collect(), REDIS_TIMEOUT_MS, 'Redis').catch((err: unknown) => {
+        deps.logger.debug({ err }, 'metrics: could not read the other processes’ metrics');
         return [];
       });
-      metrics.workerReports.set(workers.length);
-      const merged = mergeSnapshots([await metrics.snapshot(), ...workers]);
+      // This process's own published copy is older than what it reads now.
+      const others = published.filter((p) => p.instance !== metrics.instance).map((p) => p.snapshot);
+      metrics.workerReports.set(others.filter((s) => snapshotRole(s) === 'worker').length);
+      metrics.apiReports.set(1 + others.filter((s) => snapshotRole(s) === 'api').length);
+      const merged = mergeSnapshots([await metrics.snapshot(), ...others]);
       res.setHeader('Content-Type', merged.contentType);
       res.send(await merged.metrics());
     });
