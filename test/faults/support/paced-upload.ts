@@ -12,13 +12,14 @@ export interface PacedUpload {
 
 /**
  * POSTs a prebuilt multipart body in `chunkBytes` pieces with `pauseMs` between them (a slow
- * client), or all at once when pauseMs is 0. Stops writing when the connection breaks.
+ * client), or all at once when pauseMs is 0; with `holdAfterBytes`, it stops after that many bytes
+ * until `resume` settles. Stops writing when the connection breaks. Each upload has its own connection.
  */
 export function pacedUpload(
   url: string,
   pathAndQuery: string,
   form: { body: Buffer; contentType: string },
-  pacing: { chunkBytes: number; pauseMs: number },
+  pacing: { chunkBytes: number; pauseMs: number; holdAfterBytes?: number; resume?: Promise<void> },
 ): PacedUpload {
   let sent = 0;
   let broken = false;
@@ -50,7 +51,12 @@ export function pacedUpload(
       req.end(form.body);
       return;
     }
+    let held = false;
     for (let at = 0; at < form.body.length && !broken; at += pacing.chunkBytes) {
+      if (!held && pacing.holdAfterBytes !== undefined && at >= pacing.holdAfterBytes) {
+        held = true; // a client that stalls mid-body until told to go on
+        await pacing.resume;
+      }
       const chunk = form.body.subarray(at, at + pacing.chunkBytes);
       req.write(chunk);
       sent += chunk.length;

@@ -5,7 +5,11 @@ import { callApi, type ApiAnswer } from './api-client';
 export interface ServiceProcess {
   url: string;
   port: number;
+  /** The process started: the API, or with API_PROCESSES > 1 the cluster's primary. */
   pid: number;
+  /** With API_PROCESSES > 1: the API processes serving when it became ready. */
+  apiPids?: number[];
+  workerPid?: number;
   call(method: string, pathAndQuery: string, init?: { body?: FormData; key?: string }): Promise<ApiAnswer>;
   /** Sends the signal and resolves once the process is gone. */
   kill(signal: NodeJS.Signals): Promise<void>;
@@ -26,11 +30,13 @@ export async function startServiceProcess(env: NodeJS.ProcessEnv): Promise<Servi
     await exited;
     throw error;
   }
-  const { url, port, pid } = started;
+  const { url, port, pid, apiPids, workerPid } = started;
   return {
     url,
     port,
     pid,
+    apiPids,
+    workerPid,
     call: (method, pathAndQuery, init) => callApi(url, method, pathAndQuery, init),
     kill: async (signal) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
