@@ -1,12 +1,13 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { claimTaggedName, leftByGoneProcess, releaseTaggedName } from '../lib/process-tag';
 
 const IMAGE_HASH = /^[0-9a-f]{64}$/;
 /**
- * A temp file older than this was left by a crash: writing one image (≤ 50 MB, one write and one
- * fsync) takes seconds even on a slow shared volume. A younger one may be another process's write
- * in progress (API processes and machines share the store), so it stays.
+ * A temp file of another machine's process older than this was left by a crash: writing one image
+ * (≤ 50 MB, one write and one fsync) takes seconds even on a slow shared volume. (This machine's
+ * are judged by their process: see leftByGoneProcess.)
  */
 const ABANDONED_TEMP_MS = 60 * 60 * 1000;
 
@@ -50,7 +51,9 @@ export class ImageStore {
 
     const dir = path.dirname(file);
     await fs.mkdir(dir, { recursive: true });
-    const temp = path.join(dir, `.${hash}.${crypto.randomBytes(6).toString('hex')}.tmp`);
+    // Named with its process, so another process (API processes and machines share the store) can tell a crash's leftover from a write in progress.
+    const tag = claimTaggedName();
+    const temp = path.join(dir, `.${hash}.${tag}.tmp`);
     try {
       const handle = await fs.open(temp, 'wx');
       try {
@@ -65,13 +68,15 @@ export class ImageStore {
     } catch (error) {
       await fs.rm(temp, { force: true });
       throw error;
+    } finally {
+      releaseTaggedName(tag);
     }
     return { hash, bytes: bytes.length, created: true };
   }
 
   /**
    * Every stored image's hash. Also removes temp files a crash left mid-write (they are never
-   * complete images, and nothing refers to them) once they are older than ABANDONED_TEMP_MS.
+   * complete images, and nothing refers to them), leaving those another live process is writing.
    */
   async listHashes(now = Date.now()): Promise<string[]> {
     const hashes: string[] = [];
@@ -114,7 +119,9 @@ export class ImageStore {
   }
 }
 
+/** `.<hash>.<process tag>.tmp`: removed when its process is gone. */
 async function removeIfAbandoned(file: string, now: number): Promise<void> {
   const stat = await fs.stat(file).catch(() => undefined);
-  if (stat && now - stat.mtimeMs > ABANDONED_TEMP_MS) await fs.rm(file, { force: true });
+  const tag = path.basename(file).slice(1 + 64 + 1, -'.tmp'.length);
+  if (stat && leftByGoneProcess(tag, stat.mtimeMs, ABANDONED_TEMP_MS, now)) await fs.rm(file, { force: true });
 }

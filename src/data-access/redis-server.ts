@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import lockfile from 'proper-lockfile';
 import type { Logger } from '../logger';
 
 export class RedisUnavailableError extends Error {}
@@ -60,8 +62,104 @@ export async function resolveRedis(redisUrl: string | undefined, dataDir: string
         'Install it (Debian/Ubuntu: apt-get install redis-server) or set REDIS_URL to a Redis you run.',
     );
   }
+  return startPrivateRedis(dataDir, logger);
+}
+
+/** The private redis-server's lock is refreshed every half of this; a holder silent this long is dead. */
+const OWNER_LOCK_STALE_MS = 30_000;
+
+interface Owner {
+  host: string;
+  pid: number;
+  redisPid?: number;
+  url?: string;
+}
+
+/**
+ * Starts a redis-server of its own on DATA_DIR/redis, holding the lock `redis/owner.lock` while it
+ * runs: a second `npm start` on the same data directory (on this machine, or another sharing the
+ * volume) would run a second server on the same append-only file, and queue into a Redis of its
+ * own, so it is refused with a message instead. (API_PROCESSES starts one for all its processes.)
+ * The lock of a process of this machine that has died is taken over at once, after stopping the
+ * redis-server it left running; another machine's, once it is stale.
+ */
+export async function startPrivateRedis(dataDir: string, logger: Logger): Promise<RedisHandle> {
   const dir = path.join(dataDir, 'redis');
   fs.mkdirSync(dir, { recursive: true });
+  const ownerFile = path.join(dir, 'owner.json');
+  const lockPath = path.join(dir, 'owner.lock');
+  const lock = () =>
+    lockfile.lock(dir, {
+      realpath: false,
+      lockfilePath: lockPath,
+      stale: OWNER_LOCK_STALE_MS,
+      onCompromised: (err) => logger.error({ err }, 'lost the lock on the private redis-server: another process took it as stale'),
+    });
+  let release: () => Promise<void>;
+  try {
+    release = await lock();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+    const owner = readOwner(ownerFile);
+    if (!owner || owner.host !== os.hostname() || isRunning(owner.pid)) {
+      const who = owner ? ` (pid ${owner.pid} on ${owner.host}${owner.url ? `, ${owner.url}` : ''})` : '';
+      throw new RedisUnavailableError(
+        `The private redis-server of ${dataDir} is run by another service process${who} on this data directory. ` +
+          'The processes of one instance share one Redis: run more API processes with API_PROCESSES, or set REDIS_URL ' +
+          'on every process (a worker-only host needs it too).',
+      );
+    }
+    logger.warn({ pid: owner.pid, redisPid: owner.redisPid }, 'the last owner of the private redis-server died; taking it over');
+    if (owner.redisPid !== undefined) await stopOrphan(owner.redisPid);
+    fs.rmSync(lockPath, { recursive: true, force: true });
+    release = await lock();
+  }
+  try {
+    fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), pid: process.pid } satisfies Owner));
+    const server = await spawnRedisServer(dir, logger);
+    fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), pid: process.pid, redisPid: server.pid, url: server.url } satisfies Owner));
+    return {
+      url: server.url,
+      stop: async () => {
+        await server.stop();
+        fs.rmSync(ownerFile, { force: true });
+        await release().catch(() => undefined);
+      },
+    };
+  } catch (error) {
+    await release().catch(() => undefined);
+    throw error;
+  }
+}
+
+function readOwner(ownerFile: string): Owner | undefined {
+  try {
+    const owner = JSON.parse(fs.readFileSync(ownerFile, 'utf8')) as Partial<Owner>;
+    return typeof owner.host === 'string' && typeof owner.pid === 'number' ? (owner as Owner) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** SIGTERM (redis-server then flushes its append-only file), SIGKILL after 10 s; only if the pid is still a redis-server. */
+async function stopOrphan(pid: number): Promise<void> {
+  const command = await fs.promises.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+  if (!command.startsWith('redis-server')) return; // gone, its pid reused, or no /proc to tell
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 100 && isRunning(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  if (isRunning(pid)) process.kill(pid, 'SIGKILL');
+}
+
+async function spawnRedisServer(dir: string, logger: Logger): Promise<RedisHandle & { pid?: number }> {
   const port = await freePort();
   const child: ChildProcess = spawn(
     'redis-server',
@@ -75,6 +173,7 @@ export async function resolveRedis(redisUrl: string | undefined, dataDir: string
       logger.info({ port, dir }, 'started a private redis-server');
       return {
         url: `redis://127.0.0.1:${port}`,
+        pid: child.pid,
         stop: async () => {
           child.kill('SIGTERM');
           await exited;

@@ -1,3 +1,4 @@
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -96,17 +97,28 @@ describe('ImageStore', () => {
     expect(await listFiles(root)).toEqual([path.join(hash.slice(0, 2), hash, 'blocker')]);
   });
 
-  it('lists the stored hashes, removing a crash\'s old temp files but not one another process is writing now', async () => {
+  it('lists the stored hashes, removing the temp files of crashed writers but not those another process is writing now', async () => {
     const { hash } = await store.put(jpeg);
     const dir = path.dirname(store.path(hash));
-    const abandoned = path.join(dir, `.${hash}.0123456789ab.tmp`);
-    const inFlight = path.join(dir, `.${sha256(png)}.cdef01234567.tmp`);
-    await fs.writeFile(abandoned, jpeg.subarray(0, 10));
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
     const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
-    await fs.utimes(abandoned, twoHoursAgo, twoHoursAgo);
-    await fs.writeFile(inFlight, png.subarray(0, 10));
+    const temp = async (tag: string, old = false) => {
+      const file = path.join(dir, `.${hash}.${tag}.tmp`);
+      await fs.writeFile(file, jpeg.subarray(0, 10));
+      if (old) await fs.utimes(file, twoHoursAgo, twoHoursAgo);
+      return path.basename(file);
+    };
+    const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      const kept = [await temp(`${os.hostname()}@${live.pid}-00000001`, true), await temp('other-machine@7-00000002')];
+      await temp(`${os.hostname()}@${deadPid}-00000003`); // crashed here: removed however young
+      await temp('other-machine@8-00000004', true); // another machine's, untouched for two hours
+      await temp('0123456789ab', true); // an older release's name: by age
 
-    expect(await store.listHashes()).toEqual([hash]);
-    expect((await listFiles(dir)).sort()).toEqual([hash, path.basename(inFlight)].sort());
+      expect(await store.listHashes()).toEqual([hash]);
+      expect(await listFiles(dir)).toEqual([hash, ...kept].sort());
+    } finally {
+      live.kill('SIGKILL');
+    }
   });
 });

@@ -35,6 +35,7 @@ import {
 } from '../../fixtures/zips';
 import { classZip, trainingForm } from '../support/example-zips';
 import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
+import { tmpEntries } from '../support/upload-files';
 import {
   chunkedUpload,
   foldersUnder,
@@ -746,12 +747,11 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     });
 
     it('left no temp upload behind', async () => {
-      const tmp = path.join(t.dataDir, 'tmp');
       // Temp files are removed when each response closes, just after the client has read it.
       const left = await waitFor('the temp folder to empty', async () => {
-        const files = fs.existsSync(tmp) ? fs.readdirSync(tmp) : [];
+        const files = tmpEntries(t.dataDir);
         return files.length === 0 ? files : undefined;
-      }, 5_000, 100).catch(() => fs.readdirSync(tmp));
+      }, 5_000, 100).catch(() => tmpEntries(t.dataDir));
       expect(left).toEqual([]);
     });
 

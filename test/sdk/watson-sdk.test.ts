@@ -13,6 +13,7 @@ import { issueAccessToken } from '../../src/entry-points/http/access-token';
 import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, type TestService } from '../support/service-harness';
 import { classZip } from '../support/example-zips';
 import { decodeMlModel } from '../support/coreml-reference';
+import { tmpEntries } from '../support/upload-files';
 
 /**
  * The official ibm-watson 6.2.2 Node SDK, used exactly as its docs show, against the real
@@ -216,7 +217,7 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     const refused = await alice.createClassifier({ name: 'too big', positiveExamples: { a: bigZip(), b: bigZip() } }).catch((e) => e);
     expect(refused.status).toBe(413);
     expect(JSON.parse(refused.body).error).toMatch(/at most 1 MB/);
-    expect(fs.readdirSync(path.join(t.dataDir, 'tmp'))).toEqual([]);
+    expect(tmpEntries(t.dataDir)).toEqual([]);
   });
 
   it('updateClassifier adds a class; polling returns to ready and the new class classifies', async () => {

@@ -3,6 +3,7 @@ import AdmZip from 'adm-zip';
 import { solidColorJpeg } from '../../fixtures/images';
 import { ALICE_KEY, bootService, VERSION, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
+import { tmpEntries } from '../support/upload-files';
 
 /** Every 4xx of the classifier endpoints: status, Watson error body, and a message that says what to do. */
 describe('classifier endpoints refuse bad input clearly', () => {
@@ -179,10 +180,7 @@ describe('classifier endpoints refuse bad input clearly', () => {
   });
 
   it('no temp upload file is left behind', async () => {
-    const fs = await import('node:fs');
-    const path = await import('node:path');
-    const tmp = path.join(t.dataDir, 'tmp');
     await new Promise((r) => setTimeout(r, 100));
-    expect(fs.existsSync(tmp) ? fs.readdirSync(tmp) : []).toEqual([]);
+    expect(tmpEntries(t.dataDir)).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ALICE_KEY, VERSION } from '../support/service-harness';
+import { tmpEntries } from '../support/upload-files';
 
 /** The API as its own process, so a crash shows as a dead process (jest would swallow it in-process). */
 describe('a client hanging up mid-upload', () => {
@@ -54,6 +55,6 @@ describe('a client hanging up mid-upload', () => {
     await new Promise((r) => setTimeout(r, 1000));
     expect(api.exitCode).toBeNull();
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
-    expect(fs.readdirSync(path.join(dataDir, 'tmp'))).toEqual([]);
+    expect(tmpEntries(dataDir)).toEqual([]);
   });
 });

@@ -3,6 +3,8 @@ import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { dataLayout } from '../../../src/data-access/data-layout';
 
+export { tmpEntries } from '../../support/upload-files';
+
 const IMAGE_HASH = /^[0-9a-f]{64}$/;
 
 /** Every file under DATA_DIR/images: image files by hash, anything else (temp files) by path. */
@@ -45,15 +47,6 @@ export function unreferencedImageFiles(dataDir: string): string[] {
   const referenced = referencedImageHashes(dataDir);
   const { hashes, others } = storedImageFiles(dataDir);
   return [...hashes.filter((h) => !referenced.has(h)), ...others];
-}
-
-/** Files under DATA_DIR/tmp (uploads in flight, in each API process's own folder), relative to it. */
-export function tmpEntries(dataDir: string): string[] {
-  const tmp = dataLayout(dataDir).tmp;
-  if (!fs.existsSync(tmp)) return [];
-  return (fs.readdirSync(tmp, { recursive: true, withFileTypes: true }) as fs.Dirent[])
-    .filter((entry) => !entry.isDirectory())
-    .map((entry) => path.relative(tmp, path.join(entry.parentPath, entry.name)));
 }
 
 export function integrityCheck(dataDir: string): string {
