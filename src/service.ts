@@ -7,12 +7,13 @@ import { ApiKeyRepository } from './data-access/api-key-repository';
 import { CallbackRepository } from './data-access/callback-repository';
 import { ClassifierRepository } from './data-access/classifier-repository';
 import { dataLayout } from './data-access/data-layout';
-import { openDatabase } from './data-access/database';
+import { Database } from './data-access/database';
+import { ImageClaims } from './data-access/image-claims';
 import { HeadStore } from './data-access/head-store';
 import { ImageStore } from './data-access/image-store';
 import { resolveRedis } from './data-access/redis-server';
 import { TrainingQueue } from './data-access/training-queue';
-import { NamespaceClaim, databaseFingerprint, queueNamespace, readInstanceId } from './data-access/instance-identity';
+import { NamespaceClaim, queueNamespace, readInstanceId } from './data-access/instance-identity';
 import { bootstrapApiKeys } from './domain/bootstrap-keys';
 import { removeOrphanImages } from './domain/ingest-examples';
 import type { ServiceContext } from './domain/service-context';
@@ -23,7 +24,6 @@ import { MetricsExchange } from './data-access/metrics-exchange';
 import { ApiMetrics } from './lib/metrics';
 import packageJson from '../package.json';
 import { WorkerSupervisor } from './entry-points/worker-process';
-import { AsyncLock } from './lib/async-lock';
 import { createLogger } from './logger';
 import { HeadCache } from './data-access/head-cache';
 import { openEmbedder } from './data-access/model-runtime';
@@ -61,21 +61,24 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
   // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
-  const db = openDatabase(layout.database);
-  const instanceId = readInstanceId(db);
+  const db = await Database.open({ databaseUrl: config.databaseUrl, sqliteFile: layout.database }).catch(async (error: unknown) => {
+    await Promise.all([embedder.close(), redis.stop()]);
+    throw error;
+  });
+  const instanceId = await readInstanceId(db);
   const namespace = queueNamespace(config.queuePrefix, instanceId);
   const claim = await NamespaceClaim.acquire(redis.url, namespace, {
     instanceId,
-    database: databaseFingerprint(layout.database),
-    path: layout.database,
+    database: db.fingerprint,
+    path: db.location,
   }).catch(async (error: unknown) => {
-    db.close();
+    await db.close();
     await Promise.all([embedder.close(), redis.stop()]);
     throw error;
   });
   logger.info({ instanceId, namespace }, 'instance identity');
   const apiKeys = new ApiKeyRepository(db);
-  const { generatedKey } = bootstrapApiKeys(apiKeys, config.apiKeys);
+  const { generatedKey } = await bootstrapApiKeys(apiKeys, config.apiKeys);
   const queue = new TrainingQueue(redis.url, namespace, instanceId, config.trainingAttempts);
   const ctx: ServiceContext = {
     config,
@@ -84,9 +87,9 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
     queue,
-    imageLock: new AsyncLock(),
+    imageClaims: new ImageClaims(db),
     embedder,
-    embeddings: new EmbeddingCache(layout.embeddingCache, (hits, misses) => {
+    embeddings: new EmbeddingCache(db, (hits, misses) => {
       metrics?.cacheLookups.inc({ result: 'hit' }, hits);
       metrics?.cacheLookups.inc({ result: 'miss' }, misses);
     }),
@@ -118,7 +121,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored
   // examples; each old version serves until its new one is ready.
-  const stale = ctx.classifiers.markStalePackForRetraining(embedder.packKey);
+  const stale = await ctx.classifiers.markStalePackForRetraining(embedder.packKey);
   for (const id of stale) await queue.enqueue(id);
   if (stale.length > 0) logger.info({ classifiers: stale.length, pack: embedder.packKey }, 'queued retraining for the new model pack');
 
@@ -137,7 +140,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     queue,
     logger,
     probes: {
-      database: () => void db.prepare('SELECT 1').get(),
+      database: () => readInstanceId(db).then(() => undefined),
       redis: () => exchange.ping(),
       models: () => {
         if (!embedder.alive) return 'The embedding models have stopped: restart the service.';
@@ -174,8 +177,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await queue.close();
       await claim.release();
       await embedder.close();
-      ctx.embeddings.close();
-      db.close();
+      await db.close();
       await redis.stop();
     },
   };

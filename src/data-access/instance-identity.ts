@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import os from 'node:os';
 import IORedis from 'ioredis';
 import type { Database } from './database';
@@ -8,8 +7,9 @@ import type { Database } from './database';
  * (see the `instance` table) and never changes, so every process on the same database, on any
  * machine, is the same instance, and two databases are two instances.
  */
-export function readInstanceId(db: Database): string {
-  return (db.prepare('SELECT id FROM instance WHERE singleton = 1').get() as { id: string }).id;
+export async function readInstanceId(db: Database): Promise<string> {
+  const row = await db.kysely.selectFrom('instance').select('id').where('singleton', '=', 1).executeTakeFirstOrThrow();
+  return row.id;
 }
 
 /**
@@ -19,14 +19,6 @@ export function readInstanceId(db: Database): string {
  */
 export function queueNamespace(queuePrefix: string, instanceId: string): string {
   return `${queuePrefix}:${instanceId}`;
-}
-
-/**
- * What tells two copies of one database apart: the SQLite file's inode. A copy (cp, a restored
- * backup) gets a new one; every process opening the same file, also over NFS, sees the same one.
- */
-export function databaseFingerprint(databaseFile: string): string {
-  return `sqlite:inode:${fs.statSync(databaseFile).ino}`;
 }
 
 interface Claim {
