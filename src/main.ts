@@ -1,6 +1,6 @@
 import { ConfigError } from './config';
-import { DatabaseSchemaError } from './data-access/database';
-import { NamespaceInUseError } from './data-access/instance-identity';
+import { DatabaseSchemaError, DatabaseUnavailableError } from './data-access/database';
+import { DataDirectoryInUseError, NamespaceInUseError } from './data-access/instance-identity';
 import { RedisUnavailableError } from './data-access/redis-server';
 import { GENERATED_KEY_OWNER } from './domain/bootstrap-keys';
 import { startService } from './service';
@@ -27,7 +27,8 @@ async function main() {
 }
 
 main().catch((err) => {
-  if (err instanceof ConfigError || err instanceof RedisUnavailableError || err instanceof NamespaceInUseError || err instanceof DatabaseSchemaError) {
+  if (err instanceof ConfigError || err instanceof RedisUnavailableError || err instanceof NamespaceInUseError || err instanceof DatabaseSchemaError ||
+    err instanceof DatabaseUnavailableError || err instanceof DataDirectoryInUseError) {
     console.error(err.message);
   } else {
     console.error('The service failed to start:', err);

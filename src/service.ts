@@ -13,7 +13,7 @@ import { HeadStore } from './data-access/head-store';
 import { ImageStore } from './data-access/image-store';
 import { resolveRedis } from './data-access/redis-server';
 import { TrainingQueue } from './data-access/training-queue';
-import { NamespaceClaim, queueNamespace, readInstanceId } from './data-access/instance-identity';
+import { NamespaceClaim, bindDataDirectory, queueNamespace, readInstanceId } from './data-access/instance-identity';
 import { bootstrapApiKeys } from './domain/bootstrap-keys';
 import { removeOrphanImages } from './domain/ingest-examples';
 import type { ServiceContext } from './domain/service-context';
@@ -59,21 +59,25 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
-  // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
-  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
+  // The database first: a wrong DATABASE_URL or a foreign data directory stops the start at once.
   const db = await Database.open({ databaseUrl: config.databaseUrl, sqliteFile: layout.database }).catch(async (error: unknown) => {
-    await Promise.all([embedder.close(), redis.stop()]);
+    await redis.stop();
     throw error;
   });
   const instanceId = await readInstanceId(db);
   const namespace = queueNamespace(config.queuePrefix, instanceId);
-  const claim = await NamespaceClaim.acquire(redis.url, namespace, {
-    instanceId,
-    database: db.fingerprint,
-    path: db.location,
-  }).catch(async (error: unknown) => {
+  const claim = await bindDataDirectory(config.dataDir, instanceId, db.location)
+    .then(() => NamespaceClaim.acquire(redis.url, namespace, { instanceId, database: db.fingerprint, path: db.location }))
+    .catch(async (error: unknown) => {
+      await db.close();
+      await redis.stop();
+      throw error;
+    });
+  // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
+  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger).catch(async (error: unknown) => {
+    await claim.release();
     await db.close();
-    await Promise.all([embedder.close(), redis.stop()]);
+    await redis.stop();
     throw error;
   });
   logger.info({ instanceId, namespace }, 'instance identity');

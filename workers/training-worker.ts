@@ -11,7 +11,7 @@ import { openEmbedder } from '../src/data-access/model-runtime';
 import { dataLayout } from '../src/data-access/data-layout';
 import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../src/data-access/training-queue';
 import { ForeignJobError, TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
-import { NamespaceClaim, queueNamespace, readInstanceId } from '../src/data-access/instance-identity';
+import { NamespaceClaim, bindDataDirectory, queueNamespace, readInstanceId } from '../src/data-access/instance-identity';
 import { CallbackRepository } from '../src/data-access/callback-repository';
 import { CALLBACK_QUEUE_NAME, CallbackQueue, type CallbackJobData } from '../src/data-access/callback-queue';
 import { CallbackDeliveryError } from '../src/data-access/callback-sender';
@@ -36,6 +36,7 @@ async function main() {
   const db = await Database.open({ databaseUrl: config.databaseUrl, sqliteFile: layout.database });
   const instanceId = await readInstanceId(db);
   const namespace = queueNamespace(config.queuePrefix, instanceId);
+  await bindDataDirectory(config.dataDir, instanceId, db.location);
   const claim = await NamespaceClaim.acquire(redisUrl, namespace, {
     instanceId,
     database: db.fingerprint,

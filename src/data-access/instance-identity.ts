@@ -1,4 +1,6 @@
+import fsp from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import IORedis from 'ioredis';
 import type { Database } from './database';
 
@@ -91,5 +93,30 @@ export class NamespaceClaim {
   async release(): Promise<void> {
     clearInterval(this.timer);
     await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+/** The data directory holds another instance's images and heads than the database's. */
+export class DataDirectoryInUseError extends Error {}
+
+/**
+ * Binds the data directory to the instance: the first start writes the instance id to
+ * `<DATA_DIR>/instance-id`; later starts (any process, any host sharing the directory) must find
+ * the same id. With PostgreSQL the database and the files live apart, and pointing a second
+ * instance's database at this directory would mix two instances' images and heads.
+ * @throws DataDirectoryInUseError naming both instances
+ */
+export async function bindDataDirectory(dataDir: string, instanceId: string, databaseLocation: string): Promise<void> {
+  const file = path.join(dataDir, 'instance-id');
+  await fsp.mkdir(dataDir, { recursive: true });
+  await fsp.writeFile(file, `${instanceId}\n`, { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+  const owner = (await fsp.readFile(file, 'utf8')).trim();
+  if (owner !== instanceId) {
+    throw new DataDirectoryInUseError(
+      `The data directory ${dataDir} belongs to instance ${owner}, but the database ${databaseLocation} is instance ${instanceId}. ` +
+        `Point DATA_DIR at this database's data directory, or DATABASE_URL at the database of instance ${owner}.`,
+    );
   }
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import IORedis from 'ioredis';
 import { startService, type RunningService } from '../../src/service';
 import { OpenApiContract } from './openapi-contract';
+import { createTestDatabase, testsUsePostgres } from './postgres';
 
 export const ALICE_KEY = 'alice-key-0123456789';
 export const BOB_KEY = 'bob-key-0123456789';
@@ -29,9 +30,13 @@ export function basicAuth(key: string): string {
   return `Basic ${Buffer.from(`apikey:${key}`).toString('base64')}`;
 }
 
-/** Boots the real service (API on port 0 + training worker process) on a temp data dir and the local Redis. */
+/**
+ * Boots the real service (API on port 0 + training worker process) on a temp data dir and the local
+ * Redis; with TEST_DATABASE=postgres (npm run test:postgres), on a new PostgreSQL database of its own.
+ */
 export async function bootService(overrides: Record<string, string> = {}): Promise<TestService> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'wvr-test-'));
+  const database = testsUsePostgres() && !('DATABASE_URL' in overrides) ? await createTestDatabase() : undefined;
   const queuePrefix = `wvr-test-${crypto.randomBytes(4).toString('hex')}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -44,6 +49,7 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
     LOG_LEVEL: 'warn',
     ORT_THREADS: '1',
     TRAINING_LOCK_MS: '4000',
+    ...(database ? { DATABASE_URL: database.url } : {}),
     ...overrides,
   };
   const service = await startService(env);
@@ -77,6 +83,7 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
     },
     async close() {
       await t.service.close();
+      await database?.drop();
       await fs.rm(dataDir, { recursive: true, force: true });
       const redis = new IORedis(env.REDIS_URL!);
       const keys = await redis.keys(`${queuePrefix}:*`);

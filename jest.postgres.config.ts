@@ -1,0 +1,11 @@
+import base from './jest.config';
+
+// The component suite again, each test file's service on a PostgreSQL database of its own
+// (test/support/postgres.ts) on TEST_POSTGRES_URL's server (by default the local one).
+process.env.TEST_DATABASE = 'postgres';
+
+/** `npm run test:postgres`: the HTTP component tests and data-access tests against PostgreSQL. */
+export default {
+  ...base,
+  roots: ['<rootDir>/test/service', '<rootDir>/test/sdk', '<rootDir>/test/data-access'],
+};
