@@ -1,13 +1,6 @@
 import type { Database } from './database';
 
 /**
- * How long an upload's claim on its images lasts without being renewed: longer than any upload
- * takes between two batches (each renews it). A process killed mid-upload leaves claims that
- * lapse after this, and the images become ordinary orphans.
- */
-export const IMAGE_CLAIM_TTL_MS = 60 * 60 * 1000;
-
-/**
  * Coordinates storing example images with removing unreferenced ones, across every process of the
  * instance on any machine (it replaces a lock that lived inside the one API process). An upload
  * claims each image's hash in the database before it writes the file, and drops the claim once
@@ -15,13 +8,20 @@ export const IMAGE_CLAIM_TTL_MS = 60 * 60 * 1000;
  * images neither an example nor a live claim holds, and deletes their files inside that
  * transaction: a claim is either committed before (and the image is kept) or waits until the
  * files are gone (and the upload writes its image again, since ImageStore.put finds no file).
+ *
+ * A claim lives `ttlMs` (UPLOAD_CLAIM_TTL_MS) and its upload renews it every quarter of that while
+ * it runs, so the claims of a process killed mid-upload lapse soon after, and its images become
+ * ordinary orphans that the next sweep removes.
  */
 export class ImageClaims {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    readonly ttlMs: number,
+  ) {}
 
-  /** A new claim (one per upload) under `claimId`: add the images as they are about to be stored. */
+  /** A new claim (one per upload) under `claimId`; release() it when the upload ends, whatever the outcome. */
   open(claimId: string): ImageClaim {
-    return new ImageClaim(this.db, claimId);
+    return new ImageClaim(this.db, claimId, this.ttlMs);
   }
 
   /**
@@ -49,24 +49,19 @@ export class ImageClaims {
 
 /** One upload's claim on the images it stores. */
 export class ImageClaim {
-  private renewed = 0;
+  private timer?: NodeJS.Timeout;
 
   constructor(
     private readonly db: Database,
     readonly claimId: string,
+    private readonly ttlMs: number,
   ) {}
 
-  /**
-   * Claims the images until now + IMAGE_CLAIM_TTL_MS. The claim's earlier images are renewed with
-   * them once a quarter of the TTL has passed, so each call costs only its own rows.
-   */
+  /** Claims the images until now + TTL, and from the first call renews the whole claim every TTL/4 until release(). */
   async add(hashes: string[], now = Date.now()): Promise<void> {
-    const expires = new Date(now + IMAGE_CLAIM_TTL_MS).toISOString();
-    const renew = this.renewed > 0 && now - this.renewed >= IMAGE_CLAIM_TTL_MS / 4;
-    if (this.renewed === 0 || renew) this.renewed = now;
+    const expires = new Date(now + this.ttlMs).toISOString();
+    const unique = [...new Set(hashes)];
     await this.db.write(async (trx) => {
-      if (renew) await trx.updateTable('image_claims').set({ expires }).where('claim_id', '=', this.claimId).execute();
-      const unique = [...new Set(hashes)];
       for (let start = 0; start < unique.length; start += 300) {
         await trx
           .insertInto('image_claims')
@@ -75,10 +70,21 @@ export class ImageClaim {
           .execute();
       }
     });
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.renew().catch(() => undefined), this.ttlMs / 4);
+      this.timer.unref();
+    }
+  }
+
+  /** Extends every image of the claim to now + TTL. */
+  async renew(now = Date.now()): Promise<void> {
+    const expires = new Date(now + this.ttlMs).toISOString();
+    await this.db.kysely.updateTable('image_claims').set({ expires }).where('claim_id', '=', this.claimId).execute();
   }
 
   /** Drops the claim (its images are referenced by examples now, or the upload gave up). */
   async release(): Promise<void> {
+    clearInterval(this.timer);
     await this.db.kysely.deleteFrom('image_claims').where('claim_id', '=', this.claimId).execute();
   }
 }

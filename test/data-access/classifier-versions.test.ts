@@ -153,7 +153,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     expect(imageHashes.sort()).toEqual(examples('bad', 'bad').map((e) => e.imageHash).sort());
     const removed: string[] = [];
     const kept = examples('a', 'a')[0].imageHash; // still an example of a version
-    expect(await new ImageClaims(db).removeUnreferenced([...imageHashes, kept], async (doomed) => void removed.push(...doomed))).toEqual(imageHashes);
+    expect(await new ImageClaims(db, 60_000).removeUnreferenced([...imageHashes, kept], async (doomed) => void removed.push(...doomed))).toEqual(imageHashes);
     expect(removed).toEqual(imageHashes);
   });
 
