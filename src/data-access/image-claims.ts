@@ -19,25 +19,9 @@ export const IMAGE_CLAIM_TTL_MS = 60 * 60 * 1000;
 export class ImageClaims {
   constructor(private readonly db: Database) {}
 
-  /** Claims the images (and renews the claim's earlier ones) until now + IMAGE_CLAIM_TTL_MS. */
-  async claim(claimId: string, hashes: string[], now = Date.now()): Promise<void> {
-    const expires = new Date(now + IMAGE_CLAIM_TTL_MS).toISOString();
-    await this.db.write(async (trx) => {
-      await trx.updateTable('image_claims').set({ expires }).where('claim_id', '=', claimId).execute();
-      const unique = [...new Set(hashes)];
-      for (let start = 0; start < unique.length; start += 300) {
-        await trx
-          .insertInto('image_claims')
-          .values(unique.slice(start, start + 300).map((image_hash) => ({ claim_id: claimId, image_hash, expires })))
-          .onConflict((oc) => oc.columns(['image_hash', 'claim_id']).doUpdateSet({ expires }))
-          .execute();
-      }
-    });
-  }
-
-  /** Drops the claim (its images are referenced by examples now, or the upload gave up). */
-  async release(claimId: string): Promise<void> {
-    await this.db.kysely.deleteFrom('image_claims').where('claim_id', '=', claimId).execute();
+  /** A new claim (one per upload) under `claimId`: add the images as they are about to be stored. */
+  open(claimId: string): ImageClaim {
+    return new ImageClaim(this.db, claimId);
   }
 
   /**
@@ -60,5 +44,41 @@ export class ImageClaims {
       await removeFiles(doomed);
       return doomed;
     });
+  }
+}
+
+/** One upload's claim on the images it stores. */
+export class ImageClaim {
+  private renewed = 0;
+
+  constructor(
+    private readonly db: Database,
+    readonly claimId: string,
+  ) {}
+
+  /**
+   * Claims the images until now + IMAGE_CLAIM_TTL_MS. The claim's earlier images are renewed with
+   * them once a quarter of the TTL has passed, so each call costs only its own rows.
+   */
+  async add(hashes: string[], now = Date.now()): Promise<void> {
+    const expires = new Date(now + IMAGE_CLAIM_TTL_MS).toISOString();
+    const renew = this.renewed > 0 && now - this.renewed >= IMAGE_CLAIM_TTL_MS / 4;
+    if (this.renewed === 0 || renew) this.renewed = now;
+    await this.db.write(async (trx) => {
+      if (renew) await trx.updateTable('image_claims').set({ expires }).where('claim_id', '=', this.claimId).execute();
+      const unique = [...new Set(hashes)];
+      for (let start = 0; start < unique.length; start += 300) {
+        await trx
+          .insertInto('image_claims')
+          .values(unique.slice(start, start + 300).map((image_hash) => ({ claim_id: this.claimId, image_hash, expires })))
+          .onConflict((oc) => oc.columns(['image_hash', 'claim_id']).doUpdateSet({ expires }))
+          .execute();
+      }
+    });
+  }
+
+  /** Drops the claim (its images are referenced by examples now, or the upload gave up). */
+  async release(): Promise<void> {
+    await this.db.kysely.deleteFrom('image_claims').where('claim_id', '=', this.claimId).execute();
   }
 }

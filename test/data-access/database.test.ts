@@ -105,18 +105,26 @@ describe.each(['sqlite', 'postgres'] as const)('the database on %s', (dialect) =
     expect((await cache.getMany(['a'.repeat(64)], 'pack@2')).size).toBe(0);
   });
 
-  test('a claimed image is never removed; a released or lapsed claim no longer holds it', async () => {
+  test('a claimed image is never removed; a released or lapsed claim no longer holds it; a long upload renews it', async () => {
     const claims = new ImageClaims(db);
     const removed: string[] = [];
     const remove = async (hashes: string[]) => void removed.push(...hashes);
-    const [h1, h2] = ['1'.repeat(64), '2'.repeat(64)];
-    await claims.claim('upload-1', [h1, h2]);
+    const [h1, h2, h3, h4] = ['1', '2', '3', '4'].map((c) => c.repeat(64));
+    const first = claims.open('upload-1');
+    await first.add([h1, h2]);
     expect(await claims.removeUnreferenced([h1, h2], remove)).toEqual([]);
-    await claims.release('upload-1');
+    await first.release();
     expect(await claims.removeUnreferenced([h1], remove)).toEqual([h1]);
-    await claims.claim('upload-2', [h2], Date.now() - IMAGE_CLAIM_TTL_MS - 1);
+    const lapsed = claims.open('upload-2');
+    await lapsed.add([h2], Date.now() - IMAGE_CLAIM_TTL_MS - 1);
     expect(await claims.removeUnreferenced([h2], remove)).toEqual([h2]);
     expect(removed).toEqual([h1, h2]);
+    // An upload still adding images after most of the TTL keeps its first images claimed too.
+    const long = claims.open('upload-3');
+    const start = Date.now() - IMAGE_CLAIM_TTL_MS + 1000;
+    await long.add([h3], start);
+    await long.add([h4], start + IMAGE_CLAIM_TTL_MS / 2);
+    expect(await claims.removeUnreferenced([h3, h4], remove, start + IMAGE_CLAIM_TTL_MS + 1)).toEqual([]);
   });
 
   test('a database that a newer release migrated further is refused with a message', async () => {
