@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ClassifierRepository } from '../src/data-access/classifier-repository';
-import { openDatabase } from '../src/data-access/database';
+import { Database } from '../src/data-access/database';
 
 const EXAMPLES = Number(process.env.EXAMPLES ?? 10_000);
 const VERSIONS = Number(process.env.VERSIONS ?? 12);
@@ -25,21 +25,21 @@ const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
 let tick = 0;
 const now = () => new Date(Date.UTC(2026, 0, 1) + tick++ * 1000).toISOString();
 
-function main() {
+async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-versions-'));
-  const db = openDatabase(path.join(dir, 'service.sqlite'));
+  const db = await Database.open({ sqliteFile: path.join(dir, 'service.sqlite') });
   const repo = new ClassifierRepository(db);
   try {
     const perVersion = Math.floor(EXAMPLES / VERSIONS);
     const batch = (v: number) =>
       Array.from({ length: perVersion }, (_, i) => ({ className: `class${v % 5}`, imageHash: hash(`${v}-${i}`) }));
-    repo.create({ id: 'bench_1', ownerId: 'alice', name: 'bench', examples: batch(0), customerId: null, now: now() });
+    await repo.create({ id: 'bench_1', ownerId: 'alice', name: 'bench', examples: batch(0), customerId: null, now: now() });
     const publishMs: number[] = [];
     for (let v = 0; v < VERSIONS; v++) {
-      if (v > 0) repo.addExamples({ id: 'bench_1', examples: batch(v), customerId: null, now: now() });
-      const snap = repo.trainingSnapshot('bench_1')!;
+      if (v > 0) await repo.addExamples({ id: 'bench_1', examples: batch(v), customerId: null, now: now() });
+      const snap = (await repo.trainingSnapshot('bench_1'))!;
       const start = performance.now();
-      repo.publishVersion({
+      await repo.publishVersion({
         classifierId: 'bench_1',
         generation: snap.classifier.generation,
         headFile: `bench_1/${v}.head`,
@@ -52,21 +52,21 @@ function main() {
       });
       publishMs.push(performance.now() - start);
     }
-    const versionIds = repo.listVersions('bench_1').map((v) => v.id);
-    const trainingSet = repo.trainingSnapshot('bench_1')!.examples.length;
+    const versionIds = (await repo.listVersions('bench_1')).map((v) => v.id);
+    const trainingSet = (await repo.trainingSnapshot('bench_1'))!.examples.length;
 
     const leaseUs: number[] = [];
     const readUs: number[] = [];
     const far = new Date(Date.now() + 600_000).toISOString();
     for (let i = 0; i < LEASE_ROUNDS; i++) {
       let start = performance.now();
-      const { leaseIds } = repo.resolveAndLease('alice', [{ classifierId: 'bench_1' }], far);
-      repo.releaseLeases(leaseIds);
+      const { leaseIds } = await repo.resolveAndLease('alice', [{ classifierId: 'bench_1' }], far);
+      await repo.releaseLeases(leaseIds);
       leaseUs.push((performance.now() - start) * 1000);
       // What classify did before leases: the classifier and its current version, read only.
       start = performance.now();
-      const c = repo.findOwned('bench_1', 'alice')!;
-      repo.findVersion(c.currentVersionId!);
+      const c = (await repo.findOwned('bench_1', 'alice'))!;
+      await repo.findVersion(c.currentVersionId!);
       readUs.push((performance.now() - start) * 1000);
     }
 
@@ -74,11 +74,11 @@ function main() {
     for (let i = 0; i < 6; i++) {
       const target = i % 2 === 0 ? versionIds[0] : versionIds[versionIds.length - 1];
       const start = performance.now();
-      repo.activateVersion({ classifierId: 'bench_1', versionId: target, discardPending: false, now: now() });
+      await repo.activateVersion({ classifierId: 'bench_1', versionId: target, discardPending: false, now: now() });
       activateMs.push(performance.now() - start);
     }
     let start = performance.now();
-    const pruned = repo.pruneVersions('bench_1', 2, now());
+    const pruned = await repo.pruneVersions('bench_1', 2, now());
     const pruneMs = performance.now() - start;
 
     const figures = {
@@ -98,9 +98,12 @@ function main() {
     console.log(`publish ${figures.publish_ms_median} ms (last ${figures.publish_ms_last} ms), activate ${figures.activate_ms_median} ms, prune ${figures.prune_ms} ms`);
     console.log(JSON.stringify(figures));
   } finally {
-    db.close();
+    await db.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main();
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});

@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { ConfigError, loadConfig } from './config';
-import { DatabaseSchemaError } from './data-access/database';
-import { NamespaceInUseError } from './data-access/instance-identity';
+import { DatabaseSchemaError, DatabaseUnavailableError } from './data-access/database';
+import { DataDirectoryInUseError, NamespaceInUseError } from './data-access/instance-identity';
 import { RedisUnavailableError } from './data-access/redis-server';
 import { GENERATED_KEY_OWNER } from './domain/bootstrap-keys';
 import { ApiProcessStartError, runApiProcess, startApiCluster } from './entry-points/api-cluster';
@@ -51,7 +51,7 @@ async function main() {
 }
 
 main().catch((err) => {
-  const known = [ConfigError, RedisUnavailableError, NamespaceInUseError, DatabaseSchemaError, ApiProcessStartError];
+  const known = [ConfigError, RedisUnavailableError, NamespaceInUseError, DatabaseSchemaError, DatabaseUnavailableError, DataDirectoryInUseError, ApiProcessStartError];
   if (known.some((type) => err instanceof type)) {
     console.error(err.message);
   } else {

@@ -7,12 +7,13 @@ import { ApiKeyRepository } from './data-access/api-key-repository';
 import { CallbackRepository } from './data-access/callback-repository';
 import { ClassifierRepository } from './data-access/classifier-repository';
 import { dataLayout } from './data-access/data-layout';
-import { openDatabase } from './data-access/database';
+import { Database } from './data-access/database';
+import { ImageClaims } from './data-access/image-claims';
 import { HeadStore } from './data-access/head-store';
 import { ImageStore } from './data-access/image-store';
 import { resolveRedis } from './data-access/redis-server';
 import { TrainingQueue } from './data-access/training-queue';
-import { NamespaceClaim, databaseFingerprint, queueNamespace, readInstanceId } from './data-access/instance-identity';
+import { NamespaceClaim, bindDataDirectory, queueNamespace, readInstanceId } from './data-access/instance-identity';
 import { bootstrapApiKeys } from './domain/bootstrap-keys';
 import { removeOrphanImages } from './domain/ingest-examples';
 import type { ServiceContext } from './domain/service-context';
@@ -25,7 +26,6 @@ import { UploadTempDir } from './data-access/upload-temp';
 import { ApiMetrics } from './lib/metrics';
 import packageJson from '../package.json';
 import { WorkerSupervisor } from './entry-points/worker-process';
-import { AsyncLock } from './lib/async-lock';
 import { createLogger } from './logger';
 import { HeadCache } from './data-access/head-cache';
 import { openEmbedder } from './data-access/model-runtime';
@@ -50,23 +50,12 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-export interface StartOptions {
-  /**
-   * Run the tasks due once per start of the instance (default true): removing images that an
-   * upload cut off by a crash stored but never recorded, and queueing retraining for a new model
-   * pack. False for the further API processes of a cluster (see api-cluster.ts), whose first
-   * process ran them: later, another process's upload may be between storing its images and
-   * recording them, and its images are not orphans.
-   */
-  startTasks?: boolean;
-}
-
 /**
  * Starts one API process and, unless START_WORKER=false, a supervised training worker process.
  * Any number of these may run on one data directory and database (API_PROCESSES, or several
  * machines): what one process keeps for itself (uploads in flight) lives in its own folder.
  */
-export async function startService(env: NodeJS.ProcessEnv = process.env, options: StartOptions = {}): Promise<RunningService> {
+export async function startService(env: NodeJS.ProcessEnv = process.env): Promise<RunningService> {
   const config = loadConfig(env);
   const logger = createLogger(config.logLevel, 'api');
   const layout = dataLayout(config.dataDir);
@@ -74,23 +63,30 @@ export async function startService(env: NodeJS.ProcessEnv = process.env, options
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
-  // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
-  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
-  const db = openDatabase(layout.database);
-  const instanceId = readInstanceId(db);
+  // The database first: a wrong DATABASE_URL or a foreign data directory stops the start at once.
+  const db = await Database.open({ databaseUrl: config.databaseUrl, sqliteFile: layout.database }).catch(async (error: unknown) => {
+    await redis.stop();
+    throw error;
+  });
+  const instanceId = await readInstanceId(db);
   const namespace = queueNamespace(config.queuePrefix, instanceId);
-  const claim = await NamespaceClaim.acquire(redis.url, namespace, {
-    instanceId,
-    database: databaseFingerprint(layout.database),
-    path: layout.database,
-  }).catch(async (error: unknown) => {
-    db.close();
-    await Promise.all([embedder.close(), redis.stop()]);
+  const claim = await bindDataDirectory(config.dataDir, instanceId, db.location)
+    .then(() => NamespaceClaim.acquire(redis.url, namespace, { instanceId, database: db.fingerprint, path: db.location }))
+    .catch(async (error: unknown) => {
+      await db.close();
+      await redis.stop();
+      throw error;
+    });
+  // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
+  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger).catch(async (error: unknown) => {
+    await claim.release();
+    await db.close();
+    await redis.stop();
     throw error;
   });
   logger.info({ instanceId, namespace }, 'instance identity');
   const apiKeys = new ApiKeyRepository(db);
-  const { generatedKey } = bootstrapApiKeys(apiKeys, config.apiKeys);
+  const { generatedKey } = await bootstrapApiKeys(apiKeys, config.apiKeys);
   const queue = new TrainingQueue(redis.url, namespace, instanceId, config.trainingAttempts);
   const ctx: ServiceContext = {
     config,
@@ -99,9 +95,9 @@ export async function startService(env: NodeJS.ProcessEnv = process.env, options
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
     queue,
-    imageLock: new AsyncLock(),
+    imageClaims: new ImageClaims(db, config.uploadClaimTtlMs),
     embedder,
-    embeddings: new EmbeddingCache(layout.embeddingCache, (hits, misses) => {
+    embeddings: new EmbeddingCache(db, (hits, misses) => {
       metrics?.cacheLookups.inc({ result: 'hit' }, hits);
       metrics?.cacheLookups.inc({ result: 'miss' }, misses);
     }),
@@ -128,16 +124,20 @@ export async function startService(env: NodeJS.ProcessEnv = process.env, options
     },
   };
 
-  if (options.startTasks ?? true) {
+  // Images a process killed mid-upload (this one or another, on any host) left behind: at start, then now and then.
+  const sweepOrphans = async () => {
     const orphans = await removeOrphanImages(ctx);
     if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
+  };
+  await sweepOrphans();
+  const sweeper = setInterval(() => void sweepOrphans().catch((err) => logger.warn({ err }, 'could not remove orphaned images')), config.orphanSweepMs);
+  sweeper.unref();
 
-    // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored
-    // examples; each old version serves until its new one is ready.
-    const stale = ctx.classifiers.markStalePackForRetraining(embedder.packKey);
-    for (const id of stale) await queue.enqueue(id);
-    if (stale.length > 0) logger.info({ classifiers: stale.length, pack: embedder.packKey }, 'queued retraining for the new model pack');
-  }
+  // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored
+  // examples; each old version serves until its new one is ready.
+  const stale = await ctx.classifiers.markStalePackForRetraining(embedder.packKey);
+  for (const id of stale) await queue.enqueue(id);
+  if (stale.length > 0) logger.info({ classifiers: stale.length, pack: embedder.packKey }, 'queued retraining for the new model pack');
 
   let worker: WorkerSupervisor | undefined;
   if (config.startWorker) {
@@ -155,7 +155,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env, options
     queue,
     logger,
     probes: {
-      database: () => void db.prepare('SELECT 1').get(),
+      database: () => readInstanceId(db).then(() => undefined),
       redis: () => exchange.ping(),
       models: () => {
         if (!embedder.alive) return 'The embedding models have stopped: restart the service.';
@@ -190,6 +190,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env, options
     worker,
     generatedKey,
     close: async () => {
+      clearInterval(sweeper);
       await Promise.all([stopListening(server), opsServer && stopListening(opsServer)]);
       await worker?.stop();
       await uploads.close();
@@ -199,8 +200,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env, options
       await queue.close();
       await claim.release();
       await embedder.close();
-      ctx.embeddings.close();
-      db.close();
+      await db.close();
       await redis.stop();
     },
   };

@@ -3,14 +3,15 @@ import './lower-priority';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { ConfigError, loadConfig } from '../src/config';
 import { ClassifierRepository } from '../src/data-access/classifier-repository';
-import { openDatabase } from '../src/data-access/database';
+import { Database } from '../src/data-access/database';
+import { ImageClaims } from '../src/data-access/image-claims';
 import { HeadStore } from '../src/data-access/head-store';
 import { ImageStore } from '../src/data-access/image-store';
 import { openEmbedder } from '../src/data-access/model-runtime';
 import { dataLayout } from '../src/data-access/data-layout';
 import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../src/data-access/training-queue';
 import { ForeignJobError, TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
-import { NamespaceClaim, databaseFingerprint, queueNamespace, readInstanceId } from '../src/data-access/instance-identity';
+import { NamespaceClaim, bindDataDirectory, queueNamespace, readInstanceId } from '../src/data-access/instance-identity';
 import { CallbackRepository } from '../src/data-access/callback-repository';
 import { CALLBACK_QUEUE_NAME, CallbackQueue, type CallbackJobData } from '../src/data-access/callback-queue';
 import { CallbackDeliveryError } from '../src/data-access/callback-sender';
@@ -42,17 +43,18 @@ async function main() {
     );
   }
   const layout = dataLayout(config.dataDir);
-  const db = openDatabase(layout.database);
-  const instanceId = readInstanceId(db);
+  const db = await Database.open({ databaseUrl: config.databaseUrl, sqliteFile: layout.database });
+  const instanceId = await readInstanceId(db);
   const namespace = queueNamespace(config.queuePrefix, instanceId);
+  await bindDataDirectory(config.dataDir, instanceId, db.location);
   const claim = await NamespaceClaim.acquire(redisUrl, namespace, {
     instanceId,
-    database: databaseFingerprint(layout.database),
-    path: layout.database,
+    database: db.fingerprint,
+    path: db.location,
   });
   const classifiers = new ClassifierRepository(db);
   const metrics = config.ops.metrics ? new WorkerMetrics() : undefined;
-  const cache = new EmbeddingCache(layout.embeddingCache, (hits, misses) => {
+  const cache = new EmbeddingCache(db, (hits, misses) => {
     metrics?.cacheLookups.inc({ result: 'hit' }, hits);
     metrics?.cacheLookups.inc({ result: 'miss' }, misses);
   });
@@ -63,6 +65,7 @@ async function main() {
   const ctx: TrainingContext = {
     classifiers,
     images: new ImageStore(layout.images),
+    imageClaims: new ImageClaims(db, config.uploadClaimTtlMs),
     heads: new HeadStore(layout.heads),
     embedder,
     cache,
@@ -160,7 +163,7 @@ async function main() {
   // worker ran on), a crash came between commit and queue, or a run's final failure could not be
   // recorded (full disk). At start, then every lock period, so none waits for the next restart.
   const requeueUnfinished = async () => {
-    for (const c of classifiers.listUnfinished()) {
+    for (const c of await classifiers.listUnfinished()) {
       if (!(await queue.hasPendingJob(c.id))) {
         logger.info({ classifierId: c.id }, 're-queueing unfinished training');
         await queue.enqueue(c.id);
@@ -198,8 +201,7 @@ async function main() {
     await queue.close();
     await claim.release();
     await embedder.close();
-    cache.close();
-    db.close();
+    await db.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { Database } from './database';
+import type { Database, Queries } from './database';
 
 export type KeySource = 'env' | 'generated' | 'cli';
 
@@ -29,72 +29,84 @@ export class ApiKeyRepository {
    * The active key with this value, or undefined for an unknown or revoked key. The lookup is by
    * SHA-256 of the key, so no comparison's timing depends on how much of a guess is right.
    */
-  findActiveKey(key: string): { id: number; ownerId: string } | undefined {
-    const row = this.db
-      .prepare('SELECT id, owner_id FROM api_keys WHERE key_hash = ? AND revoked IS NULL')
-      .get(hashKey(key)) as { id: number; owner_id: string } | undefined;
+  async findActiveKey(key: string): Promise<{ id: number; ownerId: string } | undefined> {
+    const row = await this.db.kysely
+      .selectFrom('api_keys')
+      .select(['id', 'owner_id'])
+      .where('key_hash', '=', hashKey(key))
+      .where('revoked', 'is', null)
+      .executeTakeFirst();
     return row && { id: row.id, ownerId: row.owner_id };
   }
 
-  ownerOfKey(key: string): string | undefined {
-    return this.findActiveKey(key)?.ownerId;
+  async ownerOfKey(key: string): Promise<string | undefined> {
+    return (await this.findActiveKey(key))?.ownerId;
   }
 
   /** The owner of an active key by its id (access tokens name the key by id). */
-  ownerOfKeyId(id: number): string | undefined {
-    const row = this.db.prepare('SELECT owner_id FROM api_keys WHERE id = ? AND revoked IS NULL').get(id) as
-      | { owner_id: string }
-      | undefined;
+  async ownerOfKeyId(id: number): Promise<string | undefined> {
+    const row = await this.db.kysely
+      .selectFrom('api_keys')
+      .select('owner_id')
+      .where('id', '=', id)
+      .where('revoked', 'is', null)
+      .executeTakeFirst();
     return row?.owner_id;
   }
 
   /** The secret that signs access tokens: made once, kept in the database, never leaves the server. */
-  tokenSigningSecret(): Buffer {
-    this.db
-      .prepare("INSERT OR IGNORE INTO secrets (name, value) VALUES ('token_signing', ?)")
-      .run(crypto.randomBytes(32));
-    return (this.db.prepare("SELECT value FROM secrets WHERE name = 'token_signing'").get() as { value: Buffer }).value;
+  async tokenSigningSecret(): Promise<Buffer> {
+    await this.db.kysely
+      .insertInto('secrets')
+      .values({ name: 'token_signing', value: crypto.randomBytes(32) })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    const row = await this.db.kysely.selectFrom('secrets').select('value').where('name', '=', 'token_signing').executeTakeFirstOrThrow();
+    return Buffer.from(row.value);
   }
 
-  add(ownerId: string, key: string, source: KeySource, now = new Date().toISOString()): ApiKeyInfo {
-    this.db.transaction(() => {
-      this.db.prepare('INSERT OR IGNORE INTO owners (id, created) VALUES (?, ?)').run(ownerId, now);
-      this.db
-        .prepare(
-          `INSERT INTO api_keys (owner_id, key_hash, key_prefix, source, created) VALUES (?, ?, ?, ?, ?)
-           ON CONFLICT(key_hash) DO UPDATE SET owner_id = excluded.owner_id, source = excluded.source, revoked = NULL`,
-        )
-        .run(ownerId, hashKey(key), key.slice(0, 4), source, now);
-    })();
-    return this.list().find((k) => k.ownerId === ownerId && k.keyPrefix === key.slice(0, 4))!;
+  async add(ownerId: string, key: string, source: KeySource, now = new Date().toISOString()): Promise<ApiKeyInfo> {
+    await this.db.write((trx) => addKey(trx, ownerId, key, source, now));
+    return (await this.list()).find((k) => k.ownerId === ownerId && k.keyPrefix === key.slice(0, 4))!;
+  }
+
+  /** Adds the key only if no key is active, in one transaction; returns whether it was added. */
+  async addIfNoneActive(ownerId: string, key: string, source: KeySource, now = new Date().toISOString()): Promise<boolean> {
+    return this.db.write(async (trx) => {
+      const active = await trx.selectFrom('api_keys').select('id').where('revoked', 'is', null).limit(1).executeTakeFirst();
+      if (active) return false;
+      await addKey(trx, ownerId, key, source, now);
+      return true;
+    });
   }
 
   /** Makes the keys from API_KEYS exactly the active `env` keys: new ones added, removed ones revoked. */
-  syncEnvironmentKeys(keys: Array<{ owner: string; key: string }>, now = new Date().toISOString()): void {
-    this.db.transaction(() => {
+  async syncEnvironmentKeys(keys: Array<{ owner: string; key: string }>, now = new Date().toISOString()): Promise<void> {
+    await this.db.write(async (trx) => {
       const wanted = new Set(keys.map((k) => hashKey(k.key)));
-      for (const { owner, key } of keys) this.add(owner, key, 'env', now);
-      const active = this.db
-        .prepare("SELECT id, key_hash FROM api_keys WHERE source = 'env' AND revoked IS NULL")
-        .all() as Array<{ id: number; key_hash: string }>;
-      const revoke = this.db.prepare('UPDATE api_keys SET revoked = ? WHERE id = ?');
-      for (const row of active) if (!wanted.has(row.key_hash)) revoke.run(now, row.id);
-    })();
+      for (const { owner, key } of keys) await addKey(trx, owner, key, 'env', now);
+      const active = await trx
+        .selectFrom('api_keys')
+        .select(['id', 'key_hash'])
+        .where('source', '=', 'env')
+        .where('revoked', 'is', null)
+        .execute();
+      const stale = active.filter((row) => !wanted.has(row.key_hash)).map((row) => row.id);
+      if (stale.length > 0) await trx.updateTable('api_keys').set({ revoked: now }).where('id', 'in', stale).execute();
+    });
   }
 
-  countActive(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys WHERE revoked IS NULL').get() as { n: number }).n;
+  async countActive(): Promise<number> {
+    const row = await this.db.kysely
+      .selectFrom('api_keys')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('revoked', 'is', null)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
   }
 
-  list(): ApiKeyInfo[] {
-    const rows = this.db.prepare('SELECT * FROM api_keys ORDER BY id').all() as Array<{
-      id: number;
-      owner_id: string;
-      key_prefix: string;
-      source: KeySource;
-      created: string;
-      revoked: string | null;
-    }>;
+  async list(): Promise<ApiKeyInfo[]> {
+    const rows = await this.db.kysely.selectFrom('api_keys').selectAll().orderBy('id').execute();
     return rows.map((r) => ({
       id: r.id,
       ownerId: r.owner_id,
@@ -105,7 +117,28 @@ export class ApiKeyRepository {
     }));
   }
 
-  revoke(id: number, now = new Date().toISOString()): boolean {
-    return this.db.prepare('UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL').run(now, id).changes > 0;
+  async revoke(id: number, now = new Date().toISOString()): Promise<boolean> {
+    const result = await this.db.kysely
+      .updateTable('api_keys')
+      .set({ revoked: now })
+      .where('id', '=', id)
+      .where('revoked', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
   }
+}
+
+async function addKey(trx: Queries, ownerId: string, key: string, source: KeySource, now: string): Promise<void> {
+  await trx.insertInto('owners').values({ id: ownerId, created: now }).onConflict((oc) => oc.column('id').doNothing()).execute();
+  await trx
+    .insertInto('api_keys')
+    .values({ owner_id: ownerId, key_hash: hashKey(key), key_prefix: key.slice(0, 4), source, created: now })
+    .onConflict((oc) =>
+      oc.column('key_hash').doUpdateSet((eb) => ({
+        owner_id: eb.ref('excluded.owner_id'),
+        source: eb.ref('excluded.source'),
+        revoked: null,
+      })),
+    )
+    .execute();
 }

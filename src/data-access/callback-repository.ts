@@ -18,32 +18,42 @@ export class CallbackRepository {
   constructor(private readonly db: Database) {}
 
   /** The owner's signing secret, made on first use. */
-  secretOf(ownerId: string, now: string): { secret: string; created: string } {
-    this.db
-      .prepare('INSERT OR IGNORE INTO callback_secrets (owner_id, secret, created) VALUES (?, ?, ?)')
-      .run(ownerId, crypto.randomBytes(32).toString('base64url'), now);
-    return this.db.prepare('SELECT secret, created FROM callback_secrets WHERE owner_id = ?').get(ownerId) as {
-      secret: string;
-      created: string;
-    };
+  async secretOf(ownerId: string, now: string): Promise<{ secret: string; created: string }> {
+    await this.db.kysely
+      .insertInto('callback_secrets')
+      .values({ owner_id: ownerId, secret: crypto.randomBytes(32).toString('base64url'), created: now })
+      .onConflict((oc) => oc.column('owner_id').doNothing())
+      .execute();
+    return this.db.kysely
+      .selectFrom('callback_secrets')
+      .select(['secret', 'created'])
+      .where('owner_id', '=', ownerId)
+      .executeTakeFirstOrThrow();
   }
 
   /** Replaces the owner's secret with a new one; deliveries from now on (retries too) are signed with it. */
-  rotateSecret(ownerId: string, now: string): { secret: string; created: string } {
+  async rotateSecret(ownerId: string, now: string): Promise<{ secret: string; created: string }> {
     const secret = crypto.randomBytes(32).toString('base64url');
-    this.db.prepare('INSERT OR REPLACE INTO callback_secrets (owner_id, secret, created) VALUES (?, ?, ?)').run(ownerId, secret, now);
+    await this.db.kysely
+      .insertInto('callback_secrets')
+      .values({ owner_id: ownerId, secret, created: now })
+      .onConflict((oc) => oc.column('owner_id').doUpdateSet({ secret, created: now }))
+      .execute();
     return { secret, created: now };
   }
 
   /** Callbacks recorded but not yet queued, oldest first. */
-  pendingOutbox(limit: number): OutboxEntry[] {
-    const rows = this.db
-      .prepare('SELECT delivery_id, classifier_id, owner_id, url, body FROM callback_outbox ORDER BY created LIMIT ?')
-      .all(limit) as Array<{ delivery_id: string; classifier_id: string; owner_id: string; url: string; body: string }>;
+  async pendingOutbox(limit: number): Promise<OutboxEntry[]> {
+    const rows = await this.db.kysely
+      .selectFrom('callback_outbox')
+      .select(['delivery_id', 'classifier_id', 'owner_id', 'url', 'body'])
+      .orderBy('created')
+      .limit(limit)
+      .execute();
     return rows.map((r) => ({ deliveryId: r.delivery_id, classifierId: r.classifier_id, ownerId: r.owner_id, url: r.url, body: r.body }));
   }
 
-  removeFromOutbox(deliveryId: string): void {
-    this.db.prepare('DELETE FROM callback_outbox WHERE delivery_id = ?').run(deliveryId);
+  async removeFromOutbox(deliveryId: string): Promise<void> {
+    await this.db.kysely.deleteFrom('callback_outbox').where('delivery_id', '=', deliveryId).execute();
   }
 }

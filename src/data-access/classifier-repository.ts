@@ -1,5 +1,7 @@
 import crypto from 'node:crypto';
-import type { Database } from './database';
+import type { Selectable } from 'kysely';
+import { isStorageUnavailable, type Database, type Queries } from './database';
+import type { Schema } from './schema';
 
 export type ClassifierStatus = 'training' | 'retraining' | 'ready' | 'failed';
 
@@ -85,84 +87,105 @@ export interface TrainingEndPayload {
   created: string;
 }
 
-interface ClassifierRow {
-  id: string;
-  owner_id: string;
-  name: string;
-  status: ClassifierStatus;
-  explanation: string | null;
-  created: string;
-  updated: string;
-  retrained: string | null;
-  generation: number;
-  trained_generation: number;
-  current_version_id: number | null;
+type ClassifierRow = Selectable<Schema['classifiers']>;
+
+/** Rows per multi-row statement: well below either database's bound-parameter cap. */
+const ROWS_PER_STATEMENT = 200;
+
+function chunks<T>(items: T[], size = ROWS_PER_STATEMENT): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+async function classesOf(q: Queries, id: string): Promise<string[]> {
+  const rows = await q.selectFrom('classes').select('name').where('classifier_id', '=', id).orderBy('position').execute();
+  return rows.map((r) => r.name);
+}
+
+async function toRecord(q: Queries, row: ClassifierRow): Promise<ClassifierRecord> {
+  const callback = await q.selectFrom('classifier_callbacks').select('url').where('classifier_id', '=', row.id).executeTakeFirst();
+  return {
+    id: row.id,
+    ownerId: row.owner_id,
+    name: row.name,
+    status: row.status,
+    explanation: row.explanation,
+    created: row.created,
+    updated: row.updated,
+    retrained: row.retrained,
+    generation: row.generation,
+    trainedGeneration: row.trained_generation,
+    currentVersionId: row.current_version_id,
+    classes: await classesOf(q, row.id),
+    callbackUrl: callback?.url ?? null,
+  };
+}
+
+async function findIn(q: Queries, id: string): Promise<ClassifierRecord | undefined> {
+  const row = await q.selectFrom('classifiers').selectAll().where('id', '=', id).executeTakeFirst();
+  return row && toRecord(q, row);
+}
+
+async function findVersionIn(q: Queries, id: number): Promise<VersionRecord | undefined> {
+  const row = await q
+    .selectFrom('versions as v')
+    .leftJoin('pruned_versions as p', 'p.version_id', 'v.id')
+    .selectAll('v')
+    .select('p.pruned')
+    .where('v.id', '=', id)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  return {
+    id: row.id,
+    classifierId: row.classifier_id,
+    generation: row.generation,
+    headFile: row.head_file,
+    classes: JSON.parse(row.classes),
+    packKey: row.pack_key,
+    evaluation: JSON.parse(row.evaluation),
+    examples: row.examples,
+    created: row.created,
+    pruned: row.pruned,
+  };
+}
+
+/** Example ids of the classifier that an activation retired (not in the training set). */
+function retiredIds(q: Queries, classifierId: string) {
+  return q.selectFrom('retired_examples').select('example_id').where('classifier_id', '=', classifierId);
 }
 
 /**
- * Classifiers, their classes, examples and immutable versions, in SQLite. Every change is one
- * IMMEDIATE transaction: it takes the write lock before it reads, so when the API and the worker
- * write at once the later one waits (busy_timeout) instead of failing with SQLITE_BUSY_SNAPSHOT
- * on the upgrade from its read to its write.
+ * Classifiers, their classes, examples and immutable versions, in the service's database (SQLite
+ * or PostgreSQL, see database.ts). Every change is one write transaction holding the write lock
+ * from its first read, so when API processes and workers write at once the later one waits
+ * instead of acting on what it read before the other's change.
  */
 export class ClassifierRepository {
   constructor(private readonly db: Database) {}
 
-  private classesOf(id: string): string[] {
-    return (
-      this.db.prepare('SELECT name FROM classes WHERE classifier_id = ? ORDER BY position').all(id) as Array<{
-        name: string;
-      }>
-    ).map((r) => r.name);
-  }
-
-  private toRecord(row: ClassifierRow): ClassifierRecord {
-    return {
-      id: row.id,
-      ownerId: row.owner_id,
-      name: row.name,
-      status: row.status,
-      explanation: row.explanation,
-      created: row.created,
-      updated: row.updated,
-      retrained: row.retrained,
-      generation: row.generation,
-      trainedGeneration: row.trained_generation,
-      currentVersionId: row.current_version_id,
-      classes: this.classesOf(row.id),
-      callbackUrl:
-        (this.db.prepare('SELECT url FROM classifier_callbacks WHERE classifier_id = ?').get(row.id) as { url: string } | undefined)
-          ?.url ?? null,
-    };
-  }
-
-  find(id: string): ClassifierRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM classifiers WHERE id = ?').get(id) as ClassifierRow | undefined;
-    return row && this.toRecord(row);
+  find(id: string): Promise<ClassifierRecord | undefined> {
+    return findIn(this.db.kysely, id);
   }
 
   /** The classifier if it exists and belongs to the owner; another owner's classifier looks like a missing one. */
-  findOwned(id: string, ownerId: string): ClassifierRecord | undefined {
-    const found = this.find(id);
+  async findOwned(id: string, ownerId: string): Promise<ClassifierRecord | undefined> {
+    const found = await this.find(id);
     return found && found.ownerId === ownerId ? found : undefined;
   }
 
-  listByOwner(ownerId: string): ClassifierRecord[] {
-    const rows = this.db
-      .prepare('SELECT * FROM classifiers WHERE owner_id = ? ORDER BY created, id')
-      .all(ownerId) as ClassifierRow[];
-    return rows.map((r) => this.toRecord(r));
+  async listByOwner(ownerId: string): Promise<ClassifierRecord[]> {
+    const rows = await this.db.kysely.selectFrom('classifiers').selectAll().where('owner_id', '=', ownerId).orderBy('created').orderBy('id').execute();
+    return Promise.all(rows.map((r) => toRecord(this.db.kysely, r)));
   }
 
-  listUnfinished(): ClassifierRecord[] {
-    const rows = this.db
-      .prepare("SELECT * FROM classifiers WHERE status IN ('training', 'retraining')")
-      .all() as ClassifierRow[];
-    return rows.map((r) => this.toRecord(r));
+  async listUnfinished(): Promise<ClassifierRecord[]> {
+    const rows = await this.db.kysely.selectFrom('classifiers').selectAll().where('status', 'in', ['training', 'retraining']).execute();
+    return Promise.all(rows.map((r) => toRecord(this.db.kysely, r)));
   }
 
-  exists(id: string): boolean {
-    return this.db.prepare('SELECT 1 FROM classifiers WHERE id = ?').get(id) !== undefined;
+  async exists(id: string): Promise<boolean> {
+    return (await this.db.kysely.selectFrom('classifiers').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
   }
 
   /**
@@ -170,55 +193,84 @@ export class ClassifierRepository {
    * is never given to a second classifier, so a stale job, head folder or cached head that names
    * it can only ever mean the first one.
    */
-  wasIssued(id: string): boolean {
-    return this.db.prepare('SELECT 1 FROM issued_classifier_ids WHERE id = ?').get(id) !== undefined;
+  async wasIssued(id: string): Promise<boolean> {
+    return (await this.db.kysely.selectFrom('issued_classifier_ids').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
   }
 
-  private addClassesAndExamples(id: string, generation: number, examples: NewExample[], customerId: string | null, now: string) {
-    const nextPosition =
-      (this.db.prepare('SELECT MAX(position) AS p FROM classes WHERE classifier_id = ?').get(id) as { p: number | null })
-        .p ?? -1;
-    const insertClass = this.db.prepare(
-      'INSERT OR IGNORE INTO classes (classifier_id, name, position) VALUES (?, ?, ?)',
-    );
-    let position = nextPosition + 1;
-    for (const name of new Set(examples.map((e) => e.className).filter((c): c is string => c !== null))) {
-      if (insertClass.run(id, name, position).changes > 0) position++;
+  private async addClassesAndExamples(trx: Queries, id: string, generation: number, examples: NewExample[], customerId: string | null, now: string) {
+    const last = await trx
+      .selectFrom('classes')
+      .select((eb) => eb.fn.max('position').as('p'))
+      .where('classifier_id', '=', id)
+      .executeTakeFirst();
+    const known = new Set(await classesOf(trx, id));
+    let position = (last?.p ?? -1) + 1;
+    const newClasses = [...new Set(examples.map((e) => e.className).filter((c): c is string => c !== null && !known.has(c)))];
+    for (const names of chunks(newClasses)) {
+      await trx
+        .insertInto('classes')
+        .values(names.map((name) => ({ classifier_id: id, name, position: position++ })))
+        .execute();
     }
-    const insertExample = this.db.prepare(
-      `INSERT OR IGNORE INTO examples (classifier_id, class_name, image_hash, entry_name, generation, customer_id, created)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    );
-    // An example retired by an activation and sent again joins the training set again.
-    const unretire = this.db.prepare(
-      `DELETE FROM retired_examples WHERE example_id IN
-         (SELECT id FROM examples WHERE classifier_id = ? AND IFNULL(class_name, '') = IFNULL(?, '') AND image_hash = ?)`,
-    );
-    for (const e of examples) {
-      if (insertExample.run(id, e.className, e.imageHash, e.entryName ?? null, generation, customerId, now).changes === 0) {
-        unretire.run(id, e.className, e.imageHash);
-      }
+    for (const batch of chunks(examples)) {
+      const inserted = await trx
+        .insertInto('examples')
+        .values(
+          batch.map((e) => ({
+            classifier_id: id,
+            class_name: e.className,
+            image_hash: e.imageHash,
+            entry_name: e.entryName ?? null,
+            generation,
+            customer_id: customerId,
+            created: now,
+          })),
+        )
+        .onConflict((oc) => oc.doNothing())
+        .returning(['class_name', 'image_hash'])
+        .execute();
+      // An example retired by an activation and sent again joins the training set again.
+      const key = (className: string | null, hash: string) => `${className ?? ''}\u0000${hash}`;
+      const fresh = new Set(inserted.map((r) => key(r.class_name, r.image_hash)));
+      const resent = batch.filter((e) => !fresh.has(key(e.className, e.imageHash)));
+      if (resent.length === 0) continue;
+      const existing = await trx
+        .selectFrom('examples')
+        .select(['id', 'class_name', 'image_hash'])
+        .where('classifier_id', '=', id)
+        .where('image_hash', 'in', resent.map((e) => e.imageHash))
+        .execute();
+      const wanted = new Set(resent.map((e) => key(e.className, e.imageHash)));
+      const ids = existing.filter((r) => wanted.has(key(r.class_name, r.image_hash))).map((r) => r.id);
+      if (ids.length > 0) await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
     }
   }
 
   /** Sets (a URL) or removes (null) the classifier's callback URL; undefined leaves it as it is. */
-  private writeCallbackUrl(id: string, url: string | null | undefined): void {
+  private async writeCallbackUrl(trx: Queries, id: string, url: string | null | undefined): Promise<void> {
     if (url === undefined) return;
-    if (url === null) this.db.prepare('DELETE FROM classifier_callbacks WHERE classifier_id = ?').run(id);
-    else this.db.prepare('INSERT OR REPLACE INTO classifier_callbacks (classifier_id, url) VALUES (?, ?)').run(id, url);
+    if (url === null) {
+      await trx.deleteFrom('classifier_callbacks').where('classifier_id', '=', id).execute();
+    } else {
+      await trx
+        .insertInto('classifier_callbacks')
+        .values({ classifier_id: id, url })
+        .onConflict((oc) => oc.column('classifier_id').doUpdateSet({ url }))
+        .execute();
+    }
   }
 
   /** Changes only the callback URL (an update that sends no examples). Returns undefined if the classifier is gone. */
-  setCallbackUrl(id: string, url: string | null, now: string): ClassifierRecord | undefined {
-    const done = this.db.transaction(() => {
-      if (this.db.prepare('UPDATE classifiers SET updated = ? WHERE id = ?').run(now, id).changes === 0) return false;
-      this.writeCallbackUrl(id, url);
-      return true;
-    }).immediate();
-    return done ? this.find(id) : undefined;
+  async setCallbackUrl(id: string, url: string | null, now: string): Promise<ClassifierRecord | undefined> {
+    return this.db.write(async (trx) => {
+      const updated = await trx.updateTable('classifiers').set({ updated: now }).where('id', '=', id).executeTakeFirst();
+      if (Number(updated.numUpdatedRows) === 0) return undefined;
+      await this.writeCallbackUrl(trx, id, url);
+      return findIn(trx, id);
+    });
   }
 
-  create(input: {
+  async create(input: {
     id: string;
     ownerId: string;
     name: string;
@@ -226,80 +278,84 @@ export class ClassifierRepository {
     customerId: string | null;
     callbackUrl?: string | null;
     now: string;
-  }): ClassifierRecord {
-    this.db.transaction(() => {
-      this.db
-        .prepare('INSERT INTO issued_classifier_ids (id, owner_id, issued) VALUES (?, ?, ?)')
-        .run(input.id, input.ownerId, input.now);
-      this.db
-        .prepare(
-          `INSERT INTO classifiers (id, owner_id, name, status, created, updated, generation, customer_id)
-           VALUES (?, ?, ?, 'training', ?, ?, 1, ?)`,
-        )
-        .run(input.id, input.ownerId, input.name, input.now, input.now, input.customerId);
-      this.addClassesAndExamples(input.id, 1, input.examples, input.customerId, input.now);
-      this.writeCallbackUrl(input.id, input.callbackUrl);
-    }).immediate();
-    return this.find(input.id)!;
+  }): Promise<ClassifierRecord> {
+    return this.db.write(async (trx) => {
+      await trx.insertInto('issued_classifier_ids').values({ id: input.id, owner_id: input.ownerId, issued: input.now }).execute();
+      await trx
+        .insertInto('classifiers')
+        .values({
+          id: input.id,
+          owner_id: input.ownerId,
+          name: input.name,
+          status: 'training',
+          created: input.now,
+          updated: input.now,
+          generation: 1,
+          customer_id: input.customerId,
+          explanation: null,
+          retrained: null,
+          current_version_id: null,
+        })
+        .execute();
+      await this.addClassesAndExamples(trx, input.id, 1, input.examples, input.customerId, input.now);
+      await this.writeCallbackUrl(trx, input.id, input.callbackUrl);
+      return (await findIn(trx, input.id))!;
+    });
   }
 
   /**
    * Accepts more examples for a retrain: bumps the generation and sets the status to
    * `retraining` (or `training` when no version exists yet). Returns undefined if the classifier is gone.
    */
-  addExamples(input: {
+  async addExamples(input: {
     id: string;
     examples: NewExample[];
     customerId: string | null;
     /** Set (a URL) or removed (null) in the same transaction; undefined: unchanged. */
     callbackUrl?: string | null;
     now: string;
-  }): ClassifierRecord | undefined {
-    const done = this.db.transaction(() => {
-      const row = this.db.prepare('SELECT generation, current_version_id FROM classifiers WHERE id = ?').get(input.id) as
-        | { generation: number; current_version_id: number | null }
-        | undefined;
-      if (!row) return false;
+  }): Promise<ClassifierRecord | undefined> {
+    return this.db.write(async (trx) => {
+      const row = await trx.selectFrom('classifiers').select(['generation', 'current_version_id']).where('id', '=', input.id).executeTakeFirst();
+      if (!row) return undefined;
       const generation = row.generation + 1;
-      this.db
-        .prepare(
-          `UPDATE classifiers SET generation = ?, status = ?, explanation = NULL, updated = ? WHERE id = ?`,
-        )
-        .run(generation, row.current_version_id === null ? 'training' : 'retraining', input.now, input.id);
-      this.addClassesAndExamples(input.id, generation, input.examples, input.customerId, input.now);
-      this.writeCallbackUrl(input.id, input.callbackUrl);
-      return true;
-    }).immediate();
-    return done ? this.find(input.id) : undefined;
+      await trx
+        .updateTable('classifiers')
+        .set({ generation, status: row.current_version_id === null ? 'training' : 'retraining', explanation: null, updated: input.now })
+        .where('id', '=', input.id)
+        .execute();
+      await this.addClassesAndExamples(trx, input.id, generation, input.examples, input.customerId, input.now);
+      await this.writeCallbackUrl(trx, input.id, input.callbackUrl);
+      return findIn(trx, input.id);
+    });
   }
 
   /** Everything a training run needs, read in one transaction so examples and generation agree. */
-  trainingSnapshot(id: string): TrainingSnapshot | undefined {
-    return this.db.transaction(() => {
-      const classifier = this.find(id);
+  async trainingSnapshot(id: string): Promise<TrainingSnapshot | undefined> {
+    return this.db.read(async (trx) => {
+      const classifier = await findIn(trx, id);
       if (!classifier) return undefined;
-      const examples = (
-        this.db
-          .prepare(
-            `SELECT id, class_name, image_hash, entry_name FROM examples WHERE classifier_id = ?
-               AND id NOT IN (SELECT example_id FROM retired_examples WHERE classifier_id = ?) ORDER BY id`,
-          )
-          .all(id, id) as Array<{ id: number; class_name: string | null; image_hash: string; entry_name: string | null }>
-      ).map((r) => ({ id: r.id, className: r.class_name, imageHash: r.image_hash, entryName: r.entry_name }));
+      const rows = await trx
+        .selectFrom('examples')
+        .select(['id', 'class_name', 'image_hash', 'entry_name'])
+        .where('classifier_id', '=', id)
+        .where('id', 'not in', retiredIds(trx, id))
+        .orderBy('id')
+        .execute();
+      const examples = rows.map((r) => ({ id: r.id, className: r.class_name, imageHash: r.image_hash, entryName: r.entry_name }));
       return { classifier, examples };
-    })();
+    });
   }
 
   /** How many distinct images the classifier's next version trains on (an image in two classes counts once; retired examples do not). */
-  distinctImageCount(id: string): number {
-    return (
-      this.db
-        .prepare(
-          `SELECT COUNT(DISTINCT image_hash) AS n FROM examples WHERE classifier_id = ?
-             AND id NOT IN (SELECT example_id FROM retired_examples WHERE classifier_id = ?)`,
-        )
-        .get(id, id) as { n: number }
-    ).n;
+  async distinctImageCount(id: string): Promise<number> {
+    const row = await this.db.kysely
+      .selectFrom('examples')
+      .select((eb) => eb.fn.count('image_hash').distinct().as('n'))
+      .where('classifier_id', '=', id)
+      .where('id', 'not in', retiredIds(this.db.kysely, id))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
   }
 
   /**
@@ -310,7 +366,7 @@ export class ClassifierRepository {
    * If more examples arrived while training, the status stays in training until the next run;
    * otherwise a callback, if the classifier has one, is put in the outbox in the same transaction.
    */
-  publishVersion(input: {
+  async publishVersion(input: {
     classifierId: string;
     generation: number;
     headFile: string;
@@ -322,144 +378,97 @@ export class ClassifierRepository {
     /** Ids of the snapshot's examples: the training set this version represents. */
     exampleIds: number[];
     now: string;
-  }): boolean {
-    return this.db.transaction(() => {
-      const row = this.db
-        .prepare('SELECT generation, trained_generation, current_version_id FROM classifiers WHERE id = ?')
-        .get(input.classifierId) as { generation: number; trained_generation: number; current_version_id: number | null } | undefined;
+  }): Promise<boolean> {
+    return this.db.write(async (trx) => {
+      const row = await trx
+        .selectFrom('classifiers')
+        .select(['generation', 'trained_generation', 'current_version_id'])
+        .where('id', '=', input.classifierId)
+        .executeTakeFirst();
       if (!row || input.generation < row.trained_generation) return false;
-      const versionId = Number(
-        this.db
-          .prepare(
-            `INSERT INTO versions (classifier_id, generation, head_file, classes, pack_key, evaluation, examples, created)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-          )
-          .run(
-            input.classifierId,
-            input.generation,
-            input.headFile,
-            JSON.stringify(input.classes),
-            input.packKey,
-            JSON.stringify(input.evaluation),
-            input.examples,
-            input.now,
-          ).lastInsertRowid,
-      );
+      const { id: versionId } = await trx
+        .insertInto('versions')
+        .values({
+          classifier_id: input.classifierId,
+          generation: input.generation,
+          head_file: input.headFile,
+          classes: JSON.stringify(input.classes),
+          pack_key: input.packKey,
+          evaluation: JSON.stringify(input.evaluation),
+          examples: input.examples,
+          created: input.now,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
       // Only examples still there: a customer-data deletion may have removed some during the run.
-      const member = this.db.prepare(
-        `INSERT OR IGNORE INTO version_examples (classifier_id, version_id, example_id)
-         SELECT classifier_id, ?, id FROM examples WHERE id = ? AND classifier_id = ?`,
-      );
-      for (const exampleId of input.exampleIds) member.run(versionId, exampleId, input.classifierId);
+      for (const ids of chunks(input.exampleIds, 500)) {
+        await trx
+          .insertInto('version_examples')
+          .columns(['classifier_id', 'version_id', 'example_id'])
+          .expression((eb) =>
+            eb
+              .selectFrom('examples')
+              .select(['classifier_id', eb.val(versionId).as('version_id'), 'id'])
+              .where('classifier_id', '=', input.classifierId)
+              .where('id', 'in', ids),
+          )
+          .onConflict((oc) => oc.doNothing())
+          .execute();
+      }
       const caughtUp = input.generation >= row.generation;
       const wasRetrain = row.current_version_id !== null;
-      this.db
-        .prepare(
-          `UPDATE classifiers SET current_version_id = ?, trained_generation = ?,
-             status = CASE WHEN ? THEN 'ready' ELSE status END,
-             explanation = CASE WHEN ? THEN NULL ELSE explanation END,
-             retrained = CASE WHEN ? THEN ? ELSE retrained END
-           WHERE id = ?`,
-        )
-        .run(versionId, input.generation, caughtUp ? 1 : 0, caughtUp ? 1 : 0, wasRetrain ? 1 : 0, input.now, input.classifierId);
-      this.recordEvent(input.classifierId, versionId, row.current_version_id, 'trained', input.now);
-      if (caughtUp) this.recordTrainingEnd(input.classifierId, input.now);
+      await trx
+        .updateTable('classifiers')
+        .set({
+          current_version_id: versionId,
+          trained_generation: input.generation,
+          ...(caughtUp ? { status: 'ready' as const, explanation: null } : {}),
+          ...(wasRetrain ? { retrained: input.now } : {}),
+        })
+        .where('id', '=', input.classifierId)
+        .execute();
+      await recordEvent(trx, input.classifierId, versionId, row.current_version_id, 'trained', input.now);
+      if (caughtUp) await recordTrainingEnd(trx, input.classifierId, input.now);
       return true;
-    }).immediate();
+    });
   }
 
   /**
    * Marks a training run as failed unless newer examples arrived meanwhile (then the next run decides).
    * The current version, if any, keeps serving. Returns whether the failure was recorded.
    */
-  markFailed(id: string, generation: number, explanation: string, now: string): boolean {
-    return this.db.transaction(() => {
-      const changed =
-        this.db
-          .prepare(`UPDATE classifiers SET status = 'failed', explanation = ? WHERE id = ? AND generation = ?`)
-          .run(explanation, id, generation).changes > 0;
-      if (changed) this.recordTrainingEnd(id, now);
+  async markFailed(id: string, generation: number, explanation: string, now: string): Promise<boolean> {
+    return this.db.write(async (trx) => {
+      const result = await trx
+        .updateTable('classifiers')
+        .set({ status: 'failed', explanation })
+        .where('id', '=', id)
+        .where('generation', '=', generation)
+        .executeTakeFirst();
+      const changed = Number(result.numUpdatedRows) > 0;
+      if (changed) await recordTrainingEnd(trx, id, now);
       return changed;
-    }).immediate();
+    });
   }
 
-  private recordEvent(classifierId: string, versionId: number, previous: number | null, cause: VersionEvent['cause'], now: string) {
-    this.db
-      .prepare(
-        'INSERT INTO version_events (classifier_id, version_id, previous_version_id, cause, created) VALUES (?, ?, ?, ?, ?)',
-      )
-      .run(classifierId, versionId, previous, cause, now);
+  findVersion(id: number): Promise<VersionRecord | undefined> {
+    return findVersionIn(this.db.kysely, id);
   }
 
-  /** Puts the training-end callback in the outbox, if the classifier has a callback URL (inside the caller's transaction). */
-  private recordTrainingEnd(classifierId: string, now: string): void {
-    const row = this.db
-      .prepare(
-        `SELECT c.owner_id, c.status, c.explanation, c.retrained, c.current_version_id, cb.url
-         FROM classifiers c JOIN classifier_callbacks cb ON cb.classifier_id = c.id WHERE c.id = ?`,
-      )
-      .get(classifierId) as
-      | { owner_id: string; status: ClassifierStatus; explanation: string | null; retrained: string | null; current_version_id: number | null; url: string }
-      | undefined;
-    if (!row || (row.status !== 'ready' && row.status !== 'failed')) return;
-    const payload: TrainingEndPayload = {
-      delivery_id: crypto.randomUUID(),
-      classifier_id: classifierId,
-      status: row.status,
-      version_id: row.current_version_id,
-      explanation: row.status === 'failed' ? row.explanation : null,
-      retrained: row.retrained,
-      created: now,
-    };
-    this.db
-      .prepare('INSERT INTO callback_outbox (delivery_id, classifier_id, owner_id, url, body, created) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(payload.delivery_id, classifierId, row.owner_id, row.url, JSON.stringify(payload), now);
-  }
-
-  findVersion(id: number): VersionRecord | undefined {
-    const row = this.db
-      .prepare('SELECT v.*, p.pruned FROM versions v LEFT JOIN pruned_versions p ON p.version_id = v.id WHERE v.id = ?')
-      .get(id) as
-      | {
-          id: number;
-          classifier_id: string;
-          generation: number;
-          head_file: string;
-          classes: string;
-          pack_key: string;
-          evaluation: string;
-          examples: number;
-          created: string;
-          pruned: string | null;
-        }
-      | undefined;
-    if (!row) return undefined;
-    return {
-      id: row.id,
-      classifierId: row.classifier_id,
-      generation: row.generation,
-      headFile: row.head_file,
-      classes: JSON.parse(row.classes),
-      packKey: row.pack_key,
-      evaluation: JSON.parse(row.evaluation),
-      examples: row.examples,
-      created: row.created,
-      pruned: row.pruned,
-    };
-  }
-
-  listVersions(classifierId: string): VersionRecord[] {
-    const ids = this.db
-      .prepare('SELECT id FROM versions WHERE classifier_id = ? ORDER BY id')
-      .all(classifierId) as Array<{ id: number }>;
-    return ids.map((r) => this.findVersion(r.id)!);
+  async listVersions(classifierId: string): Promise<VersionRecord[]> {
+    const ids = await this.db.kysely.selectFrom('versions').select('id').where('classifier_id', '=', classifierId).orderBy('id').execute();
+    const versions = await Promise.all(ids.map((r) => this.findVersion(r.id)));
+    return versions.filter((v): v is VersionRecord => v !== undefined);
   }
 
   /** Every change of the current version, oldest first. */
-  listVersionEvents(classifierId: string): VersionEvent[] {
-    const rows = this.db
-      .prepare('SELECT version_id, previous_version_id, cause, created FROM version_events WHERE classifier_id = ? ORDER BY id')
-      .all(classifierId) as Array<{ version_id: number; previous_version_id: number | null; cause: VersionEvent['cause']; created: string }>;
+  async listVersionEvents(classifierId: string): Promise<VersionEvent[]> {
+    const rows = await this.db.kysely
+      .selectFrom('version_events')
+      .select(['version_id', 'previous_version_id', 'cause', 'created'])
+      .where('classifier_id', '=', classifierId)
+      .orderBy('id')
+      .execute();
     return rows.map((r) => ({ versionId: r.version_id, previousVersionId: r.previous_version_id, cause: r.cause, created: r.created }));
   }
 
@@ -474,61 +483,70 @@ export class ClassifierRepository {
    * caller queues a run); without, it is `ready` at once. Activating the current version without
    * `discardPending` changes nothing.
    */
-  activateVersion(input: { classifierId: string; versionId: number; discardPending: boolean; now: string }): ActivationResult {
-    return this.db.transaction((): ActivationResult => {
-      const c = this.find(input.classifierId);
+  async activateVersion(input: { classifierId: string; versionId: number; discardPending: boolean; now: string }): Promise<ActivationResult> {
+    return this.db.write(async (trx): Promise<ActivationResult> => {
+      const c = await findIn(trx, input.classifierId);
       if (!c) return { outcome: 'no-classifier' };
-      const version = this.findVersion(input.versionId);
+      const version = await findVersionIn(trx, input.versionId);
       if (!version || version.classifierId !== c.id) return { outcome: 'no-version' };
       if (version.pruned) return { outcome: 'pruned' };
       if (version.id === c.currentVersionId && !input.discardPending) {
         return { outcome: 'unchanged', classifier: c, pendingExamples: 0 };
       }
+      const membersOf = (versionId: number) => trx.selectFrom('version_examples').select('example_id').where('version_id', '=', versionId);
       const pending = input.discardPending
         ? []
-        : (this.db
-            .prepare(
-              `SELECT id, class_name FROM examples WHERE classifier_id = ?
-                 AND id NOT IN (SELECT example_id FROM retired_examples WHERE classifier_id = ?)
-                 AND id NOT IN (SELECT example_id FROM version_examples WHERE version_id = ?) ORDER BY id`,
-            )
-            .all(c.id, c.id, c.currentVersionId ?? -1) as Array<{ id: number; class_name: string | null }>);
+        : await trx
+            .selectFrom('examples')
+            .select(['id', 'class_name'])
+            .where('classifier_id', '=', c.id)
+            .where('id', 'not in', retiredIds(trx, c.id))
+            .where('id', 'not in', membersOf(c.currentVersionId ?? -1))
+            .orderBy('id')
+            .execute();
 
-      this.db
-        .prepare(
-          `INSERT OR IGNORE INTO retired_examples (example_id, classifier_id)
-           SELECT id, classifier_id FROM examples WHERE classifier_id = ?
-             AND id NOT IN (SELECT example_id FROM version_examples WHERE version_id = ?)`,
+      await trx
+        .insertInto('retired_examples')
+        .columns(['example_id', 'classifier_id'])
+        .expression(
+          trx.selectFrom('examples').select(['id', 'classifier_id']).where('classifier_id', '=', c.id).where('id', 'not in', membersOf(version.id)),
         )
-        .run(c.id, version.id);
-      this.db
-        .prepare('DELETE FROM retired_examples WHERE example_id IN (SELECT example_id FROM version_examples WHERE version_id = ?)')
-        .run(version.id);
-      const unretire = this.db.prepare('DELETE FROM retired_examples WHERE example_id = ?');
-      for (const e of pending) unretire.run(e.id);
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+      await trx.deleteFrom('retired_examples').where('example_id', 'in', membersOf(version.id)).execute();
+      for (const ids of chunks(pending.map((e) => e.id), 500)) {
+        await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
+      }
 
       // The classes: the version's, in its order, then those only pending examples have, in their old order.
       const classNames = [...version.classes];
       for (const name of c.classes) {
         if (!classNames.includes(name) && pending.some((e) => e.class_name === name)) classNames.push(name);
       }
-      this.db.prepare('DELETE FROM classes WHERE classifier_id = ?').run(c.id);
-      const insertClass = this.db.prepare('INSERT INTO classes (classifier_id, name, position) VALUES (?, ?, ?)');
-      classNames.forEach((name, position) => insertClass.run(c.id, name, position));
+      await trx.deleteFrom('classes').where('classifier_id', '=', c.id).execute();
+      for (const names of chunks(classNames.map((name, position) => ({ classifier_id: c.id, name, position })))) {
+        await trx.insertInto('classes').values(names).execute();
+      }
 
       // Generation g+1 is "exactly this version's examples", which the version represents; the
       // pending examples, if any, come back as generation g+2, which the next run trains on.
       const trainedGeneration = c.generation + 1;
       const generation = pending.length > 0 ? trainedGeneration + 1 : trainedGeneration;
-      this.db
-        .prepare(
-          `UPDATE classifiers SET current_version_id = ?, generation = ?, trained_generation = ?, status = ?,
-             explanation = NULL, updated = ? WHERE id = ?`,
-        )
-        .run(version.id, generation, trainedGeneration, pending.length > 0 ? 'retraining' : 'ready', input.now, c.id);
-      this.recordEvent(c.id, version.id, c.currentVersionId, 'activated', input.now);
-      return { outcome: 'activated', classifier: this.find(c.id)!, pendingExamples: pending.length };
-    }).immediate();
+      await trx
+        .updateTable('classifiers')
+        .set({
+          current_version_id: version.id,
+          generation,
+          trained_generation: trainedGeneration,
+          status: pending.length > 0 ? 'retraining' : 'ready',
+          explanation: null,
+          updated: input.now,
+        })
+        .where('id', '=', c.id)
+        .execute();
+      await recordEvent(trx, c.id, version.id, c.currentVersionId, 'activated', input.now);
+      return { outcome: 'activated', classifier: (await findIn(trx, c.id))!, pendingExamples: pending.length };
+    });
   }
 
   /**
@@ -538,43 +556,37 @@ export class ClassifierRepository {
    * any more are deleted. Returns the head files to remove and the image hashes those examples
    * referenced (for the image store's garbage collection).
    */
-  pruneVersions(classifierId: string, keep: number, now: string): { headFiles: string[]; imageHashes: string[] } {
-    return this.db.transaction(() => {
-      this.db.prepare('DELETE FROM version_leases WHERE expires <= ?').run(now);
-      const current = (this.db.prepare('SELECT current_version_id FROM classifiers WHERE id = ?').get(classifierId) as
-        | { current_version_id: number | null }
-        | undefined)?.current_version_id;
-      if (current === undefined) return { headFiles: [], imageHashes: [] };
-      const live = this.db
-        .prepare(
-          `SELECT v.id, v.head_file,
-             EXISTS (SELECT 1 FROM version_leases l WHERE l.version_id = v.id) AS leased
-           FROM versions v WHERE v.classifier_id = ?
-             AND v.id NOT IN (SELECT version_id FROM pruned_versions WHERE classifier_id = ?)
-           ORDER BY v.id DESC`,
-        )
-        .all(classifierId, classifierId) as Array<{ id: number; head_file: string; leased: number }>;
-      const doomed = live.slice(keep).filter((v) => v.id !== current && !v.leased);
-      const markPruned = this.db.prepare('INSERT INTO pruned_versions (version_id, classifier_id, pruned) VALUES (?, ?, ?)');
-      const forget = this.db.prepare('DELETE FROM version_examples WHERE version_id = ?');
+  async pruneVersions(classifierId: string, keep: number, now: string): Promise<{ headFiles: string[]; imageHashes: string[] }> {
+    return this.db.write(async (trx) => {
+      await trx.deleteFrom('version_leases').where('expires', '<=', now).execute();
+      const current = await trx.selectFrom('classifiers').select('current_version_id').where('id', '=', classifierId).executeTakeFirst();
+      if (!current) return { headFiles: [], imageHashes: [] };
+      const live = await trx
+        .selectFrom('versions as v')
+        .select(['v.id', 'v.head_file'])
+        .select((eb) => eb.exists(eb.selectFrom('version_leases as l').select('l.id').whereRef('l.version_id', '=', 'v.id')).as('leased'))
+        .where('v.classifier_id', '=', classifierId)
+        .where('v.id', 'not in', trx.selectFrom('pruned_versions').select('version_id').where('classifier_id', '=', classifierId))
+        .orderBy('v.id', 'desc')
+        .execute();
+      const doomed = live.slice(keep).filter((v) => v.id !== current.current_version_id && !Number(v.leased));
       for (const v of doomed) {
-        markPruned.run(v.id, classifierId, now);
-        forget.run(v.id);
+        await trx.insertInto('pruned_versions').values({ version_id: v.id, classifier_id: classifierId, pruned: now }).execute();
+        await trx.deleteFrom('version_examples').where('version_id', '=', v.id).execute();
       }
-      const orphans = this.db
-        .prepare(
-          `SELECT e.id, e.image_hash FROM examples e JOIN retired_examples r ON r.example_id = e.id
-           WHERE r.classifier_id = ? AND NOT EXISTS (SELECT 1 FROM version_examples ve WHERE ve.example_id = e.id)`,
-        )
-        .all(classifierId) as Array<{ id: number; image_hash: string }>;
-      const removeExample = this.db.prepare('DELETE FROM examples WHERE id = ?');
-      const removeRetired = this.db.prepare('DELETE FROM retired_examples WHERE example_id = ?');
-      for (const e of orphans) {
-        removeExample.run(e.id);
-        removeRetired.run(e.id);
+      const orphans = await trx
+        .selectFrom('examples as e')
+        .innerJoin('retired_examples as r', 'r.example_id', 'e.id')
+        .select(['e.id', 'e.image_hash'])
+        .where('r.classifier_id', '=', classifierId)
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('version_examples as ve').select('ve.example_id').whereRef('ve.example_id', '=', 'e.id'))))
+        .execute();
+      for (const ids of chunks(orphans.map((e) => e.id), 500)) {
+        await trx.deleteFrom('examples').where('id', 'in', ids).execute();
+        await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
       }
       return { headFiles: doomed.map((v) => v.head_file), imageHashes: [...new Set(orphans.map((e) => e.image_hash))] };
-    }).immediate();
+    });
   }
 
   /**
@@ -585,65 +597,42 @@ export class ClassifierRepository {
    * versions, unleased: classifying must keep working wherever reading does, and pruning, which
    * must write too, is then just as stuck.
    */
-  resolveAndLease(
+  async resolveAndLease(
     ownerId: string,
     requests: VersionRequest[],
     expires: string,
-  ): { resolved: ResolvedVersion[]; leaseIds: number[] } {
+  ): Promise<{ resolved: ResolvedVersion[]; leaseIds: number[] }> {
     if (requests.length === 0) return { resolved: [], leaseIds: [] };
-    const lease = this.db.prepare('INSERT INTO version_leases (classifier_id, version_id, expires) VALUES (?, ?, ?)');
     try {
-      return this.db
-        .transaction(() => this.resolveVersions(ownerId, requests, (c, v) => Number(lease.run(c, v, expires).lastInsertRowid)))
-        .immediate();
+      return await this.db.write((trx) =>
+        resolveVersions(trx, ownerId, requests, async (classifierId, versionId) => {
+          const { id } = await trx
+            .insertInto('version_leases')
+            .values({ classifier_id: classifierId, version_id: versionId, expires })
+            .returning('id')
+            .executeTakeFirstOrThrow();
+          return id;
+        }),
+      );
     } catch (error) {
       if (!isStorageUnavailable(error)) throw error;
-      return this.db.transaction(() => this.resolveVersions(ownerId, requests))();
+      return this.db.read((trx) => resolveVersions(trx, ownerId, requests));
     }
   }
 
-  private resolveVersions(
-    ownerId: string,
-    requests: VersionRequest[],
-    lease?: (classifierId: string, versionId: number) => number,
-  ): { resolved: ResolvedVersion[]; leaseIds: number[] } {
-    const leaseIds: number[] = [];
-    const resolved = requests.map((r): ResolvedVersion => {
-      const classifier = this.findOwned(r.classifierId, ownerId);
-      if (!classifier) return { outcome: 'no-classifier' };
-      const versionId = r.versionId ?? classifier.currentVersionId;
-      if (versionId === null) return { outcome: 'not-trained', classifier };
-      const version = this.findVersion(versionId);
-      if (!version || version.classifierId !== classifier.id) return { outcome: 'no-version', classifier };
-      if (version.pruned) return { outcome: 'pruned', classifier };
-      if (lease) leaseIds.push(lease(classifier.id, version.id));
-      return { outcome: 'ok', classifier, version };
-    });
-    return { resolved, leaseIds };
-  }
-
   /** Ends a request's leases. One that cannot be deleted now (a full disk) simply expires. */
-  releaseLeases(leaseIds: number[]): void {
+  async releaseLeases(leaseIds: number[]): Promise<void> {
     if (leaseIds.length === 0) return;
-    const release = this.db.prepare('DELETE FROM version_leases WHERE id = ?');
     try {
-      this.db.transaction(() => leaseIds.forEach((id) => release.run(id)))();
+      await this.db.kysely.deleteFrom('version_leases').where('id', 'in', leaseIds).execute();
     } catch (error) {
       if (!isStorageUnavailable(error)) throw error;
     }
   }
 
   /** Deletes the classifier with its classes, examples and versions. Returns the image hashes it referenced. */
-  delete(id: string): { deleted: boolean; imageHashes: string[] } {
-    return this.db.transaction(() => {
-      const hashes = (
-        this.db.prepare('SELECT DISTINCT image_hash FROM examples WHERE classifier_id = ?').all(id) as Array<{
-          image_hash: string;
-        }>
-      ).map((r) => r.image_hash);
-      const deleted = this.db.prepare('DELETE FROM classifiers WHERE id = ?').run(id).changes > 0;
-      return { deleted, imageHashes: hashes };
-    }).immediate();
+  async delete(id: string): Promise<{ deleted: boolean; imageHashes: string[] }> {
+    return this.db.write((trx) => deleteIn(trx, id));
   }
 
   /**
@@ -651,51 +640,56 @@ export class ClassifierRepository {
    * with it entirely; elsewhere its examples, and classes left without examples. Classifiers that
    * lost examples move to (re)training, so no served version keeps learning from them for long.
    */
-  deleteCustomerData(ownerId: string, customerId: string, now: string): {
+  async deleteCustomerData(ownerId: string, customerId: string, now: string): Promise<{
     deletedClassifiers: string[];
     retrainClassifiers: string[];
     imageHashes: string[];
-  } {
-    return this.db.transaction(() => {
+  }> {
+    return this.db.write(async (trx) => {
       const deletedClassifiers = (
-        this.db.prepare('SELECT id FROM classifiers WHERE owner_id = ? AND customer_id = ?').all(ownerId, customerId) as Array<{ id: string }>
+        await trx.selectFrom('classifiers').select('id').where('owner_id', '=', ownerId).where('customer_id', '=', customerId).execute()
       ).map((r) => r.id);
       const hashes = new Set<string>();
-      for (const id of deletedClassifiers) this.delete(id).imageHashes.forEach((h) => hashes.add(h));
+      for (const id of deletedClassifiers) (await deleteIn(trx, id)).imageHashes.forEach((h) => hashes.add(h));
 
-      const labelled = this.db
-        .prepare(
-          `SELECT e.id, e.classifier_id, e.image_hash FROM examples e JOIN classifiers c ON c.id = e.classifier_id
-           WHERE c.owner_id = ? AND e.customer_id = ?`,
-        )
-        .all(ownerId, customerId) as Array<{ id: number; classifier_id: string; image_hash: string }>;
-      const removeExample = this.db.prepare('DELETE FROM examples WHERE id = ?');
-      const removeMembership = this.db.prepare('DELETE FROM version_examples WHERE example_id = ?');
-      const removeRetired = this.db.prepare('DELETE FROM retired_examples WHERE example_id = ?');
-      for (const e of labelled) {
-        removeExample.run(e.id);
-        removeMembership.run(e.id);
-        removeRetired.run(e.id);
-        hashes.add(e.image_hash);
+      const labelled = await trx
+        .selectFrom('examples as e')
+        .innerJoin('classifiers as c', 'c.id', 'e.classifier_id')
+        .select(['e.id', 'e.classifier_id', 'e.image_hash'])
+        .where('c.owner_id', '=', ownerId)
+        .where('e.customer_id', '=', customerId)
+        .execute();
+      for (const ids of chunks(labelled.map((e) => e.id), 500)) {
+        await trx.deleteFrom('examples').where('id', 'in', ids).execute();
+        await trx.deleteFrom('version_examples').where('example_id', 'in', ids).execute();
+        await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
       }
+      labelled.forEach((e) => hashes.add(e.image_hash));
       const retrainClassifiers = [...new Set(labelled.map((e) => e.classifier_id))];
       for (const id of retrainClassifiers) {
-        this.db
-          .prepare(
-            `DELETE FROM classes WHERE classifier_id = ? AND name NOT IN
-               (SELECT DISTINCT class_name FROM examples WHERE classifier_id = ? AND class_name IS NOT NULL)`,
+        await trx
+          .deleteFrom('classes')
+          .where('classifier_id', '=', id)
+          .where(
+            'name',
+            'not in',
+            trx.selectFrom('examples').select('class_name').distinct().where('classifier_id', '=', id).where('class_name', 'is not', null).$narrowType<{ class_name: string }>(),
           )
-          .run(id, id);
-        this.db
-          .prepare(
-            `UPDATE classifiers SET generation = generation + 1, updated = ?, explanation = NULL,
-               status = CASE WHEN current_version_id IS NULL THEN 'training' ELSE 'retraining' END
-             WHERE id = ?`,
-          )
-          .run(now, id);
+          .execute();
+        const row = await trx.selectFrom('classifiers').select(['generation', 'current_version_id']).where('id', '=', id).executeTakeFirstOrThrow();
+        await trx
+          .updateTable('classifiers')
+          .set({
+            generation: row.generation + 1,
+            updated: now,
+            explanation: null,
+            status: row.current_version_id === null ? 'training' : 'retraining',
+          })
+          .where('id', '=', id)
+          .execute();
       }
       return { deletedClassifiers, retrainClassifiers, imageHashes: [...hashes] };
-    }).immediate();
+    });
   }
 
   /**
@@ -703,31 +697,91 @@ export class ClassifierRepository {
    * retraining (generation bumped, so a run retrains them from their stored examples); their current
    * version keeps serving until the new one is published. Returns their ids.
    */
-  markStalePackForRetraining(packKey: string): string[] {
-    return this.db.transaction(() => {
-      const stale = (
-        this.db
-          .prepare(
-            `SELECT c.id FROM classifiers c JOIN versions v ON v.id = c.current_version_id
-             WHERE c.status = 'ready' AND v.pack_key != ?`,
-          )
-          .all(packKey) as Array<{ id: string }>
-      ).map((r) => r.id);
-      const bump = this.db.prepare(`UPDATE classifiers SET generation = generation + 1, status = 'retraining', explanation = NULL WHERE id = ?`);
-      for (const id of stale) bump.run(id);
-      return stale;
-    })();
-  }
-
-  /** Of the given hashes, those no example references any more. */
-  unreferencedImages(hashes: string[]): string[] {
-    const stmt = this.db.prepare('SELECT 1 FROM examples WHERE image_hash = ? LIMIT 1');
-    return hashes.filter((h) => stmt.get(h) === undefined);
+  async markStalePackForRetraining(packKey: string): Promise<string[]> {
+    return this.db.write(async (trx) => {
+      const stale = await trx
+        .selectFrom('classifiers as c')
+        .innerJoin('versions as v', 'v.id', 'c.current_version_id')
+        .select(['c.id', 'c.generation'])
+        .where('c.status', '=', 'ready')
+        .where('v.pack_key', '!=', packKey)
+        .execute();
+      for (const c of stale) {
+        await trx
+          .updateTable('classifiers')
+          .set({ generation: c.generation + 1, status: 'retraining', explanation: null })
+          .where('id', '=', c.id)
+          .execute();
+      }
+      return stale.map((c) => c.id);
+    });
   }
 }
 
-/** SQLite cannot write right now (full disk, I/O error, read-only, lock held past the busy timeout). */
-function isStorageUnavailable(error: unknown): boolean {
-  const code = String((error as { code?: unknown })?.code ?? '');
-  return code === 'SQLITE_FULL' || code === 'SQLITE_BUSY' || code === 'SQLITE_READONLY' || code.startsWith('SQLITE_IOERR');
+async function resolveVersions(
+  q: Queries,
+  ownerId: string,
+  requests: VersionRequest[],
+  lease?: (classifierId: string, versionId: number) => Promise<number>,
+): Promise<{ resolved: ResolvedVersion[]; leaseIds: number[] }> {
+  const leaseIds: number[] = [];
+  const resolved: ResolvedVersion[] = [];
+  for (const r of requests) {
+    const found = await findIn(q, r.classifierId);
+    const classifier = found && found.ownerId === ownerId ? found : undefined;
+    if (!classifier) {
+      resolved.push({ outcome: 'no-classifier' });
+      continue;
+    }
+    const versionId = r.versionId ?? classifier.currentVersionId;
+    if (versionId === null) {
+      resolved.push({ outcome: 'not-trained', classifier });
+      continue;
+    }
+    const version = await findVersionIn(q, versionId);
+    if (!version || version.classifierId !== classifier.id) resolved.push({ outcome: 'no-version', classifier });
+    else if (version.pruned) resolved.push({ outcome: 'pruned', classifier });
+    else {
+      if (lease) leaseIds.push(await lease(classifier.id, version.id));
+      resolved.push({ outcome: 'ok', classifier, version });
+    }
+  }
+  return { resolved, leaseIds };
+}
+
+async function deleteIn(trx: Queries, id: string): Promise<{ deleted: boolean; imageHashes: string[] }> {
+  const hashes = (await trx.selectFrom('examples').select('image_hash').distinct().where('classifier_id', '=', id).execute()).map((r) => r.image_hash);
+  const result = await trx.deleteFrom('classifiers').where('id', '=', id).executeTakeFirst();
+  return { deleted: Number(result.numDeletedRows) > 0, imageHashes: hashes };
+}
+
+async function recordEvent(trx: Queries, classifierId: string, versionId: number, previous: number | null, cause: VersionEvent['cause'], now: string) {
+  await trx
+    .insertInto('version_events')
+    .values({ classifier_id: classifierId, version_id: versionId, previous_version_id: previous, cause, created: now })
+    .execute();
+}
+
+/** Puts the training-end callback in the outbox, if the classifier has a callback URL (inside the caller's transaction). */
+async function recordTrainingEnd(trx: Queries, classifierId: string, now: string): Promise<void> {
+  const row = await trx
+    .selectFrom('classifiers as c')
+    .innerJoin('classifier_callbacks as cb', 'cb.classifier_id', 'c.id')
+    .select(['c.owner_id', 'c.status', 'c.explanation', 'c.retrained', 'c.current_version_id', 'cb.url'])
+    .where('c.id', '=', classifierId)
+    .executeTakeFirst();
+  if (!row || (row.status !== 'ready' && row.status !== 'failed')) return;
+  const payload: TrainingEndPayload = {
+    delivery_id: crypto.randomUUID(),
+    classifier_id: classifierId,
+    status: row.status,
+    version_id: row.current_version_id,
+    explanation: row.status === 'failed' ? row.explanation : null,
+    retrained: row.retrained,
+    created: now,
+  };
+  await trx
+    .insertInto('callback_outbox')
+    .values({ delivery_id: payload.delivery_id, classifier_id: classifierId, owner_id: row.owner_id, url: row.url, body: JSON.stringify(payload), created: now })
+    .execute();
 }

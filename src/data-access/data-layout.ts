@@ -4,7 +4,6 @@ import path from 'node:path';
 export function dataLayout(dataDir: string) {
   return {
     database: path.join(dataDir, 'service.sqlite'),
-    embeddingCache: path.join(dataDir, 'embeddings.sqlite'),
     images: path.join(dataDir, 'images'),
     heads: path.join(dataDir, 'heads'),
     tmp: path.join(dataDir, 'tmp'),

@@ -2,243 +2,240 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-
-export type Database = BetterSqlite3.Database;
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import { KYSELY_MANAGED_USER_VERSION, LEGACY_SQLITE_STEPS, migrationProvider } from './migrations';
+import type { Schema } from './schema';
 
 /** The database was written by a newer release: starting would half-understand it. */
 export class DatabaseSchemaError extends Error {}
 
+/** The database named by DATABASE_URL cannot be reached or refuses us (down, wrong host, password or name). */
+export class DatabaseUnavailableError extends Error {}
+
+export type Dialect = 'sqlite' | 'postgres';
+/** A query builder: the database itself, or one transaction's connection. */
+export type Queries = Kysely<Schema>;
+
+/** Arbitrary constant key of the advisory lock every PostgreSQL write transaction takes. */
+const WRITE_LOCK_KEY = 0x5756_5233; // "WVR3"
+
 /**
- * Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
- * Append new steps, never edit old ones.
+ * The service's metadata store: the embedded SQLite file under DATA_DIR, or PostgreSQL when
+ * DATABASE_URL names one. Both are reached through Kysely with the same schema and migrations,
+ * and keep the same guarantee: every change is one transaction that holds the database's write
+ * lock from its first read (SQLite `BEGIN IMMEDIATE`; on PostgreSQL an advisory transaction lock
+ * every write transaction takes), so changes apply one after another across all processes of the
+ * instance, on any machine, exactly as they did with one process.
  */
-const migrations: string[] = [
-  `
-  CREATE TABLE owners (
-    id TEXT PRIMARY KEY,
-    created TEXT NOT NULL
-  );
-  CREATE TABLE api_keys (
-    id INTEGER PRIMARY KEY,
-    owner_id TEXT NOT NULL REFERENCES owners(id),
-    key_hash TEXT NOT NULL UNIQUE,
-    key_prefix TEXT NOT NULL,
-    source TEXT NOT NULL CHECK (source IN ('env', 'generated', 'cli')),
-    created TEXT NOT NULL,
-    revoked TEXT
-  );
-  CREATE TABLE classifiers (
-    id TEXT PRIMARY KEY,
-    owner_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('training', 'retraining', 'ready', 'failed')),
-    explanation TEXT,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL,
-    retrained TEXT,
-    generation INTEGER NOT NULL,
-    trained_generation INTEGER NOT NULL DEFAULT 0,
-    current_version_id INTEGER,
-    customer_id TEXT
-  );
-  CREATE INDEX classifiers_owner ON classifiers(owner_id);
-  CREATE TABLE classes (
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    PRIMARY KEY (classifier_id, name)
-  );
-  CREATE TABLE examples (
-    id INTEGER PRIMARY KEY,
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    class_name TEXT,
-    image_hash TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    customer_id TEXT,
-    created TEXT NOT NULL
-  );
-  CREATE UNIQUE INDEX examples_unique ON examples(classifier_id, IFNULL(class_name, ''), image_hash);
-  CREATE INDEX examples_hash ON examples(image_hash);
-  CREATE TABLE versions (
-    id INTEGER PRIMARY KEY,
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    generation INTEGER NOT NULL,
-    head_file TEXT NOT NULL,
-    classes TEXT NOT NULL,
-    pack_key TEXT NOT NULL,
-    evaluation TEXT NOT NULL,
-    examples INTEGER NOT NULL,
-    created TEXT NOT NULL
-  );
-  CREATE INDEX versions_classifier ON versions(classifier_id);
-  `,
-  `
-  CREATE TABLE secrets (
-    name TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-  );
-  `,
-  // Ids that caches, files, jobs, tokens and clients hold must never name something else later:
-  // a plain INTEGER PRIMARY KEY hands the largest id out again once its row is deleted, so these
-  // tables are rebuilt with AUTOINCREMENT, and every classifier id ever issued is kept.
-  `
-  CREATE TABLE versions_autoincrement (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    generation INTEGER NOT NULL,
-    head_file TEXT NOT NULL,
-    classes TEXT NOT NULL,
-    pack_key TEXT NOT NULL,
-    evaluation TEXT NOT NULL,
-    examples INTEGER NOT NULL,
-    created TEXT NOT NULL
-  );
-  INSERT INTO versions_autoincrement SELECT id, classifier_id, generation, head_file, classes, pack_key, evaluation, examples, created FROM versions;
-  DROP TABLE versions;
-  ALTER TABLE versions_autoincrement RENAME TO versions;
-  CREATE INDEX versions_classifier ON versions(classifier_id);
+export class Database {
+  private constructor(
+    readonly kysely: Kysely<Schema>,
+    readonly dialect: Dialect,
+    /** Where the data is, for messages (never with a password). */
+    readonly location: string,
+    /** What tells this database apart from a copy of it (see instance-identity.ts). */
+    readonly fingerprint: string,
+  ) {}
 
-  CREATE TABLE examples_autoincrement (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    class_name TEXT,
-    image_hash TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    customer_id TEXT,
-    created TEXT NOT NULL
-  );
-  INSERT INTO examples_autoincrement SELECT id, classifier_id, class_name, image_hash, generation, customer_id, created FROM examples;
-  DROP TABLE examples;
-  ALTER TABLE examples_autoincrement RENAME TO examples;
-  CREATE UNIQUE INDEX examples_unique ON examples(classifier_id, IFNULL(class_name, ''), image_hash);
-  CREATE INDEX examples_hash ON examples(image_hash);
+  /**
+   * Opens (and migrates) the database: PostgreSQL if `databaseUrl` is set, else the SQLite file.
+   * Any number of processes may open the same database at once; the first migrates it.
+   * @throws DatabaseUnavailableError when PostgreSQL cannot be reached or refuses the login
+   * @throws DatabaseSchemaError when a newer release wrote the schema
+   */
+  static async open(target: { databaseUrl?: string; sqliteFile: string }): Promise<Database> {
+    return target.databaseUrl ? openPostgres(target.databaseUrl) : openSqlite(target.sqliteFile);
+  }
 
-  CREATE TABLE api_keys_autoincrement (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner_id TEXT NOT NULL REFERENCES owners(id),
-    key_hash TEXT NOT NULL UNIQUE,
-    key_prefix TEXT NOT NULL,
-    source TEXT NOT NULL CHECK (source IN ('env', 'generated', 'cli')),
-    created TEXT NOT NULL,
-    revoked TEXT
-  );
-  INSERT INTO api_keys_autoincrement SELECT id, owner_id, key_hash, key_prefix, source, created, revoked FROM api_keys;
-  DROP TABLE api_keys;
-  ALTER TABLE api_keys_autoincrement RENAME TO api_keys;
+  /**
+   * Runs `work` as one write transaction holding the write lock from its start (see the class
+   * note). `work` must use only the `trx` it is given, never this Database: the SQLite connection
+   * is taken for the whole transaction.
+   */
+  async write<T>(work: (trx: Queries) => Promise<T>): Promise<T> {
+    if (this.dialect === 'postgres') {
+      return this.kysely.transaction().execute(async (trx) => {
+        await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
+        return work(trx);
+      });
+    }
+    return this.kysely.connection().execute(async (conn) => {
+      await sql`BEGIN IMMEDIATE`.execute(conn);
+      try {
+        const result = await work(conn);
+        await sql`COMMIT`.execute(conn);
+        return result;
+      } catch (error) {
+        await sql`ROLLBACK`.execute(conn).catch(() => undefined);
+        throw error;
+      }
+    });
+  }
 
-  CREATE TABLE issued_classifier_ids (
-    id TEXT PRIMARY KEY,
-    owner_id TEXT NOT NULL,
-    issued TEXT NOT NULL
-  );
-  INSERT INTO issued_classifier_ids SELECT id, owner_id, created FROM classifiers;
+  /** Runs `work` on one consistent snapshot (reads only). */
+  async read<T>(work: (trx: Queries) => Promise<T>): Promise<T> {
+    if (this.dialect === 'postgres') {
+      return this.kysely.transaction().setIsolationLevel('repeatable read').setAccessMode('read only').execute(work);
+    }
+    return this.kysely.transaction().execute(work);
+  }
 
-  CREATE TABLE instance (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    id TEXT NOT NULL,
-    created TEXT NOT NULL
-  );
-  `,
-  // Versions you can use, and training-end callbacks. Side tables only (each cascades from its
-  // classifier), so the versions and examples tables keep their shape whatever rebuilds them.
-  `
-  CREATE TABLE version_examples (
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    version_id INTEGER NOT NULL,
-    example_id INTEGER NOT NULL,
-    PRIMARY KEY (version_id, example_id)
-  ) WITHOUT ROWID;
-  CREATE INDEX version_examples_example ON version_examples(example_id);
-  CREATE INDEX version_examples_classifier ON version_examples(classifier_id);
-  CREATE TABLE retired_examples (
-    example_id INTEGER PRIMARY KEY,
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE
-  );
-  CREATE INDEX retired_examples_classifier ON retired_examples(classifier_id);
-  CREATE TABLE version_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    version_id INTEGER NOT NULL,
-    previous_version_id INTEGER,
-    cause TEXT NOT NULL CHECK (cause IN ('trained', 'activated')),
-    created TEXT NOT NULL
-  );
-  CREATE INDEX version_events_classifier ON version_events(classifier_id);
-  CREATE TABLE pruned_versions (
-    version_id INTEGER PRIMARY KEY,
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    pruned TEXT NOT NULL
-  );
-  CREATE INDEX pruned_versions_classifier ON pruned_versions(classifier_id);
-  CREATE TABLE version_leases (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    version_id INTEGER NOT NULL,
-    expires TEXT NOT NULL
-  );
-  CREATE INDEX version_leases_version ON version_leases(version_id);
-  CREATE INDEX version_leases_classifier ON version_leases(classifier_id);
-  CREATE TABLE classifier_callbacks (
-    classifier_id TEXT PRIMARY KEY REFERENCES classifiers(id) ON DELETE CASCADE,
-    url TEXT NOT NULL
-  );
-  CREATE TABLE callback_secrets (
-    owner_id TEXT PRIMARY KEY,
-    secret TEXT NOT NULL,
-    created TEXT NOT NULL
-  );
-  CREATE TABLE callback_outbox (
-    delivery_id TEXT PRIMARY KEY,
-    classifier_id TEXT NOT NULL REFERENCES classifiers(id) ON DELETE CASCADE,
-    owner_id TEXT NOT NULL,
-    url TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created TEXT NOT NULL
-  );
-  CREATE INDEX callback_outbox_classifier ON callback_outbox(classifier_id);
-  -- Until now every published version became current and trained on every example of its
-  -- generation or earlier: record that, so existing versions can be activated and listed.
-  INSERT INTO version_examples (classifier_id, version_id, example_id)
-    SELECT v.classifier_id, v.id, e.id FROM versions v JOIN examples e
-      ON e.classifier_id = v.classifier_id AND e.generation <= v.generation;
-  INSERT INTO version_events (classifier_id, version_id, previous_version_id, cause, created)
-    SELECT v.classifier_id, v.id,
-      (SELECT MAX(p.id) FROM versions p WHERE p.classifier_id = v.classifier_id AND p.id < v.id), 'trained', v.created
-    FROM versions v ORDER BY v.id;
-  `,
-  // The entry's name in the uploaded zip, so a training failure can name the file (NULL for older rows).
-  `
-  ALTER TABLE examples ADD COLUMN entry_name TEXT;
-  `,
-];
+  async close(): Promise<void> {
+    await this.kysely.destroy();
+  }
 
-export function openDatabase(file: string): Database {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const db = new BetterSqlite3(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  // API and worker are separate processes writing the same file: wait for the lock instead of failing.
-  db.pragma('busy_timeout = 5000');
-  migrate(db);
-  return db;
+  /** @internal used by open */
+  static create(kysely: Kysely<Schema>, dialect: Dialect, location: string, fingerprint: string): Database {
+    return new Database(kysely, dialect, location, fingerprint);
+  }
 }
 
-function migrate(db: Database): void {
-  // IMMEDIATE takes the write lock before reading the version, so two processes starting together migrate once.
-  db.transaction(() => {
-    const applied = db.pragma('user_version', { simple: true }) as number;
-    if (applied > migrations.length) {
-      throw new DatabaseSchemaError(
-        `The database has schema version ${applied}, newer than this release knows (${migrations.length}). Run the release that wrote it, or a newer one.`,
+/** Opens the SQLite file, bringing a file of an older release up to date first. */
+async function openSqlite(file: string): Promise<Database> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const raw = new BetterSqlite3(file);
+  raw.pragma('journal_mode = WAL');
+  raw.pragma('synchronous = NORMAL');
+  raw.pragma('foreign_keys = ON');
+  // Several processes write the same file: wait for the lock instead of failing.
+  raw.pragma('busy_timeout = 5000');
+  const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: raw }) });
+  try {
+    // One IMMEDIATE transaction around every step, so processes starting together migrate once.
+    raw.exec('BEGIN IMMEDIATE');
+    try {
+      const applied = raw.pragma('user_version', { simple: true }) as number;
+      if (applied > KYSELY_MANAGED_USER_VERSION) throw newerSchema(`schema version ${applied}`);
+      if (applied > 0 && applied < LEGACY_SQLITE_STEPS.length) {
+        for (let step = applied; step < LEGACY_SQLITE_STEPS.length; step++) raw.exec(LEGACY_SQLITE_STEPS[step]);
+      }
+      await runMigrations(kysely, 'sqlite', { disableTransactions: true });
+      // Only when it changes: an unchanged database must open without writing (a full disk).
+      if (applied !== KYSELY_MANAGED_USER_VERSION) raw.pragma(`user_version = ${KYSELY_MANAGED_USER_VERSION}`);
+      raw.exec('COMMIT');
+    } catch (error) {
+      if (raw.inTransaction) raw.exec('ROLLBACK');
+      throw error;
+    }
+    await importLegacyEmbeddingCache(raw, path.join(path.dirname(file), 'embeddings.sqlite'));
+    return Database.create(kysely, 'sqlite', file, `sqlite:inode:${fs.statSync(file).ino}`);
+  } catch (error) {
+    await kysely.destroy();
+    throw error;
+  }
+}
+
+async function openPostgres(url: string): Promise<Database> {
+  const location = redact(url);
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000 });
+  // An idle client losing its server (a PostgreSQL restart) must not crash the process.
+  pool.on('error', () => undefined);
+  const kysely = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    try {
+      await sql`SELECT 1`.execute(kysely);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new DatabaseUnavailableError(
+        `Cannot use the PostgreSQL database ${location} (${reason}). Check DATABASE_URL (host, port, user, password, database name) and that the server is running and accepts connections from here.`,
       );
     }
-    for (let step = applied; step < migrations.length; step++) db.exec(migrations[step]);
-    if (applied < migrations.length) db.pragma(`user_version = ${migrations.length}`);
-    // The instance's identity is made with its database and never changes (see instance-identity.ts).
-    db.prepare('INSERT OR IGNORE INTO instance (singleton, id, created) VALUES (1, ?, ?)').run(
-      crypto.randomUUID(),
-      new Date().toISOString(),
-    );
-  }).immediate();
+    await runMigrations(kysely, 'postgres', { disableTransactions: false });
+    return Database.create(kysely, 'postgres', location, await postgresFingerprint(kysely));
+  } catch (error) {
+    await kysely.destroy();
+    throw error;
+  }
+}
+
+/** Runs the Kysely migrations, refusing a database that a newer release migrated further. */
+async function runMigrations(kysely: Kysely<Schema>, dialect: Dialect, options: { disableTransactions: boolean }): Promise<void> {
+  const provider = migrationProvider(dialect);
+  const migrator = new Migrator({ db: kysely, provider, disableTransactions: options.disableTransactions });
+  const unknown = await appliedUnknown(kysely, provider.names);
+  if (unknown.length > 0) throw newerSchema(`migrations ${unknown.join(', ')}`);
+  const { error } = await migrator.migrateToLatest();
+  if (error) throw error;
+  // The instance's identity is made with its database and never changes (see instance-identity.ts).
+  await kysely
+    .insertInto('instance')
+    .values({ singleton: 1, id: crypto.randomUUID(), created: new Date().toISOString() })
+    .onConflict((oc) => oc.column('singleton').doNothing())
+    .execute();
+}
+
+async function appliedUnknown(kysely: Kysely<Schema>, known: string[]): Promise<string[]> {
+  const tables = await kysely.introspection.getTables({ withInternalKyselyTables: true });
+  if (!tables.some((t) => t.name === 'kysely_migration')) return [];
+  const rows = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(kysely);
+  return rows.rows.map((r) => r.name).filter((name) => !known.includes(name));
+}
+
+function newerSchema(what: string): DatabaseSchemaError {
+  return new DatabaseSchemaError(
+    `The database has ${what}, newer than this release knows. Run the release that wrote it, or a newer one.`,
+  );
+}
+
+/**
+ * The embedding cache used to be a SQLite file of its own: its embeddings move into the database
+ * once (a cache, so a failure only costs re-embedding), and the file goes.
+ */
+async function importLegacyEmbeddingCache(raw: BetterSqlite3.Database, file: string): Promise<void> {
+  if (!fs.existsSync(file)) return;
+  try {
+    raw.prepare('ATTACH DATABASE ? AS legacy_cache').run(file);
+    try {
+      raw.exec('BEGIN IMMEDIATE');
+      raw.exec('INSERT OR IGNORE INTO embeddings (hash, pack_key, vector) SELECT hash, pack_key, vector FROM legacy_cache.embeddings');
+      raw.exec('COMMIT');
+    } finally {
+      if (raw.inTransaction) raw.exec('ROLLBACK');
+      raw.exec('DETACH DATABASE legacy_cache');
+    }
+  } catch {
+    // Another process imported it first, or it was not a cache file: it is only a cache.
+  }
+  for (const suffix of ['', '-wal', '-shm']) fs.rmSync(file + suffix, { force: true });
+}
+
+/**
+ * PostgreSQL's identity of this database: the cluster's system identifier (where the role may read
+ * it) and the database's OID and name. A restored dump gets another OID or cluster.
+ */
+async function postgresFingerprint(kysely: Kysely<Schema>): Promise<string> {
+  const db = await sql<{ name: string; oid: string }>`
+    SELECT current_database() AS name, (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS oid`.execute(kysely);
+  const cluster = await sql<{ id: string }>`SELECT system_identifier::text AS id FROM pg_control_system()`
+    .execute(kysely)
+    .then((r) => r.rows[0]?.id ?? 'unknown')
+    .catch(() => 'unknown');
+  return `postgres:${cluster}:${db.rows[0].oid}:${db.rows[0].name}`;
+}
+
+/** The URL without its password, for messages and logs. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(an unparseable DATABASE_URL)';
+  }
+}
+
+/** The write failed because the store cannot write now (full disk, read-only, lock held too long); reading may still work. */
+export function isStorageUnavailable(error: unknown): boolean {
+  const code = String((error as { code?: unknown })?.code ?? '');
+  return (
+    code === 'SQLITE_FULL' ||
+    code === 'SQLITE_BUSY' ||
+    code === 'SQLITE_READONLY' ||
+    code.startsWith('SQLITE_IOERR') ||
+    // PostgreSQL: disk_full, read_only_sql_transaction, lock_not_available
+    code === '53100' ||
+    code === '25006' ||
+    code === '55P03'
+  );
 }

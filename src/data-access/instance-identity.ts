@@ -1,5 +1,6 @@
-import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import IORedis from 'ioredis';
 import type { Database } from './database';
 
@@ -8,8 +9,9 @@ import type { Database } from './database';
  * (see the `instance` table) and never changes, so every process on the same database, on any
  * machine, is the same instance, and two databases are two instances.
  */
-export function readInstanceId(db: Database): string {
-  return (db.prepare('SELECT id FROM instance WHERE singleton = 1').get() as { id: string }).id;
+export async function readInstanceId(db: Database): Promise<string> {
+  const row = await db.kysely.selectFrom('instance').select('id').where('singleton', '=', 1).executeTakeFirstOrThrow();
+  return row.id;
 }
 
 /**
@@ -19,14 +21,6 @@ export function readInstanceId(db: Database): string {
  */
 export function queueNamespace(queuePrefix: string, instanceId: string): string {
   return `${queuePrefix}:${instanceId}`;
-}
-
-/**
- * What tells two copies of one database apart: the SQLite file's inode. A copy (cp, a restored
- * backup) gets a new one; every process opening the same file, also over NFS, sees the same one.
- */
-export function databaseFingerprint(databaseFile: string): string {
-  return `sqlite:inode:${fs.statSync(databaseFile).ino}`;
 }
 
 interface Claim {
@@ -40,8 +34,9 @@ interface Claim {
 /** A second database claims a namespace that another live database holds (it is a copy of it). */
 export class NamespaceInUseError extends Error {}
 
-const CLAIM_TTL_MS = 30_000;
-const CLAIM_REFRESH_MS = 10_000;
+/** How long a claim lives without a refresh, and how often every process of the instance refreshes it. */
+export const CLAIM_TTL_MS = 30_000;
+export const CLAIM_REFRESH_MS = 10_000;
 
 /**
  * Holds the instance's claim on its Redis namespace while a process runs: a key with a TTL,
@@ -99,5 +94,30 @@ export class NamespaceClaim {
   async release(): Promise<void> {
     clearInterval(this.timer);
     await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+/** The data directory holds another instance's images and heads than the database's. */
+export class DataDirectoryInUseError extends Error {}
+
+/**
+ * Binds the data directory to the instance: the first start writes the instance id to
+ * `<DATA_DIR>/instance-id`; later starts (any process, any host sharing the directory) must find
+ * the same id. With PostgreSQL the database and the files live apart, and pointing a second
+ * instance's database at this directory would mix two instances' images and heads.
+ * @throws DataDirectoryInUseError naming both instances
+ */
+export async function bindDataDirectory(dataDir: string, instanceId: string, databaseLocation: string): Promise<void> {
+  const file = path.join(dataDir, 'instance-id');
+  await fsp.mkdir(dataDir, { recursive: true });
+  await fsp.writeFile(file, `${instanceId}\n`, { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+  const owner = (await fsp.readFile(file, 'utf8')).trim();
+  if (owner !== instanceId) {
+    throw new DataDirectoryInUseError(
+      `The data directory ${dataDir} belongs to instance ${owner}, but the database ${databaseLocation} is instance ${instanceId}. ` +
+        `Point DATA_DIR at this database's data directory, or DATABASE_URL at the database of instance ${owner}.`,
+    );
   }
 }

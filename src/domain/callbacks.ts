@@ -63,10 +63,10 @@ export interface CallbackDeliveryContext {
 export async function relayOutbox(ctx: CallbackDeliveryContext): Promise<number> {
   let moved = 0;
   for (;;) {
-    const batch = ctx.callbacks.pendingOutbox(100);
+    const batch = await ctx.callbacks.pendingOutbox(100);
     for (const entry of batch) {
       await ctx.queue.enqueue(entry);
-      ctx.callbacks.removeFromOutbox(entry.deliveryId);
+      await ctx.callbacks.removeFromOutbox(entry.deliveryId);
       moved++;
     }
     if (batch.length < 100) return moved;
@@ -79,9 +79,9 @@ export async function relayOutbox(ctx: CallbackDeliveryContext): Promise<number>
  * @throws CallbackDeliveryError when not delivered (the queue retries unless it is permanent).
  */
 export async function deliverCallback(ctx: CallbackDeliveryContext, job: CallbackJobData): Promise<'delivered' | 'classifier-gone'> {
-  const classifier = ctx.classifiers.find(job.classifierId);
+  const classifier = await ctx.classifiers.find(job.classifierId);
   if (!classifier || classifier.ownerId !== job.ownerId) return 'classifier-gone';
-  const { secret } = ctx.callbacks.secretOf(job.ownerId, ctx.now());
+  const { secret } = await ctx.callbacks.secretOf(job.ownerId, ctx.now());
   await postCallback(
     job.url,
     job.body,
@@ -95,13 +95,13 @@ export async function deliverCallback(ctx: CallbackDeliveryContext, job: Callbac
  * Extension, GET /v3/callback_secret: the caller's callback signing secret (made on first use).
  * Receivers verify X-Callback-Signature-256 with it; see README "Training-end callbacks".
  */
-export function callbackSecret(ctx: { callbacks: CallbackRepository; now: () => string }, input: { ownerId: string }) {
-  const { secret, created } = ctx.callbacks.secretOf(input.ownerId, ctx.now());
+export async function callbackSecret(ctx: { callbacks: CallbackRepository; now: () => string }, input: { ownerId: string }) {
+  const { secret, created } = await ctx.callbacks.secretOf(input.ownerId, ctx.now());
   return { callback_secret: secret, created };
 }
 
 /** Extension, POST /v3/callback_secret: replaces the caller's secret; every delivery from now on (retries too) uses the new one. */
-export function rotateCallbackSecret(ctx: { callbacks: CallbackRepository; now: () => string }, input: { ownerId: string }) {
-  const { secret, created } = ctx.callbacks.rotateSecret(input.ownerId, ctx.now());
+export async function rotateCallbackSecret(ctx: { callbacks: CallbackRepository; now: () => string }, input: { ownerId: string }) {
+  const { secret, created } = await ctx.callbacks.rotateSecret(input.ownerId, ctx.now());
   return { callback_secret: secret, created };
 }

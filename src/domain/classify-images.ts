@@ -207,14 +207,14 @@ async function resolveClassifiers(
   } else if (params.owners) {
     if (params.owners.includes('IBM')) requested.push({ kind: 'builtin', id: 'default' });
     if (params.owners.includes('me')) {
-      for (const c of ctx.classifiers.listByOwner(ownerId)) requested.push({ kind: 'custom', ref: { id: c.id }, reportUnready: false });
+      for (const c of await ctx.classifiers.listByOwner(ownerId)) requested.push({ kind: 'custom', ref: { id: c.id }, reportUnready: false });
     }
   } else {
     requested.push({ kind: 'builtin', id: 'default' });
   }
 
   const customs = requested.filter((r): r is Extract<Requested, { kind: 'custom' }> => r.kind === 'custom');
-  const { resolved, leaseIds } = ctx.classifiers.resolveAndLease(
+  const { resolved, leaseIds } = await ctx.classifiers.resolveAndLease(
     ownerId,
     customs.map((r) => ({ classifierId: r.ref.id, versionId: r.ref.versionId })),
     new Date(Date.now() + VERSION_LEASE_MS).toISOString(),
@@ -228,7 +228,7 @@ async function resolveClassifiers(
     }
     return { applied, leaseIds };
   } catch (error) {
-    ctx.classifiers.releaseLeases(leaseIds);
+    await ctx.classifiers.releaseLeases(leaseIds);
     throw error;
   }
 }

@@ -27,7 +27,7 @@ export async function exportClassifierModel(
   ctx: ServiceContext,
   input: { ownerId: string; classifierId: string; versionId?: unknown; format: ExportFormat },
 ): Promise<ExportedModel> {
-  const c = ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  const c = await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   let versionId = c.currentVersionId;
   if (input.versionId !== undefined) {
     if (typeof input.versionId !== 'string' || !/^[1-9][0-9]{0,15}$/.test(input.versionId)) {
@@ -42,15 +42,15 @@ export async function exportClassifierModel(
         : `Classifier '${c.id}' has not finished training, so it has no model to export yet. Poll GET /v3/classifiers/${c.id} until its status is ready, then ask again.`,
     );
   }
-  const version = ctx.classifiers.findVersion(versionId!);
+  const version = await ctx.classifiers.findVersion(versionId!);
   if (!version || version.classifierId !== c.id) {
     throw notFound(`Classifier '${c.id}' has no version ${versionId}. GET /v3/classifiers/${c.id}/versions lists its versions.`);
   }
   if (version.pruned) throw prunedVersion(c.id, version.id, 410);
-  const headBytes = await ctx.heads.read(version.headFile).catch((error: NodeJS.ErrnoException) => {
+  const headBytes = await ctx.heads.read(version.headFile).catch(async (error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
     // Pruned, or deleted with its classifier, while this request ran.
-    const now = ctx.classifiers.findVersion(version.id);
+    const now = await ctx.classifiers.findVersion(version.id);
     if (!now) throw classifierNotFound(c.id);
     if (now.pruned) throw prunedVersion(c.id, version.id, 410);
     throw error;

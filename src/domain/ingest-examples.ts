@@ -62,37 +62,50 @@ const plural = (count: number, one: string, many = `${one}s`) => `${count} ${cou
 
 /**
  * Reads every uploaded zip, decodes each image in it (the header-first pixel limit included) and
- * records the distinct decodable ones as examples via `record`, all under the image lock. The
- * embeddings computed while decoding go into the embedding cache, so training does not decode
- * them again. Each zip must keep at least `minImagesPerZip` and at most `maxImagesPerZip` images;
- * otherwise, or if any zip cannot be read, nothing is recorded, the images this request added are
- * removed again, and an ApiError 400 names the zip, its counts and up to five entries with reasons.
+ * records the distinct decodable ones as examples via `record`. Each image is claimed in the
+ * database before its file is written (see ImageClaims), so no process removing unreferenced
+ * images, on any machine, deletes it before `record` references it. The embeddings computed while
+ * decoding go into the embedding cache, so training does not decode them again. Each zip must keep
+ * at least `minImagesPerZip` and at most `maxImagesPerZip` images; otherwise, or if any zip cannot
+ * be read, nothing is recorded, the images this request added are removed again, and an ApiError
+ * 400 names the zip, its counts and up to five entries with reasons.
  */
 export async function ingestExamples<T>(
   ctx: ServiceContext,
   uploads: ExampleUpload[],
-  record: (examples: NewExample[]) => T,
+  record: (examples: NewExample[]) => Promise<T>,
 ): Promise<{ result: T; reports: ZipUploadReport[] }> {
-  return ctx.imageLock.run(async () => {
-    const added: string[] = [];
-    try {
-      const results: ZipResult[] = [];
-      const known: KnownImages = new Map();
-      for (const upload of uploads) results.push(await readUpload(ctx, upload, known, (hash) => added.push(hash)));
-      leaveOutNegativesSharedWithClasses(results);
-      for (const r of results) {
-        if (r.kept.size < ctx.config.limits.minImagesPerZip) throw badRequest(tooFewMessage(r, ctx.config.limits.minImagesPerZip));
-      }
-      const examples = results.flatMap((r) =>
-        [...r.kept].map(([imageHash, entryName]) => ({ className: r.upload.className, imageHash, entryName })),
-      );
-      return { result: record(examples), reports: results.map(report) };
-    } catch (error) {
-      await ctx.images.remove(ctx.classifiers.unreferencedImages(added));
-      if (error instanceof ZipInputError) throw badRequest(error.message);
-      throw error;
+  const claim = ctx.imageClaims.open(crypto.randomUUID());
+  const added: string[] = [];
+  const store = async (images: Array<{ hash: string; bytes: Buffer }>) => {
+    if (images.length === 0) return;
+    // Claimed before written: from here on no removal in any process deletes them.
+    await claim.add(images.map((i) => i.hash));
+    for (const image of images) {
+      await ctx.images.put(image.bytes);
+      added.push(image.hash);
     }
-  });
+  };
+  try {
+    const results: ZipResult[] = [];
+    const known: KnownImages = new Map();
+    for (const upload of uploads) results.push(await readUpload(ctx, upload, known, store));
+    leaveOutNegativesSharedWithClasses(results);
+    for (const r of results) {
+      if (r.kept.size < ctx.config.limits.minImagesPerZip) throw badRequest(tooFewMessage(r, ctx.config.limits.minImagesPerZip));
+    }
+    const examples = results.flatMap((r) =>
+      [...r.kept].map(([imageHash, entryName]) => ({ className: r.upload.className, imageHash, entryName })),
+    );
+    const result = await record(examples);
+    await claim.release();
+    return { result, reports: results.map(report) };
+  } catch (error) {
+    await claim.release();
+    await removeUnreferencedImages(ctx, added);
+    if (error instanceof ZipInputError) throw badRequest(error.message);
+    throw error;
+  }
 }
 
 /**
@@ -106,7 +119,7 @@ async function readUpload(
   ctx: ServiceContext,
   upload: ExampleUpload,
   known: KnownImages,
-  onStored: (hash: string) => void,
+  store: (images: Array<{ hash: string; bytes: Buffer }>) => Promise<void>,
 ): Promise<ZipResult> {
   const { limits } = ctx.config;
   const r: ZipResult = { upload, entries: 0, images: 0, decodable: 0, distinct: 0, kept: new Map(), unused: [], sharedWithClass: 0 };
@@ -128,6 +141,7 @@ async function readUpload(
       ctx,
       fresh.filter((item) => !known.has(item.hash)),
     );
+    const toStore: Array<{ hash: string; bytes: Buffer }> = [];
     for (const item of items) {
       const first = firstSeen.get(item.hash)!;
       const isFirst = fresh.includes(item);
@@ -144,8 +158,7 @@ async function readUpload(
       }
       const { hash } = item;
       if (!known.has(hash)) {
-        await ctx.images.put(item.bytes);
-        onStored(hash);
+        toStore.push({ hash, bytes: item.bytes });
         known.set(hash, null);
       }
       r.kept.set(hash, item.entryName);
@@ -156,6 +169,7 @@ async function readUpload(
         );
       }
     }
+    await store(toStore);
   };
 
   const { entries } = await readZipImageEntries(upload.path, upload.fieldName, zipLimits(ctx), async (image) => {
@@ -177,7 +191,7 @@ async function decodeAndEmbed(ctx: ServiceContext, images: Array<ZipImageEntry &
   const failures = new Map<string, string>();
   if (images.length === 0) return failures;
   const { packKey } = ctx.embedder;
-  const cached = ctx.embeddings.getMany(
+  const cached = await ctx.embeddings.getMany(
     images.map((i) => i.hash),
     packKey,
   );
@@ -193,7 +207,7 @@ async function decodeAndEmbed(ctx: ServiceContext, images: Array<ZipImageEntry &
     if (result instanceof ImageDecodeError) failures.set(missing[k].hash, result.reason);
     else fresh.push({ hash: missing[k].hash, embedding: result.embedding });
   });
-  ctx.embeddings.putMany(fresh, packKey);
+  await ctx.embeddings.putMany(fresh, packKey);
   return failures;
 }
 
@@ -267,14 +281,15 @@ function zipLimits(ctx: ServiceContext) {
   };
 }
 
-/** Removes image files that no example references any more (after a delete). */
-export async function removeUnreferencedImages(ctx: ServiceContext, hashes: string[]): Promise<void> {
-  await ctx.imageLock.run(() => ctx.images.remove(ctx.classifiers.unreferencedImages(hashes)));
+/**
+ * Removes the image files among `hashes` that no example references and no upload in flight (in
+ * any process) has claimed. Returns how many were removed.
+ */
+export async function removeUnreferencedImages(ctx: ServiceContext, hashes: string[]): Promise<number> {
+  return (await ctx.imageClaims.removeUnreferenced(hashes, (doomed) => ctx.images.remove(doomed))).length;
 }
 
 /** At start: removes images a crash left behind between storing them and recording their examples. */
 export async function removeOrphanImages(ctx: ServiceContext): Promise<number> {
-  const orphans = ctx.classifiers.unreferencedImages(await ctx.images.listHashes());
-  await removeUnreferencedImages(ctx, orphans);
-  return orphans.length;
+  return removeUnreferencedImages(ctx, await ctx.images.listHashes());
 }

@@ -19,8 +19,8 @@ export function classifierNotFound(id: string) {
 }
 
 /** The caller's classifier, or the contract's 404 (also for another owner's classifier: it is not revealed). */
-export function ownedOrNotFound(ctx: ServiceContext, id: string, ownerId: string): ClassifierRecord {
-  const found = ctx.classifiers.findOwned(id, ownerId);
+export async function ownedOrNotFound(ctx: ServiceContext, id: string, ownerId: string): Promise<ClassifierRecord> {
+  const found = await ctx.classifiers.findOwned(id, ownerId);
   if (!found) throw classifierNotFound(id);
   return found;
 }
@@ -38,7 +38,7 @@ export async function queueTraining(ctx: ServiceContext, classifierId: string, o
 export async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Promise<ClassifierView> {
   const inTraining = c.status === 'training' || c.status === 'retraining';
   const progress = inTraining ? await ctx.queue.progress(c.id).catch(() => undefined) : undefined;
-  const version = c.currentVersionId !== null ? ctx.classifiers.findVersion(c.currentVersionId) : undefined;
+  const version = c.currentVersionId !== null ? await ctx.classifiers.findVersion(c.currentVersionId) : undefined;
   return classifierView(c, { progress, version });
 }
 
@@ -57,9 +57,9 @@ export async function createClassifier(
       'At least two example sets are required: two <class>_positive_examples zips, or one <class>_positive_examples zip and a negative_examples zip.',
     );
   }
-  const { result: created, reports } = await ingestExamples(ctx, uploads, (examples) => {
+  const { result: created, reports } = await ingestExamples(ctx, uploads, async (examples) => {
     let id = newClassifierId(name);
-    while (ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
+    while (await ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
     return ctx.classifiers.create({
       id,
       ownerId: input.ownerId,
@@ -71,12 +71,12 @@ export async function createClassifier(
     });
   });
   await queueTraining(ctx, created.id, () => deleteClassifierData(ctx, created.id));
-  return { ...classifierView(created), upload: uploadSummary(ctx, created.id, reports) };
+  return { ...classifierView(created), upload: await uploadSummary(ctx, created.id, reports) };
 }
 
 /** Extension of the create/update answer: what each zip contributed, and how many images the next version trains on. */
-function uploadSummary(ctx: ServiceContext, classifierId: string, files: ZipUploadReport[]): UploadSummary {
-  return { training_examples: ctx.classifiers.distinctImageCount(classifierId), files };
+async function uploadSummary(ctx: ServiceContext, classifierId: string, files: ZipUploadReport[]): Promise<UploadSummary> {
+  return { training_examples: await ctx.classifiers.distinctImageCount(classifierId), files };
 }
 
 /**
@@ -88,11 +88,11 @@ export async function updateClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; classifierId: string; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
 ): Promise<ClassifierView & { upload?: UploadSummary }> {
-  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const uploads = parseExampleUploads(input.files);
   const callbackUrl = await parseCallbackUrl(input.callbackUrl, ctx.config.allowPrivateUrls);
   if (uploads.length === 0 && callbackUrl !== undefined) {
-    const changed = ctx.classifiers.setCallbackUrl(input.classifierId, callbackUrl, ctx.now());
+    const changed = await ctx.classifiers.setCallbackUrl(input.classifierId, callbackUrl, ctx.now());
     if (!changed) throw classifierNotFound(input.classifierId);
     return detailedView(ctx, changed);
   }
@@ -107,22 +107,22 @@ export async function updateClassifier(
   if (!updated) throw classifierNotFound(input.classifierId); // deleted while the zips were being read
   // If queueing fails the examples stay accepted; the worker's start-up check queues the classifier again.
   await queueTraining(ctx, updated.id, async () => undefined);
-  return { ...classifierView(updated), upload: uploadSummary(ctx, updated.id, reports) };
+  return { ...classifierView(updated), upload: await uploadSummary(ctx, updated.id, reports) };
 }
 
 export async function getClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<ClassifierView> {
-  return detailedView(ctx, ownedOrNotFound(ctx, input.classifierId, input.ownerId));
+  return detailedView(ctx, await ownedOrNotFound(ctx, input.classifierId, input.ownerId));
 }
 
 export async function listClassifiers(ctx: ServiceContext, input: { ownerId: string; verbose: boolean }) {
-  const all = ctx.classifiers.listByOwner(input.ownerId);
+  const all = await ctx.classifiers.listByOwner(input.ownerId);
   return {
     classifiers: input.verbose ? await Promise.all(all.map((c) => detailedView(ctx, c))) : all.map(briefClassifierView),
   };
 }
 
 async function deleteClassifierData(ctx: ServiceContext, classifierId: string): Promise<void> {
-  const { imageHashes } = ctx.classifiers.delete(classifierId);
+  const { imageHashes } = await ctx.classifiers.delete(classifierId);
   await ctx.queue.cancel(classifierId).catch((err) => ctx.logger.warn({ err, classifierId }, 'could not cancel training'));
   await ctx.heads.removeClassifier(classifierId);
   await removeUnreferencedImages(ctx, imageHashes);
@@ -130,7 +130,7 @@ async function deleteClassifierData(ctx: ServiceContext, classifierId: string): 
 
 /** DELETE /v3/classifiers/{id}: the classifier, its versions, examples and queued training are gone. */
 export async function deleteClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<void> {
-  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   await deleteClassifierData(ctx, input.classifierId);
 }
 
@@ -140,11 +140,8 @@ export async function deleteClassifier(ctx: ServiceContext, input: { ownerId: st
  */
 export async function deleteUserData(ctx: ServiceContext, input: { ownerId: string; customerId: unknown }): Promise<void> {
   const { customer_id: customerId } = parseRequest(userDataQuerySchema, { customer_id: input.customerId });
-  const removed = await ctx.imageLock.run(async () => {
-    const result = ctx.classifiers.deleteCustomerData(input.ownerId, customerId, ctx.now());
-    await ctx.images.remove(ctx.classifiers.unreferencedImages(result.imageHashes));
-    return result;
-  });
+  const removed = await ctx.classifiers.deleteCustomerData(input.ownerId, customerId, ctx.now());
+  await removeUnreferencedImages(ctx, removed.imageHashes);
   for (const id of removed.deletedClassifiers) {
     await ctx.queue.cancel(id).catch((err) => ctx.logger.warn({ err, classifierId: id }, 'could not cancel training'));
     await ctx.heads.removeClassifier(id);

@@ -34,13 +34,13 @@ export function prunedVersion(classifierId: string, versionId: number, status: 4
  * Extension, GET /v3/classifiers/{id}/versions: every version with its evaluation (oldest first),
  * when each was made current by an activation, and the whole history of current-version changes.
  */
-export function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): VersionListView {
-  const c = ownedOrNotFound(ctx, input.classifierId, input.ownerId);
-  const events = ctx.classifiers.listVersionEvents(c.id);
+export async function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<VersionListView> {
+  const c = await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  const events = await ctx.classifiers.listVersionEvents(c.id);
   return {
     classifier_id: c.id,
     current_version_id: c.currentVersionId,
-    versions: ctx.classifiers.listVersions(c.id).map((v) => ({
+    versions: (await ctx.classifiers.listVersions(c.id)).map((v) => ({
       version_id: v.id,
       created: v.created,
       classes: v.classes.map((name) => ({ class: name })),
@@ -71,10 +71,10 @@ export async function activateVersion(
   ctx: ServiceContext,
   input: { ownerId: string; classifierId: string; versionId: unknown; discardPending: unknown },
 ): Promise<ClassifierView> {
-  ownedOrNotFound(ctx, input.classifierId, input.ownerId);
+  await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const versionId = parseVersionId(input.versionId, 'the path');
   const { discard_pending: discardPending } = parseRequest(activateQuerySchema, { discard_pending: input.discardPending });
-  const result = ctx.classifiers.activateVersion({ classifierId: input.classifierId, versionId, discardPending, now: ctx.now() });
+  const result = await ctx.classifiers.activateVersion({ classifierId: input.classifierId, versionId, discardPending, now: ctx.now() });
   if (result.outcome === 'no-classifier') throw classifierNotFound(input.classifierId);
   if (result.outcome === 'no-version') throw noSuchVersion(input.classifierId, versionId);
   if (result.outcome === 'pruned') throw prunedVersion(input.classifierId, versionId, 410);
@@ -88,12 +88,12 @@ export async function activateVersion(
     }
     await pruneVersions(ctx, input.classifierId);
   }
-  return detailedView(ctx, ctx.classifiers.find(input.classifierId) ?? result.classifier);
+  return detailedView(ctx, (await ctx.classifiers.find(input.classifierId)) ?? result.classifier);
 }
 
 /** Applies the retention setting: removes pruned versions' head files and images no example uses any more. */
 async function pruneVersions(ctx: ServiceContext, classifierId: string): Promise<void> {
-  const { headFiles, imageHashes } = ctx.classifiers.pruneVersions(classifierId, ctx.config.keepVersions, ctx.now());
+  const { headFiles, imageHashes } = await ctx.classifiers.pruneVersions(classifierId, ctx.config.keepVersions, ctx.now());
   for (const file of headFiles) await ctx.heads.remove(file);
   await removeUnreferencedImages(ctx, imageHashes);
 }

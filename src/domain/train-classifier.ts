@@ -1,5 +1,6 @@
 import type { ClassifierRepository, TrainingSnapshot } from '../data-access/classifier-repository';
 import type { HeadStore } from '../data-access/head-store';
+import type { ImageClaims } from '../data-access/image-claims';
 import type { ImageStore } from '../data-access/image-store';
 import type { EmbeddingCache } from '../ml/embedding-cache';
 import type { Embedder } from '../ml/embedder';
@@ -11,6 +12,8 @@ import type { Logger } from '../logger';
 export interface TrainingContext {
   classifiers: ClassifierRepository;
   images: ImageStore;
+  /** Coordinates removing image files with uploads in flight in other processes. */
+  imageClaims: ImageClaims;
   heads: HeadStore;
   embedder: Embedder;
   cache: EmbeddingCache;
@@ -47,9 +50,9 @@ export async function trainClassifier(
   classifierId: string,
   options: { finalAttempt: boolean; onProgress?: (fraction: number) => Promise<void> | void },
 ): Promise<TrainingOutcome> {
-  const snapshot = ctx.classifiers.trainingSnapshot(classifierId);
+  const snapshot = await ctx.classifiers.trainingSnapshot(classifierId);
   if (!snapshot) {
-    if (ctx.classifiers.wasIssued(classifierId)) return 'gone';
+    if (await ctx.classifiers.wasIssued(classifierId)) return 'gone';
     throw new ForeignJobError(`The classifier '${classifierId}' was never created in this instance's database, so this job belongs to another instance.`);
   }
   const { classifier } = snapshot;
@@ -59,10 +62,10 @@ export async function trainClassifier(
   } catch (error) {
     // Bad data fails at once; a fault (disk, runtime) fails the classifier only when no retry is left.
     if (error instanceof TrainingDataError) {
-      ctx.classifiers.markFailed(classifierId, classifier.generation, error.message, ctx.now());
+      await ctx.classifiers.markFailed(classifierId, classifier.generation, error.message, ctx.now());
     } else if (options.finalAttempt) {
       const reason = error instanceof Error ? error.message : String(error);
-      ctx.classifiers.markFailed(
+      await ctx.classifiers.markFailed(
         classifierId,
         classifier.generation,
         `Training failed after several attempts (${reason}). The previous version, if any, keeps serving; send the update again to retry.`,
@@ -128,7 +131,7 @@ async function trainSnapshot(
   const headFile = await ctx.heads.write(classifierId, classifier.generation, serializeHead(head));
   let published: boolean;
   try {
-    published = ctx.classifiers.publishVersion({
+    published = await ctx.classifiers.publishVersion({
       classifierId,
       generation: classifier.generation,
       headFile,
@@ -146,7 +149,7 @@ async function trainSnapshot(
   }
   if (!published) {
     // Deleted meanwhile: the write above made its folder again, so the whole folder goes; a stale run drops only its file.
-    if (ctx.classifiers.exists(classifierId)) await ctx.heads.remove(headFile);
+    if (await ctx.classifiers.exists(classifierId)) await ctx.heads.remove(headFile);
     else await ctx.heads.removeClassifier(classifierId);
     return 'gone';
   }
@@ -184,15 +187,15 @@ function noNegativesMessage(classifierId: string, name: string, examples: Snapsh
 }
 
 /**
- * Applies the retention setting after a new version. The image files of examples it forgets are
- * left to the API, which removes unreferenced images under its upload lock (here a removal could
- * race an upload of the same image).
+ * Applies the retention setting after a new version, with the image files of the examples it
+ * forgets (claims keep any that an upload in flight is storing again).
  */
 async function pruneOldVersions(ctx: TrainingContext, classifierId: string): Promise<void> {
   // The new version is published: a failure here must not fail the run, only be logged.
   try {
-    const { headFiles } = ctx.classifiers.pruneVersions(classifierId, ctx.keepVersions, ctx.now());
+    const { headFiles, imageHashes } = await ctx.classifiers.pruneVersions(classifierId, ctx.keepVersions, ctx.now());
     for (const file of headFiles) await ctx.heads.remove(file);
+    await ctx.imageClaims.removeUnreferenced(imageHashes, (doomed) => ctx.images.remove(doomed));
     if (headFiles.length > 0) ctx.logger.info({ classifierId, pruned: headFiles.length }, 'pruned old versions');
   } catch (err) {
     ctx.logger.warn({ err, classifierId }, 'could not prune old versions');
@@ -210,7 +213,7 @@ async function embedAll(
 ): Promise<{ embeddings: Map<string, Float32Array>; failures: Map<string, string> }> {
   const failures = new Map<string, string>();
   const packKey = ctx.embedder.packKey;
-  const found = ctx.cache.getMany(hashes, packKey);
+  const found = await ctx.cache.getMany(hashes, packKey);
   const missing = hashes.filter((h) => !found.has(h));
   for (let start = 0; start < missing.length; start += EMBED_CHUNK) {
     const chunk = missing.slice(start, start + EMBED_CHUNK);
@@ -231,7 +234,7 @@ async function embedAll(
         found.set(hash, r.embedding);
       }
     });
-    ctx.cache.putMany(fresh, packKey);
+    await ctx.cache.putMany(fresh, packKey);
     await onProgress(Math.min(1, (start + chunk.length) / missing.length));
   }
   return { embeddings: found, failures };

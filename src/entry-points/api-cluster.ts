@@ -5,11 +5,6 @@ import { createLogger } from '../logger';
 import { startService, type RunningService } from '../service';
 import { WorkerSupervisor } from './worker-process';
 
-/**
- * Between the primary and its API processes only (not configuration): whether the process runs the
- * once-per-start tasks (StartOptions.startTasks).
- */
-const START_TASKS_VARIABLE = 'WATSON_VR_API_START_TASKS';
 /** A dead API process is replaced after this, doubling while replacements die before they serve, up to the maximum. */
 const RESTART_DELAY_MS = 1000;
 const MAX_RESTART_DELAY_MS = 30_000;
@@ -48,13 +43,12 @@ export interface RunningCluster {
  * The primary of API_PROCESSES > 1 (node:cluster): the API processes share one port, and the
  * primary hands each new connection to the next one (round robin).
  *
- * What happens once per start happens here or in the first API process, never in N at once:
- * Redis is resolved here (so at most one private redis-server is started, and every process gets
- * its URL), then the first API process starts alone, converting the models on a first start,
- * migrating the database, generating the first API key and running the start tasks; the others
- * start after it, without the start tasks. The training worker (START_WORKER) is the primary's
- * child, as it is the API's in one process. A dead API process is replaced; the others go on
- * answering meanwhile.
+ * Redis is resolved here, once (so at most one private redis-server is started, and every process
+ * gets its URL). The first API process then starts alone: on a first start it converts the models
+ * and migrates the database while the others would only wait for its locks, and a bad database or
+ * data directory stops the start with one message, not N. The others start after it. The training
+ * worker (START_WORKER) is the primary's child, as it is the API's in one process. A dead API
+ * process is replaced; the others go on answering meanwhile.
  *
  * Call it from an entry script that runs `runApiProcess` when `cluster.isWorker`: node:cluster
  * runs the same script for the API processes.
@@ -70,8 +64,8 @@ export async function startApiCluster(env: NodeJS.ProcessEnv): Promise<RunningCl
   let restartDelay = RESTART_DELAY_MS;
   let restartTimer: NodeJS.Timeout | undefined;
 
-  const fork = (startTasks: boolean): Promise<ApiProcessReady> => {
-    const child = cluster.fork({ ...apiEnv, [START_TASKS_VARIABLE]: startTasks ? 'run' : 'skip' });
+  const fork = (): Promise<ApiProcessReady> => {
+    const child = cluster.fork(apiEnv);
     processes.add(child);
     let served = false;
     return new Promise((resolve, reject) => {
@@ -96,7 +90,7 @@ export async function startApiCluster(env: NodeJS.ProcessEnv): Promise<RunningCl
     restartDelay = Math.min(MAX_RESTART_DELAY_MS, restartDelay * 2);
     restartTimer = setTimeout(() => {
       if (stopping) return;
-      fork(false).then(
+      fork().then(
         () => {
           restartDelay = RESTART_DELAY_MS;
         },
@@ -124,8 +118,8 @@ export async function startApiCluster(env: NodeJS.ProcessEnv): Promise<RunningCl
   };
 
   try {
-    const first = await fork(true);
-    await Promise.all(Array.from({ length: config.apiProcesses - 1 }, () => fork(false)));
+    const first = await fork();
+    const others = await Promise.all(Array.from({ length: config.apiProcesses - 1 }, () => fork()));
     if (config.startWorker) {
       worker = new WorkerSupervisor({ ...env, REDIS_URL: redis.url }, logger);
       await worker.start();
@@ -136,7 +130,7 @@ export async function startApiCluster(env: NodeJS.ProcessEnv): Promise<RunningCl
       port: first.port,
       url: `http://127.0.0.1:${first.port}`,
       opsUrl: first.opsPort === undefined ? undefined : `http://127.0.0.1:${first.opsPort}`,
-      generatedKey: first.generatedKey,
+      generatedKey: [first, ...others].find((ready) => ready.generatedKey)?.generatedKey,
       apiPids: () => [...processes].filter((p) => !p.isDead()).map((p) => p.process.pid!),
       workerPid: () => worker?.pid,
       close,
@@ -152,7 +146,7 @@ export async function startApiCluster(env: NodeJS.ProcessEnv): Promise<RunningCl
  * primary when it listens. Stops on SIGTERM/SIGINT; node:cluster ends it if the primary dies.
  */
 export async function runApiProcess(env: NodeJS.ProcessEnv): Promise<RunningService> {
-  const service = await startService(env, { startTasks: env[START_TASKS_VARIABLE] !== 'skip' });
+  const service = await startService(env);
   const opsPort = service.opsUrl === undefined ? undefined : Number(new URL(service.opsUrl).port);
   const ready: ApiProcessReady = { type: 'api-ready', port: service.port, opsPort, generatedKey: service.generatedKey };
   process.send?.(ready);

@@ -1,55 +1,35 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
+import type { Database } from '../data-access/database';
 
-/** SQLite caps bound parameters per statement; look hashes up in chunks well below it. */
+/** Hashes looked up per statement: well below SQLite's and PostgreSQL's bound-parameter caps. */
 const LOOKUP_CHUNK = 500;
+/** Embeddings written per statement (3 parameters each). */
+const WRITE_CHUNK = 200;
 
 /**
- * Embeddings by (SHA-256 hex of the image bytes, pack key), in their own SQLite file so a retrain
- * only embeds new images and a restart loses nothing. A different pack key never matches, so
- * embeddings of an older pack build are never reused.
+ * Embeddings by (SHA-256 hex of the image bytes, pack key), in the service's database, so every
+ * API process and worker, on any machine, reuses what any of them embedded, a retrain only embeds
+ * new images and a restart loses nothing. A different pack key never matches, so embeddings of an
+ * older pack build are never reused. Vectors are float32, little-endian bytes.
  */
 export class EmbeddingCache {
-  private readonly db: Database.Database;
-  private readonly insert: Database.Statement<[string, string, Buffer]>;
-  private readonly putAll: (entries: Array<{ hash: string; embedding: Float32Array }>, packKey: string) => void;
-
   /** `onLookup` is told each lookup's hits and misses (unique hashes), for metrics. */
   constructor(
-    dbPath: string,
+    private readonly db: Database,
     private readonly onLookup: (hits: number, misses: number) => void = () => undefined,
-  ) {
-    fs.mkdirSync(path.dirname(dbPath), { recursive: true });
-    this.db = new Database(dbPath);
-    this.db.pragma('journal_mode = WAL');
-    // WAL with NORMAL survives process crashes; a power cut may lose the last writes, which are only a cache.
-    this.db.pragma('synchronous = NORMAL');
-    // The API (embedding uploads) and the training worker write it from separate processes.
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(`CREATE TABLE IF NOT EXISTS embeddings (
-      hash TEXT NOT NULL,
-      pack_key TEXT NOT NULL,
-      vector BLOB NOT NULL,
-      PRIMARY KEY (hash, pack_key)
-    ) WITHOUT ROWID`);
-    this.insert = this.db.prepare('INSERT OR REPLACE INTO embeddings (hash, pack_key, vector) VALUES (?, ?, ?)');
-    this.putAll = this.db.transaction((entries, packKey) => {
-      for (const { hash, embedding } of entries) {
-        this.insert.run(hash, packKey, Buffer.from(embedding.buffer, embedding.byteOffset, embedding.byteLength));
-      }
-    });
-  }
+  ) {}
 
   /** The cached embeddings among `hashes`, by hash; misses are simply absent. */
-  getMany(hashes: string[], packKey: string): Map<string, Float32Array> {
+  async getMany(hashes: string[], packKey: string): Promise<Map<string, Float32Array>> {
     const found = new Map<string, Float32Array>();
     const unique = [...new Set(hashes)];
     for (let start = 0; start < unique.length; start += LOOKUP_CHUNK) {
       const chunk = unique.slice(start, start + LOOKUP_CHUNK);
-      const rows = this.db
-        .prepare(`SELECT hash, vector FROM embeddings WHERE pack_key = ? AND hash IN (${chunk.map(() => '?').join(',')})`)
-        .all(packKey, ...chunk) as Array<{ hash: string; vector: Buffer }>;
+      const rows = await this.db.kysely
+        .selectFrom('embeddings')
+        .select(['hash', 'vector'])
+        .where('pack_key', '=', packKey)
+        .where('hash', 'in', chunk)
+        .execute();
       for (const { hash, vector } of rows) {
         // Copy: the blob's buffer need not be 4-byte aligned, and the caller owns the result.
         const embedding = new Float32Array(vector.byteLength / Float32Array.BYTES_PER_ELEMENT);
@@ -61,11 +41,21 @@ export class EmbeddingCache {
     return found;
   }
 
-  putMany(entries: Array<{ hash: string; embedding: Float32Array }>, packKey: string): void {
-    this.putAll(entries, packKey);
-  }
-
-  close(): void {
-    this.db.close();
+  /** Stores embeddings (replacing any under the same hash and pack key). */
+  async putMany(entries: Array<{ hash: string; embedding: Float32Array }>, packKey: string): Promise<void> {
+    if (entries.length === 0) return;
+    const unique = new Map(entries.map((e) => [e.hash, e.embedding]));
+    const rows = [...unique].map(([hash, embedding]) => ({
+      hash,
+      pack_key: packKey,
+      vector: Buffer.from(embedding.buffer, embedding.byteOffset, embedding.byteLength),
+    }));
+    for (let start = 0; start < rows.length; start += WRITE_CHUNK) {
+      await this.db.kysely
+        .insertInto('embeddings')
+        .values(rows.slice(start, start + WRITE_CHUNK))
+        .onConflict((oc) => oc.columns(['hash', 'pack_key']).doUpdateSet((eb) => ({ vector: eb.ref('excluded.vector') })))
+        .execute();
+    }
   }
 }

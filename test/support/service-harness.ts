@@ -3,8 +3,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import IORedis from 'ioredis';
+import { Database } from '../../src/data-access/database';
+import { dataLayout } from '../../src/data-access/data-layout';
 import { startService, type RunningService } from '../../src/service';
 import { OpenApiContract } from './openapi-contract';
+import { createTestDatabase, testsUsePostgres } from './postgres';
 
 export const ALICE_KEY = 'alice-key-0123456789';
 export const BOB_KEY = 'bob-key-0123456789';
@@ -22,16 +25,38 @@ export interface TestService {
   call(method: string, pathAndQuery: string, init?: { body?: FormData | string; headers?: Record<string, string>; key?: string | null }): Promise<{ status: number; body: any }>;
   /** Stops the API and worker and starts them again on the same data dir and Redis namespace. */
   restart(): Promise<void>;
+  /** A connection of the test's own to the service's database (SQLite file or PostgreSQL); close it after use. */
+  openDatabase(): Promise<Database>;
   close(): Promise<void>;
+}
+
+/** The environment of a training worker process of this test's service (same data dir, database, Redis namespace). */
+export function workerEnvironment(t: TestService, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const c = t.service.config;
+  return {
+    ...process.env,
+    DATA_DIR: c.dataDir,
+    MODELS_DIR: c.modelsDir,
+    REDIS_URL: c.redisUrl,
+    QUEUE_PREFIX: c.queuePrefix,
+    ...(c.databaseUrl ? { DATABASE_URL: c.databaseUrl } : {}),
+    ORT_THREADS: '1',
+    LOG_LEVEL: 'warn',
+    ...extra,
+  };
 }
 
 export function basicAuth(key: string): string {
   return `Basic ${Buffer.from(`apikey:${key}`).toString('base64')}`;
 }
 
-/** Boots the real service (API on port 0 + training worker process) on a temp data dir and the local Redis. */
+/**
+ * Boots the real service (API on port 0 + training worker process) on a temp data dir and the local
+ * Redis; with TEST_DATABASE=postgres (npm run test:postgres), on a new PostgreSQL database of its own.
+ */
 export async function bootService(overrides: Record<string, string> = {}): Promise<TestService> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'wvr-test-'));
+  const database = testsUsePostgres() && !('DATABASE_URL' in overrides) ? await createTestDatabase() : undefined;
   const queuePrefix = `wvr-test-${crypto.randomBytes(4).toString('hex')}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -44,6 +69,7 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
     LOG_LEVEL: 'warn',
     ORT_THREADS: '1',
     TRAINING_LOCK_MS: '4000',
+    ...(database ? { DATABASE_URL: database.url } : {}),
     ...overrides,
   };
   const service = await startService(env);
@@ -55,6 +81,9 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
       return this.service.url;
     },
     dataDir,
+    openDatabase() {
+      return Database.open({ databaseUrl: env.DATABASE_URL, sqliteFile: dataLayout(dataDir).database });
+    },
     async restart() {
       await t.service.close();
       t.service = await startService(env);
@@ -77,6 +106,7 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
     },
     async close() {
       await t.service.close();
+      await database?.drop();
       await fs.rm(dataDir, { recursive: true, force: true });
       const redis = new IORedis(env.REDIS_URL!);
       const keys = await redis.keys(`${queuePrefix}:*`);

@@ -1,34 +1,34 @@
 import { loadConfig } from '../../config';
 import { ApiKeyRepository, generateKey } from '../../data-access/api-key-repository';
 import { dataLayout } from '../../data-access/data-layout';
-import { openDatabase } from '../../data-access/database';
+import { Database } from '../../data-access/database';
 
 const USAGE = `Usage: npm run keys -- <command>
   add <owner>     create a key for the owner (an account); prints the key once
   list            list keys (id, owner, first characters, source, state)
   revoke <id>     revoke the key with that id`;
 
-/** API key management on the service's database (DATA_DIR). */
-function main(argv: string[]): number {
+/** API key management on the service's database (DATABASE_URL, else the SQLite file in DATA_DIR). */
+async function main(argv: string[]): Promise<number> {
   const [command, arg] = argv;
   const config = loadConfig();
-  const db = openDatabase(dataLayout(config.dataDir).database);
+  const db = await Database.open({ databaseUrl: config.databaseUrl, sqliteFile: dataLayout(config.dataDir).database });
   const keys = new ApiKeyRepository(db);
   try {
     if (command === 'add' && arg && /^[A-Za-z0-9_.@-]+$/.test(arg)) {
       const key = generateKey();
-      keys.add(arg, key, 'cli');
+      await keys.add(arg, key, 'cli');
       console.log(`New key for owner '${arg}' (shown only now; store it):\n${key}`);
       return 0;
     }
     if (command === 'list') {
-      for (const k of keys.list()) {
+      for (const k of await keys.list()) {
         console.log(`${k.id}\t${k.ownerId}\t${k.keyPrefix}…\t${k.source}\t${k.revoked ? `revoked ${k.revoked}` : 'active'}`);
       }
       return 0;
     }
     if (command === 'revoke' && arg && /^\d+$/.test(arg)) {
-      if (keys.revoke(Number(arg))) {
+      if (await keys.revoke(Number(arg))) {
         console.log(`Key ${arg} revoked.`);
         return 0;
       }
@@ -38,8 +38,14 @@ function main(argv: string[]): number {
     console.error(USAGE);
     return 2;
   } finally {
-    db.close();
+    await db.close();
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  (code) => (process.exitCode = code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  },
+);

@@ -27,11 +27,13 @@ export function credentialFromAuthorization(header: string | undefined): { key: 
 
 export function authenticate(apiKeys: ApiKeyRepository) {
   const secret = apiKeys.tokenSigningSecret();
-  return (req: Request, _res: Response, next: NextFunction) => {
+  secret.catch(() => undefined); // a failure reaches the requests that await it, not the process
+  // Express 5 passes a rejected promise on to the error handler.
+  return async (req: Request, _res: Response, next: NextFunction) => {
     const credential = credentialFromAuthorization(req.headers.authorization);
     let owner: string | undefined;
-    if (credential && 'token' in credential) owner = apiKeys.ownerOfKeyId(keyIdOfAccessToken(secret, credential.token));
-    else if (credential) owner = apiKeys.ownerOfKey(credential.key);
+    if (credential && 'token' in credential) owner = await apiKeys.ownerOfKeyId(keyIdOfAccessToken(await secret, credential.token));
+    else if (credential) owner = await apiKeys.ownerOfKey(credential.key);
     if (!owner) {
       throw new ApiError(
         401,

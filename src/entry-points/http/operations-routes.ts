@@ -39,7 +39,7 @@ function shortReason(error: unknown): string {
 export async function checkReadiness(probes: ReadinessProbes): Promise<Readiness> {
   let database: Readiness['checks']['database'] = { ok: true };
   try {
-    probes.database();
+    await probes.database();
   } catch (error) {
     database = { ok: false, reason: `The database does not answer (${shortReason(error)}).` };
   }

@@ -83,8 +83,8 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
     res.status(202).end();
   });
 
-  router.get('/classifiers/:classifierId/versions', (req, res) => {
-    res.json(listVersions(ctx, { ownerId: owner(req), classifierId: idParam(req) }));
+  router.get('/classifiers/:classifierId/versions', async (req, res) => {
+    res.json(await listVersions(ctx, { ownerId: owner(req), classifierId: idParam(req) }));
   });
 
   router.post('/classifiers/:classifierId/versions/:versionId/activate', async (req, res) => {
@@ -98,12 +98,12 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
     );
   });
 
-  router.get('/callback_secret', (req, res) => {
-    res.json(callbackSecret(ctx, { ownerId: owner(req) }));
+  router.get('/callback_secret', async (req, res) => {
+    res.json(await callbackSecret(ctx, { ownerId: owner(req) }));
   });
 
-  router.post('/callback_secret', (req, res) => {
-    res.json(rotateCallbackSecret(ctx, { ownerId: owner(req) }));
+  router.post('/callback_secret', async (req, res) => {
+    res.json(await rotateCallbackSecret(ctx, { ownerId: owner(req) }));
   });
 
   return router;

@@ -12,11 +12,12 @@ import { ACCESS_TOKEN_LIFETIME_S, issueAccessToken } from '../access-token';
 export function identityRoutes(apiKeys: ApiKeyRepository) {
   const router = Router();
   const secret = apiKeys.tokenSigningSecret();
-  router.post('/token', express.urlencoded({ extended: false, limit: '16kb' }), (req, res) => {
+  secret.catch(() => undefined); // a failure reaches the requests that await it, not the process
+  router.post('/token', express.urlencoded({ extended: false, limit: '16kb' }), async (req, res) => {
     const { apikey } = parseRequest(tokenRequestSchema, req.body ?? {});
-    const key = apiKeys.findActiveKey(apikey);
+    const key = await apiKeys.findActiveKey(apikey);
     if (!key) throw new ApiError(401, 'The API key is not valid.');
-    const { token, expiration } = issueAccessToken(secret, key);
+    const { token, expiration } = issueAccessToken(await secret, key);
     const answer: z.infer<typeof tokenResponseSchema> = {
       access_token: token,
       refresh_token: 'not_supported',

@@ -1,0 +1,90 @@
+import type { Database } from './database';
+
+/**
+ * Coordinates storing example images with removing unreferenced ones, across every process of the
+ * instance on any machine (it replaces a lock that lived inside the one API process). An upload
+ * claims each image's hash in the database before it writes the file, and drops the claim once
+ * examples reference the image (or it gave up). Removal decides, in one write transaction, which
+ * images neither an example nor a live claim holds, and deletes their files inside that
+ * transaction: a claim is either committed before (and the image is kept) or waits until the
+ * files are gone (and the upload writes its image again, since ImageStore.put finds no file).
+ *
+ * A claim lives `ttlMs` (UPLOAD_CLAIM_TTL_MS) and its upload renews it every quarter of that while
+ * it runs, so the claims of a process killed mid-upload lapse soon after, and its images become
+ * ordinary orphans that the next sweep removes.
+ */
+export class ImageClaims {
+  constructor(
+    private readonly db: Database,
+    readonly ttlMs: number,
+  ) {}
+
+  /** A new claim (one per upload) under `claimId`; release() it when the upload ends, whatever the outcome. */
+  open(claimId: string): ImageClaim {
+    return new ImageClaim(this.db, claimId, this.ttlMs);
+  }
+
+  /**
+   * Of `hashes`, removes (with `removeFiles`) those no example references and no live claim holds,
+   * and returns them. Expired claims are dropped on the way.
+   */
+  async removeUnreferenced(hashes: string[], removeFiles: (hashes: string[]) => Promise<void>, now = Date.now()): Promise<string[]> {
+    const unique = [...new Set(hashes)];
+    if (unique.length === 0) return [];
+    return this.db.write(async (trx) => {
+      await trx.deleteFrom('image_claims').where('expires', '<=', new Date(now).toISOString()).execute();
+      const held = new Set<string>();
+      for (let start = 0; start < unique.length; start += 500) {
+        const chunk = unique.slice(start, start + 500);
+        const referenced = await trx.selectFrom('examples').select('image_hash').distinct().where('image_hash', 'in', chunk).execute();
+        const claimed = await trx.selectFrom('image_claims').select('image_hash').distinct().where('image_hash', 'in', chunk).execute();
+        for (const row of [...referenced, ...claimed]) held.add(row.image_hash);
+      }
+      const doomed = unique.filter((h) => !held.has(h));
+      await removeFiles(doomed);
+      return doomed;
+    });
+  }
+}
+
+/** One upload's claim on the images it stores. */
+export class ImageClaim {
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly db: Database,
+    readonly claimId: string,
+    private readonly ttlMs: number,
+  ) {}
+
+  /** Claims the images until now + TTL, and from the first call renews the whole claim every TTL/4 until release(). */
+  async add(hashes: string[], now = Date.now()): Promise<void> {
+    const expires = new Date(now + this.ttlMs).toISOString();
+    const unique = [...new Set(hashes)];
+    await this.db.write(async (trx) => {
+      for (let start = 0; start < unique.length; start += 300) {
+        await trx
+          .insertInto('image_claims')
+          .values(unique.slice(start, start + 300).map((image_hash) => ({ claim_id: this.claimId, image_hash, expires })))
+          .onConflict((oc) => oc.columns(['image_hash', 'claim_id']).doUpdateSet({ expires }))
+          .execute();
+      }
+    });
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.renew().catch(() => undefined), this.ttlMs / 4);
+      this.timer.unref();
+    }
+  }
+
+  /** Extends every image of the claim to now + TTL. */
+  async renew(now = Date.now()): Promise<void> {
+    const expires = new Date(now + this.ttlMs).toISOString();
+    await this.db.kysely.updateTable('image_claims').set({ expires }).where('claim_id', '=', this.claimId).execute();
+  }
+
+  /** Drops the claim (its images are referenced by examples now, or the upload gave up). */
+  async release(): Promise<void> {
+    clearInterval(this.timer);
+    await this.db.kysely.deleteFrom('image_claims').where('claim_id', '=', this.claimId).execute();
+  }
+}
