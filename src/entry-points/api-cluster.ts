@@ -143,21 +143,25 @@ export async function startApiCluster(env: NodeJS.ProcessEnv): Promise<RunningCl
 
 /**
  * An API process of the cluster: the service without a worker (the primary runs it), telling the
- * primary when it listens. Stops on SIGTERM/SIGINT; node:cluster ends it if the primary dies.
+ * primary when it listens. Stops on SIGTERM/SIGINT, also one that comes while it is starting (the
+ * primary stopping while it replaced a dead process): it then stops as soon as it has started, so
+ * it leaves nothing behind. node:cluster ends it if the primary dies.
  */
 export async function runApiProcess(env: NodeJS.ProcessEnv): Promise<RunningService> {
-  const service = await startService(env);
-  const opsPort = service.opsUrl === undefined ? undefined : Number(new URL(service.opsUrl).port);
-  const ready: ApiProcessReady = { type: 'api-ready', port: service.port, opsPort, generatedKey: service.generatedKey };
-  process.send?.(ready);
+  const starting = startService(env);
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
-    await service.close();
+    const service = await starting.catch(() => undefined);
+    await service?.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
+  const service = await starting;
+  const opsPort = service.opsUrl === undefined ? undefined : Number(new URL(service.opsUrl).port);
+  const ready: ApiProcessReady = { type: 'api-ready', port: service.port, opsPort, generatedKey: service.generatedKey };
+  if (!stopping) process.send?.(ready);
   return service;
 }
