@@ -21,6 +21,7 @@ import { createApp, createOperationsApp } from './entry-points/http/app';
 import { openApiDocument } from './entry-points/http/openapi';
 import type { OperationsDependencies } from './entry-points/http/operations-routes';
 import { MetricsExchange } from './data-access/metrics-exchange';
+import { UploadTempDir } from './data-access/upload-temp';
 import { ApiMetrics } from './lib/metrics';
 import packageJson from '../package.json';
 import { WorkerSupervisor } from './entry-points/worker-process';
@@ -54,8 +55,6 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const logger = createLogger(config.logLevel, 'api');
   const layout = dataLayout(config.dataDir);
   fs.mkdirSync(config.dataDir, { recursive: true });
-  // Leftovers of uploads cut off by a crash: nothing refers to them.
-  fs.rmSync(layout.tmp, { recursive: true, force: true });
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
@@ -153,7 +152,9 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     },
   };
   const openApi = openApiDocument(config, packageJson.version);
-  const server = await listen(createApp({ ctx, classify, apiKeys, openApi, ops }), config.port, config.host);
+  // Uploads of crashed processes are removed; those of live ones (other API processes) stay.
+  const uploads = await UploadTempDir.open(layout.tmp, logger);
+  const server = await listen(createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir: uploads.path }), config.port, config.host);
   const port = (server.address() as AddressInfo).port;
   logger.info({ port }, 'Watson Visual Recognition v3 API listening');
   const opsServer =
@@ -177,6 +178,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     close: async () => {
       await Promise.all([stopListening(server), opsServer && stopListening(opsServer)]);
       await worker?.stop();
+      await uploads.close();
       await exchange.close();
       await queue.close();
       await claim.release();

@@ -1,4 +1,3 @@
-import path from 'node:path';
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
@@ -24,10 +23,12 @@ export interface AppDependencies {
   /** Served at /v3/openapi.json; its paths also name the routes in request metrics. */
   openApi: OpenApiDocument;
   ops: OperationsDependencies;
+  /** This process's folder for uploads in flight (UploadTempDir). */
+  uploadDir: string;
 }
 
 /** The API. The operations endpoints are on it too unless OPS_PORT puts them on their own app (createOperationsApp). */
-export function createApp({ ctx, classify, apiKeys, openApi, ops }: AppDependencies): express.Express {
+export function createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir }: AppDependencies): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'extended');
@@ -50,7 +51,7 @@ export function createApp({ ctx, classify, apiKeys, openApi, ops }: AppDependenc
   app.use('/identity', identityRoutes(apiKeys));
 
   const upload = multipartUpload({
-    tmpDir: path.join(ctx.config.dataDir, 'tmp'),
+    tmpDir: uploadDir,
     maxFileBytes: ctx.config.limits.maxZipBytes,
     maxRequestBytes: ctx.config.limits.maxRequestBytes,
   });

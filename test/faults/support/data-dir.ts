@@ -47,9 +47,13 @@ export function unreferencedImageFiles(dataDir: string): string[] {
   return [...hashes.filter((h) => !referenced.has(h)), ...others];
 }
 
+/** Files under DATA_DIR/tmp (uploads in flight, in each API process's own folder), relative to it. */
 export function tmpEntries(dataDir: string): string[] {
   const tmp = dataLayout(dataDir).tmp;
-  return fs.existsSync(tmp) ? fs.readdirSync(tmp) : [];
+  if (!fs.existsSync(tmp)) return [];
+  return (fs.readdirSync(tmp, { recursive: true, withFileTypes: true }) as fs.Dirent[])
+    .filter((entry) => !entry.isDirectory())
+    .map((entry) => path.relative(tmp, path.join(entry.parentPath, entry.name)));
 }
 
 export function integrityCheck(dataDir: string): string {
