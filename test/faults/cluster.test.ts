@@ -28,7 +28,8 @@ const KEEP_VERSIONS = 2;
  * answer may still come from the version before one created up to this long before the request.
  */
 const COMMIT_SLACK_MS = 5000;
-const CUSTOMER = 'customer-7';
+/** Labels the create of `customer` and the update of `mixed`: DELETE /v3/user_data goes to one API each. */
+const CUSTOMERS = ['customer-7', 'customer-8'] as const;
 
 const sha256 = (bytes: Buffer) => crypto.createHash('sha256').update(bytes).digest('hex');
 const hashesOf = async (kind: Parameters<typeof classImages>[0], count: number, seed: number) => (await classImages(kind, count, seed)).map(sha256);
@@ -125,7 +126,7 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
   };
   const call = (name: 'A' | 'B', method: string, pathAndQuery: string, init?: CallOptions): Promise<ApiAnswer> =>
     callApi(api(name).url, method, pathAndQuery, init);
-  const asCustomer = { 'X-Watson-Metadata': `customer_id=${CUSTOMER}` };
+  const asCustomer = (customerId: string) => ({ 'X-Watson-Metadata': `customer_id=${customerId}` });
 
   async function statusOnBoth(id: string): Promise<{ A: ApiAnswer; B: ApiAnswer }> {
     const [A, B] = await Promise.all([call('A', 'GET', `/v3/classifiers/${id}?${VERSION}`), call('B', 'GET', `/v3/classifiers/${id}?${VERSION}`)]);
@@ -296,7 +297,7 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
           { squares_positive_examples: await classZip('blue-squares', 12, 41), stripes_positive_examples: await classZip('green-stripes', 12, 42) },
           { name: 'customer' },
         ),
-        headers: asCustomer,
+        headers: asCustomer(CUSTOMERS[0]),
       }),
       call('B', 'POST', `/v3/classifiers?${VERSION}`, {
         body: trainingForm(
@@ -334,7 +335,7 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
       call('A', 'POST', `/v3/classifiers/${lines}?${VERSION}`, { body: trainingForm({ stripes_positive_examples: await classZip('green-stripes', 12, 23) }) }),
       call('A', 'POST', `/v3/classifiers/${mixed}?${VERSION}`, {
         body: trainingForm({ squares_positive_examples: await classZip('blue-squares', 12, 53) }),
-        headers: asCustomer,
+        headers: asCustomer(CUSTOMERS[1]),
       }),
     ]);
     for (const u of updates) expect(u.status).toBe(200);
@@ -423,11 +424,16 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     expect(storedImageFiles(dataDir).hashes.filter((h) => cutOffHashes.has(h))).toEqual([]);
     expect(victimUploads()).toEqual([]);
 
-    // ---- DELETE /v3/user_data on the restarted API ----
+    // ---- DELETE /v3/user_data on both: the whole `customer` classifier (A, just restarted), the update of `mixed` (B) ----
     const customerHashes = [...(await hashesOf('blue-squares', 12, 41)), ...(await hashesOf('green-stripes', 12, 42)), ...(await hashesOf('blue-squares', 12, 53))];
-    const removed = await call('A', 'DELETE', `/v3/user_data?${VERSION}&customer_id=${CUSTOMER}`);
-    expect(removed.status).toBe(202);
+    expect((await call('A', 'DELETE', `/v3/user_data?${VERSION}&customer_id=${CUSTOMERS[0]}`)).status).toBe(202);
     for (const name of ['A', 'B'] as const) expect((await call(name, 'GET', `/v3/classifiers/${customer}?${VERSION}`)).status).toBe(404);
+    expect((await call('B', 'DELETE', `/v3/user_data?${VERSION}&customer_id=${CUSTOMERS[1]}`)).status).toBe(202);
+    for (const name of ['A', 'B'] as const) {
+      const res = await call(name, 'GET', `/v3/classifiers/${mixed}?${VERSION}`);
+      // Its class of the customer's images is gone at once, on both; the retrain may have ended already.
+      expect(res.body).toMatchObject({ status: expect.stringMatching(/^(retraining|ready)$/), classes: [{ class: 'circles' }, { class: 'stripes' }] });
+    }
 
     states = await settled([shapes, lines, mixed]);
     stopClassifying = true;
@@ -471,7 +477,7 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     expect(byClass(lines)).toEqual({ stripes: [24, 24], triangles: [24, 24] });
     expect(byClass(mixed)).toEqual({ circles: [12, 12], stripes: [12, 12] });
     expect(new Set(exampleCounts.map((r) => r.classifier_id))).toEqual(new Set([shapes, lines, mixed]));
-    expect(await k.selectFrom('examples').select('id').where('customer_id', '=', CUSTOMER).execute()).toEqual([]);
+    expect(await k.selectFrom('examples').select('id').where('customer_id', 'in', [...CUSTOMERS]).execute()).toEqual([]);
     for (const table of ['classifiers', 'classes', 'versions', 'version_events', 'classifier_callbacks'] as const) {
       const column = table === 'classifiers' ? 'id' : 'classifier_id';
       expect({ table, rows: await k.selectFrom(table).select(column).where(column, 'in', [doomed, customer]).execute() }).toEqual({ table, rows: [] });
