@@ -49,6 +49,8 @@ const environmentSchema = z.object({
   OPS_HOST: z.string().optional(),
   METRICS_PUBLISH_INTERVAL_MS: intFrom(5000, 100),
   KEEP_VERSIONS: intFrom(10, 1),
+  UPLOAD_CLAIM_TTL_MS: intFrom(120_000, 1000),
+  ORPHAN_SWEEP_MS: intFrom(600_000, 1000),
   CALLBACK_ATTEMPTS: intFrom(8, 1),
   CALLBACK_BACKOFF_MS: intFrom(10_000, 10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -102,6 +104,13 @@ export interface Config {
   };
   /** Retention: the newest versions per classifier whose head files are kept (the current one always is). */
   keepVersions: number;
+  /**
+   * How long an upload's claim on its images lasts unless renewed (it is, every quarter of this, while
+   * the upload runs): after a process dies mid-upload, its images become removable orphans this much later.
+   */
+  uploadClaimTtlMs: number;
+  /** How often each API process removes orphaned image files (also once at start). */
+  orphanSweepMs: number;
   /** Training-end callbacks: tries per delivery, and the first retry's delay (doubling after each try). */
   callbackAttempts: number;
   callbackBackoffMs: number;
@@ -171,6 +180,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       publishIntervalMs: e.METRICS_PUBLISH_INTERVAL_MS,
     },
     keepVersions: e.KEEP_VERSIONS,
+    uploadClaimTtlMs: e.UPLOAD_CLAIM_TTL_MS,
+    orphanSweepMs: e.ORPHAN_SWEEP_MS,
     callbackAttempts: e.CALLBACK_ATTEMPTS,
     callbackBackoffMs: e.CALLBACK_BACKOFF_MS,
     logLevel: e.LOG_LEVEL,

@@ -90,7 +90,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
     queue,
-    imageClaims: new ImageClaims(db),
+    imageClaims: new ImageClaims(db, config.uploadClaimTtlMs),
     embedder,
     embeddings: new EmbeddingCache(db, (hits, misses) => {
       metrics?.cacheLookups.inc({ result: 'hit' }, hits);
@@ -119,8 +119,14 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     },
   };
 
-  const orphans = await removeOrphanImages(ctx);
-  if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
+  // Images a process killed mid-upload (this one or another, on any host) left behind: at start, then now and then.
+  const sweepOrphans = async () => {
+    const orphans = await removeOrphanImages(ctx);
+    if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
+  };
+  await sweepOrphans();
+  const sweeper = setInterval(() => void sweepOrphans().catch((err) => logger.warn({ err }, 'could not remove orphaned images')), config.orphanSweepMs);
+  sweeper.unref();
 
   // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored
   // examples; each old version serves until its new one is ready.
@@ -176,6 +182,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     worker,
     generatedKey,
     close: async () => {
+      clearInterval(sweeper);
       await Promise.all([stopListening(server), opsServer && stopListening(opsServer)]);
       await worker?.stop();
       await uploads.close();

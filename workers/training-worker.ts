@@ -56,7 +56,7 @@ async function main() {
   const ctx: TrainingContext = {
     classifiers,
     images: new ImageStore(layout.images),
-    imageClaims: new ImageClaims(db),
+    imageClaims: new ImageClaims(db, config.uploadClaimTtlMs),
     heads: new HeadStore(layout.heads),
     embedder,
     cache,

@@ -111,7 +111,8 @@ async function openSqlite(file: string): Promise<Database> {
         for (let step = applied; step < LEGACY_SQLITE_STEPS.length; step++) raw.exec(LEGACY_SQLITE_STEPS[step]);
       }
       await runMigrations(kysely, 'sqlite', { disableTransactions: true });
-      raw.pragma(`user_version = ${KYSELY_MANAGED_USER_VERSION}`);
+      // Only when it changes: an unchanged database must open without writing (a full disk).
+      if (applied !== KYSELY_MANAGED_USER_VERSION) raw.pragma(`user_version = ${KYSELY_MANAGED_USER_VERSION}`);
       raw.exec('COMMIT');
     } catch (error) {
       if (raw.inTransaction) raw.exec('ROLLBACK');

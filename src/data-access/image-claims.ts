@@ -4,14 +4,6 @@ import os from 'node:os';
 import type { Database } from './database';
 
 /**
- * How long an upload's claim on its images lasts without being renewed: longer than any upload
- * takes between two batches (each renews it). The claims of a process killed mid-upload are
- * dropped by the next removal on its machine (see ownerIsGone); elsewhere they lapse after this,
- * and the images become ordinary orphans, removed at the next start.
- */
-export const IMAGE_CLAIM_TTL_MS = 60 * 60 * 1000;
-
-/**
  * Which processes' pids this one can check: those of the same kernel boot and pid namespace
  * (Linux); elsewhere, those of the same host name. Not the host name alone on Linux: containers
  * can share one (host networking) and still number their processes apart.
@@ -56,37 +48,24 @@ function ownerIsGone(claimId: string): boolean {
  * images neither an example nor a live claim holds, and deletes their files inside that
  * transaction: a claim is either committed before (and the image is kept) or waits until the
  * files are gone (and the upload writes its image again, since ImageStore.put finds no file).
- * Claim ids name their process (claimOwner): removal drops the claims of processes of its pid scope
- * that no longer run (an API killed mid-upload), so their images go at once; other machines'
- * claims lapse after IMAGE_CLAIM_TTL_MS.
+ *
+ * A claim lives `ttlMs` (UPLOAD_CLAIM_TTL_MS) and its upload renews it every quarter of that while
+ * it runs, so the claims of a process killed mid-upload lapse soon after, and its images become
+ * ordinary orphans that the next sweep removes. Sooner on the same machine: claim ids name their
+ * process (claimOwner), and removal drops the claims of processes of its pid scope that no longer
+ * run, so a start after a crash removes the crashed upload's images at once.
  */
 export class ImageClaims {
   /** @param owner the tag this instance's claims carry (claimOwner); another process's only in tests */
   constructor(
     private readonly db: Database,
+    readonly ttlMs: number,
     private readonly owner = claimOwner(),
   ) {}
 
-  /** Claims the images (and renews the claim's earlier ones) until now + IMAGE_CLAIM_TTL_MS. */
-  async claim(upload: string, hashes: string[], now = Date.now()): Promise<void> {
-    const claimId = `${this.owner}/${upload}`;
-    const expires = new Date(now + IMAGE_CLAIM_TTL_MS).toISOString();
-    await this.db.write(async (trx) => {
-      await trx.updateTable('image_claims').set({ expires }).where('claim_id', '=', claimId).execute();
-      const unique = [...new Set(hashes)];
-      for (let start = 0; start < unique.length; start += 300) {
-        await trx
-          .insertInto('image_claims')
-          .values(unique.slice(start, start + 300).map((image_hash) => ({ claim_id: claimId, image_hash, expires })))
-          .onConflict((oc) => oc.columns(['image_hash', 'claim_id']).doUpdateSet({ expires }))
-          .execute();
-      }
-    });
-  }
-
-  /** Drops the claim (its images are referenced by examples now, or the upload gave up). */
-  async release(upload: string): Promise<void> {
-    await this.db.kysely.deleteFrom('image_claims').where('claim_id', '=', `${this.owner}/${upload}`).execute();
+  /** A new claim (one per upload) under `claimId`; release() it when the upload ends, whatever the outcome. */
+  open(claimId: string): ImageClaim {
+    return new ImageClaim(this.db, `${this.owner}/${claimId}`, this.ttlMs);
   }
 
   /**
@@ -115,5 +94,47 @@ export class ImageClaims {
       await removeFiles(doomed);
       return doomed;
     });
+  }
+}
+
+/** One upload's claim on the images it stores. */
+export class ImageClaim {
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly db: Database,
+    readonly claimId: string,
+    private readonly ttlMs: number,
+  ) {}
+
+  /** Claims the images until now + TTL, and from the first call renews the whole claim every TTL/4 until release(). */
+  async add(hashes: string[], now = Date.now()): Promise<void> {
+    const expires = new Date(now + this.ttlMs).toISOString();
+    const unique = [...new Set(hashes)];
+    await this.db.write(async (trx) => {
+      for (let start = 0; start < unique.length; start += 300) {
+        await trx
+          .insertInto('image_claims')
+          .values(unique.slice(start, start + 300).map((image_hash) => ({ claim_id: this.claimId, image_hash, expires })))
+          .onConflict((oc) => oc.columns(['image_hash', 'claim_id']).doUpdateSet({ expires }))
+          .execute();
+      }
+    });
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.renew().catch(() => undefined), this.ttlMs / 4);
+      this.timer.unref();
+    }
+  }
+
+  /** Extends every image of the claim to now + TTL. */
+  async renew(now = Date.now()): Promise<void> {
+    const expires = new Date(now + this.ttlMs).toISOString();
+    await this.db.kysely.updateTable('image_claims').set({ expires }).where('claim_id', '=', this.claimId).execute();
+  }
+
+  /** Drops the claim (its images are referenced by examples now, or the upload gave up). */
+  async release(): Promise<void> {
+    clearInterval(this.timer);
+    await this.db.kysely.deleteFrom('image_claims').where('claim_id', '=', this.claimId).execute();
   }
 }

@@ -34,8 +34,9 @@ interface Claim {
 /** A second database claims a namespace that another live database holds (it is a copy of it). */
 export class NamespaceInUseError extends Error {}
 
-const CLAIM_TTL_MS = 30_000;
-const CLAIM_REFRESH_MS = 10_000;
+/** How long a claim lives without a refresh, and how often every process of the instance refreshes it. */
+export const CLAIM_TTL_MS = 30_000;
+export const CLAIM_REFRESH_MS = 10_000;
 
 /**
  * Holds the instance's claim on its Redis namespace while a process runs: a key with a TTL,

@@ -75,12 +75,16 @@ export async function ingestExamples<T>(
   uploads: ExampleUpload[],
   record: (examples: NewExample[]) => Promise<T>,
 ): Promise<{ result: T; reports: ZipUploadReport[] }> {
-  const claimId = crypto.randomUUID();
+  const claim = ctx.imageClaims.open(crypto.randomUUID());
   const added: string[] = [];
-  const store = async (hash: string, bytes: Buffer) => {
-    await ctx.imageClaims.claim(claimId, [hash]);
-    await ctx.images.put(bytes);
-    added.push(hash);
+  const store = async (images: Array<{ hash: string; bytes: Buffer }>) => {
+    if (images.length === 0) return;
+    // Claimed before written: from here on no removal in any process deletes them.
+    await claim.add(images.map((i) => i.hash));
+    for (const image of images) {
+      await ctx.images.put(image.bytes);
+      added.push(image.hash);
+    }
   };
   try {
     const results: ZipResult[] = [];
@@ -94,10 +98,10 @@ export async function ingestExamples<T>(
       [...r.kept].map(([imageHash, entryName]) => ({ className: r.upload.className, imageHash, entryName })),
     );
     const result = await record(examples);
-    await ctx.imageClaims.release(claimId);
+    await claim.release();
     return { result, reports: results.map(report) };
   } catch (error) {
-    await ctx.imageClaims.release(claimId);
+    await claim.release();
     await removeUnreferencedImages(ctx, added);
     if (error instanceof ZipInputError) throw badRequest(error.message);
     throw error;
@@ -115,7 +119,7 @@ async function readUpload(
   ctx: ServiceContext,
   upload: ExampleUpload,
   known: KnownImages,
-  store: (hash: string, bytes: Buffer) => Promise<void>,
+  store: (images: Array<{ hash: string; bytes: Buffer }>) => Promise<void>,
 ): Promise<ZipResult> {
   const { limits } = ctx.config;
   const r: ZipResult = { upload, entries: 0, images: 0, decodable: 0, distinct: 0, kept: new Map(), unused: [], sharedWithClass: 0 };
@@ -137,6 +141,7 @@ async function readUpload(
       ctx,
       fresh.filter((item) => !known.has(item.hash)),
     );
+    const toStore: Array<{ hash: string; bytes: Buffer }> = [];
     for (const item of items) {
       const first = firstSeen.get(item.hash)!;
       const isFirst = fresh.includes(item);
@@ -153,7 +158,7 @@ async function readUpload(
       }
       const { hash } = item;
       if (!known.has(hash)) {
-        await store(hash, item.bytes);
+        toStore.push({ hash, bytes: item.bytes });
         known.set(hash, null);
       }
       r.kept.set(hash, item.entryName);
@@ -164,6 +169,7 @@ async function readUpload(
         );
       }
     }
+    await store(toStore);
   };
 
   const { entries } = await readZipImageEntries(upload.path, upload.fieldName, zipLimits(ctx), async (image) => {

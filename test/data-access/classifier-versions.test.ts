@@ -3,8 +3,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
 import { ClassifierRepository, type TrainingSnapshot } from '../../src/data-access/classifier-repository';
-import { openDatabase, type Database } from '../../src/data-access/database';
+import { Database } from '../../src/data-access/database';
+import { ImageClaims } from '../../src/data-access/image-claims';
+import { LEGACY_SQLITE_STEPS } from '../../src/data-access/migrations';
+import type { Schema } from '../../src/data-access/schema';
+import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
 const examples = (className: string | null, prefix: string, n = 3) =>
@@ -14,7 +20,7 @@ let clock = 0;
 const now = () => new Date(Date.UTC(2026, 0, 1) + clock++ * 1000).toISOString();
 
 /** The worker's part of a run, split so a test can act between its snapshot and its publish. */
-function publish(repo: ClassifierRepository, snap: TrainingSnapshot): boolean {
+function publish(repo: ClassifierRepository, snap: TrainingSnapshot): Promise<boolean> {
   return repo.publishVersion({
     classifierId: snap.classifier.id,
     generation: snap.classifier.generation,
@@ -27,58 +33,78 @@ function publish(repo: ClassifierRepository, snap: TrainingSnapshot): boolean {
     now: now(),
   });
 }
-const train = (repo: ClassifierRepository, id: string) => publish(repo, repo.trainingSnapshot(id)!);
+const snapshot = async (repo: ClassifierRepository, id: string) => (await repo.trainingSnapshot(id))!;
+const find = async (repo: ClassifierRepository, id: string) => (await repo.find(id))!;
+const train = async (repo: ClassifierRepository, id: string) => publish(repo, await snapshot(repo, id));
 const hashesOf = (snap: TrainingSnapshot) => snap.examples.map((e) => `${e.className}:${e.imageHash}`).sort();
 
-describe('ClassifierRepository: versions you can use', () => {
+/**
+ * The same database reached through a connection that may read but never write (as on a full
+ * disk): a read-only SQLite handle, or a PostgreSQL session whose transactions are read-only.
+ */
+function readOnlyView(db: Database, target: { databaseUrl?: string; sqliteFile: string }): Database {
+  const kysely = target.databaseUrl
+    ? new Kysely<Schema>({
+        dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: target.databaseUrl, max: 2, options: '-c default_transaction_read_only=on' }) }),
+      })
+    : new Kysely<Schema>({ dialect: new SqliteDialect({ database: new BetterSqlite3(target.sqliteFile, { readonly: true, fileMustExist: true }) }) });
+  return Database.create(kysely, db.dialect, db.location, db.fingerprint);
+}
+
+describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: versions you can use', (dialect) => {
   let dir: string;
+  let pgDb: TestDatabase | undefined;
+  let target: { databaseUrl?: string; sqliteFile: string };
   let db: Database;
   let repo: ClassifierRepository;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'versions-'));
-    db = openDatabase(path.join(dir, 'service.sqlite'));
+    pgDb = dialect === 'postgres' ? await createTestDatabase() : undefined;
+    target = { databaseUrl: pgDb?.url, sqliteFile: path.join(dir, 'service.sqlite') };
+    db = await Database.open(target);
     repo = new ClassifierRepository(db);
   });
-  afterEach(() => {
-    db.close();
+  afterEach(async () => {
+    await db.close();
+    await pgDb?.drop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
   /** v1: a, b. v2: a, b, c (an update adding class c). */
-  function twoVersions() {
-    repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples: [...examples('a', 'a'), ...examples('b', 'b')], customerId: null, now: now() });
-    train(repo, 'k_1');
-    const v1 = repo.find('k_1')!.currentVersionId!;
-    const v1Set = hashesOf(repo.trainingSnapshot('k_1')!);
-    repo.addExamples({ id: 'k_1', examples: examples('c', 'c'), customerId: null, now: now() });
-    train(repo, 'k_1');
-    const v2 = repo.find('k_1')!.currentVersionId!;
+  async function twoVersions() {
+    await repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples: [...examples('a', 'a'), ...examples('b', 'b')], customerId: null, now: now() });
+    await train(repo, 'k_1');
+    const v1 = (await find(repo, 'k_1')).currentVersionId!;
+    const v1Set = hashesOf(await snapshot(repo, 'k_1'));
+    await repo.addExamples({ id: 'k_1', examples: examples('c', 'c'), customerId: null, now: now() });
+    await train(repo, 'k_1');
+    const v2 = (await find(repo, 'k_1')).currentVersionId!;
     return { v1, v2, v1Set };
   }
 
-  it('rolls back to the examples of the activated version, and the next retrain starts from them', () => {
-    const { v1, v2, v1Set } = twoVersions();
-    const result = repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
+  it('rolls back to the examples of the activated version, and the next retrain starts from them', async () => {
+    const { v1, v2, v1Set } = await twoVersions();
+    const result = await repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 0 });
-    const c = repo.find('k_1')!;
+    const c = await find(repo, 'k_1');
     expect(c).toMatchObject({ currentVersionId: v1, status: 'ready', classes: ['a', 'b'] });
     expect(c.trainedGeneration).toBe(c.generation); // nothing to train: a queued run finds it up to date
-    expect(hashesOf(repo.trainingSnapshot('k_1')!)).toEqual(v1Set);
+    expect(hashesOf(await snapshot(repo, 'k_1'))).toEqual(v1Set);
 
     // The next update trains on v1's examples plus the new ones; class c stays gone.
-    repo.addExamples({ id: 'k_1', examples: examples('d', 'd'), customerId: null, now: now() });
-    const snap = repo.trainingSnapshot('k_1')!;
+    await repo.addExamples({ id: 'k_1', examples: examples('d', 'd'), customerId: null, now: now() });
+    const snap = await snapshot(repo, 'k_1');
     expect(snap.classifier.classes).toEqual(['a', 'b', 'd']);
     expect(hashesOf(snap)).toEqual([...v1Set, ...examples('d', 'd').map((e) => `d:${e.imageHash}`)].sort());
-    expect(publish(repo, snap)).toBe(true);
+    expect(await publish(repo, snap)).toBe(true);
 
     // Rolling forward to v2 brings class c's examples back (they were retired, not deleted).
-    repo.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() });
-    expect(repo.find('k_1')!.classes).toEqual(['a', 'b', 'c']);
-    expect(repo.trainingSnapshot('k_1')!.examples.filter((e) => e.className === 'c')).toHaveLength(3);
+    await repo.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() });
+    expect((await find(repo, 'k_1')).classes).toEqual(['a', 'b', 'c']);
+    expect((await snapshot(repo, 'k_1')).examples.filter((e) => e.className === 'c')).toHaveLength(3);
 
-    const events = repo.listVersionEvents('k_1').map((e) => [e.cause, e.versionId, e.previousVersionId]);
+    const events = (await repo.listVersionEvents('k_1')).map((e) => [e.cause, e.versionId, e.previousVersionId]);
     expect(events).toEqual([
       ['trained', v1, null],
       ['trained', v2, v1],
@@ -88,100 +114,103 @@ describe('ClassifierRepository: versions you can use', () => {
     ]);
   });
 
-  it('a rollback while a retrain runs loses neither: the stale run cannot publish, its new examples train on the rolled-back set', () => {
-    const { v1, v2, v1Set } = twoVersions();
-    repo.addExamples({ id: 'k_1', examples: examples('e', 'e'), customerId: null, now: now() });
-    const running = repo.trainingSnapshot('k_1')!; // the worker has started the run on a, b, c, e
+  it('a rollback while a retrain runs loses neither: the stale run cannot publish, its new examples train on the rolled-back set', async () => {
+    const { v1, v2, v1Set } = await twoVersions();
+    await repo.addExamples({ id: 'k_1', examples: examples('e', 'e'), customerId: null, now: now() });
+    const running = await snapshot(repo, 'k_1'); // the worker has started the run on a, b, c, e
 
-    const result = repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
+    const result = await repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 3 });
-    expect(repo.find('k_1')).toMatchObject({ currentVersionId: v1, status: 'retraining', classes: ['a', 'b', 'e'] });
+    expect(await repo.find('k_1')).toMatchObject({ currentVersionId: v1, status: 'retraining', classes: ['a', 'b', 'e'] });
 
     // The run ends: it must not publish over the rollback (it still holds class c).
-    expect(publish(repo, running)).toBe(false);
-    expect(repo.find('k_1')!.currentVersionId).toBe(v1);
+    expect(await publish(repo, running)).toBe(false);
+    expect((await find(repo, 'k_1')).currentVersionId).toBe(v1);
     // A failure of the stale run is not recorded either.
-    expect(repo.markFailed('k_1', running.classifier.generation, 'boom', now())).toBe(false);
+    expect(await repo.markFailed('k_1', running.classifier.generation, 'boom', now())).toBe(false);
 
     // The queued run trains v1's examples plus the update's: nothing of either is lost.
-    const next = repo.trainingSnapshot('k_1')!;
+    const next = await snapshot(repo, 'k_1');
     expect(next.classifier.trainedGeneration).toBeLessThan(next.classifier.generation);
     expect(hashesOf(next)).toEqual([...v1Set, ...examples('e', 'e').map((e) => `e:${e.imageHash}`)].sort());
-    expect(publish(repo, next)).toBe(true);
-    const c = repo.find('k_1')!;
+    expect(await publish(repo, next)).toBe(true);
+    const c = await find(repo, 'k_1');
     expect(c.status).toBe('ready');
     expect(c.currentVersionId).not.toBe(v2);
-    expect(repo.findVersion(c.currentVersionId!)!.classes).toEqual(['a', 'b', 'e']);
+    expect((await repo.findVersion(c.currentVersionId!))!.classes).toEqual(['a', 'b', 'e']);
   });
 
-  it('discard_pending drops an update that no version holds; activating the current version alone changes nothing', () => {
-    const { v2 } = twoVersions();
-    repo.addExamples({ id: 'k_1', examples: examples('bad', 'bad'), customerId: null, now: now() });
-    repo.markFailed('k_1', repo.find('k_1')!.generation, 'The class bad has no image that could be read.', now());
-    expect(repo.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() }).outcome).toBe('unchanged');
-    const result = repo.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: true, now: now() });
+  it('discard_pending drops an update that no version holds; activating the current version alone changes nothing', async () => {
+    const { v2 } = await twoVersions();
+    await repo.addExamples({ id: 'k_1', examples: examples('bad', 'bad'), customerId: null, now: now() });
+    await repo.markFailed('k_1', (await find(repo, 'k_1')).generation, 'The class bad has no image that could be read.', now());
+    expect((await repo.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() })).outcome).toBe('unchanged');
+    const result = await repo.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: true, now: now() });
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 0 });
-    expect(repo.find('k_1')).toMatchObject({ status: 'ready', classes: ['a', 'b', 'c'], explanation: null });
-    // The discarded examples no version holds are deleted at the next prune.
-    const { imageHashes } = repo.pruneVersions('k_1', 10, now());
+    expect(await repo.find('k_1')).toMatchObject({ status: 'ready', classes: ['a', 'b', 'c'], explanation: null });
+    // The discarded examples no version holds are deleted at the next prune, and their images are free to remove.
+    const { imageHashes } = await repo.pruneVersions('k_1', 10, now());
     expect(imageHashes.sort()).toEqual(examples('bad', 'bad').map((e) => e.imageHash).sort());
-    expect(repo.unreferencedImages(imageHashes)).toEqual(imageHashes);
+    const removed: string[] = [];
+    const kept = examples('a', 'a')[0].imageHash; // still an example of a version
+    expect(await new ImageClaims(db, 60_000).removeUnreferenced([...imageHashes, kept], async (doomed) => void removed.push(...doomed))).toEqual(imageHashes);
+    expect(removed).toEqual(imageHashes);
   });
 
-  it('an example retired by a rollback and sent again joins the training set again', () => {
-    const { v1 } = twoVersions();
-    repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
-    repo.addExamples({ id: 'k_1', examples: examples('c', 'c').slice(0, 1), customerId: null, now: now() });
-    const snap = repo.trainingSnapshot('k_1')!;
+  it('an example retired by a rollback and sent again joins the training set again', async () => {
+    const { v1 } = await twoVersions();
+    await repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
+    await repo.addExamples({ id: 'k_1', examples: examples('c', 'c').slice(0, 1), customerId: null, now: now() });
+    const snap = await snapshot(repo, 'k_1');
     expect(snap.classifier.classes).toEqual(['a', 'b', 'c']);
     expect(snap.examples.filter((e) => e.className === 'c')).toHaveLength(1);
   });
 
-  it('refuses a version of another classifier, an unknown one and a pruned one', () => {
-    const { v1 } = twoVersions();
-    repo.create({ id: 'other_2', ownerId: 'alice', name: 'o', examples: examples('x', 'x'), customerId: null, now: now() });
-    train(repo, 'other_2');
-    const otherVersion = repo.find('other_2')!.currentVersionId!;
-    expect(repo.activateVersion({ classifierId: 'k_1', versionId: otherVersion, discardPending: false, now: now() }).outcome).toBe('no-version');
-    expect(repo.activateVersion({ classifierId: 'k_1', versionId: 999, discardPending: false, now: now() }).outcome).toBe('no-version');
-    expect(repo.activateVersion({ classifierId: 'gone_1', versionId: v1, discardPending: false, now: now() }).outcome).toBe('no-classifier');
-    repo.pruneVersions('k_1', 1, now());
-    expect(repo.findVersion(v1)!.pruned).not.toBeNull();
-    expect(repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() }).outcome).toBe('pruned');
+  it('refuses a version of another classifier, an unknown one and a pruned one', async () => {
+    const { v1 } = await twoVersions();
+    await repo.create({ id: 'other_2', ownerId: 'alice', name: 'o', examples: examples('x', 'x'), customerId: null, now: now() });
+    await train(repo, 'other_2');
+    const otherVersion = (await find(repo, 'other_2')).currentVersionId!;
+    expect((await repo.activateVersion({ classifierId: 'k_1', versionId: otherVersion, discardPending: false, now: now() })).outcome).toBe('no-version');
+    expect((await repo.activateVersion({ classifierId: 'k_1', versionId: 999, discardPending: false, now: now() })).outcome).toBe('no-version');
+    expect((await repo.activateVersion({ classifierId: 'gone_1', versionId: v1, discardPending: false, now: now() })).outcome).toBe('no-classifier');
+    await repo.pruneVersions('k_1', 1, now());
+    expect((await repo.findVersion(v1))!.pruned).not.toBeNull();
+    expect((await repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() })).outcome).toBe('pruned');
   });
 
-  it('retention keeps the newest N, the current one and versions leased by requests in flight', () => {
-    repo.create({ id: 'r_1', ownerId: 'alice', name: 'r', examples: examples('a', 'a'), customerId: null, now: now() });
-    train(repo, 'r_1');
-    const ids = [repo.find('r_1')!.currentVersionId!];
+  it('retention keeps the newest N, the current one and versions leased by requests in flight', async () => {
+    await repo.create({ id: 'r_1', ownerId: 'alice', name: 'r', examples: examples('a', 'a'), customerId: null, now: now() });
+    await train(repo, 'r_1');
+    const ids = [(await find(repo, 'r_1')).currentVersionId!];
     for (let i = 0; i < 4; i++) {
-      repo.addExamples({ id: 'r_1', examples: examples('a', `more${i}`), customerId: null, now: now() });
-      train(repo, 'r_1');
-      ids.push(repo.find('r_1')!.currentVersionId!);
+      await repo.addExamples({ id: 'r_1', examples: examples('a', `more${i}`), customerId: null, now: now() });
+      await train(repo, 'r_1');
+      ids.push((await find(repo, 'r_1')).currentVersionId!);
     }
     // v1 is current again (a rollback), v2 is pinned by a request in flight.
-    repo.activateVersion({ classifierId: 'r_1', versionId: ids[0], discardPending: false, now: now() });
-    const { resolved, leaseIds } = repo.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], new Date(Date.now() + 60_000).toISOString());
+    await repo.activateVersion({ classifierId: 'r_1', versionId: ids[0], discardPending: false, now: now() });
+    const { resolved, leaseIds } = await repo.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], new Date(Date.now() + 60_000).toISOString());
     expect(resolved[0].outcome).toBe('ok');
 
-    const { headFiles } = repo.pruneVersions('r_1', 2, now());
-    expect(headFiles).toEqual([repo.findVersion(ids[2])!.headFile]);
-    const pruned = repo.listVersions('r_1').filter((v) => v.pruned).map((v) => v.id);
+    const { headFiles } = await repo.pruneVersions('r_1', 2, now());
+    expect(headFiles).toEqual([(await repo.findVersion(ids[2]))!.headFile]);
+    const pruned = (await repo.listVersions('r_1')).filter((v) => v.pruned).map((v) => v.id);
     expect(pruned).toEqual([ids[2]]);
 
     // Once the request is done, the next prune takes v2 too; a pin of a pruned version is refused.
-    repo.releaseLeases(leaseIds);
-    expect(repo.pruneVersions('r_1', 2, now()).headFiles).toEqual([repo.findVersion(ids[1])!.headFile]);
-    expect(repo.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], now()).resolved[0].outcome).toBe('pruned');
-    expect(repo.resolveAndLease('bob', [{ classifierId: 'r_1', versionId: ids[3] }], now()).resolved[0].outcome).toBe('no-classifier');
-    expect(repo.find('r_1')!.currentVersionId).toBe(ids[0]);
+    await repo.releaseLeases(leaseIds);
+    expect((await repo.pruneVersions('r_1', 2, now())).headFiles).toEqual([(await repo.findVersion(ids[1]))!.headFile]);
+    expect((await repo.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], now())).resolved[0].outcome).toBe('pruned');
+    expect((await repo.resolveAndLease('bob', [{ classifierId: 'r_1', versionId: ids[3] }], now())).resolved[0].outcome).toBe('no-classifier');
+    expect((await find(repo, 'r_1')).currentVersionId).toBe(ids[0]);
   });
 
-  it('still resolves a request\'s versions, unleased, when the database cannot be written (a full disk)', () => {
-    const { v1 } = twoVersions();
-    const readOnly = new BetterSqlite3(path.join(dir, 'service.sqlite'), { readonly: true });
+  it("still resolves a request's versions, unleased, when the database cannot be written (a full disk)", async () => {
+    const { v1 } = await twoVersions();
+    const readOnly = readOnlyView(db, target);
     try {
-      const { resolved, leaseIds } = new ClassifierRepository(readOnly).resolveAndLease(
+      const { resolved, leaseIds } = await new ClassifierRepository(readOnly).resolveAndLease(
         'alice',
         [{ classifierId: 'k_1' }, { classifierId: 'k_1', versionId: v1 }],
         now(),
@@ -189,71 +218,76 @@ describe('ClassifierRepository: versions you can use', () => {
       expect(resolved.map((r) => r.outcome)).toEqual(['ok', 'ok']);
       expect(leaseIds).toEqual([]);
     } finally {
-      readOnly.close();
+      await readOnly.close();
     }
+    expect(await db.kysely.selectFrom('version_leases').selectAll().execute()).toEqual([]);
   });
 
-  it('records a callback in the outbox when a run leaves the classifier ready or failed, not for intermediate runs', () => {
-    repo.create({ id: 'cb_1', ownerId: 'alice', name: 'cb', examples: examples('a', 'a'), customerId: null, callbackUrl: 'https://example.com/hook', now: now() });
-    const outbox = () => db.prepare('SELECT body FROM callback_outbox ORDER BY created').all().map((r) => JSON.parse((r as { body: string }).body));
-    const first = repo.trainingSnapshot('cb_1')!;
-    repo.addExamples({ id: 'cb_1', examples: examples('b', 'b'), customerId: null, now: now() });
-    expect(publish(repo, first)).toBe(true); // more examples arrived meanwhile: still training, no callback
-    expect(outbox()).toEqual([]);
-    train(repo, 'cb_1');
-    const v = repo.find('cb_1')!.currentVersionId;
-    expect(outbox()).toMatchObject([{ classifier_id: 'cb_1', status: 'ready', version_id: v, explanation: null }]);
-    expect(outbox()[0].retrained).toEqual(repo.find('cb_1')!.retrained);
-    expect(outbox()[0].delivery_id).toMatch(/^[0-9a-f-]{36}$/);
+  it('records a callback in the outbox when a run leaves the classifier ready or failed, not for intermediate runs', async () => {
+    await repo.create({ id: 'cb_1', ownerId: 'alice', name: 'cb', examples: examples('a', 'a'), customerId: null, callbackUrl: 'https://example.com/hook', now: now() });
+    const outbox = async () =>
+      (await db.kysely.selectFrom('callback_outbox').select('body').orderBy('created').execute()).map((r) => JSON.parse(r.body));
+    const first = await snapshot(repo, 'cb_1');
+    await repo.addExamples({ id: 'cb_1', examples: examples('b', 'b'), customerId: null, now: now() });
+    expect(await publish(repo, first)).toBe(true); // more examples arrived meanwhile: still training, no callback
+    expect(await outbox()).toEqual([]);
+    await train(repo, 'cb_1');
+    const v = (await find(repo, 'cb_1')).currentVersionId;
+    expect(await outbox()).toMatchObject([{ classifier_id: 'cb_1', status: 'ready', version_id: v, explanation: null }]);
+    expect((await outbox())[0].retrained).toEqual((await find(repo, 'cb_1')).retrained);
+    expect((await outbox())[0].delivery_id).toMatch(/^[0-9a-f-]{36}$/);
 
-    repo.addExamples({ id: 'cb_1', examples: examples('c', 'c'), customerId: null, now: now() });
-    repo.markFailed('cb_1', repo.find('cb_1')!.generation, 'no readable image', now());
-    expect(outbox()[1]).toMatchObject({ status: 'failed', version_id: v, explanation: 'no readable image' });
+    await repo.addExamples({ id: 'cb_1', examples: examples('c', 'c'), customerId: null, now: now() });
+    await repo.markFailed('cb_1', (await find(repo, 'cb_1')).generation, 'no readable image', now());
+    expect((await outbox())[1]).toMatchObject({ status: 'failed', version_id: v, explanation: 'no readable image' });
 
     // Without a callback URL nothing is recorded; deleting the classifier drops what waits.
-    repo.setCallbackUrl('cb_1', null, now());
-    repo.addExamples({ id: 'cb_1', examples: examples('d', 'd'), customerId: null, now: now() });
-    train(repo, 'cb_1');
-    expect(outbox()).toHaveLength(2);
-    repo.delete('cb_1');
-    expect(outbox()).toHaveLength(0);
+    await repo.setCallbackUrl('cb_1', null, now());
+    await repo.addExamples({ id: 'cb_1', examples: examples('d', 'd'), customerId: null, now: now() });
+    await train(repo, 'cb_1');
+    expect(await outbox()).toHaveLength(2);
+    await repo.delete('cb_1');
+    expect(await outbox()).toHaveLength(0);
   });
 });
 
-describe('the versions migration', () => {
-  it('records, for versions trained before it, the examples each trained on and a trained event', () => {
+describe('the versions migration (SQLite files of earlier releases)', () => {
+  it('records, for versions trained before it, the examples each trained on and a trained event', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'versions-migration-'));
     const file = path.join(dir, 'service.sqlite');
     try {
       // Build the state an older release left: two versions, no side tables.
-      let db = openDatabase(file);
+      let db = await Database.open({ sqliteFile: file });
       const repo = new ClassifierRepository(db);
-      repo.create({ id: 'old_1', ownerId: 'alice', name: 'old', examples: examples('a', 'a'), customerId: null, now: now() });
-      train(repo, 'old_1');
-      repo.addExamples({ id: 'old_1', examples: examples('b', 'b'), customerId: null, now: now() });
-      train(repo, 'old_1');
-      const [v1, v2] = repo.listVersions('old_1').map((v) => v.id);
-      const schema = db.pragma('user_version', { simple: true }) as number;
-      // The versions migration and the one after it (examples.entry_name) are undone.
-      db.exec(`DROP TABLE version_examples; DROP TABLE retired_examples; DROP TABLE version_events; DROP TABLE pruned_versions;
-               DROP TABLE version_leases; DROP TABLE classifier_callbacks; DROP TABLE callback_secrets; DROP TABLE callback_outbox;
-               ALTER TABLE examples DROP COLUMN entry_name;`);
-      db.pragma(`user_version = ${schema - 2}`);
-      db.close();
+      await repo.create({ id: 'old_1', ownerId: 'alice', name: 'old', examples: examples('a', 'a'), customerId: null, now: now() });
+      await train(repo, 'old_1');
+      await repo.addExamples({ id: 'old_1', examples: examples('b', 'b'), customerId: null, now: now() });
+      await train(repo, 'old_1');
+      const [v1, v2] = (await repo.listVersions('old_1')).map((v) => v.id);
+      await db.close();
+      // The versions step and the one after it (examples.entry_name) are undone, and so is
+      // everything since (the Kysely-managed part: its bookkeeping and the shared-store tables).
+      const raw = new BetterSqlite3(file);
+      raw.exec(`DROP TABLE version_examples; DROP TABLE retired_examples; DROP TABLE version_events; DROP TABLE pruned_versions;
+                DROP TABLE version_leases; DROP TABLE classifier_callbacks; DROP TABLE callback_secrets; DROP TABLE callback_outbox;
+                ALTER TABLE examples DROP COLUMN entry_name;
+                DROP TABLE embeddings; DROP TABLE image_claims; DROP TABLE kysely_migration; DROP TABLE kysely_migration_lock;`);
+      raw.pragma(`user_version = ${LEGACY_SQLITE_STEPS.length - 2}`);
+      raw.close();
 
-      db = openDatabase(file);
+      db = await Database.open({ sqliteFile: file });
       try {
         const migrated = new ClassifierRepository(db);
-        expect(migrated.listVersionEvents('old_1').map((e) => [e.cause, e.versionId, e.previousVersionId])).toEqual([
+        expect((await migrated.listVersionEvents('old_1')).map((e) => [e.cause, e.versionId, e.previousVersionId])).toEqual([
           ['trained', v1, null],
           ['trained', v2, v1],
         ]);
         // Activating the first version brings back exactly its examples.
-        migrated.activateVersion({ classifierId: 'old_1', versionId: v1, discardPending: false, now: now() });
-        expect(migrated.trainingSnapshot('old_1')!.examples.map((e) => e.className)).toEqual(['a', 'a', 'a']);
-        expect(migrated.find('old_1')!.classes).toEqual(['a']);
+        await migrated.activateVersion({ classifierId: 'old_1', versionId: v1, discardPending: false, now: now() });
+        expect((await snapshot(migrated, 'old_1')).examples.map((e) => e.className)).toEqual(['a', 'a', 'a']);
+        expect((await find(migrated, 'old_1')).classes).toEqual(['a']);
       } finally {
-        db.close();
+        await db.close();
       }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -5,59 +5,98 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { ClassifierRepository } from '../../src/data-access/classifier-repository';
-import { openDatabase, type Database } from '../../src/data-access/database';
+import { Database } from '../../src/data-access/database';
+import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
+const ROOT = path.resolve(__dirname, '..', '..');
 const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
 const now = () => new Date().toISOString();
 
+type Target = { databaseUrl?: string; sqliteFile: string };
+
 /**
- * Another process (the API while the worker publishes, or the reverse) writes while this one's
- * change runs. A change that read before it wrote used to fail at once with SQLITE_BUSY_SNAPSHOT
- * ("database is locked", found by the soak test: failed training runs, head files left behind);
- * it must wait for the other writer and then succeed.
+ * Another process of the instance (the API while the worker publishes, or the reverse; on
+ * PostgreSQL possibly on another machine), on the same database through the same data layer.
+ * `mode` 'hold': takes the write lock, writes, says "locked", and commits `holdMs` later.
+ * `mode` 'add': says "ready", then adds `count` examples of class `other` one write at a time.
  */
-describe('ClassifierRepository beside another writing process', () => {
+function otherProcess(target: Target, job: { mode: 'hold'; holdMs: number; owner: string } | { mode: 'add'; count: number }) {
+  const script = `
+    const crypto = require('node:crypto');
+    const { Database } = require('./src/data-access/database');
+    const { ClassifierRepository } = require('./src/data-access/classifier-repository');
+    const { target, job } = JSON.parse(process.env.OTHER_WRITER);
+    const say = (line) => new Promise((resolve) => process.stdout.write(line + '\\n', resolve));
+    (async () => {
+      const db = await Database.open(target);
+      if (job.mode === 'hold') {
+        await db.write(async (trx) => {
+          await trx.updateTable('classifiers').set({ updated: new Date().toISOString() }).where('id', '=', 'k_1').execute();
+          await trx.insertInto('owners').values({ id: job.owner, created: new Date().toISOString() }).execute();
+          await say('locked');
+          await new Promise((resolve) => setTimeout(resolve, job.holdMs));
+        });
+      } else {
+        const repo = new ClassifierRepository(db);
+        await say('ready');
+        for (let i = 0; i < job.count; i++) {
+          const imageHash = crypto.createHash('sha256').update('other' + i).digest('hex');
+          const done = await repo.addExamples({ id: 'k_1', examples: [{ className: 'other', imageHash }], customerId: null, now: new Date().toISOString() });
+          if (!done) throw new Error('k_1 vanished');
+        }
+      }
+      await db.close();
+    })().catch((error) => { console.error(error); process.exit(1); });`;
+  const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
+    cwd: ROOT,
+    env: { ...process.env, OTHER_WRITER: JSON.stringify({ target, job }) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`the other writer exited with ${code}`)))),
+  );
+  const started = new Promise<void>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).once('line', () => resolve());
+    exited.then(() => reject(new Error('the other writer ended before it started writing')), reject);
+  });
+  return { started, exited };
+}
+
+/**
+ * A change that read before it wrote used to fail at once with SQLITE_BUSY_SNAPSHOT ("database is
+ * locked", found by the soak test: failed training runs, head files left behind) when another
+ * process wrote meanwhile. Whatever the database, a change must wait for the other writer and then
+ * succeed, and neither process's write may be lost.
+ */
+describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository beside another writing process, on %s', (dialect) => {
   let dir: string;
-  let dbPath: string;
+  let pg: TestDatabase | undefined;
+  let target: Target;
   let db: Database;
   let repo: ClassifierRepository;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concurrent-writes-'));
-    dbPath = path.join(dir, 'service.sqlite');
-    db = openDatabase(dbPath);
+    pg = dialect === 'postgres' ? await createTestDatabase() : undefined;
+    target = { databaseUrl: pg?.url, sqliteFile: path.join(dir, 'service.sqlite') };
+    db = await Database.open(target);
     repo = new ClassifierRepository(db);
     const examples = ['a', 'b'].flatMap((c) => [0, 1, 2].map((i) => ({ className: c, imageHash: hash(`${c}${i}`) })));
-    repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples, customerId: null, now: now() });
+    await repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples, customerId: null, now: now() });
   });
-  afterEach(() => {
-    db.close();
+  afterEach(async () => {
+    await db.close();
+    await pg?.drop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A process that takes the write lock, writes, says "locked", and commits `holdMs` later. */
-  function holdWriteLock(holdMs: number): Promise<{ committed: Promise<void> }> {
-    const script = `
-      const db = new (require(${JSON.stringify(require.resolve('better-sqlite3'))}))(${JSON.stringify(dbPath)});
-      db.exec('BEGIN IMMEDIATE');
-      db.prepare("UPDATE classifiers SET updated = ? WHERE id = 'k_1'").run(new Date().toISOString());
-      process.stdout.write('locked\\n');
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${holdMs});
-      db.exec('COMMIT');
-      db.close();`;
-    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const committed = new Promise<void>((resolve, reject) =>
-      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`the lock holder exited with ${code}`)))),
-    );
-    return new Promise((resolve) => {
-      readline.createInterface({ input: child.stdout! }).once('line', () => resolve({ committed }));
-    });
-  }
+  const ownerExists = async (id: string) => (await db.kysely.selectFrom('owners').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
 
   it('publishVersion waits for the other writer instead of failing', async () => {
-    const snapshot = repo.trainingSnapshot('k_1')!;
-    const other = await holdWriteLock(300);
-    const published = repo.publishVersion({
+    const snapshot = (await repo.trainingSnapshot('k_1'))!;
+    const other = otherProcess(target, { mode: 'hold', holdMs: 300, owner: 'other-1' });
+    await other.started;
+    const published = await repo.publishVersion({
       classifierId: 'k_1',
       generation: snapshot.classifier.generation,
       headFile: 'k_1/1-x.head',
@@ -68,19 +107,44 @@ describe('ClassifierRepository beside another writing process', () => {
       exampleIds: snapshot.examples.map((e) => e.id),
       now: now(),
     });
-    await other.committed;
+    await other.exited;
     expect(published).toBe(true);
-    expect(repo.find('k_1')).toMatchObject({ status: 'ready', currentVersionId: expect.any(Number) });
+    expect(await repo.find('k_1')).toMatchObject({ status: 'ready', currentVersionId: expect.any(Number) });
+    expect(await ownerExists('other-1')).toBe(true);
   });
 
   it('addExamples and delete wait for the other writer instead of failing', async () => {
-    let other = await holdWriteLock(300);
-    expect(repo.addExamples({ id: 'k_1', examples: [{ className: 'c', imageHash: hash('c') }], customerId: null, now: now() })).toMatchObject({
+    let other = otherProcess(target, { mode: 'hold', holdMs: 300, owner: 'other-1' });
+    await other.started;
+    expect(await repo.addExamples({ id: 'k_1', examples: [{ className: 'c', imageHash: hash('c') }], customerId: null, now: now() })).toMatchObject({
       classes: ['a', 'b', 'c'],
     });
-    await other.committed;
-    other = await holdWriteLock(300);
-    expect(repo.delete('k_1').deleted).toBe(true);
-    await other.committed;
+    await other.exited;
+    other = otherProcess(target, { mode: 'hold', holdMs: 300, owner: 'other-2' });
+    await other.started;
+    expect((await repo.delete('k_1')).deleted).toBe(true);
+    await other.exited;
+    expect(await ownerExists('other-1')).toBe(true);
+    expect(await ownerExists('other-2')).toBe(true);
+  });
+
+  it('read-then-write changes from two processes at once all succeed, and none is lost', async () => {
+    const COUNT = 40;
+    const other = otherProcess(target, { mode: 'add', count: COUNT });
+    await other.started;
+    // This process's changes, all in flight together, while the other process makes its own.
+    const mine = await Promise.all(
+      Array.from({ length: COUNT }, (_, i) =>
+        repo.addExamples({ id: 'k_1', examples: [{ className: 'mine', imageHash: hash(`mine${i}`) }], customerId: null, now: now() }),
+      ),
+    );
+    await other.exited;
+    expect(mine.every((c) => c !== undefined)).toBe(true);
+    // Each change bumped the generation it read: a lost update would leave it short.
+    const after = (await repo.trainingSnapshot('k_1'))!;
+    expect(after.classifier.generation).toBe(1 + 2 * COUNT);
+    expect(after.classifier.classes).toEqual(['a', 'b', expect.any(String), expect.any(String)]);
+    const perClass = (name: string) => after.examples.filter((e) => e.className === name).length;
+    expect([perClass('a'), perClass('b'), perClass('mine'), perClass('other')]).toEqual([3, 3, COUNT, COUNT]);
   });
 });

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
 import { Database, DatabaseSchemaError, DatabaseUnavailableError } from '../../src/data-access/database';
-import { ImageClaims, IMAGE_CLAIM_TTL_MS } from '../../src/data-access/image-claims';
+import { ImageClaims } from '../../src/data-access/image-claims';
 import { LEGACY_SQLITE_STEPS } from '../../src/data-access/migrations';
 import { readInstanceId } from '../../src/data-access/instance-identity';
 import { loadConfig, ConfigError } from '../../src/config';
@@ -105,18 +105,39 @@ describe.each(['sqlite', 'postgres'] as const)('the database on %s', (dialect) =
     expect((await cache.getMany(['a'.repeat(64)], 'pack@2')).size).toBe(0);
   });
 
-  test('a claimed image is never removed; a released or lapsed claim no longer holds it', async () => {
-    const claims = new ImageClaims(db);
+  test('a claimed image is never removed; a released or lapsed claim no longer holds it; a running upload renews it', async () => {
+    const ttl = 60_000;
+    const claims = new ImageClaims(db, ttl);
     const removed: string[] = [];
     const remove = async (hashes: string[]) => void removed.push(...hashes);
-    const [h1, h2] = ['1'.repeat(64), '2'.repeat(64)];
-    await claims.claim('upload-1', [h1, h2]);
+    const [h1, h2, h3, h4] = ['1', '2', '3', '4'].map((c) => c.repeat(64));
+    const first = claims.open('upload-1');
+    await first.add([h1, h2]);
     expect(await claims.removeUnreferenced([h1, h2], remove)).toEqual([]);
-    await claims.release('upload-1');
+    await first.release();
     expect(await claims.removeUnreferenced([h1], remove)).toEqual([h1]);
-    await claims.claim('upload-2', [h2], Date.now() - IMAGE_CLAIM_TTL_MS - 1);
+    const lapsed = claims.open('upload-2');
+    await lapsed.add([h2], Date.now() - ttl - 1);
     expect(await claims.removeUnreferenced([h2], remove)).toEqual([h2]);
+    await lapsed.release();
     expect(removed).toEqual([h1, h2]);
+    // A claim renewed after most of its TTL keeps all its images, not only the latest.
+    const long = claims.open('upload-3');
+    const start = Date.now() - ttl + 1000;
+    await long.add([h3], start);
+    await long.add([h4], start + ttl / 2);
+    await long.renew(start + ttl / 2);
+    expect(await claims.removeUnreferenced([h3, h4], remove, start + ttl + 1)).toEqual([]);
+    await long.release();
+  });
+
+  test('an upload in flight renews its claim by itself, so a slow upload keeps its images', async () => {
+    const claims = new ImageClaims(db, 1000);
+    const slow = claims.open('slow-upload');
+    await slow.add(['5'.repeat(64)]);
+    await new Promise((r) => setTimeout(r, 1600));
+    expect(await claims.removeUnreferenced(['5'.repeat(64)], async () => undefined)).toEqual([]);
+    await slow.release();
   });
 
   test('a database that a newer release migrated further is refused with a message', async () => {

@@ -1,6 +1,6 @@
 import { classImages } from '../../fixtures/images';
 import { WorkerSupervisor } from '../../src/entry-points/worker-process';
-import { bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
+import { bootService, VERSION, waitFor, waitForStatus, workerEnvironment, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 import { PrivateRedis } from './support/private-redis';
 
@@ -27,7 +27,7 @@ describe('a Redis without persistence restarted while a retrain is queued', () =
   function startWorker(): Promise<void> {
     const c = t.service.config;
     worker = new WorkerSupervisor(
-      { ...process.env, DATA_DIR: c.dataDir, MODELS_DIR: c.modelsDir, REDIS_URL: c.redisUrl, QUEUE_PREFIX: c.queuePrefix, TRAINING_LOCK_MS: String(c.trainingLockMs), ORT_THREADS: '1', LOG_LEVEL: 'warn' },
+      workerEnvironment(t, { TRAINING_LOCK_MS: String(c.trainingLockMs) }),
       t.service.ctx.logger,
     );
     return worker.start();

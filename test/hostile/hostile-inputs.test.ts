@@ -33,6 +33,7 @@ import {
   zipBomb,
   zipOf,
 } from '../../fixtures/zips';
+import { dataLayout } from '../../src/data-access/data-layout';
 import { classZip, trainingForm } from '../support/example-zips';
 import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
 import {
@@ -104,8 +105,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     form.append('images_file', new Blob([new Uint8Array(bytes)]), fileName);
     return t.call('POST', `/v3/classify?${VERSION}`, { body: form, key });
   };
-  const examplesOf = (id: string, className: string | null) =>
-    t.service.ctx.classifiers.trainingSnapshot(id)!.examples.filter((e) => e.className === className);
+  const examplesOf = async (id: string, className: string | null) =>
+    (await t.service.ctx.classifiers.trainingSnapshot(id))!.examples.filter((e) => e.className === className);
   const zipError = (field: string, problem: string) => `The zip file for '${field}' ${problem}`;
   const unreadable = (field: string, reason: string) =>
     zipError(field, `cannot be read: ${reason}. Create the zip again and re-upload it.`);
@@ -136,7 +137,7 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     });
     expect(baseline.status).toBe(200);
     fx.baselineId = baseline.body.classifier_id;
-    fx.baselineHashes = t.service.ctx.classifiers.trainingSnapshot(fx.baselineId)!.examples.map((e) => e.imageHash);
+    fx.baselineHashes = (await t.service.ctx.classifiers.trainingSnapshot(fx.baselineId))!.examples.map((e) => e.imageHash);
     expect((await waitForStatus(t, fx.baselineId, ['ready', 'failed'])).status).toBe('ready');
     fx.baselineScores = await baselineClassify();
     for (const answer of fx.baselineScores) expect(answer.status).toBe(200);
@@ -158,9 +159,9 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'zip-slip names (../, absolute, ..\\, C:\\, UNC) in a training zip are images stored by hash',
       send: () => createWith(fx.slipZip),
       status: 200,
-      verify: ({ body }) => {
+      verify: async ({ body }) => {
         expect(body.classes).toEqual([{ class: 'a' }]);
-        expect(examplesOf(body.classifier_id, 'a')).toHaveLength(zipSlipNames(token).length);
+        expect(await examplesOf(body.classifier_id, 'a')).toHaveLength(zipSlipNames(token).length);
       },
     },
     {
@@ -219,7 +220,7 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       send: () =>
         createWith(zipOf([...fx.tenImages.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })), { name: 'inner.zip', data: nestedZipBomb(2, 4, 64) }])),
       status: 200,
-      verify: ({ body }) => expect(examplesOf(body.classifier_id, 'a')).toHaveLength(10),
+      verify: async ({ body }) => expect(await examplesOf(body.classifier_id, 'a')).toHaveLength(10),
     },
 
     // ---- Damaged archives: 400 naming the field, what is wrong and to re-create the zip ----
@@ -288,7 +289,7 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'a macOS zip: __MACOSX/._* twins and .DS_Store skipped, ten images counted',
       send: () => createWith(macosZip(fx.tenImages.slice(0, 10))),
       status: 200,
-      verify: ({ body }) => expect(examplesOf(body.classifier_id, 'a')).toHaveLength(10),
+      verify: async ({ body }) => expect(await examplesOf(body.classifier_id, 'a')).toHaveLength(10),
     },
     {
       title: 'a macOS zip of nine images: the __MACOSX twins do not make up the tenth',
@@ -306,7 +307,7 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
           ]),
         ),
       status: 200,
-      verify: ({ body }) => expect(examplesOf(body.classifier_id, 'a')).toHaveLength(10),
+      verify: async ({ body }) => expect(await examplesOf(body.classifier_id, 'a')).toHaveLength(10),
     },
     {
       title: 'nine images and three 0-byte ones are nine usable images',
@@ -328,9 +329,9 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       send: () => createWith(zipOf([...fx.tenImages.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })), { name: 'huge.png', data: fx.hugePng }])),
       status: 200,
       keep: true,
-      verify: ({ body }) => {
+      verify: async ({ body }) => {
         fx.hugePngClassifierId = body.classifier_id;
-        expect(examplesOf(body.classifier_id, 'a')).toHaveLength(10);
+        expect(await examplesOf(body.classifier_id, 'a')).toHaveLength(10);
         expect(body.upload.training_examples).toBe(20);
         expect(body.upload.files[0]).toEqual({
           file: 'a_positive_examples',
@@ -551,10 +552,10 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
         return answer;
       },
       status: 200,
-      verify: ({ body }) => {
+      verify: async ({ body }) => {
         expect(body.classes).toHaveLength(1000);
         expect(body.classes[999]).toEqual({ class: 'class0999' });
-        expect(t.service.ctx.classifiers.trainingSnapshot(body.classifier_id)!.examples).toHaveLength(10_000);
+        expect((await t.service.ctx.classifiers.trainingSnapshot(body.classifier_id))!.examples).toHaveLength(10_000);
       },
     },
 
@@ -756,14 +757,24 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     });
 
     it('kept no image that no classifier uses (refused and deleted uploads left nothing in the store)', async () => {
-      const referenced = new Set(
-        [fx.baselineId, fx.hugePngClassifierId].flatMap((id) => t.service.ctx.classifiers.trainingSnapshot(id)!.examples.map((e) => e.imageHash)),
-      );
+      const snapshots = await Promise.all([fx.baselineId, fx.hugePngClassifierId].map((id) => t.service.ctx.classifiers.trainingSnapshot(id)));
+      const referenced = new Set(snapshots.flatMap((snap) => snap!.examples.map((e) => e.imageHash)));
       expect((await t.service.ctx.images.listHashes()).sort()).toEqual([...referenced].sort());
     });
 
-    it('kept the database sound', () => {
-      const db = new BetterSqlite3(path.join(t.dataDir, 'service.sqlite'), { readonly: true, fileMustExist: true });
+    it('kept the database sound', async () => {
+      if (t.service.config.databaseUrl) {
+        // PostgreSQL checks its own pages; what is ours to check is that the schema is whole.
+        const db = await t.openDatabase();
+        try {
+          const tables = (await db.kysely.introspection.getTables()).map((table) => table.name);
+          expect(tables).toEqual(expect.arrayContaining(['classifiers', 'examples', 'versions']));
+        } finally {
+          await db.close();
+        }
+        return;
+      }
+      const db = new BetterSqlite3(dataLayout(t.dataDir).database, { readonly: true, fileMustExist: true });
       try {
         expect(db.pragma('integrity_check')).toEqual([{ integrity_check: 'ok' }]);
         expect(db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'classifiers'").get()).toEqual({ n: 1 });

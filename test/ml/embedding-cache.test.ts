@@ -2,8 +2,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import BetterSqlite3 from 'better-sqlite3';
+import { Database } from '../../src/data-access/database';
 import { EmbeddingCache } from '../../src/ml/embedding-cache';
+import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
@@ -20,60 +22,80 @@ function embedding(seed: number, dim = 1920): Float32Array {
 
 const bytesOf = (values: Float32Array): Buffer => Buffer.from(values.buffer, values.byteOffset, values.byteLength);
 
-describe('EmbeddingCache', () => {
+describe.each(['sqlite', 'postgres'] as const)('EmbeddingCache on %s', (dialect) => {
   let dir: string;
-  let dbPath: string;
-  beforeEach(() => {
+  let pg: TestDatabase | undefined;
+  let db: Database;
+  /** The service's database: a SQLite file in a folder not yet made, or a PostgreSQL database of its own. */
+  const target = () => ({ databaseUrl: pg?.url, sqliteFile: path.join(dir, 'nested', 'service.sqlite') });
+
+  beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'embedding-cache-'));
-    dbPath = path.join(dir, 'nested', 'embeddings.sqlite');
+    pg = dialect === 'postgres' ? await createTestDatabase() : undefined;
+    db = await Database.open(target());
   });
-  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterEach(async () => {
+    await db.close();
+    await pg?.drop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 
-  it('survives a restart and reads back bit-identical embeddings', () => {
+  it('survives a restart and reads back bit-identical embeddings', async () => {
     const entries = [1, 2, 3].map((seed) => ({ hash: sha256(`image ${seed}`), embedding: embedding(seed) }));
-    const first = new EmbeddingCache(dbPath);
-    first.putMany(entries, 'bundled@1');
-    first.close();
+    await new EmbeddingCache(db).putMany(entries, 'bundled@1');
+    await db.close();
 
-    const reopened = new EmbeddingCache(dbPath);
-    const found = reopened.getMany([...entries.map((e) => e.hash), sha256('never stored')], 'bundled@1');
+    db = await Database.open(target());
+    const found = await new EmbeddingCache(db).getMany([...entries.map((e) => e.hash), sha256('never stored')], 'bundled@1');
     expect([...found.keys()].sort()).toEqual(entries.map((e) => e.hash).sort());
     for (const entry of entries) expect(bytesOf(found.get(entry.hash)!)).toEqual(bytesOf(entry.embedding));
-    reopened.close();
   });
 
-  it('keeps packs apart and overwrites an entry of the same pack', () => {
-    const cache = new EmbeddingCache(dbPath);
+  it('keeps packs apart and overwrites an entry of the same pack', async () => {
+    const cache = new EmbeddingCache(db);
     const hash = sha256('photo');
-    cache.putMany([{ hash, embedding: embedding(1) }], 'bundled@1');
-    cache.putMany([{ hash, embedding: embedding(2, 1280) }], 'imagenet@1');
-    expect(cache.getMany([hash], 'bundled@2').size).toBe(0);
-    expect(bytesOf(cache.getMany([hash], 'imagenet@1').get(hash)!)).toEqual(bytesOf(embedding(2, 1280)));
-    cache.putMany([{ hash, embedding: embedding(3) }], 'bundled@1');
-    expect(bytesOf(cache.getMany([hash], 'bundled@1').get(hash)!)).toEqual(bytesOf(embedding(3)));
-    cache.close();
+    await cache.putMany([{ hash, embedding: embedding(1) }], 'bundled@1');
+    await cache.putMany([{ hash, embedding: embedding(2, 1280) }], 'imagenet@1');
+    expect((await cache.getMany([hash], 'bundled@2')).size).toBe(0);
+    expect(bytesOf((await cache.getMany([hash], 'imagenet@1')).get(hash)!)).toEqual(bytesOf(embedding(2, 1280)));
+    await cache.putMany([{ hash, embedding: embedding(3) }], 'bundled@1');
+    expect(bytesOf((await cache.getMany([hash], 'bundled@1')).get(hash)!)).toEqual(bytesOf(embedding(3)));
+    // The same hash twice in one call: the last one is kept (one statement may not write a row twice).
+    await cache.putMany([{ hash, embedding: embedding(4) }, { hash, embedding: embedding(5) }], 'bundled@1');
+    expect(bytesOf((await cache.getMany([hash], 'bundled@1')).get(hash)!)).toEqual(bytesOf(embedding(5)));
   });
 
-  it('looks up more hashes than one SQL statement may bind, duplicates included', () => {
-    const cache = new EmbeddingCache(dbPath);
+  it('looks up more hashes than one SQL statement may bind, duplicates included, and tells hits and misses', async () => {
+    const lookups: Array<[number, number]> = [];
+    const cache = new EmbeddingCache(db, (hits, misses) => lookups.push([hits, misses]));
     const entries = Array.from({ length: 1200 }, (_, i) => ({ hash: sha256(`n${i}`), embedding: embedding(i, 8) }));
-    cache.putMany(entries, 'bundled@1');
+    await cache.putMany(entries, 'bundled@1');
     const wanted = [...entries.map((e) => e.hash), entries[0].hash, ...Array.from({ length: 100 }, (_, i) => sha256(`missing ${i}`))];
-    const found = cache.getMany(wanted, 'bundled@1');
+    const found = await cache.getMany(wanted, 'bundled@1');
     expect(found.size).toBe(1200);
     expect(bytesOf(found.get(entries[777].hash)!)).toEqual(bytesOf(entries[777].embedding));
-    cache.close();
+    expect(lookups).toEqual([[1200, 100]]);
   });
 
-  it('stores subarray views by their own bytes and uses WAL', () => {
-    const cache = new EmbeddingCache(dbPath);
+  it('stores subarray views by their own bytes', async () => {
+    const cache = new EmbeddingCache(db);
     const backing = embedding(9, 30);
     const view = backing.subarray(10, 20);
-    cache.putMany([{ hash: sha256('view'), embedding: view }], 'bundled@1');
-    expect(bytesOf(cache.getMany([sha256('view')], 'bundled@1').get(sha256('view'))!)).toEqual(bytesOf(view));
-    const db = new Database(dbPath, { readonly: true });
-    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
-    db.close();
-    cache.close();
+    await cache.putMany([{ hash: sha256('view'), embedding: view }], 'bundled@1');
+    expect(bytesOf((await cache.getMany([sha256('view')], 'bundled@1')).get(sha256('view'))!)).toEqual(bytesOf(view));
   });
+
+  if (dialect === 'sqlite') {
+    it('lives in the service database, which uses WAL so the API and the worker read while the other writes', async () => {
+      await new EmbeddingCache(db).putMany([{ hash: sha256('wal'), embedding: embedding(1, 4) }], 'bundled@1');
+      expect(fs.readdirSync(path.join(dir, 'nested')).filter((f) => f.startsWith('embeddings'))).toEqual([]);
+      const raw = new BetterSqlite3(target().sqliteFile, { readonly: true });
+      try {
+        expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+        expect(raw.prepare('SELECT hash FROM embeddings').all()).toEqual([{ hash: sha256('wal') }]);
+      } finally {
+        raw.close();
+      }
+    });
+  }
 });

@@ -196,12 +196,12 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     const [header, payload, signature] = ((await res.json()) as { access_token: string }).access_token.split('.');
     const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
     expect(JSON.stringify(claims)).not.toContain(ALICE_KEY);
-    const bobKey = t.service.apiKeys.findActiveKey(BOB_KEY)!;
+    const bobKey = (await t.service.apiKeys.findActiveKey(BOB_KEY))!;
     const forged = Buffer.from(JSON.stringify({ ...claims, kid: bobKey.id, sub: 'bob' })).toString('base64url');
     const bearer = (token: string) => ({ headers: { Authorization: `Bearer ${token}` } });
     expect((await t.call('GET', `/v3/classifiers?${VERSION}`, bearer(`${header}.${forged}.${signature}`))).status).toBe(401);
-    const secret = t.service.apiKeys.tokenSigningSecret();
-    const aliceKey = t.service.apiKeys.findActiveKey(ALICE_KEY)!;
+    const secret = await t.service.apiKeys.tokenSigningSecret();
+    const aliceKey = (await t.service.apiKeys.findActiveKey(ALICE_KEY))!;
     const expired = issueAccessToken(secret, aliceKey, Math.floor(Date.now() / 1000) - 7200).token;
     const refused = await t.call('GET', `/v3/classifiers?${VERSION}`, bearer(expired));
     expect(refused).toEqual({ status: 401, body: { code: 401, error: expect.stringMatching(/expired/) } });

@@ -2,7 +2,6 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { bootService, BOB_KEY, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 
@@ -201,13 +200,14 @@ describe('training-end callbacks', () => {
     // The state a crash between the run's commit and the queueing leaves: a row in the outbox, no job.
     await t.service.worker!.stop();
     const body = JSON.stringify({ delivery_id: 'after-crash-1', classifier_id: id, status: 'ready', version_id: null, explanation: null, retrained: null, created: new Date().toISOString() });
-    const db = new Database(path.join(t.dataDir, 'service.sqlite'));
+    const db = await t.openDatabase();
     try {
-      db.prepare('INSERT INTO callback_outbox (delivery_id, classifier_id, owner_id, url, body, created) VALUES (?, ?, ?, ?, ?, ?)').run(
-        'after-crash-1', id, 'alice', `${receiver.url}/outbox`, body, new Date().toISOString(),
-      );
+      await db.kysely
+        .insertInto('callback_outbox')
+        .values({ delivery_id: 'after-crash-1', classifier_id: id, owner_id: 'alice', url: `${receiver.url}/outbox`, body, created: new Date().toISOString() })
+        .execute();
     } finally {
-      db.close();
+      await db.close();
     }
     await t.service.worker!.start();
     const delivered = await waitFor('the recorded callback', async () => receiver.to('/outbox')[1]);

@@ -47,7 +47,7 @@ describe('classifier endpoints refuse bad input clearly', () => {
   });
 
   it('stops honouring a token once its key is revoked', async () => {
-    const carol = t.service.apiKeys.add('carol', 'carol-key-0123456789', 'cli');
+    const carol = await t.service.apiKeys.add('carol', 'carol-key-0123456789', 'cli');
     const res = await fetch(`${t.url}/identity/token`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
@@ -56,7 +56,7 @@ describe('classifier endpoints refuse bad input clearly', () => {
     const { access_token: token } = (await res.json()) as { access_token: string };
     const bearer = { headers: { Authorization: `Bearer ${token}` } };
     expect((await t.call('GET', `/v3/classifiers?${VERSION}`, bearer)).status).toBe(200);
-    t.service.apiKeys.revoke(carol.id);
+    await t.service.apiKeys.revoke(carol.id);
     expect((await t.call('GET', `/v3/classifiers?${VERSION}`, bearer)).status).toBe(401);
   });
 
@@ -175,7 +175,7 @@ describe('classifier endpoints refuse bad input clearly', () => {
     expect(bad.body.error).toMatch(/c_positive_examples/);
     const after = await t.call('GET', `/v3/classifiers/${id}?${VERSION}`);
     expect(after.body).toEqual(before.body);
-    expect(t.service.ctx.classifiers.trainingSnapshot(id)!.examples).toHaveLength(20);
+    expect((await t.service.ctx.classifiers.trainingSnapshot(id))!.examples).toHaveLength(20);
   });
 
   it('no temp upload file is left behind', async () => {

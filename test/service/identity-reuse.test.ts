@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import { sql } from 'kysely';
 import path from 'node:path';
 import { bootService, BOB_KEY, VERSION, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
@@ -97,18 +97,26 @@ describe('ids are never reused', () => {
   });
 
   it('keeps every version, example and key id unique after the largest row is deleted', async () => {
-    const db = new Database(path.join(t.dataDir, 'service.sqlite'), { readonly: true });
+    const db = await t.openDatabase();
     try {
-      for (const table of ['versions', 'examples', 'api_keys']) {
-        const sql = (db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) as { sql: string }).sql;
-        expect(sql).toMatch(/AUTOINCREMENT/);
+      if (db.dialect === 'sqlite') {
+        for (const table of ['versions', 'examples', 'api_keys']) {
+          const { rows } = await sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ${table}`.execute(db.kysely);
+          expect(rows[0].sql).toMatch(/AUTOINCREMENT/i);
+        }
+      } else {
+        // An identity column's sequence never goes back: a deleted largest id is not issued again.
+        for (const table of ['versions', 'examples', 'api_keys']) {
+          const { rows } = await sql<{ is_identity: string }>`SELECT is_identity FROM information_schema.columns WHERE table_name = ${table} AND column_name = 'id'`.execute(db.kysely);
+          expect(rows[0].is_identity).toBe('YES');
+        }
       }
       // Every classifier id ever issued is remembered, deleted ones included, so none is issued twice.
-      const issued = db.prepare('SELECT COUNT(*) AS n FROM issued_classifier_ids').get() as { n: number };
-      const live = db.prepare('SELECT COUNT(*) AS n FROM classifiers').get() as { n: number };
-      expect(issued.n).toBeGreaterThan(live.n);
+      const count = async (table: 'issued_classifier_ids' | 'classifiers') =>
+        Number((await db.kysely.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+      expect(await count('issued_classifier_ids')).toBeGreaterThan(await count('classifiers'));
     } finally {
-      db.close();
+      await db.close();
     }
   });
 });

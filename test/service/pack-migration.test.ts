@@ -1,6 +1,5 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import IORedis from 'ioredis';
 import { classImages } from '../../fixtures/images';
 import { dataLayout } from '../../src/data-access/data-layout';
@@ -9,7 +8,7 @@ import { Embedder } from '../../src/ml/embedder';
 import { serializeHead, trainHead } from '../../src/ml/heads';
 import { loadPack } from '../../src/ml/model-pack';
 import { classZip, trainingForm } from '../support/example-zips';
-import { bootService, VERSION, waitForStatus, type TestService } from '../support/service-harness';
+import { bootService, VERSION, waitForStatus, workerEnvironment, type TestService } from '../support/service-harness';
 
 /**
  * An install upgraded to a new embedding (the pack key changed): its classifiers were trained under the
@@ -59,16 +58,19 @@ describe('a new pack key retrains existing classifiers at start', () => {
       { packKey: legacy.packKey, threads: 1 },
     );
     const layout = dataLayout(dataDir);
-    const db = new Database(layout.database);
-    const version = db.prepare('SELECT v.id, v.head_file FROM versions v JOIN classifiers c ON c.current_version_id = v.id WHERE c.id = ?').get(id) as {
-      id: number;
-      head_file: string;
-    };
+    const db = await first.openDatabase();
+    const version = await db.kysely
+      .selectFrom('versions as v')
+      .innerJoin('classifiers as c', 'c.current_version_id', 'v.id')
+      .select(['v.id', 'v.head_file'])
+      .where('c.id', '=', id)
+      .executeTakeFirstOrThrow();
     await fs.writeFile(path.join(layout.heads, version.head_file), serializeHead(head));
-    db.prepare('UPDATE versions SET pack_key = ? WHERE id = ?').run(legacy.packKey, version.id);
-    db.close();
+    await db.kysely.updateTable('versions').set({ pack_key: legacy.packKey }).where('id', '=', version.id).execute();
+    await db.close();
 
-    second = await bootService({ DATA_DIR: dataDir, START_WORKER: 'false' });
+    const sameDatabase: Record<string, string> = service.config.databaseUrl ? { DATABASE_URL: service.config.databaseUrl } : {};
+    second = await bootService({ DATA_DIR: dataDir, START_WORKER: 'false', ...sameDatabase });
     const retraining = await second.call('GET', `/v3/classifiers/${id}?${VERSION}`);
     expect(retraining.body.status).toBe('retraining');
     const form = new FormData();
@@ -83,11 +85,7 @@ describe('a new pack key retrains existing classifiers at start', () => {
     expect(scores.squares).toBeLessThan(0.5);
 
     const { WorkerSupervisor } = await import('../../src/entry-points/worker-process');
-    const c = second.service.config;
-    const worker = new WorkerSupervisor(
-      { ...process.env, DATA_DIR: c.dataDir, MODELS_DIR: c.modelsDir, REDIS_URL: c.redisUrl, QUEUE_PREFIX: c.queuePrefix, ORT_THREADS: '1', LOG_LEVEL: 'warn' },
-      second.service.ctx.logger,
-    );
+    const worker = new WorkerSupervisor(workerEnvironment(second), second.service.ctx.logger);
     await worker.start();
     try {
       expect((await waitForStatus(second, id, ['ready', 'failed'])).status).toBe('ready');

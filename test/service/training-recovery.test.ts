@@ -1,6 +1,6 @@
 import AdmZip from 'adm-zip';
 import IORedis from 'ioredis';
-import { bootService, VERSION, waitForStatus, type TestService } from '../support/service-harness';
+import { bootService, VERSION, waitForStatus, workerEnvironment, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 
 describe('training recovery and failure', () => {
@@ -30,7 +30,7 @@ describe('training recovery and failure', () => {
     expect(await t.service.ctx.queue.hasPendingJob(id)).toBe(false);
 
     const { WorkerSupervisor } = await import('../../src/entry-points/worker-process');
-    const worker = new WorkerSupervisor({ ...process.env, ...workerEnv(t) }, t.service.ctx.logger);
+    const worker = new WorkerSupervisor(workerEnvironment(t), t.service.ctx.logger);
     await worker.start();
     try {
       expect((await waitForStatus(t, id, ['ready', 'failed'])).status).toBe('ready');
@@ -57,14 +57,3 @@ describe('training recovery and failure', () => {
   });
 });
 
-function workerEnv(t: TestService): NodeJS.ProcessEnv {
-  const c = t.service.config;
-  return {
-    DATA_DIR: c.dataDir,
-    MODELS_DIR: c.modelsDir,
-    REDIS_URL: c.redisUrl,
-    QUEUE_PREFIX: c.queuePrefix,
-    ORT_THREADS: '1',
-    LOG_LEVEL: 'warn',
-  };
-}

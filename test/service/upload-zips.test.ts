@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import BetterSqlite3 from 'better-sqlite3';
 import { bmpImage, heicHead } from '../../fixtures/images';
 import { cp437Zip, rawZip, sampleImages, spannedZip, storedEntry, zipOf } from '../../fixtures/zips';
 import { decodeImage, ImageDecodeError } from '../../src/ml/decode-image';
@@ -80,7 +79,7 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
         ),
       },
     });
-    expect(t.service.ctx.classifiers.listByOwner('alice')).toEqual([]);
+    expect(await t.service.ctx.classifiers.listByOwner('alice')).toEqual([]);
   });
 
   it('400 for one picture copied ten times: duplicates count once, and are named', async () => {
@@ -260,16 +259,23 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       const broken = await create({ broken_positive_examples: rawZip(entries(images.slice(21, 31), (i) => `b${i}.jpg`)), negative_examples: negatives }, 'broken');
       expect(broken.status).toBe(200);
       brokenId = broken.body.classifier_id;
-      const examples = t.service.ctx.classifiers.trainingSnapshot(brokenId)!.examples.filter((e) => e.className === 'broken');
+      const examples = (await t.service.ctx.classifiers.trainingSnapshot(brokenId))!.examples.filter((e) => e.className === 'broken');
       brokenEntries = examples.map((e) => e.entryName!);
-      const cache = new BetterSqlite3(path.join(t.dataDir, 'embeddings.sqlite'));
-      cache.pragma('busy_timeout = 5000');
       for (const e of examples) {
         const file = path.join(t.dataDir, 'images', e.imageHash.slice(0, 2), e.imageHash);
         fs.writeFileSync(file, fs.readFileSync(file).subarray(0, 200));
-        cache.prepare('DELETE FROM embeddings WHERE hash = ?').run(e.imageHash);
       }
-      cache.close();
+      // The cache is in the service's database: reached as another process of the instance would.
+      const db = await t.openDatabase();
+      try {
+        const hashes = examples.map((e) => e.imageHash);
+        const cached = () => t.service.ctx.embeddings.getMany(hashes, t.service.ctx.embedder.packKey);
+        expect((await cached()).size).toBe(hashes.length);
+        await db.kysely.deleteFrom('embeddings').where('hash', 'in', hashes).execute();
+        expect((await cached()).size).toBe(0);
+      } finally {
+        await db.close();
+      }
 
       // A later update makes the earlier negatives pictures of 'a' too: nothing is left to tell 'a' apart from.
       const onlyA = await create({ a_positive_examples: rawZip(entries(images.slice(0, 10), (i) => `a${i}.jpg`)), negative_examples: negatives }, 'only-a');
@@ -278,7 +284,16 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       const { WorkerSupervisor } = await import('../../src/entry-points/worker-process');
       const c = t.service.config;
       worker = new WorkerSupervisor(
-        { ...process.env, DATA_DIR: c.dataDir, MODELS_DIR: c.modelsDir, REDIS_URL: c.redisUrl, QUEUE_PREFIX: c.queuePrefix, ORT_THREADS: '1', LOG_LEVEL: 'warn' },
+        {
+          ...process.env,
+          DATA_DIR: c.dataDir,
+          ...(c.databaseUrl ? { DATABASE_URL: c.databaseUrl } : {}),
+          MODELS_DIR: c.modelsDir,
+          REDIS_URL: c.redisUrl,
+          QUEUE_PREFIX: c.queuePrefix,
+          ORT_THREADS: '1',
+          LOG_LEVEL: 'warn',
+        },
         t.service.ctx.logger,
       );
       await worker.start();
@@ -328,9 +343,8 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       const failed = await waitForStatus(t, brokenId, ['ready', 'failed']);
       expect(failed.status).toBe('failed');
       const reasons = await Promise.all(
-        t.service.ctx.classifiers
-          .trainingSnapshot(brokenId)!
-          .examples.filter((e) => e.className === 'broken')
+        (await t.service.ctx.classifiers.trainingSnapshot(brokenId))!.examples
+          .filter((e) => e.className === 'broken')
           .map(async (e) => reasonFor(await t.service.ctx.images.read(e.imageHash))),
       );
       const listed = brokenEntries.slice(0, 5).map((name, i) => `'${name}': ${reasons[i]}`);
@@ -343,9 +357,8 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
 
     it('names the negatives that turned out to be pictures of the class when a class has nothing to be told apart from', async () => {
       const failed = await waitForStatus(t, onlyAId, ['failed']);
-      const negativeNames = t.service.ctx.classifiers
-        .trainingSnapshot(onlyAId)!
-        .examples.filter((e) => e.className === null)
+      const negativeNames = (await t.service.ctx.classifiers.trainingSnapshot(onlyAId))!.examples
+        .filter((e) => e.className === null)
         .map((e) => `'${e.entryName}'`);
       expect(negativeNames).toHaveLength(10);
       expect(failed.explanation).toBe(

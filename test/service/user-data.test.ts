@@ -43,6 +43,6 @@ describe('DELETE /v3/user_data', () => {
     const after = await waitForStatus(t, keptId, ['ready', 'failed']);
     expect(after.status).toBe('ready');
     expect(after.classes).toEqual([{ class: 'circles' }]);
-    expect(t.service.ctx.classifiers.trainingSnapshot(keptId)!.examples).toHaveLength(20);
+    expect((await t.service.ctx.classifiers.trainingSnapshot(keptId))!.examples).toHaveLength(20);
   });
 });

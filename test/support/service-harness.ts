@@ -3,6 +3,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import IORedis from 'ioredis';
+import { Database } from '../../src/data-access/database';
+import { dataLayout } from '../../src/data-access/data-layout';
 import { startService, type RunningService } from '../../src/service';
 import { OpenApiContract } from './openapi-contract';
 import { createTestDatabase, testsUsePostgres } from './postgres';
@@ -23,7 +25,25 @@ export interface TestService {
   call(method: string, pathAndQuery: string, init?: { body?: FormData | string; headers?: Record<string, string>; key?: string | null }): Promise<{ status: number; body: any }>;
   /** Stops the API and worker and starts them again on the same data dir and Redis namespace. */
   restart(): Promise<void>;
+  /** A connection of the test's own to the service's database (SQLite file or PostgreSQL); close it after use. */
+  openDatabase(): Promise<Database>;
   close(): Promise<void>;
+}
+
+/** The environment of a training worker process of this test's service (same data dir, database, Redis namespace). */
+export function workerEnvironment(t: TestService, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const c = t.service.config;
+  return {
+    ...process.env,
+    DATA_DIR: c.dataDir,
+    MODELS_DIR: c.modelsDir,
+    REDIS_URL: c.redisUrl,
+    QUEUE_PREFIX: c.queuePrefix,
+    ...(c.databaseUrl ? { DATABASE_URL: c.databaseUrl } : {}),
+    ORT_THREADS: '1',
+    LOG_LEVEL: 'warn',
+    ...extra,
+  };
 }
 
 export function basicAuth(key: string): string {
@@ -61,6 +81,9 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
       return this.service.url;
     },
     dataDir,
+    openDatabase() {
+      return Database.open({ databaseUrl: env.DATABASE_URL, sqliteFile: dataLayout(dataDir).database });
+    },
     async restart() {
       await t.service.close();
       t.service = await startService(env);
