@@ -319,9 +319,10 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     const resumed = (await queue.queue.getJob(killed.run.id!))!;
     expect({ state: await resumed.getState(), stalled: resumed.stalledCounter, returned: resumed.returnvalue }).toEqual({
       state: 'completed',
-      stalled: 1,
+      stalled: expect.any(Number),
       returned: 'trained',
     });
+    expect(resumed.stalledCounter).toBeGreaterThanOrEqual(1);
     expect(resumed.processedBy).not.toBe(killed.run.processedBy);
     expect((await queue.queue.getJobs(['failed'])).map((j) => j.failedReason)).toEqual([]);
 
@@ -372,7 +373,8 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
       },
       60_000,
     );
-    expect({ stalled: retaken.stalledCounter, returned: retaken.returnvalue }).toEqual({ stalled: 1, returned: 'trained' });
+    expect(retaken.returnvalue).toBe('trained');
+    expect(retaken.stalledCounter).toBeGreaterThanOrEqual(1);
     expect(retaken.processedBy).not.toBe(frozenRun.processedBy);
     process.kill(frozenPid, 'SIGCONT');
     const frozenOutcome = await waitFor(
