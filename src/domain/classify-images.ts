@@ -94,7 +94,8 @@ export async function classifyImages(
     return await classifyWith(ctx, input, applied, warnings);
   } finally {
     // The versions used are held until the answer is made, so retention cannot prune them meanwhile.
-    ctx.classifiers.releaseLeases(leaseIds);
+    // Not awaited by the answer; a lease that cannot be ended (database away) simply expires.
+    void ctx.classifiers.releaseLeases(leaseIds).catch(() => undefined);
   }
 }
 
