@@ -94,8 +94,8 @@ export async function classifyImages(
     return await classifyWith(ctx, input, applied, warnings);
   } finally {
     // The versions used are held until the answer is made, so retention cannot prune them meanwhile.
-    // Not awaited by the answer; a lease that cannot be ended (database away) simply expires.
-    void ctx.classifiers.releaseLeases(leaseIds).catch(() => undefined);
+    // A lease that cannot be ended (the database away) simply expires.
+    await ctx.classifiers.releaseLeases(leaseIds).catch(() => undefined);
   }
 }
 
