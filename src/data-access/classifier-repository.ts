@@ -693,6 +693,21 @@ export class ClassifierRepository {
     });
   }
 
+  /** Of the head files given, those a version names (pruned versions' files are removed, so they do not count). */
+  async headFilesInUse(files: string[]): Promise<Set<string>> {
+    const inUse = new Set<string>();
+    for (const chunk of chunks(files, 500)) {
+      const rows = await this.db.kysely
+        .selectFrom('versions as v')
+        .select('v.head_file')
+        .where('v.head_file', 'in', chunk)
+        .where('v.id', 'not in', this.db.kysely.selectFrom('pruned_versions').select('version_id'))
+        .execute();
+      rows.forEach((r) => inUse.add(r.head_file));
+    }
+    return inUse;
+  }
+
   /**
    * Ready classifiers whose serving version was embedded under another pack key than `packKey` move to
    * retraining (generation bumped, so a run retrains them from their stored examples); their current
