@@ -15,7 +15,7 @@ import { resolveRedis } from './data-access/redis-server';
 import { TrainingQueue } from './data-access/training-queue';
 import { NamespaceClaim, bindDataDirectory, queueNamespace, readInstanceId } from './data-access/instance-identity';
 import { bootstrapApiKeys } from './domain/bootstrap-keys';
-import { removeOrphanImages } from './domain/ingest-examples';
+import { removeOrphanHeads, removeOrphanImages } from './domain/ingest-examples';
 import type { ServiceContext } from './domain/service-context';
 import { createApp, createOperationsApp } from './entry-points/http/app';
 import { openApiDocument } from './entry-points/http/openapi';
@@ -124,13 +124,17 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     },
   };
 
-  // Images a process killed mid-upload (this one or another, on any host) left behind: at start, then now and then.
+  // At start, then now and then: images a process killed mid-upload (this one or another, on any
+  // host) left behind, and head files of training runs killed between writing a head and publishing it (a live run
+  // publishes within moments, so only files older than ten minutes are candidates).
   const sweepOrphans = async () => {
     const orphans = await removeOrphanImages(ctx);
     if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
+    const heads = await removeOrphanHeads(ctx, 10 * 60_000);
+    if (heads > 0) logger.info({ heads }, 'removed head files of interrupted training runs');
   };
   await sweepOrphans();
-  const sweeper = setInterval(() => void sweepOrphans().catch((err) => logger.warn({ err }, 'could not remove orphaned images')), config.orphanSweepMs);
+  const sweeper = setInterval(() => void sweepOrphans().catch((err) => logger.warn({ err }, 'could not remove orphaned files')), config.orphanSweepMs);
   sweeper.unref();
 
   // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored

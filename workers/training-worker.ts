@@ -1,5 +1,6 @@
 // First import: lowers this process's priority before sharp and onnxruntime start their threads.
 import './lower-priority';
+import os from 'node:os';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { ConfigError, loadConfig } from '../src/config';
 import { ClassifierRepository } from '../src/data-access/classifier-repository';
@@ -119,6 +120,8 @@ async function main() {
   const worker = new Worker<TrainingJobData>(TRAINING_QUEUE_NAME, processor, {
     connection: redisConnection(redisUrl),
     prefix: namespace,
+    // Recorded as each job's processedBy: which process (the metrics' process_instance) ran it.
+    name: `${os.hostname()}/${process.pid}`,
     concurrency: config.workerConcurrency,
     lockDuration: config.trainingLockMs,
     stalledInterval: Math.max(1000, Math.floor(config.trainingLockMs / 2)),

@@ -361,8 +361,9 @@ export class ClassifierRepository {
   /**
    * Records a finished training run and makes it the serving version, atomically, with the
    * examples it trained on (what an activation of it restores) and a `trained` event.
-   * Returns false when the classifier was deleted meanwhile, or when its snapshot is older than
-   * the current version's (a newer run or an activation came first): the caller removes the head file.
+   * Returns false when the classifier was deleted meanwhile, or when its snapshot is not newer
+   * than the current version's (a newer run or an activation came first, or another worker already
+   * published this generation after this one's queue lock lapsed): the caller removes the head file.
    * If more examples arrived while training, the status stays in training until the next run;
    * otherwise a callback, if the classifier has one, is put in the outbox in the same transaction.
    */
@@ -385,7 +386,7 @@ export class ClassifierRepository {
         .select(['generation', 'trained_generation', 'current_version_id'])
         .where('id', '=', input.classifierId)
         .executeTakeFirst();
-      if (!row || input.generation < row.trained_generation) return false;
+      if (!row || input.generation <= row.trained_generation) return false;
       const { id: versionId } = await trx
         .insertInto('versions')
         .values({
@@ -690,6 +691,21 @@ export class ClassifierRepository {
       }
       return { deletedClassifiers, retrainClassifiers, imageHashes: [...hashes] };
     });
+  }
+
+  /** Of the head files given, those a version names (pruned versions' files are removed, so they do not count). */
+  async headFilesInUse(files: string[]): Promise<Set<string>> {
+    const inUse = new Set<string>();
+    for (const chunk of chunks(files, 500)) {
+      const rows = await this.db.kysely
+        .selectFrom('versions as v')
+        .select('v.head_file')
+        .where('v.head_file', 'in', chunk)
+        .where('v.id', 'not in', this.db.kysely.selectFrom('pruned_versions').select('version_id'))
+        .execute();
+      rows.forEach((r) => inUse.add(r.head_file));
+    }
+    return inUse;
   }
 
   /**

@@ -29,7 +29,7 @@ export class HeadStore {
       const handle = await fs.open(tmp, 'wx');
       try {
         await handle.writeFile(bytes);
-        // On disk before the database points at it: after a power cut the version's file is whole.
+        // On disk before the name exists: after a crash (or on a shared volume) no reader sees a short file.
         await handle.datasync();
       } finally {
         await handle.close();
@@ -55,6 +55,22 @@ export class HeadStore {
 
   async remove(relativeFile: string): Promise<void> {
     await fs.rm(this.resolve(relativeFile), { force: true });
+  }
+
+  /**
+   * Head files (and temp files) last changed more than `minAgeMs` ago, relative to the store: the
+   * candidates for removal when no version names them (a run killed between writing and publishing).
+   */
+  async listOlderThan(minAgeMs: number, now = Date.now()): Promise<string[]> {
+    const found: string[] = [];
+    for (const dir of await fs.readdir(this.root).catch(() => [] as string[])) {
+      if (!SAFE_ID.test(dir)) continue;
+      for (const name of await fs.readdir(path.join(this.root, dir)).catch(() => [] as string[])) {
+        const stat = await fs.stat(path.join(this.root, dir, name)).catch(() => undefined);
+        if (stat?.isFile() && now - stat.mtimeMs > minAgeMs) found.push(path.join(dir, name));
+      }
+    }
+    return found;
   }
 
   async removeClassifier(classifierId: string): Promise<void> {

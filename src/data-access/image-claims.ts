@@ -1,4 +1,44 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import type { Database } from './database';
+
+/**
+ * Which processes' pids this one can check: those of the same kernel boot and pid namespace
+ * (Linux); elsewhere, those of the same host name. Not the host name alone on Linux: containers
+ * can share one (host networking) and still number their processes apart.
+ */
+const PID_SCOPE = (() => {
+  let basis: string;
+  try {
+    basis = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() + fs.readlinkSync('/proc/self/ns/pid');
+  } catch {
+    basis = os.hostname();
+  }
+  return crypto.createHash('sha256').update(basis).digest('hex').slice(0, 12);
+})();
+/** Tells this process apart from an earlier one with the same pid (a restarted container's). */
+const PROCESS_TOKEN = crypto.randomBytes(6).toString('hex');
+const OWNER_TAG = /^([0-9a-f]{12})\.(\d+)\.([0-9a-f]{12})\//;
+
+/** The tag a claim id starts with: `<pid scope>.<pid>.<token>`, by default this process's. */
+export function claimOwner(pid = process.pid, token = PROCESS_TOKEN): string {
+  return `${PID_SCOPE}.${pid}.${token}`;
+}
+
+/** Whether the claim was made by a process of this pid scope that no longer runs (never guessed for other scopes). */
+function ownerIsGone(claimId: string): boolean {
+  const tag = OWNER_TAG.exec(claimId);
+  if (!tag || tag[1] !== PID_SCOPE) return false;
+  const pid = Number(tag[2]);
+  if (pid === process.pid) return tag[3] !== PROCESS_TOKEN;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+}
 
 /**
  * Coordinates storing example images with removing unreferenced ones, across every process of the
@@ -11,28 +51,38 @@ import type { Database } from './database';
  *
  * A claim lives `ttlMs` (UPLOAD_CLAIM_TTL_MS) and its upload renews it every quarter of that while
  * it runs, so the claims of a process killed mid-upload lapse soon after, and its images become
- * ordinary orphans that the next sweep removes.
+ * ordinary orphans that the next sweep removes. Sooner on the same machine: claim ids name their
+ * process (claimOwner), and removal drops the claims of processes of its pid scope that no longer
+ * run, so a start after a crash removes the crashed upload's images at once.
  */
 export class ImageClaims {
+  /** @param owner the tag this instance's claims carry (claimOwner); another process's only in tests */
   constructor(
     private readonly db: Database,
     readonly ttlMs: number,
+    private readonly owner = claimOwner(),
   ) {}
 
   /** A new claim (one per upload) under `claimId`; release() it when the upload ends, whatever the outcome. */
   open(claimId: string): ImageClaim {
-    return new ImageClaim(this.db, claimId, this.ttlMs);
+    return new ImageClaim(this.db, `${this.owner}/${claimId}`, this.ttlMs);
   }
 
   /**
    * Of `hashes`, removes (with `removeFiles`) those no example references and no live claim holds,
-   * and returns them. Expired claims are dropped on the way.
+   * and returns them. Expired claims, and those of processes of this pid scope that no longer
+   * run, are dropped on the way.
    */
   async removeUnreferenced(hashes: string[], removeFiles: (hashes: string[]) => Promise<void>, now = Date.now()): Promise<string[]> {
     const unique = [...new Set(hashes)];
     if (unique.length === 0) return [];
     return this.db.write(async (trx) => {
       await trx.deleteFrom('image_claims').where('expires', '<=', new Date(now).toISOString()).execute();
+      const local = await trx.selectFrom('image_claims').select('claim_id').distinct().where('claim_id', 'like', `${PID_SCOPE}.%`).execute();
+      const gone = local.map((r) => r.claim_id).filter(ownerIsGone);
+      for (let start = 0; start < gone.length; start += 500) {
+        await trx.deleteFrom('image_claims').where('claim_id', 'in', gone.slice(start, start + 500)).execute();
+      }
       const held = new Set<string>();
       for (let start = 0; start < unique.length; start += 500) {
         const chunk = unique.slice(start, start + 500);

@@ -94,7 +94,8 @@ export async function classifyImages(
     return await classifyWith(ctx, input, applied, warnings);
   } finally {
     // The versions used are held until the answer is made, so retention cannot prune them meanwhile.
-    ctx.classifiers.releaseLeases(leaseIds);
+    // A lease that cannot be ended (the database away) simply expires.
+    await ctx.classifiers.releaseLeases(leaseIds).catch(() => undefined);
   }
 }
 

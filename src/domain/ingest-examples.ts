@@ -293,3 +293,15 @@ export async function removeUnreferencedImages(ctx: ServiceContext, hashes: stri
 export async function removeOrphanImages(ctx: ServiceContext): Promise<number> {
   return removeUnreferencedImages(ctx, await ctx.images.listHashes());
 }
+
+/**
+ * Head files no version names, older than `minAgeMs` (a training run killed between writing its
+ * head and publishing it; a run in progress publishes within moments of writing). Returns how many were removed.
+ */
+export async function removeOrphanHeads(ctx: ServiceContext, minAgeMs: number): Promise<number> {
+  const candidates = await ctx.heads.listOlderThan(minAgeMs);
+  const inUse = await ctx.classifiers.headFilesInUse(candidates);
+  const orphans = candidates.filter((file) => !inUse.has(file));
+  for (const file of orphans) await ctx.heads.remove(file);
+  return orphans.length;
+}

@@ -5,17 +5,20 @@ export interface ApiAnswer {
   body: any;
 }
 
+export interface CallOptions {
+  body?: FormData;
+  key?: string;
+  /** Further request headers (X-Watson-Metadata, say). */
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+}
+
 /** One request against a service at `baseUrl`, as alice unless `key` says otherwise; the body parsed as JSON when it is JSON. */
-export async function callApi(
-  baseUrl: string,
-  method: string,
-  pathAndQuery: string,
-  init: { body?: FormData; key?: string; timeoutMs?: number } = {},
-): Promise<ApiAnswer> {
+export async function callApi(baseUrl: string, method: string, pathAndQuery: string, init: CallOptions = {}): Promise<ApiAnswer> {
   const res = await fetch(`${baseUrl}${pathAndQuery}`, {
     method,
     body: init.body,
-    headers: { Authorization: basicAuth(init.key ?? ALICE_KEY) },
+    headers: { ...init.headers, Authorization: basicAuth(init.key ?? ALICE_KEY) },
     signal: AbortSignal.timeout(init.timeoutMs ?? 60_000),
   });
   const text = await res.text();
