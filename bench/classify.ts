@@ -11,12 +11,21 @@
  * at 1 connection, ≥ 60 requests/s at 8, no errors, also while retraining.
  * Then the API CPU of one request by stage (stage-profile.ts: decode, MobileNetV2, CenterNet,
  * scoring, measured in this process; the rest of the idle c=1 API CPU is HTTP, multipart and JSON).
+ *
+ * Then the scaling run: the same request against two more services, up side by side, one of
+ * 1 API process × 2 ORT threads and one of 2 API processes (node:cluster, API_PROCESSES=2) × 1
+ * thread, idle windows at 1 and 8 connections taken in turn (so drift of a shared machine hits
+ * both alike). API CPU per request sums every API process and the cluster's primary. Reported:
+ * the 2×1 / 1×2 ratios of req/s and of CPU per request; the CPU ratio should stay ≤ 1.10 (a second
+ * process may add overhead, not work per request). On a machine of 2 cores the two set-ups have the
+ * same CPU, so the req/s ratio shows overhead, not speed-up. BENCH_SCALING=off skips this run,
+ * BENCH_SCALING=only runs it alone.
  * Last line: one JSON object.
  */
 import os from 'node:os';
 import { BenchImages, zipOf } from './lib/bench-images';
 import { benchMain } from './lib/bench-main';
-import { cpuSeconds, residentMb, type BenchService } from './lib/bench-service';
+import { cpuSeconds, residentMb, startBenchService, summedCpuSeconds, type BenchService } from './lib/bench-service';
 import { runLoad, type LoadFigures } from './lib/load-generator';
 import { RetrainLoop } from './lib/retrain-loop';
 import { profileStages } from './lib/stage-profile';
@@ -29,20 +38,31 @@ const RETRAIN_IMAGES_PER_ZIP = 20;
 /** Rounds prepared per second of retraining windows: more than a retrain can finish, so the loop never runs dry. */
 const RETRAIN_ROUNDS_PER_S = 1;
 const WARMUP_REQUESTS = 20;
+/** The scaling services' warm-up: 8 connections, so every API process of a cluster gets some (node:cluster hands out connections in turn). */
+const SCALING_WARMUP_S = 3;
 const PROFILE_REPEATS = 30;
 const PROFILE_EXAMPLES_PER_CLASS = 15;
+/** The scaling run's set-ups: API processes × ORT threads each, the same threads in all. */
+const SCALING_SETUPS = [
+  { name: '1x2', apiProcesses: 1, ortThreads: 2 },
+  { name: '2x1', apiProcesses: 2, ortThreads: 1 },
+] as const;
+/** API CPU per request may grow by this factor at most from 1 API process to 2 (issue 12). */
+const MAX_CPU_PER_REQUEST_GROWTH = 1.1;
 
 interface WindowFigures extends LoadFigures {
   api_rss_mb?: number;
   worker_rss_mb?: number;
   loadavg_1m: [number, number];
-  /** CPU the API process spent per answered request: its cost whatever else runs on the machine. */
+  /** CPU the API processes (and a cluster's primary) spent per answered request: their cost whatever else runs on the machine. */
   api_cpu_ms_per_request?: number;
   /** CPU of the training worker and of this process (autocannon) during the window. */
   worker_cpu_s?: number;
   load_generator_cpu_s: number;
   retrain_coverage?: number;
 }
+
+type ScalingMode = 'on' | 'off' | 'only';
 
 const round2 = (value: number) => Math.round(value * 100) / 100;
 const loadAverage = () => round2(os.loadavg()[0]);
@@ -57,6 +77,21 @@ function durationS(): number {
   const value = Number(raw);
   if (!Number.isFinite(value) || value < 1 || value > 600) throw new Error(`BENCH_DURATION_S must be 1–600 seconds, not '${raw}'`);
   return Math.round(value);
+}
+
+function scalingMode(): ScalingMode {
+  const raw = process.env.BENCH_SCALING ?? 'on';
+  if (raw !== 'on' && raw !== 'off' && raw !== 'only') throw new Error(`BENCH_SCALING must be on, off or only, not '${raw}'`);
+  return raw;
+}
+
+/** The processes that serve API calls: the API processes and, in a cluster, the primary that hands them connections. */
+const apiSidePids = (service: BenchService) => [service.pid, ...service.apiPids];
+
+/** Resident memory of the API side in MB, summed over its processes. */
+function apiRssMb(service: BenchService): number | undefined {
+  const each = [...new Set(apiSidePids(service))].map(residentMb);
+  return each.some((mb) => mb === undefined) ? undefined : round2(each.reduce((sum: number, mb) => sum + mb!, 0));
 }
 
 async function trainSetupClassifier(client: WatsonClient, images: BenchImages): Promise<string> {
@@ -90,46 +125,76 @@ function printWindow(label: string, w: WindowFigures) {
   );
 }
 
-async function runClassifyBench(service: BenchService, images: BenchImages) {
-  const seconds = durationS();
+/** A service with a trained custom classifier and the classify request (`<custom>,default`) to replay against it. */
+interface ClassifyTarget {
+  service: BenchService;
+  client: WatsonClient;
+  classifierId: string;
+  form: PrebuiltForm;
+}
+
+/** Trains the setup classifier on `service` and prebuilds the request; `query` is the JPEG every request sends. */
+async function prepareTarget(service: BenchService, images: BenchImages, query: Buffer): Promise<ClassifyTarget> {
   const client = new WatsonClient(service.url, service.apiKey);
   const classifierId = await trainSetupClassifier(client, images);
-  const query = await images.queryJpeg(QUERY_WIDTH);
   const form = await prebuildForm(
     multipartForm({ images_file: { bytes: query, filename: 'query.jpg' } }, { classifier_ids: `${classifierId},default` }),
   );
-  console.log(`classifier ${classifierId} ready; query JPEG ${QUERY_WIDTH} px wide, ${query.length} bytes; windows of ${seconds} s`);
   await checkAnswer(client, form, classifierId);
+  return { service, client, classifierId, form };
+}
+
+/** One window of `seconds` at `connections` against `target`, with the API side's CPU and memory. */
+async function measureWindow(
+  target: ClassifyTarget,
+  label: string,
+  connections: number,
+  seconds: number,
+  retrains?: RetrainLoop,
+): Promise<WindowFigures> {
+  const { service, client, form } = target;
+  const loadStart = loadAverage();
+  const apiCpu = summedCpuSeconds(apiSidePids(service));
+  const workerCpu = cpuSeconds(service.workerPid);
+  const ownCpu = process.cpuUsage();
+  const from = performance.now();
+  const figures = await runLoad({
+    url: `${service.url}${client.classifyPath()}`,
+    connections,
+    durationS: seconds,
+    headers: { Authorization: client.authorization, 'Content-Type': form.contentType },
+    body: form.body,
+  });
+  const result: WindowFigures = {
+    ...figures,
+    api_rss_mb: apiRssMb(service),
+    worker_rss_mb: residentMb(service.workerPid),
+    loadavg_1m: [loadStart, loadAverage()],
+    api_cpu_ms_per_request: cpuDelta(apiCpu, summedCpuSeconds(apiSidePids(service)), (cpu) => (cpu * 1000) / figures.requests),
+    worker_cpu_s: cpuDelta(workerCpu, cpuSeconds(service.workerPid), (cpu) => cpu),
+    load_generator_cpu_s: round2(sumCpuUsage(process.cpuUsage(ownCpu))),
+    retrain_coverage: retrains?.coverage(from, performance.now()),
+  };
+  printWindow(label, result);
+  return result;
+}
+
+const brief = (w: WindowFigures) => ({
+  p50_ms: w.p50_ms,
+  p99_ms: w.p99_ms,
+  rps: w.rps,
+  non2xx: w.non2xx,
+  errors: w.errors,
+  api_cpu_ms_per_request: w.api_cpu_ms_per_request,
+  ...(w.retrain_coverage === undefined ? {} : { retrain_coverage: w.retrain_coverage }),
+});
+
+/** The existing windows on the bench's own service: idle, then while retraining, then the CPU by stage. */
+async function runServiceWindows(target: ClassifyTarget, images: BenchImages, query: Buffer, seconds: number) {
+  const { client, classifierId, form } = target;
   for (let i = 0; i < WARMUP_REQUESTS; i++) await client.classify(form);
 
-  const window = async (label: string, connections: number, retrains?: RetrainLoop): Promise<WindowFigures> => {
-    const loadStart = loadAverage();
-    const apiCpu = cpuSeconds(service.pid);
-    const workerCpu = cpuSeconds(service.workerPid);
-    const ownCpu = process.cpuUsage();
-    const from = performance.now();
-    const figures = await runLoad({
-      url: `${service.url}${client.classifyPath()}`,
-      connections,
-      durationS: seconds,
-      headers: { Authorization: client.authorization, 'Content-Type': form.contentType },
-      body: form.body,
-    });
-    const result: WindowFigures = {
-      ...figures,
-      api_rss_mb: residentMb(service.pid),
-      worker_rss_mb: residentMb(service.workerPid),
-      loadavg_1m: [loadStart, loadAverage()],
-      api_cpu_ms_per_request: cpuDelta(apiCpu, cpuSeconds(service.pid), (cpu) => (cpu * 1000) / figures.requests),
-      worker_cpu_s: cpuDelta(workerCpu, cpuSeconds(service.workerPid), (cpu) => cpu),
-      load_generator_cpu_s: round2(sumCpuUsage(process.cpuUsage(ownCpu))),
-      retrain_coverage: retrains?.coverage(from, performance.now()),
-    };
-    printWindow(label, result);
-    return result;
-  };
-
-  const idle = { c1: await window('idle', 1), c8: await window('idle', 8) };
+  const idle = { c1: await measureWindow(target, 'idle', 1, seconds), c8: await measureWindow(target, 'idle', 8, seconds) };
 
   const rounds = Math.ceil(2 * seconds * RETRAIN_ROUNDS_PER_S) + 4;
   const retrainZips: Array<Record<string, Buffer>> = [];
@@ -141,7 +206,10 @@ async function runClassifyBench(service: BenchService, images: BenchImages) {
   await retrains.start();
   let retraining;
   try {
-    retraining = { c1: await window('while retraining', 1, retrains), c8: await window('while retraining', 8, retrains) };
+    retraining = {
+      c1: await measureWindow(target, 'while retraining', 1, seconds, retrains),
+      c8: await measureWindow(target, 'while retraining', 8, seconds, retrains),
+    };
   } finally {
     await retrains.stop();
   }
@@ -167,20 +235,7 @@ async function runClassifyBench(service: BenchService, images: BenchImages) {
     c8_rps: c8.rps >= TARGETS.c8_rps,
     errors: c1.errors + c1.non2xx + c8.errors + c8.non2xx === TARGETS.errors,
   });
-  const brief = (w: WindowFigures) => ({
-    p50_ms: w.p50_ms,
-    p99_ms: w.p99_ms,
-    rps: w.rps,
-    non2xx: w.non2xx,
-    errors: w.errors,
-    api_cpu_ms_per_request: w.api_cpu_ms_per_request,
-    ...(w.retrain_coverage === undefined ? {} : { retrain_coverage: w.retrain_coverage }),
-  });
   return {
-    bench: 'classify',
-    cores: os.cpus().length,
-    images: images.usesPhotos ? 'food-photos' : 'generated',
-    duration_s: seconds,
     idle: { c1: brief(idle.c1), c8: brief(idle.c8) },
     retraining: { c1: brief(retraining.c1), c8: brief(retraining.c8) },
     retrains_finished: retrains.rounds.length,
@@ -190,6 +245,91 @@ async function runClassifyBench(service: BenchService, images: BenchImages) {
     targets: TARGETS,
     met: { idle: met(idle.c1, idle.c8), retraining: met(retraining.c1, retraining.c8) },
     loadavg_1m: { start: idle.c1.loadavg_1m[0], end: retraining.c8.loadavg_1m[1] },
+  };
+}
+
+/** `a / b` to 3 decimals; undefined when either is unknown. */
+function ratio(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || b === undefined || b === 0 ? undefined : Math.round((a / b) * 1000) / 1000;
+}
+
+/**
+ * The scaling run: a service per SCALING_SETUPS entry, all up at once, each with its own trained
+ * classifier and the same query; idle windows at 1 then 8 connections, the set-ups in turn.
+ */
+async function runScaling(images: BenchImages, query: Buffer, seconds: number) {
+  const targets: Array<{ setup: (typeof SCALING_SETUPS)[number]; target: ClassifyTarget }> = [];
+  try {
+    for (const setup of SCALING_SETUPS) {
+      const service = await startBenchService({ API_PROCESSES: String(setup.apiProcesses), ORT_THREADS: String(setup.ortThreads) });
+      console.log(`scaling ${setup.name}: ${setup.apiProcesses} API process(es) × ${setup.ortThreads} ORT thread(s), API pids ${service.apiPids.join(', ')}` +
+        (setup.apiProcesses > 1 ? ` (primary ${service.pid})` : ''));
+      targets.push({ setup, target: await prepareTarget(service, images, query) });
+    }
+    for (const { target } of targets) {
+      await runLoad({
+        url: `${target.service.url}${target.client.classifyPath()}`,
+        connections: 8,
+        durationS: SCALING_WARMUP_S,
+        headers: { Authorization: target.client.authorization, 'Content-Type': target.form.contentType },
+        body: target.form.body,
+      });
+    }
+    const windows = new Map<string, { c1?: WindowFigures; c8?: WindowFigures }>(SCALING_SETUPS.map((s) => [s.name, {}]));
+    for (const connections of [1, 8] as const) {
+      for (const { setup, target } of targets) {
+        windows.get(setup.name)![`c${connections}`] = await measureWindow(target, `scaling ${setup.name}`, connections, seconds);
+      }
+    }
+    const one = windows.get('1x2')!;
+    const two = windows.get('2x1')!;
+    const cpuRatio = {
+      c1: ratio(two.c1!.api_cpu_ms_per_request, one.c1!.api_cpu_ms_per_request),
+      c8: ratio(two.c8!.api_cpu_ms_per_request, one.c8!.api_cpu_ms_per_request),
+    };
+    const holds = (r: number | undefined) => (r === undefined ? undefined : r <= MAX_CPU_PER_REQUEST_GROWTH);
+    const result = {
+      setups: Object.fromEntries(
+        SCALING_SETUPS.map((s) => {
+          const w = windows.get(s.name)!;
+          return [s.name, { api_processes: s.apiProcesses, ort_threads: s.ortThreads, c1: brief(w.c1!), c8: brief(w.c8!), api_rss_mb: Math.max(w.c1!.api_rss_mb ?? 0, w.c8!.api_rss_mb ?? 0) }];
+        }),
+      ),
+      rps_ratio_2x1_vs_1x2: { c1: ratio(two.c1!.rps, one.c1!.rps), c8: ratio(two.c8!.rps, one.c8!.rps) },
+      p50_ratio_2x1_vs_1x2: { c1: ratio(two.c1!.p50_ms, one.c1!.p50_ms), c8: ratio(two.c8!.p50_ms, one.c8!.p50_ms) },
+      cpu_per_request_ratio_2x1_vs_1x2: cpuRatio,
+      cpu_per_request_max_ratio: MAX_CPU_PER_REQUEST_GROWTH,
+      cpu_per_request_holds: { c1: holds(cpuRatio.c1), c8: holds(cpuRatio.c8) },
+    };
+    console.log(
+      `scaling 2×1 vs 1×2: req/s ratio c=1 ${result.rps_ratio_2x1_vs_1x2.c1}, c=8 ${result.rps_ratio_2x1_vs_1x2.c8}; ` +
+        `API CPU per request ratio c=1 ${cpuRatio.c1}, c=8 ${cpuRatio.c8} (limit ${MAX_CPU_PER_REQUEST_GROWTH}); ` +
+        `on ${os.cpus().length} cores both set-ups have the same CPU: the ratios show overhead, not speed-up`,
+    );
+    return result;
+  } finally {
+    await Promise.all(targets.map(({ target }) => target.service.stop()));
+  }
+}
+
+async function runClassifyBench(service: BenchService, images: BenchImages) {
+  const seconds = durationS();
+  const scaling = scalingMode();
+  const query = await images.queryJpeg(QUERY_WIDTH);
+  console.log(`query JPEG ${QUERY_WIDTH} px wide, ${query.length} bytes; windows of ${seconds} s; scaling run ${scaling}`);
+  let windows: Awaited<ReturnType<typeof runServiceWindows>> | undefined;
+  if (scaling !== 'only') {
+    const target = await prepareTarget(service, images, query);
+    console.log(`classifier ${target.classifierId} ready`);
+    windows = await runServiceWindows(target, images, query, seconds);
+  }
+  return {
+    bench: 'classify',
+    cores: os.cpus().length,
+    images: images.usesPhotos ? 'food-photos' : 'generated',
+    duration_s: seconds,
+    ...windows,
+    ...(scaling === 'off' ? {} : { scaling: await runScaling(images, query, seconds) }),
   };
 }
 

@@ -5,6 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import IORedis from 'ioredis';
+import { WorkerSupervisor } from '../../src/entry-points/worker-process';
+import { createLogger } from '../../src/logger';
 import { modelsDir } from './repo';
 import type { BenchServiceReady } from './service-process';
 
@@ -32,10 +34,14 @@ export class BenchServiceStartError extends Error {
 export interface BenchService {
   url: string;
   apiKey: string;
-  /** The API process (the child); its training worker is `workerPid`. */
+  /** The API process (the child); with API_PROCESSES > 1, the cluster's primary. Its training worker is `workerPid`. */
   pid: number;
+  /** The processes that answer API calls: `[pid]`, or the cluster's API processes (the primary's children). */
+  apiPids: number[];
   workerPid?: number;
   dataDir: string;
+  /** The environment the service was started with (DATA_DIR, REDIS_URL, QUEUE_PREFIX, DATABASE_URL…): what another process of the same instance needs. */
+  env: NodeJS.ProcessEnv;
   /** Stops the service, removes the data dir and the queue prefix's Redis keys. */
   stop(): Promise<void>;
 }
@@ -125,10 +131,11 @@ function stopChild(child: ChildProcess): Promise<void> {
  * Boots the service in a child process (`service-process`) with REDIS_URL (env or
  * redis://127.0.0.1:6379), a unique QUEUE_PREFIX, API_KEYS=bench:<random key>,
  * LOG_LEVEL=warn, RATE_LIMIT_PER_MINUTE=0 (no per-account limit), MODELS_DIR (env or <repo>/models) and a temp DATA_DIR;
- * `overrides` adds or replaces other variables (ORT_THREADS, say); `options.niceness` starts it
+ * `overrides` adds or replaces other variables (ORT_THREADS, API_PROCESSES, say), and removes
+ * those it sets to undefined (DATABASE_URL, for the embedded SQLite); `options.niceness` starts it
  * that many steps nicer than this process.
  */
-export async function startBenchService(overrides: Record<string, string> = {}, options: { niceness?: number } = {}): Promise<BenchService> {
+export async function startBenchService(overrides: Record<string, string | undefined> = {}, options: { niceness?: number } = {}): Promise<BenchService> {
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   await checkRedis(redisUrl);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-bench-'));
@@ -148,6 +155,7 @@ export async function startBenchService(overrides: Record<string, string> = {}, 
     RATE_LIMIT_PER_MINUTE: '0',
     ...overrides,
   };
+  for (const [name, value] of Object.entries(overrides)) if (value === undefined) delete env[name];
   const { child, ready: whenReady } = spawnServiceProcess(env, options);
 
   const cleanUp = async () => {
@@ -171,7 +179,39 @@ export async function startBenchService(overrides: Record<string, string> = {}, 
     stopping = true;
     await cleanUp();
   };
-  return { url: ready.url, apiKey, pid: ready.pid, workerPid: ready.workerPid, dataDir, stop };
+  return { url: ready.url, apiKey, pid: ready.pid, apiPids: ready.apiPids ?? [ready.pid], workerPid: ready.workerPid, dataDir, env, stop };
+}
+
+/** A training worker started beside a bench service, on its data directory, database and Redis namespace. */
+export interface ExtraWorker {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts another training worker process for `service`'s instance (the one `npm run worker` runs,
+ * launched as `npm start` launches its own, with the service's environment), resolving once it is
+ * ready: BullMQ then hands each training job to one of the instance's workers. It stops when this
+ * process exits.
+ */
+export async function startExtraWorker(service: BenchService): Promise<ExtraWorker> {
+  const supervisor = new WorkerSupervisor(service.env, createLogger('warn', 'bench-worker'));
+  await supervisor.start();
+  return { pid: supervisor.pid!, stop: () => supervisor.stop() };
+}
+
+/**
+ * CPU seconds used so far by all of `pids` together (see cpuSeconds); undefined when any is
+ * unreadable, so a sum never silently leaves a process out.
+ */
+export function summedCpuSeconds(pids: Array<number | undefined>): number | undefined {
+  let sum = 0;
+  for (const pid of new Set(pids)) {
+    const cpu = cpuSeconds(pid);
+    if (cpu === undefined) return undefined;
+    sum += cpu;
+  }
+  return sum;
 }
 
 /** Resident memory of a process in MB (VmRSS of /proc/<pid>/status), or undefined where unreadable. */
