@@ -259,9 +259,11 @@ function ratio(a: number | undefined, b: number | undefined): number | undefined
  */
 async function runScaling(images: BenchImages, query: Buffer, seconds: number) {
   const targets: Array<{ setup: (typeof SCALING_SETUPS)[number]; target: ClassifyTarget }> = [];
+  const services: BenchService[] = [];
   try {
     for (const setup of SCALING_SETUPS) {
       const service = await startBenchService({ API_PROCESSES: String(setup.apiProcesses), ORT_THREADS: String(setup.ortThreads) });
+      services.push(service);
       console.log(`scaling ${setup.name}: ${setup.apiProcesses} API process(es) × ${setup.ortThreads} ORT thread(s), API pids ${service.apiPids.join(', ')}` +
         (setup.apiProcesses > 1 ? ` (primary ${service.pid})` : ''));
       targets.push({ setup, target: await prepareTarget(service, images, query) });
@@ -308,7 +310,7 @@ async function runScaling(images: BenchImages, query: Buffer, seconds: number) {
     );
     return result;
   } finally {
-    await Promise.all(targets.map(({ target }) => target.service.stop()));
+    await Promise.all(services.map((service) => service.stop()));
   }
 }
 

@@ -22,9 +22,9 @@
  * training-duration metric, read from /metrics), which worker ran how many, and the service's
  * CPU per training (API + workers); then the 2-worker / 1-worker ratios. The API embeds uploads,
  * so much of that CPU and of the wall time is the API's; the workers' part is the time after the
- * last upload was answered and their time per run. On 2 cores two workers
- * share the CPU one already uses: the ratios show overhead, not speed-up. BENCH_SCALING=off skips
- * this run, BENCH_SCALING=only runs it alone.
+ * last upload was answered and their time per run. On 2 cores two workers share the CPU one
+ * already uses: the ratios show overhead, not speed-up. BENCH_SCALING=off skips this run,
+ * BENCH_SCALING=only runs it alone.
  * Last line: one JSON object.
  */
 import os from 'node:os';
