@@ -5,10 +5,17 @@ import base from './jest.config';
 process.env.TEST_DATABASE = 'postgres';
 
 /**
- * `npm run test:postgres`: the HTTP component tests against PostgreSQL. The data-access tests are
- * not repeated: each runs its cases on both databases already, under `npm test`.
+ * `npm run test:postgres`: the HTTP component tests against PostgreSQL. Not repeated: the data-access
+ * tests (each runs its cases on both databases already, under `npm test`), and the component tests
+ * whose subject never touches the database (the console's static files, the OpenAPI document, client
+ * aborts, process priority, the standalone worker's start-up, and the SQLite → PostgreSQL move, which
+ * starts on SQLite by definition).
  */
 export default {
   ...base,
   roots: ['<rootDir>/test/service', '<rootDir>/test/sdk'],
+  testPathIgnorePatterns: [
+    '/node_modules/',
+    '/test/service/(console-routes|openapi|client-abort|worker-priority|standalone-worker|migrate)\\.test\\.ts$',
+  ],
 };

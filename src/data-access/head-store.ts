@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileDurably } from '../lib/durable-write';
 
 const SAFE_ID = /^[A-Za-z0-9_-]+$/;
 
@@ -24,22 +25,7 @@ export class HeadStore {
     const dir = this.classifierDir(classifierId);
     await fs.mkdir(dir, { recursive: true });
     const name = `${generation}-${crypto.randomBytes(6).toString('hex')}.head`;
-    const tmp = path.join(dir, `.${name}.tmp`);
-    try {
-      const handle = await fs.open(tmp, 'wx');
-      try {
-        await handle.writeFile(bytes);
-        // On disk before the name exists: after a crash (or on a shared volume) no reader sees a short file.
-        await handle.datasync();
-      } finally {
-        await handle.close();
-      }
-      await fs.rename(tmp, path.join(dir, name));
-    } catch (error) {
-      // A short write (full disk) must not keep the space it took: nothing will ever read it.
-      await fs.rm(tmp, { force: true });
-      throw error;
-    }
+    await writeFileDurably(path.join(dir, `.${name}.tmp`), path.join(dir, name), bytes);
     return path.join(classifierId, name);
   }
 

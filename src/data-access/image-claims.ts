@@ -1,22 +1,7 @@
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
+import { isRunning, PID_SCOPE } from '../lib/process-tag';
 import type { Database } from './database';
 
-/**
- * Which processes' pids this one can check: those of the same kernel boot and pid namespace
- * (Linux); elsewhere, those of the same host name. Not the host name alone on Linux: containers
- * can share one (host networking) and still number their processes apart.
- */
-const PID_SCOPE = (() => {
-  let basis: string;
-  try {
-    basis = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() + fs.readlinkSync('/proc/self/ns/pid');
-  } catch {
-    basis = os.hostname();
-  }
-  return crypto.createHash('sha256').update(basis).digest('hex').slice(0, 12);
-})();
 /** Tells this process apart from an earlier one with the same pid (a restarted container's). */
 const PROCESS_TOKEN = crypto.randomBytes(6).toString('hex');
 const OWNER_TAG = /^([0-9a-f]{12})\.(\d+)\.([0-9a-f]{12})\//;
@@ -32,12 +17,7 @@ function ownerIsGone(claimId: string): boolean {
   if (!tag || tag[1] !== PID_SCOPE) return false;
   const pid = Number(tag[2]);
   if (pid === process.pid) return tag[3] !== PROCESS_TOKEN;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'EPERM';
-  }
+  return !isRunning(pid);
 }
 
 /**

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileDurably } from '../lib/durable-write';
 import { claimTaggedName, leftByGoneProcess, releaseTaggedName } from '../lib/process-tag';
 
 const IMAGE_HASH = /^[0-9a-f]{64}$/;
@@ -55,19 +56,8 @@ export class ImageStore {
     const tag = claimTaggedName();
     const temp = path.join(dir, `.${hash}.${tag}.tmp`);
     try {
-      const handle = await fs.open(temp, 'wx');
-      try {
-        await handle.writeFile(bytes);
-        // Flushed before the rename: after a crash the name must never point at a short file,
-        // because an existing name is trusted and never written again.
-        await handle.datasync();
-      } finally {
-        await handle.close();
-      }
-      await fs.rename(temp, file);
-    } catch (error) {
-      await fs.rm(temp, { force: true });
-      throw error;
+      // Durable before named: an existing name is trusted and never written again.
+      await writeFileDurably(temp, file, bytes);
     } finally {
       releaseTaggedName(tag);
     }

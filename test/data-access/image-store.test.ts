@@ -5,6 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { ImageStore, InvalidImageHashError, MissingImageError } from '../../src/data-access/image-store';
 import { solidColorJpeg, solidColorPng, BLUE, RED } from '../../fixtures/images';
+import { PID_SCOPE } from '../../src/lib/process-tag';
+
+const OTHER = '0'.repeat(12);
 
 /** Every file under `dir`, hidden ones included, relative to it. */
 async function listFiles(dir: string): Promise<string[]> {
@@ -110,9 +113,9 @@ describe('ImageStore', () => {
     };
     const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     try {
-      const kept = [await temp(`${os.hostname()}@${live.pid}-00000001`, true), await temp('other-machine@7-00000002')];
-      await temp(`${os.hostname()}@${deadPid}-00000003`); // crashed here: removed however young
-      await temp('other-machine@8-00000004', true); // another machine's, untouched for two hours
+      const kept = [await temp(`${os.hostname()}@${PID_SCOPE}.${live.pid}-00000001`, true), await temp(`other-machine@${OTHER}.7-00000002`)];
+      await temp(`${os.hostname()}@${PID_SCOPE}.${deadPid}-00000003`); // crashed here: removed however young
+      await temp(`other-machine@${OTHER}.8-00000004`, true); // another machine's, untouched for two hours
       await temp('0123456789ab', true); // an older release's name: by age
 
       expect(await store.listHashes()).toEqual([hash]);

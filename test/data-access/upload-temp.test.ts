@@ -4,6 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { UploadTempDir } from '../../src/data-access/upload-temp';
 import { createLogger } from '../../src/logger';
+import { PID_SCOPE } from '../../src/lib/process-tag';
+
+/** A pid scope that is not this process's: another machine, or a container sharing this host name. */
+const OTHER = '0'.repeat(12);
 
 const logger = createLogger('silent', 'test');
 
@@ -37,19 +41,21 @@ describe('UploadTempDir', () => {
     const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
     const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     try {
-      folder(`${host}@${live.pid}-00000001`, { ageMinutes: 120 }); // live here: kept whatever its age
-      folder(`${host}@${deadPid}-00000002`); // exited here: removed at once
-      folder(`${host}@${process.pid}-00000003`); // this pid, but not this process's folder: an earlier life's
-      folder('other-host@1-00000004', { ageMinutes: 5 }); // another machine's, marked recently: kept
-      folder('other-host@2-00000005', { ageMinutes: 20 }); // another machine's, mark stale: removed
+      folder(`${host}@${PID_SCOPE}.${live.pid}-00000001`, { ageMinutes: 120 }); // live here: kept whatever its age
+      folder(`${host}@${PID_SCOPE}.${deadPid}-00000002`); // exited here: removed at once
+      folder(`${host}@${PID_SCOPE}.${process.pid}-00000003`); // this pid, but not this process's folder: an earlier life's
+      folder(`other-host@${OTHER}.1-00000004`, { ageMinutes: 5 }); // another machine's, marked recently: kept
+      // Another container with this host name (host networking) whose node is this pid too: not ours to judge by pid.
+      folder(`${host}@${OTHER}.${process.pid}-00000006`, { ageMinutes: 5 });
+      folder(`other-host@${OTHER}.2-00000005`, { ageMinutes: 20 }); // another machine's, mark stale: removed
       folder('upload-abcdef', { file: true, ageMinutes: 20 }); // an older release's stray upload: removed by age
       folder('upload-fedcba', { file: true }); // …but not a fresh one
 
       const mine = await UploadTempDir.open(root, logger);
       expect(path.dirname(mine.path)).toBe(root);
-      expect(path.basename(mine.path)).toMatch(new RegExp(`^${host}@${process.pid}-[0-9a-f]{8}$`));
+      expect(path.basename(mine.path)).toMatch(new RegExp(`^${host}@${PID_SCOPE}\\.${process.pid}-[0-9a-f]{8}$`));
       expect(fs.readdirSync(root).sort()).toEqual(
-        [`${host}@${live.pid}-00000001`, 'other-host@1-00000004', 'upload-fedcba', path.basename(mine.path)].sort(),
+        [`${host}@${PID_SCOPE}.${live.pid}-00000001`, `other-host@${OTHER}.1-00000004`, `${host}@${OTHER}.${process.pid}-00000006`, 'upload-fedcba', path.basename(mine.path)].sort(),
       );
 
       // A second process's start (here: another folder of this one) leaves the first one's folder and uploads alone.

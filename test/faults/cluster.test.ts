@@ -17,6 +17,7 @@ import { callApi, type ApiAnswer, type CallOptions } from './support/api-client'
 import { storedImageFiles, tmpEntries } from './support/data-dir';
 import { pacedUpload } from './support/paced-upload';
 import { startServiceProcess, type ServiceProcess } from './support/service-process';
+import { parseTaggedName } from '../../src/lib/process-tag';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** A dead worker's run is taken up again after about this long. */
@@ -409,7 +410,7 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     await victim.kill('SIGKILL');
     expect(await upload.outcome).toEqual({ brokenWith: expect.any(String) });
     // The zips it had received are left in its upload folder, for the next start on this machine to remove.
-    const victimUploads = () => tmpEntries(dataDir).filter((f) => f.startsWith(`${os.hostname()}@${victim.pid}-`));
+    const victimUploads = () => tmpEntries(dataDir).filter((f) => parseTaggedName(f)?.pid === victim.pid);
     expect(victimUploads().length).toBeGreaterThan(0);
     const storedOfCutOff = storedImageFiles(dataDir).hashes.filter((h) => cutOffHashes.has(h)).length;
     expect(storedOfCutOff).toBeGreaterThan(0);

@@ -15,6 +15,7 @@ import { decodeTfjsWeights, loadTfjsCpu } from '../../src/ml/convert/tfjs';
 import { decodeImage } from '../../src/ml/decode-image';
 import { loadBestPack, loadPack, listPacks, PackError } from '../../src/ml/model-pack';
 import { tfjsReference } from './tfjs-reference';
+import { PID_SCOPE } from '../../src/lib/process-tag';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
 const DARKNET_DIR = '/usr/share/darknet/data';
@@ -205,7 +206,7 @@ describe('ensureBundledPack', () => {
   it('replaces a pack of an older version or with a broken manifest, and survives concurrent callers', async () => {
     // What a process of this machine killed mid-conversion leaves behind.
     const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
-    fs.mkdirSync(path.join(scratch, `.bundled-staging-${os.hostname()}@${deadPid}-0123abcd`));
+    fs.mkdirSync(path.join(scratch, `.bundled-staging-${os.hostname()}@${PID_SCOPE}.${deadPid}-0123abcd`));
     const dir = path.join(scratch, 'bundled');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'manifest.json'), '{"id": "bundled", "version": 0');

@@ -3,6 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureBundledPack } from '../../src/ml/bundled-pack';
+import { PID_SCOPE } from '../../src/lib/process-tag';
+
+const OTHER = '0'.repeat(12);
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -23,17 +26,17 @@ describe('installing model packs from several processes', () => {
     const hourAndMinuteAgo = new Date(Date.now() - 61 * 60_000);
     const staging = (name: string) => path.join(scratch, `.bundled-staging-${name}`);
     // Another machine's process converting right now: its pid means nothing here.
-    fs.mkdirSync(staging(`other-machine@${process.pid}-0123abcd`));
-    fs.mkdirSync(staging(`other-machine@1-4567cdef`));
+    fs.mkdirSync(staging(`other-machine@${OTHER}.${process.pid}-0123abcd`));
+    fs.mkdirSync(staging(`other-machine@${OTHER}.1-4567cdef`));
     // Another machine's, untouched for over an hour: its process is gone.
-    fs.mkdirSync(staging(`third-machine@2-89abcdef`));
-    fs.utimesSync(staging(`third-machine@2-89abcdef`), hourAndMinuteAgo, hourAndMinuteAgo);
+    fs.mkdirSync(staging(`third-machine@${OTHER}.2-89abcdef`));
+    fs.utimesSync(staging(`third-machine@${OTHER}.2-89abcdef`), hourAndMinuteAgo, hourAndMinuteAgo);
     // This machine's, with a pid that has exited.
-    fs.mkdirSync(staging(`${os.hostname()}@${deadPid}-00112233`));
+    fs.mkdirSync(staging(`${os.hostname()}@${PID_SCOPE}.${deadPid}-00112233`));
 
     await ensureBundledPack(scratch);
     expect(fs.readdirSync(scratch).sort()).toEqual(
-      ['.bundled-staging-other-machine@1-4567cdef', `.bundled-staging-other-machine@${process.pid}-0123abcd`, 'bundled'].sort(),
+      [`.bundled-staging-other-machine@${OTHER}.1-4567cdef`, `.bundled-staging-other-machine@${OTHER}.${process.pid}-0123abcd`, 'bundled'].sort(),
     );
   });
 

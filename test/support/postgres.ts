@@ -24,7 +24,11 @@ export interface TestDatabase {
 export async function createTestDatabase(adminUrl = postgresAdminUrl()): Promise<TestDatabase> {
   const name = `wvr_test_${crypto.randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
+  await admin.connect().catch((error: Error) => {
+    throw new Error(
+      `These tests need a PostgreSQL server whose role may create databases, at ${adminUrl} (set TEST_POSTGRES_URL to use another): ${error.message}`,
+    );
+  });
   try {
     await admin.query(`CREATE DATABASE ${name}`);
   } finally {
