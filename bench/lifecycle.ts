@@ -266,7 +266,7 @@ const ratio = (a: number | undefined, b: number | undefined) =>
 /** The worker scaling run on a service of its own: 1 worker, then 2 (see the file's comment). */
 async function runWorkerScaling(images: BenchImages) {
   const database = await openBenchDatabase();
-  console.log(`worker scaling run on ${database.kind}${database.reason ? ` (no PostgreSQL: ${database.reason})` : ''}`);
+  console.log(`worker scaling run on ${database.kind}${database.reason ? ` (${database.reason})` : ''}`);
   let service: BenchService | undefined;
   let extra: ExtraWorker | undefined;
   try {

@@ -22,7 +22,7 @@ export async function openBenchDatabase(): Promise<BenchDatabase> {
     const db = await createTestDatabase(adminUrl);
     return { kind: 'postgres', env: { DATABASE_URL: db.url }, drop: () => db.drop() };
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = `no database could be created at ${adminUrl} (BENCH_POSTGRES_URL): ${error instanceof Error ? error.message : String(error)}`;
     return { kind: 'sqlite', reason, env: { DATABASE_URL: undefined }, drop: async () => undefined };
   }
 }
