@@ -13,6 +13,7 @@ import { ALICE_KEY, BOB_KEY, VERSION, basicAuth, waitFor } from '../support/serv
 import { tmpEntries } from './support/data-dir';
 import { pacedUpload } from './support/paced-upload';
 import { startServiceProcess, type ServiceProcess } from './support/service-process';
+import { parseTaggedName } from '../../src/lib/process-tag';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -43,10 +44,11 @@ function callFresh(baseUrl: string, method: string, pathAndQuery: string, option
   });
 }
 
-const pidOfTmpEntry = (entry: string) => Number(/@(\d+)-[0-9a-f]{8}/.exec(entry)?.[1]);
+/** The pid of the API process whose upload folder holds the entry (`<folder>/<file>`, or the folder itself). */
+const pidOfTmpEntry = (entry: string) => parseTaggedName(entry.split(path.sep)[0])?.pid ?? NaN;
 /** The API processes that have a folder in DATA_DIR/tmp: each makes it once its start has swept the folder. */
 const tmpFolderPids = (dataDir: string) =>
-  fs.existsSync(path.join(dataDir, 'tmp')) ? fs.readdirSync(path.join(dataDir, 'tmp')).map(pidOfTmpEntry).filter(Boolean) : [];
+  fs.existsSync(path.join(dataDir, 'tmp')) ? fs.readdirSync(path.join(dataDir, 'tmp')).map(pidOfTmpEntry).filter((pid) => !Number.isNaN(pid)) : [];
 
 const isRunning = (pid: number) => {
   try {
