@@ -410,7 +410,7 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     await victim.kill('SIGKILL');
     expect(await upload.outcome).toEqual({ brokenWith: expect.any(String) });
     // The zips it had received are left in its upload folder, for the next start on this machine to remove.
-    const victimUploads = () => tmpEntries(dataDir).filter((f) => parseTaggedName(f)?.pid === victim.pid);
+    const victimUploads = () => tmpEntries(dataDir).filter((f) => parseTaggedName(f.split(path.sep)[0])?.pid === victim.pid);
     expect(victimUploads().length).toBeGreaterThan(0);
     const storedOfCutOff = storedImageFiles(dataDir).hashes.filter((h) => cutOffHashes.has(h)).length;
     expect(storedOfCutOff).toBeGreaterThan(0);
