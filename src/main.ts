@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import { ConfigError, loadConfig } from './config';
-import { DatabaseSchemaError, DatabaseUnavailableError } from './data-access/database';
+import { DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError } from './data-access/database';
 import { DataDirectoryInUseError, NamespaceInUseError } from './data-access/instance-identity';
 import { RedisUnavailableError } from './data-access/redis-server';
 import { GENERATED_KEY_OWNER } from './domain/bootstrap-keys';
@@ -51,7 +51,7 @@ async function main() {
 }
 
 main().catch((err) => {
-  const known = [ConfigError, RedisUnavailableError, NamespaceInUseError, DatabaseSchemaError, DatabaseUnavailableError, DataDirectoryInUseError, ApiProcessStartError];
+  const known = [ConfigError, RedisUnavailableError, NamespaceInUseError, DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError, DataDirectoryInUseError, ApiProcessStartError];
   if (known.some((type) => err instanceof type)) {
     console.error(err.message);
   } else {

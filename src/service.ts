@@ -13,7 +13,7 @@ import { HeadStore } from './data-access/head-store';
 import { ImageStore } from './data-access/image-store';
 import { resolveRedis } from './data-access/redis-server';
 import { TrainingQueue } from './data-access/training-queue';
-import { NamespaceClaim, bindDataDirectory, queueNamespace, readInstanceId } from './data-access/instance-identity';
+import { NamespaceClaim, bindDataDirectory, queueNamespace, readDataDirectoryInstance, readInstanceId } from './data-access/instance-identity';
 import { bootstrapApiKeys } from './domain/bootstrap-keys';
 import { removeOrphanHeads, removeOrphanImages } from './domain/ingest-examples';
 import type { ServiceContext } from './domain/service-context';
@@ -64,13 +64,17 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
   // The database first: a wrong DATABASE_URL or a foreign data directory stops the start at once.
-  const db = await Database.open({ databaseUrl: config.databaseUrl, sqliteFile: layout.database }).catch(async (error: unknown) => {
+  const db = await Database.open({
+    databaseUrl: config.databaseUrl,
+    sqliteFile: layout.database,
+    dataDirectoryInstance: await readDataDirectoryInstance(config.dataDir),
+  }).catch(async (error: unknown) => {
     await redis.stop();
     throw error;
   });
   const instanceId = await readInstanceId(db);
   const namespace = queueNamespace(config.queuePrefix, instanceId);
-  const claim = await bindDataDirectory(config.dataDir, instanceId, db.location)
+  const claim = await bindDataDirectory(config.dataDir, instanceId, db)
     .then(() => NamespaceClaim.acquire(redis.url, namespace, { instanceId, database: db.fingerprint, path: db.location }))
     .catch(async (error: unknown) => {
       await db.close();
@@ -84,7 +88,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     await redis.stop();
     throw error;
   });
-  logger.info({ instanceId, namespace }, 'instance identity');
+  logger.info({ instanceId, namespace, database: db.location }, 'instance identity');
   const apiKeys = new ApiKeyRepository(db);
   const { generatedKey } = await bootstrapApiKeys(apiKeys, config.apiKeys);
   const queue = new TrainingQueue(redis.url, namespace, instanceId, config.trainingAttempts);

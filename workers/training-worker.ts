@@ -12,7 +12,7 @@ import { openEmbedder } from '../src/data-access/model-runtime';
 import { dataLayout } from '../src/data-access/data-layout';
 import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../src/data-access/training-queue';
 import { ForeignJobError, TrainingDataError, trainClassifier, type TrainingContext } from '../src/domain/train-classifier';
-import { NamespaceClaim, bindDataDirectory, queueNamespace, readInstanceId } from '../src/data-access/instance-identity';
+import { NamespaceClaim, bindDataDirectory, queueNamespace, readDataDirectoryInstance, readInstanceId } from '../src/data-access/instance-identity';
 import { CallbackRepository } from '../src/data-access/callback-repository';
 import { CALLBACK_QUEUE_NAME, CallbackQueue, type CallbackJobData } from '../src/data-access/callback-queue';
 import { CallbackDeliveryError } from '../src/data-access/callback-sender';
@@ -44,10 +44,14 @@ async function main() {
     );
   }
   const layout = dataLayout(config.dataDir);
-  const db = await Database.open({ databaseUrl: config.databaseUrl, sqliteFile: layout.database });
+  const db = await Database.open({
+    databaseUrl: config.databaseUrl,
+    sqliteFile: layout.database,
+    dataDirectoryInstance: await readDataDirectoryInstance(config.dataDir),
+  });
   const instanceId = await readInstanceId(db);
   const namespace = queueNamespace(config.queuePrefix, instanceId);
-  await bindDataDirectory(config.dataDir, instanceId, db.location);
+  await bindDataDirectory(config.dataDir, instanceId, db);
   const claim = await NamespaceClaim.acquire(redisUrl, namespace, {
     instanceId,
     database: db.fingerprint,

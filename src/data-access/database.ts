@@ -13,6 +13,24 @@ export class DatabaseSchemaError extends Error {}
 /** The database named by DATABASE_URL cannot be reached or refuses us (down, wrong host, password or name). */
 export class DatabaseUnavailableError extends Error {}
 
+/**
+ * The database is not the instance the data directory belongs to, and opening it would create or
+ * use the wrong one: the SQLite file of an instance moved to PostgreSQL, or a database with no
+ * instance yet beside a data directory that already has one.
+ */
+export class WrongDatabaseError extends Error {}
+
+export interface DatabaseTarget {
+  /** PostgreSQL; undefined: the SQLite file. */
+  databaseUrl?: string;
+  sqliteFile: string;
+  /**
+   * The instance the data directory belongs to (DATA_DIR/instance-id), if it has one: a database
+   * holding no instance yet is then refused before anything is created in it.
+   */
+  dataDirectoryInstance?: string;
+}
+
 export type Dialect = 'sqlite' | 'postgres';
 /** A query builder: the database itself, or one transaction's connection. */
 export type Queries = Kysely<Schema>;
@@ -43,9 +61,11 @@ export class Database {
    * Any number of processes may open the same database at once; the first migrates it.
    * @throws DatabaseUnavailableError when PostgreSQL cannot be reached or refuses the login
    * @throws DatabaseSchemaError when a newer release wrote the schema
+   * @throws WrongDatabaseError for an instance's SQLite file after its move to PostgreSQL, or an
+   *   empty database beside a data directory that belongs to an instance
    */
-  static async open(target: { databaseUrl?: string; sqliteFile: string }): Promise<Database> {
-    return target.databaseUrl ? openPostgres(target.databaseUrl) : openSqlite(target.sqliteFile);
+  static async open(target: DatabaseTarget): Promise<Database> {
+    return target.databaseUrl ? openPostgres(target.databaseUrl, target.dataDirectoryInstance) : openSqlite(target.sqliteFile, target.dataDirectoryInstance);
   }
 
   /**
@@ -92,7 +112,21 @@ export class Database {
 }
 
 /** Opens the SQLite file, bringing a file of an older release up to date first. */
-async function openSqlite(file: string): Promise<Database> {
+async function openSqlite(file: string, dataDirectoryInstance: string | undefined): Promise<Database> {
+  const moved = path.join(path.dirname(file), 'moved-to-postgres');
+  if (fs.existsSync(moved)) {
+    const record = JSON.parse(fs.readFileSync(moved, 'utf8')) as { to: string; moved: string };
+    throw new WrongDatabaseError(
+      `This instance moved to PostgreSQL (${record.to}) on ${record.moved}; ${file} is only the source of that copy and out of date. ` +
+        `Set DATABASE_URL to that database (every API process, worker and npm run keys needs it).`,
+    );
+  }
+  if (dataDirectoryInstance && !fs.existsSync(file)) {
+    throw new WrongDatabaseError(
+      `The data directory ${path.dirname(file)} belongs to instance ${dataDirectoryInstance}, but its database ${file} is missing. ` +
+        `Restore it from a backup, or set DATABASE_URL if the instance lives in PostgreSQL.`,
+    );
+  }
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const raw = new BetterSqlite3(file);
   raw.pragma('journal_mode = WAL');
@@ -126,7 +160,7 @@ async function openSqlite(file: string): Promise<Database> {
   }
 }
 
-async function openPostgres(url: string): Promise<Database> {
+async function openPostgres(url: string, dataDirectoryInstance: string | undefined): Promise<Database> {
   const location = redact(url);
   const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000 });
   // An idle client losing its server (a PostgreSQL restart) must not crash the process.
@@ -139,6 +173,12 @@ async function openPostgres(url: string): Promise<Database> {
       const reason = error instanceof Error ? error.message : String(error);
       throw new DatabaseUnavailableError(
         `Cannot use the PostgreSQL database ${location} (${reason}). Check DATABASE_URL (host, port, user, password, database name) and that the server is running and accepts connections from here.`,
+      );
+    }
+    if (dataDirectoryInstance && !(await holdsInstance(kysely))) {
+      throw new WrongDatabaseError(
+        `The database ${location} holds no instance, but the data directory belongs to instance ${dataDirectoryInstance}. ` +
+          `To move that instance from its SQLite file, run: npm run migrate -- --to <this DATABASE_URL>. To start a new instance on this database, give it an empty DATA_DIR. Nothing was created in the database.`,
       );
     }
     await runMigrations(kysely, 'postgres', { disableTransactions: false });
@@ -163,6 +203,12 @@ async function runMigrations(kysely: Kysely<Schema>, dialect: Dialect, options: 
     .values({ singleton: 1, id: crypto.randomUUID(), created: new Date().toISOString() })
     .onConflict((oc) => oc.column('singleton').doNothing())
     .execute();
+}
+
+async function holdsInstance(kysely: Kysely<Schema>): Promise<boolean> {
+  const tables = await kysely.introspection.getTables();
+  if (!tables.some((t) => t.name === 'instance')) return false;
+  return (await kysely.selectFrom('instance').select('id').executeTakeFirst()) !== undefined;
 }
 
 async function appliedUnknown(kysely: Kysely<Schema>, known: string[]): Promise<string[]> {

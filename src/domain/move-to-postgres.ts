@@ -3,7 +3,7 @@ import path from 'node:path';
 import { dataLayout } from '../data-access/data-layout';
 import { Database, redact } from '../data-access/database';
 import { CopyRefusedError, SqliteSource, assertEmptyTarget, copyInstance, removeCopiedSchema, type CopiedTable, type CopyResult } from '../data-access/instance-copy';
-import { queueNamespace } from '../data-access/instance-identity';
+import { queueNamespace, recordMoveToPostgres } from '../data-access/instance-identity';
 import { CLAIM_WATCH_MS, MigrationClaim, instanceActivity } from '../data-access/running-instance';
 
 /** The move cannot or did not happen; the message says why and what to do. Nothing changed. */
@@ -81,6 +81,7 @@ export async function moveToPostgres(options: MoveOptions): Promise<MoveReport> 
       throw new MoveError(`${error instanceof Error ? error.message : String(error)} Everything was rolled back; ${target} is empty again and the SQLite file is unchanged.`);
     }
     await db.close();
+    await recordMoveToPostgres(options.dataDir, source.instanceId, target);
     return {
       ...result,
       instanceId: source.instanceId,

@@ -5,10 +5,11 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
-import { Database, DatabaseSchemaError, DatabaseUnavailableError } from '../../src/data-access/database';
+import { Client as PgClient } from 'pg';
+import { Database, DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError } from '../../src/data-access/database';
 import { ImageClaims } from '../../src/data-access/image-claims';
 import { LEGACY_SQLITE_STEPS } from '../../src/data-access/migrations';
-import { readInstanceId } from '../../src/data-access/instance-identity';
+import { bindDataDirectory, DataDirectoryInUseError, readInstanceId } from '../../src/data-access/instance-identity';
 import { loadConfig, ConfigError } from '../../src/config';
 import { EmbeddingCache } from '../../src/ml/embedding-cache';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
@@ -217,6 +218,50 @@ describe('processes starting together', () => {
       expect(ids.size).toBe(1);
     } finally {
       await pg?.drop();
+    }
+  });
+});
+
+describe('a database that is not the data directory\'s instance', () => {
+  test('an empty PostgreSQL database beside a data directory of an instance is refused, and nothing is created in it', async () => {
+    const pg = await createTestDatabase();
+    try {
+      const error = await Database.open({ databaseUrl: pg.url, sqliteFile: '', dataDirectoryInstance: 'c0ffee00-0000-4000-8000-000000000000' }).catch((e) => e);
+      expect(error).toBeInstanceOf(WrongDatabaseError);
+      expect(error.message).toMatch(/holds no instance.*npm run migrate -- --to .*Nothing was created/);
+      const client = new PgClient({ connectionString: pg.url });
+      await client.connect();
+      const tables = await client.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'");
+      await client.end();
+      expect(tables.rows).toEqual([]);
+    } finally {
+      await pg.drop();
+    }
+  });
+
+  test('a missing SQLite file beside a data directory of an instance is refused, not made anew', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'service.sqlite');
+    await expect(Database.open({ sqliteFile: file, dataDirectoryInstance: 'c0ffee00-0000-4000-8000-000000000000' })).rejects.toThrow(WrongDatabaseError);
+    expect(fs.existsSync(file)).toBe(false);
+  });
+
+  test('a database with trained classifiers meeting a data directory it never used is refused (the wrong or an unmounted volume)', async () => {
+    const pg = await createTestDatabase();
+    const db = await Database.open({ databaseUrl: pg.url, sqliteFile: '' });
+    try {
+      const instanceId = await readInstanceId(db);
+      await db.kysely.insertInto('classifiers').values({ id: 'c_1', owner_id: 'o', name: 'c', status: 'ready', created: 't', updated: 't', generation: 1, explanation: null, retrained: null, current_version_id: null, customer_id: null }).execute();
+      await db.kysely.insertInto('versions').values({ classifier_id: 'c_1', generation: 1, head_file: 'c_1/1-x.head', classes: '[]', pack_key: 'p', evaluation: '{}', examples: 1, created: 't' }).execute();
+      const empty = tempDir();
+      await expect(bindDataDirectory(empty, instanceId, db)).rejects.toThrow(/has trained classifiers, but the data directory .* has never been used by it/);
+      expect(fs.existsSync(path.join(empty, 'instance-id'))).toBe(false);
+      const other = tempDir();
+      fs.writeFileSync(path.join(other, 'instance-id'), 'another-instance\n');
+      await expect(bindDataDirectory(other, instanceId, db)).rejects.toThrow(DataDirectoryInUseError);
+    } finally {
+      await db.close();
+      await pg.drop();
     }
   });
 });

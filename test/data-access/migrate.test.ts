@@ -5,7 +5,7 @@ import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import { dataLayout } from '../../src/data-access/data-layout';
-import { Database } from '../../src/data-access/database';
+import { Database, WrongDatabaseError } from '../../src/data-access/database';
 import { LEGACY_SQLITE_STEPS } from '../../src/data-access/migrations';
 import { fileState, runMigrate } from '../support/migrate-cli';
 import { createTestDatabase, postgresAdminUrl, type TestDatabase } from '../support/postgres';
@@ -172,6 +172,14 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
     );
     expect(nextVersion[0].id).toBe(issued.versions + 1);
     expect(run.stdout).toContain(`examples from ${issued.examples + 1}`);
+
+    // The SQLite file is only the source now: a process started without DATABASE_URL (whose orphan
+    // sweep would delete the images uploaded since) or npm run keys is refused, naming the database.
+    const stale = await Database.open({ sqliteFile: source.file, dataDirectoryInstance: source.instanceId }).catch((e: Error) => e);
+    expect(stale).toBeInstanceOf(WrongDatabaseError);
+    expect((stale as Error).message).toMatch(/moved to PostgreSQL \(postgres:\/\/.*\).*Set DATABASE_URL/);
+    expect(fileState(source.file)).toEqual(before);
+    expect(fs.readFileSync(path.join(source.dataDir, 'instance-id'), 'utf8').trim()).toBe(source.instanceId);
   });
 
   it('refuses a target that holds this instance, another instance or any table, and leaves it as it was', async () => {

@@ -120,7 +120,7 @@ describe('two instances on one Redis and one QUEUE_PREFIX', () => {
       const attempt = startService(env);
       await expect(attempt).rejects.toBeInstanceOf(NamespaceInUseError);
       await expect(attempt).rejects.toThrow(
-        new RegExp(`namespace '${sharedPrefix}:${first.service.instanceId}' is in use by another database .*looks like a copy`),
+        new RegExp(`namespace '${sharedPrefix}:${first.service.instanceId}' is in use by another database .*this data directory is a copy`),
       );
       // With a namespace of its own the copy starts (and is the same instance, so it must not share one).
       const own = await startService({ ...env, QUEUE_PREFIX: `${sharedPrefix}-copy` });

@@ -2,6 +2,7 @@ import { loadConfig } from '../../config';
 import { ApiKeyRepository, generateKey } from '../../data-access/api-key-repository';
 import { dataLayout } from '../../data-access/data-layout';
 import { Database } from '../../data-access/database';
+import { readDataDirectoryInstance } from '../../data-access/instance-identity';
 
 const USAGE = `Usage: npm run keys -- <command>
   add <owner>     create a key for the owner (an account); prints the key once
@@ -12,7 +13,11 @@ const USAGE = `Usage: npm run keys -- <command>
 async function main(argv: string[]): Promise<number> {
   const [command, arg] = argv;
   const config = loadConfig();
-  const db = await Database.open({ databaseUrl: config.databaseUrl, sqliteFile: dataLayout(config.dataDir).database });
+  const db = await Database.open({
+    databaseUrl: config.databaseUrl,
+    sqliteFile: dataLayout(config.dataDir).database,
+    dataDirectoryInstance: await readDataDirectoryInstance(config.dataDir),
+  });
   const keys = new ApiKeyRepository(db);
   try {
     if (command === 'add' && arg && /^[A-Za-z0-9_.@-]+$/.test(arg)) {
