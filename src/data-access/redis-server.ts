@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import type { Logger } from '../logger';
+import { isRunning, PID_SCOPE } from '../lib/process-tag';
 
 export class RedisUnavailableError extends Error {}
 
@@ -70,6 +71,8 @@ const OWNER_LOCK_STALE_MS = 30_000;
 
 interface Owner {
   host: string;
+  /** Whose pids `pid` and `redisPid` are (PID_SCOPE): only a process of the same scope may judge them. */
+  scope?: string;
   pid: number;
   redisPid?: number;
   url?: string;
@@ -80,8 +83,8 @@ interface Owner {
  * runs: a second `npm start` on the same data directory (on this machine, or another sharing the
  * volume) would run a second server on the same append-only file, and queue into a Redis of its
  * own, so it is refused with a message instead. (API_PROCESSES starts one for all its processes.)
- * The lock of a process of this machine that has died is taken over at once, after stopping the
- * redis-server it left running; another machine's, once it is stale.
+ * The lock of a process of this pid scope (this machine, this container) that has died is taken over
+ * at once, after stopping the redis-server it left running; another scope's, once it is stale.
  */
 export async function startPrivateRedis(dataDir: string, logger: Logger): Promise<RedisHandle> {
   const dir = path.join(dataDir, 'redis');
@@ -101,7 +104,7 @@ export async function startPrivateRedis(dataDir: string, logger: Logger): Promis
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
     const owner = readOwner(ownerFile);
-    if (!owner || owner.host !== os.hostname() || isRunning(owner.pid)) {
+    if (!owner || owner.scope !== PID_SCOPE || isRunning(owner.pid)) {
       const who = owner ? ` (pid ${owner.pid} on ${owner.host}${owner.url ? `, ${owner.url}` : ''})` : '';
       throw new RedisUnavailableError(
         `The private redis-server of ${dataDir} is run by another service process${who} on this data directory. ` +
@@ -115,9 +118,9 @@ export async function startPrivateRedis(dataDir: string, logger: Logger): Promis
     release = await lock();
   }
   try {
-    fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), pid: process.pid } satisfies Owner));
+    fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), scope: PID_SCOPE, pid: process.pid } satisfies Owner));
     const server = await spawnRedisServer(dir, logger);
-    fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), pid: process.pid, redisPid: server.pid, url: server.url } satisfies Owner));
+    fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), scope: PID_SCOPE, pid: process.pid, redisPid: server.pid, url: server.url } satisfies Owner));
     return {
       url: server.url,
       stop: async () => {
@@ -138,15 +141,6 @@ function readOwner(ownerFile: string): Owner | undefined {
     return typeof owner.host === 'string' && typeof owner.pid === 'number' ? (owner as Owner) : undefined;
   } catch {
     return undefined;
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

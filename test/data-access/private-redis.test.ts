@@ -1,21 +1,14 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pingRedis, RedisUnavailableError, startPrivateRedis } from '../../src/data-access/redis-server';
 import { createLogger } from '../../src/logger';
+import { isRunning } from '../../src/lib/process-tag';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const logger = createLogger('silent', 'test');
 const portOf = (url: string) => Number(new URL(url).port);
-const isRunning = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** The private redis-server `npm start` runs without REDIS_URL: one per data directory, never two on its append-only file. */
 describe('the private redis-server of a data directory', () => {
@@ -39,6 +32,22 @@ describe('the private redis-server of a data directory', () => {
     const again = await startPrivateRedis(dataDir, logger);
     expect(await pingRedis('127.0.0.1', portOf(again.url))).toBe(true);
     await again.stop();
+  });
+
+  it('never judges the pid of an owner in another pid scope (a container sharing this host name): it refuses', async () => {
+    const first = await startPrivateRedis(dataDir, logger);
+    const ownerFile = path.join(dataDir, 'redis', 'owner.json');
+    const real = fs.readFileSync(ownerFile, 'utf8');
+    try {
+      const deadHere = spawnSync(process.execPath, ['-e', '']).pid;
+      // Its pid means nothing here, even if no process of ours has it and the host name is ours.
+      fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), scope: '0'.repeat(12), pid: deadHere, redisPid: deadHere }));
+      await expect(startPrivateRedis(dataDir, logger)).rejects.toThrow(RedisUnavailableError);
+      expect(await pingRedis('127.0.0.1', portOf(first.url))).toBe(true);
+    } finally {
+      fs.writeFileSync(ownerFile, real);
+      await first.stop();
+    }
   });
 
   it('takes over from an owner killed with SIGKILL, stopping the redis-server it left running', async () => {

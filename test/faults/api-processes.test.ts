@@ -13,7 +13,7 @@ import { ALICE_KEY, BOB_KEY, VERSION, basicAuth, waitFor } from '../support/serv
 import { tmpEntries } from './support/data-dir';
 import { pacedUpload } from './support/paced-upload';
 import { startServiceProcess, type ServiceProcess } from './support/service-process';
-import { parseTaggedName } from '../../src/lib/process-tag';
+import { isRunning, parseTaggedName } from '../../src/lib/process-tag';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -50,14 +50,6 @@ const pidOfTmpEntry = (entry: string) => parseTaggedName(entry.split(path.sep)[0
 const tmpFolderPids = (dataDir: string) =>
   fs.existsSync(path.join(dataDir, 'tmp')) ? fs.readdirSync(path.join(dataDir, 'tmp')).map(pidOfTmpEntry).filter((pid) => !Number.isNaN(pid)) : [];
 
-const isRunning = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** The API processes a scrape reports, by pid. */
 const apiPidsIn = (samples: Sample[]) =>
