@@ -22,7 +22,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import v8 from 'node:v8';
-import { openEmbedder } from '../src/data-access/model-runtime';
+import { openEmbedder } from '../src/ml/open-embedder';
 import { createLogger } from '../src/logger';
 import type { Embedder } from '../src/ml/embedder';
 import { DEFAULT_L2, scoreHead, trainHead, type TrainedHead, type TrainingSet } from '../src/ml/heads';

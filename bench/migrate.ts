@@ -14,8 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { dataLayout } from '../src/data-access/data-layout';
-import { Database } from '../src/data-access/database';
+import { dataLayout } from '../src/data-access/files/data-layout';
+import { Database } from '../src/data-access/db/database';
 import { moveToPostgres } from '../src/domain/move-to-postgres';
 
 const EMBEDDINGS = Number(process.env.EMBEDDINGS ?? 20_000);

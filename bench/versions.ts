@@ -12,8 +12,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ClassifierRepository } from '../src/data-access/classifier-repository';
-import { Database } from '../src/data-access/database';
+import { ClassifierRepository } from '../src/data-access/db/classifier-repository';
+import { VersionRepository } from '../src/data-access/db/version-repository';
+import { Database } from '../src/data-access/db/database';
 
 const EXAMPLES = Number(process.env.EXAMPLES ?? 10_000);
 const VERSIONS = Number(process.env.VERSIONS ?? 12);
@@ -29,6 +30,7 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-versions-'));
   const db = await Database.open({ sqliteFile: path.join(dir, 'service.sqlite') });
   const repo = new ClassifierRepository(db);
+  const versions = new VersionRepository(db);
   try {
     const perVersion = Math.floor(EXAMPLES / VERSIONS);
     const batch = (v: number) =>
@@ -39,7 +41,7 @@ async function main() {
       if (v > 0) await repo.addExamples({ id: 'bench_1', examples: batch(v), customerId: null, now: now() });
       const snap = (await repo.trainingSnapshot('bench_1'))!;
       const start = performance.now();
-      await repo.publishVersion({
+      await versions.publishVersion({
         classifierId: 'bench_1',
         generation: snap.classifier.generation,
         headFile: `bench_1/${v}.head`,
@@ -52,7 +54,7 @@ async function main() {
       });
       publishMs.push(performance.now() - start);
     }
-    const versionIds = (await repo.listVersions('bench_1')).map((v) => v.id);
+    const versionIds = (await versions.listVersions('bench_1')).map((v) => v.id);
     const trainingSet = (await repo.trainingSnapshot('bench_1'))!.examples.length;
 
     const leaseUs: number[] = [];
@@ -60,13 +62,13 @@ async function main() {
     const far = new Date(Date.now() + 600_000).toISOString();
     for (let i = 0; i < LEASE_ROUNDS; i++) {
       let start = performance.now();
-      const { leaseIds } = await repo.resolveAndLease('alice', [{ classifierId: 'bench_1' }], far);
-      await repo.releaseLeases(leaseIds);
+      const { leaseIds } = await versions.resolveAndLease('alice', [{ classifierId: 'bench_1' }], far);
+      await versions.releaseLeases(leaseIds);
       leaseUs.push((performance.now() - start) * 1000);
       // What classify did before leases: the classifier and its current version, read only.
       start = performance.now();
       const c = (await repo.findOwned('bench_1', 'alice'))!;
-      await repo.findVersion(c.currentVersionId!);
+      await versions.findVersion(c.currentVersionId!);
       readUs.push((performance.now() - start) * 1000);
     }
 
@@ -74,11 +76,11 @@ async function main() {
     for (let i = 0; i < 6; i++) {
       const target = i % 2 === 0 ? versionIds[0] : versionIds[versionIds.length - 1];
       const start = performance.now();
-      await repo.activateVersion({ classifierId: 'bench_1', versionId: target, discardPending: false, now: now() });
+      await versions.activateVersion({ classifierId: 'bench_1', versionId: target, discardPending: false, now: now() });
       activateMs.push(performance.now() - start);
     }
     let start = performance.now();
-    const pruned = await repo.pruneVersions('bench_1', 2, now());
+    const pruned = await versions.pruneVersions('bench_1', 2, now());
     const pruneMs = performance.now() - start;
 
     const figures = {

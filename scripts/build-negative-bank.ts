@@ -13,7 +13,7 @@ import { gcomprisPhotos } from '../bench/lib/gcompris';
 import { unpackDebianPackage, unpackedVersion } from '../bench/lib/debian-package';
 import { modelsDir } from '../bench/lib/repo';
 import { createLogger } from '../src/logger';
-import { openEmbedder } from '../src/data-access/model-runtime';
+import { openEmbedder } from '../src/ml/open-embedder';
 import { ImageDecodeError } from '../src/ml/decode-image';
 import { encodeFloat16 } from '../src/ml/open-set/float16';
 import { BANK_MANIFEST, BANK_VECTORS, NEGATIVE_BANK_DIR, projectRoot, type BankManifest } from '../src/ml/open-set/negative-bank';

@@ -1,11 +1,12 @@
 import cluster from 'node:cluster';
 import { ConfigError, loadConfig } from './config';
-import { DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError } from './data-access/database';
-import { DataDirectoryInUseError, NamespaceInUseError } from './data-access/instance-identity';
-import { RedisUnavailableError } from './data-access/redis-server';
+import { DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError } from './data-access/db/database';
+import { DataDirectoryInUseError } from './data-access/files/data-directory';
+import { NamespaceInUseError } from './data-access/redis/namespace-claim';
+import { RedisUnavailableError } from './data-access/redis/redis-server';
 import { GENERATED_KEY_OWNER } from './domain/bootstrap-keys';
-import { ApiProcessStartError, runApiProcess, startApiCluster } from './entry-points/api-cluster';
-import { startService } from './service';
+import { ApiProcessStartError, runApiProcess, startApiCluster } from './processes/api-cluster';
+import { startService } from './processes/api-process';
 
 function announceGeneratedKey(key: string, port: number): void {
   console.log(
@@ -31,7 +32,7 @@ function stopOnSignals(close: () => Promise<void>, log: (signal: string) => void
 
 /**
  * `npm start`: one API process with its training worker, or with API_PROCESSES > 1 a node:cluster
- * primary running that many API processes on the one port and the worker (entry-points/api-cluster.ts).
+ * primary running that many API processes on the one port and the worker (processes/api-cluster.ts).
  */
 async function main() {
   if (cluster.isWorker) {

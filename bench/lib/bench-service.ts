@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import IORedis from 'ioredis';
-import { WorkerSupervisor } from '../../src/entry-points/worker-process';
+import { WorkerSupervisor } from '../../src/processes/worker-supervisor';
 import { createLogger } from '../../src/logger';
 import { modelsDir } from './repo';
 import type { BenchServiceReady } from './service-process';

@@ -8,8 +8,8 @@
  */
 import cluster from 'node:cluster';
 import { loadConfig } from '../../src/config';
-import { runApiProcess, startApiCluster } from '../../src/entry-points/api-cluster';
-import { startService } from '../../src/service';
+import { runApiProcess, startApiCluster } from '../../src/processes/api-cluster';
+import { startService } from '../../src/processes/api-process';
 
 export interface BenchServiceReady {
   url: string;

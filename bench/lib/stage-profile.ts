@@ -1,4 +1,4 @@
-import { openEmbedder } from '../../src/data-access/model-runtime';
+import { openEmbedder } from '../../src/ml/open-embedder';
 import { createLogger } from '../../src/logger';
 import { colorClasses } from '../../src/ml/color-classes';
 import { decodeImageViews } from '../../src/ml/decode-image';

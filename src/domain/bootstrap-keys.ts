@@ -1,4 +1,4 @@
-import { generateKey, type ApiKeyRepository } from '../data-access/api-key-repository';
+import { generateKey, type ApiKeyRepository } from '../data-access/db/api-key-repository';
 
 export const GENERATED_KEY_OWNER = 'admin';
 

@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import { badRequest } from '../errors';
-import type { CallbackJobData, CallbackQueue } from '../data-access/callback-queue';
-import type { CallbackRepository } from '../data-access/callback-repository';
-import { postCallback } from '../data-access/callback-sender';
-import type { ClassifierRepository } from '../data-access/classifier-repository';
-import { checkOutgoingUrl, UrlFetchError } from '../data-access/url-image-fetcher';
+import type { CallbackJobData, CallbackQueue } from '../data-access/redis/callback-queue';
+import type { CallbackRepository } from '../data-access/db/callback-repository';
+import { postCallback } from '../data-access/outbound/callback-sender';
+import type { ClassifierRepository } from '../data-access/db/classifier-repository';
+import { checkOutgoingUrl, UrlFetchError } from '../data-access/outbound/url-policy';
 import type { Logger } from '../logger';
 
 export const MAX_CALLBACK_URL_LENGTH = 2048;

@@ -1,4 +1,4 @@
-import type { ClassifierRecord, VersionRecord } from '../data-access/classifier-repository';
+import type { ClassifierRecord, VersionRecord } from '../data-access/db/classifier-repository';
 import type { BriefClassifierView, ClassifierView, HeadEvaluationView } from './api-schemas';
 
 export type { ClassifierView };

@@ -1,10 +1,11 @@
 import fs from 'node:fs/promises';
 import { ApiError, badRequest } from '../errors';
-import type { ClassifierRepository, ResolvedVersion } from '../data-access/classifier-repository';
-import type { HeadCache } from '../data-access/head-cache';
-import type { FetchedImage } from '../data-access/url-image-fetcher';
-import { UrlFetchError } from '../data-access/url-image-fetcher';
-import { isZip, readZipImages, ZipInputError } from '../data-access/zip-images';
+import type { ClassifierRepository } from '../data-access/db/classifier-repository';
+import type { ResolvedVersion, VersionRepository } from '../data-access/db/version-repository';
+import type { HeadCache } from '../data-access/files/head-cache';
+import type { FetchedImage } from '../data-access/outbound/image-fetcher';
+import { UrlFetchError } from '../data-access/outbound/url-policy';
+import { isZip, readZipImages, ZipInputError } from '../data-access/zip/zip-images';
 import type { Config } from '../config';
 import { ImageDecodeError } from '../ml/decode-image';
 import { defaultClasses, DEFAULT_MISSING_OBJECTS_WARNING } from '../ml/default-classifier';
@@ -21,6 +22,7 @@ export type { ClassifyResponse };
 
 export interface ClassifyContext {
   classifiers: ClassifierRepository;
+  versions: VersionRepository;
   headCache: HeadCache;
   /** Analyses each image once: embedding, explicit, colours and (with its detector) COCO objects. */
   embedder: Embedder;
@@ -95,7 +97,7 @@ export async function classifyImages(
   } finally {
     // The versions used are held until the answer is made, so retention cannot prune them meanwhile.
     // A lease that cannot be ended (the database away) simply expires.
-    await ctx.classifiers.releaseLeases(leaseIds).catch(() => undefined);
+    await ctx.versions.releaseLeases(leaseIds).catch(() => undefined);
   }
 }
 
@@ -215,7 +217,7 @@ async function resolveClassifiers(
   }
 
   const customs = requested.filter((r): r is Extract<Requested, { kind: 'custom' }> => r.kind === 'custom');
-  const { resolved, leaseIds } = await ctx.classifiers.resolveAndLease(
+  const { resolved, leaseIds } = await ctx.versions.resolveAndLease(
     ownerId,
     customs.map((r) => ({ classifierId: r.ref.id, versionId: r.ref.versionId })),
     new Date(Date.now() + VERSION_LEASE_MS).toISOString(),
@@ -229,7 +231,7 @@ async function resolveClassifiers(
     }
     return { applied, leaseIds };
   } catch (error) {
-    await ctx.classifiers.releaseLeases(leaseIds);
+    await ctx.versions.releaseLeases(leaseIds);
     throw error;
   }
 }

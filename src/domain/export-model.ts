@@ -42,7 +42,7 @@ export async function exportClassifierModel(
         : `Classifier '${c.id}' has not finished training, so it has no model to export yet. Poll GET /v3/classifiers/${c.id} until its status is ready, then ask again.`,
     );
   }
-  const version = await ctx.classifiers.findVersion(versionId!);
+  const version = await ctx.versions.findVersion(versionId!);
   if (!version || version.classifierId !== c.id) {
     throw notFound(`Classifier '${c.id}' has no version ${versionId}. GET /v3/classifiers/${c.id}/versions lists its versions.`);
   }
@@ -50,7 +50,7 @@ export async function exportClassifierModel(
   const headBytes = await ctx.heads.read(version.headFile).catch(async (error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
     // Pruned, or deleted with its classifier, while this request ran.
-    const now = await ctx.classifiers.findVersion(version.id);
+    const now = await ctx.versions.findVersion(version.id);
     if (!now) throw classifierNotFound(c.id);
     if (now.pruned) throw prunedVersion(c.id, version.id, 410);
     throw error;

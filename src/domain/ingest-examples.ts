@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { badRequest } from '../errors';
-import type { NewExample } from '../data-access/classifier-repository';
-import { readZipImageEntries, ZipInputError, type ZipImageEntry } from '../data-access/zip-images';
+import type { NewExample } from '../data-access/db/classifier-repository';
+import { readZipImageEntries, ZipInputError, type ZipImageEntry } from '../data-access/zip/zip-images';
 import { ImageDecodeError } from '../ml/decode-image';
 import type { ServiceContext } from './service-context';
 import type { ExampleUpload } from './training-form';
@@ -300,7 +300,7 @@ export async function removeOrphanImages(ctx: ServiceContext): Promise<number> {
  */
 export async function removeOrphanHeads(ctx: ServiceContext, minAgeMs: number): Promise<number> {
   const candidates = await ctx.heads.listOlderThan(minAgeMs);
-  const inUse = await ctx.classifiers.headFilesInUse(candidates);
+  const inUse = await ctx.versions.headFilesInUse(candidates);
   const orphans = candidates.filter((file) => !inUse.has(file));
   for (const file of orphans) await ctx.heads.remove(file);
   return orphans.length;

@@ -1,5 +1,5 @@
 import { ApiError, badRequest, notFound } from '../errors';
-import type { ClassifierRecord } from '../data-access/classifier-repository';
+import type { ClassifierRecord } from '../data-access/db/classifier-repository';
 import { classifierNameSchema, parseRequest, userDataQuerySchema, type VersionListView } from './api-schemas';
 import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, type ClassifierView } from './classifier-view';
@@ -38,7 +38,7 @@ export async function queueTraining(ctx: ServiceContext, classifierId: string, o
 export async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Promise<ClassifierView> {
   const inTraining = c.status === 'training' || c.status === 'retraining';
   const progress = inTraining ? await ctx.queue.progress(c.id).catch(() => undefined) : undefined;
-  const version = c.currentVersionId !== null ? await ctx.classifiers.findVersion(c.currentVersionId) : undefined;
+  const version = c.currentVersionId !== null ? await ctx.versions.findVersion(c.currentVersionId) : undefined;
   return classifierView(c, { progress, version });
 }
 

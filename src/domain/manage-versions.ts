@@ -36,11 +36,11 @@ export function prunedVersion(classifierId: string, versionId: number, status: 4
  */
 export async function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<VersionListView> {
   const c = await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
-  const events = await ctx.classifiers.listVersionEvents(c.id);
+  const events = await ctx.versions.listVersionEvents(c.id);
   return {
     classifier_id: c.id,
     current_version_id: c.currentVersionId,
-    versions: (await ctx.classifiers.listVersions(c.id)).map((v) => ({
+    versions: (await ctx.versions.listVersions(c.id)).map((v) => ({
       version_id: v.id,
       created: v.created,
       classes: v.classes.map((name) => ({ class: name })),
@@ -74,7 +74,7 @@ export async function activateVersion(
   await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const versionId = parseVersionId(input.versionId, 'the path');
   const { discard_pending: discardPending } = parseRequest(activateQuerySchema, { discard_pending: input.discardPending });
-  const result = await ctx.classifiers.activateVersion({ classifierId: input.classifierId, versionId, discardPending, now: ctx.now() });
+  const result = await ctx.versions.activateVersion({ classifierId: input.classifierId, versionId, discardPending, now: ctx.now() });
   if (result.outcome === 'no-classifier') throw classifierNotFound(input.classifierId);
   if (result.outcome === 'no-version') throw noSuchVersion(input.classifierId, versionId);
   if (result.outcome === 'pruned') throw prunedVersion(input.classifierId, versionId, 410);
@@ -93,7 +93,7 @@ export async function activateVersion(
 
 /** Applies the retention setting: removes pruned versions' head files and images no example uses any more. */
 async function pruneVersions(ctx: ServiceContext, classifierId: string): Promise<void> {
-  const { headFiles, imageHashes } = await ctx.classifiers.pruneVersions(classifierId, ctx.config.keepVersions, ctx.now());
+  const { headFiles, imageHashes } = await ctx.versions.pruneVersions(classifierId, ctx.config.keepVersions, ctx.now());
   for (const file of headFiles) await ctx.heads.remove(file);
   await removeUnreferencedImages(ctx, imageHashes);
 }

@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { dataLayout } from '../data-access/data-layout';
-import { Database, redact } from '../data-access/database';
-import { CopyRefusedError, SqliteSource, assertEmptyTarget, copyInstance, removeCopiedSchema, type CopiedTable, type CopyResult } from '../data-access/instance-copy';
-import { queueNamespace, recordMoveToPostgres } from '../data-access/instance-identity';
-import { CLAIM_WATCH_MS, MigrationClaim, instanceActivity } from '../data-access/running-instance';
+import { dataLayout } from '../data-access/files/data-layout';
+import { Database, redact } from '../data-access/db/database';
+import { CopyRefusedError, SqliteSource, assertEmptyTarget, copyInstance, removeCopiedSchema, type CopiedTable, type CopyResult } from '../data-access/db/instance-copy';
+import { queueNamespace } from '../data-access/db/instance-id';
+import { recordMoveToPostgres } from '../data-access/files/data-directory';
+import { CLAIM_WATCH_MS, MigrationClaim, instanceActivity } from '../data-access/redis/running-instance';
 
 /** The move cannot or did not happen; the message says why and what to do. Nothing changed. */
 export class MoveError extends Error {}

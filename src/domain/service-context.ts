@@ -1,18 +1,20 @@
 import type { Config } from '../config';
-import type { CallbackRepository } from '../data-access/callback-repository';
-import type { ClassifierRepository } from '../data-access/classifier-repository';
-import type { HeadStore } from '../data-access/head-store';
-import type { ImageClaims } from '../data-access/image-claims';
-import type { ImageStore } from '../data-access/image-store';
-import type { TrainingQueue } from '../data-access/training-queue';
+import type { CallbackRepository } from '../data-access/db/callback-repository';
+import type { ClassifierRepository } from '../data-access/db/classifier-repository';
+import type { VersionRepository } from '../data-access/db/version-repository';
+import type { HeadStore } from '../data-access/files/head-store';
+import type { ImageClaims } from '../data-access/db/image-claims';
+import type { ImageStore } from '../data-access/files/image-store';
+import type { TrainingQueue } from '../data-access/redis/training-queue';
 import type { Logger } from '../logger';
 import type { Embedder } from '../ml/embedder';
-import type { EmbeddingCache } from '../ml/embedding-cache';
+import type { EmbeddingCache } from '../data-access/db/embedding-cache';
 
 /** What the use cases need from the outside world. */
 export interface ServiceContext {
   config: Config;
   classifiers: ClassifierRepository;
+  versions: VersionRepository;
   /** Callback secrets per owner (training-end callbacks). */
   callbacks: CallbackRepository;
   images: ImageStore;

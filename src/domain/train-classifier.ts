@@ -1,8 +1,9 @@
-import type { ClassifierRepository, TrainingSnapshot } from '../data-access/classifier-repository';
-import type { HeadStore } from '../data-access/head-store';
-import type { ImageClaims } from '../data-access/image-claims';
-import type { ImageStore } from '../data-access/image-store';
-import type { EmbeddingCache } from '../ml/embedding-cache';
+import type { ClassifierRepository, TrainingSnapshot } from '../data-access/db/classifier-repository';
+import type { VersionRepository } from '../data-access/db/version-repository';
+import type { HeadStore } from '../data-access/files/head-store';
+import type { ImageClaims } from '../data-access/db/image-claims';
+import type { ImageStore } from '../data-access/files/image-store';
+import type { EmbeddingCache } from '../data-access/db/embedding-cache';
 import type { Embedder } from '../ml/embedder';
 import type { NegativeBank } from '../ml/open-set/negative-bank';
 import { ImageDecodeError } from '../ml/decode-image';
@@ -11,6 +12,7 @@ import type { Logger } from '../logger';
 
 export interface TrainingContext {
   classifiers: ClassifierRepository;
+  versions: VersionRepository;
   images: ImageStore;
   /** Coordinates removing image files with uploads in flight in other processes. */
   imageClaims: ImageClaims;
@@ -62,10 +64,10 @@ export async function trainClassifier(
   } catch (error) {
     // Bad data fails at once; a fault (disk, runtime) fails the classifier only when no retry is left.
     if (error instanceof TrainingDataError) {
-      await ctx.classifiers.markFailed(classifierId, classifier.generation, error.message, ctx.now());
+      await ctx.versions.markFailed(classifierId, classifier.generation, error.message, ctx.now());
     } else if (options.finalAttempt) {
       const reason = error instanceof Error ? error.message : String(error);
-      await ctx.classifiers.markFailed(
+      await ctx.versions.markFailed(
         classifierId,
         classifier.generation,
         `Training failed after several attempts (${reason}). The previous version, if any, keeps serving; send the update again to retry.`,
@@ -131,7 +133,7 @@ async function trainSnapshot(
   const headFile = await ctx.heads.write(classifierId, classifier.generation, serializeHead(head));
   let published: boolean;
   try {
-    published = await ctx.classifiers.publishVersion({
+    published = await ctx.versions.publishVersion({
       classifierId,
       generation: classifier.generation,
       headFile,
@@ -193,7 +195,7 @@ function noNegativesMessage(classifierId: string, name: string, examples: Snapsh
 async function pruneOldVersions(ctx: TrainingContext, classifierId: string): Promise<void> {
   // The new version is published: a failure here must not fail the run, only be logged.
   try {
-    const { headFiles, imageHashes } = await ctx.classifiers.pruneVersions(classifierId, ctx.keepVersions, ctx.now());
+    const { headFiles, imageHashes } = await ctx.versions.pruneVersions(classifierId, ctx.keepVersions, ctx.now());
     for (const file of headFiles) await ctx.heads.remove(file);
     await ctx.imageClaims.removeUnreferenced(imageHashes, (doomed) => ctx.images.remove(doomed));
     if (headFiles.length > 0) ctx.logger.info({ classifierId, pruned: headFiles.length }, 'pruned old versions');

@@ -5,11 +5,12 @@ import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
-import { ClassifierRepository, type TrainingSnapshot } from '../../src/data-access/classifier-repository';
-import { Database } from '../../src/data-access/database';
-import { ImageClaims } from '../../src/data-access/image-claims';
-import { LEGACY_SQLITE_STEPS } from '../../src/data-access/migrations';
-import type { Schema } from '../../src/data-access/schema';
+import { ClassifierRepository, type TrainingSnapshot } from '../../src/data-access/db/classifier-repository';
+import { VersionRepository } from '../../src/data-access/db/version-repository';
+import { Database } from '../../src/data-access/db/database';
+import { ImageClaims } from '../../src/data-access/db/image-claims';
+import { LEGACY_SQLITE_STEPS } from '../../src/data-access/db/migrations';
+import type { Schema } from '../../src/data-access/db/schema';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
@@ -20,8 +21,8 @@ let clock = 0;
 const now = () => new Date(Date.UTC(2026, 0, 1) + clock++ * 1000).toISOString();
 
 /** The worker's part of a run, split so a test can act between its snapshot and its publish. */
-function publish(repo: ClassifierRepository, snap: TrainingSnapshot): Promise<boolean> {
-  return repo.publishVersion({
+function publish(versions: VersionRepository, snap: TrainingSnapshot): Promise<boolean> {
+  return versions.publishVersion({
     classifierId: snap.classifier.id,
     generation: snap.classifier.generation,
     headFile: `${snap.classifier.id}/${snap.classifier.generation}-${clock}.head`,
@@ -35,7 +36,7 @@ function publish(repo: ClassifierRepository, snap: TrainingSnapshot): Promise<bo
 }
 const snapshot = async (repo: ClassifierRepository, id: string) => (await repo.trainingSnapshot(id))!;
 const find = async (repo: ClassifierRepository, id: string) => (await repo.find(id))!;
-const train = async (repo: ClassifierRepository, id: string) => publish(repo, await snapshot(repo, id));
+const train = async (repo: ClassifierRepository, versions: VersionRepository, id: string) => publish(versions, await snapshot(repo, id));
 const hashesOf = (snap: TrainingSnapshot) => snap.examples.map((e) => `${e.className}:${e.imageHash}`).sort();
 
 /**
@@ -57,6 +58,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
   let target: { databaseUrl?: string; sqliteFile: string };
   let db: Database;
   let repo: ClassifierRepository;
+  let versions: VersionRepository;
 
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'versions-'));
@@ -64,6 +66,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     target = { databaseUrl: pgDb?.url, sqliteFile: path.join(dir, 'service.sqlite') };
     db = await Database.open(target);
     repo = new ClassifierRepository(db);
+    versions = new VersionRepository(db);
   });
   afterEach(async () => {
     await db.close();
@@ -74,18 +77,18 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
   /** v1: a, b. v2: a, b, c (an update adding class c). */
   async function twoVersions() {
     await repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples: [...examples('a', 'a'), ...examples('b', 'b')], customerId: null, now: now() });
-    await train(repo, 'k_1');
+    await train(repo, versions, 'k_1');
     const v1 = (await find(repo, 'k_1')).currentVersionId!;
     const v1Set = hashesOf(await snapshot(repo, 'k_1'));
     await repo.addExamples({ id: 'k_1', examples: examples('c', 'c'), customerId: null, now: now() });
-    await train(repo, 'k_1');
+    await train(repo, versions, 'k_1');
     const v2 = (await find(repo, 'k_1')).currentVersionId!;
     return { v1, v2, v1Set };
   }
 
   it('rolls back to the examples of the activated version, and the next retrain starts from them', async () => {
     const { v1, v2, v1Set } = await twoVersions();
-    const result = await repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
+    const result = await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 0 });
     const c = await find(repo, 'k_1');
     expect(c).toMatchObject({ currentVersionId: v1, status: 'ready', classes: ['a', 'b'] });
@@ -97,14 +100,14 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     const snap = await snapshot(repo, 'k_1');
     expect(snap.classifier.classes).toEqual(['a', 'b', 'd']);
     expect(hashesOf(snap)).toEqual([...v1Set, ...examples('d', 'd').map((e) => `d:${e.imageHash}`)].sort());
-    expect(await publish(repo, snap)).toBe(true);
+    expect(await publish(versions, snap)).toBe(true);
 
     // Rolling forward to v2 brings class c's examples back (they were retired, not deleted).
-    await repo.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() });
+    await versions.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() });
     expect((await find(repo, 'k_1')).classes).toEqual(['a', 'b', 'c']);
     expect((await snapshot(repo, 'k_1')).examples.filter((e) => e.className === 'c')).toHaveLength(3);
 
-    const events = (await repo.listVersionEvents('k_1')).map((e) => [e.cause, e.versionId, e.previousVersionId]);
+    const events = (await versions.listVersionEvents('k_1')).map((e) => [e.cause, e.versionId, e.previousVersionId]);
     expect(events).toEqual([
       ['trained', v1, null],
       ['trained', v2, v1],
@@ -119,37 +122,37 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     await repo.addExamples({ id: 'k_1', examples: examples('e', 'e'), customerId: null, now: now() });
     const running = await snapshot(repo, 'k_1'); // the worker has started the run on a, b, c, e
 
-    const result = await repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
+    const result = await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 3 });
     expect(await repo.find('k_1')).toMatchObject({ currentVersionId: v1, status: 'retraining', classes: ['a', 'b', 'e'] });
 
     // The run ends: it must not publish over the rollback (it still holds class c).
-    expect(await publish(repo, running)).toBe(false);
+    expect(await publish(versions, running)).toBe(false);
     expect((await find(repo, 'k_1')).currentVersionId).toBe(v1);
     // A failure of the stale run is not recorded either.
-    expect(await repo.markFailed('k_1', running.classifier.generation, 'boom', now())).toBe(false);
+    expect(await versions.markFailed('k_1', running.classifier.generation, 'boom', now())).toBe(false);
 
     // The queued run trains v1's examples plus the update's: nothing of either is lost.
     const next = await snapshot(repo, 'k_1');
     expect(next.classifier.trainedGeneration).toBeLessThan(next.classifier.generation);
     expect(hashesOf(next)).toEqual([...v1Set, ...examples('e', 'e').map((e) => `e:${e.imageHash}`)].sort());
-    expect(await publish(repo, next)).toBe(true);
+    expect(await publish(versions, next)).toBe(true);
     const c = await find(repo, 'k_1');
     expect(c.status).toBe('ready');
     expect(c.currentVersionId).not.toBe(v2);
-    expect((await repo.findVersion(c.currentVersionId!))!.classes).toEqual(['a', 'b', 'e']);
+    expect((await versions.findVersion(c.currentVersionId!))!.classes).toEqual(['a', 'b', 'e']);
   });
 
   it('discard_pending drops an update that no version holds; activating the current version alone changes nothing', async () => {
     const { v2 } = await twoVersions();
     await repo.addExamples({ id: 'k_1', examples: examples('bad', 'bad'), customerId: null, now: now() });
-    await repo.markFailed('k_1', (await find(repo, 'k_1')).generation, 'The class bad has no image that could be read.', now());
-    expect((await repo.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() })).outcome).toBe('unchanged');
-    const result = await repo.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: true, now: now() });
+    await versions.markFailed('k_1', (await find(repo, 'k_1')).generation, 'The class bad has no image that could be read.', now());
+    expect((await versions.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() })).outcome).toBe('unchanged');
+    const result = await versions.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: true, now: now() });
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 0 });
     expect(await repo.find('k_1')).toMatchObject({ status: 'ready', classes: ['a', 'b', 'c'], explanation: null });
     // The discarded examples no version holds are deleted at the next prune, and their images are free to remove.
-    const { imageHashes } = await repo.pruneVersions('k_1', 10, now());
+    const { imageHashes } = await versions.pruneVersions('k_1', 10, now());
     expect(imageHashes.sort()).toEqual(examples('bad', 'bad').map((e) => e.imageHash).sort());
     const removed: string[] = [];
     const kept = examples('a', 'a')[0].imageHash; // still an example of a version
@@ -159,7 +162,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
 
   it('an example retired by a rollback and sent again joins the training set again', async () => {
     const { v1 } = await twoVersions();
-    await repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
+    await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
     await repo.addExamples({ id: 'k_1', examples: examples('c', 'c').slice(0, 1), customerId: null, now: now() });
     const snap = await snapshot(repo, 'k_1');
     expect(snap.classifier.classes).toEqual(['a', 'b', 'c']);
@@ -169,40 +172,40 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
   it('refuses a version of another classifier, an unknown one and a pruned one', async () => {
     const { v1 } = await twoVersions();
     await repo.create({ id: 'other_2', ownerId: 'alice', name: 'o', examples: examples('x', 'x'), customerId: null, now: now() });
-    await train(repo, 'other_2');
+    await train(repo, versions, 'other_2');
     const otherVersion = (await find(repo, 'other_2')).currentVersionId!;
-    expect((await repo.activateVersion({ classifierId: 'k_1', versionId: otherVersion, discardPending: false, now: now() })).outcome).toBe('no-version');
-    expect((await repo.activateVersion({ classifierId: 'k_1', versionId: 999, discardPending: false, now: now() })).outcome).toBe('no-version');
-    expect((await repo.activateVersion({ classifierId: 'gone_1', versionId: v1, discardPending: false, now: now() })).outcome).toBe('no-classifier');
-    await repo.pruneVersions('k_1', 1, now());
-    expect((await repo.findVersion(v1))!.pruned).not.toBeNull();
-    expect((await repo.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() })).outcome).toBe('pruned');
+    expect((await versions.activateVersion({ classifierId: 'k_1', versionId: otherVersion, discardPending: false, now: now() })).outcome).toBe('no-version');
+    expect((await versions.activateVersion({ classifierId: 'k_1', versionId: 999, discardPending: false, now: now() })).outcome).toBe('no-version');
+    expect((await versions.activateVersion({ classifierId: 'gone_1', versionId: v1, discardPending: false, now: now() })).outcome).toBe('no-classifier');
+    await versions.pruneVersions('k_1', 1, now());
+    expect((await versions.findVersion(v1))!.pruned).not.toBeNull();
+    expect((await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() })).outcome).toBe('pruned');
   });
 
   it('retention keeps the newest N, the current one and versions leased by requests in flight', async () => {
     await repo.create({ id: 'r_1', ownerId: 'alice', name: 'r', examples: examples('a', 'a'), customerId: null, now: now() });
-    await train(repo, 'r_1');
+    await train(repo, versions, 'r_1');
     const ids = [(await find(repo, 'r_1')).currentVersionId!];
     for (let i = 0; i < 4; i++) {
       await repo.addExamples({ id: 'r_1', examples: examples('a', `more${i}`), customerId: null, now: now() });
-      await train(repo, 'r_1');
+      await train(repo, versions, 'r_1');
       ids.push((await find(repo, 'r_1')).currentVersionId!);
     }
     // v1 is current again (a rollback), v2 is pinned by a request in flight.
-    await repo.activateVersion({ classifierId: 'r_1', versionId: ids[0], discardPending: false, now: now() });
-    const { resolved, leaseIds } = await repo.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], new Date(Date.now() + 60_000).toISOString());
+    await versions.activateVersion({ classifierId: 'r_1', versionId: ids[0], discardPending: false, now: now() });
+    const { resolved, leaseIds } = await versions.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], new Date(Date.now() + 60_000).toISOString());
     expect(resolved[0].outcome).toBe('ok');
 
-    const { headFiles } = await repo.pruneVersions('r_1', 2, now());
-    expect(headFiles).toEqual([(await repo.findVersion(ids[2]))!.headFile]);
-    const pruned = (await repo.listVersions('r_1')).filter((v) => v.pruned).map((v) => v.id);
+    const { headFiles } = await versions.pruneVersions('r_1', 2, now());
+    expect(headFiles).toEqual([(await versions.findVersion(ids[2]))!.headFile]);
+    const pruned = (await versions.listVersions('r_1')).filter((v) => v.pruned).map((v) => v.id);
     expect(pruned).toEqual([ids[2]]);
 
     // Once the request is done, the next prune takes v2 too; a pin of a pruned version is refused.
-    await repo.releaseLeases(leaseIds);
-    expect((await repo.pruneVersions('r_1', 2, now())).headFiles).toEqual([(await repo.findVersion(ids[1]))!.headFile]);
-    expect((await repo.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], now())).resolved[0].outcome).toBe('pruned');
-    expect((await repo.resolveAndLease('bob', [{ classifierId: 'r_1', versionId: ids[3] }], now())).resolved[0].outcome).toBe('no-classifier');
+    await versions.releaseLeases(leaseIds);
+    expect((await versions.pruneVersions('r_1', 2, now())).headFiles).toEqual([(await versions.findVersion(ids[1]))!.headFile]);
+    expect((await versions.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], now())).resolved[0].outcome).toBe('pruned');
+    expect((await versions.resolveAndLease('bob', [{ classifierId: 'r_1', versionId: ids[3] }], now())).resolved[0].outcome).toBe('no-classifier');
     expect((await find(repo, 'r_1')).currentVersionId).toBe(ids[0]);
   });
 
@@ -210,7 +213,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     const { v1 } = await twoVersions();
     const readOnly = readOnlyView(db, target);
     try {
-      const { resolved, leaseIds } = await new ClassifierRepository(readOnly).resolveAndLease(
+      const { resolved, leaseIds } = await new VersionRepository(readOnly).resolveAndLease(
         'alice',
         [{ classifierId: 'k_1' }, { classifierId: 'k_1', versionId: v1 }],
         now(),
@@ -229,22 +232,22 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
       (await db.kysely.selectFrom('callback_outbox').select('body').orderBy('created').execute()).map((r) => JSON.parse(r.body));
     const first = await snapshot(repo, 'cb_1');
     await repo.addExamples({ id: 'cb_1', examples: examples('b', 'b'), customerId: null, now: now() });
-    expect(await publish(repo, first)).toBe(true); // more examples arrived meanwhile: still training, no callback
+    expect(await publish(versions, first)).toBe(true); // more examples arrived meanwhile: still training, no callback
     expect(await outbox()).toEqual([]);
-    await train(repo, 'cb_1');
+    await train(repo, versions, 'cb_1');
     const v = (await find(repo, 'cb_1')).currentVersionId;
     expect(await outbox()).toMatchObject([{ classifier_id: 'cb_1', status: 'ready', version_id: v, explanation: null }]);
     expect((await outbox())[0].retrained).toEqual((await find(repo, 'cb_1')).retrained);
     expect((await outbox())[0].delivery_id).toMatch(/^[0-9a-f-]{36}$/);
 
     await repo.addExamples({ id: 'cb_1', examples: examples('c', 'c'), customerId: null, now: now() });
-    await repo.markFailed('cb_1', (await find(repo, 'cb_1')).generation, 'no readable image', now());
+    await versions.markFailed('cb_1', (await find(repo, 'cb_1')).generation, 'no readable image', now());
     expect((await outbox())[1]).toMatchObject({ status: 'failed', version_id: v, explanation: 'no readable image' });
 
     // Without a callback URL nothing is recorded; deleting the classifier drops what waits.
     await repo.setCallbackUrl('cb_1', null, now());
     await repo.addExamples({ id: 'cb_1', examples: examples('d', 'd'), customerId: null, now: now() });
-    await train(repo, 'cb_1');
+    await train(repo, versions, 'cb_1');
     expect(await outbox()).toHaveLength(2);
     await repo.delete('cb_1');
     expect(await outbox()).toHaveLength(0);
@@ -259,11 +262,12 @@ describe('the versions migration (SQLite files of earlier releases)', () => {
       // Build the state an older release left: two versions, no side tables.
       let db = await Database.open({ sqliteFile: file });
       const repo = new ClassifierRepository(db);
+      const versions = new VersionRepository(db);
       await repo.create({ id: 'old_1', ownerId: 'alice', name: 'old', examples: examples('a', 'a'), customerId: null, now: now() });
-      await train(repo, 'old_1');
+      await train(repo, versions, 'old_1');
       await repo.addExamples({ id: 'old_1', examples: examples('b', 'b'), customerId: null, now: now() });
-      await train(repo, 'old_1');
-      const [v1, v2] = (await repo.listVersions('old_1')).map((v) => v.id);
+      await train(repo, versions, 'old_1');
+      const [v1, v2] = (await versions.listVersions('old_1')).map((v) => v.id);
       await db.close();
       // The versions step and the one after it (examples.entry_name) are undone, and so is
       // everything since (the Kysely-managed part: its bookkeeping and the shared-store tables).
@@ -278,12 +282,12 @@ describe('the versions migration (SQLite files of earlier releases)', () => {
       db = await Database.open({ sqliteFile: file });
       try {
         const migrated = new ClassifierRepository(db);
-        expect((await migrated.listVersionEvents('old_1')).map((e) => [e.cause, e.versionId, e.previousVersionId])).toEqual([
+        expect((await new VersionRepository(db).listVersionEvents('old_1')).map((e) => [e.cause, e.versionId, e.previousVersionId])).toEqual([
           ['trained', v1, null],
           ['trained', v2, v1],
         ]);
         // Activating the first version brings back exactly its examples.
-        await migrated.activateVersion({ classifierId: 'old_1', versionId: v1, discardPending: false, now: now() });
+        await new VersionRepository(db).activateVersion({ classifierId: 'old_1', versionId: v1, discardPending: false, now: now() });
         expect((await snapshot(migrated, 'old_1')).examples.map((e) => e.className)).toEqual(['a', 'a', 'a']);
         expect((await find(migrated, 'old_1')).classes).toEqual(['a']);
       } finally {

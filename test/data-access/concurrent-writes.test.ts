@@ -4,8 +4,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { ClassifierRepository } from '../../src/data-access/classifier-repository';
-import { Database } from '../../src/data-access/database';
+import { ClassifierRepository } from '../../src/data-access/db/classifier-repository';
+import { VersionRepository } from '../../src/data-access/db/version-repository';
+import { Database } from '../../src/data-access/db/database';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -23,8 +24,8 @@ type Target = { databaseUrl?: string; sqliteFile: string };
 function otherProcess(target: Target, job: { mode: 'hold'; holdMs: number; owner: string } | { mode: 'add'; count: number }) {
   const script = `
     const crypto = require('node:crypto');
-    const { Database } = require('./src/data-access/database');
-    const { ClassifierRepository } = require('./src/data-access/classifier-repository');
+    const { Database } = require('./src/data-access/db/database');
+    const { ClassifierRepository } = require('./src/data-access/db/classifier-repository');
     const { target, job } = JSON.parse(process.env.OTHER_WRITER);
     const say = (line) => new Promise((resolve) => process.stdout.write(line + '\\n', resolve));
     (async () => {
@@ -74,6 +75,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository beside anot
   let target: Target;
   let db: Database;
   let repo: ClassifierRepository;
+  let versions: VersionRepository;
 
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concurrent-writes-'));
@@ -81,6 +83,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository beside anot
     target = { databaseUrl: pg?.url, sqliteFile: path.join(dir, 'service.sqlite') };
     db = await Database.open(target);
     repo = new ClassifierRepository(db);
+    versions = new VersionRepository(db);
     const examples = ['a', 'b'].flatMap((c) => [0, 1, 2].map((i) => ({ className: c, imageHash: hash(`${c}${i}`) })));
     await repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples, customerId: null, now: now() });
   });
@@ -96,7 +99,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository beside anot
     const snapshot = (await repo.trainingSnapshot('k_1'))!;
     const other = otherProcess(target, { mode: 'hold', holdMs: 300, owner: 'other-1' });
     await other.started;
-    const published = await repo.publishVersion({
+    const published = await versions.publishVersion({
       classifierId: 'k_1',
       generation: snapshot.classifier.generation,
       headFile: 'k_1/1-x.head',

@@ -6,12 +6,13 @@ import { promisify } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
 import { Client as PgClient } from 'pg';
-import { Database, DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError } from '../../src/data-access/database';
-import { ImageClaims } from '../../src/data-access/image-claims';
-import { LEGACY_SQLITE_STEPS } from '../../src/data-access/migrations';
-import { bindDataDirectory, DataDirectoryInUseError, readInstanceId } from '../../src/data-access/instance-identity';
+import { Database, DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError } from '../../src/data-access/db/database';
+import { ImageClaims } from '../../src/data-access/db/image-claims';
+import { LEGACY_SQLITE_STEPS } from '../../src/data-access/db/migrations';
+import { bindDataDirectory, DataDirectoryInUseError } from '../../src/data-access/files/data-directory';
+import { readInstanceId } from '../../src/data-access/db/instance-id';
 import { loadConfig, ConfigError } from '../../src/config';
-import { EmbeddingCache } from '../../src/ml/embedding-cache';
+import { EmbeddingCache } from '../../src/data-access/db/embedding-cache';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 const run = promisify(execFile);
@@ -205,8 +206,8 @@ describe('processes starting together', () => {
     const pg = dialect === 'postgres' ? await createTestDatabase() : undefined;
     const file = path.join(tempDir(), 'together.sqlite');
     const script = `
-      const { Database } = require('./src/data-access/database');
-      const { readInstanceId } = require('./src/data-access/instance-identity');
+      const { Database } = require('./src/data-access/db/database');
+      const { readInstanceId } = require('./src/data-access/db/instance-id');
       Database.open(${JSON.stringify(pg ? { databaseUrl: pg.url, sqliteFile: '' } : { sqliteFile: file })})
         .then(async (db) => { console.log(await readInstanceId(db)); await db.close(); })
         .catch((e) => { console.error(e); process.exit(1); });`;

@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { syntheticTrainingSet } from '../../bench/lib/synthetic-embeddings';
-import { HeadCache, headBytes } from '../../src/data-access/head-cache';
-import { HeadStore } from '../../src/data-access/head-store';
+import { HeadCache, headBytes } from '../../src/data-access/files/head-cache';
+import { HeadStore } from '../../src/data-access/files/head-store';
 import { serializeHead, trainHead, type TrainedHead } from '../../src/ml/heads';
 
 describe('the head cache', () => {

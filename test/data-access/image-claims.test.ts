@@ -2,8 +2,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Database } from '../../src/data-access/database';
-import { ImageClaims, claimOwner, type ImageClaim } from '../../src/data-access/image-claims';
+import { Database } from '../../src/data-access/db/database';
+import { ImageClaims, claimOwner, type ImageClaim } from '../../src/data-access/db/image-claims';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 /** Long enough that no claim lapses during the test: only a gone owner frees an image. */

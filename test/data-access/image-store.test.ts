@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ImageStore, InvalidImageHashError, MissingImageError } from '../../src/data-access/image-store';
+import { ImageStore, InvalidImageHashError, MissingImageError } from '../../src/data-access/files/image-store';
 import { solidColorJpeg, solidColorPng, BLUE, RED } from '../../fixtures/images';
 import { PID_SCOPE } from '../../src/lib/process-tag';
 

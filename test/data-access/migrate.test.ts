@@ -4,9 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
-import { dataLayout } from '../../src/data-access/data-layout';
-import { Database, WrongDatabaseError } from '../../src/data-access/database';
-import { LEGACY_SQLITE_STEPS } from '../../src/data-access/migrations';
+import { dataLayout } from '../../src/data-access/files/data-layout';
+import { Database, WrongDatabaseError } from '../../src/data-access/db/database';
+import { LEGACY_SQLITE_STEPS } from '../../src/data-access/db/migrations';
 import { fileState, runMigrate } from '../support/migrate-cli';
 import { createTestDatabase, postgresAdminUrl, type TestDatabase } from '../support/postgres';
 

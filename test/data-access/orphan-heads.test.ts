@@ -1,9 +1,10 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ClassifierRepository } from '../../src/data-access/classifier-repository';
-import { Database } from '../../src/data-access/database';
-import { HeadStore } from '../../src/data-access/head-store';
+import { ClassifierRepository } from '../../src/data-access/db/classifier-repository';
+import { VersionRepository } from '../../src/data-access/db/version-repository';
+import { Database } from '../../src/data-access/db/database';
+import { HeadStore } from '../../src/data-access/files/head-store';
 import { removeOrphanHeads } from '../../src/domain/ingest-examples';
 import type { ServiceContext } from '../../src/domain/service-context';
 
@@ -22,17 +23,18 @@ describe('head files no version names', () => {
   test('are removed once old enough; a published head and a fresh unpublished one stay', async () => {
     const heads = new HeadStore(path.join(dir, 'heads'));
     const classifiers = new ClassifierRepository(db);
+    const versions = new VersionRepository(db);
     const now = new Date().toISOString();
     await classifiers.create({ id: 'c_1', ownerId: 'o', name: 'c', examples: [{ className: 'a', imageHash: 'a'.repeat(64) }], customerId: null, now });
     const published = await heads.write('c_1', 1, Buffer.from('published'));
-    await classifiers.publishVersion({ classifierId: 'c_1', generation: 1, headFile: published, classes: ['a'], packKey: 'p@1', evaluation: {}, examples: 1, exampleIds: [], now });
+    await versions.publishVersion({ classifierId: 'c_1', generation: 1, headFile: published, classes: ['a'], packKey: 'p@1', evaluation: {}, examples: 1, exampleIds: [], now });
     const killedRun = await heads.write('c_1', 2, Buffer.from('never published'));
     const old = new Date(Date.now() - 20 * 60_000);
     await fs.utimes(heads.resolve(killedRun), old, old);
     await fs.utimes(heads.resolve(published), old, old);
     const inFlight = await heads.write('c_1', 3, Buffer.from('being published right now'));
 
-    const ctx = { heads, classifiers } as unknown as ServiceContext;
+    const ctx = { heads, classifiers, versions } as unknown as ServiceContext;
     expect(await removeOrphanHeads(ctx, 10 * 60_000)).toBe(1);
     await expect(fs.stat(heads.resolve(killedRun))).rejects.toThrow(/ENOENT/);
     expect((await heads.read(published)).toString()).toBe('published');

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pingRedis, RedisUnavailableError, startPrivateRedis } from '../../src/data-access/redis-server';
+import { pingRedis, RedisUnavailableError, startPrivateRedis } from '../../src/data-access/redis/redis-server';
 import { createLogger } from '../../src/logger';
 import { isRunning } from '../../src/lib/process-tag';
 
@@ -52,7 +52,7 @@ describe('the private redis-server of a data directory', () => {
 
   it('takes over from an owner killed with SIGKILL, stopping the redis-server it left running', async () => {
     const script = `
-      const { startPrivateRedis } = require('./src/data-access/redis-server');
+      const { startPrivateRedis } = require('./src/data-access/redis/redis-server');
       const { createLogger } = require('./src/logger');
       startPrivateRedis(process.argv[1], createLogger('silent', 'test')).then((r) => process.stdout.write(r.url + '\\n'));
       setInterval(() => {}, 1000);

@@ -2,8 +2,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ClassifierRepository, type TrainingSnapshot } from '../../src/data-access/classifier-repository';
-import { Database } from '../../src/data-access/database';
+import { ClassifierRepository, type TrainingSnapshot } from '../../src/data-access/db/classifier-repository';
+import { VersionRepository } from '../../src/data-access/db/version-repository';
+import { Database } from '../../src/data-access/db/database';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
@@ -21,12 +22,14 @@ describe.each(['sqlite', 'postgres'] as const)('publishing a generation twice, o
   let pg: TestDatabase | undefined;
   let db: Database;
   let repo: ClassifierRepository;
+  let versions: VersionRepository;
 
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-publish-'));
     if (dialect === 'postgres') pg = await createTestDatabase();
     db = await Database.open(dialect === 'postgres' ? { databaseUrl: pg!.url, sqliteFile: '' } : { sqliteFile: path.join(dir, 'service.sqlite') });
     repo = new ClassifierRepository(db);
+    versions = new VersionRepository(db);
   });
   afterEach(async () => {
     await db.close();
@@ -35,7 +38,7 @@ describe.each(['sqlite', 'postgres'] as const)('publishing a generation twice, o
   });
 
   const publish = (snap: TrainingSnapshot, headFile: string) =>
-    repo.publishVersion({
+    versions.publishVersion({
       classifierId: snap.classifier.id,
       generation: snap.classifier.generation,
       headFile,
@@ -59,8 +62,8 @@ describe.each(['sqlite', 'postgres'] as const)('publishing a generation twice, o
     expect(await publish(second, 'k_1/2-worker-b.head')).toBe(true);
     expect(await publish(second, 'k_1/2-worker-a.head')).toBe(false);
 
-    expect((await repo.listVersions('k_1')).map((v) => v.headFile)).toEqual(['k_1/1-worker-a.head', 'k_1/2-worker-b.head']);
-    expect((await repo.listVersionEvents('k_1')).map((e) => e.cause)).toEqual(['trained', 'trained']);
+    expect((await versions.listVersions('k_1')).map((v) => v.headFile)).toEqual(['k_1/1-worker-a.head', 'k_1/2-worker-b.head']);
+    expect((await versions.listVersionEvents('k_1')).map((e) => e.cause)).toEqual(['trained', 'trained']);
     expect(await repo.find('k_1')).toMatchObject({ status: 'ready', generation: 2, trainedGeneration: 2 });
   });
 });

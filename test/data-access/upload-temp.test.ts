@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { UploadTempDir } from '../../src/data-access/upload-temp';
+import { UploadTempDir } from '../../src/data-access/files/upload-temp';
 import { createLogger } from '../../src/logger';
 import { PID_SCOPE } from '../../src/lib/process-tag';
 

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { isZip, readZipImageEntries, readZipImages, ZipInputError, type ZipImageEntry, type ZipLimits } from '../../src/data-access/zip-images';
+import { isZip, readZipImageEntries, readZipImages, ZipInputError, type ZipImageEntry, type ZipLimits } from '../../src/data-access/zip/zip-images';
 import { bmpImage, heicHead, solidColorPng, BLUE } from '../../fixtures/images';
 import {
   corruptedDataZip,

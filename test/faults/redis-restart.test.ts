@@ -1,5 +1,5 @@
 import { classImages } from '../../fixtures/images';
-import { WorkerSupervisor } from '../../src/entry-points/worker-process';
+import { WorkerSupervisor } from '../../src/processes/worker-supervisor';
 import { bootService, VERSION, waitFor, waitForStatus, workerEnvironment, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 import { PrivateRedis } from './support/private-redis';

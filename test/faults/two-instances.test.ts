@@ -6,9 +6,9 @@ import Database from 'better-sqlite3';
 import { Queue } from 'bullmq';
 import IORedis from 'ioredis';
 import { classImages } from '../../fixtures/images';
-import { NamespaceInUseError } from '../../src/data-access/instance-identity';
-import { TRAINING_QUEUE_NAME } from '../../src/data-access/training-queue';
-import { startService } from '../../src/service';
+import { NamespaceInUseError } from '../../src/data-access/redis/namespace-claim';
+import { TRAINING_QUEUE_NAME } from '../../src/data-access/redis/training-queue';
+import { startService } from '../../src/processes/api-process';
 import { bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 

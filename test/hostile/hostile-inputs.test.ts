@@ -33,7 +33,7 @@ import {
   zipBomb,
   zipOf,
 } from '../../fixtures/zips';
-import { dataLayout } from '../../src/data-access/data-layout';
+import { dataLayout } from '../../src/data-access/files/data-layout';
 import { classZip, trainingForm } from '../support/example-zips';
 import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
 import { tmpEntries } from '../support/upload-files';

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Database } from '../../src/data-access/database';
-import { EmbeddingCache } from '../../src/ml/embedding-cache';
+import { Database } from '../../src/data-access/db/database';
+import { EmbeddingCache } from '../../src/data-access/db/embedding-cache';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');

@@ -6,7 +6,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import IORedis from 'ioredis';
 import pg from 'pg';
 import { classImages } from '../../fixtures/images';
-import { dataLayout } from '../../src/data-access/data-layout';
+import { dataLayout } from '../../src/data-access/files/data-layout';
 import { classZip, trainingForm } from '../support/example-zips';
 import { fileState, runMigrate } from '../support/migrate-cli';
 import { createTestDatabase, testsUsePostgres, type TestDatabase } from '../support/postgres';

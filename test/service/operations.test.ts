@@ -1,4 +1,4 @@
-import { MetricsExchange } from '../../src/data-access/metrics-exchange';
+import { MetricsExchange } from '../../src/data-access/redis/metrics-exchange';
 import { WorkerMetrics } from '../../src/lib/metrics';
 import { solidColorJpeg } from '../../fixtures/images';
 import { classZip, trainingForm } from '../support/example-zips';

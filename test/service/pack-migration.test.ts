@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import IORedis from 'ioredis';
 import { classImages } from '../../fixtures/images';
-import { dataLayout } from '../../src/data-access/data-layout';
+import { dataLayout } from '../../src/data-access/files/data-layout';
 import { ImageDecodeError } from '../../src/ml/decode-image';
 import { Embedder } from '../../src/ml/embedder';
 import { serializeHead, trainHead } from '../../src/ml/heads';
@@ -84,7 +84,7 @@ describe('a new pack key retrains existing classifiers at start', () => {
     expect(scores.circles).toBeGreaterThan(0.5);
     expect(scores.squares).toBeLessThan(0.5);
 
-    const { WorkerSupervisor } = await import('../../src/entry-points/worker-process');
+    const { WorkerSupervisor } = await import('../../src/processes/worker-supervisor');
     const worker = new WorkerSupervisor(workerEnvironment(second), second.service.ctx.logger);
     await worker.start();
     try {

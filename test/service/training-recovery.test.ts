@@ -29,7 +29,7 @@ describe('training recovery and failure', () => {
     await redis.quit();
     expect(await t.service.ctx.queue.hasPendingJob(id)).toBe(false);
 
-    const { WorkerSupervisor } = await import('../../src/entry-points/worker-process');
+    const { WorkerSupervisor } = await import('../../src/processes/worker-supervisor');
     const worker = new WorkerSupervisor(workerEnvironment(t), t.service.ctx.logger);
     await worker.start();
     try {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { bmpImage, heicHead } from '../../fixtures/images';
 import { cp437Zip, rawZip, sampleImages, spannedZip, storedEntry, zipOf } from '../../fixtures/zips';
 import { decodeImage, ImageDecodeError } from '../../src/ml/decode-image';
-import type { WorkerSupervisor } from '../../src/entry-points/worker-process';
+import type { WorkerSupervisor } from '../../src/processes/worker-supervisor';
 import { classZip, trainingForm } from '../support/example-zips';
 import { bootService, VERSION, waitForStatus, type TestService } from '../support/service-harness';
 
@@ -281,7 +281,7 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       const onlyA = await create({ a_positive_examples: rawZip(entries(images.slice(0, 10), (i) => `a${i}.jpg`)), negative_examples: negatives }, 'only-a');
       onlyAId = onlyA.body.classifier_id;
 
-      const { WorkerSupervisor } = await import('../../src/entry-points/worker-process');
+      const { WorkerSupervisor } = await import('../../src/processes/worker-supervisor');
       const c = t.service.config;
       worker = new WorkerSupervisor(
         {

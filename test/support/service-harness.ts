@@ -3,9 +3,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import IORedis from 'ioredis';
-import { Database } from '../../src/data-access/database';
-import { dataLayout } from '../../src/data-access/data-layout';
-import { startService, type RunningService } from '../../src/service';
+import { Database } from '../../src/data-access/db/database';
+import { dataLayout } from '../../src/data-access/files/data-layout';
+import { startService, type RunningService } from '../../src/processes/api-process';
 import { OpenApiContract } from './openapi-contract';
 import { createTestDatabase, testsUsePostgres } from './postgres';
 

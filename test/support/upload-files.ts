@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { dataLayout } from '../../src/data-access/data-layout';
+import { dataLayout } from '../../src/data-access/files/data-layout';
 
 /**
  * Files under DATA_DIR/tmp, relative to it: uploads in flight, each in its API process's own

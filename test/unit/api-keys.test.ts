@@ -2,9 +2,9 @@ import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import { sql } from 'kysely';
-import { ApiKeyRepository, hashKey } from '../../src/data-access/api-key-repository';
-import { Database } from '../../src/data-access/database';
-import { migrationProvider } from '../../src/data-access/migrations';
+import { ApiKeyRepository, hashKey } from '../../src/data-access/db/api-key-repository';
+import { Database } from '../../src/data-access/db/database';
+import { migrationProvider } from '../../src/data-access/db/migrations';
 import { bootstrapApiKeys } from '../../src/domain/bootstrap-keys';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 

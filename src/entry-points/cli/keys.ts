@@ -1,8 +1,8 @@
 import { loadConfig } from '../../config';
-import { ApiKeyRepository, generateKey } from '../../data-access/api-key-repository';
-import { dataLayout } from '../../data-access/data-layout';
-import { Database } from '../../data-access/database';
-import { readDataDirectoryInstance } from '../../data-access/instance-identity';
+import { ApiKeyRepository, generateKey } from '../../data-access/db/api-key-repository';
+import { dataLayout } from '../../data-access/files/data-layout';
+import { Database } from '../../data-access/db/database';
+import { readDataDirectoryInstance } from '../../data-access/files/data-directory';
 
 const USAGE = `Usage: npm run keys -- <command>
   add <owner>     create a key for the owner (an account); prints the key once

@@ -4,7 +4,7 @@ import type { Store } from 'express-rate-limit';
 import helmet from 'helmet';
 import { expensiveRequestLimit } from './rate-limit';
 import { ApiError } from '../../errors';
-import type { ApiKeyRepository } from '../../data-access/api-key-repository';
+import type { ApiKeyRepository } from '../../data-access/db/api-key-repository';
 import type { ServiceContext } from '../../domain/service-context';
 import { authenticate, requireVersion } from './auth';
 import { multipartUpload } from './multipart';

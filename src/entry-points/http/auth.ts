@@ -1,7 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError } from '../../errors';
 import { parseRequest, versionQuerySchema } from '../../domain/api-schemas';
-import type { ApiKeyRepository } from '../../data-access/api-key-repository';
+import type { ApiKeyRepository } from '../../data-access/db/api-key-repository';
 import { keyIdOfAccessToken, looksLikeAccessToken } from './access-token';
 
 declare module 'express-serve-static-core' {

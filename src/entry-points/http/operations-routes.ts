@@ -1,7 +1,7 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { Readiness } from '../../domain/api-schemas';
-import type { MetricsExchange } from '../../data-access/metrics-exchange';
-import type { TrainingQueue } from '../../data-access/training-queue';
+import type { MetricsExchange } from '../../data-access/redis/metrics-exchange';
+import type { TrainingQueue } from '../../data-access/redis/training-queue';
 import { mergeSnapshots, snapshotRole, type ApiMetrics } from '../../lib/metrics';
 import { withTimeout } from '../../lib/timeout';
 import type { Logger } from '../../logger';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { dataLayout } from '../../../src/data-access/data-layout';
+import { dataLayout } from '../../../src/data-access/files/data-layout';
 
 export { tmpEntries } from '../../support/upload-files';
 

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import { pingRedis } from '../../../src/data-access/redis-server';
+import { pingRedis } from '../../../src/data-access/redis/redis-server';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -2,7 +2,7 @@ import express, { Router } from 'express';
 import type { z } from 'zod';
 import { ApiError } from '../../../errors';
 import { parseRequest, tokenRequestSchema, type tokenResponseSchema } from '../../../domain/api-schemas';
-import type { ApiKeyRepository } from '../../../data-access/api-key-repository';
+import type { ApiKeyRepository } from '../../../data-access/db/api-key-repository';
 import { ACCESS_TOKEN_LIFETIME_S, issueAccessToken } from '../access-token';
 
 /**

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { Database } from './database';
+import type { Database, Queries } from './database';
 
 export interface OutboxEntry {
   deliveryId: string;
@@ -9,9 +9,20 @@ export interface OutboxEntry {
   body: string;
 }
 
+/** The body of a training-end callback, as stored in the outbox and sent. */
+export interface TrainingEndPayload {
+  delivery_id: string;
+  classifier_id: string;
+  status: 'ready' | 'failed';
+  version_id: number | null;
+  explanation: string | null;
+  retrained: string | null;
+  created: string;
+}
+
 /**
  * Callback secrets (one per owner) and the outbox: training-end callbacks recorded in the same
- * transaction as the run's result (see ClassifierRepository), moved to the delivery queue later,
+ * transaction as the run's result (recordTrainingEnd, called by VersionRepository), moved to the delivery queue later,
  * so a crash between the two loses none.
  */
 export class CallbackRepository {
@@ -56,4 +67,28 @@ export class CallbackRepository {
   async removeFromOutbox(deliveryId: string): Promise<void> {
     await this.db.kysely.deleteFrom('callback_outbox').where('delivery_id', '=', deliveryId).execute();
   }
+}
+
+/** Puts the training-end callback in the outbox, if the classifier has a callback URL (inside the caller's transaction). */
+export async function recordTrainingEnd(trx: Queries, classifierId: string, now: string): Promise<void> {
+  const row = await trx
+    .selectFrom('classifiers as c')
+    .innerJoin('classifier_callbacks as cb', 'cb.classifier_id', 'c.id')
+    .select(['c.owner_id', 'c.status', 'c.explanation', 'c.retrained', 'c.current_version_id', 'cb.url'])
+    .where('c.id', '=', classifierId)
+    .executeTakeFirst();
+  if (!row || (row.status !== 'ready' && row.status !== 'failed')) return;
+  const payload: TrainingEndPayload = {
+    delivery_id: crypto.randomUUID(),
+    classifier_id: classifierId,
+    status: row.status,
+    version_id: row.current_version_id,
+    explanation: row.status === 'failed' ? row.explanation : null,
+    retrained: row.retrained,
+    created: now,
+  };
+  await trx
+    .insertInto('callback_outbox')
+    .values({ delivery_id: payload.delivery_id, classifier_id: classifierId, owner_id: row.owner_id, url: row.url, body: JSON.stringify(payload), created: now })
+    .execute();
 }

@@ -1,4 +1,4 @@
-import type { Database } from '../data-access/database';
+import type { Database } from './database';
 
 /** Hashes looked up per statement: well below SQLite's and PostgreSQL's bound-parameter caps. */
 const LOOKUP_CHUNK = 500;

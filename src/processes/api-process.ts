@@ -2,36 +2,39 @@ import fs from 'node:fs';
 import type { Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadConfig, type Config } from './config';
-import { ApiKeyRepository } from './data-access/api-key-repository';
-import { CallbackRepository } from './data-access/callback-repository';
-import { ClassifierRepository } from './data-access/classifier-repository';
-import { dataLayout } from './data-access/data-layout';
-import { Database } from './data-access/database';
-import { ImageClaims } from './data-access/image-claims';
-import { HeadStore } from './data-access/head-store';
-import { ImageStore } from './data-access/image-store';
-import { resolveRedis } from './data-access/redis-server';
-import { TrainingQueue } from './data-access/training-queue';
-import { NamespaceClaim, bindDataDirectory, queueNamespace, readDataDirectoryInstance, readInstanceId } from './data-access/instance-identity';
-import { bootstrapApiKeys } from './domain/bootstrap-keys';
-import { removeOrphanHeads, removeOrphanImages } from './domain/ingest-examples';
-import type { ServiceContext } from './domain/service-context';
-import { createApp, createOperationsApp } from './entry-points/http/app';
-import { openApiDocument } from './entry-points/http/openapi';
-import type { OperationsDependencies } from './entry-points/http/operations-routes';
-import { MetricsExchange, publishPeriodically } from './data-access/metrics-exchange';
-import { openRateLimitStore } from './data-access/rate-limit-store';
-import { UploadTempDir } from './data-access/upload-temp';
-import { ApiMetrics } from './lib/metrics';
-import packageJson from '../package.json';
-import { WorkerSupervisor } from './entry-points/worker-process';
-import { createLogger } from './logger';
-import { HeadCache } from './data-access/head-cache';
-import { openEmbedder } from './data-access/model-runtime';
-import { fetchImageFromUrl } from './data-access/url-image-fetcher';
-import { EmbeddingCache } from './ml/embedding-cache';
-import type { ClassifyContext } from './domain/classify-images';
+import { loadConfig, type Config } from '../config';
+import { ApiKeyRepository } from '../data-access/db/api-key-repository';
+import { CallbackRepository } from '../data-access/db/callback-repository';
+import { ClassifierRepository } from '../data-access/db/classifier-repository';
+import { VersionRepository } from '../data-access/db/version-repository';
+import { dataLayout } from '../data-access/files/data-layout';
+import { Database } from '../data-access/db/database';
+import { ImageClaims } from '../data-access/db/image-claims';
+import { HeadStore } from '../data-access/files/head-store';
+import { ImageStore } from '../data-access/files/image-store';
+import { resolveRedis } from '../data-access/redis/redis-server';
+import { TrainingQueue } from '../data-access/redis/training-queue';
+import { NamespaceClaim } from '../data-access/redis/namespace-claim';
+import { bindDataDirectory, readDataDirectoryInstance } from '../data-access/files/data-directory';
+import { queueNamespace, readInstanceId } from '../data-access/db/instance-id';
+import { bootstrapApiKeys } from '../domain/bootstrap-keys';
+import { removeOrphanHeads, removeOrphanImages } from '../domain/ingest-examples';
+import type { ServiceContext } from '../domain/service-context';
+import { createApp, createOperationsApp } from '../entry-points/http/app';
+import { openApiDocument } from '../entry-points/http/openapi';
+import type { OperationsDependencies } from '../entry-points/http/operations-routes';
+import { MetricsExchange, publishPeriodically } from '../data-access/redis/metrics-exchange';
+import { openRateLimitStore } from '../data-access/redis/rate-limit-store';
+import { UploadTempDir } from '../data-access/files/upload-temp';
+import { ApiMetrics } from '../lib/metrics';
+import packageJson from '../../package.json';
+import { WorkerSupervisor } from './worker-supervisor';
+import { createLogger } from '../logger';
+import { HeadCache } from '../data-access/files/head-cache';
+import { openEmbedder } from '../ml/open-embedder';
+import { fetchImageFromUrl } from '../data-access/outbound/image-fetcher';
+import { EmbeddingCache } from '../data-access/db/embedding-cache';
+import type { ClassifyContext } from '../domain/classify-images';
 
 export interface RunningService {
   config: Config;
@@ -95,6 +98,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const ctx: ServiceContext = {
     config,
     classifiers: new ClassifierRepository(db),
+    versions: new VersionRepository(db),
     callbacks: new CallbackRepository(db),
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
@@ -111,6 +115,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   const classify: ClassifyContext = {
     classifiers: ctx.classifiers,
+    versions: ctx.versions,
     headCache: new HeadCache(ctx.heads),
     embedder,
     namesObjects: config.objectDetection,

@@ -1,7 +1,7 @@
-import { ensureBundledPack } from '../ml/bundled-pack';
-import { ensureDetectorPack } from '../ml/detector/detector-pack';
-import { Embedder } from '../ml/embedder';
-import { loadBestPack } from '../ml/model-pack';
+import { ensureBundledPack } from './bundled-pack';
+import { ensureDetectorPack } from './detector/detector-pack';
+import { Embedder } from './embedder';
+import { loadBestPack } from './model-pack';
 import type { Logger } from '../logger';
 
 /**

@@ -1,7 +1,7 @@
 import IORedis from 'ioredis';
-import { isSnapshot, type MetricsSnapshot, type ProcessMetrics } from '../lib/metrics';
-import type { Logger } from '../logger';
-import { withTimeout } from '../lib/timeout';
+import { isSnapshot, type MetricsSnapshot, type ProcessMetrics } from '../../lib/metrics';
+import type { Logger } from '../../logger';
+import { withTimeout } from '../../lib/timeout';
 
 const SCAN_BATCH = 100;
 

@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileDurably } from '../lib/durable-write';
-import { claimTaggedName, leftByGoneProcess, releaseTaggedName } from '../lib/process-tag';
+import { writeFileDurably } from '../../lib/durable-write';
+import { claimTaggedName, leftByGoneProcess, releaseTaggedName } from '../../lib/process-tag';
 
 const IMAGE_HASH = /^[0-9a-f]{64}$/;
 /**

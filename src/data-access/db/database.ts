@@ -52,7 +52,7 @@ export class Database {
     readonly dialect: Dialect,
     /** Where the data is, for messages (never with a password). */
     readonly location: string,
-    /** What tells this database apart from a copy of it (see instance-identity.ts). */
+    /** What tells this database apart from a copy of it (see instance-id.ts). */
     readonly fingerprint: string,
   ) {}
 
@@ -197,7 +197,7 @@ async function runMigrations(kysely: Kysely<Schema>, dialect: Dialect, options: 
   if (unknown.length > 0) throw newerSchema(`migrations ${unknown.join(', ')}`);
   const { error } = await migrator.migrateToLatest();
   if (error) throw error;
-  // The instance's identity is made with its database and never changes (see instance-identity.ts).
+  // The instance's identity is made with its database and never changes (see instance-id.ts).
   await kysely
     .insertInto('instance')
     .values({ singleton: 1, id: crypto.randomUUID(), created: new Date().toISOString() })

@@ -1,9 +1,9 @@
 import cluster, { type Worker } from 'node:cluster';
 import { loadConfig } from '../config';
-import { resolveRedis } from '../data-access/redis-server';
+import { resolveRedis } from '../data-access/redis/redis-server';
 import { createLogger } from '../logger';
-import { startService, type RunningService } from '../service';
-import { WorkerSupervisor } from './worker-process';
+import { startService, type RunningService } from './api-process';
+import { WorkerSupervisor } from './worker-supervisor';
 
 /** A dead API process is replaced after this, doubling while replacements die before they serve, up to the maximum. */
 const RESTART_DELAY_MS = 1000;

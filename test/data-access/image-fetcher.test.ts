@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fetchImageFromUrl, isPublicAddress, UrlFetchError, type UrlFetchOptions } from '../../src/data-access/url-image-fetcher';
+import { fetchImageFromUrl, type UrlFetchOptions } from '../../src/data-access/outbound/image-fetcher';
+import { isPublicAddress, UrlFetchError } from '../../src/data-access/outbound/url-policy';
 import { BLUE, solidColorPng } from '../../fixtures/images';
 
 interface TestServer {

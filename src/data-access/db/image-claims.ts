@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { isRunning, PID_SCOPE } from '../lib/process-tag';
+import { isRunning, PID_SCOPE } from '../../lib/process-tag';
 import type { Database } from './database';
 
 /** Tells this process apart from an earlier one with the same pid (a restarted container's). */

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileDurably } from '../lib/durable-write';
+import { writeFileDurably } from '../../lib/durable-write';
 
 const SAFE_ID = /^[A-Za-z0-9_-]+$/;
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { claimTaggedName, leftByGoneProcess, releaseTaggedName } from '../lib/process-tag';
-import type { Logger } from '../logger';
+import { claimTaggedName, leftByGoneProcess, releaseTaggedName } from '../../lib/process-tag';
+import type { Logger } from '../../logger';
 
 /** How often a live process marks its temp folder as in use (its mtime), and how often it sweeps. */
 const HEARTBEAT_MS = 60_000;

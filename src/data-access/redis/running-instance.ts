@@ -1,6 +1,6 @@
 import os from 'node:os';
 import IORedis from 'ioredis';
-import { CLAIM_REFRESH_MS, CLAIM_TTL_MS } from './instance-identity';
+import { CLAIM_REFRESH_MS, CLAIM_TTL_MS } from './namespace-claim';
 
 /** What Redis says about the instance's processes. */
 export type InstanceActivity =
@@ -22,7 +22,7 @@ function connect(redisUrl: string): IORedis {
 
 /**
  * Tells whether any process of the instance runs, from its Redis namespace claims (see
- * NamespaceClaim in instance-identity.ts): every API and worker process refreshes the key
+ * NamespaceClaim in namespace-claim.ts): every API and worker process refreshes the key
  * `<QUEUE_PREFIX>:<instance id>:instance` each CLAIM_REFRESH_MS, and a stopped one leaves it to
  * expire. Claims under any QUEUE_PREFIX count. A claim found is watched for up to CLAIM_WATCH_MS
  * (15 s): refreshed means running; gone or never refreshed means its processes have stopped.

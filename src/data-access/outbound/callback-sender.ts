@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { checkOutgoingUrl, UrlFetchError } from './url-image-fetcher';
+import { checkOutgoingUrl, UrlFetchError } from './url-policy';
 
 /** A callback that was not delivered; `permanent` when trying again cannot help (the URL is refused). */
 export class CallbackDeliveryError extends Error {

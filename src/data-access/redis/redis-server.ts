@@ -4,8 +4,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import type { Logger } from '../logger';
-import { isRunning, PID_SCOPE } from '../lib/process-tag';
+import type { Logger } from '../../logger';
+import { isRunning, PID_SCOPE } from '../../lib/process-tag';
 
 export class RedisUnavailableError extends Error {}
 

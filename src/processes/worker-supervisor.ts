@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from '../logger';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-// Compiled, this file is dist/src/entry-points/*.js and the worker dist/workers/*.js;
+// Compiled, this file is dist/src/processes/*.js and the worker's executable dist/workers/*.js;
 // under ts-jest or ts-node it is the .ts source, and the worker runs through ts-node too.
 const RUNNING_FROM_SOURCE = __filename.endsWith('.ts');
 

@@ -1,0 +1,365 @@
+import { isStorageUnavailable, type Database, type Queries } from './database';
+import { recordTrainingEnd } from './callback-repository';
+import { chunks, findClassifierIn, findVersionIn, retiredIds, type ClassifierRecord, type VersionRecord } from './records';
+
+export type { VersionRecord } from './records';
+
+/** One change of a classifier's current version: a training run's result, or an activation (rollback). */
+export interface VersionEvent {
+  versionId: number;
+  previousVersionId: number | null;
+  cause: 'trained' | 'activated';
+  created: string;
+}
+
+export type ActivationResult =
+  | { outcome: 'activated' | 'unchanged'; classifier: ClassifierRecord; pendingExamples: number }
+  | { outcome: 'no-classifier' }
+  | { outcome: 'no-version' }
+  | { outcome: 'pruned' };
+
+/** What a classify request asked for: a classifier's current version, or a pinned one. */
+export interface VersionRequest {
+  classifierId: string;
+  versionId?: number;
+}
+
+export type ResolvedVersion =
+  | { outcome: 'ok'; classifier: ClassifierRecord; version: VersionRecord }
+  | { outcome: 'no-classifier' | 'no-version' | 'not-trained' | 'pruned'; classifier?: ClassifierRecord };
+
+/**
+ * A classifier's immutable versions and their lifecycle, in the service's database: a training run's
+ * result published (or its failure recorded), activation (rollback), retention (pruning), the events
+ * that changed the current version, and the leases classify requests hold on the versions they use.
+ * Every change is one write transaction holding the write lock from its first read (see database.ts).
+ */
+export class VersionRepository {
+  constructor(private readonly db: Database) {}
+
+  /**
+   * Records a finished training run and makes it the serving version, atomically, with the
+   * examples it trained on (what an activation of it restores) and a `trained` event.
+   * Returns false when the classifier was deleted meanwhile, or when its snapshot is not newer
+   * than the current version's (a newer run or an activation came first, or another worker already
+   * published this generation after this one's queue lock lapsed): the caller removes the head file.
+   * If more examples arrived while training, the status stays in training until the next run;
+   * otherwise a callback, if the classifier has one, is put in the outbox in the same transaction.
+   */
+  async publishVersion(input: {
+    classifierId: string;
+    generation: number;
+    headFile: string;
+    classes: string[];
+    packKey: string;
+    evaluation: unknown;
+    /** Usable examples (images that could be read). */
+    examples: number;
+    /** Ids of the snapshot's examples: the training set this version represents. */
+    exampleIds: number[];
+    now: string;
+  }): Promise<boolean> {
+    return this.db.write(async (trx) => {
+      const row = await trx
+        .selectFrom('classifiers')
+        .select(['generation', 'trained_generation', 'current_version_id'])
+        .where('id', '=', input.classifierId)
+        .executeTakeFirst();
+      if (!row || input.generation <= row.trained_generation) return false;
+      const { id: versionId } = await trx
+        .insertInto('versions')
+        .values({
+          classifier_id: input.classifierId,
+          generation: input.generation,
+          head_file: input.headFile,
+          classes: JSON.stringify(input.classes),
+          pack_key: input.packKey,
+          evaluation: JSON.stringify(input.evaluation),
+          examples: input.examples,
+          created: input.now,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      // Only examples still there: a customer-data deletion may have removed some during the run.
+      for (const ids of chunks(input.exampleIds, 500)) {
+        await trx
+          .insertInto('version_examples')
+          .columns(['classifier_id', 'version_id', 'example_id'])
+          .expression((eb) =>
+            eb
+              .selectFrom('examples')
+              .select(['classifier_id', eb.val(versionId).as('version_id'), 'id'])
+              .where('classifier_id', '=', input.classifierId)
+              .where('id', 'in', ids),
+          )
+          .onConflict((oc) => oc.doNothing())
+          .execute();
+      }
+      const caughtUp = input.generation >= row.generation;
+      const wasRetrain = row.current_version_id !== null;
+      await trx
+        .updateTable('classifiers')
+        .set({
+          current_version_id: versionId,
+          trained_generation: input.generation,
+          ...(caughtUp ? { status: 'ready' as const, explanation: null } : {}),
+          ...(wasRetrain ? { retrained: input.now } : {}),
+        })
+        .where('id', '=', input.classifierId)
+        .execute();
+      await recordEvent(trx, input.classifierId, versionId, row.current_version_id, 'trained', input.now);
+      if (caughtUp) await recordTrainingEnd(trx, input.classifierId, input.now);
+      return true;
+    });
+  }
+
+  /**
+   * Marks a training run as failed unless newer examples arrived meanwhile (then the next run decides).
+   * The current version, if any, keeps serving. Returns whether the failure was recorded.
+   */
+  async markFailed(id: string, generation: number, explanation: string, now: string): Promise<boolean> {
+    return this.db.write(async (trx) => {
+      const result = await trx
+        .updateTable('classifiers')
+        .set({ status: 'failed', explanation })
+        .where('id', '=', id)
+        .where('generation', '=', generation)
+        .executeTakeFirst();
+      const changed = Number(result.numUpdatedRows) > 0;
+      if (changed) await recordTrainingEnd(trx, id, now);
+      return changed;
+    });
+  }
+
+  findVersion(id: number): Promise<VersionRecord | undefined> {
+    return findVersionIn(this.db.kysely, id);
+  }
+
+  async listVersions(classifierId: string): Promise<VersionRecord[]> {
+    const ids = await this.db.kysely.selectFrom('versions').select('id').where('classifier_id', '=', classifierId).orderBy('id').execute();
+    const versions = await Promise.all(ids.map((r) => this.findVersion(r.id)));
+    return versions.filter((v): v is VersionRecord => v !== undefined);
+  }
+
+  /** Every change of the current version, oldest first. */
+  async listVersionEvents(classifierId: string): Promise<VersionEvent[]> {
+    const rows = await this.db.kysely
+      .selectFrom('version_events')
+      .select(['version_id', 'previous_version_id', 'cause', 'created'])
+      .where('classifier_id', '=', classifierId)
+      .orderBy('id')
+      .execute();
+    return rows.map((r) => ({ versionId: r.version_id, previousVersionId: r.previous_version_id, cause: r.cause, created: r.created }));
+  }
+
+  /**
+   * Makes an earlier (or later) version current: a rollback, recorded as an `activated` event.
+   *
+   * The training set becomes the examples that version trained on plus the pending ones (accepted
+   * but in no run that reached the current version yet), unless `discardPending`; every other
+   * example is retired (kept while some version still uses it, so activating that version brings
+   * it back). The generation moves past every run in flight, so a run that started before the
+   * activation cannot publish over it. With pending examples the classifier is `retraining` (the
+   * caller queues a run); without, it is `ready` at once. Activating the current version without
+   * `discardPending` changes nothing.
+   */
+  async activateVersion(input: { classifierId: string; versionId: number; discardPending: boolean; now: string }): Promise<ActivationResult> {
+    return this.db.write(async (trx): Promise<ActivationResult> => {
+      const c = await findClassifierIn(trx, input.classifierId);
+      if (!c) return { outcome: 'no-classifier' };
+      const version = await findVersionIn(trx, input.versionId);
+      if (!version || version.classifierId !== c.id) return { outcome: 'no-version' };
+      if (version.pruned) return { outcome: 'pruned' };
+      if (version.id === c.currentVersionId && !input.discardPending) {
+        return { outcome: 'unchanged', classifier: c, pendingExamples: 0 };
+      }
+      const membersOf = (versionId: number) => trx.selectFrom('version_examples').select('example_id').where('version_id', '=', versionId);
+      const pending = input.discardPending
+        ? []
+        : await trx
+            .selectFrom('examples')
+            .select(['id', 'class_name'])
+            .where('classifier_id', '=', c.id)
+            .where('id', 'not in', retiredIds(trx, c.id))
+            .where('id', 'not in', membersOf(c.currentVersionId ?? -1))
+            .orderBy('id')
+            .execute();
+
+      await trx
+        .insertInto('retired_examples')
+        .columns(['example_id', 'classifier_id'])
+        .expression(
+          trx.selectFrom('examples').select(['id', 'classifier_id']).where('classifier_id', '=', c.id).where('id', 'not in', membersOf(version.id)),
+        )
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+      await trx.deleteFrom('retired_examples').where('example_id', 'in', membersOf(version.id)).execute();
+      for (const ids of chunks(pending.map((e) => e.id), 500)) {
+        await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
+      }
+
+      // The classes: the version's, in its order, then those only pending examples have, in their old order.
+      const classNames = [...version.classes];
+      for (const name of c.classes) {
+        if (!classNames.includes(name) && pending.some((e) => e.class_name === name)) classNames.push(name);
+      }
+      await trx.deleteFrom('classes').where('classifier_id', '=', c.id).execute();
+      for (const names of chunks(classNames.map((name, position) => ({ classifier_id: c.id, name, position })))) {
+        await trx.insertInto('classes').values(names).execute();
+      }
+
+      // Generation g+1 is "exactly this version's examples", which the version represents; the
+      // pending examples, if any, come back as generation g+2, which the next run trains on.
+      const trainedGeneration = c.generation + 1;
+      const generation = pending.length > 0 ? trainedGeneration + 1 : trainedGeneration;
+      await trx
+        .updateTable('classifiers')
+        .set({
+          current_version_id: version.id,
+          generation,
+          trained_generation: trainedGeneration,
+          status: pending.length > 0 ? 'retraining' : 'ready',
+          explanation: null,
+          updated: input.now,
+        })
+        .where('id', '=', c.id)
+        .execute();
+      await recordEvent(trx, c.id, version.id, c.currentVersionId, 'activated', input.now);
+      return { outcome: 'activated', classifier: (await findClassifierIn(trx, c.id))!, pendingExamples: pending.length };
+    });
+  }
+
+  /**
+   * Retention: deletes the head files of all but the `keep` newest versions, never the current
+   * one nor one a request in flight holds a lease on. A pruned version stays listed (marked
+   * `pruned`) but can no longer be pinned or activated. Retired examples no kept version uses
+   * any more are deleted. Returns the head files to remove and the image hashes those examples
+   * referenced (for the image store's garbage collection).
+   */
+  async pruneVersions(classifierId: string, keep: number, now: string): Promise<{ headFiles: string[]; imageHashes: string[] }> {
+    return this.db.write(async (trx) => {
+      await trx.deleteFrom('version_leases').where('expires', '<=', now).execute();
+      const current = await trx.selectFrom('classifiers').select('current_version_id').where('id', '=', classifierId).executeTakeFirst();
+      if (!current) return { headFiles: [], imageHashes: [] };
+      const live = await trx
+        .selectFrom('versions as v')
+        .select(['v.id', 'v.head_file'])
+        .select((eb) => eb.exists(eb.selectFrom('version_leases as l').select('l.id').whereRef('l.version_id', '=', 'v.id')).as('leased'))
+        .where('v.classifier_id', '=', classifierId)
+        .where('v.id', 'not in', trx.selectFrom('pruned_versions').select('version_id').where('classifier_id', '=', classifierId))
+        .orderBy('v.id', 'desc')
+        .execute();
+      const doomed = live.slice(keep).filter((v) => v.id !== current.current_version_id && !Number(v.leased));
+      for (const v of doomed) {
+        await trx.insertInto('pruned_versions').values({ version_id: v.id, classifier_id: classifierId, pruned: now }).execute();
+        await trx.deleteFrom('version_examples').where('version_id', '=', v.id).execute();
+      }
+      const orphans = await trx
+        .selectFrom('examples as e')
+        .innerJoin('retired_examples as r', 'r.example_id', 'e.id')
+        .select(['e.id', 'e.image_hash'])
+        .where('r.classifier_id', '=', classifierId)
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('version_examples as ve').select('ve.example_id').whereRef('ve.example_id', '=', 'e.id'))))
+        .execute();
+      for (const ids of chunks(orphans.map((e) => e.id), 500)) {
+        await trx.deleteFrom('examples').where('id', 'in', ids).execute();
+        await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
+      }
+      return { headFiles: doomed.map((v) => v.head_file), imageHashes: [...new Set(orphans.map((e) => e.image_hash))] };
+    });
+  }
+
+  /**
+   * Resolves the versions a classify request uses (each classifier's current one, or the pinned
+   * one) and leases them until `expires`, in one transaction, so retention cannot delete a head
+   * between this read and the end of the request. Returns the lease ids for releaseLeases.
+   * When the lease cannot be written (a full disk, a locked database) the request still gets its
+   * versions, unleased: classifying must keep working wherever reading does, and pruning, which
+   * must write too, is then just as stuck.
+   */
+  async resolveAndLease(
+    ownerId: string,
+    requests: VersionRequest[],
+    expires: string,
+  ): Promise<{ resolved: ResolvedVersion[]; leaseIds: number[] }> {
+    if (requests.length === 0) return { resolved: [], leaseIds: [] };
+    try {
+      return await this.db.write((trx) =>
+        resolveVersions(trx, ownerId, requests, async (classifierId, versionId) => {
+          const { id } = await trx
+            .insertInto('version_leases')
+            .values({ classifier_id: classifierId, version_id: versionId, expires })
+            .returning('id')
+            .executeTakeFirstOrThrow();
+          return id;
+        }),
+      );
+    } catch (error) {
+      if (!isStorageUnavailable(error)) throw error;
+      return this.db.read((trx) => resolveVersions(trx, ownerId, requests));
+    }
+  }
+
+  /** Ends a request's leases. One that cannot be deleted now (a full disk) simply expires. */
+  async releaseLeases(leaseIds: number[]): Promise<void> {
+    if (leaseIds.length === 0) return;
+    try {
+      await this.db.kysely.deleteFrom('version_leases').where('id', 'in', leaseIds).execute();
+    } catch (error) {
+      if (!isStorageUnavailable(error)) throw error;
+    }
+  }
+
+  /** Of the head files given, those a version names (pruned versions' files are removed, so they do not count). */
+  async headFilesInUse(files: string[]): Promise<Set<string>> {
+    const inUse = new Set<string>();
+    for (const chunk of chunks(files, 500)) {
+      const rows = await this.db.kysely
+        .selectFrom('versions as v')
+        .select('v.head_file')
+        .where('v.head_file', 'in', chunk)
+        .where('v.id', 'not in', this.db.kysely.selectFrom('pruned_versions').select('version_id'))
+        .execute();
+      rows.forEach((r) => inUse.add(r.head_file));
+    }
+    return inUse;
+  }
+}
+
+async function resolveVersions(
+  q: Queries,
+  ownerId: string,
+  requests: VersionRequest[],
+  lease?: (classifierId: string, versionId: number) => Promise<number>,
+): Promise<{ resolved: ResolvedVersion[]; leaseIds: number[] }> {
+  const leaseIds: number[] = [];
+  const resolved: ResolvedVersion[] = [];
+  for (const r of requests) {
+    const found = await findClassifierIn(q, r.classifierId);
+    const classifier = found && found.ownerId === ownerId ? found : undefined;
+    if (!classifier) {
+      resolved.push({ outcome: 'no-classifier' });
+      continue;
+    }
+    const versionId = r.versionId ?? classifier.currentVersionId;
+    if (versionId === null) {
+      resolved.push({ outcome: 'not-trained', classifier });
+      continue;
+    }
+    const version = await findVersionIn(q, versionId);
+    if (!version || version.classifierId !== classifier.id) resolved.push({ outcome: 'no-version', classifier });
+    else if (version.pruned) resolved.push({ outcome: 'pruned', classifier });
+    else {
+      if (lease) leaseIds.push(await lease(classifier.id, version.id));
+      resolved.push({ outcome: 'ok', classifier, version });
+    }
+  }
+  return { resolved, leaseIds };
+}
+
+async function recordEvent(trx: Queries, classifierId: string, versionId: number, previous: number | null, cause: VersionEvent['cause'], now: string) {
+  await trx
+    .insertInto('version_events')
+    .values({ classifier_id: classifierId, version_id: versionId, previous_version_id: previous, cause, created: now })
+    .execute();
+}
