@@ -1,4 +1,5 @@
 /** The public Watson v3 API as the console calls it: Basic `apikey:<key>`, `?version=` on every call. */
+import type { components, operations } from './api-types';
 
 export const API_VERSION = '2018-03-19';
 
@@ -17,71 +18,18 @@ export class ApiFailure extends Error {
   }
 }
 
-export interface EvaluationClass {
-  class: string;
-  precision: number;
-  recall: number;
-  f1: number;
-  roc_auc: number | null;
-  support: number;
-}
+/** The API's shapes, generated from the server's OpenAPI document by `npm run build:console`. */
+type Schemas = components['schemas'];
 
-export interface Evaluation {
-  method: string;
-  folds: number;
-  examples: number;
-  classes: EvaluationClass[];
-  accuracy?: number;
-  confusion_matrix?: { labels: Array<string | null>; counts: number[][] };
-}
+/** The JSON body of an operation's answer with `status`, as the OpenAPI document says. */
+type Answer<Op extends keyof operations, Status extends number = 200> =
+  operations[Op]['responses'] extends { [S in Status]: { content: { 'application/json': infer Body } } } ? Body : never;
 
-export interface Classifier {
-  classifier_id: string;
-  name: string;
-  owner: string;
-  status: 'ready' | 'training' | 'retraining' | 'failed' | string;
-  explanation?: string;
-  created: string;
-  updated: string;
-  retrained?: string;
-  classes: Array<{ class: string }>;
-  training_progress?: number;
-  evaluation?: Evaluation & { version_id: number; created: string };
-}
-
-export interface Version {
-  version_id: number;
-  created: string;
-  classes: Array<{ class: string }>;
-  examples: number;
-  pack: string;
-  evaluation: Evaluation;
-}
-
-export interface Versions {
-  classifier_id: string;
-  current_version_id: number | null;
-  versions: Version[];
-}
-
-export interface ClassResult {
-  class: string;
-  score: number;
-  type_hierarchy?: string;
-}
-
-export interface ClassifyResponse {
-  images: Array<{
-    image?: string;
-    source_url?: string;
-    resolved_url?: string;
-    classifiers?: Array<{ classifier_id: string; name: string; classes: ClassResult[] }>;
-    error?: { code: number; description: string; error_id?: string };
-  }>;
-  images_processed?: number;
-  custom_classes?: number;
-  warnings?: Array<{ warning_id: string; description: string }>;
-}
+export type Classifier = Schemas['Classifier'];
+/** One version's evaluation (the classifier's own also names the version it evaluates). */
+export type Evaluation = Schemas['HeadEvaluation'];
+export type Versions = Answer<'listVersions'>;
+export type ClassifyResponse = Answer<'classify'>;
 
 function basicCredentials(key: string): string {
   const bytes = new TextEncoder().encode(`apikey:${key}`);
@@ -127,28 +75,27 @@ export class Api {
       body = undefined;
     }
     if (body !== undefined && (response.ok || options.keep?.(response.status, body))) return body as T;
-    const error = (body as { error?: unknown } | undefined)?.error;
+    const error = (body as Partial<Schemas['Error']> | undefined)?.error;
     const message = typeof error === 'string' ? error : `${response.status} ${response.statusText}`.trim() || 'The service gave no reason.';
     throw new ApiFailure(kindOf(response.status), response.status, message);
   }
 
   listClassifiers(): Promise<Classifier[]> {
-    return this.call<{ classifiers: Classifier[] }>('GET', '/v3/classifiers', { query: { verbose: 'true' } }).then((r) => r.classifiers);
+    return this.call<Answer<'listClassifiers'>>('GET', '/v3/classifiers', { query: { verbose: 'true' } }).then(
+      // verbose=true answers full objects only; the document's entry is a union because it cannot tie the shape to the query.
+      (r) => r.classifiers as Classifier[],
+    );
   }
 
-  getClassifier(id: string): Promise<Classifier> {
-    return this.call('GET', `/v3/classifiers/${encodeURIComponent(id)}`);
-  }
-
-  createClassifier(form: FormData): Promise<Classifier> {
+  createClassifier(form: FormData): Promise<Answer<'createClassifier'>> {
     return this.call('POST', '/v3/classifiers', { body: form });
   }
 
-  updateClassifier(id: string, form: FormData): Promise<Classifier> {
+  updateClassifier(id: string, form: FormData): Promise<Answer<'updateClassifier'>> {
     return this.call('POST', `/v3/classifiers/${encodeURIComponent(id)}`, { body: form });
   }
 
-  deleteClassifier(id: string): Promise<unknown> {
+  deleteClassifier(id: string): Promise<Answer<'deleteClassifier'>> {
     return this.call('DELETE', `/v3/classifiers/${encodeURIComponent(id)}`);
   }
 
@@ -161,7 +108,7 @@ export class Api {
    * classifier) is Watson's normal answer shape and is returned, not thrown.
    */
   classify(input: { file: File } | { url: string }, classifierIds: string[], threshold: number): Promise<ClassifyResponse> {
-    const keep = (status: number, body: unknown) => status === 400 && Array.isArray((body as ClassifyResponse)?.images);
+    const keep = (status: number, body: unknown) => status === 400 && Array.isArray((body as Partial<ClassifyResponse> | null)?.images);
     const ids = classifierIds.join(',');
     if ('url' in input) {
       return this.call('GET', '/v3/classify', { query: { url: input.url, classifier_ids: ids, threshold: String(threshold) }, keep });

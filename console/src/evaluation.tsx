@@ -11,7 +11,7 @@ const METRICS = [
   { key: 'roc_auc', label: 'ROC-AUC', color: '#7c3aed' },
 ] as const;
 
-const fixed = (value: number | null | undefined) => (value === null || value === undefined || Number.isNaN(value) ? '—' : value.toFixed(3));
+const fixed = (value: number | null) => (value === null ? '—' : value.toFixed(3));
 const noneLabel = (label: string | null, asActual: boolean) => label ?? (asActual ? 'negative examples' : 'no class');
 
 /** Off-diagonal cells of the confusion matrix, most frequent first. */
@@ -38,7 +38,8 @@ export function EvaluationView({ evaluation }: { evaluation: Evaluation }) {
         datasets: METRICS.map((m) => ({
           label: m.label,
           backgroundColor: m.color,
-          data: evaluation.classes.map((c) => c[m.key] ?? 0),
+          // No bar for a null ROC-AUC (one label only): drawing 0 would claim the worst possible ranking.
+          data: evaluation.classes.map((c) => c[m.key]),
         })),
       },
       options: {

@@ -1,11 +1,7 @@
-/** Upload limits the API enforces, written into the page by the server (see console-routes.ts). */
-export interface Limits {
-  maxZipBytes: number;
-  maxRequestBytes: number;
-  minImagesPerZip: number;
-  maxImagesPerZip: number;
-  maxClassifyImageBytes: number;
-}
+import type { components } from './api-types';
+
+/** Upload limits the API enforces, written into the page by the server (console-routes.ts, shaped by consoleLimitsSchema). */
+export type Limits = components['schemas']['ConsoleLimits'];
 
 const MB = 1024 * 1024;
 /** The contract's limits, used when the page was opened without the server's (e.g. vite dev). */

@@ -263,6 +263,24 @@ export const readinessSchema = z
 
 export type Readiness = z.infer<typeof readinessSchema>;
 
+// ---------------------------------------------------------------- web console
+
+/**
+ * The upload limits the server writes into the console's page (a meta tag, not an API answer), so the
+ * console checks what this server enforces; the console's type of it is generated from this schema.
+ */
+export const consoleLimitsSchema = z
+  .object({
+    maxZipBytes: z.number().int(),
+    maxRequestBytes: z.number().int(),
+    minImagesPerZip: z.number().int(),
+    maxImagesPerZip: z.number().int(),
+    maxClassifyImageBytes: z.number().int(),
+  })
+  .meta({ id: 'ConsoleLimits' });
+
+export type ConsoleLimits = z.infer<typeof consoleLimitsSchema>;
+
 // ---------------------------------------------------------------- requests
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;

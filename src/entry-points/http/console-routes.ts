@@ -4,6 +4,7 @@ import compression from 'compression';
 import express, { Router } from 'express';
 import helmet from 'helmet';
 import type { Config } from '../../config';
+import type { ConsoleLimits } from '../../domain/api-schemas';
 import { ApiError } from '../../errors';
 
 /**
@@ -13,15 +14,6 @@ import { ApiError } from '../../errors';
 export const CONSOLE_DIR = __filename.endsWith('.ts')
   ? path.resolve(__dirname, '..', '..', '..', 'dist', 'console')
   : path.resolve(__dirname, '..', '..', '..', 'console');
-
-/** What the console checks before an upload; the server checks again and has the last word. */
-export interface ConsoleLimits {
-  maxZipBytes: number;
-  maxRequestBytes: number;
-  minImagesPerZip: number;
-  maxImagesPerZip: number;
-  maxClassifyImageBytes: number;
-}
 
 /**
  * The console's own policy: everything from this origin, images also from data: and blob: (previews of
@@ -54,6 +46,7 @@ const escapeAttribute = (text: string) => text.replace(/&/g, '&amp;').replace(/"
  */
 export function consoleRoutes(config: Config, consoleDir = CONSOLE_DIR): Router {
   const router = Router();
+  // What the console checks before an upload; the server checks again and has the last word.
   const limits: ConsoleLimits = {
     maxZipBytes: config.limits.maxZipBytes,
     maxRequestBytes: config.limits.maxRequestBytes,
