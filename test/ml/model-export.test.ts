@@ -10,7 +10,7 @@ import { onnxToCoreMlClassifier } from '../../src/ml/export/onnx-to-coreml';
 import { scoreHead, type TrainedHead } from '../../src/ml/heads';
 import { OnnxGraphBuilder } from '../../src/ml/onnx/onnx-graph-builder';
 import type { PackManifest } from '../../src/ml/types';
-import { decodeMlModel, runNeuralNetworkClassifier } from '../support/coreml-reference';
+import { decodeMlModel, runNeuralNetworkClassifier, withCoreMlSpec } from '../support/coreml-reference';
 
 const SIZE = 32;
 
@@ -109,13 +109,42 @@ function smallNchwNetwork(size: number): { model: Uint8Array; input: { name: str
 
 const INFO = { classifierId: 'synthetic_1', name: 'synthetic', versionId: 3, created: '2026-11-30T00:00:00.000Z' };
 
-function pictures(count: number): Uint8Array[] {
+function pictures(count: number, size = SIZE): Uint8Array[] {
   const r = random(23);
-  return Array.from({ length: count }, () => Uint8Array.from(r(SIZE * SIZE * 3, 1), (v) => Math.round((v + 1) * 127.5)));
+  return Array.from({ length: count }, () => Uint8Array.from(r(size * size * 3, 1), (v) => Math.round((v + 1) * 127.5)));
+}
+
+/** A CenterNet-style pack (NHWC 0–255) and a small NCHW ImageNet-normalised network composed into one classifier. */
+function composedClassifier() {
+  const first = centernetLikePack();
+  const second = smallNchwNetwork(SIZE);
+  const sources = [packEmbeddingSource(first.model, first.manifest), { model: second.model, input: second.input, outputs: ['pooled'], dim: 8 }];
+  const classes = ['alpha', 'beta'];
+  const trained = head(22, classes);
+  return { first, second, sources, classes, trained, built: buildClassifierOnnx(sources, trained, INFO) };
+}
+
+/** The head's scores of each picture as the Embedder sees it: each network on its own input, each tap L2-normalised, concatenated, normalised. */
+async function embedderScores({ first, second, trained }: ReturnType<typeof composedClassifier>, rgbs: Uint8Array[]): Promise<number[][]> {
+  const [net1, net2] = await Promise.all([ort.InferenceSession.create(first.model), ort.InferenceSession.create(second.model)]);
+  const plane = SIZE * SIZE;
+  const scores: number[][] = [];
+  for (const rgb of rgbs) {
+    const nhwc = Float32Array.from(rgb);
+    const nchw = new Float32Array(3 * plane);
+    for (let c = 0; c < 3; c++) for (let p = 0; p < plane; p++) nchw[c * plane + p] = (rgb[p * 3 + c] / 255 - second.input.mean[c]) / second.input.std[c];
+    const out1 = await net1.run({ images: new ort.Tensor('float32', nhwc, [1, SIZE, SIZE, 3]) });
+    const out2 = await net2.run({ input: new ort.Tensor('float32', nchw, [1, 3, SIZE, SIZE]) });
+    const parts = [out1.tap_a.data, out1.tap_b.data, out2.pooled.data] as Float32Array[];
+    const unit = (v: Float32Array) => { const n = Math.hypot(...v); return Array.from(v, (x) => x / n); };
+    scores.push(scoreHead(trained, Float32Array.from(unit(Float32Array.from(parts.flatMap(unit))))));
+  }
+  await Promise.all([net1.release(), net2.release()]);
+  return scores;
 }
 
 describe('ONNX → Core ML mapping of the ops the backbone converters emit', () => {
-  it.each([
+  withCoreMlSpec.each([
     ['0–255 pixels (CenterNet)', [0, 0, 0], [1 / 255, 1 / 255, 1 / 255]],
     ["ImageNet's per-channel mean and std", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]],
   ] as Array<[string, [number, number, number], [number, number, number]]>)('maps a CenterNet-style graph with %s input; Core ML scores match onnxruntime on the exported ONNX within 1e-5', async (_, mean, std) => {
@@ -167,7 +196,7 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
     expect(() => buildClassifierOnnx([packEmbeddingSource(model, wrong)], head(14, ['a']), INFO)).toThrow(/computes no tensor nowhere/);
   });
 
-  it('maps the real CenterNet/MobileNetV3 backbone as centernet-converter converts it, up to its last hard-swish taps', async () => {
+  withCoreMlSpec('maps the real CenterNet/MobileNetV3 backbone as centernet-converter converts it, up to its last hard-swish taps', async () => {
     // The detector pack's converted graph, its taps as the "sharper eyes" embedding takes them: pooled
     // hard-swish maps of the late backbone. Its convolutions take any input size; 128 keeps the
     // test's JS interpreter quick.
@@ -201,7 +230,7 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
     expect(coreMl.neuralNetworkClassifier.layers.some((l: any) => l.layer === 'permute')).toBe(false);
     const session = await ort.InferenceSession.create(encodeOnnx(built.model));
     const dog = '/usr/share/darknet/data/dog.jpg';
-    const rgb = fs.existsSync(dog) ? (await decodeImage(fs.readFileSync(dog), 'dog.jpg', size)).rgb : pictures(1)[0].map((v) => v);
+    const rgb = fs.existsSync(dog) ? (await decodeImage(fs.readFileSync(dog), 'dog.jpg', size)).rgb : pictures(1, size)[0];
     const nchw = new Float32Array(3 * size * size);
     for (let c = 0; c < 3; c++) for (let p = 0; p < size * size; p++) nchw[c * size * size + p] = rgb[p * 3 + c];
     const expected = (await session.run({ image: new ort.Tensor('float32', nchw, [1, 3, size, size]) })).scores.data as Float32Array;
@@ -212,42 +241,35 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
     await session.release();
   });
 
-  it('composes two embedding networks (NHWC 0–255 and NCHW ImageNet-normalised) into one export that scores like the Embedder', async () => {
-    const first = centernetLikePack();
-    const second = smallNchwNetwork(SIZE);
-    const sources = [packEmbeddingSource(first.model, first.manifest), { model: second.model, input: second.input, outputs: ['pooled'], dim: 8 }];
-    const classes = ['alpha', 'beta'];
-    const trained = head(22, classes);
-    const built = buildClassifierOnnx(sources, trained, INFO);
-    const composed = await ort.InferenceSession.create(encodeOnnx(built.model));
-    const coreMl = await decodeMlModel(onnxToCoreMlClassifier(built.model, { classes, input: built.input, shortDescription: 's', versionString: '3', metadata: {} }).bytes);
-    const [net1, net2] = await Promise.all([ort.InferenceSession.create(first.model), ort.InferenceSession.create(second.model)]);
+  it('composes two embedding networks (NHWC 0–255 and NCHW ImageNet-normalised) into one ONNX export that scores like the Embedder', async () => {
+    const composed = composedClassifier();
+    const rgbs = pictures(2);
+    const expected = await embedderScores(composed, rgbs);
+    const session = await ort.InferenceSession.create(encodeOnnx(composed.built.model));
     const plane = SIZE * SIZE;
-    for (const rgb of pictures(2)) {
-      // What the Embedder does: each network on its own input, each tap L2-normalised, concatenated, normalised.
-      const nhwc = Float32Array.from(rgb);
-      const nchw = new Float32Array(3 * plane);
-      for (let c = 0; c < 3; c++) for (let p = 0; p < plane; p++) nchw[c * plane + p] = (rgb[p * 3 + c] / 255 - second.input.mean[c]) / second.input.std[c];
-      const out1 = await net1.run({ images: new ort.Tensor('float32', nhwc, [1, SIZE, SIZE, 3]) });
-      const out2 = await net2.run({ input: new ort.Tensor('float32', nchw, [1, 3, SIZE, SIZE]) });
-      const parts = [out1.tap_a.data, out1.tap_b.data, out2.pooled.data] as Float32Array[];
-      const unit = (v: Float32Array) => { const n = Math.hypot(...v); return Array.from(v, (x) => x / n); };
-      const embedding = Float32Array.from(unit(Float32Array.from(parts.flatMap(unit))));
-      const expected = scoreHead(trained, embedding);
-
+    for (const [n, rgb] of rgbs.entries()) {
       // The export takes the picture once, with the first network's normalisation (0–255 here).
       const pixels = new Float32Array(3 * plane);
       for (let c = 0; c < 3; c++) for (let p = 0; p < plane; p++) pixels[c * plane + p] = rgb[p * 3 + c];
-      const exported = (await composed.run({ image: new ort.Tensor('float32', pixels, [1, 3, SIZE, SIZE]) })).scores.data as Float32Array;
-      const probabilities = runNeuralNetworkClassifier(coreMl, rgb, SIZE);
-      classes.forEach((cls, k) => {
-        expect(Math.abs(exported[k] - expected[k])).toBeLessThan(1e-5);
-        expect(Math.abs(probabilities.get(cls)! - expected[k])).toBeLessThan(1e-5);
-      });
+      const exported = (await session.run({ image: new ort.Tensor('float32', pixels, [1, 3, SIZE, SIZE]) })).scores.data as Float32Array;
+      expected[n].forEach((score, k) => expect(Math.abs(exported[k] - score)).toBeLessThan(1e-5));
     }
-    await Promise.all([composed.release(), net1.release(), net2.release()]);
+    await session.release();
 
+    const { sources, trained } = composed;
     const otherSize = smallNchwNetwork(48);
     expect(() => buildClassifierOnnx([sources[0], { ...sources[1], model: otherSize.model, input: otherSize.input }], trained, INFO)).toThrow(/input sizes \(32, 48\) are not whole fractions of the largest/);
+  });
+
+  withCoreMlSpec('maps the two composed embedding networks to a Core ML export that scores like the Embedder', async () => {
+    const composed = composedClassifier();
+    const { classes, built } = composed;
+    const coreMl = await decodeMlModel(onnxToCoreMlClassifier(built.model, { classes, input: built.input, shortDescription: 's', versionString: '3', metadata: {} }).bytes);
+    const rgbs = pictures(2);
+    const expected = await embedderScores(composed, rgbs);
+    for (const [n, rgb] of rgbs.entries()) {
+      const probabilities = runNeuralNetworkClassifier(coreMl, rgb, SIZE);
+      classes.forEach((cls, k) => expect(Math.abs(probabilities.get(cls)! - expected[n][k])).toBeLessThan(1e-5));
+    }
   });
 });

@@ -12,7 +12,7 @@ import { CENTERNET_INPUT_SIZE } from '../../src/ml/detector/centernet-converter'
 import { issueAccessToken } from '../../src/entry-points/http/access-token';
 import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, type TestService } from '../support/service-harness';
 import { classZip } from '../support/example-zips';
-import { decodeMlModel } from '../support/coreml-reference';
+import { decodeMlModel, withCoreMlSpec } from '../support/coreml-reference';
 import { tmpEntries } from '../support/upload-files';
 
 /**
@@ -236,7 +236,7 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     expect(result.images[0].classifiers[0].classes[0].class).toBe('stripes');
   });
 
-  it('getCoreMlModel downloads the current version as an .mlmodel that decodes with Apple\'s schema', async () => {
+  withCoreMlSpec('getCoreMlModel downloads the current version as an .mlmodel that decodes with Apple\'s schema', async () => {
     const response = await alice.getCoreMlModel({ classifierId });
     expect(response.status).toBe(200);
     expect(response.headers['content-type']).toBe('application/octet-stream');

@@ -3,7 +3,7 @@ import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { decodeImageStretched } from '../../src/ml/decode-image';
 import { CENTERNET_INPUT_SIZE } from '../../src/ml/detector/centernet-converter';
-import { decodeMlModel, runNeuralNetworkClassifier } from '../support/coreml-reference';
+import { decodeMlModel, runNeuralNetworkClassifier, withCoreMlSpec } from '../support/coreml-reference';
 import { ALICE_KEY, basicAuth, bootService, BOB_KEY, VERSION, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 
@@ -15,6 +15,7 @@ const PHOTO_NAMES = ['dog.jpg', 'horses.jpg', 'person.jpg'];
 const hasPhotos = PHOTO_NAMES.every((name) => fs.existsSync(`${PHOTOS}/${name}`));
 if (!hasPhotos) console.warn(`SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
 const withPhotos = hasPhotos ? it : it.skip;
+const withPhotosAndCoreMlSpec = hasPhotos ? withCoreMlSpec : it.skip;
 
 /** GET that keeps the body as bytes. */
 async function download(t: TestService, pathAndQuery: string, key = ALICE_KEY): Promise<{ status: number; type: string | null; disposition: string | null; bytes: Buffer }> {
@@ -37,6 +38,7 @@ describe('exporting a trained classifier (Core ML and ONNX)', () => {
   let t: TestService;
   let id: string;
   let firstVersion: number;
+  let retrainedVersion: number;
   let photos: Array<{ name: string; bytes: Buffer }>;
   let scores: Map<string, Map<string, number>>;
   let onnxSize = 0;
@@ -104,7 +106,7 @@ describe('exporting a trained classifier (Core ML and ONNX)', () => {
     await session.release();
   });
 
-  withPhotos('Core ML: an .mlmodel that decodes with Apple\'s schema, has every required field, and scores like the service', async () => {
+  withPhotosAndCoreMlSpec('Core ML: an .mlmodel that decodes with Apple\'s schema, has every required field, and scores like the service', async () => {
     const res = await download(t, `/v3/classifiers/${id}/core_ml_model?${VERSION}`);
     expect(res.status).toBe(200);
     expect(res.type).toBe('application/octet-stream');
@@ -216,14 +218,24 @@ describe('exporting a trained classifier (Core ML and ONNX)', () => {
     await t.service.worker!.start();
     const ready = await waitForStatus(t, id, ['ready', 'failed']);
     expect(ready.status).toBe('ready');
+    retrainedVersion = ready.evaluation.version_id;
     const current = await download(t, `/v3/classifiers/${id}/core_ml_model?${VERSION}`);
     expect(current.status).toBe(200);
-    const model = await decodeMlModel(current.bytes);
-    expect(model.neuralNetworkClassifier.stringClassLabels.vector).toEqual(['circles', 'squares', 'stripes']);
-    expect(model.description.metadata.userDefined.version_id).toBe(String(ready.evaluation.version_id));
+    // The ONNX export's metadata names the version without Apple's schema (the Core ML check is below).
+    const currentOnnx = await download(t, `/v3/classifiers/${id}/onnx_model?${VERSION}`);
+    const meta = new Map((onnx.ModelProto.decode(currentOnnx.bytes).metadataProps ?? []).map((p) => [p.key, p.value]));
+    expect(meta.get('version_id')).toBe(String(retrainedVersion));
+    expect(JSON.parse(meta.get('classes')!)).toEqual(['circles', 'squares', 'stripes']);
     for (const format of ['core_ml_model', 'onnx_model']) {
       const pruned = await t.call('GET', `/v3/classifiers/${id}/${format}?version_id=${firstVersion}&${VERSION}`);
       expect(pruned).toEqual({ status: 410, body: { code: 410, error: expect.stringMatching(`Version ${firstVersion} of classifier '${id}' was pruned`) } });
     }
+  });
+
+  withCoreMlSpec("the retrained version's .mlmodel decodes with Apple's schema and names its new class and version", async () => {
+    const current = await download(t, `/v3/classifiers/${id}/core_ml_model?${VERSION}`);
+    const model = await decodeMlModel(current.bytes);
+    expect(model.neuralNetworkClassifier.stringClassLabels.vector).toEqual(['circles', 'squares', 'stripes']);
+    expect(model.description.metadata.userDefined.version_id).toBe(String(retrainedVersion));
   });
 });
