@@ -1,9 +1,5 @@
 import { ApiError, badRequest, notFound } from '../errors';
-import { deserializeHead } from '../ml/heads';
-import { ensureDetectorPack, type DetectorPack } from '../ml/detector/detector-pack';
-import { exportClassifier, ModelExportError, type ExportFormat } from '../ml/export';
-import { loadPack, PackError } from '../ml/model-pack';
-import { packKey, type PackId } from '../ml/types';
+import { deserializeHead, exportVersion, ModelExportError, PackUnavailableError, type ExportFormat } from '../ml';
 import { classifierNotFound, ownedOrNotFound } from './manage-classifiers';
 import { prunedVersion } from './manage-versions';
 import type { ServiceContext } from './service-context';
@@ -56,29 +52,18 @@ export async function exportClassifierModel(
     throw error;
   });
   const head = deserializeHead(headBytes, version.headFile);
-  // `<pack>@<v>` or `<pack>@<v>+centernet@<v>`: the second network joins the export when the key names it.
-  const [packPart, detectorPart] = head.packKey.split('+');
-  const packId = packPart.split('@')[0] as PackId;
-  const pack = await loadPack(ctx.config.modelsDir, packId).catch((error: unknown) => {
-    if (error instanceof PackError) return undefined;
-    throw error;
-  });
-  let detector: DetectorPack | undefined;
-  if (detectorPart !== undefined) {
-    const installed = await ensureDetectorPack(ctx.config.modelsDir);
-    if (installed.key === detectorPart) detector = installed;
-  }
-  if (!pack || packKey(pack.manifest) !== packPart || (detectorPart !== undefined && !detector)) {
-    throw new ApiError(
-      409,
-      `Version ${version.id} of classifier '${c.id}' was trained with model pack ${head.packKey}, which this server no longer has, so it cannot be exported. Retrain it by sending any example zip to POST /v3/classifiers/${c.id}, then export the new version.`,
-    );
-  }
   try {
-    const bytes = await exportClassifier(pack, head, { classifierId: c.id, name: c.name, versionId: version.id, created: version.created }, input.format, detector);
+    const info = { classifierId: c.id, name: c.name, versionId: version.id, created: version.created };
+    const bytes = await exportVersion(ctx.config.modelsDir, head, info, input.format);
     const suffix = input.versionId === undefined ? '' : `-v${version.id}`;
     return { bytes, fileName: `${c.id}${suffix}.${EXTENSIONS[input.format]}` };
   } catch (error) {
+    if (error instanceof PackUnavailableError) {
+      throw new ApiError(
+        409,
+        `Version ${version.id} of classifier '${c.id}' was trained with model pack ${head.packKey}, which this server no longer has, so it cannot be exported. Retrain it by sending any example zip to POST /v3/classifiers/${c.id}, then export the new version.`,
+      );
+    }
     if (!(error instanceof ModelExportError)) throw error;
     ctx.logger.error({ err: error, classifierId: c.id, versionId: version.id, format: input.format }, 'model export failed');
     throw new ApiError(501, `This server cannot export classifier '${c.id}' as ${input.format === 'coreml' ? 'Core ML' : 'ONNX'}: ${error.message}.`);
