@@ -20,7 +20,7 @@ import {
 } from '../ml';
 import type { ClassifiedImage, ClassifyResponse, ImageError, Warning } from './api-schemas';
 import { parseClassifierRef, type ClassifierRef, type ClassifyParameters } from './classify-request';
-import { noSuchVersion, prunedVersion } from './manage-versions';
+import { noSuchVersion, prunedVersion } from './lookups';
 import { secondsSince } from '../lib/elapsed';
 
 export type { ClassifyResponse };

@@ -1,7 +1,7 @@
-import { ApiError, badRequest, notFound } from '../errors';
+import { ApiError, badRequest } from '../errors';
 import { deserializeHead, exportVersion, ModelExportError, PackUnavailableError, type ExportFormat } from '../ml';
-import { classifierNotFound, ownedOrNotFound } from './manage-classifiers';
-import { prunedVersion } from './manage-versions';
+import { classifierNotFound, noSuchVersion, ownedOrNotFound, prunedVersion, versionIdFrom } from './lookups';
+import type { ClassifierRecord } from '../data-access/db/classifier-repository';
 import type { ServiceContext } from './service-context';
 
 export interface ExportedModel {
@@ -24,24 +24,9 @@ export async function exportClassifierModel(
   input: { ownerId: string; classifierId: string; versionId?: unknown; format: ExportFormat },
 ): Promise<ExportedModel> {
   const c = await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
-  let versionId = c.currentVersionId;
-  if (input.versionId !== undefined) {
-    if (typeof input.versionId !== 'string' || !/^[1-9][0-9]{0,15}$/.test(input.versionId)) {
-      throw badRequest(`version_id must be a positive integer, got ${JSON.stringify(input.versionId)}. GET /v3/classifiers/${c.id}/versions lists the version ids.`);
-    }
-    versionId = Number(input.versionId);
-  } else if (versionId === null) {
-    throw new ApiError(
-      409,
-      c.status === 'failed'
-        ? `Classifier '${c.id}' failed to train (${c.explanation ?? 'see its explanation'}), so it has no model to export. Send corrected examples to POST /v3/classifiers/${c.id}; export it once its status is ready.`
-        : `Classifier '${c.id}' has not finished training, so it has no model to export yet. Poll GET /v3/classifiers/${c.id} until its status is ready, then ask again.`,
-    );
-  }
-  const version = await ctx.versions.findVersion(versionId!);
-  if (!version || version.classifierId !== c.id) {
-    throw notFound(`Classifier '${c.id}' has no version ${versionId}. GET /v3/classifiers/${c.id}/versions lists its versions.`);
-  }
+  const versionId = input.versionId === undefined ? currentVersionId(c) : requestedVersionId(c.id, input.versionId);
+  const version = await ctx.versions.findVersion(versionId);
+  if (!version || version.classifierId !== c.id) throw noSuchVersion(c.id, versionId);
   if (version.pruned) throw prunedVersion(c.id, version.id, 410);
   const headBytes = await ctx.heads.read(version.headFile).catch(async (error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
@@ -68,4 +53,22 @@ export async function exportClassifierModel(
     ctx.logger.error({ err: error, classifierId: c.id, versionId: version.id, format: input.format }, 'model export failed');
     throw new ApiError(501, `This server cannot export classifier '${c.id}' as ${input.format === 'coreml' ? 'Core ML' : 'ONNX'}: ${error.message}.`);
   }
+}
+
+function requestedVersionId(classifierId: string, value: unknown): number {
+  const id = typeof value === 'string' ? versionIdFrom(value) : undefined;
+  if (id === undefined) {
+    throw badRequest(`version_id must be a positive integer, got ${JSON.stringify(value)}. GET /v3/classifiers/${classifierId}/versions lists the version ids.`);
+  }
+  return id;
+}
+
+function currentVersionId(c: ClassifierRecord): number {
+  if (c.currentVersionId !== null) return c.currentVersionId;
+  throw new ApiError(
+    409,
+    c.status === 'failed'
+      ? `Classifier '${c.id}' failed to train (${c.explanation ?? 'see its explanation'}), so it has no model to export. Send corrected examples to POST /v3/classifiers/${c.id}; export it once its status is ready.`
+      : `Classifier '${c.id}' has not finished training, so it has no model to export yet. Poll GET /v3/classifiers/${c.id} until its status is ready, then ask again.`,
+  );
 }
