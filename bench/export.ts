@@ -6,9 +6,9 @@
  */
 import os from 'node:os';
 import { ensureBundledPack } from '../src/ml/bundled-pack';
-import { exportClassifier, type ExportFormat } from '../src/ml/export';
+import { exportVersion, type ExportFormat } from '../src/ml/export';
 import type { TrainedHead } from '../src/ml/heads';
-import { loadPack, listPacks } from '../src/ml/model-pack';
+import { listPacks } from '../src/ml/model-pack';
 import { packKey } from '../src/ml/types';
 import { modelsDir } from './lib/repo';
 import { median } from './lib/load-generator';
@@ -37,16 +37,15 @@ async function main(): Promise<void> {
   await ensureBundledPack(modelsDir());
   const figures: Record<string, { bytes: number; ms: number }> = {};
   for (const manifest of await listPacks(modelsDir())) {
-    const pack = await loadPack(modelsDir(), manifest.id);
     for (const classes of [2, 10]) {
       const head = syntheticHead(packKey(manifest), manifest.embedding.dim, classes);
       for (const format of FORMATS) {
         const info = { classifierId: 'bench_1', name: 'bench', versionId: 1, created: head.trainedAt };
-        let bytes = (await exportClassifier(pack, head, info, format)).length; // warm-up
+        let bytes = (await exportVersion(modelsDir(), head, info, format)).length; // warm-up
         const times: number[] = [];
         for (let run = 0; run < RUNS; run++) {
           const started = process.hrtime.bigint();
-          bytes = (await exportClassifier(pack, head, info, format)).length;
+          bytes = (await exportVersion(modelsDir(), head, info, format)).length;
           times.push(Number(process.hrtime.bigint() - started) / 1e6);
         }
         const key = `${manifest.id}_${classes}classes_${format}`;

@@ -1,5 +1,6 @@
 import type { ClassifierRecord, VersionRecord } from '../data-access/db/classifier-repository';
 import type { BriefClassifierView, ClassifierView, HeadEvaluationView } from './api-schemas';
+import type { ServiceContext } from './service-context';
 
 export type { ClassifierView };
 
@@ -29,6 +30,14 @@ export function classifierView(
     view.evaluation = { version_id: extras.version.id, created: extras.version.created, ...(extras.version.evaluation as HeadEvaluationView) };
   }
   return view;
+}
+
+/** The full view of a stored classifier: with its training progress while it trains, and its current version's evaluation. */
+export async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Promise<ClassifierView> {
+  const inTraining = c.status === 'training' || c.status === 'retraining';
+  const progress = inTraining ? await ctx.queue.progress(c.id).catch(() => undefined) : undefined;
+  const version = c.currentVersionId !== null ? await ctx.versions.findVersion(c.currentVersionId) : undefined;
+  return classifierView(c, { progress, version });
 }
 
 /** The brief entry of an unverbose list. */

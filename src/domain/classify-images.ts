@@ -7,15 +7,20 @@ import type { FetchedImage } from '../data-access/outbound/image-fetcher';
 import { UrlFetchError } from '../data-access/outbound/url-policy';
 import { isZip, readZipImages, ZipInputError } from '../data-access/zip/zip-images';
 import type { Config } from '../config';
-import { ImageDecodeError } from '../ml/decode-image';
-import { defaultClasses, DEFAULT_MISSING_OBJECTS_WARNING } from '../ml/default-classifier';
-import type { Embedder, ImageAnalysis } from '../ml/embedder';
-import { explicitClasses } from '../ml/explicit-classifier';
-import { scoreHead, type TrainedHead } from '../ml/heads';
-import type { BuiltinClass } from '../ml/types';
+import {
+  defaultClasses,
+  DEFAULT_MISSING_OBJECTS_WARNING,
+  explicitClasses,
+  ImageDecodeError,
+  scoreHead,
+  type BuiltinClass,
+  type Embedder,
+  type ImageAnalysis,
+  type TrainedHead,
+} from '../ml';
 import type { ClassifiedImage, ClassifyResponse, ImageError, Warning } from './api-schemas';
 import { parseClassifierRef, type ClassifierRef, type ClassifyParameters } from './classify-request';
-import { noSuchVersion, prunedVersion } from './manage-versions';
+import { noSuchVersion, prunedVersion } from './lookups';
 import { secondsSince } from '../lib/elapsed';
 
 export type { ClassifyResponse };

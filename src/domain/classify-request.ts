@@ -1,5 +1,6 @@
 import { badRequest } from '../errors';
 import { classifyFieldsSchema, DEFAULT_THRESHOLD, parseRequest } from './api-schemas';
+import { versionIdFrom } from './lookups';
 
 export { DEFAULT_THRESHOLD };
 
@@ -72,8 +73,8 @@ export function parseClassifierRef(token: string): ClassifierRef {
   const at = token.indexOf('@');
   if (at < 0) return { id: token };
   const id = token.slice(0, at);
-  const version = token.slice(at + 1);
-  if (id === '' || !/^\d{1,15}$/.test(version) || Number(version) < 1) {
+  const versionId = versionIdFrom(token.slice(at + 1));
+  if (id === '' || versionId === undefined) {
     throw badRequest(
       `The classifier_ids entry '${token.slice(0, 80)}' is not valid. Name a classifier, or pin one of its versions as <classifier_id>@<version_id>, e.g. shapes_1706174669@3 (GET /v3/classifiers/{classifier_id}/versions lists them).`,
     );
@@ -81,5 +82,5 @@ export function parseClassifierRef(token: string): ClassifierRef {
   if (id === 'default' || id === 'explicit') {
     throw badRequest(`The built-in classifier '${id}' has no versions to pin. Send '${id}' without '@'.`);
   }
-  return { id, versionId: Number(version) };
+  return { id, versionId };
 }

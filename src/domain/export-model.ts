@@ -1,11 +1,7 @@
-import { ApiError, badRequest, notFound } from '../errors';
-import { deserializeHead } from '../ml/heads';
-import { ensureDetectorPack, type DetectorPack } from '../ml/detector/detector-pack';
-import { exportClassifier, ModelExportError, type ExportFormat } from '../ml/export';
-import { loadPack, PackError } from '../ml/model-pack';
-import { packKey, type PackId } from '../ml/types';
-import { classifierNotFound, ownedOrNotFound } from './manage-classifiers';
-import { prunedVersion } from './manage-versions';
+import { ApiError, badRequest } from '../errors';
+import { deserializeHead, exportVersion, ModelExportError, PackUnavailableError, type ExportFormat } from '../ml';
+import { classifierNotFound, noSuchVersion, ownedOrNotFound, prunedVersion, versionIdFrom } from './lookups';
+import type { ClassifierRecord } from '../data-access/db/classifier-repository';
 import type { ServiceContext } from './service-context';
 
 export interface ExportedModel {
@@ -28,24 +24,9 @@ export async function exportClassifierModel(
   input: { ownerId: string; classifierId: string; versionId?: unknown; format: ExportFormat },
 ): Promise<ExportedModel> {
   const c = await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
-  let versionId = c.currentVersionId;
-  if (input.versionId !== undefined) {
-    if (typeof input.versionId !== 'string' || !/^[1-9][0-9]{0,15}$/.test(input.versionId)) {
-      throw badRequest(`version_id must be a positive integer, got ${JSON.stringify(input.versionId)}. GET /v3/classifiers/${c.id}/versions lists the version ids.`);
-    }
-    versionId = Number(input.versionId);
-  } else if (versionId === null) {
-    throw new ApiError(
-      409,
-      c.status === 'failed'
-        ? `Classifier '${c.id}' failed to train (${c.explanation ?? 'see its explanation'}), so it has no model to export. Send corrected examples to POST /v3/classifiers/${c.id}; export it once its status is ready.`
-        : `Classifier '${c.id}' has not finished training, so it has no model to export yet. Poll GET /v3/classifiers/${c.id} until its status is ready, then ask again.`,
-    );
-  }
-  const version = await ctx.versions.findVersion(versionId!);
-  if (!version || version.classifierId !== c.id) {
-    throw notFound(`Classifier '${c.id}' has no version ${versionId}. GET /v3/classifiers/${c.id}/versions lists its versions.`);
-  }
+  const versionId = input.versionId === undefined ? currentVersionId(c) : requestedVersionId(c.id, input.versionId);
+  const version = await ctx.versions.findVersion(versionId);
+  if (!version || version.classifierId !== c.id) throw noSuchVersion(c.id, versionId);
   if (version.pruned) throw prunedVersion(c.id, version.id, 410);
   const headBytes = await ctx.heads.read(version.headFile).catch(async (error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
@@ -56,31 +37,38 @@ export async function exportClassifierModel(
     throw error;
   });
   const head = deserializeHead(headBytes, version.headFile);
-  // `<pack>@<v>` or `<pack>@<v>+centernet@<v>`: the second network joins the export when the key names it.
-  const [packPart, detectorPart] = head.packKey.split('+');
-  const packId = packPart.split('@')[0] as PackId;
-  const pack = await loadPack(ctx.config.modelsDir, packId).catch((error: unknown) => {
-    if (error instanceof PackError) return undefined;
-    throw error;
-  });
-  let detector: DetectorPack | undefined;
-  if (detectorPart !== undefined) {
-    const installed = await ensureDetectorPack(ctx.config.modelsDir);
-    if (installed.key === detectorPart) detector = installed;
-  }
-  if (!pack || packKey(pack.manifest) !== packPart || (detectorPart !== undefined && !detector)) {
-    throw new ApiError(
-      409,
-      `Version ${version.id} of classifier '${c.id}' was trained with model pack ${head.packKey}, which this server no longer has, so it cannot be exported. Retrain it by sending any example zip to POST /v3/classifiers/${c.id}, then export the new version.`,
-    );
-  }
   try {
-    const bytes = await exportClassifier(pack, head, { classifierId: c.id, name: c.name, versionId: version.id, created: version.created }, input.format, detector);
+    const info = { classifierId: c.id, name: c.name, versionId: version.id, created: version.created };
+    const bytes = await exportVersion(ctx.config.modelsDir, head, info, input.format);
     const suffix = input.versionId === undefined ? '' : `-v${version.id}`;
     return { bytes, fileName: `${c.id}${suffix}.${EXTENSIONS[input.format]}` };
   } catch (error) {
+    if (error instanceof PackUnavailableError) {
+      throw new ApiError(
+        409,
+        `Version ${version.id} of classifier '${c.id}' was trained with model pack ${head.packKey}, which this server no longer has, so it cannot be exported. Retrain it by sending any example zip to POST /v3/classifiers/${c.id}, then export the new version.`,
+      );
+    }
     if (!(error instanceof ModelExportError)) throw error;
     ctx.logger.error({ err: error, classifierId: c.id, versionId: version.id, format: input.format }, 'model export failed');
     throw new ApiError(501, `This server cannot export classifier '${c.id}' as ${input.format === 'coreml' ? 'Core ML' : 'ONNX'}: ${error.message}.`);
   }
+}
+
+function requestedVersionId(classifierId: string, value: unknown): number {
+  const id = typeof value === 'string' ? versionIdFrom(value) : undefined;
+  if (id === undefined) {
+    throw badRequest(`version_id must be a positive integer, got ${JSON.stringify(value)}. GET /v3/classifiers/${classifierId}/versions lists the version ids.`);
+  }
+  return id;
+}
+
+function currentVersionId(c: ClassifierRecord): number {
+  if (c.currentVersionId !== null) return c.currentVersionId;
+  throw new ApiError(
+    409,
+    c.status === 'failed'
+      ? `Classifier '${c.id}' failed to train (${c.explanation ?? 'see its explanation'}), so it has no model to export. Send corrected examples to POST /v3/classifiers/${c.id}; export it once its status is ready.`
+      : `Classifier '${c.id}' has not finished training, so it has no model to export yet. Poll GET /v3/classifiers/${c.id} until its status is ready, then ask again.`,
+  );
 }

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { badRequest } from '../errors';
 import type { NewExample } from '../data-access/db/classifier-repository';
 import { readZipImageEntries, ZipInputError, type ZipImageEntry } from '../data-access/zip/zip-images';
-import { ImageDecodeError } from '../ml/decode-image';
+import { ImageDecodeError } from '../ml';
 import type { ServiceContext } from './service-context';
 import type { ExampleUpload } from './training-form';
 

@@ -1,10 +1,10 @@
-import { ApiError, badRequest, notFound } from '../errors';
-import type { ClassifierRecord } from '../data-access/db/classifier-repository';
-import { classifierNameSchema, parseRequest, userDataQuerySchema, type VersionListView } from './api-schemas';
+import { ApiError, badRequest } from '../errors';
+import { classifierNameSchema, parseRequest, userDataQuerySchema } from './api-schemas';
 import { newClassifierId } from './classifier-id';
-import { briefClassifierView, classifierView, type ClassifierView } from './classifier-view';
+import { briefClassifierView, classifierView, detailedView, type ClassifierView } from './classifier-view';
 import { parseCallbackUrl } from './callbacks';
 import { ingestExamples, removeUnreferencedImages, type ZipUploadReport } from './ingest-examples';
+import { classifierNotFound, ownedOrNotFound } from './lookups';
 import type { ServiceContext } from './service-context';
 import { parseExampleUploads, type UploadedFile } from './training-form';
 
@@ -12,17 +12,6 @@ export interface UploadSummary {
   /** Distinct images the classifier's next version trains on: its `examples` count once trained. */
   training_examples: number;
   files: ZipUploadReport[];
-}
-
-export function classifierNotFound(id: string) {
-  return notFound(`Cannot find classifier '${id}'. Check the classifier_id (GET /v3/classifiers lists yours).`);
-}
-
-/** The caller's classifier, or the contract's 404 (also for another owner's classifier: it is not revealed). */
-export async function ownedOrNotFound(ctx: ServiceContext, id: string, ownerId: string): Promise<ClassifierRecord> {
-  const found = await ctx.classifiers.findOwned(id, ownerId);
-  if (!found) throw classifierNotFound(id);
-  return found;
 }
 
 export async function queueTraining(ctx: ServiceContext, classifierId: string, onFailure: () => Promise<void>): Promise<void> {
@@ -33,13 +22,6 @@ export async function queueTraining(ctx: ServiceContext, classifierId: string, o
     await onFailure();
     throw new ApiError(503, 'The training queue is not available right now, so nothing was changed. Try again in a minute.');
   }
-}
-
-export async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Promise<ClassifierView> {
-  const inTraining = c.status === 'training' || c.status === 'retraining';
-  const progress = inTraining ? await ctx.queue.progress(c.id).catch(() => undefined) : undefined;
-  const version = c.currentVersionId !== null ? await ctx.versions.findVersion(c.currentVersionId) : undefined;
-  return classifierView(c, { progress, version });
 }
 
 /** POST /v3/classifiers: stores the example zips, creates the classifier and queues its first training. */

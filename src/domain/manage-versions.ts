@@ -1,34 +1,9 @@
-import { ApiError, badRequest, notFound } from '../errors';
+import { badRequest } from '../errors';
 import { removeUnreferencedImages } from './ingest-examples';
-import { classifierNotFound, detailedView, ownedOrNotFound } from './manage-classifiers';
-import type { ClassifierView } from './classifier-view';
+import { detailedView, type ClassifierView } from './classifier-view';
+import { classifierNotFound, noSuchVersion, ownedOrNotFound, prunedVersion, versionIdFrom } from './lookups';
 import type { ServiceContext } from './service-context';
 import { activateQuerySchema, parseRequest, type VersionListView } from './api-schemas';
-
-/** A version id from a path or a form: a positive integer. */
-export function parseVersionId(value: unknown, where: string): number {
-  const text = typeof value === 'string' ? value.trim() : '';
-  const id = /^\d{1,15}$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(id) || id < 1) {
-    throw badRequest(
-      `The version id '${String(value).slice(0, 40)}' in ${where} is not valid: version ids are positive integers (GET /v3/classifiers/{classifier_id}/versions lists them).`,
-    );
-  }
-  return id;
-}
-
-export function noSuchVersion(classifierId: string, versionId: number): ApiError {
-  return notFound(
-    `Classifier '${classifierId}' has no version ${versionId}. GET /v3/classifiers/${classifierId}/versions lists its versions.`,
-  );
-}
-
-export function prunedVersion(classifierId: string, versionId: number, status: 400 | 410): ApiError {
-  return new ApiError(
-    status,
-    `Version ${versionId} of classifier '${classifierId}' was pruned by the retention setting (KEEP_VERSIONS), so it cannot be used any more. Use a version that GET /v3/classifiers/${classifierId}/versions lists without 'pruned'.`,
-  );
-}
 
 /**
  * Extension, GET /v3/classifiers/{id}/versions: every version with its evaluation (oldest first),
@@ -72,7 +47,12 @@ export async function activateVersion(
   input: { ownerId: string; classifierId: string; versionId: unknown; discardPending: unknown },
 ): Promise<ClassifierView> {
   await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
-  const versionId = parseVersionId(input.versionId, 'the path');
+  const versionId = typeof input.versionId === 'string' ? versionIdFrom(input.versionId.trim()) : undefined;
+  if (versionId === undefined) {
+    throw badRequest(
+      `The version id '${String(input.versionId).slice(0, 40)}' in the path is not valid: version ids are positive integers (GET /v3/classifiers/{classifier_id}/versions lists them).`,
+    );
+  }
   const { discard_pending: discardPending } = parseRequest(activateQuerySchema, { discard_pending: input.discardPending });
   const result = await ctx.versions.activateVersion({ classifierId: input.classifierId, versionId, discardPending, now: ctx.now() });
   if (result.outcome === 'no-classifier') throw classifierNotFound(input.classifierId);

@@ -7,7 +7,7 @@ import type { ImageClaims } from '../data-access/db/image-claims';
 import type { ImageStore } from '../data-access/files/image-store';
 import type { TrainingQueue } from '../data-access/redis/training-queue';
 import type { Logger } from '../logger';
-import type { Embedder } from '../ml/embedder';
+import type { Embedder } from '../ml';
 import type { EmbeddingCache } from '../data-access/db/embedding-cache';
 
 /** What the use cases need from the outside world. */

@@ -4,10 +4,7 @@ import type { HeadStore } from '../data-access/files/head-store';
 import type { ImageClaims } from '../data-access/db/image-claims';
 import type { ImageStore } from '../data-access/files/image-store';
 import type { EmbeddingCache } from '../data-access/db/embedding-cache';
-import type { Embedder } from '../ml/embedder';
-import type { NegativeBank } from '../ml/open-set/negative-bank';
-import { ImageDecodeError } from '../ml/decode-image';
-import { HeadTrainingError, serializeHead, trainHead } from '../ml/heads';
+import { HeadTrainingError, ImageDecodeError, serializeHead, trainHead, type Embedder, type NegativeBank } from '../ml';
 import type { Logger } from '../logger';
 
 export interface TrainingContext {

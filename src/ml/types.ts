@@ -1,4 +1,4 @@
-/** Shared types of the ML library (src/ml). The service talks to the library only through these. */
+/** Shared types of the ML library (src/ml); the rest of the service reaches the library through src/ml/index.ts. */
 
 export type PackId = 'bundled' | 'imagenet';
 
@@ -33,6 +33,15 @@ export interface PackManifest {
 /** The pack id plus version, as recorded on cached embeddings and trained heads. */
 export function packKey(manifest: Pick<PackManifest, 'id' | 'version'>): string {
   return `${manifest.id}@${manifest.version}`;
+}
+
+/**
+ * The parts of an embedding's key as the Embedder writes it: `<pack>@<v>`, or `<pack>@<v>+centernet@<v>`
+ * when the detector's taps joined the embedding.
+ */
+export function splitEmbeddingKey(key: string): { pack: string; packId: string; detector?: string } {
+  const [pack, detector] = key.split('+');
+  return { pack, packId: pack.split('@')[0], detector };
 }
 
 export interface ImageInput {

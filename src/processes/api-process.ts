@@ -31,7 +31,7 @@ import packageJson from '../../package.json';
 import { WorkerSupervisor } from './worker-supervisor';
 import { createLogger } from '../logger';
 import { HeadCache } from '../data-access/files/head-cache';
-import { openEmbedder } from '../ml/open-embedder';
+import { openEmbedder } from '../ml';
 import { fetchImageFromUrl } from '../data-access/outbound/image-fetcher';
 import { EmbeddingCache } from '../data-access/db/embedding-cache';
 import type { ClassifyContext } from '../domain/classify-images';

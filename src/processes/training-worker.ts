@@ -7,7 +7,7 @@ import { Database } from '../data-access/db/database';
 import { ImageClaims } from '../data-access/db/image-claims';
 import { HeadStore } from '../data-access/files/head-store';
 import { ImageStore } from '../data-access/files/image-store';
-import { openEmbedder } from '../ml/open-embedder';
+import { loadNegativeBank, openEmbedder } from '../ml';
 import { dataLayout } from '../data-access/files/data-layout';
 import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../data-access/redis/training-queue';
 import { ForeignJobError, TrainingDataError, trainClassifier, type TrainingContext } from '../domain/train-classifier';
@@ -19,7 +19,6 @@ import { CALLBACK_QUEUE_NAME, CallbackQueue, type CallbackJobData } from '../dat
 import { CallbackDeliveryError } from '../data-access/outbound/callback-sender';
 import { deliverCallback, relayOutbox, type CallbackDeliveryContext } from '../domain/callbacks';
 import { EmbeddingCache } from '../data-access/db/embedding-cache';
-import { loadNegativeBank } from '../ml/open-set/negative-bank';
 import { createLogger } from '../logger';
 import { WorkerMetrics } from '../lib/metrics';
 import { MetricsExchange, publishPeriodically } from '../data-access/redis/metrics-exchange';

@@ -1,4 +1,4 @@
-import { deserializeHead, type TrainedHead } from '../../ml/heads';
+import { deserializeHead, type TrainedHead } from '../../ml';
 import type { HeadStore } from './head-store';
 
 /** What names one head file for ever: a version of a classifier, stored under a file name written once. */

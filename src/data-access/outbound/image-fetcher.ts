@@ -21,7 +21,7 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { sniffImageType } from '../../ml/decode-image';
+import { sniffImageType } from '../../ml';
 import { checkAddresses, checkScheme, Hop, pinnedLookup, resolveAddresses, UrlFetchError, type AddressPolicy, type ResolvedAddress } from './url-policy';
 
 export interface UrlFetchOptions extends AddressPolicy {

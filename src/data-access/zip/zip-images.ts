@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { isImageFile, sniffImageType } from '../../ml/decode-image';
+import { isImageFile, sniffImageType } from '../../ml';
 import { formatBytes, ZipArchive, ZipFormatError, type ZipEntryRecord } from './zip-archive';
 
 export interface ZipLimits {

@@ -77,6 +77,11 @@ export async function ensureDetectorPack(modelsDir: string, options: DetectorPac
   return installed;
 }
 
+/** The detector pack installed under modelsDir when it is complete and of the current version; never converts one. */
+export async function installedDetectorPack(modelsDir: string): Promise<DetectorPack | undefined> {
+  return currentPack(path.join(modelsDir, PACK_DIR));
+}
+
 /**
  * The models directory of the installed `@vladmandic/human`, found along Node's module search paths
  * rather than through its JavaScript entry point, so an image may prune the package to its models.

@@ -6,3 +6,12 @@ export class ModelExportError extends Error {
     super(node ? `cannot export node ${node.name || '(unnamed)'} (${node.opType}): ${reason}` : `cannot export the model: ${reason}`);
   }
 }
+
+/** The model pack (or detector pack) a head was trained with is not installed here, or not in the version the head names. */
+export class PackUnavailableError extends Error {
+  override readonly name = 'PackUnavailableError';
+
+  constructor(readonly packKey: string) {
+    super(`model pack ${packKey} is not installed`);
+  }
+}
