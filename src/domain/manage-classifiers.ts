@@ -1,6 +1,6 @@
 import { ApiError, badRequest, notFound } from '../errors';
 import type { ClassifierRecord } from '../data-access/db/classifier-repository';
-import { classifierNameSchema, parseRequest, userDataQuerySchema, type VersionListView } from './api-schemas';
+import { classifierNameSchema, parseRequest, userDataQuerySchema } from './api-schemas';
 import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, type ClassifierView } from './classifier-view';
 import { parseCallbackUrl } from './callbacks';
