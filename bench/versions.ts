@@ -79,7 +79,7 @@ async function main() {
       await versions.activateVersion({ classifierId: 'bench_1', versionId: target, discardPending: false, now: now() });
       activateMs.push(performance.now() - start);
     }
-    let start = performance.now();
+    const start = performance.now();
     const pruned = await versions.pruneVersions('bench_1', 2, now());
     const pruneMs = performance.now() - start;
 

@@ -1,5 +1,4 @@
 import { sql } from 'kysely';
-import path from 'node:path';
 import { bootService, BOB_KEY, VERSION, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 import { classImages } from '../../fixtures/images';
