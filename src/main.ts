@@ -1,11 +1,8 @@
 import cluster from 'node:cluster';
-import { ConfigError, loadConfig } from './config';
-import { DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError } from './data-access/db/database';
-import { DataDirectoryInUseError } from './data-access/files/data-directory';
-import { NamespaceInUseError } from './data-access/redis/namespace-claim';
-import { RedisUnavailableError } from './data-access/redis/redis-server';
+import { loadConfig } from './config';
 import { GENERATED_KEY_OWNER } from './domain/bootstrap-keys';
-import { ApiProcessStartError, runApiProcess, startApiCluster } from './processes/api-cluster';
+import { StartupError } from './errors';
+import { runApiProcess, startApiCluster } from './processes/api-cluster';
 import { startService } from './processes/api-process';
 
 function announceGeneratedKey(key: string, port: number): void {
@@ -52,8 +49,7 @@ async function main() {
 }
 
 main().catch((err) => {
-  const known = [ConfigError, RedisUnavailableError, NamespaceInUseError, DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError, DataDirectoryInUseError, ApiProcessStartError];
-  if (known.some((type) => err instanceof type)) {
+  if (err instanceof StartupError) {
     console.error(err.message);
   } else {
     console.error('The service failed to start:', err);
