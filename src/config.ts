@@ -1,6 +1,7 @@
 import path from 'node:path';
 import os from 'node:os';
 import { z } from 'zod';
+import { StartupError } from './errors';
 
 const MB = 1024 * 1024;
 
@@ -117,7 +118,7 @@ export interface Config {
   logLevel: string;
 }
 
-export class ConfigError extends Error {}
+export class ConfigError extends StartupError {}
 
 /** Parses the API_KEYS variable: `owner:key,owner2:key2`. */
 function parseApiKeys(raw: string | undefined): Array<{ owner: string; key: string }> {

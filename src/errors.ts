@@ -14,3 +14,10 @@ export class ApiError extends Error {
 
 export const badRequest = (message: string) => new ApiError(400, message);
 export const notFound = (message: string) => new ApiError(404, message);
+
+/**
+ * A refusal to start whose message already says what is wrong and what to do (a bad variable, a
+ * foreign data directory, Redis out of reach): a process's start-up prints it as it is, without a
+ * stack, and exits. Anything else failing at start is a bug and is shown with its stack.
+ */
+export class StartupError extends Error {}

@@ -1,11 +1,8 @@
 import cluster from 'node:cluster';
-import { ConfigError, loadConfig } from './config';
-import { DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError } from './data-access/db/database';
-import { DataDirectoryInUseError } from './data-access/files/data-directory';
-import { NamespaceInUseError } from './data-access/redis/namespace-claim';
-import { RedisUnavailableError } from './data-access/redis/redis-server';
+import { exitAfterFailedStart } from './processes/start-failure';
+import { loadConfig } from './config';
 import { GENERATED_KEY_OWNER } from './domain/bootstrap-keys';
-import { ApiProcessStartError, runApiProcess, startApiCluster } from './processes/api-cluster';
+import { runApiProcess, startApiCluster } from './processes/api-cluster';
 import { startService } from './processes/api-process';
 
 function announceGeneratedKey(key: string, port: number): void {
@@ -51,12 +48,4 @@ async function main() {
   stopOnSignals(service.close, (signal) => service.ctx.logger.info({ signal }, 'shutting down'));
 }
 
-main().catch((err) => {
-  const known = [ConfigError, RedisUnavailableError, NamespaceInUseError, DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError, DataDirectoryInUseError, ApiProcessStartError];
-  if (known.some((type) => err instanceof type)) {
-    console.error(err.message);
-  } else {
-    console.error('The service failed to start:', err);
-  }
-  process.exit(1);
-});
+main().catch((err) => exitAfterFailedStart(err, 'The service failed to start:'));

@@ -2,9 +2,7 @@
 // process itself is src/processes/training-worker.ts.
 // First import: lowers this process's priority before sharp and onnxruntime start their threads.
 import '../src/processes/lower-priority';
+import { exitAfterFailedStart } from '../src/processes/start-failure';
 import { runTrainingWorker } from '../src/processes/training-worker';
 
-runTrainingWorker().catch((err) => {
-  console.error(`training worker failed to start: ${err instanceof Error ? err.message : err}`);
-  process.exit(1);
-});
+runTrainingWorker().catch((err) => exitAfterFailedStart(err, 'training worker failed to start:', 'training worker failed to start: '));

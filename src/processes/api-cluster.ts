@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { loadConfig } from '../config';
+import { StartupError } from '../errors';
 import { resolveRedis } from '../data-access/redis/redis-server';
 import { createLogger } from '../logger';
 import { startService, type RunningService } from './api-process';
@@ -22,7 +23,7 @@ function isReady(message: unknown): message is ApiProcessReady {
 }
 
 /** An API process exited before it listened, while the cluster was starting (it printed why). */
-export class ApiProcessStartError extends Error {}
+export class ApiProcessStartError extends StartupError {}
 
 export interface RunningCluster {
   /** The port all API processes share. */

@@ -3,20 +3,10 @@ import type { Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from '../config';
-import { ApiKeyRepository } from '../data-access/db/api-key-repository';
-import { CallbackRepository } from '../data-access/db/callback-repository';
-import { ClassifierRepository } from '../data-access/db/classifier-repository';
-import { VersionRepository } from '../data-access/db/version-repository';
+import type { ApiKeyRepository } from '../data-access/db/api-key-repository';
 import { dataLayout } from '../data-access/files/data-layout';
-import { Database } from '../data-access/db/database';
-import { ImageClaims } from '../data-access/db/image-claims';
-import { HeadStore } from '../data-access/files/head-store';
-import { ImageStore } from '../data-access/files/image-store';
 import { resolveRedis } from '../data-access/redis/redis-server';
-import { TrainingQueue } from '../data-access/redis/training-queue';
-import { NamespaceClaim } from '../data-access/redis/namespace-claim';
-import { bindDataDirectory, readDataDirectoryInstance } from '../data-access/files/data-directory';
-import { queueNamespace, readInstanceId } from '../data-access/db/instance-id';
+import { readInstanceId } from '../data-access/db/instance-id';
 import { bootstrapApiKeys } from '../domain/bootstrap-keys';
 import { removeOrphanHeads, removeOrphanImages } from '../domain/ingest-examples';
 import type { ServiceContext } from '../domain/service-context';
@@ -31,10 +21,9 @@ import packageJson from '../../package.json';
 import { WorkerSupervisor } from './worker-supervisor';
 import { createLogger } from '../logger';
 import { HeadCache } from '../data-access/files/head-cache';
-import { openEmbedder } from '../ml';
 import { fetchImageFromUrl } from '../data-access/outbound/image-fetcher';
-import { EmbeddingCache } from '../data-access/db/embedding-cache';
 import type { ClassifyContext } from '../domain/classify-images';
+import { openInstance } from './open-instance';
 
 export interface RunningService {
   config: Config;
@@ -66,49 +55,24 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
-  // The database first: a wrong DATABASE_URL or a foreign data directory stops the start at once.
-  const db = await Database.open({
-    databaseUrl: config.databaseUrl,
-    sqliteFile: layout.database,
-    dataDirectoryInstance: await readDataDirectoryInstance(config.dataDir),
-  }).catch(async (error: unknown) => {
+  const instance = await openInstance(config, logger, { redisUrl: redis.url, metrics }).catch(async (error: unknown) => {
     await redis.stop();
     throw error;
   });
-  const instanceId = await readInstanceId(db);
-  const namespace = queueNamespace(config.queuePrefix, instanceId);
-  const claim = await bindDataDirectory(config.dataDir, instanceId, db)
-    .then(() => NamespaceClaim.acquire(redis.url, namespace, { instanceId, database: db.fingerprint, path: db.location }))
-    .catch(async (error: unknown) => {
-      await db.close();
-      await redis.stop();
-      throw error;
-    });
-  // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
-  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger).catch(async (error: unknown) => {
-    await claim.release();
-    await db.close();
-    await redis.stop();
-    throw error;
-  });
+  const { db, instanceId, namespace, embedder, queue, apiKeys } = instance;
   logger.info({ instanceId, namespace, database: db.location }, 'instance identity');
-  const apiKeys = new ApiKeyRepository(db);
   const { generatedKey } = await bootstrapApiKeys(apiKeys, config.apiKeys);
-  const queue = new TrainingQueue(redis.url, namespace, instanceId, config.trainingAttempts);
   const ctx: ServiceContext = {
     config,
-    classifiers: new ClassifierRepository(db),
-    versions: new VersionRepository(db),
-    callbacks: new CallbackRepository(db),
-    images: new ImageStore(layout.images),
-    heads: new HeadStore(layout.heads),
+    classifiers: instance.classifiers,
+    versions: instance.versions,
+    callbacks: instance.callbacks,
+    images: instance.images,
+    heads: instance.heads,
     queue,
-    imageClaims: new ImageClaims(db, config.uploadClaimTtlMs),
+    imageClaims: instance.imageClaims,
     embedder,
-    embeddings: new EmbeddingCache(db, (hits, misses) => {
-      metrics?.cacheLookups.inc({ result: 'hit' }, hits);
-      metrics?.cacheLookups.inc({ result: 'miss' }, misses);
-    }),
+    embeddings: instance.embeddings,
     logger,
     now: () => new Date().toISOString(),
   };
@@ -210,10 +174,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
       await rateLimit?.close();
       await publisher?.stop();
       await exchange.close();
-      await queue.close();
-      await claim.release();
-      await embedder.close();
-      await db.close();
+      await instance.close();
       await redis.stop();
     },
   };

@@ -1,28 +1,17 @@
 import os from 'node:os';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { ConfigError, loadConfig } from '../config';
-import { ClassifierRepository } from '../data-access/db/classifier-repository';
-import { VersionRepository } from '../data-access/db/version-repository';
-import { Database } from '../data-access/db/database';
-import { ImageClaims } from '../data-access/db/image-claims';
-import { HeadStore } from '../data-access/files/head-store';
-import { ImageStore } from '../data-access/files/image-store';
-import { loadNegativeBank, openEmbedder } from '../ml';
-import { dataLayout } from '../data-access/files/data-layout';
-import { TRAINING_QUEUE_NAME, TrainingQueue, redisConnection, type TrainingJobData } from '../data-access/redis/training-queue';
-import { ForeignJobError, TrainingDataError, trainClassifier, type TrainingContext } from '../domain/train-classifier';
-import { NamespaceClaim } from '../data-access/redis/namespace-claim';
-import { bindDataDirectory, readDataDirectoryInstance } from '../data-access/files/data-directory';
-import { queueNamespace, readInstanceId } from '../data-access/db/instance-id';
-import { CallbackRepository } from '../data-access/db/callback-repository';
+import { Worker } from 'bullmq';
+import { ConfigError, loadConfig, type Config } from '../config';
 import { CALLBACK_QUEUE_NAME, CallbackQueue, type CallbackJobData } from '../data-access/redis/callback-queue';
-import { CallbackDeliveryError } from '../data-access/outbound/callback-sender';
-import { deliverCallback, relayOutbox, type CallbackDeliveryContext } from '../domain/callbacks';
-import { EmbeddingCache } from '../data-access/db/embedding-cache';
-import { createLogger } from '../logger';
-import { WorkerMetrics } from '../lib/metrics';
 import { MetricsExchange, publishPeriodically } from '../data-access/redis/metrics-exchange';
-import { secondsSince } from '../lib/elapsed';
+import { TRAINING_QUEUE_NAME, redisConnection, type TrainingJobData } from '../data-access/redis/training-queue';
+import { relayOutbox, type CallbackDeliveryContext } from '../domain/callbacks';
+import type { TrainingContext } from '../domain/train-classifier';
+import { WorkerMetrics } from '../lib/metrics';
+import { createLogger, type Logger } from '../logger';
+import { loadNegativeBank } from '../ml';
+import { handleCallbackJob } from './jobs/callback-job';
+import { handleTrainingJob, type TrainingJobContext } from './jobs/training-job';
+import { openInstance, type Instance } from './open-instance';
 
 /**
  * The training worker: its own process, so CPU-heavy embedding and head training never stall the
@@ -43,38 +32,19 @@ export async function runTrainingWorker(): Promise<void> {
         'instance its API runs with (REDIS_URL=redis://host:6379); it cannot share the private redis-server that npm start runs.',
     );
   }
-  const layout = dataLayout(config.dataDir);
-  const db = await Database.open({
-    databaseUrl: config.databaseUrl,
-    sqliteFile: layout.database,
-    dataDirectoryInstance: await readDataDirectoryInstance(config.dataDir),
-  });
-  const instanceId = await readInstanceId(db);
-  const namespace = queueNamespace(config.queuePrefix, instanceId);
-  await bindDataDirectory(config.dataDir, instanceId, db);
-  const claim = await NamespaceClaim.acquire(redisUrl, namespace, {
-    instanceId,
-    database: db.fingerprint,
-    path: db.location,
-  });
-  const classifiers = new ClassifierRepository(db);
   const metrics = config.ops.metrics ? new WorkerMetrics() : undefined;
-  const cache = new EmbeddingCache(db, (hits, misses) => {
-    metrics?.cacheLookups.inc({ result: 'hit' }, hits);
-    metrics?.cacheLookups.inc({ result: 'miss' }, misses);
-  });
-  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger);
-  const queue = new TrainingQueue(redisUrl, namespace, instanceId, config.trainingAttempts);
-  const negativeBank = loadNegativeBank(embedder.packKey);
-  if (!negativeBank) logger.warn({ pack: embedder.packKey }, 'no open-set bank for this pack: classifiers train without implicit negatives (the k-NN gate still applies)');
-  const ctx: TrainingContext = {
-    classifiers,
-    versions: new VersionRepository(db),
-    images: new ImageStore(layout.images),
-    imageClaims: new ImageClaims(db, config.uploadClaimTtlMs),
-    heads: new HeadStore(layout.heads),
-    embedder,
-    cache,
+  const instance = await openInstance(config, logger, { redisUrl, metrics });
+  const { instanceId, namespace } = instance;
+  const negativeBank = loadNegativeBank(instance.embedder.packKey);
+  if (!negativeBank) logger.warn({ pack: instance.embedder.packKey }, 'no open-set bank for this pack: classifiers train without implicit negatives (the k-NN gate still applies)');
+  const training: TrainingContext = {
+    classifiers: instance.classifiers,
+    versions: instance.versions,
+    images: instance.images,
+    imageClaims: instance.imageClaims,
+    heads: instance.heads,
+    embedder: instance.embedder,
+    cache: instance.embeddings,
     negativeBank,
     threads: config.ortThreads,
     keepVersions: config.keepVersions,
@@ -85,44 +55,57 @@ export async function runTrainingWorker(): Promise<void> {
   // Metrics go to Redis, where the API merges them into its /metrics (several workers, several machines).
   const exchange = metrics && new MetricsExchange(redisUrl, namespace);
   const publisher = metrics && exchange && publishPeriodically(exchange, metrics, config.ops.publishIntervalMs, logger);
-  const recordRun = (outcome: string, start: bigint) => {
-    metrics?.trainingRuns.inc({ outcome });
-    metrics?.trainingDuration.observe({ outcome }, secondsSince(start));
-    void publisher?.publishNow();
-  };
+  const trainer = trainingWorker(config, redisUrl, namespace, { training, instanceId, metrics, publisher });
 
-  const processor = async (job: Job<TrainingJobData>) => {
-    const { classifierId } = job.data;
-    const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    const start = process.hrtime.bigint();
-    try {
-      if (job.data.instanceId !== instanceId) {
-        throw new ForeignJobError(
-          `The training job for '${classifierId}' was queued by instance ${job.data.instanceId}, not by this one (${instanceId}).`,
-        );
-      }
-      const outcome = await trainClassifier(ctx, classifierId, {
-        finalAttempt,
-        onProgress: (f) => job.updateProgress(Math.round(f * 100)),
-      });
-      logger.info({ classifierId, outcome }, 'training run finished');
-      recordRun(outcome, start);
-      return outcome;
-    } catch (error) {
-      if (error instanceof ForeignJobError) {
-        // Never silent: the job stays in the failed set with this reason for the operator to see.
-        logger.error({ classifierId, err: error, instanceId }, 'refusing a training job of another instance');
-        throw new UnrecoverableError(error.message);
-      }
-      logger.warn({ classifierId, err: error, finalAttempt }, 'training run failed');
-      const unrecoverable = error instanceof TrainingDataError;
-      recordRun(unrecoverable || finalAttempt ? 'failed' : 'retry', start);
-      if (unrecoverable) throw new UnrecoverableError(error.message);
-      throw error;
-    }
+  // Training-end callbacks: recorded with the run's result, then delivered by their own BullMQ
+  // worker (its own concurrency and retries), so a slow or failing receiver never holds training.
+  const callbacks: CallbackDeliveryContext = {
+    classifiers: instance.classifiers,
+    callbacks: instance.callbacks,
+    queue: new CallbackQueue(redisUrl, namespace, config.callbackAttempts, config.callbackBackoffMs),
+    allowPrivateNetworks: config.allowPrivateUrls,
+    timeoutMs: config.urlFetchTimeoutMs,
+    logger,
+    now: () => new Date().toISOString(),
   };
+  const relay = outboxRelay(callbacks);
+  trainer.on('completed', relay);
+  trainer.on('failed', relay);
+  const deliverer = callbackWorker(redisUrl, namespace, callbacks);
+  await Promise.all([trainer.waitUntilReady(), deliverer.waitUntilReady()]);
 
-  const worker = new Worker<TrainingJobData>(TRAINING_QUEUE_NAME, processor, {
+  await requeueUnfinished(instance, logger);
+  relay();
+  const stopRequeueing = repeatAfter(config.trainingLockMs, () => {
+    relay();
+    return requeueUnfinished(instance, logger).catch((err) => logger.warn({ err }, 'could not check for unfinished training'));
+  });
+  logger.info({ concurrency: config.workerConcurrency, instanceId, namespace }, 'training worker ready');
+  process.send?.({ type: 'ready' });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'training worker stopping (finishing the current run)');
+    stopRequeueing();
+    await trainer.close();
+    await publisher?.stop();
+    await exchange?.close();
+    await deliverer.close();
+    await callbacks.queue.close();
+    await instance.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  // Only under npm start: a worker started on its own has no parent channel to lose.
+  if (process.send) process.on('disconnect', () => void shutdown('parent exited'));
+}
+
+/** The BullMQ worker of training runs, with the instance's lock period and this process's concurrency. */
+function trainingWorker(config: Config, redisUrl: string, namespace: string, ctx: TrainingJobContext): Worker<TrainingJobData> {
+  const worker = new Worker<TrainingJobData>(TRAINING_QUEUE_NAME, (job) => handleTrainingJob(ctx, job), {
     connection: redisConnection(redisUrl),
     prefix: namespace,
     // Recorded as each job's processedBy: which process (the metrics' process_instance) ran it.
@@ -132,88 +115,54 @@ export async function runTrainingWorker(): Promise<void> {
     stalledInterval: Math.max(1000, Math.floor(config.trainingLockMs / 2)),
     maxStalledCount: 2,
   });
-  worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  worker.on('error', (err) => ctx.training.logger.error({ err }, 'worker error'));
+  return worker;
+}
 
-  // Training-end callbacks: recorded with the run's result, then delivered by their own BullMQ
-  // worker (its own concurrency and retries), so a slow or failing receiver never holds training.
-  const callbackCtx: CallbackDeliveryContext = {
-    classifiers,
-    callbacks: new CallbackRepository(db),
-    queue: new CallbackQueue(redisUrl, namespace, config.callbackAttempts, config.callbackBackoffMs),
-    allowPrivateNetworks: config.allowPrivateUrls,
-    timeoutMs: config.urlFetchTimeoutMs,
-    logger,
-    now: () => new Date().toISOString(),
-  };
-  const relay = () =>
-    void relayOutbox(callbackCtx).catch((err) => logger.warn({ err }, 'could not queue callbacks; they wait for the next try'));
-  worker.on('completed', relay);
-  worker.on('failed', relay);
-  const callbackWorker = new Worker<CallbackJobData>(
-    CALLBACK_QUEUE_NAME,
-    async (job) => {
-      try {
-        const outcome = await deliverCallback(callbackCtx, job.data);
-        logger.info({ deliveryId: job.data.deliveryId, classifierId: job.data.classifierId, outcome }, 'callback handled');
-        return outcome;
-      } catch (error) {
-        logger.warn({ deliveryId: job.data.deliveryId, err: error, attempt: job.attemptsMade + 1 }, 'callback not delivered');
-        if (error instanceof CallbackDeliveryError && error.permanent) throw new UnrecoverableError(error.message);
-        throw error;
-      }
-    },
-    { connection: redisConnection(redisUrl), prefix: namespace, concurrency: 4 },
-  );
-  callbackWorker.on('error', (err) => logger.error({ err }, 'callback worker error'));
-  await Promise.all([worker.waitUntilReady(), callbackWorker.waitUntilReady()]);
+/** The BullMQ worker of callback deliveries. */
+function callbackWorker(redisUrl: string, namespace: string, ctx: CallbackDeliveryContext): Worker<CallbackJobData> {
+  const worker = new Worker<CallbackJobData>(CALLBACK_QUEUE_NAME, (job) => handleCallbackJob(ctx, job), {
+    connection: redisConnection(redisUrl),
+    prefix: namespace,
+    concurrency: 4,
+  });
+  worker.on('error', (err) => ctx.logger.error({ err }, 'callback worker error'));
+  return worker;
+}
 
-  // A classifier left training with no job is queued again: Redis lost its data (also while this
-  // worker ran on), a crash came between commit and queue, or a run's final failure could not be
-  // recorded (full disk). At start, then every lock period, so none waits for the next restart.
-  const requeueUnfinished = async () => {
-    for (const c of await classifiers.listUnfinished()) {
-      if (!(await queue.hasPendingJob(c.id))) {
-        logger.info({ classifierId: c.id }, 're-queueing unfinished training');
-        await queue.enqueue(c.id);
-      }
+/** Moves recorded callbacks to the delivery queue, in the background; with Redis down they wait for the next call. */
+function outboxRelay(ctx: CallbackDeliveryContext): () => void {
+  return () => void relayOutbox(ctx).catch((err) => ctx.logger.warn({ err }, 'could not queue callbacks; they wait for the next try'));
+}
+
+/**
+ * A classifier left training with no job is queued again: Redis lost its data (also while this
+ * worker ran on), a crash came between commit and queue, or a run's final failure could not be
+ * recorded (full disk). Run at start, then every lock period, so none waits for the next restart.
+ */
+async function requeueUnfinished(instance: Instance, logger: Logger): Promise<void> {
+  for (const c of await instance.classifiers.listUnfinished()) {
+    if (!(await instance.queue.hasPendingJob(c.id))) {
+      logger.info({ classifierId: c.id }, 're-queueing unfinished training');
+      await instance.queue.enqueue(c.id);
     }
-  };
-  await requeueUnfinished();
-  relay();
-  let stopping = false;
-  let requeueTimer: NodeJS.Timeout | undefined;
-  const scheduleRequeue = () => {
-    requeueTimer = setTimeout(() => {
-      relay();
-      requeueUnfinished()
-        .catch((err) => logger.warn({ err }, 'could not check for unfinished training'))
-        .finally(() => {
-          if (!stopping) scheduleRequeue();
-        });
-    }, config.trainingLockMs);
-  };
-  scheduleRequeue();
-  logger.info({ concurrency: config.workerConcurrency, instanceId, namespace }, 'training worker ready');
-  process.send?.({ type: 'ready' });
+  }
+}
 
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'training worker stopping (finishing the current run)');
-    clearTimeout(requeueTimer);
-    await worker.close();
-    await publisher?.stop();
-    await exchange?.close();
-    await callbackWorker.close();
-    await callbackCtx.queue.close();
-    await queue.close();
-    await claim.release();
-    await embedder.close();
-    await db.close();
-    process.exit(0);
+/** Runs `task` (which handles its own failures) `intervalMs` after each run ended, until the returned function is called. */
+function repeatAfter(intervalMs: number, task: () => Promise<void>): () => void {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = () => {
+    timer = setTimeout(() => {
+      void task().finally(() => {
+        if (!stopped) schedule();
+      });
+    }, intervalMs);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  // Only under npm start: a worker started on its own has no parent channel to lose.
-  if (process.send) process.on('disconnect', () => void shutdown('parent exited'));
+  schedule();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }

@@ -4,21 +4,22 @@ import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
+import { StartupError } from '../../errors';
 import { KYSELY_MANAGED_USER_VERSION, LEGACY_SQLITE_STEPS, migrationProvider } from './migrations';
 import type { Schema } from './schema';
 
 /** The database was written by a newer release: starting would half-understand it. */
-export class DatabaseSchemaError extends Error {}
+export class DatabaseSchemaError extends StartupError {}
 
 /** The database named by DATABASE_URL cannot be reached or refuses us (down, wrong host, password or name). */
-export class DatabaseUnavailableError extends Error {}
+export class DatabaseUnavailableError extends StartupError {}
 
 /**
  * The database is not the instance the data directory belongs to, and opening it would create or
  * use the wrong one: the SQLite file of an instance moved to PostgreSQL, or a database with no
  * instance yet beside a data directory that already has one.
  */
-export class WrongDatabaseError extends Error {}
+export class WrongDatabaseError extends StartupError {}
 
 export interface DatabaseTarget {
   /** PostgreSQL; undefined: the SQLite file. */

@@ -1,9 +1,10 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { StartupError } from '../../errors';
 import type { Database } from '../db/database';
 
 /** The data directory holds another instance's images and heads than the database's. */
-export class DataDirectoryInUseError extends Error {}
+export class DataDirectoryInUseError extends StartupError {}
 
 /** The instance the data directory belongs to (DATA_DIR/instance-id), or undefined before its first start. */
 export async function readDataDirectoryInstance(dataDir: string): Promise<string | undefined> {

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import IORedis from 'ioredis';
+import { StartupError } from '../../errors';
 
 interface Claim {
   instanceId: string;
@@ -10,7 +11,7 @@ interface Claim {
 }
 
 /** A second database claims a namespace that another live database holds (it is a copy of it). */
-export class NamespaceInUseError extends Error {}
+export class NamespaceInUseError extends StartupError {}
 
 /** How long a claim lives without a refresh, and how often every process of the instance refreshes it. */
 export const CLAIM_TTL_MS = 30_000;

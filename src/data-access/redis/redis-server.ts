@@ -4,10 +4,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
+import { StartupError } from '../../errors';
 import type { Logger } from '../../logger';
 import { isRunning, PID_SCOPE } from '../../lib/process-tag';
 
-export class RedisUnavailableError extends Error {}
+export class RedisUnavailableError extends StartupError {}
 
 export interface RedisHandle {
   url: string;
