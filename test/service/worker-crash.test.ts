@@ -55,5 +55,6 @@ describe('a training worker killed mid-job', () => {
     expect(v2.versions).toHaveLength(2);
     expect(v2.versions[1].examples).toBe(240);
     expect(retrained.classes).toEqual([{ class: 'circles' }, { class: 'squares' }, { class: 'stripes' }]);
-  });
+    // Two trainings, each with a killed worker, on a shared 2-core machine: the budget of the waits inside, not jest's default.
+  }, 300_000);
 });
