@@ -46,6 +46,7 @@ export interface RunningService {
   /** Where /metrics, /healthz and /readyz are when OPS_PORT gives them their own port. */
   opsUrl?: string;
   ctx: ServiceContext;
+  classify: ClassifyContext;
   apiKeys: ApiKeyRepository;
   worker?: WorkerSupervisor;
   /** Set when this start generated the first API key (shown once). */
@@ -199,6 +200,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     url: `http://127.0.0.1:${port}`,
     opsUrl: opsPort === undefined ? undefined : `http://127.0.0.1:${opsPort}`,
     ctx,
+    classify,
     apiKeys,
     worker,
     generatedKey,
