@@ -155,7 +155,7 @@ describe.each(['sqlite', 'postgres'] as const)('customer data deletion on %s', (
     expect(done.removedHeadFiles).toHaveLength(1);
     const c = (await repo.find('k_1'))!;
     expect(c).toMatchObject({ status: 'failed', currentVersionId: null });
-    expect(JSON.parse(c.explanation!)).toEqual({ classifierId: 'k_1', problem: { kind: 'no-negatives', className: 'a' }, servesNothing: true });
+    expect(JSON.parse(c.explanation!)).toEqual({ classifierId: 'k_1', problem: { kind: 'no-negatives', className: 'a' }, currentRemoved: true });
     expect(c.trainedGeneration).toBe(c.generation); // a run already queued finds nothing to train
     expect(await versions.listVersions('k_1')).toEqual([]);
   });

@@ -257,8 +257,8 @@ export class ClassifierRepository {
     ownerId: string;
     customerId: string;
     now: string;
-    /** The failed classifier's explanation; `servesNothing`: its current version was removed too. */
-    explain: (failure: { classifierId: string; problem: TrainingSetProblem; servesNothing: boolean }) => string;
+    /** The failed classifier's explanation; `currentRemoved`: its current version was removed too, so it answers nothing. */
+    explain: (failure: { classifierId: string; problem: TrainingSetProblem; currentRemoved: boolean }) => string;
   }): Promise<CustomerDataDeletion> {
     const { ownerId, customerId, now } = input;
     return this.db.write(async (trx) => {
@@ -322,7 +322,7 @@ export class ClassifierRepository {
           // What is left is exactly what the current version trained on: nothing to train.
           await trx.updateTable('classifiers').set({ ...common, trained_generation: generation, status: 'ready', explanation: null }).where('id', '=', id).execute();
         } else if (problem !== undefined) {
-          const explanation = input.explain({ classifierId: id, problem, servesNothing: current === null });
+          const explanation = input.explain({ classifierId: id, problem, currentRemoved: current === null && row.current_version_id !== null });
           await trx.updateTable('classifiers').set({ ...common, trained_generation: generation, status: 'failed', explanation }).where('id', '=', id).execute();
         } else {
           await trx
