@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { badRequest } from '../errors';
+import { customerIdProblem, MAX_CUSTOMER_ID_LENGTH } from './customer-id';
 
 /**
  * The wire format of the API as zod schemas: the request schemas validate what the routes read, the
@@ -73,7 +74,7 @@ export const classifierSchema = z
     name: z.string().meta({ example: 'dogs' }),
     owner: z.string().meta({ description: 'The owner of the key that created it' }),
     status: z.enum(CLASSIFIER_STATUSES),
-    core_ml_enabled: z.boolean().meta({ description: 'Always false: no Core ML export exists' }),
+    core_ml_enabled: z.boolean().meta({ description: 'true when the classifier has a trained version to export (GET …/core_ml_model)' }),
     explanation: z.string().optional().meta({ description: 'Why it failed, when status is failed' }),
     created: isoTime,
     updated: isoTime.meta({ description: 'Last change of definition (create, each retrain request)' }),
@@ -150,7 +151,7 @@ export const versionListSchema = z
           created: isoTime,
         }),
       )
-      .meta({ description: 'Every change of the current version, oldest first' }),
+      .meta({ description: 'Every change of the current version, oldest first (ids and times; it keeps naming a version removed since)' }),
   })
   .meta({ id: 'VersionList', description: 'Extension: every version of a classifier with its evaluation, oldest first, and the history of the current version.' });
 
@@ -309,11 +310,30 @@ export const listQuerySchema = z.object({
     .meta({ description: 'true: full Classifier objects; otherwise brief entries' }),
 });
 
+const MISSING_CUSTOMER_ID = "Missing required parameter 'customer_id'. Add ?customer_id=<the id you sent in X-Watson-Metadata>.";
+
 export const userDataQuerySchema = z.object({
   customer_id: z
-    .string({ error: "Missing required parameter 'customer_id'. Add ?customer_id=<the id you sent in X-Watson-Metadata>." })
-    .refine((v) => v.trim() !== '', { error: "Missing required parameter 'customer_id'. Add ?customer_id=<the id you sent in X-Watson-Metadata>." })
-    .meta({ description: 'The customer id sent as X-Watson-Metadata: customer_id=… on upload' }),
+    .string({
+      error: (iss) =>
+        Array.isArray(iss.input)
+          ? "The parameter 'customer_id' was sent more than once. Send it once: one DELETE deletes the data of one customer id."
+          : MISSING_CUSTOMER_ID,
+    })
+    .trim()
+    .refine((v) => v !== '', { error: MISSING_CUSTOMER_ID, abort: true })
+    .superRefine((v, ctx) => {
+      const problem = customerIdProblem(v);
+      if (problem) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `The parameter 'customer_id' ${problem}, so no upload can carry it as its X-Watson-Metadata: customer_id=<id> label; nothing was deleted.`,
+        });
+      }
+    })
+    .meta({
+      description: `The customer id uploads were labelled with (X-Watson-Metadata: customer_id=<id>): 1 to ${MAX_CUSTOMER_ID_LENGTH} characters, none of them ';', '=', ',' or a control character`,
+    }),
 });
 
 export const MAX_CLASSIFIER_NAME_LENGTH = 1024;

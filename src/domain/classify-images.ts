@@ -222,17 +222,30 @@ async function resolveClassifiers(
   }
 
   const customs = requested.filter((r): r is Extract<Requested, { kind: 'custom' }> => r.kind === 'custom');
-  const { resolved, leaseIds } = await ctx.versions.resolveAndLease(
-    ownerId,
-    customs.map((r) => ({ classifierId: r.ref.id, versionId: r.ref.versionId })),
-    new Date(Date.now() + VERSION_LEASE_MS).toISOString(),
-  );
+  // First drop the heads the database logged as forgotten since this process last looked. Built-ins
+  // answer without the database, so a failure here must not fail the request; one that needs the
+  // database fails at its resolution just below.
+  await forgetRemovedHeads(ctx).catch(() => undefined);
+  const leaseIds: number[] = [];
+  const lease = async (refs: ClassifierRef[]) => {
+    const leased = await ctx.versions.resolveAndLease(
+      ownerId,
+      refs.map((ref) => ({ classifierId: ref.id, versionId: ref.versionId })),
+      new Date(Date.now() + VERSION_LEASE_MS).toISOString(),
+    );
+    leaseIds.push(...leased.leaseIds);
+    return leased.resolved;
+  };
   try {
+    const resolved = await lease(customs.map((r) => r.ref));
     const applied: AppliedClassifier[] = [];
     let k = 0;
     for (const r of requested) {
-      if (r.kind === 'builtin') addBuiltIn(ctx, r.id, applied, warnings);
-      else await addCustom(ctx, r, resolved[k++], applied, warnings);
+      if (r.kind === 'builtin') {
+        addBuiltIn(ctx, r.id, applied, warnings);
+        continue;
+      }
+      addCustom(ctx, r, await loadHead(ctx, resolved[k++], async () => (await lease([r.ref]))[0]), applied, warnings);
     }
     return { applied, leaseIds };
   } catch (error) {
@@ -252,13 +265,34 @@ function addBuiltIn(ctx: ClassifyContext, id: string, applied: AppliedClassifier
   applied.push({ kind: id as 'default' | 'explicit', id });
 }
 
-async function addCustom(
-  ctx: ClassifyContext,
-  r: Extract<Requested, { kind: 'custom' }>,
-  found: ResolvedVersion,
-  applied: AppliedClassifier[],
-  warnings: Warning[],
-) {
+/** Drops from this process's memory the heads of versions removed, pruned or deleted since its last look. */
+async function forgetRemovedHeads(ctx: ClassifyContext): Promise<void> {
+  const { last, versionIds } = await ctx.versions.forgottenSince(ctx.headCache.forgottenUpTo);
+  ctx.headCache.forget(versionIds, last);
+}
+
+/** A resolved version with its head loaded, or why there is none. */
+type Loaded = Exclude<ResolvedVersion, { outcome: 'ok' }> | (Extract<ResolvedVersion, { outcome: 'ok' }> & { head: TrainedHead });
+
+/**
+ * The resolved version's head, from memory or its file. When the file went after this request
+ * resolved the version (a customer-data deletion removed it, or its classifier was deleted), the
+ * request answers as one made after that: it resolves once more.
+ */
+async function loadHead(ctx: ClassifyContext, found: ResolvedVersion, resolveAgain: () => Promise<ResolvedVersion>): Promise<Loaded> {
+  if (found.outcome !== 'ok') return found;
+  try {
+    return { ...found, head: await ctx.headCache.get(found.version) };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const again = await resolveAgain();
+    if (again.outcome !== 'ok') return again;
+    if (again.version.id === found.version.id) throw error; // the version is there, its file is not: a fault
+    return { ...again, head: await ctx.headCache.get(again.version) };
+  }
+}
+
+function addCustom(ctx: ClassifyContext, r: Extract<Requested, { kind: 'custom' }>, found: Loaded, applied: AppliedClassifier[], warnings: Warning[]) {
   const { id, versionId } = r.ref;
   if (versionId !== undefined && found.outcome !== 'ok') {
     if (found.outcome === 'pruned') throw prunedVersion(id, versionId, 400);
@@ -285,8 +319,7 @@ async function addCustom(
     }
     return;
   }
-  const { classifier: c, version } = found;
-  const head = await ctx.headCache.get(version);
+  const { classifier: c, version, head } = found;
   if (head.packKey !== ctx.embedder.packKey && head.packKey !== ctx.embedder.packOnlyKey) {
     warnings.push({
       warning_id: 'classifier_needs_retraining',

@@ -2,6 +2,7 @@ import { ApiError, badRequest } from '../errors';
 import { deserializeHead, exportVersion, ModelExportError, PackUnavailableError, type ExportFormat } from '../ml';
 import { classifierNotFound, noSuchVersion, ownedOrNotFound, prunedVersion, versionIdFrom } from './lookups';
 import type { ClassifierRecord } from '../data-access/db/classifier-repository';
+import { removedVersion } from './deletion-messages';
 import type { ServiceContext } from './service-context';
 
 export interface ExportedModel {
@@ -16,8 +17,8 @@ const EXTENSIONS: Record<ExportFormat, string> = { coreml: 'mlmodel', onnx: 'onn
  * GET /v3/classifiers/{id}/core_ml_model and (extension) …/onnx_model: one version of the
  * caller's classifier (the current one unless `versionId` names another) as a self-contained model
  * file. 404 for a classifier the caller does not own or a version it does not have; 410 for a
- * version the retention setting pruned; 409 while it has no trained version, or when the model pack
- * it was trained with is gone.
+ * version the retention setting pruned or a customer-data deletion removed; 409 while it has no
+ * trained version, or when the model pack it was trained with is gone.
  */
 export async function exportClassifierModel(
   ctx: ServiceContext,
@@ -26,12 +27,14 @@ export async function exportClassifierModel(
   const c = await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const versionId = input.versionId === undefined ? currentVersionId(c) : requestedVersionId(c.id, input.versionId);
   const version = await ctx.versions.findVersion(versionId);
+  if (!version && (await ctx.versions.wasRemoved(c.id, versionId))) throw removedVersion(c.id, versionId);
   if (!version || version.classifierId !== c.id) throw noSuchVersion(c.id, versionId);
   if (version.pruned) throw prunedVersion(c.id, version.id, 410);
   const headBytes = await ctx.heads.read(version.headFile).catch(async (error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
-    // Pruned, or deleted with its classifier, while this request ran.
+    // Pruned, removed, or deleted with its classifier, while this request ran.
     const now = await ctx.versions.findVersion(version.id);
+    if (!now && (await ctx.versions.wasRemoved(c.id, version.id))) throw removedVersion(c.id, version.id);
     if (!now) throw classifierNotFound(c.id);
     if (now.pruned) throw prunedVersion(c.id, version.id, 410);
     throw error;

@@ -65,7 +65,8 @@ const plural = (count: number, one: string, many = `${one}s`) => `${count} ${cou
  * records the distinct decodable ones as examples via `record`. Each image is claimed in the
  * database before its file is written (see ImageClaims), so no process removing unreferenced
  * images, on any machine, deletes it before `record` references it. The embeddings computed while
- * decoding go into the embedding cache, so training does not decode them again. Each zip must keep
+ * decoding go into the embedding cache (claimed first too: the cache keeps only embeddings of
+ * referenced or claimed images), so training does not decode them again. Each zip must keep
  * at least `minImagesPerZip` and at most `maxImagesPerZip` images; otherwise, or if any zip cannot
  * be read, nothing is recorded, the images this request added are removed again, and an ApiError
  * 400 names the zip, its counts and up to five entries with reasons.
@@ -89,7 +90,7 @@ export async function ingestExamples<T>(
   try {
     const results: ZipResult[] = [];
     const known: KnownImages = new Map();
-    for (const upload of uploads) results.push(await readUpload(ctx, upload, known, store));
+    for (const upload of uploads) results.push(await readUpload(ctx, upload, known, store, (hashes) => claim.add(hashes)));
     leaveOutNegativesSharedWithClasses(results);
     for (const r of results) {
       if (r.kept.size < ctx.config.limits.minImagesPerZip) throw badRequest(tooFewMessage(r, ctx.config.limits.minImagesPerZip));
@@ -120,6 +121,7 @@ async function readUpload(
   upload: ExampleUpload,
   known: KnownImages,
   store: (images: Array<{ hash: string; bytes: Buffer }>) => Promise<void>,
+  claim: (hashes: string[]) => Promise<void>,
 ): Promise<ZipResult> {
   const { limits } = ctx.config;
   const r: ZipResult = { upload, entries: 0, images: 0, decodable: 0, distinct: 0, kept: new Map(), unused: [], sharedWithClass: 0 };
@@ -137,10 +139,9 @@ async function readUpload(
       firstSeen.set(item.hash, { entryName: item.entryName });
       return true;
     });
-    const failures = await decodeAndEmbed(
-      ctx,
-      fresh.filter((item) => !known.has(item.hash)),
-    );
+    const toDecode = fresh.filter((item) => !known.has(item.hash));
+    if (toDecode.length > 0) await claim(toDecode.map((item) => item.hash));
+    const failures = await decodeAndEmbed(ctx, toDecode);
     const toStore: Array<{ hash: string; bytes: Buffer }> = [];
     for (const item of items) {
       const first = firstSeen.get(item.hash)!;
@@ -289,9 +290,12 @@ export async function removeUnreferencedImages(ctx: ServiceContext, hashes: stri
   return (await ctx.imageClaims.removeUnreferenced(hashes, (doomed) => ctx.images.remove(doomed))).length;
 }
 
-/** At start: removes images a crash left behind between storing them and recording their examples. */
+/**
+ * At start and now and then: removes images (files and cached embeddings) a crash left behind
+ * between storing them and recording their examples, or between deleting examples and their images.
+ */
 export async function removeOrphanImages(ctx: ServiceContext): Promise<number> {
-  return removeUnreferencedImages(ctx, await ctx.images.listHashes());
+  return removeUnreferencedImages(ctx, [...new Set([...(await ctx.images.listHashes()), ...(await ctx.embeddings.listHashes())])]);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { ApiError, badRequest } from '../errors';
-import { classifierNameSchema, parseRequest, userDataQuerySchema } from './api-schemas';
+import { classifierNameSchema, parseRequest } from './api-schemas';
 import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, detailedView, type ClassifierView } from './classifier-view';
 import { parseCallbackUrl } from './callbacks';
@@ -104,7 +104,7 @@ export async function listClassifiers(ctx: ServiceContext, input: { ownerId: str
 }
 
 async function deleteClassifierData(ctx: ServiceContext, classifierId: string): Promise<void> {
-  const { imageHashes } = await ctx.classifiers.delete(classifierId);
+  const { imageHashes } = await ctx.classifiers.delete(classifierId, ctx.now());
   await ctx.queue.cancel(classifierId).catch((err) => ctx.logger.warn({ err, classifierId }, 'could not cancel training'));
   await ctx.heads.removeClassifier(classifierId);
   await removeUnreferencedImages(ctx, imageHashes);
@@ -114,22 +114,4 @@ async function deleteClassifierData(ctx: ServiceContext, classifierId: string): 
 export async function deleteClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<void> {
   await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   await deleteClassifierData(ctx, input.classifierId);
-}
-
-/**
- * DELETE /v3/user_data: removes every classifier and example the caller labelled with the customer
- * id (X-Watson-Metadata: customer_id=…); classifiers that lost examples retrain without them.
- */
-export async function deleteUserData(ctx: ServiceContext, input: { ownerId: string; customerId: unknown }): Promise<void> {
-  const { customer_id: customerId } = parseRequest(userDataQuerySchema, { customer_id: input.customerId });
-  const removed = await ctx.classifiers.deleteCustomerData(input.ownerId, customerId, ctx.now());
-  await removeUnreferencedImages(ctx, removed.imageHashes);
-  for (const id of removed.deletedClassifiers) {
-    await ctx.queue.cancel(id).catch((err) => ctx.logger.warn({ err, classifierId: id }, 'could not cancel training'));
-    await ctx.heads.removeClassifier(id);
-  }
-  for (const id of removed.retrainClassifiers) {
-    // If queueing fails now, the worker's start-up check queues the classifier again.
-    await ctx.queue.enqueue(id).catch((err) => ctx.logger.error({ err, classifierId: id }, 'could not queue retraining'));
-  }
 }

@@ -4,6 +4,7 @@ import { detailedView, type ClassifierView } from './classifier-view';
 import { classifierNotFound, noSuchVersion, ownedOrNotFound, prunedVersion, versionIdFrom } from './lookups';
 import type { ServiceContext } from './service-context';
 import { activateQuerySchema, parseRequest, type VersionListView } from './api-schemas';
+import { removedVersion, versionBeingRemoved } from './deletion-messages';
 
 /**
  * Extension, GET /v3/classifiers/{id}/versions: every version with its evaluation (oldest first),
@@ -40,7 +41,8 @@ export async function listVersions(ctx: ServiceContext, input: { ownerId: string
  * is that version's examples plus the pending ones (accepted, but in no run that reached the
  * current version), unless `discard_pending=true`; pending examples start a retraining at once.
  * Afterwards the retention setting applies.
- * @throws ApiError 400 (bad version id), 404 (unknown classifier or version), 410 (pruned version).
+ * @throws ApiError 400 (bad version id), 404 (unknown classifier or version), 410 (pruned version, or one
+ *   trained on deleted customer data).
  */
 export async function activateVersion(
   ctx: ServiceContext,
@@ -58,7 +60,10 @@ export async function activateVersion(
   if (result.outcome === 'no-classifier') throw classifierNotFound(input.classifierId);
   if (result.outcome === 'no-version') throw noSuchVersion(input.classifierId, versionId);
   if (result.outcome === 'pruned') throw prunedVersion(input.classifierId, versionId, 410);
+  if (result.outcome === 'removed') throw removedVersion(input.classifierId, versionId);
+  if (result.outcome === 'being-removed') throw versionBeingRemoved(input.classifierId, versionId);
   if (result.outcome === 'activated') {
+    for (const file of result.removedHeadFiles) await ctx.heads.remove(file);
     ctx.logger.info({ classifierId: input.classifierId, versionId, pending: result.pendingExamples }, 'version activated');
     if (result.pendingExamples > 0) {
       // If queueing fails, the worker's periodic check queues the classifier (now retraining) again.

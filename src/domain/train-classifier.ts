@@ -1,11 +1,12 @@
 import type { ClassifierRepository, TrainingSnapshot } from '../data-access/db/classifier-repository';
-import type { VersionRepository } from '../data-access/db/version-repository';
+import type { PublishResult, VersionRepository } from '../data-access/db/version-repository';
 import type { HeadStore } from '../data-access/files/head-store';
 import type { ImageClaims } from '../data-access/db/image-claims';
 import type { ImageStore } from '../data-access/files/image-store';
 import type { EmbeddingCache } from '../data-access/db/embedding-cache';
 import { HeadTrainingError, ImageDecodeError, serializeHead, trainHead, type Embedder, type NegativeBank } from '../ml';
 import type { Logger } from '../logger';
+import { failedReplacementExplanation } from './deletion-messages';
 
 export interface TrainingContext {
   classifiers: ClassifierRepository;
@@ -60,16 +61,16 @@ export async function trainClassifier(
     return await trainSnapshot(ctx, snapshot, options.onProgress ?? (() => undefined));
   } catch (error) {
     // Bad data fails at once; a fault (disk, runtime) fails the classifier only when no retry is left.
+    let explanation: string | undefined;
     if (error instanceof TrainingDataError) {
-      await ctx.versions.markFailed(classifierId, classifier.generation, error.message, ctx.now());
+      explanation = error.message;
     } else if (options.finalAttempt) {
       const reason = error instanceof Error ? error.message : String(error);
-      await ctx.versions.markFailed(
-        classifierId,
-        classifier.generation,
-        `Training failed after several attempts (${reason}). The previous version, if any, keeps serving; send the update again to retry.`,
-        ctx.now(),
-      );
+      explanation = `Training failed after several attempts (${reason}). The previous version, if any, keeps serving; send the update again to retry.`;
+    }
+    if (explanation !== undefined) {
+      const { removedHeadFiles } = await ctx.versions.markFailed(classifierId, classifier.generation, explanation, ctx.now(), failedReplacementExplanation);
+      for (const file of removedHeadFiles) await ctx.heads.remove(file);
     }
     throw error;
   }
@@ -100,7 +101,9 @@ async function trainSnapshot(
     if (!usable.some((h) => positivesByHash.get(h)!.includes(i))) {
       const unreadable = examples.filter((e) => e.className === name).map((e) => `${entryLabel(e)}: ${failures.get(e.imageHash) ?? 'it could not be read'}`);
       throw new TrainingDataError(
-        `The class '${name}' has no image that could be read (${listed(unreadable)}). Send images of '${name}' that open in an image viewer, in a zip, with POST /v3/classifiers/${classifierId}.`,
+        unreadable.length === 0
+          ? `The class '${name}' has no example images. Send a zip of images of '${name}' as ${name}_positive_examples with POST /v3/classifiers/${classifierId}.`
+          : `The class '${name}' has no image that could be read (${listed(unreadable)}). Send images of '${name}' that open in an image viewer, in a zip, with POST /v3/classifiers/${classifierId}.`,
       );
     }
     if (usable.every((h) => positivesByHash.get(h)!.includes(i))) throw new TrainingDataError(noNegativesMessage(classifierId, name, examples));
@@ -128,7 +131,7 @@ async function trainSnapshot(
   }
 
   const headFile = await ctx.heads.write(classifierId, classifier.generation, serializeHead(head));
-  let published: boolean;
+  let published: PublishResult;
   try {
     published = await ctx.versions.publishVersion({
       classifierId,
@@ -146,12 +149,13 @@ async function trainSnapshot(
     await ctx.heads.remove(headFile);
     throw error;
   }
-  if (!published) {
+  if (!published.published) {
     // Deleted meanwhile: the write above made its folder again, so the whole folder goes; a stale run drops only its file.
     if (await ctx.classifiers.exists(classifierId)) await ctx.heads.remove(headFile);
     else await ctx.heads.removeClassifier(classifierId);
     return 'gone';
   }
+  for (const file of published.removedHeadFiles) await ctx.heads.remove(file);
   await pruneOldVersions(ctx, classifierId);
   await onProgress(1);
   return 'trained';

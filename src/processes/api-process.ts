@@ -35,6 +35,7 @@ export interface RunningService {
   /** Where /metrics, /healthz and /readyz are when OPS_PORT gives them their own port. */
   opsUrl?: string;
   ctx: ServiceContext;
+  classify: ClassifyContext;
   apiKeys: ApiKeyRepository;
   worker?: WorkerSupervisor;
   /** Set when this start generated the first API key (shown once). */
@@ -163,6 +164,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     url: `http://127.0.0.1:${port}`,
     opsUrl: opsPort === undefined ? undefined : `http://127.0.0.1:${opsPort}`,
     ctx,
+    classify,
     apiKeys,
     worker,
     generatedKey,

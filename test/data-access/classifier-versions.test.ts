@@ -21,8 +21,8 @@ let clock = 0;
 const now = () => new Date(Date.UTC(2026, 0, 1) + clock++ * 1000).toISOString();
 
 /** The worker's part of a run, split so a test can act between its snapshot and its publish. */
-function publish(versions: VersionRepository, snap: TrainingSnapshot): Promise<boolean> {
-  return versions.publishVersion({
+async function publish(versions: VersionRepository, snap: TrainingSnapshot): Promise<boolean> {
+  const { published } = await versions.publishVersion({
     classifierId: snap.classifier.id,
     generation: snap.classifier.generation,
     headFile: `${snap.classifier.id}/${snap.classifier.generation}-${clock}.head`,
@@ -33,6 +33,7 @@ function publish(versions: VersionRepository, snap: TrainingSnapshot): Promise<b
     exampleIds: snap.examples.map((e) => e.id),
     now: now(),
   });
+  return published;
 }
 const snapshot = async (repo: ClassifierRepository, id: string) => (await repo.trainingSnapshot(id))!;
 const find = async (repo: ClassifierRepository, id: string) => (await repo.find(id))!;
@@ -130,7 +131,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     expect(await publish(versions, running)).toBe(false);
     expect((await find(repo, 'k_1')).currentVersionId).toBe(v1);
     // A failure of the stale run is not recorded either.
-    expect(await versions.markFailed('k_1', running.classifier.generation, 'boom', now())).toBe(false);
+    expect((await versions.markFailed('k_1', running.classifier.generation, 'boom', now())).recorded).toBe(false);
 
     // The queued run trains v1's examples plus the update's: nothing of either is lost.
     const next = await snapshot(repo, 'k_1');
@@ -249,7 +250,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     await repo.addExamples({ id: 'cb_1', examples: examples('d', 'd'), customerId: null, now: now() });
     await train(repo, versions, 'cb_1');
     expect(await outbox()).toHaveLength(2);
-    await repo.delete('cb_1');
+    await repo.delete('cb_1', now());
     expect(await outbox()).toHaveLength(0);
   });
 });
@@ -275,7 +276,8 @@ describe('the versions migration (SQLite files of earlier releases)', () => {
       raw.exec(`DROP TABLE version_examples; DROP TABLE retired_examples; DROP TABLE version_events; DROP TABLE pruned_versions;
                 DROP TABLE version_leases; DROP TABLE classifier_callbacks; DROP TABLE callback_secrets; DROP TABLE callback_outbox;
                 ALTER TABLE examples DROP COLUMN entry_name;
-                DROP TABLE embeddings; DROP TABLE image_claims; DROP TABLE kysely_migration; DROP TABLE kysely_migration_lock;`);
+                DROP TABLE embeddings; DROP TABLE image_claims; DROP TABLE forgotten_heads; DROP TABLE versions_to_remove;
+                DROP TABLE kysely_migration; DROP TABLE kysely_migration_lock;`);
       raw.pragma(`user_version = ${LEGACY_SQLITE_STEPS.length - 2}`);
       raw.close();
 

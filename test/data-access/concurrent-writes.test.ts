@@ -111,7 +111,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository beside anot
       now: now(),
     });
     await other.exited;
-    expect(published).toBe(true);
+    expect(published).toEqual({ published: true, removedHeadFiles: [] });
     expect(await repo.find('k_1')).toMatchObject({ status: 'ready', currentVersionId: expect.any(Number) });
     expect(await ownerExists('other-1')).toBe(true);
   });
@@ -125,7 +125,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository beside anot
     await other.exited;
     other = otherProcess(target, { mode: 'hold', holdMs: 300, owner: 'other-2' });
     await other.started;
-    expect((await repo.delete('k_1')).deleted).toBe(true);
+    expect((await repo.delete('k_1', now())).deleted).toBe(true);
     await other.exited;
     expect(await ownerExists('other-1')).toBe(true);
     expect(await ownerExists('other-2')).toBe(true);

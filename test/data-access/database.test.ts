@@ -102,9 +102,12 @@ describe.each(['sqlite', 'postgres'] as const)('the database on %s', (dialect) =
   test('the embedding cache round-trips float32 vectors and keeps pack keys apart', async () => {
     const cache = new EmbeddingCache(db);
     const v = new Float32Array([1.5, -2.25, 3e-8, 0]);
+    const upload = new ImageClaims(db, 60_000).open('upload'); // only a claimed or referenced image's embedding is kept
+    await upload.add(['a'.repeat(64)]);
     await cache.putMany([{ hash: 'a'.repeat(64), embedding: v }], 'pack@1');
     expect([...(await cache.getMany(['a'.repeat(64), 'b'.repeat(64)], 'pack@1')).get('a'.repeat(64))!]).toEqual([...v]);
     expect((await cache.getMany(['a'.repeat(64)], 'pack@2')).size).toBe(0);
+    await upload.release();
   });
 
   test('a claimed image is never removed; a released or lapsed claim no longer holds it; a running upload renews it', async () => {

@@ -37,8 +37,8 @@ describe.each(['sqlite', 'postgres'] as const)('publishing a generation twice, o
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  const publish = (snap: TrainingSnapshot, headFile: string) =>
-    versions.publishVersion({
+  const publish = async (snap: TrainingSnapshot, headFile: string) => {
+    const { published } = await versions.publishVersion({
       classifierId: snap.classifier.id,
       generation: snap.classifier.generation,
       headFile,
@@ -49,6 +49,8 @@ describe.each(['sqlite', 'postgres'] as const)('publishing a generation twice, o
       exampleIds: snap.examples.map((e) => e.id),
       now: now(),
     });
+    return published;
+  };
 
   it('the second run of the same snapshot publishes nothing, for a first training and for a retrain', async () => {
     const examples = ['a', 'b'].flatMap((c) => [0, 1, 2].map((i) => ({ className: c, imageHash: hash(`${c}${i}`) })));

@@ -43,7 +43,7 @@ describe('the OpenAPI document and the docs page', () => {
     expect(statuses('post', '/v3/classifiers/{classifier_id}')).toEqual(['200', '400', '401', '404', '413', '415', '429', '500', '503', '507']);
     expect(statuses('delete', '/v3/classifiers/{classifier_id}')).toEqual(['200', '400', '401', '404', '500']);
     for (const model of ['core_ml_model', 'onnx_model']) {
-      expect(statuses('get', `/v3/classifiers/{classifier_id}/${model}`)).toEqual(['200', '400', '401', '404', '409', '410', '500']);
+      expect(statuses('get', `/v3/classifiers/{classifier_id}/${model}`)).toEqual(['200', '400', '401', '404', '409', '410', '500', '501']);
     }
     expect(statuses('get', '/v3/classifiers/{classifier_id}/versions')).toEqual(['200', '400', '401', '404', '500']);
     expect(statuses('post', '/v3/classifiers/{classifier_id}/versions/{version_id}/activate')).toEqual(['200', '400', '401', '404', '410', '429', '500']);
@@ -51,7 +51,7 @@ describe('the OpenAPI document and the docs page', () => {
     expect(statuses('post', '/v3/callback_secret')).toEqual(['200', '400', '401', '429', '500']);
     expect(statuses('post', '/v3/classify')).toEqual(['200', '400', '401', '413', '415', '429', '500', '507']);
     expect(statuses('get', '/v3/classify')).toEqual(['200', '400', '401', '429', '500']);
-    expect(statuses('delete', '/v3/user_data')).toEqual(['202', '400', '401', '500']);
+    expect(statuses('delete', '/v3/user_data')).toEqual(['202', '400', '401', '500', '507']);
     expect(statuses('post', '/identity/token')).toEqual(['200', '400', '401', '413', '500']);
     for (const p of ['/health', '/healthz', '/metrics', '/v3/openapi.json']) expect(statuses('get', p)).toEqual(['200', '500']);
     expect(statuses('get', '/readyz')).toEqual(['200', '500', '503']);
@@ -75,6 +75,26 @@ describe('the OpenAPI document and the docs page', () => {
     expect(Object.keys(createForm.patternProperties)).toEqual(['^.+_positive_examples$']);
     expect(document.paths['/v3/classifiers'].get.security).toEqual([{ basicAuth: [] }, { bearerAuth: [] }]);
     expect(document.paths['/v3/openapi.json'].get.security).toEqual([]);
+  });
+
+  it('says what DELETE /v3/user_data does and cannot do, and how data is labelled (issue 21)', async () => {
+    const deletion = document.paths['/v3/user_data'].delete;
+    const text = `${deletion.description} ${deletion.responses['202'].description}`;
+    for (const promise of [/X-Watson-Metadata/, /version.*trained on/, /embedding/, /410/, /exported earlier.*(theirs|yours)/]) expect(text).toMatch(promise);
+    for (const [method, p] of [['post', '/v3/classifiers'], ['post', '/v3/classifiers/{classifier_id}']]) {
+      const header = document.paths[p][method].parameters.find((x: { in: string; name: string }) => x.in === 'header');
+      expect(header.name).toBe('X-Watson-Metadata');
+      expect(header.required ?? false).toBe(false);
+      expect(header.description).toMatch(/customer_id=/);
+    }
+    expect(document.components.schemas.Classifier.properties.core_ml_enabled.description).not.toMatch(/always false/i);
+    for (const model of ['core_ml_model', 'onnx_model']) {
+      const responses = document.paths[`/v3/classifiers/{classifier_id}/${model}`].get.responses;
+      expect(responses['410'].description).toMatch(/customer data/);
+      expect(responses['501'].description).toMatch(/cannot express/);
+    }
+    const readme = await fs.readFile(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    for (const needle of ['DELETE /v3/user_data', 'X-Watson-Metadata: customer_id=', '410']) expect(readme).toContain(needle);
   });
 
   it('holds no key and no path of this server', () => {

@@ -1,5 +1,6 @@
 import type { Database, Queries } from './database';
 import { chunks, classesOf, findClassifierIn, retiredIds, toRecord, type ClassifierRecord } from './records';
+import { deleteUnusedRetiredExamples, logForgottenHeads, removeVersions } from './version-removal';
 
 export type { ClassifierRecord, ClassifierStatus, VersionRecord } from './records';
 
@@ -15,6 +16,24 @@ export interface TrainingSnapshot {
   /** The classifier's training set: every example not retired by an activation. */
   /** entryName: the entry's path in its zip; null for examples stored before names were kept. */
   examples: Array<{ id: number; className: string | null; imageHash: string; entryName: string | null }>;
+}
+
+/**
+ * Why what is left of a classifier's training set cannot train a version: the trainer's own
+ * refusals that can be known without reading an image.
+ */
+export type TrainingSetProblem = { kind: 'no-classes' } | { kind: 'no-negatives'; className: string };
+
+/** What DELETE /v3/user_data changed, for the caller to finish outside the transaction. */
+export interface CustomerDataDeletion {
+  /** Classifiers created with the customer id: deleted whole (cancel their runs, remove their head folders). */
+  deletedClassifiers: string[];
+  /** Classifiers that lost examples and must train again without them (queue a run for each). */
+  retrainClassifiers: string[];
+  /** Head files of the versions removed (delete them). */
+  removedHeadFiles: string[];
+  /** Images the deleted examples referenced (remove those nothing references any more). */
+  imageHashes: string[];
 }
 
 /**
@@ -220,77 +239,103 @@ export class ClassifierRepository {
     return Number(row.n);
   }
 
-
-
-
-
-
-
-
-
-
   /** Deletes the classifier with its classes, examples and versions. Returns the image hashes it referenced. */
-  async delete(id: string): Promise<{ deleted: boolean; imageHashes: string[] }> {
-    return this.db.write((trx) => deleteIn(trx, id));
+  async delete(id: string, now: string): Promise<{ deleted: boolean; imageHashes: string[] }> {
+    return this.db.write((trx) => deleteIn(trx, id, now));
   }
 
   /**
-   * Removes what is labelled with a customer id among one owner's classifiers: classifiers created
-   * with it entirely; elsewhere its examples, and classes left without examples. Classifiers that
-   * lost examples move to (re)training, so no served version keeps learning from them for long.
+   * DELETE /v3/user_data in one transaction: among one owner's classifiers, those created with the
+   * customer id go entirely; elsewhere its examples go, with the classes left without examples and
+   * every version trained on any of them. A classifier's current version trained on them serves
+   * on (marked in versions_to_remove) until the retrain without them replaces it; where what is left
+   * cannot train (`TrainingSetProblem`), it goes at once and the classifier is failed with
+   * `explain`'s explanation. A classifier whose current version never saw the deleted examples and
+   * has nothing else pending is ready at once, without a retrain.
    */
-  async deleteCustomerData(ownerId: string, customerId: string, now: string): Promise<{
-    deletedClassifiers: string[];
-    retrainClassifiers: string[];
-    imageHashes: string[];
-  }> {
+  async deleteCustomerData(input: {
+    ownerId: string;
+    customerId: string;
+    now: string;
+    /** The failed classifier's explanation; `currentRemoved`: its current version was removed too, so it answers nothing. */
+    explain: (failure: { classifierId: string; problem: TrainingSetProblem; currentRemoved: boolean }) => string;
+  }): Promise<CustomerDataDeletion> {
+    const { ownerId, customerId, now } = input;
     return this.db.write(async (trx) => {
       const deletedClassifiers = (
         await trx.selectFrom('classifiers').select('id').where('owner_id', '=', ownerId).where('customer_id', '=', customerId).execute()
       ).map((r) => r.id);
       const hashes = new Set<string>();
-      for (const id of deletedClassifiers) (await deleteIn(trx, id)).imageHashes.forEach((h) => hashes.add(h));
+      for (const id of deletedClassifiers) (await deleteIn(trx, id, now)).imageHashes.forEach((h) => hashes.add(h));
 
       const labelled = await trx
         .selectFrom('examples as e')
         .innerJoin('classifiers as c', 'c.id', 'e.classifier_id')
-        .select(['e.id', 'e.classifier_id', 'e.image_hash'])
+        .select(['e.id', 'e.classifier_id', 'e.image_hash', 'e.generation'])
         .where('c.owner_id', '=', ownerId)
         .where('e.customer_id', '=', customerId)
         .execute();
-      for (const ids of chunks(labelled.map((e) => e.id), 500)) {
-        await trx.deleteFrom('examples').where('id', 'in', ids).execute();
-        await trx.deleteFrom('version_examples').where('example_id', 'in', ids).execute();
-        await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
-      }
       labelled.forEach((e) => hashes.add(e.image_hash));
-      const retrainClassifiers = [...new Set(labelled.map((e) => e.classifier_id))];
-      for (const id of retrainClassifiers) {
+      const byClassifier = new Map<string, typeof labelled>();
+      for (const e of labelled) byClassifier.set(e.classifier_id, [...(byClassifier.get(e.classifier_id) ?? []), e]);
+
+      const retrainClassifiers: string[] = [];
+      const removedHeadFiles: string[] = [];
+      for (const [id, deleted] of byClassifier) {
+        const deletedIds = deleted.map((e) => e.id);
+        const tainted = await versionsTrainedOn(trx, id, deletedIds, Math.min(...deleted.map((e) => e.generation)));
+        for (const ids of chunks(deletedIds, 500)) {
+          await trx.deleteFrom('examples').where('id', 'in', ids).execute();
+          await trx.deleteFrom('version_examples').where('example_id', 'in', ids).execute();
+          await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
+        }
         await trx
           .deleteFrom('classes')
           .where('classifier_id', '=', id)
           .where(
             'name',
             'not in',
-            trx.selectFrom('examples').select('class_name').distinct().where('classifier_id', '=', id).where('class_name', 'is not', null).$narrowType<{ class_name: string }>(),
+            trx
+              .selectFrom('examples')
+              .select('class_name')
+              .distinct()
+              .where('classifier_id', '=', id)
+              .where('class_name', 'is not', null)
+              .where('id', 'not in', retiredIds(trx, id))
+              .$narrowType<{ class_name: string }>(),
           )
           .execute();
+
         const row = await trx.selectFrom('classifiers').select(['generation', 'current_version_id']).where('id', '=', id).executeTakeFirstOrThrow();
-        await trx
-          .updateTable('classifiers')
-          .set({
-            generation: row.generation + 1,
-            updated: now,
-            explanation: null,
-            status: row.current_version_id === null ? 'training' : 'retraining',
-          })
-          .where('id', '=', id)
-          .execute();
+        const problem = await trainingSetProblem(trx, id);
+        const currentTainted = row.current_version_id !== null && tainted.includes(row.current_version_id);
+        // Serves on until the retrain replaces it, if one can; otherwise it goes now with the rest.
+        const markedCurrent = currentTainted && problem === undefined ? row.current_version_id : null;
+        removedHeadFiles.push(...(await removeVersions(trx, id, tainted.filter((v) => v !== markedCurrent), now)));
+        (await deleteUnusedRetiredExamples(trx, id)).forEach((h) => hashes.add(h));
+        if (markedCurrent !== null) await trx.insertInto('versions_to_remove').values({ version_id: markedCurrent, classifier_id: id, since: now }).execute();
+
+        const current = currentTainted && markedCurrent === null ? null : row.current_version_id;
+        const generation = row.generation + 1;
+        const common = { generation, updated: now, current_version_id: current };
+        if (current !== null && !currentTainted && !(await hasPendingExamples(trx, id, current))) {
+          // What is left is exactly what the current version trained on: nothing to train.
+          await trx.updateTable('classifiers').set({ ...common, trained_generation: generation, status: 'ready', explanation: null }).where('id', '=', id).execute();
+        } else if (problem !== undefined) {
+          const explanation = input.explain({ classifierId: id, problem, currentRemoved: current === null && row.current_version_id !== null });
+          await trx.updateTable('classifiers').set({ ...common, trained_generation: generation, status: 'failed', explanation }).where('id', '=', id).execute();
+        } else {
+          await trx
+            .updateTable('classifiers')
+            .set({ ...common, status: current === null ? 'training' : 'retraining', explanation: null })
+            .where('id', '=', id)
+            .execute();
+          retrainClassifiers.push(id);
+        }
       }
-      return { deletedClassifiers, retrainClassifiers, imageHashes: [...hashes] };
+      return { deletedClassifiers, retrainClassifiers, removedHeadFiles, imageHashes: [...hashes] };
     });
   }
-
 
   /**
    * Ready classifiers whose serving version was embedded under another pack key than `packKey` move to
@@ -318,8 +363,68 @@ export class ClassifierRepository {
   }
 }
 
-async function deleteIn(trx: Queries, id: string): Promise<{ deleted: boolean; imageHashes: string[] }> {
+async function deleteIn(trx: Queries, id: string, now: string): Promise<{ deleted: boolean; imageHashes: string[] }> {
   const hashes = (await trx.selectFrom('examples').select('image_hash').distinct().where('classifier_id', '=', id).execute()).map((r) => r.image_hash);
+  const served = await trx
+    .selectFrom('versions')
+    .select('id')
+    .where('classifier_id', '=', id)
+    .where('id', 'not in', trx.selectFrom('pruned_versions').select('version_id').where('classifier_id', '=', id))
+    .execute();
+  await logForgottenHeads(trx, id, served.map((v) => v.id), now);
   const result = await trx.deleteFrom('classifiers').where('id', '=', id).executeTakeFirst();
   return { deleted: Number(result.numDeletedRows) > 0, imageHashes: hashes };
+}
+
+/**
+ * The classifier's versions trained on any of `exampleIds`: from the examples each version
+ * recorded, and, for pruned versions (whose lists are gone), every one made at or after
+ * `fromGeneration`, the oldest generation among those examples (when the first of them arrived).
+ */
+async function versionsTrainedOn(trx: Queries, classifierId: string, exampleIds: number[], fromGeneration: number): Promise<number[]> {
+  const found = new Set<number>();
+  for (const ids of chunks(exampleIds, 500)) {
+    const rows = await trx.selectFrom('version_examples').select('version_id').distinct().where('example_id', 'in', ids).execute();
+    rows.forEach((r) => found.add(r.version_id));
+  }
+  const pruned = await trx
+    .selectFrom('versions as v')
+    .innerJoin('pruned_versions as p', 'p.version_id', 'v.id')
+    .select('v.id')
+    .where('v.classifier_id', '=', classifierId)
+    .where('v.generation', '>=', fromGeneration)
+    .execute();
+  pruned.forEach((r) => found.add(r.id));
+  return [...found];
+}
+
+/** Whether the training set holds an example the version did not train on. */
+async function hasPendingExamples(trx: Queries, classifierId: string, versionId: number): Promise<boolean> {
+  const pending = await trx
+    .selectFrom('examples')
+    .select('id')
+    .where('classifier_id', '=', classifierId)
+    .where('id', 'not in', retiredIds(trx, classifierId))
+    .where('id', 'not in', trx.selectFrom('version_examples').select('example_id').where('version_id', '=', versionId))
+    .limit(1)
+    .executeTakeFirst();
+  return pending !== undefined;
+}
+
+/** The training set's TrainingSetProblem, if it has one (the same judgement as the trainer, over image hashes). */
+async function trainingSetProblem(trx: Queries, classifierId: string): Promise<TrainingSetProblem | undefined> {
+  const classes = await classesOf(trx, classifierId);
+  if (classes.length === 0) return { kind: 'no-classes' };
+  const rows = await trx
+    .selectFrom('examples')
+    .select(['class_name', 'image_hash'])
+    .where('classifier_id', '=', classifierId)
+    .where('id', 'not in', retiredIds(trx, classifierId))
+    .execute();
+  const labelsOf = new Map<string, Set<string | null>>();
+  for (const r of rows) labelsOf.set(r.image_hash, (labelsOf.get(r.image_hash) ?? new Set()).add(r.class_name));
+  for (const className of classes) {
+    if ([...labelsOf.values()].every((labels) => labels.has(className))) return { kind: 'no-negatives', className };
+  }
+  return undefined;
 }

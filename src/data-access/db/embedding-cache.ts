@@ -10,6 +10,9 @@ const WRITE_CHUNK = 200;
  * API process and worker, on any machine, reuses what any of them embedded, a retrain only embeds
  * new images and a restart loses nothing. A different pack key never matches, so embeddings of an
  * older pack build are never reused. Vectors are float32, little-endian bytes.
+ *
+ * An embedding is kept only while its image is: it is stored only for an image an example
+ * references or an upload in flight has claimed, and goes with the image (ImageClaims.removeUnreferenced).
  */
 export class EmbeddingCache {
   /** `onLookup` is told each lookup's hits and misses (unique hashes), for metrics. */
@@ -41,21 +44,46 @@ export class EmbeddingCache {
     return found;
   }
 
-  /** Stores embeddings (replacing any under the same hash and pack key). */
-  async putMany(entries: Array<{ hash: string; embedding: Float32Array }>, packKey: string): Promise<void> {
+  /**
+   * Stores embeddings (replacing any under the same hash and pack key) of the images an example
+   * references or a live upload claim holds, and drops the others: in one write transaction, so a
+   * run that embedded an image before a deletion removed it cannot store its embedding again after.
+   */
+  async putMany(entries: Array<{ hash: string; embedding: Float32Array }>, packKey: string, now = Date.now()): Promise<void> {
     if (entries.length === 0) return;
     const unique = new Map(entries.map((e) => [e.hash, e.embedding]));
-    const rows = [...unique].map(([hash, embedding]) => ({
-      hash,
-      pack_key: packKey,
-      vector: Buffer.from(embedding.buffer, embedding.byteOffset, embedding.byteLength),
-    }));
-    for (let start = 0; start < rows.length; start += WRITE_CHUNK) {
-      await this.db.kysely
-        .insertInto('embeddings')
-        .values(rows.slice(start, start + WRITE_CHUNK))
-        .onConflict((oc) => oc.columns(['hash', 'pack_key']).doUpdateSet((eb) => ({ vector: eb.ref('excluded.vector') })))
-        .execute();
-    }
+    const expiredBefore = new Date(now).toISOString();
+    await this.db.write(async (trx) => {
+      const hashes = [...unique.keys()];
+      for (let start = 0; start < hashes.length; start += WRITE_CHUNK) {
+        const chunk = hashes.slice(start, start + WRITE_CHUNK);
+        const referenced = await trx.selectFrom('examples').select('image_hash').distinct().where('image_hash', 'in', chunk).execute();
+        const claimed = await trx
+          .selectFrom('image_claims')
+          .select('image_hash')
+          .distinct()
+          .where('image_hash', 'in', chunk)
+          .where('expires', '>', expiredBefore)
+          .execute();
+        const held = new Set([...referenced, ...claimed].map((r) => r.image_hash));
+        const rows = chunk
+          .filter((hash) => held.has(hash))
+          .map((hash) => {
+            const embedding = unique.get(hash)!;
+            return { hash, pack_key: packKey, vector: Buffer.from(embedding.buffer, embedding.byteOffset, embedding.byteLength) };
+          });
+        if (rows.length === 0) continue;
+        await trx
+          .insertInto('embeddings')
+          .values(rows)
+          .onConflict((oc) => oc.columns(['hash', 'pack_key']).doUpdateSet((eb) => ({ vector: eb.ref('excluded.vector') })))
+          .execute();
+      }
+    });
+  }
+
+  /** Every image hash with a cached embedding (under any pack key): candidates for the orphan sweep. */
+  async listHashes(): Promise<string[]> {
+    return (await this.db.kysely.selectFrom('embeddings').select('hash').distinct().execute()).map((r) => r.hash);
   }
 }

@@ -50,8 +50,8 @@ export class ImageClaims {
 
   /**
    * Of `hashes`, removes (with `removeFiles`) those no example references and no live claim holds,
-   * and returns them. Expired claims, and those of processes of this pid scope that no longer
-   * run, are dropped on the way.
+   * with their cached embeddings, and returns them. Expired claims, and those of processes of this
+   * pid scope that no longer run, are dropped on the way.
    */
   async removeUnreferenced(hashes: string[], removeFiles: (hashes: string[]) => Promise<void>, now = Date.now()): Promise<string[]> {
     const unique = [...new Set(hashes)];
@@ -71,6 +71,9 @@ export class ImageClaims {
         for (const row of [...referenced, ...claimed]) held.add(row.image_hash);
       }
       const doomed = unique.filter((h) => !held.has(h));
+      for (let start = 0; start < doomed.length; start += 500) {
+        await trx.deleteFrom('embeddings').where('hash', 'in', doomed.slice(start, start + 500)).execute();
+      }
       await removeFiles(doomed);
       return doomed;
     });

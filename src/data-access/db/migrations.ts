@@ -401,11 +401,41 @@ function sharedStore(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * What DELETE /v3/user_data needs to remove every version trained on a deleted example (issue 21):
+ * `forgotten_heads` logs each version whose head no process may serve again (removed, pruned, or
+ * of a deleted classifier), so every API process drops it from memory and an export or activation
+ * of a removed version can say why it is gone; it holds ids only, and no foreign key, so it
+ * outlives a deleted classifier. `versions_to_remove` marks a current version trained on deleted
+ * examples: it serves until the classifier has a version without them, then goes.
+ */
+function forgetCustomerData(dialect: Dialect): Migration {
+  return {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('forgotten_heads')
+        .addColumn('id', 'integer', (c) => (dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey().generatedByDefaultAsIdentity()))
+        .addColumn('version_id', 'integer', (c) => c.notNull())
+        .addColumn('classifier_id', 'text', (c) => c.notNull())
+        .addColumn('forgotten', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('forgotten_heads_version').on('forgotten_heads').column('version_id').execute();
+      await db.schema
+        .createTable('versions_to_remove')
+        .addColumn('version_id', 'integer', (c) => c.primaryKey())
+        .addColumn('classifier_id', 'text', (c) => c.notNull().references('classifiers.id').onDelete('cascade'))
+        .addColumn('since', 'text', (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 /** The Kysely migrations, by name (applied in name order). */
 export function migrationProvider(dialect: Dialect): MigrationProvider & { names: string[] } {
   const migrations: Record<string, Migration> = {
     '0001_baseline': baseline(dialect),
     '0002_shared_store': sharedStore(dialect),
+    '0003_forget_customer_data': forgetCustomerData(dialect),
   };
   return { names: Object.keys(migrations), getMigrations: async () => migrations };
 }

@@ -79,4 +79,8 @@ export interface Schema {
    * removal of unreferenced images skips them until `expires` (a crashed upload's claims lapse).
    */
   image_claims: { claim_id: string; image_hash: string; expires: string };
+  /** Versions whose head no process may serve again (removed, pruned, or of a deleted classifier): ids only. */
+  forgotten_heads: { id: Generated<number>; version_id: number; classifier_id: string; forgotten: string };
+  /** Current versions trained on deleted customer data: removed once the classifier has a version without it. */
+  versions_to_remove: { version_id: number; classifier_id: string; since: string };
 }

@@ -1,6 +1,7 @@
 import { isStorageUnavailable, type Database, type Queries } from './database';
 import { recordTrainingEnd } from './callback-repository';
 import { chunks, findClassifierIn, findVersionIn, retiredIds, type ClassifierRecord, type VersionRecord } from './records';
+import { deleteUnusedRetiredExamples, isMarkedForRemoval, logForgottenHeads, removeReplacedVersions } from './version-removal';
 
 export type { VersionRecord } from './records';
 
@@ -13,10 +14,27 @@ export interface VersionEvent {
 }
 
 export type ActivationResult =
-  | { outcome: 'activated' | 'unchanged'; classifier: ClassifierRecord; pendingExamples: number }
+  /** removedHeadFiles: of the version it replaced, when that one was trained on deleted customer data; the caller deletes them. */
+  | { outcome: 'activated' | 'unchanged'; classifier: ClassifierRecord; pendingExamples: number; removedHeadFiles: string[] }
   | { outcome: 'no-classifier' }
   | { outcome: 'no-version' }
-  | { outcome: 'pruned' };
+  | { outcome: 'pruned' }
+  /** Removed because customer data it was trained on was deleted. */
+  | { outcome: 'removed' }
+  /** Trained on deleted customer data; current only until its replacement, trained without it, is ready. */
+  | { outcome: 'being-removed' };
+
+/** What a publish did. removedHeadFiles: of versions it replaced that were trained on deleted customer data; the caller deletes them. */
+export interface PublishResult {
+  published: boolean;
+  removedHeadFiles: string[];
+}
+
+/** What recording a failed run did; removedHeadFiles as in PublishResult. */
+export interface FailureResult {
+  recorded: boolean;
+  removedHeadFiles: string[];
+}
 
 /** What a classify request asked for: a classifier's current version, or a pinned one. */
 export interface VersionRequest {
@@ -40,11 +58,15 @@ export class VersionRepository {
   /**
    * Records a finished training run and makes it the serving version, atomically, with the
    * examples it trained on (what an activation of it restores) and a `trained` event.
-   * Returns false when the classifier was deleted meanwhile, or when its snapshot is not newer
+   * Not published when the classifier was deleted meanwhile, when its snapshot is not newer
    * than the current version's (a newer run or an activation came first, or another worker already
-   * published this generation after this one's queue lock lapsed): the caller removes the head file.
-   * If more examples arrived while training, the status stays in training until the next run;
-   * otherwise a callback, if the classifier has one, is put in the outbox in the same transaction.
+   * published this generation after this one's queue lock lapsed), or when a customer-data deletion
+   * removed any of the examples it trained on (checked here, in the publishing transaction, so no
+   * run that read the examples before the deletion can publish a model of them): the caller removes
+   * the head file. A published version replaces, and so removes, a current version that was trained
+   * on deleted customer data. If more examples arrived while training, the status stays in training
+   * until the next run; otherwise a callback, if the classifier has one, is put in the outbox in the
+   * same transaction.
    */
   async publishVersion(input: {
     classifierId: string;
@@ -58,14 +80,16 @@ export class VersionRepository {
     /** Ids of the snapshot's examples: the training set this version represents. */
     exampleIds: number[];
     now: string;
-  }): Promise<boolean> {
+  }): Promise<PublishResult> {
     return this.db.write(async (trx) => {
+      const notPublished = { published: false, removedHeadFiles: [] };
       const row = await trx
         .selectFrom('classifiers')
         .select(['generation', 'trained_generation', 'current_version_id'])
         .where('id', '=', input.classifierId)
         .executeTakeFirst();
-      if (!row || input.generation <= row.trained_generation) return false;
+      if (!row || input.generation <= row.trained_generation) return notPublished;
+      if ((await countExisting(trx, input.classifierId, input.exampleIds)) < new Set(input.exampleIds).size) return notPublished;
       const { id: versionId } = await trx
         .insertInto('versions')
         .values({
@@ -80,7 +104,6 @@ export class VersionRepository {
         })
         .returning('id')
         .executeTakeFirstOrThrow();
-      // Only examples still there: a customer-data deletion may have removed some during the run.
       for (const ids of chunks(input.exampleIds, 500)) {
         await trx
           .insertInto('version_examples')
@@ -109,26 +132,61 @@ export class VersionRepository {
         .execute();
       await recordEvent(trx, input.classifierId, versionId, row.current_version_id, 'trained', input.now);
       if (caughtUp) await recordTrainingEnd(trx, input.classifierId, input.now);
-      return true;
+      return { published: true, removedHeadFiles: await removeReplacedVersions(trx, input.classifierId, input.now) };
     });
   }
 
   /**
    * Marks a training run as failed unless newer examples arrived meanwhile (then the next run decides).
-   * The current version, if any, keeps serving. Returns whether the failure was recorded.
+   * The current version, if any, keeps serving, unless it was trained on deleted customer data: the
+   * run that failed was to replace it, so it is removed and the classifier answers nothing until a
+   * new run succeeds; `explainRemoval` then turns the run's explanation into the one recorded.
    */
-  async markFailed(id: string, generation: number, explanation: string, now: string): Promise<boolean> {
+  async markFailed(
+    id: string,
+    generation: number,
+    explanation: string,
+    now: string,
+    explainRemoval: (explanation: string) => string = (e) => e,
+  ): Promise<FailureResult> {
     return this.db.write(async (trx) => {
-      const result = await trx
+      const row = await trx.selectFrom('classifiers').select(['generation', 'current_version_id']).where('id', '=', id).executeTakeFirst();
+      if (!row || row.generation !== generation) return { recorded: false, removedHeadFiles: [] };
+      const removeCurrent = row.current_version_id !== null && (await isMarkedForRemoval(trx, row.current_version_id));
+      await trx
         .updateTable('classifiers')
-        .set({ status: 'failed', explanation })
+        .set({
+          status: 'failed',
+          explanation: removeCurrent ? explainRemoval(explanation) : explanation,
+          ...(removeCurrent ? { current_version_id: null } : {}),
+        })
         .where('id', '=', id)
-        .where('generation', '=', generation)
-        .executeTakeFirst();
-      const changed = Number(result.numUpdatedRows) > 0;
-      if (changed) await recordTrainingEnd(trx, id, now);
-      return changed;
+        .execute();
+      await recordTrainingEnd(trx, id, now);
+      return { recorded: true, removedHeadFiles: await removeReplacedVersions(trx, id, now) };
     });
+  }
+
+  /**
+   * Whether the classifier had this version and it was removed because customer data it was trained
+   * on was deleted (not an unknown version, nor another classifier's).
+   */
+  async wasRemoved(classifierId: string, versionId: number): Promise<boolean> {
+    return this.db.read((trx) => wasRemovedIn(trx, classifierId, versionId));
+  }
+
+  /**
+   * The versions whose heads were forgotten (removed, pruned, or of a deleted classifier) after the
+   * log entry `afterId`, and the last entry: what an API process drops from its memory. Without
+   * `afterId` (a process that has not looked yet, so holds nothing older) only the last entry.
+   */
+  async forgottenSince(afterId: number | undefined): Promise<{ last: number; versionIds: number[] }> {
+    if (afterId === undefined) {
+      const row = await this.db.kysely.selectFrom('forgotten_heads').select((eb) => eb.fn.max('id').as('last')).executeTakeFirst();
+      return { last: Number(row?.last ?? 0), versionIds: [] };
+    }
+    const rows = await this.db.kysely.selectFrom('forgotten_heads').select(['id', 'version_id']).where('id', '>', afterId).orderBy('id').execute();
+    return { last: rows.length > 0 ? rows[rows.length - 1].id : afterId, versionIds: rows.map((r) => r.version_id) };
   }
 
   findVersion(id: number): Promise<VersionRecord | undefined> {
@@ -168,10 +226,14 @@ export class VersionRepository {
       const c = await findClassifierIn(trx, input.classifierId);
       if (!c) return { outcome: 'no-classifier' };
       const version = await findVersionIn(trx, input.versionId);
-      if (!version || version.classifierId !== c.id) return { outcome: 'no-version' };
+      if (!version || version.classifierId !== c.id) {
+        return (await wasRemovedIn(trx, c.id, input.versionId)) ? { outcome: 'removed' } : { outcome: 'no-version' };
+      }
       if (version.pruned) return { outcome: 'pruned' };
+      // Made current again, it would serve the deleted data for good.
+      if (await isMarkedForRemoval(trx, version.id)) return { outcome: 'being-removed' };
       if (version.id === c.currentVersionId && !input.discardPending) {
-        return { outcome: 'unchanged', classifier: c, pendingExamples: 0 };
+        return { outcome: 'unchanged', classifier: c, pendingExamples: 0, removedHeadFiles: [] };
       }
       const membersOf = (versionId: number) => trx.selectFrom('version_examples').select('example_id').where('version_id', '=', versionId);
       const pending = input.discardPending
@@ -225,7 +287,8 @@ export class VersionRepository {
         .where('id', '=', c.id)
         .execute();
       await recordEvent(trx, c.id, version.id, c.currentVersionId, 'activated', input.now);
-      return { outcome: 'activated', classifier: (await findClassifierIn(trx, c.id))!, pendingExamples: pending.length };
+      const removedHeadFiles = await removeReplacedVersions(trx, c.id, input.now);
+      return { outcome: 'activated', classifier: (await findClassifierIn(trx, c.id))!, pendingExamples: pending.length, removedHeadFiles };
     });
   }
 
@@ -254,18 +317,8 @@ export class VersionRepository {
         await trx.insertInto('pruned_versions').values({ version_id: v.id, classifier_id: classifierId, pruned: now }).execute();
         await trx.deleteFrom('version_examples').where('version_id', '=', v.id).execute();
       }
-      const orphans = await trx
-        .selectFrom('examples as e')
-        .innerJoin('retired_examples as r', 'r.example_id', 'e.id')
-        .select(['e.id', 'e.image_hash'])
-        .where('r.classifier_id', '=', classifierId)
-        .where((eb) => eb.not(eb.exists(eb.selectFrom('version_examples as ve').select('ve.example_id').whereRef('ve.example_id', '=', 'e.id'))))
-        .execute();
-      for (const ids of chunks(orphans.map((e) => e.id), 500)) {
-        await trx.deleteFrom('examples').where('id', 'in', ids).execute();
-        await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
-      }
-      return { headFiles: doomed.map((v) => v.head_file), imageHashes: [...new Set(orphans.map((e) => e.image_hash))] };
+      await logForgottenHeads(trx, classifierId, doomed.map((v) => v.id), now);
+      return { headFiles: doomed.map((v) => v.head_file), imageHashes: await deleteUnusedRetiredExamples(trx, classifierId) };
     });
   }
 
@@ -355,6 +408,31 @@ async function resolveVersions(
     }
   }
   return { resolved, leaseIds };
+}
+
+/** How many of `exampleIds` are still examples of the classifier. */
+async function countExisting(trx: Queries, classifierId: string, exampleIds: number[]): Promise<number> {
+  let found = 0;
+  for (const ids of chunks([...new Set(exampleIds)], 500)) {
+    const row = await trx
+      .selectFrom('examples')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('classifier_id', '=', classifierId)
+      .where('id', 'in', ids)
+      .executeTakeFirstOrThrow();
+    found += Number(row.n);
+  }
+  return found;
+}
+
+async function wasRemovedIn(trx: Queries, classifierId: string, versionId: number): Promise<boolean> {
+  const logged = await trx
+    .selectFrom('forgotten_heads')
+    .select('id')
+    .where('version_id', '=', versionId)
+    .where('classifier_id', '=', classifierId)
+    .executeTakeFirst();
+  return logged !== undefined && (await findVersionIn(trx, versionId)) === undefined;
 }
 
 async function recordEvent(trx: Queries, classifierId: string, versionId: number, previous: number | null, cause: VersionEvent['cause'], now: string) {

@@ -20,11 +20,15 @@ export function headBytes(head: TrainedHead): number {
  * classifier and its head file, whose name carries a random part), not the version id alone: a
  * cache must not trust a single number to name one thing for ever, even though version ids are no
  * longer reused. The classifier's current version is read from the database on every request,
- * which is how a swap made by the worker process reaches this process at once.
+ * which is how a swap made by the worker process reaches this process at once. A version removed
+ * (customer data deleted), pruned or deleted with its classifier can no longer be asked for; its
+ * head leaves memory through forget(), which the classify use case calls with what the database
+ * logged since its last request (see VersionRepository.forgottenSince).
  */
 export class HeadCache {
-  private readonly entries = new Map<string, { head: Promise<TrainedHead>; bytes: number }>();
+  private readonly entries = new Map<string, { versionId: number; head: Promise<TrainedHead>; bytes: number }>();
   private totalBytes = 0;
+  private lastForgotten: number | undefined;
 
   constructor(
     private readonly store: HeadStore,
@@ -45,7 +49,7 @@ export class HeadCache {
       this.entries.set(key, hit);
       return hit.head;
     }
-    const entry = { head: this.store.read(version.headFile).then((bytes) => deserializeHead(bytes, version.headFile)), bytes: 0 };
+    const entry = { versionId: version.id, head: this.store.read(version.headFile).then((bytes) => deserializeHead(bytes, version.headFile)), bytes: 0 };
     this.entries.set(key, entry);
     entry.head.then(
       (head) => {
@@ -57,6 +61,18 @@ export class HeadCache {
       () => this.remove(key, entry),
     );
     return entry.head;
+  }
+
+  /** The last forgotten-heads log entry this cache has applied (see forget); undefined before the first. */
+  get forgottenUpTo(): number | undefined {
+    return this.lastForgotten;
+  }
+
+  /** Drops the heads of these versions, and records `upTo` as the last forgotten-heads log entry applied. */
+  forget(versionIds: number[], upTo: number): void {
+    const gone = new Set(versionIds);
+    for (const [key, entry] of this.entries) if (gone.has(entry.versionId)) this.remove(key, entry);
+    this.lastForgotten = Math.max(this.lastForgotten ?? 0, upTo);
   }
 
   /** Drops least recently used heads until the total fits, never the one just loaded. */

@@ -32,6 +32,20 @@ const classifierPath = z.object({
   classifier_id: z.string().meta({ description: 'The classifier id', example: 'dogs_1941945966' }),
 });
 
+/** Watson's data label on the uploads that store examples (create and update). */
+const watsonMetadataHeader = z.object({
+  'X-Watson-Metadata': z
+    .string()
+    .optional()
+    .meta({
+      description:
+        'Labels the examples this request uploads with a customer id, for DELETE /v3/user_data: `customer_id=<id>` (1 to 1000 characters, ' +
+        "none of ';', '=', ',' or a control character; spaces around it and a trailing ';' are ignored). One header, one customer_id field: " +
+        'another field, the field twice or the header twice is a 400 and nothing is stored. An image already stored in the same class keeps the label it had.',
+      example: 'customer_id=customer-4711',
+    }),
+});
+
 /** Which of the common failures an operation can answer with, besides its own statuses. */
 interface Failures {
   /** Behind the key and ?version checks (every /v3 call). */
@@ -92,7 +106,10 @@ function modelDownload(operationId: string, summary: string) {
       '400': error('version_id is not a positive integer'),
       '404': error('No such classifier, or no such version of it'),
       '409': error('Nothing to export yet (never trained, or failed), or the model pack it was trained with is gone'),
-      '410': error('The version was pruned by the retention setting (KEEP_VERSIONS)'),
+      '410': error(
+        'The version was pruned by the retention setting (KEEP_VERSIONS), or removed because customer data it was trained on was deleted (DELETE /v3/user_data)',
+      ),
+      '501': error('The exporter cannot express an operation of this model in the format; the message names it'),
     },
   } satisfies Parameters<typeof operation>[0];
 }
@@ -151,6 +168,7 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             tags: ['classifiers'],
             summary: 'Create a classifier and start training it',
             description: `Fields {class}_positive_examples (one zip per class) and at most one negative_examples zip; at least two example sets. ${zipLimits} Answers 200 with status training.`,
+            requestParams: { header: watsonMetadataHeader },
             requestBody: multipart(trainingFormSchema(true)),
             responses: {
               '200': { description: 'The new classifier, status training', content: json(uploadedClassifierSchema) },
@@ -187,7 +205,7 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             tags: ['classifiers'],
             summary: 'Add classes or examples and retrain',
             description: `Any number of {class}_positive_examples zips and/or one negative_examples zip; at least one file. ${zipLimits} The previous version keeps answering until the retraining finishes.`,
-            requestParams: { path: classifierPath },
+            requestParams: { path: classifierPath, header: watsonMetadataHeader },
             requestBody: multipart(trainingFormSchema(false)),
             responses: {
               '200': { description: 'The classifier, status retraining', content: json(uploadedClassifierSchema) },
@@ -238,7 +256,9 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             responses: {
               '200': { description: 'The classifier: ready, or retraining when pending examples were queued', content: json(classifierSchema) },
               '404': error('No such classifier, or no such version of it'),
-              '410': error('The version was pruned by the retention setting (KEEP_VERSIONS)'),
+              '410': error(
+                'The version was pruned by the retention setting (KEEP_VERSIONS), or was trained on customer data deleted with DELETE /v3/user_data (removed, or serving only until its replacement is ready)',
+              ),
             },
           },
           { v3: true, classifier: true, rateLimited: true },
@@ -300,8 +320,25 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             operationId: 'deleteUserData',
             tags: ['classifiers'],
             summary: 'Delete every example and classifier labelled with a customer id',
+            description:
+              'Deletes, among the caller\'s classifiers, every classifier created with `X-Watson-Metadata: customer_id=<id>` and every example uploaded with it, ' +
+              'with the classes left without examples. Every version trained on a deleted example is removed: its head file, its evaluation and its entry ' +
+              'in GET …/versions; a pin of it answers 400 like an unknown version, an export or activation 410. Non-current ones go at once; a current one serves ' +
+              'until the retraining without the data (queued by this call) publishes, and goes in that same transaction (or at once, when what is left cannot ' +
+              'train: the classifier is then failed, its explanation saying what to upload). No training run that read the examples before the deletion can ' +
+              'publish. Image files and cached embeddings go unless another example, of any owner, still uses the same image. ' +
+              'What it cannot do: a model exported earlier (GET …/core_ml_model or …/onnx_model) is the caller\'s copy and stays theirs; logs and backups ' +
+              'the operator keeps are outside the service.',
             query: userDataQuerySchema,
-            responses: { '202': { description: 'Deleted; classifiers that lost examples retrain without them' } },
+            responses: {
+              '202': {
+                description:
+                  'Deleted: the labelled classifiers, examples, versions trained on them (the current one once its retraining is ready), image files and cached embeddings no other example uses. ' +
+                  'Also when nothing carried the id. Models exported earlier are the caller\'s and stay theirs.',
+              },
+              '400': error("No customer_id, more than one, or one no label can carry (empty, over 1000 characters, ';', '=', ',' or a control character)"),
+              '507': error("The server's disk is full; nothing was deleted. Try again once space is freed"),
+            },
           },
           { v3: true },
         ),

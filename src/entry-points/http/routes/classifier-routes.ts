@@ -1,25 +1,29 @@
-import { Router, type Request } from 'express';
+import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { ServiceContext } from '../../../domain/service-context';
 import { exportClassifierModel } from '../../../domain/export-model';
-import {
-  createClassifier,
-  deleteClassifier,
-  getClassifier,
-  listClassifiers,
-  deleteUserData,
-  updateClassifier,
-} from '../../../domain/manage-classifiers';
+import { createClassifier, deleteClassifier, getClassifier, listClassifiers, updateClassifier } from '../../../domain/manage-classifiers';
+import { customerIdFromMetadata } from '../../../domain/customer-id';
+import { deleteUserData } from '../../../domain/forget-customer-data';
 import { activateVersion, listVersions } from '../../../domain/manage-versions';
 import { callbackSecret, rotateCallbackSecret } from '../../../domain/callbacks';
 import type { UploadedFile } from '../../../domain/training-form';
 import { listQuerySchema, parseRequest } from '../../../domain/api-schemas';
 
-/** `X-Watson-Metadata: customer_id=…` labels uploaded data for DELETE /v3/user_data. */
-export function customerIdOf(req: Request): string | null {
-  const header = req.headers['x-watson-metadata'];
-  const match = typeof header === 'string' ? /customer_id=([^;\s]+)/.exec(header) : null;
-  return match ? match[1] : null;
+/**
+ * `X-Watson-Metadata: customer_id=…` labels uploaded data for DELETE /v3/user_data. Read before
+ * the upload, so a label that cannot be stored is refused without reading the body (hence the
+ * connection closes); the handler finds it in res.locals.customerId.
+ */
+function readCustomerLabel(req: Request, res: Response, next: NextFunction) {
+  try {
+    res.locals.customerId = customerIdFromMetadata(req.headersDistinct['x-watson-metadata']);
+  } catch (error) {
+    res.setHeader('Connection', 'close');
+    throw error;
+  }
+  next();
 }
+const customerIdOf = (res: Response): string | null => res.locals.customerId;
 
 const filesOf = (req: Request): UploadedFile[] => (Array.isArray(req.files) ? req.files : []);
 const owner = (req: Request) => req.ownerId!;
@@ -28,13 +32,13 @@ const idParam = (req: Request) => String(req.params.classifierId);
 export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof import('../multipart').multipartUpload>) {
   const router = Router();
 
-  router.post('/classifiers', ...upload, async (req, res) => {
+  router.post('/classifiers', readCustomerLabel, ...upload, async (req, res) => {
     res.json(
       await createClassifier(ctx, {
         ownerId: owner(req),
         name: req.body?.name,
         files: filesOf(req),
-        customerId: customerIdOf(req),
+        customerId: customerIdOf(res),
         callbackUrl: req.body?.callback_url,
       }),
     );
@@ -49,13 +53,13 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
     res.json(await getClassifier(ctx, { ownerId: owner(req), classifierId: idParam(req) }));
   });
 
-  router.post('/classifiers/:classifierId', ...upload, async (req, res) => {
+  router.post('/classifiers/:classifierId', readCustomerLabel, ...upload, async (req, res) => {
     res.json(
       await updateClassifier(ctx, {
         ownerId: owner(req),
         classifierId: idParam(req),
         files: filesOf(req),
-        customerId: customerIdOf(req),
+        customerId: customerIdOf(res),
         callbackUrl: req.body?.callback_url,
       }),
     );
