@@ -1,10 +1,10 @@
-import fs from 'node:fs';
 import type { Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from '../config';
 import type { ApiKeyRepository } from '../data-access/db/api-key-repository';
 import { dataLayout } from '../data-access/files/data-layout';
+import { ensureWritableDataDirectory } from '../data-access/files/data-directory';
 import { resolveRedis } from '../data-access/redis/redis-server';
 import { readInstanceId } from '../data-access/db/instance-id';
 import { bootstrapApiKeys } from '../domain/bootstrap-keys';
@@ -52,7 +52,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const config = loadConfig(env);
   const logger = createLogger(config.logLevel, 'api');
   const layout = dataLayout(config.dataDir);
-  fs.mkdirSync(config.dataDir, { recursive: true });
+  await ensureWritableDataDirectory(config.dataDir);
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
@@ -62,7 +62,6 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   });
   const { db, instanceId, namespace, embedder, queue, apiKeys } = instance;
   logger.info({ instanceId, namespace, database: db.location }, 'instance identity');
-  const { generatedKey } = await bootstrapApiKeys(apiKeys, config.apiKeys);
   const ctx: ServiceContext = {
     config,
     classifiers: instance.classifiers,
@@ -145,6 +144,9 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   // Uploads of crashed processes are removed; those of live ones (other API processes) stay.
   const uploads = await UploadTempDir.open(layout.tmp, logger);
   const rateLimit = config.rateLimitPerMinute > 0 ? await openRateLimitStore(redis.url, namespace) : undefined;
+  // A generated key is shown only once, by the caller after this returns: made after the last step that can
+  // fail for a passing reason (Redis, the database under load), so a failed start never loses it.
+  const { generatedKey } = await bootstrapApiKeys(apiKeys, config.apiKeys);
   const app = createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir: uploads.path, rateLimitStore: rateLimit?.store });
   const server = await listen(app, config.port, config.host);
   const port = (server.address() as AddressInfo).port;
@@ -170,8 +172,9 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     generatedKey,
     close: async () => {
       clearInterval(sweeper);
-      await Promise.all([stopListening(server), opsServer && stopListening(opsServer)]);
-      await worker?.stop();
+      // The worker stops taking runs (finishing the one it has) while the API finishes its requests: a
+      // container's stop (SIGTERM, then SIGKILL after a grace period) waits for the longer of the two, not both.
+      await Promise.all([stopListening(server), opsServer && stopListening(opsServer), worker?.stop()]);
       await uploads.close();
       await rateLimit?.close();
       await publisher?.stop();

@@ -1,8 +1,10 @@
 import os from 'node:os';
 import { Worker } from 'bullmq';
 import { ConfigError, loadConfig, type Config } from '../config';
+import { ensureWritableDataDirectory } from '../data-access/files/data-directory';
 import { CALLBACK_QUEUE_NAME, CallbackQueue, type CallbackJobData } from '../data-access/redis/callback-queue';
 import { MetricsExchange, publishPeriodically } from '../data-access/redis/metrics-exchange';
+import { checkRedisAnswers } from '../data-access/redis/redis-server';
 import { TRAINING_QUEUE_NAME, redisConnection, type TrainingJobData } from '../data-access/redis/training-queue';
 import { relayOutbox, type CallbackDeliveryContext } from '../domain/callbacks';
 import type { TrainingContext } from '../domain/train-classifier';
@@ -32,6 +34,8 @@ export async function runTrainingWorker(): Promise<void> {
         'instance its API runs with (REDIS_URL=redis://host:6379); it cannot share the private redis-server that npm start runs.',
     );
   }
+  await checkRedisAnswers(redisUrl);
+  await ensureWritableDataDirectory(config.dataDir);
   const metrics = config.ops.metrics ? new WorkerMetrics() : undefined;
   const instance = await openInstance(config, logger, { redisUrl, metrics });
   const { instanceId, namespace } = instance;

@@ -2,9 +2,45 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { StartupError } from '../../errors';
 import type { Database } from '../db/database';
+import { claimTaggedName, releaseTaggedName } from '../../lib/process-tag';
 
 /** The data directory holds another instance's images and heads than the database's. */
 export class DataDirectoryInUseError extends StartupError {}
+
+/** The data directory cannot be made or written: read-only, full, or not this user's. */
+export class DataDirectoryUnwritableError extends StartupError {}
+
+/**
+ * Makes the data directory if needed and writes a file in it, so that a directory this process cannot write
+ * (a volume mounted read-only or owned by another user, a full disk) stops the start with one message
+ * saying which, before anything else is opened there.
+ * @throws DataDirectoryUnwritableError
+ */
+export async function ensureWritableDataDirectory(dataDir: string): Promise<void> {
+  const probe = claimTaggedName();
+  try {
+    await fsp.mkdir(dataDir, { recursive: true });
+    await fsp.writeFile(path.join(dataDir, `.${probe}`), 'written at start to check that DATA_DIR is writable\n');
+    await fsp.rm(path.join(dataDir, `.${probe}`));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === 'EROFS'
+        ? 'is on a read-only file system (in a container: a volume mounted read-only)'
+        : code === 'EACCES' || code === 'EPERM'
+          ? `is not writable by this process's user (uid ${process.getuid?.()}; in a container the image's user node, uid 1000, must own the volume)`
+          : code === 'ENOSPC' || code === 'EDQUOT'
+            ? 'is on a full disk'
+            : undefined;
+    if (!why) throw error;
+    throw new DataDirectoryUnwritableError(
+      `The data directory ${dataDir} (DATA_DIR) ${why}: the service keeps its database, images, heads and models there. ` +
+        `Give it a directory it can write, with free space (${(error as Error).message.split(',')[0]}).`,
+    );
+  } finally {
+    releaseTaggedName(probe);
+  }
+}
 
 /** The instance the data directory belongs to (DATA_DIR/instance-id), or undefined before its first start. */
 export async function readDataDirectoryInstance(dataDir: string): Promise<string | undefined> {

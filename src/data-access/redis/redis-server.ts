@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import IORedis from 'ioredis';
 import lockfile from 'proper-lockfile';
 import { StartupError } from '../../errors';
 import type { Logger } from '../../logger';
@@ -49,11 +50,39 @@ function commandExists(command: string): boolean {
 }
 
 /**
- * REDIS_URL if given; else a Redis answering on 127.0.0.1:6379; else a private redis-server
+ * Checks once, at start, that the Redis at `url` (REDIS_URL) answers, so that a stopped, unreachable or
+ * password-protected one stops the start with a message naming it rather than an error from the first
+ * queue that uses it. Waits up to `timeoutMs` for the connection: a first start loads the CPU.
+ * @throws RedisUnavailableError
+ */
+export async function checkRedisAnswers(url: string, timeoutMs = 10_000): Promise<void> {
+  const redis = new IORedis(url, { lazyConnect: true, connectTimeout: timeoutMs, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+  let cause: string | undefined;
+  redis.on('error', (error: Error) => (cause ??= error.message));
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (error) {
+    const shown = new URL(url);
+    if (shown.password) shown.password = '***';
+    throw new RedisUnavailableError(
+      `The Redis at ${shown.toString()} (REDIS_URL) does not answer (${cause ?? (error as Error).message}). ` +
+        "Start it, or set REDIS_URL to the instance's Redis (with its password, if it has one).",
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * REDIS_URL if given (and answering); else a Redis answering on 127.0.0.1:6379; else a private redis-server
  * (AOF on, data under the data dir, noeviction, so queued training survives restarts).
  */
 export async function resolveRedis(redisUrl: string | undefined, dataDir: string, logger: Logger): Promise<RedisHandle> {
-  if (redisUrl) return { url: redisUrl, stop: async () => undefined };
+  if (redisUrl) {
+    await checkRedisAnswers(redisUrl);
+    return { url: redisUrl, stop: async () => undefined };
+  }
   if (await pingRedis('127.0.0.1', 6379)) {
     logger.info('using the Redis answering on 127.0.0.1:6379');
     return { url: 'redis://127.0.0.1:6379', stop: async () => undefined };
