@@ -14,7 +14,10 @@ COPY bench ./bench
 COPY fixtures ./fixtures
 COPY test ./test
 COPY console ./console
-RUN npm run build && npm prune --omit=dev
+# onnxruntime-node ships its native library for every platform it supports: keep this one's (the others are ≈250 MB).
+RUN npm run build && npm prune --omit=dev \
+ && find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 -type d \
+      ! -path "*/$(node -p 'process.platform + "/" + process.arch')" -exec rm -rf {} +
 
 # Runtime stage: only production dependencies and compiled code, as a non-root user.
 FROM node:20-bookworm-slim

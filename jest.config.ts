@@ -5,8 +5,8 @@ const config: Config = {
   testEnvironment: '<rootDir>/test/ml/typed-array-environment.ts',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  // test/faults runs on its own: npm run test:faults.
-  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/faults/'],
+  // test/faults and test/container run on their own: npm run test:faults, npm run test:container.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/faults/', '<rootDir>/test/container/'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
   globalSetup: '<rootDir>/test/global-setup.ts',
   testTimeout: 120_000,
