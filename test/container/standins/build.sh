@@ -50,9 +50,11 @@ CFG
 }
 
 build_standin() { # <image name> <Containerfile> <context dir>
-  local tag="docker.io/library/$1"
-  podman build --quiet --label org.opencontainers.image.description="stand-in for $1, built by test/container from Debian packages" \
-    -t "$tag" -f "$2" "$3" >/dev/null
+  local tag="docker.io/library/$1" log
+  log=$(mktemp /var/tmp/watson-vr-standin-build.XXXXXX)
+  podman build --label org.opencontainers.image.description="stand-in for $1, built by test/container from Debian packages" \
+    -t "$tag" -f "$2" "$3" > "$log" 2>&1 || { tail -30 "$log" >&2; rm -f "$log"; exit 1; }
+  rm -f "$log"
   echo "stand-ins: built $tag"
 }
 
