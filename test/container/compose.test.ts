@@ -38,7 +38,12 @@ function compose(args: string[], timeoutMs = 300_000): Promise<{ code: number; o
     execFile(
       'podman-compose',
       ['-p', PROJECT, '-f', path.join(REPO, 'compose.yaml'), ...args],
-      { cwd: REPO, env: { ...process.env, WATSON_VR_PORT: String(port) }, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
+      {
+        cwd: REPO,
+        env: { ...process.env, WATSON_VR_PORT: String(port) },
+        timeout: timeoutMs,
+        maxBuffer: 64 * 1024 * 1024,
+      },
       (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, output: stdout + stderr }),
     );
   });
@@ -48,10 +53,12 @@ function note(line: string): void {
   fs.appendFileSync(FAILOVER_LOG, `${new Date().toISOString()} ${line}\n`);
 }
 
-const zipField = async (name: string, kind: Parameters<typeof classZip>[0], count: number, seed: number): Promise<Field> => [
-  name,
-  { filename: `${name}.zip`, bytes: await classZip(kind, count, seed) },
-];
+const zipField = async (
+  name: string,
+  kind: Parameters<typeof classZip>[0],
+  count: number,
+  seed: number,
+): Promise<Field> => [name, { filename: `${name}.zip`, bytes: await classZip(kind, count, seed) }];
 
 /** Runs redis-cli in the stack's Redis container. */
 async function redisCli(...args: string[]): Promise<string> {
@@ -59,11 +66,16 @@ async function redisCli(...args: string[]): Promise<string> {
 }
 
 async function ready(id: string, through: string, timeoutMs: number): Promise<any> {
-  return waitFor(`${id} to be ready`, async () => {
-    const got = await callInside(through, 'GET', `/v3/classifiers/${id}?${VERSION}`, key);
-    if (got.body.status === 'failed') throw new Error(`training failed: ${JSON.stringify(got.body)}`);
-    return got.body.status === 'ready' ? got.body : undefined;
-  }, timeoutMs, 1000);
+  return waitFor(
+    `${id} to be ready`,
+    async () => {
+      const got = await callInside(through, 'GET', `/v3/classifiers/${id}?${VERSION}`, key);
+      if (got.body.status === 'failed') throw new Error(`training failed: ${JSON.stringify(got.body)}`);
+      return got.body.status === 'ready' ? got.body : undefined;
+    },
+    timeoutMs,
+    1000,
+  );
 }
 
 beforeAll(async () => {
@@ -76,22 +88,31 @@ beforeAll(async () => {
   // an API or worker that starts too early stops, saying the database does not answer, and its restart
   // policy starts it again.
   for (const api of APIS) {
-    await waitFor(`${api} to answer`, async () => {
-      try {
-        return (await callInside(api, 'GET', '/healthz', '')).status === 200 ? true : undefined;
-      } catch {
-        return undefined;
-      }
-    }, 300_000, 2000);
+    await waitFor(
+      `${api} to answer`,
+      async () => {
+        try {
+          return (await callInside(api, 'GET', '/healthz', '')).status === 200 ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      300_000,
+      2000,
+    );
   }
   for (const worker of WORKERS) await waitForLog(worker, /training worker ready/, 300_000);
-  key = await waitFor('the generated key in one api replica\'s log', async () => {
-    for (const api of APIS) {
-      const found = generatedKey(await logs(api));
-      if (found) return found;
-    }
-    return undefined;
-  }, 30_000);
+  key = await waitFor(
+    "the generated key in one api replica's log",
+    async () => {
+      for (const api of APIS) {
+        const found = generatedKey(await logs(api));
+        if (found) return found;
+      }
+      return undefined;
+    },
+    30_000,
+  );
 }, 600_000);
 
 afterAll(async () => {
@@ -110,7 +131,10 @@ describe('compose.yaml: PostgreSQL, Redis, two API replicas behind the proxy, tw
     }
     for (const api of APIS) {
       const readiness = await callInside(api, 'GET', '/readyz', key);
-      expect(readiness.body).toMatchObject({ status: 'ready', checks: { database: { ok: true }, redis: { ok: true }, models: { ok: true } } });
+      expect(readiness.body).toMatchObject({
+        status: 'ready',
+        checks: { database: { ok: true }, redis: { ok: true }, models: { ok: true } },
+      });
     }
     // Exactly one replica generated the key (the other found it made).
     const printed = await Promise.all(APIS.map(async (api) => generatedKey(await logs(api))));
@@ -121,16 +145,28 @@ describe('compose.yaml: PostgreSQL, Redis, two API replicas behind the proxy, tw
     for (let i = 0; i < 20; i++) expect((await call(port, 'GET', `/v3/classifiers?${VERSION}`, key)).status).toBe(200);
     // Each replica counts its own requests; any replica's /metrics shows every process of the instance.
     const hosts = await Promise.all(APIS.map(async (api) => (await podmanOk(['exec', api, 'hostname'])).trim()));
-    const counts = await waitFor('both replicas\' counts in /metrics', async () => {
-      const text: string = (await callInside(APIS[0], 'GET', '/metrics', key)).body;
-      const perHost = hosts.map((host) =>
-        [...text.matchAll(/^watson_vr_http_requests_total\{([^}]*)\} (\d+)/gm)]
-          .filter(([, labels]) => labels.includes('route="/v3/classifiers"') && labels.includes('method="GET"') && labels.includes(`process_instance="${host}/`))
-          .reduce((sum, [, , n]) => sum + Number(n), 0),
-      );
-      return perHost[0] + perHost[1] >= 20 ? perHost : undefined;
-    }, 30_000, 1000);
-    note(`20 GET /v3/classifiers through the proxy: ${APIS[0]} answered ${counts[0]}, ${APIS[1]} answered ${counts[1]}`);
+    const counts = await waitFor(
+      "both replicas' counts in /metrics",
+      async () => {
+        const text: string = (await callInside(APIS[0], 'GET', '/metrics', key)).body;
+        const perHost = hosts.map((host) =>
+          [...text.matchAll(/^watson_vr_http_requests_total\{([^}]*)\} (\d+)/gm)]
+            .filter(
+              ([, labels]) =>
+                labels.includes('route="/v3/classifiers"') &&
+                labels.includes('method="GET"') &&
+                labels.includes(`process_instance="${host}/`),
+            )
+            .reduce((sum, [, , n]) => sum + Number(n), 0),
+        );
+        return perHost[0] + perHost[1] >= 20 ? perHost : undefined;
+      },
+      30_000,
+      1000,
+    );
+    note(
+      `20 GET /v3/classifiers through the proxy: ${APIS[0]} answered ${counts[0]}, ${APIS[1]} answered ${counts[1]}`,
+    );
     expect(counts[0]).toBeGreaterThan(0);
     expect(counts[1]).toBeGreaterThan(0);
   });
@@ -152,7 +188,11 @@ describe('compose.yaml: PostgreSQL, Redis, two API replicas behind the proxy, tw
         ['classifier_ids', id],
       ]);
       expect(answer.status).toBe(200);
-      expect(answer.body.images[0].classifiers[0]).toMatchObject({ classifier_id: id, version_id: 1, classes: [{ class: 'circles' }] });
+      expect(answer.body.images[0].classifiers[0]).toMatchObject({
+        classifier_id: id,
+        version_id: 1,
+        classes: [{ class: 'circles' }],
+      });
       note(`classified through ${api}: ${JSON.stringify(answer.body.images[0].classifiers[0])}`);
     }
   });
@@ -160,20 +200,33 @@ describe('compose.yaml: PostgreSQL, Redis, two API replicas behind the proxy, tw
   it('the proxy keeps answering while an API replica whose process died is restarted', async () => {
     const victim = APIS[1];
     const before = await state(victim);
-    const nodePid = (await podmanOk(['top', victim, 'hpid', 'args'])).split('\n').find((line) => /node dist\/src\/main/.test(line))!.trim().split(/\s+/)[0];
+    const nodePid = (await podmanOk(['top', victim, 'hpid', 'args']))
+      .split('\n')
+      .find((line) => /node dist\/src\/main/.test(line))!
+      .trim()
+      .split(/\s+/)[0];
     process.kill(Number(nodePid), 'SIGKILL');
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) {
       statuses.push((await call(port, 'GET', `/v3/classifiers?${VERSION}`, key)).status);
       await new Promise((r) => setTimeout(r, 250));
     }
-    note(`SIGKILL to ${victim}'s node process; 20 GET through the proxy meanwhile answered ${JSON.stringify(statuses)}`);
+    note(
+      `SIGKILL to ${victim}'s node process; 20 GET through the proxy meanwhile answered ${JSON.stringify(statuses)}`,
+    );
     expect(statuses).toEqual(Array(20).fill(200));
-    await waitFor(`${victim} to be restarted and answer`, async () => {
-      const s = await state(victim);
-      if (s.restarts <= before.restarts || s.status !== 'running') return undefined;
-      return (await callInside(victim, 'GET', '/healthz', '').catch(() => undefined))?.status === 200 ? true : undefined;
-    }, 180_000, 1000);
+    await waitFor(
+      `${victim} to be restarted and answer`,
+      async () => {
+        const s = await state(victim);
+        if (s.restarts <= before.restarts || s.status !== 'running') return undefined;
+        return (await callInside(victim, 'GET', '/healthz', '').catch(() => undefined))?.status === 200
+          ? true
+          : undefined;
+      },
+      180_000,
+      1000,
+    );
     note(`${victim} restarted by its restart policy and answers again`);
   });
 
@@ -191,11 +244,18 @@ describe('compose.yaml: PostgreSQL, Redis, two API replicas behind the proxy, tw
     ];
     // Watches the queue from inside the Redis container for the run to be under way (it has reported progress),
     // then prints the job's key, who runs it (BullMQ's pb: processedBy) and its progress.
-    const active = podman(['exec', container('redis'), 'sh', '-c',
-      'for i in $(seq 12000); do for k in $(redis-cli --scan --pattern "watson-vr:*:training:active"); do ' +
-      'id=$(redis-cli lindex "$k" 0); job="${k%:active}:$id"; p=$(redis-cli hget "$job" progress); ' +
-      'if [ -n "$id" ] && [ -n "$p" ] && [ "$p" != 0 ]; then echo "$job"; redis-cli hget "$job" pb; echo "$p"; exit 0; fi; done; sleep 0.05; done; exit 1'],
-    { timeoutMs: 900_000 });
+    const active = podman(
+      [
+        'exec',
+        container('redis'),
+        'sh',
+        '-c',
+        'for i in $(seq 12000); do for k in $(redis-cli --scan --pattern "watson-vr:*:training:active"); do ' +
+          'id=$(redis-cli lindex "$k" 0); job="${k%:active}:$id"; p=$(redis-cli hget "$job" progress); ' +
+          'if [ -n "$id" ] && [ -n "$p" ] && [ "$p" != 0 ]; then echo "$job"; redis-cli hget "$job" pb; echo "$p"; exit 0; fi; done; sleep 0.05; done; exit 1',
+      ],
+      { timeoutMs: 900_000 },
+    );
     const upload = await callInside(APIS[1], 'POST', `/v3/classifiers?${VERSION}`, key, fields);
     expect(upload.status).toBe(200);
     const id = upload.body.classifier_id;
@@ -208,37 +268,60 @@ describe('compose.yaml: PostgreSQL, Redis, two API replicas behind the proxy, tw
     const before = await state(victim);
     // Killing the node process from outside, as the kernel's OOM killer or a crash would: the container exits
     // and its restart policy (unless-stopped) starts it again. (podman kill/stop would count as a manual stop.)
-    const nodePid = (await podmanOk(['top', victim, 'hpid', 'args'])).split('\n').find((line) => /node dist\/workers/.test(line))!.trim().split(/\s+/)[0];
+    const nodePid = (await podmanOk(['top', victim, 'hpid', 'args']))
+      .split('\n')
+      .find((line) => /node dist\/workers/.test(line))!
+      .trim()
+      .split(/\s+/)[0];
     process.kill(Number(nodePid), 'SIGKILL');
-    note(`training job ${jobKey} of ${id} in ${processedBy} (${victim}) at ${progress}%: SIGKILL to its node process (host pid ${nodePid})`);
+    note(
+      `training job ${jobKey} of ${id} in ${processedBy} (${victim}) at ${progress}%: SIGKILL to its node process (host pid ${nodePid})`,
+    );
 
-    const restarted = await waitFor(`${victim} to be restarted`, async () => {
-      const s = await state(victim);
-      return s.status === 'running' && s.restarts > before.restarts ? s : undefined;
-    }, 60_000, 500);
+    const restarted = await waitFor(
+      `${victim} to be restarted`,
+      async () => {
+        const s = await state(victim);
+        return s.status === 'running' && s.restarts > before.restarts ? s : undefined;
+      },
+      60_000,
+      500,
+    );
     note(`${victim} restarted by its restart policy (restarts ${before.restarts} -> ${restarted.restarts})`);
 
     const done = await ready(id, APIS[0], 400_000);
     // BullMQ's job hash: pb = processedBy, stc = stalledCounter, atm = attemptsMade.
     const job = await redisCli('hmget', jobKey, 'pb', 'stc', 'atm', 'returnvalue');
     const [by, stalled, attempts, returned] = job.split('\n');
-    note(`${id} ready (version ${done.evaluation?.version_id}); job ${jobKey}: processedBy ${by}, stalledCounter ${stalled}, attemptsMade ${attempts}, returned ${returned}`);
+    note(
+      `${id} ready (version ${done.evaluation?.version_id}); job ${jobKey}: processedBy ${by}, stalledCounter ${stalled}, attemptsMade ${attempts}, returned ${returned}`,
+    );
     // Taken up again by BullMQ's stalled-job check, by either worker. (The restarted container has the same
     // host name and, in its new pid namespace, often the same pid: processedBy cannot tell the two apart.)
     expect(Number(stalled)).toBeGreaterThanOrEqual(1);
     expect(returned).toBe('"trained"');
     let finished = 0;
     for (const worker of WORKERS) {
-      const lines = (await logs(worker)).split('\n').filter((line) => /training run|training worker ready|re-queueing|stalled/.test(line));
-      finished += lines.filter((line) => line.includes(`"classifierId":"${id}"`) && line.includes('"training run finished"')).length;
+      const lines = (await logs(worker))
+        .split('\n')
+        .filter((line) => /training run|training worker ready|re-queueing|stalled/.test(line));
+      finished += lines.filter(
+        (line) => line.includes(`"classifierId":"${id}"`) && line.includes('"training run finished"'),
+      ).length;
       note(`${worker} log:\n  ${lines.join('\n  ')}`);
     }
     expect(finished).toBe(1); // the killed run never finished; the one taken up again did, once
     const stripes = (await classImages('green-stripes', 1, 78))[0];
-    const classified = await call(port, 'POST', `/v3/classify?${VERSION}`, key, formOf([
-      ['images_file', { filename: 'stripes.jpg', bytes: stripes }],
-      ['classifier_ids', id],
-    ]));
+    const classified = await call(
+      port,
+      'POST',
+      `/v3/classify?${VERSION}`,
+      key,
+      formOf([
+        ['images_file', { filename: 'stripes.jpg', bytes: stripes }],
+        ['classifier_ids', id],
+      ]),
+    );
     expect(classified.body.images[0].classifiers[0].classes[0].class).toBe('stripes');
   });
 });

@@ -36,17 +36,36 @@ let demo: string;
 
 /** The container as the README's Docker section runs it: the image, a volume on /data, a Redis, one published port. */
 async function runApi(): Promise<void> {
-  await podmanOk(['run', '-d', '--name', API, '--network', NETWORK, '--init', '-p', `127.0.0.1:${port}:8080`, '-v', `${VOLUME}:/data`, '-e', `REDIS_URL=redis://${REDIS}:6379`, IMAGE]);
+  await podmanOk([
+    'run',
+    '-d',
+    '--name',
+    API,
+    '--network',
+    NETWORK,
+    '--init',
+    '-p',
+    `127.0.0.1:${port}:8080`,
+    '-v',
+    `${VOLUME}:/data`,
+    '-e',
+    `REDIS_URL=redis://${REDIS}:6379`,
+    IMAGE,
+  ]);
 }
 
 async function answering(): Promise<void> {
-  await waitFor('the API to answer /healthz', async () => {
-    try {
-      return (await call(port, 'GET', '/healthz')).status === 200 ? true : undefined;
-    } catch {
-      return undefined;
-    }
-  }, 180_000);
+  await waitFor(
+    'the API to answer /healthz',
+    async () => {
+      try {
+        return (await call(port, 'GET', '/healthz')).status === 200 ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    180_000,
+  );
 }
 
 function record(step: string, request: string, answer: Answer): void {
@@ -57,16 +76,32 @@ const demoFile = (name: string) => ({ filename: name, bytes: fs.readFileSync(pat
 
 async function step(title: string, method: string, pathAndQuery: string, fields?: Field[]): Promise<Answer> {
   const answer = await call(port, method, pathAndQuery, key, fields && formOf(fields));
-  const shown = fields?.map(([name, value]) => (typeof value === 'string' ? `--form "${name}=${value}"` : `--form "${name}=@${value.filename}"`)).join(' ');
-  record(title, `curl -X ${method} -u "apikey:$KEY" ${shown ?? ''} "http://localhost:${port}${pathAndQuery}"`.replace(/ {2,}/g, ' '), answer);
+  const shown = fields
+    ?.map(([name, value]) =>
+      typeof value === 'string' ? `--form "${name}=${value}"` : `--form "${name}=@${value.filename}"`,
+    )
+    .join(' ');
+  record(
+    title,
+    `curl -X ${method} -u "apikey:$KEY" ${shown ?? ''} "http://localhost:${port}${pathAndQuery}"`.replace(
+      / {2,}/g,
+      ' ',
+    ),
+    answer,
+  );
   return answer;
 }
 
 async function settled(id: string): Promise<any> {
-  return waitFor(`${id} to finish training`, async () => {
-    const got = await call(port, 'GET', `/v3/classifiers/${id}?${VERSION}`, key);
-    return ['ready', 'failed'].includes(got.body.status) ? got : undefined;
-  }, 300_000, 1000);
+  return waitFor(
+    `${id} to finish training`,
+    async () => {
+      const got = await call(port, 'GET', `/v3/classifiers/${id}?${VERSION}`, key);
+      return ['ready', 'failed'].includes(got.body.status) ? got : undefined;
+    },
+    300_000,
+    1000,
+  );
 }
 
 beforeAll(async () => {
@@ -74,7 +109,10 @@ beforeAll(async () => {
   demo = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-demo-`));
   // The README's example zips, made by its own command (run.sh compiled the scripts).
   execFileSync('node', [path.join(REPO, 'dist/scripts/make-demo-zips.js'), demo], { stdio: 'ignore' });
-  fs.writeFileSync(TRANSCRIPT, `# The README's Watson tutorial against the container ${API} (${IMAGE}), published on 127.0.0.1:${port}\n\n`);
+  fs.writeFileSync(
+    TRANSCRIPT,
+    `# The README's Watson tutorial against the container ${API} (${IMAGE}), published on 127.0.0.1:${port}\n\n`,
+  );
   await podmanOk(['network', 'create', NETWORK]);
   await podmanOk(['volume', 'create', VOLUME]);
   await podmanOk(['run', '-d', '--name', REDIS, '--network', NETWORK, REDIS_IMAGE]);
@@ -102,7 +140,13 @@ describe('the image, run as the README says', () => {
   it('converted its models on the first start into the volume, and prints the generated key once', async () => {
     // The image holds no models and no data: all of it is made in /data, the volume.
     expect((await podmanOk(['run', '--rm', '--entrypoint', 'ls', IMAGE, '-A', '/data'])).trim()).toBe('');
-    const models = await podmanOk(['exec', API, 'sh', '-c', 'ls -ln /data/models && ls /data/models/bundled /data/models/detector']);
+    const models = await podmanOk([
+      'exec',
+      API,
+      'sh',
+      '-c',
+      'ls -ln /data/models && ls /data/models/bundled /data/models/detector',
+    ]);
     expect(models).toMatch(/ 1000 +1000 .* bundled/);
     expect(models).toMatch(/ 1000 +1000 .* detector/);
     expect(models).toMatch(/\.onnx/);
@@ -125,11 +169,19 @@ describe('the image, run as the README says', () => {
       ['name', 'shapes'],
     ]);
     expect(created.status).toBe(200);
-    expect(created.body).toMatchObject({ name: 'shapes', status: 'training', classes: [{ class: 'circles' }, { class: 'squares' }] });
+    expect(created.body).toMatchObject({
+      name: 'shapes',
+      status: 'training',
+      classes: [{ class: 'circles' }, { class: 'squares' }],
+    });
     const id: string = created.body.classifier_id;
 
     const ready = await settled(id);
-    record('poll until ready', `curl -u "apikey:$KEY" "http://localhost:${port}/v3/classifiers/${id}?${VERSION}"`, ready);
+    record(
+      'poll until ready',
+      `curl -u "apikey:$KEY" "http://localhost:${port}/v3/classifiers/${id}?${VERSION}"`,
+      ready,
+    );
     expect(ready.body.status).toBe('ready');
     expect(ready.body.evaluation.folds).toBeGreaterThan(1);
 
@@ -144,11 +196,17 @@ describe('the image, run as the README says', () => {
     expect(builtIn.classifier_id).toBe('default');
     expect(builtIn.classes.length).toBeGreaterThan(0);
 
-    const retrain = await step('add a class (retrain)', 'POST', `/v3/classifiers/${id}?${VERSION}`, [['stripes_positive_examples', demoFile('stripes.zip')]]);
+    const retrain = await step('add a class (retrain)', 'POST', `/v3/classifiers/${id}?${VERSION}`, [
+      ['stripes_positive_examples', demoFile('stripes.zip')],
+    ]);
     expect(retrain.status).toBe(200);
     expect(retrain.body.status).toBe('retraining');
     const retrained = await settled(id);
-    record('poll until ready', `curl -u "apikey:$KEY" "http://localhost:${port}/v3/classifiers/${id}?${VERSION}"`, retrained);
+    record(
+      'poll until ready',
+      `curl -u "apikey:$KEY" "http://localhost:${port}/v3/classifiers/${id}?${VERSION}"`,
+      retrained,
+    );
     expect(retrained.body.status).toBe('ready');
     expect(retrained.body.retrained).toEqual(expect.any(String));
 
@@ -165,9 +223,26 @@ describe('the image, run as the README says', () => {
     expect((await podman(['restart', API])).code).toBe(0);
     expect((await state(API)).pid).not.toBe(before);
     await answering();
-    await waitForLog(API, /Watson Visual Recognition v3 API listening[\s\S]*Watson Visual Recognition v3 API listening/, 60_000);
+    await waitForLog(
+      API,
+      /Watson Visual Recognition v3 API listening[\s\S]*Watson Visual Recognition v3 API listening/,
+      60_000,
+    );
     expect(generatedKey(await logs(API))).toBe(key); // printed on the first start only (the log spans both)
-    const again = async () => (await call(port, 'POST', `/v3/classify?${VERSION}`, key, formOf([['images_file', demoFile('stripes.jpg')], ['classifier_ids', id], ['threshold', '0.0']]))).body;
+    const again = async () =>
+      (
+        await call(
+          port,
+          'POST',
+          `/v3/classify?${VERSION}`,
+          key,
+          formOf([
+            ['images_file', demoFile('stripes.jpg')],
+            ['classifier_ids', id],
+            ['threshold', '0.0'],
+          ]),
+        )
+      ).body;
     expect(await again()).toEqual(stripes.body);
 
     await removeContainers(API);

@@ -27,7 +27,9 @@ describe('the Redis check at start (REDIS_URL)', () => {
     const port = await closedPort();
     const check = checkRedisAnswers(`redis://:secret-password@127.0.0.1:${port}`);
     await expect(check).rejects.toThrow(RedisUnavailableError);
-    await expect(check).rejects.toThrow(`The Redis at redis://:***@127.0.0.1:${port} (REDIS_URL) does not answer (connect ECONNREFUSED 127.0.0.1:${port}).`);
+    await expect(check).rejects.toThrow(
+      `The Redis at redis://:***@127.0.0.1:${port} (REDIS_URL) does not answer (connect ECONNREFUSED 127.0.0.1:${port}).`,
+    );
   });
 });
 
@@ -63,7 +65,9 @@ describe('the data directory check at start (DATA_DIR)', () => {
     const disk = SmallDisk.mount(1);
     try {
       disk.fill();
-      await expect(ensureWritableDataDirectory(disk.dir)).rejects.toThrow(`The data directory ${disk.dir} (DATA_DIR) is on a full disk`);
+      await expect(ensureWritableDataDirectory(disk.dir)).rejects.toThrow(
+        `The data directory ${disk.dir} (DATA_DIR) is on a full disk`,
+      );
     } finally {
       disk.unmount();
     }

@@ -20,10 +20,15 @@ export interface Outcome {
 /** Runs podman (CONTAINERS_CONF from run.sh) and resolves with its exit code and output, whatever the code. */
 export function podman(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const child = execFile('podman', args, { maxBuffer: 64 * 1024 * 1024, timeout: options.timeoutMs ?? 120_000 }, (error, stdout, stderr) => {
-      if (error && typeof error.code !== 'number') return reject(error);
-      resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
-    });
+    const child = execFile(
+      'podman',
+      args,
+      { maxBuffer: 64 * 1024 * 1024, timeout: options.timeoutMs ?? 120_000 },
+      (error, stdout, stderr) => {
+        if (error && typeof error.code !== 'number') return reject(error);
+        resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+      },
+    );
     if (options.input !== undefined) child.stdin!.end(options.input);
   });
 }
@@ -41,7 +46,12 @@ export async function logs(container: string): Promise<string> {
   return out.stdout + out.stderr;
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, everyMs = 500): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs: number,
+  everyMs = 500,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -52,13 +62,24 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 }
 
 export async function waitForLog(container: string, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-  return waitFor(`${pattern} in the log of ${container}`, async () => (await logs(container)).match(pattern) ?? undefined, timeoutMs);
+  return waitFor(
+    `${pattern} in the log of ${container}`,
+    async () => (await logs(container)).match(pattern) ?? undefined,
+    timeoutMs,
+  );
 }
 
 /** The container's state: running, exited, ..., its exit code and restart count. */
-export async function state(container: string): Promise<{ status: string; exitCode: number; restarts: number; pid: number }> {
+export async function state(
+  container: string,
+): Promise<{ status: string; exitCode: number; restarts: number; pid: number }> {
   const [status, exitCode, restarts, pid] = (
-    await podmanOk(['inspect', '--format', '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}} {{.State.Pid}}', container])
+    await podmanOk([
+      'inspect',
+      '--format',
+      '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}} {{.State.Pid}}',
+      container,
+    ])
   )
     .trim()
     .split(' ');
@@ -67,10 +88,14 @@ export async function state(container: string): Promise<{ status: string; exitCo
 
 /** Waits until the container has exited; returns its exit code. */
 export async function exitCode(container: string, timeoutMs: number): Promise<number> {
-  return waitFor(`${container} to exit`, async () => {
-    const s = await state(container);
-    return s.status === 'exited' || s.status === 'stopped' ? s.exitCode : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `${container} to exit`,
+    async () => {
+      const s = await state(container);
+      return s.status === 'exited' || s.status === 'stopped' ? s.exitCode : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /** A port on 127.0.0.1 free right now, for a container's published port. */
@@ -108,7 +133,13 @@ function parsed(status: number, text: string): Answer {
 }
 
 /** One request to a published port on 127.0.0.1. */
-export async function call(port: number, method: string, pathAndQuery: string, key?: string, body?: FormData): Promise<Answer> {
+export async function call(
+  port: number,
+  method: string,
+  pathAndQuery: string,
+  key?: string,
+  body?: FormData,
+): Promise<Answer> {
   const res = await fetch(`http://127.0.0.1:${port}${pathAndQuery}`, {
     method,
     body,
@@ -143,14 +174,25 @@ process.stdin.on('data', (c) => chunks.push(c)).on('end', async () => {
  * One request to one container's own API port, sent from inside it: the way to address one replica of
  * a compose service, whose port is not published.
  */
-export async function callInside(container: string, method: string, pathAndQuery: string, key: string, fields?: Field[]): Promise<Answer> {
+export async function callInside(
+  container: string,
+  method: string,
+  pathAndQuery: string,
+  key: string,
+  fields?: Field[],
+): Promise<Answer> {
   const request = {
     method,
     path: pathAndQuery,
     headers: { Authorization: basicAuth(key) },
-    fields: fields?.map(([name, value]) => [name, typeof value === 'string' ? value : { filename: value.filename, base64: value.bytes.toString('base64') }]),
+    fields: fields?.map(([name, value]) => [
+      name,
+      typeof value === 'string' ? value : { filename: value.filename, base64: value.bytes.toString('base64') },
+    ]),
   };
-  const out = await podmanOk(['exec', '-i', container, 'node', '-e', IN_CONTAINER_FETCH], { input: JSON.stringify(request) });
+  const out = await podmanOk(['exec', '-i', container, 'node', '-e', IN_CONTAINER_FETCH], {
+    input: JSON.stringify(request),
+  });
   const { status, text } = JSON.parse(out) as { status: number; text: string };
   return parsed(status, text);
 }
