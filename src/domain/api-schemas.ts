@@ -103,9 +103,20 @@ export const uploadSummarySchema = z
   })
   .meta({ id: 'UploadSummary', description: 'Extension: what became of each uploaded zip.' });
 
-/** The answer to a create or update: the Classifier object plus what became of the zips. */
+export const warningSchema = z.object({ warning_id: z.string(), description: z.string() }).meta({ id: 'Warning' });
+
+/** The answer to a create or update: the Classifier object plus what became of the zips, and warnings. */
 export const uploadedClassifierSchema = classifierSchema
-  .extend({ upload: uploadSummarySchema.optional().meta({ description: 'Absent when an update only changed callback_url' }) })
+  .extend({
+    upload: uploadSummarySchema.optional().meta({ description: 'Absent when an update only changed callback_url' }),
+    warnings: z
+      .array(warningSchema)
+      .optional()
+      .meta({
+        description:
+          "Extension, only when there are any: what the request did that may not be what was meant. warning_id class_names_differ_only_in_case: a class sent has a name that differs from another class's only in case; class names are case-sensitive, so both are kept as two classes.",
+      }),
+  })
   .meta({ id: 'ClassifierWithUpload' });
 
 export const modelQuerySchema = z.object({
@@ -190,8 +201,6 @@ export const classResultSchema = z
 export const imageErrorSchema = z
   .object({ code: z.number().int(), description: z.string(), error_id: z.string().meta({ example: 'input_error' }) })
   .meta({ id: 'ImageError', description: 'Why one image could not be classified; the others still are.' });
-
-export const warningSchema = z.object({ warning_id: z.string(), description: z.string() }).meta({ id: 'Warning' });
 
 export const classifiedImageSchema = z
   .object({
