@@ -359,7 +359,13 @@ export const trainingFormSchema = (nameRequired: boolean) =>
     .meta({
       override: ({ jsonSchema }: { jsonSchema: Record<string, unknown> }) => {
         jsonSchema.patternProperties = {
-          '^.+_positive_examples$': { type: 'string', contentMediaType: 'application/zip', format: 'binary', description: 'A zip of at least 10 example images of the class named before _positive_examples' },
+          '^.+_positive_examples$': {
+            type: 'string',
+            contentMediaType: 'application/zip',
+            format: 'binary',
+            description:
+              "A zip of at least 10 example images of the class named before _positive_examples (case-sensitive). A non-ASCII class name goes in UTF-8, as name=\"Müll_positive_examples\" or in RFC 2231 form, name*=utf-8''M%C3%BCll_positive_examples",
+          },
         };
       },
     });
