@@ -19,7 +19,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openFileDescriptors, residentMb, startBenchService, RedisNotAnsweringError, type BenchService } from './lib/bench-service';
+import {
+  openFileDescriptors,
+  residentMb,
+  startBenchService,
+  RedisNotAnsweringError,
+  type BenchService,
+} from './lib/bench-service';
 import { percentile } from './lib/load-generator';
 import { SoakLoad } from './lib/soak-load';
 import { parseMetrics, type Sample } from '../test/support/prometheus';
@@ -83,7 +89,7 @@ async function heapSnapshot(pid: number): Promise<string> {
   const dir = SNAPSHOT_DIR!;
   const before = new Set(fs.readdirSync(dir));
   process.kill(pid, 'SIGUSR2');
-  for (let lastSize = -1; ; ) {
+  for (let lastSize = -1; ;) {
     await sleep(1000);
     const file = fs.readdirSync(dir).find((name) => name.endsWith('.heapsnapshot') && !before.has(name));
     if (file === undefined) continue;
@@ -113,7 +119,9 @@ async function run(service: BenchService) {
   await load.runAlone(IDLE_S, idle);
   idle.sort((a, b) => a - b);
   load.calibrate(percentile(idle, 50));
-  console.log(`idle: designated client p50 ${round(percentile(idle, 50))} ms, p99 ${round(percentile(idle, 99))} ms; warm-up ${WARMUP_S} s`);
+  console.log(
+    `idle: designated client p50 ${round(percentile(idle, 50))} ms, p99 ${round(percentile(idle, 99))} ms; warm-up ${WARMUP_S} s`,
+  );
   await load.runPhase(WARMUP_S, []);
   const quietStart = await quietRss(pids);
   const snapshotStart = SNAPSHOT_DIR ? await heapSnapshot(pids.api) : undefined;
@@ -126,7 +134,8 @@ async function run(service: BenchService) {
     let minute = 1;
     let windowP99: Record<Role, number[]> = { api: [], worker: [] };
     let from = { latencies: 0, requests: load.counts.classify, errors: 0, status5xx: 0 };
-    const fives = () => Object.entries(load.statusCounts).reduce((n, [status, count]) => n + (Number(status) >= 500 ? count : 0), 0);
+    const fives = () =>
+      Object.entries(load.statusCounts).reduce((n, [status, count]) => n + (Number(status) >= 500 ? count : 0), 0);
     for (;;) {
       await sleep(SCRAPE_EVERY_MS);
       let samples: Sample[] = [];
@@ -167,11 +176,17 @@ async function run(service: BenchService) {
         connection_errors: load.connectionErrors.length - from.errors,
       };
       minutes.push(sample);
-      const show = (p: ProcessSample) => `rss ${p.rss_mb} MB heap ${p.heap_mb} MB ext ${p.external_mb} MB fds ${p.fds} loop p99 ${p.event_loop_p99_ms} ms`;
+      const show = (p: ProcessSample) =>
+        `rss ${p.rss_mb} MB heap ${p.heap_mb} MB ext ${p.external_mb} MB fds ${p.fds} loop p99 ${p.event_loop_p99_ms} ms`;
       console.log(
         `min ${minute}: api ${show(sample.api)} | worker ${show(sample.worker)} | ${sample.requests} req, p99 ${sample.designated_p99_ms} ms, 5xx ${sample.status_5xx}, conn errors ${sample.connection_errors}`,
       );
-      from = { latencies: latencies.length, requests: load.counts.classify, errors: load.connectionErrors.length, status5xx: fives() };
+      from = {
+        latencies: latencies.length,
+        requests: load.counts.classify,
+        errors: load.connectionErrors.length,
+        status5xx: fives(),
+      };
       windowP99 = { api: [], worker: [] };
       minute++;
     }
@@ -186,9 +201,13 @@ async function run(service: BenchService) {
   latencies.sort((a, b) => a - b);
   let apiHeapGrowth: HeapGroup[] | undefined;
   if (snapshotStart) {
-    apiHeapGrowth = heapGrowth(summariseHeapSnapshot(snapshotStart), summariseHeapSnapshot(await heapSnapshot(pids.api)));
+    apiHeapGrowth = heapGrowth(
+      summariseHeapSnapshot(snapshotStart),
+      summariseHeapSnapshot(await heapSnapshot(pids.api)),
+    );
     console.log('API heap, the kinds that grew most between the quiet points (self sizes):');
-    for (const g of apiHeapGrowth) console.log(`  ${g.kind}: ${g.count >= 0 ? '+' : ''}${g.count} objects, ${round(g.bytes / MB, 2)} MB`);
+    for (const g of apiHeapGrowth)
+      console.log(`  ${g.kind}: ${g.count >= 0 ? '+' : ''}${g.count} objects, ${round(g.bytes / MB, 2)} MB`);
   }
 
   const curve = (role: Role, key: keyof ProcessSample) => minutes.map((m) => m[role][key]);
@@ -218,12 +237,17 @@ async function run(service: BenchService) {
         api: secondHalfSlope(minutes.map((m) => [m.minute, m.api.heap_mb])),
         worker: secondHalfSlope(minutes.map((m) => [m.minute, m.worker.heap_mb])),
       },
-      fds: { api: [minutes[0]?.api.fds, minutes.at(-1)?.api.fds], worker: [minutes[0]?.worker.fds, minutes.at(-1)?.worker.fds] },
+      fds: {
+        api: [minutes[0]?.api.fds, minutes.at(-1)?.api.fds],
+        worker: [minutes[0]?.worker.fds, minutes.at(-1)?.worker.fds],
+      },
       event_loop_p99_ms_worst: {
         api: Math.max(...minutes.map((m) => m.api.event_loop_p99_ms ?? 0)),
         worker: Math.max(...minutes.map((m) => m.worker.event_loop_p99_ms ?? 0)),
       },
-      api_heap_growth_top: apiHeapGrowth?.slice(0, 5).map((g) => ({ kind: g.kind, objects: g.count, mb: round(g.bytes / MB, 2) })),
+      api_heap_growth_top: apiHeapGrowth
+        ?.slice(0, 5)
+        .map((g) => ({ kind: g.kind, objects: g.count, mb: round(g.bytes / MB, 2) })),
       per_minute: {
         api_rss_mb: curve('api', 'rss_mb'),
         worker_rss_mb: curve('worker', 'rss_mb'),
@@ -236,10 +260,15 @@ async function run(service: BenchService) {
 }
 
 async function main() {
-  if (!Number.isFinite(MINUTES) || MINUTES < 1) throw new Error(`SOAK_MINUTES must be a number of minutes ≥ 1, not '${process.env.SOAK_MINUTES}'`);
+  if (!Number.isFinite(MINUTES) || MINUTES < 1)
+    throw new Error(`SOAK_MINUTES must be a number of minutes ≥ 1, not '${process.env.SOAK_MINUTES}'`);
   let service: BenchService;
   try {
-    const snapshots = SNAPSHOT_DIR && [process.env.NODE_OPTIONS, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOT_DIR}`].filter(Boolean).join(' ');
+    const snapshots =
+      SNAPSHOT_DIR &&
+      [process.env.NODE_OPTIONS, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOT_DIR}`]
+        .filter(Boolean)
+        .join(' ');
     if (SNAPSHOT_DIR) fs.mkdirSync(SNAPSHOT_DIR, { recursive: true });
     service = await startBenchService({ ORT_THREADS: '1', ...(snapshots ? { NODE_OPTIONS: snapshots } : {}) });
   } catch (error) {
@@ -247,7 +276,9 @@ async function main() {
     console.log(error.message);
     process.exit(1);
   }
-  console.log(`service (pid ${service.pid}, worker pid ${service.workerPid}) at ${service.url}; ${MINUTES} minutes of soak load`);
+  console.log(
+    `service (pid ${service.pid}, worker pid ${service.workerPid}) at ${service.url}; ${MINUTES} minutes of soak load`,
+  );
   let figures: object;
   try {
     figures = await run(service);

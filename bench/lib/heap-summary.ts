@@ -38,7 +38,11 @@ export function summariseHeapSnapshot(file: string): Map<string, HeapGroup> {
 /** The kinds that grew most in bytes from one snapshot to another, largest growth first. */
 export function heapGrowth(before: Map<string, HeapGroup>, after: Map<string, HeapGroup>, top = 10): HeapGroup[] {
   return [...after.values()]
-    .map((group) => ({ kind: group.kind, count: group.count - (before.get(group.kind)?.count ?? 0), bytes: group.bytes - (before.get(group.kind)?.bytes ?? 0) }))
+    .map((group) => ({
+      kind: group.kind,
+      count: group.count - (before.get(group.kind)?.count ?? 0),
+      bytes: group.bytes - (before.get(group.kind)?.bytes ?? 0),
+    }))
     .sort((a, b) => b.bytes - a.bytes)
     .slice(0, top);
 }

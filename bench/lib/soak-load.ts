@@ -49,7 +49,9 @@ const KINDS: ClassImageKind[] = ['red-circles', 'blue-squares', 'green-stripes',
 export const SOAK_STEP_LIMIT_MS = READY_TIMEOUT_MS + REQUEST_TIMEOUT_MS;
 
 interface ClassifyAnswer {
-  images?: Array<{ classifiers?: Array<{ classifier_id: string; name: string; classes: Array<{ class: string; score: number }> }> }>;
+  images?: Array<{
+    classifiers?: Array<{ classifier_id: string; name: string; classes: Array<{ class: string; score: number }> }>;
+  }>;
   warnings?: Array<{ warning_id: string; description: string }>;
 }
 
@@ -83,7 +85,15 @@ interface Client {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class SoakLoad {
-  readonly counts = { classify: 0, classify_previous_version: 0, uploads: 0, deletes: 0, deleted_while_training: 0, retrained_replaced: 0, deleted_ids_asked: 0 };
+  readonly counts = {
+    classify: 0,
+    classify_previous_version: 0,
+    uploads: 0,
+    deletes: 0,
+    deleted_while_training: 0,
+    retrained_replaced: 0,
+    deleted_ids_asked: 0,
+  };
   readonly statusCounts: Record<string, number> = {};
   /** Requests that got no HTTP answer: the error code, and whether it came on a reused keep-alive connection idle for how long. */
   readonly connectionErrors: string[] = [];
@@ -157,7 +167,8 @@ export class SoakLoad {
     };
     const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)];
     const isUpload = (t: Tracked) => t.retrains === undefined;
-    const liveUploads = () => [...this.tracked.values()].filter((t) => isUpload(t) && t.readyAt !== undefined && t.deleteSent === undefined);
+    const liveUploads = () =>
+      [...this.tracked.values()].filter((t) => isUpload(t) && t.readyAt !== undefined && t.deleteSent === undefined);
 
     const designatedClient = async () => {
       while (running()) designatedLatencies.push(await this.designatedClassify());
@@ -242,7 +253,12 @@ export class SoakLoad {
   }
 
   private classifyForm(ids: string[]): Promise<PrebuiltForm> {
-    return prebuildForm(multipartForm({ images_file: { bytes: this.queryJpeg, filename: 'query.jpg' } }, { classifier_ids: ids.join(','), threshold: '0' }));
+    return prebuildForm(
+      multipartForm(
+        { images_file: { bytes: this.queryJpeg, filename: 'query.jpg' } },
+        { classifier_ids: ids.join(','), threshold: '0' },
+      ),
+    );
   }
 
   /** Makes the next retrained classifier's zips, creates it and waits until it is ready. */
@@ -254,7 +270,10 @@ export class SoakLoad {
       versions.push([...versions[k - 1], `g${g}r${k}`]);
       rounds.push({ [`g${g}r${k}_positive_examples`]: await this.zipOfKind(k) });
     }
-    const base = { [`g${g}c0_positive_examples`]: await this.zipOfKind(g), [`g${g}c1_positive_examples`]: await this.zipOfKind(g + 1) };
+    const base = {
+      [`g${g}c0_positive_examples`]: await this.zipOfKind(g),
+      [`g${g}c1_positive_examples`]: await this.zipOfKind(g + 1),
+    };
     const name = `retrained-${g}`;
     const view = await this.client.createClassifier(name, base);
     const t: Tracked = { id: view.classifier_id, name, versions, loops: [], retrains: rounds };
@@ -268,7 +287,10 @@ export class SoakLoad {
   private async nextUploadPlan(): Promise<{ name: string; classes: string[]; zips: Record<string, Buffer> }> {
     const u = this.uploadsMade++;
     const classes = [`u${u}a`, `u${u}b`];
-    const zips = { [`${classes[0]}_positive_examples`]: await this.zipOfKind(u), [`${classes[1]}_positive_examples`]: await this.zipOfKind(u + 2) };
+    const zips = {
+      [`${classes[0]}_positive_examples`]: await this.zipOfKind(u),
+      [`${classes[1]}_positive_examples`]: await this.zipOfKind(u + 2),
+    };
     return { name: `upload-${u}`, classes, zips };
   }
 
@@ -300,11 +322,18 @@ export class SoakLoad {
         method: 'POST',
         agent: who.agent,
         timeout: REQUEST_TIMEOUT_MS,
-        headers: { Authorization: this.client.authorization, 'Content-Type': form.contentType, 'Content-Length': String(form.body.length) },
+        headers: {
+          Authorization: this.client.authorization,
+          'Content-Type': form.contentType,
+          'Content-Length': String(form.body.length),
+        },
       });
       const failed = (error: NodeJS.ErrnoException) => {
         const idle = who.idleSince === undefined ? '' : ` idle ${Math.round(started - who.idleSince)} ms`;
-        resolve({ error: `${error.code ?? error.message}${req.reusedSocket ? ` on a reused keep-alive connection${idle}` : ''}`, ms: performance.now() - started });
+        resolve({
+          error: `${error.code ?? error.message}${req.reusedSocket ? ` on a reused keep-alive connection${idle}` : ''}`,
+          ms: performance.now() - started,
+        });
       };
       req.on('response', (res) => {
         const chunks: Buffer[] = [];
@@ -342,25 +371,38 @@ export class SoakLoad {
     const answer = JSON.parse(outcome.text) as ClassifyAnswer;
     const results = answer.images?.[0]?.classifiers ?? [];
     const notFound = new Set(
-      (answer.warnings ?? []).filter((w) => w.warning_id === 'classifier_not_found').map((w) => /'([^']+)'/.exec(w.description)?.[1]),
+      (answer.warnings ?? [])
+        .filter((w) => w.warning_id === 'classifier_not_found')
+        .map((w) => /'([^']+)'/.exec(w.description)?.[1]),
     );
-    for (const r of results) if (!ids.includes(r.classifier_id)) this.wrong(`${r.classifier_id} answered though not asked for (asked ${ids.join(',')})`);
+    for (const r of results)
+      if (!ids.includes(r.classifier_id))
+        this.wrong(`${r.classifier_id} answered though not asked for (asked ${ids.join(',')})`);
     for (const t of asked) {
       const result = results.find((r) => r.classifier_id === t.id);
       if (!result) {
-        if (!mayBeGone(t) || !notFound.has(t.id)) this.wrong(`${t.name} (${mayBeGone(t) ? 'being deleted' : 'not deleted'}) did not answer: ${outcome.text.slice(0, 300)}`);
+        if (!mayBeGone(t) || !notFound.has(t.id))
+          this.wrong(
+            `${t.name} (${mayBeGone(t) ? 'being deleted' : 'not deleted'}) did not answer: ${outcome.text.slice(0, 300)}`,
+          );
         continue;
       }
-      if (t.deleteAnswered !== undefined && t.deleteAnswered < sent) this.wrong(`deleted classifier ${t.name} answered: ${JSON.stringify(result).slice(0, 200)}`);
+      if (t.deleteAnswered !== undefined && t.deleteAnswered < sent)
+        this.wrong(`deleted classifier ${t.name} answered: ${JSON.stringify(result).slice(0, 200)}`);
       const classes = JSON.stringify(result.classes.map((c) => c.class).sort());
       const version = t.versions.findIndex((v) => JSON.stringify([...v].sort()) === classes);
       // Versions that may have served it while it was in flight: the current one, and the next once its retrain was sent.
       const oldest = t.loops.reduce((n, l) => n + l.rounds.filter(([, ready]) => ready <= sent).length, 0);
       const newest = t.loops.reduce((n, l) => n + l.updatesSent.filter((at) => at <= answered).length, 0);
       const seen = who.versionSeen.get(t.id) ?? 0;
-      if (result.name !== t.name || version < 0) this.wrong(`${t.name} answered as ${result.name} with classes ${classes}: no version of ${t.name} has them`);
-      else if (version < oldest || version > newest) this.wrong(`${t.name} answered version ${version}; versions ${oldest}..${newest} served while the request was in flight`);
-      else if (version < seen) this.wrong(`${t.name} answered version ${version} after this client had seen version ${seen}`);
+      if (result.name !== t.name || version < 0)
+        this.wrong(`${t.name} answered as ${result.name} with classes ${classes}: no version of ${t.name} has them`);
+      else if (version < oldest || version > newest)
+        this.wrong(
+          `${t.name} answered version ${version}; versions ${oldest}..${newest} served while the request was in flight`,
+        );
+      else if (version < seen)
+        this.wrong(`${t.name} answered version ${version} after this client had seen version ${seen}`);
       if (version >= 0 && version < newest) this.counts.classify_previous_version++;
       who.versionSeen.set(t.id, Math.max(seen, version));
     }

@@ -29,7 +29,15 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import { cpuSeconds, openFileDescriptors, residentMb, startBenchService, START_TIMEOUT_MS, STOP_TIMEOUT_MS, type BenchService } from '../../bench/lib/bench-service';
+import {
+  cpuSeconds,
+  openFileDescriptors,
+  residentMb,
+  startBenchService,
+  START_TIMEOUT_MS,
+  STOP_TIMEOUT_MS,
+  type BenchService,
+} from '../../bench/lib/bench-service';
 import { percentile } from '../../bench/lib/load-generator';
 import { SoakLoad, SOAK_STEP_LIMIT_MS } from '../../bench/lib/soak-load';
 import { waitFor } from '../support/service-harness';
@@ -59,7 +67,8 @@ const TIME_LIMIT_MS =
 
 function soakSeconds(): number {
   const value = Number(process.env.SOAK_S ?? '60');
-  if (!Number.isFinite(value) || value < 10 || value > 1800) throw new Error(`SOAK_S must be 10–1800 seconds, not '${process.env.SOAK_S}'`);
+  if (!Number.isFinite(value) || value < 10 || value > 1800)
+    throw new Error(`SOAK_S must be 10–1800 seconds, not '${process.env.SOAK_S}'`);
   return value;
 }
 
@@ -95,106 +104,149 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
     await service?.stop();
   });
 
-  it('answers every request from the right classifier and version, without 5xx, latency blow-up or leaks', async () => {
-    service = await startBenchService({ ORT_THREADS: '1' });
-    const svc = service;
-    const apiPort = Number(new URL(svc.url).port);
-    const workerPid = svc.workerPid!;
-    expect(workerPid).toBeDefined();
-    const load = await SoakLoad.start(svc.url, svc.apiKey);
-    const { counts } = load;
+  it(
+    'answers every request from the right classifier and version, without 5xx, latency blow-up or leaks',
+    async () => {
+      service = await startBenchService({ ORT_THREADS: '1' });
+      const svc = service;
+      const apiPort = Number(new URL(svc.url).port);
+      const workerPid = svc.workerPid!;
+      expect(workerPid).toBeDefined();
+      const load = await SoakLoad.start(svc.url, svc.apiKey);
+      const { counts } = load;
 
-    // ---- Warm-up, then the designated client alone. ----
-    await load.runAlone(FIRST_REQUESTS_S, []);
-    const idleBefore: number[] = [];
-    const loadStart = round1(os.loadavg()[0]);
-    await load.runAlone(IDLE_S, idleBefore);
-    idleBefore.sort((a, b) => a - b);
-    const idleMedianMs = percentile(idleBefore, 50);
-    load.calibrate(idleMedianMs);
+      // ---- Warm-up, then the designated client alone. ----
+      await load.runAlone(FIRST_REQUESTS_S, []);
+      const idleBefore: number[] = [];
+      const loadStart = round1(os.loadavg()[0]);
+      await load.runAlone(IDLE_S, idleBefore);
+      idleBefore.sort((a, b) => a - b);
+      const idleMedianMs = percentile(idleBefore, 50);
+      load.calibrate(idleMedianMs);
 
-    // ---- Warm-up under the full load, a quiet point, the soak, a quiet point. ----
-    await load.runPhase(WARMUP_S, []);
-    const quiet = async () => ({ api: await quietSnapshot(svc.pid, apiPort), worker: await quietSnapshot(workerPid) });
-    const before = await quiet();
-    const cpuBefore = { api: cpuSeconds(svc.pid), worker: cpuSeconds(workerPid) };
-    const retrainsBefore = load.retrains();
-    const countsBefore = { ...counts };
-    const loadLatencies: number[] = [];
-    const soakStarted = performance.now();
-    await load.runPhase(SOAK_S, loadLatencies);
-    const soakSecondsRun = (performance.now() - soakStarted) / 1000;
-    const cpuAfter = { api: cpuSeconds(svc.pid), worker: cpuSeconds(workerPid) };
-    const after = await quiet();
-    loadLatencies.sort((a, b) => a - b);
-    const idleAfter: number[] = [];
-    await load.runAlone(IDLE_S, idleAfter);
-    idleAfter.sort((a, b) => a - b);
+      // ---- Warm-up under the full load, a quiet point, the soak, a quiet point. ----
+      await load.runPhase(WARMUP_S, []);
+      const quiet = async () => ({
+        api: await quietSnapshot(svc.pid, apiPort),
+        worker: await quietSnapshot(workerPid),
+      });
+      const before = await quiet();
+      const cpuBefore = { api: cpuSeconds(svc.pid), worker: cpuSeconds(workerPid) };
+      const retrainsBefore = load.retrains();
+      const countsBefore = { ...counts };
+      const loadLatencies: number[] = [];
+      const soakStarted = performance.now();
+      await load.runPhase(SOAK_S, loadLatencies);
+      const soakSecondsRun = (performance.now() - soakStarted) / 1000;
+      const cpuAfter = { api: cpuSeconds(svc.pid), worker: cpuSeconds(workerPid) };
+      const after = await quiet();
+      loadLatencies.sort((a, b) => a - b);
+      const idleAfter: number[] = [];
+      await load.runAlone(IDLE_S, idleAfter);
+      idleAfter.sort((a, b) => a - b);
 
-    // Disk: nothing left behind that nothing refers to (a deleted classifier's last run may still be finishing).
-    const leftOnDisk = await waitFor(
-      'the data dir to hold only referenced files',
-      async () => {
-        const left = [...tmpEntries(svc.dataDir), ...unreferencedImageFiles(svc.dataDir), ...unreferencedHeadFiles(svc.dataDir)];
-        return left.length === 0 ? left : undefined;
-      },
-      DISK_CHECK_MS,
-      500,
-    ).catch(() => [...tmpEntries(svc.dataDir), ...unreferencedImageFiles(svc.dataDir), ...unreferencedHeadFiles(svc.dataDir)]);
-
-    const growth = (start: number, end: number) => Math.round((end / start - 1) * 1000) / 1000;
-    // The machine's other load drifts over minutes: the windows before and after bracket the soak.
-    const idleP99 = (percentile(idleBefore, 99) + percentile(idleAfter, 99)) / 2;
-    const loadP99 = percentile(loadLatencies, 99);
-    const figures = {
-      soak: {
-        soak_s: round1(soakSecondsRun),
-        warmup_s: WARMUP_S,
-        cores: os.cpus().length,
-        loadavg_1m: { idle_start: loadStart, end: round1(os.loadavg()[0]) },
-        designated_client: {
-          idle_before: { requests: idleBefore.length, p50_ms: round1(idleMedianMs), p99_ms: round1(percentile(idleBefore, 99)) },
-          idle_after: { requests: idleAfter.length, p50_ms: round1(percentile(idleAfter, 50)), p99_ms: round1(percentile(idleAfter, 99)) },
-          idle_p99_ms: round1(idleP99),
-          load: { requests: loadLatencies.length, p50_ms: round1(percentile(loadLatencies, 50)), p99_ms: round1(loadP99) },
-          p99_ratio: Math.round((loadP99 / idleP99) * 100) / 100,
+      // Disk: nothing left behind that nothing refers to (a deleted classifier's last run may still be finishing).
+      const leftOnDisk = await waitFor(
+        'the data dir to hold only referenced files',
+        async () => {
+          const left = [
+            ...tmpEntries(svc.dataDir),
+            ...unreferencedImageFiles(svc.dataDir),
+            ...unreferencedHeadFiles(svc.dataDir),
+          ];
+          return left.length === 0 ? left : undefined;
         },
-        paced_clients: { clients: load.backgroundClients, think_ms: Math.round(load.thinkMs), share_of_idle_capacity: load.backgroundShare },
-        uploads_every_ms: Math.round(load.uploadEveryMs),
-        soak_counts: {
-          classify: counts.classify - countsBefore.classify,
-          retrains: load.retrains() - retrainsBefore,
-          uploads: counts.uploads - countsBefore.uploads,
-          deletes: (['deletes', 'deleted_while_training', 'retrained_replaced'] as const).reduce((n, k) => n + counts[k] - countsBefore[k], 0),
-        },
-        total_counts: { ...counts, retrains: load.retrains() },
-        zips_made: load.zipsMade,
-        status_codes: load.statusCounts,
-        connection_errors: load.connectionErrors.length,
-        rss_mb: { api: [before.api.rss_mb, after.api.rss_mb], worker: [before.worker.rss_mb, after.worker.rss_mb] },
-        rss_growth: { api: growth(before.api.rss_mb, after.api.rss_mb), worker: growth(before.worker.rss_mb, after.worker.rss_mb) },
-        fds: { api: [before.api.fds, after.api.fds], worker: [before.worker.fds, after.worker.fds] },
-        cpu_s_during_soak: {
-          api: cpuAfter.api !== undefined && cpuBefore.api !== undefined ? round1(cpuAfter.api - cpuBefore.api) : undefined,
-          worker: cpuAfter.worker !== undefined && cpuBefore.worker !== undefined ? round1(cpuAfter.worker - cpuBefore.worker) : undefined,
-        },
-      },
-    };
-    process.stdout.write(`${JSON.stringify(figures)}\n`);
+        DISK_CHECK_MS,
+        500,
+      ).catch(() => [
+        ...tmpEntries(svc.dataDir),
+        ...unreferencedImageFiles(svc.dataDir),
+        ...unreferencedHeadFiles(svc.dataDir),
+      ]);
 
-    expect(load.activityErrors.map(String)).toEqual([]);
-    expect(load.connectionErrors).toEqual([]);
-    expect([...load.wrongAnswers].slice(0, 20).map(([what, times]) => `${times}× ${what}`)).toEqual([]);
-    expect(Object.keys(load.statusCounts).filter((status) => Number(status) >= 500)).toEqual([]);
-    // The soak did what it claims: classifies, retrains, uploads and deletes all ran.
-    expect(Object.entries(figures.soak.soak_counts).filter(([, n]) => n === 0)).toEqual([]);
-    // The worker never died (a restart would have a new pid).
-    expect(parentPid(workerPid)).toBe(svc.pid);
-    expect(loadP99 / idleP99).toBeLessThanOrEqual(MAX_P99_RATIO);
-    expect(figures.soak.rss_growth.api).toBeLessThan(MAX_RSS_GROWTH);
-    expect(figures.soak.rss_growth.worker).toBeLessThan(MAX_RSS_GROWTH);
-    expect(after.api.fds).toBeLessThanOrEqual(before.api.fds + FD_SLACK);
-    expect(after.worker.fds).toBeLessThanOrEqual(before.worker.fds + FD_SLACK);
-    expect(leftOnDisk).toEqual([]);
-  }, TIME_LIMIT_MS);
+      const growth = (start: number, end: number) => Math.round((end / start - 1) * 1000) / 1000;
+      // The machine's other load drifts over minutes: the windows before and after bracket the soak.
+      const idleP99 = (percentile(idleBefore, 99) + percentile(idleAfter, 99)) / 2;
+      const loadP99 = percentile(loadLatencies, 99);
+      const figures = {
+        soak: {
+          soak_s: round1(soakSecondsRun),
+          warmup_s: WARMUP_S,
+          cores: os.cpus().length,
+          loadavg_1m: { idle_start: loadStart, end: round1(os.loadavg()[0]) },
+          designated_client: {
+            idle_before: {
+              requests: idleBefore.length,
+              p50_ms: round1(idleMedianMs),
+              p99_ms: round1(percentile(idleBefore, 99)),
+            },
+            idle_after: {
+              requests: idleAfter.length,
+              p50_ms: round1(percentile(idleAfter, 50)),
+              p99_ms: round1(percentile(idleAfter, 99)),
+            },
+            idle_p99_ms: round1(idleP99),
+            load: {
+              requests: loadLatencies.length,
+              p50_ms: round1(percentile(loadLatencies, 50)),
+              p99_ms: round1(loadP99),
+            },
+            p99_ratio: Math.round((loadP99 / idleP99) * 100) / 100,
+          },
+          paced_clients: {
+            clients: load.backgroundClients,
+            think_ms: Math.round(load.thinkMs),
+            share_of_idle_capacity: load.backgroundShare,
+          },
+          uploads_every_ms: Math.round(load.uploadEveryMs),
+          soak_counts: {
+            classify: counts.classify - countsBefore.classify,
+            retrains: load.retrains() - retrainsBefore,
+            uploads: counts.uploads - countsBefore.uploads,
+            deletes: (['deletes', 'deleted_while_training', 'retrained_replaced'] as const).reduce(
+              (n, k) => n + counts[k] - countsBefore[k],
+              0,
+            ),
+          },
+          total_counts: { ...counts, retrains: load.retrains() },
+          zips_made: load.zipsMade,
+          status_codes: load.statusCounts,
+          connection_errors: load.connectionErrors.length,
+          rss_mb: { api: [before.api.rss_mb, after.api.rss_mb], worker: [before.worker.rss_mb, after.worker.rss_mb] },
+          rss_growth: {
+            api: growth(before.api.rss_mb, after.api.rss_mb),
+            worker: growth(before.worker.rss_mb, after.worker.rss_mb),
+          },
+          fds: { api: [before.api.fds, after.api.fds], worker: [before.worker.fds, after.worker.fds] },
+          cpu_s_during_soak: {
+            api:
+              cpuAfter.api !== undefined && cpuBefore.api !== undefined
+                ? round1(cpuAfter.api - cpuBefore.api)
+                : undefined,
+            worker:
+              cpuAfter.worker !== undefined && cpuBefore.worker !== undefined
+                ? round1(cpuAfter.worker - cpuBefore.worker)
+                : undefined,
+          },
+        },
+      };
+      process.stdout.write(`${JSON.stringify(figures)}\n`);
+
+      expect(load.activityErrors.map(String)).toEqual([]);
+      expect(load.connectionErrors).toEqual([]);
+      expect([...load.wrongAnswers].slice(0, 20).map(([what, times]) => `${times}× ${what}`)).toEqual([]);
+      expect(Object.keys(load.statusCounts).filter((status) => Number(status) >= 500)).toEqual([]);
+      // The soak did what it claims: classifies, retrains, uploads and deletes all ran.
+      expect(Object.entries(figures.soak.soak_counts).filter(([, n]) => n === 0)).toEqual([]);
+      // The worker never died (a restart would have a new pid).
+      expect(parentPid(workerPid)).toBe(svc.pid);
+      expect(loadP99 / idleP99).toBeLessThanOrEqual(MAX_P99_RATIO);
+      expect(figures.soak.rss_growth.api).toBeLessThan(MAX_RSS_GROWTH);
+      expect(figures.soak.rss_growth.worker).toBeLessThan(MAX_RSS_GROWTH);
+      expect(after.api.fds).toBeLessThanOrEqual(before.api.fds + FD_SLACK);
+      expect(after.worker.fds).toBeLessThanOrEqual(before.worker.fds + FD_SLACK);
+      expect(leftOnDisk).toEqual([]);
+    },
+    TIME_LIMIT_MS,
+  );
 });

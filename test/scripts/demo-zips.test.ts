@@ -17,8 +17,17 @@ describe('npm run demo:zips', () => {
     fs.writeFileSync(path.join(dir, 'circles.zip'), 'an earlier run');
     fs.chmodSync(path.join(dir, 'circles.zip'), 0o666);
     // The script as the npm script runs it, from source.
-    await promisify(execFile)(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'scripts', 'make-demo-zips.ts'), dir], { cwd: ROOT });
-    const modes = Object.fromEntries(fs.readdirSync(dir).sort().map((name) => [name, (fs.statSync(path.join(dir, name)).mode & 0o777).toString(8)]));
+    await promisify(execFile)(
+      process.execPath,
+      ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'scripts', 'make-demo-zips.ts'), dir],
+      { cwd: ROOT },
+    );
+    const modes = Object.fromEntries(
+      fs
+        .readdirSync(dir)
+        .sort()
+        .map((name) => [name, (fs.statSync(path.join(dir, name)).mode & 0o777).toString(8)]),
+    );
     expect(modes).toEqual({
       'circle.jpg': '644',
       'circles.zip': '644',

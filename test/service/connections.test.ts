@@ -26,7 +26,12 @@ describe('connections kept alive by clients and reverse proxies', () => {
     ]);
     const timeoutS = loadConfig({}).keepAliveTimeoutMs / 1000;
     for (const outcome of [api, ops]) {
-      expect(outcome).toEqual({ keepAlive: `timeout=${timeoutS}`, closedAfterMs: undefined, reused: true, secondStatus: 200 });
+      expect(outcome).toEqual({
+        keepAlive: `timeout=${timeoutS}`,
+        closedAfterMs: undefined,
+        reused: true,
+        secondStatus: 200,
+      });
     }
   });
 });

@@ -16,7 +16,11 @@ export interface ReuseAfterIdle {
  * as a reverse proxy or a client with a connection pool does: the second request should go out on
  * the same connection and be answered. The agent closes no idle connection itself.
  */
-export async function reuseAfterIdle(url: string, idleMs: number, headers: Record<string, string> = {}): Promise<ReuseAfterIdle> {
+export async function reuseAfterIdle(
+  url: string,
+  idleMs: number,
+  headers: Record<string, string> = {},
+): Promise<ReuseAfterIdle> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const get = () =>
     new Promise<{ res: http.IncomingMessage; socket: Socket; reused: boolean }>((resolve, reject) => {
@@ -33,7 +37,12 @@ export async function reuseAfterIdle(url: string, idleMs: number, headers: Recor
     first.socket.once('close', () => (closedAfterMs = Math.round(performance.now() - answeredAt)));
     await new Promise((resolve) => setTimeout(resolve, idleMs));
     const second = await get();
-    return { keepAlive: first.res.headers['keep-alive'] as string | undefined, closedAfterMs, reused: second.reused, secondStatus: second.res.statusCode };
+    return {
+      keepAlive: first.res.headers['keep-alive'] as string | undefined,
+      closedAfterMs,
+      reused: second.reused,
+      secondStatus: second.res.statusCode,
+    };
   } finally {
     agent.destroy();
   }

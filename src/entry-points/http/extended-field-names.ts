@@ -39,7 +39,10 @@ function plainNameLine(line: string): string {
   const extended = disposition.parameters['name*'];
   if (extended === undefined) return line;
   const name = decodeExtended(extended);
-  if (name === undefined) throw unreadableName(`'${extended.slice(0, 100)}' is not UTF-8 or ISO-8859-1 in the form charset'language'percent-encoded-name`);
+  if (name === undefined)
+    throw unreadableName(
+      `'${extended.slice(0, 100)}' is not UTF-8 or ISO-8859-1 in the form charset'language'percent-encoded-name`,
+    );
   delete disposition.parameters['name*'];
   disposition.parameters.name = Buffer.from(name, 'utf8').toString('latin1');
   return `${line.slice(0, colon)}: ${format(disposition)}`;
