@@ -18,6 +18,7 @@ const booleanFrom = (fallback: boolean) =>
 const environmentSchema = z.object({
   PORT: intFrom(8080, 0).refine((p) => p <= 65535, 'must be a TCP port (0-65535)'),
   HOST: z.string().default('0.0.0.0'),
+  KEEP_ALIVE_TIMEOUT_MS: intFrom(125_000, 1000),
   DATA_DIR: z.string().default('./data'),
   MODELS_DIR: z.string().optional(),
   REDIS_URL: z.string().url().optional(),
@@ -60,6 +61,8 @@ const environmentSchema = z.object({
 export interface Config {
   port: number;
   host: string;
+  /** Idle keep-alive connections stay open this long: longer than any client's or proxy's reuse of them. */
+  keepAliveTimeoutMs: number;
   dataDir: string;
   modelsDir: string;
   redisUrl?: string;
@@ -148,6 +151,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: e.PORT,
     host: e.HOST,
+    keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
     dataDir,
     modelsDir: path.resolve(e.MODELS_DIR ?? path.join(dataDir, 'models')),
     redisUrl: e.REDIS_URL,

@@ -10,8 +10,9 @@ import { createLogger } from '../../src/logger';
 import { modelsDir } from './repo';
 import type { BenchServiceReady } from './service-process';
 
-const START_TIMEOUT_MS = 180_000;
-const STOP_TIMEOUT_MS = 30_000;
+/** How long the service may take to start, and to stop before it is killed. */
+export const START_TIMEOUT_MS = 180_000;
+export const STOP_TIMEOUT_MS = 30_000;
 /** USER_HZ of /proc times: 100 on Linux. */
 const CLOCK_TICKS_PER_S = 100;
 

@@ -104,9 +104,20 @@ export const uploadSummarySchema = z
   })
   .meta({ id: 'UploadSummary', description: 'Extension: what became of each uploaded zip.' });
 
-/** The answer to a create or update: the Classifier object plus what became of the zips. */
+export const warningSchema = z.object({ warning_id: z.string(), description: z.string() }).meta({ id: 'Warning' });
+
+/** The answer to a create or update: the Classifier object plus what became of the zips, and warnings. */
 export const uploadedClassifierSchema = classifierSchema
-  .extend({ upload: uploadSummarySchema.optional().meta({ description: 'Absent when an update only changed callback_url' }) })
+  .extend({
+    upload: uploadSummarySchema.optional().meta({ description: 'Absent when an update only changed callback_url' }),
+    warnings: z
+      .array(warningSchema)
+      .optional()
+      .meta({
+        description:
+          "Extension, only when there are any: what the request did that may not be what was meant. warning_id class_names_differ_only_in_case: a class sent has a name that differs from another class's only in case; class names are case-sensitive, so both are kept as two classes.",
+      }),
+  })
   .meta({ id: 'ClassifierWithUpload' });
 
 export const modelQuerySchema = z.object({
@@ -191,8 +202,6 @@ export const classResultSchema = z
 export const imageErrorSchema = z
   .object({ code: z.number().int(), description: z.string(), error_id: z.string().meta({ example: 'input_error' }) })
   .meta({ id: 'ImageError', description: 'Why one image could not be classified; the others still are.' });
-
-export const warningSchema = z.object({ warning_id: z.string(), description: z.string() }).meta({ id: 'Warning' });
 
 export const classifiedImageSchema = z
   .object({
@@ -370,7 +379,13 @@ export const trainingFormSchema = (nameRequired: boolean) =>
     .meta({
       override: ({ jsonSchema }: { jsonSchema: Record<string, unknown> }) => {
         jsonSchema.patternProperties = {
-          '^.+_positive_examples$': { type: 'string', contentMediaType: 'application/zip', format: 'binary', description: 'A zip of at least 10 example images of the class named before _positive_examples' },
+          '^.+_positive_examples$': {
+            type: 'string',
+            contentMediaType: 'application/zip',
+            format: 'binary',
+            description:
+              "A zip of at least 10 example images of the class named before _positive_examples (case-sensitive). A non-ASCII class name goes in UTF-8, as name=\"Müll_positive_examples\" or in RFC 2231 form, name*=utf-8''M%C3%BCll_positive_examples",
+          },
         };
       },
     });

@@ -1,12 +1,19 @@
 import { ApiError, badRequest } from '../errors';
-import { classifierNameSchema, parseRequest } from './api-schemas';
+import { classifierNameSchema, parseRequest, type Warning } from './api-schemas';
 import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, detailedView, type ClassifierView } from './classifier-view';
 import { parseCallbackUrl } from './callbacks';
 import { ingestExamples, removeUnreferencedImages, type ZipUploadReport } from './ingest-examples';
 import { classifierNotFound, ownedOrNotFound } from './lookups';
 import type { ServiceContext } from './service-context';
-import { parseExampleUploads, type UploadedFile } from './training-form';
+import { caseOnlyClassWarnings, parseExampleUploads, type ExampleUpload, type UploadedFile } from './training-form';
+
+/** Extension of the create and update answers: what the caller may not have meant, when there is anything. */
+function withWarnings(classes: string[], uploads: ExampleUpload[]): { warnings?: Warning[] } {
+  const sent = uploads.flatMap((u) => (u.className === null ? [] : [u.className]));
+  const warnings = caseOnlyClassWarnings(classes, sent);
+  return warnings.length > 0 ? { warnings } : {};
+}
 
 export interface UploadSummary {
   /** Distinct images the classifier's next version trains on: its `examples` count once trained. */
@@ -28,7 +35,7 @@ export async function queueTraining(ctx: ServiceContext, classifierId: string, o
 export async function createClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
-): Promise<ClassifierView & { upload: UploadSummary }> {
+): Promise<ClassifierView & { upload: UploadSummary; warnings?: Warning[] }> {
   // multer turns a repeated field into an array (and 'name[x]' into an object): the schema says so, rather than call the name missing.
   const name = parseRequest(classifierNameSchema, input.name);
   const uploads = parseExampleUploads(input.files);
@@ -53,7 +60,7 @@ export async function createClassifier(
     });
   });
   await queueTraining(ctx, created.id, () => deleteClassifierData(ctx, created.id));
-  return { ...classifierView(created), upload: await uploadSummary(ctx, created.id, reports) };
+  return { ...classifierView(created), upload: await uploadSummary(ctx, created.id, reports), ...withWarnings(created.classes, uploads) };
 }
 
 /** Extension of the create/update answer: what each zip contributed, and how many images the next version trains on. */
@@ -69,7 +76,7 @@ async function uploadSummary(ctx: ServiceContext, classifierId: string, files: Z
 export async function updateClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; classifierId: string; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
-): Promise<ClassifierView & { upload?: UploadSummary }> {
+): Promise<ClassifierView & { upload?: UploadSummary; warnings?: Warning[] }> {
   await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const uploads = parseExampleUploads(input.files);
   const callbackUrl = await parseCallbackUrl(input.callbackUrl, ctx.config.allowPrivateUrls);
@@ -89,7 +96,7 @@ export async function updateClassifier(
   if (!updated) throw classifierNotFound(input.classifierId); // deleted while the zips were being read
   // If queueing fails the examples stay accepted; the worker's start-up check queues the classifier again.
   await queueTraining(ctx, updated.id, async () => undefined);
-  return { ...classifierView(updated), upload: await uploadSummary(ctx, updated.id, reports) };
+  return { ...classifierView(updated), upload: await uploadSummary(ctx, updated.id, reports), ...withWarnings(updated.classes, uploads) };
 }
 
 export async function getClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<ClassifierView> {

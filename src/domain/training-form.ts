@@ -1,4 +1,5 @@
 import { badRequest } from '../errors';
+import type { Warning } from './api-schemas';
 
 /** One uploaded zip of examples: a class's positives, or the negatives (className null). */
 export interface ExampleUpload {
@@ -69,4 +70,32 @@ export function parseExampleUploads(files: UploadedFile[]): ExampleUpload[] {
     }
   }
   return uploads;
+}
+
+/** Equal when only case differs (accents still count): how a person would read two class names. */
+const sameIgnoringCase = new Intl.Collator('und', { sensitivity: 'accent' });
+
+/**
+ * A warning for each pair of classes whose names differ only in case, one of them sent in this
+ * request (`sent`): Watson's class names are case-sensitive, so `Circles` and `circles` are two
+ * classes. Whether that was meant cannot be known, so it is said rather than guessed.
+ */
+export function caseOnlyClassWarnings(classes: string[], sent: string[]): Warning[] {
+  const warnings: Warning[] = [];
+  const said = new Set<string>();
+  for (const name of new Set(sent)) {
+    for (const other of classes) {
+      if (other === name || sameIgnoringCase.compare(other, name) !== 0) continue;
+      const pair = JSON.stringify([name, other].sort());
+      if (said.has(pair)) continue;
+      said.add(pair);
+      warnings.push({
+        warning_id: 'class_names_differ_only_in_case',
+        description:
+          `The classes '${name}' and '${other}' differ only in case. Class names are case-sensitive, so they are two classes. ` +
+          'If you meant one, spell it the same way in every <class>_positive_examples field.',
+      });
+    }
+  }
+  return warnings;
 }

@@ -27,6 +27,7 @@
  * thread per image, since the service decodes several images at once on
  * libuv's pool and inference needs the remaining core.
  */
+import zlib from 'node:zlib';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 
 sharp.cache(false);
@@ -261,6 +262,109 @@ function isJpegTruncation(err: unknown, bytes: Buffer): boolean {
   return /premature end of JPEG/i.test(sharpDetail(err)) || lacksEnding('jpeg', bytes);
 }
 
+// ---- PNGs optimised by Xcode for iOS ("CgBI") ----
+
+/**
+ * Xcode's "Compress PNG Files" (pngcrush -iphone) writes PNGs that only iOS reads: a `CgBI` chunk
+ * before IHDR, the image data a raw deflate stream (no zlib header or checksum), pixels in BGR(A)
+ * order with the colour premultiplied by alpha. Users find them in app bundles and take them for
+ * ordinary PNGs.
+ */
+function isAppleCgbiPng(bytes: Buffer): boolean {
+  return bytes.length >= 16 && bytes.toString('latin1', 12, 16) === 'CgBI';
+}
+
+const CGBI_EXPORT_ADVICE =
+  'export it as a standard PNG (xcrun -sdk iphoneos pngcrush -revert-iphone-optimizations in.png out.png, or set "Compress PNG Files" to No in Xcode) and upload that';
+
+/** Bytes of the filtered image data (a filter byte before each row) of an 8-bit image, per Adam7 pass when interlaced. */
+function filteredDataLength(width: number, height: number, channels: number, interlaced: boolean): number {
+  const rows = (w: number, h: number) => (w === 0 || h === 0 ? 0 : h * (1 + w * channels));
+  if (!interlaced) return rows(width, height);
+  // Adam7: [first column, first row, column step, row step] of each pass.
+  const passes = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]];
+  return passes.reduce((sum, [x0, y0, dx, dy]) => sum + rows(Math.ceil(Math.max(0, width - x0) / dx), Math.ceil(Math.max(0, height - y0) / dy)), 0);
+}
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(data, zlib.crc32(head.subarray(4))), 0);
+  return Buffer.concat([head, data, crc]);
+}
+
+/** PNG colour types of 8-bit CgBI files this reads: greyscale, RGB, greyscale + alpha, RGBA (not palette). */
+const CGBI_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 4: 2, 6: 4 };
+
+/**
+ * A standard PNG with the pixels of an Xcode CgBI PNG: the raw deflate stream inflated and wrapped
+ * again in zlib (with only the chunks every decoder needs), then the colour put back in RGB order and
+ * the premultiplication by alpha undone. Throws ImageDecodeError naming the format for a damaged or
+ * unusual one.
+ */
+async function standardPngFromAppleCgbi(bytes: Buffer, fileName: string): Promise<Buffer> {
+  const refuse = (what: string, cause?: unknown) =>
+    new ImageDecodeError(fileName, `it is a PNG optimised by Xcode for iOS (CgBI) ${what}; ${CGBI_EXPORT_ADVICE}`, cause === undefined ? undefined : { cause });
+  let header: Buffer | undefined;
+  const data: Buffer[] = [];
+  let ended = false;
+  for (let at = 8; at + 12 <= bytes.length && !ended; ) {
+    const length = bytes.readUInt32BE(at);
+    const type = bytes.toString('latin1', at + 4, at + 8);
+    if (at + 12 + length > bytes.length) break;
+    const body = bytes.subarray(at + 8, at + 8 + length);
+    if (type === 'IHDR') header = body;
+    else if (type === 'IDAT') data.push(body);
+    else if (type === 'IEND') ended = true;
+    at += 12 + length;
+  }
+  if (!ended) throw new ImageDecodeError(fileName, INCOMPLETE_REASON);
+  if (header === undefined || header.length !== 13 || data.length === 0) throw refuse('whose structure is damaged');
+  const width = header.readUInt32BE(0);
+  const height = header.readUInt32BE(4);
+  const [bitDepth, colourType, , , interlace] = header.subarray(8);
+  if (width * height > MAX_INPUT_PIXELS) throw new ImageDecodeError(fileName, tooManyPixelsReason(width, height));
+  const channels = CGBI_CHANNELS[colourType];
+  if (bitDepth !== 8 || channels === undefined) throw refuse(`with ${bitDepth}-bit samples of colour type ${colourType}, which is not read here`);
+  const expected = filteredDataLength(width, height, channels, interlace === 1);
+  let filtered: Buffer;
+  try {
+    // Bounded by what the header says, so a deflate bomb stops there.
+    filtered = zlib.inflateRawSync(Buffer.concat(data), { maxOutputLength: expected });
+  } catch (err) {
+    if (/unexpected end/i.test(sharpDetail(err))) throw new ImageDecodeError(fileName, INCOMPLETE_REASON, { cause: err });
+    throw refuse(`whose image data is corrupt (${sharpDetail(err)})`, err);
+  }
+  if (filtered.length !== expected) throw new ImageDecodeError(fileName, INCOMPLETE_REASON);
+  const standard = Buffer.concat([
+    bytes.subarray(0, 8),
+    pngChunk('IHDR', header),
+    pngChunk('IDAT', zlib.deflateSync(filtered, { level: 1 })),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+  if (channels < 2) return standard;
+  let pixels: Buffer;
+  try {
+    pixels = await sharp(standard, { limitInputPixels: MAX_INPUT_PIXELS }).raw().toBuffer();
+  } catch (err) {
+    throw refuse(`whose image data is corrupt (${sharpDetail(err)})`, err);
+  }
+  const hasAlpha = channels === 2 || channels === 4;
+  for (let i = 0; i < pixels.length; i += channels) {
+    if (channels >= 3) {
+      const blue = pixels[i];
+      pixels[i] = pixels[i + 2];
+      pixels[i + 2] = blue;
+    }
+    const alpha = pixels[i + channels - 1];
+    if (!hasAlpha || alpha === 255) continue;
+    for (let c = 0; c < channels - 1; c++) pixels[i + c] = alpha === 0 ? 0 : Math.min(255, Math.round((pixels[i + c] * 255) / alpha));
+  }
+  return sharp(pixels, { raw: { width, height, channels: channels as 2 | 3 | 4 } }).png({ compressionLevel: 1 }).toBuffer();
+}
+
 /**
  * Decodes an uploaded image to `size`×`size` sRGB pixels: EXIF rotation applied,
  * alpha flattened on white, first frame of an animation, scaled to cover the
@@ -295,6 +399,7 @@ export async function decodeImageViews(bytes: Buffer, fileName: string, views: S
   if (type === null) {
     throw new ImageDecodeError(fileName, `the file is not ${ACCEPTED_FORMATS}: ${describeUnaccepted(bytes)}; upload the picture as JPEG or PNG`);
   }
+  if (type === 'png' && isAppleCgbiPng(bytes)) bytes = await standardPngFromAppleCgbi(bytes, fileName);
   const header = await readHeader(bytes, fileName, type);
   let squares: Buffer[];
   try {

@@ -11,6 +11,7 @@ import { bootstrapApiKeys } from '../domain/bootstrap-keys';
 import { removeOrphanHeads, removeOrphanImages } from '../domain/ingest-examples';
 import type { ServiceContext } from '../domain/service-context';
 import { createApp, createOperationsApp } from '../entry-points/http/app';
+import { applyConnectionTimeouts } from '../entry-points/http/connection-timeouts';
 import { openApiDocument } from '../entry-points/http/openapi';
 import type { OperationsDependencies } from '../entry-points/http/operations-routes';
 import { MetricsExchange, publishPeriodically } from '../data-access/redis/metrics-exchange';
@@ -148,12 +149,12 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   // fail for a passing reason (Redis, the database under load), so a failed start never loses it.
   const { generatedKey } = await bootstrapApiKeys(apiKeys, config.apiKeys);
   const app = createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir: uploads.path, rateLimitStore: rateLimit?.store });
-  const server = await listen(app, config.port, config.host);
+  const server = await listen(app, config.port, config.host, config.keepAliveTimeoutMs);
   const port = (server.address() as AddressInfo).port;
   logger.info({ port }, 'Watson Visual Recognition v3 API listening');
   const opsServer =
     config.ops.port !== undefined && (config.ops.metrics || config.ops.health)
-      ? await listen(createOperationsApp(ctx, ops), config.ops.port, config.ops.host)
+      ? await listen(createOperationsApp(ctx, ops), config.ops.port, config.ops.host, config.keepAliveTimeoutMs)
       : undefined;
   const opsPort = opsServer ? (opsServer.address() as AddressInfo).port : undefined;
   if (opsServer) logger.info({ port: opsPort }, 'operations endpoints listening');
@@ -185,8 +186,9 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   };
 }
 
-async function listen(app: Express, port: number, host: string): Promise<Server> {
+async function listen(app: Express, port: number, host: string, keepAliveTimeoutMs: number): Promise<Server> {
   const server = app.listen(port, host);
+  applyConnectionTimeouts(server, keepAliveTimeoutMs);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);

@@ -36,6 +36,22 @@ describe('the head cache', () => {
     expect(cache.size).toEqual({ entries: 2, bytes: 2 * each });
   });
 
+  it('drops the heads no request asked for in maxIdleMs (replaced versions, deleted classifiers), keeping those in use', async () => {
+    let clock = 0;
+    const cache = new HeadCache(store, undefined, { maxIdleMs: 60_000, now: () => clock });
+    const ref = (i: number) => ({ id: i + 1, classifierId: `c${i}`, headFile: files[i] });
+    await cache.get(ref(0));
+    await cache.get(ref(1));
+    clock = 50_000;
+    await cache.get(ref(1));
+    clock = 100_000; // 0 unused for 100 s, 1 for 50 s
+    await cache.get(ref(2));
+    expect(cache.size).toEqual({ entries: 2, bytes: 2 * headBytes(head) });
+    clock = 1_000_000;
+    await cache.get(ref(2));
+    expect(cache.size).toEqual({ entries: 1, bytes: headBytes(head) });
+  });
+
   it('never mixes up two versions that share an id', async () => {
     const cache = new HeadCache(store);
     const first = await cache.get({ id: 7, classifierId: 'c0', headFile: files[0] });

@@ -10,6 +10,8 @@ import { prebuildForm } from '../../bench/lib/watson-client';
 import { classZip, trainingForm } from '../support/example-zips';
 import { scrape, total, type Sample } from '../support/prometheus';
 import { ALICE_KEY, BOB_KEY, VERSION, basicAuth, waitFor } from '../support/service-harness';
+import { reuseAfterIdle } from '../support/idle-connection';
+import { loadConfig } from '../../src/config';
 import { tmpEntries } from './support/data-dir';
 import { pacedUpload } from './support/paced-upload';
 import { startServiceProcess, type ServiceProcess } from './support/service-process';
@@ -118,6 +120,15 @@ describe('an instance run as several API processes (API_PROCESSES=2)', () => {
     expect(apiPidsIn(samples)).toEqual([...apiPids].sort());
     expect(total(samples, 'watson_vr_api_reports')).toBe(2);
     expect(total(samples, 'watson_vr_worker_reports')).toBe(1);
+  });
+
+  it('keeps idle connections open in every API process for as long as a reverse proxy may reuse them', async () => {
+    // Four connections at once: the round robin hands each API process two. Idle past Node's own 5 s (+1 s).
+    const outcomes = await Promise.all(
+      Array.from({ length: 4 }, () => reuseAfterIdle(`${service!.url}/v3/classifiers?${VERSION}`, 7_000, { Authorization: basicAuth(ALICE_KEY) })),
+    );
+    const timeoutS = loadConfig({}).keepAliveTimeoutMs / 1000;
+    for (const outcome of outcomes) expect(outcome).toEqual({ keepAlive: `timeout=${timeoutS}`, closedAfterMs: undefined, reused: true, secondStatus: 200 });
   });
 
   it('holds the per-owner rate limit across both API processes', async () => {

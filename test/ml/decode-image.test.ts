@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import sharp from 'sharp';
 import {
   alphaPng,
+  appleCgbiPng,
   animatedGif,
   BLUE,
   CLASS_IMAGE_KINDS,
@@ -24,6 +25,8 @@ import {
   solidColorPng,
   textFileBytes,
   textImage,
+  translucentPng,
+  twoColorImage,
   truncatedJpeg,
   WHITE,
   bmpImage,
@@ -379,5 +382,43 @@ describe('image fixtures', () => {
     expect(ihdrOf(await hugePngHeader(3, 2))).toBe(ihdrOf(written));
     const metadata = await sharp(await hugePngHeader(), { limitInputPixels: false }).metadata();
     expect(metadata).toMatchObject({ format: 'png', width: 60_000, height: 60_000 });
+  });
+});
+
+describe('PNGs optimised by Xcode for iOS (CgBI)', () => {
+  /** Every pixel of both within `tolerance` per channel. */
+  const expectSamePixels = (actual: DecodedImage, expected: DecodedImage, tolerance: number) => {
+    expect({ width: actual.width, height: actual.height }).toEqual({ width: expected.width, height: expected.height });
+    let worst = 0;
+    for (let i = 0; i < expected.rgb.length; i++) worst = Math.max(worst, Math.abs(actual.rgb[i] - expected.rgb[i]));
+    expect(worst).toBeLessThanOrEqual(tolerance);
+  };
+
+  it('decodes one with alpha as its standard PNG decodes: colours in RGB order, premultiplication undone', async () => {
+    const png = await translucentPng(RED, BLUE);
+    const cgbi = await appleCgbiPng(png);
+    expect(cgbi.toString('latin1', 12, 16)).toBe('CgBI');
+    const decoded = await decodeImage(cgbi, 'AppIcon60x60@2x.png', SIZE);
+    expectSamePixels(decoded, await decodeImage(png, 'standard.png', SIZE), 2);
+    expectColor(pixelAt(decoded, 0, SIZE - 1), RED, 2);
+    expectColor(pixelAt(decoded, 0, 0), WHITE, 0);
+  });
+
+  it('decodes one without alpha (BGR)', async () => {
+    const png = await twoColorImage({ left: GREEN, right: RED, width: 48 });
+    expectSamePixels(await decodeImage(await appleCgbiPng(png, { alpha: false }), 'splash.png', SIZE), await decodeImage(png, 'standard.png', SIZE), 0);
+  });
+
+  it('refuses a cut-short or unusual one naming what it is and how to export a standard PNG', async () => {
+    const cgbi = await appleCgbiPng(await translucentPng(RED, BLUE));
+    expect((await decodeError(cgbi.subarray(0, cgbi.length - 30), 'cut.png')).reason).toBe(
+      'the file is incomplete: it ends before the image data does (was the upload or download cut short?); upload the complete file',
+    );
+    const sixteenBit = Buffer.from(cgbi);
+    sixteenBit[12 + 12 + 8 + 8] = 16; // IHDR's bit depth (CRCs are not what is checked)
+    expect((await decodeError(sixteenBit, 'deep.png')).reason).toBe(
+      'it is a PNG optimised by Xcode for iOS (CgBI) with 16-bit samples of colour type 6, which is not read here; export it as a standard PNG ' +
+        '(xcrun -sdk iphoneos pngcrush -revert-iphone-optimizations in.png out.png, or set "Compress PNG Files" to No in Xcode) and upload that',
+    );
   });
 });

@@ -37,6 +37,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ METRICS_PUBLISH_INTERVAL_MS: '10' })).toThrow(/METRICS_PUBLISH_INTERVAL_MS/);
   });
 
+  it('keeps idle connections open longer than reverse proxies reuse them, unless KEEP_ALIVE_TIMEOUT_MS says otherwise', () => {
+    // Caddy's 2 minutes, Traefik's 90 s, nginx's and AWS ALB's 60 s: all shorter.
+    expect(loadConfig({}).keepAliveTimeoutMs).toBe(125_000);
+    expect(loadConfig({ KEEP_ALIVE_TIMEOUT_MS: '650000' }).keepAliveTimeoutMs).toBe(650_000);
+    expect(() => loadConfig({ KEEP_ALIVE_TIMEOUT_MS: '0' })).toThrow(/KEEP_ALIVE_TIMEOUT_MS/);
+  });
+
   it('fails fast naming every bad variable', () => {
     expect(() => loadConfig({ PORT: 'eighty', ORT_THREADS: '0' })).toThrow(ConfigError);
     expect(() => loadConfig({ PORT: 'eighty', ORT_THREADS: '0' })).toThrow(/PORT.*ORT_THREADS|ORT_THREADS.*PORT/);

@@ -4,6 +4,7 @@ import type { Writable } from 'node:stream';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import multer from 'multer';
 import { ApiError } from '../../errors';
+import { ExtendedFieldNames, multipartBoundary } from './extended-field-names';
 
 const MB = 1024 * 1024;
 const MAX_FIELD_BYTES = MB;
@@ -25,18 +26,29 @@ function requestTooLarge(maxRequestBytes: number, what: string): ApiError {
 /**
  * Pipes the body into busboy while counting it: a chunked upload (what the Watson SDKs send) has no
  * Content-Length to check up front, so the request limit is enforced on the bytes as they arrive.
+ * On the way, field names sent in RFC 2231 form become plain ones (ExtendedFieldNames).
  */
 function countingStreamHandler(maxRequestBytes: number): StreamHandler {
   return (req, busboy) => {
+    const boundary = multipartBoundary(req.headers['content-type']);
+    const names = boundary === undefined ? undefined : new ExtendedFieldNames(boundary);
+    const stop = (error: Error) => {
+      if (busboy.destroyed) return;
+      req.unpipe();
+      names?.unpipe();
+      busboy.destroy(error);
+    };
     let received = 0;
     req.on('data', (chunk: Buffer) => {
       received += chunk.length;
-      if (received > maxRequestBytes && !busboy.destroyed) {
-        req.unpipe(busboy);
-        busboy.destroy(requestTooLarge(maxRequestBytes, `over ${Math.round(maxRequestBytes / MB)} MB`));
-      }
+      if (received > maxRequestBytes) stop(requestTooLarge(maxRequestBytes, `over ${Math.round(maxRequestBytes / MB)} MB`));
     });
-    req.pipe(busboy);
+    if (names) {
+      names.on('error', stop);
+      req.pipe(names).pipe(busboy);
+    } else {
+      req.pipe(busboy);
+    }
   };
 }
 
