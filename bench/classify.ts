@@ -1,16 +1,19 @@
 /**
  * bench:classify — POST /v3/classify latency and throughput of the real service
  * (API + training worker in another process on 127.0.0.1), driven by autocannon
- * from this process with one prebuilt request: a 640-px JPEG and
- * `classifier_ids=<custom>,default`.
+ * from this process with two prebuilt requests of one 640-px JPEG: `classifier_ids=<custom>,default`
+ * (the detector's head runs) and `classifier_ids=<custom>` (custom only: both networks run only up to
+ * their embedding taps).
  *
- * Windows of BENCH_DURATION_S seconds (default 30) at 1 and 8 connections,
- * first idle, then while a retrain loop keeps the same classifier retraining
- * (fresh zip of new images, poll until ready, again). After each window: the
- * API process's resident memory. Targets (2 cores): p50 ≤ 25 ms and p99 ≤ 80 ms
- * at 1 connection, ≥ 60 requests/s at 8, no errors, also while retraining.
+ * Windows of BENCH_DURATION_S seconds (default 30) at 1 and 8 connections, each taken for both
+ * requests in turn (so drift of a shared machine hits both alike), first idle, then while a retrain
+ * loop keeps the same classifier retraining (fresh zip of new images, poll until ready, again). After
+ * each window: the API process's resident memory. Targets (2 cores): p50 ≤ 25 ms and p99 ≤ 80 ms
+ * at 1 connection, ≥ 60 requests/s at 8, no errors, also while retraining; a custom-only request's API
+ * CPU ≤ 0.70 × a `default` + custom one's.
  * Then the API CPU of one request by stage (stage-profile.ts: decode, MobileNetV2, CenterNet,
- * scoring, measured in this process; the rest of the idle c=1 API CPU is HTTP, multipart and JSON).
+ * scoring, measured in this process; the rest of the idle c=1 API CPU is HTTP, multipart and JSON),
+ * for both kinds of request.
  *
  * Then the scaling run: the same request against two more services, up side by side, one of
  * 1 API process × 2 ORT threads and one of 2 API processes (node:cluster, API_PROCESSES=2) × 1
@@ -28,10 +31,12 @@ import { benchMain } from './lib/bench-main';
 import { cpuSeconds, residentMb, startBenchService, summedCpuSeconds, type BenchService } from './lib/bench-service';
 import { runLoad, type LoadFigures } from './lib/load-generator';
 import { RetrainLoop } from './lib/retrain-loop';
-import { profileStages } from './lib/stage-profile';
+import { profileStages, type StageCpu } from './lib/stage-profile';
 import { multipartForm, prebuildForm, WatsonClient, type PrebuiltForm } from './lib/watson-client';
 
 const TARGETS = { c1_p50_ms: 25, c1_p99_ms: 80, c8_rps: 60, errors: 0 };
+/** A custom-only request's API CPU at most this share of a `default` + custom one's (issue 22). */
+const CUSTOM_ONLY_MAX_CPU_RATIO = 0.7;
 const QUERY_WIDTH = 640;
 const SETUP_IMAGES_PER_ZIP = 30;
 const RETRAIN_IMAGES_PER_ZIP = 20;
@@ -105,12 +110,12 @@ async function trainSetupClassifier(client: WatsonClient, images: BenchImages): 
   return view.classifier_id;
 }
 
-async function checkAnswer(client: WatsonClient, form: PrebuiltForm, classifierId: string): Promise<void> {
+async function checkAnswer(client: WatsonClient, form: PrebuiltForm, classifierIds: string[]): Promise<void> {
   const answer = await client.classify<{ images: Array<{ classifiers?: Array<{ classifier_id: string; classes: unknown[] }> }> }>(form);
   const classifiers = answer.images[0]?.classifiers ?? [];
   const ids = classifiers.map((c) => c.classifier_id);
-  if (!ids.includes(classifierId) || !ids.includes('default')) {
-    throw new Error(`classify did not apply ${classifierId} and default: ${JSON.stringify(answer).slice(0, 400)}`);
+  if (ids.join() !== classifierIds.join()) {
+    throw new Error(`classify did not apply exactly ${classifierIds.join(' and ')}: ${JSON.stringify(answer).slice(0, 400)}`);
   }
   console.log(`sample answer: ${JSON.stringify(classifiers)}`);
 }
@@ -125,34 +130,41 @@ function printWindow(label: string, w: WindowFigures) {
   );
 }
 
-/** A service with a trained custom classifier and the classify request (`<custom>,default`) to replay against it. */
+/**
+ * A service with a trained custom classifier and the classify requests to replay against it:
+ * `form` asks for `<custom>,default`, `customOnlyForm` for `<custom>` alone.
+ */
 interface ClassifyTarget {
   service: BenchService;
   client: WatsonClient;
   classifierId: string;
   form: PrebuiltForm;
+  customOnlyForm: PrebuiltForm;
 }
 
-/** Trains the setup classifier on `service` and prebuilds the request; `query` is the JPEG every request sends. */
+/** Trains the setup classifier on `service` and prebuilds the requests; `query` is the JPEG every request sends. */
 async function prepareTarget(service: BenchService, images: BenchImages, query: Buffer): Promise<ClassifyTarget> {
   const client = new WatsonClient(service.url, service.apiKey);
   const classifierId = await trainSetupClassifier(client, images);
-  const form = await prebuildForm(
-    multipartForm({ images_file: { bytes: query, filename: 'query.jpg' } }, { classifier_ids: `${classifierId},default` }),
-  );
-  await checkAnswer(client, form, classifierId);
-  return { service, client, classifierId, form };
+  const formFor = (classifierIds: string) =>
+    prebuildForm(multipartForm({ images_file: { bytes: query, filename: 'query.jpg' } }, { classifier_ids: classifierIds }));
+  const form = await formFor(`${classifierId},default`);
+  const customOnlyForm = await formFor(classifierId);
+  await checkAnswer(client, form, [classifierId, 'default']);
+  await checkAnswer(client, customOnlyForm, [classifierId]);
+  return { service, client, classifierId, form, customOnlyForm };
 }
 
-/** One window of `seconds` at `connections` against `target`, with the API side's CPU and memory. */
+/** One window of `seconds` at `connections` against `target` (its `form` unless another is given), with the API side's CPU and memory. */
 async function measureWindow(
   target: ClassifyTarget,
   label: string,
   connections: number,
   seconds: number,
   retrains?: RetrainLoop,
+  form: PrebuiltForm = target.form,
 ): Promise<WindowFigures> {
-  const { service, client, form } = target;
+  const { service, client } = target;
   const loadStart = loadAverage();
   const apiCpu = summedCpuSeconds(apiSidePids(service));
   const workerCpu = cpuSeconds(service.workerPid);
@@ -189,12 +201,32 @@ const brief = (w: WindowFigures) => ({
   ...(w.retrain_coverage === undefined ? {} : { retrain_coverage: w.retrain_coverage }),
 });
 
-/** The existing windows on the bench's own service: idle, then while retraining, then the CPU by stage. */
+type WindowPair = { c1: WindowFigures; c8: WindowFigures };
+
+/**
+ * Windows at 1 and 8 connections for both requests, taken in turn: `default` + custom, then custom
+ * only, at each connection count.
+ */
+async function measureBoth(target: ClassifyTarget, phase: string, seconds: number, retrains?: RetrainLoop) {
+  const both: Partial<WindowPair> = {};
+  const customOnly: Partial<WindowPair> = {};
+  for (const connections of [1, 8] as const) {
+    both[`c${connections}`] = await measureWindow(target, phase, connections, seconds, retrains);
+    customOnly[`c${connections}`] = await measureWindow(target, `${phase}, custom`, connections, seconds, retrains, target.customOnlyForm);
+  }
+  return { both: both as WindowPair, customOnly: customOnly as WindowPair };
+}
+
+/** The windows on the bench's own service: idle, then while retraining, each for both requests; then the CPU by stage. */
 async function runServiceWindows(target: ClassifyTarget, images: BenchImages, query: Buffer, seconds: number) {
   const { client, classifierId, form } = target;
-  for (let i = 0; i < WARMUP_REQUESTS; i++) await client.classify(form);
+  for (let i = 0; i < WARMUP_REQUESTS; i++) {
+    await client.classify(form);
+    await client.classify(target.customOnlyForm);
+  }
 
-  const idle = { c1: await measureWindow(target, 'idle', 1, seconds), c8: await measureWindow(target, 'idle', 8, seconds) };
+  const idlePhase = await measureBoth(target, 'idle', seconds);
+  const idle = idlePhase.both;
 
   const rounds = Math.ceil(2 * seconds * RETRAIN_ROUNDS_PER_S) + 4;
   const retrainZips: Array<Record<string, Buffer>> = [];
@@ -204,15 +236,13 @@ async function runServiceWindows(target: ClassifyTarget, images: BenchImages, qu
   }
   const retrains = new RetrainLoop(client, classifierId, retrainZips, form);
   await retrains.start();
-  let retraining;
+  let retrainingPhase;
   try {
-    retraining = {
-      c1: await measureWindow(target, 'while retraining', 1, seconds, retrains),
-      c8: await measureWindow(target, 'while retraining', 8, seconds, retrains),
-    };
+    retrainingPhase = await measureBoth(target, 'while retraining', seconds, retrains);
   } finally {
     await retrains.stop();
   }
+  const retraining = retrainingPhase.both;
   console.log(
     `retrain loop: ${retrains.rounds.length} retrains of +${RETRAIN_IMAGES_PER_ZIP} images finished` +
       ` (median ${medianSeconds(retrains.rounds)} s each), ${retrains.roundsLeft} prepared rounds unused;` +
@@ -224,11 +254,25 @@ async function runServiceWindows(target: ClassifyTarget, images: BenchImages, qu
     [await images.take(PROFILE_EXAMPLES_PER_CLASS, 'class-a'), await images.take(PROFILE_EXAMPLES_PER_CLASS, 'class-b')],
     PROFILE_REPEATS,
   );
-  const staged = stages.decode_ms + stages.mobilenet_ms + stages.centernet_ms + stages.scoring_ms;
-  const byStage = { ...stages, http_and_rest_ms: idle.c1.api_cpu_ms_per_request === undefined ? undefined : round2(idle.c1.api_cpu_ms_per_request - staged) };
-  console.log(`API CPU per request by stage (ms): ${JSON.stringify(byStage)}`);
+  const withRest = (stage: StageCpu, window: WindowFigures) => {
+    const staged = stage.decode_ms + stage.mobilenet_ms + stage.centernet_ms + stage.scoring_ms;
+    return { ...stage, http_and_rest_ms: window.api_cpu_ms_per_request === undefined ? undefined : round2(window.api_cpu_ms_per_request - staged) };
+  };
+  const byStage = withRest(stages.withDefault, idle.c1);
+  const customOnlyByStage = withRest(stages.customOnly, idlePhase.customOnly.c1);
+  console.log(`API CPU per request by stage (ms), default + custom: ${JSON.stringify(byStage)}; custom only: ${JSON.stringify(customOnlyByStage)}`);
 
-  const windows = [idle.c1, idle.c8, retraining.c1, retraining.c8];
+  const customOnly = { idle: idlePhase.customOnly, retraining: retrainingPhase.customOnly };
+  const cpuRatio = {
+    idle: { c1: ratio(customOnly.idle.c1.api_cpu_ms_per_request, idle.c1.api_cpu_ms_per_request), c8: ratio(customOnly.idle.c8.api_cpu_ms_per_request, idle.c8.api_cpu_ms_per_request) },
+    retraining: {
+      c1: ratio(customOnly.retraining.c1.api_cpu_ms_per_request, retraining.c1.api_cpu_ms_per_request),
+      c8: ratio(customOnly.retraining.c8.api_cpu_ms_per_request, retraining.c8.api_cpu_ms_per_request),
+    },
+  };
+  console.log(`custom-only / default + custom API CPU per request: ${JSON.stringify(cpuRatio)} (target ≤ ${CUSTOM_ONLY_MAX_CPU_RATIO})`);
+
+  const windows = [idle.c1, idle.c8, retraining.c1, retraining.c8, customOnly.idle.c1, customOnly.idle.c8, customOnly.retraining.c1, customOnly.retraining.c8];
   const met = (c1: WindowFigures, c8: WindowFigures) => ({
     c1_p50: c1.p50_ms <= TARGETS.c1_p50_ms,
     c1_p99: c1.p99_ms <= TARGETS.c1_p99_ms,
@@ -238,13 +282,25 @@ async function runServiceWindows(target: ClassifyTarget, images: BenchImages, qu
   return {
     idle: { c1: brief(idle.c1), c8: brief(idle.c8) },
     retraining: { c1: brief(retraining.c1), c8: brief(retraining.c8) },
+    custom_only: {
+      idle: { c1: brief(customOnly.idle.c1), c8: brief(customOnly.idle.c8) },
+      retraining: { c1: brief(customOnly.retraining.c1), c8: brief(customOnly.retraining.c8) },
+      api_cpu_ms_by_stage: customOnlyByStage,
+      met: { idle: met(customOnly.idle.c1, customOnly.idle.c8), retraining: met(customOnly.retraining.c1, customOnly.retraining.c8) },
+    },
+    custom_only_cpu_ratio: cpuRatio,
+    custom_only_cpu_ratio_max: CUSTOM_ONLY_MAX_CPU_RATIO,
+    retraining_p50_ratio: {
+      c1: ratio(retraining.c1.p50_ms, idle.c1.p50_ms),
+      custom_only_c1: ratio(customOnly.retraining.c1.p50_ms, customOnly.idle.c1.p50_ms),
+    },
     retrains_finished: retrains.rounds.length,
     api_cpu_ms_by_stage: byStage,
     rss_mb: Math.max(...windows.map((w) => w.api_rss_mb ?? 0)),
     worker_rss_mb: Math.max(...windows.map((w) => w.worker_rss_mb ?? 0)),
     targets: TARGETS,
     met: { idle: met(idle.c1, idle.c8), retraining: met(retraining.c1, retraining.c8) },
-    loadavg_1m: { start: idle.c1.loadavg_1m[0], end: retraining.c8.loadavg_1m[1] },
+    loadavg_1m: { start: idle.c1.loadavg_1m[0], end: customOnly.retraining.c8.loadavg_1m[1] },
   };
 }
 

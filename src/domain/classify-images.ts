@@ -13,6 +13,7 @@ import {
   explicitClasses,
   ImageDecodeError,
   scoreHead,
+  type AnalysisPart,
   type BuiltinClass,
   type Embedder,
   type ImageAnalysis,
@@ -131,10 +132,13 @@ async function classifyWith(
   const toAnalyse = inputs.filter((i) => i.bytes);
   const modelInputs = toAnalyse.map((i) => ({ name: 'image' in i.label ? i.label.image : i.label.source_url, bytes: i.bytes! }));
   const appliesDefault = applied.some((c) => c.kind === 'default');
-  // One pass per image serves every classifier: both networks run once, whatever was asked.
-  const analyses = await ctx.embedder.analyze(modelInputs, (stage, seconds) => ctx.observer?.stage(stage, seconds));
-  const analysisOf = new Map(toAnalyse.map((img, k) => [img, analyses[k]]));
   const namesObjects = ctx.namesObjects && ctx.embedder.packOnlyKey !== undefined;
+  // One pass per image serves every classifier, each network run only as far as the classifiers asked need.
+  const parts: AnalysisPart[] = [];
+  if (appliesDefault) parts.push('colors', 'imagenetLogits', ...(namesObjects ? (['objects'] as const) : []));
+  if (applied.some((c) => c.kind === 'explicit')) parts.push('explicit');
+  const analyses = await ctx.embedder.analyze(modelInputs, (stage, seconds) => ctx.observer?.stage(stage, seconds), { parts });
+  const analysisOf = new Map(toAnalyse.map((img, k) => [img, analyses[k]]));
 
   if (appliesDefault && !namesObjects && !ctx.embedder.manifest.heads.imagenet) {
     warnings.push({ warning_id: 'default_objects_unavailable', description: DEFAULT_MISSING_OBJECTS_WARNING });
@@ -179,7 +183,7 @@ function classify(c: AppliedClassifier, analysis: ImageAnalysis, objects: Builti
     const scores = scoreHead(c.head, embedding);
     classes = c.head.classes.map((name, i) => ({ class: name, score: scores[i] }));
   } else if (c.kind === 'default') {
-    classes = defaultClasses({ colors: analysis.colors, imagenetLogits: analysis.imagenetLogits, objects });
+    classes = defaultClasses({ colors: analysis.colors ?? [], imagenetLogits: analysis.imagenetLogits, objects });
   } else {
     classes = explicitClasses(analysis);
   }

@@ -6,6 +6,7 @@ import type { DetectorPack } from './detector/detector-pack';
 import { DETECTION_ROW, objectClasses } from './detector/object-detector';
 import { InferenceWorker, type InferencePriority } from './inference-worker';
 import { PackError, type LoadedPack } from './model-pack';
+import { MissingOutputsError } from './onnx/graph-cut';
 import { packKey, type BuiltinClass, type ImageInput, type PackManifest } from './types';
 import { secondsSince } from '../lib/elapsed';
 
@@ -18,13 +19,14 @@ export interface ImageAnalysis {
    * until their retrain under the new key is ready.
    */
   packEmbedding?: { key: string; embedding: Float32Array };
-  /** With a detector: the COCO objects found, scored and with supercategories (see objectClasses). */
+  /** When asked for, with a detector: the COCO objects found, scored and with supercategories (see objectClasses). */
   objects?: BuiltinClass[];
-  /** Probability that the image is explicit (packs with an explicit head only). */
+  /** When asked for: the probability that the image is explicit (packs with an explicit head only). */
   explicit?: number;
-  /** Raw ImageNet logits (packs with an ImageNet head only). */
+  /** When asked for: raw ImageNet logits (packs with an ImageNet head only). */
   imagenetLogits?: Float32Array;
-  colors: BuiltinClass[];
+  /** When asked for: the colour classes. */
+  colors?: BuiltinClass[];
   /** Size of the original picture as viewed. */
   width: number;
   height: number;
@@ -44,6 +46,14 @@ export interface EmbedderOptions {
 
 /** Told how long each batch's decode (sharp) and each network's run (MobileNetV2 backbone, CenterNet detector) took, in seconds. */
 export type StageObserver = (stage: 'decode' | 'backbone' | 'detector', seconds: number) => void;
+
+/**
+ * Parts of an analysis beyond the embedding, asked for by name since each costs time: `objects` runs
+ * CenterNet's detection head (about half of that network), `explicit` and `imagenetLogits` the pack's
+ * layers after its taps, `colors` a pass over the pixels. Without them each network runs only up to its
+ * embedding taps.
+ */
+export type AnalysisPart = 'objects' | 'explicit' | 'imagenetLogits' | 'colors';
 
 
 /**
@@ -100,8 +110,14 @@ export class Embedder {
     if (explicitLabels && !EXPLICIT_LABELS.every((label) => explicitLabels.includes(label))) {
       throw new PackError(pack.modelPath, `the explicit head's labels must include ${EXPLICIT_LABELS.join(' and ')}`);
     }
-    const inference = await InferenceWorker.create(pack.modelPath, { intraOpNumThreads: options.threads });
-    const wanted = [...manifest.embedding.outputs, manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((name): name is string => !!name);
+    const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((name): name is string => !!name);
+    const inference = await InferenceWorker.create(pack.modelPath, {
+      intraOpNumThreads: options.threads,
+      cuts: heads.length > 0 ? [manifest.embedding.outputs] : [],
+    }).catch((error: unknown) => {
+      throw error instanceof MissingOutputsError ? new PackError(pack.modelPath, `the model lacks ${error.missing.join(', ')} named in the manifest`) : error;
+    });
+    const wanted = [...manifest.embedding.outputs, ...heads];
     const missing = wanted.filter((name) => !inference.outputNames.includes(name));
     if (!inference.inputNames.includes(manifest.input.name)) missing.unshift(`input ${manifest.input.name}`);
     if (missing.length > 0) {
@@ -115,10 +131,15 @@ export class Embedder {
         await inference.close();
         throw new PackError(pack.modelPath, `the detector's input (${pack.inputSize}) is not a whole multiple of the pack's (${manifest.input.size})`);
       }
-      const detectorInference = await InferenceWorker.create(pack.modelPath, { intraOpNumThreads: options.threads }).catch(async (error: unknown) => {
-        await inference.close();
-        throw error;
-      });
+      const tapOutputs = pack.taps.map((tap) => tap.output);
+      const detectorInference = await InferenceWorker.create(pack.modelPath, { intraOpNumThreads: options.threads, cuts: [tapOutputs] }).catch(
+        async (error: unknown) => {
+          await inference.close();
+          throw error instanceof MissingOutputsError
+            ? new PackError(pack.modelPath, `the detector model lacks ${error.missing.join(', ')} named in its manifest`)
+            : error;
+        },
+      );
       const lacking = [CENTERNET_OUTPUT_NAME, ...pack.taps.map((tap) => tap.output)].filter((name) => !detectorInference.outputNames.includes(name));
       if (!detectorInference.inputNames.includes(CENTERNET_INPUT_NAME)) lacking.unshift(`input ${CENTERNET_INPUT_NAME}`);
       if (lacking.length > 0) {
@@ -139,14 +160,16 @@ export class Embedder {
    * `options.batchSize` (at most the embedder's own) bounds each inference run: background work
    * sharing the thread with classify requests uses small batches, so a classify waits for one
    * small batch rather than a large one. `options.priority` 'background' (uploads, training) lets
-   * every classify request waiting on the model threads go first.
+   * every classify request waiting on the model threads go first. `options.parts` names what the
+   * analyses hold beyond the embedding (default: nothing more); the embedding is the same whatever is asked.
    */
   async analyze(
     images: ImageInput[],
     observeStage: StageObserver = () => undefined,
-    options: { batchSize?: number; priority?: InferencePriority } = {},
+    options: { batchSize?: number; priority?: InferencePriority; parts?: readonly AnalysisPart[] } = {},
   ): Promise<Array<ImageAnalysis | ImageDecodeError>> {
     const priority = options.priority ?? 'interactive';
+    const parts = new Set(options.parts);
     const batchSize = Math.max(1, Math.min(this.batchSize, options.batchSize ?? this.batchSize));
     const results = new Array<ImageAnalysis | ImageDecodeError>(images.length);
     const batches: ImageInput[][] = [];
@@ -160,7 +183,7 @@ export class Embedder {
       // If inference throws, the prefetch's own failure must not surface as an unhandled rejection.
       next?.catch(() => undefined);
       const good = decoded.filter((d): d is DecodedImage[] => !(d instanceof ImageDecodeError));
-      const analyses = good.length > 0 ? await this.infer(good, observeStage, priority) : [];
+      const analyses = good.length > 0 ? await this.infer(good, observeStage, priority, parts) : [];
       let g = 0;
       decoded.forEach((d, i) => {
         results[offset + i] = d instanceof ImageDecodeError ? d : analyses[g++];
@@ -194,11 +217,13 @@ export class Embedder {
     return decoded;
   }
 
-  private async infer(decoded: DecodedImage[][], observeStage: StageObserver, priority: InferencePriority): Promise<ImageAnalysis[]> {
+  private async infer(decoded: DecodedImage[][], observeStage: StageObserver, priority: InferencePriority, parts: Set<AnalysisPart>): Promise<ImageAnalysis[]> {
     const { manifest } = this;
     const { name, size } = manifest.input;
     const images = decoded.map(([square]) => square);
-    const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((output): output is string => !!output);
+    const explicitHead = parts.has('explicit') ? manifest.heads.explicit : undefined;
+    const imagenetHead = parts.has('imagenetLogits') ? manifest.heads.imagenet : undefined;
+    const heads = [explicitHead?.output, imagenetHead?.output].filter((output): output is string => !!output);
     const start = process.hrtime.bigint();
     const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads], priority);
     const observed = <T>(stage: 'backbone' | 'detector', work: Promise<T>): Promise<T> =>
@@ -207,25 +232,24 @@ export class Embedder {
         return result;
       });
     // CenterNet's graph takes one image: each goes as its own request, all queued at once on the detector's thread.
-    const detecting = this.detector && observed('detector', Promise.all(images.map((image) => this.detect(image, priority))));
-    const colors = images.map(colorClasses); // while the workers infer
+    const detecting = this.detector && observed('detector', Promise.all(images.map((image) => this.detect(image, priority, parts.has('objects')))));
+    const colors = parts.has('colors') ? images.map(colorClasses) : undefined; // while the workers infer
     const [outputs, detected] = await Promise.all([observed('backbone', running), detecting]);
     const data = (outputName: string): Float32Array => outputs[outputName].data;
     const embeddingParts = manifest.embedding.outputs.map(data);
-    const explicitProbs = manifest.heads.explicit && data(manifest.heads.explicit.output);
-    const imagenetLogits = manifest.heads.imagenet && data(manifest.heads.imagenet.output);
+    const explicitProbs = explicitHead && data(explicitHead.output);
+    const imagenetLogits = imagenetHead && data(imagenetHead.output);
     return images.map((image, i) => {
       const packParts = embeddingParts.map((part) => slice(part, i, images.length));
       const analysis: ImageAnalysis = {
         embedding: this.embedding([...packParts, ...(detected?.[i].taps ?? [])]),
-        colors: colors[i],
         width: image.width,
         height: image.height,
       };
-      if (detected) {
-        analysis.packEmbedding = { key: packKey(manifest), embedding: this.embedding(packParts, manifest.embedding.dim) };
-        analysis.objects = objectClasses(detected[i].detections);
-      }
+      if (colors) analysis.colors = colors[i];
+      if (detected) analysis.packEmbedding = { key: packKey(manifest), embedding: this.embedding(packParts, manifest.embedding.dim) };
+      const detections = detected?.[i].detections;
+      if (detections) analysis.objects = objectClasses(detections);
       if (explicitProbs) {
         const per = explicitProbs.length / images.length;
         analysis.explicit = Math.min(1, this.explicitIndices.reduce((sum, k) => sum + explicitProbs[i * per + k], 0));
@@ -238,20 +262,32 @@ export class Embedder {
     });
   }
 
-  /** One image through CenterNet: its detection rows and its pooled taps, in the pack's order. */
-  private async detect(image: DecodedImage, priority: InferencePriority): Promise<{ detections: Float32Array; taps: Float32Array[] }> {
+  /**
+   * One image through CenterNet: its pooled taps, in the pack's order, and with `withDetections` its
+   * detection rows; without, only the backbone up to the taps runs.
+   */
+  private async detect(
+    image: DecodedImage,
+    priority: InferencePriority,
+    withDetections: boolean,
+  ): Promise<{ detections?: Float32Array; taps: Float32Array[] }> {
     const { pack, inference } = this.detector!;
     const size = pack.inputSize;
+    const taps = pack.taps.map((tap) => tap.output);
     // The graph takes sharp's interleaved RGB as it is (NHWC), as floats 0–255.
-    const outputs = await inference.run(CENTERNET_INPUT_NAME, { data: Float32Array.from(image.rgb), dims: [1, size, size, 3] }, [
-      CENTERNET_OUTPUT_NAME,
-      ...pack.taps.map((tap) => tap.output),
-    ], priority);
+    const outputs = await inference.run(
+      CENTERNET_INPUT_NAME,
+      { data: Float32Array.from(image.rgb), dims: [1, size, size, 3] },
+      withDetections ? [CENTERNET_OUTPUT_NAME, ...taps] : taps,
+      priority,
+    );
+    const tapValues = taps.map((output) => outputs[output].data);
+    if (!withDetections) return { taps: tapValues };
     const detections = outputs[CENTERNET_OUTPUT_NAME].data;
     if (detections.length !== CENTERNET_MAX_DETECTIONS * DETECTION_ROW) {
       throw new Error(`${pack.modelPath}: expected ${CENTERNET_MAX_DETECTIONS}×${DETECTION_ROW} detection values, got ${detections.length}`);
     }
-    return { detections, taps: pack.taps.map((tap) => outputs[tap.output].data) };
+    return { detections, taps: tapValues };
   }
 
   /** HWC uint8 pixels of each image into one normalised NCHW float batch at the pack's size (k×k block means of larger squares). */

@@ -3,7 +3,7 @@
  * bench/ and scripts/ may reach the modules behind it; the service goes through here.
  */
 export { openEmbedder } from './open-embedder';
-export type { Embedder, ImageAnalysis } from './embedder';
+export type { AnalysisPart, Embedder, ImageAnalysis } from './embedder';
 export { ImageDecodeError, isImageFile, sniffImageType } from './decode-image';
 export type { BuiltinClass } from './types';
 export { defaultClasses, DEFAULT_MISSING_OBJECTS_WARNING } from './default-classifier';

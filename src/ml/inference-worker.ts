@@ -1,4 +1,6 @@
+import fs from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
+import { cutToOutputs } from './onnx/graph-cut';
 
 /** A float tensor crossing the thread boundary. */
 export interface WorkerTensor {
@@ -8,6 +10,13 @@ export interface WorkerTensor {
 
 export interface InferenceWorkerOptions {
   intraOpNumThreads: number;
+  /**
+   * Output sets that runs often need alone (an embedding's taps without the heads after them). For
+   * each, the model cut to those outputs is loaded beside the whole one, and a run asking for no
+   * more than a cut's outputs runs the cut: ONNX Runtime computes every node of a graph whatever a
+   * run fetches.
+   */
+  cuts?: string[][];
 }
 
 /**
@@ -15,12 +24,13 @@ export interface InferenceWorkerOptions {
  * the main thread it would stall the event loop (HTTP requests, and the sharp decodes meant to
  * overlap inference) for the whole batch. Plain JavaScript evaluated in the worker, so it runs the
  * same under ts-node, jest and the compiled build; all pre- and post-processing stays in TypeScript.
+ * Session 0 is the whole model, the others its cuts; one thread runs them one at a time.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const ort = require(workerData.ortPath);
 const message = (error) => (error && error.message) || String(error);
-ort.InferenceSession.create(workerData.modelPath, {
+const options = {
   executionProviders: ['cpu'],
   intraOpNumThreads: workerData.intraOpNumThreads,
   interOpNumThreads: 1,
@@ -28,14 +38,16 @@ ort.InferenceSession.create(workerData.modelPath, {
   graphOptimizationLevel: 'all',
   // Idle pool threads sleep instead of spinning: the spinning steals the cores sharp decodes on.
   extra: { session: { intra_op: { allow_spinning: '0' } } },
-}).then((session) => {
+};
+Promise.all([workerData.modelPath, ...workerData.cuts].map((model) => ort.InferenceSession.create(model, options))).then((sessions) => {
   parentPort.on('message', async (request) => {
     if (request.close) {
-      await session.release();
+      for (const session of sessions) await session.release();
       parentPort.close();
       return;
     }
     try {
+      const session = sessions[request.session];
       const results = await session.run({ [request.input]: new ort.Tensor('float32', request.data, request.dims) });
       const outputs = {};
       for (const name of request.outputs) outputs[name] = { data: results[name].data, dims: results[name].dims };
@@ -45,7 +57,7 @@ ort.InferenceSession.create(workerData.modelPath, {
       parentPort.postMessage({ id: request.id, error: message(error) });
     }
   });
-  parentPort.postMessage({ ready: true, inputNames: session.inputNames, outputNames: session.outputNames });
+  parentPort.postMessage({ ready: true, inputNames: sessions[0].inputNames, outputNames: sessions[0].outputNames });
 }, (error) => parentPort.postMessage({ ready: false, error: message(error) }));
 `;
 
@@ -76,6 +88,7 @@ export class InferenceWorker {
     readonly modelPath: string,
     readonly inputNames: string[],
     readonly outputNames: string[],
+    private readonly cuts: string[][],
   ) {
     worker.on('message', (reply: Reply) => {
       if (!('id' in reply)) return;
@@ -90,10 +103,14 @@ export class InferenceWorker {
     worker.on('exit', (code) => this.fail(new Error(`${modelPath}: inference worker exited (code ${code})`)));
   }
 
-  static create(modelPath: string, options: InferenceWorkerOptions): Promise<InferenceWorker> {
+  /** @throws MissingOutputsError when a cut names an output the model lacks */
+  static async create(modelPath: string, options: InferenceWorkerOptions): Promise<InferenceWorker> {
+    const cuts = options.cuts ?? [];
+    const whole = cuts.length > 0 ? await fs.readFile(modelPath) : undefined;
+    const cutModels = cuts.map((outputs) => cutToOutputs(whole!, outputs));
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { ortPath: require.resolve('onnxruntime-node'), modelPath, intraOpNumThreads: options.intraOpNumThreads },
+      workerData: { ortPath: require.resolve('onnxruntime-node'), modelPath, cuts: cutModels, intraOpNumThreads: options.intraOpNumThreads },
     });
     return new Promise((resolve, reject) => {
       const onExit = (code: number): void => reject(new Error(`${modelPath}: inference worker exited (code ${code}) while loading the model`));
@@ -103,7 +120,7 @@ export class InferenceWorker {
         worker.off('error', reject);
         worker.off('exit', onExit);
         if ('ready' in reply && reply.ready) {
-          resolve(new InferenceWorker(worker, modelPath, reply.inputNames, reply.outputNames));
+          resolve(new InferenceWorker(worker, modelPath, reply.inputNames, reply.outputNames, cuts));
         } else {
           void worker.terminate();
           reject(new Error(`${modelPath}: cannot load the model: ${'error' in reply ? reply.error : 'unexpected reply'}`));
@@ -114,7 +131,8 @@ export class InferenceWorker {
 
   /**
    * Runs the model on one float input; `input.data`'s buffer is handed to the worker (not copied).
-   * Interactive requests go before every waiting background one (FIFO within a lane).
+   * Interactive requests go before every waiting background one (FIFO within a lane). The first cut
+   * that yields every output asked for runs, else the whole model.
    */
   run(
     inputName: string,
@@ -124,10 +142,11 @@ export class InferenceWorker {
   ): Promise<Record<string, WorkerTensor>> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
+    const session = this.cuts.findIndex((cut) => outputs.every((name) => cut.includes(name))) + 1;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.waiting[priority].push(() =>
-        this.worker.postMessage({ id, input: inputName, data: input.data, dims: input.dims, outputs }, [input.data.buffer as ArrayBuffer]),
+        this.worker.postMessage({ id, session, input: inputName, data: input.data, dims: input.dims, outputs }, [input.data.buffer as ArrayBuffer]),
       );
       this.startNext();
     });

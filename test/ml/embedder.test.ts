@@ -8,6 +8,7 @@ import { explicitClasses } from '../../src/ml/explicit-classifier';
 import { ensureDetectorPack } from '../../src/ml/detector/detector-pack';
 import { loadPack, PackError, type LoadedPack } from '../../src/ml/model-pack';
 import type { ImageInput } from '../../src/ml/types';
+import type { AnalysisPart } from '../../src/ml/embedder';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
 const DOG = '/usr/share/darknet/data/dog.jpg';
@@ -54,6 +55,9 @@ function analysis(result: ImageAnalysis | ImageDecodeError): ImageAnalysis {
   return result;
 }
 
+const ALL_PARTS: AnalysisPart[] = ['objects', 'explicit', 'imagenetLogits', 'colors'];
+const DARKNET_PHOTOS = ['dog', 'eagle', 'giraffe', 'horses', 'kite', 'person', 'scream'].map((name) => `/usr/share/darknet/data/${name}.jpg`);
+
 let pack: LoadedPack;
 let embedder: Embedder;
 let images: ImageInput[];
@@ -79,7 +83,7 @@ describe('Embedder on the bundled pack', () => {
   it('gives unit-norm embeddings of the pack dimension, the explicit score, colours and the original size', async () => {
     expect(embedder.dim).toBe(1920);
     expect(embedder.packKey).toBe(`bundled@${pack.manifest.version}`);
-    const results = (await embedder.analyze(images)).map(analysis);
+    const results = (await embedder.analyze(images, undefined, { parts: ALL_PARTS })).map(analysis);
     expect(results).toHaveLength(images.length);
     for (const result of results) {
       expect(result.embedding).toBeInstanceOf(Float32Array);
@@ -98,18 +102,18 @@ describe('Embedder on the bundled pack', () => {
       [120, 400],
     ]);
     // Red-and-white stripes are named by their colours.
-    expect(results[2].colors.map((c) => c.class)).toContain('red color');
+    expect(results[2].colors!.map((c) => c.class)).toContain('red color');
   });
 
   withDog('scores a dog photo as not explicit', async () => {
-    const [dog] = (await embedder.analyze([{ name: 'dog.jpg', bytes: fs.readFileSync(DOG) }])).map(analysis);
+    const [dog] = (await embedder.analyze([{ name: 'dog.jpg', bytes: fs.readFileSync(DOG) }], undefined, { parts: ['explicit'] })).map(analysis);
     expect(dog.explicit).toBeLessThan(0.2);
     expect([dog.width, dog.height]).toEqual([768, 576]);
   });
 
   it('is deterministic', async () => {
-    const first = (await embedder.analyze(images)).map(analysis);
-    const second = (await embedder.analyze(images)).map(analysis);
+    const first = (await embedder.analyze(images, undefined, { parts: ['explicit'] })).map(analysis);
+    const second = (await embedder.analyze(images, undefined, { parts: ['explicit'] })).map(analysis);
     first.forEach((result, i) => {
       expect(Buffer.from(second[i].embedding.buffer)).toEqual(Buffer.from(result.embedding.buffer));
       expect(second[i].explicit).toBe(result.explicit);
@@ -119,8 +123,8 @@ describe('Embedder on the bundled pack', () => {
   it('gives the same embeddings whatever the batch size', async () => {
     const single = await Embedder.create(pack, { threads: 1, batchSize: 1 });
     try {
-      const one = (await single.analyze(images)).map(analysis);
-      const sixteen = (await embedder.analyze(images)).map(analysis);
+      const one = (await single.analyze(images, undefined, { parts: ['explicit'] })).map(analysis);
+      const sixteen = (await embedder.analyze(images, undefined, { parts: ['explicit'] })).map(analysis);
       one.forEach((result, i) => {
         expect(maxAbsDiff(result.embedding, sixteen[i].embedding)).toBeLessThanOrEqual(1e-5);
         expect(Math.abs(result.explicit! - sixteen[i].explicit!)).toBeLessThanOrEqual(1e-5);
@@ -196,8 +200,8 @@ describe('Embedder on the bundled pack with the CenterNet detector', () => {
   });
 
   it("concatenates both networks' taps, keeps the pack's own embedding and explicit score, and names objects", async () => {
-    const alone = (await embedder.analyze(images)).map(analysis);
-    const joined = (await both.analyze(images)).map(analysis);
+    const alone = (await embedder.analyze(images, undefined, { parts: ALL_PARTS })).map(analysis);
+    const joined = (await both.analyze(images, undefined, { parts: ALL_PARTS })).map(analysis);
     expect(both.dim).toBe(embedder.dim + 528 + 720 + 480);
     expect(both.packOnlyKey).toBe(embedder.packKey);
     joined.forEach((a, i) => {
@@ -211,7 +215,7 @@ describe('Embedder on the bundled pack with the CenterNet detector', () => {
       expect(a.packEmbedding!.key).toBe(embedder.packKey);
       expect(cosine(a.packEmbedding!.embedding, alone[i].embedding)).toBeGreaterThan(a.width === a.height ? 0.995 : 0.9);
       expect(Math.abs(a.explicit! - alone[i].explicit!)).toBeLessThan(0.05);
-      expect(a.colors[0].class).toBe(alone[i].colors[0].class);
+      expect(a.colors![0].class).toBe(alone[i].colors![0].class);
       expect(Array.isArray(a.objects)).toBe(true);
       expect({ width: a.width, height: a.height }).toEqual({ width: alone[i].width, height: alone[i].height });
     });
@@ -222,7 +226,7 @@ describe('Embedder on the bundled pack with the CenterNet detector', () => {
     const single = await Embedder.create(pack, { threads: 1, batchSize: 1, detector: await ensureDetectorPack(modelsDir) });
     try {
       const inputs = [images[0], { name: 'broken.jpg', bytes: Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]) }, images[1]];
-      const [a, b] = await Promise.all([both.analyze(inputs), single.analyze(inputs)]);
+      const [a, b] = await Promise.all([both.analyze(inputs, undefined, { parts: ['objects'] }), single.analyze(inputs, undefined, { parts: ['objects'] })]);
       expect(a[1]).toBeInstanceOf(ImageDecodeError);
       expect(b[1]).toBeInstanceOf(ImageDecodeError);
       for (const k of [0, 2]) {
@@ -232,6 +236,21 @@ describe('Embedder on the bundled pack with the CenterNet detector', () => {
     } finally {
       await single.close();
     }
+  });
+
+  withDog('gives the same embeddings on real photos whether or not the detection head and the explicit head run', async () => {
+    const photos = DARKNET_PHOTOS.filter((file) => fs.existsSync(file)).map((file) => ({ name: path.basename(file), bytes: fs.readFileSync(file) }));
+    const full = (await both.analyze(photos, undefined, { parts: ALL_PARTS })).map(analysis);
+    // Interleaved with the full runs, so the cut graphs and the whole ones share the threads as in service.
+    const [embeddingOnly, again] = await Promise.all([both.analyze(photos), both.analyze(photos, undefined, { parts: ALL_PARTS })]);
+    embeddingOnly.map(analysis).forEach((a, i) => {
+      expect(maxAbsDiff(a.embedding, full[i].embedding)).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDiff(a.packEmbedding!.embedding, full[i].packEmbedding!.embedding)).toBeLessThanOrEqual(1e-5);
+      // Only what was asked for is there.
+      expect([a.objects, a.explicit, a.colors, a.imagenetLogits]).toEqual([undefined, undefined, undefined, undefined]);
+      expect(full[i].objects!.length).toBeGreaterThan(0);
+      expect(analysis(again[i]).objects).toEqual(full[i].objects);
+    });
   });
 });
 

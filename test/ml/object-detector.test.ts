@@ -246,7 +246,7 @@ describe("the embedder's CenterNet pass", () => {
 
   /** COCO classes per image, in input order, from one analysis pass; an undecodable image gets its ImageDecodeError. */
   async function detect(images: Array<{ name: string; bytes: Buffer }>): Promise<Array<BuiltinClass[] | ImageDecodeError>> {
-    const analyses = await embedder.analyze(images);
+    const analyses = await embedder.analyze(images, undefined, { parts: ['objects'] });
     return analyses.map((a: ImageAnalysis | ImageDecodeError) => (a instanceof ImageDecodeError ? a : a.objects!));
   }
 
