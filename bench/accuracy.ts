@@ -30,13 +30,28 @@ import { buildGate } from '../src/ml/heads/knn-gate';
 import { seededRandom, shuffleInPlace } from '../src/ml/heads/random';
 import { loadNegativeBank, type NegativeBank } from '../src/ml/open-set/negative-bank';
 import type { ImageInput } from '../src/ml/types';
-import { loadDarknetPhotos, loadFashionMnist, loadFoodPhotos, loadGcomprisPhotos, MissingDatasetError, type LabelledImages } from './lib/datasets';
+import {
+  loadDarknetPhotos,
+  loadFashionMnist,
+  loadFoodPhotos,
+  loadGcomprisPhotos,
+  MissingDatasetError,
+  type LabelledImages,
+} from './lib/datasets';
 import { modelsDir } from './lib/repo';
 
 const OUTER_FOLDS = 5;
 const FASHION_PER_CLASS = 100;
 const FASHION_UNRELATED_PER_CLASS = 10;
-const TARGETS = { gcompris_top1: 0.95, food_top1: 0.92, fashion_top1: 0.85, photo_fp_object: 0.02, photo_fp_food: 0.05, thumbnail_fp: 0.2, recall: 0.9 };
+const TARGETS = {
+  gcompris_top1: 0.95,
+  food_top1: 0.92,
+  fashion_top1: 0.85,
+  photo_fp_object: 0.02,
+  photo_fp_food: 0.05,
+  thumbnail_fp: 0.2,
+  recall: 0.9,
+};
 /** k-NN gate variants: positives kept per class, and the quantile (%) of leave-one-out distances used as radius. */
 const GATES = [
   { cap: 200, quantile: 100 },
@@ -91,7 +106,8 @@ async function main(): Promise<void> {
   await embedder.close();
   const cacheFile = process.env.BENCH_EMBEDDINGS;
   type Cached = { packKey: string; sets: EmbeddedSet[]; seconds: number };
-  const cached = cacheFile && fs.existsSync(cacheFile) ? (v8.deserialize(fs.readFileSync(cacheFile)) as Cached) : undefined;
+  const cached =
+    cacheFile && fs.existsSync(cacheFile) ? (v8.deserialize(fs.readFileSync(cacheFile)) as Cached) : undefined;
   let sets: EmbeddedSet[];
   let embedSeconds: number;
   if (cached && cached.packKey === embedder.packKey) {
@@ -109,12 +125,17 @@ async function main(): Promise<void> {
     ];
     embedSeconds = (Date.now() - started) / 1000;
     await live.close();
-    if (cacheFile) fs.writeFileSync(cacheFile, v8.serialize({ packKey: embedder.packKey, sets, seconds: embedSeconds } satisfies Cached));
+    if (cacheFile)
+      fs.writeFileSync(
+        cacheFile,
+        v8.serialize({ packKey: embedder.packKey, sets, seconds: embedSeconds } satisfies Cached),
+      );
   }
   const [foodSet, fashionSet, gcomprisSet, darknetSet, thumbnails] = sets;
   const embedded = sets.reduce((sum, set) => sum + set.labels.length, 0);
   const bank = loadNegativeBank(embedder.packKey);
-  if (!bank) throw new Error(`the shipped open-set bank is not built for ${embedder.packKey}: run npm run build:negative-bank`);
+  if (!bank)
+    throw new Error(`the shipped open-set bank is not built for ${embedder.packKey}: run npm run build:negative-bank`);
   console.log(
     `pack ${embedder.packKey} (${embedder.dim}-d): embedded ${embedded} images in ${embedSeconds.toFixed(1)} s ` +
       `(${(embedded / embedSeconds).toFixed(1)} images/s incl. decode, 2 threads); bank of ${bank.embeddings.length} photos; ${os.cpus().length} cores, shared and noisy`,
@@ -133,7 +154,9 @@ async function main(): Promise<void> {
       Object.assign(closed[set.name], cv);
     }
     for (const [variant, f] of Object.entries(closed[set.name])) {
-      console.log(`${set.name} ${variant}: top-1 ${fmt(f.top1)}, macro-F1 ${fmt(f.macroF1)}, held-out recall@0.5 ${fmt(f.recall)}`);
+      console.log(
+        `${set.name} ${variant}: top-1 ${fmt(f.top1)}, macro-F1 ${fmt(f.macroF1)}, held-out recall@0.5 ${fmt(f.recall)}`,
+      );
     }
   }
 
@@ -145,10 +168,18 @@ async function main(): Promise<void> {
   ] as const) {
     openSet[trained.name] = {};
     for (const withBank of [false, true]) {
-      const head = await trainHead(toTrainingSet(trained, undefined, withBank ? bankWithout(bank, [trained, ...unrelated]) : undefined), { packKey: embedder.packKey, l2, threads: 2 });
+      const head = await trainHead(
+        toTrainingSet(trained, undefined, withBank ? bankWithout(bank, [trained, ...unrelated]) : undefined),
+        { packKey: embedder.packKey, l2, threads: 2 },
+      );
       const variants: Array<[Variant, TrainedHead]> = withBank
         ? [
-            ...(await Promise.all(GATES.map(async (g) => [gateName(g), await withGate(head, trained, undefined, g.cap, g.quantile)] as [Variant, TrainedHead]))),
+            ...(await Promise.all(
+              GATES.map(
+                async (g) =>
+                  [gateName(g), await withGate(head, trained, undefined, g.cap, g.quantile)] as [Variant, TrainedHead],
+              ),
+            )),
             ['bank', { ...head, gate: undefined }] as [Variant, TrainedHead],
           ]
         : [['plain', { ...head, gate: undefined }]];
@@ -156,7 +187,11 @@ async function main(): Promise<void> {
         const rates: Record<string, number> = {};
         for (const other of unrelated) rates[other.name] = round(falsePositiveRate(scored, other));
         openSet[trained.name][variant] = rates;
-        console.log(`open set, trained on ${trained.name}, ${variant}: ${Object.entries(rates).map(([name, rate]) => `${name} ${pct(rate)}`).join(', ')} score ≥ 0.5`);
+        console.log(
+          `open set, trained on ${trained.name}, ${variant}: ${Object.entries(rates)
+            .map(([name, rate]) => `${name} ${pct(rate)}`)
+            .join(', ')} score ≥ 0.5`,
+        );
       }
     }
   }
@@ -179,13 +214,24 @@ async function main(): Promise<void> {
   );
 }
 
-async function embed(embedder: Embedder, name: string, set: LabelledImages, sources: string[] = []): Promise<EmbeddedSet> {
+async function embed(
+  embedder: Embedder,
+  name: string,
+  set: LabelledImages,
+  sources: string[] = [],
+): Promise<EmbeddedSet> {
   const analyses = await embedder.analyze(set.images);
   const embeddings = analyses.map((analysis) => {
     if (analysis instanceof Error) throw analysis;
     return analysis.embedding;
   });
-  return { name, classes: set.classes, embeddings, labels: set.images.map((image) => image.label), sources: new Set(sources) };
+  return {
+    name,
+    classes: set.classes,
+    embeddings,
+    labels: set.images.map((image) => image.label),
+    sources: new Set(sources),
+  };
 }
 
 /** The bank without the photos of the given sets. */
@@ -193,16 +239,36 @@ function bankWithout(bank: NegativeBank, sets: EmbeddedSet[]): Float32Array[] {
   return bank.embeddings.filter((_, i) => !sets.some((set) => set.sources.has(bank.sources[i])));
 }
 
-function toTrainingSet(set: EmbeddedSet, rows: number[] | undefined, implicitNegatives: Float32Array[] | undefined): TrainingSet {
+function toTrainingSet(
+  set: EmbeddedSet,
+  rows: number[] | undefined,
+  implicitNegatives: Float32Array[] | undefined,
+): TrainingSet {
   const picked = rows ?? set.labels.map((_, i) => i);
-  return { classes: set.classes, embeddings: picked.map((i) => set.embeddings[i]), positives: picked.map((i) => [set.labels[i]]), implicitNegatives };
+  return {
+    classes: set.classes,
+    embeddings: picked.map((i) => set.embeddings[i]),
+    positives: picked.map((i) => [set.labels[i]]),
+    implicitNegatives,
+  };
 }
 
 /** The head with a gate built from the given rows' positives, capped at `cap` per class, radius at the quantile (%). */
-async function withGate(head: TrainedHead, set: EmbeddedSet, rows: number[] | undefined, cap: number, quantile: number): Promise<TrainedHead> {
+async function withGate(
+  head: TrainedHead,
+  set: EmbeddedSet,
+  rows: number[] | undefined,
+  cap: number,
+  quantile: number,
+): Promise<TrainedHead> {
   const picked = rows ?? set.labels.map((_, i) => i);
   const labels = set.classes.map((_, c) => Uint8Array.from(picked, (i) => (set.labels[i] === c ? 1 : 0)));
-  const gate = await buildGate(picked.map((i) => set.embeddings[i]), labels, head.dim, { maxPositives: cap, radiusQuantile: quantile / 100, seed: 1, threads: 2 });
+  const gate = await buildGate(
+    picked.map((i) => set.embeddings[i]),
+    labels,
+    head.dim,
+    { maxPositives: cap, radiusQuantile: quantile / 100, seed: 1, threads: 2 },
+  );
   return { ...head, gate };
 }
 
@@ -216,7 +282,10 @@ async function crossValidate(
   const random = seededRandom(2024);
   const fold = new Array<number>(set.labels.length);
   set.classes.forEach((_, c) => {
-    const members = shuffleInPlace(set.labels.flatMap((label, i) => (label === c ? [i] : [])), random);
+    const members = shuffleInPlace(
+      set.labels.flatMap((label, i) => (label === c ? [i] : [])),
+      random,
+    );
     members.forEach((i, k) => (fold[i] = k % OUTER_FOLDS));
   });
   const variants: Variant[] = bank ? ['bank', ...GATES.map(gateName)] : ['plain'];
@@ -226,7 +295,9 @@ async function crossValidate(
     const head = await trainHead(toTrainingSet(set, trainRows, bank), { packKey, l2, threads: 2 });
     for (const variant of variants) {
       const gate = GATES.find((g) => gateName(g) === variant);
-      const scored = gate ? await withGate(head, set, trainRows, gate.cap, gate.quantile) : { ...head, gate: undefined };
+      const scored = gate
+        ? await withGate(head, set, trainRows, gate.cap, gate.quantile)
+        : { ...head, gate: undefined };
       const p = predictions.get(variant)!;
       fold.forEach((g, i) => {
         if (g !== f) return;
@@ -248,7 +319,9 @@ async function crossValidate(
     });
     return {
       top1: round(set.labels.filter((label, i) => predicted[i] === label).length / set.labels.length),
-      macroF1: round(counts.reduce((sum, { tp, fp, fn }) => sum + (tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn)), 0) / counts.length),
+      macroF1: round(
+        counts.reduce((sum, { tp, fp, fn }) => sum + (tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn)), 0) / counts.length,
+      ),
       recall: round(ownYes / set.labels.length),
     };
   };
@@ -257,7 +330,10 @@ async function crossValidate(
 
 /** Share of the set's images for which some class scores ≥ 0.5. */
 function falsePositiveRate(head: TrainedHead, set: EmbeddedSet): number {
-  return set.embeddings.filter((embedding) => scoreHead(head, embedding).some((score) => score >= 0.5)).length / set.embeddings.length;
+  return (
+    set.embeddings.filter((embedding) => scoreHead(head, embedding).some((score) => score >= 0.5)).length /
+    set.embeddings.length
+  );
 }
 
 const fmt = (value: number) => value.toFixed(3);

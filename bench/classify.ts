@@ -73,20 +73,26 @@ const round2 = (value: number) => Math.round(value * 100) / 100;
 const loadAverage = () => round2(os.loadavg()[0]);
 const sumCpuUsage = (usage: NodeJS.CpuUsage) => (usage.user + usage.system) / 1e6;
 
-function cpuDelta(before: number | undefined, after: number | undefined, per: (cpu: number) => number): number | undefined {
+function cpuDelta(
+  before: number | undefined,
+  after: number | undefined,
+  per: (cpu: number) => number,
+): number | undefined {
   return before === undefined || after === undefined ? undefined : round2(per(after - before));
 }
 
 function durationS(): number {
   const raw = process.env.BENCH_DURATION_S ?? '30';
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < 1 || value > 600) throw new Error(`BENCH_DURATION_S must be 1–600 seconds, not '${raw}'`);
+  if (!Number.isFinite(value) || value < 1 || value > 600)
+    throw new Error(`BENCH_DURATION_S must be 1–600 seconds, not '${raw}'`);
   return Math.round(value);
 }
 
 function scalingMode(): ScalingMode {
   const raw = process.env.BENCH_SCALING ?? 'on';
-  if (raw !== 'on' && raw !== 'off' && raw !== 'only') throw new Error(`BENCH_SCALING must be on, off or only, not '${raw}'`);
+  if (raw !== 'on' && raw !== 'off' && raw !== 'only')
+    throw new Error(`BENCH_SCALING must be on, off or only, not '${raw}'`);
   return raw;
 }
 
@@ -111,17 +117,22 @@ async function trainSetupClassifier(client: WatsonClient, images: BenchImages): 
 }
 
 async function checkAnswer(client: WatsonClient, form: PrebuiltForm, classifierIds: string[]): Promise<void> {
-  const answer = await client.classify<{ images: Array<{ classifiers?: Array<{ classifier_id: string; classes: unknown[] }> }> }>(form);
+  const answer = await client.classify<{
+    images: Array<{ classifiers?: Array<{ classifier_id: string; classes: unknown[] }> }>;
+  }>(form);
   const classifiers = answer.images[0]?.classifiers ?? [];
   const ids = classifiers.map((c) => c.classifier_id);
   if (ids.join() !== classifierIds.join()) {
-    throw new Error(`classify did not apply exactly ${classifierIds.join(' and ')}: ${JSON.stringify(answer).slice(0, 400)}`);
+    throw new Error(
+      `classify did not apply exactly ${classifierIds.join(' and ')}: ${JSON.stringify(answer).slice(0, 400)}`,
+    );
   }
   console.log(`sample answer: ${JSON.stringify(classifiers)}`);
 }
 
 function printWindow(label: string, w: WindowFigures) {
-  const coverage = w.retrain_coverage === undefined ? '' : `, retraining ${Math.round(w.retrain_coverage * 100)}% of the window`;
+  const coverage =
+    w.retrain_coverage === undefined ? '' : `, retraining ${Math.round(w.retrain_coverage * 100)}% of the window`;
   console.log(
     `${label.padEnd(16)} c=${w.connections}: ${w.requests} requests in ${w.duration_s.toFixed(1)} s = ${w.rps} req/s; ` +
       `p50 ${w.p50_ms} ms, p90 ${w.p90_ms} ms, p99 ${w.p99_ms} ms, max ${w.max_ms} ms; non-2xx ${w.non2xx}, errors ${w.errors}; ` +
@@ -147,7 +158,9 @@ async function prepareTarget(service: BenchService, images: BenchImages, query: 
   const client = new WatsonClient(service.url, service.apiKey);
   const classifierId = await trainSetupClassifier(client, images);
   const formFor = (classifierIds: string) =>
-    prebuildForm(multipartForm({ images_file: { bytes: query, filename: 'query.jpg' } }, { classifier_ids: classifierIds }));
+    prebuildForm(
+      multipartForm({ images_file: { bytes: query, filename: 'query.jpg' } }, { classifier_ids: classifierIds }),
+    );
   const form = await formFor(`${classifierId},default`);
   const customOnlyForm = await formFor(classifierId);
   await checkAnswer(client, form, [classifierId, 'default']);
@@ -182,7 +195,11 @@ async function measureWindow(
     api_rss_mb: apiRssMb(service),
     worker_rss_mb: residentMb(service.workerPid),
     loadavg_1m: [loadStart, loadAverage()],
-    api_cpu_ms_per_request: cpuDelta(apiCpu, summedCpuSeconds(apiSidePids(service)), (cpu) => (cpu * 1000) / figures.requests),
+    api_cpu_ms_per_request: cpuDelta(
+      apiCpu,
+      summedCpuSeconds(apiSidePids(service)),
+      (cpu) => (cpu * 1000) / figures.requests,
+    ),
     worker_cpu_s: cpuDelta(workerCpu, cpuSeconds(service.workerPid), (cpu) => cpu),
     load_generator_cpu_s: round2(sumCpuUsage(process.cpuUsage(ownCpu))),
     retrain_coverage: retrains?.coverage(from, performance.now()),
@@ -212,7 +229,14 @@ async function measureBoth(target: ClassifyTarget, phase: string, seconds: numbe
   const customOnly: Partial<WindowPair> = {};
   for (const connections of [1, 8] as const) {
     both[`c${connections}`] = await measureWindow(target, phase, connections, seconds, retrains);
-    customOnly[`c${connections}`] = await measureWindow(target, `${phase}, custom`, connections, seconds, retrains, target.customOnlyForm);
+    customOnly[`c${connections}`] = await measureWindow(
+      target,
+      `${phase}, custom`,
+      connections,
+      seconds,
+      retrains,
+      target.customOnlyForm,
+    );
   }
   return { both: both as WindowPair, customOnly: customOnly as WindowPair };
 }
@@ -232,7 +256,9 @@ async function runServiceWindows(target: ClassifyTarget, images: BenchImages, qu
   const retrainZips: Array<Record<string, Buffer>> = [];
   for (let i = 0; i < rounds; i++) {
     const field = i % 2 === 0 ? 'a_positive_examples' : 'b_positive_examples';
-    retrainZips.push({ [field]: zipOf(await images.take(RETRAIN_IMAGES_PER_ZIP, i % 2 === 0 ? 'class-a' : 'class-b'), field) });
+    retrainZips.push({
+      [field]: zipOf(await images.take(RETRAIN_IMAGES_PER_ZIP, i % 2 === 0 ? 'class-a' : 'class-b'), field),
+    });
   }
   const retrains = new RetrainLoop(client, classifierId, retrainZips, form);
   await retrains.start();
@@ -251,28 +277,51 @@ async function runServiceWindows(target: ClassifyTarget, images: BenchImages, qu
 
   const stages = await profileStages(
     query,
-    [await images.take(PROFILE_EXAMPLES_PER_CLASS, 'class-a'), await images.take(PROFILE_EXAMPLES_PER_CLASS, 'class-b')],
+    [
+      await images.take(PROFILE_EXAMPLES_PER_CLASS, 'class-a'),
+      await images.take(PROFILE_EXAMPLES_PER_CLASS, 'class-b'),
+    ],
     PROFILE_REPEATS,
   );
   const withRest = (stage: StageCpu, window: WindowFigures) => {
     const staged = stage.decode_ms + stage.mobilenet_ms + stage.centernet_ms + stage.scoring_ms;
-    return { ...stage, http_and_rest_ms: window.api_cpu_ms_per_request === undefined ? undefined : round2(window.api_cpu_ms_per_request - staged) };
+    return {
+      ...stage,
+      http_and_rest_ms:
+        window.api_cpu_ms_per_request === undefined ? undefined : round2(window.api_cpu_ms_per_request - staged),
+    };
   };
   const byStage = withRest(stages.withDefault, idle.c1);
   const customOnlyByStage = withRest(stages.customOnly, idlePhase.customOnly.c1);
-  console.log(`API CPU per request by stage (ms), default + custom: ${JSON.stringify(byStage)}; custom only: ${JSON.stringify(customOnlyByStage)}`);
+  console.log(
+    `API CPU per request by stage (ms), default + custom: ${JSON.stringify(byStage)}; custom only: ${JSON.stringify(customOnlyByStage)}`,
+  );
 
   const customOnly = { idle: idlePhase.customOnly, retraining: retrainingPhase.customOnly };
   const cpuRatio = {
-    idle: { c1: ratio(customOnly.idle.c1.api_cpu_ms_per_request, idle.c1.api_cpu_ms_per_request), c8: ratio(customOnly.idle.c8.api_cpu_ms_per_request, idle.c8.api_cpu_ms_per_request) },
+    idle: {
+      c1: ratio(customOnly.idle.c1.api_cpu_ms_per_request, idle.c1.api_cpu_ms_per_request),
+      c8: ratio(customOnly.idle.c8.api_cpu_ms_per_request, idle.c8.api_cpu_ms_per_request),
+    },
     retraining: {
       c1: ratio(customOnly.retraining.c1.api_cpu_ms_per_request, retraining.c1.api_cpu_ms_per_request),
       c8: ratio(customOnly.retraining.c8.api_cpu_ms_per_request, retraining.c8.api_cpu_ms_per_request),
     },
   };
-  console.log(`custom-only / default + custom API CPU per request: ${JSON.stringify(cpuRatio)} (target ≤ ${CUSTOM_ONLY_MAX_CPU_RATIO})`);
+  console.log(
+    `custom-only / default + custom API CPU per request: ${JSON.stringify(cpuRatio)} (target ≤ ${CUSTOM_ONLY_MAX_CPU_RATIO})`,
+  );
 
-  const windows = [idle.c1, idle.c8, retraining.c1, retraining.c8, customOnly.idle.c1, customOnly.idle.c8, customOnly.retraining.c1, customOnly.retraining.c8];
+  const windows = [
+    idle.c1,
+    idle.c8,
+    retraining.c1,
+    retraining.c8,
+    customOnly.idle.c1,
+    customOnly.idle.c8,
+    customOnly.retraining.c1,
+    customOnly.retraining.c8,
+  ];
   const met = (c1: WindowFigures, c8: WindowFigures) => ({
     c1_p50: c1.p50_ms <= TARGETS.c1_p50_ms,
     c1_p99: c1.p99_ms <= TARGETS.c1_p99_ms,
@@ -286,7 +335,10 @@ async function runServiceWindows(target: ClassifyTarget, images: BenchImages, qu
       idle: { c1: brief(customOnly.idle.c1), c8: brief(customOnly.idle.c8) },
       retraining: { c1: brief(customOnly.retraining.c1), c8: brief(customOnly.retraining.c8) },
       api_cpu_ms_by_stage: customOnlyByStage,
-      met: { idle: met(customOnly.idle.c1, customOnly.idle.c8), retraining: met(customOnly.retraining.c1, customOnly.retraining.c8) },
+      met: {
+        idle: met(customOnly.idle.c1, customOnly.idle.c8),
+        retraining: met(customOnly.retraining.c1, customOnly.retraining.c8),
+      },
     },
     custom_only_cpu_ratio: cpuRatio,
     custom_only_cpu_ratio_max: CUSTOM_ONLY_MAX_CPU_RATIO,
@@ -318,10 +370,15 @@ async function runScaling(images: BenchImages, query: Buffer, seconds: number) {
   const services: BenchService[] = [];
   try {
     for (const setup of SCALING_SETUPS) {
-      const service = await startBenchService({ API_PROCESSES: String(setup.apiProcesses), ORT_THREADS: String(setup.ortThreads) });
+      const service = await startBenchService({
+        API_PROCESSES: String(setup.apiProcesses),
+        ORT_THREADS: String(setup.ortThreads),
+      });
       services.push(service);
-      console.log(`scaling ${setup.name}: ${setup.apiProcesses} API process(es) × ${setup.ortThreads} ORT thread(s), API pids ${service.apiPids.join(', ')}` +
-        (setup.apiProcesses > 1 ? ` (primary ${service.pid})` : ''));
+      console.log(
+        `scaling ${setup.name}: ${setup.apiProcesses} API process(es) × ${setup.ortThreads} ORT thread(s), API pids ${service.apiPids.join(', ')}` +
+          (setup.apiProcesses > 1 ? ` (primary ${service.pid})` : ''),
+      );
       targets.push({ setup, target: await prepareTarget(service, images, query) });
     }
     for (const { target } of targets) {
@@ -333,10 +390,17 @@ async function runScaling(images: BenchImages, query: Buffer, seconds: number) {
         body: target.form.body,
       });
     }
-    const windows = new Map<string, { c1?: WindowFigures; c8?: WindowFigures }>(SCALING_SETUPS.map((s) => [s.name, {}]));
+    const windows = new Map<string, { c1?: WindowFigures; c8?: WindowFigures }>(
+      SCALING_SETUPS.map((s) => [s.name, {}]),
+    );
     for (const connections of [1, 8] as const) {
       for (const { setup, target } of targets) {
-        windows.get(setup.name)![`c${connections}`] = await measureWindow(target, `scaling ${setup.name}`, connections, seconds);
+        windows.get(setup.name)![`c${connections}`] = await measureWindow(
+          target,
+          `scaling ${setup.name}`,
+          connections,
+          seconds,
+        );
       }
     }
     const one = windows.get('1x2')!;
@@ -350,7 +414,16 @@ async function runScaling(images: BenchImages, query: Buffer, seconds: number) {
       setups: Object.fromEntries(
         SCALING_SETUPS.map((s) => {
           const w = windows.get(s.name)!;
-          return [s.name, { api_processes: s.apiProcesses, ort_threads: s.ortThreads, c1: brief(w.c1!), c8: brief(w.c8!), api_rss_mb: Math.max(w.c1!.api_rss_mb ?? 0, w.c8!.api_rss_mb ?? 0) }];
+          return [
+            s.name,
+            {
+              api_processes: s.apiProcesses,
+              ort_threads: s.ortThreads,
+              c1: brief(w.c1!),
+              c8: brief(w.c8!),
+              api_rss_mb: Math.max(w.c1!.api_rss_mb ?? 0, w.c8!.api_rss_mb ?? 0),
+            },
+          ];
         }),
       ),
       rps_ratio_2x1_vs_1x2: { c1: ratio(two.c1!.rps, one.c1!.rps), c8: ratio(two.c8!.rps, one.c8!.rps) },
@@ -374,7 +447,9 @@ async function runClassifyBench(service: BenchService, images: BenchImages) {
   const seconds = durationS();
   const scaling = scalingMode();
   const query = await images.queryJpeg(QUERY_WIDTH);
-  console.log(`query JPEG ${QUERY_WIDTH} px wide, ${query.length} bytes; windows of ${seconds} s; scaling run ${scaling}`);
+  console.log(
+    `query JPEG ${QUERY_WIDTH} px wide, ${query.length} bytes; windows of ${seconds} s; scaling run ${scaling}`,
+  );
   let windows: Awaited<ReturnType<typeof runServiceWindows>> | undefined;
   if (scaling !== 'only') {
     const target = await prepareTarget(service, images, query);

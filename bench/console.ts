@@ -47,7 +47,12 @@ benchMain(async (service) => {
       // Bytes on the wire (compressed bodies as sent), first load only.
       const transfers: Array<Promise<number>> = [];
       const onResponse = (response: import('playwright-core').Response) =>
-        transfers.push(response.finished().then(() => response.request().sizes()).then((s) => s.responseBodySize + s.responseHeadersSize));
+        transfers.push(
+          response
+            .finished()
+            .then(() => response.request().sizes())
+            .then((s) => s.responseBodySize + s.responseHeadersSize),
+        );
       page.on('response', onResponse);
       let start = performance.now();
       await page.goto(service.url);
@@ -61,7 +66,10 @@ benchMain(async (service) => {
       await page.getByLabel('API key').waitFor();
       warm.push(performance.now() - start);
 
-      await page.evaluate((key) => (globalThis as any).sessionStorage.setItem('wvr-console.apiKey', key), service.apiKey);
+      await page.evaluate(
+        (key) => (globalThis as any).sessionStorage.setItem('wvr-console.apiKey', key),
+        service.apiKey,
+      );
       start = performance.now();
       await page.reload();
       await page.getByText('None yet.').waitFor();
@@ -71,7 +79,9 @@ benchMain(async (service) => {
     }
   }
   const ms = (values: number[]) => Math.round(median(values));
-  console.log(`load to sign-in form: cold ${ms(cold)} ms, warm ${ms(warm)} ms; signed in to the list: ${ms(signedIn)} ms (median of ${RUNS})`);
+  console.log(
+    `load to sign-in form: cold ${ms(cold)} ms, warm ${ms(warm)} ms; signed in to the list: ${ms(signedIn)} ms (median of ${RUNS})`,
+  );
   return {
     bench: 'console',
     bundle_files: bundle.files,

@@ -30,7 +30,10 @@ const PHOTO_LIMIT = Number(process.env.BENCH_PHOTOS ?? Infinity);
 
 function loadPhotos(): ImageInput[] | undefined {
   if (!fs.existsSync(FOOD_DIR)) return undefined;
-  const files = fs.readdirSync(FOOD_DIR).filter((file) => file.endsWith('.jpeg')).sort();
+  const files = fs
+    .readdirSync(FOOD_DIR)
+    .filter((file) => file.endsWith('.jpeg'))
+    .sort();
   return files.map((file) => ({ name: file, bytes: fs.readFileSync(path.join(FOOD_DIR, file)) }));
 }
 
@@ -91,13 +94,21 @@ async function main(): Promise<void> {
   const detector = await ensureDetectorPack(modelsDir());
   const pack = await loadPack(modelsDir(), 'bundled');
   const cores = os.availableParallelism();
-  console.log(`${photos.length} photos from ${FOOD_DIR}, pack ${pack.manifest.id}@${pack.manifest.version} + ${detector.key}, ${cores} cores (timings are noisy on a shared machine: compare rows of one run)`);
+  console.log(
+    `${photos.length} photos from ${FOOD_DIR}, pack ${pack.manifest.id}@${pack.manifest.version} + ${detector.key}, ${cores} cores (timings are noisy on a shared machine: compare rows of one run)`,
+  );
 
   const small = { size: pack.manifest.input.size, fit: 'cover' as const };
   const decodeOnly = await decodeRate(photos, [{ size: detector.inputSize, fit: 'fill' }]);
   const decodeSmallOnly = await decodeRate(photos, [small]);
-  console.log(`decode only (${cores} in flight): the eye's ${detector.inputSize} square ${decodeOnly.toFixed(1)} images/s, the pack's own ${small.size} square ${decodeSmallOnly.toFixed(1)} images/s`);
-  const figures: Record<string, Record<string, { images_per_s: number; cpu_ms_per_image: number }>> = { eye: {}, eye_all_parts: {}, pack_alone: {} };
+  console.log(
+    `decode only (${cores} in flight): the eye's ${detector.inputSize} square ${decodeOnly.toFixed(1)} images/s, the pack's own ${small.size} square ${decodeSmallOnly.toFixed(1)} images/s`,
+  );
+  const figures: Record<string, Record<string, { images_per_s: number; cpu_ms_per_image: number }>> = {
+    eye: {},
+    eye_all_parts: {},
+    pack_alone: {},
+  };
   const variants = [
     ['eye', detector, []],
     ['eye_all_parts', detector, ALL_PARTS],
@@ -106,8 +117,13 @@ async function main(): Promise<void> {
   for (const config of CONFIGS) {
     for (const [eye, withDetector, parts] of variants) {
       const rate = await embedRate(pack, withDetector, [...parts], photos, config.batchSize, config.threads);
-      figures[eye][config.key] = { images_per_s: Math.round(rate.imagesPerSecond * 10) / 10, cpu_ms_per_image: Math.round(rate.cpuMsPerImage * 10) / 10 };
-      console.log(`${eye}, batch ${config.batchSize}, ${config.threads} thread(s): ${rate.imagesPerSecond.toFixed(1)} images/s, ${rate.cpuMsPerImage.toFixed(1)} CPU ms/image`);
+      figures[eye][config.key] = {
+        images_per_s: Math.round(rate.imagesPerSecond * 10) / 10,
+        cpu_ms_per_image: Math.round(rate.cpuMsPerImage * 10) / 10,
+      };
+      console.log(
+        `${eye}, batch ${config.batchSize}, ${config.threads} thread(s): ${rate.imagesPerSecond.toFixed(1)} images/s, ${rate.cpuMsPerImage.toFixed(1)} CPU ms/image`,
+      );
     }
   }
   console.log(
@@ -119,7 +135,10 @@ async function main(): Promise<void> {
       decode_pack_square_only_per_s: Math.round(decodeSmallOnly * 10) / 10,
       ...figures,
       eye_vs_all_parts_rate: Object.fromEntries(
-        CONFIGS.map(({ key }) => [key, Math.round((figures.eye[key].images_per_s / figures.eye_all_parts[key].images_per_s) * 100) / 100]),
+        CONFIGS.map(({ key }) => [
+          key,
+          Math.round((figures.eye[key].images_per_s / figures.eye_all_parts[key].images_per_s) * 100) / 100,
+        ]),
       ),
       loadavg_1m: Math.round(os.loadavg()[0] * 100) / 100,
     }),

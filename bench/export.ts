@@ -18,7 +18,7 @@ const FORMATS: ExportFormat[] = ['onnx', 'coreml'];
 
 function syntheticHead(key: string, dim: number, classes: number): TrainedHead {
   let state = 1;
-  const next = () => ((state = (state * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5);
+  const next = () => (state = (state * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5;
   return {
     formatVersion: 1,
     packKey: key,
@@ -50,12 +50,21 @@ async function main(): Promise<void> {
         }
         const key = `${manifest.id}_${classes}classes_${format}`;
         figures[key] = { bytes, ms: Math.round(median(times)) };
-        console.log(`${key}: ${(bytes / 1e6).toFixed(2)} MB in ${median(times).toFixed(0)} ms (median of ${RUNS}: ${times.map((t) => t.toFixed(0)).join(', ')})`);
+        console.log(
+          `${key}: ${(bytes / 1e6).toFixed(2)} MB in ${median(times).toFixed(0)} ms (median of ${RUNS}: ${times.map((t) => t.toFixed(0)).join(', ')})`,
+        );
       }
     }
   }
   const ratio = (id: string) => figures[`${id}_2classes_coreml`].bytes / figures[`${id}_2classes_onnx`].bytes;
-  console.log(JSON.stringify({ bench: 'export', cores: os.cpus().length, figures, coreml_to_onnx_size_2classes_bundled: Number(ratio('bundled').toFixed(4)) }));
+  console.log(
+    JSON.stringify({
+      bench: 'export',
+      cores: os.cpus().length,
+      figures,
+      coreml_to_onnx_size_2classes_bundled: Number(ratio('bundled').toFixed(4)),
+    }),
+  );
 }
 
 main().catch((error) => {

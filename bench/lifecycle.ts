@@ -31,7 +31,15 @@ import os from 'node:os';
 import { BenchImages, zipOf, type ExampleRole } from './lib/bench-images';
 import { benchMain } from './lib/bench-main';
 import { openBenchDatabase } from './lib/bench-database';
-import { cpuSeconds, residentMb, startBenchService, startExtraWorker, summedCpuSeconds, type BenchService, type ExtraWorker } from './lib/bench-service';
+import {
+  cpuSeconds,
+  residentMb,
+  startBenchService,
+  startExtraWorker,
+  summedCpuSeconds,
+  type BenchService,
+  type ExtraWorker,
+} from './lib/bench-service';
 import { WatsonClient } from './lib/watson-client';
 
 const TARGETS = { create_s: 5, retrain_s: 3 };
@@ -51,7 +59,8 @@ type ScalingMode = 'on' | 'off' | 'only';
 
 function scalingMode(): ScalingMode {
   const raw = process.env.BENCH_SCALING ?? 'on';
-  if (raw !== 'on' && raw !== 'off' && raw !== 'only') throw new Error(`BENCH_SCALING must be on, off or only, not '${raw}'`);
+  if (raw !== 'on' && raw !== 'off' && raw !== 'only')
+    throw new Error(`BENCH_SCALING must be on, off or only, not '${raw}'`);
   return raw;
 }
 
@@ -100,13 +109,21 @@ async function timeUntilReady(
     upload_s: seconds(sent, answered),
     to_ready_s: seconds(answered, ready),
     upload_mb: megabytes(zips),
-    to_ready_cpu_s: cpuAnswered === undefined || cpuReady === undefined ? undefined : Math.round((cpuReady - cpuAnswered) * 100) / 100,
+    to_ready_cpu_s:
+      cpuAnswered === undefined || cpuReady === undefined
+        ? undefined
+        : Math.round((cpuReady - cpuAnswered) * 100) / 100,
   };
 }
 
 function printStep(label: string, timing: TimedTraining) {
-  const cpu = timing.to_ready_cpu_s === undefined ? '' : ` (service CPU meanwhile ${timing.to_ready_cpu_s} s: at least ${(timing.to_ready_cpu_s / os.cpus().length).toFixed(2)} s on ${os.cpus().length} idle cores)`;
-  console.log(`${label}: upload ${timing.upload_mb} MB in ${timing.upload_s.toFixed(2)} s; upload end → ready ${timing.to_ready_s.toFixed(2)} s${cpu}`);
+  const cpu =
+    timing.to_ready_cpu_s === undefined
+      ? ''
+      : ` (service CPU meanwhile ${timing.to_ready_cpu_s} s: at least ${(timing.to_ready_cpu_s / os.cpus().length).toFixed(2)} s on ${os.cpus().length} idle cores)`;
+  console.log(
+    `${label}: upload ${timing.upload_mb} MB in ${timing.upload_s.toFixed(2)} s; upload end → ready ${timing.to_ready_s.toFixed(2)} s${cpu}`,
+  );
 }
 
 /** The three timed steps on the bench's own service (SQLite). */
@@ -119,7 +136,13 @@ async function runSteps(service: BenchService, images: BenchImages) {
     { field: 'negative_examples', role: 'negative', count: 100 },
   ]);
   const loadBefore = loadAverage();
-  const small = await timeUntilReady(service, client, smallZips, () => client.createClassifier('lifecycle-small', smallZips), SMALL_READY_TIMEOUT_MS);
+  const small = await timeUntilReady(
+    service,
+    client,
+    smallZips,
+    () => client.createClassifier('lifecycle-small', smallZips),
+    SMALL_READY_TIMEOUT_MS,
+  );
   printStep(`create 2×100 + 100 negatives (target ≤${TARGETS.create_s} s to ready)`, small);
 
   const largeZips = await zipsFor(images, [
@@ -127,14 +150,26 @@ async function runSteps(service: BenchService, images: BenchImages) {
     { field: 'b_positive_examples', role: 'class-b', count: 700 },
     { field: 'negative_examples', role: 'negative', count: 600 },
   ]);
-  const large = await timeUntilReady(service, client, largeZips, () => client.createClassifier('lifecycle-2000', largeZips), LARGE_READY_TIMEOUT_MS);
+  const large = await timeUntilReady(
+    service,
+    client,
+    largeZips,
+    () => client.createClassifier('lifecycle-2000', largeZips),
+    LARGE_READY_TIMEOUT_MS,
+  );
   printStep('create 2×700 + 600 negatives (embeds and caches 2,000 examples)', large);
 
   const updateZips = await zipsFor(images, [
     { field: 'a_positive_examples', role: 'class-a', count: 50 },
     { field: 'b_positive_examples', role: 'class-b', count: 50 },
   ]);
-  const retrain = await timeUntilReady(service, client, updateZips, () => client.updateClassifier(large.id, updateZips), SMALL_READY_TIMEOUT_MS);
+  const retrain = await timeUntilReady(
+    service,
+    client,
+    updateZips,
+    () => client.updateClassifier(large.id, updateZips),
+    SMALL_READY_TIMEOUT_MS,
+  );
   printStep(`retrain +100 images on 2,000 cached (target ≤${TARGETS.retrain_s} s to ready)`, retrain);
   const loadAfter = loadAverage();
   console.log(`load average (1 min) before ${loadBefore}, after ${loadAfter}; cores ${os.cpus().length}`);
@@ -146,7 +181,11 @@ async function runSteps(service: BenchService, images: BenchImages) {
     create_2000_to_ready_s: large.to_ready_s,
     retrain_100_on_2000_cached_upload_s: retrain.upload_s,
     retrain_100_on_2000_cached_s: retrain.to_ready_s,
-    service_cpu_s: { create_2x100_100neg: small.to_ready_cpu_s, create_2000: large.to_ready_cpu_s, retrain_100_on_2000_cached: retrain.to_ready_cpu_s },
+    service_cpu_s: {
+      create_2x100_100neg: small.to_ready_cpu_s,
+      create_2000: large.to_ready_cpu_s,
+      retrain_100_on_2000_cached: retrain.to_ready_cpu_s,
+    },
     targets: TARGETS,
     met: { create: small.to_ready_s <= TARGETS.create_s, retrain: retrain.to_ready_s <= TARGETS.retrain_s },
     api_rss_mb: residentMb(service.pid),
@@ -173,7 +212,10 @@ async function trainingRunsByWorker(service: BenchService): Promise<Map<string, 
 }
 
 const totalRuns = (runs: Map<string, { count: number; sum: number }>) =>
-  [...runs.values()].reduce((total, r) => ({ count: total.count + r.count, sum: total.sum + r.sum }), { count: 0, sum: 0 });
+  [...runs.values()].reduce((total, r) => ({ count: total.count + r.count, sum: total.sum + r.sum }), {
+    count: 0,
+    sum: 0,
+  });
 
 /** Waits until the workers' published metrics count `runs` more trained runs than `before`; then the runs per worker since `before`. */
 async function runsSince(service: BenchService, before: Map<string, { count: number; sum: number }>, runs: number) {
@@ -181,7 +223,10 @@ async function runsSince(service: BenchService, before: Map<string, { count: num
   for (;;) {
     const now = await trainingRunsByWorker(service);
     const since = new Map(
-      [...now].map(([worker, r]) => [worker, { count: r.count - (before.get(worker)?.count ?? 0), sum: r.sum - (before.get(worker)?.sum ?? 0) }]),
+      [...now].map(([worker, r]) => [
+        worker,
+        { count: r.count - (before.get(worker)?.count ?? 0), sum: r.sum - (before.get(worker)?.sum ?? 0) },
+      ]),
     );
     if (totalRuns(since).count >= runs || Date.now() > deadline) return since;
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -226,7 +271,13 @@ async function parallelRound(service: BenchService, client: WatsonClient, images
   const runsBefore = await trainingRunsByWorker(service);
   const cpuBefore = summedCpuSeconds(servicePids);
   const workerCpuBefore = workerPids.map(cpuSeconds);
-  const { start, trainings } = await trainAtOnce(client, images, label, PARALLEL_CLASSIFIERS, PARALLEL_EXAMPLES_PER_ZIP);
+  const { start, trainings } = await trainAtOnce(
+    client,
+    images,
+    label,
+    PARALLEL_CLASSIFIERS,
+    PARALLEL_EXAMPLES_PER_ZIP,
+  );
   const end = Math.max(...trainings.map((t) => t.ready));
   const uploadsEnd = Math.max(...trainings.map((t) => t.answered));
   const cpuAfter = summedCpuSeconds(servicePids);
@@ -247,8 +298,14 @@ async function parallelRound(service: BenchService, client: WatsonClient, images
     to_ready_s: { median: median(toReady), max: Math.max(...toReady) },
     /** A worker's own time per run (job start → published), from its training-duration metric. */
     run_s: all.count ? round2(all.sum / all.count) : undefined,
-    runs_per_worker: [...runs.values()].map((r) => r.count).filter((n) => n > 0).sort((a, b) => b - a),
-    cpu_s_per_training: cpuBefore === undefined || cpuAfter === undefined ? undefined : round2((cpuAfter - cpuBefore) / PARALLEL_CLASSIFIERS),
+    runs_per_worker: [...runs.values()]
+      .map((r) => r.count)
+      .filter((n) => n > 0)
+      .sort((a, b) => b - a),
+    cpu_s_per_training:
+      cpuBefore === undefined || cpuAfter === undefined
+        ? undefined
+        : round2((cpuAfter - cpuBefore) / PARALLEL_CLASSIFIERS),
     worker_cpu_s: workerCpu,
   };
   console.log(

@@ -34,7 +34,13 @@ interface CopyFigures {
 /** The child: the copy alone, reporting its time and peak memory. */
 async function copyInChild(dataDir: string, targetUrl: string): Promise<void> {
   const baselineRssMb = process.resourceUsage().maxRSS / 1024;
-  const report = await moveToPostgres({ dataDir, targetUrl, redisUrl: 'redis://127.0.0.1:6379', queuePrefix: 'bench-migrate', log: () => undefined });
+  const report = await moveToPostgres({
+    dataDir,
+    targetUrl,
+    redisUrl: 'redis://127.0.0.1:6379',
+    queuePrefix: 'bench-migrate',
+    log: () => undefined,
+  });
   process.send!({
     seconds: report.seconds,
     rows: report.tables.reduce((sum, t) => sum + t.rows, 0),
@@ -49,22 +55,69 @@ async function makeInstance(dataDir: string): Promise<number> {
   const now = new Date().toISOString();
   await db.write(async (q) => {
     await q.insertInto('owners').values({ id: 'alice', created: now }).execute();
-    await q.insertInto('classifiers').values({ id: 'bench_1', owner_id: 'alice', name: 'bench', status: 'ready', explanation: null, created: now, updated: now, retrained: null, generation: 1, current_version_id: null, customer_id: null }).execute();
+    await q
+      .insertInto('classifiers')
+      .values({
+        id: 'bench_1',
+        owner_id: 'alice',
+        name: 'bench',
+        status: 'ready',
+        explanation: null,
+        created: now,
+        updated: now,
+        retrained: null,
+        generation: 1,
+        current_version_id: null,
+        customer_id: null,
+      })
+      .execute();
     await q.insertInto('issued_classifier_ids').values({ id: 'bench_1', owner_id: 'alice', issued: now }).execute();
     for (let start = 0; start < EXAMPLES; start += 1000) {
       const rows = Array.from({ length: Math.min(1000, EXAMPLES - start) }, (_, i) => ({
-        classifier_id: 'bench_1', class_name: `class${(start + i) % 5}`, image_hash: crypto.createHash('sha256').update(String(start + i)).digest('hex'),
-        generation: 1, customer_id: null, created: now, entry_name: `class/${start + i}.jpg`,
+        classifier_id: 'bench_1',
+        class_name: `class${(start + i) % 5}`,
+        image_hash: crypto
+          .createHash('sha256')
+          .update(String(start + i))
+          .digest('hex'),
+        generation: 1,
+        customer_id: null,
+        created: now,
+        entry_name: `class/${start + i}.jpg`,
       }));
       await q.insertInto('examples').values(rows).execute();
     }
-    const version = await q.insertInto('versions').values({ classifier_id: 'bench_1', generation: 1, head_file: 'bench_1/1.head', classes: '[]', pack_key: 'p', evaluation: '{}', examples: EXAMPLES, created: now }).returning('id').executeTakeFirstOrThrow();
+    const version = await q
+      .insertInto('versions')
+      .values({
+        classifier_id: 'bench_1',
+        generation: 1,
+        head_file: 'bench_1/1.head',
+        classes: '[]',
+        pack_key: 'p',
+        evaluation: '{}',
+        examples: EXAMPLES,
+        created: now,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
     const ids = await q.selectFrom('examples').select('id').execute();
     for (let start = 0; start < ids.length; start += 1000) {
-      await q.insertInto('version_examples').values(ids.slice(start, start + 1000).map((e) => ({ classifier_id: 'bench_1', version_id: version.id, example_id: e.id }))).execute();
+      await q
+        .insertInto('version_examples')
+        .values(
+          ids
+            .slice(start, start + 1000)
+            .map((e) => ({ classifier_id: 'bench_1', version_id: version.id, example_id: e.id })),
+        )
+        .execute();
     }
     for (let start = 0; start < EMBEDDINGS; start += 200) {
-      const rows = Array.from({ length: Math.min(200, EMBEDDINGS - start) }, () => ({ hash: crypto.randomBytes(32).toString('hex'), pack_key: 'p', vector: crypto.randomBytes(VECTOR_BYTES) }));
+      const rows = Array.from({ length: Math.min(200, EMBEDDINGS - start) }, () => ({
+        hash: crypto.randomBytes(32).toString('hex'),
+        pack_key: 'p',
+        vector: crypto.randomBytes(VECTOR_BYTES),
+      }));
       await q.insertInto('embeddings').values(rows).execute();
     }
   });
@@ -106,8 +159,12 @@ async function main() {
       baseline_rss_mb: Math.round(figures.baselineRssMb),
       peak_rss_mb: Math.round(figures.peakRssMb),
     };
-    console.log(`copied and verified ${result.rows} rows (${result.sqlite_mb} MB of SQLite) in ${result.seconds} s: ${result.mb_per_second} MB/s`);
-    console.log(`peak resident memory ${result.peak_rss_mb} MB (a Node process with the modules loaded: ${result.baseline_rss_mb} MB)`);
+    console.log(
+      `copied and verified ${result.rows} rows (${result.sqlite_mb} MB of SQLite) in ${result.seconds} s: ${result.mb_per_second} MB/s`,
+    );
+    console.log(
+      `peak resident memory ${result.peak_rss_mb} MB (a Node process with the modules loaded: ${result.baseline_rss_mb} MB)`,
+    );
     console.log(JSON.stringify(result));
   } finally {
     await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);

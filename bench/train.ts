@@ -30,9 +30,13 @@ async function main(): Promise<void> {
   const threadsArg = process.argv.indexOf('--threads');
   const threads = threadsArg >= 0 ? Number(process.argv[threadsArg + 1]) : 2;
   const bank = loadNegativeBank(PACK_KEY);
-  if (!bank || bank.dim !== DIM) throw new Error(`no open-set bank of ${DIM}-d embeddings for ${PACK_KEY}: run npm run build:negative-bank`);
+  if (!bank || bank.dim !== DIM)
+    throw new Error(`no open-set bank of ${DIM}-d embeddings for ${PACK_KEY}: run npm run build:negative-bank`);
   const implicitNegatives = bank.embeddings;
-  await trainHead({ ...syntheticTrainingSet({ examples: 30, classes: 3, dim: DIM, seed: 99 }), implicitNegatives }, { packKey: 'bench', threads });
+  await trainHead(
+    { ...syntheticTrainingSet({ examples: 30, classes: 3, dim: DIM, seed: 99 }), implicitNegatives },
+    { packKey: 'bench', threads },
+  );
 
   const seconds: Record<string, number> = {};
   const gateSeconds: Record<string, number> = {};

@@ -28,7 +28,13 @@ const seconds = (fromMs: number, toMs: number) => Math.round(toMs - fromMs) / 10
 async function runUpload(service: BenchService, images: BenchImages) {
   const client = new WatsonClient(service.url, service.apiKey);
   const serviceCpu = () => (cpuSeconds(service.pid) ?? NaN) + (cpuSeconds(service.workerPid) ?? NaN);
-  const runs: Array<{ upload_s: number; to_ready_s: number; total_s: number; api_cpu_s: number; service_cpu_s: number }> = [];
+  const runs: Array<{
+    upload_s: number;
+    to_ready_s: number;
+    total_s: number;
+    api_cpu_s: number;
+    service_cpu_s: number;
+  }> = [];
   for (let run = 0; run < RUNS; run++) {
     const zips: Record<string, Buffer> = {};
     for (const { field, role, count } of PLAN) zips[field] = zipOf(await images.take(count, role), field);
@@ -52,7 +58,8 @@ async function runUpload(service: BenchService, images: BenchImages) {
     );
     runs.push(figures);
   }
-  const mean = (key: keyof (typeof runs)[number]) => Math.round((runs.reduce((sum, r) => sum + r[key], 0) / runs.length) * 1000) / 1000;
+  const mean = (key: keyof (typeof runs)[number]) =>
+    Math.round((runs.reduce((sum, r) => sum + r[key], 0) / runs.length) * 1000) / 1000;
   return {
     bench: 'upload',
     cores: os.cpus().length,

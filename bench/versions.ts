@@ -35,7 +35,14 @@ async function main() {
     const perVersion = Math.floor(EXAMPLES / VERSIONS);
     const batch = (v: number) =>
       Array.from({ length: perVersion }, (_, i) => ({ className: `class${v % 5}`, imageHash: hash(`${v}-${i}`) }));
-    await repo.create({ id: 'bench_1', ownerId: 'alice', name: 'bench', examples: batch(0), customerId: null, now: now() });
+    await repo.create({
+      id: 'bench_1',
+      ownerId: 'alice',
+      name: 'bench',
+      examples: batch(0),
+      customerId: null,
+      now: now(),
+    });
     const publishMs: number[] = [];
     for (let v = 0; v < VERSIONS; v++) {
       if (v > 0) await repo.addExamples({ id: 'bench_1', examples: batch(v), customerId: null, now: now() });
@@ -96,8 +103,12 @@ async function main() {
       pruned_versions: pruned.headFiles.length,
     };
     console.log(`training set ${trainingSet} examples over ${VERSIONS} versions`);
-    console.log(`lease+release ${figures.lease_and_release_us_median} µs vs plain read ${figures.plain_read_us_median} µs per request`);
-    console.log(`publish ${figures.publish_ms_median} ms (last ${figures.publish_ms_last} ms), activate ${figures.activate_ms_median} ms, prune ${figures.prune_ms} ms`);
+    console.log(
+      `lease+release ${figures.lease_and_release_us_median} µs vs plain read ${figures.plain_read_us_median} µs per request`,
+    );
+    console.log(
+      `publish ${figures.publish_ms_median} ms (last ${figures.publish_ms_last} ms), activate ${figures.activate_ms_median} ms, prune ${figures.prune_ms} ms`,
+    );
     console.log(JSON.stringify(figures));
   } finally {
     await db.close();

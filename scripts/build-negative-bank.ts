@@ -16,7 +16,13 @@ import { createLogger } from '../src/logger';
 import { openEmbedder } from '../src/ml/open-embedder';
 import { ImageDecodeError } from '../src/ml/decode-image';
 import { encodeFloat16 } from '../src/ml/open-set/float16';
-import { BANK_MANIFEST, BANK_VECTORS, NEGATIVE_BANK_DIR, projectRoot, type BankManifest } from '../src/ml/open-set/negative-bank';
+import {
+  BANK_MANIFEST,
+  BANK_VECTORS,
+  NEGATIVE_BANK_DIR,
+  projectRoot,
+  type BankManifest,
+} from '../src/ml/open-set/negative-bank';
 
 /** Licences that let the project ship vectors derived from a photo (CC-BY with the attribution in NOTICE). */
 const SHIPPABLE = /^(public domain|cc0-1\.0|cc-by[- ]\d\.\d)$/i;
@@ -49,20 +55,38 @@ function collectPhotos(): SourcePhoto[] {
   for (const photo of gcomprisPhotos()) {
     if (!SHIPPABLE.test(photo.licence)) continue;
     photos.push({
-      manifest: { source: `${gcompris}:${photo.path}`, licence: photo.licence, copyright: photo.copyright, origin: photo.origin },
+      manifest: {
+        source: `${gcompris}:${photo.path}`,
+        licence: photo.licence,
+        copyright: photo.copyright,
+        origin: photo.origin,
+      },
       bytes: photo.read(),
     });
   }
-  const skimageData = path.join(unpackDebianPackage('python3-skimage'), 'usr', 'lib', 'python3', 'dist-packages', 'skimage', 'data');
+  const skimageData = path.join(
+    unpackDebianPackage('python3-skimage'),
+    'usr',
+    'lib',
+    'python3',
+    'dist-packages',
+    'skimage',
+    'data',
+  );
   for (const [file, { licence, copyright }] of Object.entries(SKIMAGE_PHOTOS)) {
-    photos.push({ manifest: { source: `python3-skimage:skimage/data/${file}`, licence, copyright }, bytes: fs.readFileSync(path.join(skimageData, file)) });
+    photos.push({
+      manifest: { source: `python3-skimage:skimage/data/${file}`, licence, copyright },
+      bytes: fs.readFileSync(path.join(skimageData, file)),
+    });
   }
   return photos;
 }
 
 function noticeSection(manifest: BankManifest): string {
   const packages = `gcompris-qt-data ${unpackedVersion('gcompris-qt-data')}, python3-skimage ${unpackedVersion('python3-skimage')}`;
-  const lines = manifest.photos.map((p) => `- ${p.source} — ${p.licence}${p.copyright ? `, © ${p.copyright}` : ''}${p.origin ? ` (${p.origin})` : ''}`);
+  const lines = manifest.photos.map(
+    (p) => `- ${p.source} — ${p.licence}${p.copyright ? `, © ${p.copyright}` : ''}${p.origin ? ` (${p.origin})` : ''}`,
+  );
   return [
     NOTICE_BEGIN,
     'Open-set negative bank (`assets/negative-bank/`)',
@@ -91,7 +115,12 @@ async function main(): Promise<void> {
       vectors.push(analysis.embedding);
     }
   });
-  const manifest: BankManifest = { format: 1, packKey: embedder.packKey, dim: embedder.dim, photos: kept.map((p) => p.manifest) };
+  const manifest: BankManifest = {
+    format: 1,
+    packKey: embedder.packKey,
+    dim: embedder.dim,
+    photos: kept.map((p) => p.manifest),
+  };
   const dir = path.join(projectRoot(), NEGATIVE_BANK_DIR);
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, BANK_VECTORS), Buffer.concat(vectors.map((v) => encodeFloat16(v))));
@@ -101,9 +130,19 @@ async function main(): Promise<void> {
   const notice = fs.readFileSync(noticePath, 'utf8');
   const section = noticeSection(manifest);
   const begin = notice.indexOf(NOTICE_BEGIN);
-  const updated = begin >= 0 ? notice.slice(0, begin) + section + notice.slice(notice.indexOf(NOTICE_END) + NOTICE_END.length) : `${notice.trimEnd()}\n\n${section}\n`;
+  const updated =
+    begin >= 0
+      ? notice.slice(0, begin) + section + notice.slice(notice.indexOf(NOTICE_END) + NOTICE_END.length)
+      : `${notice.trimEnd()}\n\n${section}\n`;
   fs.writeFileSync(noticePath, updated);
-  console.log(JSON.stringify({ script: 'build-negative-bank', packKey: manifest.packKey, dim: manifest.dim, photos: kept.length }));
+  console.log(
+    JSON.stringify({
+      script: 'build-negative-bank',
+      packKey: manifest.packKey,
+      dim: manifest.dim,
+      photos: kept.length,
+    }),
+  );
 }
 
 main().catch((error: unknown) => {

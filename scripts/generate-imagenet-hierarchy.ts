@@ -43,9 +43,22 @@ const MAX_GENERIC_DEPTH = 5;
  * the root (checked), so a name cannot silently drop a specific sense further down.
  */
 const TOO_GENERIC = new Set([
-  'entity', 'physical_entity', 'abstraction', 'object', 'whole', 'living_thing', 'organism',
-  'artifact', 'instrumentality', 'matter', 'solid', 'substance', 'part', 'natural_object',
-  'communication', 'attribute',
+  'entity',
+  'physical_entity',
+  'abstraction',
+  'object',
+  'whole',
+  'living_thing',
+  'organism',
+  'artifact',
+  'instrumentality',
+  'matter',
+  'solid',
+  'substance',
+  'part',
+  'natural_object',
+  'communication',
+  'attribute',
 ]);
 
 interface Synset {
@@ -101,7 +114,10 @@ function parseTagCounts(path: string): Map<string, number> {
 }
 
 function readImagenet1kWnids(path: string): string[] {
-  const wnids = readFileSync(path, 'utf8').split('\n').slice(0, IMAGENET_1K_COUNT).map((l) => l.trim());
+  const wnids = readFileSync(path, 'utf8')
+    .split('\n')
+    .slice(0, IMAGENET_1K_COUNT)
+    .map((l) => l.trim());
   const unique = new Set(wnids);
   if (unique.size !== IMAGENET_1K_COUNT || wnids.some((w) => !/^n\d{8}$/.test(w))) {
     throw new Error(`${path}: expected 1000 distinct wnids on its first 1000 lines`);
@@ -117,7 +133,7 @@ function readableLabel(synset: Synset): string {
 /** Root-first chain of synset offsets along first hypernyms, ending with the class itself. */
 function firstHypernymChain(offset: string, synsets: Map<string, Synset>): string[] {
   const chain: string[] = [];
-  for (let current: string | undefined = offset; current !== undefined; ) {
+  for (let current: string | undefined = offset; current !== undefined;) {
     const synset = synsets.get(current);
     if (!synset) throw new Error(`data.noun has no synset ${current}`);
     if (chain.includes(current)) throw new Error(`hypernym cycle at ${current}`);
@@ -138,7 +154,8 @@ function resolveTooGeneric(chains: string[][], synsets: Map<string, Synset>): Se
     chain.forEach((offset, depth) => {
       const lemma = synsets.get(offset)!.lemmas[0];
       if (!TOO_GENERIC.has(lemma)) return;
-      if (depth > MAX_GENERIC_DEPTH) throw new Error(`'${lemma}' (${offset}) is ${depth} levels below the root: not a top level`);
+      if (depth > MAX_GENERIC_DEPTH)
+        throw new Error(`'${lemma}' (${offset}) is ${depth} levels below the root: not a top level`);
       offsets.add(offset);
       matchedNames.add(lemma);
     });
@@ -163,7 +180,10 @@ function buildImagenetClasses(
   const dropped = new Set<string>();
   const visible = (chain: string[]): string[] => chain.filter((o) => !dropped.has(o));
   // Intermediate nodes: neither a path's most general node nor an ImageNet class.
-  const droppable = (chain: string[]): string[] => visible(chain).slice(1).filter((o) => !classOffsets.has(o));
+  const droppable = (chain: string[]): string[] =>
+    visible(chain)
+      .slice(1)
+      .filter((o) => !classOffsets.has(o));
   for (;;) {
     const overLong = chains.filter((chain) => visible(chain).length > MAX_DEPTH);
     if (overLong.length === 0) break;
@@ -200,7 +220,9 @@ function main(): void {
   const depths = classes.map((c) => c.type_hierarchy.split('/').length - 1);
   const tops = new Set(classes.map((c) => c.type_hierarchy.split('/')[1]));
   console.log(`wrote ${classes.length} classes to ${OUTPUT}`);
-  console.log(`path depth ${Math.min(...depths)}..${Math.max(...depths)}; ${tops.size} top-level categories: ${[...tops].sort().join(', ')}`);
+  console.log(
+    `path depth ${Math.min(...depths)}..${Math.max(...depths)}; ${tops.size} top-level categories: ${[...tops].sort().join(', ')}`,
+  );
 }
 
 if (require.main === module) main();

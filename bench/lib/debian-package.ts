@@ -17,7 +17,10 @@ export function unpackDebianPackage(name: string): string {
   try {
     execFileSync('apt-get', ['download', name], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (error) {
-    throw new Error(`cannot download the Debian package ${name} (apt-get download ${name}; run apt-get update first?): ${(error as Error).message}`, { cause: error });
+    throw new Error(
+      `cannot download the Debian package ${name} (apt-get download ${name}; run apt-get update first?): ${(error as Error).message}`,
+      { cause: error },
+    );
   }
   const deb = fs.readdirSync(root).find((file) => file.endsWith('.deb'));
   if (!deb) throw new Error(`apt-get download ${name} left no .deb file in ${root}`);

@@ -21,12 +21,18 @@ export interface GcomprisPhoto {
 export function gcomprisPhotos(): GcomprisPhoto[] {
   const rccDir = path.join(unpackDebianPackage('gcompris-qt-data'), 'usr', 'share', 'gcompris-qt', 'rcc');
   const photos: GcomprisPhoto[] = [];
-  for (const bundle of fs.readdirSync(rccDir).filter((file) => file.endsWith('.rcc')).sort()) {
+  for (const bundle of fs
+    .readdirSync(rccDir)
+    .filter((file) => file.endsWith('.rcc'))
+    .sort()) {
     const files = readQtResources(path.join(rccDir, bundle));
     const byPath = new Map(files.map((file) => [file.path, file]));
     for (const readme of files.filter((file) => file.path.endsWith('/README'))) {
       const folder = path.posix.dirname(readme.path);
-      for (const block of readme.read().toString('utf8').split(/\n\s*\n/)) {
+      for (const block of readme
+        .read()
+        .toString('utf8')
+        .split(/\n\s*\n/)) {
         const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(block)?.[1]?.trim();
         const licence = field('License');
         const listed = /Files:\s*([\s\S]*)/.exec(block)?.[1]?.trim().split(/\s+/) ?? [];

@@ -77,7 +77,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
     headers: options.headers,
     body: options.body,
   });
-  run.on('response', (_client: unknown, _status: number, _bytes: number, responseTimeMs: number) => latencies.push(responseTimeMs));
+  run.on('response', (_client: unknown, _status: number, _bytes: number, responseTimeMs: number) =>
+    latencies.push(responseTimeMs),
+  );
   const result = await run;
   latencies.sort((a, b) => a - b);
   return {

@@ -50,7 +50,10 @@ export class RetrainLoop {
 
   /** Share of [from, to] during which a retrain was under way. */
   coverage(from: number, to: number): number {
-    const busy = this.rounds.reduce((sum, [start, end]) => sum + Math.max(0, Math.min(end, to) - Math.max(start, from)), 0);
+    const busy = this.rounds.reduce(
+      (sum, [start, end]) => sum + Math.max(0, Math.min(end, to) - Math.max(start, from)),
+      0,
+    );
     return Math.round((busy / (to - from)) * 1000) / 1000;
   }
 
@@ -71,7 +74,9 @@ export class RetrainLoop {
     const answer = await this.client.classify<ClassifyAnswer>(this.classifyForm);
     const applied = answer.images[0]?.classifiers?.map((c) => c.classifier_id) ?? [];
     if (!applied.includes(this.classifierId)) {
-      throw new Error(`classify during retraining did not apply ${this.classifierId}: ${JSON.stringify(answer).slice(0, 300)}`);
+      throw new Error(
+        `classify during retraining did not apply ${this.classifierId}: ${JSON.stringify(answer).slice(0, 300)}`,
+      );
     }
     this.classifyChecksPassed++;
   }

@@ -24,12 +24,21 @@ async function start(): Promise<{ ready: BenchServiceReady; close(): Promise<voi
   if (loadConfig(process.env).apiProcesses > 1) {
     const running = await startApiCluster(process.env);
     return {
-      ready: { url: running.url, port: running.port, pid: process.pid, apiPids: running.apiPids(), workerPid: running.workerPid() },
+      ready: {
+        url: running.url,
+        port: running.port,
+        pid: process.pid,
+        apiPids: running.apiPids(),
+        workerPid: running.workerPid(),
+      },
       close: running.close,
     };
   }
   const service = await startService(process.env);
-  return { ready: { url: service.url, port: service.port, pid: process.pid, workerPid: service.worker?.pid }, close: service.close };
+  return {
+    ready: { url: service.url, port: service.port, pid: process.pid, workerPid: service.worker?.pid },
+    close: service.close,
+  };
 }
 
 async function main(): Promise<void> {

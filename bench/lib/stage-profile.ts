@@ -33,7 +33,11 @@ const cpuMs = () => {
  * and the pack's block means), each network, and the scoring. The service adds the HTTP, multipart
  * and JSON work on top; the bench reports that as the rest of its measured API CPU.
  */
-export async function profileStages(query: Buffer, examples: Buffer[][], repeats: number): Promise<{ withDefault: StageCpu; customOnly: StageCpu }> {
+export async function profileStages(
+  query: Buffer,
+  examples: Buffer[][],
+  repeats: number,
+): Promise<{ withDefault: StageCpu; customOnly: StageCpu }> {
   const dir = modelsDir();
   const pack = await loadBestPack(dir);
   const detector = await ensureDetectorPack(dir);
@@ -45,7 +49,12 @@ export async function profileStages(query: Buffer, examples: Buffer[][], repeats
   });
   const positives = examples.flatMap((group, c) => group.map(() => [c]));
   const head = await trainHead(
-    { classes: examples.map((_, c) => `class${c}`), embeddings, positives, implicitNegatives: loadNegativeBank(embedder.packKey)?.embeddings },
+    {
+      classes: examples.map((_, c) => `class${c}`),
+      embeddings,
+      positives,
+      implicitNegatives: loadNegativeBank(embedder.packKey)?.embeddings,
+    },
     { packKey: embedder.packKey, threads: 1 },
   );
   await embedder.close();
@@ -59,7 +68,10 @@ export async function profileStages(query: Buffer, examples: Buffer[][], repeats
   // As the Embedder does: one stretched square for CenterNet; MobileNetV2 takes its k×k block means.
   const views = [{ size: detector.inputSize, fit: 'fill' as const }];
   const k = detector.inputSize / pack.manifest.input.size;
-  const totals = { withDefault: { decode_ms: 0, mobilenet_ms: 0, centernet_ms: 0, scoring_ms: 0 }, customOnly: { decode_ms: 0, mobilenet_ms: 0, centernet_ms: 0, scoring_ms: 0 } };
+  const totals = {
+    withDefault: { decode_ms: 0, mobilenet_ms: 0, centernet_ms: 0, scoring_ms: 0 },
+    customOnly: { decode_ms: 0, mobilenet_ms: 0, centernet_ms: 0, scoring_ms: 0 },
+  };
   try {
     // The two kinds of request in turn, so drift of a shared machine hits both alike.
     for (let r = -2; r < 2 * repeats; r++) {
@@ -79,13 +91,15 @@ export async function profileStages(query: Buffer, examples: Buffer[][], repeats
         for (let y = 0; y < size; y++) {
           for (let x = 0; x < size; x++) {
             let sum = 0;
-            for (let dy = 0; dy < k; dy++) for (let dx = 0; dx < k; dx++) sum += large.rgb[((y * k + dy) * large.size + x * k + dx) * 3 + c];
+            for (let dy = 0; dy < k; dy++)
+              for (let dx = 0; dx < k; dx++) sum += large.rgb[((y * k + dy) * large.size + x * k + dx) * 3 + c];
             nchw[(c * size + y) * size + x] = sum / (k * k * 255);
           }
         }
       }
       // The service's classify with `default` asks for no explicit score; the whole pack runs for its ImageNet head when it has one.
-      const packOutputs = withDefault && pack.manifest.heads.imagenet ? [...packTaps, pack.manifest.heads.imagenet.output] : packTaps;
+      const packOutputs =
+        withDefault && pack.manifest.heads.imagenet ? [...packTaps, pack.manifest.heads.imagenet.output] : packTaps;
       await mobilenet.run(pack.manifest.input.name, { data: nchw, dims: [1, 3, size, size] }, packOutputs);
       lap('mobilenet_ms');
       const outputs = await centernet.run(
@@ -106,7 +120,12 @@ export async function profileStages(query: Buffer, examples: Buffer[][], repeats
   }
   const per = (stage: StageCpu): StageCpu => {
     const round = (ms: number) => Math.round((ms / repeats) * 100) / 100;
-    return { decode_ms: round(stage.decode_ms), mobilenet_ms: round(stage.mobilenet_ms), centernet_ms: round(stage.centernet_ms), scoring_ms: round(stage.scoring_ms) };
+    return {
+      decode_ms: round(stage.decode_ms),
+      mobilenet_ms: round(stage.mobilenet_ms),
+      centernet_ms: round(stage.centernet_ms),
+      scoring_ms: round(stage.scoring_ms),
+    };
   };
   return { withDefault: per(totals.withDefault), customOnly: per(totals.customOnly) };
 }

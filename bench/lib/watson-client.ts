@@ -4,7 +4,12 @@ const VERSION = 'version=2018-03-19';
 
 /** A call the service answered with a status the bench did not expect. */
 export class ServiceCallError extends Error {
-  constructor(readonly method: string, readonly path: string, readonly status: number, body: string) {
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly status: number,
+    body: string,
+  ) {
     super(`${method} ${path} answered ${status}: ${body.slice(0, 500)}`);
     this.name = 'ServiceCallError';
   }
@@ -25,10 +30,14 @@ export interface PrebuiltForm {
 }
 
 /** Zip fields (`<class>_positive_examples`, `negative_examples`) → zip bytes, plus plain fields. */
-export function multipartForm(files: Record<string, { bytes: Buffer; filename: string }>, fields: Record<string, string> = {}): FormData {
+export function multipartForm(
+  files: Record<string, { bytes: Buffer; filename: string }>,
+  fields: Record<string, string> = {},
+): FormData {
   const form = new FormData();
   for (const [name, value] of Object.entries(fields)) form.append(name, value);
-  for (const [name, file] of Object.entries(files)) form.append(name, new Blob([new Uint8Array(file.bytes)]), file.filename);
+  for (const [name, file] of Object.entries(files))
+    form.append(name, new Blob([new Uint8Array(file.bytes)]), file.filename);
   return form;
 }
 
@@ -46,11 +55,19 @@ function zipFields(zips: Record<string, Buffer>) {
 export class WatsonClient {
   readonly authorization: string;
 
-  constructor(readonly baseUrl: string, apiKey: string) {
+  constructor(
+    readonly baseUrl: string,
+    apiKey: string,
+  ) {
     this.authorization = `Basic ${Buffer.from(`apikey:${apiKey}`).toString('base64')}`;
   }
 
-  private async call<T>(method: string, pathAndQuery: string, body?: FormData | Buffer, contentType?: string): Promise<T> {
+  private async call<T>(
+    method: string,
+    pathAndQuery: string,
+    body?: FormData | Buffer,
+    contentType?: string,
+  ): Promise<T> {
     const headers: Record<string, string> = { Authorization: this.authorization };
     if (contentType) headers['Content-Type'] = contentType;
     const res = await fetch(`${this.baseUrl}${pathAndQuery}`, { method, body, headers });
@@ -93,7 +110,8 @@ export class WatsonClient {
     for (;;) {
       const view = await this.getClassifier(id);
       if (view.status === 'ready') return view;
-      if (view.status === 'failed') throw new ClassifierWaitError(id, `failed: ${view.explanation ?? 'no explanation'}`);
+      if (view.status === 'failed')
+        throw new ClassifierWaitError(id, `failed: ${view.explanation ?? 'no explanation'}`);
       if (Date.now() > deadline) throw new ClassifierWaitError(id, `still ${view.status} after ${timeoutMs / 1000} s`);
       await new Promise((resolve) => setTimeout(resolve, everyMs));
     }

@@ -22,8 +22,11 @@ export class ApiFailure extends Error {
 type Schemas = components['schemas'];
 
 /** The JSON body of an operation's answer with `status`, as the OpenAPI document says. */
-type Answer<Op extends keyof operations, Status extends number = 200> =
-  operations[Op]['responses'] extends { [S in Status]: { content: { 'application/json': infer Body } } } ? Body : never;
+type Answer<Op extends keyof operations, Status extends number = 200> = operations[Op]['responses'] extends {
+  [S in Status]: { content: { 'application/json': infer Body } };
+}
+  ? Body
+  : never;
 
 export type Classifier = Schemas['Classifier'];
 /** One version's evaluation (the classifier's own also names the version it evaluates). */
@@ -52,14 +55,22 @@ export class Api {
   private async call<T>(
     method: string,
     path: string,
-    options: { query?: Record<string, string>; body?: FormData; keep?: (status: number, body: unknown) => boolean } = {},
+    options: {
+      query?: Record<string, string>;
+      body?: FormData;
+      keep?: (status: number, body: unknown) => boolean;
+    } = {},
   ): Promise<T> {
     const url = new URL(path, window.location.origin);
     url.searchParams.set('version', API_VERSION);
     for (const [name, value] of Object.entries(options.query ?? {})) url.searchParams.set(name, value);
     let response: Response;
     try {
-      response = await fetch(url, { method, body: options.body, headers: { Authorization: basicCredentials(this.key) } });
+      response = await fetch(url, {
+        method,
+        body: options.body,
+        headers: { Authorization: basicCredentials(this.key) },
+      });
     } catch {
       throw new ApiFailure(
         'offline',
@@ -76,7 +87,10 @@ export class Api {
     }
     if (body !== undefined && (response.ok || options.keep?.(response.status, body))) return body as T;
     const error = (body as Partial<Schemas['Error']> | undefined)?.error;
-    const message = typeof error === 'string' ? error : `${response.status} ${response.statusText}`.trim() || 'The service gave no reason.';
+    const message =
+      typeof error === 'string'
+        ? error
+        : `${response.status} ${response.statusText}`.trim() || 'The service gave no reason.';
     throw new ApiFailure(kindOf(response.status), response.status, message);
   }
 
@@ -107,11 +121,19 @@ export class Api {
    * POST /v3/classify with an image, or GET with a URL. A 400 whose body has `images` (no valid
    * classifier) is Watson's normal answer shape and is returned, not thrown.
    */
-  classify(input: { file: File } | { url: string }, classifierIds: string[], threshold: number): Promise<ClassifyResponse> {
-    const keep = (status: number, body: unknown) => status === 400 && Array.isArray((body as Partial<ClassifyResponse> | null)?.images);
+  classify(
+    input: { file: File } | { url: string },
+    classifierIds: string[],
+    threshold: number,
+  ): Promise<ClassifyResponse> {
+    const keep = (status: number, body: unknown) =>
+      status === 400 && Array.isArray((body as Partial<ClassifyResponse> | null)?.images);
     const ids = classifierIds.join(',');
     if ('url' in input) {
-      return this.call('GET', '/v3/classify', { query: { url: input.url, classifier_ids: ids, threshold: String(threshold) }, keep });
+      return this.call('GET', '/v3/classify', {
+        query: { url: input.url, classifier_ids: ids, threshold: String(threshold) },
+        keep,
+      });
     }
     const form = new FormData();
     form.append('images_file', input.file, input.file.name || 'pasted-image.png');

@@ -50,7 +50,10 @@ function Login({ message, onSignedIn }: { message: string | null; onSignedIn: (k
   const submit = async (event: Event) => {
     event.preventDefault();
     const typed = key.trim();
-    if (!typed) return setError('Type your API key first. The operator prints one at first start, or makes one with `npm run keys -- add <owner>`.');
+    if (!typed)
+      return setError(
+        'Type your API key first. The operator prints one at first start, or makes one with `npm run keys -- add <owner>`.',
+      );
     setBusy(true);
     try {
       await new Api(typed).listClassifiers();
@@ -66,14 +69,32 @@ function Login({ message, onSignedIn }: { message: string | null; onSignedIn: (k
     <main class="login">
       <form class="card" onSubmit={submit}>
         <h1>Visual Recognition console</h1>
-        <p class="muted">Train image classifiers from example zips and try them, with the same Watson v3 API your programs use.</p>
+        <p class="muted">
+          Train image classifiers from example zips and try them, with the same Watson v3 API your programs use.
+        </p>
         <label>
           API key
-          <input type="password" name="apikey" autocomplete="current-password" value={key} onInput={(e) => setKey(e.currentTarget.value)} autofocus />
+          <input
+            type="password"
+            name="apikey"
+            autocomplete="current-password"
+            value={key}
+            onInput={(e) => setKey(e.currentTarget.value)}
+            autofocus
+          />
         </label>
-        {error && <p class="notice error" role="alert">{error}</p>}
-        <button type="submit" class="primary" disabled={busy}>{busy ? 'Checking…' : 'Sign in'}</button>
-        <p class="muted small">The key stays in this browser tab only (session storage) and is sent as HTTP Basic <code>apikey:&lt;key&gt;</code>.</p>
+        {error && (
+          <p class="notice error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" class="primary" disabled={busy}>
+          {busy ? 'Checking…' : 'Sign in'}
+        </button>
+        <p class="muted small">
+          The key stays in this browser tab only (session storage) and is sent as HTTP Basic{' '}
+          <code>apikey:&lt;key&gt;</code>.
+        </p>
       </form>
     </main>
   );
@@ -103,9 +124,18 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
   /** Every failed call goes here: a refused key signs out, a lost connection shows a banner. */
   const handleFailure = useCallback(
     (error: unknown): ApiFailure => {
-      const failure = error instanceof ApiFailure ? error : new ApiFailure('server', undefined, `Something went wrong in the console: ${String(error)}. Reload the page.`);
+      const failure =
+        error instanceof ApiFailure
+          ? error
+          : new ApiFailure(
+              'server',
+              undefined,
+              `Something went wrong in the console: ${String(error)}. Reload the page.`,
+            );
       if (failure.kind === 'unauthorized') {
-        signOut(`The service no longer accepts your API key: “${failure.message}” It may have been revoked or replaced; sign in with a valid key.`);
+        signOut(
+          `The service no longer accepts your API key: “${failure.message}” It may have been revoked or replaced; sign in with a valid key.`,
+        );
       }
       if (failure.kind === 'offline') setOffline(failure.message);
       return failure;
@@ -120,7 +150,11 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
       const list = await api.listClassifiers();
       setOffline(null);
       const selected = selectedRef.current;
-      if (selected && listRef.current?.some((c) => c.classifier_id === selected) && !list.some((c) => c.classifier_id === selected)) {
+      if (
+        selected &&
+        listRef.current?.some((c) => c.classifier_id === selected) &&
+        !list.some((c) => c.classifier_id === selected)
+      ) {
         setNotice(goneNotice(selected));
         setView({ page: 'classifiers' });
       }
@@ -156,23 +190,48 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
     setView({ page: 'classifiers' });
   };
 
-  const selected = view.page === 'classifiers' && view.selected ? classifiers?.find((c) => c.classifier_id === view.selected) : undefined;
+  const selected =
+    view.page === 'classifiers' && view.selected
+      ? classifiers?.find((c) => c.classifier_id === view.selected)
+      : undefined;
 
   return (
     <div class="shell">
       <header class="top">
         <strong class="brand">Visual Recognition</strong>
         <nav>
-          <button class={view.page === 'classifiers' ? 'tab active' : 'tab'} onClick={() => setView({ page: 'classifiers' })}>Classifiers</button>
-          <button class={view.page === 'new' ? 'tab active' : 'tab'} onClick={() => setView({ page: 'new' })}>New classifier</button>
-          <button class={view.page === 'try' ? 'tab active' : 'tab'} onClick={() => setView({ page: 'try' })}>Try it</button>
+          <button
+            class={view.page === 'classifiers' ? 'tab active' : 'tab'}
+            onClick={() => setView({ page: 'classifiers' })}
+          >
+            Classifiers
+          </button>
+          <button class={view.page === 'new' ? 'tab active' : 'tab'} onClick={() => setView({ page: 'new' })}>
+            New classifier
+          </button>
+          <button class={view.page === 'try' ? 'tab active' : 'tab'} onClick={() => setView({ page: 'try' })}>
+            Try it
+          </button>
         </nav>
-        <button class="link" onClick={() => signOut(null)}>Sign out</button>
+        <button class="link" onClick={() => signOut(null)}>
+          Sign out
+        </button>
       </header>
-      {offline && <p class="notice error banner" role="alert" data-testid="offline">{offline}</p>}
+      {offline && (
+        <p class="notice error banner" role="alert" data-testid="offline">
+          {offline}
+        </p>
+      )}
       {notice && (
-        <p class={`notice ${notice.tone} banner`} role={notice.tone === 'error' ? 'alert' : 'status'} data-testid="notice">
-          {notice.text} <button class="link" onClick={() => setNotice(null)}>Dismiss</button>
+        <p
+          class={`notice ${notice.tone} banner`}
+          role={notice.tone === 'error' ? 'alert' : 'status'}
+          data-testid="notice"
+        >
+          {notice.text}{' '}
+          <button class="link" onClick={() => setNotice(null)}>
+            Dismiss
+          </button>
         </p>
       )}
       <main class="content">
@@ -207,7 +266,11 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
               />
             ) : (
               <section class="card empty">
-                <p>{classifiers?.length ? 'Pick a classifier to see its classes, evaluation and versions.' : 'Create a classifier from a few zips of example images, then try it on new images.'}</p>
+                <p>
+                  {classifiers?.length
+                    ? 'Pick a classifier to see its classes, evaluation and versions.'
+                    : 'Create a classifier from a few zips of example images, then try it on new images.'}
+                </p>
               </section>
             )}
           </div>
@@ -219,15 +282,23 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
             limits={limits}
             onFailure={handleFailure}
             onDone={(created) => {
-              setNotice({ tone: 'success', text: `Created ${created.name}. It is training now; the list follows its progress.` });
-              listRef.current = [...(listRef.current ?? []).filter((c) => c.classifier_id !== created.classifier_id), created];
+              setNotice({
+                tone: 'success',
+                text: `Created ${created.name}. It is training now; the list follows its progress.`,
+              });
+              listRef.current = [
+                ...(listRef.current ?? []).filter((c) => c.classifier_id !== created.classifier_id),
+                created,
+              ];
               setClassifiers(listRef.current);
               setView({ page: 'classifiers', selected: created.classifier_id });
               refresh();
             }}
           />
         )}
-        {view.page === 'try' && <TryIt api={api} classifiers={classifiers ?? []} limits={limits} onFailure={handleFailure} />}
+        {view.page === 'try' && (
+          <TryIt api={api} classifiers={classifiers ?? []} limits={limits} onFailure={handleFailure} />
+        )}
       </main>
     </div>
   );

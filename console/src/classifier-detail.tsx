@@ -71,15 +71,30 @@ export function ClassifierDetail(props: {
       </div>
       {c.status === 'retraining' && (
         <p class="notice info" data-testid="retraining-note">
-          Retraining on the new examples ({c.training_progress ?? 0}%). Until it finishes, classify calls keep getting answers from
+          Retraining on the new examples ({c.training_progress ?? 0}%). Until it finishes, classify calls keep getting
+          answers from
           {currentVersion !== undefined ? ` version ${currentVersion}` : ' the previous version'}.
         </p>
       )}
-      {c.status === 'training' && <p class="notice info">Training the first version ({c.training_progress ?? 0}%). It can classify once it is ready.</p>}
-      {c.status === 'failed' && <p class="notice error">Training failed: {c.explanation ?? 'no reason was given.'} Add or replace examples to try again.</p>}
+      {c.status === 'training' && (
+        <p class="notice info">
+          Training the first version ({c.training_progress ?? 0}%). It can classify once it is ready.
+        </p>
+      )}
+      {c.status === 'failed' && (
+        <p class="notice error">
+          Training failed: {c.explanation ?? 'no reason was given.'} Add or replace examples to try again.
+        </p>
+      )}
       <dl class="facts">
         <dt>Classes</dt>
-        <dd>{c.classes.map((k) => <span class="chip" key={k.class}>{k.class}</span>)}</dd>
+        <dd>
+          {c.classes.map((k) => (
+            <span class="chip" key={k.class}>
+              {k.class}
+            </span>
+          ))}
+        </dd>
         <dt>Created</dt>
         <dd>{formatDate(c.created)}</dd>
         {c.retrained && (
@@ -94,15 +109,22 @@ export function ClassifierDetail(props: {
 
       <h3>Evaluation</h3>
       {versionsError && <p class="notice error">{versionsError}</p>}
-      {versions && versions.versions.length === 0 && <p class="muted">No version yet: the evaluation appears when the first training finishes.</p>}
+      {versions && versions.versions.length === 0 && (
+        <p class="muted">No version yet: the evaluation appears when the first training finishes.</p>
+      )}
       {versions && versions.versions.length > 0 && (
         <>
           <label class="inline">
             Version{' '}
-            <select value={String(shownVersion)} onChange={(e) => setShownVersion(Number(e.currentTarget.value))} data-testid="version-select">
+            <select
+              value={String(shownVersion)}
+              onChange={(e) => setShownVersion(Number(e.currentTarget.value))}
+              data-testid="version-select"
+            >
               {versions.versions.map((v) => (
                 <option value={String(v.version_id)} key={v.version_id}>
-                  {v.version_id} · {formatDate(v.created)} · {v.examples} examples{v.version_id === versions.current_version_id ? ' (current)' : ''}
+                  {v.version_id} · {formatDate(v.created)} · {v.examples} examples
+                  {v.version_id === versions.current_version_id ? ' (current)' : ''}
                 </option>
               ))}
             </select>
@@ -142,13 +164,21 @@ export function ClassifierDetail(props: {
             Delete <strong>{c.name}</strong> with all its examples and versions? Programs that classify with{' '}
             <code>{c.classifier_id}</code> will get a warning instead of its classes. This cannot be undone.
           </p>
-          <button class="danger" onClick={remove}>Delete for good</button>{' '}
+          <button class="danger" onClick={remove}>
+            Delete for good
+          </button>{' '}
           <button onClick={() => setConfirming(false)}>Keep it</button>
         </div>
       ) : (
-        <button class="danger" onClick={() => setConfirming(true)}>Delete classifier…</button>
+        <button class="danger" onClick={() => setConfirming(true)}>
+          Delete classifier…
+        </button>
       )}
-      {deleteError && <p class="notice error" role="alert">{deleteError}</p>}
+      {deleteError && (
+        <p class="notice error" role="alert">
+          {deleteError}
+        </p>
+      )}
       {training && <p class="muted small">Deleting now also stops its training.</p>}
     </section>
   );

@@ -7,7 +7,9 @@ export function StatusBadge({ classifier }: { classifier: Classifier }) {
   const training = classifier.status === 'training' || classifier.status === 'retraining';
   return (
     <span class="status-cell">
-      <span class={`badge ${classifier.status}`} data-testid="status">{classifier.status}</span>
+      <span class={`badge ${classifier.status}`} data-testid="status">
+        {classifier.status}
+      </span>
       {training && (
         <progress max={100} value={classifier.training_progress ?? 0} aria-label={`${classifier.status} progress`}>
           {classifier.training_progress ?? 0}%
@@ -28,7 +30,9 @@ export function ClassifierList(props: {
     <section class="card list" aria-label="Your classifiers">
       <div class="row spread">
         <h2>Your classifiers</h2>
-        <button class="primary" onClick={props.onNew}>New classifier</button>
+        <button class="primary" onClick={props.onNew}>
+          New classifier
+        </button>
       </div>
       {classifiers === null && <p class="muted">Loading…</p>}
       {classifiers?.length === 0 && <p class="muted">None yet. Create one from zips of example images.</p>}
@@ -51,10 +55,14 @@ export function ClassifierList(props: {
                 onClick={() => props.onSelect(c.classifier_id)}
               >
                 <td>
-                  <a href={`#${c.classifier_id}`} onClick={(e) => e.preventDefault()}>{c.name}</a>
+                  <a href={`#${c.classifier_id}`} onClick={(e) => e.preventDefault()}>
+                    {c.name}
+                  </a>
                   <div class="muted small">{c.classifier_id}</div>
                 </td>
-                <td><StatusBadge classifier={c} /></td>
+                <td>
+                  <StatusBadge classifier={c} />
+                </td>
                 <td>{c.classes.map((k) => k.class).join(', ')}</td>
                 <td class="small">
                   {formatDate(c.created)}

@@ -20,7 +20,8 @@ export function confusions(matrix: NonNullable<Evaluation['confusion_matrix']>) 
   matrix.counts.forEach((row, a) => {
     const total = row.reduce((sum, n) => sum + n, 0);
     row.forEach((count, p) => {
-      if (a !== p && count > 0) out.push({ actual: matrix.labels[a], predicted: matrix.labels[p], count, share: count / total });
+      if (a !== p && count > 0)
+        out.push({ actual: matrix.labels[a], predicted: matrix.labels[p], count, share: count / total });
     });
   });
   return out.sort((x, y) => y.count - x.count || y.share - x.share);
@@ -57,8 +58,9 @@ export function EvaluationView({ evaluation }: { evaluation: Evaluation }) {
   return (
     <div class="evaluation" data-testid="evaluation">
       <p class="muted small">
-        {evaluation.method === 'holdout' ? 'Held-out split' : `${evaluation.folds}-fold cross-validation`} over {evaluation.examples} examples, scores
-        at threshold 0.5{evaluation.accuracy !== undefined && <> · top-1 accuracy {(evaluation.accuracy * 100).toFixed(1)}%</>}.
+        {evaluation.method === 'holdout' ? 'Held-out split' : `${evaluation.folds}-fold cross-validation`} over{' '}
+        {evaluation.examples} examples, scores at threshold 0.5
+        {evaluation.accuracy !== undefined && <> · top-1 accuracy {(evaluation.accuracy * 100).toFixed(1)}%</>}.
       </p>
       <table class="metrics">
         <thead>
@@ -88,13 +90,22 @@ export function EvaluationView({ evaluation }: { evaluation: Evaluation }) {
         <canvas ref={canvas} role="img" aria-label="Precision, recall, F1 and ROC-AUC per class" />
       </div>
       <h4>Most confused</h4>
-      {!matrix && <p class="muted small">This version was trained before confusion matrices were kept; the next retrain records one.</p>}
-      {matrix && mixups.length === 0 && <p class="muted small" data-testid="confusions">No example was mistaken for another class in cross-validation.</p>}
+      {!matrix && (
+        <p class="muted small">
+          This version was trained before confusion matrices were kept; the next retrain records one.
+        </p>
+      )}
+      {matrix && mixups.length === 0 && (
+        <p class="muted small" data-testid="confusions">
+          No example was mistaken for another class in cross-validation.
+        </p>
+      )}
       {mixups.length > 0 && (
         <ul class="confusions" data-testid="confusions">
           {mixups.map((m) => (
             <li key={`${m.actual}>${m.predicted}`}>
-              <strong>{m.count}</strong> of {noneLabel(m.actual, true)} taken for <strong>{noneLabel(m.predicted, false)}</strong> ({(m.share * 100).toFixed(0)}%)
+              <strong>{m.count}</strong> of {noneLabel(m.actual, true)} taken for{' '}
+              <strong>{noneLabel(m.predicted, false)}</strong> ({(m.share * 100).toFixed(0)}%)
             </li>
           ))}
         </ul>
@@ -106,14 +117,20 @@ export function EvaluationView({ evaluation }: { evaluation: Evaluation }) {
             <thead>
               <tr>
                 <th />
-                {matrix.labels.map((l, i) => <th key={i}>{noneLabel(l, false)}</th>)}
+                {matrix.labels.map((l, i) => (
+                  <th key={i}>{noneLabel(l, false)}</th>
+                ))}
               </tr>
             </thead>
             <tbody>
               {matrix.counts.map((row, a) => (
                 <tr key={a}>
                   <th>{noneLabel(matrix.labels[a], true)}</th>
-                  {row.map((n, p) => <td key={p} class={a === p ? 'diag' : n > 0 ? 'off' : ''}>{n}</td>)}
+                  {row.map((n, p) => (
+                    <td key={p} class={a === p ? 'diag' : n > 0 ? 'off' : ''}>
+                      {n}
+                    </td>
+                  ))}
                 </tr>
               ))}
             </tbody>

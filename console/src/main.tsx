@@ -12,8 +12,13 @@ function Guarded() {
         <div class="card" role="alert">
           <h1>The console stopped on an error</h1>
           <p class="notice error">{String((error as Error)?.message ?? error)}</p>
-          <p>Your classifiers are safe on the server. Reload the page to go on; if this comes back, report the message above.</p>
-          <button class="primary" onClick={() => window.location.reload()}>Reload</button>{' '}
+          <p>
+            Your classifiers are safe on the server. Reload the page to go on; if this comes back, report the message
+            above.
+          </p>
+          <button class="primary" onClick={() => window.location.reload()}>
+            Reload
+          </button>{' '}
           <button onClick={reset}>Try to continue</button>
         </div>
       </main>

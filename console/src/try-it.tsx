@@ -9,12 +9,19 @@ const BUILT_INS = [
 ];
 
 /** Classify one image (dropped, pasted, picked or by URL) with chosen classifiers; scores as bars. */
-export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limits; onFailure: (error: unknown) => ApiFailure }) {
+export function TryIt(props: {
+  api: Api;
+  classifiers: Classifier[];
+  limits: Limits;
+  onFailure: (error: unknown) => ApiFailure;
+}) {
   const { api, classifiers, limits } = props;
   const [file, setFile] = useState<File | null>(null);
   const [preview, setPreview] = useState<string | null>(null);
   const [url, setUrl] = useState('');
-  const [chosen, setChosen] = useState<Set<string>>(() => new Set(['default', ...classifiers.filter((c) => c.status === 'ready').map((c) => c.classifier_id)]));
+  const [chosen, setChosen] = useState<Set<string>>(
+    () => new Set(['default', ...classifiers.filter((c) => c.status === 'ready').map((c) => c.classifier_id)]),
+  );
   const [threshold, setThreshold] = useState(0.5);
   const [result, setResult] = useState<ClassifyResponse | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -25,7 +32,9 @@ export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limi
     setError(null);
     setResult(null);
     if (picked.size > limits.maxClassifyImageBytes) {
-      setError(`That image is ${formatBytes(picked.size)}; the service classifies images of at most ${formatBytes(limits.maxClassifyImageBytes)}. Pick a smaller one.`);
+      setError(
+        `That image is ${formatBytes(picked.size)}; the service classifies images of at most ${formatBytes(limits.maxClassifyImageBytes)}. Pick a smaller one.`,
+      );
       return;
     }
     setFile(picked);
@@ -42,7 +51,9 @@ export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limi
   // Pasting an image anywhere on this page picks it.
   useEffect(() => {
     const onPaste = (event: ClipboardEvent) => {
-      const item = Array.from(event.clipboardData?.items ?? []).find((i) => i.kind === 'file' && i.type.startsWith('image/'));
+      const item = Array.from(event.clipboardData?.items ?? []).find(
+        (i) => i.kind === 'file' && i.type.startsWith('image/'),
+      );
       if (item) pick(item.getAsFile());
     };
     document.addEventListener('paste', onPaste);
@@ -82,10 +93,19 @@ export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limi
       <form class="card" onSubmit={classify} aria-label="Try a classifier">
         <h2>Try it</h2>
         <div class={`slot image-drop${drop.over ? ' over' : ''}`} {...drop.handlers}>
-          {preview ? <img src={preview} alt="The image to classify" class="preview" /> : <p class="drop-hint">Drop or paste an image here</p>}
+          {preview ? (
+            <img src={preview} alt="The image to classify" class="preview" />
+          ) : (
+            <p class="drop-hint">Drop or paste an image here</p>
+          )}
           <label class="picker small">
             choose an image
-            <input type="file" accept="image/*,.zip" data-testid="image-input" onChange={(e) => pick(e.currentTarget.files?.[0])} />
+            <input
+              type="file"
+              accept="image/*,.zip"
+              data-testid="image-input"
+              onChange={(e) => pick(e.currentTarget.files?.[0])}
+            />
           </label>
         </div>
         <label>
@@ -106,7 +126,8 @@ export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limi
           {customs.map((c) => (
             <label class="check" key={c.classifier_id}>
               <input type="checkbox" checked={chosen.has(c.classifier_id)} onChange={() => toggle(c.classifier_id)} />
-              {c.name} <span class="muted small">({c.status === 'training' ? 'still training: not usable yet' : c.status})</span>
+              {c.name}{' '}
+              <span class="muted small">({c.status === 'training' ? 'still training: not usable yet' : c.status})</span>
             </label>
           ))}
           {BUILT_INS.map((b) => (
@@ -118,14 +139,32 @@ export function TryIt(props: { api: Api; classifiers: Classifier[]; limits: Limi
         </fieldset>
         <label>
           Threshold: <output data-testid="threshold">{threshold.toFixed(2)}</output>
-          <input type="range" min={0} max={1} step={0.01} value={threshold} onInput={(e) => setThreshold(Number(e.currentTarget.value))} aria-label="Threshold" />
+          <input
+            type="range"
+            min={0}
+            max={1}
+            step={0.01}
+            value={threshold}
+            onInput={(e) => setThreshold(Number(e.currentTarget.value))}
+            aria-label="Threshold"
+          />
         </label>
-        {error && <p class="notice error" role="alert">{error}</p>}
-        <button type="submit" class="primary" disabled={busy}>{busy ? 'Classifying…' : 'Classify'}</button>
+        {error && (
+          <p class="notice error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" class="primary" disabled={busy}>
+          {busy ? 'Classifying…' : 'Classify'}
+        </button>
       </form>
       <section class="card results" aria-label="Results">
         <h2>Scores</h2>
-        {!result && <p class="muted">Scores appear here, one bar per class, highest first. Classes below the threshold are hidden.</p>}
+        {!result && (
+          <p class="muted">
+            Scores appear here, one bar per class, highest first. Classes below the threshold are hidden.
+          </p>
+        )}
         {result && <Results result={result} threshold={threshold} />}
       </section>
     </div>
@@ -148,7 +187,11 @@ function Results({ result, threshold }: { result: ClassifyResponse; threshold: n
       {result.images.map((image, i) => (
         <div key={i}>
           <p class="muted small">{image.image ?? image.resolved_url ?? image.source_url}</p>
-          {image.error && <p class="notice error" role="alert">{image.error.description}</p>}
+          {image.error && (
+            <p class="notice error" role="alert">
+              {image.error.description}
+            </p>
+          )}
           {[...(image.classifiers ?? [])]
             // The person's own classifiers first, the built-ins after.
             .sort((a, b) => Number(BUILT_IN_IDS.has(a.classifier_id)) - Number(BUILT_IN_IDS.has(b.classifier_id)))
@@ -165,15 +208,23 @@ function Results({ result, threshold }: { result: ClassifyResponse; threshold: n
                         <span class="class-name">{k.class}</span> <span class="score-value">{k.score.toFixed(3)}</span>
                         {k.type_hierarchy && <span class="muted small hierarchy">{k.type_hierarchy}</span>}
                       </div>
-                      <div class="bar"><div class="fill" style={{ width: `${Math.round(k.score * 100)}%` }} /></div>
+                      <div class="bar">
+                        <div class="fill" style={{ width: `${Math.round(k.score * 100)}%` }} />
+                      </div>
                     </div>
                   ))}
                   {passing.length > shown.length && (
-                    <button type="button" class="link small" onClick={() => setExpanded((all) => new Set(all).add(c.classifier_id))}>
+                    <button
+                      type="button"
+                      class="link small"
+                      onClick={() => setExpanded((all) => new Set(all).add(c.classifier_id))}
+                    >
                       show {passing.length - shown.length} more
                     </button>
                   )}
-                  {c.classes.length > passing.length && <p class="muted small">{c.classes.length - passing.length} below the threshold hidden.</p>}
+                  {c.classes.length > passing.length && (
+                    <p class="muted small">{c.classes.length - passing.length} below the threshold hidden.</p>
+                  )}
                 </div>
               );
             })}

@@ -22,10 +22,13 @@ const IMAGE_NAME = /\.(jpe?g|png|gif|tiff?|webp)$/i;
 /** Counts like the service: images by extension, skipping `__MACOSX/` and hidden files. */
 export function looksLikeImage(path: string): boolean {
   const base = path.split('/').pop() ?? '';
-  return IMAGE_NAME.test(base) && !base.startsWith('.') && !path.startsWith('__MACOSX/') && !path.includes('/__MACOSX/');
+  return (
+    IMAGE_NAME.test(base) && !base.startsWith('.') && !path.startsWith('__MACOSX/') && !path.includes('/__MACOSX/')
+  );
 }
 
-const isZip = (file: File) => /\.zip$/i.test(file.name) || file.type === 'application/zip' || file.type === 'application/x-zip-compressed';
+const isZip = (file: File) =>
+  /\.zip$/i.test(file.name) || file.type === 'application/zip' || file.type === 'application/x-zip-compressed';
 
 /** Path of a file inside what was dropped: webkitRelativePath for folder pickers, else its name. */
 type PickedFile = { file: File; path: string };
@@ -65,15 +68,20 @@ export function filesOfInput(list: FileList | null): PickedFile[] {
 export const FORBIDDEN_CLASS_CHARACTERS = /[$*\-{}\\|/'"`[\]]/g;
 
 function suggestion(name: string): string {
-  return name.replace(/\.zip$/i, '').replace(FORBIDDEN_CLASS_CHARACTERS, '_').trim();
+  return name
+    .replace(/\.zip$/i, '')
+    .replace(FORBIDDEN_CLASS_CHARACTERS, '_')
+    .trim();
 }
 
 /** Builds the zip for one slot; throws an Error whose message says what to drop instead. */
 export async function prepareExamples(picked: PickedFile[]): Promise<PreparedZip> {
-  if (picked.length === 0) throw new Error('Nothing was dropped. Drop a zip of images, some images, or a folder of images.');
+  if (picked.length === 0)
+    throw new Error('Nothing was dropped. Drop a zip of images, some images, or a folder of images.');
   const zips = picked.filter((p) => isZip(p.file));
   if (zips.length > 0) {
-    if (picked.length > 1) throw new Error('Drop one zip per slot, or images and folders of images (they are zipped here), not both.');
+    if (picked.length > 1)
+      throw new Error('Drop one zip per slot, or images and folders of images (they are zipped here), not both.');
     const { file } = zips[0];
     let images: number | undefined = 0;
     try {
@@ -88,8 +96,11 @@ export async function prepareExamples(picked: PickedFile[]): Promise<PreparedZip
     }
     return { blob: file, label: file.name, suggestedName: suggestion(file.name), images, bytes: file.size };
   }
-  const images = picked.filter((p) => looksLikeImage(p.path) || (p.file.type.startsWith('image/') && !p.file.name.startsWith('.')));
-  if (images.length === 0) throw new Error('None of the dropped files is an image (JPEG, PNG, GIF, TIFF or WebP) or a zip.');
+  const images = picked.filter(
+    (p) => looksLikeImage(p.path) || (p.file.type.startsWith('image/') && !p.file.name.startsWith('.')),
+  );
+  if (images.length === 0)
+    throw new Error('None of the dropped files is an image (JPEG, PNG, GIF, TIFF or WebP) or a zip.');
   const entries: Zippable = {};
   for (const { file, path } of images) {
     let name = path;

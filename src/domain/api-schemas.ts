@@ -15,19 +15,30 @@ export function parseRequest<S extends z.ZodType>(schema: S, input: unknown): z.
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   // The schemas' own messages are whole sentences; zod's defaults are not, so they get the field's name.
-  throw badRequest(issue.message.endsWith('.') ? issue.message : `The parameter '${issue.path.join('.')}' is not valid: ${issue.message}.`);
+  throw badRequest(
+    issue.message.endsWith('.')
+      ? issue.message
+      : `The parameter '${issue.path.join('.')}' is not valid: ${issue.message}.`,
+  );
 }
 
-const isoTime = z.iso.datetime().meta({ description: 'ISO 8601 UTC time with milliseconds', example: '2018-03-17T19:01:30.536Z' });
+const isoTime = z.iso
+  .datetime()
+  .meta({ description: 'ISO 8601 UTC time with milliseconds', example: '2018-03-17T19:01:30.536Z' });
 
 // ---------------------------------------------------------------- errors
 
 export const errorBodySchema = z
   .object({
     code: z.number().int().meta({ description: 'The HTTP status code', example: 400 }),
-    error: z.string().meta({ description: 'What was wrong and what to do', example: "Missing required parameter 'name'." }),
+    error: z
+      .string()
+      .meta({ description: 'What was wrong and what to do', example: "Missing required parameter 'name'." }),
   })
-  .meta({ id: 'Error', description: "Every error answer: the status and a message saying what was wrong and what to do." });
+  .meta({
+    id: 'Error',
+    description: 'Every error answer: the status and a message saying what was wrong and what to do.',
+  });
 
 // ---------------------------------------------------------------- classifiers
 
@@ -39,7 +50,12 @@ export const classEvaluationSchema = z
     precision: z.number().min(0).max(1).meta({ description: 'At score 0.5, on out-of-sample scores' }),
     recall: z.number().min(0).max(1),
     f1: z.number().min(0).max(1),
-    roc_auc: z.number().min(0).max(1).nullable().meta({ description: 'null when the evaluated examples hold only one label' }),
+    roc_auc: z
+      .number()
+      .min(0)
+      .max(1)
+      .nullable()
+      .meta({ description: 'null when the evaluated examples hold only one label' }),
     support: z.number().int().min(0).meta({ description: 'Positives of the class among the evaluated examples' }),
   })
   .meta({ id: 'ClassEvaluation' });
@@ -51,10 +67,17 @@ export const headEvaluationSchema = z
     folds: z.number().int().min(1).meta({ description: 'Cross-validation folds; 1 for a holdout split' }),
     examples: z.number().int().min(0).meta({ description: 'Examples scored out of sample' }),
     classes: z.array(classEvaluationSchema),
-    accuracy: z.number().min(0).max(1).optional().meta({ description: 'Top-1 accuracy over examples with exactly one positive class' }),
+    accuracy: z
+      .number()
+      .min(0)
+      .max(1)
+      .optional()
+      .meta({ description: 'Top-1 accuracy over examples with exactly one positive class' }),
     confusion_matrix: z
       .object({
-        labels: z.array(z.string().nullable()).meta({ description: 'Rows and columns: the classes in order, then null for "none"' }),
+        labels: z
+          .array(z.string().nullable())
+          .meta({ description: 'Rows and columns: the classes in order, then null for "none"' }),
         counts: z.array(z.array(z.number().int().min(0))).meta({ description: 'counts[actual][predicted]' }),
       })
       .optional()
@@ -74,30 +97,51 @@ export const classifierSchema = z
     name: z.string().meta({ example: 'dogs' }),
     owner: z.string().meta({ description: 'The owner of the key that created it' }),
     status: z.enum(CLASSIFIER_STATUSES),
-    core_ml_enabled: z.boolean().meta({ description: 'true when the classifier has a trained version to export (GET …/core_ml_model)' }),
+    core_ml_enabled: z
+      .boolean()
+      .meta({ description: 'true when the classifier has a trained version to export (GET …/core_ml_model)' }),
     explanation: z.string().optional().meta({ description: 'Why it failed, when status is failed' }),
     created: isoTime,
     updated: isoTime.meta({ description: 'Last change of definition (create, each retrain request)' }),
     retrained: isoTime.optional().meta({ description: 'When the last retraining finished (absent until one has)' }),
     classes: z.array(classNameSchema),
-    training_progress: z.number().int().min(0).max(100).optional().meta({ description: 'Extension: progress of the running training, 0-100' }),
+    training_progress: z
+      .number()
+      .int()
+      .min(0)
+      .max(100)
+      .optional()
+      .meta({ description: 'Extension: progress of the running training, 0-100' }),
     evaluation: evaluationSchema.optional(),
     callback_url: z.string().optional().meta({ description: 'Extension: where the training-end callback goes' }),
   })
-  .meta({ id: 'Classifier', description: 'The Watson Classifier object; training_progress and evaluation are extensions.' });
+  .meta({
+    id: 'Classifier',
+    description: 'The Watson Classifier object; training_progress and evaluation are extensions.',
+  });
 
 export const uploadSummarySchema = z
   .object({
-    training_examples: z.number().int().min(0).meta({ description: "Distinct images the classifier's next version trains on" }),
+    training_examples: z
+      .number()
+      .int()
+      .min(0)
+      .meta({ description: "Distinct images the classifier's next version trains on" }),
     files: z.array(
       z.object({
         file: z.string().meta({ description: 'The form field' }),
-        entries: z.number().int().min(0).meta({ description: 'Entries in the archive, folders and skipped files included' }),
+        entries: z
+          .number()
+          .int()
+          .min(0)
+          .meta({ description: 'Entries in the archive, folders and skipped files included' }),
         images: z.number().int().min(0).meta({ description: 'Entries that are pictures by their content' }),
         decodable: z.number().int().min(0),
         distinct: z.number().int().min(0).meta({ description: 'Decodable images counted once' }),
         accepted: z.number().int().min(0).meta({ description: 'Images recorded as examples' }),
-        not_used: z.array(z.object({ entry: z.string(), reason: z.string() })).meta({ description: 'Up to five entries that will not train, with the reason' }),
+        not_used: z
+          .array(z.object({ entry: z.string(), reason: z.string() }))
+          .meta({ description: 'Up to five entries that will not train, with the reason' }),
         not_used_count: z.number().int().min(0),
       }),
     ),
@@ -110,13 +154,10 @@ export const warningSchema = z.object({ warning_id: z.string(), description: z.s
 export const uploadedClassifierSchema = classifierSchema
   .extend({
     upload: uploadSummarySchema.optional().meta({ description: 'Absent when an update only changed callback_url' }),
-    warnings: z
-      .array(warningSchema)
-      .optional()
-      .meta({
-        description:
-          "Extension, only when there are any: what the request did that may not be what was meant. warning_id class_names_differ_only_in_case: a class sent has a name that differs from another class's only in case; class names are case-sensitive, so both are kept as two classes.",
-      }),
+    warnings: z.array(warningSchema).optional().meta({
+      description:
+        "Extension, only when there are any: what the request did that may not be what was meant. warning_id class_names_differ_only_in_case: a class sent has a name that differs from another class's only in case; class names are case-sensitive, so both are kept as two classes.",
+    }),
   })
   .meta({ id: 'ClassifierWithUpload' });
 
@@ -135,12 +176,19 @@ export const briefClassifierSchema = z
 
 export const classifierListSchema = z
   .object({ classifiers: z.array(z.union([briefClassifierSchema, classifierSchema])) })
-  .meta({ id: 'ClassifierList', description: "The caller's classifiers: brief entries, or full objects with verbose=true." });
+  .meta({
+    id: 'ClassifierList',
+    description: "The caller's classifiers: brief entries, or full objects with verbose=true.",
+  });
 
 export const versionListSchema = z
   .object({
     classifier_id: z.string(),
-    current_version_id: z.number().int().nullable().meta({ description: 'The version serving now; null before the first training finished' }),
+    current_version_id: z
+      .number()
+      .int()
+      .nullable()
+      .meta({ description: 'The version serving now; null before the first training finished' }),
     versions: z.array(
       z.object({
         version_id: z.number().int(),
@@ -150,7 +198,9 @@ export const versionListSchema = z
         pack: z.string().meta({ description: 'The model pack whose embedding it was trained on' }),
         evaluation: headEvaluationSchema,
         activated: z.array(isoTime).meta({ description: 'When it was made current by an activation' }),
-        pruned: isoTime.optional().meta({ description: 'When retention (KEEP_VERSIONS) removed its head: no longer usable' }),
+        pruned: isoTime
+          .optional()
+          .meta({ description: 'When retention (KEEP_VERSIONS) removed its head: no longer usable' }),
       }),
     ),
     history: z
@@ -162,12 +212,22 @@ export const versionListSchema = z
           created: isoTime,
         }),
       )
-      .meta({ description: 'Every change of the current version, oldest first (ids and times; it keeps naming a version removed since)' }),
+      .meta({
+        description:
+          'Every change of the current version, oldest first (ids and times; it keeps naming a version removed since)',
+      }),
   })
-  .meta({ id: 'VersionList', description: 'Extension: every version of a classifier with its evaluation, oldest first, and the history of the current version.' });
+  .meta({
+    id: 'VersionList',
+    description:
+      'Extension: every version of a classifier with its evaluation, oldest first, and the history of the current version.',
+  });
 
 export const callbackSecretSchema = z
-  .object({ callback_secret: z.string().meta({ description: 'Key of the HMAC-SHA256 signature of training-end callbacks' }), created: isoTime })
+  .object({
+    callback_secret: z.string().meta({ description: 'Key of the HMAC-SHA256 signature of training-end callbacks' }),
+    created: isoTime,
+  })
   .meta({ id: 'CallbackSecret' });
 
 export const activateQuerySchema = z.object({
@@ -175,7 +235,9 @@ export const activateQuerySchema = z.object({
     .enum(['true', 'false', ''], { error: "The parameter 'discard_pending' must be true or false." })
     .optional()
     .transform((v) => v === 'true')
-    .meta({ description: 'true: drop the examples accepted since the current version, instead of training them on top' }),
+    .meta({
+      description: 'true: drop the examples accepted since the current version, instead of training them on top',
+    }),
 });
 
 export const versionPathSchema = z.object({
@@ -195,7 +257,10 @@ export const classResultSchema = z
   .object({
     class: z.string(),
     score: z.number().min(0).max(1),
-    type_hierarchy: z.string().optional().meta({ description: 'Built-in classes: /-separated path from the most general', example: '/animal/domestic animal/dog' }),
+    type_hierarchy: z.string().optional().meta({
+      description: 'Built-in classes: /-separated path from the most general',
+      example: '/animal/domestic animal/dog',
+    }),
   })
   .meta({ id: 'ClassResult' });
 
@@ -213,7 +278,11 @@ export const classifiedImageSchema = z
         z.object({
           classifier_id: z.string(),
           name: z.string(),
-          version_id: z.number().int().optional().meta({ description: 'Extension: the version of a custom classifier that answered' }),
+          version_id: z
+            .number()
+            .int()
+            .optional()
+            .meta({ description: 'Extension: the version of a custom classifier that answered' }),
           classes: z.array(classResultSchema),
         }),
       )
@@ -226,7 +295,11 @@ export const classifyResponseSchema = z
   .object({
     images: z.array(classifiedImageSchema),
     images_processed: z.number().int().min(0),
-    custom_classes: z.number().int().min(0).meta({ description: 'All classes of the custom classifiers applied, whatever the threshold' }),
+    custom_classes: z
+      .number()
+      .int()
+      .min(0)
+      .meta({ description: 'All classes of the custom classifiers applied, whatever the threshold' }),
     warnings: z.array(warningSchema).optional(),
   })
   .meta({ id: 'ClassifyResponse' });
@@ -254,7 +327,10 @@ const TOKEN_FORM_ERROR =
 /** POST /identity/token's form (IBM IAM's API-key grant). */
 export const tokenRequestSchema = z.object({
   grant_type: z.literal('urn:ibm:params:oauth:grant-type:apikey', { error: TOKEN_FORM_ERROR }),
-  apikey: z.string({ error: TOKEN_FORM_ERROR }).min(1, { error: TOKEN_FORM_ERROR }).meta({ description: 'Your API key' }),
+  apikey: z
+    .string({ error: TOKEN_FORM_ERROR })
+    .min(1, { error: TOKEN_FORM_ERROR })
+    .meta({ description: 'Your API key' }),
 });
 
 export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
@@ -319,7 +395,8 @@ export const listQuerySchema = z.object({
     .meta({ description: 'true: full Classifier objects; otherwise brief entries' }),
 });
 
-const MISSING_CUSTOMER_ID = "Missing required parameter 'customer_id'. Add ?customer_id=<the id you sent in X-Watson-Metadata>.";
+const MISSING_CUSTOMER_ID =
+  "Missing required parameter 'customer_id'. Add ?customer_id=<the id you sent in X-Watson-Metadata>.";
 
 export const userDataQuerySchema = z.object({
   customer_id: z
@@ -359,22 +436,27 @@ export const classifierNameSchema = z
   .trim()
   .min(1, { error: MISSING_NAME })
   .max(MAX_CLASSIFIER_NAME_LENGTH, {
-    error: (iss) => `The classifier name is ${String(iss.input).length} characters long; at most ${MAX_CLASSIFIER_NAME_LENGTH} are allowed.`,
+    error: (iss) =>
+      `The classifier name is ${String(iss.input).length} characters long; at most ${MAX_CLASSIFIER_NAME_LENGTH} are allowed.`,
   })
   .meta({ description: "The classifier's name", example: 'dogs' });
 
-const zipFile = z.string().meta({ override: { type: 'string', contentMediaType: 'application/zip', format: 'binary' } });
+const zipFile = z
+  .string()
+  .meta({ override: { type: 'string', contentMediaType: 'application/zip', format: 'binary' } });
 
 /** The multipart form of create and update; file fields are read from the parts (see training-form.ts). */
 export const trainingFormSchema = (nameRequired: boolean) =>
   z
     .object({
       ...(nameRequired ? { name: classifierNameSchema } : {}),
-      negative_examples: zipFile.optional().meta({ description: 'At most one zip of images that depict none of the classes' }),
-      callback_url: z
-        .string()
+      negative_examples: zipFile
         .optional()
-        .meta({ description: 'Extension: http(s) URL POSTed when training ends (signed, see GET /v3/callback_secret); empty removes it' }),
+        .meta({ description: 'At most one zip of images that depict none of the classes' }),
+      callback_url: z.string().optional().meta({
+        description:
+          'Extension: http(s) URL POSTed when training ends (signed, see GET /v3/callback_secret); empty removes it',
+      }),
     })
     .meta({
       override: ({ jsonSchema }: { jsonSchema: Record<string, unknown> }) => {
@@ -384,7 +466,7 @@ export const trainingFormSchema = (nameRequired: boolean) =>
             contentMediaType: 'application/zip',
             format: 'binary',
             description:
-              "A zip of at least 10 example images of the class named before _positive_examples (case-sensitive). A non-ASCII class name goes in UTF-8, as name=\"Müll_positive_examples\" or in RFC 2231 form, name*=utf-8''M%C3%BCll_positive_examples",
+              'A zip of at least 10 example images of the class named before _positive_examples (case-sensitive). A non-ASCII class name goes in UTF-8, as name="Müll_positive_examples" or in RFC 2231 form, name*=utf-8\'\'M%C3%BCll_positive_examples',
           },
         };
       },
@@ -397,7 +479,9 @@ const thresholdError = (iss: { input?: unknown }) =>
 
 const listField = (name: string, description: string) =>
   z
-    .union([z.string(), z.array(z.string())], { error: `The parameter '${name}' must be a comma-separated list of strings.` })
+    .union([z.string(), z.array(z.string())], {
+      error: `The parameter '${name}' must be a comma-separated list of strings.`,
+    })
     .optional()
     .transform((value) => {
       if (value === undefined) return undefined;
@@ -419,23 +503,45 @@ export const classifyFieldsSchema = z.object({
   url: z
     .union([z.string(), z.array(z.string()).transform((v) => v[0])], { error: "The 'url' parameter must be a string." })
     .optional()
-    .meta({ description: 'An image URL to fetch (at most 10 MB, redirects followed; no private addresses unless allowed)' }),
-  classifier_ids: listField('classifier_ids', 'Comma-separated classifier ids, or the field repeated; overrides owners. Built-ins: default, explicit. Extension: <classifier_id>@<version_id> pins a version'),
-  owners: listField('owners', 'Comma-separated IBM (built-in default) and/or me (all your classifiers); neither: default only').pipe(
+    .meta({
+      description: 'An image URL to fetch (at most 10 MB, redirects followed; no private addresses unless allowed)',
+    }),
+  classifier_ids: listField(
+    'classifier_ids',
+    'Comma-separated classifier ids, or the field repeated; overrides owners. Built-ins: default, explicit. Extension: <classifier_id>@<version_id> pins a version',
+  ),
+  owners: listField(
+    'owners',
+    'Comma-separated IBM (built-in default) and/or me (all your classifiers); neither: default only',
+  ).pipe(
     z
-      .array(z.string().regex(OWNER, { error: (iss) => `The owner '${String(iss.input)}' is not valid. Use owners=IBM (built-in classifiers), owners=me (your classifiers), or both.` }))
+      .array(
+        z.string().regex(OWNER, {
+          error: (iss) =>
+            `The owner '${String(iss.input)}' is not valid. Use owners=IBM (built-in classifiers), owners=me (your classifiers), or both.`,
+        }),
+      )
       .optional()
-      .transform((owners) => owners && [...new Set(owners.map((o) => (o.toLowerCase() === 'ibm' ? ('IBM' as const) : ('me' as const))))]),
+      .transform(
+        (owners) =>
+          owners && [...new Set(owners.map((o) => (o.toLowerCase() === 'ibm' ? ('IBM' as const) : ('me' as const))))],
+      ),
   ),
   threshold: z
-    .union([z.number({ error: thresholdError }), z.string({ error: thresholdError }).regex(NUMBER, { error: thresholdError }).transform(Number)], { error: thresholdError })
+    .union(
+      [
+        z.number({ error: thresholdError }),
+        z.string({ error: thresholdError }).regex(NUMBER, { error: thresholdError }).transform(Number),
+      ],
+      { error: thresholdError },
+    )
     .pipe(z.number().min(0, { error: thresholdError }).max(1, { error: thresholdError }))
     .optional()
     .meta({ description: 'Minimum score of a class to be returned, 0.0 to 1.0 (default 0.5)' }),
-  parameters: z
-    .string({ error: "The 'parameters' field must be a JSON object." })
-    .optional()
-    .meta({ description: 'Legacy: JSON {"url", "classifier_ids": [...], "owners": [...], "threshold"}; plain fields take precedence' }),
+  parameters: z.string({ error: "The 'parameters' field must be a JSON object." }).optional().meta({
+    description:
+      'Legacy: JSON {"url", "classifier_ids": [...], "owners": [...], "threshold"}; plain fields take precedence',
+  }),
 });
 
 export type ClassifyFields = z.input<typeof classifyFieldsSchema>;

@@ -25,7 +25,10 @@ export function signCallbackBody(secret: string, body: string): string {
  * addresses unless ALLOW_PRIVATE_URLS).
  * @throws ApiError 400 saying what to change.
  */
-export async function parseCallbackUrl(value: unknown, allowPrivateNetworks: boolean): Promise<string | null | undefined> {
+export async function parseCallbackUrl(
+  value: unknown,
+  allowPrivateNetworks: boolean,
+): Promise<string | null | undefined> {
   if (value === undefined) return undefined;
   if (typeof value !== 'string') {
     throw badRequest("The field 'callback_url' must be sent once, as plain text: an http:// or https:// URL.");
@@ -33,7 +36,9 @@ export async function parseCallbackUrl(value: unknown, allowPrivateNetworks: boo
   const url = value.trim();
   if (url === '') return null;
   if (url.length > MAX_CALLBACK_URL_LENGTH) {
-    throw badRequest(`The callback_url is ${url.length} characters long; at most ${MAX_CALLBACK_URL_LENGTH} are allowed.`);
+    throw badRequest(
+      `The callback_url is ${url.length} characters long; at most ${MAX_CALLBACK_URL_LENGTH} are allowed.`,
+    );
   }
   // What the URL itself breaks is said before its host is looked up: that answer must not wait for DNS, or depend on it.
   if (URL.canParse(url)) {
@@ -81,7 +86,10 @@ export async function relayOutbox(ctx: CallbackDeliveryContext): Promise<number>
  * nothing. The body is sent as recorded, signed with the owner's current secret.
  * @throws CallbackDeliveryError when not delivered (the queue retries unless it is permanent).
  */
-export async function deliverCallback(ctx: CallbackDeliveryContext, job: CallbackJobData): Promise<'delivered' | 'classifier-gone'> {
+export async function deliverCallback(
+  ctx: CallbackDeliveryContext,
+  job: CallbackJobData,
+): Promise<'delivered' | 'classifier-gone'> {
   const classifier = await ctx.classifiers.find(job.classifierId);
   if (!classifier || classifier.ownerId !== job.ownerId) return 'classifier-gone';
   const { secret } = await ctx.callbacks.secretOf(job.ownerId, ctx.now());
@@ -98,13 +106,19 @@ export async function deliverCallback(ctx: CallbackDeliveryContext, job: Callbac
  * Extension, GET /v3/callback_secret: the caller's callback signing secret (made on first use).
  * Receivers verify X-Callback-Signature-256 with it; see README "Training-end callbacks".
  */
-export async function callbackSecret(ctx: { callbacks: CallbackRepository; now: () => string }, input: { ownerId: string }) {
+export async function callbackSecret(
+  ctx: { callbacks: CallbackRepository; now: () => string },
+  input: { ownerId: string },
+) {
   const { secret, created } = await ctx.callbacks.secretOf(input.ownerId, ctx.now());
   return { callback_secret: secret, created };
 }
 
 /** Extension, POST /v3/callback_secret: replaces the caller's secret; every delivery from now on (retries too) uses the new one. */
-export async function rotateCallbackSecret(ctx: { callbacks: CallbackRepository; now: () => string }, input: { ownerId: string }) {
+export async function rotateCallbackSecret(
+  ctx: { callbacks: CallbackRepository; now: () => string },
+  input: { ownerId: string },
+) {
   const { secret, created } = await ctx.callbacks.rotateSecret(input.ownerId, ctx.now());
   return { callback_secret: secret, created };
 }

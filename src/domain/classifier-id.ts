@@ -5,6 +5,10 @@ import crypto from 'node:crypto';
  * cut to 30 characters, then `_` and a random positive 32-bit integer ("Dog Breeds" → "DogBreeds_1539707331").
  */
 export function newClassifierId(name: string): string {
-  const stem = name.replace(/\s+/g, '').replace(/[^A-Za-z0-9_-]/g, '').slice(0, 30) || 'classifier';
+  const stem =
+    name
+      .replace(/\s+/g, '')
+      .replace(/[^A-Za-z0-9_-]/g, '')
+      .slice(0, 30) || 'classifier';
   return `${stem}_${crypto.randomInt(1, 2 ** 31 - 1)}`;
 }

@@ -27,7 +27,11 @@ export function classifierView(
     view.training_progress = extras.progress;
   }
   if (extras.version) {
-    view.evaluation = { version_id: extras.version.id, created: extras.version.created, ...(extras.version.evaluation as HeadEvaluationView) };
+    view.evaluation = {
+      version_id: extras.version.id,
+      created: extras.version.created,
+      ...(extras.version.evaluation as HeadEvaluationView),
+    };
   }
   return view;
 }

@@ -125,19 +125,29 @@ async function classifyWith(
     ctx.observer?.images('failed', inputs.length);
     return {
       status: 400,
-      body: { images: inputs.map((i) => ({ ...i.label, error })), images_processed: 0, custom_classes: 0, ...withWarnings(warnings) },
+      body: {
+        images: inputs.map((i) => ({ ...i.label, error })),
+        images_processed: 0,
+        custom_classes: 0,
+        ...withWarnings(warnings),
+      },
     };
   }
 
   const toAnalyse = inputs.filter((i) => i.bytes);
-  const modelInputs = toAnalyse.map((i) => ({ name: 'image' in i.label ? i.label.image : i.label.source_url, bytes: i.bytes! }));
+  const modelInputs = toAnalyse.map((i) => ({
+    name: 'image' in i.label ? i.label.image : i.label.source_url,
+    bytes: i.bytes!,
+  }));
   const appliesDefault = applied.some((c) => c.kind === 'default');
   const namesObjects = ctx.namesObjects && ctx.embedder.packOnlyKey !== undefined;
   // One pass per image serves every classifier, each network run only as far as the classifiers asked need.
   const parts: AnalysisPart[] = [];
   if (appliesDefault) parts.push('colors', 'imagenetLogits', ...(namesObjects ? (['objects'] as const) : []));
   if (applied.some((c) => c.kind === 'explicit')) parts.push('explicit');
-  const analyses = await ctx.embedder.analyze(modelInputs, (stage, seconds) => ctx.observer?.stage(stage, seconds), { parts });
+  const analyses = await ctx.embedder.analyze(modelInputs, (stage, seconds) => ctx.observer?.stage(stage, seconds), {
+    parts,
+  });
   const analysisOf = new Map(toAnalyse.map((img, k) => [img, analyses[k]]));
 
   if (appliesDefault && !namesObjects && !ctx.embedder.manifest.heads.imagenet) {
@@ -175,11 +185,17 @@ function withWarnings(warnings: Warning[]) {
   return warnings.length > 0 ? { warnings } : {};
 }
 
-function classify(c: AppliedClassifier, analysis: ImageAnalysis, objects: BuiltinClass[] | undefined, threshold: number): ClassifierResult {
+function classify(
+  c: AppliedClassifier,
+  analysis: ImageAnalysis,
+  objects: BuiltinClass[] | undefined,
+  threshold: number,
+): ClassifierResult {
   let classes: BuiltinClass[];
   if (c.kind === 'custom') {
     // A head trained before the pack key changed keeps serving on the embedding it knows until its retrain is ready.
-    const embedding = c.head.packKey === analysis.packEmbedding?.key ? analysis.packEmbedding.embedding : analysis.embedding;
+    const embedding =
+      c.head.packKey === analysis.packEmbedding?.key ? analysis.packEmbedding.embedding : analysis.embedding;
     const scores = scoreHead(c.head, embedding);
     classes = c.head.classes.map((name, i) => ({ class: name, score: scores[i] }));
   } else if (c.kind === 'default') {
@@ -195,9 +211,7 @@ function classify(c: AppliedClassifier, analysis: ImageAnalysis, objects: Builti
   return { classifier_id: c.id, name: c.id, classes: kept };
 }
 
-type Requested =
-  | { kind: 'builtin'; id: string }
-  | { kind: 'custom'; ref: ClassifierRef; reportUnready: boolean };
+type Requested = { kind: 'builtin'; id: string } | { kind: 'custom'; ref: ClassifierRef; reportUnready: boolean };
 
 /**
  * The classifiers a request applies, in request order, with the custom ones' versions leased
@@ -219,7 +233,8 @@ async function resolveClassifiers(
   } else if (params.owners) {
     if (params.owners.includes('IBM')) requested.push({ kind: 'builtin', id: 'default' });
     if (params.owners.includes('me')) {
-      for (const c of await ctx.classifiers.listByOwner(ownerId)) requested.push({ kind: 'custom', ref: { id: c.id }, reportUnready: false });
+      for (const c of await ctx.classifiers.listByOwner(ownerId))
+        requested.push({ kind: 'custom', ref: { id: c.id }, reportUnready: false });
     }
   } else {
     requested.push({ kind: 'builtin', id: 'default' });
@@ -262,7 +277,8 @@ function addBuiltIn(ctx: ClassifyContext, id: string, applied: AppliedClassifier
   if (id === 'explicit' && !ctx.embedder.manifest.heads.explicit) {
     warnings.push({
       warning_id: 'classifier_unavailable',
-      description: "The built-in classifier 'explicit' needs the bundled model pack, which is not the active pack on this server.",
+      description:
+        "The built-in classifier 'explicit' needs the bundled model pack, which is not the active pack on this server.",
     });
     return;
   }
@@ -276,14 +292,19 @@ async function forgetRemovedHeads(ctx: ClassifyContext): Promise<void> {
 }
 
 /** A resolved version with its head loaded, or why there is none. */
-type Loaded = Exclude<ResolvedVersion, { outcome: 'ok' }> | (Extract<ResolvedVersion, { outcome: 'ok' }> & { head: TrainedHead });
+type Loaded =
+  Exclude<ResolvedVersion, { outcome: 'ok' }> | (Extract<ResolvedVersion, { outcome: 'ok' }> & { head: TrainedHead });
 
 /**
  * The resolved version's head, from memory or its file. When the file went after this request
  * resolved the version (a customer-data deletion removed it, or its classifier was deleted), the
  * request answers as one made after that: it resolves once more.
  */
-async function loadHead(ctx: ClassifyContext, found: ResolvedVersion, resolveAgain: () => Promise<ResolvedVersion>): Promise<Loaded> {
+async function loadHead(
+  ctx: ClassifyContext,
+  found: ResolvedVersion,
+  resolveAgain: () => Promise<ResolvedVersion>,
+): Promise<Loaded> {
   if (found.outcome !== 'ok') return found;
   try {
     return { ...found, head: await ctx.headCache.get(found.version) };
@@ -296,7 +317,13 @@ async function loadHead(ctx: ClassifyContext, found: ResolvedVersion, resolveAga
   }
 }
 
-function addCustom(ctx: ClassifyContext, r: Extract<Requested, { kind: 'custom' }>, found: Loaded, applied: AppliedClassifier[], warnings: Warning[]) {
+function addCustom(
+  ctx: ClassifyContext,
+  r: Extract<Requested, { kind: 'custom' }>,
+  found: Loaded,
+  applied: AppliedClassifier[],
+  warnings: Warning[],
+) {
   const { id, versionId } = r.ref;
   if (versionId !== undefined && found.outcome !== 'ok') {
     if (found.outcome === 'pruned') throw prunedVersion(id, versionId, 400);
@@ -307,7 +334,10 @@ function addCustom(ctx: ClassifyContext, r: Extract<Requested, { kind: 'custom' 
     );
   }
   if (found.outcome === 'no-classifier') {
-    warnings.push({ warning_id: 'classifier_not_found', description: `Could not find classifier '${id}'; it was skipped.` });
+    warnings.push({
+      warning_id: 'classifier_not_found',
+      description: `Could not find classifier '${id}'; it was skipped.`,
+    });
     return;
   }
   if (found.outcome !== 'ok') {
@@ -377,6 +407,9 @@ async function fetchUrlImage(ctx: ClassifyContext, url: string): Promise<InputIm
     return { label: { source_url: url, resolved_url: fetched.resolvedUrl }, bytes: fetched.bytes };
   } catch (error) {
     if (!(error instanceof UrlFetchError)) throw error;
-    return { label: { source_url: url }, error: { code: 400, description: error.description, error_id: 'input_error' } };
+    return {
+      label: { source_url: url },
+      error: { code: 400, description: error.description, error_id: 'input_error' },
+    };
   }
 }

@@ -13,9 +13,11 @@ const FORM = `${HEADER}: customer_id=<id>`;
 /** What is wrong with a customer id (surrounding spaces already trimmed), as the end of a sentence; undefined when nothing is. */
 export function customerIdProblem(id: string): string | undefined {
   if (id === '') return 'is empty';
-  if (id.length > MAX_CUSTOMER_ID_LENGTH) return `is ${id.length} characters long; at most ${MAX_CUSTOMER_ID_LENGTH} are allowed`;
+  if (id.length > MAX_CUSTOMER_ID_LENGTH)
+    return `is ${id.length} characters long; at most ${MAX_CUSTOMER_ID_LENGTH} are allowed`;
   const control = /\p{Cc}/u.exec(id); // U+0000–U+001F and U+007F–U+009F
-  if (control) return `contains a control character (U+${control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')})`;
+  if (control)
+    return `contains a control character (U+${control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')})`;
   const separator = /[;=,]/.exec(id);
   if (separator) return `contains '${separator[0]}', which separates fields and values in ${HEADER}`;
   return undefined;
@@ -31,11 +33,16 @@ export function customerIdProblem(id: string): string | undefined {
  */
 export function customerIdFromMetadata(lines: string[] | undefined): string | null {
   if (lines === undefined || lines.length === 0) return null;
-  const refuse = (what: string) => badRequest(`The ${HEADER} header ${what}. Send it once, as ${FORM}, or leave it out; nothing was stored.`);
+  const refuse = (what: string) =>
+    badRequest(`The ${HEADER} header ${what}. Send it once, as ${FORM}, or leave it out; nothing was stored.`);
   if (lines.length > 1) throw refuse(`was sent ${lines.length} times: one upload is labelled with one customer id`);
-  if (lines[0].includes(',')) throw refuse("holds several values (',' separates them): one upload is labelled with one customer id");
+  if (lines[0].includes(','))
+    throw refuse("holds several values (',' separates them): one upload is labelled with one customer id");
   let customerId: string | undefined;
-  for (const pair of lines[0].split(';').map((p) => p.trim()).filter((p) => p !== '')) {
+  for (const pair of lines[0]
+    .split(';')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
     const equals = pair.indexOf('=');
     if (equals < 0) throw refuse(`holds '${pair.slice(0, 40)}', which is not a field=value pair`);
     const field = pair.slice(0, equals).trim();

@@ -26,7 +26,11 @@ export function versionBeingRemoved(classifierId: string, versionId: number): Ap
 }
 
 /** Why a classifier the deletion left with nothing that can train is failed, and what to upload. */
-export function untrainableExplanation(failure: { classifierId: string; problem: TrainingSetProblem; currentRemoved: boolean }): string {
+export function untrainableExplanation(failure: {
+  classifierId: string;
+  problem: TrainingSetProblem;
+  currentRemoved: boolean;
+}): string {
   const what =
     failure.problem.kind === 'no-classes'
       ? 'no class has an example image left'
@@ -37,7 +41,9 @@ export function untrainableExplanation(failure: { classifierId: string; problem:
       : `Add a negative_examples zip of other subjects, or a <class>_positive_examples zip of another class,`;
   return (
     `DELETE /v3/user_data deleted example images of this classifier, and what is left cannot train a version: ${what}. ` +
-    (failure.currentRemoved ? 'Its versions trained on the deleted images were removed, so it answers nothing for now. ' : '') +
+    (failure.currentRemoved
+      ? 'Its versions trained on the deleted images were removed, so it answers nothing for now. '
+      : '') +
     `${todo} with POST /v3/classifiers/${failure.classifierId} to train it again.`
   );
 }

@@ -53,15 +53,23 @@ export async function exportClassifierModel(
       );
     }
     if (!(error instanceof ModelExportError)) throw error;
-    ctx.logger.error({ err: error, classifierId: c.id, versionId: version.id, format: input.format }, 'model export failed');
-    throw new ApiError(501, `This server cannot export classifier '${c.id}' as ${input.format === 'coreml' ? 'Core ML' : 'ONNX'}: ${error.message}.`);
+    ctx.logger.error(
+      { err: error, classifierId: c.id, versionId: version.id, format: input.format },
+      'model export failed',
+    );
+    throw new ApiError(
+      501,
+      `This server cannot export classifier '${c.id}' as ${input.format === 'coreml' ? 'Core ML' : 'ONNX'}: ${error.message}.`,
+    );
   }
 }
 
 function requestedVersionId(classifierId: string, value: unknown): number {
   const id = typeof value === 'string' ? versionIdFrom(value) : undefined;
   if (id === undefined) {
-    throw badRequest(`version_id must be a positive integer, got ${JSON.stringify(value)}. GET /v3/classifiers/${classifierId}/versions lists the version ids.`);
+    throw badRequest(
+      `version_id must be a positive integer, got ${JSON.stringify(value)}. GET /v3/classifiers/${classifierId}/versions lists the version ids.`,
+    );
   }
   return id;
 }

@@ -14,9 +14,17 @@ import type { ServiceContext } from './service-context';
  * embedding no remaining example (of any owner) references. A crash in between leaves only files
  * that the orphan sweeps remove at the next start.
  */
-export async function deleteUserData(ctx: ServiceContext, input: { ownerId: string; customerId: unknown }): Promise<void> {
+export async function deleteUserData(
+  ctx: ServiceContext,
+  input: { ownerId: string; customerId: unknown },
+): Promise<void> {
   const { customer_id: customerId } = parseRequest(userDataQuerySchema, { customer_id: input.customerId });
-  const done = await ctx.classifiers.deleteCustomerData({ ownerId: input.ownerId, customerId, now: ctx.now(), explain: untrainableExplanation });
+  const done = await ctx.classifiers.deleteCustomerData({
+    ownerId: input.ownerId,
+    customerId,
+    now: ctx.now(),
+    explain: untrainableExplanation,
+  });
   for (const file of done.removedHeadFiles) await ctx.heads.remove(file);
   for (const id of done.deletedClassifiers) {
     await ctx.queue.cancel(id).catch((err) => ctx.logger.warn({ err, classifierId: id }, 'could not cancel training'));
@@ -25,10 +33,16 @@ export async function deleteUserData(ctx: ServiceContext, input: { ownerId: stri
   await removeUnreferencedImages(ctx, done.imageHashes);
   for (const id of done.retrainClassifiers) {
     // If queueing fails now, the worker's periodic check queues the classifier (now in training) again.
-    await ctx.queue.enqueue(id).catch((err) => ctx.logger.error({ err, classifierId: id }, 'could not queue retraining'));
+    await ctx.queue
+      .enqueue(id)
+      .catch((err) => ctx.logger.error({ err, classifierId: id }, 'could not queue retraining'));
   }
   ctx.logger.info(
-    { classifiers: done.deletedClassifiers.length, retraining: done.retrainClassifiers.length, versions: done.removedHeadFiles.length },
+    {
+      classifiers: done.deletedClassifiers.length,
+      retraining: done.retrainClassifiers.length,
+      versions: done.removedHeadFiles.length,
+    },
     'customer data deleted',
   );
 }

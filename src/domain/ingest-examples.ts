@@ -90,10 +90,12 @@ export async function ingestExamples<T>(
   try {
     const results: ZipResult[] = [];
     const known: KnownImages = new Map();
-    for (const upload of uploads) results.push(await readUpload(ctx, upload, known, store, (hashes) => claim.add(hashes)));
+    for (const upload of uploads)
+      results.push(await readUpload(ctx, upload, known, store, (hashes) => claim.add(hashes)));
     leaveOutNegativesSharedWithClasses(results);
     for (const r of results) {
-      if (r.kept.size < ctx.config.limits.minImagesPerZip) throw badRequest(tooFewMessage(r, ctx.config.limits.minImagesPerZip));
+      if (r.kept.size < ctx.config.limits.minImagesPerZip)
+        throw badRequest(tooFewMessage(r, ctx.config.limits.minImagesPerZip));
     }
     const examples = results.flatMap((r) =>
       [...r.kept].map(([imageHash, entryName]) => ({ className: r.upload.className, imageHash, entryName })),
@@ -124,7 +126,16 @@ async function readUpload(
   claim: (hashes: string[]) => Promise<void>,
 ): Promise<ZipResult> {
   const { limits } = ctx.config;
-  const r: ZipResult = { upload, entries: 0, images: 0, decodable: 0, distinct: 0, kept: new Map(), unused: [], sharedWithClass: 0 };
+  const r: ZipResult = {
+    upload,
+    entries: 0,
+    images: 0,
+    decodable: 0,
+    distinct: 0,
+    kept: new Map(),
+    unused: [],
+    sharedWithClass: 0,
+  };
   /** Each picture's first entry, and once decoded whether it can be used. */
   const firstSeen = new Map<string, { entryName: string; failure?: string }>();
   let batch: ZipImageEntry[] = [];
@@ -154,7 +165,10 @@ async function readUpload(
       }
       r.decodable += 1;
       if (!isFirst) {
-        r.unused.push({ entry: item.entryName, reason: `the same picture as '${first.entryName}' (a duplicate counts once)` });
+        r.unused.push({
+          entry: item.entryName,
+          reason: `the same picture as '${first.entryName}' (a duplicate counts once)`,
+        });
         continue;
       }
       const { hash } = item;
@@ -188,7 +202,10 @@ async function readUpload(
  * Decodes and embeds the images whose embedding is not cached yet, caching the new ones; a cached
  * embedding proves the image decodes. Returns the reason for each image that cannot be decoded.
  */
-async function decodeAndEmbed(ctx: ServiceContext, images: Array<ZipImageEntry & { hash: string }>): Promise<Map<string, string>> {
+async function decodeAndEmbed(
+  ctx: ServiceContext,
+  images: Array<ZipImageEntry & { hash: string }>,
+): Promise<Map<string, string>> {
   const failures = new Map<string, string>();
   if (images.length === 0) return failures;
   const { packKey } = ctx.embedder;
@@ -220,7 +237,8 @@ function leaveOutNegativesSharedWithClasses(results: ZipResult[]): void {
   const classImages = new Map<string, { entryName: string; fieldName: string }>();
   for (const r of results) {
     if (r.upload.className === null) continue;
-    for (const [hash, entryName] of r.kept) if (!classImages.has(hash)) classImages.set(hash, { entryName, fieldName: r.upload.fieldName });
+    for (const [hash, entryName] of r.kept)
+      if (!classImages.has(hash)) classImages.set(hash, { entryName, fieldName: r.upload.fieldName });
   }
   for (const r of results) {
     if (r.upload.className !== null) continue;
@@ -249,7 +267,9 @@ function tooFewMessage(r: ZipResult, min: number): string {
   const counts =
     `Of its ${plural(r.entries, 'entry', 'entries')}, ${r.images} ${r.images === 1 ? 'is an image' : 'are images'}, ` +
     `${r.decodable} can be decoded and ${r.distinct} ${r.distinct === 1 ? 'is' : 'are'} distinct` +
-    (r.sharedWithClass > 0 ? `, of which ${r.sharedWithClass} ${r.sharedWithClass === 1 ? 'is' : 'are'} also in a class zip` : '') +
+    (r.sharedWithClass > 0
+      ? `, of which ${r.sharedWithClass} ${r.sharedWithClass === 1 ? 'is' : 'are'} also in a class zip`
+      : '') +
     '.';
   return (
     `The zip file for '${r.upload.fieldName}' contains ${plural(accepted, 'usable image')}; at least ${min} ${min === 1 ? 'is' : 'are'} required. ` +
@@ -295,7 +315,9 @@ export async function removeUnreferencedImages(ctx: ServiceContext, hashes: stri
  * between storing them and recording their examples, or between deleting examples and their images.
  */
 export async function removeOrphanImages(ctx: ServiceContext): Promise<number> {
-  return removeUnreferencedImages(ctx, [...new Set([...(await ctx.images.listHashes()), ...(await ctx.embeddings.listHashes())])]);
+  return removeUnreferencedImages(ctx, [
+    ...new Set([...(await ctx.images.listHashes()), ...(await ctx.embeddings.listHashes())]),
+  ]);
 }
 
 /**

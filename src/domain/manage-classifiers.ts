@@ -21,13 +21,20 @@ export interface UploadSummary {
   files: ZipUploadReport[];
 }
 
-export async function queueTraining(ctx: ServiceContext, classifierId: string, onFailure: () => Promise<void>): Promise<void> {
+export async function queueTraining(
+  ctx: ServiceContext,
+  classifierId: string,
+  onFailure: () => Promise<void>,
+): Promise<void> {
   try {
     await ctx.queue.enqueue(classifierId);
   } catch (error) {
     ctx.logger.error({ err: error, classifierId }, 'could not queue training');
     await onFailure();
-    throw new ApiError(503, 'The training queue is not available right now, so nothing was changed. Try again in a minute.');
+    throw new ApiError(
+      503,
+      'The training queue is not available right now, so nothing was changed. Try again in a minute.',
+    );
   }
 }
 
@@ -60,11 +67,19 @@ export async function createClassifier(
     });
   });
   await queueTraining(ctx, created.id, () => deleteClassifierData(ctx, created.id));
-  return { ...classifierView(created), upload: await uploadSummary(ctx, created.id, reports), ...withWarnings(created.classes, uploads) };
+  return {
+    ...classifierView(created),
+    upload: await uploadSummary(ctx, created.id, reports),
+    ...withWarnings(created.classes, uploads),
+  };
 }
 
 /** Extension of the create/update answer: what each zip contributed, and how many images the next version trains on. */
-async function uploadSummary(ctx: ServiceContext, classifierId: string, files: ZipUploadReport[]): Promise<UploadSummary> {
+async function uploadSummary(
+  ctx: ServiceContext,
+  classifierId: string,
+  files: ZipUploadReport[],
+): Promise<UploadSummary> {
   return { training_examples: await ctx.classifiers.distinctImageCount(classifierId), files };
 }
 
@@ -75,7 +90,13 @@ async function uploadSummary(ctx: ServiceContext, classifierId: string, files: Z
  */
 export async function updateClassifier(
   ctx: ServiceContext,
-  input: { ownerId: string; classifierId: string; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
+  input: {
+    ownerId: string;
+    classifierId: string;
+    files: UploadedFile[];
+    customerId: string | null;
+    callbackUrl?: unknown;
+  },
 ): Promise<ClassifierView & { upload?: UploadSummary; warnings?: Warning[] }> {
   await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const uploads = parseExampleUploads(input.files);
@@ -91,15 +112,28 @@ export async function updateClassifier(
     );
   }
   const { result: updated, reports } = await ingestExamples(ctx, uploads, (examples) =>
-    ctx.classifiers.addExamples({ id: input.classifierId, examples, customerId: input.customerId, callbackUrl, now: ctx.now() }),
+    ctx.classifiers.addExamples({
+      id: input.classifierId,
+      examples,
+      customerId: input.customerId,
+      callbackUrl,
+      now: ctx.now(),
+    }),
   );
   if (!updated) throw classifierNotFound(input.classifierId); // deleted while the zips were being read
   // If queueing fails the examples stay accepted; the worker's start-up check queues the classifier again.
   await queueTraining(ctx, updated.id, async () => undefined);
-  return { ...classifierView(updated), upload: await uploadSummary(ctx, updated.id, reports), ...withWarnings(updated.classes, uploads) };
+  return {
+    ...classifierView(updated),
+    upload: await uploadSummary(ctx, updated.id, reports),
+    ...withWarnings(updated.classes, uploads),
+  };
 }
 
-export async function getClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<ClassifierView> {
+export async function getClassifier(
+  ctx: ServiceContext,
+  input: { ownerId: string; classifierId: string },
+): Promise<ClassifierView> {
   return detailedView(ctx, await ownedOrNotFound(ctx, input.classifierId, input.ownerId));
 }
 
@@ -112,13 +146,18 @@ export async function listClassifiers(ctx: ServiceContext, input: { ownerId: str
 
 async function deleteClassifierData(ctx: ServiceContext, classifierId: string): Promise<void> {
   const { imageHashes } = await ctx.classifiers.delete(classifierId, ctx.now());
-  await ctx.queue.cancel(classifierId).catch((err) => ctx.logger.warn({ err, classifierId }, 'could not cancel training'));
+  await ctx.queue
+    .cancel(classifierId)
+    .catch((err) => ctx.logger.warn({ err, classifierId }, 'could not cancel training'));
   await ctx.heads.removeClassifier(classifierId);
   await removeUnreferencedImages(ctx, imageHashes);
 }
 
 /** DELETE /v3/classifiers/{id}: the classifier, its versions, examples and queued training are gone. */
-export async function deleteClassifier(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<void> {
+export async function deleteClassifier(
+  ctx: ServiceContext,
+  input: { ownerId: string; classifierId: string },
+): Promise<void> {
   await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   await deleteClassifierData(ctx, input.classifierId);
 }

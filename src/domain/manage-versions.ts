@@ -10,7 +10,10 @@ import { removedVersion, versionBeingRemoved } from './deletion-messages';
  * Extension, GET /v3/classifiers/{id}/versions: every version with its evaluation (oldest first),
  * when each was made current by an activation, and the whole history of current-version changes.
  */
-export async function listVersions(ctx: ServiceContext, input: { ownerId: string; classifierId: string }): Promise<VersionListView> {
+export async function listVersions(
+  ctx: ServiceContext,
+  input: { ownerId: string; classifierId: string },
+): Promise<VersionListView> {
   const c = await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const events = await ctx.versions.listVersionEvents(c.id);
   return {
@@ -55,8 +58,15 @@ export async function activateVersion(
       `The version id '${String(input.versionId).slice(0, 40)}' in the path is not valid: version ids are positive integers (GET /v3/classifiers/{classifier_id}/versions lists them).`,
     );
   }
-  const { discard_pending: discardPending } = parseRequest(activateQuerySchema, { discard_pending: input.discardPending });
-  const result = await ctx.versions.activateVersion({ classifierId: input.classifierId, versionId, discardPending, now: ctx.now() });
+  const { discard_pending: discardPending } = parseRequest(activateQuerySchema, {
+    discard_pending: input.discardPending,
+  });
+  const result = await ctx.versions.activateVersion({
+    classifierId: input.classifierId,
+    versionId,
+    discardPending,
+    now: ctx.now(),
+  });
   if (result.outcome === 'no-classifier') throw classifierNotFound(input.classifierId);
   if (result.outcome === 'no-version') throw noSuchVersion(input.classifierId, versionId);
   if (result.outcome === 'pruned') throw prunedVersion(input.classifierId, versionId, 410);
@@ -64,7 +74,10 @@ export async function activateVersion(
   if (result.outcome === 'being-removed') throw versionBeingRemoved(input.classifierId, versionId);
   if (result.outcome === 'activated') {
     for (const file of result.removedHeadFiles) await ctx.heads.remove(file);
-    ctx.logger.info({ classifierId: input.classifierId, versionId, pending: result.pendingExamples }, 'version activated');
+    ctx.logger.info(
+      { classifierId: input.classifierId, versionId, pending: result.pendingExamples },
+      'version activated',
+    );
     if (result.pendingExamples > 0) {
       // If queueing fails, the worker's periodic check queues the classifier (now retraining) again.
       await ctx.queue

@@ -2,7 +2,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { dataLayout } from '../data-access/files/data-layout';
 import { Database, redact } from '../data-access/db/database';
-import { CopyRefusedError, SqliteSource, assertEmptyTarget, copyInstance, removeCopiedSchema, type CopiedTable, type CopyResult } from '../data-access/db/instance-copy';
+import {
+  CopyRefusedError,
+  SqliteSource,
+  assertEmptyTarget,
+  copyInstance,
+  removeCopiedSchema,
+  type CopiedTable,
+  type CopyResult,
+} from '../data-access/db/instance-copy';
 import { queueNamespace } from '../data-access/db/instance-id';
 import { recordMoveToPostgres } from '../data-access/files/data-directory';
 import { CLAIM_WATCH_MS, MigrationClaim, instanceActivity } from '../data-access/redis/running-instance';
@@ -51,7 +59,9 @@ export async function moveToPostgres(options: MoveOptions): Promise<MoveReport> 
   try {
     checkDataDirectory(options.dataDir, source.instanceId);
     const activity = await instanceActivity(options.redisUrl, source.instanceId, (key) =>
-      options.log(`A claim of this instance is in Redis (${key}); watching it for up to ${CLAIM_WATCH_MS / 1000} s to see whether a process still runs…`),
+      options.log(
+        `A claim of this instance is in Redis (${key}); watching it for up to ${CLAIM_WATCH_MS / 1000} s to see whether a process still runs…`,
+      ),
     );
     if (activity.state === 'running') {
       throw new MoveError(
@@ -69,17 +79,29 @@ export async function moveToPostgres(options: MoveOptions): Promise<MoveReport> 
     claim = await MigrationClaim.hold(options.redisUrl, namespace, source.instanceId, `npm run migrate (to ${target})`);
     await refusalAsync(() => assertEmptyTarget(options.targetUrl, target, source.instanceId));
     options.log(`Copying instance ${source.instanceId} from ${source.file} to ${target}`);
-    const db = await Database.open({ databaseUrl: options.targetUrl, sqliteFile: layout.database }).catch(async (error: unknown) => {
-      await removeCopiedSchema(options.targetUrl, source.tables.map((t) => t.name)).catch(() => undefined);
-      throw new MoveError(`Could not make the schema in ${target}: ${error instanceof Error ? error.message : String(error)}`);
-    });
+    const db = await Database.open({ databaseUrl: options.targetUrl, sqliteFile: layout.database }).catch(
+      async (error: unknown) => {
+        await removeCopiedSchema(
+          options.targetUrl,
+          source.tables.map((t) => t.name),
+        ).catch(() => undefined);
+        throw new MoveError(
+          `Could not make the schema in ${target}: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      },
+    );
     let result: CopyResult;
     try {
       result = await copyInstance(source, db, options.onTable);
     } catch (error) {
       await db.close();
-      await removeCopiedSchema(options.targetUrl, source.tables.map((t) => t.name)).catch(() => undefined);
-      throw new MoveError(`${error instanceof Error ? error.message : String(error)} Everything was rolled back; ${target} is empty again and the SQLite file is unchanged.`);
+      await removeCopiedSchema(
+        options.targetUrl,
+        source.tables.map((t) => t.name),
+      ).catch(() => undefined);
+      throw new MoveError(
+        `${error instanceof Error ? error.message : String(error)} Everything was rolled back; ${target} is empty again and the SQLite file is unchanged.`,
+      );
     }
     await db.close();
     await recordMoveToPostgres(options.dataDir, source.instanceId, target);
@@ -104,7 +126,12 @@ function checkTargetUrl(url: string): string {
   } catch {
     // reported below
   }
-  if (!parsed || !['postgres:', 'postgresql:'].includes(parsed.protocol) || !parsed.hostname || parsed.pathname.length <= 1) {
+  if (
+    !parsed ||
+    !['postgres:', 'postgresql:'].includes(parsed.protocol) ||
+    !parsed.hostname ||
+    parsed.pathname.length <= 1
+  ) {
     throw new MoveError(
       `--to must be the URL of an empty PostgreSQL database, postgres://user:password@host:5432/database (got ${parsed ? `'${redact(url)}'` : 'something that is not a URL'}).`,
     );

@@ -53,7 +53,9 @@ export async function trainClassifier(
   const snapshot = await ctx.classifiers.trainingSnapshot(classifierId);
   if (!snapshot) {
     if (await ctx.classifiers.wasIssued(classifierId)) return 'gone';
-    throw new ForeignJobError(`The classifier '${classifierId}' was never created in this instance's database, so this job belongs to another instance.`);
+    throw new ForeignJobError(
+      `The classifier '${classifierId}' was never created in this instance's database, so this job belongs to another instance.`,
+    );
   }
   const { classifier } = snapshot;
   if (classifier.trainedGeneration >= classifier.generation) return 'up-to-date';
@@ -69,7 +71,13 @@ export async function trainClassifier(
       explanation = `Training failed after several attempts (${reason}). The previous version, if any, keeps serving; send the update again to retry.`;
     }
     if (explanation !== undefined) {
-      const { removedHeadFiles } = await ctx.versions.markFailed(classifierId, classifier.generation, explanation, ctx.now(), failedReplacementExplanation);
+      const { removedHeadFiles } = await ctx.versions.markFailed(
+        classifierId,
+        classifier.generation,
+        explanation,
+        ctx.now(),
+        failedReplacementExplanation,
+      );
       for (const file of removedHeadFiles) await ctx.heads.remove(file);
     }
     throw error;
@@ -99,14 +107,17 @@ async function trainSnapshot(
   const usable = [...positivesByHash.keys()];
   for (const [i, name] of classes.entries()) {
     if (!usable.some((h) => positivesByHash.get(h)!.includes(i))) {
-      const unreadable = examples.filter((e) => e.className === name).map((e) => `${entryLabel(e)}: ${failures.get(e.imageHash) ?? 'it could not be read'}`);
+      const unreadable = examples
+        .filter((e) => e.className === name)
+        .map((e) => `${entryLabel(e)}: ${failures.get(e.imageHash) ?? 'it could not be read'}`);
       throw new TrainingDataError(
         unreadable.length === 0
           ? `The class '${name}' has no example images. Send a zip of images of '${name}' as ${name}_positive_examples with POST /v3/classifiers/${classifierId}.`
           : `The class '${name}' has no image that could be read (${listed(unreadable)}). Send images of '${name}' that open in an image viewer, in a zip, with POST /v3/classifiers/${classifierId}.`,
       );
     }
-    if (usable.every((h) => positivesByHash.get(h)!.includes(i))) throw new TrainingDataError(noNegativesMessage(classifierId, name, examples));
+    if (usable.every((h) => positivesByHash.get(h)!.includes(i)))
+      throw new TrainingDataError(noNegativesMessage(classifierId, name, examples));
   }
 
   let head;
@@ -223,7 +234,8 @@ async function embedAll(
     const inputs = await Promise.all(
       chunk.map(async (hash) => ({ name: hash, bytes: await ctx.images.read(hash).catch(() => undefined) })),
     );
-    for (const input of inputs) if (!input.bytes) failures.set(input.name, 'the stored copy of the image is missing; upload it again');
+    for (const input of inputs)
+      if (!input.bytes) failures.set(input.name, 'the stored copy of the image is missing; upload it again');
     const stored = inputs.filter((input): input is { name: string; bytes: Buffer } => input.bytes !== undefined);
     const results = await ctx.embedder.analyze(stored, undefined, { priority: 'background' });
     const fresh: Array<{ hash: string; embedding: Float32Array }> = [];

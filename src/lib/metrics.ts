@@ -1,5 +1,14 @@
 import os from 'node:os';
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import {
+  AggregatorRegistry,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from 'prom-client';
 
 /** A registry's metrics as prom-client's JSON: what each process publishes and the scraped API process merges. */
 export type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];
@@ -103,7 +112,9 @@ export class ApiMetrics extends ProcessMetrics {
    * scraped process sets them itself, and another process's copy would count them twice.
    */
   override async publishedSnapshot(): Promise<MetricsSnapshot> {
-    const instanceWide = new Set(['training_queue_jobs', 'worker_reports', 'api_reports'].map((name) => `${PREFIX}${name}`));
+    const instanceWide = new Set(
+      ['training_queue_jobs', 'worker_reports', 'api_reports'].map((name) => `${PREFIX}${name}`),
+    );
     return (await this.snapshot()).filter((metric) => !instanceWide.has(metric.name));
   }
 
@@ -148,7 +159,13 @@ export function mergeSnapshots(snapshots: MetricsSnapshot[]): Registry {
 export function isSnapshot(value: unknown): value is MetricsSnapshot {
   return (
     Array.isArray(value) &&
-    value.every((m) => typeof m?.name === 'string' && typeof m.help === 'string' && typeof m.type === 'string' && Array.isArray(m.values))
+    value.every(
+      (m) =>
+        typeof m?.name === 'string' &&
+        typeof m.help === 'string' &&
+        typeof m.type === 'string' &&
+        Array.isArray(m.values),
+    )
   );
 }
 

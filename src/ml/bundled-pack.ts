@@ -1,6 +1,12 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { BUNDLED_INPUT_NAME, BUNDLED_INPUT_SIZE, convertBundledBackbone, EMBEDDING_TAPS, EXPLICIT_OUTPUT } from './convert/bundled-backbone';
+import {
+  BUNDLED_INPUT_NAME,
+  BUNDLED_INPUT_SIZE,
+  convertBundledBackbone,
+  EMBEDDING_TAPS,
+  EXPLICIT_OUTPUT,
+} from './convert/bundled-backbone';
 import { loadPack, PackError } from './model-pack';
 import { installPackAtomically } from './pack-install';
 import type { PackManifest } from './types';
@@ -47,7 +53,10 @@ function bundledManifest(explicitLabels: string[]): PackManifest {
     version: BUNDLED_PACK_VERSION,
     model: MODEL_FILE,
     input: { name: BUNDLED_INPUT_NAME, size: BUNDLED_INPUT_SIZE, mean: [0, 0, 0], std: [1, 1, 1] },
-    embedding: { outputs: EMBEDDING_TAPS.map((tap) => tap.output), dim: EMBEDDING_TAPS.reduce((sum, tap) => sum + tap.dim, 0) },
+    embedding: {
+      outputs: EMBEDDING_TAPS.map((tap) => tap.output),
+      dim: EMBEDDING_TAPS.reduce((sum, tap) => sum + tap.dim, 0),
+    },
     heads: { explicit: { output: EXPLICIT_OUTPUT, labels: explicitLabels } },
   };
 }

@@ -84,7 +84,7 @@ function linearToLab(rl: number, gl: number, bl: number): [number, number, numbe
   const x = (0.4124 * rl + 0.3576 * gl + 0.1805 * bl) / 0.95047;
   const y = 0.2126 * rl + 0.7152 * gl + 0.0722 * bl;
   const z = (0.0193 * rl + 0.1192 * gl + 0.9505 * bl) / 1.08883;
-  const f = (t: number) => (t > 216 / 24389 ? Math.cbrt(t) : (24389 / 27 * t + 16) / 116);
+  const f = (t: number) => (t > 216 / 24389 ? Math.cbrt(t) : ((24389 / 27) * t + 16) / 116);
   const fy = f(y);
   return [116 * fy - 16, 500 * (f(x) - fy), 200 * (fy - f(z))];
 }
@@ -118,7 +118,9 @@ const UNKNOWN = 0xff;
  * this costs far less than building the whole table (≈0.15 s).
  */
 const nearestByCell = new Uint8Array(1 << (3 * CELL_BITS)).fill(UNKNOWN);
-const CELL_CENTRE_LIGHT = Array.from({ length: 1 << CELL_BITS }, (_, q) => linearLight((q << DROPPED_BITS) + ((1 << DROPPED_BITS) - 1) / 2));
+const CELL_CENTRE_LIGHT = Array.from({ length: 1 << CELL_BITS }, (_, q) =>
+  linearLight((q << DROPPED_BITS) + ((1 << DROPPED_BITS) - 1) / 2),
+);
 
 function cellOf(r: number, g: number, b: number): number {
   return ((r >> DROPPED_BITS) << (2 * CELL_BITS)) | ((g >> DROPPED_BITS) << CELL_BITS) | (b >> DROPPED_BITS);
@@ -128,7 +130,11 @@ function nearestForCell(cell: number): number {
   let index = nearestByCell[cell];
   if (index === UNKNOWN) {
     const mask = (1 << CELL_BITS) - 1;
-    const lab = linearToLab(CELL_CENTRE_LIGHT[cell >> (2 * CELL_BITS)], CELL_CENTRE_LIGHT[(cell >> CELL_BITS) & mask], CELL_CENTRE_LIGHT[cell & mask]);
+    const lab = linearToLab(
+      CELL_CENTRE_LIGHT[cell >> (2 * CELL_BITS)],
+      CELL_CENTRE_LIGHT[(cell >> CELL_BITS) & mask],
+      CELL_CENTRE_LIGHT[cell & mask],
+    );
     index = nearestPaletteIndex(lab);
     nearestByCell[cell] = index;
   }

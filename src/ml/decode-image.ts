@@ -90,16 +90,38 @@ export function sniffImageType(bytes: Buffer): ImageType | null {
 const ACCEPTED_FORMATS = 'a JPEG, PNG, GIF, TIFF or WebP image';
 
 /** ISO base media brands of still images (HEIF/HEIC, AVIF); other brands (mp4, mov…) are videos. */
-const IMAGE_BRANDS = new Set(['heic', 'heix', 'heim', 'heis', 'hevc', 'hevx', 'hevm', 'hevs', 'mif1', 'msf1', 'avif', 'avis']);
+const IMAGE_BRANDS = new Set([
+  'heic',
+  'heix',
+  'heim',
+  'heis',
+  'hevc',
+  'hevx',
+  'hevm',
+  'hevs',
+  'mif1',
+  'msf1',
+  'avif',
+  'avis',
+]);
 
 /** The name of an image format that is recognised but not accepted, from the file's first bytes. */
 function unsupportedImageFormat(bytes: Buffer): string | null {
-  if (startsWith(bytes, ascii('BM')) && bytes.length >= 26 && bytes.readUInt32LE(14) >= 12 && bytes.readUInt32LE(14) <= 124) return 'BMP';
+  if (
+    startsWith(bytes, ascii('BM')) &&
+    bytes.length >= 26 &&
+    bytes.readUInt32LE(14) >= 12 &&
+    bytes.readUInt32LE(14) <= 124
+  )
+    return 'BMP';
   if (startsWith(bytes, ascii('ftyp'), 4)) {
     const brand = bytes.toString('latin1', 8, 12);
     if (IMAGE_BRANDS.has(brand)) return brand.startsWith('avi') ? 'AVIF' : 'HEIC';
   }
-  if (startsWith(bytes, [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a]) || startsWith(bytes, [0xff, 0x4f, 0xff, 0x51])) {
+  if (
+    startsWith(bytes, [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a]) ||
+    startsWith(bytes, [0xff, 0x4f, 0xff, 0x51])
+  ) {
     return 'JPEG 2000';
   }
   return null;
@@ -119,12 +141,14 @@ function describeUnaccepted(bytes: Buffer): string {
   const head = bytes.subarray(0, 512);
   const text = head.toString('latin1').trimStart().toLowerCase();
   if (startsWith(bytes, ascii('%PDF'))) return 'it is a PDF document';
-  if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04])) return 'it is a ZIP archive (archives inside archives are not opened)';
+  if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04]))
+    return 'it is a ZIP archive (archives inside archives are not opened)';
   const unsupported = unsupportedImageFormat(bytes);
   if (unsupported) return `it is a ${unsupported} image, which is not supported`;
   if (startsWith(bytes, ascii('BM'))) return 'it is a BMP image, which is not supported';
   if (startsWith(bytes, ascii('ftyp'), 4)) return 'it is a HEIC/AVIF or video file, which is not supported';
-  if (text.startsWith('<svg') || (text.startsWith('<?xml') && text.includes('<svg'))) return 'it is an SVG drawing, which is not supported';
+  if (text.startsWith('<svg') || (text.startsWith('<?xml') && text.includes('<svg')))
+    return 'it is an SVG drawing, which is not supported';
   const printable = head.every((b) => b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b !== 0x7f));
   if (printable) return 'it contains text';
   return `it starts with bytes ${[...bytes.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`;
@@ -150,7 +174,8 @@ function sharpDetail(err: unknown): string {
   return message.split('\n')[0].trim();
 }
 
-const INCOMPLETE_REASON = 'the file is incomplete: it ends before the image data does (was the upload or download cut short?); upload the complete file';
+const INCOMPLETE_REASON =
+  'the file is incomplete: it ends before the image data does (was the upload or download cut short?); upload the complete file';
 
 function decodeFailureReason(type: ImageType, bytes: Buffer, err: unknown): string {
   const detail = sharpDetail(err);
@@ -161,7 +186,8 @@ function decodeFailureReason(type: ImageType, bytes: Buffer, err: unknown): stri
 
 function tooManyPixelsReason(width?: number, height?: number): string {
   const limit = `the ${MAX_INPUT_PIXELS / 1e6}-megapixel limit`;
-  if (width === undefined || height === undefined) return `the image has more pixels than ${limit}; scale it down and upload it again`;
+  if (width === undefined || height === undefined)
+    return `the image has more pixels than ${limit}; scale it down and upload it again`;
   const megapixels = ((width * height) / 1e6).toFixed(1);
   return `the image is ${width}×${height} pixels (${megapixels} megapixels), more than ${limit}; scale it down and upload it again`;
 }
@@ -211,7 +237,14 @@ function decodeOptions(failOn: 'warning' | 'none') {
 async function renderSquares(bytes: Buffer, views: SquareView[], failOn: 'warning' | 'none'): Promise<Buffer[]> {
   if (views.length === 1) {
     const [{ size, fit }] = views;
-    return [await finishSquare(sharp(bytes, decodeOptions(failOn)).flatten({ background: '#ffffff' }).resize(size, size, { fit, position: 'centre' }), size)];
+    return [
+      await finishSquare(
+        sharp(bytes, decodeOptions(failOn))
+          .flatten({ background: '#ffffff' })
+          .resize(size, size, { fit, position: 'centre' }),
+        size,
+      ),
+    ];
   }
   const largest = Math.max(...views.map((view) => view.size));
   const { data, info } = await sharp(bytes, decodeOptions(failOn))
@@ -221,7 +254,11 @@ async function renderSquares(bytes: Buffer, views: SquareView[], failOn: 'warnin
     .raw()
     .toBuffer({ resolveWithObject: true });
   const raw = { width: info.width, height: info.height, channels: info.channels };
-  return Promise.all(views.map(({ size, fit }) => finishSquare(sharp(data, { raw }).resize(size, size, { fit, position: 'centre' }), size)));
+  return Promise.all(
+    views.map(({ size, fit }) =>
+      finishSquare(sharp(data, { raw }).resize(size, size, { fit, position: 'centre' }), size),
+    ),
+  );
 }
 
 async function finishSquare(pipeline: Sharp, size: number): Promise<Buffer> {
@@ -282,8 +319,20 @@ function filteredDataLength(width: number, height: number, channels: number, int
   const rows = (w: number, h: number) => (w === 0 || h === 0 ? 0 : h * (1 + w * channels));
   if (!interlaced) return rows(width, height);
   // Adam7: [first column, first row, column step, row step] of each pass.
-  const passes = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]];
-  return passes.reduce((sum, [x0, y0, dx, dy]) => sum + rows(Math.ceil(Math.max(0, width - x0) / dx), Math.ceil(Math.max(0, height - y0) / dy)), 0);
+  const passes = [
+    [0, 0, 8, 8],
+    [4, 0, 8, 8],
+    [0, 4, 4, 8],
+    [2, 0, 4, 4],
+    [0, 2, 2, 4],
+    [1, 0, 2, 2],
+    [0, 1, 1, 2],
+  ];
+  return passes.reduce(
+    (sum, [x0, y0, dx, dy]) =>
+      sum + rows(Math.ceil(Math.max(0, width - x0) / dx), Math.ceil(Math.max(0, height - y0) / dy)),
+    0,
+  );
 }
 
 function pngChunk(type: string, data: Buffer): Buffer {
@@ -306,11 +355,15 @@ const CGBI_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 4: 2, 6: 4 };
  */
 async function standardPngFromAppleCgbi(bytes: Buffer, fileName: string): Promise<Buffer> {
   const refuse = (what: string, cause?: unknown) =>
-    new ImageDecodeError(fileName, `it is a PNG optimised by Xcode for iOS (CgBI) ${what}; ${CGBI_EXPORT_ADVICE}`, cause === undefined ? undefined : { cause });
+    new ImageDecodeError(
+      fileName,
+      `it is a PNG optimised by Xcode for iOS (CgBI) ${what}; ${CGBI_EXPORT_ADVICE}`,
+      cause === undefined ? undefined : { cause },
+    );
   let header: Buffer | undefined;
   const data: Buffer[] = [];
   let ended = false;
-  for (let at = 8; at + 12 <= bytes.length && !ended; ) {
+  for (let at = 8; at + 12 <= bytes.length && !ended;) {
     const length = bytes.readUInt32BE(at);
     const type = bytes.toString('latin1', at + 4, at + 8);
     if (at + 12 + length > bytes.length) break;
@@ -327,14 +380,16 @@ async function standardPngFromAppleCgbi(bytes: Buffer, fileName: string): Promis
   const [bitDepth, colourType, , , interlace] = header.subarray(8);
   if (width * height > MAX_INPUT_PIXELS) throw new ImageDecodeError(fileName, tooManyPixelsReason(width, height));
   const channels = CGBI_CHANNELS[colourType];
-  if (bitDepth !== 8 || channels === undefined) throw refuse(`with ${bitDepth}-bit samples of colour type ${colourType}, which is not read here`);
+  if (bitDepth !== 8 || channels === undefined)
+    throw refuse(`with ${bitDepth}-bit samples of colour type ${colourType}, which is not read here`);
   const expected = filteredDataLength(width, height, channels, interlace === 1);
   let filtered: Buffer;
   try {
     // Bounded by what the header says, so a deflate bomb stops there.
     filtered = zlib.inflateRawSync(Buffer.concat(data), { maxOutputLength: expected });
   } catch (err) {
-    if (/unexpected end/i.test(sharpDetail(err))) throw new ImageDecodeError(fileName, INCOMPLETE_REASON, { cause: err });
+    if (/unexpected end/i.test(sharpDetail(err)))
+      throw new ImageDecodeError(fileName, INCOMPLETE_REASON, { cause: err });
     throw refuse(`whose image data is corrupt (${sharpDetail(err)})`, err);
   }
   if (filtered.length !== expected) throw new ImageDecodeError(fileName, INCOMPLETE_REASON);
@@ -360,9 +415,12 @@ async function standardPngFromAppleCgbi(bytes: Buffer, fileName: string): Promis
     }
     const alpha = pixels[i + channels - 1];
     if (!hasAlpha || alpha === 255) continue;
-    for (let c = 0; c < channels - 1; c++) pixels[i + c] = alpha === 0 ? 0 : Math.min(255, Math.round((pixels[i + c] * 255) / alpha));
+    for (let c = 0; c < channels - 1; c++)
+      pixels[i + c] = alpha === 0 ? 0 : Math.min(255, Math.round((pixels[i + c] * 255) / alpha));
   }
-  return sharp(pixels, { raw: { width, height, channels: channels as 2 | 3 | 4 } }).png({ compressionLevel: 1 }).toBuffer();
+  return sharp(pixels, { raw: { width, height, channels: channels as 2 | 3 | 4 } })
+    .png({ compressionLevel: 1 })
+    .toBuffer();
 }
 
 /**
@@ -394,10 +452,14 @@ export async function decodeImageViews(bytes: Buffer, fileName: string, views: S
       throw new RangeError(`decodeImage: size must be an integer from 1 to ${MAX_OUTPUT_SIZE}, got ${size}`);
     }
   }
-  if (bytes.length === 0) throw new ImageDecodeError(fileName, 'the file is empty (0 bytes); upload the image file itself');
+  if (bytes.length === 0)
+    throw new ImageDecodeError(fileName, 'the file is empty (0 bytes); upload the image file itself');
   const type = sniffImageType(bytes);
   if (type === null) {
-    throw new ImageDecodeError(fileName, `the file is not ${ACCEPTED_FORMATS}: ${describeUnaccepted(bytes)}; upload the picture as JPEG or PNG`);
+    throw new ImageDecodeError(
+      fileName,
+      `the file is not ${ACCEPTED_FORMATS}: ${describeUnaccepted(bytes)}; upload the picture as JPEG or PNG`,
+    );
   }
   if (type === 'png' && isAppleCgbiPng(bytes)) bytes = await standardPngFromAppleCgbi(bytes, fileName);
   const header = await readHeader(bytes, fileName, type);
@@ -418,7 +480,12 @@ async function decodeToSquare(bytes: Buffer, fileName: string, size: number, fit
   return decoded;
 }
 
-async function decodeTruncatedJpeg(bytes: Buffer, fileName: string, views: SquareView[], strictError: unknown): Promise<Buffer[]> {
+async function decodeTruncatedJpeg(
+  bytes: Buffer,
+  fileName: string,
+  views: SquareView[],
+  strictError: unknown,
+): Promise<Buffer[]> {
   let missing: number;
   try {
     missing = await missingJpegFraction(bytes);

@@ -29,7 +29,10 @@ export interface DefaultClassifierInput {
  * appears once (the higher score wins when two nodes share a name, like the bird and the machine
  * 'crane', or when the detector and ImageNet both name a 'dog'), sorted by score, highest first.
  */
-export function defaultClasses(input: DefaultClassifierInput, labels: readonly ImagenetClass[] = BUNDLED_IMAGENET_CLASSES): BuiltinClass[] {
+export function defaultClasses(
+  input: DefaultClassifierInput,
+  labels: readonly ImagenetClass[] = BUNDLED_IMAGENET_CLASSES,
+): BuiltinClass[] {
   const candidates = [...input.colors, ...(input.objects ?? [])];
   if (input.imagenetLogits) candidates.push(...hierarchyClasses(softmax(input.imagenetLogits, labels.length), labels));
 

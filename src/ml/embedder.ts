@@ -55,7 +55,6 @@ export type StageObserver = (stage: 'decode' | 'backbone' | 'detector', seconds:
  */
 export type AnalysisPart = 'objects' | 'explicit' | 'imagenetLogits' | 'colors';
 
-
 /**
  * nsfwjs's softmax classes that depict sexual content explicitly: photographed (porn) or drawn
  * (hentai). "sexy" is suggestive but not explicit, "drawing" and "neutral" are safe. The classes
@@ -95,7 +94,9 @@ export class Embedder {
     // With the detector, one square serves both networks: CenterNet's stretched S×S, and the pack's input
     // is its k×k block average (S = k × the pack's size), which an exported model computes the same way.
     this.poolFactor = detector ? detector.pack.inputSize / manifest.input.size : 1;
-    this.views = [detector ? { size: detector.pack.inputSize, fit: 'fill' } : { size: manifest.input.size, fit: 'cover' }];
+    this.views = [
+      detector ? { size: detector.pack.inputSize, fit: 'fill' } : { size: manifest.input.size, fit: 'cover' },
+    ];
     this.scale = manifest.input.std.map((std) => 1 / (255 * std));
     this.offset = manifest.input.mean.map((mean, c) => -mean / manifest.input.std[c]);
     this.explicitIndices = EXPLICIT_LABELS.map((label) => manifest.heads.explicit?.labels.indexOf(label) ?? -1);
@@ -103,19 +104,25 @@ export class Embedder {
 
   static async create(pack: LoadedPack, options: EmbedderOptions): Promise<Embedder> {
     const batchSize = options.batchSize ?? 16;
-    if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(options.threads) || options.threads < 1)
+      throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
     const { manifest } = pack;
     const explicitLabels = manifest.heads.explicit?.labels;
     if (explicitLabels && !EXPLICIT_LABELS.every((label) => explicitLabels.includes(label))) {
       throw new PackError(pack.modelPath, `the explicit head's labels must include ${EXPLICIT_LABELS.join(' and ')}`);
     }
-    const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter((name): name is string => !!name);
+    const heads = [manifest.heads.explicit?.output, manifest.heads.imagenet?.output].filter(
+      (name): name is string => !!name,
+    );
     const inference = await InferenceWorker.create(pack.modelPath, {
       intraOpNumThreads: options.threads,
       cuts: heads.length > 0 ? [manifest.embedding.outputs] : [],
     }).catch((error: unknown) => {
-      throw error instanceof MissingOutputsError ? new PackError(pack.modelPath, `the model lacks ${error.missing.join(', ')} named in the manifest`) : error;
+      throw error instanceof MissingOutputsError
+        ? new PackError(pack.modelPath, `the model lacks ${error.missing.join(', ')} named in the manifest`)
+        : error;
     });
     const wanted = [...manifest.embedding.outputs, ...heads];
     const missing = wanted.filter((name) => !inference.outputNames.includes(name));
@@ -129,19 +136,26 @@ export class Embedder {
       const pack = options.detector;
       if (!Number.isInteger(pack.inputSize / manifest.input.size)) {
         await inference.close();
-        throw new PackError(pack.modelPath, `the detector's input (${pack.inputSize}) is not a whole multiple of the pack's (${manifest.input.size})`);
+        throw new PackError(
+          pack.modelPath,
+          `the detector's input (${pack.inputSize}) is not a whole multiple of the pack's (${manifest.input.size})`,
+        );
       }
       const tapOutputs = pack.taps.map((tap) => tap.output);
-      const detectorInference = await InferenceWorker.create(pack.modelPath, { intraOpNumThreads: options.threads, cuts: [tapOutputs] }).catch(
-        async (error: unknown) => {
-          await inference.close();
-          throw error instanceof MissingOutputsError
-            ? new PackError(pack.modelPath, `the detector model lacks ${error.missing.join(', ')} named in its manifest`)
-            : error;
-        },
+      const detectorInference = await InferenceWorker.create(pack.modelPath, {
+        intraOpNumThreads: options.threads,
+        cuts: [tapOutputs],
+      }).catch(async (error: unknown) => {
+        await inference.close();
+        throw error instanceof MissingOutputsError
+          ? new PackError(pack.modelPath, `the detector model lacks ${error.missing.join(', ')} named in its manifest`)
+          : error;
+      });
+      const lacking = [CENTERNET_OUTPUT_NAME, ...pack.taps.map((tap) => tap.output)].filter(
+        (name) => !detectorInference.outputNames.includes(name),
       );
-      const lacking = [CENTERNET_OUTPUT_NAME, ...pack.taps.map((tap) => tap.output)].filter((name) => !detectorInference.outputNames.includes(name));
-      if (!detectorInference.inputNames.includes(CENTERNET_INPUT_NAME)) lacking.unshift(`input ${CENTERNET_INPUT_NAME}`);
+      if (!detectorInference.inputNames.includes(CENTERNET_INPUT_NAME))
+        lacking.unshift(`input ${CENTERNET_INPUT_NAME}`);
       if (lacking.length > 0) {
         await Promise.all([inference.close(), detectorInference.close()]);
         throw new PackError(pack.modelPath, `the detector model lacks ${lacking.join(', ')} named in its manifest`);
@@ -203,7 +217,10 @@ export class Embedder {
   }
 
   /** Each image decoded once: the pack's square (cover), or with a detector CenterNet's (stretched), which feeds both. */
-  private async decodeBatch(batch: ImageInput[], observeStage: StageObserver): Promise<Array<DecodedImage[] | ImageDecodeError>> {
+  private async decodeBatch(
+    batch: ImageInput[],
+    observeStage: StageObserver,
+  ): Promise<Array<DecodedImage[] | ImageDecodeError>> {
     const start = process.hrtime.bigint();
     const decoded = await mapLimited(batch, this.decodeConcurrency, async (image) => {
       try {
@@ -217,7 +234,12 @@ export class Embedder {
     return decoded;
   }
 
-  private async infer(decoded: DecodedImage[][], observeStage: StageObserver, priority: InferencePriority, parts: Set<AnalysisPart>): Promise<ImageAnalysis[]> {
+  private async infer(
+    decoded: DecodedImage[][],
+    observeStage: StageObserver,
+    priority: InferencePriority,
+    parts: Set<AnalysisPart>,
+  ): Promise<ImageAnalysis[]> {
     const { manifest } = this;
     const { name, size } = manifest.input;
     const images = decoded.map(([square]) => square);
@@ -225,14 +247,21 @@ export class Embedder {
     const imagenetHead = parts.has('imagenetLogits') ? manifest.heads.imagenet : undefined;
     const heads = [explicitHead?.output, imagenetHead?.output].filter((output): output is string => !!output);
     const start = process.hrtime.bigint();
-    const running = this.inference.run(name, { data: this.toNchw(images), dims: [images.length, 3, size, size] }, [...manifest.embedding.outputs, ...heads], priority);
+    const running = this.inference.run(
+      name,
+      { data: this.toNchw(images), dims: [images.length, 3, size, size] },
+      [...manifest.embedding.outputs, ...heads],
+      priority,
+    );
     const observed = <T>(stage: 'backbone' | 'detector', work: Promise<T>): Promise<T> =>
       work.then((result) => {
         observeStage(stage, secondsSince(start));
         return result;
       });
     // CenterNet's graph takes one image: each goes as its own request, all queued at once on the detector's thread.
-    const detecting = this.detector && observed('detector', Promise.all(images.map((image) => this.detect(image, priority, parts.has('objects')))));
+    const detecting =
+      this.detector &&
+      observed('detector', Promise.all(images.map((image) => this.detect(image, priority, parts.has('objects')))));
     const colors = parts.has('colors') ? images.map(colorClasses) : undefined; // while the workers infer
     const [outputs, detected] = await Promise.all([observed('backbone', running), detecting]);
     const data = (outputName: string): Float32Array => outputs[outputName].data;
@@ -247,12 +276,19 @@ export class Embedder {
         height: image.height,
       };
       if (colors) analysis.colors = colors[i];
-      if (detected) analysis.packEmbedding = { key: packKey(manifest), embedding: this.embedding(packParts, manifest.embedding.dim) };
+      if (detected)
+        analysis.packEmbedding = {
+          key: packKey(manifest),
+          embedding: this.embedding(packParts, manifest.embedding.dim),
+        };
       const detections = detected?.[i].detections;
       if (detections) analysis.objects = objectClasses(detections);
       if (explicitProbs) {
         const per = explicitProbs.length / images.length;
-        analysis.explicit = Math.min(1, this.explicitIndices.reduce((sum, k) => sum + explicitProbs[i * per + k], 0));
+        analysis.explicit = Math.min(
+          1,
+          this.explicitIndices.reduce((sum, k) => sum + explicitProbs[i * per + k], 0),
+        );
       }
       if (imagenetLogits) {
         const per = imagenetLogits.length / images.length;
@@ -285,7 +321,9 @@ export class Embedder {
     if (!withDetections) return { taps: tapValues };
     const detections = outputs[CENTERNET_OUTPUT_NAME].data;
     if (detections.length !== CENTERNET_MAX_DETECTIONS * DETECTION_ROW) {
-      throw new Error(`${pack.modelPath}: expected ${CENTERNET_MAX_DETECTIONS}×${DETECTION_ROW} detection values, got ${detections.length}`);
+      throw new Error(
+        `${pack.modelPath}: expected ${CENTERNET_MAX_DETECTIONS}×${DETECTION_ROW} detection values, got ${detections.length}`,
+      );
     }
     return { detections, taps: tapValues };
   }
@@ -310,7 +348,8 @@ export class Embedder {
         for (let y = 0; y < size; y += 1) {
           for (let x = 0; x < size; x += 1) {
             let sum = 0;
-            for (let dy = 0; dy < k; dy += 1) for (let dx = 0; dx < k; dx += 1) sum += rgb[(y * k + dy) * row + (x * k + dx) * 3 + c];
+            for (let dy = 0; dy < k; dy += 1)
+              for (let dx = 0; dx < k; dx += 1) sum += rgb[(y * k + dy) * row + (x * k + dx) * 3 + c];
             out[base + y * size + x] = sum * scale + offset;
           }
         }
@@ -324,7 +363,8 @@ export class Embedder {
     const out = new Float32Array(dim);
     let at = 0;
     for (const part of parts) {
-      if (at + part.length > dim) throw new PackError(this.packKey, `embedding outputs hold more than the manifests' dim ${dim}`);
+      if (at + part.length > dim)
+        throw new PackError(this.packKey, `embedding outputs hold more than the manifests' dim ${dim}`);
       const norm = l2Norm(part);
       for (let j = 0; j < part.length; j += 1) out[at + j] = norm > 0 ? part[j] / norm : 0;
       at += part.length;

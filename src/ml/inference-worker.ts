@@ -73,7 +73,10 @@ export type InferencePriority = 'interactive' | 'background';
 /** An ONNX Runtime session (CPU) living in its own thread. Requests run one after another. */
 export class InferenceWorker {
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (outputs: Record<string, WorkerTensor>) => void; reject: (error: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (outputs: Record<string, WorkerTensor>) => void; reject: (error: Error) => void }
+  >();
   /**
    * Requests not yet handed to the thread, by lane. One request runs on the thread at a time and
    * the next is chosen only when it ends, so an interactive request (a classify) waits for at most
@@ -110,10 +113,16 @@ export class InferenceWorker {
     const cutModels = cuts.map((outputs) => cutToOutputs(whole!, outputs));
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { ortPath: require.resolve('onnxruntime-node'), modelPath, cuts: cutModels, intraOpNumThreads: options.intraOpNumThreads },
+      workerData: {
+        ortPath: require.resolve('onnxruntime-node'),
+        modelPath,
+        cuts: cutModels,
+        intraOpNumThreads: options.intraOpNumThreads,
+      },
     });
     return new Promise((resolve, reject) => {
-      const onExit = (code: number): void => reject(new Error(`${modelPath}: inference worker exited (code ${code}) while loading the model`));
+      const onExit = (code: number): void =>
+        reject(new Error(`${modelPath}: inference worker exited (code ${code}) while loading the model`));
       worker.once('error', reject);
       worker.once('exit', onExit);
       worker.once('message', (reply: Reply) => {
@@ -123,7 +132,9 @@ export class InferenceWorker {
           resolve(new InferenceWorker(worker, modelPath, reply.inputNames, reply.outputNames, cuts));
         } else {
           void worker.terminate();
-          reject(new Error(`${modelPath}: cannot load the model: ${'error' in reply ? reply.error : 'unexpected reply'}`));
+          reject(
+            new Error(`${modelPath}: cannot load the model: ${'error' in reply ? reply.error : 'unexpected reply'}`),
+          );
         }
       });
     });
@@ -146,7 +157,9 @@ export class InferenceWorker {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.waiting[priority].push(() =>
-        this.worker.postMessage({ id, session, input: inputName, data: input.data, dims: input.dims, outputs }, [input.data.buffer as ArrayBuffer]),
+        this.worker.postMessage({ id, session, input: inputName, data: input.data, dims: input.dims, outputs }, [
+          input.data.buffer as ArrayBuffer,
+        ]),
       );
       this.startNext();
     });

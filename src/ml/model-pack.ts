@@ -12,7 +12,10 @@ export interface LoadedPack {
 
 /** A pack directory is missing, or its manifest or files are broken. */
 export class PackError extends Error {
-  constructor(readonly file: string, readonly reason: string) {
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+  ) {
     super(`model pack ${file}: ${reason}`);
     this.name = 'PackError';
   }
@@ -54,7 +57,10 @@ export async function loadPack(modelsDir: string, id: PackId): Promise<LoadedPac
   try {
     text = await fs.readFile(manifestPath, 'utf8');
   } catch (error) {
-    throw new PackError(manifestPath, isNotFound(error) ? 'not installed (no manifest.json)' : `unreadable: ${String(error)}`);
+    throw new PackError(
+      manifestPath,
+      isNotFound(error) ? 'not installed (no manifest.json)' : `unreadable: ${String(error)}`,
+    );
   }
   let json: unknown;
   try {
@@ -101,7 +107,8 @@ export async function loadBestPack(modelsDir: string): Promise<LoadedPack> {
 async function requireFile(manifestPath: string, file: string): Promise<void> {
   try {
     const stat = await fs.stat(file);
-    if (!stat.isFile() || stat.size === 0) throw new PackError(manifestPath, `${path.basename(file)} is empty or not a file`);
+    if (!stat.isFile() || stat.size === 0)
+      throw new PackError(manifestPath, `${path.basename(file)} is empty or not a file`);
   } catch (error) {
     if (error instanceof PackError) throw error;
     throw new PackError(manifestPath, `${path.basename(file)} is missing`);

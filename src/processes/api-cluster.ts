@@ -77,10 +77,17 @@ export async function startApiCluster(env: NodeJS.ProcessEnv): Promise<RunningCl
       });
       child.once('exit', (code, signal) => {
         processes.delete(child);
-        reject(new ApiProcessStartError(`An API process exited while starting (code ${code}, signal ${signal}); its message is above.`));
+        reject(
+          new ApiProcessStartError(
+            `An API process exited while starting (code ${code}, signal ${signal}); its message is above.`,
+          ),
+        );
         // One that dies before it serves during the cluster's start fails the start (a bad database, say): no restart loop.
         if (stopping || (starting && !served)) return;
-        logger.error({ pid: child.process.pid, code, signal, restartInMs: restartDelay }, 'API process died; starting another');
+        logger.error(
+          { pid: child.process.pid, code, signal, restartInMs: restartDelay },
+          'API process died; starting another',
+        );
         scheduleReplacement();
       });
     });
@@ -126,7 +133,10 @@ export async function startApiCluster(env: NodeJS.ProcessEnv): Promise<RunningCl
       await worker.start();
     }
     starting = false;
-    logger.info({ port: first.port, apiProcesses: processes.size, pids: [...processes].map((p) => p.process.pid) }, 'API processes listening');
+    logger.info(
+      { port: first.port, apiProcesses: processes.size, pids: [...processes].map((p) => p.process.pid) },
+      'API processes listening',
+    );
     return {
       port: first.port,
       url: `http://127.0.0.1:${first.port}`,

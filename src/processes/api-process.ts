@@ -57,10 +57,12 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
 
   const redis = await resolveRedis(config.redisUrl, config.dataDir, logger);
   const metrics = config.ops.metrics ? new ApiMetrics() : undefined;
-  const instance = await openInstance(config, logger, { redisUrl: redis.url, metrics }).catch(async (error: unknown) => {
-    await redis.stop();
-    throw error;
-  });
+  const instance = await openInstance(config, logger, { redisUrl: redis.url, metrics }).catch(
+    async (error: unknown) => {
+      await redis.stop();
+      throw error;
+    },
+  );
   const { db, instanceId, namespace, embedder, queue, apiKeys } = instance;
   logger.info({ instanceId, namespace, database: db.location }, 'instance identity');
   const ctx: ServiceContext = {
@@ -108,14 +110,18 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     if (heads > 0) logger.info({ heads }, 'removed head files of interrupted training runs');
   };
   await sweepOrphans();
-  const sweeper = setInterval(() => void sweepOrphans().catch((err) => logger.warn({ err }, 'could not remove orphaned files')), config.orphanSweepMs);
+  const sweeper = setInterval(
+    () => void sweepOrphans().catch((err) => logger.warn({ err }, 'could not remove orphaned files')),
+    config.orphanSweepMs,
+  );
   sweeper.unref();
 
   // A new pack key (a new eye, or the ImageNet pack installed) retrains every classifier from its stored
   // examples; each old version serves until its new one is ready.
   const stale = await ctx.classifiers.markStalePackForRetraining(embedder.packKey);
   for (const id of stale) await queue.enqueue(id);
-  if (stale.length > 0) logger.info({ classifiers: stale.length, pack: embedder.packKey }, 'queued retraining for the new model pack');
+  if (stale.length > 0)
+    logger.info({ classifiers: stale.length, pack: embedder.packKey }, 'queued retraining for the new model pack');
 
   let worker: WorkerSupervisor | undefined;
   if (config.startWorker) {
@@ -148,7 +154,15 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   // A generated key is shown only once, by the caller after this returns: made after the last step that can
   // fail for a passing reason (Redis, the database under load), so a failed start never loses it.
   const { generatedKey } = await bootstrapApiKeys(apiKeys, config.apiKeys);
-  const app = createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir: uploads.path, rateLimitStore: rateLimit?.store });
+  const app = createApp({
+    ctx,
+    classify,
+    apiKeys,
+    openApi,
+    ops,
+    uploadDir: uploads.path,
+    rateLimitStore: rateLimit?.store,
+  });
   const server = await listen(app, config.port, config.host, config.keepAliveTimeoutMs);
   const port = (server.address() as AddressInfo).port;
   logger.info({ port }, 'Watson Visual Recognition v3 API listening');

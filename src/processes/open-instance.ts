@@ -61,10 +61,12 @@ export async function openInstance(config: Config, logger: Logger, options: Open
     sqliteFile: layout.database,
     dataDirectoryInstance: await readDataDirectoryInstance(config.dataDir),
   });
-  const { instanceId, namespace, claim } = await claimNamespace(config, db, options.redisUrl).catch(async (error: unknown) => {
-    await db.close();
-    throw error;
-  });
+  const { instanceId, namespace, claim } = await claimNamespace(config, db, options.redisUrl).catch(
+    async (error: unknown) => {
+      await db.close();
+      throw error;
+    },
+  );
   // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
   const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger).catch(async (error: unknown) => {
     await claim.release();
@@ -105,6 +107,10 @@ async function claimNamespace(config: Config, db: Database, redisUrl: string) {
   const instanceId = await readInstanceId(db);
   const namespace = queueNamespace(config.queuePrefix, instanceId);
   await bindDataDirectory(config.dataDir, instanceId, db);
-  const claim = await NamespaceClaim.acquire(redisUrl, namespace, { instanceId, database: db.fingerprint, path: db.location });
+  const claim = await NamespaceClaim.acquire(redisUrl, namespace, {
+    instanceId,
+    database: db.fingerprint,
+    path: db.location,
+  });
   return { instanceId, namespace, claim };
 }

@@ -40,7 +40,11 @@ export async function runTrainingWorker(): Promise<void> {
   const instance = await openInstance(config, logger, { redisUrl, metrics });
   const { instanceId, namespace } = instance;
   const negativeBank = loadNegativeBank(instance.embedder.packKey);
-  if (!negativeBank) logger.warn({ pack: instance.embedder.packKey }, 'no open-set bank for this pack: classifiers train without implicit negatives (the k-NN gate still applies)');
+  if (!negativeBank)
+    logger.warn(
+      { pack: instance.embedder.packKey },
+      'no open-set bank for this pack: classifiers train without implicit negatives (the k-NN gate still applies)',
+    );
   const training: TrainingContext = {
     classifiers: instance.classifiers,
     versions: instance.versions,
@@ -82,7 +86,9 @@ export async function runTrainingWorker(): Promise<void> {
   relay();
   const stopRequeueing = repeatAfter(config.trainingLockMs, () => {
     relay();
-    return requeueUnfinished(instance, logger).catch((err) => logger.warn({ err }, 'could not check for unfinished training'));
+    return requeueUnfinished(instance, logger).catch((err) =>
+      logger.warn({ err }, 'could not check for unfinished training'),
+    );
   });
   logger.info({ concurrency: config.workerConcurrency, instanceId, namespace }, 'training worker ready');
   process.send?.({ type: 'ready' });
@@ -108,7 +114,12 @@ export async function runTrainingWorker(): Promise<void> {
 }
 
 /** The BullMQ worker of training runs, with the instance's lock period and this process's concurrency. */
-function trainingWorker(config: Config, redisUrl: string, namespace: string, ctx: TrainingJobContext): Worker<TrainingJobData> {
+function trainingWorker(
+  config: Config,
+  redisUrl: string,
+  namespace: string,
+  ctx: TrainingJobContext,
+): Worker<TrainingJobData> {
   const worker = new Worker<TrainingJobData>(TRAINING_QUEUE_NAME, (job) => handleTrainingJob(ctx, job), {
     connection: redisConnection(redisUrl),
     prefix: namespace,
@@ -136,7 +147,10 @@ function callbackWorker(redisUrl: string, namespace: string, ctx: CallbackDelive
 
 /** Moves recorded callbacks to the delivery queue, in the background; with Redis down they wait for the next call. */
 function outboxRelay(ctx: CallbackDeliveryContext): () => void {
-  return () => void relayOutbox(ctx).catch((err) => ctx.logger.warn({ err }, 'could not queue callbacks; they wait for the next try'));
+  return () =>
+    void relayOutbox(ctx).catch((err) =>
+      ctx.logger.warn({ err }, 'could not queue callbacks; they wait for the next try'),
+    );
 }
 
 /**

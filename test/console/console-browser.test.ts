@@ -16,7 +16,8 @@ import { ALICE_KEY, bootService, VERSION, type TestService } from '../support/se
 
 const CHROMIUM = findChromium();
 if (!CHROMIUM) {
-  const message = 'No Chromium found (looked for CHROMIUM_PATH, /usr/bin/chromium, /usr/bin/chromium-browser): install it with `apt-get install chromium` (.ci/run does).';
+  const message =
+    'No Chromium found (looked for CHROMIUM_PATH, /usr/bin/chromium, /usr/bin/chromium-browser): install it with `apt-get install chromium` (.ci/run does).';
   // CI installs Chromium, so there a missing browser is a failure, not a skip.
   if (process.env.CI) throw new Error(message);
   console.warn(`SKIPPED the browser test of the web console. ${message}`);
@@ -42,8 +43,10 @@ const containsText = (locator: Locator, text: string, timeoutMs?: number) =>
   eventually(async () => expect(await locator.first().textContent({ timeout: 1000 })).toContain(text), timeoutMs);
 const hasText = (locator: Locator, text: string, timeoutMs?: number) =>
   eventually(async () => expect((await locator.first().textContent({ timeout: 1000 }))?.trim()).toBe(text), timeoutMs);
-const hasValue = (locator: Locator, value: string) => eventually(async () => expect(await locator.inputValue({ timeout: 1000 })).toBe(value));
-const hasCount = (locator: Locator, count: number, timeoutMs?: number) => eventually(async () => expect(await locator.count()).toBe(count), timeoutMs);
+const hasValue = (locator: Locator, value: string) =>
+  eventually(async () => expect(await locator.inputValue({ timeout: 1000 })).toBe(value));
+const hasCount = (locator: Locator, count: number, timeoutMs?: number) =>
+  eventually(async () => expect(await locator.count()).toBe(count), timeoutMs);
 /** Drops one file on an element the way a drag from the desktop does: dragover, then drop with a DataTransfer. */
 async function dropFile(target: Locator, name: string, type: string, data: Buffer): Promise<void> {
   const transfer = await target.page().evaluateHandle(
@@ -58,7 +61,8 @@ async function dropFile(target: Locator, name: string, type: string, data: Buffe
   await target.dispatchEvent('dragover', { dataTransfer: transfer });
   await target.dispatchEvent('drop', { dataTransfer: transfer });
 }
-const visible = (locator: Locator, timeoutMs = STEP_TIMEOUT_MS) => locator.first().waitFor({ state: 'visible', timeout: timeoutMs });
+const visible = (locator: Locator, timeoutMs = STEP_TIMEOUT_MS) =>
+  locator.first().waitFor({ state: 'visible', timeout: timeoutMs });
 
 describeWithBrowser('web console in Chromium', () => {
   let t: TestService;
@@ -87,7 +91,8 @@ describeWithBrowser('web console in Chromium', () => {
     page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
     page.on('console', (message) => {
       // A refused call is logged by Chromium as a failed resource; anything else (CSP violations included) is a fault.
-      if (message.type() === 'error' && !/Failed to load resource/.test(message.text())) pageErrors.push(`console: ${message.text()}`);
+      if (message.type() === 'error' && !/Failed to load resource/.test(message.text()))
+        pageErrors.push(`console: ${message.text()}`);
     });
     page.on('request', (request) => {
       requestCount++;
@@ -141,9 +146,15 @@ describeWithBrowser('web console in Chromium', () => {
     await page.getByRole('button', { name: 'New classifier' }).first().click();
     await page.getByLabel('Name', { exact: true }).fill('shapes');
     const slots = page.getByTestId('slot');
-    await slots.nth(0).getByTestId('file-input').setInputFiles({ name: 'circles.zip', mimeType: 'application/zip', buffer: zips.circles });
+    await slots
+      .nth(0)
+      .getByTestId('file-input')
+      .setInputFiles({ name: 'circles.zip', mimeType: 'application/zip', buffer: zips.circles });
     await hasValue(slots.nth(0).getByLabel('Class 1 name'), 'circles');
-    await slots.nth(1).getByTestId('file-input').setInputFiles(squareImages.map((buffer, i) => ({ name: `square-${i}.jpg`, mimeType: 'image/jpeg', buffer })));
+    await slots
+      .nth(1)
+      .getByTestId('file-input')
+      .setInputFiles(squareImages.map((buffer, i) => ({ name: `square-${i}.jpg`, mimeType: 'image/jpeg', buffer })));
     await containsText(slots.nth(1), 'images zipped here · 12 images');
     await slots.nth(1).getByLabel('Class 2 name').fill('squares');
     // The negatives are dropped, as a person drags a zip onto the slot.
@@ -201,7 +212,11 @@ describeWithBrowser('web console in Chromium', () => {
     await row('shapes').click();
     await page.getByRole('button', { name: 'Add examples…' }).click();
     const addForm = page.getByRole('form', { name: 'Add examples' });
-    await addForm.getByTestId('slot').first().getByTestId('file-input').setInputFiles({ name: 'stripes.zip', mimeType: 'application/zip', buffer: zips.stripes });
+    await addForm
+      .getByTestId('slot')
+      .first()
+      .getByTestId('file-input')
+      .setInputFiles({ name: 'stripes.zip', mimeType: 'application/zip', buffer: zips.stripes });
     await hasValue(addForm.getByLabel('Class 1 name'), 'stripes');
     await addForm.getByRole('button', { name: 'Upload and retrain' }).click();
     await containsText(page.getByTestId('notice'), 'The previous version keeps answering classify calls');
@@ -216,7 +231,10 @@ describeWithBrowser('web console in Chromium', () => {
     (await classImages('yellow-triangles', 3, 5)).forEach((bytes, i) => tiny.addFile(`t${i}.jpg`, bytes));
     const tinyZip = tiny.toBuffer();
     const expected = await t.call('POST', `/v3/classifiers?${VERSION}`, {
-      body: trainingForm({ triangles_positive_examples: tinyZip, circles_positive_examples: zips.circles }, { name: 'tiny' }),
+      body: trainingForm(
+        { triangles_positive_examples: tinyZip, circles_positive_examples: zips.circles },
+        { name: 'tiny' },
+      ),
     });
     expect(expected.status).toBe(400);
     await page.getByRole('button', { name: 'New classifier' }).first().click();
@@ -224,17 +242,29 @@ describeWithBrowser('web console in Chromium', () => {
     // Checked before anything is sent: a zip over the server's limit, a class name Watson forbids.
     const big = new AdmZip();
     for (let i = 0; i < 10; i++) big.addFile(`big${i}.jpg`, crypto.randomBytes(120_000));
-    await slots.nth(0).getByTestId('file-input').setInputFiles({ name: 'big.zip', mimeType: 'application/zip', buffer: big.toBuffer() });
+    await slots
+      .nth(0)
+      .getByTestId('file-input')
+      .setInputFiles({ name: 'big.zip', mimeType: 'application/zip', buffer: big.toBuffer() });
     await slots.nth(0).getByLabel('Class 1 name').fill('tri-angles');
-    await slots.nth(1).getByTestId('file-input').setInputFiles({ name: 'circles.zip', mimeType: 'application/zip', buffer: zips.circles });
+    await slots
+      .nth(1)
+      .getByTestId('file-input')
+      .setInputFiles({ name: 'circles.zip', mimeType: 'application/zip', buffer: zips.circles });
     const requestsBefore = requestCount;
     await page.getByRole('button', { name: 'Create and train' }).click();
     await visible(page.getByTestId('check').filter({ hasText: 'each zip may hold at most 1 MB' }));
     await visible(page.getByTestId('check').filter({ hasText: 'contains “-”' }));
     expect(requestCount).toBe(requestsBefore);
     await slots.nth(0).getByLabel('Class 1 name').fill('triangles');
-    await slots.nth(0).getByTestId('file-input').setInputFiles({ name: 'triangles.zip', mimeType: 'application/zip', buffer: tinyZip });
-    await slots.nth(1).getByTestId('file-input').setInputFiles({ name: 'circles.zip', mimeType: 'application/zip', buffer: zips.circles });
+    await slots
+      .nth(0)
+      .getByTestId('file-input')
+      .setInputFiles({ name: 'triangles.zip', mimeType: 'application/zip', buffer: tinyZip });
+    await slots
+      .nth(1)
+      .getByTestId('file-input')
+      .setInputFiles({ name: 'circles.zip', mimeType: 'application/zip', buffer: zips.circles });
     await visible(page.getByText('seems to hold only 3 images'));
     await page.getByRole('button', { name: 'Create and train' }).click();
     await containsText(page.getByTestId('refusal'), expected.body.error);
@@ -242,7 +272,10 @@ describeWithBrowser('web console in Chromium', () => {
 
     // Deleted in another tab (here: by another client): the page says so and drops it.
     const other = await t.call('POST', `/v3/classifiers?${VERSION}`, {
-      body: trainingForm({ circles_positive_examples: zips.circles, negative_examples: zips.noise }, { name: 'elsewhere' }),
+      body: trainingForm(
+        { circles_positive_examples: zips.circles, negative_examples: zips.noise },
+        { name: 'elsewhere' },
+      ),
     });
     await page.getByRole('button', { name: 'Classifiers' }).click();
     await row('elsewhere').click({ timeout: 20_000 });

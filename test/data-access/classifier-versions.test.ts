@@ -37,7 +37,8 @@ async function publish(versions: VersionRepository, snap: TrainingSnapshot): Pro
 }
 const snapshot = async (repo: ClassifierRepository, id: string) => (await repo.trainingSnapshot(id))!;
 const find = async (repo: ClassifierRepository, id: string) => (await repo.find(id))!;
-const train = async (repo: ClassifierRepository, versions: VersionRepository, id: string) => publish(versions, await snapshot(repo, id));
+const train = async (repo: ClassifierRepository, versions: VersionRepository, id: string) =>
+  publish(versions, await snapshot(repo, id));
 const hashesOf = (snap: TrainingSnapshot) => snap.examples.map((e) => `${e.className}:${e.imageHash}`).sort();
 
 /**
@@ -47,9 +48,19 @@ const hashesOf = (snap: TrainingSnapshot) => snap.examples.map((e) => `${e.class
 function readOnlyView(db: Database, target: { databaseUrl?: string; sqliteFile: string }): Database {
   const kysely = target.databaseUrl
     ? new Kysely<Schema>({
-        dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: target.databaseUrl, max: 2, options: '-c default_transaction_read_only=on' }) }),
+        dialect: new PostgresDialect({
+          pool: new pg.Pool({
+            connectionString: target.databaseUrl,
+            max: 2,
+            options: '-c default_transaction_read_only=on',
+          }),
+        }),
       })
-    : new Kysely<Schema>({ dialect: new SqliteDialect({ database: new BetterSqlite3(target.sqliteFile, { readonly: true, fileMustExist: true }) }) });
+    : new Kysely<Schema>({
+        dialect: new SqliteDialect({
+          database: new BetterSqlite3(target.sqliteFile, { readonly: true, fileMustExist: true }),
+        }),
+      });
   return Database.create(kysely, db.dialect, db.location, db.fingerprint);
 }
 
@@ -77,7 +88,14 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
 
   /** v1: a, b. v2: a, b, c (an update adding class c). */
   async function twoVersions() {
-    await repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples: [...examples('a', 'a'), ...examples('b', 'b')], customerId: null, now: now() });
+    await repo.create({
+      id: 'k_1',
+      ownerId: 'alice',
+      name: 'k',
+      examples: [...examples('a', 'a'), ...examples('b', 'b')],
+      customerId: null,
+      now: now(),
+    });
     await train(repo, versions, 'k_1');
     const v1 = (await find(repo, 'k_1')).currentVersionId!;
     const v1Set = hashesOf(await snapshot(repo, 'k_1'));
@@ -89,7 +107,12 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
 
   it('rolls back to the examples of the activated version, and the next retrain starts from them', async () => {
     const { v1, v2, v1Set } = await twoVersions();
-    const result = await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
+    const result = await versions.activateVersion({
+      classifierId: 'k_1',
+      versionId: v1,
+      discardPending: false,
+      now: now(),
+    });
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 0 });
     const c = await find(repo, 'k_1');
     expect(c).toMatchObject({ currentVersionId: v1, status: 'ready', classes: ['a', 'b'] });
@@ -123,9 +146,18 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     await repo.addExamples({ id: 'k_1', examples: examples('e', 'e'), customerId: null, now: now() });
     const running = await snapshot(repo, 'k_1'); // the worker has started the run on a, b, c, e
 
-    const result = await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
+    const result = await versions.activateVersion({
+      classifierId: 'k_1',
+      versionId: v1,
+      discardPending: false,
+      now: now(),
+    });
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 3 });
-    expect(await repo.find('k_1')).toMatchObject({ currentVersionId: v1, status: 'retraining', classes: ['a', 'b', 'e'] });
+    expect(await repo.find('k_1')).toMatchObject({
+      currentVersionId: v1,
+      status: 'retraining',
+      classes: ['a', 'b', 'e'],
+    });
 
     // The run ends: it must not publish over the rollback (it still holds class c).
     expect(await publish(versions, running)).toBe(false);
@@ -147,17 +179,39 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
   it('discard_pending drops an update that no version holds; activating the current version alone changes nothing', async () => {
     const { v2 } = await twoVersions();
     await repo.addExamples({ id: 'k_1', examples: examples('bad', 'bad'), customerId: null, now: now() });
-    await versions.markFailed('k_1', (await find(repo, 'k_1')).generation, 'The class bad has no image that could be read.', now());
-    expect((await versions.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() })).outcome).toBe('unchanged');
-    const result = await versions.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: true, now: now() });
+    await versions.markFailed(
+      'k_1',
+      (await find(repo, 'k_1')).generation,
+      'The class bad has no image that could be read.',
+      now(),
+    );
+    expect(
+      (await versions.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() }))
+        .outcome,
+    ).toBe('unchanged');
+    const result = await versions.activateVersion({
+      classifierId: 'k_1',
+      versionId: v2,
+      discardPending: true,
+      now: now(),
+    });
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 0 });
     expect(await repo.find('k_1')).toMatchObject({ status: 'ready', classes: ['a', 'b', 'c'], explanation: null });
     // The discarded examples no version holds are deleted at the next prune, and their images are free to remove.
     const { imageHashes } = await versions.pruneVersions('k_1', 10, now());
-    expect(imageHashes.sort()).toEqual(examples('bad', 'bad').map((e) => e.imageHash).sort());
+    expect(imageHashes.sort()).toEqual(
+      examples('bad', 'bad')
+        .map((e) => e.imageHash)
+        .sort(),
+    );
     const removed: string[] = [];
     const kept = examples('a', 'a')[0].imageHash; // still an example of a version
-    expect(await new ImageClaims(db, 60_000).removeUnreferenced([...imageHashes, kept], async (doomed) => void removed.push(...doomed))).toEqual(imageHashes);
+    expect(
+      await new ImageClaims(db, 60_000).removeUnreferenced(
+        [...imageHashes, kept],
+        async (doomed) => void removed.push(...doomed),
+      ),
+    ).toEqual(imageHashes);
     expect(removed).toEqual(imageHashes);
   });
 
@@ -172,19 +226,51 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
 
   it('refuses a version of another classifier, an unknown one and a pruned one', async () => {
     const { v1 } = await twoVersions();
-    await repo.create({ id: 'other_2', ownerId: 'alice', name: 'o', examples: examples('x', 'x'), customerId: null, now: now() });
+    await repo.create({
+      id: 'other_2',
+      ownerId: 'alice',
+      name: 'o',
+      examples: examples('x', 'x'),
+      customerId: null,
+      now: now(),
+    });
     await train(repo, versions, 'other_2');
     const otherVersion = (await find(repo, 'other_2')).currentVersionId!;
-    expect((await versions.activateVersion({ classifierId: 'k_1', versionId: otherVersion, discardPending: false, now: now() })).outcome).toBe('no-version');
-    expect((await versions.activateVersion({ classifierId: 'k_1', versionId: 999, discardPending: false, now: now() })).outcome).toBe('no-version');
-    expect((await versions.activateVersion({ classifierId: 'gone_1', versionId: v1, discardPending: false, now: now() })).outcome).toBe('no-classifier');
+    expect(
+      (
+        await versions.activateVersion({
+          classifierId: 'k_1',
+          versionId: otherVersion,
+          discardPending: false,
+          now: now(),
+        })
+      ).outcome,
+    ).toBe('no-version');
+    expect(
+      (await versions.activateVersion({ classifierId: 'k_1', versionId: 999, discardPending: false, now: now() }))
+        .outcome,
+    ).toBe('no-version');
+    expect(
+      (await versions.activateVersion({ classifierId: 'gone_1', versionId: v1, discardPending: false, now: now() }))
+        .outcome,
+    ).toBe('no-classifier');
     await versions.pruneVersions('k_1', 1, now());
     expect((await versions.findVersion(v1))!.pruned).not.toBeNull();
-    expect((await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() })).outcome).toBe('pruned');
+    expect(
+      (await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() }))
+        .outcome,
+    ).toBe('pruned');
   });
 
   it('retention keeps the newest N, the current one and versions leased by requests in flight', async () => {
-    await repo.create({ id: 'r_1', ownerId: 'alice', name: 'r', examples: examples('a', 'a'), customerId: null, now: now() });
+    await repo.create({
+      id: 'r_1',
+      ownerId: 'alice',
+      name: 'r',
+      examples: examples('a', 'a'),
+      customerId: null,
+      now: now(),
+    });
     await train(repo, versions, 'r_1');
     const ids = [(await find(repo, 'r_1')).currentVersionId!];
     for (let i = 0; i < 4; i++) {
@@ -194,7 +280,11 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     }
     // v1 is current again (a rollback), v2 is pinned by a request in flight.
     await versions.activateVersion({ classifierId: 'r_1', versionId: ids[0], discardPending: false, now: now() });
-    const { resolved, leaseIds } = await versions.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], new Date(Date.now() + 60_000).toISOString());
+    const { resolved, leaseIds } = await versions.resolveAndLease(
+      'alice',
+      [{ classifierId: 'r_1', versionId: ids[1] }],
+      new Date(Date.now() + 60_000).toISOString(),
+    );
     expect(resolved[0].outcome).toBe('ok');
 
     const { headFiles } = await versions.pruneVersions('r_1', 2, now());
@@ -204,9 +294,16 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
 
     // Once the request is done, the next prune takes v2 too; a pin of a pruned version is refused.
     await versions.releaseLeases(leaseIds);
-    expect((await versions.pruneVersions('r_1', 2, now())).headFiles).toEqual([(await versions.findVersion(ids[1]))!.headFile]);
-    expect((await versions.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], now())).resolved[0].outcome).toBe('pruned');
-    expect((await versions.resolveAndLease('bob', [{ classifierId: 'r_1', versionId: ids[3] }], now())).resolved[0].outcome).toBe('no-classifier');
+    expect((await versions.pruneVersions('r_1', 2, now())).headFiles).toEqual([
+      (await versions.findVersion(ids[1]))!.headFile,
+    ]);
+    expect(
+      (await versions.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], now())).resolved[0]
+        .outcome,
+    ).toBe('pruned');
+    expect(
+      (await versions.resolveAndLease('bob', [{ classifierId: 'r_1', versionId: ids[3] }], now())).resolved[0].outcome,
+    ).toBe('no-classifier');
     expect((await find(repo, 'r_1')).currentVersionId).toBe(ids[0]);
   });
 
@@ -228,16 +325,28 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
   });
 
   it('records a callback in the outbox when a run leaves the classifier ready or failed, not for intermediate runs', async () => {
-    await repo.create({ id: 'cb_1', ownerId: 'alice', name: 'cb', examples: examples('a', 'a'), customerId: null, callbackUrl: 'https://example.com/hook', now: now() });
+    await repo.create({
+      id: 'cb_1',
+      ownerId: 'alice',
+      name: 'cb',
+      examples: examples('a', 'a'),
+      customerId: null,
+      callbackUrl: 'https://example.com/hook',
+      now: now(),
+    });
     const outbox = async () =>
-      (await db.kysely.selectFrom('callback_outbox').select('body').orderBy('created').execute()).map((r) => JSON.parse(r.body));
+      (await db.kysely.selectFrom('callback_outbox').select('body').orderBy('created').execute()).map((r) =>
+        JSON.parse(r.body),
+      );
     const first = await snapshot(repo, 'cb_1');
     await repo.addExamples({ id: 'cb_1', examples: examples('b', 'b'), customerId: null, now: now() });
     expect(await publish(versions, first)).toBe(true); // more examples arrived meanwhile: still training, no callback
     expect(await outbox()).toEqual([]);
     await train(repo, versions, 'cb_1');
     const v = (await find(repo, 'cb_1')).currentVersionId;
-    expect(await outbox()).toMatchObject([{ classifier_id: 'cb_1', status: 'ready', version_id: v, explanation: null }]);
+    expect(await outbox()).toMatchObject([
+      { classifier_id: 'cb_1', status: 'ready', version_id: v, explanation: null },
+    ]);
     expect((await outbox())[0].retrained).toEqual((await find(repo, 'cb_1')).retrained);
     expect((await outbox())[0].delivery_id).toMatch(/^[0-9a-f-]{36}$/);
 
@@ -264,7 +373,14 @@ describe('the versions migration (SQLite files of earlier releases)', () => {
       let db = await Database.open({ sqliteFile: file });
       const repo = new ClassifierRepository(db);
       const versions = new VersionRepository(db);
-      await repo.create({ id: 'old_1', ownerId: 'alice', name: 'old', examples: examples('a', 'a'), customerId: null, now: now() });
+      await repo.create({
+        id: 'old_1',
+        ownerId: 'alice',
+        name: 'old',
+        examples: examples('a', 'a'),
+        customerId: null,
+        now: now(),
+      });
       await train(repo, versions, 'old_1');
       await repo.addExamples({ id: 'old_1', examples: examples('b', 'b'), customerId: null, now: now() });
       await train(repo, versions, 'old_1');
@@ -284,12 +400,23 @@ describe('the versions migration (SQLite files of earlier releases)', () => {
       db = await Database.open({ sqliteFile: file });
       try {
         const migrated = new ClassifierRepository(db);
-        expect((await new VersionRepository(db).listVersionEvents('old_1')).map((e) => [e.cause, e.versionId, e.previousVersionId])).toEqual([
+        expect(
+          (await new VersionRepository(db).listVersionEvents('old_1')).map((e) => [
+            e.cause,
+            e.versionId,
+            e.previousVersionId,
+          ]),
+        ).toEqual([
           ['trained', v1, null],
           ['trained', v2, v1],
         ]);
         // Activating the first version brings back exactly its examples.
-        await new VersionRepository(db).activateVersion({ classifierId: 'old_1', versionId: v1, discardPending: false, now: now() });
+        await new VersionRepository(db).activateVersion({
+          classifierId: 'old_1',
+          versionId: v1,
+          discardPending: false,
+          now: now(),
+        });
         expect((await snapshot(migrated, 'old_1')).examples.map((e) => e.className)).toEqual(['a', 'a', 'a']);
         expect((await find(migrated, 'old_1')).classes).toEqual(['a']);
       } finally {

@@ -54,11 +54,23 @@ describe.each(['sqlite', 'postgres'] as const)('customer data deletion on %s', (
   const train = async (id: string) => publish(await snapshot(id));
   const current = async (id: string) => (await repo.find(id))!.currentVersionId;
   const forget = (customerId: string) =>
-    repo.deleteCustomerData({ ownerId: 'alice', customerId, now: now(), explain: ({ problem }) => `cannot train: ${problem.kind}` });
+    repo.deleteCustomerData({
+      ownerId: 'alice',
+      customerId,
+      now: now(),
+      explain: ({ problem }) => `cannot train: ${problem.kind}`,
+    });
 
   /** v1: a, b (unlabelled). v2: a, b, c (class c from customer `cust`). */
   async function labelledVersion() {
-    await repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples: [...examples('a', 'a'), ...examples('b', 'b')], customerId: null, now: now() });
+    await repo.create({
+      id: 'k_1',
+      ownerId: 'alice',
+      name: 'k',
+      examples: [...examples('a', 'a'), ...examples('b', 'b')],
+      customerId: null,
+      now: now(),
+    });
     await train('k_1');
     const v1 = (await current('k_1'))!;
     await repo.addExamples({ id: 'k_1', examples: examples('c', 'c'), customerId: 'cust', now: now() });
@@ -82,7 +94,14 @@ describe.each(['sqlite', 'postgres'] as const)('customer data deletion on %s', (
   });
 
   it('a run that started before the deletion and never saw the deleted examples still publishes', async () => {
-    await repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples: [...examples('a', 'a'), ...examples('b', 'b')], customerId: null, now: now() });
+    await repo.create({
+      id: 'k_1',
+      ownerId: 'alice',
+      name: 'k',
+      examples: [...examples('a', 'a'), ...examples('b', 'b')],
+      customerId: null,
+      now: now(),
+    });
     const running = await snapshot('k_1');
     await repo.addExamples({ id: 'k_1', examples: examples('c', 'c'), customerId: 'cust', now: now() });
     await forget('cust');
@@ -99,31 +118,63 @@ describe.each(['sqlite', 'postgres'] as const)('customer data deletion on %s', (
     const { last: before } = await versions.forgottenSince(undefined);
 
     const done = await forget('cust');
-    expect(done).toMatchObject({ deletedClassifiers: [], retrainClassifiers: ['k_1'], removedHeadFiles: [heads.get(v2)] });
-    expect(done.imageHashes.sort()).toEqual(examples('c', 'c').map((e) => e.imageHash).sort());
+    expect(done).toMatchObject({
+      deletedClassifiers: [],
+      retrainClassifiers: ['k_1'],
+      removedHeadFiles: [heads.get(v2)],
+    });
+    expect(done.imageHashes.sort()).toEqual(
+      examples('c', 'c')
+        .map((e) => e.imageHash)
+        .sort(),
+    );
     expect((await versions.listVersions('k_1')).map((v) => v.id)).toEqual([v1, v3]);
-    expect(await repo.find('k_1')).toMatchObject({ status: 'retraining', currentVersionId: v3, classes: ['a', 'b', 'd'] });
+    expect(await repo.find('k_1')).toMatchObject({
+      status: 'retraining',
+      currentVersionId: v3,
+      classes: ['a', 'b', 'd'],
+    });
     expect(await versions.wasRemoved('k_1', v2)).toBe(true);
     expect(await versions.wasRemoved('other_1', v2)).toBe(false);
     expect(await versions.forgottenSince(before)).toEqual({ last: before + 1, versionIds: [v2] });
     // The current one still serves, pinned too, but cannot be activated.
-    expect((await versions.resolveAndLease('alice', [{ classifierId: 'k_1', versionId: v3 }], now())).resolved[0].outcome).toBe('ok');
-    expect(await versions.activateVersion({ classifierId: 'k_1', versionId: v3, discardPending: true, now: now() })).toEqual({ outcome: 'being-removed' });
-    expect(await versions.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() })).toEqual({ outcome: 'removed' });
+    expect(
+      (await versions.resolveAndLease('alice', [{ classifierId: 'k_1', versionId: v3 }], now())).resolved[0].outcome,
+    ).toBe('ok');
+    expect(
+      await versions.activateVersion({ classifierId: 'k_1', versionId: v3, discardPending: true, now: now() }),
+    ).toEqual({ outcome: 'being-removed' });
+    expect(
+      await versions.activateVersion({ classifierId: 'k_1', versionId: v2, discardPending: false, now: now() }),
+    ).toEqual({ outcome: 'removed' });
 
     const { published, removedHeadFiles } = await train('k_1');
     expect({ published, removedHeadFiles }).toEqual({ published: true, removedHeadFiles: [heads.get(v3)] });
     expect((await versions.listVersions('k_1')).map((v) => v.id)).toEqual([v1, (await current('k_1'))!]);
     // The history of changes still names the removed versions: which version answered when.
-    expect((await versions.listVersionEvents('k_1')).map((e) => e.versionId)).toEqual([v1, v2, v3, (await current('k_1'))!]);
+    expect((await versions.listVersionEvents('k_1')).map((e) => e.versionId)).toEqual([
+      v1,
+      v2,
+      v3,
+      (await current('k_1'))!,
+    ]);
     expect(await repo.find('k_1')).toMatchObject({ status: 'ready' });
   });
 
   it('activating another version replaces the one being removed at once', async () => {
     const { v1, v2 } = await labelledVersion();
     await forget('cust');
-    const result = await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() });
-    expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 0, removedHeadFiles: [expect.stringMatching(/^k_1\//)] });
+    const result = await versions.activateVersion({
+      classifierId: 'k_1',
+      versionId: v1,
+      discardPending: false,
+      now: now(),
+    });
+    expect(result).toMatchObject({
+      outcome: 'activated',
+      pendingExamples: 0,
+      removedHeadFiles: [expect.stringMatching(/^k_1\//)],
+    });
     expect((await versions.listVersions('k_1')).map((v) => v.id)).toEqual([v1]);
     expect(await versions.wasRemoved('k_1', v2)).toBe(true);
     expect(await repo.find('k_1')).toMatchObject({ status: 'ready', currentVersionId: v1, classes: ['a', 'b'] });
@@ -133,16 +184,33 @@ describe.each(['sqlite', 'postgres'] as const)('customer data deletion on %s', (
     const { v2 } = await labelledVersion();
     await forget('cust');
     const generation = (await repo.find('k_1'))!.generation;
-    const failed = await versions.markFailed('k_1', generation, 'disk broke', now(), (reason) => `replacement failed: ${reason}`);
+    const failed = await versions.markFailed(
+      'k_1',
+      generation,
+      'disk broke',
+      now(),
+      (reason) => `replacement failed: ${reason}`,
+    );
     expect(failed).toEqual({ recorded: true, removedHeadFiles: [expect.stringMatching(/^k_1\//)] });
-    expect(await repo.find('k_1')).toMatchObject({ status: 'failed', currentVersionId: null, explanation: 'replacement failed: disk broke' });
+    expect(await repo.find('k_1')).toMatchObject({
+      status: 'failed',
+      currentVersionId: null,
+      explanation: 'replacement failed: disk broke',
+    });
     expect(await versions.wasRemoved('k_1', v2)).toBe(true);
   });
 
   it('what is left cannot train: every version trained on the deleted examples goes at once, the classifier fails and no run is queued', async () => {
     // Both classes are the same pictures: only the customer's negatives make it trainable.
     const same = examples('a', 'same');
-    await repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples: [...same, ...same.map((e) => ({ ...e, className: 'b' }))], customerId: null, now: now() });
+    await repo.create({
+      id: 'k_1',
+      ownerId: 'alice',
+      name: 'k',
+      examples: [...same, ...same.map((e) => ({ ...e, className: 'b' }))],
+      customerId: null,
+      now: now(),
+    });
     await repo.addExamples({ id: 'k_1', examples: examples(null, 'neg'), customerId: 'cust', now: now() });
     await train('k_1');
     const done = await repo.deleteCustomerData({
@@ -155,7 +223,11 @@ describe.each(['sqlite', 'postgres'] as const)('customer data deletion on %s', (
     expect(done.removedHeadFiles).toHaveLength(1);
     const c = (await repo.find('k_1'))!;
     expect(c).toMatchObject({ status: 'failed', currentVersionId: null });
-    expect(JSON.parse(c.explanation!)).toEqual({ classifierId: 'k_1', problem: { kind: 'no-negatives', className: 'a' }, currentRemoved: true });
+    expect(JSON.parse(c.explanation!)).toEqual({
+      classifierId: 'k_1',
+      problem: { kind: 'no-negatives', className: 'a' },
+      currentRemoved: true,
+    });
     expect(c.trainedGeneration).toBe(c.generation); // a run already queued finds nothing to train
     expect(await versions.listVersions('k_1')).toEqual([]);
   });
@@ -170,11 +242,18 @@ describe.each(['sqlite', 'postgres'] as const)('customer data deletion on %s', (
     expect(c.trainedGeneration).toBe(c.generation);
     expect((await versions.listVersions('k_1')).map((v) => v.id)).toEqual([v1]);
     // The examples only the removed version used are gone with it.
-    expect((await db.kysely.selectFrom('examples').select('id').where('customer_id', '=', 'cust').execute())).toEqual([]);
+    expect(await db.kysely.selectFrom('examples').select('id').where('customer_id', '=', 'cust').execute()).toEqual([]);
   });
 
   it('removes pruned versions made since the deleted examples arrived (their example lists are gone) and keeps older ones', async () => {
-    await repo.create({ id: 'k_1', ownerId: 'alice', name: 'k', examples: [...examples('a', 'a'), ...examples('b', 'b')], customerId: null, now: now() });
+    await repo.create({
+      id: 'k_1',
+      ownerId: 'alice',
+      name: 'k',
+      examples: [...examples('a', 'a'), ...examples('b', 'b')],
+      customerId: null,
+      now: now(),
+    });
     await train('k_1');
     const v1 = (await current('k_1'))!;
     await repo.addExamples({ id: 'k_1', examples: examples('a', 'a2'), customerId: null, now: now() });
@@ -204,7 +283,14 @@ describe.each(['sqlite', 'postgres'] as const)('customer data deletion on %s', (
   });
 
   it('a labelled classifier goes whole, and its versions are logged so API processes drop their heads', async () => {
-    await repo.create({ id: 'k_9', ownerId: 'alice', name: 'k', examples: [...examples('a', 'a'), ...examples('b', 'b')], customerId: 'cust', now: now() });
+    await repo.create({
+      id: 'k_9',
+      ownerId: 'alice',
+      name: 'k',
+      examples: [...examples('a', 'a'), ...examples('b', 'b')],
+      customerId: 'cust',
+      now: now(),
+    });
     await train('k_9');
     const v = (await current('k_9'))!;
     const { last } = await versions.forgottenSince(undefined);

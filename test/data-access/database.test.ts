@@ -6,7 +6,12 @@ import { promisify } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
 import { Client as PgClient } from 'pg';
-import { Database, DatabaseSchemaError, DatabaseUnavailableError, WrongDatabaseError } from '../../src/data-access/db/database';
+import {
+  Database,
+  DatabaseSchemaError,
+  DatabaseUnavailableError,
+  WrongDatabaseError,
+} from '../../src/data-access/db/database';
 import { ImageClaims } from '../../src/data-access/db/image-claims';
 import { LEGACY_SQLITE_STEPS } from '../../src/data-access/db/migrations';
 import { bindDataDirectory, DataDirectoryInUseError } from '../../src/data-access/files/data-directory';
@@ -35,7 +40,10 @@ afterAll(() => tempDirs.forEach((d) => fs.rmSync(d, { recursive: true, force: tr
 describe.each(['sqlite', 'postgres'] as const)('the database on %s', (dialect) => {
   let pg: TestDatabase | undefined;
   let db: Database;
-  const target = () => (dialect === 'postgres' ? { databaseUrl: pg!.url, sqliteFile: '' } : { sqliteFile: path.join(tempDir(), 'service.sqlite') });
+  const target = () =>
+    dialect === 'postgres'
+      ? { databaseUrl: pg!.url, sqliteFile: '' }
+      : { sqliteFile: path.join(tempDir(), 'service.sqlite') };
 
   beforeEach(async () => {
     if (dialect === 'postgres') pg = await createTestDatabase();
@@ -48,7 +56,15 @@ describe.each(['sqlite', 'postgres'] as const)('the database on %s', (dialect) =
 
   test('a new database has the whole schema and one instance identity that reopening keeps', async () => {
     expect(Object.keys(await shape(db))).toEqual(
-      expect.arrayContaining(['classifiers', 'examples', 'versions', 'api_keys', 'embeddings', 'image_claims', 'instance']),
+      expect.arrayContaining([
+        'classifiers',
+        'examples',
+        'versions',
+        'api_keys',
+        'embeddings',
+        'image_claims',
+        'instance',
+      ]),
     );
     const id = await readInstanceId(db);
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
@@ -65,7 +81,13 @@ describe.each(['sqlite', 'postgres'] as const)('the database on %s', (dialect) =
       (
         await db.kysely
           .insertInto('api_keys')
-          .values({ owner_id: 'o', key_hash: Math.random().toString(), key_prefix: 'abcd', source: 'cli', created: 'now' })
+          .values({
+            owner_id: 'o',
+            key_hash: Math.random().toString(),
+            key_prefix: 'abcd',
+            source: 'cli',
+            created: 'now',
+          })
           .returning('id')
           .executeTakeFirstOrThrow()
       ).id;
@@ -85,17 +107,32 @@ describe.each(['sqlite', 'postgres'] as const)('the database on %s', (dialect) =
   });
 
   test('write transactions from many callers at once apply one after another: no lost update', async () => {
-    await db.kysely.insertInto('secrets').values({ name: 'counter', value: Buffer.from('0') }).execute();
+    await db.kysely
+      .insertInto('secrets')
+      .values({ name: 'counter', value: Buffer.from('0') })
+      .execute();
     await Promise.all(
       Array.from({ length: 20 }, () =>
         db.write(async (trx) => {
-          const row = await trx.selectFrom('secrets').select('value').where('name', '=', 'counter').executeTakeFirstOrThrow();
+          const row = await trx
+            .selectFrom('secrets')
+            .select('value')
+            .where('name', '=', 'counter')
+            .executeTakeFirstOrThrow();
           await new Promise((r) => setTimeout(r, 2));
-          await trx.updateTable('secrets').set({ value: Buffer.from(String(Number(row.value.toString()) + 1)) }).where('name', '=', 'counter').execute();
+          await trx
+            .updateTable('secrets')
+            .set({ value: Buffer.from(String(Number(row.value.toString()) + 1)) })
+            .where('name', '=', 'counter')
+            .execute();
         }),
       ),
     );
-    const row = await db.kysely.selectFrom('secrets').select('value').where('name', '=', 'counter').executeTakeFirstOrThrow();
+    const row = await db.kysely
+      .selectFrom('secrets')
+      .select('value')
+      .where('name', '=', 'counter')
+      .executeTakeFirstOrThrow();
     expect(row.value.toString()).toBe('20');
   });
 
@@ -149,7 +186,9 @@ describe.each(['sqlite', 'postgres'] as const)('the database on %s', (dialect) =
     if (dialect === 'postgres') {
       await sql`INSERT INTO kysely_migration (name, timestamp) VALUES ('9999_from_the_future', 'x')`.execute(db.kysely);
       await expect(Database.open({ databaseUrl: pg!.url, sqliteFile: '' })).rejects.toThrow(DatabaseSchemaError);
-      await expect(Database.open({ databaseUrl: pg!.url, sqliteFile: '' })).rejects.toThrow(/9999_from_the_future.*newer than this release/);
+      await expect(Database.open({ databaseUrl: pg!.url, sqliteFile: '' })).rejects.toThrow(
+        /9999_from_the_future.*newer than this release/,
+      );
     } else {
       const file = path.join(tempDir(), 'future.sqlite');
       const raw = new BetterSqlite3(file);
@@ -168,12 +207,20 @@ describe('SQLite files of earlier releases', () => {
     raw.exec(LEGACY_SQLITE_STEPS[0]);
     raw.pragma('user_version = 1');
     raw.prepare("INSERT INTO owners (id, created) VALUES ('alice', 't')").run();
-    raw.prepare("INSERT INTO classifiers (id, owner_id, name, status, created, updated, generation) VALUES ('c_1', 'alice', 'c', 'training', 't', 't', 1)").run();
+    raw
+      .prepare(
+        "INSERT INTO classifiers (id, owner_id, name, status, created, updated, generation) VALUES ('c_1', 'alice', 'c', 'training', 't', 't', 1)",
+      )
+      .run();
     raw.close();
     // The embedding cache was a file of its own: its vectors move into the database.
     const legacyCache = new BetterSqlite3(path.join(dir, 'embeddings.sqlite'));
-    legacyCache.exec('CREATE TABLE embeddings (hash TEXT NOT NULL, pack_key TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (hash, pack_key)) WITHOUT ROWID');
-    legacyCache.prepare('INSERT INTO embeddings VALUES (?, ?, ?)').run('c'.repeat(64), 'p@1', Buffer.from(new Float32Array([7]).buffer));
+    legacyCache.exec(
+      'CREATE TABLE embeddings (hash TEXT NOT NULL, pack_key TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (hash, pack_key)) WITHOUT ROWID',
+    );
+    legacyCache
+      .prepare('INSERT INTO embeddings VALUES (?, ?, ?)')
+      .run('c'.repeat(64), 'p@1', Buffer.from(new Float32Array([7]).buffer));
     legacyCache.close();
 
     const upgraded = await Database.open({ sqliteFile: file });
@@ -205,37 +252,48 @@ describe('SQLite files of earlier releases', () => {
 });
 
 describe('processes starting together', () => {
-  test.each(['sqlite', 'postgres'] as const)('on %s migrate once and agree on one instance identity', async (dialect) => {
-    const pg = dialect === 'postgres' ? await createTestDatabase() : undefined;
-    const file = path.join(tempDir(), 'together.sqlite');
-    const script = `
+  test.each(['sqlite', 'postgres'] as const)(
+    'on %s migrate once and agree on one instance identity',
+    async (dialect) => {
+      const pg = dialect === 'postgres' ? await createTestDatabase() : undefined;
+      const file = path.join(tempDir(), 'together.sqlite');
+      const script = `
       const { Database } = require('./src/data-access/db/database');
       const { readInstanceId } = require('./src/data-access/db/instance-id');
       Database.open(${JSON.stringify(pg ? { databaseUrl: pg.url, sqliteFile: '' } : { sqliteFile: file })})
         .then(async (db) => { console.log(await readInstanceId(db)); await db.close(); })
         .catch((e) => { console.error(e); process.exit(1); });`;
-    try {
-      const outputs = await Promise.all(
-        Array.from({ length: 4 }, () => run(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], { cwd: ROOT })),
-      );
-      const ids = new Set(outputs.map((o) => o.stdout.trim()));
-      expect(ids.size).toBe(1);
-    } finally {
-      await pg?.drop();
-    }
-  });
+      try {
+        const outputs = await Promise.all(
+          Array.from({ length: 4 }, () =>
+            run(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], { cwd: ROOT }),
+          ),
+        );
+        const ids = new Set(outputs.map((o) => o.stdout.trim()));
+        expect(ids.size).toBe(1);
+      } finally {
+        await pg?.drop();
+      }
+    },
+  );
 });
 
-describe('a database that is not the data directory\'s instance', () => {
+describe("a database that is not the data directory's instance", () => {
   test('an empty PostgreSQL database beside a data directory of an instance is refused, and nothing is created in it', async () => {
     const pg = await createTestDatabase();
     try {
-      const error = await Database.open({ databaseUrl: pg.url, sqliteFile: '', dataDirectoryInstance: 'c0ffee00-0000-4000-8000-000000000000' }).catch((e) => e);
+      const error = await Database.open({
+        databaseUrl: pg.url,
+        sqliteFile: '',
+        dataDirectoryInstance: 'c0ffee00-0000-4000-8000-000000000000',
+      }).catch((e) => e);
       expect(error).toBeInstanceOf(WrongDatabaseError);
       expect(error.message).toMatch(/holds no instance.*npm run migrate -- --to .*Nothing was created/);
       const client = new PgClient({ connectionString: pg.url });
       await client.connect();
-      const tables = await client.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'");
+      const tables = await client.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+      );
       await client.end();
       expect(tables.rows).toEqual([]);
     } finally {
@@ -246,7 +304,9 @@ describe('a database that is not the data directory\'s instance', () => {
   test('a missing SQLite file beside a data directory of an instance is refused, not made anew', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'service.sqlite');
-    await expect(Database.open({ sqliteFile: file, dataDirectoryInstance: 'c0ffee00-0000-4000-8000-000000000000' })).rejects.toThrow(WrongDatabaseError);
+    await expect(
+      Database.open({ sqliteFile: file, dataDirectoryInstance: 'c0ffee00-0000-4000-8000-000000000000' }),
+    ).rejects.toThrow(WrongDatabaseError);
     expect(fs.existsSync(file)).toBe(false);
   });
 
@@ -255,10 +315,39 @@ describe('a database that is not the data directory\'s instance', () => {
     const db = await Database.open({ databaseUrl: pg.url, sqliteFile: '' });
     try {
       const instanceId = await readInstanceId(db);
-      await db.kysely.insertInto('classifiers').values({ id: 'c_1', owner_id: 'o', name: 'c', status: 'ready', created: 't', updated: 't', generation: 1, explanation: null, retrained: null, current_version_id: null, customer_id: null }).execute();
-      await db.kysely.insertInto('versions').values({ classifier_id: 'c_1', generation: 1, head_file: 'c_1/1-x.head', classes: '[]', pack_key: 'p', evaluation: '{}', examples: 1, created: 't' }).execute();
+      await db.kysely
+        .insertInto('classifiers')
+        .values({
+          id: 'c_1',
+          owner_id: 'o',
+          name: 'c',
+          status: 'ready',
+          created: 't',
+          updated: 't',
+          generation: 1,
+          explanation: null,
+          retrained: null,
+          current_version_id: null,
+          customer_id: null,
+        })
+        .execute();
+      await db.kysely
+        .insertInto('versions')
+        .values({
+          classifier_id: 'c_1',
+          generation: 1,
+          head_file: 'c_1/1-x.head',
+          classes: '[]',
+          pack_key: 'p',
+          evaluation: '{}',
+          examples: 1,
+          created: 't',
+        })
+        .execute();
       const empty = tempDir();
-      await expect(bindDataDirectory(empty, instanceId, db)).rejects.toThrow(/has trained classifiers, but the data directory .* has never been used by it/);
+      await expect(bindDataDirectory(empty, instanceId, db)).rejects.toThrow(
+        /has trained classifiers, but the data directory .* has never been used by it/,
+      );
       expect(fs.existsSync(path.join(empty, 'instance-id'))).toBe(false);
       const other = tempDir();
       fs.writeFileSync(path.join(other, 'instance-id'), 'another-instance\n');
@@ -272,7 +361,10 @@ describe('a database that is not the data directory\'s instance', () => {
 
 describe('a database that cannot be used', () => {
   test('an unreachable PostgreSQL stops the start with a message naming it, without the password', async () => {
-    const error = await Database.open({ databaseUrl: 'postgres://me:secret@127.0.0.1:1/nowhere', sqliteFile: '' }).catch((e) => e);
+    const error = await Database.open({
+      databaseUrl: 'postgres://me:secret@127.0.0.1:1/nowhere',
+      sqliteFile: '',
+    }).catch((e) => e);
     expect(error).toBeInstanceOf(DatabaseUnavailableError);
     expect(error.message).toMatch(/127\.0\.0\.1:1\/nowhere/);
     expect(error.message).toMatch(/ECONNREFUSED/);
@@ -280,13 +372,18 @@ describe('a database that cannot be used', () => {
   });
 
   test('a database that does not exist is named', async () => {
-    const error = await Database.open({ databaseUrl: 'postgres://postgres@127.0.0.1:5432/no_such_db_wvr', sqliteFile: '' }).catch((e) => e);
+    const error = await Database.open({
+      databaseUrl: 'postgres://postgres@127.0.0.1:5432/no_such_db_wvr',
+      sqliteFile: '',
+    }).catch((e) => e);
     expect(error).toBeInstanceOf(DatabaseUnavailableError);
     expect(error.message).toMatch(/no_such_db_wvr.*does not exist/);
   });
 
   test('a DATABASE_URL that is not a PostgreSQL URL is a configuration error', () => {
     expect(() => loadConfig({ DATABASE_URL: 'mysql://root@localhost/x' })).toThrow(ConfigError);
-    expect(() => loadConfig({ DATABASE_URL: 'mysql://root@localhost/x' })).toThrow(/DATABASE_URL: must be a PostgreSQL URL/);
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://root@localhost/x' })).toThrow(
+      /DATABASE_URL: must be a PostgreSQL URL/,
+    );
   });
 });

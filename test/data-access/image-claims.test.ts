@@ -22,7 +22,11 @@ describe.each(['sqlite', 'postgres'] as const)('image claims of processes that a
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-claims-'));
     if (dialect === 'postgres') pg = await createTestDatabase();
-    db = await Database.open(dialect === 'postgres' ? { databaseUrl: pg!.url, sqliteFile: '' } : { sqliteFile: path.join(dir, 'service.sqlite') });
+    db = await Database.open(
+      dialect === 'postgres'
+        ? { databaseUrl: pg!.url, sqliteFile: '' }
+        : { sqliteFile: path.join(dir, 'service.sqlite') },
+    );
   });
   afterEach(async () => {
     await db.close();
@@ -30,7 +34,7 @@ describe.each(['sqlite', 'postgres'] as const)('image claims of processes that a
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('drops an exited process\'s claims and an earlier life\'s of this pid; keeps a live process\'s, another machine\'s and its own', async () => {
+  it("drops an exited process's claims and an earlier life's of this pid; keeps a live process's, another machine's and its own", async () => {
     const deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
     const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     const claims: ImageClaim[] = [];
@@ -51,7 +55,10 @@ describe.each(['sqlite', 'postgres'] as const)('image claims of processes that a
       const mine = new ImageClaims(db, TTL_MS);
 
       const removed: string[] = [];
-      const gone = await mine.removeUnreferenced([exited, earlierLife, alive, otherMachine, own], async (h) => void removed.push(...h));
+      const gone = await mine.removeUnreferenced(
+        [exited, earlierLife, alive, otherMachine, own],
+        async (h) => void removed.push(...h),
+      );
       expect(gone.sort()).toEqual([exited, earlierLife].sort());
       expect(removed.sort()).toEqual([exited, earlierLife].sort());
       const left = await db.kysely.selectFrom('image_claims').select('image_hash').orderBy('image_hash').execute();

@@ -209,7 +209,7 @@ describe('fetchImageFromUrl with private networks allowed', () => {
       res.writeHead(307, { location: `/${step + 1}` }).end();
     });
     const error = await fetchError(server.url('/0'), options({ maxRedirects: 3 }));
-    expect(error.description).toBe('The URL redirects more than 3 times; give the image\'s final URL.');
+    expect(error.description).toBe("The URL redirects more than 3 times; give the image's final URL.");
     expect(server.requests).toEqual(['/0', '/1', '/2', '/3']);
   });
 
@@ -230,12 +230,16 @@ describe('fetchImageFromUrl with private networks allowed', () => {
     server = await startServer((_req, res) => res.writeHead(403).end());
     const error = await fetchError(`http://alice:s3cret@127.0.0.1:${server.port}/private.png`, options());
     expect(error.description).toBe('The URL answered HTTP 403 (Forbidden).');
-    expect(error.message).toBe(`Could not fetch image URL http://***@127.0.0.1:${server.port}/private.png: ${error.description}`);
+    expect(error.message).toBe(
+      `Could not fetch image URL http://***@127.0.0.1:${server.port}/private.png: ${error.description}`,
+    );
   });
 
   it('refuses an HTML page, naming its media type', async () => {
     server = await startServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!doctype html><html><body>Not an image</body></html>');
+      res
+        .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+        .end('<!doctype html><html><body>Not an image</body></html>');
     });
     const error = await fetchError(server.url('/page'), options());
     expect(error.description).toBe('The URL serves text/html, not an image.');
@@ -250,13 +254,19 @@ describe('fetchImageFromUrl with private networks allowed', () => {
   });
 
   it('refuses bytes that are not an image even when labelled image/png', async () => {
-    server = await startServer((_req, res) => res.writeHead(200, { 'content-type': 'image/png' }).end('<svg xmlns="http://www.w3.org/2000/svg"/>'));
+    server = await startServer((_req, res) =>
+      res.writeHead(200, { 'content-type': 'image/png' }).end('<svg xmlns="http://www.w3.org/2000/svg"/>'),
+    );
     const error = await fetchError(server.url('/fake.png'), options());
-    expect(error.description).toBe("The URL's content is not a JPEG, PNG, GIF, TIFF or WebP image (it is served as image/png).");
+    expect(error.description).toBe(
+      "The URL's content is not a JPEG, PNG, GIF, TIFF or WebP image (it is served as image/png).",
+    );
   });
 
   it('refuses a body too short to be an image', async () => {
-    server = await startServer((_req, res) => res.writeHead(200, { 'content-type': 'image/png' }).end(Buffer.from([0x89, 0x50])));
+    server = await startServer((_req, res) =>
+      res.writeHead(200, { 'content-type': 'image/png' }).end(Buffer.from([0x89, 0x50])),
+    );
     const error = await fetchError(server.url('/tiny.png'), options());
     expect(error.description).toMatch(/not a JPEG, PNG, GIF, TIFF or WebP image/);
   });
@@ -311,7 +321,9 @@ describe('fetchImageFromUrl with private networks allowed', () => {
       expect(fetched.bytes.equals(png)).toBe(true);
     }
     const declared = await fetchError(server.url('/declared.png'), options({ maxBytes: png.length - 1 }));
-    expect(declared.description).toBe(`The image at the URL is ${png.length} bytes; at most ${png.length - 1} bytes is allowed.`);
+    expect(declared.description).toBe(
+      `The image at the URL is ${png.length} bytes; at most ${png.length - 1} bytes is allowed.`,
+    );
     const chunked = await fetchError(server.url('/chunked.png'), options({ maxBytes: png.length - 1 }));
     expect(chunked.description).toBe(`The image at the URL is larger than ${png.length - 1} bytes, the most allowed.`);
   });
@@ -322,7 +334,9 @@ describe('fetchImageFromUrl with private networks allowed', () => {
       res.write(png, () => req.socket.destroy());
     });
     const error = await fetchError(server.url('/cut.png'), options());
-    expect(error.description).toMatch(/^The connection to the URL was closed after .*, before the whole image arrived\.$/);
+    expect(error.description).toMatch(
+      /^The connection to the URL was closed after .*, before the whole image arrived\.$/,
+    );
   });
 
   it('gives up on a server that never answers, within the timeout', async () => {
@@ -354,7 +368,10 @@ describe('fetchImageFromUrl with private networks allowed', () => {
 
   it('gives up when name resolution never finishes', async () => {
     const started = Date.now();
-    const error = await fetchError('http://stuck.test/x.png', options({ timeoutMs: 200, resolveHost: () => new Promise<string[]>(() => {}) }));
+    const error = await fetchError(
+      'http://stuck.test/x.png',
+      options({ timeoutMs: 200, resolveHost: () => new Promise<string[]>(() => {}) }),
+    );
     expect(error.description).toBe('The URL did not answer within 0.2 s.');
     expect(Date.now() - started).toBeLessThan(1_500);
   });
@@ -373,7 +390,9 @@ describe('fetchImageFromUrl with private networks allowed', () => {
   it('refuses a redirect to a file: URL', async () => {
     server = await startServer((_req, res) => res.writeHead(302, { location: 'file:///etc/passwd' }).end());
     const error = await fetchError(server.url('/'), options());
-    expect(error.description).toBe('The URL redirects to file: URL file:///etc/passwd; only http and https are followed.');
+    expect(error.description).toBe(
+      'The URL redirects to file: URL file:///etc/passwd; only http and https are followed.',
+    );
   });
 
   it('reports a refused connection', async () => {
@@ -434,13 +453,17 @@ describe('fetchImageFromUrl with private networks refused', () => {
 
   it('refuses 127.0.0.1 before connecting', async () => {
     const error = await fetchError(server.url('/x.png'), refusing());
-    expect(error.description).toBe("The URL's host 127.0.0.1 is a private address; fetching it is not allowed. Give a publicly reachable URL.");
+    expect(error.description).toBe(
+      "The URL's host 127.0.0.1 is a private address; fetching it is not allowed. Give a publicly reachable URL.",
+    );
     expect(server.connections).toBe(0);
   });
 
   it('refuses localhost, which resolves to loopback', async () => {
     const error = await fetchError(`http://localhost:${server.port}/x.png`, refusing());
-    expect(error.description).toMatch(/^The URL's host localhost resolves to (127\.0\.0\.1|::1), a private address; fetching it is not allowed\./);
+    expect(error.description).toMatch(
+      /^The URL's host localhost resolves to (127\.0\.0\.1|::1), a private address; fetching it is not allowed\./,
+    );
     expect(server.connections).toBe(0);
   });
 
@@ -457,7 +480,10 @@ describe('fetchImageFromUrl with private networks refused', () => {
     // that, were the check skipped, would still land on this server.
     const isAllowedAddress = (ip: string) => ip === '127.0.0.1';
     const resolveHost = async () => ['127.0.0.1', '::ffff:127.0.0.1'];
-    const error = await fetchError(`http://mixed.test:${server.port}/x.png`, refusing({ isAllowedAddress, resolveHost }));
+    const error = await fetchError(
+      `http://mixed.test:${server.port}/x.png`,
+      refusing({ isAllowedAddress, resolveHost }),
+    );
     expect(error.description).toBe(
       "The URL's host mixed.test resolves to ::ffff:127.0.0.1, a private address; fetching it is not allowed. Give a publicly reachable URL.",
     );
@@ -467,8 +493,10 @@ describe('fetchImageFromUrl with private networks refused', () => {
   it('checks every redirect hop before connecting to it', async () => {
     await server.close();
     server = await startServer((req, res) => {
-      if (req.url === '/start') res.writeHead(302, { location: `http://internal.test:${server.port}/secret.png` }).end();
-      else if (req.url === '/start-literal') res.writeHead(302, { location: `http://[::ffff:127.0.0.1]:${server.port}/secret.png` }).end();
+      if (req.url === '/start')
+        res.writeHead(302, { location: `http://internal.test:${server.port}/secret.png` }).end();
+      else if (req.url === '/start-literal')
+        res.writeHead(302, { location: `http://[::ffff:127.0.0.1]:${server.port}/secret.png` }).end();
       else res.writeHead(200, { 'content-type': 'image/png' }).end(png);
     });
     const isAllowedAddress = (ip: string) => ip === '127.0.0.1';
@@ -479,7 +507,9 @@ describe('fetchImageFromUrl with private networks refused', () => {
       `The URL redirects to http://internal.test:${server.port}/secret.png, whose host internal.test resolves to ::ffff:127.0.0.1, a private address; fetching it is not allowed. Give a publicly reachable URL.`,
     );
     const viaLiteral = await fetchError(server.url('/start-literal'), refusing({ isAllowedAddress, resolveHost }));
-    expect(viaLiteral.description).toMatch(/^The URL redirects to http:\/\/\[::ffff:7f00:1\]:\d+\/secret\.png, whose host \[::ffff:7f00:1\] is a private address/);
+    expect(viaLiteral.description).toMatch(
+      /^The URL redirects to http:\/\/\[::ffff:7f00:1\]:\d+\/secret\.png, whose host \[::ffff:7f00:1\] is a private address/,
+    );
     expect(server.requests).toEqual(['/start', '/start-literal']);
   });
 });

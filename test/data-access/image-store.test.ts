@@ -72,7 +72,15 @@ describe('ImageStore', () => {
 
   it('refuses anything but 64 lowercase hex characters before touching the file system', async () => {
     const { hash } = await store.put(png);
-    const bad = ['../../etc/passwd', hash.toUpperCase(), hash.slice(1), `${hash}0`, `${hash.slice(0, 62)}/x`, '', `..${hash.slice(2)}`];
+    const bad = [
+      '../../etc/passwd',
+      hash.toUpperCase(),
+      hash.slice(1),
+      `${hash}0`,
+      `${hash.slice(0, 62)}/x`,
+      '',
+      `..${hash.slice(2)}`,
+    ];
     for (const candidate of bad) {
       expect(() => store.path(candidate)).toThrow(InvalidImageHashError);
       await expect(store.read(candidate)).rejects.toThrow(InvalidImageHashError);
@@ -113,7 +121,10 @@ describe('ImageStore', () => {
     };
     const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     try {
-      const kept = [await temp(`${os.hostname()}@${PID_SCOPE}.${live.pid}-00000001`, true), await temp(`other-machine@${OTHER}.7-00000002`)];
+      const kept = [
+        await temp(`${os.hostname()}@${PID_SCOPE}.${live.pid}-00000001`, true),
+        await temp(`other-machine@${OTHER}.7-00000002`),
+      ];
       await temp(`${os.hostname()}@${PID_SCOPE}.${deadPid}-00000003`); // crashed here: removed however young
       await temp(`other-machine@${OTHER}.8-00000004`, true); // another machine's, untouched for two hours
       await temp('0123456789ab', true); // an older release's name: by age

@@ -12,9 +12,24 @@ import { createTestDatabase, postgresAdminUrl, type TestDatabase } from '../supp
 
 /** The tables a migration copies (every table but the migrations' own and image_claims). */
 const COPIED = [
-  'owners', 'api_keys', 'classifiers', 'classes', 'examples', 'versions', 'secrets', 'issued_classifier_ids', 'instance',
-  'version_examples', 'retired_examples', 'version_events', 'pruned_versions', 'version_leases', 'classifier_callbacks',
-  'callback_secrets', 'callback_outbox', 'embeddings',
+  'owners',
+  'api_keys',
+  'classifiers',
+  'classes',
+  'examples',
+  'versions',
+  'secrets',
+  'issued_classifier_ids',
+  'instance',
+  'version_examples',
+  'retired_examples',
+  'version_events',
+  'pruned_versions',
+  'version_leases',
+  'classifier_callbacks',
+  'callback_secrets',
+  'callback_outbox',
+  'embeddings',
 ];
 
 /**
@@ -28,37 +43,133 @@ async function makeInstance(): Promise<{ dataDir: string; file: string; instance
   const db = await Database.open({ sqliteFile: file });
   const now = '2024-05-01T10:00:00.000Z';
   await db.write(async (q) => {
-    await q.insertInto('owners').values([{ id: 'alice', created: now }, { id: 'Bob', created: now }]).execute();
-    await q.insertInto('api_keys').values([
-      { owner_id: 'alice', key_hash: 'h1', key_prefix: 'abcd', source: 'env', created: now, revoked: null },
-      { owner_id: 'Bob', key_hash: 'h2', key_prefix: 'efgh', source: 'cli', created: now, revoked: now },
-    ]).execute();
+    await q
+      .insertInto('owners')
+      .values([
+        { id: 'alice', created: now },
+        { id: 'Bob', created: now },
+      ])
+      .execute();
+    await q
+      .insertInto('api_keys')
+      .values([
+        { owner_id: 'alice', key_hash: 'h1', key_prefix: 'abcd', source: 'env', created: now, revoked: null },
+        { owner_id: 'Bob', key_hash: 'h2', key_prefix: 'efgh', source: 'cli', created: now, revoked: now },
+      ])
+      .execute();
     for (const id of ['Zeta_1', 'alpha_2', 'gone_3']) {
-      await q.insertInto('classifiers').values({ id, owner_id: 'alice', name: id, status: 'ready', explanation: null, created: now, updated: now, retrained: null, generation: 2, trained_generation: 1, current_version_id: null, customer_id: null }).execute();
+      await q
+        .insertInto('classifiers')
+        .values({
+          id,
+          owner_id: 'alice',
+          name: id,
+          status: 'ready',
+          explanation: null,
+          created: now,
+          updated: now,
+          retrained: null,
+          generation: 2,
+          trained_generation: 1,
+          current_version_id: null,
+          customer_id: null,
+        })
+        .execute();
       await q.insertInto('issued_classifier_ids').values({ id, owner_id: 'alice', issued: now }).execute();
-      await q.insertInto('classes').values([{ classifier_id: id, name: 'b', position: 1 }, { classifier_id: id, name: 'A', position: 0 }]).execute();
+      await q
+        .insertInto('classes')
+        .values([
+          { classifier_id: id, name: 'b', position: 1 },
+          { classifier_id: id, name: 'A', position: 0 },
+        ])
+        .execute();
       for (let i = 0; i < 4; i++) {
-        await q.insertInto('examples').values({ classifier_id: id, class_name: i % 2 ? 'A' : null, image_hash: `${id}-${i}`, generation: 1, customer_id: null, created: now, entry_name: `é/${i}.jpg` }).execute();
+        await q
+          .insertInto('examples')
+          .values({
+            classifier_id: id,
+            class_name: i % 2 ? 'A' : null,
+            image_hash: `${id}-${i}`,
+            generation: 1,
+            customer_id: null,
+            created: now,
+            entry_name: `é/${i}.jpg`,
+          })
+          .execute();
       }
-      await q.insertInto('versions').values({ classifier_id: id, generation: 1, head_file: `${id}/1.head`, classes: '["A","b"]', pack_key: 'p', evaluation: '{"accuracy":0.5}', examples: 4, created: now }).execute();
+      await q
+        .insertInto('versions')
+        .values({
+          classifier_id: id,
+          generation: 1,
+          head_file: `${id}/1.head`,
+          classes: '["A","b"]',
+          pack_key: 'p',
+          evaluation: '{"accuracy":0.5}',
+          examples: 4,
+          created: now,
+        })
+        .execute();
     }
     const versions = await q.selectFrom('versions').select(['id', 'classifier_id']).execute();
     for (const v of versions) {
       await q.updateTable('classifiers').set({ current_version_id: v.id }).where('id', '=', v.classifier_id).execute();
-      const examples = await q.selectFrom('examples').select('id').where('classifier_id', '=', v.classifier_id).execute();
-      await q.insertInto('version_examples').values(examples.map((e) => ({ classifier_id: v.classifier_id, version_id: v.id, example_id: e.id }))).execute();
-      await q.insertInto('version_events').values({ classifier_id: v.classifier_id, version_id: v.id, previous_version_id: null, cause: 'trained', created: now }).execute();
-      await q.insertInto('version_leases').values({ classifier_id: v.classifier_id, version_id: v.id, expires: now }).execute();
+      const examples = await q
+        .selectFrom('examples')
+        .select('id')
+        .where('classifier_id', '=', v.classifier_id)
+        .execute();
+      await q
+        .insertInto('version_examples')
+        .values(examples.map((e) => ({ classifier_id: v.classifier_id, version_id: v.id, example_id: e.id })))
+        .execute();
+      await q
+        .insertInto('version_events')
+        .values({
+          classifier_id: v.classifier_id,
+          version_id: v.id,
+          previous_version_id: null,
+          cause: 'trained',
+          created: now,
+        })
+        .execute();
+      await q
+        .insertInto('version_leases')
+        .values({ classifier_id: v.classifier_id, version_id: v.id, expires: now })
+        .execute();
     }
     await q.insertInto('retired_examples').values({ example_id: 1, classifier_id: 'Zeta_1' }).execute();
     await q.insertInto('pruned_versions').values({ version_id: 99, classifier_id: 'Zeta_1', pruned: now }).execute();
-    await q.insertInto('classifier_callbacks').values({ classifier_id: 'alpha_2', url: 'https://example.test/hook' }).execute();
+    await q
+      .insertInto('classifier_callbacks')
+      .values({ classifier_id: 'alpha_2', url: 'https://example.test/hook' })
+      .execute();
     await q.insertInto('callback_secrets').values({ owner_id: 'alice', secret: 's3cret', created: now }).execute();
-    await q.insertInto('callback_outbox').values({ delivery_id: 'd1', classifier_id: 'alpha_2', owner_id: 'alice', url: 'https://example.test/hook', body: '{"x":"ü\\n"}', created: now }).execute();
-    await q.insertInto('secrets').values({ name: 'token-key', value: crypto.randomBytes(32) }).execute();
+    await q
+      .insertInto('callback_outbox')
+      .values({
+        delivery_id: 'd1',
+        classifier_id: 'alpha_2',
+        owner_id: 'alice',
+        url: 'https://example.test/hook',
+        body: '{"x":"ü\\n"}',
+        created: now,
+      })
+      .execute();
+    await q
+      .insertInto('secrets')
+      .values({ name: 'token-key', value: crypto.randomBytes(32) })
+      .execute();
     for (let i = 0; i < 120; i++) {
       // ≈15 kB like a real embedding; keys in mixed case so bytewise and locale orders differ.
-      await q.insertInto('embeddings').values({ hash: `${i % 2 ? 'F' : 'e'}${crypto.randomBytes(8).toString('hex')}`, pack_key: i % 3 ? 'Pack' : 'pack', vector: crypto.randomBytes(15_360) }).execute();
+      await q
+        .insertInto('embeddings')
+        .values({
+          hash: `${i % 2 ? 'F' : 'e'}${crypto.randomBytes(8).toString('hex')}`,
+          pack_key: i % 3 ? 'Pack' : 'pack',
+          vector: crypto.randomBytes(15_360),
+        })
+        .execute();
     }
     await q.insertInto('image_claims').values({ claim_id: 'c1', image_hash: 'x', expires: now }).execute();
     // The newest classifier goes: its ids were issued and must never be issued again.
@@ -72,7 +183,13 @@ async function makeInstance(): Promise<{ dataDir: string; file: string; instance
 /** Every row of a table, as sortable strings (bytes in hex), whatever order the database gives them in. */
 function canonicalRows(rows: Array<Record<string, unknown>>): string[] {
   return rows
-    .map((row) => JSON.stringify(Object.keys(row).sort().map((k) => [k, Buffer.isBuffer(row[k]) ? `hex:${(row[k] as Buffer).toString('hex')}` : row[k]])))
+    .map((row) =>
+      JSON.stringify(
+        Object.keys(row)
+          .sort()
+          .map((k) => [k, Buffer.isBuffer(row[k]) ? `hex:${(row[k] as Buffer).toString('hex')}` : row[k]]),
+      ),
+    )
     .sort();
 }
 
@@ -99,7 +216,12 @@ async function query<T extends pg.QueryResultRow>(url: string, text: string, val
 }
 
 const tablesIn = async (url: string) =>
-  (await query<{ name: string }>(url, 'SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1')).map((r) => r.name);
+  (
+    await query<{ name: string }>(
+      url,
+      'SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1',
+    )
+  ).map((r) => r.name);
 
 /**
  * An empty database whose text order is a language's (ICU en-US: 'a' < 'B' < 'c'), not SQLite's
@@ -107,13 +229,22 @@ const tablesIn = async (url: string) =>
  */
 async function createLocaleOrderedDatabase(): Promise<TestDatabase> {
   const name = `wvr_test_${crypto.randomBytes(6).toString('hex')}`;
-  await query(postgresAdminUrl(), `CREATE DATABASE ${name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`);
+  await query(
+    postgresAdminUrl(),
+    `CREATE DATABASE ${name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`,
+  );
   const url = new URL(postgresAdminUrl());
   url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => query(postgresAdminUrl(), `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).then(() => undefined) };
+  return {
+    url: url.toString(),
+    drop: () => query(postgresAdminUrl(), `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).then(() => undefined),
+  };
 }
 
-const env = (dataDir: string) => ({ DATA_DIR: dataDir, QUEUE_PREFIX: `wvr-test-${crypto.randomBytes(4).toString('hex')}` });
+const env = (dataDir: string) => ({
+  DATA_DIR: dataDir,
+  QUEUE_PREFIX: `wvr-test-${crypto.randomBytes(4).toString('hex')}`,
+});
 
 describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
   const databases: TestDatabase[] = [];
@@ -138,7 +269,14 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
     const source = await newInstance();
     const target = await createLocaleOrderedDatabase();
     databases.push(target);
-    expect((await query<{ ordered: string }>(target.url, `SELECT string_agg(x, '' ORDER BY x) AS ordered FROM (VALUES ('B'), ('a')) v(x)`))[0].ordered).toBe('aB');
+    expect(
+      (
+        await query<{ ordered: string }>(
+          target.url,
+          `SELECT string_agg(x, '' ORDER BY x) AS ordered FROM (VALUES ('B'), ('a')) v(x)`,
+        )
+      )[0].ordered,
+    ).toBe('aB');
     const before = fileState(source.file);
     const sequenceBefore = sqliteRows(source.file, 'sqlite_sequence');
 
@@ -149,7 +287,10 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
 
     for (const table of COPIED) {
       const pgRows = await query(target.url, `SELECT * FROM ${table}`);
-      expect({ table, rows: canonicalRows(pgRows) }).toEqual({ table, rows: canonicalRows(sqliteRows(source.file, table)) });
+      expect({ table, rows: canonicalRows(pgRows) }).toEqual({
+        table,
+        rows: canonicalRows(sqliteRows(source.file, table)),
+      });
       expect(pgRows.length).toBeGreaterThan(0);
     }
     expect(await query(target.url, 'SELECT * FROM image_claims')).toEqual([]);
@@ -175,7 +316,9 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
 
     // The SQLite file is only the source now: a process started without DATABASE_URL (whose orphan
     // sweep would delete the images uploaded since) or npm run keys is refused, naming the database.
-    const stale = await Database.open({ sqliteFile: source.file, dataDirectoryInstance: source.instanceId }).catch((e: Error) => e);
+    const stale = await Database.open({ sqliteFile: source.file, dataDirectoryInstance: source.instanceId }).catch(
+      (e: Error) => e,
+    );
     expect(stale).toBeInstanceOf(WrongDatabaseError);
     expect((stale as Error).message).toMatch(/moved to PostgreSQL \(postgres:\/\/.*\).*Set DATABASE_URL/);
     expect(fileState(source.file)).toEqual(before);
@@ -190,7 +333,9 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
     expect((await runMigrate(['--to', moved.url], env(source.dataDir))).code).toBe(0);
     const again = await runMigrate(['--to', moved.url], env(source.dataDir));
     expect(again.code).toBe(1);
-    expect(again.stderr).toContain(`already holds this instance (${source.instanceId}): it was moved there before. A migration copies into an empty database only`);
+    expect(again.stderr).toContain(
+      `already holds this instance (${source.instanceId}): it was moved there before. A migration copies into an empty database only`,
+    );
 
     const other = await newDatabase();
     const otherDb = await Database.open({ databaseUrl: other.url, sqliteFile: '/nonexistent' });
@@ -215,14 +360,24 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
   it('refuses a target URL it cannot use, naming it without its password', async () => {
     const source = await newInstance();
     const cases: Array<[string, RegExp]> = [
-      ['http://127.0.0.1:5432/x', /^--to must be the URL of an empty PostgreSQL database, postgres:\/\/user:password@host:5432\/database \(got 'http:\/\/127\.0\.0\.1:5432\/x'\)/],
+      [
+        'http://127.0.0.1:5432/x',
+        /^--to must be the URL of an empty PostgreSQL database, postgres:\/\/user:password@host:5432\/database \(got 'http:\/\/127\.0\.0\.1:5432\/x'\)/,
+      ],
       ['not a url', /^--to must be the URL of an empty PostgreSQL database.*\(got something that is not a URL\)/],
       ['postgres://127.0.0.1:5432', /^--to must be the URL of an empty PostgreSQL database/],
-      ['postgres://someone:hunter2@127.0.0.1:1/x', /^Cannot reach the PostgreSQL database postgres:\/\/someone:\*\*\*@127\.0\.0\.1:1\/x \(connect ECONNREFUSED/],
+      [
+        'postgres://someone:hunter2@127.0.0.1:1/x',
+        /^Cannot reach the PostgreSQL database postgres:\/\/someone:\*\*\*@127\.0\.0\.1:1\/x \(connect ECONNREFUSED/,
+      ],
     ];
     for (const [url, message] of cases) {
       const run = await runMigrate(['--to', url], env(source.dataDir));
-      expect({ url, code: run.code, stderr: run.stderr }).toEqual({ url, code: 1, stderr: expect.stringMatching(message) });
+      expect({ url, code: run.code, stderr: run.stderr }).toEqual({
+        url,
+        code: 1,
+        stderr: expect.stringMatching(message),
+      });
       expect(run.stderr).not.toContain('hunter2');
     }
     const missing = new URL((await newDatabase()).url);
@@ -248,7 +403,9 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
     let before = fileState(source.file);
     const mismatch = await runMigrate(['--to', target.url], env(source.dataDir));
     expect(mismatch.code).toBe(1);
-    expect(mismatch.stderr).toMatch(/^Table examples does not match after the copy: the source has 8 rows \(SHA-256 [0-9a-f]{16}…\), PostgreSQL 8 rows \(SHA-256 [0-9a-f]{16}…\)\. Everything was rolled back; .* is empty again and the SQLite file is unchanged\./);
+    expect(mismatch.stderr).toMatch(
+      /^Table examples does not match after the copy: the source has 8 rows \(SHA-256 [0-9a-f]{16}…\), PostgreSQL 8 rows \(SHA-256 [0-9a-f]{16}…\)\. Everything was rolled back; .* is empty again and the SQLite file is unchanged\./,
+    );
     expect(await tablesIn(target.url)).toEqual([]);
     expect(fileState(source.file)).toEqual(before);
 
@@ -256,7 +413,9 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
     before = fileState(source.file);
     const outOfRange = await runMigrate(['--to', target.url], env(source.dataDir));
     expect(outOfRange.code).toBe(1);
-    expect(outOfRange.stderr).toMatch(/^The copy failed at table examples: value "1099511627776" is out of range for type integer\. Everything was rolled back/);
+    expect(outOfRange.stderr).toMatch(
+      /^The copy failed at table examples: value "1099511627776" is out of range for type integer\. Everything was rolled back/,
+    );
     expect(await tablesIn(target.url)).toEqual([]);
     expect(fileState(source.file)).toEqual(before);
 
@@ -264,7 +423,7 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
     expect((await runMigrate(['--to', target.url], env(source.dataDir))).code).toBe(0);
   });
 
-  it('refuses a source it must not read as is: an older or newer release\'s file, or a data directory of another instance', async () => {
+  it("refuses a source it must not read as is: an older or newer release's file, or a data directory of another instance", async () => {
     const target = await newDatabase();
     const legacyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-migrate-'));
     dirs.push(legacyDir);
@@ -276,7 +435,9 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
     const older = await runMigrate(['--to', target.url], env(legacyDir));
     expect(fileState(dataLayout(legacyDir).database)).toEqual(legacyBefore);
     expect(older.code).toBe(1);
-    expect(older.stderr).toMatch(/was written by an older release\. Start the service of this release on it once .*, stop it, and run the migration again\./);
+    expect(older.stderr).toMatch(
+      /was written by an older release\. Start the service of this release on it once .*, stop it, and run the migration again\./,
+    );
 
     const newer = await newInstance();
     const db = new BetterSqlite3(newer.file);
@@ -286,13 +447,17 @@ describe('npm run migrate (SQLite → PostgreSQL), as a process', () => {
     const fromNewer = await runMigrate(['--to', target.url], env(newer.dataDir));
     expect(fileState(newer.file)).toEqual(newerBefore);
     expect(fromNewer.code).toBe(1);
-    expect(fromNewer.stderr).toMatch(/was written by a newer release than this one \(schema \d+, migrations 9999_future\)/);
+    expect(fromNewer.stderr).toMatch(
+      /was written by a newer release than this one \(schema \d+, migrations 9999_future\)/,
+    );
 
     const foreign = await newInstance();
     fs.writeFileSync(path.join(foreign.dataDir, 'instance-id'), `${crypto.randomUUID()}\n`);
     const fromForeign = await runMigrate(['--to', target.url], env(foreign.dataDir));
     expect(fromForeign.code).toBe(1);
-    expect(fromForeign.stderr).toMatch(new RegExp(`belongs to instance [0-9a-f-]{36}, but its service.sqlite is instance ${foreign.instanceId}`));
+    expect(fromForeign.stderr).toMatch(
+      new RegExp(`belongs to instance [0-9a-f-]{36}, but its service.sqlite is instance ${foreign.instanceId}`),
+    );
 
     const nowhere = await runMigrate(['--to', target.url], env(path.join(legacyDir, 'missing')));
     expect(nowhere.stderr).toMatch(/^There is no SQLite database at .*missing\/service\.sqlite\. Set DATA_DIR/);

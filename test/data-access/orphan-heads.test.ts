@@ -25,9 +25,26 @@ describe('head files no version names', () => {
     const classifiers = new ClassifierRepository(db);
     const versions = new VersionRepository(db);
     const now = new Date().toISOString();
-    await classifiers.create({ id: 'c_1', ownerId: 'o', name: 'c', examples: [{ className: 'a', imageHash: 'a'.repeat(64) }], customerId: null, now });
+    await classifiers.create({
+      id: 'c_1',
+      ownerId: 'o',
+      name: 'c',
+      examples: [{ className: 'a', imageHash: 'a'.repeat(64) }],
+      customerId: null,
+      now,
+    });
     const published = await heads.write('c_1', 1, Buffer.from('published'));
-    await versions.publishVersion({ classifierId: 'c_1', generation: 1, headFile: published, classes: ['a'], packKey: 'p@1', evaluation: {}, examples: 1, exampleIds: [], now });
+    await versions.publishVersion({
+      classifierId: 'c_1',
+      generation: 1,
+      headFile: published,
+      classes: ['a'],
+      packKey: 'p@1',
+      evaluation: {},
+      examples: 1,
+      exampleIds: [],
+      now,
+    });
     const killedRun = await heads.write('c_1', 2, Buffer.from('never published'));
     const old = new Date(Date.now() - 20 * 60_000);
     await fs.utimes(heads.resolve(killedRun), old, old);

@@ -24,7 +24,9 @@ describe('the private redis-server of a data directory', () => {
       expect(await pingRedis('127.0.0.1', portOf(first.url))).toBe(true);
       const second = startPrivateRedis(dataDir, logger);
       await expect(second).rejects.toThrow(RedisUnavailableError);
-      await expect(second).rejects.toThrow(`run by another service process (pid ${process.pid} on ${os.hostname()}, ${first.url})`);
+      await expect(second).rejects.toThrow(
+        `run by another service process (pid ${process.pid} on ${os.hostname()}, ${first.url})`,
+      );
     } finally {
       await first.stop();
     }
@@ -41,7 +43,10 @@ describe('the private redis-server of a data directory', () => {
     try {
       const deadHere = spawnSync(process.execPath, ['-e', '']).pid;
       // Its pid means nothing here, even if no process of ours has it and the host name is ours.
-      fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), scope: '0'.repeat(12), pid: deadHere, redisPid: deadHere }));
+      fs.writeFileSync(
+        ownerFile,
+        JSON.stringify({ host: os.hostname(), scope: '0'.repeat(12), pid: deadHere, redisPid: deadHere }),
+      );
       await expect(startPrivateRedis(dataDir, logger)).rejects.toThrow(RedisUnavailableError);
       expect(await pingRedis('127.0.0.1', portOf(first.url))).toBe(true);
     } finally {
@@ -57,8 +62,13 @@ describe('the private redis-server of a data directory', () => {
       startPrivateRedis(process.argv[1], createLogger('silent', 'test')).then((r) => process.stdout.write(r.url + '\\n'));
       setInterval(() => {}, 1000);
     `;
-    const owner = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script, dataDir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-    const url = await new Promise<string>((resolve) => owner.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
+    const owner = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script, dataDir], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const url = await new Promise<string>((resolve) =>
+      owner.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())),
+    );
     const orphanPid = JSON.parse(fs.readFileSync(path.join(dataDir, 'redis', 'owner.json'), 'utf8')).redisPid as number;
     owner.kill('SIGKILL');
     await new Promise((r) => owner.once('exit', r));

@@ -27,7 +27,11 @@ describe.each(['sqlite', 'postgres'] as const)('publishing a generation twice, o
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-publish-'));
     if (dialect === 'postgres') pg = await createTestDatabase();
-    db = await Database.open(dialect === 'postgres' ? { databaseUrl: pg!.url, sqliteFile: '' } : { sqliteFile: path.join(dir, 'service.sqlite') });
+    db = await Database.open(
+      dialect === 'postgres'
+        ? { databaseUrl: pg!.url, sqliteFile: '' }
+        : { sqliteFile: path.join(dir, 'service.sqlite') },
+    );
     repo = new ClassifierRepository(db);
     versions = new VersionRepository(db);
   });
@@ -59,12 +63,20 @@ describe.each(['sqlite', 'postgres'] as const)('publishing a generation twice, o
     expect(await publish(first, 'k_1/1-worker-a.head')).toBe(true);
     expect(await publish(first, 'k_1/1-worker-b.head')).toBe(false);
 
-    await repo.addExamples({ id: 'k_1', examples: [{ className: 'c', imageHash: hash('c0') }], customerId: null, now: now() });
+    await repo.addExamples({
+      id: 'k_1',
+      examples: [{ className: 'c', imageHash: hash('c0') }],
+      customerId: null,
+      now: now(),
+    });
     const second = (await repo.trainingSnapshot('k_1'))!;
     expect(await publish(second, 'k_1/2-worker-b.head')).toBe(true);
     expect(await publish(second, 'k_1/2-worker-a.head')).toBe(false);
 
-    expect((await versions.listVersions('k_1')).map((v) => v.headFile)).toEqual(['k_1/1-worker-a.head', 'k_1/2-worker-b.head']);
+    expect((await versions.listVersions('k_1')).map((v) => v.headFile)).toEqual([
+      'k_1/1-worker-a.head',
+      'k_1/2-worker-b.head',
+    ]);
     expect((await versions.listVersionEvents('k_1')).map((e) => e.cause)).toEqual(['trained', 'trained']);
     expect(await repo.find('k_1')).toMatchObject({ status: 'ready', generation: 2, trainedGeneration: 2 });
   });

@@ -36,7 +36,7 @@ describe('UploadTempDir', () => {
     }
   };
 
-  it('keeps live processes\' uploads and removes what gone ones left', async () => {
+  it("keeps live processes' uploads and removes what gone ones left", async () => {
     const host = os.hostname();
     const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
     const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
@@ -55,7 +55,13 @@ describe('UploadTempDir', () => {
       expect(path.dirname(mine.path)).toBe(root);
       expect(path.basename(mine.path)).toMatch(new RegExp(`^${host}@${PID_SCOPE}\\.${process.pid}-[0-9a-f]{8}$`));
       expect(fs.readdirSync(root).sort()).toEqual(
-        [`${host}@${PID_SCOPE}.${live.pid}-00000001`, `other-host@${OTHER}.1-00000004`, `${host}@${OTHER}.${process.pid}-00000006`, 'upload-fedcba', path.basename(mine.path)].sort(),
+        [
+          `${host}@${PID_SCOPE}.${live.pid}-00000001`,
+          `other-host@${OTHER}.1-00000004`,
+          `${host}@${OTHER}.${process.pid}-00000006`,
+          'upload-fedcba',
+          path.basename(mine.path),
+        ].sort(),
       );
 
       // A second process's start (here: another folder of this one) leaves the first one's folder and uploads alone.

@@ -2,7 +2,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { isZip, readZipImageEntries, readZipImages, ZipInputError, type ZipImageEntry, type ZipLimits } from '../../src/data-access/zip/zip-images';
+import {
+  isZip,
+  readZipImageEntries,
+  readZipImages,
+  ZipInputError,
+  type ZipImageEntry,
+  type ZipLimits,
+} from '../../src/data-access/zip/zip-images';
 import { bmpImage, heicHead, solidColorPng, BLUE } from '../../fixtures/images';
 import {
   corruptedDataZip,
@@ -75,7 +82,10 @@ async function rejection(call: Promise<unknown>): Promise<ZipInputError> {
 }
 
 /** Reads a training zip as the upload does: its entry count and picture entries. */
-async function readTraining(zip: string | Buffer, limits = LIMITS): Promise<{ entries: number; images: ZipImageEntry[] }> {
+async function readTraining(
+  zip: string | Buffer,
+  limits = LIMITS,
+): Promise<{ entries: number; images: ZipImageEntry[] }> {
   const read: ZipImageEntry[] = [];
   const { entries } = await readZipImageEntries(zip, FIELD, limits, (image) => {
     read.push(image);
@@ -106,7 +116,12 @@ async function measured(call: () => Promise<unknown>) {
   const seconds = (performance.now() - started) / 1000;
   clearInterval(sampler);
   rssHigh = Math.max(rssHigh, process.memoryUsage().rss);
-  return { outcome, seconds, peakRise: process.resourceUsage().maxRSS * 1024 - peakBefore, rssRise: rssHigh - rssBefore };
+  return {
+    outcome,
+    seconds,
+    peakRise: process.resourceUsage().maxRSS * 1024 - peakBefore,
+    rssRise: rssHigh - rssBefore,
+  };
 }
 
 beforeAll(async () => {
@@ -132,13 +147,16 @@ describe('isZip', () => {
 });
 
 describe('readZipImageEntries (a training zip)', () => {
-  it.each(['_', 'beagle', 'beagle.zip'])('hands on every image of a zip uploaded as %p, in archive order', async (name) => {
-    const names = images.slice(0, 12).map((_, i) => `dogs/beagle-${String(i).padStart(2, '0')}.jpg`);
-    const zip = zipOf(images.slice(0, 12).map((data, i) => ({ name: names[i], data })));
-    const result = await readTraining(await upload(zip, name));
-    expect(result.entries).toBe(12);
-    expect(result.images).toEqual(images.slice(0, 12).map((data, i) => ({ entryName: names[i], bytes: data })));
-  });
+  it.each(['_', 'beagle', 'beagle.zip'])(
+    'hands on every image of a zip uploaded as %p, in archive order',
+    async (name) => {
+      const names = images.slice(0, 12).map((_, i) => `dogs/beagle-${String(i).padStart(2, '0')}.jpg`);
+      const zip = zipOf(images.slice(0, 12).map((data, i) => ({ name: names[i], data })));
+      const result = await readTraining(await upload(zip, name));
+      expect(result.entries).toBe(12);
+      expect(result.images).toEqual(images.slice(0, 12).map((data, i) => ({ entryName: names[i], bytes: data })));
+    },
+  );
 
   it('hands on an image that appears twice as two entries (the caller counts it once)', async () => {
     const duplicated = [...images.slice(0, 10), images[0], images[1]];
@@ -158,7 +176,10 @@ describe('readZipImageEntries (a training zip)', () => {
   });
 
   it('reads zip64 archives (sizes and offsets in zip64 fields, zip64 end record)', async () => {
-    const zip = zip64Zip([...images.slice(0, 10).map((data, i) => deflatedEntry(`${i}.jpg`, data)), storedEntry('a.txt', Buffer.from('x'))]);
+    const zip = zip64Zip([
+      ...images.slice(0, 10).map((data, i) => deflatedEntry(`${i}.jpg`, data)),
+      storedEntry('a.txt', Buffer.from('x')),
+    ]);
     const result = await readTraining(await upload(zip));
     expect(result.images.map((i) => sha256(i.bytes))).toEqual(images.slice(0, 10).map(sha256));
     expect(result.entries).toBe(11);
@@ -175,12 +196,18 @@ describe('readZipImageEntries (a training zip)', () => {
     expect((await readZipImages(zip, 'images_file', CLASSIFY_LIMITS)).map((i) => i.entryName)).toEqual(names);
   });
 
-  it.each(['PK\x07\x08', 'PK00'] as const)('reads an archive that begins with the spanning marker %p, as unzip -t does', async (marker) => {
-    const spanned = spannedZip(images.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })), marker);
-    expect(spanned.subarray(0, 4).toString('latin1')).toBe(marker);
-    const { images: read } = await readTraining(await upload(spanned));
-    expect(read.map((i) => sha256(i.bytes))).toEqual(images.slice(0, 10).map(sha256));
-  });
+  it.each(['PK\x07\x08', 'PK00'] as const)(
+    'reads an archive that begins with the spanning marker %p, as unzip -t does',
+    async (marker) => {
+      const spanned = spannedZip(
+        images.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })),
+        marker,
+      );
+      expect(spanned.subarray(0, 4).toString('latin1')).toBe(marker);
+      const { images: read } = await readTraining(await upload(spanned));
+      expect(read.map((i) => sha256(i.bytes))).toEqual(images.slice(0, 10).map(sha256));
+    },
+  );
 
   it('skips folders, __MACOSX twins, hidden files and non-images; hands on pictures in formats it cannot decode', async () => {
     const tenImages = images.slice(0, 10);
@@ -207,7 +234,11 @@ describe('readZipImageEntries (a training zip)', () => {
     expect(fromMac.entries).toBe(22);
 
     const mixed = await readTraining(await upload(zip));
-    expect(mixed.images.map((i) => i.entryName)).toEqual([...tenImages.map((_, i) => `photos/${i}.jpg`), 'scan.bmp', 'IMG_0001.HEIC']);
+    expect(mixed.images.map((i) => i.entryName)).toEqual([
+      ...tenImages.map((_, i) => `photos/${i}.jpg`),
+      'scan.bmp',
+      'IMG_0001.HEIC',
+    ]);
     expect(mixed.entries).toBe(1 + 10 + 3 + nonImageEntries().length + 2 + 2);
   });
 
@@ -250,7 +281,10 @@ describe('readZipImageEntries (a training zip)', () => {
   });
 
   it('refuses a zip file over the size limit, naming the limit', async () => {
-    await expectRefused(await imagesZip(12), [/is [\d.]+ KB; the limit is 10 KB per zip/], { ...LIMITS, maxZipBytes: 10 * 1024 });
+    await expectRefused(await imagesZip(12), [/is [\d.]+ KB; the limit is 10 KB per zip/], {
+      ...LIMITS,
+      maxZipBytes: 10 * 1024,
+    });
   });
 
   it('refuses truncated and damaged zips with a clear reason', async () => {
@@ -264,11 +298,15 @@ describe('readZipImageEntries (a training zip)', () => {
     const deflated = deflatedEntry('d.jpg', images[0]);
     const damagedDeflate = Buffer.from(deflated.payload);
     damagedDeflate.fill(0xff, 0, 64);
-    await expectRefused(rawZip([{ ...deflated, payload: damagedDeflate }]), ["compressed data of entry 'd.jpg' is damaged"]);
+    await expectRefused(rawZip([{ ...deflated, payload: damagedDeflate }]), [
+      "compressed data of entry 'd.jpg' is damaged",
+    ]);
     const shortEntry = { ...storedEntry('short.jpg', images[0]), uncompressedSize: images[0].length + 100 };
     await expectRefused(rawZip([shortEntry]), ['an uncompressed entry records two different sizes for itself']);
     const shortDeflated = { ...deflatedEntry('short.jpg', images[0]), uncompressedSize: images[0].length + 100 };
-    await expectRefused(rawZip([shortDeflated]), [/entry 'short.jpg' holds [\d.]+ KB, not the [\d.]+ KB its header declares/]);
+    await expectRefused(rawZip([shortDeflated]), [
+      /entry 'short.jpg' holds [\d.]+ KB, not the [\d.]+ KB its header declares/,
+    ]);
   });
 
   it('refuses encrypted zips', async () => {
@@ -283,7 +321,10 @@ describe('readZipImageEntries (a training zip)', () => {
 
   it('refuses an entry whose declared size is over the per-file limit, without inflating it', async () => {
     const zip = zipOf(images.slice(0, 12).map((data, i) => ({ name: `${i}.jpg`, data })));
-    await expectRefused(zip, [/entry '\d+\.jpg' of [\d.]+ KB uncompressed; the limit is 1 KB per file/], { ...LIMITS, maxEntryBytes: 1024 });
+    await expectRefused(zip, [/entry '\d+\.jpg' of [\d.]+ KB uncompressed; the limit is 1 KB per file/], {
+      ...LIMITS,
+      maxEntryBytes: 1024,
+    });
   });
 
   it('refuses a zip with more entries than any image set needs before reading its directory', async () => {
@@ -298,7 +339,9 @@ describe('readZipImageEntries (a training zip)', () => {
 
     it('refuses entries that declare a huge size, fast and in bounded memory', async () => {
       const bomb = zipBomb(4, 1024); // 4 entries of 1 GiB each, about 4 MB on disk
-      const { outcome, seconds, peakRise, rssRise } = await measured(() => expectRefused(bomb, ["entry 'bomb0.jpg' of 1024 MB uncompressed"]));
+      const { outcome, seconds, peakRise, rssRise } = await measured(() =>
+        expectRefused(bomb, ["entry 'bomb0.jpg' of 1024 MB uncompressed"]),
+      );
       expect(outcome).toBeNull();
       expect(seconds).toBeLessThan(5);
       expect(peakRise).toBeLessThan(MAX_RSS_RISE);
@@ -322,7 +365,9 @@ describe('readZipImageEntries (a training zip)', () => {
     it('refuses many entries that together expand past the total limit', async () => {
       await expectRefused(zipBomb(30, 8), ['expands to more than 200 MB uncompressed']);
       const overlapping = overlappingZipBomb(1000, 8); // 1000 names for one 8 MiB entry: 8 GB claimed
-      const { outcome, seconds, peakRise } = await measured(() => expectRefused(overlapping, ['expands to more than 200 MB']));
+      const { outcome, seconds, peakRise } = await measured(() =>
+        expectRefused(overlapping, ['expands to more than 200 MB']),
+      );
       expect(outcome).toBeNull();
       expect(seconds).toBeLessThan(5);
       expect(peakRise).toBeLessThan(MAX_RSS_RISE);
@@ -330,7 +375,10 @@ describe('readZipImageEntries (a training zip)', () => {
 
     it('skips nested zips without opening them (42.zip style)', async () => {
       const nested = nestedZipBomb(); // 4 levels of 4 zips over a 256 MiB leaf: 64 GiB if followed
-      const zip = zipOf([...images.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })), { name: '42.zip', data: nested }]);
+      const zip = zipOf([
+        ...images.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })),
+        { name: '42.zip', data: nested },
+      ]);
       const { outcome, seconds, peakRise } = await measured(async () => {
         const result = await readTraining(await upload(zip));
         expect(result.images).toHaveLength(10);
@@ -346,7 +394,10 @@ describe('readZipImageEntries (a training zip)', () => {
 
 describe('readZipImages (a classify zip)', () => {
   it('returns the images of a zip given as a buffer or a file, in archive order', async () => {
-    const zip = rawZip([...images.slice(0, 5).map((data, i) => deflatedEntry(`test/${i}.jpg`, data)), deflatedEntry('notes.txt', Buffer.from('x'))]);
+    const zip = rawZip([
+      ...images.slice(0, 5).map((data, i) => deflatedEntry(`test/${i}.jpg`, data)),
+      deflatedEntry('notes.txt', Buffer.from('x')),
+    ]);
     const expected = images.slice(0, 5).map((data, i) => ({ entryName: `test/${i}.jpg`, bytes: data }));
     expect(await readZipImages(zip, 'images_file', CLASSIFY_LIMITS)).toEqual(expected);
     expect(await readZipImages(await upload(zip), 'images_file', CLASSIFY_LIMITS)).toEqual(expected);

@@ -22,24 +22,33 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const MODELS_DIR = process.env.MODELS_DIR ?? path.join(ROOT, 'models');
 
 /** One request on a connection of its own, so the cluster's round robin can hand it to any API process. */
-function callFresh(baseUrl: string, method: string, pathAndQuery: string, options: { key?: string; body?: { body: Buffer; contentType: string } } = {}) {
+function callFresh(
+  baseUrl: string,
+  method: string,
+  pathAndQuery: string,
+  options: { key?: string; body?: { body: Buffer; contentType: string } } = {},
+) {
   return new Promise<{ status: number; body: any }>((resolve, reject) => {
     const headers: Record<string, string> = { Authorization: basicAuth(options.key ?? ALICE_KEY) };
     if (options.body) {
       headers['Content-Type'] = options.body.contentType;
       headers['Content-Length'] = String(options.body.body.length);
     }
-    const req = http.request(new URL(pathAndQuery, baseUrl), { method, headers, agent: false, timeout: 30_000 }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode!, body: JSON.parse(text) });
-        } catch {
-          resolve({ status: res.statusCode!, body: text });
-        }
-      });
-    });
+    const req = http.request(
+      new URL(pathAndQuery, baseUrl),
+      { method, headers, agent: false, timeout: 30_000 },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode!, body: JSON.parse(text) });
+          } catch {
+            resolve({ status: res.statusCode!, body: text });
+          }
+        });
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`no answer to ${method} ${pathAndQuery} within 30 s`)));
     req.on('error', reject);
     req.end(options.body?.body);
@@ -50,8 +59,12 @@ function callFresh(baseUrl: string, method: string, pathAndQuery: string, option
 const pidOfTmpEntry = (entry: string) => parseTaggedName(entry.split(path.sep)[0])?.pid ?? NaN;
 /** The API processes that have a folder in DATA_DIR/tmp: each makes it once its start has swept the folder. */
 const tmpFolderPids = (dataDir: string) =>
-  fs.existsSync(path.join(dataDir, 'tmp')) ? fs.readdirSync(path.join(dataDir, 'tmp')).map(pidOfTmpEntry).filter((pid) => !Number.isNaN(pid)) : [];
-
+  fs.existsSync(path.join(dataDir, 'tmp'))
+    ? fs
+        .readdirSync(path.join(dataDir, 'tmp'))
+        .map(pidOfTmpEntry)
+        .filter((pid) => !Number.isNaN(pid))
+    : [];
 
 /** The API processes a scrape reports, by pid. */
 const apiPidsIn = (samples: Sample[]) =>
@@ -107,14 +120,28 @@ describe('an instance run as several API processes (API_PROCESSES=2)', () => {
     expect(apiPids).toHaveLength(2);
     expect(apiPids).not.toContain(service!.pid);
     expect(service!.workerPid).toBeDefined();
-    for (let i = 0; i < 20; i++) expect((await callFresh(service!.url, 'GET', `/v3/classifiers?${VERSION}`)).status).toBe(200);
+    for (let i = 0; i < 20; i++)
+      expect((await callFresh(service!.url, 'GET', `/v3/classifiers?${VERSION}`)).status).toBe(200);
 
     const host = os.hostname();
-    const { samples } = await waitFor('both API processes to publish their counts', async () => {
-      const scraped = await scrape(service!.url);
-      return total(scraped.samples, 'watson_vr_http_requests_total', { route: '/v3/classifiers', method: 'GET' }) >= 20 ? scraped : undefined;
-    }, 20_000);
-    const answeredBy = apiPids.map((pid) => total(samples, 'watson_vr_http_requests_total', { route: '/v3/classifiers', method: 'GET', process_instance: `${host}/${pid}` }));
+    const { samples } = await waitFor(
+      'both API processes to publish their counts',
+      async () => {
+        const scraped = await scrape(service!.url);
+        return total(scraped.samples, 'watson_vr_http_requests_total', { route: '/v3/classifiers', method: 'GET' }) >=
+          20
+          ? scraped
+          : undefined;
+      },
+      20_000,
+    );
+    const answeredBy = apiPids.map((pid) =>
+      total(samples, 'watson_vr_http_requests_total', {
+        route: '/v3/classifiers',
+        method: 'GET',
+        process_instance: `${host}/${pid}`,
+      }),
+    );
     expect(answeredBy[0] + answeredBy[1]).toBe(20);
     expect(Math.min(...answeredBy)).toBeGreaterThan(0);
     expect(apiPidsIn(samples)).toEqual([...apiPids].sort());
@@ -125,21 +152,31 @@ describe('an instance run as several API processes (API_PROCESSES=2)', () => {
   it('keeps idle connections open in every API process for as long as a reverse proxy may reuse them', async () => {
     // Four connections at once: the round robin hands each API process two. Idle past Node's own 5 s (+1 s).
     const outcomes = await Promise.all(
-      Array.from({ length: 4 }, () => reuseAfterIdle(`${service!.url}/v3/classifiers?${VERSION}`, 7_000, { Authorization: basicAuth(ALICE_KEY) })),
+      Array.from({ length: 4 }, () =>
+        reuseAfterIdle(`${service!.url}/v3/classifiers?${VERSION}`, 7_000, { Authorization: basicAuth(ALICE_KEY) }),
+      ),
     );
     const timeoutS = loadConfig({}).keepAliveTimeoutMs / 1000;
-    for (const outcome of outcomes) expect(outcome).toEqual({ keepAlive: `timeout=${timeoutS}`, closedAfterMs: undefined, reused: true, secondStatus: 200 });
+    for (const outcome of outcomes)
+      expect(outcome).toEqual({
+        keepAlive: `timeout=${timeoutS}`,
+        closedAfterMs: undefined,
+        reused: true,
+        secondStatus: 200,
+      });
   });
 
   it('holds the per-owner rate limit across both API processes', async () => {
     const image = await solidColorJpeg({ r: 200, g: 30, b: 30 });
     const statuses: number[] = [];
     for (let i = 0; i < 6; i++) {
-      const form = await prebuildForm((() => {
-        const f = new FormData();
-        f.append('images_file', new Blob([new Uint8Array(image)]), 'red.jpg');
-        return f;
-      })());
+      const form = await prebuildForm(
+        (() => {
+          const f = new FormData();
+          f.append('images_file', new Blob([new Uint8Array(image)]), 'red.jpg');
+          return f;
+        })(),
+      );
       const answer = await callFresh(service!.url, 'POST', `/v3/classify?${VERSION}`, { key: BOB_KEY, body: form });
       statuses.push(answer.status);
       if (answer.status === 429) expect(answer.body).toEqual({ code: 429, error: expect.stringMatching(/at most 3 /) });
@@ -147,19 +184,34 @@ describe('an instance run as several API processes (API_PROCESSES=2)', () => {
     // Per process, each would have allowed 3 of its own.
     expect(statuses).toEqual([200, 200, 200, 429, 429, 429]);
     const host = os.hostname();
-    const { samples } = await waitFor('the classify answers to be published', async () => {
-      const scraped = await scrape(service!.url);
-      return total(scraped.samples, 'watson_vr_http_requests_total', { route: '/v3/classify', method: 'POST' }) >= 6 ? scraped : undefined;
-    }, 20_000);
+    const { samples } = await waitFor(
+      'the classify answers to be published',
+      async () => {
+        const scraped = await scrape(service!.url);
+        return total(scraped.samples, 'watson_vr_http_requests_total', { route: '/v3/classify', method: 'POST' }) >= 6
+          ? scraped
+          : undefined;
+      },
+      20_000,
+    );
     for (const pid of apiPids) {
-      expect(total(samples, 'watson_vr_http_requests_total', { route: '/v3/classify', method: 'POST', process_instance: `${host}/${pid}` })).toBeGreaterThan(0);
+      expect(
+        total(samples, 'watson_vr_http_requests_total', {
+          route: '/v3/classify',
+          method: 'POST',
+          process_instance: `${host}/${pid}`,
+        }),
+      ).toBeGreaterThan(0);
     }
   });
 
-  it('replaces an API process killed with SIGKILL while the other answers, and the new one leaves the other\'s upload in flight alone', async () => {
+  it("replaces an API process killed with SIGKILL while the other answers, and the new one leaves the other's upload in flight alone", async () => {
     const form = await prebuildForm(
       trainingForm(
-        { one_positive_examples: await classZip('blue-squares', 30, 91), two_positive_examples: await classZip('green-stripes', 30, 92) },
+        {
+          one_positive_examples: await classZip('blue-squares', 30, 91),
+          two_positive_examples: await classZip('green-stripes', 30, 92),
+        },
         { name: 'uploaded across a restart' },
       ),
     );
@@ -171,9 +223,15 @@ describe('an instance run as several API processes (API_PROCESSES=2)', () => {
       holdAfterBytes: Math.floor(form.body.length / 2),
       resume: resumed,
     });
-    const inFlight = await waitFor('the upload to reach a temp file', async () =>
-      tmpEntries(dataDir).find((f) => (fs.statSync(path.join(dataDir, 'tmp', f), { throwIfNoEntry: false })?.size ?? 0) > 0),
-    30_000, 10);
+    const inFlight = await waitFor(
+      'the upload to reach a temp file',
+      async () =>
+        tmpEntries(dataDir).find(
+          (f) => (fs.statSync(path.join(dataDir, 'tmp', f), { throwIfNoEntry: false })?.size ?? 0) > 0,
+        ),
+      30_000,
+      10,
+    );
     const holder = pidOfTmpEntry(inFlight);
     expect(apiPids).toContain(holder);
     const other = apiPids.find((pid) => pid !== holder)!;
@@ -182,10 +240,20 @@ describe('an instance run as several API processes (API_PROCESSES=2)', () => {
     // Once the primary has seen the exit (it reaped the process), the survivor answers every request.
     // (A connection the primary hands over at the very instant of the death is lost with the process,
     // as node:cluster's round robin cannot take it back, like the requests the process was serving.)
-    await waitFor('the primary to reap the killed process', async () => (isRunning(other) ? undefined : true), 10_000, 20);
+    await waitFor(
+      'the primary to reap the killed process',
+      async () => (isRunning(other) ? undefined : true),
+      10_000,
+      20,
+    );
     await new Promise((r) => setTimeout(r, 200));
-    for (let i = 0; i < 10; i++) expect((await callFresh(service!.url, 'GET', `/v3/classifiers?${VERSION}`)).status).toBe(200);
-    const replacement = await waitFor('a new API process to start', async () => tmpFolderPids(dataDir).find((pid) => !apiPids.includes(pid)), 60_000);
+    for (let i = 0; i < 10; i++)
+      expect((await callFresh(service!.url, 'GET', `/v3/classifiers?${VERSION}`)).status).toBe(200);
+    const replacement = await waitFor(
+      'a new API process to start',
+      async () => tmpFolderPids(dataDir).find((pid) => !apiPids.includes(pid)),
+      60_000,
+    );
 
     // Its start swept DATA_DIR/tmp: the killed process's folder, not the upload in flight.
     expect(tmpFolderPids(dataDir).sort()).toEqual([holder, replacement].sort());
@@ -198,28 +266,47 @@ describe('an instance run as several API processes (API_PROCESSES=2)', () => {
     expect(listed.body.classifiers.map((c: { classifier_id: string }) => c.classifier_id)).toContain(id);
 
     apiPids = [holder, replacement];
-    const { samples } = await waitFor('the killed process to drop out of /metrics', async () => {
-      const scraped = await scrape(service!.url);
-      return apiPidsIn(scraped.samples).join() === [...apiPids].sort().join() ? scraped : undefined;
-    }, 20_000);
+    const { samples } = await waitFor(
+      'the killed process to drop out of /metrics',
+      async () => {
+        const scraped = await scrape(service!.url);
+        return apiPidsIn(scraped.samples).join() === [...apiPids].sort().join() ? scraped : undefined;
+      },
+      20_000,
+    );
     expect(total(samples, 'watson_vr_api_reports')).toBe(2);
   });
 
   it('removes the upload of an API process killed mid-upload when its replacement starts', async () => {
-    const form = await prebuildForm(trainingForm({ one_positive_examples: await classZip('red-circles', 30, 93), two_positive_examples: await classZip('noise', 30, 94) }));
+    const form = await prebuildForm(
+      trainingForm({
+        one_positive_examples: await classZip('red-circles', 30, 93),
+        two_positive_examples: await classZip('noise', 30, 94),
+      }),
+    );
     const upload = pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, {
       chunkBytes: 16 * 1024,
       pauseMs: 5,
       holdAfterBytes: Math.floor(form.body.length / 2),
       resume: new Promise(() => undefined), // never: the process dies first
     });
-    const inFlight = await waitFor('the upload to reach a temp file', async () =>
-      tmpEntries(dataDir).find((f) => (fs.statSync(path.join(dataDir, 'tmp', f), { throwIfNoEntry: false })?.size ?? 0) > 0),
-    30_000, 10);
+    const inFlight = await waitFor(
+      'the upload to reach a temp file',
+      async () =>
+        tmpEntries(dataDir).find(
+          (f) => (fs.statSync(path.join(dataDir, 'tmp', f), { throwIfNoEntry: false })?.size ?? 0) > 0,
+        ),
+      30_000,
+      10,
+    );
     const holder = pidOfTmpEntry(inFlight);
     process.kill(holder, 'SIGKILL');
     expect(await upload.outcome).toEqual({ brokenWith: expect.any(String) });
-    const replacement = await waitFor('a new API process to start', async () => tmpFolderPids(dataDir).find((pid) => !apiPids.includes(pid)), 60_000);
+    const replacement = await waitFor(
+      'a new API process to start',
+      async () => tmpFolderPids(dataDir).find((pid) => !apiPids.includes(pid)),
+      60_000,
+    );
     const survivor = apiPids.find((pid) => pid !== holder)!;
     expect(tmpFolderPids(dataDir).sort()).toEqual([survivor, replacement].sort());
     expect(tmpEntries(dataDir)).toEqual([]);
@@ -254,13 +341,24 @@ describe('npm start with API_PROCESSES=2 on a new data directory', () => {
       LOG_LEVEL: 'warn',
     };
     delete env.API_KEYS;
-    const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'src', 'main.ts')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'src', 'main.ts')],
+      { env, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      const [, key, port] = await waitFor('the generated key', async () => /\n {2}(\S+)\n\nUse it as: curl -u "apikey:\S+" "http:\/\/localhost:(\d+)\//.exec(out) ?? undefined, 120_000);
-      for (let i = 0; i < 4; i++) expect((await callFresh(`http://127.0.0.1:${port}`, 'GET', `/v3/classifiers?${VERSION}`, { key })).status).toBe(200);
+      const [, key, port] = await waitFor(
+        'the generated key',
+        async () => /\n {2}(\S+)\n\nUse it as: curl -u "apikey:\S+" "http:\/\/localhost:(\d+)\//.exec(out) ?? undefined,
+        120_000,
+      );
+      for (let i = 0; i < 4; i++)
+        expect((await callFresh(`http://127.0.0.1:${port}`, 'GET', `/v3/classifiers?${VERSION}`, { key })).status).toBe(
+          200,
+        );
       expect(out.match(/No API key was configured/g)).toHaveLength(1);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

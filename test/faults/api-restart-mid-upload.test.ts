@@ -6,7 +6,13 @@ import IORedis from 'ioredis';
 import { ALICE_KEY, VERSION, waitFor } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 import { prebuildForm } from '../../bench/lib/watson-client';
-import { integrityCheck, referencedImageHashes, storedImageFiles, tmpEntries, unreferencedImageFiles } from './support/data-dir';
+import {
+  integrityCheck,
+  referencedImageHashes,
+  storedImageFiles,
+  tmpEntries,
+  unreferencedImageFiles,
+} from './support/data-dir';
 import { pacedUpload } from './support/paced-upload';
 import { startServiceProcess, type ServiceProcess } from './support/service-process';
 
@@ -45,7 +51,10 @@ describe('the API killed mid-upload and started again', () => {
     // A classifier accepted before the faults: it must come through every restart untouched.
     const survivor = await service.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
-        { circles_positive_examples: await classZip('red-circles', 12, 81), negative_examples: await classZip('noise', 12, 82) },
+        {
+          circles_positive_examples: await classZip('red-circles', 12, 81),
+          negative_examples: await classZip('noise', 12, 82),
+        },
         { name: 'survivor' },
       ),
     });
@@ -87,10 +96,21 @@ describe('the API killed mid-upload and started again', () => {
         { name: 'cut off while sending' },
       ),
     );
-    const upload = pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, { chunkBytes: 16 * 1024, pauseMs: 20 });
-    await waitFor('the upload to reach a temp file', async () =>
-      tmpEntries(dataDir).some((f) => (fs.statSync(path.join(dataDir, 'tmp', f), { throwIfNoEntry: false })?.size ?? 0) > 0) ? true : undefined,
-    30_000, 10);
+    const upload = pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, {
+      chunkBytes: 16 * 1024,
+      pauseMs: 20,
+    });
+    await waitFor(
+      'the upload to reach a temp file',
+      async () =>
+        tmpEntries(dataDir).some(
+          (f) => (fs.statSync(path.join(dataDir, 'tmp', f), { throwIfNoEntry: false })?.size ?? 0) > 0,
+        )
+          ? true
+          : undefined,
+      30_000,
+      10,
+    );
     expect(upload.bytesSent()).toBeLessThan(form.body.length);
     await service!.kill('SIGKILL');
     expect(await upload.outcome).toEqual({ brokenWith: expect.any(String) });
@@ -112,11 +132,19 @@ describe('the API killed mid-upload and started again', () => {
       ),
     );
     const before = storedImageFiles(dataDir).hashes.length;
-    const upload = pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, { chunkBytes: form.body.length, pauseMs: 0 });
-    const storing = await waitFor('the upload\'s images to start landing in the image store', async () => {
-      const now = storedImageFiles(dataDir).hashes.length;
-      return now > before ? now - before : undefined;
-    }, 60_000, 5);
+    const upload = pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, {
+      chunkBytes: form.body.length,
+      pauseMs: 0,
+    });
+    const storing = await waitFor(
+      "the upload's images to start landing in the image store",
+      async () => {
+        const now = storedImageFiles(dataDir).hashes.length;
+        return now > before ? now - before : undefined;
+      },
+      60_000,
+      5,
+    );
     await service!.kill('SIGKILL');
     expect(storing).toBeLessThan(360);
     expect(await upload.outcome).toEqual({ brokenWith: expect.any(String) });
@@ -126,7 +154,10 @@ describe('the API killed mid-upload and started again', () => {
     await restartAndExpectNothingFromTheUpload();
 
     // Nothing half-written stands in the way: the same upload is accepted in full afterwards.
-    const again = await pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, { chunkBytes: form.body.length, pauseMs: 0 }).outcome;
+    const again = await pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, {
+      chunkBytes: form.body.length,
+      pauseMs: 0,
+    }).outcome;
     expect(again).toMatchObject({ status: 200 });
     const stored = storedImageFiles(dataDir);
     expect(stored.hashes).toHaveLength(survivorHashes.length + 360);

@@ -33,7 +33,8 @@ const COMMIT_SLACK_MS = 5000;
 const CUSTOMERS = ['customer-7', 'customer-8'] as const;
 
 const sha256 = (bytes: Buffer) => crypto.createHash('sha256').update(bytes).digest('hex');
-const hashesOf = async (kind: Parameters<typeof classImages>[0], count: number, seed: number) => (await classImages(kind, count, seed)).map(sha256);
+const hashesOf = async (kind: Parameters<typeof classImages>[0], count: number, seed: number) =>
+  (await classImages(kind, count, seed)).map(sha256);
 
 interface ClassifyRecord {
   api: string;
@@ -130,7 +131,10 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
   const asCustomer = (customerId: string) => ({ 'X-Watson-Metadata': `customer_id=${customerId}` });
 
   async function statusOnBoth(id: string): Promise<{ A: ApiAnswer; B: ApiAnswer }> {
-    const [A, B] = await Promise.all([call('A', 'GET', `/v3/classifiers/${id}?${VERSION}`), call('B', 'GET', `/v3/classifiers/${id}?${VERSION}`)]);
+    const [A, B] = await Promise.all([
+      call('A', 'GET', `/v3/classifiers/${id}?${VERSION}`),
+      call('B', 'GET', `/v3/classifiers/${id}?${VERSION}`),
+    ]);
     return { A, B };
   }
 
@@ -142,7 +146,8 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
         `${id} to finish training`,
         async () => {
           const { A, B } = await statusOnBoth(id);
-          if (A.status !== 200 || B.status !== 200) throw new Error(`GET ${id}: A ${A.status} ${JSON.stringify(A.body)}, B ${B.status}`);
+          if (A.status !== 200 || B.status !== 200)
+            throw new Error(`GET ${id}: A ${A.status} ${JSON.stringify(A.body)}, B ${B.status}`);
           const done = (s: string) => s === 'ready' || s === 'failed';
           if (!done(A.body.status) || !done(B.body.status)) return undefined;
           // Both processes read the one database: the same object, progress aside.
@@ -277,52 +282,78 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     const creates = await Promise.all([
       call('A', 'POST', `/v3/classifiers?${VERSION}`, {
         body: trainingForm(
-          { circles_positive_examples: circlesZip, squares_positive_examples: await classZip('blue-squares', 12, 12), negative_examples: await classZip('noise', 12, 13) },
+          {
+            circles_positive_examples: circlesZip,
+            squares_positive_examples: await classZip('blue-squares', 12, 12),
+            negative_examples: await classZip('noise', 12, 13),
+          },
           { name: 'shapes' },
         ),
       }),
       call('B', 'POST', `/v3/classifiers?${VERSION}`, {
         body: trainingForm(
-          { stripes_positive_examples: await classZip('green-stripes', 12, 21), triangles_positive_examples: await classZip('yellow-triangles', 12, 22) },
+          {
+            stripes_positive_examples: await classZip('green-stripes', 12, 21),
+            triangles_positive_examples: await classZip('yellow-triangles', 12, 22),
+          },
           { name: 'lines' },
         ),
       }),
       call('B', 'POST', `/v3/classifiers?${VERSION}`, {
         body: trainingForm(
-          { circles_positive_examples: circlesZip, triangles_positive_examples: await classZip('yellow-triangles', 12, 31) },
+          {
+            circles_positive_examples: circlesZip,
+            triangles_positive_examples: await classZip('yellow-triangles', 12, 31),
+          },
           { name: 'doomed' },
         ),
       }),
       call('A', 'POST', `/v3/classifiers?${VERSION}`, {
         body: trainingForm(
-          { squares_positive_examples: await classZip('blue-squares', 12, 41), stripes_positive_examples: await classZip('green-stripes', 12, 42) },
+          {
+            squares_positive_examples: await classZip('blue-squares', 12, 41),
+            stripes_positive_examples: await classZip('green-stripes', 12, 42),
+          },
           { name: 'customer' },
         ),
         headers: asCustomer(CUSTOMERS[0]),
       }),
       call('B', 'POST', `/v3/classifiers?${VERSION}`, {
         body: trainingForm(
-          { circles_positive_examples: await classZip('red-circles', 12, 51), stripes_positive_examples: await classZip('green-stripes', 12, 52) },
+          {
+            circles_positive_examples: await classZip('red-circles', 12, 51),
+            stripes_positive_examples: await classZip('green-stripes', 12, 52),
+          },
           { name: 'mixed' },
         ),
       }),
     ]);
-    for (const c of creates) expect({ status: c.status, upload: c.body.upload?.training_examples }).toEqual({ status: 200, upload: expect.any(Number) });
+    for (const c of creates)
+      expect({ status: c.status, upload: c.body.upload?.training_examples }).toEqual({
+        status: 200,
+        upload: expect.any(Number),
+      });
     const [shapes, lines, doomed, customer, mixed] = creates.map((c) => c.body.classifier_id as string);
     expect(creates.map((c) => c.body.upload.training_examples)).toEqual([36, 24, 24, 24, 24]);
 
     const killed = await killedRun;
-    await waitFor('the killed worker to be started again', async () => (workers[killed.slot].pid !== killed.pid ? true : undefined), 30_000);
+    await waitFor(
+      'the killed worker to be started again',
+      async () => (workers[killed.slot].pid !== killed.pid ? true : undefined),
+      30_000,
+    );
 
     let states = await settled([shapes, lines, doomed, customer, mixed]);
     for (const id of [shapes, lines, doomed, customer, mixed]) expect(states[id].status).toBe('ready');
     // The killed worker's run was taken up again (BullMQ's stalled-job check) and trained, by another process.
     const resumed = (await queue.queue.getJob(killed.run.id!))!;
-    expect({ state: await resumed.getState(), stalled: resumed.stalledCounter, returned: resumed.returnvalue }).toEqual({
-      state: 'completed',
-      stalled: expect.any(Number),
-      returned: 'trained',
-    });
+    expect({ state: await resumed.getState(), stalled: resumed.stalledCounter, returned: resumed.returnvalue }).toEqual(
+      {
+        state: 'completed',
+        stalled: expect.any(Number),
+        returned: 'trained',
+      },
+    );
     expect(resumed.stalledCounter).toBeGreaterThanOrEqual(1);
     expect(resumed.processedBy).not.toBe(killed.run.processedBy);
     expect((await queue.queue.getJobs(['failed'])).map((j) => j.failedReason)).toEqual([]);
@@ -333,8 +364,12 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
 
     // ---- retrains on both APIs, a customer-labelled update, a delete ----
     const updates = await Promise.all([
-      call('B', 'POST', `/v3/classifiers/${shapes}?${VERSION}`, { body: trainingForm({ triangles_positive_examples: await classZip('yellow-triangles', 12, 14) }) }),
-      call('A', 'POST', `/v3/classifiers/${lines}?${VERSION}`, { body: trainingForm({ stripes_positive_examples: await classZip('green-stripes', 12, 23) }) }),
+      call('B', 'POST', `/v3/classifiers/${shapes}?${VERSION}`, {
+        body: trainingForm({ triangles_positive_examples: await classZip('yellow-triangles', 12, 14) }),
+      }),
+      call('A', 'POST', `/v3/classifiers/${lines}?${VERSION}`, {
+        body: trainingForm({ stripes_positive_examples: await classZip('green-stripes', 12, 23) }),
+      }),
       call('A', 'POST', `/v3/classifiers/${mixed}?${VERSION}`, {
         body: trainingForm({ squares_positive_examples: await classZip('blue-squares', 12, 53) }),
         headers: asCustomer(CUSTOMERS[1]),
@@ -348,7 +383,8 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     ]);
     const doomedHashes = await hashesOf('yellow-triangles', 12, 31);
     expect(await call('B', 'DELETE', `/v3/classifiers/${doomed}?${VERSION}`)).toEqual({ status: 200, body: {} });
-    for (const name of ['A', 'B'] as const) expect((await call(name, 'GET', `/v3/classifiers/${doomed}?${VERSION}`)).status).toBe(404);
+    for (const name of ['A', 'B'] as const)
+      expect((await call(name, 'GET', `/v3/classifiers/${doomed}?${VERSION}`)).status).toBe(404);
 
     await settled([shapes, lines, mixed]);
 
@@ -396,9 +432,16 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
       two_positive_examples: await classZip('noise', 40, 62),
       negative_examples: await classZip('noise', 40, 63),
     };
-    const cutOffHashes = new Set([...(await hashesOf('noise', 40, 61)), ...(await hashesOf('noise', 40, 62)), ...(await hashesOf('noise', 40, 63))]);
+    const cutOffHashes = new Set([
+      ...(await hashesOf('noise', 40, 61)),
+      ...(await hashesOf('noise', 40, 62)),
+      ...(await hashesOf('noise', 40, 63)),
+    ]);
     const cutOff = await prebuildForm(trainingForm(cutOffZips, { name: 'cut off' }));
-    const upload = pacedUpload(api('A').url, `/v3/classifiers?${VERSION}`, cutOff, { chunkBytes: cutOff.body.length, pauseMs: 0 });
+    const upload = pacedUpload(api('A').url, `/v3/classifiers?${VERSION}`, cutOff, {
+      chunkBytes: cutOff.body.length,
+      pauseMs: 0,
+    });
     await waitFor(
       'images of the large create to land in the image store',
       async () => (storedImageFiles(dataDir).hashes.some((h) => cutOffHashes.has(h)) ? true : undefined),
@@ -410,32 +453,50 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     await victim.kill('SIGKILL');
     expect(await upload.outcome).toEqual({ brokenWith: expect.any(String) });
     // The zips it had received are left in its upload folder, for the next start on this machine to remove.
-    const victimUploads = () => tmpEntries(dataDir).filter((f) => parseTaggedName(f.split(path.sep)[0])?.pid === victim.pid);
+    const victimUploads = () =>
+      tmpEntries(dataDir).filter((f) => parseTaggedName(f.split(path.sep)[0])?.pid === victim.pid);
     expect(victimUploads().length).toBeGreaterThan(0);
     const storedOfCutOff = storedImageFiles(dataDir).hashes.filter((h) => cutOffHashes.has(h)).length;
     expect(storedOfCutOff).toBeGreaterThan(0);
     expect(storedOfCutOff).toBeLessThan(cutOffHashes.size);
     const servedByBWhileADown = classifyRecords.length;
-    await waitFor('B to answer classify while A is down', async () => (classifyRecords.slice(servedByBWhileADown).some((r) => r.api === 'B') ? true : undefined), 30_000);
+    await waitFor(
+      'B to answer classify while A is down',
+      async () => (classifyRecords.slice(servedByBWhileADown).some((r) => r.api === 'B') ? true : undefined),
+      30_000,
+    );
 
     apis.A = await startServiceProcess(env);
     // Nothing of the cut-off create shows, on either API, and its images went with the restart.
     for (const name of ['A', 'B'] as const) {
       const list = await call(name, 'GET', `/v3/classifiers?${VERSION}`);
-      expect(list.body.classifiers.map((c: { name: string }) => c.name).sort()).toEqual(['customer', 'lines', 'mixed', 'shapes']);
+      expect(list.body.classifiers.map((c: { name: string }) => c.name).sort()).toEqual([
+        'customer',
+        'lines',
+        'mixed',
+        'shapes',
+      ]);
     }
     expect(storedImageFiles(dataDir).hashes.filter((h) => cutOffHashes.has(h))).toEqual([]);
     expect(victimUploads()).toEqual([]);
 
     // ---- DELETE /v3/user_data on both: the whole `customer` classifier (A, just restarted), the update of `mixed` (B) ----
-    const customerHashes = [...(await hashesOf('blue-squares', 12, 41)), ...(await hashesOf('green-stripes', 12, 42)), ...(await hashesOf('blue-squares', 12, 53))];
+    const customerHashes = [
+      ...(await hashesOf('blue-squares', 12, 41)),
+      ...(await hashesOf('green-stripes', 12, 42)),
+      ...(await hashesOf('blue-squares', 12, 53)),
+    ];
     expect((await call('A', 'DELETE', `/v3/user_data?${VERSION}&customer_id=${CUSTOMERS[0]}`)).status).toBe(202);
-    for (const name of ['A', 'B'] as const) expect((await call(name, 'GET', `/v3/classifiers/${customer}?${VERSION}`)).status).toBe(404);
+    for (const name of ['A', 'B'] as const)
+      expect((await call(name, 'GET', `/v3/classifiers/${customer}?${VERSION}`)).status).toBe(404);
     expect((await call('B', 'DELETE', `/v3/user_data?${VERSION}&customer_id=${CUSTOMERS[1]}`)).status).toBe(202);
     for (const name of ['A', 'B'] as const) {
       const res = await call(name, 'GET', `/v3/classifiers/${mixed}?${VERSION}`);
       // Its class of the customer's images is gone at once, on both; the retrain may have ended already.
-      expect(res.body).toMatchObject({ status: expect.stringMatching(/^(retraining|ready)$/), classes: [{ class: 'circles' }, { class: 'stripes' }] });
+      expect(res.body).toMatchObject({
+        status: expect.stringMatching(/^(retraining|ready)$/),
+        classes: [{ class: 'circles' }, { class: 'stripes' }],
+      });
     }
 
     states = await settled([shapes, lines, mixed]);
@@ -443,12 +504,17 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     await classifyLoop;
 
     // ---- every classifier in its right final state, on both APIs ----
-    expect(states[shapes]).toMatchObject({ status: 'ready', classes: [{ class: 'circles' }, { class: 'squares' }, { class: 'triangles' }] });
+    expect(states[shapes]).toMatchObject({
+      status: 'ready',
+      classes: [{ class: 'circles' }, { class: 'squares' }, { class: 'triangles' }],
+    });
     expect(states[lines]).toMatchObject({ status: 'ready', classes: [{ class: 'stripes' }, { class: 'triangles' }] });
     expect(states[mixed]).toMatchObject({ status: 'ready', classes: [{ class: 'circles' }, { class: 'stripes' }] });
     for (const name of ['A', 'B'] as const) {
       const list = await call(name, 'GET', `/v3/classifiers?${VERSION}`);
-      expect(list.body.classifiers.map((c: { classifier_id: string }) => c.classifier_id).sort()).toEqual([lines, mixed, shapes].sort());
+      expect(list.body.classifiers.map((c: { classifier_id: string }) => c.classifier_id).sort()).toEqual(
+        [lines, mixed, shapes].sort(),
+      );
     }
     const expectedExamples = { [shapes]: 48, [lines]: 48, [mixed]: 24 };
     const versionLists: Record<string, Awaited<ReturnType<typeof versionsOf>>> = {};
@@ -477,15 +543,33 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
       .orderBy('class_name')
       .execute();
     const byClass = (id: string) =>
-      Object.fromEntries(exampleCounts.filter((r) => r.classifier_id === id).map((r) => [r.class_name ?? '(negative)', [Number(r.n), Number(r.distinct)]]));
-    expect(byClass(shapes)).toEqual({ circles: [12, 12], squares: [12, 12], triangles: [12, 12], '(negative)': [12, 12] });
+      Object.fromEntries(
+        exampleCounts
+          .filter((r) => r.classifier_id === id)
+          .map((r) => [r.class_name ?? '(negative)', [Number(r.n), Number(r.distinct)]]),
+      );
+    expect(byClass(shapes)).toEqual({
+      circles: [12, 12],
+      squares: [12, 12],
+      triangles: [12, 12],
+      '(negative)': [12, 12],
+    });
     expect(byClass(lines)).toEqual({ stripes: [24, 24], triangles: [24, 24] });
     expect(byClass(mixed)).toEqual({ circles: [12, 12], stripes: [12, 12] });
     expect(new Set(exampleCounts.map((r) => r.classifier_id))).toEqual(new Set([shapes, lines, mixed]));
-    expect(await k.selectFrom('examples').select('id').where('customer_id', 'in', [...CUSTOMERS]).execute()).toEqual([]);
+    expect(
+      await k
+        .selectFrom('examples')
+        .select('id')
+        .where('customer_id', 'in', [...CUSTOMERS])
+        .execute(),
+    ).toEqual([]);
     for (const table of ['classifiers', 'classes', 'versions', 'version_events', 'classifier_callbacks'] as const) {
       const column = table === 'classifiers' ? 'id' : 'classifier_id';
-      expect({ table, rows: await k.selectFrom(table).select(column).where(column, 'in', [doomed, customer]).execute() }).toEqual({ table, rows: [] });
+      expect({
+        table,
+        rows: await k.selectFrom(table).select(column).where(column, 'in', [doomed, customer]).execute(),
+      }).toEqual({ table, rows: [] });
     }
     const duplicateGenerations = await k
       .selectFrom('versions')
@@ -498,7 +582,11 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     // Each current version trained on every example its classifier holds, each once.
     for (const id of [shapes, lines, mixed]) {
       const current = versionLists[id].current_version_id!;
-      const members = await k.selectFrom('version_examples').select('example_id').where('version_id', '=', current).execute();
+      const members = await k
+        .selectFrom('version_examples')
+        .select('example_id')
+        .where('version_id', '=', current)
+        .execute();
       const examples = await k.selectFrom('examples').select('id').where('classifier_id', '=', id).execute();
       expect(members.map((m) => m.example_id).sort()).toEqual(examples.map((e) => e.id).sort());
     }
@@ -506,18 +594,24 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     expect(await k.selectFrom('image_claims').selectAll().execute()).toEqual([]);
 
     // ---- the data directory: exactly the files the database names ----
-    const referenced = new Set((await k.selectFrom('examples').select('image_hash').distinct().execute()).map((r) => r.image_hash));
+    const referenced = new Set(
+      (await k.selectFrom('examples').select('image_hash').distinct().execute()).map((r) => r.image_hash),
+    );
     const stored = storedImageFiles(dataDir);
     expect(stored.others).toEqual([]);
     expect([...stored.hashes].sort()).toEqual([...referenced].sort());
-    for (const h of [...doomedHashes, ...customerHashes, ...cutOffHashes]) expect({ h, stored: stored.hashes.includes(h) }).toEqual({ h, stored: false });
+    for (const h of [...doomedHashes, ...customerHashes, ...cutOffHashes])
+      expect({ h, stored: stored.hashes.includes(h) }).toEqual({ h, stored: false });
     const liveHeads = await k
       .selectFrom('versions')
       .select('head_file')
       .where('id', 'not in', k.selectFrom('pruned_versions').select('version_id'))
       .execute();
     const headsRoot = path.join(dataDir, 'heads');
-    const headFiles = fs.readdirSync(headsRoot, { recursive: true, withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => path.relative(headsRoot, path.join(e.parentPath, e.name)));
+    const headFiles = fs
+      .readdirSync(headsRoot, { recursive: true, withFileTypes: true })
+      .filter((e) => !e.isDirectory())
+      .map((e) => path.relative(headsRoot, path.join(e.parentPath, e.name)));
     expect(headFiles.sort()).toEqual(liveHeads.map((v) => path.normalize(v.head_file)).sort());
     expect(fs.readdirSync(headsRoot).sort()).toEqual([lines, mixed, shapes].sort());
     // The killed upload's temp file went with A's restart; no upload is in flight now.
@@ -531,8 +625,12 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
       expect(r.answers.map((a) => a.classifier_id)).toEqual(r.requested.map((q) => q.id));
       r.answers.forEach((a, i) => {
         const { pin } = r.requested[i];
-        const allowed = pin !== undefined ? new Set([pin]) : currentBetween(versionLists[a.classifier_id].history, r.sentAt, r.answeredAt);
-        if (!allowed.has(a.version_id)) wrong.push({ ...a, api: r.api, pinned: pin !== undefined, allowed: [...allowed] });
+        const allowed =
+          pin !== undefined
+            ? new Set([pin])
+            : currentBetween(versionLists[a.classifier_id].history, r.sentAt, r.answeredAt);
+        if (!allowed.has(a.version_id))
+          wrong.push({ ...a, api: r.api, pinned: pin !== undefined, allowed: [...allowed] });
       });
     }
     expect(wrong).toEqual([]);

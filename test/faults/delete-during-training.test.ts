@@ -4,7 +4,13 @@ import path from 'node:path';
 import { classImages } from '../../fixtures/images';
 import { bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
-import { readDatabase, storedImageFiles, unreferencedHeadFiles, unreferencedImageFiles, versionRowsOf } from './support/data-dir';
+import {
+  readDatabase,
+  storedImageFiles,
+  unreferencedHeadFiles,
+  unreferencedImageFiles,
+  versionRowsOf,
+} from './support/data-dir';
 
 const sha256 = (bytes: Buffer) => crypto.createHash('sha256').update(bytes).digest('hex');
 
@@ -25,7 +31,10 @@ describe('deleting a classifier while its training runs', () => {
     // The keeper keeps the squares images referenced; its training puts them in the embedding cache.
     squaresZip = await classZip('blue-squares', 30, 42);
     const keeper = await t.call('POST', `/v3/classifiers?${VERSION}`, {
-      body: trainingForm({ circles_positive_examples: await classZip('red-circles', 30, 41), squares_positive_examples: squaresZip }, { name: 'keeper' }),
+      body: trainingForm(
+        { circles_positive_examples: await classZip('red-circles', 30, 41), squares_positive_examples: squaresZip },
+        { name: 'keeper' },
+      ),
     });
     keeperId = keeper.body.classifier_id;
     expect((await waitForStatus(t, keeperId, ['ready', 'failed'])).status).toBe('ready');
@@ -49,17 +58,29 @@ describe('deleting a classifier while its training runs', () => {
 
   /** Waits for the run to make progress, deletes, and waits for a run not in `earlierJobs` to finish. */
   async function deleteWhileTraining(id: string, earlierJobs: Set<string>) {
-    await waitFor(`the run of ${id} to report progress`, async () => {
-      const res = await t.call('GET', `/v3/classifiers/${id}?${VERSION}`);
-      return res.body.training_progress > 0 ? true : undefined;
-    }, 60_000, 20);
+    await waitFor(
+      `the run of ${id} to report progress`,
+      async () => {
+        const res = await t.call('GET', `/v3/classifiers/${id}?${VERSION}`);
+        return res.body.training_progress > 0 ? true : undefined;
+      },
+      60_000,
+      20,
+    );
     expect(await t.call('DELETE', `/v3/classifiers/${id}?${VERSION}`)).toEqual({ status: 200, body: {} });
-    const run = await waitFor(`the run of ${id} to finish`, async () => {
-      const jobs = await t.service.ctx.queue.queue.getJobs(['completed', 'failed']);
-      return jobs.find((j) => j.data.classifierId === id && !earlierJobs.has(j.id!));
-    }, 120_000);
+    const run = await waitFor(
+      `the run of ${id} to finish`,
+      async () => {
+        const jobs = await t.service.ctx.queue.queue.getJobs(['completed', 'failed']);
+        return jobs.find((j) => j.data.classifierId === id && !earlierJobs.has(j.id!));
+      },
+      120_000,
+    );
     // It trained to the end and found its classifier gone when publishing.
-    expect({ state: await run.getState(), returned: run.returnvalue }).toEqual({ state: 'completed', returned: 'gone' });
+    expect({ state: await run.getState(), returned: run.returnvalue }).toEqual({
+      state: 'completed',
+      returned: 'gone',
+    });
   }
 
   async function expectGone(id: string, ownHashes: string[]) {
@@ -88,7 +109,10 @@ describe('deleting a classifier while its training runs', () => {
     const ownHashes = (await classImages('red-circles', 100, 51)).map(sha256);
     const earlier = await finishedJobIds();
     const doomed = await t.call('POST', `/v3/classifiers?${VERSION}`, {
-      body: trainingForm({ dots_positive_examples: await classZip('red-circles', 100, 51), boxes_positive_examples: squaresZip }, { name: 'doomed' }),
+      body: trainingForm(
+        { dots_positive_examples: await classZip('red-circles', 100, 51), boxes_positive_examples: squaresZip },
+        { name: 'doomed' },
+      ),
     });
     expect(doomed.status).toBe(200);
     const id = doomed.body.classifier_id;
@@ -102,7 +126,10 @@ describe('deleting a classifier while its training runs', () => {
   it('during a retrain: the served version and the run in flight both go', async () => {
     const firstHashes = (await classImages('green-stripes', 10, 61)).map(sha256);
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
-      body: trainingForm({ stripes_positive_examples: await classZip('green-stripes', 10, 61), boxes_positive_examples: squaresZip }, { name: 'retrained' }),
+      body: trainingForm(
+        { stripes_positive_examples: await classZip('green-stripes', 10, 61), boxes_positive_examples: squaresZip },
+        { name: 'retrained' },
+      ),
     });
     const id = created.body.classifier_id;
     expect((await waitForStatus(t, id, ['ready', 'failed'])).status).toBe('ready');

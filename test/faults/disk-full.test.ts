@@ -51,7 +51,10 @@ describeWithSmallDisk('a full disk (DATA_DIR on an 8 MB tmpfs)', () => {
     });
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
-        { circles_positive_examples: await classZip('red-circles', 10, 91), squares_positive_examples: await classZip('blue-squares', 10, 92) },
+        {
+          circles_positive_examples: await classZip('red-circles', 10, 91),
+          squares_positive_examples: await classZip('blue-squares', 10, 92),
+        },
         { name: 'fits' },
       ),
     });
@@ -73,10 +76,16 @@ describeWithSmallDisk('a full disk (DATA_DIR on an 8 MB tmpfs)', () => {
     return res.body.images[0].classifiers;
   }
 
-  const currentVersion = async () => (await t.call('GET', `/v3/classifiers/${fitsId}/versions?${VERSION}`)).body.current_version_id;
+  const currentVersion = async () =>
+    (await t.call('GET', `/v3/classifiers/${fitsId}/versions?${VERSION}`)).body.current_version_id;
 
   async function expectStoreIntact(classifierIds: string[]) {
-    await waitFor('the upload temp files to be removed', async () => (tmpEntries(dataDir).length === 0 ? true : undefined), 10_000, 50);
+    await waitFor(
+      'the upload temp files to be removed',
+      async () => (tmpEntries(dataDir).length === 0 ? true : undefined),
+      10_000,
+      50,
+    );
     expect(unreferencedImageFiles(dataDir)).toEqual([]);
     expect(unreferencedHeadFiles(dataDir)).toEqual([]);
     expect(integrityCheck(dataDir)).toBe('ok');
@@ -87,7 +96,10 @@ describeWithSmallDisk('a full disk (DATA_DIR on an 8 MB tmpfs)', () => {
   it('answers 507 when the upload itself does not fit, and stores nothing', async () => {
     const tooBig = await noiseZipOfSize(disk.freeBytes() * 1.5);
     const res = await callApi(t.url, 'POST', `/v3/classifiers?${VERSION}`, {
-      body: trainingForm({ big_positive_examples: tooBig, negative_examples: await classZip('noise', 10, 93) }, { name: 'too big' }),
+      body: trainingForm(
+        { big_positive_examples: tooBig, negative_examples: await classZip('noise', 10, 93) },
+        { name: 'too big' },
+      ),
     });
     expect(res).toEqual({ status: 507, body: DISK_FULL_ANSWER });
     await expectStoreIntact([fitsId]);
@@ -105,7 +117,10 @@ describeWithSmallDisk('a full disk (DATA_DIR on an 8 MB tmpfs)', () => {
     expect(res).toEqual({ status: 507, body: DISK_FULL_ANSWER });
     await expectStoreIntact([fitsId]);
     const c = (await t.call('GET', `/v3/classifiers/${fitsId}?${VERSION}`)).body;
-    expect({ status: c.status, classes: c.classes }).toEqual({ status: 'ready', classes: [{ class: 'circles' }, { class: 'squares' }] });
+    expect({ status: c.status, classes: c.classes }).toEqual({
+      status: 'ready',
+      classes: [{ class: 'circles' }, { class: 'squares' }],
+    });
     expect(await classifyCircle()).toEqual(scoresBefore);
   });
 
@@ -114,7 +129,10 @@ describeWithSmallDisk('a full disk (DATA_DIR on an 8 MB tmpfs)', () => {
     // the first thing it must write is its head file.
     const stripes = await classZip('green-stripes', 10, 94);
     const other = await t.call('POST', `/v3/classifiers?${VERSION}`, {
-      body: trainingForm({ stripes_positive_examples: stripes, negative_examples: await classZip('noise', 10, 95) }, { name: 'stripes' }),
+      body: trainingForm(
+        { stripes_positive_examples: stripes, negative_examples: await classZip('noise', 10, 95) },
+        { name: 'stripes' },
+      ),
     });
     const otherId = other.body.classifier_id;
     expect((await waitForStatus(t, otherId, ['ready', 'failed'])).status).toBe('ready');
@@ -124,16 +142,27 @@ describeWithSmallDisk('a full disk (DATA_DIR on an 8 MB tmpfs)', () => {
 
     // Held until the disk is full: the worker keeps running, with its databases open.
     await queue.pause();
-    const updated = await t.call('POST', `/v3/classifiers/${fitsId}?${VERSION}`, { body: trainingForm({ stripes_positive_examples: stripes }) });
+    const updated = await t.call('POST', `/v3/classifiers/${fitsId}?${VERSION}`, {
+      body: trainingForm({ stripes_positive_examples: stripes }),
+    });
     expect(updated.body.status).toBe('retraining');
-    await waitFor('the update temp file to be removed', async () => (tmpEntries(dataDir).length === 0 ? true : undefined), 10_000, 20);
+    await waitFor(
+      'the update temp file to be removed',
+      async () => (tmpEntries(dataDir).length === 0 ? true : undefined),
+      10_000,
+      20,
+    );
     const filler = disk.fill();
     await queue.resume();
 
-    const failedRun = await waitFor('the retrain to fail on the full disk', async () => {
-      const jobs = await queue.getJobs(['failed']);
-      return jobs.find((j) => j.data.classifierId === fitsId && !finishedBefore.has(j.id));
-    }, 60_000);
+    const failedRun = await waitFor(
+      'the retrain to fail on the full disk',
+      async () => {
+        const jobs = await queue.getJobs(['failed']);
+        return jobs.find((j) => j.data.classifierId === fitsId && !finishedBefore.has(j.id));
+      },
+      60_000,
+    );
     expect((failedRun.stacktrace ?? []).join('\n')).toMatch(/ENOSPC[\s\S]*HeadStore\.write/);
     const during = (await t.call('GET', `/v3/classifiers/${fitsId}?${VERSION}`)).body;
     expect(['retraining', 'failed']).toContain(during.status);
@@ -147,7 +176,13 @@ describeWithSmallDisk('a full disk (DATA_DIR on an 8 MB tmpfs)', () => {
     if (after.status === 'failed') {
       // Recorded as failed: a new update retrains, as for any failed retrain.
       expect(after.explanation).toMatch(/previous version.*keeps serving/);
-      expect((await t.call('POST', `/v3/classifiers/${fitsId}?${VERSION}`, { body: trainingForm({ stripes_positive_examples: stripes }) })).status).toBe(200);
+      expect(
+        (
+          await t.call('POST', `/v3/classifiers/${fitsId}?${VERSION}`, {
+            body: trainingForm({ stripes_positive_examples: stripes }),
+          })
+        ).status,
+      ).toBe(200);
       after = await waitForStatus(t, fitsId, ['ready', 'failed'], 60_000);
     }
     expect(after.status).toBe('ready');

@@ -1,6 +1,13 @@
 import { classImages } from '../../fixtures/images';
 import { WorkerSupervisor } from '../../src/processes/worker-supervisor';
-import { bootService, VERSION, waitFor, waitForStatus, workerEnvironment, type TestService } from '../support/service-harness';
+import {
+  bootService,
+  VERSION,
+  waitFor,
+  waitForStatus,
+  workerEnvironment,
+  type TestService,
+} from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 import { PrivateRedis } from './support/private-redis';
 
@@ -35,34 +42,52 @@ describe('a Redis without persistence restarted while a retrain is queued', () =
 
   async function classifyStripe(id: string) {
     const form = new FormData();
-    form.append('images_file', new Blob([new Uint8Array((await classImages('green-stripes', 1, 77))[0])]), 'stripe.jpg');
+    form.append(
+      'images_file',
+      new Blob([new Uint8Array((await classImages('green-stripes', 1, 77))[0])]),
+      'stripe.jpg',
+    );
     form.append('classifier_ids', id);
     form.append('threshold', '0');
     const res = await t.call('POST', `/v3/classify?${VERSION}`, { body: form });
     expect(res.status).toBe(200);
-    return (res.body.images[0].classifiers as Array<{ classifier_id: string; classes: Array<{ class: string }> }>).find((c) => c.classifier_id === id);
+    return (res.body.images[0].classifiers as Array<{ classifier_id: string; classes: Array<{ class: string }> }>).find(
+      (c) => c.classifier_id === id,
+    );
   }
 
-  const classNames = (found: { classes: Array<{ class: string }> } | undefined) => found?.classes.map((c) => c.class).sort();
+  const classNames = (found: { classes: Array<{ class: string }> } | undefined) =>
+    found?.classes.map((c) => c.class).sort();
 
   let id: string;
 
   /** Polls until the retrain publishes; until then every answer must come from `servingVersion`. */
   async function expectOldVersionUntilPublished(servingVersion: number) {
-    await waitFor('the retrain to publish', async () => {
-      // One read gives status and serving version together (evaluation.version_id is the current version's).
-      const c = (await t.call('GET', `/v3/classifiers/${id}?${VERSION}`)).body;
-      if (c.status === 'failed') throw new Error(`the retrain failed: ${c.explanation}`);
-      if (c.status === 'ready' && c.evaluation.version_id !== servingVersion) return true;
-      expect({ status: c.status, version: c.evaluation.version_id }).toEqual({ status: 'retraining', version: servingVersion });
-      return undefined;
-    }, 90_000, 100);
+    await waitFor(
+      'the retrain to publish',
+      async () => {
+        // One read gives status and serving version together (evaluation.version_id is the current version's).
+        const c = (await t.call('GET', `/v3/classifiers/${id}?${VERSION}`)).body;
+        if (c.status === 'failed') throw new Error(`the retrain failed: ${c.explanation}`);
+        if (c.status === 'ready' && c.evaluation.version_id !== servingVersion) return true;
+        expect({ status: c.status, version: c.evaluation.version_id }).toEqual({
+          status: 'retraining',
+          version: servingVersion,
+        });
+        return undefined;
+      },
+      90_000,
+      100,
+    );
   }
 
   it('re-queues the classifier when the worker starts; the old version serves until the new one is ready', async () => {
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
-        { circles_positive_examples: await classZip('red-circles', 20, 71), squares_positive_examples: await classZip('blue-squares', 20, 72) },
+        {
+          circles_positive_examples: await classZip('red-circles', 20, 71),
+          squares_positive_examples: await classZip('blue-squares', 20, 72),
+        },
         { name: 'redis restart' },
       ),
     });
@@ -81,7 +106,13 @@ describe('a Redis without persistence restarted while a retrain is queued', () =
 
     await redis.restartEmpty();
     // The API's queue connection comes back to an empty Redis: the queued retrain is gone.
-    expect(await waitFor('the API to reach the restarted Redis', () => t.service.ctx.queue.hasPendingJob(id).catch(() => undefined), 30_000)).toBe(false);
+    expect(
+      await waitFor(
+        'the API to reach the restarted Redis',
+        () => t.service.ctx.queue.hasPendingJob(id).catch(() => undefined),
+        30_000,
+      ),
+    ).toBe(false);
     const during = (await t.call('GET', `/v3/classifiers/${id}?${VERSION}`)).body;
     expect(during.status).toBe('retraining');
     expect(classNames(await classifyStripe(id))).toEqual(['circles', 'squares']);
@@ -111,6 +142,11 @@ describe('a Redis without persistence restarted while a retrain is queued', () =
     await expectOldVersionUntilPublished(v2);
     const after = (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body;
     expect(after.versions).toHaveLength(3);
-    expect(after.versions[2].classes.map((c: { class: string }) => c.class)).toEqual(['circles', 'squares', 'stripes', 'triangles']);
+    expect(after.versions[2].classes.map((c: { class: string }) => c.class)).toEqual([
+      'circles',
+      'squares',
+      'stripes',
+      'triangles',
+    ]);
   });
 });

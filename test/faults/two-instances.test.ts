@@ -53,13 +53,17 @@ describe('two instances on one Redis and one QUEUE_PREFIX', () => {
     for (let i = 0; i < 4; i++) {
       for (const t of [first, second]) {
         const res = await t.call('POST', `/v3/classifiers?${VERSION}`, {
-          body: trainingForm({ circles_positive_examples: zips[0], squares_positive_examples: zips[1], negative_examples: zips[2] }, { name: `shapes ${i}` }),
+          body: trainingForm(
+            { circles_positive_examples: zips[0], squares_positive_examples: zips[1], negative_examples: zips[2] },
+            { name: `shapes ${i}` },
+          ),
         });
         expect(res.status).toBe(200);
         created.push({ t, id: res.body.classifier_id });
       }
     }
-    for (const { t, id } of created) expect((await waitForStatus(t, id, ['ready', 'failed'], 120_000)).status).toBe('ready');
+    for (const { t, id } of created)
+      expect((await waitForStatus(t, id, ['ready', 'failed'], 120_000)).status).toBe('ready');
 
     const [probe] = await classImages('red-circles', 1, 7);
     for (const { t, id } of created) {
@@ -87,20 +91,29 @@ describe('two instances on one Redis and one QUEUE_PREFIX', () => {
   });
 
   it('refuses, loudly, a job that names a classifier its database never issued', async () => {
-    const queue = new Queue(TRAINING_QUEUE_NAME, { connection: { url: redisUrl }, prefix: first.service.queueNamespace });
+    const queue = new Queue(TRAINING_QUEUE_NAME, {
+      connection: { url: redisUrl },
+      prefix: first.service.queueNamespace,
+    });
     const job = await queue.add('train', { classifierId: 'never_issued_1', instanceId: first.service.instanceId });
     const forged = await queue.add('train', { classifierId: 'never_issued_2', instanceId: second.service.instanceId });
     const failedReason = async (id: string) =>
-      waitFor(`job ${id} to fail`, async () => {
-        const j = await queue.getJob(id);
-        return j && (await j.isFailed()) ? j.failedReason : undefined;
-      }, 30_000);
-    expect(await failedReason(job.id!)).toMatch(/never created in this instance's database, so this job belongs to another instance/);
+      waitFor(
+        `job ${id} to fail`,
+        async () => {
+          const j = await queue.getJob(id);
+          return j && (await j.isFailed()) ? j.failedReason : undefined;
+        },
+        30_000,
+      );
+    expect(await failedReason(job.id!)).toMatch(
+      /never created in this instance's database, so this job belongs to another instance/,
+    );
     expect(await failedReason(forged.id!)).toMatch(/was queued by instance .* not by this one/);
     await queue.close();
   });
 
-  it('refuses to start a copy of a running instance\'s database on its namespace, saying why', async () => {
+  it("refuses to start a copy of a running instance's database on its namespace, saying why", async () => {
     const copyDir = await fs.mkdtemp(path.join(os.tmpdir(), 'wvr-copy-'));
     try {
       const source = new Database(path.join(first.dataDir, 'service.sqlite'), { readonly: true });
@@ -120,7 +133,9 @@ describe('two instances on one Redis and one QUEUE_PREFIX', () => {
       const attempt = startService(env);
       await expect(attempt).rejects.toBeInstanceOf(NamespaceInUseError);
       await expect(attempt).rejects.toThrow(
-        new RegExp(`namespace '${sharedPrefix}:${first.service.instanceId}' is in use by another database .*this data directory is a copy`),
+        new RegExp(
+          `namespace '${sharedPrefix}:${first.service.instanceId}' is in use by another database .*this data directory is a copy`,
+        ),
       );
       // With a namespace of its own the copy starts (and is the same instance, so it must not share one).
       const own = await startService({ ...env, QUEUE_PREFIX: `${sharedPrefix}-copy` });

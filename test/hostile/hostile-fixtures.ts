@@ -32,7 +32,8 @@ export function zipSlipNames(token: string): string[] {
 /** A zip whose entries carry the zip-slip names verbatim, one image each. */
 export function zipSlipImagesZip(token: string, images: Buffer[]): Buffer {
   const names = zipSlipNames(token);
-  if (images.length < names.length) throw new Error(`zipSlipImagesZip needs ${names.length} images, got ${images.length}`);
+  if (images.length < names.length)
+    throw new Error(`zipSlipImagesZip needs ${names.length} images, got ${images.length}`);
   return rawZip(names.map((name, i) => storedEntry(name, images[i])));
 }
 
@@ -40,7 +41,14 @@ export function zipSlipImagesZip(token: string, images: Buffer[]): Buffer {
 export async function tinyPngs(count: number): Promise<Buffer[]> {
   return Promise.all(
     Array.from({ length: count }, (_, i) =>
-      sharp({ create: { width: 16, height: 16, channels: 3, background: { r: (i * 37) % 256, g: (i * 91) % 256, b: (i * 53) % 256 } } })
+      sharp({
+        create: {
+          width: 16,
+          height: 16,
+          channels: 3,
+          background: { r: (i * 37) % 256, g: (i * 91) % 256, b: (i * 53) % 256 },
+        },
+      })
         .png()
         .toBuffer(),
     ),
@@ -53,7 +61,11 @@ export function manyClassesForm(classCount: number, images: Buffer[], name: stri
   const form = new FormData();
   form.append('name', name);
   for (let c = 0; c < classCount; c++) {
-    form.append(`class${String(c).padStart(4, '0')}_positive_examples`, new Blob([new Uint8Array(zip)]), `class${c}.zip`);
+    form.append(
+      `class${String(c).padStart(4, '0')}_positive_examples`,
+      new Blob([new Uint8Array(zip)]),
+      `class${c}.zip`,
+    );
   }
   return form;
 }
@@ -71,13 +83,19 @@ export function chunkedUpload(
 ): Promise<{ status: number; body: unknown }> {
   const boundary = 'hostile-boundary-7d1f';
   const partHead = (field: string) =>
-    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${field}"; filename="${field}.zip"\r\nContent-Type: application/zip\r\n\r\n`);
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="${field}"; filename="${field}.zip"\r\nContent-Type: application/zip\r\n\r\n`,
+    );
   const chunk = Buffer.alloc(64 * 1024, 0x5a);
   return new Promise((resolve, reject) => {
     let answered = false;
     const req = http.request(`${baseUrl}${pathAndQuery}`, {
       method: 'POST',
-      headers: { Authorization: basicAuth(key), 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Transfer-Encoding': 'chunked' },
+      headers: {
+        Authorization: basicAuth(key),
+        'Content-Type': `multipart/form-data; boundary=${boundary}`,
+        'Transfer-Encoding': 'chunked',
+      },
     });
     req.on('response', (res) => {
       answered = true;
@@ -105,7 +123,8 @@ export function chunkedUpload(
       for (const [field, size] of Object.entries(files)) {
         if (!sending()) return;
         await write(partHead(field));
-        for (let sent = 0; sent < size && sending(); sent += chunk.length) await write(chunk.subarray(0, Math.min(chunk.length, size - sent)));
+        for (let sent = 0; sent < size && sending(); sent += chunk.length)
+          await write(chunk.subarray(0, Math.min(chunk.length, size - sent)));
         if (sending()) await write(Buffer.from('\r\n'));
       }
       if (sending()) req.end(`--${boundary}--\r\n`);

@@ -35,7 +35,15 @@ import {
 } from '../../fixtures/zips';
 import { dataLayout } from '../../src/data-access/files/data-layout';
 import { classZip, trainingForm } from '../support/example-zips';
-import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
+import {
+  ALICE_KEY,
+  BOB_KEY,
+  bootService,
+  VERSION,
+  waitFor,
+  waitForStatus,
+  type TestService,
+} from '../support/service-harness';
 import { tmpEntries } from '../support/upload-files';
 import {
   chunkedUpload,
@@ -99,7 +107,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     t.call('POST', `/v3/classifiers?${VERSION}`, { body: trainingForm(zips, fields) });
   /** A create with `zip` as the class `a` and the baseline's negatives as the second example set. */
   const createWith = (zip: Buffer) => create({ a_positive_examples: zip, negative_examples: fx.negatives });
-  const createWithClass = (className: string) => create({ [`${className}_positive_examples`]: fx.circles, negative_examples: fx.negatives });
+  const createWithClass = (className: string) =>
+    create({ [`${className}_positive_examples`]: fx.circles, negative_examples: fx.negatives });
   const classify = (bytes: Buffer, fileName: string, fields: Record<string, string> = {}, key = ALICE_KEY) => {
     const form = new FormData();
     for (const [k, v] of Object.entries(fields)) form.append(k, v);
@@ -118,7 +127,11 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       `contains ${count} usable ${count === 1 ? 'image' : 'images'}; at least 10 are required. ${counts} Add more distinct JPEG or PNG images (hidden files, __MACOSX entries and non-images are skipped).`,
     );
   const baselineClassify = () =>
-    Promise.all(fx.probes.map((probe, i) => classify(probe, `probe${i}.jpg`, { classifier_ids: fx.baselineId, threshold: '0.0' })));
+    Promise.all(
+      fx.probes.map((probe, i) =>
+        classify(probe, `probe${i}.jpg`, { classifier_ids: fx.baselineId, threshold: '0.0' }),
+      ),
+    );
 
   beforeAll(async () => {
     t = await bootService(LIMITS);
@@ -127,18 +140,28 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       classZip('blue-squares', 10, 2),
       classZip('noise', 10, 3),
     ]);
-    fx.probes = [(await classImages('red-circles', 1, 99))[0], (await classImages('blue-squares', 1, 98))[0], (await classImages('noise', 1, 97))[0]];
+    fx.probes = [
+      (await classImages('red-circles', 1, 99))[0],
+      (await classImages('blue-squares', 1, 98))[0],
+      (await classImages('noise', 1, 97))[0],
+    ];
     // Labelled with a customer id, so a DELETE /v3/user_data that matched by pattern would take it.
     const baseline = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
-        { circles_positive_examples: fx.circles, squares_positive_examples: fx.squares, negative_examples: fx.negatives },
+        {
+          circles_positive_examples: fx.circles,
+          squares_positive_examples: fx.squares,
+          negative_examples: fx.negatives,
+        },
         { name: 'baseline' },
       ),
       headers: { 'X-Watson-Metadata': 'customer_id=acme' },
     });
     expect(baseline.status).toBe(200);
     fx.baselineId = baseline.body.classifier_id;
-    fx.baselineHashes = (await t.service.ctx.classifiers.trainingSnapshot(fx.baselineId))!.examples.map((e) => e.imageHash);
+    fx.baselineHashes = (await t.service.ctx.classifiers.trainingSnapshot(fx.baselineId))!.examples.map(
+      (e) => e.imageHash,
+    );
     expect((await waitForStatus(t, fx.baselineId, ['ready', 'failed'])).status).toBe('ready');
     fx.baselineScores = await baselineClassify();
     for (const answer of fx.baselineScores) expect(answer.status).toBe(200);
@@ -171,7 +194,9 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       status: 200,
       verify: ({ body }) => {
         // yauzl reads a backslash as the path separator zips are meant to use.
-        expect(body.images.map((i: { image: string }) => i.image)).toEqual(zipSlipNames(token).map((n) => `slip.zip/${n.replace(/\\/g, '/')}`));
+        expect(body.images.map((i: { image: string }) => i.image)).toEqual(
+          zipSlipNames(token).map((n) => `slip.zip/${n.replace(/\\/g, '/')}`),
+        );
         for (const image of body.images) expect(image.error).toBeUndefined();
       },
     },
@@ -196,7 +221,10 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'a zip bomb as a classify images_file',
       send: () => classify(zipBomb(1, 512), 'bomb.zip'),
       status: 400,
-      error: zipError('images_file', "contains entry 'bomb0.jpg' of 512 MB uncompressed; the limit is 1 MB per file. Remove it or make it smaller."),
+      error: zipError(
+        'images_file',
+        "contains entry 'bomb0.jpg' of 512 MB uncompressed; the limit is 1 MB per file. Remove it or make it smaller.",
+      ),
     },
     {
       title: 'a lying zip bomb (declares 1,000 bytes, expands to 64 MB)',
@@ -208,18 +236,30 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'an overlapping-entry bomb (1,000 directory records on one 1 MB entry)',
       send: () => createWith(overlappingZipBomb(1000, 1)),
       status: 400,
-      error: zipError('a_positive_examples', `expands to more than ${TRAINING_EXPANSION_LIMIT} uncompressed, the limit per zip. Use fewer or smaller images.`),
+      error: zipError(
+        'a_positive_examples',
+        `expands to more than ${TRAINING_EXPANSION_LIMIT} uncompressed, the limit per zip. Use fewer or smaller images.`,
+      ),
     },
     {
       title: 'a 42.zip-style nested bomb: nested zips are not images and are never opened',
       send: () => createWith(nestedZipBomb(4, 4, 256)),
       status: 400,
-      error: tooFewImages('a_positive_examples', 0, 'Of its 4 entries, 0 are images, 0 can be decoded and 0 are distinct.'),
+      error: tooFewImages(
+        'a_positive_examples',
+        0,
+        'Of its 4 entries, 0 are images, 0 can be decoded and 0 are distinct.',
+      ),
     },
     {
       title: 'ten images beside a nested bomb: the images count, the nested zip is skipped',
       send: () =>
-        createWith(zipOf([...fx.tenImages.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })), { name: 'inner.zip', data: nestedZipBomb(2, 4, 64) }])),
+        createWith(
+          zipOf([
+            ...fx.tenImages.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })),
+            { name: 'inner.zip', data: nestedZipBomb(2, 4, 64) },
+          ]),
+        ),
       status: 200,
       verify: async ({ body }) => expect(await examplesOf(body.classifier_id, 'a')).toHaveLength(10),
     },
@@ -229,7 +269,10 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'a truncated zip (its central directory cut off)',
       send: async () => createWith(truncatedZip(await imagesZip(10, 7))),
       status: 400,
-      error: unreadable('a_positive_examples', 'no end of central directory record was found (the file is truncated or not a zip)'),
+      error: unreadable(
+        'a_positive_examples',
+        'no end of central directory record was found (the file is truncated or not a zip)',
+      ),
     },
     {
       title: 'a zip whose end record points the central directory to the wrong offset',
@@ -247,7 +290,10 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'one part of a split (multi-part) zip',
       send: async () => createWith(splitPartZip(await imagesZip(10, 7))),
       status: 400,
-      error: unreadable('a_positive_examples', 'it is one part of a split (multi-part) zip; only single-file zips can be read'),
+      error: unreadable(
+        'a_positive_examples',
+        'it is one part of a split (multi-part) zip; only single-file zips can be read',
+      ),
     },
     {
       title: 'a zip whose entry data is damaged (CRC-32 mismatch)',
@@ -271,7 +317,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     },
     {
       title: 'an encrypted (password-protected) zip',
-      send: () => createWith(encryptedZip(fx.tenImages.slice(0, 10).map((data, i) => ({ name: `secret${i}.jpg`, data })))),
+      send: () =>
+        createWith(encryptedZip(fx.tenImages.slice(0, 10).map((data, i) => ({ name: `secret${i}.jpg`, data })))),
       status: 400,
       error: zipError(
         'a_positive_examples',
@@ -284,7 +331,11 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'a zip of only non-images (text, PDF, BMP, empty, text named .jpg)',
       send: () => createWith(zipOf(nonImageEntries())),
       status: 400,
-      error: tooFewImages('a_positive_examples', 0, 'Of its 5 entries, 0 are images, 0 can be decoded and 0 are distinct.'),
+      error: tooFewImages(
+        'a_positive_examples',
+        0,
+        'Of its 5 entries, 0 are images, 0 can be decoded and 0 are distinct.',
+      ),
     },
     {
       title: 'a macOS zip: __MACOSX/._* twins and .DS_Store skipped, ten images counted',
@@ -296,7 +347,11 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'a macOS zip of nine images: the __MACOSX twins do not make up the tenth',
       send: () => createWith(macosZip(fx.tenImages.slice(0, 9))),
       status: 400,
-      error: tooFewImages('a_positive_examples', 9, 'Of its 20 entries, 9 are images, 9 can be decoded and 9 are distinct.'),
+      error: tooFewImages(
+        'a_positive_examples',
+        9,
+        'Of its 20 entries, 9 are images, 9 can be decoded and 9 are distinct.',
+      ),
     },
     {
       title: '0-byte images beside ten real ones are skipped and not counted',
@@ -320,14 +375,25 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
           ]),
         ),
       status: 400,
-      error: tooFewImages('a_positive_examples', 9, 'Of its 12 entries, 9 are images, 9 can be decoded and 9 are distinct.'),
+      error: tooFewImages(
+        'a_positive_examples',
+        9,
+        'Of its 12 entries, 9 are images, 9 can be decoded and 9 are distinct.',
+      ),
     },
 
     // ---- Awkward images ----
     {
       // Uploads are decoded (header first): the PNG is left out and reported, the ten others train (checked below).
-      title: 'a PNG declaring 60,000×60,000 pixels among ten images in a training zip is left out at upload, with its reason',
-      send: () => createWith(zipOf([...fx.tenImages.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })), { name: 'huge.png', data: fx.hugePng }])),
+      title:
+        'a PNG declaring 60,000×60,000 pixels among ten images in a training zip is left out at upload, with its reason',
+      send: () =>
+        createWith(
+          zipOf([
+            ...fx.tenImages.slice(0, 10).map((data, i) => ({ name: `${i}.jpg`, data })),
+            { name: 'huge.png', data: fx.hugePng },
+          ]),
+        ),
       status: 200,
       keep: true,
       verify: async ({ body }) => {
@@ -344,7 +410,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
           not_used: [
             {
               entry: 'huge.png',
-              reason: 'the image is 60000×60000 pixels (3600.0 megapixels), more than the 50-megapixel limit; scale it down and upload it again',
+              reason:
+                'the image is 60000×60000 pixels (3600.0 megapixels), more than the 50-megapixel limit; scale it down and upload it again',
             },
           ],
           not_used_count: 1,
@@ -372,13 +439,15 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'a CMYK JPEG classifies like its sRGB twin (red)',
       send: async () => classify(await cmykJpeg(RED), 'cmyk.jpg'),
       status: 200,
-      verify: ({ body }) => expect(body.images[0].classifiers[0].classes.map((c: { class: string }) => c.class)).toContain('red color'),
+      verify: ({ body }) =>
+        expect(body.images[0].classifiers[0].classes.map((c: { class: string }) => c.class)).toContain('red color'),
     },
     {
       title: 'a 16-bit PNG classifies (blue)',
       send: async () => classify(await sixteenBitPng(BLUE), 'deep.png'),
       status: 200,
-      verify: ({ body }) => expect(body.images[0].classifiers[0].classes.map((c: { class: string }) => c.class)).toContain('blue color'),
+      verify: ({ body }) =>
+        expect(body.images[0].classifiers[0].classes.map((c: { class: string }) => c.class)).toContain('blue color'),
     },
     {
       title: 'an EXIF-rotated photo classifies',
@@ -395,13 +464,15 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'an empty class name (_positive_examples)',
       send: () => createWithClass(''),
       status: 400,
-      error: "The field '_positive_examples' has an empty class name. Name the field '<class>_positive_examples', for example 'beagle_positive_examples'.",
+      error:
+        "The field '_positive_examples' has an empty class name. Name the field '<class>_positive_examples', for example 'beagle_positive_examples'.",
     },
     {
       title: 'a class name of 1,000 characters',
       send: () => createWithClass('x'.repeat(1000)),
       status: 400,
-      error: /^The class name in the field 'x{1000}_positive_examples' is 1000 characters long; at most 256 are allowed\.$/,
+      error:
+        /^The class name in the field 'x{1000}_positive_examples' is 1000 characters long; at most 256 are allowed\.$/,
     },
     {
       title: 'a unicode class name is kept as sent',
@@ -432,7 +503,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: "SQL in a class name ('; DROP TABLE classifiers;--) is refused, naming its first forbidden character",
       send: () => createWithClass("'; DROP TABLE classifiers;--"),
       status: 400,
-      error: /^The class name ''; DROP TABLE classifiers;--' contains the character ''', which is not allowed\. .* Rename the field ''; DROP TABLE classifiers;--_positive_examples'\.$/,
+      error:
+        /^The class name ''; DROP TABLE classifiers;--' contains the character ''', which is not allowed\. .* Rename the field ''; DROP TABLE classifiers;--_positive_examples'\.$/,
     },
     {
       title: 'SQL without forbidden characters is stored as plain text and the tables survive',
@@ -478,13 +550,18 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     },
     {
       title: 'a name of 1,025 characters',
-      send: () => create({ a_positive_examples: fx.circles, negative_examples: fx.negatives }, { name: 'n'.repeat(1025) }),
+      send: () =>
+        create({ a_positive_examples: fx.circles, negative_examples: fx.negatives }, { name: 'n'.repeat(1025) }),
       status: 400,
       error: 'The classifier name is 1025 characters long; at most 1024 are allowed.',
     },
     {
       title: 'a name with HTML and a path keeps its text; the id keeps only [A-Za-z0-9_-]',
-      send: () => create({ a_positive_examples: fx.circles, negative_examples: fx.negatives }, { name: '<b>../../etc/passwd</b>' }),
+      send: () =>
+        create(
+          { a_positive_examples: fx.circles, negative_examples: fx.negatives },
+          { name: '<b>../../etc/passwd</b>' },
+        ),
       status: 200,
       verify: ({ body }) => {
         expect(body.name).toBe('<b>../../etc/passwd</b>');
@@ -494,7 +571,10 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     {
       title: 'the name field sent twice',
       send: () => {
-        const form = trainingForm({ a_positive_examples: fx.circles, negative_examples: fx.negatives }, { name: 'first' });
+        const form = trainingForm(
+          { a_positive_examples: fx.circles, negative_examples: fx.negatives },
+          { name: 'first' },
+        );
         form.append('name', 'second');
         return t.call('POST', `/v3/classifiers?${VERSION}`, { body: form });
       },
@@ -510,12 +590,16 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
         return t.call('POST', `/v3/classifiers?${VERSION}`, { body: form });
       },
       status: 400,
-      error: "The field 'a_positive_examples' was sent more than once. Put all images of a class into one zip per request.",
+      error:
+        "The field 'a_positive_examples' was sent more than once. Put all images of a class into one zip per request.",
     },
     {
       title: 'negative_examples twice in one call',
       send: () => {
-        const form = trainingForm({ a_positive_examples: fx.circles, negative_examples: fx.negatives }, { name: 'twice' });
+        const form = trainingForm(
+          { a_positive_examples: fx.circles, negative_examples: fx.negatives },
+          { name: 'twice' },
+        );
         form.append('negative_examples', new Blob([new Uint8Array(fx.negatives)]), 'again.zip');
         return t.call('POST', `/v3/classifiers?${VERSION}`, { body: form });
       },
@@ -526,19 +610,28 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'a positive examples field sent as text instead of a file',
       send: () => create({ negative_examples: fx.negatives }, { name: 'text', a_positive_examples: 'images.zip' }),
       status: 400,
-      error: 'The field \'a_positive_examples\' arrived as text, not as a file. Send it as a file part with a file name (with curl: -F "a_positive_examples=@<file>", note the @).',
+      error:
+        'The field \'a_positive_examples\' arrived as text, not as a file. Send it as a file part with a file name (with curl: -F "a_positive_examples=@<file>", note the @).',
     },
     {
       title: 'a text field over the 1 MB a text field may hold',
-      send: () => create({ a_positive_examples: fx.circles, negative_examples: fx.negatives }, { name: 'n'.repeat(1.5 * 1024 * 1024) }),
+      send: () =>
+        create(
+          { a_positive_examples: fx.circles, negative_examples: fx.negatives },
+          { name: 'n'.repeat(1.5 * 1024 * 1024) },
+        ),
       status: 400,
-      error: "The text field 'name' is longer than 1 MB, the limit for a text field. Send a shorter value; images and zips go in file fields.",
+      error:
+        "The text field 'name' is longer than 1 MB, the limit for a text field. Send a shorter value; images and zips go in file fields.",
     },
     {
       title: 'more than 100 text fields',
       send: () => {
         const fields = Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`field${i}`, 'x']));
-        return create({ a_positive_examples: fx.circles, negative_examples: fx.negatives }, { name: 'fields', ...fields });
+        return create(
+          { a_positive_examples: fx.circles, negative_examples: fx.negatives },
+          { name: 'fields', ...fields },
+        );
       },
       status: 400,
       error: 'The form has more than 100 text fields, the limit per request. Send only the fields the API reads.',
@@ -548,7 +641,9 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: '1,000 classes in one classifier are accepted quickly',
       send: async () => {
         const started = Date.now();
-        const answer = await t.call('POST', `/v3/classifiers?${VERSION}`, { body: manyClassesForm(1000, fx.tinyImages, 'thousand') });
+        const answer = await t.call('POST', `/v3/classifiers?${VERSION}`, {
+          body: manyClassesForm(1000, fx.tinyImages, 'thousand'),
+        });
         expect(Date.now() - started).toBeLessThan(THOUSAND_CLASSES_BUDGET_MS);
         return answer;
       },
@@ -565,7 +660,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'a training zip over MAX_ZIP_MB',
       send: () => createWith(zipOf([{ name: 'noise.bin', data: crypto.randomBytes(2.5 * 1024 * 1024) }])),
       status: 400,
-      error: "The file in the field 'a_positive_examples' is larger than 2 MB, the limit for one file. Split it into smaller zips.",
+      error:
+        "The file in the field 'a_positive_examples' is larger than 2 MB, the limit for one file. Split it into smaller zips.",
     },
     {
       title: 'a request over MAX_REQUEST_MB with a Content-Length',
@@ -574,16 +670,22 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
         return create({ a_positive_examples: part, b_positive_examples: part, c_positive_examples: part });
       },
       status: 413,
-      error: /^The request is 4\.\d MB; at most 4 MB are accepted in one call\. Split the examples over several update calls\.$/,
+      error:
+        /^The request is 4\.\d MB; at most 4 MB are accepted in one call\. Split the examples over several update calls\.$/,
     },
     {
       title: 'a chunked request (no Content-Length) over MAX_REQUEST_MB',
       send: () => {
         const part = 1.5 * 1024 * 1024; // each under MAX_ZIP_MB, together over MAX_REQUEST_MB
-        return chunkedUpload(t.url, `/v3/classifiers?${VERSION}`, ALICE_KEY, { a_positive_examples: part, b_positive_examples: part, c_positive_examples: part });
+        return chunkedUpload(t.url, `/v3/classifiers?${VERSION}`, ALICE_KEY, {
+          a_positive_examples: part,
+          b_positive_examples: part,
+          c_positive_examples: part,
+        });
       },
       status: 413,
-      error: 'The request is over 4 MB; at most 4 MB are accepted in one call. Split the examples over several update calls.',
+      error:
+        'The request is over 4 MB; at most 4 MB are accepted in one call. Split the examples over several update calls.',
     },
     {
       title: 'a classify image over MAX_CLASSIFY_IMAGE_MB',
@@ -593,15 +695,22 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     },
     {
       title: 'a classify zip of more than 20 images',
-      send: async () => classify(zipOf((await tinyPngs(21)).map((data, i) => ({ name: `${i}.png`, data }))), 'many.zip'),
+      send: async () =>
+        classify(zipOf((await tinyPngs(21)).map((data, i) => ({ name: `${i}.png`, data }))), 'many.zip'),
       status: 400,
-      error: zipError('images_file', 'contains more than 20 images; at most 20 are allowed per zip. Split the images over several requests.'),
+      error: zipError(
+        'images_file',
+        'contains more than 20 images; at most 20 are allowed per zip. Split the images over several requests.',
+      ),
     },
 
     // ---- Version, keys and owners ----
     {
       title: 'a create without version',
-      send: () => t.call('POST', '/v3/classifiers', { body: trainingForm({ a_positive_examples: fx.circles, negative_examples: fx.negatives }, { name: 'v' }) }),
+      send: () =>
+        t.call('POST', '/v3/classifiers', {
+          body: trainingForm({ a_positive_examples: fx.circles, negative_examples: fx.negatives }, { name: 'v' }),
+        }),
       status: 400,
       error: "Missing 'version' query parameter. Add ?version=2018-03-19 to the URL.",
     },
@@ -613,7 +722,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
         return t.call('POST', '/v3/classify?version=2018-13-45', { body: form });
       },
       status: 400,
-      error: "The 'version' query parameter '2018-13-45' is not a date in the form YYYY-MM-DD. Use, for example, version=2018-03-19.",
+      error:
+        "The 'version' query parameter '2018-13-45' is not a date in the form YYYY-MM-DD. Use, for example, version=2018-03-19.",
     },
     {
       title: 'a bad key',
@@ -625,18 +735,23 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: 'no key at all',
       send: () => t.call('GET', `/v3/classifiers?${VERSION}`, { key: null }),
       status: 401,
-      error: "Unauthorized: send the API key as HTTP Basic auth with user 'apikey' (curl -u \"apikey:{key}\") or as 'Authorization: Bearer {key}'.",
+      error:
+        "Unauthorized: send the API key as HTTP Basic auth with user 'apikey' (curl -u \"apikey:{key}\") or as 'Authorization: Bearer {key}'.",
     },
     {
       title: "another owner's key reading the classifier: 404 as for an unknown id",
       send: () => t.call('GET', `/v3/classifiers/${fx.baselineId}?${VERSION}`, { key: BOB_KEY }),
       status: 404,
-      error: /^Cannot find classifier 'baseline_\d+'\. Check the classifier_id \(GET \/v3\/classifiers lists yours\)\.$/,
+      error:
+        /^Cannot find classifier 'baseline_\d+'\. Check the classifier_id \(GET \/v3\/classifiers lists yours\)\.$/,
     },
     {
       title: "another owner's key retraining the classifier",
       send: () =>
-        t.call('POST', `/v3/classifiers/${fx.baselineId}?${VERSION}`, { body: trainingForm({ evil_positive_examples: fx.circles }), key: BOB_KEY }),
+        t.call('POST', `/v3/classifiers/${fx.baselineId}?${VERSION}`, {
+          body: trainingForm({ evil_positive_examples: fx.circles }),
+          key: BOB_KEY,
+        }),
       status: 404,
       error: /^Cannot find classifier 'baseline_\d+'\./,
     },
@@ -651,25 +766,39 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       send: () => classify(fx.probes[0], 'p.jpg', { classifier_ids: fx.baselineId }, BOB_KEY),
       status: 400,
       verify: ({ body }) => {
-        expect(body.images[0].error.description).toMatch(/^Did not find any valid classifier_ids specified in the request/);
-        expect(body.warnings).toEqual([{ warning_id: 'classifier_not_found', description: `Could not find classifier '${fx.baselineId}'; it was skipped.` }]);
+        expect(body.images[0].error.description).toMatch(
+          /^Did not find any valid classifier_ids specified in the request/,
+        );
+        expect(body.warnings).toEqual([
+          {
+            warning_id: 'classifier_not_found',
+            description: `Could not find classifier '${fx.baselineId}'; it was skipped.`,
+          },
+        ]);
       },
     },
     {
       title: 'a classifier id of ../../service.sqlite in the path',
       send: () => t.call('GET', `/v3/classifiers/..%2F..%2Fservice.sqlite?${VERSION}`),
       status: 404,
-      error: "Cannot find classifier '../../service.sqlite'. Check the classifier_id (GET /v3/classifiers lists yours).",
+      error:
+        "Cannot find classifier '../../service.sqlite'. Check the classifier_id (GET /v3/classifiers lists yours).",
     },
     {
       title: 'SQL in classifier_ids is an unknown id',
       send: () => classify(fx.probes[0], 'p.jpg', { classifier_ids: "x' OR '1'='1" }),
       status: 400,
       verify: ({ body }) =>
-        expect(body.warnings).toEqual([{ warning_id: 'classifier_not_found', description: "Could not find classifier 'x' OR '1'='1'; it was skipped." }]),
+        expect(body.warnings).toEqual([
+          {
+            warning_id: 'classifier_not_found',
+            description: "Could not find classifier 'x' OR '1'='1'; it was skipped.",
+          },
+        ]),
     },
     {
-      title: "DELETE /v3/user_data with customer_id '%' or SQL matches nothing by pattern (the baseline's 'acme' survives)",
+      title:
+        "DELETE /v3/user_data with customer_id '%' or SQL matches nothing by pattern (the baseline's 'acme' survives)",
       send: async () => {
         // '=' can be in no label (it separates field and value in X-Watson-Metadata): a 400 that says so.
         const sql = await t.call('DELETE', `/v3/user_data?customer_id=${encodeURIComponent("' OR '1'='1")}&${VERSION}`);
@@ -677,7 +806,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
         return t.call('DELETE', `/v3/user_data?customer_id=%25&${VERSION}`);
       },
       status: 202,
-      verify: async () => expect((await t.call('GET', `/v3/classifiers/${fx.baselineId}?${VERSION}`)).body.status).toBe('ready'),
+      verify: async () =>
+        expect((await t.call('GET', `/v3/classifiers/${fx.baselineId}?${VERSION}`)).body.status).toBe('ready'),
     },
     {
       title: 'a classify URL with the file: scheme',
@@ -687,7 +817,11 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
         expect(body.images).toEqual([
           {
             source_url: 'file:///etc/passwd',
-            error: { code: 400, description: 'The URL scheme file: is not supported; give an http:// or https:// URL.', error_id: 'input_error' },
+            error: {
+              code: 400,
+              description: 'The URL scheme file: is not supported; give an http:// or https:// URL.',
+              error_id: 'input_error',
+            },
           },
         ]),
     },
@@ -698,7 +832,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       verify: ({ body }) =>
         expect(body.images[0].error).toEqual({
           code: 400,
-          description: "The URL's host 127.0.0.1 is a private address; fetching it is not allowed. Give a publicly reachable URL.",
+          description:
+            "The URL's host 127.0.0.1 is a private address; fetching it is not allowed. Give a publicly reachable URL.",
           error_id: 'input_error',
         }),
     },
@@ -706,7 +841,8 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       title: "a 'parameters' field that is not JSON",
       send: () => classify(fx.probes[0], 'p.jpg', { parameters: '{"classifier_ids": [' }),
       status: 400,
-      error: 'The \'parameters\' field is not valid JSON. Send an object such as {"classifier_ids": ["default"], "threshold": 0.6}.',
+      error:
+        'The \'parameters\' field is not valid JSON. Send an object such as {"classifier_ids": ["default"], "threshold": 0.6}.',
     },
     {
       title: 'an empty multipart classify',
@@ -719,7 +855,10 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
   it.each(CASES.map((c) => [c.title, c] as const))('%s', async (_title, c) => {
     const answer = await c.send();
     if (c.error !== undefined) {
-      expect(answer).toEqual({ status: c.status, body: { code: c.status, error: typeof c.error === 'string' ? c.error : expect.stringMatching(c.error) } });
+      expect(answer).toEqual({
+        status: c.status,
+        body: { code: c.status, error: typeof c.error === 'string' ? c.error : expect.stringMatching(c.error) },
+      });
     } else {
       expect(answer.status).toBe(c.status);
     }
@@ -740,7 +879,13 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
   describe('after the corpus', () => {
     it('wrote no file outside the data dir', () => {
       const names = zipSlipNames(token).map((n) => n.split(/[/\\]/).pop()!);
-      const bases = [...foldersUnder(t.dataDir), path.dirname(t.dataDir), os.tmpdir(), process.cwd(), path.parse(t.dataDir).root];
+      const bases = [
+        ...foldersUnder(t.dataDir),
+        path.dirname(t.dataDir),
+        os.tmpdir(),
+        process.cwd(),
+        path.parse(t.dataDir).root,
+      ];
       const landed = bases.flatMap((base) => names.map((n) => path.join(base, n))).filter((p) => fs.existsSync(p));
       expect(landed).toEqual([]);
       // Anything carrying the token, in the data dir (images are stored by hash) and beside it.
@@ -751,15 +896,22 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
 
     it('left no temp upload behind', async () => {
       // Temp files are removed when each response closes, just after the client has read it.
-      const left = await waitFor('the temp folder to empty', async () => {
-        const files = tmpEntries(t.dataDir);
-        return files.length === 0 ? files : undefined;
-      }, 5_000, 100).catch(() => tmpEntries(t.dataDir));
+      const left = await waitFor(
+        'the temp folder to empty',
+        async () => {
+          const files = tmpEntries(t.dataDir);
+          return files.length === 0 ? files : undefined;
+        },
+        5_000,
+        100,
+      ).catch(() => tmpEntries(t.dataDir));
       expect(left).toEqual([]);
     });
 
     it('kept no image that no classifier uses (refused and deleted uploads left nothing in the store)', async () => {
-      const snapshots = await Promise.all([fx.baselineId, fx.hugePngClassifierId].map((id) => t.service.ctx.classifiers.trainingSnapshot(id)));
+      const snapshots = await Promise.all(
+        [fx.baselineId, fx.hugePngClassifierId].map((id) => t.service.ctx.classifiers.trainingSnapshot(id)),
+      );
       const referenced = new Set(snapshots.flatMap((snap) => snap!.examples.map((e) => e.imageHash)));
       expect((await t.service.ctx.images.listHashes()).sort()).toEqual([...referenced].sort());
     });
@@ -779,7 +931,9 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       const db = new BetterSqlite3(dataLayout(t.dataDir).database, { readonly: true, fileMustExist: true });
       try {
         expect(db.pragma('integrity_check')).toEqual([{ integrity_check: 'ok' }]);
-        expect(db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'classifiers'").get()).toEqual({ n: 1 });
+        expect(
+          db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'classifiers'").get(),
+        ).toEqual({ n: 1 });
       } finally {
         db.close();
       }
@@ -789,7 +943,9 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
       for (const hash of fx.baselineHashes) expect(await t.service.ctx.images.has(hash)).toBe(true);
       const after = await baselineClassify();
       expect(after).toEqual(fx.baselineScores);
-      const list = (await t.call('GET', `/v3/classifiers?${VERSION}`)).body.classifiers.map((c: { classifier_id: string }) => c.classifier_id);
+      const list = (await t.call('GET', `/v3/classifiers?${VERSION}`)).body.classifiers.map(
+        (c: { classifier_id: string }) => c.classifier_id,
+      );
       expect(list.sort()).toEqual([fx.baselineId, fx.hugePngClassifierId].sort());
     });
   });

@@ -19,7 +19,8 @@ function imageOfPixels(pixels: Rgb[]): DecodedImage {
 
 describe('srgbToLab', () => {
   it('matches reference CIELAB (D65) values', () => {
-    const close = (actual: number[], expected: number[]) => actual.forEach((v, i) => expect(v).toBeCloseTo(expected[i], 1));
+    const close = (actual: number[], expected: number[]) =>
+      actual.forEach((v, i) => expect(v).toBeCloseTo(expected[i], 1));
     close(srgbToLab(255, 255, 255), [100, 0, 0]);
     close(srgbToLab(0, 0, 0), [0, 0, 0]);
     close(srgbToLab(255, 0, 0), [53.24, 80.09, 67.2]);
@@ -57,7 +58,9 @@ describe('colorClasses', () => {
   });
 
   it('gives each half of a two-colour image the same middling score', async () => {
-    const image = await decode(await twoColorImage({ left: { r: 255, g: 0, b: 0 }, right: { r: 0, g: 0, b: 255 }, width: 200 }));
+    const image = await decode(
+      await twoColorImage({ left: { r: 255, g: 0, b: 0 }, right: { r: 0, g: 0, b: 255 }, width: 200 }),
+    );
     const classes = colorClasses(image);
     expect(classes.map((c) => c.class).sort()).toEqual(['blue color', 'red color']);
     for (const { score } of classes) expect(score).toBeCloseTo(Math.SQRT1_2, 2);
@@ -102,7 +105,12 @@ describe('colorClasses', () => {
   });
 
   it('is deterministic, whatever was classified before', async () => {
-    const photo = await decode(await sharp(await noiseImage({ size: 64, seed: 8 })).blur(3).png().toBuffer());
+    const photo = await decode(
+      await sharp(await noiseImage({ size: 64, seed: 8 }))
+        .blur(3)
+        .png()
+        .toBuffer(),
+    );
     const first = colorClasses(photo);
     expect(colorClasses(photo)).toEqual(first);
     // A fresh copy of the module starts with an empty cell cache: same answer.

@@ -58,7 +58,10 @@ async function saveArtifacts(model: tfTypes.LayersModel): Promise<tfTypes.io.Mod
   return saved!;
 }
 
-function convertLayersModel(artifacts: tfTypes.io.ModelArtifacts, outputs: Array<{ layer: string; name: string; globalAveragePool?: boolean }>): Uint8Array {
+function convertLayersModel(
+  artifacts: tfTypes.io.ModelArtifacts,
+  outputs: Array<{ layer: string; name: string; globalAveragePool?: boolean }>,
+): Uint8Array {
   const weights = decodeTfjsWeights(tf, artifacts.weightData as ArrayBuffer, artifacts.weightSpecs!);
   const graph = parseKerasGraph(artifacts.modelTopology as KerasModelTopology, 'test model');
   return convertKerasToOnnx(graph, weights, { graphName: 'test', inputName: 'input', outputs });
@@ -73,18 +76,46 @@ describe('TF.js layers → ONNX converter on a small model covering every suppor
   function buildModel(): tfTypes.LayersModel {
     const L = tf.layers;
     const input = tf.input({ shape: [13, 11, 3], name: 'image' });
-    const padded = L.zeroPadding2d({ padding: [[0, 1], [0, 1]], name: 'pad' }).apply(input) as tfTypes.SymbolicTensor;
-    const conv = L.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'valid', useBias: false, name: 'conv' }).apply(padded);
+    const padded = L.zeroPadding2d({
+      padding: [
+        [0, 1],
+        [0, 1],
+      ],
+      name: 'pad',
+    }).apply(input) as tfTypes.SymbolicTensor;
+    const conv = L.conv2d({
+      filters: 8,
+      kernelSize: 3,
+      strides: 2,
+      padding: 'valid',
+      useBias: false,
+      name: 'conv',
+    }).apply(padded);
     const convBn = L.batchNormalization({ name: 'conv_bn' }).apply(conv);
     const convRelu = L.reLU({ maxValue: 6, name: 'conv_relu' }).apply(convBn) as tfTypes.SymbolicTensor;
-    const dw = L.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', useBias: true, name: 'dw' }).apply(convRelu);
+    const dw = L.depthwiseConv2d({
+      kernelSize: 3,
+      depthMultiplier: 2,
+      padding: 'same',
+      useBias: true,
+      name: 'dw',
+    }).apply(convRelu);
     const dwBn = L.batchNormalization({ name: 'dw_bn' }).apply(dw);
     const dwRelu = L.reLU({ name: 'dw_relu' }).apply(dwBn) as tfTypes.SymbolicTensor;
-    const project = L.conv2d({ filters: 16, kernelSize: 1, padding: 'same', useBias: false, name: 'project' }).apply(convRelu);
+    const project = L.conv2d({ filters: 16, kernelSize: 1, padding: 'same', useBias: false, name: 'project' }).apply(
+      convRelu,
+    );
     const projectBn = L.batchNormalization({ name: 'project_bn' }).apply(project) as tfTypes.SymbolicTensor;
     const sum = L.add({ name: 'sum' }).apply([dwRelu, projectBn]) as tfTypes.SymbolicTensor;
     const sumPadded = L.zeroPadding2d({ padding: 1, name: 'sum_pad' }).apply(sum) as tfTypes.SymbolicTensor;
-    const strided = L.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', name: 'strided', activation: 'relu' }).apply(sumPadded);
+    const strided = L.conv2d({
+      filters: 4,
+      kernelSize: 3,
+      strides: 2,
+      padding: 'same',
+      name: 'strided',
+      activation: 'relu',
+    }).apply(sumPadded);
     const pooled = L.averagePooling2d({ poolSize: 3, strides: 2, padding: 'same', name: 'pool' }).apply(sumPadded);
     const flat = L.flatten({ name: 'flat' }).apply(pooled);
     const hidden = L.dense({ units: 10, activation: 'relu', name: 'hidden' }).apply(flat);
@@ -110,7 +141,10 @@ describe('TF.js layers → ONNX converter on a small model covering every suppor
     ]);
     const batch = 3;
     const nhwc = tf.randomUniform([batch, 13, 11, 3], 0, 1, 'float32', 7);
-    const tap = tf.model({ inputs: model.inputs, outputs: [...model.outputs, model.getLayer('sum').output as tfTypes.SymbolicTensor] });
+    const tap = tf.model({
+      inputs: model.inputs,
+      outputs: [...model.outputs, model.getLayer('sum').output as tfTypes.SymbolicTensor],
+    });
     const [probs, strided, sum] = tap.predict(nhwc) as tfTypes.Tensor[];
 
     const session = await ort.InferenceSession.create(onnxModel);
@@ -133,50 +167,68 @@ describe('TF.js layers → ONNX converter on a small model covering every suppor
     const pooled = tf.layers.maxPooling2d({ poolSize: 2, name: 'max_pool' }).apply(input) as tfTypes.SymbolicTensor;
     const artifacts = await saveArtifacts(tf.model({ inputs: input, outputs: pooled }));
     expect(() => convertLayersModel(artifacts, [{ layer: 'max_pool', name: 'out' }])).toThrow(LayerConversionError);
-    expect(() => convertLayersModel(artifacts, [{ layer: 'max_pool', name: 'out' }])).toThrow('layer max_pool (MaxPooling2D): unsupported layer type');
+    expect(() => convertLayersModel(artifacts, [{ layer: 'max_pool', name: 'out' }])).toThrow(
+      'layer max_pool (MaxPooling2D): unsupported layer type',
+    );
   });
 
   it('refuses a BatchNormalization it cannot fold', async () => {
     const input = tf.input({ shape: [4, 4, 2] });
     const normed = tf.layers.batchNormalization({ name: 'lonely_bn' }).apply(input) as tfTypes.SymbolicTensor;
     const artifacts = await saveArtifacts(tf.model({ inputs: input, outputs: normed }));
-    expect(() => convertLayersModel(artifacts, [{ layer: 'lonely_bn', name: 'out' }])).toThrow(/layer lonely_bn \(BatchNormalization\): only supported directly after/);
+    expect(() => convertLayersModel(artifacts, [{ layer: 'lonely_bn', name: 'out' }])).toThrow(
+      /layer lonely_bn \(BatchNormalization\): only supported directly after/,
+    );
   });
 });
 
 describe('bundled backbone (nsfwjs MobileNetV2) against TF.js', () => {
   const runOrSkip = darknetPhotos.length > 0 ? it : it.skip;
   if (darknetPhotos.length === 0) {
-    console.warn(`SKIPPED: no darknet sample photos in ${DARKNET_DIR}; install them with \`apt-get install darknet\` (CI must)`);
+    console.warn(
+      `SKIPPED: no darknet sample photos in ${DARKNET_DIR}; install them with \`apt-get install darknet\` (CI must)`,
+    );
   }
 
   runOrSkip(`all four outputs match TF.js within 1e-4 on the darknet photos`, async () => {
     const pack = await loadPack(modelsDir, 'bundled');
-    const decoded = await Promise.all(darknetPhotos.map(async (file) => decodeImage(fs.readFileSync(file), path.basename(file), SIZE)));
+    const decoded = await Promise.all(
+      darknetPhotos.map(async (file) => decodeImage(fs.readFileSync(file), path.basename(file), SIZE)),
+    );
     const batch = decoded.length;
     // nsfwjs feeds pixels divided by 255; so does the pack (mean 0, std 1).
     const nhwc = new Float32Array(batch * SIZE * SIZE * 3);
     decoded.forEach((image, n) => image.rgb.forEach((v, i) => (nhwc[n * SIZE * SIZE * 3 + i] = v / 255)));
 
     const session = await ort.InferenceSession.create(pack.modelPath);
-    const result = await session.run({ [pack.manifest.input.name]: new ort.Tensor('float32', toNchw(nhwc, batch, SIZE, SIZE, 3), [batch, 3, SIZE, SIZE]) });
+    const result = await session.run({
+      [pack.manifest.input.name]: new ort.Tensor('float32', toNchw(nhwc, batch, SIZE, SIZE, 3), [batch, 3, SIZE, SIZE]),
+    });
     await session.release();
 
     const artifacts = readNsfwjsMobilenetV2();
     const [headLayer] = parseKerasGraph(artifacts.modelTopology, 'nsfwjs').outputLayers;
-    const expected = await tfjsReference(artifacts, nhwc, batch, SIZE, [...EMBEDDING_TAPS.map((tap) => tap.layer), headLayer]);
+    const expected = await tfjsReference(artifacts, nhwc, batch, SIZE, [
+      ...EMBEDDING_TAPS.map((tap) => tap.layer),
+      headLayer,
+    ]);
 
     EMBEDDING_TAPS.forEach((tap, i) => {
       expect(result[tap.output].dims).toEqual([batch, tap.dim]);
       expect(maxAbsDiff(result[tap.output].data as Float32Array, expected[i])).toBeLessThanOrEqual(1e-4);
     });
     expect(result[EXPLICIT_OUTPUT].dims).toEqual([batch, 5]);
-    expect(maxAbsDiff(result[EXPLICIT_OUTPUT].data as Float32Array, expected[EMBEDDING_TAPS.length])).toBeLessThanOrEqual(1e-4);
+    expect(
+      maxAbsDiff(result[EXPLICIT_OUTPUT].data as Float32Array, expected[EMBEDDING_TAPS.length]),
+    ).toBeLessThanOrEqual(1e-4);
   });
 
   it('labels the explicit head in nsfwjs order', async () => {
     const { manifest } = await loadPack(modelsDir, 'bundled');
-    expect(manifest.heads.explicit).toEqual({ output: EXPLICIT_OUTPUT, labels: ['drawing', 'hentai', 'neutral', 'porn', 'sexy'] });
+    expect(manifest.heads.explicit).toEqual({
+      output: EXPLICIT_OUTPUT,
+      labels: ['drawing', 'hentai', 'neutral', 'porn', 'sexy'],
+    });
     expect(manifest.embedding).toEqual({ outputs: EMBEDDING_TAPS.map((tap) => tap.output), dim: 1920 });
     expect(manifest.input).toEqual({ name: 'input', size: 224, mean: [0, 0, 0], std: [1, 1, 1] });
   });
@@ -246,7 +298,9 @@ describe('model packs', () => {
       delete m.input.size;
       m.embedding.outputs = [];
     });
-    await expect(loadPack(scratch, 'bundled')).rejects.toThrow(/invalid manifest: input\.size: .*; embedding\.outputs: /);
+    await expect(loadPack(scratch, 'bundled')).rejects.toThrow(
+      /invalid manifest: input\.size: .*; embedding\.outputs: /,
+    );
   });
 
   it('reports a missing model file and a missing pack', async () => {
@@ -261,7 +315,10 @@ describe('model packs', () => {
 
     const imagenetDir = path.join(scratch, 'imagenet');
     fs.mkdirSync(imagenetDir);
-    fs.writeFileSync(path.join(imagenetDir, 'model.onnx'), 'stand-in bytes: packs are validated without loading the model');
+    fs.writeFileSync(
+      path.join(imagenetDir, 'model.onnx'),
+      'stand-in bytes: packs are validated without loading the model',
+    );
     const imagenet = {
       id: 'imagenet',
       version: 1,

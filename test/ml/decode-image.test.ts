@@ -33,7 +33,16 @@ import {
   heicHead,
 } from '../../fixtures/images';
 import { srgbToLab } from '../../src/ml/color-classes';
-import { decodeImage, decodeImageStretched, decodeImageViews, type DecodedImage, ImageDecodeError, isImageFile, MAX_INPUT_PIXELS, sniffImageType } from '../../src/ml/decode-image';
+import {
+  decodeImage,
+  decodeImageStretched,
+  decodeImageViews,
+  type DecodedImage,
+  ImageDecodeError,
+  isImageFile,
+  MAX_INPUT_PIXELS,
+  sniffImageType,
+} from '../../src/ml/decode-image';
 
 const SIZE = 32;
 
@@ -56,7 +65,9 @@ function deltaE(a: Rgb, b: Rgb): number {
 function expectColor(actual: Rgb, expected: Rgb, tolerance = 6): void {
   const distance = channelDistance(actual, expected);
   if (distance > tolerance) {
-    throw new Error(`pixel ${JSON.stringify(actual)} is ${distance} away from ${JSON.stringify(expected)} (tolerance ${tolerance})`);
+    throw new Error(
+      `pixel ${JSON.stringify(actual)} is ${distance} away from ${JSON.stringify(expected)} (tolerance ${tolerance})`,
+    );
   }
 }
 
@@ -224,7 +235,10 @@ describe('decodeImageViews: one decode, one square per network', () => {
       ]);
       expect(cover.size).toBe(112);
       expect(stretched.size).toBe(224);
-      expect({ width: cover.width, height: cover.height }).toEqual({ width: stretched.width, height: stretched.height });
+      expect({ width: cover.width, height: cover.height }).toEqual({
+        width: stretched.width,
+        height: stretched.height,
+      });
       // Resampling twice (to the larger view, then down) moves edge pixels a little, nothing more.
       expect(meanDifference(cover, await decodeImage(input, 'picture.jpg', 112))).toBeLessThan(2);
       expect(meanDifference(stretched, await decodeImageStretched(input, 'picture.jpg', 224))).toBeLessThan(2);
@@ -259,12 +273,21 @@ describe('decodeImage: inputs it must refuse with a reason', () => {
 
   it('names other common non-images', async () => {
     expect((await decodeError(Buffer.from('%PDF-1.4\n%âãÏÓ\n'), 'scan.jpg')).reason).toMatch(/PDF document/);
-    expect((await decodeError(Buffer.from('<?xml version="1.0"?><svg></svg>'), 'logo.png')).reason).toMatch(/SVG drawing/);
-    expect((await decodeError(Buffer.from([0x42, 0x4d, 0x36, 0, 0, 0, 0, 0, 0xff, 0x01]), 'old.bmp')).reason).toMatch(/BMP image/);
+    expect((await decodeError(Buffer.from('<?xml version="1.0"?><svg></svg>'), 'logo.png')).reason).toMatch(
+      /SVG drawing/,
+    );
+    expect((await decodeError(Buffer.from([0x42, 0x4d, 0x36, 0, 0, 0, 0, 0, 0xff, 0x01]), 'old.bmp')).reason).toMatch(
+      /BMP image/,
+    );
   });
 
   it('recognises BMP, HEIC, AVIF and JPEG 2000 as pictures it cannot decode, and says which', async () => {
-    const ftyp = (brand: string) => Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from(`ftyp${brand}\0\0\0\0mif1${brand}`, 'latin1'), Buffer.alloc(64)]);
+    const ftyp = (brand: string) =>
+      Buffer.concat([
+        Buffer.from([0, 0, 0, 0x18]),
+        Buffer.from(`ftyp${brand}\0\0\0\0mif1${brand}`, 'latin1'),
+        Buffer.alloc(64),
+      ]);
     const jp2 = Buffer.concat([Buffer.from('0000000c6a5020200d0a870a', 'hex'), Buffer.alloc(64)]);
     const cases: Array<[Buffer, string]> = [
       [bmpImage(), 'BMP'],
@@ -308,7 +331,8 @@ describe('decodeImage: inputs it must refuse with a reason', () => {
     const alone: string[] = [];
     for (const [i, bytes] of cut.entries()) alone.push((await decodeError(bytes, `${i}.jpg`)).reason);
     expect(together.map((e) => e.reason)).toEqual(alone);
-    for (const reason of alone) expect(reason).toMatch(/^the JPEG file is incomplete: the bottom \d+% of the picture is missing/);
+    for (const reason of alone)
+      expect(reason).toMatch(/^the JPEG file is incomplete: the bottom \d+% of the picture is missing/);
   });
 
   it('refuses a JPEG with corrupt compressed data', async () => {
@@ -378,7 +402,9 @@ describe('image fixtures', () => {
   it('write the hand-made PNG header exactly as libpng writes it, CRC included', async () => {
     // Signature (8) + IHDR chunk: length (4), type (4), data (13), CRC (4).
     const ihdrOf = (png: Buffer) => png.subarray(8, 8 + 25).toString('hex');
-    const written = await sharp({ create: { width: 3, height: 2, channels: 3, background: RED } }).png().toBuffer();
+    const written = await sharp({ create: { width: 3, height: 2, channels: 3, background: RED } })
+      .png()
+      .toBuffer();
     expect(ihdrOf(await hugePngHeader(3, 2))).toBe(ihdrOf(written));
     const metadata = await sharp(await hugePngHeader(), { limitInputPixels: false }).metadata();
     expect(metadata).toMatchObject({ format: 'png', width: 60_000, height: 60_000 });
@@ -406,7 +432,11 @@ describe('PNGs optimised by Xcode for iOS (CgBI)', () => {
 
   it('decodes one without alpha (BGR)', async () => {
     const png = await twoColorImage({ left: GREEN, right: RED, width: 48 });
-    expectSamePixels(await decodeImage(await appleCgbiPng(png, { alpha: false }), 'splash.png', SIZE), await decodeImage(png, 'standard.png', SIZE), 0);
+    expectSamePixels(
+      await decodeImage(await appleCgbiPng(png, { alpha: false }), 'splash.png', SIZE),
+      await decodeImage(png, 'standard.png', SIZE),
+      0,
+    );
   });
 
   it('refuses a cut-short or unusual one naming what it is and how to export a standard PNG', async () => {

@@ -1,7 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_MISSING_OBJECTS_WARNING, defaultClasses, loadImagenetClasses, type ImagenetClass } from '../../src/ml/default-classifier';
+import {
+  DEFAULT_MISSING_OBJECTS_WARNING,
+  defaultClasses,
+  loadImagenetClasses,
+  type ImagenetClass,
+} from '../../src/ml/default-classifier';
 import { BUNDLED_IMAGENET_CLASSES } from '../../src/ml/imagenet/imagenet-labels';
 import { ModelPackError } from '../../src/ml/imagenet/model-pack-error';
 import type { BuiltinClass } from '../../src/ml/types';
@@ -57,7 +62,11 @@ describe('defaultClasses', () => {
   });
 
   test('ImageNet classes carry their softmax probability and their type_hierarchy', () => {
-    expect(found.get('beagle')).toEqual({ class: 'beagle', score: expect.closeTo(p[beagle], 6), type_hierarchy: '/animal/mammal/dog/hound/beagle' });
+    expect(found.get('beagle')).toEqual({
+      class: 'beagle',
+      score: expect.closeTo(p[beagle], 6),
+      type_hierarchy: '/animal/mammal/dog/hound/beagle',
+    });
     expect(found.get('sports car')?.type_hierarchy).toBe('/conveyance/vehicle/motor vehicle/car/sports car');
     // Every one of the 1000 classes is there unless a same-named node outranks it.
     const labels = new Set(BUNDLED_IMAGENET_CLASSES.map((c) => c.label));
@@ -65,11 +74,16 @@ describe('defaultClasses', () => {
   });
 
   test('ancestors are classes too, each at least as likely as any class below it', () => {
-    const dogBreeds = BUNDLED_IMAGENET_CLASSES.map((c, i) => [c, p[i]] as const).filter(([c]) => c.type_hierarchy.startsWith('/animal/mammal/dog/'));
+    const dogBreeds = BUNDLED_IMAGENET_CLASSES.map((c, i) => [c, p[i]] as const).filter(([c]) =>
+      c.type_hierarchy.startsWith('/animal/mammal/dog/'),
+    );
     const dog = found.get('dog');
     expect(dog?.type_hierarchy).toBe('/animal/mammal/dog');
     // Softmax classes exclude each other: P(dog) is the sum over the breeds.
-    expect(dog?.score).toBeCloseTo(dogBreeds.reduce((sum, [, prob]) => sum + prob, 0), 6);
+    expect(dog?.score).toBeCloseTo(
+      dogBreeds.reduce((sum, [, prob]) => sum + prob, 0),
+      6,
+    );
     expect(dog!.score).toBeGreaterThanOrEqual(1 - dogBreeds.reduce((product, [, prob]) => product * (1 - prob), 1));
     expect(found.get('hound')!.score).toBeGreaterThanOrEqual(found.get('beagle')!.score);
     expect(found.get('mammal')!.score).toBeGreaterThanOrEqual(dog!.score);
@@ -89,11 +103,23 @@ describe('defaultClasses', () => {
   test('of two nodes with the same name, the more likely one is kept', () => {
     const machineCrane = indexOf('crane', '/device/');
     const birdCrane = indexOf('crane', '/animal/');
-    const towardsMachine = defaultClasses({ colors: [], imagenetLogits: logitsWith([[machineCrane, 6], [birdCrane, 2]]) });
+    const towardsMachine = defaultClasses({
+      colors: [],
+      imagenetLogits: logitsWith([
+        [machineCrane, 6],
+        [birdCrane, 2],
+      ]),
+    });
     expect(towardsMachine.filter((c) => c.class === 'crane')).toEqual([
       { class: 'crane', score: expect.any(Number), type_hierarchy: '/device/lifting device/crane' },
     ]);
-    const towardsBird = defaultClasses({ colors: [], imagenetLogits: logitsWith([[machineCrane, 2], [birdCrane, 6]]) });
+    const towardsBird = defaultClasses({
+      colors: [],
+      imagenetLogits: logitsWith([
+        [machineCrane, 2],
+        [birdCrane, 6],
+      ]),
+    });
     expect(towardsBird.find((c) => c.class === 'crane')?.type_hierarchy).toBe('/animal/bird/crane');
   });
 
@@ -103,7 +129,10 @@ describe('defaultClasses', () => {
       { wnid: 'n2', label: 'pug', type_hierarchy: '/animal/dog/pug' },
       { wnid: 'n3', label: 'tabby', type_hierarchy: '/animal/cat/tabby' },
     ];
-    const result = defaultClasses({ colors: [], imagenetLogits: Float32Array.of(Math.log(5), Math.log(3), Math.log(2)) }, labels);
+    const result = defaultClasses(
+      { colors: [], imagenetLogits: Float32Array.of(Math.log(5), Math.log(3), Math.log(2)) },
+      labels,
+    );
     expect(result.map((c) => [c.class, Number(c.score.toFixed(6)), c.type_hierarchy])).toEqual([
       ['animal', 1, '/animal'],
       ['dog', 0.8, '/animal/dog'],
@@ -115,7 +144,9 @@ describe('defaultClasses', () => {
   });
 
   test('logits that do not match the class list are refused', () => {
-    expect(() => defaultClasses({ colors: COLORS, imagenetLogits: new Float32Array(999) })).toThrow(/999 values but the class list has 1000/);
+    expect(() => defaultClasses({ colors: COLORS, imagenetLogits: new Float32Array(999) })).toThrow(
+      /999 values but the class list has 1000/,
+    );
   });
 });
 

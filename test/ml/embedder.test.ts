@@ -13,13 +13,19 @@ import type { AnalysisPart } from '../../src/ml/embedder';
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
 const DOG = '/usr/share/darknet/data/dog.jpg';
 const hasDog = fs.existsSync(DOG);
-if (!hasDog) console.warn(`SKIPPED: ${DOG} is missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
+if (!hasDog)
+  console.warn(`SKIPPED: ${DOG} is missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
 const withDog = hasDog ? it : it.skip;
 
 /** Vertical stripes in two colours. */
 function stripesSvg(width: number, height: number, period: number, colors: [string, string]): Buffer {
-  const bars = Array.from({ length: Math.ceil(width / period) }, (_, i) => `<rect x="${i * period}" y="0" width="${period / 2}" height="${height}" fill="${colors[i % 2]}"/>`);
-  return Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><rect width="100%" height="100%" fill="${colors[1]}"/>${bars.join('')}</svg>`);
+  const bars = Array.from(
+    { length: Math.ceil(width / period) },
+    (_, i) => `<rect x="${i * period}" y="0" width="${period / 2}" height="${height}" fill="${colors[i % 2]}"/>`,
+  );
+  return Buffer.from(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><rect width="100%" height="100%" fill="${colors[1]}"/>${bars.join('')}</svg>`,
+  );
 }
 
 /** A simple "scene": sky, ground, sun and a house. */
@@ -56,7 +62,9 @@ function analysis(result: ImageAnalysis | ImageDecodeError): ImageAnalysis {
 }
 
 const ALL_PARTS: AnalysisPart[] = ['objects', 'explicit', 'imagenetLogits', 'colors'];
-const DARKNET_PHOTOS = ['dog', 'eagle', 'giraffe', 'horses', 'kite', 'person', 'scream'].map((name) => `/usr/share/darknet/data/${name}.jpg`);
+const DARKNET_PHOTOS = ['dog', 'eagle', 'giraffe', 'horses', 'kite', 'person', 'scream'].map(
+  (name) => `/usr/share/darknet/data/${name}.jpg`,
+);
 
 let pack: LoadedPack;
 let embedder: Embedder;
@@ -106,7 +114,9 @@ describe('Embedder on the bundled pack', () => {
   });
 
   withDog('scores a dog photo as not explicit', async () => {
-    const [dog] = (await embedder.analyze([{ name: 'dog.jpg', bytes: fs.readFileSync(DOG) }], undefined, { parts: ['explicit'] })).map(analysis);
+    const [dog] = (
+      await embedder.analyze([{ name: 'dog.jpg', bytes: fs.readFileSync(DOG) }], undefined, { parts: ['explicit'] })
+    ).map(analysis);
     expect(dog.explicit).toBeLessThan(0.2);
     expect([dog.width, dog.height]).toEqual([768, 576]);
   });
@@ -155,7 +165,9 @@ describe('Embedder on the bundled pack', () => {
     const sequential = (await embedder.analyze(images)).map(analysis);
     expect(maxAbsDiff(analysis(a[2]).embedding, sequential[2].embedding)).toBeLessThanOrEqual(1e-5);
     expect(maxAbsDiff(analysis(b[0]).embedding, sequential[2].embedding)).toBeLessThanOrEqual(1e-5);
-    expect(maxAbsDiff(analysis(b[b.length - 1]).embedding, sequential[images.length - 1].embedding)).toBeLessThanOrEqual(1e-5);
+    expect(
+      maxAbsDiff(analysis(b[b.length - 1]).embedding, sequential[images.length - 1].embedding),
+    ).toBeLessThanOrEqual(1e-5);
   });
 
   it('places a picture closer to its resized copy than to a different picture', async () => {
@@ -171,7 +183,9 @@ describe('Embedder on the bundled pack', () => {
     ).map(analysis);
     // Post-ReLU features are all non-negative, so even unrelated pictures have cosines of 0.7–0.85.
     expect(cosine(original.embedding, copy.embedding)).toBeGreaterThan(0.98);
-    expect(cosine(original.embedding, copy.embedding) - cosine(original.embedding, other.embedding)).toBeGreaterThan(0.1);
+    expect(cosine(original.embedding, copy.embedding) - cosine(original.embedding, other.embedding)).toBeGreaterThan(
+      0.1,
+    );
   });
 
   withDog('places the dog photo closer to its resized copy than to stripes', async () => {
@@ -186,7 +200,9 @@ describe('Embedder on the bundled pack', () => {
       ])
     ).map(analysis);
     expect(cosine(original.embedding, copy.embedding)).toBeGreaterThan(0.98);
-    expect(cosine(original.embedding, copy.embedding) - cosine(original.embedding, other.embedding)).toBeGreaterThan(0.1);
+    expect(cosine(original.embedding, copy.embedding) - cosine(original.embedding, other.embedding)).toBeGreaterThan(
+      0.1,
+    );
   });
 });
 
@@ -213,20 +229,34 @@ describe('Embedder on the bundled pack with the CenterNet detector', () => {
       // One square feeds both networks: the pack sees CenterNet's stretched square (2×2 block means),
       // the same picture as its own cover-cropped decode for a square image, a little wider otherwise.
       expect(a.packEmbedding!.key).toBe(embedder.packKey);
-      expect(cosine(a.packEmbedding!.embedding, alone[i].embedding)).toBeGreaterThan(a.width === a.height ? 0.995 : 0.9);
+      expect(cosine(a.packEmbedding!.embedding, alone[i].embedding)).toBeGreaterThan(
+        a.width === a.height ? 0.995 : 0.9,
+      );
       expect(Math.abs(a.explicit! - alone[i].explicit!)).toBeLessThan(0.05);
       expect(a.colors![0].class).toBe(alone[i].colors![0].class);
       expect(Array.isArray(a.objects)).toBe(true);
       expect({ width: a.width, height: a.height }).toEqual({ width: alone[i].width, height: alone[i].height });
     });
-    if (hasDog) expect(joined[joined.length - 1].objects!.filter((c) => c.score >= 0.5).map((c) => c.class)).toContain('dog');
+    if (hasDog)
+      expect(joined[joined.length - 1].objects!.filter((c) => c.score >= 0.5).map((c) => c.class)).toContain('dog');
   });
 
   it('gives the same results whatever the batch size, and a decode error in the slot of a broken image only', async () => {
-    const single = await Embedder.create(pack, { threads: 1, batchSize: 1, detector: await ensureDetectorPack(modelsDir) });
+    const single = await Embedder.create(pack, {
+      threads: 1,
+      batchSize: 1,
+      detector: await ensureDetectorPack(modelsDir),
+    });
     try {
-      const inputs = [images[0], { name: 'broken.jpg', bytes: Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]) }, images[1]];
-      const [a, b] = await Promise.all([both.analyze(inputs, undefined, { parts: ['objects'] }), single.analyze(inputs, undefined, { parts: ['objects'] })]);
+      const inputs = [
+        images[0],
+        { name: 'broken.jpg', bytes: Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]) },
+        images[1],
+      ];
+      const [a, b] = await Promise.all([
+        both.analyze(inputs, undefined, { parts: ['objects'] }),
+        single.analyze(inputs, undefined, { parts: ['objects'] }),
+      ]);
       expect(a[1]).toBeInstanceOf(ImageDecodeError);
       expect(b[1]).toBeInstanceOf(ImageDecodeError);
       for (const k of [0, 2]) {
@@ -238,20 +268,34 @@ describe('Embedder on the bundled pack with the CenterNet detector', () => {
     }
   });
 
-  withDog('gives the same embeddings on real photos whether or not the detection head and the explicit head run', async () => {
-    const photos = DARKNET_PHOTOS.filter((file) => fs.existsSync(file)).map((file) => ({ name: path.basename(file), bytes: fs.readFileSync(file) }));
-    const full = (await both.analyze(photos, undefined, { parts: ALL_PARTS })).map(analysis);
-    // Interleaved with the full runs, so the cut graphs and the whole ones share the threads as in service.
-    const [embeddingOnly, again] = await Promise.all([both.analyze(photos), both.analyze(photos, undefined, { parts: ALL_PARTS })]);
-    embeddingOnly.map(analysis).forEach((a, i) => {
-      expect(maxAbsDiff(a.embedding, full[i].embedding)).toBeLessThanOrEqual(1e-5);
-      expect(maxAbsDiff(a.packEmbedding!.embedding, full[i].packEmbedding!.embedding)).toBeLessThanOrEqual(1e-5);
-      // Only what was asked for is there.
-      expect([a.objects, a.explicit, a.colors, a.imagenetLogits]).toEqual([undefined, undefined, undefined, undefined]);
-      expect(full[i].objects!.length).toBeGreaterThan(0);
-      expect(analysis(again[i]).objects).toEqual(full[i].objects);
-    });
-  });
+  withDog(
+    'gives the same embeddings on real photos whether or not the detection head and the explicit head run',
+    async () => {
+      const photos = DARKNET_PHOTOS.filter((file) => fs.existsSync(file)).map((file) => ({
+        name: path.basename(file),
+        bytes: fs.readFileSync(file),
+      }));
+      const full = (await both.analyze(photos, undefined, { parts: ALL_PARTS })).map(analysis);
+      // Interleaved with the full runs, so the cut graphs and the whole ones share the threads as in service.
+      const [embeddingOnly, again] = await Promise.all([
+        both.analyze(photos),
+        both.analyze(photos, undefined, { parts: ALL_PARTS }),
+      ]);
+      embeddingOnly.map(analysis).forEach((a, i) => {
+        expect(maxAbsDiff(a.embedding, full[i].embedding)).toBeLessThanOrEqual(1e-5);
+        expect(maxAbsDiff(a.packEmbedding!.embedding, full[i].packEmbedding!.embedding)).toBeLessThanOrEqual(1e-5);
+        // Only what was asked for is there.
+        expect([a.objects, a.explicit, a.colors, a.imagenetLogits]).toEqual([
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+        ]);
+        expect(full[i].objects!.length).toBeGreaterThan(0);
+        expect(analysis(again[i]).objects).toEqual(full[i].objects);
+      });
+    },
+  );
 });
 
 describe('Embedder lifecycle', () => {
@@ -271,7 +315,9 @@ describe('Embedder lifecycle', () => {
       fs.writeFileSync(manifestPath, JSON.stringify(manifest));
       const broken = await loadPack(scratch, 'bundled');
       await expect(Embedder.create(broken, { threads: 1 })).rejects.toThrow(PackError);
-      await expect(Embedder.create(broken, { threads: 1 })).rejects.toThrow('the model lacks no_such_output named in the manifest');
+      await expect(Embedder.create(broken, { threads: 1 })).rejects.toThrow(
+        'the model lacks no_such_output named in the manifest',
+      );
     } finally {
       fs.rmSync(scratch, { recursive: true, force: true });
     }

@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { syntheticTrainingSet } from '../../bench/lib/synthetic-embeddings';
-import { deserializeHead, HeadFileError, scoreHead, serializeHead, trainHead, type TrainedHead } from '../../src/ml/heads';
+import {
+  deserializeHead,
+  HeadFileError,
+  scoreHead,
+  serializeHead,
+  trainHead,
+  type TrainedHead,
+} from '../../src/ml/heads';
 
 const bytesOf = (array: Float32Array) => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
 
@@ -30,7 +37,8 @@ describe('head files', () => {
 
   it('scores the same after a round trip', () => {
     const back = deserializeHead(file);
-    for (const embedding of set.embeddings.slice(0, 10)) expect(scoreHead(back, embedding)).toEqual(scoreHead(head, embedding));
+    for (const embedding of set.embeddings.slice(0, 10))
+      expect(scoreHead(back, embedding)).toEqual(scoreHead(head, embedding));
   });
 
   it('starts with a magic and a version', () => {
@@ -45,7 +53,10 @@ describe('head files', () => {
     // A version-1 file: the same layout without the gate's header entry and positives.
     const v1 = Buffer.from(serializeHead({ ...head, gate: undefined }));
     v1.writeUInt32LE(1, 8);
-    createHash('sha256').update(v1.subarray(0, v1.length - 32)).digest().copy(v1, v1.length - 32);
+    createHash('sha256')
+      .update(v1.subarray(0, v1.length - 32))
+      .digest()
+      .copy(v1, v1.length - 32);
     const old = deserializeHead(v1);
     expect(old.gate).toBeUndefined();
     expect(old.formatVersion).toBe(1);
@@ -55,7 +66,9 @@ describe('head files', () => {
   it('rejects a truncated file, naming it', () => {
     for (const length of [file.length - 1, file.length - 40, 20, 10, 3]) {
       expect(() => deserializeHead(file.subarray(0, length), 'models/c1/v2.head')).toThrow(HeadFileError);
-      expect(() => deserializeHead(file.subarray(0, length), 'models/c1/v2.head')).toThrow(/^models\/c1\/v2\.head: (truncated|too short)/);
+      expect(() => deserializeHead(file.subarray(0, length), 'models/c1/v2.head')).toThrow(
+        /^models\/c1\/v2\.head: (truncated|too short)/,
+      );
     }
   });
 
@@ -67,7 +80,9 @@ describe('head files', () => {
   it('rejects an unknown format version', () => {
     const future = Buffer.from(file);
     future.writeUInt32LE(3, 8);
-    expect(() => deserializeHead(future)).toThrow(/head format version 3 is not supported \(this build reads versions 1 and 2\)/);
+    expect(() => deserializeHead(future)).toThrow(
+      /head format version 3 is not supported \(this build reads versions 1 and 2\)/,
+    );
   });
 
   it('detects a corrupted byte and trailing garbage', () => {

@@ -23,7 +23,11 @@ describe('batched L-BFGS', () => {
         return { value, gradient, extra: null };
       });
     };
-    const results = await minimizeAll(targets.map(() => new Float64Array(dim)), evaluate, options);
+    const results = await minimizeAll(
+      targets.map(() => new Float64Array(dim)),
+      evaluate,
+      options,
+    );
     results.forEach((result, p) => {
       expect(result.converged).toBe(true);
       result.point.forEach((x, k) => expect(x).toBeCloseTo(targets[p][k], 5));
@@ -67,11 +71,15 @@ describe('batched L-BFGS', () => {
       }
       return [w, b];
     });
-    const results = await minimizeAll(labelSets.map(() => new Float64Array(2)), async (problems, points) =>
-      problems.map((p, j) => {
-        const o = objective(labelSets[p], points[j][0], points[j][1]);
-        return { value: o.value, gradient: Float64Array.of(o.gw, o.gb), extra: null };
-      }), options);
+    const results = await minimizeAll(
+      labelSets.map(() => new Float64Array(2)),
+      async (problems, points) =>
+        problems.map((p, j) => {
+          const o = objective(labelSets[p], points[j][0], points[j][1]);
+          return { value: o.value, gradient: Float64Array.of(o.gw, o.gb), extra: null };
+        }),
+      options,
+    );
     results.forEach((result, p) => {
       expect(result.point[0]).toBeCloseTo(newton[p][0], 4);
       expect(result.point[1]).toBeCloseTo(newton[p][1], 4);
@@ -79,9 +87,13 @@ describe('batched L-BFGS', () => {
   });
 
   it('keeps the extra of the accepted point', async () => {
-    const [result] = await minimizeAll([Float64Array.of(0)], async (_, [point]) => [
-      { value: (point[0] - 5) ** 2 + 1, gradient: Float64Array.of(2 * (point[0] - 5)), extra: point[0] },
-    ], options);
+    const [result] = await minimizeAll(
+      [Float64Array.of(0)],
+      async (_, [point]) => [
+        { value: (point[0] - 5) ** 2 + 1, gradient: Float64Array.of(2 * (point[0] - 5)), extra: point[0] },
+      ],
+      options,
+    );
     expect(result.extra).toBe(result.point[0]);
     expect(result.point[0]).toBeCloseTo(5, 8);
   });

@@ -9,7 +9,12 @@ describe('binary metrics', () => {
   const labels = [1, 1, 0, 1, 0, 0, 1];
 
   it('counts a confusion matrix at a threshold', () => {
-    expect(confusionAt(scores, labels, 0.5)).toEqual({ truePositives: 3, falsePositives: 1, falseNegatives: 1, trueNegatives: 2 });
+    expect(confusionAt(scores, labels, 0.5)).toEqual({
+      truePositives: 3,
+      falsePositives: 1,
+      falseNegatives: 1,
+      trueNegatives: 2,
+    });
   });
 
   it('counts a score equal to the threshold as a positive prediction', () => {

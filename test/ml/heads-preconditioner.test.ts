@@ -80,6 +80,9 @@ describe('preconditioner', () => {
       penalty += rest * rest;
     }
     for (let r = 0; r < k; r++) penalty += squaredScale[r] * t[r] * t[r];
-    expect(penalty).toBeCloseTo(w.reduce((sum, v) => sum + v * v, 0), 3);
+    expect(penalty).toBeCloseTo(
+      w.reduce((sum, v) => sum + v * v, 0),
+      3,
+    );
   });
 });

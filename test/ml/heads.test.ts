@@ -1,5 +1,12 @@
 import { syntheticTrainingSet } from '../../bench/lib/synthetic-embeddings';
-import { HeadTrainingError, scoreHead, serializeHead, trainHead, type TrainedHead, type TrainingSet } from '../../src/ml/heads';
+import {
+  HeadTrainingError,
+  scoreHead,
+  serializeHead,
+  trainHead,
+  type TrainedHead,
+  type TrainingSet,
+} from '../../src/ml/heads';
 
 const DIM = 64;
 const packKey = 'bundled@1';
@@ -8,7 +15,11 @@ const packKey = 'bundled@1';
 function split(set: TrainingSet, every: number): { train: TrainingSet; test: TrainingSet } {
   const pick = (keep: (i: number) => boolean): TrainingSet => {
     const rows = set.embeddings.map((_, i) => i).filter(keep);
-    return { classes: set.classes, embeddings: rows.map((i) => set.embeddings[i]), positives: rows.map((i) => set.positives[i]) };
+    return {
+      classes: set.classes,
+      embeddings: rows.map((i) => set.embeddings[i]),
+      positives: rows.map((i) => set.positives[i]),
+    };
   };
   return { train: pick((i) => i % every !== 0), test: pick((i) => i % every === 0) };
 }
@@ -132,7 +143,9 @@ describe('trainHead on harder cases', () => {
   it('counts a multi-label example as a positive of each of its classes', async () => {
     const base = syntheticTrainingSet({ examples: 120, classes: 2, dim: DIM, seed: 9, spread: 0.1 });
     // Blends of a "cat" and a "dog" example show both.
-    const blends = Array.from({ length: 30 }, (_, k) => unit(Array.from(base.embeddings[2 * k], (v, j) => v + base.embeddings[2 * k + 1][j])));
+    const blends = Array.from({ length: 30 }, (_, k) =>
+      unit(Array.from(base.embeddings[2 * k], (v, j) => v + base.embeddings[2 * k + 1][j])),
+    );
     const set: TrainingSet = {
       classes: ['cat', 'dog'],
       embeddings: [...base.embeddings, ...blends],
@@ -151,7 +164,14 @@ describe('trainHead on harder cases', () => {
   });
 
   it('learns one class against negative examples alone', async () => {
-    const set = syntheticTrainingSet({ examples: 150, classes: 1, dim: DIM, seed: 13, spread: 0.1, negativeShare: 0.5 });
+    const set = syntheticTrainingSet({
+      examples: 150,
+      classes: 1,
+      dim: DIM,
+      seed: 13,
+      spread: 0.1,
+      negativeShare: 0.5,
+    });
     const negatives = set.positives.filter((p) => p.length === 0).length;
     expect(negatives).toBeGreaterThan(40);
     const head = await trainHead(set, { packKey, threads: 1 });
@@ -159,7 +179,9 @@ describe('trainHead on harder cases', () => {
     expect(classEval(head, 'class_0').f1).toBeGreaterThan(0.9);
     // With one class every positive is trivially its own top-1.
     expect(head.evaluation.accuracy).toBe(1);
-    const negativeScores = set.embeddings.filter((_, i) => set.positives[i].length === 0).map((e) => scoreHead(head, e)[0]);
+    const negativeScores = set.embeddings
+      .filter((_, i) => set.positives[i].length === 0)
+      .map((e) => scoreHead(head, e)[0]);
     expect(negativeScores.filter((s) => s < 0.5).length / negativeScores.length).toBeGreaterThan(0.9);
   });
 
@@ -168,7 +190,11 @@ describe('trainHead on harder cases', () => {
     const firstOfClass1 = set.positives.findIndex((p) => p[0] === 1);
     const keep = set.embeddings.map((_, i) => i).filter((i) => set.positives[i][0] === 0 || i === firstOfClass1);
     const head = await trainHead(
-      { classes: set.classes, embeddings: keep.map((i) => set.embeddings[i]), positives: keep.map((i) => set.positives[i]) },
+      {
+        classes: set.classes,
+        embeddings: keep.map((i) => set.embeddings[i]),
+        positives: keep.map((i) => set.positives[i]),
+      },
       { packKey, threads: 1 },
     );
     expect(head.evaluation.folds).toBe(2);
@@ -229,7 +255,11 @@ describe('trainHead determinism', () => {
 
 describe('trainHead input validation', () => {
   const e = (values: number[]) => Float32Array.from(values);
-  const valid: TrainingSet = { classes: ['a', 'b'], embeddings: [e([1, 0]), e([0, 1]), e([1, 1])], positives: [[0], [1], []] };
+  const valid: TrainingSet = {
+    classes: ['a', 'b'],
+    embeddings: [e([1, 0]), e([0, 1]), e([1, 1])],
+    positives: [[0], [1], []],
+  };
 
   const cases: Array<[string, TrainingSet, RegExp]> = [
     ['no classes', { ...valid, classes: [] }, /at least one class/],
@@ -237,8 +267,16 @@ describe('trainHead input validation', () => {
     ['no examples', { classes: ['a'], embeddings: [], positives: [] }, /no examples/],
     ['mismatched label lists', { ...valid, positives: [[0], [1]] }, /one label list per example/],
     ['a class without positives', { ...valid, positives: [[0], [0], []] }, /class "b" has no positive examples/],
-    ['a class without negatives', { classes: ['a'], embeddings: [e([1, 0]), e([0, 1])], positives: [[0], [0]] }, /class "a" has no negative examples/],
-    ['embeddings of different sizes', { ...valid, embeddings: [e([1, 0]), e([0, 1, 0]), e([1, 1])] }, /example 1 has a 3-value embedding but example 0 has 2/],
+    [
+      'a class without negatives',
+      { classes: ['a'], embeddings: [e([1, 0]), e([0, 1])], positives: [[0], [0]] },
+      /class "a" has no negative examples/,
+    ],
+    [
+      'embeddings of different sizes',
+      { ...valid, embeddings: [e([1, 0]), e([0, 1, 0]), e([1, 1])] },
+      /example 1 has a 3-value embedding but example 0 has 2/,
+    ],
     ['a NaN', { ...valid, embeddings: [e([1, 0]), e([0, NaN]), e([1, 1])] }, /example 1 has a NaN or infinite value/],
     ['an unknown class index', { ...valid, positives: [[0], [1], [2]] }, /example 2 names class index 2/],
   ];

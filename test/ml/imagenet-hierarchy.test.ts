@@ -1,13 +1,19 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatImagenetClasses, generateImagenetClasses, IMAGENET_SOURCES } from '../../scripts/generate-imagenet-hierarchy';
+import {
+  formatImagenetClasses,
+  generateImagenetClasses,
+  IMAGENET_SOURCES,
+} from '../../scripts/generate-imagenet-hierarchy';
 import { BUNDLED_IMAGENET_CLASSES, parseImagenetClasses } from '../../src/ml/imagenet/imagenet-labels';
 import { ModelPackError } from '../../src/ml/imagenet/model-pack-error';
 
 const committedFile = join(__dirname, '..', '..', 'src', 'ml', 'imagenet', 'imagenet-classes.json');
 const committedText = readFileSync(committedFile, 'utf8');
 const classes = parseImagenetClasses(JSON.parse(committedText), committedFile);
-const missingSources = [IMAGENET_SOURCES.darknetLabels, join(IMAGENET_SOURCES.wordnetDir, 'data.noun')].filter((f) => !existsSync(f));
+const missingSources = [IMAGENET_SOURCES.darknetLabels, join(IMAGENET_SOURCES.wordnetDir, 'data.noun')].filter(
+  (f) => !existsSync(f),
+);
 
 describe('imagenet-classes.json', () => {
   test('holds the 1000 ImageNet-1k classes in logit order (sorted WordNet ids)', () => {
@@ -47,13 +53,23 @@ describe('imagenet-classes.json', () => {
 
   test('the uninformative top levels of WordNet are left out', () => {
     const segments = new Set(classes.flatMap((c) => c.type_hierarchy.split('/').slice(1)));
-    for (const generic of ['entity', 'physical entity', 'object', 'whole', 'living thing', 'organism', 'artifact', 'instrumentality']) {
+    for (const generic of [
+      'entity',
+      'physical entity',
+      'object',
+      'whole',
+      'living thing',
+      'organism',
+      'artifact',
+      'instrumentality',
+    ]) {
       expect(segments).not.toContain(generic);
     }
   });
 
   test('related classes share their ancestors', () => {
-    const under = (ancestor: string) => classes.filter((c) => c.type_hierarchy.startsWith(`${ancestor}/`)).map((c) => c.label);
+    const under = (ancestor: string) =>
+      classes.filter((c) => c.type_hierarchy.startsWith(`${ancestor}/`)).map((c) => c.label);
     // ImageNet's 118 dog classes (151–268) are all under one 'dog' node.
     expect(under('/animal/mammal/dog')).toEqual(classes.slice(151, 269).map((c) => c.label));
     expect(under('/conveyance/vehicle/motor vehicle/car').sort()).toEqual(
@@ -62,11 +78,16 @@ describe('imagenet-classes.json', () => {
     expect(under('/person').sort()).toEqual(['ballplayer', 'groom', 'scuba diver']);
   });
 
-  (missingSources.length === 0 ? test : test.skip)('is what the generator makes from Debian darknet and wordnet-base', () => {
-    expect(formatImagenetClasses(generateImagenetClasses())).toBe(committedText);
-  });
+  (missingSources.length === 0 ? test : test.skip)(
+    'is what the generator makes from Debian darknet and wordnet-base',
+    () => {
+      expect(formatImagenetClasses(generateImagenetClasses())).toBe(committedText);
+    },
+  );
   if (missingSources.length > 0) {
-    console.warn(`imagenet-hierarchy.test: skipped regenerating the class list, missing ${missingSources.join(', ')} (apt-get install darknet wordnet-base)`);
+    console.warn(
+      `imagenet-hierarchy.test: skipped regenerating the class list, missing ${missingSources.join(', ')} (apt-get install darknet wordnet-base)`,
+    );
   }
 
   test('a list of the wrong length or shape is refused', () => {

@@ -57,27 +57,59 @@ function standInModel(head: Head): StandInModel {
       // PyTorch style: Flatten then Gemm with the weight stored [out, in].
       const weight = builder.initializer({ name: 'fc_w', dims: [CLASSES, POOLED], data: dense });
       const fcBias = builder.initializer({ name: 'fc_b', dims: [CLASSES], data: bias });
-      builder.node('Gemm', [builder.node('Flatten', [features], { axis: 1 }), weight, fcBias], { transB: 1 }, logitsName);
+      builder.node(
+        'Gemm',
+        [builder.node('Flatten', [features], { axis: 1 }), weight, fcBias],
+        { transB: 1 },
+        logitsName,
+      );
       builder.output(logitsName, ['N', CLASSES]);
-      return { bytes: builder.toBuffer(), inputName, logitsName, bias, classifierWeight: (p, c) => dense[c * POOLED + p] };
+      return {
+        bytes: builder.toBuffer(),
+        inputName,
+        logitsName,
+        bias,
+        classifierWeight: (p, c) => dense[c * POOLED + p],
+      };
     }
     case 'matmul-add': {
       // TF style: Reshape, MatMul with the weight stored [in, out], then Add.
-      const shape = builder.initializer({ name: 'flat_shape', dims: [2], data: BigInt64Array.from([-1n, BigInt(POOLED)]) });
+      const shape = builder.initializer({
+        name: 'flat_shape',
+        dims: [2],
+        data: BigInt64Array.from([-1n, BigInt(POOLED)]),
+      });
       const weight = builder.initializer({ name: 'fc_w', dims: [POOLED, CLASSES], data: dense });
       const fcBias = builder.initializer({ name: 'fc_b', dims: [CLASSES], data: bias });
       const product = builder.node('MatMul', [builder.node('Reshape', [features, shape]), weight]);
       builder.node('Add', [product, fcBias], {}, logitsName);
       builder.output(logitsName, ['N', CLASSES]);
-      return { bytes: builder.toBuffer(), inputName, logitsName, bias, classifierWeight: (p, c) => dense[p * CLASSES + c] };
+      return {
+        bytes: builder.toBuffer(),
+        inputName,
+        logitsName,
+        bias,
+        classifierWeight: (p, c) => dense[p * CLASSES + c],
+      };
     }
     case 'conv1x1': {
       // MXNet/Gluon style: a 1×1 convolution on the pooled map, flattened afterwards.
       const weight = builder.initializer({ name: 'fc_w', dims: [CLASSES, POOLED, 1, 1], data: dense });
       const fcBias = builder.initializer({ name: 'fc_b', dims: [CLASSES], data: bias });
-      builder.node('Flatten', [builder.node('Conv', [features, weight, fcBias], { kernel_shape: [1, 1] })], { axis: 1 }, logitsName);
+      builder.node(
+        'Flatten',
+        [builder.node('Conv', [features, weight, fcBias], { kernel_shape: [1, 1] })],
+        { axis: 1 },
+        logitsName,
+      );
       builder.output(logitsName, ['N', CLASSES]);
-      return { bytes: builder.toBuffer(), inputName, logitsName, bias, classifierWeight: (p, c) => dense[c * POOLED + p] };
+      return {
+        bytes: builder.toBuffer(),
+        inputName,
+        logitsName,
+        bias,
+        classifierWeight: (p, c) => dense[c * POOLED + p],
+      };
     }
     case 'no-pool': {
       // The feature map is 1×1 here, so Flatten gives the same width, but there is no pool to expose.
@@ -85,7 +117,13 @@ function standInModel(head: Head): StandInModel {
       const weight = builder.initializer({ name: 'fc_w', dims: [CLASSES, POOLED], data: dense });
       builder.node('Gemm', [convOut, weight], { transB: 1 }, logitsName);
       builder.output(logitsName, ['N', CLASSES]);
-      return { bytes: builder.toBuffer(), inputName, logitsName, bias: new Float32Array(CLASSES), classifierWeight: (p, c) => dense[c * POOLED + p] };
+      return {
+        bytes: builder.toBuffer(),
+        inputName,
+        logitsName,
+        bias: new Float32Array(CLASSES),
+        classifierWeight: (p, c) => dense[c * POOLED + p],
+      };
     }
   }
 }
@@ -107,7 +145,10 @@ function serve(name: string, body: Buffer): Served {
 }
 
 /** A gzipped tarball of `files` (path inside the archive → content), built with the tar package. */
-async function tarball(files: Record<string, Uint8Array | string>, options: { preservePaths?: boolean; cwd?: string } = {}): Promise<Buffer> {
+async function tarball(
+  files: Record<string, Uint8Array | string>,
+  options: { preservePaths?: boolean; cwd?: string } = {},
+): Promise<Buffer> {
   const source = await mkdtemp(join(workDir, 'tar-src-'));
   const cwd = options.cwd ?? source;
   for (const [path, content] of Object.entries(files)) {
@@ -157,7 +198,13 @@ beforeAll(async () => {
     const model = standInModel(head);
     standIns.set(head, model);
     // The zoo's tarball keeps the model in a folder named after it.
-    zooLike.set(head, serve(`${head}.tar.gz`, await tarball({ 'mobilenetv2-12/mobilenetv2-12.onnx': model.bytes, 'mobilenetv2-12/README.txt': 'stand-in' })));
+    zooLike.set(
+      head,
+      serve(
+        `${head}.tar.gz`,
+        await tarball({ 'mobilenetv2-12/mobilenetv2-12.onnx': model.bytes, 'mobilenetv2-12/README.txt': 'stand-in' }),
+      ),
+    );
   }
 });
 
@@ -195,7 +242,11 @@ describe('fetchImagenetPack', () => {
       const session = await ort.InferenceSession.create(join(packDir, 'model.onnx'), { intraOpNumThreads: 1 });
       try {
         expect(session.inputNames).toEqual([model.inputName]);
-        const image = new ort.Tensor('float32', weights(2 * 3 * 224 * 224, 7).map((v) => v + 0.5), [2, 3, 224, 224]);
+        const image = new ort.Tensor(
+          'float32',
+          weights(2 * 3 * 224 * 224, 7).map((v) => v + 0.5),
+          [2, 3, 224, 224],
+        );
         const outputs = await session.run({ [model.inputName]: image });
         const logits = outputs[model.logitsName];
         const pooled = outputs['pooled_embedding'];
@@ -204,9 +255,14 @@ describe('fetchImagenetPack', () => {
         // The extra output must be exactly what the classifier reads: recompute some logits from it.
         const pooledData = pooled.data as Float32Array;
         const logitsData = logits.data as Float32Array;
-        for (const [row, classIndex] of [[0, 0], [0, 417], [1, 999]]) {
+        for (const [row, classIndex] of [
+          [0, 0],
+          [0, 417],
+          [1, 999],
+        ]) {
           let expected = model.bias[classIndex];
-          for (let p = 0; p < POOLED; p += 1) expected += pooledData[row * POOLED + p] * model.classifierWeight(p, classIndex);
+          for (let p = 0; p < POOLED; p += 1)
+            expected += pooledData[row * POOLED + p] * model.classifierWeight(p, classIndex);
           expect(logitsData[row * CLASSES + classIndex]).toBeCloseTo(expected, 3);
         }
         expect(pooledData.some((v) => v > 0)).toBe(true);
@@ -219,14 +275,20 @@ describe('fetchImagenetPack', () => {
   test('a wrong checksum installs nothing', async () => {
     const modelsDir = await newModelsDir();
     const served = zooLike.get('gemm')!;
-    await expectPackError(fetchImagenetPack({ modelsDir, ...served, sha256: '0'.repeat(64) }), /sha256 [0-9a-f]{64} does not match the expected 0{64}/);
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, ...served, sha256: '0'.repeat(64) }),
+      /sha256 [0-9a-f]{64} does not match the expected 0{64}/,
+    );
     await expectNothingInstalled(modelsDir);
   });
 
   test('a file larger than the expected size is refused', async () => {
     const modelsDir = await newModelsDir();
     const served = zooLike.get('gemm')!;
-    await expectPackError(fetchImagenetPack({ modelsDir, ...served, size: served.size - 1 }), /announces \d+ bytes, the pack is \d+/);
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, ...served, size: served.size - 1 }),
+      /announces \d+ bytes, the pack is \d+/,
+    );
     await expectNothingInstalled(modelsDir);
   });
 
@@ -236,20 +298,29 @@ describe('fetchImagenetPack', () => {
     const response = await fetch(served.url);
     // Same bytes, no Content-Length: only the byte cap can stop it.
     const chunked: typeof fetch = async () => new Response(response.body, { status: 200 });
-    await expectPackError(fetchImagenetPack({ modelsDir, ...served, size: 1000, fetchImpl: chunked }), /went past the expected 1000 bytes/);
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, ...served, size: 1000, fetchImpl: chunked }),
+      /went past the expected 1000 bytes/,
+    );
     await expectNothingInstalled(modelsDir);
   });
 
   test('a file shorter than the expected size is refused', async () => {
     const modelsDir = await newModelsDir();
     const served = zooLike.get('gemm')!;
-    await expectPackError(fetchImagenetPack({ modelsDir, ...served, size: served.size + 1 }), /downloaded \d+ bytes, expected \d+/);
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, ...served, size: served.size + 1 }),
+      /downloaded \d+ bytes, expected \d+/,
+    );
     await expectNothingInstalled(modelsDir);
   });
 
   test('an HTTP error is reported with its status', async () => {
     const modelsDir = await newModelsDir();
-    await expectPackError(fetchImagenetPack({ modelsDir, url: `${baseUrl}/missing.tar.gz`, size: 10, sha256: '0'.repeat(64) }), /HTTP 404/);
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, url: `${baseUrl}/missing.tar.gz`, size: 10, sha256: '0'.repeat(64) }),
+      /HTTP 404/,
+    );
     await expectNothingInstalled(modelsDir);
   });
 
@@ -259,7 +330,10 @@ describe('fetchImagenetPack', () => {
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    await expectPackError(fetchImagenetPack({ modelsDir, url: `http://127.0.0.1:${port}/x.tar.gz`, size: 10, sha256: '0'.repeat(64) }), /download failed/);
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, url: `http://127.0.0.1:${port}/x.tar.gz`, size: 10, sha256: '0'.repeat(64) }),
+      /download failed/,
+    );
     await expectNothingInstalled(modelsDir);
   });
 
@@ -283,9 +357,18 @@ describe('fetchImagenetPack', () => {
     const root = await mkdtemp(join(workDir, 'escape-'));
     // Unpacked under <modelsDir>/<staging>/unpacked, this entry would land in workDir.
     const entry = '../../../escaped.txt';
-    const served = serve('escape.tar.gz', await tarball({ 'model.onnx': standIns.get('gemm')!.bytes, [entry]: 'outside' }, { cwd: join(root, 'a', 'b', 'c'), preservePaths: true }));
+    const served = serve(
+      'escape.tar.gz',
+      await tarball(
+        { 'model.onnx': standIns.get('gemm')!.bytes, [entry]: 'outside' },
+        { cwd: join(root, 'a', 'b', 'c'), preservePaths: true },
+      ),
+    );
     await rm(root, { recursive: true });
-    await expectPackError(fetchImagenetPack({ modelsDir, ...served }), /'\.\.\/\.\.\/\.\.\/escaped\.txt' would be written outside the extraction directory/);
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, ...served }),
+      /'\.\.\/\.\.\/\.\.\/escaped\.txt' would be written outside the extraction directory/,
+    );
     await expectNothingInstalled(modelsDir);
     expect(await readdir(workDir)).not.toContain('escaped.txt');
   });
@@ -293,8 +376,14 @@ describe('fetchImagenetPack', () => {
   test('a tarball with an absolute path is refused', async () => {
     const modelsDir = await newModelsDir();
     const absolute = join(workDir, 'absolute-entry.txt');
-    const served = serve('absolute.tar.gz', await tarball({ 'model.onnx': standIns.get('gemm')!.bytes, [absolute]: 'absolute' }, { preservePaths: true }));
-    await expectPackError(fetchImagenetPack({ modelsDir, ...served }), /would be written outside the extraction directory/);
+    const served = serve(
+      'absolute.tar.gz',
+      await tarball({ 'model.onnx': standIns.get('gemm')!.bytes, [absolute]: 'absolute' }, { preservePaths: true }),
+    );
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, ...served }),
+      /would be written outside the extraction directory/,
+    );
     await expectNothingInstalled(modelsDir);
   });
 
@@ -307,13 +396,19 @@ describe('fetchImagenetPack', () => {
 
   test('a model whose classifier is not fed by a global average pool is refused', async () => {
     const modelsDir = await newModelsDir();
-    await expectPackError(fetchImagenetPack({ modelsDir, ...zooLike.get('no-pool')! }), /graph not understood: the classifier's input comes from Relu, not a GlobalAveragePool/);
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, ...zooLike.get('no-pool')! }),
+      /graph not understood: the classifier's input comes from Relu, not a GlobalAveragePool/,
+    );
     await expectNothingInstalled(modelsDir);
   });
 
   test('a file that is not an ONNX model is refused', async () => {
     const modelsDir = await newModelsDir();
-    const served = serve('not-onnx.tar.gz', await tarball({ 'model.onnx': Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]) }));
+    const served = serve(
+      'not-onnx.tar.gz',
+      await tarball({ 'model.onnx': Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]) }),
+    );
     await expectPackError(fetchImagenetPack({ modelsDir, ...served }), /not a readable ONNX model/);
     await expectNothingInstalled(modelsDir);
   });
@@ -327,7 +422,10 @@ describe('fetchImagenetPack', () => {
     expect(JSON.parse(await readFile(manifestPath, 'utf8'))).toEqual(replaced);
     const installedModel = await readFile(join(modelsDir, 'imagenet', 'model.onnx'));
 
-    await expectPackError(fetchImagenetPack({ modelsDir, ...zooLike.get('gemm')!, sha256: 'f'.repeat(64) }), /does not match/);
+    await expectPackError(
+      fetchImagenetPack({ modelsDir, ...zooLike.get('gemm')!, sha256: 'f'.repeat(64) }),
+      /does not match/,
+    );
     expect(await readdir(modelsDir)).toEqual(['imagenet']);
     expect(JSON.parse(await readFile(manifestPath, 'utf8'))).toEqual(replaced);
     expect((await readFile(join(modelsDir, 'imagenet', 'model.onnx'))).equals(installedModel)).toBe(true);

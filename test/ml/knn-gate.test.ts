@@ -8,7 +8,8 @@ function unit(values: number[]): Float32Array {
 
 describe('float16', () => {
   it('round-trips exactly representable values and rounds others to the nearest half', () => {
-    for (const value of [0, 1, -1, 0.5, 65504, -(2 ** -14), 2 ** -24]) expect(fromFloat16Bits(toFloat16Bits(value))).toBe(value);
+    for (const value of [0, 1, -1, 0.5, 65504, -(2 ** -14), 2 ** -24])
+      expect(fromFloat16Bits(toFloat16Bits(value))).toBe(value);
     expect(fromFloat16Bits(toFloat16Bits(1 + 2 ** -12))).toBe(1); // tie → even
     expect(fromFloat16Bits(toFloat16Bits(1 + 3 * 2 ** -12))).toBe(1 + 2 ** -10);
     expect(fromFloat16Bits(toFloat16Bits(1e6))).toBe(Infinity);
@@ -21,9 +22,16 @@ describe('float16', () => {
 
 describe('k-NN gate', () => {
   // Class 0: points around (1, 0, 0); class 1: around (0, 1, 0); one lone positive of class 2.
-  const around = (axis: number, spread: number, i: number) => unit([0, 1, 2].map((k) => (k === axis ? 1 : spread * Math.sin(7 * i + k))));
-  const embeddings = [...Array.from({ length: 6 }, (_, i) => around(0, 0.1, i)), ...Array.from({ length: 6 }, (_, i) => around(1, 0.2, i)), around(2, 0, 0)];
-  const labels = [0, 1, 2].map((c) => Uint8Array.from(embeddings, (_, i) => (Math.min(2, Math.floor(i / 6)) === c ? 1 : 0)));
+  const around = (axis: number, spread: number, i: number) =>
+    unit([0, 1, 2].map((k) => (k === axis ? 1 : spread * Math.sin(7 * i + k))));
+  const embeddings = [
+    ...Array.from({ length: 6 }, (_, i) => around(0, 0.1, i)),
+    ...Array.from({ length: 6 }, (_, i) => around(1, 0.2, i)),
+    around(2, 0, 0),
+  ];
+  const labels = [0, 1, 2].map((c) =>
+    Uint8Array.from(embeddings, (_, i) => (Math.min(2, Math.floor(i / 6)) === c ? 1 : 0)),
+  );
 
   it('sets each radius to the largest leave-one-out k-NN distance of its positives', async () => {
     const gate = await buildGate(embeddings, labels, 3, { k: 3, seed: 1 });
@@ -33,7 +41,9 @@ describe('k-NN gate', () => {
     for (const c of [0, 1]) {
       const loo = Array.from({ length: 6 }, (_, i) => {
         const others = Array.from({ length: 6 }, (__, j) => j).filter((j) => j !== i);
-        const distances = others.map((j) => Math.hypot(...stored(c, i).map((v, k) => v - stored(c, j)[k]))).sort((a, b) => a - b);
+        const distances = others
+          .map((j) => Math.hypot(...stored(c, i).map((v, k) => v - stored(c, j)[k])))
+          .sort((a, b) => a - b);
         return (distances[0] + distances[1] + distances[2]) / 3;
       });
       expect(gate.radius[c]).toBeCloseTo(Math.max(...loo), 5);

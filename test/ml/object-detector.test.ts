@@ -8,7 +8,12 @@ import { ModelConversionError } from '../../src/ml/convert/errors';
 import { decodeImageStretched, ImageDecodeError } from '../../src/ml/decode-image';
 import { defaultClasses } from '../../src/ml/default-classifier';
 import { BUNDLED_IMAGENET_CLASSES } from '../../src/ml/imagenet/imagenet-labels';
-import { CENTERNET_INPUT_SIZE, CENTERNET_TAPS, convertCenternet, UnsupportedTfOpError } from '../../src/ml/detector/centernet-converter';
+import {
+  CENTERNET_INPUT_SIZE,
+  CENTERNET_TAPS,
+  convertCenternet,
+  UnsupportedTfOpError,
+} from '../../src/ml/detector/centernet-converter';
 import { COCO_CLASSES } from '../../src/ml/detector/coco-labels';
 import { CENTERNET_SOURCE_SHA256, ensureDetectorPack, type DetectorPack } from '../../src/ml/detector/detector-pack';
 import { calibratedScore, objectClasses } from '../../src/ml/detector/object-detector';
@@ -21,13 +26,19 @@ const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 
 const HUMAN_MODELS = path.join(path.dirname(require.resolve('@vladmandic/human')), '..', 'models');
 const PHOTOS = '/usr/share/darknet/data';
 const hasPhotos = fs.existsSync(path.join(PHOTOS, 'dog.jpg'));
-if (!hasPhotos) console.warn(`SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
+if (!hasPhotos)
+  console.warn(
+    `SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`,
+  );
 const withPhotos = hasPhotos ? describe : describe.skip;
 
 type Row = [number, number, number, number, number, number];
 
 function rows(detections: ArrayLike<number>): Row[] {
-  return Array.from({ length: detections.length / 6 }, (_, i) => Array.from({ length: 6 }, (__, j) => detections[i * 6 + j]) as Row);
+  return Array.from(
+    { length: detections.length / 6 },
+    (_, i) => Array.from({ length: 6 }, (__, j) => detections[i * 6 + j]) as Row,
+  );
 }
 
 /** Highest raw score per class index. */
@@ -84,10 +95,17 @@ async function tfjsDetections(nhwc: Float32Array): Promise<Float32Array> {
   return detections;
 }
 
-async function onnxOutputs(model: Uint8Array | string, nhwc: Float32Array, size: number): Promise<Record<string, Float32Array>> {
-  const session = typeof model === 'string' ? await ort.InferenceSession.create(model) : await ort.InferenceSession.create(model);
+async function onnxOutputs(
+  model: Uint8Array | string,
+  nhwc: Float32Array,
+  size: number,
+): Promise<Record<string, Float32Array>> {
+  const session =
+    typeof model === 'string' ? await ort.InferenceSession.create(model) : await ort.InferenceSession.create(model);
   try {
-    const output = await session.run({ images: new ort.Tensor('float32', Float32Array.from(nhwc), [1, size, size, 3]) });
+    const output = await session.run({
+      images: new ort.Tensor('float32', Float32Array.from(nhwc), [1, size, size, 3]),
+    });
     return Object.fromEntries(Object.entries(output).map(([name, tensor]) => [name, tensor.data as Float32Array]));
   } finally {
     await session.release();
@@ -138,7 +156,9 @@ describe('COCO labels and score calibration', () => {
     expect(COCO_CLASSES[0]).toEqual({ name: 'person', supercategory: 'person', type_hierarchy: '/person' });
     expect(COCO_CLASSES[2]).toEqual({ name: 'car', supercategory: 'vehicle', type_hierarchy: '/vehicle/car' });
     expect(COCO_CLASSES[16].type_hierarchy).toBe('/animal/dog');
-    expect(COCO_CLASSES.map((c) => c.name)).toEqual(expect.arrayContaining(['motorcycle', 'airplane', 'couch', 'potted plant', 'dining table', 'tv']));
+    expect(COCO_CLASSES.map((c) => c.name)).toEqual(
+      expect.arrayContaining(['motorcycle', 'airplane', 'couch', 'potted plant', 'dining table', 'tv']),
+    );
   });
 
   (hasPhotos ? test : test.skip)("the class order is darknet's coco.names order, up to COCO's spellings", () => {
@@ -164,18 +184,24 @@ describe('COCO labels and score calibration', () => {
   });
 
   test('objectClasses keeps the best detection per class and scores each supercategory by its best member', () => {
-    const detections = Float32Array.from([
-      [10, 10, 50, 50, 0.56, 2], // car
-      [12, 10, 52, 50, 0.2, 2], // weaker car
-      [0, 0, 9, 9, 0.49, 1], // bicycle
-      [0, 0, 9, 9, 0.43, 16], // dog
-      [0, 0, 9, 9, 0.71, 0], // person
-    ].flat());
+    const detections = Float32Array.from(
+      [
+        [10, 10, 50, 50, 0.56, 2], // car
+        [12, 10, 52, 50, 0.2, 2], // weaker car
+        [0, 0, 9, 9, 0.49, 1], // bicycle
+        [0, 0, 9, 9, 0.43, 16], // dog
+        [0, 0, 9, 9, 0.71, 0], // person
+      ].flat(),
+    );
     const classes = objectClasses(detections);
     expect(classes.map((c) => c.class)).toEqual(['person', 'car', 'vehicle', 'bicycle', 'animal', 'dog']);
     expect(scoreOf(classes, 'car')).toBeCloseTo(calibratedScore(0.56), 6);
     expect(scoreOf(classes, 'vehicle')).toBe(scoreOf(classes, 'car'));
-    expect(classes.find((c) => c.class === 'person')).toEqual({ class: 'person', score: expect.closeTo(calibratedScore(0.71), 6), type_hierarchy: '/person' });
+    expect(classes.find((c) => c.class === 'person')).toEqual({
+      class: 'person',
+      score: expect.closeTo(calibratedScore(0.71), 6),
+      type_hierarchy: '/person',
+    });
     expectParentsCoverChildren(classes);
     expect(() => objectClasses(Float32Array.of(0, 0, 1, 1, 0.5, 80))).toThrow(/class index 80/);
   });
@@ -185,7 +211,10 @@ describe('CenterNet conversion', () => {
   test('an op the converter does not know is refused with a typed error naming the node and the op', async () => {
     const graph = await readTfjsGraphModel(path.join(HUMAN_MODELS, 'centernet.json'));
     const sigmoid = graph.nodes.find((node) => node.op === 'Sigmoid')!;
-    const altered = { ...graph, nodes: graph.nodes.map((node) => (node === sigmoid ? { ...node, op: 'Softplus' } : node)) };
+    const altered = {
+      ...graph,
+      nodes: graph.nodes.map((node) => (node === sigmoid ? { ...node, op: 'Softplus' } : node)),
+    };
     const attempt = (): Uint8Array => convertCenternet(altered, { foldHardActivations: true });
     expect(attempt).toThrow(UnsupportedTfOpError);
     expect(attempt).toThrow(`node ${sigmoid.name}: unsupported op Softplus`);
@@ -225,7 +254,8 @@ describe('CenterNet conversion', () => {
     const source = await tempDir('wvr-centernet-src-');
     const dir = await tempDir('wvr-detector-');
     try {
-      for (const file of Object.keys(CENTERNET_SOURCE_SHA256)) fs.copyFileSync(path.join(HUMAN_MODELS, file), path.join(source, file));
+      for (const file of Object.keys(CENTERNET_SOURCE_SHA256))
+        fs.copyFileSync(path.join(HUMAN_MODELS, file), path.join(source, file));
       const bin = fs.readFileSync(path.join(source, 'centernet.bin'));
       bin[1000] ^= 0x01;
       fs.writeFileSync(path.join(source, 'centernet.bin'), bin);
@@ -245,7 +275,9 @@ describe("the embedder's CenterNet pass", () => {
   let detectorPack: DetectorPack;
 
   /** COCO classes per image, in input order, from one analysis pass; an undecodable image gets its ImageDecodeError. */
-  async function detect(images: Array<{ name: string; bytes: Buffer }>): Promise<Array<BuiltinClass[] | ImageDecodeError>> {
+  async function detect(
+    images: Array<{ name: string; bytes: Buffer }>,
+  ): Promise<Array<BuiltinClass[] | ImageDecodeError>> {
     const analyses = await embedder.analyze(images, undefined, { parts: ['objects'] });
     return analyses.map((a: ImageAnalysis | ImageDecodeError) => (a instanceof ImageDecodeError ? a : a.objects!));
   }
@@ -277,7 +309,7 @@ describe("the embedder's CenterNet pass", () => {
     expect(await detect([])).toEqual([]);
   });
 
-  test('the pack key names both networks, and the embedding holds both networks\' taps', async () => {
+  test("the pack key names both networks, and the embedding holds both networks' taps", async () => {
     expect(detectorPack.inputSize).toBe(CENTERNET_INPUT_SIZE);
     expect(embedder.packKey).toBe(`bundled@1+${detectorPack.key}`);
     expect(embedder.packOnlyKey).toBe('bundled@1');
@@ -296,7 +328,10 @@ describe("the embedder's CenterNet pass", () => {
       ]);
       const referenceBest = bestPerClass(rows(reference));
       expect(referenceBest.get(2)).toBeGreaterThan(0.5); // car: the comparison covers real detections
-      for (const [model, tolerance] of [[exact, 1e-4], [folded, 2e-3]] as const) {
+      for (const [model, tolerance] of [
+        [exact, 1e-4],
+        [folded, 2e-3],
+      ] as const) {
         const best = bestPerClass(rows(model));
         for (const [classIndex, score] of referenceBest) {
           if (score >= 0.05) expect(Math.abs((best.get(classIndex) ?? 0) - score)).toBeLessThanOrEqual(tolerance);
@@ -305,7 +340,9 @@ describe("the embedder's CenterNet pass", () => {
       // The exact graph reproduces TF.js's rows, boxes included.
       rows(exact)
         .slice(0, 10)
-        .forEach((row, i) => row.forEach((value, j) => expect(Math.abs(value - rows(reference)[i][j])).toBeLessThan(j < 4 ? 0.01 : 1e-4)));
+        .forEach((row, i) =>
+          row.forEach((value, j) => expect(Math.abs(value - rows(reference)[i][j])).toBeLessThan(j < 4 ? 0.01 : 1e-4)),
+        );
     });
 
     test(`the backbone taps at ${CENTERNET_INPUT_SIZE} px match TF.js's backbone on real photos within 1e-4`, async () => {
@@ -316,14 +353,20 @@ describe("the embedder's CenterNet pass", () => {
         const { rgb } = await decodeImageStretched(photo(name).bytes, `${name}.jpg`, size);
         const nhwc = Float32Array.from(rgb);
         const [reference, exact, shipped] = await Promise.all([
-          tfjsGraphOutputs(nhwc, size, CENTERNET_TAPS.map((tap) => tap.node)),
+          tfjsGraphOutputs(
+            nhwc,
+            size,
+            CENTERNET_TAPS.map((tap) => tap.node),
+          ),
           onnxOutputs(exactModel, nhwc, size),
           onnxOutputs(detectorPack.modelPath, nhwc, size),
         ]);
         CENTERNET_TAPS.forEach((tap, i) => {
           expect(exact[tap.output]).toHaveLength(tap.dim);
           // Raw pools (magnitudes up to a few units) and the unit vectors the embedding is made of.
-          expect(maxAbsDiff(exact[tap.output], reference[i])).toBeLessThanOrEqual(1e-4 * Math.max(1, ...reference[i].map(Math.abs)));
+          expect(maxAbsDiff(exact[tap.output], reference[i])).toBeLessThanOrEqual(
+            1e-4 * Math.max(1, ...reference[i].map(Math.abs)),
+          );
           expect(maxAbsDiff(unit(exact[tap.output]), unit(reference[i]))).toBeLessThanOrEqual(1e-4);
           // The shipped graph folds hard-swish (exact 1/6 instead of TF's float16 0.166626).
           expect(maxAbsDiff(unit(shipped[tap.output]), unit(reference[i]))).toBeLessThanOrEqual(2e-3);

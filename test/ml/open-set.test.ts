@@ -8,13 +8,23 @@ import { ensureDetectorPack } from '../../src/ml/detector/detector-pack';
 import { Embedder } from '../../src/ml/embedder';
 import { scoreHead, trainHead, type TrainedHead } from '../../src/ml/heads';
 import { loadPack } from '../../src/ml/model-pack';
-import { BANK_MANIFEST, bankManifestSchema, loadNegativeBank, NEGATIVE_BANK_DIR, projectRoot, type NegativeBank } from '../../src/ml/open-set/negative-bank';
+import {
+  BANK_MANIFEST,
+  bankManifestSchema,
+  loadNegativeBank,
+  NEGATIVE_BANK_DIR,
+  projectRoot,
+  type NegativeBank,
+} from '../../src/ml/open-set/negative-bank';
 import type { ImageInput } from '../../src/ml/types';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
 const PHOTOS = '/usr/share/darknet/data';
 const hasPhotos = fs.existsSync(path.join(PHOTOS, 'dog.jpg'));
-if (!hasPhotos) console.warn(`SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
+if (!hasPhotos)
+  console.warn(
+    `SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`,
+  );
 
 let embedder: Embedder;
 let bank: NegativeBank;
@@ -26,10 +36,14 @@ async function embed(images: ImageInput[]): Promise<Float32Array[]> {
   });
 }
 
-const named = (buffers: Buffer[], prefix: string): ImageInput[] => buffers.map((bytes, i) => ({ name: `${prefix}-${i}.jpg`, bytes }));
+const named = (buffers: Buffer[], prefix: string): ImageInput[] =>
+  buffers.map((bytes, i) => ({ name: `${prefix}-${i}.jpg`, bytes }));
 
 beforeAll(async () => {
-  embedder = await Embedder.create(await loadPack(modelsDir, 'bundled'), { threads: 1, detector: await ensureDetectorPack(modelsDir) });
+  embedder = await Embedder.create(await loadPack(modelsDir, 'bundled'), {
+    threads: 1,
+    detector: await ensureDetectorPack(modelsDir),
+  });
   bank = loadNegativeBank(embedder.packKey)!;
 });
 afterAll(async () => {
@@ -49,7 +63,10 @@ describe('the shipped open-set bank', () => {
     // npm test compiles to dist/ before jest runs.
     const out = execFileSync(
       process.execPath,
-      ['-e', `const b = require(${JSON.stringify(compiled)}).loadNegativeBank(${JSON.stringify(embedder.packKey)}); console.log(b ? b.embeddings.length : 0)`],
+      [
+        '-e',
+        `const b = require(${JSON.stringify(compiled)}).loadNegativeBank(${JSON.stringify(embedder.packKey)}); console.log(b ? b.embeddings.length : 0)`,
+      ],
       { encoding: 'utf8' },
     );
     expect(Number(out.trim())).toBe(bank.embeddings.length);
@@ -91,35 +108,55 @@ describe('a classifier of red circles and blue squares, trained with the bank an
   });
 
   it('still recognises held-out images of its classes', () => {
-    const own = [...heldOut.circles.map((e) => scoreHead(head, e)[0]), ...heldOut.squares.map((e) => scoreHead(head, e)[1])];
+    const own = [
+      ...heldOut.circles.map((e) => scoreHead(head, e)[0]),
+      ...heldOut.squares.map((e) => scoreHead(head, e)[1]),
+    ];
     expect(own.filter((score) => score >= 0.5).length / own.length).toBeGreaterThanOrEqual(0.9);
     // Evaluation counts the user's examples only, not the bank.
     expect(head.evaluation.examples).toBe(40);
   });
 
   (hasPhotos ? it : it.skip)('scores real photos of other things below 0.5', async () => {
-    const photos = fs.readdirSync(PHOTOS).filter((f) => f.endsWith('.jpg')).map((f) => ({ name: f, bytes: fs.readFileSync(path.join(PHOTOS, f)) }));
+    const photos = fs
+      .readdirSync(PHOTOS)
+      .filter((f) => f.endsWith('.jpg'))
+      .map((f) => ({ name: f, bytes: fs.readFileSync(path.join(PHOTOS, f)) }));
     expect(photos.length).toBeGreaterThanOrEqual(7);
     const yes = (await embed(photos)).flatMap((embedding, i) =>
-      scoreHead(head, embedding).flatMap((score, c) => (score < 0.5 ? [] : [`${photos[i].name}: ${head.classes[c]} ${score}`])),
+      scoreHead(head, embedding).flatMap((score, c) =>
+        score < 0.5 ? [] : [`${photos[i].name}: ${head.classes[c]} ${score}`],
+      ),
     );
     expect(yes).toEqual([]);
   });
 
   it('gives finite scores below 0.5 to bad inputs: smaller than the input, a 20:1 panorama, a greyscale scan, an all-black frame', async () => {
-    const stripe = await sharp({ create: { width: 2000, height: 100, channels: 3, background: { r: 90, g: 140, b: 200 } } })
+    const stripe = await sharp({
+      create: { width: 2000, height: 100, channels: 3, background: { r: 90, g: 140, b: 200 } },
+    })
       .composite([{ input: await solidColorJpeg({ r: 40, g: 120, b: 40 }, 2000, 40), top: 60, left: 0 }])
       .jpeg()
       .toBuffer();
-    const scan = await sharp(await textImage({ text: 'Invoice 2026', size: 600 })).greyscale().jpeg().toBuffer();
+    const scan = await sharp(await textImage({ text: 'Invoice 2026', size: 600 }))
+      .greyscale()
+      .jpeg()
+      .toBuffer();
     const inputs = [
-      { name: 'tiny.png', bytes: await sharp({ create: { width: 12, height: 9, channels: 3, background: { r: 200, g: 180, b: 40 } } }).png().toBuffer() },
+      {
+        name: 'tiny.png',
+        bytes: await sharp({ create: { width: 12, height: 9, channels: 3, background: { r: 200, g: 180, b: 40 } } })
+          .png()
+          .toBuffer(),
+      },
       { name: 'panorama.jpg', bytes: stripe },
       { name: 'scan.jpg', bytes: scan },
       { name: 'black.jpg', bytes: await solidColorJpeg({ r: 0, g: 0, b: 0 }, 640, 480) },
     ];
     const wrong = (await embed(inputs)).flatMap((embedding, i) =>
-      scoreHead(head, embedding).flatMap((score, c) => (Number.isFinite(score) && score < 0.5 ? [] : [`${inputs[i].name}: ${head.classes[c]} ${score}`])),
+      scoreHead(head, embedding).flatMap((score, c) =>
+        Number.isFinite(score) && score < 0.5 ? [] : [`${inputs[i].name}: ${head.classes[c]} ${score}`],
+      ),
     );
     expect(wrong).toEqual([]);
   });

@@ -35,6 +35,8 @@ describe('the detector pack key names one model', () => {
     const pack = await ensureDetectorPack(modelsDir);
     expect(pack.key).toBe(`centernet@${DETECTOR_PACK_VERSION}`);
     const bytes = fs.readFileSync(pack.modelPath);
-    expect(crypto.createHash('sha256').update(bytes).digest('hex')).toBe(DETECTOR_SHA256_BY_VERSION[DETECTOR_PACK_VERSION]);
+    expect(crypto.createHash('sha256').update(bytes).digest('hex')).toBe(
+      DETECTOR_SHA256_BY_VERSION[DETECTOR_PACK_VERSION],
+    );
   });
 });

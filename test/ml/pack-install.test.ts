@@ -36,7 +36,11 @@ describe('installing model packs from several processes', () => {
 
     await ensureBundledPack(scratch);
     expect(fs.readdirSync(scratch).sort()).toEqual(
-      [`.bundled-staging-other-machine@${OTHER}.1-4567cdef`, `.bundled-staging-other-machine@${OTHER}.${process.pid}-0123abcd`, 'bundled'].sort(),
+      [
+        `.bundled-staging-other-machine@${OTHER}.1-4567cdef`,
+        `.bundled-staging-other-machine@${OTHER}.${process.pid}-0123abcd`,
+        'bundled',
+      ].sort(),
     );
   });
 
@@ -58,10 +62,15 @@ describe('installing model packs from several processes', () => {
     `;
     const run = () =>
       new Promise<{ bundled: number; detector: number }>((resolve, reject) => {
-        const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script, scratch], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+        const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script, scratch], {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
         let out = '';
         child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`a preparing process exited with ${code}`))));
+        child.once('exit', (code) =>
+          code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`a preparing process exited with ${code}`)),
+        );
       });
     const reports = await Promise.all([run(), run(), run(), run()]);
 

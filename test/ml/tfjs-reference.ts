@@ -6,7 +6,13 @@ import type { NsfwjsArtifacts } from '../../src/ml/convert/nsfwjs-model';
  * layer, its output globally average-pooled when 4-D. It runs in a worker thread: jest 30 routes
  * every global lookup of test-realm code through a Proxy, which makes TF.js's kernels 4–5× slower.
  */
-export function tfjsReference(artifacts: NsfwjsArtifacts, nhwc: Float32Array, batch: number, size: number, layers: string[]): Promise<Float32Array[]> {
+export function tfjsReference(
+  artifacts: NsfwjsArtifacts,
+  nhwc: Float32Array,
+  batch: number,
+  size: number,
+  layers: string[],
+): Promise<Float32Array[]> {
   const source = `
     const { parentPort, workerData } = require('node:worker_threads');
     const tf = require(workerData.tfjsPath);

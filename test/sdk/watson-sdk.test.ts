@@ -40,10 +40,15 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
   }
 
   async function waitForClassifier(id: string, statuses: string[]): Promise<VisualRecognitionV3.Classifier> {
-    return waitFor(`classifier ${id} to be ${statuses.join('/')} (via the SDK)`, async () => {
-      const { result } = await alice.getClassifier({ classifierId: id });
-      return statuses.includes(result.status ?? '') ? result : undefined;
-    }, 60_000, 250);
+    return waitFor(
+      `classifier ${id} to be ${statuses.join('/')} (via the SDK)`,
+      async () => {
+        const { result } = await alice.getClassifier({ classifierId: id });
+        return statuses.includes(result.status ?? '') ? result : undefined;
+      },
+      60_000,
+      250,
+    );
   }
 
   const classNames = (classes: Array<{ class: string }> | undefined) => (classes ?? []).map((c) => c.class);
@@ -98,7 +103,12 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
 
     const verbose = (await alice.listClassifiers({ verbose: true })).result;
     expect(verbose.classifiers).toHaveLength(1);
-    expect(verbose.classifiers[0]).toMatchObject({ classifier_id: classifierId, name: 'sdk shapes', owner: 'alice', status: 'ready' });
+    expect(verbose.classifiers[0]).toMatchObject({
+      classifier_id: classifierId,
+      name: 'sdk shapes',
+      owner: 'alice',
+      status: 'ready',
+    });
     expect(classNames(verbose.classifiers[0].classes)).toEqual(['circles', 'squares']);
     const brief = (await alice.listClassifiers()).result;
     expect(brief.classifiers).toEqual([{ classifier_id: classifierId, name: 'sdk shapes', status: 'ready' }]);
@@ -129,7 +139,11 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     const zip = new AdmZip();
     zip.addFile('circle.jpg', circle);
     zip.addFile('square.jpg', square);
-    const { result } = await alice.classify({ imagesFile: zip.toBuffer(), imagesFilename: 'shapes.zip', owners: ['me', 'IBM'] });
+    const { result } = await alice.classify({
+      imagesFile: zip.toBuffer(),
+      imagesFilename: 'shapes.zip',
+      owners: ['me', 'IBM'],
+    });
     expect(result.images_processed).toBe(2);
     const byName = new Map(result.images.map((image) => [image.image, image]));
     expect([...byName.keys()].sort()).toEqual(['shapes.zip/circle.jpg', 'shapes.zip/square.jpg']);
@@ -174,12 +188,19 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
   it("another owner's client gets 404 for the classifier and no valid classifier to classify with", async () => {
     await expect(bob.getClassifier({ classifierId })).rejects.toMatchObject({ status: 404 });
     await expect(bob.deleteClassifier({ classifierId })).rejects.toMatchObject({ status: 404 });
-    await expect(bob.updateClassifier({ classifierId, positiveExamples: { stripes: stripesZip } })).rejects.toMatchObject({ status: 404 });
+    await expect(
+      bob.updateClassifier({ classifierId, positiveExamples: { stripes: stripesZip } }),
+    ).rejects.toMatchObject({ status: 404 });
     expect((await bob.listClassifiers({ verbose: true })).result.classifiers).toEqual([]);
-    const refused = await bob.classify({ imagesFile: circle, imagesFilename: 'circle.jpg', classifierIds: [classifierId] }).catch((e) => e);
+    const refused = await bob
+      .classify({ imagesFile: circle, imagesFilename: 'circle.jpg', classifierIds: [classifierId] })
+      .catch((e) => e);
     expect(refused.status).toBe(400);
     const body = JSON.parse(refused.body);
-    expect(body.images[0].error).toMatchObject({ code: 400, description: expect.stringMatching(/valid classifier_ids/) });
+    expect(body.images[0].error).toMatchObject({
+      code: 400,
+      description: expect.stringMatching(/valid classifier_ids/),
+    });
   });
 
   it('an IamAuthenticator pointed at the service exchanges the key for a token and is served', async () => {
@@ -200,7 +221,9 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
     const bobKey = (await t.service.apiKeys.findActiveKey(BOB_KEY))!;
     const forged = Buffer.from(JSON.stringify({ ...claims, kid: bobKey.id, sub: 'bob' })).toString('base64url');
     const bearer = (token: string) => ({ headers: { Authorization: `Bearer ${token}` } });
-    expect((await t.call('GET', `/v3/classifiers?${VERSION}`, bearer(`${header}.${forged}.${signature}`))).status).toBe(401);
+    expect((await t.call('GET', `/v3/classifiers?${VERSION}`, bearer(`${header}.${forged}.${signature}`))).status).toBe(
+      401,
+    );
     const secret = await t.service.apiKeys.tokenSigningSecret();
     const aliceKey = (await t.service.apiKeys.findActiveKey(ALICE_KEY))!;
     const expired = issueAccessToken(secret, aliceKey, Math.floor(Date.now() / 1000) - 7200).token;
@@ -214,7 +237,9 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
       zip.addFile('padding.jpg', crypto.randomBytes(600 * 1024));
       return zip.toBuffer();
     };
-    const refused = await alice.createClassifier({ name: 'too big', positiveExamples: { a: bigZip(), b: bigZip() } }).catch((e) => e);
+    const refused = await alice
+      .createClassifier({ name: 'too big', positiveExamples: { a: bigZip(), b: bigZip() } })
+      .catch((e) => e);
     expect(refused.status).toBe(413);
     expect(JSON.parse(refused.body).error).toMatch(/at most 1 MB/);
     expect(tmpEntries(t.dataDir)).toEqual([]);
@@ -228,28 +253,42 @@ describe('ibm-watson VisualRecognitionV3 SDK against the service', () => {
 
     const ready = await waitForClassifier(classifierId, ['ready', 'failed']);
     expect(ready.status).toBe('ready');
-    expect(Date.parse(ready.retrained!.toString())).toBeGreaterThanOrEqual(Date.parse(response.result.updated!.toString()));
+    expect(Date.parse(ready.retrained!.toString())).toBeGreaterThanOrEqual(
+      Date.parse(response.result.updated!.toString()),
+    );
     // threshold 0: the k-NN gate may hold a new image of a 12-example class below 0.5 (it lies beyond the
     // class's own spread); the retrained head must still rank the new class first.
-    const { result } = await alice.classify({ imagesFile: stripes, imagesFilename: 'stripes.jpg', classifierIds: [classifierId], threshold: 0 });
+    const { result } = await alice.classify({
+      imagesFile: stripes,
+      imagesFilename: 'stripes.jpg',
+      classifierIds: [classifierId],
+      threshold: 0,
+    });
     expect(result.custom_classes).toBe(3);
     expect(result.images[0].classifiers[0].classes[0].class).toBe('stripes');
   });
 
-  withCoreMlSpec('getCoreMlModel downloads the current version as an .mlmodel that decodes with Apple\'s schema', async () => {
-    const response = await alice.getCoreMlModel({ classifierId });
-    expect(response.status).toBe(200);
-    expect(response.headers['content-type']).toBe('application/octet-stream');
-    const chunks: Buffer[] = [];
-    for await (const chunk of response.result as AsyncIterable<Buffer>) chunks.push(Buffer.from(chunk));
-    const model = await decodeMlModel(Buffer.concat(chunks));
-    expect(model.Type).toBe('neuralNetworkClassifier');
-    expect(model.neuralNetworkClassifier.stringClassLabels.vector).toEqual(['circles', 'squares', 'stripes']);
-    // The export takes CenterNet's square: both networks of the embedding read it.
-    expect(model.description.input[0].type.imageType).toMatchObject({ width: CENTERNET_INPUT_SIZE, height: CENTERNET_INPUT_SIZE, colorSpace: 'RGB' });
-    expect(model.description.metadata.userDefined).toMatchObject({ classifier_id: classifierId });
-    await expect(bob.getCoreMlModel({ classifierId })).rejects.toMatchObject({ status: 404 });
-  });
+  withCoreMlSpec(
+    "getCoreMlModel downloads the current version as an .mlmodel that decodes with Apple's schema",
+    async () => {
+      const response = await alice.getCoreMlModel({ classifierId });
+      expect(response.status).toBe(200);
+      expect(response.headers['content-type']).toBe('application/octet-stream');
+      const chunks: Buffer[] = [];
+      for await (const chunk of response.result as AsyncIterable<Buffer>) chunks.push(Buffer.from(chunk));
+      const model = await decodeMlModel(Buffer.concat(chunks));
+      expect(model.Type).toBe('neuralNetworkClassifier');
+      expect(model.neuralNetworkClassifier.stringClassLabels.vector).toEqual(['circles', 'squares', 'stripes']);
+      // The export takes CenterNet's square: both networks of the embedding read it.
+      expect(model.description.input[0].type.imageType).toMatchObject({
+        width: CENTERNET_INPUT_SIZE,
+        height: CENTERNET_INPUT_SIZE,
+        colorSpace: 'RGB',
+      });
+      expect(model.description.metadata.userDefined).toMatchObject({ classifier_id: classifierId });
+      await expect(bob.getCoreMlModel({ classifierId })).rejects.toMatchObject({ status: 404 });
+    },
+  );
 
   it('deleteClassifier answers {}, after which getClassifier is a 404', async () => {
     const response = await alice.deleteClassifier({ classifierId });

@@ -26,7 +26,12 @@ class Receiver {
       req.on('end', () => {
         const path = req.url ?? '';
         const n = this.to(path).length;
-        this.received.push({ at: Date.now(), path, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+        this.received.push({
+          at: Date.now(),
+          path,
+          headers: req.headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+        });
         res.writeHead(this.status[path]?.(n) ?? 200).end();
       });
     });
@@ -65,9 +70,12 @@ describe('training-end callbacks', () => {
     expect(res.status).toBe(200);
     return res.body;
   };
-  const secret = async (key?: string) => (await t.call('GET', `/v3/callback_secret?${VERSION}`, { key })).body.callback_secret as string;
+  const secret = async (key?: string) =>
+    (await t.call('GET', `/v3/callback_secret?${VERSION}`, { key })).body.callback_secret as string;
   const noJobsFor = (id: string) =>
-    waitFor(`no training job for ${id}`, async () => ((await t.service.ctx.queue.hasPendingJob(id)) ? undefined : true));
+    waitFor(`no training job for ${id}`, async () =>
+      (await t.service.ctx.queue.hasPendingJob(id)) ? undefined : true,
+    );
 
   beforeAll(async () => {
     receiver = new Receiver();
@@ -90,7 +98,9 @@ describe('training-end callbacks', () => {
     const id = created.classifier_id;
     const ready = await waitForStatus(t, id, ['ready', 'failed']);
     expect(ready.callback_url).toBe(`${receiver.url}/ok`);
-    const [delivery] = await waitFor('the callback', async () => (receiver.to('/ok').length > 0 ? receiver.to('/ok') : undefined));
+    const [delivery] = await waitFor('the callback', async () =>
+      receiver.to('/ok').length > 0 ? receiver.to('/ok') : undefined,
+    );
     const versionId = (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body.current_version_id;
     const body = JSON.parse(delivery.body);
     expect(body).toEqual({
@@ -104,10 +114,20 @@ describe('training-end callbacks', () => {
     });
     expect(delivery.headers['content-type']).toBe('application/json');
     expect(signatureIsValid(await secret(), delivery.body, delivery.headers['x-callback-signature-256'])).toBe(true);
-    expect(signatureIsValid(await secret(BOB_KEY), delivery.body, delivery.headers['x-callback-signature-256'])).toBe(false);
-    expect(signatureIsValid(await secret(), delivery.body.replace('ready', 'Ready'), delivery.headers['x-callback-signature-256'])).toBe(false);
+    expect(signatureIsValid(await secret(BOB_KEY), delivery.body, delivery.headers['x-callback-signature-256'])).toBe(
+      false,
+    );
+    expect(
+      signatureIsValid(
+        await secret(),
+        delivery.body.replace('ready', 'Ready'),
+        delivery.headers['x-callback-signature-256'],
+      ),
+    ).toBe(false);
 
-    await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, { body: trainingForm({ b_positive_examples: zips.squares }) });
+    await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, {
+      body: trainingForm({ b_positive_examples: zips.squares }),
+    });
     const retrained = await waitForStatus(t, id, ['ready']);
     const second = await waitFor('the second callback', async () => receiver.to('/ok')[1]);
     expect(JSON.parse(second.body)).toMatchObject({ status: 'ready', retrained: retrained.retrained });
@@ -120,7 +140,11 @@ describe('training-end callbacks', () => {
     receiver.status['/flaky'] = (n) => (n < 2 ? 500 : 200);
     const { classifier_id: id } = await create('flaky receiver', '/flaky');
     await waitForStatus(t, id, ['ready']);
-    const tries = await waitFor('three tries', async () => (receiver.to('/flaky').length >= 3 ? receiver.to('/flaky') : undefined), 30_000);
+    const tries = await waitFor(
+      'three tries',
+      async () => (receiver.to('/flaky').length >= 3 ? receiver.to('/flaky') : undefined),
+      30_000,
+    );
     expect(new Set(tries.map((r) => r.headers['x-callback-delivery'])).size).toBe(1);
     expect(new Set(tries.map((r) => r.body)).size).toBe(1);
     const key = await secret();
@@ -139,7 +163,12 @@ describe('training-end callbacks', () => {
     const failed = await waitForStatus(t, id, ['ready', 'failed']);
     expect(failed.status).toBe('failed');
     const delivery = await waitFor('the failure callback', async () => receiver.to('/failed')[0]);
-    expect(JSON.parse(delivery.body)).toMatchObject({ classifier_id: id, status: 'failed', version_id: null, explanation: failed.explanation });
+    expect(JSON.parse(delivery.body)).toMatchObject({
+      classifier_id: id,
+      status: 'failed',
+      version_id: null,
+      explanation: failed.explanation,
+    });
   });
 
   it('sends nothing for a classifier deleted while training, nor retries for one deleted after a failed try', async () => {
@@ -148,10 +177,15 @@ describe('training-end callbacks', () => {
       a_positive_examples: await classZip('red-circles', 100, 74),
       b_positive_examples: await classZip('blue-squares', 100, 75),
     });
-    await waitFor('the run to start', async () => {
-      const active = await t.service.ctx.queue.queue.getJobs(['active']);
-      return active.some((job) => job.data.classifierId === during) ? true : undefined;
-    }, 60_000, 10);
+    await waitFor(
+      'the run to start',
+      async () => {
+        const active = await t.service.ctx.queue.queue.getJobs(['active']);
+        return active.some((job) => job.data.classifierId === during) ? true : undefined;
+      },
+      60_000,
+      10,
+    );
     const deletedAt = Date.now();
     expect((await t.call('DELETE', `/v3/classifiers/${during}?${VERSION}`)).status).toBe(200);
 
@@ -182,7 +216,9 @@ describe('training-end callbacks', () => {
     expect(changed.body).toMatchObject({ status: 'ready', callback_url: `${receiver.url}/second` });
     expect((await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body.versions).toHaveLength(1);
 
-    await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, { body: trainingForm({ b_positive_examples: zips.squares }) });
+    await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, {
+      body: trainingForm({ b_positive_examples: zips.squares }),
+    });
     await waitForStatus(t, id, ['ready']);
     await waitFor('the callback to the new URL', async () => receiver.to('/second')[0]);
 
@@ -198,12 +234,27 @@ describe('training-end callbacks', () => {
     await waitFor('the first callback', async () => receiver.to('/outbox')[0]);
     // The state a crash between the run's commit and the queueing leaves: a row in the outbox, no job.
     await t.service.worker!.stop();
-    const body = JSON.stringify({ delivery_id: 'after-crash-1', classifier_id: id, status: 'ready', version_id: null, explanation: null, retrained: null, created: new Date().toISOString() });
+    const body = JSON.stringify({
+      delivery_id: 'after-crash-1',
+      classifier_id: id,
+      status: 'ready',
+      version_id: null,
+      explanation: null,
+      retrained: null,
+      created: new Date().toISOString(),
+    });
     const db = await t.openDatabase();
     try {
       await db.kysely
         .insertInto('callback_outbox')
-        .values({ delivery_id: 'after-crash-1', classifier_id: id, owner_id: 'alice', url: `${receiver.url}/outbox`, body, created: new Date().toISOString() })
+        .values({
+          delivery_id: 'after-crash-1',
+          classifier_id: id,
+          owner_id: 'alice',
+          url: `${receiver.url}/outbox`,
+          body,
+          created: new Date().toISOString(),
+        })
         .execute();
     } finally {
       await db.close();
@@ -224,7 +275,9 @@ describe('training-end callbacks', () => {
     const { classifier_id: id } = await create('after rotation', '/rotated');
     await waitForStatus(t, id, ['ready']);
     const delivery = await waitFor('the callback', async () => receiver.to('/rotated')[0]);
-    expect(signatureIsValid(rotated.body.callback_secret, delivery.body, delivery.headers['x-callback-signature-256'])).toBe(true);
+    expect(
+      signatureIsValid(rotated.body.callback_secret, delivery.body, delivery.headers['x-callback-signature-256']),
+    ).toBe(true);
   });
 });
 
@@ -238,25 +291,38 @@ describe('callback URLs that are refused', () => {
   });
 
   it('answers 400 saying what to change, and creates or changes nothing', async () => {
-    const zips = { a_positive_examples: await classZip('red-circles', 10, 81), negative_examples: await classZip('noise', 10, 82) };
+    const zips = {
+      a_positive_examples: await classZip('red-circles', 10, 81),
+      negative_examples: await classZip('noise', 10, 82),
+    };
     const cases: Array<[string, RegExp]> = [
-      ['http://127.0.0.1:9/hook', /^The callback_url cannot be used: The URL's host 127\.0\.0\.1 is a private address; sending to it is not allowed\. Give a publicly reachable URL\.$/],
+      [
+        'http://127.0.0.1:9/hook',
+        /^The callback_url cannot be used: The URL's host 127\.0\.0\.1 is a private address; sending to it is not allowed\. Give a publicly reachable URL\.$/,
+      ],
       ['http://[::1]/hook', /is a private address; sending to it is not allowed/],
       ['http://169.254.169.254/latest/meta-data', /is a private address/],
       ['ftp://example.com/hook', /The URL scheme ftp: is not supported; give an http:\/\/ or https:\/\/ URL\./],
       ['not a url', /not a valid absolute URL/],
-      [`https://example.com/${'a'.repeat(2100)}`, /^The callback_url is 2120 characters long; at most 2048 are allowed\.$/],
+      [
+        `https://example.com/${'a'.repeat(2100)}`,
+        /^The callback_url is 2120 characters long; at most 2048 are allowed\.$/,
+      ],
       ['https://user:pw@8.8.8.8/hook', /^The callback_url contains a user name or password\. Leave them out/],
     ];
     for (const [url, message] of cases) {
-      const res = await t.call('POST', `/v3/classifiers?${VERSION}`, { body: trainingForm(zips, { name: 'refused', callback_url: url }) });
+      const res = await t.call('POST', `/v3/classifiers?${VERSION}`, {
+        body: trainingForm(zips, { name: 'refused', callback_url: url }),
+      });
       expect(res.status).toBe(400);
       expect(res.body.code).toBe(400);
       expect(res.body.error).toMatch(message);
     }
     expect((await t.call('GET', `/v3/classifiers?${VERSION}`)).body.classifiers).toEqual([]);
 
-    const created = await t.call('POST', `/v3/classifiers?${VERSION}`, { body: trainingForm(zips, { name: 'no callback' }) });
+    const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
+      body: trainingForm(zips, { name: 'no callback' }),
+    });
     const id = created.body.classifier_id;
     const form = new FormData();
     form.append('callback_url', 'http://10.1.2.3/hook');

@@ -30,8 +30,12 @@ describe('classifier endpoints refuse bad input clearly', () => {
     expect(none.body).toEqual({ code: 401, error: expect.stringMatching(/apikey/) });
     expect((await t.call('GET', `/v3/classifiers?${VERSION}`, { key: 'wrong-key-000' })).status).toBe(401);
     const otherUser = `Basic ${Buffer.from(`admin:${ALICE_KEY}`).toString('base64')}`;
-    expect((await t.call('GET', `/v3/classifiers?${VERSION}`, { headers: { Authorization: otherUser } })).status).toBe(401);
-    const bearer = await t.call('GET', `/v3/classifiers?${VERSION}`, { headers: { Authorization: `Bearer ${ALICE_KEY}` } });
+    expect((await t.call('GET', `/v3/classifiers?${VERSION}`, { headers: { Authorization: otherUser } })).status).toBe(
+      401,
+    );
+    const bearer = await t.call('GET', `/v3/classifiers?${VERSION}`, {
+      headers: { Authorization: `Bearer ${ALICE_KEY}` },
+    });
     expect(bearer.status).toBe(200);
   });
 
@@ -43,7 +47,9 @@ describe('classifier endpoints refuse bad input clearly', () => {
     });
     const token = (await res.json()) as { access_token: string };
     expect(token).toMatchObject({ token_type: 'Bearer', expires_in: 3600 });
-    const list = await t.call('GET', `/v3/classifiers?${VERSION}`, { headers: { Authorization: `Bearer ${token.access_token}` } });
+    const list = await t.call('GET', `/v3/classifiers?${VERSION}`, {
+      headers: { Authorization: `Bearer ${token.access_token}` },
+    });
     expect(list.status).toBe(200);
   });
 
@@ -63,7 +69,10 @@ describe('classifier endpoints refuse bad input clearly', () => {
 
   it('400 without version or with a malformed one', async () => {
     const missing = await t.call('GET', '/v3/classifiers');
-    expect(missing).toEqual({ status: 400, body: { code: 400, error: "Missing 'version' query parameter. Add ?version=2018-03-19 to the URL." } });
+    expect(missing).toEqual({
+      status: 400,
+      body: { code: 400, error: "Missing 'version' query parameter. Add ?version=2018-03-19 to the URL." },
+    });
     const bad = await t.call('GET', '/v3/classifiers?version=yesterday');
     expect(bad.status).toBe(400);
     expect(bad.body.error).toMatch(/'yesterday'/);
@@ -80,7 +89,10 @@ describe('classifier endpoints refuse bad input clearly', () => {
 
   it('400 for a missing name', async () => {
     const res = await create({ a_positive_examples: good, negative_examples: negatives }, {});
-    expect(res).toEqual({ status: 400, body: { code: 400, error: expect.stringMatching(/^Missing required parameter 'name'/) } });
+    expect(res).toEqual({
+      status: 400,
+      body: { code: 400, error: expect.stringMatching(/^Missing required parameter 'name'/) },
+    });
   });
 
   it('400 for fewer than two example sets', async () => {
@@ -90,14 +102,20 @@ describe('classifier endpoints refuse bad input clearly', () => {
     expect((await create({ negative_examples: negatives })).status).toBe(400);
   });
 
-  it.each(['a-b', 'x/y', 'dollar$', "it's", 'b[1]'])('400 for the class name %s, naming the character', async (className) => {
-    const res = await create({ [`${className}_positive_examples`]: good, negative_examples: negatives });
-    expect(res.status).toBe(400);
-    expect(res.body.error).toMatch(/contains the character/);
-  });
+  it.each(['a-b', 'x/y', 'dollar$', "it's", 'b[1]'])(
+    '400 for the class name %s, naming the character',
+    async (className) => {
+      const res = await create({ [`${className}_positive_examples`]: good, negative_examples: negatives });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatch(/contains the character/);
+    },
+  );
 
   it('accepts unicode class names as they are', async () => {
-    const res = await create({ 'chien_français_positive_examples': good, negative_examples: negatives }, { name: 'Chiens' });
+    const res = await create(
+      { chien_français_positive_examples: good, negative_examples: negatives },
+      { name: 'Chiens' },
+    );
     expect(res.status).toBe(200);
     expect(res.body.classes).toEqual([{ class: 'chien_français' }]);
   });
@@ -115,7 +133,10 @@ describe('classifier endpoints refuse bad input clearly', () => {
     const plain = await create({ a_positive_examples: image, negative_examples: negatives });
     expect(plain.status).toBe(400);
     expect(plain.body.error).toMatch(/a_positive_examples/);
-    const corrupt = await create({ a_positive_examples: good.subarray(0, good.length - 100), negative_examples: negatives });
+    const corrupt = await create({
+      a_positive_examples: good.subarray(0, good.length - 100),
+      negative_examples: negatives,
+    });
     expect(corrupt.status).toBe(400);
     expect(corrupt.body.error).toMatch(/a_positive_examples/);
   });
@@ -158,7 +179,10 @@ describe('classifier endpoints refuse bad input clearly', () => {
     expect((await t.call('DELETE', `/v3/classifiers/unknown_1?${VERSION}`)).status).toBe(404);
     for (const model of ['core_ml_model', 'onnx_model']) {
       const exported = await t.call('GET', `/v3/classifiers/unknown_1/${model}?${VERSION}`);
-      expect(exported).toEqual({ status: 404, body: { code: 404, error: expect.stringMatching(/Cannot find classifier 'unknown_1'/) } });
+      expect(exported).toEqual({
+        status: 404,
+        body: { code: 404, error: expect.stringMatching(/Cannot find classifier 'unknown_1'/) },
+      });
     }
   });
 
@@ -166,11 +190,16 @@ describe('classifier endpoints refuse bad input clearly', () => {
     const created = await create({ a_positive_examples: good, negative_examples: negatives });
     const id = created.body.classifier_id;
     const before = await t.call('GET', `/v3/classifiers/${id}?${VERSION}`);
-    const emptyUpdate = await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, { body: trainingForm({}, { name: 'y' }) });
+    const emptyUpdate = await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, {
+      body: trainingForm({}, { name: 'y' }),
+    });
     expect(emptyUpdate.status).toBe(400);
     expect(emptyUpdate.body.error).toMatch(/No example files/);
     const bad = await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, {
-      body: trainingForm({ b_positive_examples: await classZip('blue-squares', 10, 4), c_positive_examples: await classZip('green-stripes', 3, 5) }),
+      body: trainingForm({
+        b_positive_examples: await classZip('blue-squares', 10, 4),
+        c_positive_examples: await classZip('green-stripes', 3, 5),
+      }),
     });
     expect(bad.status).toBe(400);
     expect(bad.body.error).toMatch(/c_positive_examples/);

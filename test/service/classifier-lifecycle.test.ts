@@ -24,7 +24,11 @@ describe('classifier lifecycle', () => {
   it('trains, retrains while the old version serves, and deletes everything', async () => {
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
-        { circles_positive_examples: zips.circles, squares_positive_examples: zips.squares, negative_examples: zips.noise },
+        {
+          circles_positive_examples: zips.circles,
+          squares_positive_examples: zips.squares,
+          negative_examples: zips.noise,
+        },
         { name: 'shapes demo' },
       ),
     });
@@ -75,13 +79,19 @@ describe('classifier lifecycle', () => {
     const brief = await t.call('GET', `/v3/classifiers?${VERSION}`);
     expect(brief.body).toEqual({ classifiers: [{ classifier_id: id, name: 'shapes demo', status: 'ready' }] });
     const verbose = await t.call('GET', `/v3/classifiers?${VERSION}&verbose=true`);
-    expect(verbose.body.classifiers[0]).toMatchObject({ classifier_id: id, owner: 'alice', classes: retrained.classes });
+    expect(verbose.body.classifiers[0]).toMatchObject({
+      classifier_id: id,
+      owner: 'alice',
+      classes: retrained.classes,
+    });
 
     const deleted = await t.call('DELETE', `/v3/classifiers/${id}?${VERSION}`);
     expect(deleted).toEqual({ status: 200, body: {} });
     expect((await t.call('GET', `/v3/classifiers/${id}?${VERSION}`)).status).toBe(404);
     expect(fs.existsSync(path.join(t.dataDir, 'heads', id))).toBe(false);
-    const leftImages = fs.readdirSync(path.join(t.dataDir, 'images'), { recursive: true }).filter((f) => String(f).length > 10);
+    const leftImages = fs
+      .readdirSync(path.join(t.dataDir, 'images'), { recursive: true })
+      .filter((f) => String(f).length > 10);
     expect(leftImages).toEqual([]);
   });
 

@@ -8,7 +8,8 @@ import { classZip, trainingForm } from '../support/example-zips';
 
 const DOG = '/usr/share/darknet/data/dog.jpg';
 const hasDog = fs.existsSync(DOG);
-if (!hasDog) console.warn(`SKIPPED: ${DOG} is missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
+if (!hasDog)
+  console.warn(`SKIPPED: ${DOG} is missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
 const withDog = hasDog ? it : it.skip;
 
 function imageForm(bytes: Buffer, fileName: string, fields: Record<string, string> = {}): FormData {
@@ -84,25 +85,36 @@ describe('/v3/classify', () => {
     // The object detector names objects offline, so nothing warns that objects are unavailable; at threshold 0
     // its guesses for the drawn circle are listed too, each with its type_hierarchy.
     expect(res.body.warnings).toBeUndefined();
-    const objects = image.classifiers[1].classes.filter((c: { type_hierarchy?: string }) => !c.type_hierarchy?.startsWith('/colors/'));
+    const objects = image.classifiers[1].classes.filter(
+      (c: { type_hierarchy?: string }) => !c.type_hierarchy?.startsWith('/colors/'),
+    );
     expect(objects.length).toBeGreaterThan(0);
     for (const c of objects) expect(c.type_hierarchy).toMatch(/^\/./);
   });
 
   withDog('default names the objects of a photo with their type_hierarchy', async () => {
-    const res = await t.call('POST', `/v3/classify?${VERSION}`, { body: imageForm(fs.readFileSync(DOG), 'dog.jpg', { classifier_ids: 'default' }) });
+    const res = await t.call('POST', `/v3/classify?${VERSION}`, {
+      body: imageForm(fs.readFileSync(DOG), 'dog.jpg', { classifier_ids: 'default' }),
+    });
     expect(res.status).toBe(200);
     expect(res.body.warnings).toBeUndefined();
-    const classes: Array<{ class: string; score: number; type_hierarchy?: string }> = res.body.images[0].classifiers[0].classes;
+    const classes: Array<{ class: string; score: number; type_hierarchy?: string }> =
+      res.body.images[0].classifiers[0].classes;
     // The detector's /animal/dog and /vehicle/car, or ImageNet's nodes where that pack is installed and more sure.
-    expect(classes.find((c) => c.class === 'dog')).toMatchObject({ type_hierarchy: expect.stringMatching(/^\/animal\/(.+\/)?dog$/) });
+    expect(classes.find((c) => c.class === 'dog')).toMatchObject({
+      type_hierarchy: expect.stringMatching(/^\/animal\/(.+\/)?dog$/),
+    });
     expect(classes.find((c) => c.class === 'car')).toMatchObject({ type_hierarchy: expect.stringMatching(/\/car$/) });
-    expect(classes.find((c) => c.class === 'vehicle')).toMatchObject({ type_hierarchy: expect.stringMatching(/\/vehicle$/) });
+    expect(classes.find((c) => c.class === 'vehicle')).toMatchObject({
+      type_hierarchy: expect.stringMatching(/\/vehicle$/),
+    });
     expect(classes.every((c) => c.score >= 0.5)).toBe(true);
   });
 
   it('applies the threshold (default 0.5) and answers the square as a square', async () => {
-    const res = await t.call('POST', `/v3/classify?${VERSION}`, { body: imageForm(square, 'sq.jpg', { classifier_ids: id }) });
+    const res = await t.call('POST', `/v3/classify?${VERSION}`, {
+      body: imageForm(square, 'sq.jpg', { classifier_ids: id }),
+    });
     expect(res.status).toBe(200);
     expect(res.body.images[0].classifiers[0].classes.map((c: { class: string }) => c.class)).toEqual(['squares']);
     expect(res.body.warnings).toBeUndefined();
@@ -114,7 +126,11 @@ describe('/v3/classify', () => {
     });
     expect(res.status).toBe(200);
     expect(res.body.images_processed).toBe(3);
-    expect(res.body.images.map((i: { image: string }) => i.image)).toEqual(['test.zip/0.jpg', 'test.zip/1.jpg', 'test.zip/2.jpg']);
+    expect(res.body.images.map((i: { image: string }) => i.image)).toEqual([
+      'test.zip/0.jpg',
+      'test.zip/1.jpg',
+      'test.zip/2.jpg',
+    ]);
     expect(res.body.images[1].classifiers[0].classes[0].class).toBe('squares');
   });
 
@@ -125,7 +141,10 @@ describe('/v3/classify', () => {
     form.append('classifier_ids', id);
     form.append('classifier_ids', 'default');
     const repeated = await t.call('POST', `/v3/classify?${VERSION}`, { body: form });
-    expect(repeated.body.images[0].classifiers.map((c: { classifier_id: string }) => c.classifier_id)).toEqual([id, 'default']);
+    expect(repeated.body.images[0].classifiers.map((c: { classifier_id: string }) => c.classifier_id)).toEqual([
+      id,
+      'default',
+    ]);
     const legacy = await t.call('POST', `/v3/classify?${VERSION}`, {
       body: imageForm(circle, 'c.jpg', { parameters: JSON.stringify({ classifier_ids: [id], threshold: 0 }) }),
     });
@@ -154,21 +173,24 @@ describe('/v3/classify', () => {
   });
 
   it('answers 400 shaped like a normal answer when no valid classifier remains', async () => {
-    const res = await t.call('POST', `/v3/classify?${VERSION}`, { body: imageForm(circle, 'c.jpg', { classifier_ids: 'nope_1' }) });
+    const res = await t.call('POST', `/v3/classify?${VERSION}`, {
+      body: imageForm(circle, 'c.jpg', { classifier_ids: 'nope_1' }),
+    });
     expect(res.status).toBe(400);
     expect(res.body.images[0].image).toBe('c.jpg');
     expect(res.body.images[0].error.code).toBe(400);
-    expect(res.body.images[0].error.description).toMatch(/^Did not find any valid classifier_ids specified in the request/);
+    expect(res.body.images[0].error.description).toMatch(
+      /^Did not find any valid classifier_ids specified in the request/,
+    );
   });
 
-  it.each([
-    ['-1'],
-    ['1.5'],
-    ['abc'],
-  ])('refuses threshold %s', async (threshold) => {
+  it.each([['-1'], ['1.5'], ['abc']])('refuses threshold %s', async (threshold) => {
     const res = await t.call('POST', `/v3/classify?${VERSION}`, { body: imageForm(circle, 'c.jpg', { threshold }) });
     expect(res.status).toBe(400);
-    expect(res.body).toEqual({ code: 400, error: `The threshold '${threshold}' is not valid. Send a number from 0.0 to 1.0 (the default is 0.5).` });
+    expect(res.body).toEqual({
+      code: 400,
+      error: `The threshold '${threshold}' is not valid. Send a number from 0.0 to 1.0 (the default is 0.5).`,
+    });
   });
 
   it('refuses requests without images, oversized inputs and zips of more than 20 images', async () => {
@@ -188,7 +210,9 @@ describe('/v3/classify', () => {
 
     const noImages = new AdmZip();
     noImages.addFile('readme.txt', Buffer.from('hello'));
-    const empty = await t.call('POST', `/v3/classify?${VERSION}`, { body: imageForm(noImages.toBuffer(), 'empty.zip') });
+    const empty = await t.call('POST', `/v3/classify?${VERSION}`, {
+      body: imageForm(noImages.toBuffer(), 'empty.zip'),
+    });
     expect(empty.status).toBe(400);
 
     const big = Buffer.concat([circle, Buffer.alloc(11 * 1024 * 1024)]);
@@ -198,7 +222,9 @@ describe('/v3/classify', () => {
   });
 
   it('reports a file that is not an image inside its own entry', async () => {
-    const res = await t.call('POST', `/v3/classify?${VERSION}`, { body: imageForm(Buffer.from('just text'), 'notes.jpg') });
+    const res = await t.call('POST', `/v3/classify?${VERSION}`, {
+      body: imageForm(Buffer.from('just text'), 'notes.jpg'),
+    });
     expect(res.status).toBe(200);
     expect(res.body.images[0]).toMatchObject({ image: 'notes.jpg', error: { code: 400, error_id: 'input_error' } });
     expect(res.body.images[0].error.description).toMatch(/notes\.jpg/);
@@ -223,7 +249,10 @@ describe('/v3/classify', () => {
   it('refuses loopback URLs unless the operator allows them', async () => {
     const strict = await bootService({ START_WORKER: 'false' });
     try {
-      const res = await strict.call('GET', `/v3/classify?${VERSION}&url=${encodeURIComponent(`${imageServerUrl}/red.png`)}`);
+      const res = await strict.call(
+        'GET',
+        `/v3/classify?${VERSION}&url=${encodeURIComponent(`${imageServerUrl}/red.png`)}`,
+      );
       expect(res.status).toBe(200);
       expect(res.body.images[0].error.description).toMatch(/private|loopback/i);
     } finally {
@@ -240,7 +269,10 @@ describe('/v3/classify', () => {
       expect(update.body.status).toBe('retraining');
       const fresh = await t.call('POST', `/v3/classifiers?${VERSION}`, {
         body: trainingForm(
-          { a_positive_examples: await classZip('red-circles', 10, 15), negative_examples: await classZip('noise', 10, 16) },
+          {
+            a_positive_examples: await classZip('red-circles', 10, 15),
+            negative_examples: await classZip('noise', 10, 16),
+          },
           { name: 'fresh' },
         ),
       });
@@ -249,13 +281,18 @@ describe('/v3/classify', () => {
       });
       expect(res.status).toBe(200);
       expect(res.body.custom_classes).toBe(2);
-      expect(res.body.images[0].classifiers[0].classes.map((c: { class: string }) => c.class).sort()).toEqual(['circles', 'squares']);
+      expect(res.body.images[0].classifiers[0].classes.map((c: { class: string }) => c.class).sort()).toEqual([
+        'circles',
+        'squares',
+      ]);
       expect(res.body.warnings[0].warning_id).toBe('classifier_not_ready');
     } finally {
       await t.service.worker!.start();
     }
     await waitForStatus(t, id, ['ready']);
-    const after = await t.call('POST', `/v3/classify?${VERSION}`, { body: imageForm(circle, 'c.jpg', { classifier_ids: id, threshold: '0' }) });
+    const after = await t.call('POST', `/v3/classify?${VERSION}`, {
+      body: imageForm(circle, 'c.jpg', { classifier_ids: id, threshold: '0' }),
+    });
     expect(after.body.custom_classes).toBe(3);
   });
 });

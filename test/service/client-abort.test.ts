@@ -16,10 +16,24 @@ describe('a client hanging up mid-upload', () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-abort-'));
     api = spawn(
       process.execPath,
-      ['-r', 'ts-node/register/transpile-only', '-e', "require('./src/processes/api-process').startService(process.env).then((s) => console.log('PORT=' + s.port))"],
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        '-e',
+        "require('./src/processes/api-process').startService(process.env).then((s) => console.log('PORT=' + s.port))",
+      ],
       {
         cwd: path.resolve(__dirname, '..', '..'),
-        env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, START_WORKER: 'false', API_KEYS: `alice:${ALICE_KEY}`, LOG_LEVEL: 'warn', QUEUE_PREFIX: `wvr-abort-${process.pid}` },
+        env: {
+          ...process.env,
+          PORT: '0',
+          HOST: '127.0.0.1',
+          DATA_DIR: dataDir,
+          START_WORKER: 'false',
+          API_KEYS: `alice:${ALICE_KEY}`,
+          LOG_LEVEL: 'warn',
+          QUEUE_PREFIX: `wvr-abort-${process.pid}`,
+        },
         stdio: ['ignore', 'pipe', 'inherit'],
       },
     );

@@ -32,7 +32,12 @@ describe('web console routes', () => {
     expect(csp).not.toMatch(/https:|\*|unsafe-inline|unsafe-eval|upgrade-insecure-requests/);
     const html = await res.text();
     const meta = /<meta name="console-limits" content="([^"]*)"/.exec(html)![1];
-    const limits = JSON.parse(meta.replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&amp;/g, '&'));
+    const limits = JSON.parse(
+      meta
+        .replace(/&quot;/g, '"')
+        .replace(/&lt;/g, '<')
+        .replace(/&amp;/g, '&'),
+    );
     expect(limits).toMatchObject({ maxZipBytes: 7 * 1024 * 1024, minImagesPerZip: 5, maxImagesPerZip: 10_000 });
     // Every script and style is a file of this origin.
     const assets = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]).filter((u) => !u.startsWith('data:'));

@@ -37,8 +37,12 @@ describe('ids are never reused', () => {
     expect(alice.status).toBe(200);
     await waitForStatus(t, alice.body.classifier_id, ['ready']);
     const aliceAnswer = await classify(alice.body.classifier_id);
-    expect(aliceAnswer.body.images[0].classifiers[0].classes.map((c: { class: string }) => c.class).sort()).toEqual(['dark', 'light']);
-    const aliceVersion = (await t.call('GET', `/v3/classifiers/${alice.body.classifier_id}/versions?${VERSION}`)).body.current_version_id;
+    expect(aliceAnswer.body.images[0].classifiers[0].classes.map((c: { class: string }) => c.class).sort()).toEqual([
+      'dark',
+      'light',
+    ]);
+    const aliceVersion = (await t.call('GET', `/v3/classifiers/${alice.body.classifier_id}/versions?${VERSION}`)).body
+      .current_version_id;
     expect((await t.call('DELETE', `/v3/classifiers/${alice.body.classifier_id}?${VERSION}`)).status).toBe(200);
 
     const bob = await t.call('POST', `/v3/classifiers?${VERSION}`, {
@@ -48,8 +52,9 @@ describe('ids are never reused', () => {
     expect(bob.status).toBe(200);
     const ready = await waitFor(bob.body.classifier_id);
     expect(ready.classes).toEqual([{ class: 'bright' }, { class: 'dim' }]);
-    const bobVersion = (await t.call('GET', `/v3/classifiers/${bob.body.classifier_id}/versions?${VERSION}`, { key: BOB_KEY })).body
-      .current_version_id;
+    const bobVersion = (
+      await t.call('GET', `/v3/classifiers/${bob.body.classifier_id}/versions?${VERSION}`, { key: BOB_KEY })
+    ).body.current_version_id;
     expect(bobVersion).toBeGreaterThan(aliceVersion);
 
     const answer = await classify(bob.body.classifier_id, BOB_KEY);
@@ -64,17 +69,30 @@ describe('ids are never reused', () => {
     return waitForStatus({ ...t, call: (m, p, init = {}) => saved(m, p, { ...init, key: BOB_KEY }) }, id, ['ready']);
   }
 
-  it('answers a forged id (another owner\'s, a deleted one, one past the last) exactly like an unknown one, everywhere', async () => {
-    const form = () => trainingForm({ light_positive_examples: zips.a, dark_positive_examples: zips.b }, { name: 'forged' });
-    const bobs = (await t.call('POST', `/v3/classifiers?${VERSION}`, { key: BOB_KEY, body: form() })).body.classifier_id as string;
+  it("answers a forged id (another owner's, a deleted one, one past the last) exactly like an unknown one, everywhere", async () => {
+    const form = () =>
+      trainingForm({ light_positive_examples: zips.a, dark_positive_examples: zips.b }, { name: 'forged' });
+    const bobs = (await t.call('POST', `/v3/classifiers?${VERSION}`, { key: BOB_KEY, body: form() })).body
+      .classifier_id as string;
     const gone = (await t.call('POST', `/v3/classifiers?${VERSION}`, { body: form() })).body.classifier_id as string;
     expect((await t.call('DELETE', `/v3/classifiers/${gone}?${VERSION}`)).status).toBe(200);
     const [stem, serial] = [gone.slice(0, gone.lastIndexOf('_')), Number(gone.slice(gone.lastIndexOf('_') + 1))];
-    const forged = { otherOwner: bobs, deleted: gone, nextNumber: `${stem}_${serial + 1}`, unknown: 'no_such_classifier_42' };
+    const forged = {
+      otherOwner: bobs,
+      deleted: gone,
+      nextNumber: `${stem}_${serial + 1}`,
+      unknown: 'no_such_classifier_42',
+    };
 
     const requests: Array<[string, (id: string) => Promise<{ status: number; body: any }>]> = [
       ['GET', (id) => t.call('GET', `/v3/classifiers/${id}?${VERSION}`)],
-      ['POST', (id) => t.call('POST', `/v3/classifiers/${id}?${VERSION}`, { body: trainingForm({ more_positive_examples: zips.a }) })],
+      [
+        'POST',
+        (id) =>
+          t.call('POST', `/v3/classifiers/${id}?${VERSION}`, {
+            body: trainingForm({ more_positive_examples: zips.a }),
+          }),
+      ],
       ['DELETE', (id) => t.call('DELETE', `/v3/classifiers/${id}?${VERSION}`)],
       ['versions', (id) => t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)],
       ['core_ml_model', (id) => t.call('GET', `/v3/classifiers/${id}/core_ml_model?${VERSION}`)],
@@ -88,7 +106,10 @@ describe('ids are never reused', () => {
         answers.set(kind, JSON.stringify({ status: res.status, body: res.body }).split(id).join('<id>'));
       }
       const distinct = new Set(answers.values());
-      expect({ endpoint, answers: distinct.size === 1 ? 'identical' : Object.fromEntries(answers) }).toEqual({ endpoint, answers: 'identical' });
+      expect({ endpoint, answers: distinct.size === 1 ? 'identical' : Object.fromEntries(answers) }).toEqual({
+        endpoint,
+        answers: 'identical',
+      });
       expect(answers.get('unknown')).toMatch(endpoint === 'classify' ? /classifier_not_found/ : /"status":404/);
     }
     // Bob's classifier is untouched by alice's forged calls.
@@ -100,19 +121,32 @@ describe('ids are never reused', () => {
     try {
       if (db.dialect === 'sqlite') {
         for (const table of ['versions', 'examples', 'api_keys']) {
-          const { rows } = await sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ${table}`.execute(db.kysely);
+          const { rows } = await sql<{
+            sql: string;
+          }>`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ${table}`.execute(db.kysely);
           expect(rows[0].sql).toMatch(/AUTOINCREMENT/i);
         }
       } else {
         // An identity column's sequence never goes back: a deleted largest id is not issued again.
         for (const table of ['versions', 'examples', 'api_keys']) {
-          const { rows } = await sql<{ is_identity: string }>`SELECT is_identity FROM information_schema.columns WHERE table_name = ${table} AND column_name = 'id'`.execute(db.kysely);
+          const { rows } = await sql<{
+            is_identity: string;
+          }>`SELECT is_identity FROM information_schema.columns WHERE table_name = ${table} AND column_name = 'id'`.execute(
+            db.kysely,
+          );
           expect(rows[0].is_identity).toBe('YES');
         }
       }
       // Every classifier id ever issued is remembered, deleted ones included, so none is issued twice.
       const count = async (table: 'issued_classifier_ids' | 'classifiers') =>
-        Number((await db.kysely.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+        Number(
+          (
+            await db.kysely
+              .selectFrom(table)
+              .select((eb) => eb.fn.countAll().as('n'))
+              .executeTakeFirstOrThrow()
+          ).n,
+        );
       expect(await count('issued_classifier_ids')).toBeGreaterThan(await count('classifiers'));
     } finally {
       await db.close();

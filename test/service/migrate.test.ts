@@ -23,7 +23,9 @@ async function tablesIn(url: string): Promise<string[]> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    const { rows } = await client.query<{ name: string }>('SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()');
+    const { rows } = await client.query<{ name: string }>(
+      'SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()',
+    );
     return rows.map((r) => r.name);
   } finally {
     await client.end();
@@ -83,7 +85,12 @@ describeOnSqlite('npm run migrate: moving an instance from SQLite to PostgreSQL 
 
   /** The service again, on the moved database, with the same data directory, Redis and QUEUE_PREFIX. */
   async function bootOnPostgres(overrides: Record<string, string> = {}): Promise<TestService> {
-    const t = await bootService({ DATA_DIR: dataDir, QUEUE_PREFIX: queuePrefix, DATABASE_URL: target.url, ...overrides });
+    const t = await bootService({
+      DATA_DIR: dataDir,
+      QUEUE_PREFIX: queuePrefix,
+      DATABASE_URL: target.url,
+      ...overrides,
+    });
     extraDirs.push(t.dataDir); // the harness's own temp dir, unused here
     return t;
   }
@@ -117,7 +124,8 @@ describeOnSqlite('npm run migrate: moving an instance from SQLite to PostgreSQL 
       expect(res.status).toBe(200);
       return res.body;
     };
-    const currentVersion = async (id: string) => (await onSqlite.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body.current_version_id as number;
+    const currentVersion = async (id: string) =>
+      (await onSqlite.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body.current_version_id as number;
 
     alpha = await create('alpha', { circles_positive_examples: zips.circles, squares_positive_examples: zips.squares });
     beta = await create('beta', { stripes_positive_examples: zips.stripes, negative_examples: zips.noise });
@@ -128,11 +136,16 @@ describeOnSqlite('npm run migrate: moving an instance from SQLite to PostgreSQL 
     await waitForStatus(onSqlite, alpha, ['ready']);
     alphaV2 = await currentVersion(alpha);
     // A rollback: alpha serves its older version.
-    expect((await onSqlite.call('POST', `/v3/classifiers/${alpha}/versions/${alphaV1}/activate?${VERSION}`)).status).toBe(200);
+    expect(
+      (await onSqlite.call('POST', `/v3/classifiers/${alpha}/versions/${alphaV1}/activate?${VERSION}`)).status,
+    ).toBe(200);
 
     // gamma is trained last, given examples, then deleted: the largest version, example and event ids
     // ever issued now belong to no row (sqlite_sequence > MAX(id)), and must never come back.
-    gamma = await create('gamma', { squares_positive_examples: zips.squares, triangles_positive_examples: zips.triangles });
+    gamma = await create('gamma', {
+      squares_positive_examples: zips.squares,
+      triangles_positive_examples: zips.triangles,
+    });
     await waitForStatus(onSqlite, gamma, ['ready']);
     gammaVersion = await currentVersion(gamma);
     expect(gammaVersion).toBeGreaterThan(alphaV2);
@@ -147,7 +160,12 @@ describeOnSqlite('npm run migrate: moving an instance from SQLite to PostgreSQL 
     // Real answers to compare: every probe scored by alpha's current (v1), beta's and alpha's pinned v2.
     for (const body of before.classified) {
       const [alphaCurrent, betaCurrent, alphaPinned] = body.images[0].classifiers;
-      expect([alphaCurrent.classifier_id, alphaCurrent.version_id, betaCurrent.classifier_id, alphaPinned.version_id]).toEqual([alpha, alphaV1, beta, alphaV2]);
+      expect([
+        alphaCurrent.classifier_id,
+        alphaCurrent.version_id,
+        betaCurrent.classifier_id,
+        alphaPinned.version_id,
+      ]).toEqual([alpha, alphaV1, beta, alphaV2]);
       for (const c of [alphaCurrent, betaCurrent, alphaPinned]) expect(c.classes.length).toBeGreaterThan(0);
     }
     expect(before.beta.status).toBe('retraining');
@@ -170,7 +188,11 @@ describeOnSqlite('npm run migrate: moving an instance from SQLite to PostgreSQL 
   it('refuses while the service runs, and leaves the target untouched', async () => {
     const run = await runMigrate(['--to', target.url], { DATA_DIR: dataDir, QUEUE_PREFIX: queuePrefix });
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(new RegExp(`^The instance ${instanceId} is running \\(its database ${sqliteFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} on .*\\)\\. Stop every API and worker process`));
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `^The instance ${instanceId} is running \\(its database ${sqliteFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} on .*\\)\\. Stop every API and worker process`,
+      ),
+    );
     expect(await tablesIn(target.url)).toEqual([]);
   });
 
@@ -180,7 +202,20 @@ describeOnSqlite('npm run migrate: moving an instance from SQLite to PostgreSQL 
     const run = await runMigrate(['--to', target.url], { DATA_DIR: dataDir, QUEUE_PREFIX: queuePrefix });
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    for (const table of ['owners', 'api_keys', 'classifiers', 'classes', 'examples', 'versions', 'version_examples', 'version_events', 'embeddings', 'instance', 'issued_classifier_ids', 'secrets']) {
+    for (const table of [
+      'owners',
+      'api_keys',
+      'classifiers',
+      'classes',
+      'examples',
+      'versions',
+      'version_examples',
+      'version_events',
+      'embeddings',
+      'instance',
+      'issued_classifier_ids',
+      'secrets',
+    ]) {
       expect(run.stdout).toMatch(new RegExp(`^  ${table} +\\d+ rows .* sha256 [0-9a-f]{16}…$`, 'm'));
     }
     expect(run.stdout).toMatch(/^ {2}image_claims +\d+ rows {2}not copied: claims of uploads in flight/m);
@@ -192,7 +227,9 @@ describeOnSqlite('npm run migrate: moving an instance from SQLite to PostgreSQL 
     // Run again on the same target: it holds the instance now, and is not touched.
     const again = await runMigrate(['--to', target.url], { DATA_DIR: dataDir, QUEUE_PREFIX: queuePrefix });
     expect(again.code).toBe(1);
-    expect(again.stderr).toMatch(new RegExp(`already holds this instance \\(${instanceId}\\): it was moved there before`));
+    expect(again.stderr).toMatch(
+      new RegExp(`already holds this instance \\(${instanceId}\\): it was moved there before`),
+    );
     expect(fileState(sqliteFile)).toEqual(sourceBefore);
   });
 
@@ -218,19 +255,30 @@ describeOnSqlite('npm run migrate: moving an instance from SQLite to PostgreSQL 
 
     // A new classifier named like the deleted one: another id, and ids above every old one.
     const created = await onPostgres.call('POST', `/v3/classifiers?${VERSION}`, {
-      body: trainingForm({ stripes_positive_examples: await classZip('green-stripes', 10, 79), noise_positive_examples: await classZip('noise', 10, 80) }, { name: 'gamma' }),
+      body: trainingForm(
+        {
+          stripes_positive_examples: await classZip('green-stripes', 10, 79),
+          noise_positive_examples: await classZip('noise', 10, 80),
+        },
+        { name: 'gamma' },
+      ),
     });
     expect(created.status).toBe(200);
     expect(created.body.classifier_id).not.toBe(gamma);
     await waitForStatus(onPostgres, created.body.classifier_id, ['ready']);
-    const newVersion = (await onPostgres.call('GET', `/v3/classifiers/${created.body.classifier_id}/versions?${VERSION}`)).body.current_version_id;
+    const newVersion = (
+      await onPostgres.call('GET', `/v3/classifiers/${created.body.classifier_id}/versions?${VERSION}`)
+    ).body.current_version_id;
     expect(newVersion).toBeGreaterThan(betaVersions.current_version_id);
 
     const client = new pg.Client({ connectionString: target.url });
     await client.connect();
     try {
       // gamma's examples were the newest ever issued on SQLite: the new ones come after them.
-      const { rows } = await client.query<{ first: number }>('SELECT MIN(id) AS first FROM examples WHERE classifier_id = $1', [created.body.classifier_id]);
+      const { rows } = await client.query<{ first: number }>(
+        'SELECT MIN(id) AS first FROM examples WHERE classifier_id = $1',
+        [created.body.classifier_id],
+      );
       const issued = await client.query<{ id: string }>('SELECT id FROM issued_classifier_ids WHERE id = $1', [gamma]);
       expect(issued.rows).toHaveLength(1);
       const gammaExamples = await client.query('SELECT 1 FROM examples WHERE classifier_id = $1', [gamma]);

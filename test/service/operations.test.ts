@@ -3,7 +3,15 @@ import { WorkerMetrics } from '../../src/lib/metrics';
 import { solidColorJpeg } from '../../fixtures/images';
 import { classZip, trainingForm } from '../support/example-zips';
 import { PrivateRedis } from '../faults/support/private-redis';
-import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
+import {
+  ALICE_KEY,
+  BOB_KEY,
+  bootService,
+  VERSION,
+  waitFor,
+  waitForStatus,
+  type TestService,
+} from '../support/service-harness';
 import { scrape, total } from '../support/prometheus';
 
 describe('operations endpoints: /metrics, /healthz, /readyz', () => {
@@ -31,13 +39,22 @@ describe('operations endpoints: /metrics, /healthz, /readyz', () => {
       stripes: await classZip('green-stripes', 12, 4),
     };
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
-      body: trainingForm({ circles_positive_examples: zips.circles, squares_positive_examples: zips.squares }, { name: 'shapes' }),
+      body: trainingForm(
+        { circles_positive_examples: zips.circles, squares_positive_examples: zips.squares },
+        { name: 'shapes' },
+      ),
     });
     expect(created.status).toBe(200);
     const id: string = created.body.classifier_id;
     expect((await waitForStatus(t, id, ['ready', 'failed'])).status).toBe('ready');
     // A retrain embeds only the new class's images: the old ones come from the cache.
-    expect((await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, { body: trainingForm({ stripes_positive_examples: zips.stripes }) })).status).toBe(200);
+    expect(
+      (
+        await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, {
+          body: trainingForm({ stripes_positive_examples: zips.stripes }),
+        })
+      ).status,
+    ).toBe(200);
     expect((await waitForStatus(t, id, ['ready', 'failed'])).status).toBe('ready');
 
     const form = new FormData();
@@ -54,17 +71,47 @@ describe('operations endpoints: /metrics, /healthz, /readyz', () => {
 
     const api = { process_role: 'api' };
     const worker = { process_role: 'worker' };
-    expect(total(samples, 'watson_vr_http_requests_total', { ...api, method: 'POST', route: '/v3/classifiers', status: '200' })).toBe(1);
-    expect(total(samples, 'watson_vr_http_requests_total', { ...api, method: 'POST', route: '/v3/classifiers/{classifier_id}', status: '200' })).toBe(1);
-    expect(total(samples, 'watson_vr_http_requests_total', { ...api, method: 'GET', route: '/v3/classifiers/{classifier_id}', status: '404' })).toBe(1);
-    expect(total(samples, 'watson_vr_http_request_duration_seconds_count', { ...api, method: 'POST', route: '/v3/classify', status: '200' })).toBe(1);
+    expect(
+      total(samples, 'watson_vr_http_requests_total', {
+        ...api,
+        method: 'POST',
+        route: '/v3/classifiers',
+        status: '200',
+      }),
+    ).toBe(1);
+    expect(
+      total(samples, 'watson_vr_http_requests_total', {
+        ...api,
+        method: 'POST',
+        route: '/v3/classifiers/{classifier_id}',
+        status: '200',
+      }),
+    ).toBe(1);
+    expect(
+      total(samples, 'watson_vr_http_requests_total', {
+        ...api,
+        method: 'GET',
+        route: '/v3/classifiers/{classifier_id}',
+        status: '404',
+      }),
+    ).toBe(1);
+    expect(
+      total(samples, 'watson_vr_http_request_duration_seconds_count', {
+        ...api,
+        method: 'POST',
+        route: '/v3/classify',
+        status: '200',
+      }),
+    ).toBe(1);
     expect(total(samples, 'watson_vr_classify_images_total', { ...api, outcome: 'classified' })).toBe(1);
     for (const stage of ['decode', 'backbone', 'detector', 'heads']) {
       expect(total(samples, 'watson_vr_classify_stage_seconds_count', { ...api, stage })).toBe(1);
       expect(total(samples, 'watson_vr_classify_stage_seconds_sum', { ...api, stage })).toBeGreaterThan(0);
     }
     expect(total(samples, 'watson_vr_training_run_duration_seconds_count', { ...worker, outcome: 'trained' })).toBe(2);
-    expect(total(samples, 'watson_vr_training_run_duration_seconds_sum', { ...worker, outcome: 'trained' })).toBeGreaterThan(0);
+    expect(
+      total(samples, 'watson_vr_training_run_duration_seconds_sum', { ...worker, outcome: 'trained' }),
+    ).toBeGreaterThan(0);
     // Uploads embed each new image once (the API's lookups miss); training finds them all cached.
     expect(total(samples, 'watson_vr_embedding_cache_lookups_total', { result: 'miss' })).toBe(36);
     expect(total(samples, 'watson_vr_embedding_cache_lookups_total', { ...api, result: 'miss' })).toBe(36);
@@ -77,7 +124,12 @@ describe('operations endpoints: /metrics, /healthz, /readyz', () => {
     expect(total(samples, 'watson_vr_api_reports')).toBe(1);
     expect(samples.filter((s) => s.name === 'watson_vr_training_queue_jobs')).toHaveLength(4);
     // Process metrics of both processes, told apart by their labels.
-    expect(samples.filter((s) => s.name === 'process_cpu_user_seconds_total').map((s) => s.labels.process_role).sort()).toEqual(['api', 'worker']);
+    expect(
+      samples
+        .filter((s) => s.name === 'process_cpu_user_seconds_total')
+        .map((s) => s.labels.process_role)
+        .sort(),
+    ).toEqual(['api', 'worker']);
     expect(samples.filter((s) => s.name === 'process_start_time_seconds')).toHaveLength(2);
     expect(samples.filter((s) => s.labels.process_role === 'worker')[0].labels.process_instance).toBe(
       `${require('node:os').hostname()}/${t.service.worker!.pid}`,
@@ -98,9 +150,15 @@ describe('operations endpoints: /metrics, /healthz, /readyz', () => {
       await exchange.ready();
       await exchange.publish('other-host/42', await other.snapshot(), 1);
       const { samples } = await scrape(t.url);
-      expect(total(samples, 'watson_vr_training_runs_total', { outcome: 'failed', process_instance: other.instance })).toBe(3);
+      expect(
+        total(samples, 'watson_vr_training_runs_total', { outcome: 'failed', process_instance: other.instance }),
+      ).toBe(3);
       expect(total(samples, 'watson_vr_worker_reports')).toBe(2);
-      await waitFor('the snapshot to expire', async () => (total((await scrape(t.url)).samples, 'watson_vr_worker_reports') === 1 ? true : undefined), 5000);
+      await waitFor(
+        'the snapshot to expire',
+        async () => (total((await scrape(t.url)).samples, 'watson_vr_worker_reports') === 1 ? true : undefined),
+        5000,
+      );
     } finally {
       await exchange.close();
     }
@@ -111,7 +169,8 @@ describe('operations endpoints configured off, or on their own port', () => {
   it('answers 404 for /metrics and the health endpoints when turned off', async () => {
     const t = await bootService({ START_WORKER: 'false', METRICS_ENABLED: 'false', HEALTH_ENABLED: 'false' });
     try {
-      for (const path of ['/metrics', '/healthz', '/readyz']) expect((await t.call('GET', path, { key: null })).status).toBe(404);
+      for (const path of ['/metrics', '/healthz', '/readyz'])
+        expect((await t.call('GET', path, { key: null })).status).toBe(404);
       expect((await t.call('GET', '/health', { key: null })).status).toBe(200);
     } finally {
       await t.close();
@@ -159,7 +218,11 @@ describe('/readyz when Redis goes away', () => {
       expect((await scrape(t.url)).samples.length).toBeGreaterThan(0);
 
       await redis.restartEmpty();
-      await waitFor('readiness after Redis is back', async () => ((await t.call('GET', '/readyz', { key: null })).status === 200 ? true : undefined), 15_000);
+      await waitFor(
+        'readiness after Redis is back',
+        async () => ((await t.call('GET', '/readyz', { key: null })).status === 200 ? true : undefined),
+        15_000,
+      );
     } finally {
       await t.close();
       await redis.kill();

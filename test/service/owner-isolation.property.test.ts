@@ -52,7 +52,8 @@ interface Real {
 }
 
 const className = (c: { prefix: string }, kind: ClassImageKind) => `${c.prefix}${kind.replace('-', '')}`;
-const live = (m: Model, owner?: Owner) => m.classifiers.filter((c) => !c.deleted && (owner === undefined || c.owner === owner));
+const live = (m: Model, owner?: Owner) =>
+  m.classifiers.filter((c) => !c.deleted && (owner === undefined || c.owner === owner));
 const sorted = (names: string[]) => [...names].sort();
 const sameSet = (a: string[], b: string[]) => JSON.stringify(sorted(a)) === JSON.stringify(sorted(b));
 
@@ -92,7 +93,9 @@ async function classifyAndCheck(m: Model, r: Real, owner: Owner, settled: boolea
     expect(warnings.some((w) => w.description === notFound)).toBe(false);
     if (!result) {
       expect(settled).toBe(false);
-      expect(warnings.some((w) => w.warning_id === 'classifier_not_ready' && w.description.includes(`'${c.id}'`))).toBe(true);
+      expect(warnings.some((w) => w.warning_id === 'classifier_not_ready' && w.description.includes(`'${c.id}'`))).toBe(
+        true,
+      );
       continue;
     }
     const names = result.classes.map((x) => x.class);
@@ -202,7 +205,9 @@ class DeleteUserData implements fc.AsyncCommand<Model, Real> {
   constructor(readonly owner: Owner) {}
   check = () => true;
   async run(m: Model, r: Real) {
-    const res = await r.t.call('DELETE', `/v3/user_data?${VERSION}&customer_id=${CUSTOMER(this.owner)}`, { key: KEYS[this.owner] });
+    const res = await r.t.call('DELETE', `/v3/user_data?${VERSION}&customer_id=${CUSTOMER(this.owner)}`, {
+      key: KEYS[this.owner],
+    });
     expectNo5xx(res, 'user_data');
     expect(res.status).toBe(202);
     for (const c of live(m, this.owner)) {
@@ -253,8 +258,17 @@ const kind = fc.constantFrom(...KINDS);
 const commands = fc.commands(
   [
     fc.oneof(
-      { weight: 4, arbitrary: fc.tuple(owner, kind, kind, fc.boolean()).filter(([, a, b]) => a !== b).map(([o, a, b, l]) => new Create(o, [a, b], l)) },
-      { weight: 3, arbitrary: fc.tuple(owner, fc.nat(5), kind, fc.boolean()).map(([o, p, k, l]) => new Update(o, p, k, l)) },
+      {
+        weight: 4,
+        arbitrary: fc
+          .tuple(owner, kind, kind, fc.boolean())
+          .filter(([, a, b]) => a !== b)
+          .map(([o, a, b, l]) => new Create(o, [a, b], l)),
+      },
+      {
+        weight: 3,
+        arbitrary: fc.tuple(owner, fc.nat(5), kind, fc.boolean()).map(([o, p, k, l]) => new Update(o, p, k, l)),
+      },
       { weight: 2, arbitrary: fc.tuple(owner, fc.nat(5)).map(([o, p]) => new Delete(o, p)) },
       { weight: 4, arbitrary: owner.map((o) => new Classify(o)) },
       { weight: 1, arbitrary: owner.map((o) => new DeleteUserData(o)) },
@@ -278,7 +292,7 @@ describe('owner isolation and identities (model-based)', () => {
     await real?.t.close();
   });
 
-  it('never answers with another owner\'s or a deleted classifier\'s model', async () => {
+  it("never answers with another owner's or a deleted classifier's model", async () => {
     await fc.assert(
       fc.asyncProperty(commands, async (cmds) => {
         const model: Model = { serial: 0, classifiers: [] };
@@ -287,7 +301,8 @@ describe('owner isolation and identities (model-based)', () => {
           await settle(model, real);
         } finally {
           // The next run starts from no classifiers; deleted ids stay deleted for good.
-          for (const c of live(model)) await real.t.call('DELETE', `/v3/classifiers/${c.id}?${VERSION}`, { key: KEYS[c.owner] });
+          for (const c of live(model))
+            await real.t.call('DELETE', `/v3/classifiers/${c.id}?${VERSION}`, { key: KEYS[c.owner] });
         }
       }),
       { seed: SEED, numRuns: RUNS, path: PATH, endOnFailure: true, verbose: 1 },

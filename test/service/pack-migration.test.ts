@@ -29,7 +29,10 @@ describe('a new pack key retrains existing classifiers at start', () => {
     first = await bootService();
     const created = await first.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
-        { circles_positive_examples: await classZip('red-circles', 10, 41), squares_positive_examples: await classZip('blue-squares', 10, 42) },
+        {
+          circles_positive_examples: await classZip('red-circles', 10, 41),
+          squares_positive_examples: await classZip('blue-squares', 10, 42),
+        },
         { name: 'shapes' },
       ),
     });
@@ -69,7 +72,9 @@ describe('a new pack key retrains existing classifiers at start', () => {
     await db.kysely.updateTable('versions').set({ pack_key: legacy.packKey }).where('id', '=', version.id).execute();
     await db.close();
 
-    const sameDatabase: Record<string, string> = service.config.databaseUrl ? { DATABASE_URL: service.config.databaseUrl } : {};
+    const sameDatabase: Record<string, string> = service.config.databaseUrl
+      ? { DATABASE_URL: service.config.databaseUrl }
+      : {};
     second = await bootService({ DATA_DIR: dataDir, START_WORKER: 'false', ...sameDatabase });
     const retraining = await second.call('GET', `/v3/classifiers/${id}?${VERSION}`);
     expect(retraining.body.status).toBe('retraining');
@@ -80,7 +85,9 @@ describe('a new pack key retrains existing classifiers at start', () => {
     const served = await second.call('POST', `/v3/classify?${VERSION}`, { body: form });
     expect(served.status).toBe(200);
     expect(served.body.warnings).toBeUndefined();
-    const scores = Object.fromEntries(served.body.images[0].classifiers[0].classes.map((c: { class: string; score: number }) => [c.class, c.score]));
+    const scores = Object.fromEntries(
+      served.body.images[0].classifiers[0].classes.map((c: { class: string; score: number }) => [c.class, c.score]),
+    );
     expect(scores.circles).toBeGreaterThan(0.5);
     expect(scores.squares).toBeLessThan(0.5);
 

@@ -7,10 +7,14 @@ const ROOT = path.resolve(__dirname, '..', '..');
 
 /** `npm run worker`'s process, as a worker-only host runs it: no parent, no IPC channel. */
 function startWorker(env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'workers', 'training-worker.ts')], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'workers', 'training-worker.ts')],
+    {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
@@ -50,7 +54,13 @@ describe('a training worker started on its own (npm run worker)', () => {
     const worker = startWorker(workerEnv());
     try {
       const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
-        body: trainingForm({ circles_positive_examples: await classZip('red-circles', 12, 11), squares_positive_examples: await classZip('blue-squares', 12, 12) }, { name: 'remote' }),
+        body: trainingForm(
+          {
+            circles_positive_examples: await classZip('red-circles', 12, 11),
+            squares_positive_examples: await classZip('blue-squares', 12, 12),
+          },
+          { name: 'remote' },
+        ),
       });
       expect(created.status).toBe(200);
       expect((await waitForStatus(t, created.body.classifier_id, ['ready', 'failed'])).status).toBe('ready');

@@ -52,6 +52,9 @@ describe('a start refused while opening the instance', () => {
   });
 
   it('the training worker prints it after its prefix', async () => {
-    expect(await run('workers/training-worker.ts', env)).toEqual({ code: 1, stderr: `training worker failed to start: ${refusal()}\n` });
+    expect(await run('workers/training-worker.ts', env)).toEqual({
+      code: 1,
+      stderr: `training worker failed to start: ${refusal()}\n`,
+    });
   });
 });

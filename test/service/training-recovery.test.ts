@@ -16,7 +16,10 @@ describe('training recovery and failure', () => {
   it('re-queues, at worker start, a classifier whose job Redis lost', async () => {
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
-        { a_positive_examples: await classZip('red-circles', 10, 31), negative_examples: await classZip('noise', 10, 32) },
+        {
+          a_positive_examples: await classZip('red-circles', 10, 31),
+          negative_examples: await classZip('noise', 10, 32),
+        },
         { name: 'lost' },
       ),
     });
@@ -42,7 +45,8 @@ describe('training recovery and failure', () => {
   it('refuses at upload, naming the zip and the reason, a class whose images cannot be decoded', async () => {
     // Valid JPEG signatures with garbage after: before issue 10 accepted, then a failed training; now a 400.
     const zip = new AdmZip();
-    for (let i = 0; i < 10; i++) zip.addFile(`${i}.jpg`, Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(200, i)]));
+    for (let i = 0; i < 10; i++)
+      zip.addFile(`${i}.jpg`, Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(200, i)]));
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
         { broken_positive_examples: zip.toBuffer(), good_positive_examples: await classZip('blue-squares', 10, 33) },
@@ -56,4 +60,3 @@ describe('training recovery and failure', () => {
     // Training failures that name the class, the entries and the reasons: test/service/upload-zips.test.ts.
   });
 });
-

@@ -23,16 +23,19 @@ async function reasonFor(bytes: Buffer): Promise<string> {
 }
 
 /** The first `keep` share of each picture's bytes: JPEGs cut short, as by an interrupted copy. */
-const cutShort = (images: Buffer[], keep = 0.5) => images.map((bytes) => bytes.subarray(0, Math.floor(bytes.length * keep)));
+const cutShort = (images: Buffer[], keep = 0.5) =>
+  images.map((bytes) => bytes.subarray(0, Math.floor(bytes.length * keep)));
 
 const TAIL = 'Add more distinct JPEG or PNG images (hidden files, __MACOSX entries and non-images are skipped).';
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** The decoder's reason for a JPEG cut short: how much of the picture is missing. */
 const CUT_SHORT =
-  'the JPEG file is incomplete: the bottom \\d+% of the picture is missing ' + escape('(was the upload or download cut short?); upload the complete file');
+  'the JPEG file is incomplete: the bottom \\d+% of the picture is missing ' +
+  escape('(was the upload or download cut short?); upload the complete file');
 /** A file that ends before even its header does. */
-const INCOMPLETE = 'the file is incomplete: it ends before the image data does (was the upload or download cut short?); upload the complete file';
+const INCOMPLETE =
+  'the file is incomplete: it ends before the image data does (was the upload or download cut short?); upload the complete file';
 /** The whole text, literal but for `CUT_SHORT` where `{cut}` stands. */
 const exactly = (text: string) => new RegExp(`^${text.split('{cut}').map(escape).join(CUT_SHORT)}$`);
 
@@ -42,14 +45,16 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
   let images: Buffer[];
   let negatives: Buffer;
 
-  const create = (zips: Record<string, Buffer>, name = 'zips') => t.call('POST', `/v3/classifiers?${VERSION}`, { body: trainingForm(zips, { name }) });
+  const create = (zips: Record<string, Buffer>, name = 'zips') =>
+    t.call('POST', `/v3/classifiers?${VERSION}`, { body: trainingForm(zips, { name }) });
   const classify = (bytes: Buffer, fileName: string, query = '', fields: Record<string, string> = {}) => {
     const form = new FormData();
     for (const [k, v] of Object.entries(fields)) form.append(k, v);
     form.append('images_file', new Blob([new Uint8Array(bytes)]), fileName);
     return t.call('POST', `/v3/classify?${VERSION}${query}`, { body: form });
   };
-  const entries = (pictures: Buffer[], name: (i: number) => string) => pictures.map((data, i) => storedEntry(name(i), data));
+  const entries = (pictures: Buffer[], name: (i: number) => string) =>
+    pictures.map((data, i) => storedEntry(name(i), data));
 
   beforeAll(async () => {
     t = await bootService({ START_WORKER: 'false' });
@@ -102,9 +107,14 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
     const cut = cutShort(images.slice(10, 16));
     // Files that only start like an image: a JPEG and a PNG signature, then nothing of a picture.
     const fakes = Array.from({ length: 6 }, (_, i) =>
-      i % 2 ? Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(300, i)]) : Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(300, i)]),
+      i % 2
+        ? Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(300, i)])
+        : Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(300, i)]),
     );
-    const zip = rawZip([...entries(cut, (i) => `cut${i}.jpg`), ...entries(fakes, (i) => `fake${i}.${i % 2 ? 'jpg' : 'png'}`)]);
+    const zip = rawZip([
+      ...entries(cut, (i) => `cut${i}.jpg`),
+      ...entries(fakes, (i) => `fake${i}.${i % 2 ? 'jpg' : 'png'}`),
+    ]);
     const answer = await create({ a_positive_examples: zip, negative_examples: negatives });
     expect(answer).toEqual({
       status: 400,
@@ -120,7 +130,10 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       },
     });
     // The files that only start like an image are reported too (they are among the 7 more): refused alone, they are named.
-    const onlyFakes = await create({ a_positive_examples: rawZip(entries(fakes, (i) => `fake${i}.${i % 2 ? 'jpg' : 'png'}`)), negative_examples: negatives });
+    const onlyFakes = await create({
+      a_positive_examples: rawZip(entries(fakes, (i) => `fake${i}.${i % 2 ? 'jpg' : 'png'}`)),
+      negative_examples: negatives,
+    });
     expect(onlyFakes.body.error).toBe(
       "The zip file for 'a_positive_examples' contains 0 usable images; at least 10 are required. " +
         'Of its 6 entries, 6 are images, 0 can be decoded and 0 are distinct. ' +
@@ -169,7 +182,14 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
     );
     const answer = await create({ a_positive_examples: zip, negative_examples: negatives }, `spanned-${_label}`);
     expect(answer.status).toBe(200);
-    expect(answer.body.upload.files[0]).toMatchObject({ file: 'a_positive_examples', entries: 10, images: 10, decodable: 10, distinct: 10, accepted: 10 });
+    expect(answer.body.upload.files[0]).toMatchObject({
+      file: 'a_positive_examples',
+      entries: 10,
+      images: 10,
+      decodable: 10,
+      distinct: 10,
+      accepted: 10,
+    });
     expect((await t.call('DELETE', `/v3/classifiers/${answer.body.classifier_id}?${VERSION}`)).status).toBe(200);
   });
 
@@ -194,13 +214,18 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       ]);
       const named = await classify(cp437, 'fotos.zip', '', { threshold: '0.0' });
       expect(named.status).toBe(200);
-      expect(named.body.images.map((i: { image: string }) => i.image)).toEqual(['fotos.zip/Brücke_0.jpg', 'fotos.zip/Straße_1.jpg']);
+      expect(named.body.images.map((i: { image: string }) => i.image)).toEqual([
+        'fotos.zip/Brücke_0.jpg',
+        'fotos.zip/Straße_1.jpg',
+      ]);
 
       const mixed = await classify(zip, 'mixed.zip');
       expect(mixed.status).toBe(200);
       expect(mixed.body.images_processed).toBe(5);
       const errors = Object.fromEntries(
-        mixed.body.images.filter((i: { error?: unknown }) => i.error).map((i: { image: string; error: unknown }) => [i.image, i.error]),
+        mixed.body.images
+          .filter((i: { error?: unknown }) => i.error)
+          .map((i: { image: string; error: unknown }) => [i.image, i.error]),
       );
       const error = (description: string) => ({ code: 400, description, error_id: 'input_error' });
       expect(errors).toEqual({
@@ -210,7 +235,11 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
         'mixed.zip/IMG_0001.HEIC': error(
           'mixed.zip/IMG_0001.HEIC: the file is not a JPEG, PNG, GIF, TIFF or WebP image: it is a HEIC image, which is not supported; upload the picture as JPEG or PNG',
         ),
-        'mixed.zip/cut.jpg': { code: 400, description: expect.stringMatching(exactly('mixed.zip/cut.jpg: {cut}')), error_id: 'input_error' },
+        'mixed.zip/cut.jpg': {
+          code: 400,
+          description: expect.stringMatching(exactly('mixed.zip/cut.jpg: {cut}')),
+          error_id: 'input_error',
+        },
       });
       expect(mixed.body.images.filter((i: { classifiers?: unknown }) => i.classifiers)).toHaveLength(2);
     });
@@ -223,10 +252,12 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       {
         warning_id: 'parameters_ignored',
         description:
-          'The query parameters \'classifier_ids\', \'owners\', \'threshold\' were ignored: POST /v3/classify reads them only as multipart form fields. Send them as form fields (curl: --form "classifier_ids=…").',
+          "The query parameters 'classifier_ids', 'owners', 'threshold' were ignored: POST /v3/classify reads them only as multipart form fields. Send them as form fields (curl: --form \"classifier_ids=…\").",
       },
     ]);
-    expect(answer.body.images[0].classifiers.map((c: { classifier_id: string }) => c.classifier_id)).toEqual(['default']);
+    expect(answer.body.images[0].classifiers.map((c: { classifier_id: string }) => c.classifier_id)).toEqual([
+      'default',
+    ]);
     // The default threshold 0.5 still applies: nothing below it is returned.
     for (const c of answer.body.images[0].classifiers[0].classes) expect(c.score).toBeGreaterThanOrEqual(0.5);
     const single = await classify(images[35], 'one.jpg', '&threshold=0.2');
@@ -249,17 +280,38 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
 
     beforeAll(async () => {
       // 12 class images with two copies and one cut short; 12 negatives of which 2 are class pictures.
-      const classEntries = [...entries(images.slice(0, 10), (i) => `a${i}.jpg`), storedEntry('a0-copy.jpg', images[0]), storedEntry('cut.jpg', cutShort([images[10]])[0])];
-      const negativeEntries = [...entries(images.slice(11, 21), (i) => `n${i}.jpg`), storedEntry('n-a1.jpg', images[1]), storedEntry('n-a2.jpg', images[2])];
-      acceptedAnswer = (await create({ a_positive_examples: rawZip(classEntries), negative_examples: rawZip(negativeEntries) }, 'accepted')).body;
+      const classEntries = [
+        ...entries(images.slice(0, 10), (i) => `a${i}.jpg`),
+        storedEntry('a0-copy.jpg', images[0]),
+        storedEntry('cut.jpg', cutShort([images[10]])[0]),
+      ];
+      const negativeEntries = [
+        ...entries(images.slice(11, 21), (i) => `n${i}.jpg`),
+        storedEntry('n-a1.jpg', images[1]),
+        storedEntry('n-a2.jpg', images[2]),
+      ];
+      acceptedAnswer = (
+        await create(
+          { a_positive_examples: rawZip(classEntries), negative_examples: rawZip(negativeEntries) },
+          'accepted',
+        )
+      ).body;
       acceptedId = acceptedAnswer.classifier_id;
 
       // Accepted at upload; then its stored pictures are damaged and their cached embeddings lost
       // (a disk fault, or a new model pack): training must say which entries failed, and why.
-      const broken = await create({ broken_positive_examples: rawZip(entries(images.slice(21, 31), (i) => `b${i}.jpg`)), negative_examples: negatives }, 'broken');
+      const broken = await create(
+        {
+          broken_positive_examples: rawZip(entries(images.slice(21, 31), (i) => `b${i}.jpg`)),
+          negative_examples: negatives,
+        },
+        'broken',
+      );
       expect(broken.status).toBe(200);
       brokenId = broken.body.classifier_id;
-      const examples = (await t.service.ctx.classifiers.trainingSnapshot(brokenId))!.examples.filter((e) => e.className === 'broken');
+      const examples = (await t.service.ctx.classifiers.trainingSnapshot(brokenId))!.examples.filter(
+        (e) => e.className === 'broken',
+      );
       brokenEntries = examples.map((e) => e.entryName!);
       for (const e of examples) {
         const file = path.join(t.dataDir, 'images', e.imageHash.slice(0, 2), e.imageHash);
@@ -278,7 +330,10 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       }
 
       // A later update makes the earlier negatives pictures of 'a' too: nothing is left to tell 'a' apart from.
-      const onlyA = await create({ a_positive_examples: rawZip(entries(images.slice(0, 10), (i) => `a${i}.jpg`)), negative_examples: negatives }, 'only-a');
+      const onlyA = await create(
+        { a_positive_examples: rawZip(entries(images.slice(0, 10), (i) => `a${i}.jpg`)), negative_examples: negatives },
+        'only-a',
+      );
       onlyAId = onlyA.body.classifier_id;
 
       const { WorkerSupervisor } = await import('../../src/processes/worker-supervisor');
@@ -298,7 +353,9 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       );
       await worker.start();
       expect((await waitForStatus(t, onlyAId, ['ready', 'failed'])).status).toBe('ready');
-      const update = await t.call('POST', `/v3/classifiers/${onlyAId}?${VERSION}`, { body: trainingForm({ a_positive_examples: negatives }) });
+      const update = await t.call('POST', `/v3/classifiers/${onlyAId}?${VERSION}`, {
+        body: trainingForm({ a_positive_examples: negatives }),
+      });
       expect(update.status).toBe(200);
     });
 
@@ -327,8 +384,16 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
             distinct: 12,
             accepted: 10,
             not_used: [
-              { entry: 'n-a1.jpg', reason: "the same picture as 'a1.jpg' in 'a_positive_examples'; an image of a class cannot also be a negative example" },
-              { entry: 'n-a2.jpg', reason: "the same picture as 'a2.jpg' in 'a_positive_examples'; an image of a class cannot also be a negative example" },
+              {
+                entry: 'n-a1.jpg',
+                reason:
+                  "the same picture as 'a1.jpg' in 'a_positive_examples'; an image of a class cannot also be a negative example",
+              },
+              {
+                entry: 'n-a2.jpg',
+                reason:
+                  "the same picture as 'a2.jpg' in 'a_positive_examples'; an image of a class cannot also be a negative example",
+              },
             ],
             not_used_count: 2,
           },

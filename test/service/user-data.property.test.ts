@@ -62,7 +62,8 @@ interface Real {
 const className = (kind: ClassImageKind) => kind.replace('-', '');
 const live = (m: Model, owner: Owner) => m.classifiers.filter((c) => c.owner === owner);
 const pick = <T>(items: T[], n: number) => items[n % items.length];
-const label = (customer: Customer | null): Record<string, string> => (customer ? { 'X-Watson-Metadata': `customer_id=${customer}` } : {});
+const label = (customer: Customer | null): Record<string, string> =>
+  customer ? { 'X-Watson-Metadata': `customer_id=${customer}` } : {};
 
 function zipOf(images: Buffer[]): Buffer {
   const zip = new AdmZip();
@@ -78,7 +79,13 @@ function expectNo5xx(res: { status: number; body: unknown }, what: string) {
   if (res.status >= 500) throw new Error(`${what} answered ${res.status}: ${JSON.stringify(res.body)}`);
 }
 
-function call(r: Real, owner: Owner, method: string, pathAndQuery: string, init: { body?: FormData; headers?: Record<string, string> } = {}) {
+function call(
+  r: Real,
+  owner: Owner,
+  method: string,
+  pathAndQuery: string,
+  init: { body?: FormData; headers?: Record<string, string> } = {},
+) {
   return r.t.call(method, pathAndQuery, { ...init, key: KEYS[owner] });
 }
 
@@ -92,7 +99,10 @@ async function classify(r: Real, owner: Owner, classifierIds: string) {
   return res;
 }
 
-async function withDatabase<T>(r: Real, work: (db: Awaited<ReturnType<TestService['openDatabase']>>) => Promise<T>): Promise<T> {
+async function withDatabase<T>(
+  r: Real,
+  work: (db: Awaited<ReturnType<TestService['openDatabase']>>) => Promise<T>,
+): Promise<T> {
   const db = await r.t.openDatabase();
   try {
     return await work(db);
@@ -120,10 +130,16 @@ async function settle(m: Model, r: Real): Promise<void> {
 async function aboutToDelete(r: Real, owner: Owner, scope: { customer: Customer } | { classifierId: string }) {
   return withDatabase(r, async (db) => {
     const k = db.kysely;
-    let query = k.selectFrom('examples as e').innerJoin('classifiers as c', 'c.id', 'e.classifier_id').select(['e.id', 'e.image_hash']).where('c.owner_id', '=', owner);
+    let query = k
+      .selectFrom('examples as e')
+      .innerJoin('classifiers as c', 'c.id', 'e.classifier_id')
+      .select(['e.id', 'e.image_hash'])
+      .where('c.owner_id', '=', owner);
     query =
       'customer' in scope
-        ? query.where((eb) => eb.or([eb('e.customer_id', '=', scope.customer), eb('c.customer_id', '=', scope.customer)]))
+        ? query.where((eb) =>
+            eb.or([eb('e.customer_id', '=', scope.customer), eb('c.customer_id', '=', scope.customer)]),
+          )
         : query.where('c.id', '=', scope.classifierId);
     const examples = await query.execute();
     const ids = examples.map((e) => e.id);
@@ -137,7 +153,11 @@ async function aboutToDelete(r: Real, owner: Owner, scope: { customer: Customer 
             .where('ve.example_id', 'in', ids)
             .execute();
     const hashes = [...new Set(examples.map((e) => e.image_hash))];
-    return { hashes, embeddings: await cachedEmbeddings(db, hashes), versions: versions.map((v) => ({ id: v.version_id, classifierId: v.classifier_id })) };
+    return {
+      hashes,
+      embeddings: await cachedEmbeddings(db, hashes),
+      versions: versions.map((v) => ({ id: v.version_id, classifierId: v.classifier_id })),
+    };
   });
 }
 
@@ -186,24 +206,48 @@ async function deleteAndCheck(
   const tainted = new Set(before.versions.map((v) => v.id));
   for (const v of before.versions) {
     const pinned = await classify(r, owner, `${v.classifierId}@${v.id}`);
-    expect({ pin: `${v.classifierId}@${v.id}`, status: pinned.status }).toEqual({ pin: `${v.classifierId}@${v.id}`, status: 400 });
-    const exported = await call(r, owner, 'GET', `/v3/classifiers/${v.classifierId}/onnx_model?${VERSION}&version_id=${v.id}`);
+    expect({ pin: `${v.classifierId}@${v.id}`, status: pinned.status }).toEqual({
+      pin: `${v.classifierId}@${v.id}`,
+      status: 400,
+    });
+    const exported = await call(
+      r,
+      owner,
+      'GET',
+      `/v3/classifiers/${v.classifierId}/onnx_model?${VERSION}&version_id=${v.id}`,
+    );
     expectNo5xx(exported, 'export');
-    expect({ version: v.id, status: exported.status }).toEqual({ version: v.id, status: gone.has(v.classifierId) ? 404 : 410 });
+    expect({ version: v.id, status: exported.status }).toEqual({
+      version: v.id,
+      status: gone.has(v.classifierId) ? 404 : 410,
+    });
   }
   for (const c of live(m, owner)) {
     const listed = (await call(r, owner, 'GET', `/v3/classifiers/${c.id}/versions?${VERSION}`)).body;
-    for (const v of listed.versions) expect({ classifier: c.id, version: v.version_id, tainted: tainted.has(v.version_id) }).toMatchObject({ tainted: false });
+    for (const v of listed.versions)
+      expect({ classifier: c.id, version: v.version_id, tainted: tainted.has(v.version_id) }).toMatchObject({
+        tainted: false,
+      });
     const answer = await classify(r, owner, c.id);
     const version = answer.status === 200 ? answer.body.images[0].classifiers?.[0]?.version_id : undefined;
-    if (version !== undefined) expect({ classifier: c.id, version, tainted: tainted.has(version) }).toMatchObject({ tainted: false });
+    if (version !== undefined)
+      expect({ classifier: c.id, version, tainted: tainted.has(version) }).toMatchObject({ tainted: false });
   }
 
   // Each deleted image: gone with everything derived from it, unless another example still uses it.
   const referenced = await withDatabase(r, async (db) =>
     before.hashes.length === 0
       ? new Set<string>()
-      : new Set((await db.kysely.selectFrom('examples').select('image_hash').distinct().where('image_hash', 'in', before.hashes).execute()).map((e) => e.image_hash)),
+      : new Set(
+          (
+            await db.kysely
+              .selectFrom('examples')
+              .select('image_hash')
+              .distinct()
+              .where('image_hash', 'in', before.hashes)
+              .execute()
+          ).map((e) => e.image_hash),
+        ),
   );
   const cachedNow = await withDatabase(r, (db) => cachedEmbeddings(db, before.hashes));
   for (const hash of before.hashes) {
@@ -228,13 +272,18 @@ class Create implements fc.AsyncCommand<Model, Real> {
   check = (m: Readonly<Model>) => live(m as Model, this.owner).length < MAX_LIVE_PER_OWNER;
   async run(m: Model, r: Real) {
     const zips: Record<string, Buffer> = { negative_examples: r.negatives };
-    for (const [i, kind] of this.kinds.entries()) zips[`${className(kind)}_positive_examples`] = await classZip(r, kind, this.share && i === 0);
-    const res = await call(r, this.owner, 'POST', `/v3/classifiers?${VERSION}`, { body: trainingForm(zips, { name: 'forget' }), headers: label(this.customer) });
+    for (const [i, kind] of this.kinds.entries())
+      zips[`${className(kind)}_positive_examples`] = await classZip(r, kind, this.share && i === 0);
+    const res = await call(r, this.owner, 'POST', `/v3/classifiers?${VERSION}`, {
+      body: trainingForm(zips, { name: 'forget' }),
+      headers: label(this.customer),
+    });
     expectNo5xx(res, 'create');
     expect(res.status).toBe(200);
     m.classifiers.push({ owner: this.owner, id: res.body.classifier_id, kinds: new Set(this.kinds) });
   }
-  toString = () => `create(${this.owner}, ${this.kinds.join('+')}${this.customer ? `, ${this.customer}` : ''}${this.share ? ', shared' : ''})`;
+  toString = () =>
+    `create(${this.owner}, ${this.kinds.join('+')}${this.customer ? `, ${this.customer}` : ''}${this.share ? ', shared' : ''})`;
 }
 
 class Update implements fc.AsyncCommand<Model, Real> {
@@ -247,7 +296,10 @@ class Update implements fc.AsyncCommand<Model, Real> {
   ) {}
   check = (m: Readonly<Model>) => live(m as Model, this.owner).some((c) => !c.kinds.has(this.kind));
   async run(m: Model, r: Real) {
-    const c = pick(live(m, this.owner).filter((x) => !x.kinds.has(this.kind)), this.n);
+    const c = pick(
+      live(m, this.owner).filter((x) => !x.kinds.has(this.kind)),
+      this.n,
+    );
     const res = await call(r, this.owner, 'POST', `/v3/classifiers/${c.id}?${VERSION}`, {
       body: trainingForm({ [`${className(this.kind)}_positive_examples`]: await classZip(r, this.kind, this.share) }),
       headers: label(this.customer),
@@ -256,7 +308,8 @@ class Update implements fc.AsyncCommand<Model, Real> {
     expect(res.status).toBe(200);
     c.kinds.add(this.kind);
   }
-  toString = () => `update(${this.owner}#${this.n}, +${this.kind}${this.customer ? `, ${this.customer}` : ''}${this.share ? ', shared' : ''})`;
+  toString = () =>
+    `update(${this.owner}#${this.n}, +${this.kind}${this.customer ? `, ${this.customer}` : ''}${this.share ? ', shared' : ''})`;
 }
 
 /** Activates, pins or exports one of a classifier's listed versions: whatever the answer, never a 5xx. */
@@ -294,7 +347,14 @@ class DeleteUserData implements fc.AsyncCommand<Model, Real> {
   ) {}
   check = () => true;
   run = (m: Model, r: Real) =>
-    deleteAndCheck(m, r, this.owner, { customer: this.customer }, () => call(r, this.owner, 'DELETE', `/v3/user_data?${VERSION}&customer_id=${this.customer}`), 202);
+    deleteAndCheck(
+      m,
+      r,
+      this.owner,
+      { customer: this.customer },
+      () => call(r, this.owner, 'DELETE', `/v3/user_data?${VERSION}&customer_id=${this.customer}`),
+      202,
+    );
   toString = () => `user_data(${this.owner}, ${this.customer})`;
 }
 
@@ -306,7 +366,14 @@ class DeleteClassifier implements fc.AsyncCommand<Model, Real> {
   check = (m: Readonly<Model>) => live(m as Model, this.owner).length > 0;
   async run(m: Model, r: Real) {
     const c = pick(live(m, this.owner), this.n);
-    await deleteAndCheck(m, r, this.owner, { classifierId: c.id }, () => call(r, this.owner, 'DELETE', `/v3/classifiers/${c.id}?${VERSION}`), 200);
+    await deleteAndCheck(
+      m,
+      r,
+      this.owner,
+      { classifierId: c.id },
+      () => call(r, this.owner, 'DELETE', `/v3/classifiers/${c.id}?${VERSION}`),
+      200,
+    );
   }
   toString = () => `delete(${this.owner}#${this.n})`;
 }
@@ -327,10 +394,22 @@ const commands = fc.commands(
           .filter(([, a, b]) => a !== b)
           .map(([o, a, b, c, s]) => new Create(o, [a, b], c, s)),
       },
-      { weight: 4, arbitrary: fc.tuple(owner, fc.nat(3), kind, updateLabel, fc.boolean()).map(([o, n, k, c, s]) => new Update(o, n, k, c, s)) },
+      {
+        weight: 4,
+        arbitrary: fc
+          .tuple(owner, fc.nat(3), kind, updateLabel, fc.boolean())
+          .map(([o, n, k, c, s]) => new Update(o, n, k, c, s)),
+      },
       {
         weight: 3,
-        arbitrary: fc.tuple(owner, fc.nat(3), fc.nat(5), fc.constantFrom('activate', 'pin', 'export') as fc.Arbitrary<UseVersion['use']>).map(([o, n, w, u]) => new UseVersion(o, n, w, u)),
+        arbitrary: fc
+          .tuple(
+            owner,
+            fc.nat(3),
+            fc.nat(5),
+            fc.constantFrom('activate', 'pin', 'export') as fc.Arbitrary<UseVersion['use']>,
+          )
+          .map(([o, n, w, u]) => new UseVersion(o, n, w, u)),
       },
       { weight: 2, arbitrary: fc.tuple(owner, customer).map(([o, c]) => new DeleteUserData(o, c)) },
       { weight: 1, arbitrary: fc.tuple(owner, fc.nat(3)).map(([o, n]) => new DeleteClassifier(o, n)) },

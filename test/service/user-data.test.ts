@@ -3,7 +3,15 @@ import AdmZip from 'adm-zip';
 import { classImages } from '../../fixtures/images';
 import { classZip, trainingForm } from '../support/example-zips';
 import { cachedEmbeddings, headFilesOnDisk, headsHolding, imageFileExists, sha256 } from '../support/forgetting';
-import { ALICE_KEY, basicAuth, bootService, BOB_KEY, VERSION, waitForStatus, type TestService } from '../support/service-harness';
+import {
+  ALICE_KEY,
+  basicAuth,
+  bootService,
+  BOB_KEY,
+  VERSION,
+  waitForStatus,
+  type TestService,
+} from '../support/service-harness';
 
 describe('DELETE /v3/user_data', () => {
   let t: TestService;
@@ -68,8 +76,17 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
   let zips: Record<'cars' | 'trucks' | 'triangles' | 'noise', Buffer>;
   let probe: Buffer;
 
-  const create = async (name: string, files: Record<string, Buffer>, headers: Record<string, string> = {}, key = ALICE_KEY) => {
-    const res = await t.call('POST', `/v3/classifiers?${VERSION}`, { body: trainingForm(files, { name }), headers, key });
+  const create = async (
+    name: string,
+    files: Record<string, Buffer>,
+    headers: Record<string, string> = {},
+    key = ALICE_KEY,
+  ) => {
+    const res = await t.call('POST', `/v3/classifiers?${VERSION}`, {
+      body: trainingForm(files, { name }),
+      headers,
+      key,
+    });
     expect(res.status).toBe(200);
     return res.body.classifier_id as string;
   };
@@ -78,8 +95,15 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
     expect(res.status).toBe(200);
   };
   const ready = async (id: string, key = ALICE_KEY) => {
-    const done = await waitForStatus({ ...t, call: (m, p, init = {}) => t.call(m, p, { ...init, key }) }, id, ['ready', 'failed']);
-    expect({ id, status: done.status, explanation: done.explanation }).toEqual({ id, status: 'ready', explanation: undefined });
+    const done = await waitForStatus({ ...t, call: (m, p, init = {}) => t.call(m, p, { ...init, key }) }, id, [
+      'ready',
+      'failed',
+    ]);
+    expect({ id, status: done.status, explanation: done.explanation }).toEqual({
+      id,
+      status: 'ready',
+      explanation: undefined,
+    });
     return done;
   };
   const versionList = async (id: string) => (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body;
@@ -91,11 +115,14 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
     form.append('threshold', '0');
     return t.call('POST', `/v3/classify?${VERSION}`, { body: form });
   };
-  const forget = (customerId: string) => t.call('DELETE', `/v3/user_data?${VERSION}&customer_id=${encodeURIComponent(customerId)}`);
+  const forget = (customerId: string) =>
+    t.call('DELETE', `/v3/user_data?${VERSION}&customer_id=${encodeURIComponent(customerId)}`);
   const headFileOf = async (versionId: number) => {
     const db = await t.openDatabase();
     try {
-      return (await db.kysely.selectFrom('versions').select('head_file').where('id', '=', versionId).executeTakeFirstOrThrow()).head_file;
+      return (
+        await db.kysely.selectFrom('versions').select('head_file').where('id', '=', versionId).executeTakeFirstOrThrow()
+      ).head_file;
     } finally {
       await db.close();
     }
@@ -133,7 +160,11 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
 
     beforeAll(async () => {
       leopards = await classImages('green-stripes', 10, 64);
-      animals = await create('animals', { cars_positive_examples: zips.cars, trucks_positive_examples: zips.trucks, negative_examples: zips.noise });
+      animals = await create('animals', {
+        cars_positive_examples: zips.cars,
+        trucks_positive_examples: zips.trucks,
+        negative_examples: zips.noise,
+      });
       await ready(animals);
       v1 = await currentVersion(animals);
       await update(animals, { leopard_positive_examples: zipOf(leopards) }, label('cust-A'));
@@ -143,7 +174,15 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
       await ready(animals);
       v3 = await currentVersion(animals);
       // Bob uploads five of the same pictures: they are his examples too.
-      bobs = await create('bobs', { stripes_positive_examples: zipOf([...leopards.slice(0, 5), ...(await classImages('green-stripes', 5, 65))]), negative_examples: zips.noise }, {}, BOB_KEY);
+      bobs = await create(
+        'bobs',
+        {
+          stripes_positive_examples: zipOf([...leopards.slice(0, 5), ...(await classImages('green-stripes', 5, 65))]),
+          negative_examples: zips.noise,
+        },
+        {},
+        BOB_KEY,
+      );
       await ready(bobs, BOB_KEY);
     });
 
@@ -153,7 +192,10 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
 
       expect((await forget('cust-A')).status).toBe(202);
       // v2 is not current: it goes at once. v3 serves until the retrain without the data is ready.
-      const unknownPin = (v: number) => ({ code: 400, error: `Classifier '${animals}' has no version ${v}. GET /v3/classifiers/${animals}/versions lists its versions.` });
+      const unknownPin = (v: number) => ({
+        code: 400,
+        error: `Classifier '${animals}' has no version ${v}. GET /v3/classifiers/${animals}/versions lists its versions.`,
+      });
       expect((await classify(`${animals}@${v2}`)).body).toEqual(unknownPin(v2));
       await ready(animals);
       const v4 = await currentVersion(animals);
@@ -199,7 +241,9 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
       expect((await t.call('GET', `/v3/classifiers/${bobs}?${VERSION}`, { key: BOB_KEY })).body.status).toBe('ready');
 
       // Deleting a classifier forgets its images' embeddings too, once nothing else uses them.
-      const carHashes = (await t.service.ctx.classifiers.trainingSnapshot(animals))!.examples.filter((e) => e.className === 'cars').map((e) => e.imageHash);
+      const carHashes = (await t.service.ctx.classifiers.trainingSnapshot(animals))!.examples
+        .filter((e) => e.className === 'cars')
+        .map((e) => e.imageHash);
       expect((await embeddingsOf(carHashes)).size).toBe(carHashes.length);
       expect((await t.call('DELETE', `/v3/classifiers/${bobs}?${VERSION}`, { key: BOB_KEY })).status).toBe(200);
       expect([...(await embeddingsOf(shared)).keys()]).toEqual([]);
@@ -210,7 +254,11 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
   });
 
   it('finding 4: activating a version trained on deleted data is refused; an earlier one restores only what exists and retrains', async () => {
-    const zoo = await create('zoo', { cars_positive_examples: zips.cars, trucks_positive_examples: zips.trucks, negative_examples: zips.noise });
+    const zoo = await create('zoo', {
+      cars_positive_examples: zips.cars,
+      trucks_positive_examples: zips.trucks,
+      negative_examples: zips.noise,
+    });
     await ready(zoo);
     const v1 = await currentVersion(zoo);
     await update(zoo, { leopard_positive_examples: await classZip('green-stripes', 10, 71) }, label('cust-B'));
@@ -240,7 +288,11 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
     expect((await forget('cust-C')).status).toBe(202);
 
     const after = (await t.call('GET', `/v3/classifiers/${both}?${VERSION}`)).body;
-    expect(after).toMatchObject({ status: 'failed', core_ml_enabled: false, classes: [{ class: 'cars' }, { class: 'autos' }] });
+    expect(after).toMatchObject({
+      status: 'failed',
+      core_ml_enabled: false,
+      classes: [{ class: 'cars' }, { class: 'autos' }],
+    });
     expect(after.explanation).toMatch(/DELETE \/v3\/user_data/);
     expect(after.explanation).toMatch(/negative_examples/);
     expect(after.explanation).not.toMatch(/cust-C/);
@@ -316,7 +368,10 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
     it('a classify pinned to a version the deletion removes meanwhile answers as after the deletion', async () => {
       await deleteWhileReading(pinned, async () => expect((await forget('cust-R2')).status).toBe(202));
       const res = await classify(`${race}@${pinned}`);
-      expect(res.body).toEqual({ code: 400, error: `Classifier '${race}' has no version ${pinned}. GET /v3/classifiers/${race}/versions lists its versions.` });
+      expect(res.body).toEqual({
+        code: 400,
+        error: `Classifier '${race}' has no version ${pinned}. GET /v3/classifiers/${race}/versions lists its versions.`,
+      });
       await ready(race);
     });
 
@@ -324,7 +379,10 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
       const gone = await create('gone', { cars_positive_examples: zips.cars, negative_examples: zips.noise });
       await ready(gone);
       await update(gone, { leopard_positive_examples: await classZip('green-stripes', 10, 74) }, label('cust-R3'));
-      const [forgot, deleted] = await Promise.all([forget('cust-R3'), t.call('DELETE', `/v3/classifiers/${gone}?${VERSION}`)]);
+      const [forgot, deleted] = await Promise.all([
+        forget('cust-R3'),
+        t.call('DELETE', `/v3/classifiers/${gone}?${VERSION}`),
+      ]);
       expect([forgot.status, deleted.status]).toEqual([202, 200]);
       expect((await t.call('GET', `/v3/classifiers/${gone}?${VERSION}`)).status).toBe(404);
       expect(headFilesOnDisk(t.dataDir).filter((f) => f.startsWith(`${gone}/`))).toEqual([]);
@@ -350,9 +408,12 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
   });
 
   describe('finding 5: X-Watson-Metadata is parsed as Watson did', () => {
-    const form = () => trainingForm({ cars_positive_examples: zips.cars, negative_examples: zips.noise }, { name: 'labels' });
-    const createWith = (value: string) => t.call('POST', `/v3/classifiers?${VERSION}`, { body: form(), headers: { 'X-Watson-Metadata': value } });
-    const names = async () => (await t.call('GET', `/v3/classifiers?${VERSION}`)).body.classifiers.map((c: { name: string }) => c.name);
+    const form = () =>
+      trainingForm({ cars_positive_examples: zips.cars, negative_examples: zips.noise }, { name: 'labels' });
+    const createWith = (value: string) =>
+      t.call('POST', `/v3/classifiers?${VERSION}`, { body: form(), headers: { 'X-Watson-Metadata': value } });
+    const names = async () =>
+      (await t.call('GET', `/v3/classifiers?${VERSION}`)).body.classifiers.map((c: { name: string }) => c.name);
 
     it('refuses two headers, several values, another field name or an empty id with a 400 that says so; nothing is stored', async () => {
       const before = await names();

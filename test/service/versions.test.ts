@@ -48,7 +48,11 @@ describe('classifier versions', () => {
     [circle] = await classImages('red-circles', 1, 56);
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
-        { circles_positive_examples: zips.circles, squares_positive_examples: zips.squares, negative_examples: zips.noise },
+        {
+          circles_positive_examples: zips.circles,
+          squares_positive_examples: zips.squares,
+          negative_examples: zips.noise,
+        },
         { name: 'versioned' },
       ),
     });
@@ -80,7 +84,7 @@ describe('classifier versions', () => {
     expect(viaGet.body.images[0].error.description).toMatch(/not a valid absolute URL/);
   });
 
-  it('refuses a pin of an unknown version, another owner\'s classifier, a malformed pin or a pinned built-in with a 400', async () => {
+  it("refuses a pin of an unknown version, another owner's classifier, a malformed pin or a pinned built-in with a 400", async () => {
     const unknown = await classify({ classifier_ids: `${id}@999999` });
     expect(unknown.status).toBe(400);
     expect(unknown.body).toEqual({
@@ -89,7 +93,9 @@ describe('classifier versions', () => {
     });
     const otherOwner = await classify({ classifier_ids: `${id}@${v1}` }, BOB_KEY);
     expect(otherOwner.status).toBe(400);
-    expect(otherOwner.body.error).toMatch(new RegExp(`^Cannot find classifier '${id}', so its version ${v1} cannot be used`));
+    expect(otherOwner.body.error).toMatch(
+      new RegExp(`^Cannot find classifier '${id}', so its version ${v1} cannot be used`),
+    );
     for (const bad of [`${id}@`, `@${v1}`, `${id}@x`, `${id}@1@2`, `${id}@0`]) {
       const res = await classify({ classifier_ids: bad });
       expect(res.status).toBe(400);
@@ -104,7 +110,11 @@ describe('classifier versions', () => {
   it('activates an earlier version: it serves at once, the rollback is in the history, the next retrain starts from its examples', async () => {
     const res = await activate(v1);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ classifier_id: id, status: 'ready', classes: [{ class: 'circles' }, { class: 'squares' }] });
+    expect(res.body).toMatchObject({
+      classifier_id: id,
+      status: 'ready',
+      classes: [{ class: 'circles' }, { class: 'squares' }],
+    });
     expect(res.body.evaluation.version_id).toBe(v1);
     const served = await classify({ classifier_ids: id });
     expect(served.body.images[0].classifiers[0].version_id).toBe(v1);
@@ -132,11 +142,16 @@ describe('classifier versions', () => {
     expect(classNames(v3.classes)).toEqual(['circles', 'squares', 'triangles']);
   });
 
-  it('answers activation mistakes in the error format: unknown or other classifier\'s version, bad id, another owner', async () => {
+  it("answers activation mistakes in the error format: unknown or other classifier's version, bad id, another owner", async () => {
     const unknown = await activate(999999);
     expect(unknown.status).toBe(404);
-    expect(unknown.body.error).toBe(`Classifier '${id}' has no version 999999. GET /v3/classifiers/${id}/versions lists its versions.`);
-    expect((await activate('latest')).body).toMatchObject({ code: 400, error: expect.stringMatching(/^The version id 'latest' .* positive integers/) });
+    expect(unknown.body.error).toBe(
+      `Classifier '${id}' has no version 999999. GET /v3/classifiers/${id}/versions lists its versions.`,
+    );
+    expect((await activate('latest')).body).toMatchObject({
+      code: 400,
+      error: expect.stringMatching(/^The version id 'latest' .* positive integers/),
+    });
     expect((await activate(v1, '&discard_pending=maybe')).body).toEqual({
       code: 400,
       error: "The parameter 'discard_pending' must be true or false.",
@@ -149,30 +164,42 @@ describe('classifier versions', () => {
       body: trainingForm({ a_positive_examples: zips.circles, negative_examples: zips.noise }, { name: 'other' }),
     });
     await waitForStatus(t, other.body.classifier_id, ['ready']);
-    const otherVersion = (await t.call('GET', `/v3/classifiers/${other.body.classifier_id}/versions?${VERSION}`)).body.current_version_id;
+    const otherVersion = (await t.call('GET', `/v3/classifiers/${other.body.classifier_id}/versions?${VERSION}`)).body
+      .current_version_id;
     expect((await activate(otherVersion)).status).toBe(404);
     // A version of a deleted classifier: the classifier is gone, and so is every way to its versions.
     await t.call('DELETE', `/v3/classifiers/${other.body.classifier_id}?${VERSION}`);
-    const gone = await t.call('POST', `/v3/classifiers/${other.body.classifier_id}/versions/${otherVersion}/activate?${VERSION}`);
+    const gone = await t.call(
+      'POST',
+      `/v3/classifiers/${other.body.classifier_id}/versions/${otherVersion}/activate?${VERSION}`,
+    );
     expect(gone.status).toBe(404);
     expect((await classify({ classifier_ids: `${other.body.classifier_id}@${otherVersion}` })).status).toBe(400);
   });
 
-  it('answers a forged version id (another owner\'s, a deleted classifier\'s, one past the last) exactly like an unknown one', async () => {
-    const form = (name: string) => trainingForm({ a_positive_examples: zips.circles, negative_examples: zips.noise }, { name });
-    const bobs = (await t.call('POST', `/v3/classifiers?${VERSION}`, { key: BOB_KEY, body: form('bobs') })).body.classifier_id;
+  it("answers a forged version id (another owner's, a deleted classifier's, one past the last) exactly like an unknown one", async () => {
+    const form = (name: string) =>
+      trainingForm({ a_positive_examples: zips.circles, negative_examples: zips.noise }, { name });
+    const bobs = (await t.call('POST', `/v3/classifiers?${VERSION}`, { key: BOB_KEY, body: form('bobs') })).body
+      .classifier_id;
     const gone = (await t.call('POST', `/v3/classifiers?${VERSION}`, { body: form('gone') })).body.classifier_id;
     const versionOf = async (cid: string, key?: string) => {
       await waitFor(`${cid} to be ready`, async () => {
         const res = await t.call('GET', `/v3/classifiers/${cid}?${VERSION}`, { key });
         return res.body.status === 'ready' ? true : undefined;
       });
-      return (await t.call('GET', `/v3/classifiers/${cid}/versions?${VERSION}`, { key })).body.current_version_id as number;
+      return (await t.call('GET', `/v3/classifiers/${cid}/versions?${VERSION}`, { key })).body
+        .current_version_id as number;
     };
     const bobsVersion = await versionOf(bobs, BOB_KEY);
     const goneVersion = await versionOf(gone);
     await t.call('DELETE', `/v3/classifiers/${gone}?${VERSION}`);
-    const forged = { otherOwner: bobsVersion, deleted: goneVersion, nextNumber: Math.max(bobsVersion, goneVersion) + 1, unknown: 987654 };
+    const forged = {
+      otherOwner: bobsVersion,
+      deleted: goneVersion,
+      nextNumber: Math.max(bobsVersion, goneVersion) + 1,
+      unknown: 987654,
+    };
     const requests: Array<[string, (v: number) => Promise<{ status: number; body: unknown }>]> = [
       ['activate', (v) => activate(v)],
       ['classify pin', (v) => classify({ classifier_ids: `${id}@${v}` })],
@@ -181,15 +208,23 @@ describe('classifier versions', () => {
       const answers = new Map<string, string>();
       for (const [kind, v] of Object.entries(forged)) {
         const res = await request(v);
-        answers.set(kind, JSON.stringify({ status: res.status, body: res.body }).split(`version ${v}.`).join('version <v>.'));
+        answers.set(
+          kind,
+          JSON.stringify({ status: res.status, body: res.body }).split(`version ${v}.`).join('version <v>.'),
+        );
       }
-      expect({ endpoint, answers: new Set(answers.values()).size === 1 ? 'identical' : Object.fromEntries(answers) }).toEqual({
+      expect({
+        endpoint,
+        answers: new Set(answers.values()).size === 1 ? 'identical' : Object.fromEntries(answers),
+      }).toEqual({
         endpoint,
         answers: 'identical',
       });
     }
     // Bob's classifier still has its version, untouched.
-    expect((await t.call('GET', `/v3/classifiers/${bobs}/versions?${VERSION}`, { key: BOB_KEY })).body.current_version_id).toBe(bobsVersion);
+    expect(
+      (await t.call('GET', `/v3/classifiers/${bobs}/versions?${VERSION}`, { key: BOB_KEY })).body.current_version_id,
+    ).toBe(bobsVersion);
   });
 
   it('keeps a version pinned by a request in flight, prunes it afterwards, and never the current one', async () => {
@@ -209,7 +244,10 @@ describe('classifier versions', () => {
       const current = (await versions()).current_version_id;
       const oldest = kept.find((v: { version_id: number }) => v.version_id !== current).version_id;
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow.jpg`;
-      const inFlight = t.call('GET', `/v3/classify?${VERSION}&threshold=0&url=${encodeURIComponent(url)}&classifier_ids=${id}@${oldest}`);
+      const inFlight = t.call(
+        'GET',
+        `/v3/classify?${VERSION}&threshold=0&url=${encodeURIComponent(url)}&classifier_ids=${id}@${oldest}`,
+      );
       await requestArrived;
 
       // Two more versions: with KEEP_VERSIONS=2 the pinned one would be pruned, but it is leased.
@@ -228,15 +266,20 @@ describe('classifier versions', () => {
 
       // Activation applies retention too: now the pinned version goes, its head file with it.
       const now = during.current_version_id;
-      const previous = during.versions.filter((v: { pruned?: string; version_id: number }) => !v.pruned && v.version_id !== now && v.version_id !== oldest)[0].version_id;
+      const previous = during.versions.filter(
+        (v: { pruned?: string; version_id: number }) => !v.pruned && v.version_id !== now && v.version_id !== oldest,
+      )[0].version_id;
       expect((await activate(previous)).status).toBe(200);
       const after = await versions();
       const pruned = after.versions.find((v: { version_id: number }) => v.version_id === oldest);
       expect(pruned.pruned).toBeDefined();
       expect(after.current_version_id).toBe(previous);
-      expect(after.versions.filter((v: { pruned?: string }) => !v.pruned).map((v: { version_id: number }) => v.version_id).sort()).toEqual(
-        [previous, now].sort(),
-      );
+      expect(
+        after.versions
+          .filter((v: { pruned?: string }) => !v.pruned)
+          .map((v: { version_id: number }) => v.version_id)
+          .sort(),
+      ).toEqual([previous, now].sort());
       const headFiles = fs.readdirSync(path.join(t.dataDir, 'heads', id));
       expect(headFiles).toHaveLength(2);
 
@@ -262,7 +305,10 @@ describe('a rollback while a retrain runs', () => {
     t = await bootService();
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(
-        { circles_positive_examples: await classZip('red-circles', 10, 61), squares_positive_examples: await classZip('blue-squares', 10, 62) },
+        {
+          circles_positive_examples: await classZip('red-circles', 10, 61),
+          squares_positive_examples: await classZip('blue-squares', 10, 62),
+        },
         { name: 'race' },
       ),
     });
@@ -270,7 +316,9 @@ describe('a rollback while a retrain runs', () => {
     const versions = async () => (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body;
     await waitForStatus(t, id, ['ready']);
     const v1 = (await versions()).current_version_id;
-    await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, { body: trainingForm({ stripes_positive_examples: await classZip('green-stripes', 10, 63) }) });
+    await t.call('POST', `/v3/classifiers/${id}?${VERSION}`, {
+      body: trainingForm({ stripes_positive_examples: await classZip('green-stripes', 10, 63) }),
+    });
     await waitForStatus(t, id, ['ready']);
     const v2 = (await versions()).current_version_id;
 
@@ -296,7 +344,9 @@ describe('a rollback while a retrain runs', () => {
     const after = await versions();
     const activation = after.history.filter((e: { event: string }) => e.event === 'activated').at(-1);
     expect(activation.version_id).toBe(v1);
-    const withTriangles = after.versions.filter((v: { classes: Array<{ class: string }> }) => classNames(v.classes).includes('triangles'));
+    const withTriangles = after.versions.filter((v: { classes: Array<{ class: string }> }) =>
+      classNames(v.classes).includes('triangles'),
+    );
     expect(withTriangles).toHaveLength(1);
     if (rolledBack.body.status === 'retraining') {
       // The run was still going: it did not publish over the rollback, and the update trained on v1's examples.

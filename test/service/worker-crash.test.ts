@@ -13,13 +13,20 @@ describe('a training worker killed mid-job', () => {
   });
 
   async function killWorkerOnceTrainingRuns(id: string) {
-    await waitFor('the training run to report progress', async () => {
-      const res = await t.call('GET', `/v3/classifiers/${id}?${VERSION}`);
-      return res.body.training_progress > 0 ? true : undefined;
-    }, 60_000, 50);
+    await waitFor(
+      'the training run to report progress',
+      async () => {
+        const res = await t.call('GET', `/v3/classifiers/${id}?${VERSION}`);
+        return res.body.training_progress > 0 ? true : undefined;
+      },
+      60_000,
+      50,
+    );
     const pid = t.service.worker!.pid!;
     process.kill(pid, 'SIGKILL');
-    await waitFor('the supervisor to start a new worker', async () => (t.service.worker!.pid !== pid ? true : undefined));
+    await waitFor('the supervisor to start a new worker', async () =>
+      t.service.worker!.pid !== pid ? true : undefined,
+    );
   }
 
   it('during a first training and during a retrain, with the last good version serving throughout', async () => {

@@ -5,7 +5,12 @@ import { chromium, type BrowserContext } from 'playwright-core';
 
 /** Where Debian's (or another distribution's) Chromium lives; CHROMIUM_PATH overrides. */
 export function findChromium(): string | undefined {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/snap/bin/chromium'];
+  const candidates = [
+    process.env.CHROMIUM_PATH,
+    '/usr/bin/chromium',
+    '/usr/bin/chromium-browser',
+    '/snap/bin/chromium',
+  ];
   return candidates.find((p): p is string => !!p && fs.existsSync(p));
 }
 

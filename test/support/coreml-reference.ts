@@ -23,7 +23,8 @@ let modelType: Promise<protobuf.Type> | undefined;
 
 export function appleModelType(): Promise<protobuf.Type> {
   if (!MODEL_PROTO) throw new Error(`Apple's Core ML specification is needed under CI: ${HOW_TO_ENABLE}`);
-  if (!fs.existsSync(MODEL_PROTO)) throw new Error(`Apple's Core ML specification is not in COREML_SPEC_DIR (no ${MODEL_PROTO}): ${HOW_TO_ENABLE}`);
+  if (!fs.existsSync(MODEL_PROTO))
+    throw new Error(`Apple's Core ML specification is not in COREML_SPEC_DIR (no ${MODEL_PROTO}): ${HOW_TO_ENABLE}`);
   modelType ??= protobuf.load(MODEL_PROTO).then((root) => root.lookupType('CoreML.Specification.Model'));
   return modelType;
 }
@@ -31,7 +32,13 @@ export function appleModelType(): Promise<protobuf.Type> {
 /** Decodes an .mlmodel with Apple's schema into a plain object (int64 as numbers, enums by name, defaults filled in). */
 export async function decodeMlModel(bytes: Uint8Array): Promise<any> {
   const type = await appleModelType();
-  return type.toObject(type.decode(bytes), { longs: Number, enums: String, defaults: true, arrays: true, oneofs: true });
+  return type.toObject(type.decode(bytes), {
+    longs: Number,
+    enums: String,
+    defaults: true,
+    arrays: true,
+    oneofs: true,
+  });
 }
 
 /** A [C, H, W] blob in double precision. */
@@ -58,7 +65,8 @@ export function runNeuralNetworkClassifier(model: any, rgb: Uint8Array, size: nu
   const image = blob(3, size, size);
   const biases = [scaler.redBias, scaler.greenBias, scaler.blueBias];
   for (let c = 0; c < 3; c++) {
-    for (let p = 0; p < size * size; p++) image.data[c * size * size + p] = scaler.channelScale * rgb[p * 3 + c] + biases[c];
+    for (let p = 0; p < size * size; p++)
+      image.data[c * size * size + p] = scaler.channelScale * rgb[p * 3 + c] + biases[c];
   }
   blobs.set(input.name, image);
   for (const layer of nn.layers) {
@@ -72,7 +80,8 @@ export function runNeuralNetworkClassifier(model: any, rgb: Uint8Array, size: nu
   const probs = blobs.get(nn.labelProbabilityLayerName);
   if (!probs) throw new Error(`no blob ${nn.labelProbabilityLayerName}`);
   const labels: string[] = nn.stringClassLabels.vector;
-  if (probs.data.length !== labels.length) throw new Error(`${probs.data.length} probabilities for ${labels.length} labels`);
+  if (probs.data.length !== labels.length)
+    throw new Error(`${probs.data.length} probabilities for ${labels.length} labels`);
   return new Map(labels.map((label, i) => [label, probs.data[i]]));
 }
 
@@ -128,7 +137,11 @@ function runLayer(layer: any, inputs: Blob[]): Blob {
     }
     case 'concat': {
       if (layer.concat.sequenceConcat) throw new Error('sequence concat is not in the reference');
-      const out = blob(inputs.reduce((n, b) => n + b.c, 0), x.h, x.w);
+      const out = blob(
+        inputs.reduce((n, b) => n + b.c, 0),
+        x.h,
+        x.w,
+      );
       let at = 0;
       for (const b of inputs) {
         out.data.set(b.data, at);
@@ -157,11 +170,17 @@ function runLayer(layer: any, inputs: Blob[]): Blob {
     case 'padding': {
       const [hEdges, wEdges] = layer.padding.paddingAmounts.borderAmounts;
       const value = layer.padding.constant.value;
-      const out = blob(x.c, x.h + hEdges.startEdgeSize + hEdges.endEdgeSize, x.w + wEdges.startEdgeSize + wEdges.endEdgeSize);
+      const out = blob(
+        x.c,
+        x.h + hEdges.startEdgeSize + hEdges.endEdgeSize,
+        x.w + wEdges.startEdgeSize + wEdges.endEdgeSize,
+      );
       out.data.fill(value);
       for (let c = 0; c < x.c; c++)
         for (let y = 0; y < x.h; y++)
-          for (let xx = 0; xx < x.w; xx++) out.data[(c * out.h + y + hEdges.startEdgeSize) * out.w + xx + wEdges.startEdgeSize] = x.data[(c * x.h + y) * x.w + xx];
+          for (let xx = 0; xx < x.w; xx++)
+            out.data[(c * out.h + y + hEdges.startEdgeSize) * out.w + xx + wEdges.startEdgeSize] =
+              x.data[(c * x.h + y) * x.w + xx];
       return out;
     }
     case 'permute': {
@@ -249,12 +268,16 @@ function broadcast(a: Blob, b: Blob, add: boolean): Blob {
 
 function edges(padding: any): [number, number, number, number] {
   const amounts = padding?.paddingAmounts?.borderAmounts ?? [];
-  const [h, w] = [amounts[0] ?? { startEdgeSize: 0, endEdgeSize: 0 }, amounts[1] ?? { startEdgeSize: 0, endEdgeSize: 0 }];
+  const [h, w] = [
+    amounts[0] ?? { startEdgeSize: 0, endEdgeSize: 0 },
+    amounts[1] ?? { startEdgeSize: 0, endEdgeSize: 0 },
+  ];
   return [h.startEdgeSize, w.startEdgeSize, h.endEdgeSize, w.endEdgeSize];
 }
 
 function convolution(p: any, x: Blob): Blob {
-  if (p.ConvolutionPaddingType !== 'valid' || p.isDeconvolution) throw new Error('only valid-padded convolution is in the reference');
+  if (p.ConvolutionPaddingType !== 'valid' || p.isDeconvolution)
+    throw new Error('only valid-padded convolution is in the reference');
   const [kh, kw] = p.kernelSize;
   const [sh, sw] = p.stride.length ? p.stride : [1, 1];
   const [dh, dw] = p.dilationFactor.length ? p.dilationFactor : [1, 1];
@@ -267,7 +290,8 @@ function convolution(p: any, x: Blob): Blob {
   const ow = Math.floor((x.w + left + right - ((kw - 1) * dw + 1)) / sw) + 1;
   const out = blob(outC, oh, ow);
   const weights = Float64Array.from(p.weights.floatValue as number[]);
-  if (weights.length !== outC * kc * kh * kw) throw new Error(`convolution: ${weights.length} weights for [${outC}, ${kc}, ${kh}, ${kw}]`);
+  if (weights.length !== outC * kc * kh * kw)
+    throw new Error(`convolution: ${weights.length} weights for [${outC}, ${kc}, ${kh}, ${kw}]`);
   const perGroupOut = outC / groups;
   for (let o = 0; o < outC; o++) {
     const g = Math.floor(o / perGroupOut);

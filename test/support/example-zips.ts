@@ -12,6 +12,7 @@ export async function classZip(kind: ClassImageKind, count: number, seed: number
 export function trainingForm(zips: Record<string, Buffer>, fields: Record<string, string> = {}): FormData {
   const form = new FormData();
   for (const [name, value] of Object.entries(fields)) form.append(name, value);
-  for (const [field, bytes] of Object.entries(zips)) form.append(field, new Blob([new Uint8Array(bytes)]), `${field}.zip`);
+  for (const [field, bytes] of Object.entries(zips))
+    form.append(field, new Blob([new Uint8Array(bytes)]), `${field}.zip`);
   return form;
 }

@@ -14,7 +14,11 @@ import { deserializeHead } from '../../src/ml/heads';
 export async function cachedEmbeddings(db: Database, hashes: string[]): Promise<Map<string, Float32Array>> {
   const found = new Map<string, Float32Array>();
   if (hashes.length === 0) return found;
-  const rows = await db.kysely.selectFrom('embeddings').select(['hash', 'vector']).where('hash', 'in', hashes).execute();
+  const rows = await db.kysely
+    .selectFrom('embeddings')
+    .select(['hash', 'vector'])
+    .where('hash', 'in', hashes)
+    .execute();
   for (const { hash, vector } of rows) {
     const embedding = new Float32Array(vector.byteLength / 4);
     new Uint8Array(embedding.buffer).set(vector);
@@ -31,7 +35,9 @@ export function imageFileExists(dataDir: string, hash: string): boolean {
 export function headFilesOnDisk(dataDir: string): string[] {
   const root = dataLayout(dataDir).heads;
   if (!fs.existsSync(root)) return [];
-  return fs.readdirSync(root).flatMap((dir) => fs.readdirSync(path.join(root, dir)).map((name) => path.join(dir, name)));
+  return fs
+    .readdirSync(root)
+    .flatMap((dir) => fs.readdirSync(path.join(root, dir)).map((name) => path.join(dir, name)));
 }
 
 function cosine(a: Float32Array, aAt: number, b: Float32Array, dim: number): number {
@@ -54,7 +60,8 @@ export function headsHolding(dataDir: string, embedding: Float32Array, minCosine
     const head = deserializeHead(fs.readFileSync(path.join(root, file)), file);
     const positives = head.gate?.positives;
     if (!positives || head.dim !== embedding.length) return false;
-    for (let at = 0; at < positives.length; at += head.dim) if (cosine(positives, at, embedding, head.dim) > minCosine) return true;
+    for (let at = 0; at < positives.length; at += head.dim)
+      if (cosine(positives, at, embedding, head.dim) > minCosine) return true;
     return false;
   });
 }

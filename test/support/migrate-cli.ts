@@ -17,11 +17,20 @@ export interface CliRun {
  */
 export function runMigrate(args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<CliRun> {
   const { DATABASE_URL: _ignored, ...inherited } = process.env;
-  const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'src/entry-points/cli/migrate.ts'), ...args], {
-    cwd: ROOT,
-    env: { ...inherited, REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'src/entry-points/cli/migrate.ts'), ...args],
+    {
+      cwd: ROOT,
+      env: {
+        ...inherited,
+        REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+        LOG_LEVEL: 'warn',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -42,6 +51,9 @@ export function fileState(sqliteFile: string): { sha256: string; mtimeMs: number
   return {
     sha256: crypto.createHash('sha256').update(fs.readFileSync(sqliteFile)).digest('hex'),
     mtimeMs: fs.statSync(sqliteFile).mtimeMs,
-    files: fs.readdirSync(dir).filter((f) => f.startsWith(path.basename(sqliteFile))).sort(),
+    files: fs
+      .readdirSync(dir)
+      .filter((f) => f.startsWith(path.basename(sqliteFile)))
+      .sort(),
   };
 }

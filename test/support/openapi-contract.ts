@@ -30,7 +30,12 @@ export class OpenApiContract {
     this.ajv.addSchema({ $id: COMPONENTS_ID, components: document.components ?? {} });
     this.routes = Object.keys(document.paths).map((template) => ({
       template,
-      pattern: new RegExp(`^${template.split(/\{[^}]+\}/).map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[^/]+')}$`),
+      pattern: new RegExp(
+        `^${template
+          .split(/\{[^}]+\}/)
+          .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+          .join('[^/]+')}$`,
+      ),
     }));
   }
 
@@ -41,23 +46,44 @@ export class OpenApiContract {
     const operation = route && this.document.paths[route.template][method.toLowerCase()];
     const where = `${method} ${route?.template ?? path} → ${status}`;
     if (!route || !operation) {
-      if (status !== 404) return [`${where}: the path and method are not in the OpenAPI document, yet did not answer 404`];
-      return this.bodyProblems(where, 'Error', { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } }, contentType, body);
+      if (status !== 404)
+        return [`${where}: the path and method are not in the OpenAPI document, yet did not answer 404`];
+      return this.bodyProblems(
+        where,
+        'Error',
+        { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+        contentType,
+        body,
+      );
     }
     const response = operation.responses[String(status)];
     if (!response) return [`${where}: status ${status} is not documented for this operation`];
     return this.bodyProblems(where, `${route.template}/${method}/${status}`, response.content, contentType, body);
   }
 
-  private bodyProblems(where: string, key: string, content: Record<string, MediaType> | undefined, contentType: string | null, body: unknown): string[] {
-    if (!content) return body === '' ? [] : [`${where}: documented without a body, but one came: ${JSON.stringify(body).slice(0, 200)}`];
+  private bodyProblems(
+    where: string,
+    key: string,
+    content: Record<string, MediaType> | undefined,
+    contentType: string | null,
+    body: unknown,
+  ): string[] {
+    if (!content)
+      return body === ''
+        ? []
+        : [`${where}: documented without a body, but one came: ${JSON.stringify(body).slice(0, 200)}`];
     const mediaType = (contentType ?? '').split(';')[0].trim();
     const documented = content[mediaType];
-    if (!documented) return [`${where}: content type '${mediaType}' is not documented (documented: ${Object.keys(content).join(', ')})`];
+    if (!documented)
+      return [
+        `${where}: content type '${mediaType}' is not documented (documented: ${Object.keys(content).join(', ')})`,
+      ];
     if (mediaType !== 'application/json' || !documented.schema) return [];
     const validate = this.validator(`${key}:${mediaType}`, documented.schema);
     if (validate(body)) return [];
-    return [`${where}: the body does not match its schema: ${this.ajv.errorsText(validate.errors)}; body: ${JSON.stringify(body).slice(0, 500)}`];
+    return [
+      `${where}: the body does not match its schema: ${this.ajv.errorsText(validate.errors)}; body: ${JSON.stringify(body).slice(0, 500)}`,
+    ];
   }
 
   private validator(key: string, schema: object): ValidateFunction {

@@ -22,7 +22,11 @@ export interface TestService {
    * Every answer is checked against the service's OpenAPI document (status documented for the
    * operation, body matching its schema); a mismatch throws, failing the test that made the call.
    */
-  call(method: string, pathAndQuery: string, init?: { body?: FormData | string; headers?: Record<string, string>; key?: string | null }): Promise<{ status: number; body: any }>;
+  call(
+    method: string,
+    pathAndQuery: string,
+    init?: { body?: FormData | string; headers?: Record<string, string>; key?: string | null },
+  ): Promise<{ status: number; body: any }>;
   /** Stops the API and worker and starts them again on the same data dir and Redis namespace. */
   restart(): Promise<void>;
   /** A connection of the test's own to the service's database (SQLite file or PostgreSQL); close it after use. */
@@ -74,7 +78,9 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
   };
   const service = await startService(env);
   // The document does not change across restarts: the same env gives the same config.
-  const contract = new OpenApiContract((await (await fetch(`${service.url}/v3/openapi.json`)).json()) as ConstructorParameters<typeof OpenApiContract>[0]);
+  const contract = new OpenApiContract(
+    (await (await fetch(`${service.url}/v3/openapi.json`)).json()) as ConstructorParameters<typeof OpenApiContract>[0],
+  );
   const t: TestService = {
     service,
     get url() {
@@ -117,7 +123,12 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
   return t;
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000, everyMs = 200): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 90_000,
+  everyMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -129,8 +140,12 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 
 /** Polls GET /v3/classifiers/{id} until the status is one of `statuses`. */
 export async function waitForStatus(t: TestService, id: string, statuses: string[], timeoutMs = 90_000) {
-  return waitFor(`classifier ${id} to be ${statuses.join('/')}`, async () => {
-    const res = await t.call('GET', `/v3/classifiers/${id}?${VERSION}`);
-    return statuses.includes(res.body.status) ? res.body : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `classifier ${id} to be ${statuses.join('/')}`,
+    async () => {
+      const res = await t.call('GET', `/v3/classifiers/${id}?${VERSION}`);
+      return statuses.includes(res.body.status) ? res.body : undefined;
+    },
+    timeoutMs,
+  );
 }

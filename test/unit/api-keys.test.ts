@@ -41,7 +41,10 @@ describe.each(['sqlite', 'postgres'] as const)('API keys on %s', (dialect) => {
     const db = await Database.open(target());
     try {
       const keys = new ApiKeyRepository(db);
-      await bootstrapApiKeys(keys, [{ owner: 'a', key: 'key-of-a-1' }, { owner: 'b', key: 'key-of-b-1' }]);
+      await bootstrapApiKeys(keys, [
+        { owner: 'a', key: 'key-of-a-1' },
+        { owner: 'b', key: 'key-of-b-1' },
+      ]);
       expect(await keys.ownerOfKey('key-of-b-1')).toBe('b');
       await bootstrapApiKeys(keys, [{ owner: 'a', key: 'key-of-a-1' }]);
       expect(await keys.ownerOfKey('key-of-a-1')).toBe('a');
@@ -58,7 +61,9 @@ describe.each(['sqlite', 'postgres'] as const)('API keys on %s', (dialect) => {
     const first = await Database.open(target());
     const second = await Database.open(target());
     try {
-      const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(second.kysely);
+      const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(
+        second.kysely,
+      );
       expect(applied.rows.map((r) => r.name)).toEqual(migrationProvider(dialect).names);
       expect(await second.kysely.selectFrom('instance').select('singleton').execute()).toEqual([{ singleton: 1 }]);
       if (dialect === 'sqlite') {

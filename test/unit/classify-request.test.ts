@@ -3,12 +3,24 @@ import { parseClassifierRef, parseClassifyParameters } from '../../src/domain/cl
 
 describe('parseClassifyParameters', () => {
   it('defaults to threshold 0.5 and no explicit classifiers', () => {
-    expect(parseClassifyParameters({})).toEqual({ url: undefined, classifierIds: undefined, owners: undefined, threshold: 0.5 });
+    expect(parseClassifyParameters({})).toEqual({
+      url: undefined,
+      classifierIds: undefined,
+      owners: undefined,
+      threshold: 0.5,
+    });
   });
 
   it('splits, trims and deduplicates classifier_ids given as a list or repeated fields', () => {
-    expect(parseClassifyParameters({ classifier_ids: ' a_1 , default,a_1,, ' }).classifierIds).toEqual(['a_1', 'default']);
-    expect(parseClassifyParameters({ classifier_ids: ['a_1', 'b_2,default'] }).classifierIds).toEqual(['a_1', 'b_2', 'default']);
+    expect(parseClassifyParameters({ classifier_ids: ' a_1 , default,a_1,, ' }).classifierIds).toEqual([
+      'a_1',
+      'default',
+    ]);
+    expect(parseClassifyParameters({ classifier_ids: ['a_1', 'b_2,default'] }).classifierIds).toEqual([
+      'a_1',
+      'b_2',
+      'default',
+    ]);
   });
 
   it('reads owners IBM and me in any case, and refuses others', () => {
@@ -16,7 +28,12 @@ describe('parseClassifyParameters', () => {
     expect(() => parseClassifyParameters({ owners: 'someone' })).toThrow(/The owner 'someone' is not valid/);
   });
 
-  it.each([['0', 0], ['0.0', 0], ['1', 1], ['0.73', 0.73]])('accepts threshold %s', (raw, value) => {
+  it.each([
+    ['0', 0],
+    ['0.0', 0],
+    ['1', 1],
+    ['0.73', 0.73],
+  ])('accepts threshold %s', (raw, value) => {
     expect(parseClassifyParameters({ threshold: raw }).threshold).toBe(value);
   });
 
@@ -33,10 +50,20 @@ describe('parseClassifyParameters', () => {
 
   it('takes what the plain fields leave out from the legacy parameters JSON', () => {
     const parsed = parseClassifyParameters({
-      parameters: JSON.stringify({ url: 'http://x/y.jpg', classifier_ids: ['a_1', 'default'], owners: ['me'], threshold: 0.2 }),
+      parameters: JSON.stringify({
+        url: 'http://x/y.jpg',
+        classifier_ids: ['a_1', 'default'],
+        owners: ['me'],
+        threshold: 0.2,
+      }),
       threshold: '0.9',
     });
-    expect(parsed).toEqual({ url: 'http://x/y.jpg', classifierIds: ['a_1', 'default'], owners: ['me'], threshold: 0.9 });
+    expect(parsed).toEqual({
+      url: 'http://x/y.jpg',
+      classifierIds: ['a_1', 'default'],
+      owners: ['me'],
+      threshold: 0.9,
+    });
   });
 
   it('refuses parameters that are not a JSON object', () => {

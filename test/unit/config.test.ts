@@ -26,8 +26,16 @@ describe('loadConfig', () => {
   });
 
   it('serves the operations endpoints on the API port unless OPS_PORT moves them', () => {
-    expect(loadConfig({ HOST: '10.0.0.1' }).ops).toEqual({ metrics: true, health: true, port: undefined, host: '10.0.0.1', publishIntervalMs: 5000 });
-    expect(loadConfig({ OPS_PORT: '9100', OPS_HOST: '127.0.0.1', METRICS_ENABLED: 'false', HEALTH_ENABLED: '0' }).ops).toMatchObject({
+    expect(loadConfig({ HOST: '10.0.0.1' }).ops).toEqual({
+      metrics: true,
+      health: true,
+      port: undefined,
+      host: '10.0.0.1',
+      publishIntervalMs: 5000,
+    });
+    expect(
+      loadConfig({ OPS_PORT: '9100', OPS_HOST: '127.0.0.1', METRICS_ENABLED: 'false', HEALTH_ENABLED: '0' }).ops,
+    ).toMatchObject({
       metrics: false,
       health: false,
       port: 9100,

@@ -2,7 +2,16 @@ import { ApiMetrics, WorkerMetrics, mergeSnapshots } from '../../src/lib/metrics
 import { routeTemplateOf } from '../../src/entry-points/http/openapi';
 
 describe('request route labels', () => {
-  const routeOf = routeTemplateOf({ paths: { '/v3/classifiers': {}, '/v3/classifiers/{classifier_id}': {}, '/v3/classifiers/{classifier_id}/versions': {} } }, ['/docs']);
+  const routeOf = routeTemplateOf(
+    {
+      paths: {
+        '/v3/classifiers': {},
+        '/v3/classifiers/{classifier_id}': {},
+        '/v3/classifiers/{classifier_id}/versions': {},
+      },
+    },
+    ['/docs'],
+  );
 
   it('names a request by its route template, never by the id in it', () => {
     expect(routeOf('/v3/classifiers')).toBe('/v3/classifiers');
@@ -27,8 +36,15 @@ describe('mergeSnapshots', () => {
     otherWorker.trainingRuns.inc({ outcome: 'trained' }, 5);
     // Two workers in one test process share host/pid; a real one has its own.
     const relabel = (snapshot: Awaited<ReturnType<WorkerMetrics['snapshot']>>) =>
-      snapshot.map((m) => ({ ...m, values: m.values.map((v) => ({ ...v, labels: { ...v.labels, process_instance: 'elsewhere/1' } })) }));
-    const text = await mergeSnapshots([await api.snapshot(), await worker.snapshot(), relabel(await otherWorker.snapshot())]).metrics();
+      snapshot.map((m) => ({
+        ...m,
+        values: m.values.map((v) => ({ ...v, labels: { ...v.labels, process_instance: 'elsewhere/1' } })),
+      }));
+    const text = await mergeSnapshots([
+      await api.snapshot(),
+      await worker.snapshot(),
+      relabel(await otherWorker.snapshot()),
+    ]).metrics();
     const lines = text.split('\n');
     expect(lines.filter((l) => l.startsWith('watson_vr_training_runs_total{')).sort()).toEqual(
       [
@@ -37,6 +53,8 @@ describe('mergeSnapshots', () => {
       ].sort(),
     );
     expect(lines.filter((l) => l.startsWith('process_start_time_seconds{'))).toHaveLength(3);
-    expect(lines.filter((l) => l.startsWith('# TYPE watson_vr_training_runs_total '))).toEqual(['# TYPE watson_vr_training_runs_total counter']);
+    expect(lines.filter((l) => l.startsWith('# TYPE watson_vr_training_runs_total '))).toEqual([
+      '# TYPE watson_vr_training_runs_total counter',
+    ]);
   });
 });

@@ -21,8 +21,14 @@ function filesUnder(dir: string): string[] {
 
 describe('the repository is self-contained', () => {
   it('no file under src/, test/, bench/, scripts/, workers/, fixtures/ or console/, nor at the top level, names the shared folder beside the clone', () => {
-    const topLevel = fs.readdirSync(ROOT, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(ROOT, e.name));
-    const files = [...topLevel, ...FOLDERS.filter((f) => fs.existsSync(path.join(ROOT, f))).flatMap((f) => filesUnder(path.join(ROOT, f)))];
+    const topLevel = fs
+      .readdirSync(ROOT, { withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => path.join(ROOT, e.name));
+    const files = [
+      ...topLevel,
+      ...FOLDERS.filter((f) => fs.existsSync(path.join(ROOT, f))).flatMap((f) => filesUnder(path.join(ROOT, f))),
+    ];
     // The walk found the project (this file and the README among them), so an empty list below says something.
     expect(files).toEqual(expect.arrayContaining([__filename, path.join(ROOT, 'README.md')]));
 

@@ -27,10 +27,18 @@ async function explanationOf(snapshot: Omit<TrainingSnapshot, 'classifier'> & { 
 }
 
 describe('training explanations', () => {
-  const example = (id: number, className: string | null) => ({ id, className, imageHash: `${id}`.padStart(64, '0'), entryName: `${className}/${id}.jpg` });
+  const example = (id: number, className: string | null) => ({
+    id,
+    className,
+    imageHash: `${id}`.padStart(64, '0'),
+    entryName: `${className}/${id}.jpg`,
+  });
 
   it('finding 4: a class with no example left says so and what to send, never an empty list', async () => {
-    const explanation = await explanationOf({ classes: ['cars', 'leopard'], examples: [example(1, 'cars'), example(2, null)] });
+    const explanation = await explanationOf({
+      classes: ['cars', 'leopard'],
+      examples: [example(1, 'cars'), example(2, null)],
+    });
     expect(explanation).not.toContain('()');
     expect(explanation).toMatch(/'leopard' has no example images/);
     expect(explanation).toMatch(/POST \/v3\/classifiers\/k_1/);

@@ -16,14 +16,19 @@ describe('example upload fields', () => {
     expect(parseExampleUploads([file('犬_positive_examples')])[0].className).toBe('犬');
   });
 
-  it.each(['$', '*', '-', '{', '}', '\\', '|', '/', "'", '"', '`', '[', ']'])('refuses the character %s in class names', (c) => {
-    expect(() => validateClassName(`a${c}b`, `a${c}b_positive_examples`)).toThrow(`contains the character '${c}'`);
-  });
+  it.each(['$', '*', '-', '{', '}', '\\', '|', '/', "'", '"', '`', '[', ']'])(
+    'refuses the character %s in class names',
+    (c) => {
+      expect(() => validateClassName(`a${c}b`, `a${c}b_positive_examples`)).toThrow(`contains the character '${c}'`);
+    },
+  );
 
   it('refuses empty and overlong class names, duplicates and unknown fields', () => {
     expect(() => parseExampleUploads([file('_positive_examples')])).toThrow(/empty class name/);
     expect(() => parseExampleUploads([file(`${'x'.repeat(257)}_positive_examples`)])).toThrow(/at most 256/);
-    expect(() => parseExampleUploads([file('a_positive_examples'), file('a_positive_examples')])).toThrow(/more than once/);
+    expect(() => parseExampleUploads([file('a_positive_examples'), file('a_positive_examples')])).toThrow(
+      /more than once/,
+    );
     expect(() => parseExampleUploads([file('negative_examples'), file('negative_examples')])).toThrow(/at most one/);
     expect(() => parseExampleUploads([file('images_file')])).toThrow(/Unexpected file field 'images_file'/);
   });

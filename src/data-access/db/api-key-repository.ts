@@ -61,7 +61,11 @@ export class ApiKeyRepository {
       .values({ name: 'token_signing', value: crypto.randomBytes(32) })
       .onConflict((oc) => oc.column('name').doNothing())
       .execute();
-    const row = await this.db.kysely.selectFrom('secrets').select('value').where('name', '=', 'token_signing').executeTakeFirstOrThrow();
+    const row = await this.db.kysely
+      .selectFrom('secrets')
+      .select('value')
+      .where('name', '=', 'token_signing')
+      .executeTakeFirstOrThrow();
     return Buffer.from(row.value);
   }
 
@@ -71,9 +75,19 @@ export class ApiKeyRepository {
   }
 
   /** Adds the key only if no key is active, in one transaction; returns whether it was added. */
-  async addIfNoneActive(ownerId: string, key: string, source: KeySource, now = new Date().toISOString()): Promise<boolean> {
+  async addIfNoneActive(
+    ownerId: string,
+    key: string,
+    source: KeySource,
+    now = new Date().toISOString(),
+  ): Promise<boolean> {
     return this.db.write(async (trx) => {
-      const active = await trx.selectFrom('api_keys').select('id').where('revoked', 'is', null).limit(1).executeTakeFirst();
+      const active = await trx
+        .selectFrom('api_keys')
+        .select('id')
+        .where('revoked', 'is', null)
+        .limit(1)
+        .executeTakeFirst();
       if (active) return false;
       await addKey(trx, ownerId, key, source, now);
       return true;
@@ -81,7 +95,10 @@ export class ApiKeyRepository {
   }
 
   /** Makes the keys from API_KEYS exactly the active `env` keys: new ones added, removed ones revoked. */
-  async syncEnvironmentKeys(keys: Array<{ owner: string; key: string }>, now = new Date().toISOString()): Promise<void> {
+  async syncEnvironmentKeys(
+    keys: Array<{ owner: string; key: string }>,
+    now = new Date().toISOString(),
+  ): Promise<void> {
     await this.db.write(async (trx) => {
       const wanted = new Set(keys.map((k) => hashKey(k.key)));
       for (const { owner, key } of keys) await addKey(trx, owner, key, 'env', now);
@@ -129,7 +146,11 @@ export class ApiKeyRepository {
 }
 
 async function addKey(trx: Queries, ownerId: string, key: string, source: KeySource, now: string): Promise<void> {
-  await trx.insertInto('owners').values({ id: ownerId, created: now }).onConflict((oc) => oc.column('id').doNothing()).execute();
+  await trx
+    .insertInto('owners')
+    .values({ id: ownerId, created: now })
+    .onConflict((oc) => oc.column('id').doNothing())
+    .execute();
   await trx
     .insertInto('api_keys')
     .values({ owner_id: ownerId, key_hash: hashKey(key), key_prefix: key.slice(0, 4), source, created: now })

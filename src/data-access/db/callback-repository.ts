@@ -61,7 +61,13 @@ export class CallbackRepository {
       .orderBy('created')
       .limit(limit)
       .execute();
-    return rows.map((r) => ({ deliveryId: r.delivery_id, classifierId: r.classifier_id, ownerId: r.owner_id, url: r.url, body: r.body }));
+    return rows.map((r) => ({
+      deliveryId: r.delivery_id,
+      classifierId: r.classifier_id,
+      ownerId: r.owner_id,
+      url: r.url,
+      body: r.body,
+    }));
   }
 
   async removeFromOutbox(deliveryId: string): Promise<void> {
@@ -89,6 +95,13 @@ export async function recordTrainingEnd(trx: Queries, classifierId: string, now:
   };
   await trx
     .insertInto('callback_outbox')
-    .values({ delivery_id: payload.delivery_id, classifier_id: classifierId, owner_id: row.owner_id, url: row.url, body: JSON.stringify(payload), created: now })
+    .values({
+      delivery_id: payload.delivery_id,
+      classifier_id: classifierId,
+      owner_id: row.owner_id,
+      url: row.url,
+      body: JSON.stringify(payload),
+      created: now,
+    })
     .execute();
 }

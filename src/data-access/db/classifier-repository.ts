@@ -56,17 +56,30 @@ export class ClassifierRepository {
   }
 
   async listByOwner(ownerId: string): Promise<ClassifierRecord[]> {
-    const rows = await this.db.kysely.selectFrom('classifiers').selectAll().where('owner_id', '=', ownerId).orderBy('created').orderBy('id').execute();
+    const rows = await this.db.kysely
+      .selectFrom('classifiers')
+      .selectAll()
+      .where('owner_id', '=', ownerId)
+      .orderBy('created')
+      .orderBy('id')
+      .execute();
     return Promise.all(rows.map((r) => toRecord(this.db.kysely, r)));
   }
 
   async listUnfinished(): Promise<ClassifierRecord[]> {
-    const rows = await this.db.kysely.selectFrom('classifiers').selectAll().where('status', 'in', ['training', 'retraining']).execute();
+    const rows = await this.db.kysely
+      .selectFrom('classifiers')
+      .selectAll()
+      .where('status', 'in', ['training', 'retraining'])
+      .execute();
     return Promise.all(rows.map((r) => toRecord(this.db.kysely, r)));
   }
 
   async exists(id: string): Promise<boolean> {
-    return (await this.db.kysely.selectFrom('classifiers').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
+    return (
+      (await this.db.kysely.selectFrom('classifiers').select('id').where('id', '=', id).executeTakeFirst()) !==
+      undefined
+    );
   }
 
   /**
@@ -75,10 +88,23 @@ export class ClassifierRepository {
    * it can only ever mean the first one.
    */
   async wasIssued(id: string): Promise<boolean> {
-    return (await this.db.kysely.selectFrom('issued_classifier_ids').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
+    return (
+      (await this.db.kysely
+        .selectFrom('issued_classifier_ids')
+        .select('id')
+        .where('id', '=', id)
+        .executeTakeFirst()) !== undefined
+    );
   }
 
-  private async addClassesAndExamples(trx: Queries, id: string, generation: number, examples: NewExample[], customerId: string | null, now: string) {
+  private async addClassesAndExamples(
+    trx: Queries,
+    id: string,
+    generation: number,
+    examples: NewExample[],
+    customerId: string | null,
+    now: string,
+  ) {
     const last = await trx
       .selectFrom('classes')
       .select((eb) => eb.fn.max('position').as('p'))
@@ -86,7 +112,9 @@ export class ClassifierRepository {
       .executeTakeFirst();
     const known = new Set(await classesOf(trx, id));
     let position = (last?.p ?? -1) + 1;
-    const newClasses = [...new Set(examples.map((e) => e.className).filter((c): c is string => c !== null && !known.has(c)))];
+    const newClasses = [
+      ...new Set(examples.map((e) => e.className).filter((c): c is string => c !== null && !known.has(c))),
+    ];
     for (const names of chunks(newClasses)) {
       await trx
         .insertInto('classes')
@@ -119,7 +147,11 @@ export class ClassifierRepository {
         .selectFrom('examples')
         .select(['id', 'class_name', 'image_hash'])
         .where('classifier_id', '=', id)
-        .where('image_hash', 'in', resent.map((e) => e.imageHash))
+        .where(
+          'image_hash',
+          'in',
+          resent.map((e) => e.imageHash),
+        )
         .execute();
       const wanted = new Set(resent.map((e) => key(e.className, e.imageHash)));
       const ids = existing.filter((r) => wanted.has(key(r.class_name, r.image_hash))).map((r) => r.id);
@@ -144,7 +176,11 @@ export class ClassifierRepository {
   /** Changes only the callback URL (an update that sends no examples). Returns undefined if the classifier is gone. */
   async setCallbackUrl(id: string, url: string | null, now: string): Promise<ClassifierRecord | undefined> {
     return this.db.write(async (trx) => {
-      const updated = await trx.updateTable('classifiers').set({ updated: now }).where('id', '=', id).executeTakeFirst();
+      const updated = await trx
+        .updateTable('classifiers')
+        .set({ updated: now })
+        .where('id', '=', id)
+        .executeTakeFirst();
       if (Number(updated.numUpdatedRows) === 0) return undefined;
       await this.writeCallbackUrl(trx, id, url);
       return findClassifierIn(trx, id);
@@ -161,7 +197,10 @@ export class ClassifierRepository {
     now: string;
   }): Promise<ClassifierRecord> {
     return this.db.write(async (trx) => {
-      await trx.insertInto('issued_classifier_ids').values({ id: input.id, owner_id: input.ownerId, issued: input.now }).execute();
+      await trx
+        .insertInto('issued_classifier_ids')
+        .values({ id: input.id, owner_id: input.ownerId, issued: input.now })
+        .execute();
       await trx
         .insertInto('classifiers')
         .values({
@@ -197,12 +236,21 @@ export class ClassifierRepository {
     now: string;
   }): Promise<ClassifierRecord | undefined> {
     return this.db.write(async (trx) => {
-      const row = await trx.selectFrom('classifiers').select(['generation', 'current_version_id']).where('id', '=', input.id).executeTakeFirst();
+      const row = await trx
+        .selectFrom('classifiers')
+        .select(['generation', 'current_version_id'])
+        .where('id', '=', input.id)
+        .executeTakeFirst();
       if (!row) return undefined;
       const generation = row.generation + 1;
       await trx
         .updateTable('classifiers')
-        .set({ generation, status: row.current_version_id === null ? 'training' : 'retraining', explanation: null, updated: input.now })
+        .set({
+          generation,
+          status: row.current_version_id === null ? 'training' : 'retraining',
+          explanation: null,
+          updated: input.now,
+        })
         .where('id', '=', input.id)
         .execute();
       await this.addClassesAndExamples(trx, input.id, generation, input.examples, input.customerId, input.now);
@@ -223,7 +271,12 @@ export class ClassifierRepository {
         .where('id', 'not in', retiredIds(trx, id))
         .orderBy('id')
         .execute();
-      const examples = rows.map((r) => ({ id: r.id, className: r.class_name, imageHash: r.image_hash, entryName: r.entry_name }));
+      const examples = rows.map((r) => ({
+        id: r.id,
+        className: r.class_name,
+        imageHash: r.image_hash,
+        entryName: r.entry_name,
+      }));
       return { classifier, examples };
     });
   }
@@ -263,7 +316,12 @@ export class ClassifierRepository {
     const { ownerId, customerId, now } = input;
     return this.db.write(async (trx) => {
       const deletedClassifiers = (
-        await trx.selectFrom('classifiers').select('id').where('owner_id', '=', ownerId).where('customer_id', '=', customerId).execute()
+        await trx
+          .selectFrom('classifiers')
+          .select('id')
+          .where('owner_id', '=', ownerId)
+          .where('customer_id', '=', customerId)
+          .execute()
       ).map((r) => r.id);
       const hashes = new Set<string>();
       for (const id of deletedClassifiers) (await deleteIn(trx, id, now)).imageHashes.forEach((h) => hashes.add(h));
@@ -306,24 +364,51 @@ export class ClassifierRepository {
           )
           .execute();
 
-        const row = await trx.selectFrom('classifiers').select(['generation', 'current_version_id']).where('id', '=', id).executeTakeFirstOrThrow();
+        const row = await trx
+          .selectFrom('classifiers')
+          .select(['generation', 'current_version_id'])
+          .where('id', '=', id)
+          .executeTakeFirstOrThrow();
         const problem = await trainingSetProblem(trx, id);
         const currentTainted = row.current_version_id !== null && tainted.includes(row.current_version_id);
         // Serves on until the retrain replaces it, if one can; otherwise it goes now with the rest.
         const markedCurrent = currentTainted && problem === undefined ? row.current_version_id : null;
-        removedHeadFiles.push(...(await removeVersions(trx, id, tainted.filter((v) => v !== markedCurrent), now)));
+        removedHeadFiles.push(
+          ...(await removeVersions(
+            trx,
+            id,
+            tainted.filter((v) => v !== markedCurrent),
+            now,
+          )),
+        );
         (await deleteUnusedRetiredExamples(trx, id)).forEach((h) => hashes.add(h));
-        if (markedCurrent !== null) await trx.insertInto('versions_to_remove').values({ version_id: markedCurrent, classifier_id: id, since: now }).execute();
+        if (markedCurrent !== null)
+          await trx
+            .insertInto('versions_to_remove')
+            .values({ version_id: markedCurrent, classifier_id: id, since: now })
+            .execute();
 
         const current = currentTainted && markedCurrent === null ? null : row.current_version_id;
         const generation = row.generation + 1;
         const common = { generation, updated: now, current_version_id: current };
         if (current !== null && !currentTainted && !(await hasPendingExamples(trx, id, current))) {
           // What is left is exactly what the current version trained on: nothing to train.
-          await trx.updateTable('classifiers').set({ ...common, trained_generation: generation, status: 'ready', explanation: null }).where('id', '=', id).execute();
+          await trx
+            .updateTable('classifiers')
+            .set({ ...common, trained_generation: generation, status: 'ready', explanation: null })
+            .where('id', '=', id)
+            .execute();
         } else if (problem !== undefined) {
-          const explanation = input.explain({ classifierId: id, problem, currentRemoved: current === null && row.current_version_id !== null });
-          await trx.updateTable('classifiers').set({ ...common, trained_generation: generation, status: 'failed', explanation }).where('id', '=', id).execute();
+          const explanation = input.explain({
+            classifierId: id,
+            problem,
+            currentRemoved: current === null && row.current_version_id !== null,
+          });
+          await trx
+            .updateTable('classifiers')
+            .set({ ...common, trained_generation: generation, status: 'failed', explanation })
+            .where('id', '=', id)
+            .execute();
         } else {
           await trx
             .updateTable('classifiers')
@@ -364,14 +449,21 @@ export class ClassifierRepository {
 }
 
 async function deleteIn(trx: Queries, id: string, now: string): Promise<{ deleted: boolean; imageHashes: string[] }> {
-  const hashes = (await trx.selectFrom('examples').select('image_hash').distinct().where('classifier_id', '=', id).execute()).map((r) => r.image_hash);
+  const hashes = (
+    await trx.selectFrom('examples').select('image_hash').distinct().where('classifier_id', '=', id).execute()
+  ).map((r) => r.image_hash);
   const served = await trx
     .selectFrom('versions')
     .select('id')
     .where('classifier_id', '=', id)
     .where('id', 'not in', trx.selectFrom('pruned_versions').select('version_id').where('classifier_id', '=', id))
     .execute();
-  await logForgottenHeads(trx, id, served.map((v) => v.id), now);
+  await logForgottenHeads(
+    trx,
+    id,
+    served.map((v) => v.id),
+    now,
+  );
   const result = await trx.deleteFrom('classifiers').where('id', '=', id).executeTakeFirst();
   return { deleted: Number(result.numDeletedRows) > 0, imageHashes: hashes };
 }
@@ -381,10 +473,20 @@ async function deleteIn(trx: Queries, id: string, now: string): Promise<{ delete
  * recorded, and, for pruned versions (whose lists are gone), every one made at or after
  * `fromGeneration`, the oldest generation among those examples (when the first of them arrived).
  */
-async function versionsTrainedOn(trx: Queries, classifierId: string, exampleIds: number[], fromGeneration: number): Promise<number[]> {
+async function versionsTrainedOn(
+  trx: Queries,
+  classifierId: string,
+  exampleIds: number[],
+  fromGeneration: number,
+): Promise<number[]> {
   const found = new Set<number>();
   for (const ids of chunks(exampleIds, 500)) {
-    const rows = await trx.selectFrom('version_examples').select('version_id').distinct().where('example_id', 'in', ids).execute();
+    const rows = await trx
+      .selectFrom('version_examples')
+      .select('version_id')
+      .distinct()
+      .where('example_id', 'in', ids)
+      .execute();
     rows.forEach((r) => found.add(r.version_id));
   }
   const pruned = await trx

@@ -66,7 +66,9 @@ export class Database {
    *   empty database beside a data directory that belongs to an instance
    */
   static async open(target: DatabaseTarget): Promise<Database> {
-    return target.databaseUrl ? openPostgres(target.databaseUrl, target.dataDirectoryInstance) : openSqlite(target.sqliteFile, target.dataDirectoryInstance);
+    return target.databaseUrl
+      ? openPostgres(target.databaseUrl, target.dataDirectoryInstance)
+      : openSqlite(target.sqliteFile, target.dataDirectoryInstance);
   }
 
   /**
@@ -191,7 +193,11 @@ async function openPostgres(url: string, dataDirectoryInstance: string | undefin
 }
 
 /** Runs the Kysely migrations, refusing a database that a newer release migrated further. */
-async function runMigrations(kysely: Kysely<Schema>, dialect: Dialect, options: { disableTransactions: boolean }): Promise<void> {
+async function runMigrations(
+  kysely: Kysely<Schema>,
+  dialect: Dialect,
+  options: { disableTransactions: boolean },
+): Promise<void> {
   const provider = migrationProvider(dialect);
   const migrator = new Migrator({ db: kysely, provider, disableTransactions: options.disableTransactions });
   const unknown = await appliedUnknown(kysely, provider.names);
@@ -235,7 +241,9 @@ async function importLegacyEmbeddingCache(raw: BetterSqlite3.Database, file: str
     raw.prepare('ATTACH DATABASE ? AS legacy_cache').run(file);
     try {
       raw.exec('BEGIN IMMEDIATE');
-      raw.exec('INSERT OR IGNORE INTO embeddings (hash, pack_key, vector) SELECT hash, pack_key, vector FROM legacy_cache.embeddings');
+      raw.exec(
+        'INSERT OR IGNORE INTO embeddings (hash, pack_key, vector) SELECT hash, pack_key, vector FROM legacy_cache.embeddings',
+      );
       raw.exec('COMMIT');
     } finally {
       if (raw.inTransaction) raw.exec('ROLLBACK');
@@ -253,7 +261,9 @@ async function importLegacyEmbeddingCache(raw: BetterSqlite3.Database, file: str
  */
 async function postgresFingerprint(kysely: Kysely<Schema>): Promise<string> {
   const db = await sql<{ name: string; oid: string }>`
-    SELECT current_database() AS name, (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS oid`.execute(kysely);
+    SELECT current_database() AS name, (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS oid`.execute(
+    kysely,
+  );
   const cluster = await sql<{ id: string }>`SELECT system_identifier::text AS id FROM pg_control_system()`
     .execute(kysely)
     .then((r) => r.rows[0]?.id ?? 'unknown')

@@ -49,7 +49,11 @@ export class EmbeddingCache {
    * references or a live upload claim holds, and drops the others: in one write transaction, so a
    * run that embedded an image before a deletion removed it cannot store its embedding again after.
    */
-  async putMany(entries: Array<{ hash: string; embedding: Float32Array }>, packKey: string, now = Date.now()): Promise<void> {
+  async putMany(
+    entries: Array<{ hash: string; embedding: Float32Array }>,
+    packKey: string,
+    now = Date.now(),
+  ): Promise<void> {
     if (entries.length === 0) return;
     const unique = new Map(entries.map((e) => [e.hash, e.embedding]));
     const expiredBefore = new Date(now).toISOString();
@@ -57,7 +61,12 @@ export class EmbeddingCache {
       const hashes = [...unique.keys()];
       for (let start = 0; start < hashes.length; start += WRITE_CHUNK) {
         const chunk = hashes.slice(start, start + WRITE_CHUNK);
-        const referenced = await trx.selectFrom('examples').select('image_hash').distinct().where('image_hash', 'in', chunk).execute();
+        const referenced = await trx
+          .selectFrom('examples')
+          .select('image_hash')
+          .distinct()
+          .where('image_hash', 'in', chunk)
+          .execute();
         const claimed = await trx
           .selectFrom('image_claims')
           .select('image_hash')
@@ -70,13 +79,19 @@ export class EmbeddingCache {
           .filter((hash) => held.has(hash))
           .map((hash) => {
             const embedding = unique.get(hash)!;
-            return { hash, pack_key: packKey, vector: Buffer.from(embedding.buffer, embedding.byteOffset, embedding.byteLength) };
+            return {
+              hash,
+              pack_key: packKey,
+              vector: Buffer.from(embedding.buffer, embedding.byteOffset, embedding.byteLength),
+            };
           });
         if (rows.length === 0) continue;
         await trx
           .insertInto('embeddings')
           .values(rows)
-          .onConflict((oc) => oc.columns(['hash', 'pack_key']).doUpdateSet((eb) => ({ vector: eb.ref('excluded.vector') })))
+          .onConflict((oc) =>
+            oc.columns(['hash', 'pack_key']).doUpdateSet((eb) => ({ vector: eb.ref('excluded.vector') })),
+          )
           .execute();
       }
     });

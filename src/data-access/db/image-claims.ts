@@ -53,26 +53,51 @@ export class ImageClaims {
    * with their cached embeddings, and returns them. Expired claims, and those of processes of this
    * pid scope that no longer run, are dropped on the way.
    */
-  async removeUnreferenced(hashes: string[], removeFiles: (hashes: string[]) => Promise<void>, now = Date.now()): Promise<string[]> {
+  async removeUnreferenced(
+    hashes: string[],
+    removeFiles: (hashes: string[]) => Promise<void>,
+    now = Date.now(),
+  ): Promise<string[]> {
     const unique = [...new Set(hashes)];
     if (unique.length === 0) return [];
     return this.db.write(async (trx) => {
       await trx.deleteFrom('image_claims').where('expires', '<=', new Date(now).toISOString()).execute();
-      const local = await trx.selectFrom('image_claims').select('claim_id').distinct().where('claim_id', 'like', `${PID_SCOPE}.%`).execute();
+      const local = await trx
+        .selectFrom('image_claims')
+        .select('claim_id')
+        .distinct()
+        .where('claim_id', 'like', `${PID_SCOPE}.%`)
+        .execute();
       const gone = local.map((r) => r.claim_id).filter(ownerIsGone);
       for (let start = 0; start < gone.length; start += 500) {
-        await trx.deleteFrom('image_claims').where('claim_id', 'in', gone.slice(start, start + 500)).execute();
+        await trx
+          .deleteFrom('image_claims')
+          .where('claim_id', 'in', gone.slice(start, start + 500))
+          .execute();
       }
       const held = new Set<string>();
       for (let start = 0; start < unique.length; start += 500) {
         const chunk = unique.slice(start, start + 500);
-        const referenced = await trx.selectFrom('examples').select('image_hash').distinct().where('image_hash', 'in', chunk).execute();
-        const claimed = await trx.selectFrom('image_claims').select('image_hash').distinct().where('image_hash', 'in', chunk).execute();
+        const referenced = await trx
+          .selectFrom('examples')
+          .select('image_hash')
+          .distinct()
+          .where('image_hash', 'in', chunk)
+          .execute();
+        const claimed = await trx
+          .selectFrom('image_claims')
+          .select('image_hash')
+          .distinct()
+          .where('image_hash', 'in', chunk)
+          .execute();
         for (const row of [...referenced, ...claimed]) held.add(row.image_hash);
       }
       const doomed = unique.filter((h) => !held.has(h));
       for (let start = 0; start < doomed.length; start += 500) {
-        await trx.deleteFrom('embeddings').where('hash', 'in', doomed.slice(start, start + 500)).execute();
+        await trx
+          .deleteFrom('embeddings')
+          .where('hash', 'in', doomed.slice(start, start + 500))
+          .execute();
       }
       await removeFiles(doomed);
       return doomed;
@@ -98,7 +123,9 @@ export class ImageClaim {
       for (let start = 0; start < unique.length; start += 300) {
         await trx
           .insertInto('image_claims')
-          .values(unique.slice(start, start + 300).map((image_hash) => ({ claim_id: this.claimId, image_hash, expires })))
+          .values(
+            unique.slice(start, start + 300).map((image_hash) => ({ claim_id: this.claimId, image_hash, expires })),
+          )
           .onConflict((oc) => oc.columns(['image_hash', 'claim_id']).doUpdateSet({ expires }))
           .execute();
       }

@@ -20,7 +20,8 @@ const MIGRATION_TABLES = ['kysely_migration', 'kysely_migration_lock'];
  * With the service stopped none is in flight, and a stale one only delays removing an orphan image.
  */
 export const SKIPPED_TABLES: Record<string, string> = {
-  image_claims: 'claims of uploads in flight; with the service stopped none is in flight, and claims lapse on their own',
+  image_claims:
+    'claims of uploads in flight; with the service stopped none is in flight, and claims lapse on their own',
 };
 
 /** Rows per INSERT: PostgreSQL takes at most 65,535 parameters per statement. */
@@ -65,7 +66,9 @@ export class SqliteSource {
    */
   static open(file: string): SqliteSource {
     if (!fs.existsSync(file)) {
-      throw new CopyRefusedError(`There is no SQLite database at ${file}. Set DATA_DIR to the data directory of the instance to move.`);
+      throw new CopyRefusedError(
+        `There is no SQLite database at ${file}. Set DATA_DIR to the data directory of the instance to move.`,
+      );
     }
     const sidecarsBefore = new Set(SIDECARS.filter((suffix) => fs.existsSync(file + suffix)));
     const raw = new BetterSqlite3(file, { readonly: true, fileMustExist: true });
@@ -74,7 +77,10 @@ export class SqliteSource {
       raw.exec('BEGIN');
       checkSourceSchema(raw, file);
       const instance = raw.prepare('SELECT id FROM instance WHERE singleton = 1').get() as { id: string } | undefined;
-      if (!instance) throw new CopyRefusedError(`${file} has no instance identity (table instance is empty); it is not a database the service made.`);
+      if (!instance)
+        throw new CopyRefusedError(
+          `${file} has no instance identity (table instance is empty); it is not a database the service made.`,
+        );
       return new SqliteSource(file, raw, instance.id, readTables(raw), sidecarsBefore);
     } catch (error) {
       closeReadOnly(raw, file, sidecarsBefore);
@@ -85,8 +91,13 @@ export class SqliteSource {
   /** Rows of `table` in primary-key order, as arrays in `columns` order (streamed, one row in memory at a time). */
   rows(table: SourceTable): IterableIterator<unknown[]> {
     const columns = table.columns.map((c) => quoteSqlite(c.name)).join(', ');
-    const order = orderColumns(table).map((c) => quoteSqlite(c.name)).join(', ');
-    return this.raw.prepare(`SELECT ${columns} FROM ${quoteSqlite(table.name)} ORDER BY ${order}`).raw(true).iterate() as IterableIterator<unknown[]>;
+    const order = orderColumns(table)
+      .map((c) => quoteSqlite(c.name))
+      .join(', ');
+    return this.raw
+      .prepare(`SELECT ${columns} FROM ${quoteSqlite(table.name)} ORDER BY ${order}`)
+      .raw(true)
+      .iterate() as IterableIterator<unknown[]>;
   }
 
   count(table: string): number {
@@ -95,7 +106,8 @@ export class SqliteSource {
 
   /** The largest id an AUTOINCREMENT table ever handed out (rows since deleted included), 0 if none. */
   lastIssuedId(table: string): number {
-    const row = this.raw.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').get(table) as { seq: number } | undefined;
+    const row = this.raw.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').get(table) as
+      { seq: number } | undefined;
     return row?.seq ?? 0;
   }
 
@@ -118,11 +130,16 @@ function closeReadOnly(raw: BetterSqlite3.Database, file: string, sidecarsBefore
 function checkSourceSchema(raw: BetterSqlite3.Database, file: string): void {
   const version = raw.pragma('user_version', { simple: true }) as number;
   const known = migrationProvider('sqlite').names;
-  const hasLog = raw.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kysely_migration'").get() !== undefined;
-  const applied = hasLog ? (raw.prepare('SELECT name FROM kysely_migration').all() as Array<{ name: string }>).map((r) => r.name) : [];
+  const hasLog =
+    raw.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kysely_migration'").get() !== undefined;
+  const applied = hasLog
+    ? (raw.prepare('SELECT name FROM kysely_migration').all() as Array<{ name: string }>).map((r) => r.name)
+    : [];
   const unknown = applied.filter((name) => !known.includes(name));
   if (version > KYSELY_MANAGED_USER_VERSION || unknown.length > 0) {
-    throw new CopyRefusedError(`${file} was written by a newer release than this one (schema ${version}${unknown.length ? `, migrations ${unknown.join(', ')}` : ''}). Run the migration with that release.`);
+    throw new CopyRefusedError(
+      `${file} was written by a newer release than this one (schema ${version}${unknown.length ? `, migrations ${unknown.join(', ')}` : ''}). Run the migration with that release.`,
+    );
   }
   if (version < KYSELY_MANAGED_USER_VERSION || known.some((name) => !applied.includes(name))) {
     throw new CopyRefusedError(
@@ -132,13 +149,25 @@ function checkSourceSchema(raw: BetterSqlite3.Database, file: string): void {
 }
 
 function readTables(raw: BetterSqlite3.Database): SourceTable[] {
-  const names = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as Array<{ name: string }>)
+  const names = (
+    raw
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+      .all() as Array<{ name: string }>
+  )
     .map((r) => r.name)
     .filter((name) => !MIGRATION_TABLES.includes(name));
   return names.map((name) => ({
     name,
-    columns: (raw.prepare(`PRAGMA table_info(${quoteSqlite(name)})`).all() as Array<{ name: string; pk: number }>).map((c) => ({ name: c.name, pk: c.pk })),
-    references: [...new Set((raw.prepare(`PRAGMA foreign_key_list(${quoteSqlite(name)})`).all() as Array<{ table: string }>).map((f) => f.table))].filter((t) => t !== name),
+    columns: (raw.prepare(`PRAGMA table_info(${quoteSqlite(name)})`).all() as Array<{ name: string; pk: number }>).map(
+      (c) => ({ name: c.name, pk: c.pk }),
+    ),
+    references: [
+      ...new Set(
+        (raw.prepare(`PRAGMA foreign_key_list(${quoteSqlite(name)})`).all() as Array<{ table: string }>).map(
+          (f) => f.table,
+        ),
+      ),
+    ].filter((t) => t !== name),
   }));
 }
 
@@ -230,9 +259,12 @@ export async function assertEmptyTarget(url: string, location: string, instanceI
     if (rows.length === 0) return;
     const names = rows.map((r) => r.name);
     if (names.includes('instance')) {
-      const held = await client.query<{ id: string }>('SELECT id FROM instance').catch(() => ({ rows: [] as Array<{ id: string }> }));
+      const held = await client
+        .query<{ id: string }>('SELECT id FROM instance')
+        .catch(() => ({ rows: [] as Array<{ id: string }> }));
       const id = held.rows[0]?.id;
-      const which = id === instanceId ? `this instance (${id}): it was moved there before` : `an instance${id ? ` (${id})` : ''}`;
+      const which =
+        id === instanceId ? `this instance (${id}): it was moved there before` : `an instance${id ? ` (${id})` : ''}`;
       throw new CopyRefusedError(
         `The PostgreSQL database ${location} already holds ${which}. A migration copies into an empty database only, and never merges or overwrites. ` +
           `Create an empty database (createdb <name>) and pass its URL with --to.`,
@@ -289,7 +321,11 @@ export interface CopyResult {
  * @param onTable called after each table is copied and verified
  * @throws CopyFailedError naming what did not match (after the rollback)
  */
-export async function copyInstance(source: SqliteSource, target: Database, onTable: (copied: CopiedTable) => void = () => undefined): Promise<CopyResult> {
+export async function copyInstance(
+  source: SqliteSource,
+  target: Database,
+  onTable: (copied: CopiedTable) => void = () => undefined,
+): Promise<CopyResult> {
   const plan = copyOrder(source.tables.filter((t) => !(t.name in SKIPPED_TABLES)));
   let current = 'the schema check';
   try {
@@ -320,16 +356,27 @@ export async function copyInstance(source: SqliteSource, target: Database, onTab
           const issued = Math.max(source.lastIssuedId(table.name), copied.maxId);
           nextIds[table.name] = await continueIdentity(db, table.name, identity.name, issued);
         }
-        const result = { table: table.name, rows: copied.digest.rows, checksum: copied.checksum, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+        const result = {
+          table: table.name,
+          rows: copied.digest.rows,
+          checksum: copied.checksum,
+          seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        };
         tables.push(result);
         onTable(result);
       }
-      const skipped = Object.entries(SKIPPED_TABLES).map(([table, reason]) => ({ table, rows: source.tables.some((t) => t.name === table) ? source.count(table) : 0, reason }));
+      const skipped = Object.entries(SKIPPED_TABLES).map(([table, reason]) => ({
+        table,
+        rows: source.tables.some((t) => t.name === table) ? source.count(table) : 0,
+        reason,
+      }));
       return { tables, nextIds, skipped };
     });
   } catch (error) {
     if (error instanceof CopyFailedError) throw error;
-    throw new CopyFailedError(`The copy failed at ${current}: ${error instanceof Error ? error.message : String(error)}.`);
+    throw new CopyFailedError(
+      `The copy failed at ${current}: ${error instanceof Error ? error.message : String(error)}.`,
+    );
   }
 }
 
@@ -355,11 +402,15 @@ function checkSameSchema(plan: SourceTable[], target: Map<string, Map<string, Ta
   const expected = [...plan.map((t) => t.name), ...Object.keys(SKIPPED_TABLES), ...MIGRATION_TABLES];
   const unexpected = [...target.keys()].filter((name) => !expected.includes(name));
   if (unexpected.length > 0) {
-    throw new CopyFailedError(`PostgreSQL has tables the SQLite file lacks (${unexpected.join(', ')}): the two schemas differ, so nothing is copied.`);
+    throw new CopyFailedError(
+      `PostgreSQL has tables the SQLite file lacks (${unexpected.join(', ')}): the two schemas differ, so nothing is copied.`,
+    );
   }
   for (const table of plan) {
     const columns = target.get(table.name);
-    const missing = columns ? table.columns.filter((c) => !columns.has(c.name)).map((c) => c.name) : ['(the whole table)'];
+    const missing = columns
+      ? table.columns.filter((c) => !columns.has(c.name)).map((c) => c.name)
+      : ['(the whole table)'];
     const extra = columns ? [...columns.keys()].filter((name) => !table.columns.some((c) => c.name === name)) : [];
     if (missing.length > 0 || extra.length > 0) {
       throw new CopyFailedError(
@@ -399,15 +450,23 @@ async function insertAll(
 }
 
 /** Reads the table back from PostgreSQL in the source's order (text compared bytewise, as SQLite does) and digests it. */
-async function digestTarget(db: Kysely<any>, table: SourceTable, types: Map<string, TargetColumn>): Promise<{ rows: number; checksum: string }> {
+async function digestTarget(
+  db: Kysely<any>,
+  table: SourceTable,
+  types: Map<string, TargetColumn>,
+): Promise<{ rows: number; checksum: string }> {
   const order: RawBuilder<unknown>[] = orderColumns(table).map((c) =>
     types.get(c.name)?.type === 'text' ? sql`${sql.ref(c.name)} COLLATE "C"` : sql`${sql.ref(c.name)}`,
   );
   const columns = table.columns.map((c) => sql.ref(c.name));
-  await sql`DECLARE migrate_verify NO SCROLL CURSOR FOR SELECT ${sql.join(columns)} FROM ${sql.table(table.name)} ORDER BY ${sql.join(order)}`.execute(db);
+  await sql`DECLARE migrate_verify NO SCROLL CURSOR FOR SELECT ${sql.join(columns)} FROM ${sql.table(table.name)} ORDER BY ${sql.join(order)}`.execute(
+    db,
+  );
   const digest = new RowDigest();
   for (;;) {
-    const { rows } = await sql<Record<string, unknown>>`FETCH FORWARD ${sql.lit(VERIFY_FETCH_ROWS)} FROM migrate_verify`.execute(db);
+    const { rows } = await sql<
+      Record<string, unknown>
+    >`FETCH FORWARD ${sql.lit(VERIFY_FETCH_ROWS)} FROM migrate_verify`.execute(db);
     if (rows.length === 0) break;
     for (const row of rows) digest.add(table.columns.map((c) => row[c.name]));
   }

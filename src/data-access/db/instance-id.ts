@@ -1,6 +1,5 @@
 import type { Database } from './database';
 
-
 /**
  * An instance of the service is its database: the identity is a UUID made with the database
  * (see the `instance` table) and never changes, so every process on the same database, on any

@@ -225,12 +225,21 @@ function baseline(dialect: Dialect): Migration {
   const binary = dialect === 'sqlite' ? 'blob' : 'bytea';
   // Ids held by caches, files, jobs and clients are never handed out again.
   const neverReusedId = (name: string) =>
-    [name, 'integer', (c: any) => (dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey().generatedByDefaultAsIdentity())] as const;
+    [
+      name,
+      'integer',
+      (c: any) =>
+        dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey().generatedByDefaultAsIdentity(),
+    ] as const;
   const cascade = (c: any) => c.notNull().references('classifiers.id').onDelete('cascade');
   return {
     async up(db: Kysely<any>) {
       if (await tableExists(db, 'classifiers')) return;
-      await db.schema.createTable('owners').addColumn('id', 'text', (c) => c.primaryKey()).addColumn('created', 'text', (c) => c.notNull()).execute();
+      await db.schema
+        .createTable('owners')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('created', 'text', (c) => c.notNull())
+        .execute();
       await db.schema
         .createTable('api_keys')
         .addColumn(...neverReusedId('id'))
@@ -246,7 +255,9 @@ function baseline(dialect: Dialect): Migration {
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('owner_id', 'text', (c) => c.notNull())
         .addColumn('name', 'text', (c) => c.notNull())
-        .addColumn('status', 'text', (c) => c.notNull().check(sql`status IN ('training', 'retraining', 'ready', 'failed')`))
+        .addColumn('status', 'text', (c) =>
+          c.notNull().check(sql`status IN ('training', 'retraining', 'ready', 'failed')`),
+        )
         .addColumn('explanation', 'text')
         .addColumn('created', 'text', (c) => c.notNull())
         .addColumn('updated', 'text', (c) => c.notNull())
@@ -295,7 +306,11 @@ function baseline(dialect: Dialect): Migration {
         .addColumn('created', 'text', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('versions_classifier').on('versions').column('classifier_id').execute();
-      await db.schema.createTable('secrets').addColumn('name', 'text', (c) => c.primaryKey()).addColumn('value', binary, (c) => c.notNull()).execute();
+      await db.schema
+        .createTable('secrets')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', binary, (c) => c.notNull())
+        .execute();
       await db.schema
         .createTable('issued_classifier_ids')
         .addColumn('id', 'text', (c) => c.primaryKey())
@@ -316,13 +331,21 @@ function baseline(dialect: Dialect): Migration {
         .addPrimaryKeyConstraint('version_examples_pkey', ['version_id', 'example_id'])
         .execute();
       await db.schema.createIndex('version_examples_example').on('version_examples').column('example_id').execute();
-      await db.schema.createIndex('version_examples_classifier').on('version_examples').column('classifier_id').execute();
+      await db.schema
+        .createIndex('version_examples_classifier')
+        .on('version_examples')
+        .column('classifier_id')
+        .execute();
       await db.schema
         .createTable('retired_examples')
         .addColumn('example_id', 'integer', (c) => c.primaryKey())
         .addColumn('classifier_id', 'text', cascade)
         .execute();
-      await db.schema.createIndex('retired_examples_classifier').on('retired_examples').column('classifier_id').execute();
+      await db.schema
+        .createIndex('retired_examples_classifier')
+        .on('retired_examples')
+        .column('classifier_id')
+        .execute();
       await db.schema
         .createTable('version_events')
         .addColumn(...neverReusedId('id'))
@@ -414,7 +437,9 @@ function forgetCustomerData(dialect: Dialect): Migration {
     async up(db: Kysely<any>) {
       await db.schema
         .createTable('forgotten_heads')
-        .addColumn('id', 'integer', (c) => (dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey().generatedByDefaultAsIdentity()))
+        .addColumn('id', 'integer', (c) =>
+          dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey().generatedByDefaultAsIdentity(),
+        )
         .addColumn('version_id', 'integer', (c) => c.notNull())
         .addColumn('classifier_id', 'text', (c) => c.notNull())
         .addColumn('forgotten', 'text', (c) => c.notNull())

@@ -4,7 +4,6 @@ import type { Schema } from './schema';
 
 // The rows of classifiers and versions as records, shared by the classifier and version repositories.
 
-
 export type ClassifierStatus = 'training' | 'retraining' | 'ready' | 'failed';
 
 export interface ClassifierRecord {
@@ -52,12 +51,21 @@ export function chunks<T>(items: T[], size = ROWS_PER_STATEMENT): T[][] {
 }
 
 export async function classesOf(q: Queries, id: string): Promise<string[]> {
-  const rows = await q.selectFrom('classes').select('name').where('classifier_id', '=', id).orderBy('position').execute();
+  const rows = await q
+    .selectFrom('classes')
+    .select('name')
+    .where('classifier_id', '=', id)
+    .orderBy('position')
+    .execute();
   return rows.map((r) => r.name);
 }
 
 export async function toRecord(q: Queries, row: ClassifierRow): Promise<ClassifierRecord> {
-  const callback = await q.selectFrom('classifier_callbacks').select('url').where('classifier_id', '=', row.id).executeTakeFirst();
+  const callback = await q
+    .selectFrom('classifier_callbacks')
+    .select('url')
+    .where('classifier_id', '=', row.id)
+    .executeTakeFirst();
   return {
     id: row.id,
     ownerId: row.owner_id,

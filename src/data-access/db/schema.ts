@@ -71,7 +71,14 @@ export interface Schema {
   version_leases: { id: Generated<number>; classifier_id: string; version_id: number; expires: string };
   classifier_callbacks: { classifier_id: string; url: string };
   callback_secrets: { owner_id: string; secret: string; created: string };
-  callback_outbox: { delivery_id: string; classifier_id: string; owner_id: string; url: string; body: string; created: string };
+  callback_outbox: {
+    delivery_id: string;
+    classifier_id: string;
+    owner_id: string;
+    url: string;
+    body: string;
+    created: string;
+  };
   /** Embeddings by (SHA-256 of the image bytes, pack key): float32 little-endian bytes. */
   embeddings: { hash: string; pack_key: string; vector: Buffer };
   /**

@@ -5,7 +5,12 @@ import { chunks } from './records';
 // deletion (classifier repository) and by publish, activation and failure (version repository).
 
 /** Records that no process may serve these versions' heads again (see forgotten_heads). */
-export async function logForgottenHeads(trx: Queries, classifierId: string, versionIds: number[], now: string): Promise<void> {
+export async function logForgottenHeads(
+  trx: Queries,
+  classifierId: string,
+  versionIds: number[],
+  now: string,
+): Promise<void> {
   for (const ids of chunks(versionIds)) {
     await trx
       .insertInto('forgotten_heads')
@@ -21,11 +26,21 @@ export async function logForgottenHeads(trx: Queries, classifierId: string, vers
  * keeps naming them (ids and times only): it tells which version answered when. The caller makes
  * sure none of them stays the classifier's current version.
  */
-export async function removeVersions(trx: Queries, classifierId: string, versionIds: number[], now: string): Promise<string[]> {
+export async function removeVersions(
+  trx: Queries,
+  classifierId: string,
+  versionIds: number[],
+  now: string,
+): Promise<string[]> {
   if (versionIds.length === 0) return [];
   const headFiles: string[] = [];
   for (const ids of chunks(versionIds)) {
-    const rows = await trx.selectFrom('versions').select('head_file').where('classifier_id', '=', classifierId).where('id', 'in', ids).execute();
+    const rows = await trx
+      .selectFrom('versions')
+      .select('head_file')
+      .where('classifier_id', '=', classifierId)
+      .where('id', 'in', ids)
+      .execute();
     headFiles.push(...rows.map((r) => r.head_file));
     await trx.deleteFrom('version_examples').where('version_id', 'in', ids).execute();
     await trx.deleteFrom('version_leases').where('version_id', 'in', ids).execute();
@@ -42,15 +57,29 @@ export async function removeVersions(trx: Queries, classifierId: string, version
  * are no longer its current version: a version without the data replaced them, or another was activated.
  */
 export async function removeReplacedVersions(trx: Queries, classifierId: string, now: string): Promise<string[]> {
-  const current = await trx.selectFrom('classifiers').select('current_version_id').where('id', '=', classifierId).executeTakeFirst();
-  const marked = await trx.selectFrom('versions_to_remove').select('version_id').where('classifier_id', '=', classifierId).execute();
+  const current = await trx
+    .selectFrom('classifiers')
+    .select('current_version_id')
+    .where('id', '=', classifierId)
+    .executeTakeFirst();
+  const marked = await trx
+    .selectFrom('versions_to_remove')
+    .select('version_id')
+    .where('classifier_id', '=', classifierId)
+    .execute();
   const replaced = marked.map((r) => r.version_id).filter((id) => id !== current?.current_version_id);
   return removeVersions(trx, classifierId, replaced, now);
 }
 
 /** Whether the version is marked for removal (it serves only until the classifier has a version without the deleted data). */
 export async function isMarkedForRemoval(trx: Queries, versionId: number): Promise<boolean> {
-  return (await trx.selectFrom('versions_to_remove').select('version_id').where('version_id', '=', versionId).executeTakeFirst()) !== undefined;
+  return (
+    (await trx
+      .selectFrom('versions_to_remove')
+      .select('version_id')
+      .where('version_id', '=', versionId)
+      .executeTakeFirst()) !== undefined
+  );
 }
 
 /**
@@ -63,9 +92,18 @@ export async function deleteUnusedRetiredExamples(trx: Queries, classifierId: st
     .innerJoin('retired_examples as r', 'r.example_id', 'e.id')
     .select(['e.id', 'e.image_hash'])
     .where('r.classifier_id', '=', classifierId)
-    .where((eb) => eb.not(eb.exists(eb.selectFrom('version_examples as ve').select('ve.example_id').whereRef('ve.example_id', '=', 'e.id'))))
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb.selectFrom('version_examples as ve').select('ve.example_id').whereRef('ve.example_id', '=', 'e.id'),
+        ),
+      ),
+    )
     .execute();
-  for (const ids of chunks(orphans.map((e) => e.id), 500)) {
+  for (const ids of chunks(
+    orphans.map((e) => e.id),
+    500,
+  )) {
     await trx.deleteFrom('examples').where('id', 'in', ids).execute();
     await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
   }

@@ -1,7 +1,19 @@
 import { isStorageUnavailable, type Database, type Queries } from './database';
 import { recordTrainingEnd } from './callback-repository';
-import { chunks, findClassifierIn, findVersionIn, retiredIds, type ClassifierRecord, type VersionRecord } from './records';
-import { deleteUnusedRetiredExamples, isMarkedForRemoval, logForgottenHeads, removeReplacedVersions } from './version-removal';
+import {
+  chunks,
+  findClassifierIn,
+  findVersionIn,
+  retiredIds,
+  type ClassifierRecord,
+  type VersionRecord,
+} from './records';
+import {
+  deleteUnusedRetiredExamples,
+  isMarkedForRemoval,
+  logForgottenHeads,
+  removeReplacedVersions,
+} from './version-removal';
 
 export type { VersionRecord } from './records';
 
@@ -15,7 +27,12 @@ export interface VersionEvent {
 
 export type ActivationResult =
   /** removedHeadFiles: of the version it replaced, when that one was trained on deleted customer data; the caller deletes them. */
-  | { outcome: 'activated' | 'unchanged'; classifier: ClassifierRecord; pendingExamples: number; removedHeadFiles: string[] }
+  | {
+      outcome: 'activated' | 'unchanged';
+      classifier: ClassifierRecord;
+      pendingExamples: number;
+      removedHeadFiles: string[];
+    }
   | { outcome: 'no-classifier' }
   | { outcome: 'no-version' }
   | { outcome: 'pruned' }
@@ -89,7 +106,8 @@ export class VersionRepository {
         .where('id', '=', input.classifierId)
         .executeTakeFirst();
       if (!row || input.generation <= row.trained_generation) return notPublished;
-      if ((await countExisting(trx, input.classifierId, input.exampleIds)) < new Set(input.exampleIds).size) return notPublished;
+      if ((await countExisting(trx, input.classifierId, input.exampleIds)) < new Set(input.exampleIds).size)
+        return notPublished;
       const { id: versionId } = await trx
         .insertInto('versions')
         .values({
@@ -150,7 +168,11 @@ export class VersionRepository {
     explainRemoval: (explanation: string) => string = (e) => e,
   ): Promise<FailureResult> {
     return this.db.write(async (trx) => {
-      const row = await trx.selectFrom('classifiers').select(['generation', 'current_version_id']).where('id', '=', id).executeTakeFirst();
+      const row = await trx
+        .selectFrom('classifiers')
+        .select(['generation', 'current_version_id'])
+        .where('id', '=', id)
+        .executeTakeFirst();
       if (!row || row.generation !== generation) return { recorded: false, removedHeadFiles: [] };
       const removeCurrent = row.current_version_id !== null && (await isMarkedForRemoval(trx, row.current_version_id));
       await trx
@@ -182,10 +204,18 @@ export class VersionRepository {
    */
   async forgottenSince(afterId: number | undefined): Promise<{ last: number; versionIds: number[] }> {
     if (afterId === undefined) {
-      const row = await this.db.kysely.selectFrom('forgotten_heads').select((eb) => eb.fn.max('id').as('last')).executeTakeFirst();
+      const row = await this.db.kysely
+        .selectFrom('forgotten_heads')
+        .select((eb) => eb.fn.max('id').as('last'))
+        .executeTakeFirst();
       return { last: Number(row?.last ?? 0), versionIds: [] };
     }
-    const rows = await this.db.kysely.selectFrom('forgotten_heads').select(['id', 'version_id']).where('id', '>', afterId).orderBy('id').execute();
+    const rows = await this.db.kysely
+      .selectFrom('forgotten_heads')
+      .select(['id', 'version_id'])
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .execute();
     return { last: rows.length > 0 ? rows[rows.length - 1].id : afterId, versionIds: rows.map((r) => r.version_id) };
   }
 
@@ -194,7 +224,12 @@ export class VersionRepository {
   }
 
   async listVersions(classifierId: string): Promise<VersionRecord[]> {
-    const ids = await this.db.kysely.selectFrom('versions').select('id').where('classifier_id', '=', classifierId).orderBy('id').execute();
+    const ids = await this.db.kysely
+      .selectFrom('versions')
+      .select('id')
+      .where('classifier_id', '=', classifierId)
+      .orderBy('id')
+      .execute();
     const versions = await Promise.all(ids.map((r) => this.findVersion(r.id)));
     return versions.filter((v): v is VersionRecord => v !== undefined);
   }
@@ -207,7 +242,12 @@ export class VersionRepository {
       .where('classifier_id', '=', classifierId)
       .orderBy('id')
       .execute();
-    return rows.map((r) => ({ versionId: r.version_id, previousVersionId: r.previous_version_id, cause: r.cause, created: r.created }));
+    return rows.map((r) => ({
+      versionId: r.version_id,
+      previousVersionId: r.previous_version_id,
+      cause: r.cause,
+      created: r.created,
+    }));
   }
 
   /**
@@ -221,7 +261,12 @@ export class VersionRepository {
    * caller queues a run); without, it is `ready` at once. Activating the current version without
    * `discardPending` changes nothing.
    */
-  async activateVersion(input: { classifierId: string; versionId: number; discardPending: boolean; now: string }): Promise<ActivationResult> {
+  async activateVersion(input: {
+    classifierId: string;
+    versionId: number;
+    discardPending: boolean;
+    now: string;
+  }): Promise<ActivationResult> {
     return this.db.write(async (trx): Promise<ActivationResult> => {
       const c = await findClassifierIn(trx, input.classifierId);
       if (!c) return { outcome: 'no-classifier' };
@@ -235,7 +280,8 @@ export class VersionRepository {
       if (version.id === c.currentVersionId && !input.discardPending) {
         return { outcome: 'unchanged', classifier: c, pendingExamples: 0, removedHeadFiles: [] };
       }
-      const membersOf = (versionId: number) => trx.selectFrom('version_examples').select('example_id').where('version_id', '=', versionId);
+      const membersOf = (versionId: number) =>
+        trx.selectFrom('version_examples').select('example_id').where('version_id', '=', versionId);
       const pending = input.discardPending
         ? []
         : await trx
@@ -251,12 +297,19 @@ export class VersionRepository {
         .insertInto('retired_examples')
         .columns(['example_id', 'classifier_id'])
         .expression(
-          trx.selectFrom('examples').select(['id', 'classifier_id']).where('classifier_id', '=', c.id).where('id', 'not in', membersOf(version.id)),
+          trx
+            .selectFrom('examples')
+            .select(['id', 'classifier_id'])
+            .where('classifier_id', '=', c.id)
+            .where('id', 'not in', membersOf(version.id)),
         )
         .onConflict((oc) => oc.doNothing())
         .execute();
       await trx.deleteFrom('retired_examples').where('example_id', 'in', membersOf(version.id)).execute();
-      for (const ids of chunks(pending.map((e) => e.id), 500)) {
+      for (const ids of chunks(
+        pending.map((e) => e.id),
+        500,
+      )) {
         await trx.deleteFrom('retired_examples').where('example_id', 'in', ids).execute();
       }
 
@@ -288,7 +341,12 @@ export class VersionRepository {
         .execute();
       await recordEvent(trx, c.id, version.id, c.currentVersionId, 'activated', input.now);
       const removedHeadFiles = await removeReplacedVersions(trx, c.id, input.now);
-      return { outcome: 'activated', classifier: (await findClassifierIn(trx, c.id))!, pendingExamples: pending.length, removedHeadFiles };
+      return {
+        outcome: 'activated',
+        classifier: (await findClassifierIn(trx, c.id))!,
+        pendingExamples: pending.length,
+        removedHeadFiles,
+      };
     });
   }
 
@@ -299,26 +357,53 @@ export class VersionRepository {
    * any more are deleted. Returns the head files to remove and the image hashes those examples
    * referenced (for the image store's garbage collection).
    */
-  async pruneVersions(classifierId: string, keep: number, now: string): Promise<{ headFiles: string[]; imageHashes: string[] }> {
+  async pruneVersions(
+    classifierId: string,
+    keep: number,
+    now: string,
+  ): Promise<{ headFiles: string[]; imageHashes: string[] }> {
     return this.db.write(async (trx) => {
       await trx.deleteFrom('version_leases').where('expires', '<=', now).execute();
-      const current = await trx.selectFrom('classifiers').select('current_version_id').where('id', '=', classifierId).executeTakeFirst();
+      const current = await trx
+        .selectFrom('classifiers')
+        .select('current_version_id')
+        .where('id', '=', classifierId)
+        .executeTakeFirst();
       if (!current) return { headFiles: [], imageHashes: [] };
       const live = await trx
         .selectFrom('versions as v')
         .select(['v.id', 'v.head_file'])
-        .select((eb) => eb.exists(eb.selectFrom('version_leases as l').select('l.id').whereRef('l.version_id', '=', 'v.id')).as('leased'))
+        .select((eb) =>
+          eb
+            .exists(eb.selectFrom('version_leases as l').select('l.id').whereRef('l.version_id', '=', 'v.id'))
+            .as('leased'),
+        )
         .where('v.classifier_id', '=', classifierId)
-        .where('v.id', 'not in', trx.selectFrom('pruned_versions').select('version_id').where('classifier_id', '=', classifierId))
+        .where(
+          'v.id',
+          'not in',
+          trx.selectFrom('pruned_versions').select('version_id').where('classifier_id', '=', classifierId),
+        )
         .orderBy('v.id', 'desc')
         .execute();
       const doomed = live.slice(keep).filter((v) => v.id !== current.current_version_id && !Number(v.leased));
       for (const v of doomed) {
-        await trx.insertInto('pruned_versions').values({ version_id: v.id, classifier_id: classifierId, pruned: now }).execute();
+        await trx
+          .insertInto('pruned_versions')
+          .values({ version_id: v.id, classifier_id: classifierId, pruned: now })
+          .execute();
         await trx.deleteFrom('version_examples').where('version_id', '=', v.id).execute();
       }
-      await logForgottenHeads(trx, classifierId, doomed.map((v) => v.id), now);
-      return { headFiles: doomed.map((v) => v.head_file), imageHashes: await deleteUnusedRetiredExamples(trx, classifierId) };
+      await logForgottenHeads(
+        trx,
+        classifierId,
+        doomed.map((v) => v.id),
+        now,
+      );
+      return {
+        headFiles: doomed.map((v) => v.head_file),
+        imageHashes: await deleteUnusedRetiredExamples(trx, classifierId),
+      };
     });
   }
 
@@ -435,7 +520,14 @@ async function wasRemovedIn(trx: Queries, classifierId: string, versionId: numbe
   return logged !== undefined && (await findVersionIn(trx, versionId)) === undefined;
 }
 
-async function recordEvent(trx: Queries, classifierId: string, versionId: number, previous: number | null, cause: VersionEvent['cause'], now: string) {
+async function recordEvent(
+  trx: Queries,
+  classifierId: string,
+  versionId: number,
+  previous: number | null,
+  cause: VersionEvent['cause'],
+  now: string,
+) {
   await trx
     .insertInto('version_events')
     .values({ classifier_id: classifierId, version_id: versionId, previous_version_id: previous, cause, created: now })

@@ -73,9 +73,11 @@ export async function bindDataDirectory(dataDir: string, instanceId: string, db:
   }
   if (owner === undefined) {
     await fsp.mkdir(dataDir, { recursive: true });
-    await fsp.writeFile(path.join(dataDir, 'instance-id'), `${instanceId}\n`, { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error;
-    });
+    await fsp
+      .writeFile(path.join(dataDir, 'instance-id'), `${instanceId}\n`, { flag: 'wx' })
+      .catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+      });
   }
   const bound = await readDataDirectoryInstance(dataDir);
   if (bound !== instanceId) {
@@ -92,9 +94,19 @@ export async function bindDataDirectory(dataDir: string, instanceId: string, db:
  * orphan sweep would delete the images uploaded since. Also binds the directory to the instance,
  * if no start did yet.
  */
-export async function recordMoveToPostgres(dataDir: string, instanceId: string, target: string, now = new Date()): Promise<void> {
-  await fsp.writeFile(path.join(dataDir, 'instance-id'), `${instanceId}\n`, { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EEXIST') throw error;
-  });
-  await fsp.writeFile(path.join(dataDir, 'moved-to-postgres'), `${JSON.stringify({ instance: instanceId, to: target, moved: now.toISOString() })}\n`);
+export async function recordMoveToPostgres(
+  dataDir: string,
+  instanceId: string,
+  target: string,
+  now = new Date(),
+): Promise<void> {
+  await fsp
+    .writeFile(path.join(dataDir, 'instance-id'), `${instanceId}\n`, { flag: 'wx' })
+    .catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+  await fsp.writeFile(
+    path.join(dataDir, 'moved-to-postgres'),
+    `${JSON.stringify({ instance: instanceId, to: target, moved: now.toISOString() })}\n`,
+  );
 }

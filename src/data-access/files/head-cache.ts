@@ -10,7 +10,9 @@ export interface HeadRef {
 
 /** Memory a loaded head holds: its arrays (the k-NN gate's stored positives dominate). */
 export function headBytes(head: TrainedHead): number {
-  return head.center.byteLength + head.weights.byteLength + head.bias.byteLength + (head.gate?.positives.byteLength ?? 0);
+  return (
+    head.center.byteLength + head.weights.byteLength + head.bias.byteLength + (head.gate?.positives.byteLength ?? 0)
+  );
 }
 
 /** A head unused this long is dropped: see HeadCache. */

@@ -31,7 +31,8 @@ export class HeadStore {
 
   resolve(relativeFile: string): string {
     const full = path.resolve(this.root, relativeFile);
-    if (!full.startsWith(path.resolve(this.root) + path.sep)) throw new Error(`head file outside the store: ${relativeFile}`);
+    if (!full.startsWith(path.resolve(this.root) + path.sep))
+      throw new Error(`head file outside the store: ${relativeFile}`);
     return full;
   }
 

@@ -52,11 +52,17 @@ export async function postCallback(
       },
     });
     const timer = setTimeout(() => {
-      request.destroy(new CallbackDeliveryError(`the callback URL did not answer within ${options.timeoutMs} ms`, false));
+      request.destroy(
+        new CallbackDeliveryError(`the callback URL did not answer within ${options.timeoutMs} ms`, false),
+      );
     }, options.timeoutMs);
     request.on('error', (err) => {
       clearTimeout(timer);
-      reject(err instanceof CallbackDeliveryError ? err : new CallbackDeliveryError(`the callback request failed: ${err.message}`, false));
+      reject(
+        err instanceof CallbackDeliveryError
+          ? err
+          : new CallbackDeliveryError(`the callback request failed: ${err.message}`, false),
+      );
     });
     request.on('response', (response) => {
       clearTimeout(timer);

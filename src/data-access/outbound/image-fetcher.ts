@@ -22,7 +22,16 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { sniffImageType } from '../../ml';
-import { checkAddresses, checkScheme, Hop, pinnedLookup, resolveAddresses, UrlFetchError, type AddressPolicy, type ResolvedAddress } from './url-policy';
+import {
+  checkAddresses,
+  checkScheme,
+  Hop,
+  pinnedLookup,
+  resolveAddresses,
+  UrlFetchError,
+  type AddressPolicy,
+  type ResolvedAddress,
+} from './url-policy';
 
 export interface UrlFetchOptions extends AddressPolicy {
   maxBytes: number;
@@ -121,7 +130,12 @@ function notAnImage(hop: Hop, contentType: string | null): UrlFetchError {
 }
 
 /** Reads the body, cutting the connection as soon as it passes maxBytes or its first bytes are not an image. */
-async function readImageBody(hop: Hop, response: IncomingMessage, contentType: string | null, maxBytes: number): Promise<Buffer> {
+async function readImageBody(
+  hop: Hop,
+  response: IncomingMessage,
+  contentType: string | null,
+  maxBytes: number,
+): Promise<Buffer> {
   const tooBig = () => hop.fail(`The image at the URL is larger than ${formatSize(maxBytes)}, the most allowed.`);
   const declared = Number(response.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes) {
@@ -142,7 +156,10 @@ async function readImageBody(hop: Hop, response: IncomingMessage, contentType: s
     }
   } catch (err) {
     if (err instanceof UrlFetchError) throw err;
-    throw hop.fail(`The connection to the URL was closed after ${formatSize(total)}, before the whole image arrived.`, err);
+    throw hop.fail(
+      `The connection to the URL was closed after ${formatSize(total)}, before the whole image arrived.`,
+      err,
+    );
   }
   const bytes = Buffer.concat(chunks);
   if (bytes.length === 0) throw hop.fail('The URL answered with an empty body, not an image.');

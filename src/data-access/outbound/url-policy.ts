@@ -41,7 +41,6 @@ export class UrlFetchError extends Error {
   }
 }
 
-
 /** [network, prefix length] of IPv4 blocks that are not publicly routable (IANA special-purpose registry). */
 const NON_PUBLIC_IPV4_BLOCKS: readonly (readonly [string, number])[] = [
   ['0.0.0.0', 8], // "this network", unspecified
@@ -164,8 +163,12 @@ export async function resolveAddresses(hop: Hop, options: AddressPolicy): Promis
   return addresses.map(withFamily);
 }
 
-
-export function checkAddresses(hop: Hop, addresses: ResolvedAddress[], options: AddressPolicy, verb = 'fetching'): void {
+export function checkAddresses(
+  hop: Hop,
+  addresses: ResolvedAddress[],
+  options: AddressPolicy,
+  verb = 'fetching',
+): void {
   const isAllowed = options.isAllowedAddress ?? ((ip: string) => options.allowPrivateNetworks || isPublicAddress(ip));
   const refused = addresses.find((a) => !isAllowed(a.address));
   if (!refused) return;
@@ -182,7 +185,10 @@ export function checkAddresses(hop: Hop, addresses: ResolvedAddress[], options: 
  * `lookup` answers with the checked addresses only, so the connection cannot be rebound to
  * another host. Every failure is a UrlFetchError whose description says what to change.
  */
-export async function checkOutgoingUrl(rawUrl: string, policy: AddressPolicy): Promise<{ url: URL; lookup: LookupFunction }> {
+export async function checkOutgoingUrl(
+  rawUrl: string,
+  policy: AddressPolicy,
+): Promise<{ url: URL; lookup: LookupFunction }> {
   let url: URL;
   try {
     url = new URL(rawUrl);

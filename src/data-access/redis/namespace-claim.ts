@@ -65,7 +65,10 @@ export class NamespaceClaim {
       throw error;
     }
     const held = new NamespaceClaim(redis, key, value);
-    held.timer = setInterval(() => void redis.set(key, value, 'PX', CLAIM_TTL_MS).catch(() => undefined), CLAIM_REFRESH_MS);
+    held.timer = setInterval(
+      () => void redis.set(key, value, 'PX', CLAIM_TTL_MS).catch(() => undefined),
+      CLAIM_REFRESH_MS,
+    );
     held.timer.unref();
     return held;
   }

@@ -18,7 +18,12 @@ export interface RateLimitStore {
  * limiter lets the request through (see expensiveRequestLimit) instead of holding it.
  */
 export async function openRateLimitStore(redisUrl: string, namespace: string): Promise<RateLimitStore> {
-  const redis = new IORedis(redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000 });
+  const redis = new IORedis(redisUrl, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+  });
   // Errors surface through the commands; ioredis reconnects on its own.
   redis.on('error', () => undefined);
   await redis.connect();

@@ -44,9 +44,7 @@ function freePort(): Promise<number> {
 }
 
 function commandExists(command: string): boolean {
-  return (process.env.PATH ?? '')
-    .split(path.delimiter)
-    .some((dir) => dir && fs.existsSync(path.join(dir, command)));
+  return (process.env.PATH ?? '').split(path.delimiter).some((dir) => dir && fs.existsSync(path.join(dir, command)));
 }
 
 /**
@@ -56,7 +54,13 @@ function commandExists(command: string): boolean {
  * @throws RedisUnavailableError
  */
 export async function checkRedisAnswers(url: string, timeoutMs = 10_000): Promise<void> {
-  const redis = new IORedis(url, { lazyConnect: true, connectTimeout: timeoutMs, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+  const redis = new IORedis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+  });
   let cause: string | undefined;
   redis.on('error', (error: Error) => (cause ??= error.message));
   try {
@@ -78,7 +82,11 @@ export async function checkRedisAnswers(url: string, timeoutMs = 10_000): Promis
  * REDIS_URL if given (and answering); else a Redis answering on 127.0.0.1:6379; else a private redis-server
  * (AOF on, data under the data dir, noeviction, so queued training survives restarts).
  */
-export async function resolveRedis(redisUrl: string | undefined, dataDir: string, logger: Logger): Promise<RedisHandle> {
+export async function resolveRedis(
+  redisUrl: string | undefined,
+  dataDir: string,
+  logger: Logger,
+): Promise<RedisHandle> {
   if (redisUrl) {
     await checkRedisAnswers(redisUrl);
     return { url: redisUrl, stop: async () => undefined };
@@ -126,7 +134,8 @@ export async function startPrivateRedis(dataDir: string, logger: Logger): Promis
       realpath: false,
       lockfilePath: lockPath,
       stale: OWNER_LOCK_STALE_MS,
-      onCompromised: (err) => logger.error({ err }, 'lost the lock on the private redis-server: another process took it as stale'),
+      onCompromised: (err) =>
+        logger.error({ err }, 'lost the lock on the private redis-server: another process took it as stale'),
     });
   let release: () => Promise<void>;
   try {
@@ -142,15 +151,30 @@ export async function startPrivateRedis(dataDir: string, logger: Logger): Promis
           'on every process (a worker-only host needs it too).',
       );
     }
-    logger.warn({ pid: owner.pid, redisPid: owner.redisPid }, 'the last owner of the private redis-server died; taking it over');
+    logger.warn(
+      { pid: owner.pid, redisPid: owner.redisPid },
+      'the last owner of the private redis-server died; taking it over',
+    );
     if (owner.redisPid !== undefined) await stopOrphan(owner.redisPid);
     fs.rmSync(lockPath, { recursive: true, force: true });
     release = await lock();
   }
   try {
-    fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), scope: PID_SCOPE, pid: process.pid } satisfies Owner));
+    fs.writeFileSync(
+      ownerFile,
+      JSON.stringify({ host: os.hostname(), scope: PID_SCOPE, pid: process.pid } satisfies Owner),
+    );
     const server = await spawnRedisServer(dir, logger);
-    fs.writeFileSync(ownerFile, JSON.stringify({ host: os.hostname(), scope: PID_SCOPE, pid: process.pid, redisPid: server.pid, url: server.url } satisfies Owner));
+    fs.writeFileSync(
+      ownerFile,
+      JSON.stringify({
+        host: os.hostname(),
+        scope: PID_SCOPE,
+        pid: process.pid,
+        redisPid: server.pid,
+        url: server.url,
+      } satisfies Owner),
+    );
     return {
       url: server.url,
       stop: async () => {
@@ -187,8 +211,22 @@ async function spawnRedisServer(dir: string, logger: Logger): Promise<RedisHandl
   const port = await freePort();
   const child: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '',
-     '--maxmemory-policy', 'noeviction', '--logfile', path.join(dir, 'redis.log')],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+      '--logfile',
+      path.join(dir, 'redis.log'),
+    ],
     { stdio: 'ignore' },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -15,7 +15,13 @@ export type InstanceActivity =
 export const CLAIM_WATCH_MS = CLAIM_REFRESH_MS + 5_000;
 
 function connect(redisUrl: string): IORedis {
-  const redis = new IORedis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: () => null, enableOfflineQueue: false });
+  const redis = new IORedis(redisUrl, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 3_000,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
   redis.on('error', () => undefined);
   return redis;
 }
@@ -28,7 +34,11 @@ function connect(redisUrl: string): IORedis {
  * (15 s): refreshed means running; gone or never refreshed means its processes have stopped.
  * @param onWatch called once before watching a claim, to say why this waits
  */
-export async function instanceActivity(redisUrl: string, instanceId: string, onWatch: (key: string) => void = () => undefined): Promise<InstanceActivity> {
+export async function instanceActivity(
+  redisUrl: string,
+  instanceId: string,
+  onWatch: (key: string) => void = () => undefined,
+): Promise<InstanceActivity> {
   const redis = connect(redisUrl);
   try {
     await redis.connect();
@@ -90,7 +100,12 @@ export class MigrationClaim {
   ) {}
 
   /** Takes the claim, or returns undefined when Redis cannot be reached. */
-  static async hold(redisUrl: string, namespace: string, instanceId: string, description: string): Promise<MigrationClaim | undefined> {
+  static async hold(
+    redisUrl: string,
+    namespace: string,
+    instanceId: string,
+    description: string,
+  ): Promise<MigrationClaim | undefined> {
     const redis = connect(redisUrl);
     try {
       await redis.connect();
@@ -101,7 +116,10 @@ export class MigrationClaim {
     const key = `${namespace}:instance`;
     const value = JSON.stringify({ instanceId, database: 'migration', host: os.hostname(), path: description });
     await redis.set(key, value, 'PX', CLAIM_TTL_MS);
-    const timer = setInterval(() => void redis.set(key, value, 'PX', CLAIM_TTL_MS).catch(() => undefined), CLAIM_REFRESH_MS);
+    const timer = setInterval(
+      () => void redis.set(key, value, 'PX', CLAIM_TTL_MS).catch(() => undefined),
+      CLAIM_REFRESH_MS,
+    );
     timer.unref();
     return new MigrationClaim(redis, key, value, timer);
   }
@@ -109,7 +127,12 @@ export class MigrationClaim {
   async release(): Promise<void> {
     clearInterval(this.timer);
     await this.redis
-      .eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0", 1, this.key, this.value)
+      .eval(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
+        1,
+        this.key,
+        this.value,
+      )
       .catch(() => undefined);
     this.redis.disconnect();
   }

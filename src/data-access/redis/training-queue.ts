@@ -60,7 +60,13 @@ export class TrainingQueue {
     const job = await this.currentJob(classifierId);
     if (!job) return false;
     const state = await job.getState();
-    return state === 'waiting' || state === 'delayed' || state === 'active' || state === 'prioritized' || state === 'waiting-children';
+    return (
+      state === 'waiting' ||
+      state === 'delayed' ||
+      state === 'active' ||
+      state === 'prioritized' ||
+      state === 'waiting-children'
+    );
   }
 
   /** Progress (0-100) of the classifier's run, if one is known. */
@@ -81,7 +87,12 @@ export class TrainingQueue {
   /** Jobs by state, for metrics. */
   async counts(): Promise<Record<'waiting' | 'active' | 'delayed' | 'failed', number>> {
     const counts = await this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
-    return { waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0, failed: counts.failed ?? 0 };
+    return {
+      waiting: counts.waiting ?? 0,
+      active: counts.active ?? 0,
+      delayed: counts.delayed ?? 0,
+      failed: counts.failed ?? 0,
+    };
   }
 
   async close(): Promise<void> {

@@ -40,14 +40,18 @@ function reasonOf(error: unknown, entryName?: string): string {
   if (/end of central directory record signature not found/i.test(message)) {
     return 'no end of central directory record was found (the file is truncated or not a zip)';
   }
-  if (/multi-disk/i.test(message)) return 'it is one part of a split (multi-part) zip; only single-file zips can be read';
+  if (/multi-disk/i.test(message))
+    return 'it is one part of a split (multi-part) zip; only single-file zips can be read';
   if (/central directory file header signature/i.test(message)) return 'its central directory is damaged';
-  if (/local file header signature/i.test(message)) return `the central directory points to no entry header for '${entryName}'`;
-  if (/overflows file bounds|unexpected EOF/i.test(message)) return `the data of ${entry} runs past the end of the file (the file is truncated or damaged)`;
+  if (/local file header signature/i.test(message))
+    return `the central directory points to no entry header for '${entryName}'`;
+  if (/overflows file bounds|unexpected EOF/i.test(message))
+    return `the data of ${entry} runs past the end of the file (the file is truncated or damaged)`;
   if (/size mismatch for stored file/i.test(message)) {
     return 'an uncompressed entry records two different sizes for itself (the file is damaged)';
   }
-  if (/Invalid comment length/i.test(message)) return 'its end record does not match the end of the file (the file is truncated or damaged)';
+  if (/Invalid comment length/i.test(message))
+    return 'its end record does not match the end of the file (the file is truncated or damaged)';
   return message;
 }
 
@@ -63,7 +67,12 @@ export class ZipArchive {
   static async open(source: string | Buffer): Promise<ZipArchive> {
     // decodeStrings off: yauzl would then refuse the whole archive for one name like '../x.jpg'. Names
     // are still decoded by yauzl's own function below, and are only ever used as labels here.
-    const options: yauzl.Options = { lazyEntries: true, autoClose: false, decodeStrings: false, validateEntrySizes: true };
+    const options: yauzl.Options = {
+      lazyEntries: true,
+      autoClose: false,
+      decodeStrings: false,
+      validateEntrySizes: true,
+    };
     const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => {
       const done = (error: Error | null, zipFile?: yauzl.ZipFile) => (error ? reject(error) : resolve(zipFile!));
       if (typeof source === 'string') yauzl.open(source, options, done);
@@ -125,11 +134,19 @@ export class ZipArchive {
       stream.on('error', (error: Error & { code?: string }) => {
         (stream as unknown as { destroy?: () => void }).destroy?.();
         if (/too many bytes/i.test(error.message)) {
-          reject(new ZipFormatError(`entry '${entry.name}' expands beyond the ${formatBytes(entry.uncompressedSize)} its header declares`));
+          reject(
+            new ZipFormatError(
+              `entry '${entry.name}' expands beyond the ${formatBytes(entry.uncompressedSize)} its header declares`,
+            ),
+          );
         } else if (/not enough bytes/i.test(error.message)) {
           const got = /got only (\d+)/i.exec(error.message)?.[1];
           const holds = got === undefined ? 'less' : formatBytes(Number(got));
-          reject(new ZipFormatError(`entry '${entry.name}' holds ${holds}, not the ${formatBytes(entry.uncompressedSize)} its header declares`));
+          reject(
+            new ZipFormatError(
+              `entry '${entry.name}' holds ${holds}, not the ${formatBytes(entry.uncompressedSize)} its header declares`,
+            ),
+          );
         } else if (error.code?.startsWith('Z_')) {
           reject(new ZipFormatError(`the compressed data of entry '${entry.name}' is damaged`));
         } else {
@@ -137,7 +154,8 @@ export class ZipArchive {
         }
       });
     });
-    if (zlib.crc32(bytes) !== entry.crc32) throw new ZipFormatError(`the checksum (CRC-32) of entry '${entry.name}' does not match`);
+    if (zlib.crc32(bytes) !== entry.crc32)
+      throw new ZipFormatError(`the checksum (CRC-32) of entry '${entry.name}' does not match`);
     return bytes;
   }
 

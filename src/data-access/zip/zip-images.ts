@@ -81,11 +81,15 @@ class ZipReader {
   }
 
   private unreadable(reason: string): ZipInputError {
-    return this.fail(`The zip file for '${this.fieldName}' cannot be read: ${reason}. Create the zip again and re-upload it.`);
+    return this.fail(
+      `The zip file for '${this.fieldName}' cannot be read: ${reason}. Create the zip again and re-upload it.`,
+    );
   }
 
   private required(what: string): ZipInputError {
-    return this.fail(`The file for '${this.fieldName}' is ${what}; a zip file is required here. Put the images into a .zip archive and upload that.`);
+    return this.fail(
+      `The file for '${this.fieldName}' is ${what}; a zip file is required here. Put the images into a .zip archive and upload that.`,
+    );
   }
 
   /**
@@ -185,7 +189,11 @@ export async function readZipImageEntries(
  * archive order, under the same checks; between `minImages` and `maxImages` of them. Each is
  * decoded by the caller, which reports the ones that cannot be.
  */
-export async function readZipImages(zip: string | Buffer, fieldName: string, limits: ZipLimits): Promise<ZipImageEntry[]> {
+export async function readZipImages(
+  zip: string | Buffer,
+  fieldName: string,
+  limits: ZipLimits,
+): Promise<ZipImageEntry[]> {
   const images: ZipImageEntry[] = [];
   await new ZipReader(fieldName, limits).read(zip, (image) => {
     images.push(image);

@@ -28,7 +28,9 @@ async function main(argv: string[]): Promise<number> {
     }
     if (command === 'list') {
       for (const k of await keys.list()) {
-        console.log(`${k.id}\t${k.ownerId}\t${k.keyPrefix}…\t${k.source}\t${k.revoked ? `revoked ${k.revoked}` : 'active'}`);
+        console.log(
+          `${k.id}\t${k.ownerId}\t${k.keyPrefix}…\t${k.source}\t${k.revoked ? `revoked ${k.revoked}` : 'active'}`,
+        );
       }
       return 0;
     }

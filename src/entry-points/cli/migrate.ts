@@ -26,11 +26,19 @@ async function main(argv: string[]): Promise<number> {
     redisUrl: config.redisUrl ?? 'redis://127.0.0.1:6379',
     queuePrefix: config.queuePrefix,
     log: (line) => console.log(line),
-    onTable: (t) => console.log(`  ${t.table.padEnd(24)} ${String(t.rows).padStart(9)} rows  ${t.seconds.toFixed(1).padStart(6)} s  sha256 ${t.checksum.slice(0, 16)}…`),
+    onTable: (t) =>
+      console.log(
+        `  ${t.table.padEnd(24)} ${String(t.rows).padStart(9)} rows  ${t.seconds.toFixed(1).padStart(6)} s  sha256 ${t.checksum.slice(0, 16)}…`,
+      ),
   });
   const rows = report.tables.reduce((sum, t) => sum + t.rows, 0);
-  for (const s of report.skipped) console.log(`  ${s.table.padEnd(24)} ${String(s.rows).padStart(9)} rows  not copied: ${s.reason}`);
-  console.log(`Ids continue after the largest ever issued: ${Object.entries(report.nextIds).map(([table, next]) => `${table} from ${next}`).join(', ')}.`);
+  for (const s of report.skipped)
+    console.log(`  ${s.table.padEnd(24)} ${String(s.rows).padStart(9)} rows  not copied: ${s.reason}`);
+  console.log(
+    `Ids continue after the largest ever issued: ${Object.entries(report.nextIds)
+      .map(([table, next]) => `${table} from ${next}`)
+      .join(', ')}.`,
+  );
   console.log(
     `Done: ${report.tables.length} tables, ${rows} rows in ${report.seconds.toFixed(1)} s, each table's row count and SHA-256 (rows in key order) equal on both sides. ` +
       `${report.source} was only read.`,

@@ -19,7 +19,8 @@ interface AccessTokenClaims {
 const HEADER = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
 const INVALID = 'The access token is not valid. Request a new one at POST /identity/token.';
 
-const sign = (secret: Buffer, signingInput: string) => crypto.createHmac('sha256', secret).update(signingInput).digest();
+const sign = (secret: Buffer, signingInput: string) =>
+  crypto.createHmac('sha256', secret).update(signingInput).digest();
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 

@@ -31,11 +31,20 @@ export interface AppDependencies {
 }
 
 /** The API. The operations endpoints are on it too unless OPS_PORT puts them on their own app (createOperationsApp). */
-export function createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir, rateLimitStore }: AppDependencies): express.Express {
+export function createApp({
+  ctx,
+  classify,
+  apiKeys,
+  openApi,
+  ops,
+  uploadDir,
+  rateLimitStore,
+}: AppDependencies): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'extended');
-  if (ops.metrics) app.use(requestMetrics(ops.metrics, routeTemplateOf(openApi, ['/', '/assets/{asset}', '/docs', '/docs/{asset}'])));
+  if (ops.metrics)
+    app.use(requestMetrics(ops.metrics, routeTemplateOf(openApi, ['/', '/assets/{asset}', '/docs', '/docs/{asset}'])));
   app.use(helmet());
   app.use((_req, res, next) => {
     res.setHeader('Cache-Control', 'no-store');
@@ -59,7 +68,11 @@ export function createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir, rat
     maxRequestBytes: ctx.config.limits.maxRequestBytes,
   });
   const v3 = express.Router();
-  v3.use(authenticate(apiKeys), requireVersion, expensiveRequestLimit(ctx.config.rateLimitPerMinute, rateLimitStore, ctx.logger));
+  v3.use(
+    authenticate(apiKeys),
+    requireVersion,
+    expensiveRequestLimit(ctx.config.rateLimitPerMinute, rateLimitStore, ctx.logger),
+  );
   v3.use(classifierRoutes(ctx, upload));
   v3.use(classifyRoutes(classify, upload));
   app.use('/v3', v3);
@@ -67,7 +80,10 @@ export function createApp({ ctx, classify, apiKeys, openApi, ops, uploadDir, rat
   app.use(consoleRoutes(ctx.config));
 
   app.use((req: Request) => {
-    throw new ApiError(404, `There is no ${req.method} ${req.path}. See the Watson Visual Recognition v3 API reference.`);
+    throw new ApiError(
+      404,
+      `There is no ${req.method} ${req.path}. See the Watson Visual Recognition v3 API reference.`,
+    );
   });
   app.use(errorHandler(ctx));
   return app;
@@ -84,7 +100,10 @@ export function createOperationsApp(ctx: ServiceContext, ops: OperationsDependen
   });
   app.use(operationsRoutes(ops));
   app.use((req: Request) => {
-    throw new ApiError(404, `There is no ${req.method} ${req.path} on the operations port: /healthz, /readyz and /metrics are.`);
+    throw new ApiError(
+      404,
+      `There is no ${req.method} ${req.path} on the operations port: /healthz, /readyz and /metrics are.`,
+    );
   });
   app.use(errorHandler(ctx));
   return app;
@@ -101,11 +120,14 @@ function errorHandler(ctx: ServiceContext) {
     } else if (isDiskFull(error)) {
       ctx.logger.error({ err: error, method: req.method, url: req.originalUrl }, 'disk full');
       status = 507;
-      message = "The server's disk is full, so nothing from this request was stored. Ask the operator to free space, then send it again.";
+      message =
+        "The server's disk is full, so nothing from this request was stored. Ask the operator to free space, then send it again.";
     } else if (isBodyParserError(error)) {
       status = error.status;
       message =
-        error.status === 413 ? 'The request body is too large.' : `The request body could not be read: ${error.message}.`;
+        error.status === 413
+          ? 'The request body is too large.'
+          : `The request body could not be read: ${error.message}.`;
     } else {
       ctx.logger.error({ err: error, method: req.method, url: req.originalUrl }, 'request failed');
     }

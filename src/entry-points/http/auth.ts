@@ -11,7 +11,9 @@ declare module 'express-serve-static-core' {
 }
 
 /** What a request presents: Basic `apikey:<key>`, `Bearer <key>`, or `Bearer <token from /identity/token>`. */
-export function credentialFromAuthorization(header: string | undefined): { key: string } | { token: string } | undefined {
+export function credentialFromAuthorization(
+  header: string | undefined,
+): { key: string } | { token: string } | undefined {
   if (!header) return undefined;
   const [scheme, value] = header.trim().split(/\s+/, 2);
   if (!value) return undefined;
@@ -32,7 +34,8 @@ export function authenticate(apiKeys: ApiKeyRepository) {
   return async (req: Request, _res: Response, next: NextFunction) => {
     const credential = credentialFromAuthorization(req.headers.authorization);
     let owner: string | undefined;
-    if (credential && 'token' in credential) owner = await apiKeys.ownerOfKeyId(keyIdOfAccessToken(await secret, credential.token));
+    if (credential && 'token' in credential)
+      owner = await apiKeys.ownerOfKeyId(keyIdOfAccessToken(await secret, credential.token));
     else if (credential) owner = await apiKeys.ownerOfKey(credential.key);
     if (!owner) {
       throw new ApiError(

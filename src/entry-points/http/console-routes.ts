@@ -62,7 +62,10 @@ export function consoleRoutes(config: Config, consoleDir = CONSOLE_DIR): Router 
       try {
         built = fs.readFileSync(path.join(consoleDir, 'index.html'), 'utf8');
       } catch {
-        throw new ApiError(503, 'The web console has not been built. Run `npm run build` (npm start does it), then reload this page.');
+        throw new ApiError(
+          503,
+          'The web console has not been built. Run `npm run build` (npm start does it), then reload this page.',
+        );
       }
       page = built.replace('__CONSOLE_LIMITS__', escapeAttribute(JSON.stringify(limits)));
     }
@@ -78,7 +81,12 @@ export function consoleRoutes(config: Config, consoleDir = CONSOLE_DIR): Router 
       res.removeHeader('Cache-Control');
       next();
     },
-    express.static(path.join(consoleDir, 'assets'), { index: false, immutable: true, maxAge: '365d', fallthrough: true }),
+    express.static(path.join(consoleDir, 'assets'), {
+      index: false,
+      immutable: true,
+      maxAge: '365d',
+      fallthrough: true,
+    }),
   );
   return router;
 }

@@ -41,7 +41,8 @@ function countingStreamHandler(maxRequestBytes: number): StreamHandler {
     let received = 0;
     req.on('data', (chunk: Buffer) => {
       received += chunk.length;
-      if (received > maxRequestBytes) stop(requestTooLarge(maxRequestBytes, `over ${Math.round(maxRequestBytes / MB)} MB`));
+      if (received > maxRequestBytes)
+        stop(requestTooLarge(maxRequestBytes, `over ${Math.round(maxRequestBytes / MB)} MB`));
     });
     if (names) {
       names.on('error', stop);
@@ -56,7 +57,11 @@ function countingStreamHandler(maxRequestBytes: number): StreamHandler {
  * multer writing every uploaded file to a temp file on disk (never whole requests in memory).
  * The files are removed when the response ends, whatever happened.
  */
-export function multipartUpload(options: { tmpDir: string; maxFileBytes: number; maxRequestBytes: number }): RequestHandler[] {
+export function multipartUpload(options: {
+  tmpDir: string;
+  maxFileBytes: number;
+  maxRequestBytes: number;
+}): RequestHandler[] {
   fs.mkdirSync(options.tmpDir, { recursive: true });
   const multerOptions: multer.Options & { streamHandler: StreamHandler } = {
     storage: multer.diskStorage({
@@ -71,7 +76,10 @@ export function multipartUpload(options: { tmpDir: string; maxFileBytes: number;
 
   const checkRequest = (req: Request, res: Response, next: NextFunction) => {
     if (!req.is('multipart/form-data')) {
-      throw new ApiError(415, 'The request must be multipart/form-data. Send the fields and files as a form (curl --form / -F).');
+      throw new ApiError(
+        415,
+        'The request must be multipart/form-data. Send the fields and files as a form (curl --form / -F).',
+      );
     }
     const length = Number(req.headers['content-length'] ?? 0);
     if (length > options.maxRequestBytes) {
@@ -124,12 +132,21 @@ function translateMulterError(error: unknown, maxFileBytes: number): unknown {
       );
     }
     if (error.code === 'LIMIT_FIELD_COUNT') {
-      return new ApiError(400, `The form has more than ${MAX_TEXT_FIELDS} text fields, the limit per request. Send only the fields the API reads.`);
+      return new ApiError(
+        400,
+        `The form has more than ${MAX_TEXT_FIELDS} text fields, the limit per request. Send only the fields the API reads.`,
+      );
     }
-    return new ApiError(400, `The multipart form was refused: ${error.message}${error.field ? ` (field '${error.field}')` : ''}.`);
+    return new ApiError(
+      400,
+      `The multipart form was refused: ${error.message}${error.field ? ` (field '${error.field}')` : ''}.`,
+    );
   }
   // Failures to write the temp file (a full disk) are the server's, not the request's.
   if ((error as NodeJS.ErrnoException)?.syscall !== undefined) return error;
   const message = error instanceof Error ? error.message : String(error);
-  return new ApiError(400, `The multipart body could not be read (${message}). Send a complete multipart/form-data request.`);
+  return new ApiError(
+    400,
+    `The multipart body could not be read (${message}). Send a complete multipart/form-data request.`,
+  );
 }

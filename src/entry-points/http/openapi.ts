@@ -78,14 +78,17 @@ function operation(
     add('415', 'The request is not multipart/form-data');
     add('507', "The server's disk is full; nothing from the request was stored");
   }
-  if (failures.rateLimited) add('429', 'Too many uploads and classify calls for this account this minute (RATE_LIMIT_PER_MINUTE)');
+  if (failures.rateLimited)
+    add('429', 'Too many uploads and classify calls for this account this minute (RATE_LIMIT_PER_MINUTE)');
   add('500', 'A fault of the server (logged; no internals in the body)');
   return {
     ...op,
     ...(failures.v3 ? { security: [{ basicAuth: [] }, { bearerAuth: [] }] } : { security: [] }),
     requestParams: {
       ...op.requestParams,
-      ...(failures.v3 || query ? { query: z.object({ ...(failures.v3 ? versionQuerySchema.shape : {}), ...query?.shape }) } : {}),
+      ...(failures.v3 || query
+        ? { query: z.object({ ...(failures.v3 ? versionQuerySchema.shape : {}), ...query?.shape }) }
+        : {}),
     },
     responses,
   };
@@ -101,7 +104,9 @@ function modelDownload(operationId: string, summary: string) {
     responses: {
       '200': {
         description: 'The model file (Content-Disposition names it)',
-        content: { 'application/octet-stream': { schema: z.string().meta({ override: { type: 'string', format: 'binary' } }) } },
+        content: {
+          'application/octet-stream': { schema: z.string().meta({ override: { type: 'string', format: 'binary' } }) },
+        },
       },
       '400': error('version_id is not a positive integer'),
       '404': error('No such classifier, or no such version of it'),
@@ -129,9 +134,13 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
   const zipLimits = `Each zip: ${limits.minImagesPerZip} to ${limits.maxImagesPerZip} images, at most ${Math.round(limits.maxZipBytes / MB)} MB; one call at most ${Math.round(limits.maxRequestBytes / MB)} MB.`;
   const classifyInput = `images_file: one image (JPEG, PNG, GIF, TIFF, WebP; at most ${Math.round(limits.maxClassifyImageBytes / MB)} MB) or a zip of at most ${limits.maxClassifyZipImages} images.`;
   const classifyResponses: Responses = {
-    '200': { description: 'Scores per image; an image that failed carries its own error', content: json(classifyResponseSchema) },
+    '200': {
+      description: 'Scores per image; an image that failed carries its own error',
+      content: json(classifyResponseSchema),
+    },
     '400': {
-      description: 'Bad input (Error), or no valid classifier at all: the normal answer shape with an error per image (ClassifyResponse)',
+      description:
+        'Bad input (Error), or no valid classifier at all: the normal answer shape with an error per image (ClassifyResponse)',
       content: json(z.union([errorBodySchema, classifyResponseSchema])),
     },
   };
@@ -151,7 +160,11 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
     components: {
       securitySchemes: {
         basicAuth: { type: 'http', scheme: 'basic', description: "User 'apikey', password: your API key" },
-        bearerAuth: { type: 'http', scheme: 'bearer', description: 'Your API key, or a token from POST /identity/token' },
+        bearerAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'Your API key, or a token from POST /identity/token',
+        },
       },
     },
     tags: [
@@ -226,10 +239,16 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
         ),
       },
       '/v3/classifiers/{classifier_id}/core_ml_model': {
-        get: operation(modelDownload('getCoreMlModel', 'The Core ML .mlmodel of the current version (or of version_id)'), { v3: true, classifier: true }),
+        get: operation(
+          modelDownload('getCoreMlModel', 'The Core ML .mlmodel of the current version (or of version_id)'),
+          { v3: true, classifier: true },
+        ),
       },
       '/v3/classifiers/{classifier_id}/onnx_model': {
-        get: operation(modelDownload('getOnnxModel', 'Extension: the same version as one self-contained ONNX model'), { v3: true, classifier: true }),
+        get: operation(modelDownload('getOnnxModel', 'Extension: the same version as one self-contained ONNX model'), {
+          v3: true,
+          classifier: true,
+        }),
       },
       '/v3/classifiers/{classifier_id}/versions': {
         get: operation(
@@ -254,7 +273,10 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             requestParams: { path: classifierPath.extend(versionPathSchema.shape) },
             query: activateQuerySchema,
             responses: {
-              '200': { description: 'The classifier: ready, or retraining when pending examples were queued', content: json(classifierSchema) },
+              '200': {
+                description: 'The classifier: ready, or retraining when pending examples were queued',
+                content: json(classifierSchema),
+              },
               '404': error('No such classifier, or no such version of it'),
               '410': error(
                 'The version was pruned by the retention setting (KEEP_VERSIONS), or was trained on customer data deleted with DELETE /v3/user_data (removed, or serving only until its replacement is ready)',
@@ -321,22 +343,24 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             tags: ['classifiers'],
             summary: 'Delete every example and classifier labelled with a customer id',
             description:
-              'Deletes, among the caller\'s classifiers, every classifier created with `X-Watson-Metadata: customer_id=<id>` and every example uploaded with it, ' +
+              "Deletes, among the caller's classifiers, every classifier created with `X-Watson-Metadata: customer_id=<id>` and every example uploaded with it, " +
               'with the classes left without examples. Every version trained on a deleted example is removed: its head file, its evaluation and its entry ' +
               'in GET …/versions; a pin of it answers 400 like an unknown version, an export or activation 410. Non-current ones go at once; a current one serves ' +
               'until the retraining without the data (queued by this call) publishes, and goes in that same transaction (or at once, when what is left cannot ' +
               'train: the classifier is then failed, its explanation saying what to upload). No training run that read the examples before the deletion can ' +
               'publish. Image files and cached embeddings go unless another example, of any owner, still uses the same image. ' +
-              'What it cannot do: a model exported earlier (GET …/core_ml_model or …/onnx_model) is the caller\'s copy and stays theirs; logs and backups ' +
+              "What it cannot do: a model exported earlier (GET …/core_ml_model or …/onnx_model) is the caller's copy and stays theirs; logs and backups " +
               'the operator keeps are outside the service.',
             query: userDataQuerySchema,
             responses: {
               '202': {
                 description:
                   'Deleted: the labelled classifiers, examples, versions trained on them (the current one once its retraining is ready), image files and cached embeddings no other example uses. ' +
-                  'Also when nothing carried the id. Models exported earlier are the caller\'s and stay theirs.',
+                  "Also when nothing carried the id. Models exported earlier are the caller's and stay theirs.",
               },
-              '400': error("No customer_id, more than one, or one no label can carry (empty, over 1000 characters, ';', '=', ',' or a control character)"),
+              '400': error(
+                "No customer_id, more than one, or one no label can carry (empty, over 1000 characters, ';', '=', ',' or a control character)",
+              ),
               '507': error("The server's disk is full; nothing was deleted. Try again once space is freed"),
             },
           },
@@ -349,7 +373,10 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             operationId: 'getAccessToken',
             tags: ['identity'],
             summary: 'Exchange an API key for a bearer token (IBM IAM style)',
-            requestBody: { required: true, content: { 'application/x-www-form-urlencoded': { schema: tokenRequestSchema } } },
+            requestBody: {
+              required: true,
+              content: { 'application/x-www-form-urlencoded': { schema: tokenRequestSchema } },
+            },
             responses: {
               '200': { description: 'A token to send as Authorization: Bearer', content: json(tokenResponseSchema) },
               '400': error('Not the API-key grant, or no key'),
@@ -366,7 +393,12 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
             operationId: 'getOpenApiDocument',
             tags: ['operations'],
             summary: 'This document',
-            responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: z.object({ openapi: z.string() }).loose() } } } },
+            responses: {
+              '200': {
+                description: 'OpenAPI 3.1',
+                content: { 'application/json': { schema: z.object({ openapi: z.string() }).loose() } },
+              },
+            },
           },
           {},
         ),
@@ -424,7 +456,8 @@ function operationsPaths(config: Config) {
           operationId: 'metrics',
           tags: ['operations'],
           summary: 'Prometheus metrics of the API and its training workers',
-          description: 'Prometheus text format, merging the API process and every training worker that published to Redis lately.',
+          description:
+            'Prometheus text format, merging the API process and every training worker that published to Redis lately.',
           responses: { '200': { description: 'Metrics', content: { 'text/plain': { schema: z.string() } } } },
         },
         {},
@@ -438,10 +471,18 @@ function operationsPaths(config: Config) {
  * Maps a request path to its route template among the document's paths (`/v3/classifiers/{classifier_id}`),
  * or `other`: what request metrics are labelled with, so that no id ever becomes a label value.
  */
-export function routeTemplateOf(document: { paths?: Record<string, unknown> }, extra: string[] = []): (path: string) => string {
+export function routeTemplateOf(
+  document: { paths?: Record<string, unknown> },
+  extra: string[] = [],
+): (path: string) => string {
   const templates = [...Object.keys(document.paths ?? {}), ...extra].map((template) => ({
     template,
-    pattern: new RegExp(`^${template.split(/\{[^}]+\}/).map(escapeRegExp).join('[^/]+')}/?$`),
+    pattern: new RegExp(
+      `^${template
+        .split(/\{[^}]+\}/)
+        .map(escapeRegExp)
+        .join('[^/]+')}/?$`,
+    ),
   }));
   return (path) => templates.find((t) => t.pattern.test(path))?.template ?? 'other';
 }

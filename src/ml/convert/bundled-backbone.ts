@@ -32,7 +32,10 @@ export async function convertBundledBackbone(): Promise<BundledBackbone> {
   const weights = decodeTfjsWeights(tf, artifacts.weightData, artifacts.weightSpecs);
   const graph = parseKerasGraph(artifacts.modelTopology, `${artifacts.dir}/model.min.js`);
   if (graph.outputLayers.length !== 1) {
-    throw new ModelConversionError(`${artifacts.dir}/model.min.js`, `expected one output layer, found ${graph.outputLayers.length}`);
+    throw new ModelConversionError(
+      `${artifacts.dir}/model.min.js`,
+      `expected one output layer, found ${graph.outputLayers.length}`,
+    );
   }
   const model = convertKerasToOnnx(graph, weights, {
     graphName: 'nsfwjs_mobilenet_v2',

@@ -45,7 +45,8 @@ export interface KerasGraph {
 /** Resolves `inbound_nodes` into plain edges; only single-call layers with one output each are supported. */
 export function parseKerasGraph(topology: KerasModelTopology, file: string): KerasGraph {
   const modelConfig: KerasModelConfig | undefined =
-    topology.model_config ?? (topology.class_name && topology.config ? { class_name: topology.class_name, config: topology.config } : undefined);
+    topology.model_config ??
+    (topology.class_name && topology.config ? { class_name: topology.class_name, config: topology.config } : undefined);
   if (!modelConfig || !Array.isArray(modelConfig.config?.layers)) {
     throw new ModelConversionError(file, 'modelTopology has no model_config.config.layers');
   }
@@ -63,7 +64,8 @@ export function parseKerasGraph(topology: KerasModelTopology, file: string): Ker
   for (const layer of layers) {
     for (const input of layer.inputs) {
       const producer = byName.get(input);
-      if (!producer) throw new LayerConversionError(layer.name, layer.className, `input ${input} is not a layer of the model`);
+      if (!producer)
+        throw new LayerConversionError(layer.name, layer.className, `input ${input} is not a layer of the model`);
       producer.consumers.push(layer.name);
     }
   }
@@ -75,11 +77,19 @@ export function parseKerasGraph(topology: KerasModelTopology, file: string): Ker
 function inboundLayerNames(json: KerasLayerJson): string[] {
   if (json.inbound_nodes.length === 0) return [];
   if (json.inbound_nodes.length > 1) {
-    throw new LayerConversionError(json.name, json.class_name, 'shared layers (called more than once) are not supported');
+    throw new LayerConversionError(
+      json.name,
+      json.class_name,
+      'shared layers (called more than once) are not supported',
+    );
   }
   const call = json.inbound_nodes[0];
   if (!Array.isArray(call)) {
-    throw new LayerConversionError(json.name, json.class_name, 'unsupported inbound_nodes format (expected Keras 2 lists)');
+    throw new LayerConversionError(
+      json.name,
+      json.class_name,
+      'unsupported inbound_nodes format (expected Keras 2 lists)',
+    );
   }
   return call.map((edge) => {
     if (!Array.isArray(edge) || typeof edge[0] !== 'string' || edge[1] !== 0 || edge[2] !== 0) {

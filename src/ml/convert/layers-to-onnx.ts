@@ -44,7 +44,11 @@ const CONVOLUTIONS = new Set(['Conv2D', 'DepthwiseConv2D']);
  * folds each BatchNormalization into the convolution before it, and each ZeroPadding2D into
  * the convolution after it. Throws LayerConversionError for anything it cannot express.
  */
-export function convertKerasToOnnx(graph: KerasGraph, weights: Map<string, WeightTensor>, options: LayersToOnnxOptions): Uint8Array {
+export function convertKerasToOnnx(
+  graph: KerasGraph,
+  weights: Map<string, WeightTensor>,
+  options: LayersToOnnxOptions,
+): Uint8Array {
   const converter = new KerasToOnnx(graph, weights, options.inputName, new OnnxGraphBuilder(options.graphName));
   for (const layer of graph.layers) converter.convertLayer(layer);
   return converter.finish(options.outputs);
@@ -65,7 +69,11 @@ class KerasToOnnx {
 
   convertLayer(layer: KerasLayer): void {
     if (layer.config.data_format !== undefined && layer.config.data_format !== 'channels_last') {
-      throw new LayerConversionError(layer.name, layer.className, `data_format ${String(layer.config.data_format)} is not supported`);
+      throw new LayerConversionError(
+        layer.name,
+        layer.className,
+        `data_format ${String(layer.config.data_format)} is not supported`,
+      );
     }
     switch (layer.className) {
       case 'InputLayer':
@@ -77,7 +85,11 @@ class KerasToOnnx {
         return this.convolution(layer);
       case 'BatchNormalization':
         if (this.foldedNorms.has(layer.name)) return;
-        throw new LayerConversionError(layer.name, layer.className, 'only supported directly after a linear Conv2D/DepthwiseConv2D that feeds nothing else');
+        throw new LayerConversionError(
+          layer.name,
+          layer.className,
+          'only supported directly after a linear Conv2D/DepthwiseConv2D that feeds nothing else',
+        );
       case 'ReLU':
         return this.set(layer, this.relu(layer));
       case 'Add':
@@ -103,7 +115,8 @@ class KerasToOnnx {
       if (!layer || !source) throw new LayerConversionError(spec.layer, 'output', 'no such layer in the model');
       const value = this.materialise(source);
       if (spec.globalAveragePool) {
-        if (value.shape.length !== 3) throw new LayerConversionError(spec.layer, layer.className, 'global average pool needs a [C,H,W] activation');
+        if (value.shape.length !== 3)
+          throw new LayerConversionError(spec.layer, layer.className, 'global average pool needs a [C,H,W] activation');
         const pooled = this.builder.node('GlobalAveragePool', [value.tensor]);
         this.builder.node('Flatten', [pooled], { axis: 1 }, spec.name);
         this.builder.output(spec.name, ['N', value.shape[0]]);
@@ -122,7 +135,11 @@ class KerasToOnnx {
   private inputLayer(layer: KerasLayer): Value {
     const shape = layer.config.batch_input_shape;
     if (!Array.isArray(shape) || shape.length !== 4 || !shape.slice(1).every((d) => Number.isInteger(d))) {
-      throw new LayerConversionError(layer.name, layer.className, `expected batch_input_shape [null,H,W,C], got ${JSON.stringify(shape)}`);
+      throw new LayerConversionError(
+        layer.name,
+        layer.className,
+        `expected batch_input_shape [null,H,W,C], got ${JSON.stringify(shape)}`,
+      );
     }
     const [, height, width, channels] = shape as number[];
     this.builder.input(this.inputName, ['N', channels, height, width]);
@@ -133,9 +150,14 @@ class KerasToOnnx {
     const input = this.singleInput(layer, { allowPendingPads: false });
     const padding = layer.config.padding;
     const pads = parseZeroPadding(padding);
-    if (!pads) throw new LayerConversionError(layer.name, layer.className, `unsupported padding ${JSON.stringify(padding)}`);
+    if (!pads)
+      throw new LayerConversionError(layer.name, layer.className, `unsupported padding ${JSON.stringify(padding)}`);
     const [channels, height, width] = input.shape;
-    return { tensor: input.tensor, shape: [channels, height + pads[0] + pads[2], width + pads[1] + pads[3]], pendingPads: pads };
+    return {
+      tensor: input.tensor,
+      shape: [channels, height + pads[0] + pads[2], width + pads[1] + pads[3]],
+      pendingPads: pads,
+    };
   }
 
   private convolution(layer: KerasLayer): void {
@@ -145,11 +167,17 @@ class KerasToOnnx {
     const kernel = this.weight(layer, depthwise ? 'depthwise_kernel' : 'kernel');
     const [kh, kw, kernelIn, kernelOut] = kernel.shape;
     if (kernel.shape.length !== 4 || kernelIn !== inChannels) {
-      throw new LayerConversionError(layer.name, layer.className, `kernel shape ${JSON.stringify(kernel.shape)} does not fit ${inChannels} input channels`);
+      throw new LayerConversionError(
+        layer.name,
+        layer.className,
+        `kernel shape ${JSON.stringify(kernel.shape)} does not fit ${inChannels} input channels`,
+      );
     }
     const outChannels = depthwise ? inChannels * kernelOut : kernelOut;
     const onnxKernel = depthwise ? depthwiseKernelToOnnx(kernel) : convKernelToOnnx(kernel);
-    const bias = layer.config.use_bias ? Float32Array.from(this.weight(layer, 'bias').data) : new Float32Array(outChannels);
+    const bias = layer.config.use_bias
+      ? Float32Array.from(this.weight(layer, 'bias').data)
+      : new Float32Array(outChannels);
 
     const strides = intPair(layer, 'strides');
     const dilations = intPair(layer, 'dilation_rate');
@@ -160,7 +188,11 @@ class KerasToOnnx {
       const [left, right] = samePadding(paddedWidth, kw, strides[1], dilations[1]);
       same = [top, left, bottom, right];
     } else if (layer.config.padding !== 'valid') {
-      throw new LayerConversionError(layer.name, layer.className, `unsupported padding ${String(layer.config.padding)}`);
+      throw new LayerConversionError(
+        layer.name,
+        layer.className,
+        `unsupported padding ${String(layer.config.padding)}`,
+      );
     }
     const pending = input.pendingPads ?? [0, 0, 0, 0];
     const pads = same.map((p, i) => p + pending[i]);
@@ -173,7 +205,11 @@ class KerasToOnnx {
       foldBatchNorm(onnxKernel, bias, this.batchNormParams(norm, outChannels));
       this.foldedNorms.add(norm.name);
     }
-    const w = this.builder.initializer({ name: `${layer.name}/W`, dims: [outChannels, depthwise ? 1 : inChannels, kh, kw], data: onnxKernel });
+    const w = this.builder.initializer({
+      name: `${layer.name}/W`,
+      dims: [outChannels, depthwise ? 1 : inChannels, kh, kw],
+      data: onnxKernel,
+    });
     const b = this.builder.initializer({ name: `${layer.name}/B`, dims: [outChannels], data: bias });
     const conv = this.builder.node('Conv', [input.tensor, w, b], {
       kernel_shape: [kh, kw],
@@ -197,11 +233,20 @@ class KerasToOnnx {
   private batchNormParams(norm: KerasLayer, channels: number): BatchNormParams {
     const axis = norm.config.axis;
     if (axis !== -1 && axis !== 3 && !(Array.isArray(axis) && axis.length === 1 && (axis[0] === -1 || axis[0] === 3))) {
-      throw new LayerConversionError(norm.name, norm.className, `only the channel axis is supported, got ${JSON.stringify(axis)}`);
+      throw new LayerConversionError(
+        norm.name,
+        norm.className,
+        `only the channel axis is supported, got ${JSON.stringify(axis)}`,
+      );
     }
     const param = (name: string): Float32Array => {
       const data = this.weight(norm, name).data;
-      if (data.length !== channels) throw new LayerConversionError(norm.name, norm.className, `${name} has ${data.length} values for ${channels} channels`);
+      if (data.length !== channels)
+        throw new LayerConversionError(
+          norm.name,
+          norm.className,
+          `${name} has ${data.length} values for ${channels} channels`,
+        );
       return data;
     };
     return {
@@ -217,9 +262,14 @@ class KerasToOnnx {
     const input = this.singleInput(layer, { allowPendingPads: false });
     const { max_value: maxValue, negative_slope: slope = 0, threshold = 0 } = layer.config;
     if (slope !== 0 || threshold !== 0) {
-      throw new LayerConversionError(layer.name, layer.className, 'negative_slope and threshold other than 0 are not supported');
+      throw new LayerConversionError(
+        layer.name,
+        layer.className,
+        'negative_slope and threshold other than 0 are not supported',
+      );
     }
-    if (maxValue === null || maxValue === undefined) return { tensor: this.builder.node('Relu', [input.tensor]), shape: input.shape };
+    if (maxValue === null || maxValue === undefined)
+      return { tensor: this.builder.node('Relu', [input.tensor]), shape: input.shape };
     const clipped = this.builder.node('Clip', [input.tensor, this.scalar(0), this.scalar(Number(maxValue))]);
     return { tensor: clipped, shape: input.shape };
   }
@@ -228,7 +278,11 @@ class KerasToOnnx {
     const inputs = layer.inputs.map((name) => this.materialise(this.valueOf(layer, name)));
     const shape = JSON.stringify(inputs[0].shape);
     if (inputs.length < 2 || inputs.some((v) => JSON.stringify(v.shape) !== shape)) {
-      throw new LayerConversionError(layer.name, layer.className, `needs two or more inputs of one shape, got ${inputs.map((v) => JSON.stringify(v.shape)).join(', ')}`);
+      throw new LayerConversionError(
+        layer.name,
+        layer.className,
+        `needs two or more inputs of one shape, got ${inputs.map((v) => JSON.stringify(v.shape)).join(', ')}`,
+      );
     }
     const sum = inputs.slice(1).reduce((acc, v) => this.builder.node('Add', [acc, v.tensor]), inputs[0].tensor);
     return { tensor: sum, shape: inputs[0].shape };
@@ -246,7 +300,11 @@ class KerasToOnnx {
       const [left, right] = samePadding(width, kw, strides[1], 1);
       pads = [top, left, bottom, right];
     } else if (layer.config.padding !== 'valid') {
-      throw new LayerConversionError(layer.name, layer.className, `unsupported padding ${String(layer.config.padding)}`);
+      throw new LayerConversionError(
+        layer.name,
+        layer.className,
+        `unsupported padding ${String(layer.config.padding)}`,
+      );
     }
     const pooled = this.builder.node('AveragePool', [input.tensor], { kernel_shape: [kh, kw], strides, pads });
     const outHeight = convOutputSize(height + pads[0] + pads[2], kh, strides[0], 1);
@@ -259,7 +317,8 @@ class KerasToOnnx {
     if (input.shape.length === 1) return input;
     const [channels, height, width] = input.shape;
     // Keras flattens HWC order; back to NHWC first unless the map is 1×1, where the orders agree.
-    const source = height * width === 1 ? input.tensor : this.builder.node('Transpose', [input.tensor], { perm: [0, 2, 3, 1] });
+    const source =
+      height * width === 1 ? input.tensor : this.builder.node('Transpose', [input.tensor], { perm: [0, 2, 3, 1] });
     return { tensor: this.builder.node('Flatten', [source], { axis: 1 }), shape: [channels * height * width] };
   }
 
@@ -267,11 +326,21 @@ class KerasToOnnx {
     const input = this.singleInput(layer, { allowPendingPads: false });
     const kernel = this.weight(layer, 'kernel');
     if (input.shape.length !== 1 || kernel.shape.length !== 2 || kernel.shape[0] !== input.shape[0]) {
-      throw new LayerConversionError(layer.name, layer.className, `kernel ${JSON.stringify(kernel.shape)} does not fit input ${JSON.stringify(input.shape)} (Dense needs a flat input)`);
+      throw new LayerConversionError(
+        layer.name,
+        layer.className,
+        `kernel ${JSON.stringify(kernel.shape)} does not fit input ${JSON.stringify(input.shape)} (Dense needs a flat input)`,
+      );
     }
     const units = kernel.shape[1];
-    const inputs = [input.tensor, this.builder.initializer({ name: `${layer.name}/W`, dims: kernel.shape, data: kernel.data })];
-    if (layer.config.use_bias) inputs.push(this.builder.initializer({ name: `${layer.name}/B`, dims: [units], data: this.weight(layer, 'bias').data }));
+    const inputs = [
+      input.tensor,
+      this.builder.initializer({ name: `${layer.name}/W`, dims: kernel.shape, data: kernel.data }),
+    ];
+    if (layer.config.use_bias)
+      inputs.push(
+        this.builder.initializer({ name: `${layer.name}/B`, dims: [units], data: this.weight(layer, 'bias').data }),
+      );
     const product = this.builder.node('Gemm', inputs);
     return this.activation(layer, { tensor: product, shape: [units] }, String(layer.config.activation ?? 'linear'));
   }
@@ -291,7 +360,8 @@ class KerasToOnnx {
   }
 
   private singleInput(layer: KerasLayer, { allowPendingPads }: { allowPendingPads: boolean }): Value {
-    if (layer.inputs.length !== 1) throw new LayerConversionError(layer.name, layer.className, `expected one input, got ${layer.inputs.length}`);
+    if (layer.inputs.length !== 1)
+      throw new LayerConversionError(layer.name, layer.className, `expected one input, got ${layer.inputs.length}`);
     const value = this.valueOf(layer, layer.inputs[0]);
     const absorbs = allowPendingPads && (CONVOLUTIONS.has(layer.className) || layer.className === 'Dropout');
     return absorbs ? value : this.materialise(value);
@@ -299,7 +369,12 @@ class KerasToOnnx {
 
   private valueOf(layer: KerasLayer, inputName: string): Value {
     const value = this.values.get(inputName);
-    if (!value) throw new LayerConversionError(layer.name, layer.className, `input ${inputName} has not been converted before it`);
+    if (!value)
+      throw new LayerConversionError(
+        layer.name,
+        layer.className,
+        `input ${inputName} has not been converted before it`,
+      );
     return value;
   }
 
@@ -320,7 +395,8 @@ class KerasToOnnx {
 
   private weight(layer: KerasLayer, param: string): WeightTensor {
     const weight = this.weights.get(`${layer.name}/${param}`);
-    if (!weight) throw new LayerConversionError(layer.name, layer.className, `weight ${layer.name}/${param} is missing`);
+    if (!weight)
+      throw new LayerConversionError(layer.name, layer.className, `weight ${layer.name}/${param} is missing`);
     return weight;
   }
 
@@ -358,7 +434,8 @@ function convKernelToOnnx({ shape: [kh, kw, cin, cout], data }: WeightTensor): F
   for (let y = 0; y < kh; y += 1)
     for (let x = 0; x < kw; x += 1)
       for (let i = 0; i < cin; i += 1)
-        for (let o = 0; o < cout; o += 1) out[((o * cin + i) * kh + y) * kw + x] = data[((y * kw + x) * cin + i) * cout + o];
+        for (let o = 0; o < cout; o += 1)
+          out[((o * cin + i) * kh + y) * kw + x] = data[((y * kw + x) * cin + i) * cout + o];
   return out;
 }
 
@@ -368,7 +445,8 @@ function depthwiseKernelToOnnx({ shape: [kh, kw, cin, multiplier], data }: Weigh
   for (let y = 0; y < kh; y += 1)
     for (let x = 0; x < kw; x += 1)
       for (let c = 0; c < cin; c += 1)
-        for (let m = 0; m < multiplier; m += 1) out[((c * multiplier + m) * kh + y) * kw + x] = data[((y * kw + x) * cin + c) * multiplier + m];
+        for (let m = 0; m < multiplier; m += 1)
+          out[((c * multiplier + m) * kh + y) * kw + x] = data[((y * kw + x) * cin + c) * multiplier + m];
   return out;
 }
 
@@ -386,9 +464,14 @@ function convOutputSize(paddedSize: number, kernel: number, stride: number, dila
 
 function intPair(layer: KerasLayer, key: string): [number, number] {
   const value = layer.config[key];
-  if (Array.isArray(value) && value.length === 2 && value.every((v) => Number.isInteger(v))) return [value[0], value[1]];
+  if (Array.isArray(value) && value.length === 2 && value.every((v) => Number.isInteger(v)))
+    return [value[0], value[1]];
   if (Number.isInteger(value)) return [value as number, value as number];
-  throw new LayerConversionError(layer.name, layer.className, `expected ${key} as two integers, got ${JSON.stringify(value)}`);
+  throw new LayerConversionError(
+    layer.name,
+    layer.className,
+    `expected ${key} as two integers, got ${JSON.stringify(value)}`,
+  );
 }
 
 /** Keras accepts p, [h, w] or [[top, bottom], [left, right]]. */

@@ -31,7 +31,10 @@ function nsfwjsMobilenetV2Dir(): string {
 export function readNsfwjsMobilenetV2(): NsfwjsArtifacts {
   const dir = nsfwjsMobilenetV2Dir();
   const modelFile = path.join(dir, 'model.min.js');
-  const model = require(modelFile) as { modelTopology?: KerasModelTopology; weightsManifest?: tfTypes.io.WeightsManifestConfig };
+  const model = require(modelFile) as {
+    modelTopology?: KerasModelTopology;
+    weightsManifest?: tfTypes.io.WeightsManifestConfig;
+  };
   if (!model.modelTopology || !model.weightsManifest) {
     throw new ModelConversionError(modelFile, 'expected an object with modelTopology and weightsManifest');
   }

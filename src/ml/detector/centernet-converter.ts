@@ -39,8 +39,16 @@ export const CENTERNET_MAX_DETECTIONS = 100;
  * taps (cars vs trucks 0.98 against 0.877) and, concatenated with those, the best all-round embedding.
  */
 export const CENTERNET_TAPS = [
-  { node: 'tower_0/MobilenetV3/expanded_conv_12/expand/hard_swish/mul_1', output: 'tap_expanded_conv_12_expand', dim: 528 },
-  { node: 'tower_0/MobilenetV3/expanded_conv_14/expand/hard_swish/mul_1', output: 'tap_expanded_conv_14_expand', dim: 720 },
+  {
+    node: 'tower_0/MobilenetV3/expanded_conv_12/expand/hard_swish/mul_1',
+    output: 'tap_expanded_conv_12_expand',
+    dim: 528,
+  },
+  {
+    node: 'tower_0/MobilenetV3/expanded_conv_14/expand/hard_swish/mul_1',
+    output: 'tap_expanded_conv_14_expand',
+    dim: 720,
+  },
   { node: 'tower_0/extern1/hard_swish/mul_1', output: 'tap_extern1', dim: 480 },
 ] as const;
 
@@ -66,7 +74,12 @@ const ONE_SIXTH_TOLERANCE = 1e-3;
 
 /** The graph holds an op (or a use of one) this converter cannot express in ONNX. */
 export class UnsupportedTfOpError extends ModelConversionError {
-  constructor(file: string, readonly nodeName: string, readonly op: string, detail?: string) {
+  constructor(
+    file: string,
+    readonly nodeName: string,
+    readonly op: string,
+    detail?: string,
+  ) {
     super(file, `node ${nodeName}: ${detail ? `${op}: ${detail}` : `unsupported op ${op}`}`);
     this.name = 'UnsupportedTfOpError';
   }
@@ -112,7 +125,10 @@ class CenternetConverter {
 
   private readonly size: number;
 
-  constructor(private readonly model: TfjsGraphModel, private readonly options: CenternetConversionOptions) {
+  constructor(
+    private readonly model: TfjsGraphModel,
+    private readonly options: CenternetConversionOptions,
+  ) {
     for (const node of model.nodes) this.nodes.set(node.name, node);
     this.size = options.inputSize ?? CENTERNET_EXPORTED_SIZE;
     if (!Number.isInteger(this.size) || this.size % 32 !== 0 || this.size < 128 || this.size > 1024) {
@@ -123,15 +139,21 @@ class CenternetConverter {
   convert(): Uint8Array {
     this.checkInput();
     const input = this.builder.input(CENTERNET_INPUT_NAME, [1, this.size, this.size, 3]);
-    this.converted.set(TF_INPUT, { name: this.builder.node('Transpose', [input], { perm: NHWC_TO_NCHW }), layout: 'NCHW' });
-    if (!this.nodes.has(TF_OUTPUT)) throw new ModelConversionError(this.model.file, `the graph has no output node ${TF_OUTPUT}`);
+    this.converted.set(TF_INPUT, {
+      name: this.builder.node('Transpose', [input], { perm: NHWC_TO_NCHW }),
+      layout: 'NCHW',
+    });
+    if (!this.nodes.has(TF_OUTPUT))
+      throw new ModelConversionError(this.model.file, `the graph has no output node ${TF_OUTPUT}`);
     this.builder.node('Identity', [this.plain(this.tensor(TF_OUTPUT))], {}, CENTERNET_OUTPUT_NAME);
     this.builder.output(CENTERNET_OUTPUT_NAME, [1, CENTERNET_MAX_DETECTIONS, 6]);
     if (this.options.taps) {
       for (const tap of CENTERNET_TAPS) {
-        if (!this.nodes.has(tap.node)) throw new ModelConversionError(this.model.file, `the graph has no tap node ${tap.node}`);
+        if (!this.nodes.has(tap.node))
+          throw new ModelConversionError(this.model.file, `the graph has no tap node ${tap.node}`);
         const map = this.tensor(tap.node);
-        if (map.layout !== 'NCHW') throw new ModelConversionError(this.model.file, `tap ${tap.node} is not a feature map`);
+        if (map.layout !== 'NCHW')
+          throw new ModelConversionError(this.model.file, `tap ${tap.node} is not a feature map`);
         this.builder.node('Flatten', [this.builder.node('GlobalAveragePool', [map.name])], { axis: 1 }, tap.output);
         this.builder.output(tap.output, [1, tap.dim]);
       }
@@ -145,12 +167,18 @@ class CenternetConverter {
     const dims = (input?.attr?.shape?.shape?.dim ?? []).map((d) => Number(d.size));
     const expected = [1, CENTERNET_EXPORTED_SIZE, CENTERNET_EXPORTED_SIZE, 3];
     if (input?.op !== 'Placeholder' || dims.join() !== expected.join() || input.attr?.dtype?.type !== 'DT_FLOAT') {
-      throw new ModelConversionError(this.model.file, `expected a float input ${TF_INPUT} of shape [${expected.join(', ')}], found [${dims.join(', ')}]`);
+      throw new ModelConversionError(
+        this.model.file,
+        `expected a float input ${TF_INPUT} of shape [${expected.join(', ')}], found [${dims.join(', ')}]`,
+      );
     }
     for (const [ref, forSize] of Object.entries(SIZE_CONSTANTS)) {
       const found = this.constants(ref)?.values.join() ?? 'nothing';
       if (found !== forSize(CENTERNET_EXPORTED_SIZE).join()) {
-        throw new ModelConversionError(this.model.file, `constant ${ref} holds ${found}, not the grid of a ${CENTERNET_EXPORTED_SIZE}-pixel input this converter expects`);
+        throw new ModelConversionError(
+          this.model.file,
+          `constant ${ref} holds ${found}, not the grid of a ${CENTERNET_EXPORTED_SIZE}-pixel input this converter expects`,
+        );
       }
     }
   }
@@ -192,7 +220,10 @@ class CenternetConverter {
       case 'Sigmoid':
         return this.unary(inputs[0], (x) => b.node(node.op, [x]));
       case 'Mul':
-        return (this.options.foldHardActivations ? this.hardActivation(inputs) : undefined) ?? this.elementwise(node, 'Mul', inputs);
+        return (
+          (this.options.foldHardActivations ? this.hardActivation(inputs) : undefined) ??
+          this.elementwise(node, 'Mul', inputs)
+        );
       case 'Add':
       case 'AddV2':
         return this.elementwise(node, 'Add', inputs);
@@ -202,7 +233,13 @@ class CenternetConverter {
       case 'FloorDiv':
       case 'FloorMod':
         // Only non-negative integer indices meet these here: ONNX's truncating Div and Mod equal TF's floor forms.
-        return { name: b.node(node.op === 'FloorDiv' ? 'Div' : 'Mod', inputs.map((ref) => this.plain(this.tensor(ref)))), layout: 'plain' };
+        return {
+          name: b.node(
+            node.op === 'FloorDiv' ? 'Div' : 'Mod',
+            inputs.map((ref) => this.plain(this.tensor(ref))),
+          ),
+          layout: 'plain',
+        };
       case 'Cast':
         return this.cast(node, inputs);
       case 'Mean':
@@ -214,9 +251,15 @@ class CenternetConverter {
       case 'MaxPool':
         return this.maxPool(node, inputs);
       case 'Reshape':
-        return { name: b.node('Reshape', [this.plain(this.tensor(inputs[0])), this.int64Const(this.constValues(inputs[1]))]), layout: 'plain' };
+        return {
+          name: b.node('Reshape', [this.plain(this.tensor(inputs[0])), this.int64Const(this.constValues(inputs[1]))]),
+          layout: 'plain',
+        };
       case 'ExpandDims':
-        return { name: b.node('Unsqueeze', [this.plain(this.tensor(inputs[0])), this.int64Const(this.constValues(inputs[1]))]), layout: 'plain' };
+        return {
+          name: b.node('Unsqueeze', [this.plain(this.tensor(inputs[0])), this.int64Const(this.constValues(inputs[1]))]),
+          layout: 'plain',
+        };
       case 'TopKV2':
         return this.topK(node, inputs);
       case 'GatherV2': {
@@ -256,7 +299,14 @@ class CenternetConverter {
         }
       }
     }
-    const convInputs = [x.name, this.builder.initializer({ name: `${node.name}/kernel_oihw`, dims: [outChannels, perGroupIn, kh, kw], data: oihw })];
+    const convInputs = [
+      x.name,
+      this.builder.initializer({
+        name: `${node.name}/kernel_oihw`,
+        dims: [outChannels, perGroupIn, kh, kw],
+        data: oihw,
+      }),
+    ];
     const fused = stringList(node, 'fused_ops');
     if (fused.length > 0) {
       if (fused[0] !== 'BiasAdd') throw this.unsupported(node, `fusion ${fused.join('+')}`);
@@ -288,7 +338,13 @@ class CenternetConverter {
         throw this.unsupported(node, 'a feature map meets a tensor that is not a scalar constant');
       }
     });
-    return { name: this.builder.node(onnxOp, parts.map((p) => p.name)), layout: featureMap ? 'NCHW' : 'plain' };
+    return {
+      name: this.builder.node(
+        onnxOp,
+        parts.map((p) => p.name),
+      ),
+      layout: featureMap ? 'NCHW' : 'plain',
+    };
   }
 
   private cast(node: TfNode, inputs: string[]): Converted {
@@ -323,16 +379,33 @@ class CenternetConverter {
     const batchAndChannels = b.node('Slice', [b.node('Shape', [x.name]), this.int64Const([0]), this.int64Const([2])]);
     const sizes = b.node('Concat', [batchAndChannels, this.int64Const(this.constValues(inputs[1]))], { axis: 0 });
     // TF's legacy resize (no half-pixel centres) samples at out·(in/out): ONNX's 'asymmetric' transform.
-    return { name: b.node('Resize', [x.name, '', '', sizes], { mode: 'linear', coordinate_transformation_mode: 'asymmetric' }), layout: 'NCHW' };
+    return {
+      name: b.node('Resize', [x.name, '', '', sizes], { mode: 'linear', coordinate_transformation_mode: 'asymmetric' }),
+      layout: 'NCHW',
+    };
   }
 
   private concat(inputs: string[]): Converted {
     const [axis] = this.constValues(inputs[inputs.length - 1]);
     const parts = inputs.slice(0, -1).map((ref) => this.tensor(ref));
     if (parts.every((p) => p.layout === 'NCHW') && (axis === 3 || axis === -1)) {
-      return { name: this.builder.node('Concat', parts.map((p) => p.name), { axis: 1 }), layout: 'NCHW' };
+      return {
+        name: this.builder.node(
+          'Concat',
+          parts.map((p) => p.name),
+          { axis: 1 },
+        ),
+        layout: 'NCHW',
+      };
     }
-    return { name: this.builder.node('Concat', parts.map((p) => this.plain(p)), { axis }), layout: 'plain' };
+    return {
+      name: this.builder.node(
+        'Concat',
+        parts.map((p) => this.plain(p)),
+        { axis },
+      ),
+      layout: 'plain',
+    };
   }
 
   private maxPool(node: TfNode, inputs: string[]): Converted {
@@ -340,14 +413,22 @@ class CenternetConverter {
     if (x.layout !== 'NCHW') throw this.unsupported(node, 'the input is not a feature map');
     const k = intList(node, 'ksize');
     const s = intList(node, 'strides');
-    const y = this.builder.node('MaxPool', [x.name], { kernel_shape: [k[1], k[2]], strides: [s[1], s[2]], auto_pad: this.padding(node) });
+    const y = this.builder.node('MaxPool', [x.name], {
+      kernel_shape: [k[1], k[2]],
+      strides: [s[1], s[2]],
+      auto_pad: this.padding(node),
+    });
     return { name: y, layout: 'NCHW' };
   }
 
   private topK(node: TfNode, inputs: string[]): Converted {
     if (attr(node, 'sorted').b === false) throw this.unsupported(node, 'only sorted = true');
     const k = this.int64Const(this.constValues(inputs[1]));
-    const [values, indices] = this.builder.nodeWithOutputs('TopK', [this.plain(this.tensor(inputs[0])), k], 2, { axis: -1, largest: 1, sorted: 1 });
+    const [values, indices] = this.builder.nodeWithOutputs('TopK', [this.plain(this.tensor(inputs[0])), k], 2, {
+      axis: -1,
+      largest: 1,
+      sorted: 1,
+    });
     this.converted.set(`${node.name}:1`, { name: indices, layout: 'plain' });
     return { name: values, layout: 'plain' };
   }
@@ -373,10 +454,12 @@ class CenternetConverter {
     for (const [left, right] of [inputs, [...inputs].reverse()]) {
       const shifted = this.relu6PlusThreeInput(right);
       if (shifted === undefined) continue;
-      if (this.timesSixthInput(left) === shifted) return this.unary(shifted, (x) => this.builder.node('HardSwish', [x]));
+      if (this.timesSixthInput(left) === shifted)
+        return this.unary(shifted, (x) => this.builder.node('HardSwish', [x]));
       const sixth = this.sixth(left);
       // c·relu6(y + 3) = clip(c·y + 3c, 0, 6c): TF's own c keeps the unsaturated range exact.
-      if (sixth !== undefined) return this.unary(shifted, (x) => this.builder.node('HardSigmoid', [x], { alpha: sixth, beta: 3 * sixth }));
+      if (sixth !== undefined)
+        return this.unary(shifted, (x) => this.builder.node('HardSigmoid', [x], { alpha: sixth, beta: 3 * sixth }));
     }
     return undefined;
   }
@@ -444,7 +527,11 @@ class CenternetConverter {
   }
 
   private int64Const(values: number[]): string {
-    return this.builder.initializer({ name: this.builder.name('i64'), dims: [values.length], data: BigInt64Array.from(values, (v) => BigInt(v)) });
+    return this.builder.initializer({
+      name: this.builder.name('i64'),
+      dims: [values.length],
+      data: BigInt64Array.from(values, (v) => BigInt(v)),
+    });
   }
 
   private floatScalar(value: number): string {

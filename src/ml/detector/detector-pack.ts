@@ -4,7 +4,14 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ModelConversionError } from '../convert/errors';
 import { installPackAtomically } from '../pack-install';
-import { CENTERNET_INPUT_NAME, CENTERNET_INPUT_SIZE, CENTERNET_OUTPUT_NAME, CENTERNET_TAPS, convertCenternet, FOLD_HARD_ACTIVATIONS } from './centernet-converter';
+import {
+  CENTERNET_INPUT_NAME,
+  CENTERNET_INPUT_SIZE,
+  CENTERNET_OUTPUT_NAME,
+  CENTERNET_TAPS,
+  convertCenternet,
+  FOLD_HARD_ACTIVATIONS,
+} from './centernet-converter';
 import { readTfjsGraphModel } from './tfjs-graph-model';
 
 /**
@@ -67,13 +74,18 @@ export async function ensureDetectorPack(modelsDir: string, options: DetectorPac
     isCurrent: async () => (await currentPack(target)) !== undefined,
     write: async (staging) => {
       const graph = await readTfjsGraphModel(path.join(sourceDir, 'centernet.json'));
-      const model = convertCenternet(graph, { foldHardActivations: FOLD_HARD_ACTIVATIONS, inputSize: CENTERNET_INPUT_SIZE, taps: true });
+      const model = convertCenternet(graph, {
+        foldHardActivations: FOLD_HARD_ACTIVATIONS,
+        inputSize: CENTERNET_INPUT_SIZE,
+        taps: true,
+      });
       await fs.writeFile(path.join(staging, MODEL_FILE), model);
       await fs.writeFile(path.join(staging, MANIFEST_FILE), `${JSON.stringify(detectorManifest(), null, 2)}\n`);
     },
   });
   const installed = await currentPack(target);
-  if (!installed) throw new ModelConversionError(target, 'the converted detector pack is not readable after installing it');
+  if (!installed)
+    throw new ModelConversionError(target, 'the converted detector pack is not readable after installing it');
   return installed;
 }
 
@@ -87,10 +99,15 @@ export async function installedDetectorPack(modelsDir: string): Promise<Detector
  * rather than through its JavaScript entry point, so an image may prune the package to its models.
  */
 function humanModelsDir(): string {
-  const candidates = (require.resolve.paths('@vladmandic/human') ?? []).map((base) => path.join(base, '@vladmandic', 'human', 'models'));
+  const candidates = (require.resolve.paths('@vladmandic/human') ?? []).map((base) =>
+    path.join(base, '@vladmandic', 'human', 'models'),
+  );
   const found = candidates.find((dir) => existsSync(path.join(dir, 'centernet.json')));
   if (!found) {
-    throw new ModelConversionError('@vladmandic/human/models/centernet.json', 'not found in node_modules; reinstall the dependencies (npm install)');
+    throw new ModelConversionError(
+      '@vladmandic/human/models/centernet.json',
+      'not found in node_modules; reinstall the dependencies (npm install)',
+    );
   }
   return found;
 }
@@ -102,7 +119,10 @@ async function verifySources(sourceDir: string): Promise<void> {
     try {
       bytes = await fs.readFile(filePath);
     } catch (error) {
-      throw new ModelConversionError(filePath, `cannot read the object detector's source (${(error as Error).message}); reinstall the dependencies (npm install)`);
+      throw new ModelConversionError(
+        filePath,
+        `cannot read the object detector's source (${(error as Error).message}); reinstall the dependencies (npm install)`,
+      );
     }
     const actual = createHash('sha256').update(bytes).digest('hex');
     if (actual !== expected) {
@@ -122,7 +142,11 @@ async function currentPack(dir: string): Promise<DetectorPack | undefined> {
   } catch {
     return undefined; // absent, or cut short by a crash of a version without atomic install
   }
-  if (manifest.version !== DETECTOR_PACK_VERSION || manifest.foldHardActivations !== FOLD_HARD_ACTIVATIONS || manifest.model !== MODEL_FILE) {
+  if (
+    manifest.version !== DETECTOR_PACK_VERSION ||
+    manifest.foldHardActivations !== FOLD_HARD_ACTIVATIONS ||
+    manifest.model !== MODEL_FILE
+  ) {
     return undefined;
   }
   if (manifest.input?.size !== CENTERNET_INPUT_SIZE || !Array.isArray(manifest.taps)) return undefined;
@@ -138,7 +162,12 @@ function detectorManifest(): DetectorManifest {
     version: DETECTOR_PACK_VERSION,
     model: MODEL_FILE,
     foldHardActivations: FOLD_HARD_ACTIVATIONS,
-    input: { name: CENTERNET_INPUT_NAME, size: CENTERNET_INPUT_SIZE, layout: 'NHWC', pixels: 'RGB 0-255, stretched to the square' },
+    input: {
+      name: CENTERNET_INPUT_NAME,
+      size: CENTERNET_INPUT_SIZE,
+      layout: 'NHWC',
+      pixels: 'RGB 0-255, stretched to the square',
+    },
     output: CENTERNET_OUTPUT_NAME,
     taps: CENTERNET_TAPS.map(({ output, dim }) => ({ output, dim })),
     source: { package: '@vladmandic/human@3.3.6 models/centernet.{json,bin}', sha256: { ...CENTERNET_SOURCE_SHA256 } },

@@ -49,21 +49,36 @@ export async function readTfjsGraphModel(jsonPath: string): Promise<TfjsGraphMod
   const json = JSON.parse(await fs.readFile(jsonPath, 'utf8')) as GraphModelJson;
   const nodes = json.modelTopology?.node;
   if (json.format !== 'graph-model' || !nodes || !json.weightsManifest) {
-    throw new ModelConversionError(jsonPath, 'not a TF.js graph model (expected format graph-model with modelTopology.node and weightsManifest)');
+    throw new ModelConversionError(
+      jsonPath,
+      'not a TF.js graph model (expected format graph-model with modelTopology.node and weightsManifest)',
+    );
   }
   const shards = await Promise.all(
-    json.weightsManifest.flatMap((group) => group.paths.map((shard) => fs.readFile(path.join(path.dirname(jsonPath), shard)))),
+    json.weightsManifest.flatMap((group) =>
+      group.paths.map((shard) => fs.readFile(path.join(path.dirname(jsonPath), shard))),
+    ),
   );
   const joined = Buffer.concat(shards);
   const weightData = joined.buffer.slice(joined.byteOffset, joined.byteOffset + joined.byteLength) as ArrayBuffer;
   const tf = await loadTfjsCpu();
-  const tensors = tf.io.decodeWeights(weightData, json.weightsManifest.flatMap((group) => group.weights));
+  const tensors = tf.io.decodeWeights(
+    weightData,
+    json.weightsManifest.flatMap((group) => group.weights),
+  );
   const constants = new Map<string, GraphConstant>();
   for (const [name, tensor] of Object.entries(tensors)) {
     if (tensor.dtype !== 'float32' && tensor.dtype !== 'int32') {
-      throw new ModelConversionError(jsonPath, `constant ${name} has dtype ${tensor.dtype}; only float32 and int32 are supported`);
+      throw new ModelConversionError(
+        jsonPath,
+        `constant ${name} has dtype ${tensor.dtype}; only float32 and int32 are supported`,
+      );
     }
-    constants.set(name, { dtype: tensor.dtype, shape: tensor.shape, values: tensor.dataSync() as Float32Array | Int32Array });
+    constants.set(name, {
+      dtype: tensor.dtype,
+      shape: tensor.shape,
+      values: tensor.dataSync() as Float32Array | Int32Array,
+    });
     tensor.dispose();
   }
   return { file: jsonPath, nodes, constants };

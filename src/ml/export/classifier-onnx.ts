@@ -69,12 +69,22 @@ export function packEmbeddingSource(model: Uint8Array, manifest: PackManifest): 
 export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHead, info: ExportInfo): ClassifierOnnx {
   if (sources.length === 0) throw new ModelExportError('no embedding network to export');
   const embeddingDim = sources.reduce((sum, src) => sum + src.dim, 0);
-  if (head.dim !== embeddingDim) throw new ModelExportError(`the head expects ${head.dim}-d embeddings, the embedding networks make ${embeddingDim}-d ones`);
+  if (head.dim !== embeddingDim)
+    throw new ModelExportError(
+      `the head expects ${head.dim}-d embeddings, the embedding networks make ${embeddingDim}-d ones`,
+    );
   const size = Math.max(...sources.map((src) => src.input.size));
   if (sources.some((src) => size % src.input.size !== 0)) {
-    throw new ModelExportError(`the embedding networks' input sizes (${sources.map((src) => src.input.size).join(', ')}) are not whole fractions of the largest; an exported model takes one picture`);
+    throw new ModelExportError(
+      `the embedding networks' input sizes (${sources.map((src) => src.input.size).join(', ')}) are not whole fractions of the largest; an exported model takes one picture`,
+    );
   }
-  const input: ExportedInput = { size, fit: sources.length > 1 ? 'stretch' : 'cover', mean: sources[0].input.mean, std: sources[0].input.std };
+  const input: ExportedInput = {
+    size,
+    fit: sources.length > 1 ? 'stretch' : 'cover',
+    mean: sources[0].input.mean,
+    std: sources[0].input.std,
+  };
   const nodes: onnx.INodeProto[] = [];
   const initializers: onnx.ITensorProto[] = [];
   const node = (opType: string, inputs: string[], output: string, attrs: onnx.IAttributeProto[] = []): string => {
@@ -82,7 +92,12 @@ export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHea
     return output;
   };
   const floats = (name: string, dims: number[], values: ArrayLike<number>): string => {
-    initializers.push({ name, dims, dataType: onnx.TensorProto.DataType.FLOAT, rawData: toBytes(Float32Array.from(values)) });
+    initializers.push({
+      name,
+      dims,
+      dataType: onnx.TensorProto.DataType.FLOAT,
+      rawData: toBytes(Float32Array.from(values)),
+    });
     return name;
   };
 
@@ -94,26 +109,45 @@ export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHea
     const graph = model.graph;
     if (!graph) throw new ModelExportError(`embedding network ${s + 1} has no graph`);
     irVersion = Math.max(irVersion, toNumber(model.irVersion));
-    for (const opset of model.opsetImport ?? []) opsets.set(opset.domain ?? '', Math.max(opsets.get(opset.domain ?? '') ?? 0, toNumber(opset.version)));
+    for (const opset of model.opsetImport ?? [])
+      opsets.set(opset.domain ?? '', Math.max(opsets.get(opset.domain ?? '') ?? 0, toNumber(opset.version)));
     const graphInput = (graph.input ?? []).find((i) => i.name === src.input.name);
     if (!graphInput) throw new ModelExportError(`embedding network ${s + 1} has no input ${src.input.name}`);
     // Several networks in one graph: each one's tensor names get their own prefix.
-    const rename = sources.length === 1 ? (name: string) => name : (name: string) => (name === '' ? '' : `net${s + 1}/${name}`);
+    const rename =
+      sources.length === 1 ? (name: string) => name : (name: string) => (name === '' ? '' : `net${s + 1}/${name}`);
     const kept = reachableNodes(graph, src.outputs, src.input.name);
     const keptNames = new Set(kept.flatMap((n) => n.input ?? []));
-    for (const t of graph.initializer ?? []) if (keptNames.has(t.name ?? '')) initializers.push({ ...t, name: rename(t.name ?? '') });
+    for (const t of graph.initializer ?? [])
+      if (keptNames.has(t.name ?? '')) initializers.push({ ...t, name: rename(t.name ?? '') });
 
     // The export's input, brought to this network's normalisation and layout.
     let fed = EXPORT_INPUT;
     const gain = src.input.std.map((sd, c) => input.std[c] / sd);
     const shift = src.input.mean.map((m, c) => (input.mean[c] - m) / src.input.std[c]);
-    if (gain.some((g) => g !== 1)) fed = node('Mul', [fed, floats(`${PREFIX}net${s + 1}/gain`, [1, 3, 1, 1], gain)], `${PREFIX}net${s + 1}/scaled`);
-    if (shift.some((b) => b !== 0)) fed = node('Add', [fed, floats(`${PREFIX}net${s + 1}/shift`, [1, 3, 1, 1], shift)], `${PREFIX}net${s + 1}/shifted`);
+    if (gain.some((g) => g !== 1))
+      fed = node('Mul', [fed, floats(`${PREFIX}net${s + 1}/gain`, [1, 3, 1, 1], gain)], `${PREFIX}net${s + 1}/scaled`);
+    if (shift.some((b) => b !== 0))
+      fed = node(
+        'Add',
+        [fed, floats(`${PREFIX}net${s + 1}/shift`, [1, 3, 1, 1], shift)],
+        `${PREFIX}net${s + 1}/shifted`,
+      );
     const k = size / src.input.size;
-    if (k > 1) fed = node('AveragePool', [fed], `${PREFIX}net${s + 1}/pooled`, [ints('kernel_shape', [k, k]), ints('strides', [k, k])]);
+    if (k > 1)
+      fed = node('AveragePool', [fed], `${PREFIX}net${s + 1}/pooled`, [
+        ints('kernel_shape', [k, k]),
+        ints('strides', [k, k]),
+      ]);
     if (inputLayout(graphInput, src.input.size) === 'NCHW') node('Identity', [fed], rename(src.input.name));
     else node('Transpose', [fed], rename(src.input.name), [ints('perm', [0, 2, 3, 1])]);
-    for (const n of kept) nodes.push({ ...n, name: rename(n.name ?? ''), input: (n.input ?? []).map(rename), output: (n.output ?? []).map(rename) });
+    for (const n of kept)
+      nodes.push({
+        ...n,
+        name: rename(n.name ?? ''),
+        input: (n.input ?? []).map(rename),
+        output: (n.output ?? []).map(rename),
+      });
     tapNames.push(...src.outputs.map(rename));
   });
   const taps = tapNames.map((tap, i) => {
@@ -133,12 +167,38 @@ export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHea
   }
   const decisions = node(
     'Gemm',
-    [embedding, floats(`${PREFIX}head/weights`, [classes, head.dim], head.weights), floats(`${PREFIX}head/bias`, [classes], bias)],
+    [
+      embedding,
+      floats(`${PREFIX}head/weights`, [classes, head.dim], head.weights),
+      floats(`${PREFIX}head/bias`, [classes], bias),
+    ],
     `${PREFIX}decisions`,
     [int('transB', 1)],
   );
-  const scaled = node('Mul', [decisions, floats(`${PREFIX}platt/a`, [classes], head.platt.map((p) => p.a))], `${PREFIX}platt_scaled`);
-  const shifted = node('Add', [scaled, floats(`${PREFIX}platt/b`, [classes], head.platt.map((p) => p.b))], `${PREFIX}platt_logits`);
+  const scaled = node(
+    'Mul',
+    [
+      decisions,
+      floats(
+        `${PREFIX}platt/a`,
+        [classes],
+        head.platt.map((p) => p.a),
+      ),
+    ],
+    `${PREFIX}platt_scaled`,
+  );
+  const shifted = node(
+    'Add',
+    [
+      scaled,
+      floats(
+        `${PREFIX}platt/b`,
+        [classes],
+        head.platt.map((p) => p.b),
+      ),
+    ],
+    `${PREFIX}platt_logits`,
+  );
   node('Sigmoid', [shifted], EXPORT_SCORES);
 
   const model: onnx.IModelProto = {
@@ -181,10 +241,14 @@ export function exportMetadata(input: ExportedInput, head: TrainedHead, info: Ex
 }
 
 function inputLayout(value: onnx.IValueInfoProto, size: number): 'NCHW' | 'NHWC' {
-  const dims = (value.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null ? toNumber(d.dimValue) : undefined));
+  const dims = (value.type?.tensorType?.shape?.dim ?? []).map((d) =>
+    d.dimValue !== undefined && d.dimValue !== null ? toNumber(d.dimValue) : undefined,
+  );
   if (dims.length === 4 && dims[1] === 3 && dims[2] === size && dims[3] === size) return 'NCHW';
   if (dims.length === 4 && dims[3] === 3 && dims[1] === size && dims[2] === size) return 'NHWC';
-  throw new ModelExportError(`the pack input ${value.name} has shape [${dims.join(', ')}], expected [N, 3, ${size}, ${size}] or [N, ${size}, ${size}, 3]`);
+  throw new ModelExportError(
+    `the pack input ${value.name} has shape [${dims.join(', ')}], expected [N, 3, ${size}, ${size}] or [N, ${size}, ${size}, 3]`,
+  );
 }
 
 /** The nodes the outputs depend on, in the graph's (topological) order. */
@@ -193,7 +257,8 @@ function reachableNodes(graph: onnx.IGraphProto, outputs: string[], inputName: s
   for (const n of graph.node ?? []) for (const out of n.output ?? []) producer.set(out, n);
   const needed = new Set<onnx.INodeProto>();
   const pending = [...outputs];
-  for (const out of outputs) if (!producer.has(out)) throw new ModelExportError(`the pack model computes no tensor ${out}`);
+  for (const out of outputs)
+    if (!producer.has(out)) throw new ModelExportError(`the pack model computes no tensor ${out}`);
   while (pending.length > 0) {
     const n = producer.get(pending.pop()!);
     if (!n || needed.has(n)) continue;

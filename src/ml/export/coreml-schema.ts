@@ -9,7 +9,8 @@ import protobuf from 'protobufjs';
 
 type Fields = Record<string, { type: string; id: number; rule?: 'repeated'; keyType?: string }>;
 
-const f = (type: string, id: number, repeated = false) => (repeated ? { type, id, rule: 'repeated' as const } : { type, id });
+const f = (type: string, id: number, repeated = false) =>
+  repeated ? { type, id, rule: 'repeated' as const } : { type, id };
 const msg = (fields: Fields, nested?: Record<string, unknown>) => ({ fields, ...(nested ? { nested } : {}) });
 const empty = { fields: {} };
 
@@ -39,7 +40,11 @@ const schema = {
               license: f('string', 4),
               userDefined: { type: 'string', keyType: 'string', id: 100 },
             }),
-            FeatureDescription: msg({ name: f('string', 1), shortDescription: f('string', 2), type: f('FeatureType', 3) }),
+            FeatureDescription: msg({
+              name: f('string', 1),
+              shortDescription: f('string', 2),
+              type: f('FeatureType', 3),
+            }),
             // FeatureTypes.proto
             FeatureType: msg({
               stringType: f('StringFeatureType', 3),
@@ -136,7 +141,13 @@ const schema = {
               { constant: f('PaddingConstant', 1), paddingAmounts: f('BorderAmounts', 10) },
               { PaddingConstant: msg({ value: f('float', 1) }) },
             ),
-            UnaryFunctionLayerParams: msg({ type: f('int32', 1), alpha: f('float', 2), epsilon: f('float', 3), shift: f('float', 4), scale: f('float', 5) }),
+            UnaryFunctionLayerParams: msg({
+              type: f('int32', 1),
+              alpha: f('float', 2),
+              epsilon: f('float', 3),
+              shift: f('float', 4),
+              scale: f('float', 5),
+            }),
             AddLayerParams: msg({ alpha: f('float', 1) }),
             MultiplyLayerParams: msg({ alpha: f('float', 1) }),
             ScaleLayerParams: msg({

@@ -2,8 +2,15 @@
 export class ModelExportError extends Error {
   override readonly name = 'ModelExportError';
 
-  constructor(readonly reason: string, readonly node?: { name: string; opType: string }) {
-    super(node ? `cannot export node ${node.name || '(unnamed)'} (${node.opType}): ${reason}` : `cannot export the model: ${reason}`);
+  constructor(
+    readonly reason: string,
+    readonly node?: { name: string; opType: string },
+  ) {
+    super(
+      node
+        ? `cannot export node ${node.name || '(unnamed)'} (${node.opType}): ${reason}`
+        : `cannot export the model: ${reason}`,
+    );
   }
 }
 

@@ -32,7 +32,8 @@ export function readTensor(tensor: onnx.ITensorProto): ConstTensor {
       const values = raw
         ? new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
         : Float32Array.from(tensor.floatData ?? []);
-      if (values.length !== count) throw new ModelExportError(`tensor ${tensor.name} holds ${values.length} values for dims [${dims.join(', ')}]`);
+      if (values.length !== count)
+        throw new ModelExportError(`tensor ${tensor.name} holds ${values.length} values for dims [${dims.join(', ')}]`);
       return { dims, values };
     }
     case T.INT64: {
@@ -48,7 +49,9 @@ export function readTensor(tensor: onnx.ITensorProto): ConstTensor {
       return { dims, values };
     }
     default:
-      throw new ModelExportError(`tensor ${tensor.name} has data type ${tensor.dataType}, only FLOAT, INT32 and INT64 are supported`);
+      throw new ModelExportError(
+        `tensor ${tensor.name} has data type ${tensor.dataType}, only FLOAT, INT32 and INT64 are supported`,
+      );
   }
 }
 

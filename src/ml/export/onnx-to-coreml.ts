@@ -84,7 +84,8 @@ export function onnxToCoreMlClassifier(model: onnx.IModelProto, options: CoreMlE
       output: [
         {
           name: COREML_PROBABILITIES,
-          shortDescription: 'Calibrated one-vs-rest probability of each class (independent; 0.5 is the decision threshold)',
+          shortDescription:
+            'Calibrated one-vs-rest probability of each class (independent; 0.5 is the decision threshold)',
           type: { dictionaryType: { stringKeyType: {} } },
         },
         { name: COREML_LABEL, shortDescription: 'The class with the highest score', type: { stringType: {} } },
@@ -148,7 +149,8 @@ class Mapper {
         return this.alias(out, this.input(0));
       case 'Constant': {
         const value = attrs.get('value');
-        if (!value || typeof value !== 'object' || Array.isArray(value)) throw this.fail('only a tensor value is supported');
+        if (!value || typeof value !== 'object' || Array.isArray(value))
+          throw this.fail('only a tensor value is supported');
         this.constants.set(out, readTensor(value));
         return;
       }
@@ -161,7 +163,12 @@ class Mapper {
       case 'Sigmoid':
         return this.set(out, this.activation(out, this.input(0), { sigmoid: {} }));
       case 'HardSigmoid':
-        return this.set(out, this.activation(out, this.input(0), { sigmoidHard: { alpha: num(attrs, 'alpha', 0.2), beta: num(attrs, 'beta', 0.5) } }));
+        return this.set(
+          out,
+          this.activation(out, this.input(0), {
+            sigmoidHard: { alpha: num(attrs, 'alpha', 0.2), beta: num(attrs, 'beta', 0.5) },
+          }),
+        );
       case 'HardSwish': {
         // x · clamp(x/6 + 1/2, 0, 1)
         const x = this.input(0);
@@ -209,12 +216,15 @@ class Mapper {
     if (!value) throw new ModelExportError(`the graph output ${outputName} is never computed`);
     const final = this.materialise(value);
     if (flatSize(final.shape) !== classes) {
-      throw new ModelExportError(`the graph output ${outputName} has shape [${final.shape.join(', ')}], expected ${classes} class scores`);
+      throw new ModelExportError(
+        `the graph output ${outputName} has shape [${final.shape.join(', ')}], expected ${classes} class scores`,
+      );
     }
     // The probabilities blob carries the feature's name, as coremltools names it.
     const last = this.layers.find((l) => l.output[0] === final.blob);
     if (!last) throw new ModelExportError(`the graph output ${outputName} is not computed by a layer`);
-    for (const layer of this.layers) layer.input = layer.input.map((b) => (b === final.blob ? COREML_PROBABILITIES : b));
+    for (const layer of this.layers)
+      layer.input = layer.input.map((b) => (b === final.blob ? COREML_PROBABILITIES : b));
     last.output = [COREML_PROBABILITIES];
     return { layers: this.layers, output: COREML_PROBABILITIES };
   }
@@ -271,9 +281,12 @@ class Mapper {
   private materialise(value: Value): Value {
     if (!value.pending) return value;
     const { perm, source } = value.pending;
-    if (perm.length !== 4 || perm[0] !== 0) throw this.fail(`a transpose by [${perm.join(', ')}] cannot be expressed (the batch axis must stay first)`);
+    if (perm.length !== 4 || perm[0] !== 0)
+      throw this.fail(`a transpose by [${perm.join(', ')}] cannot be expressed (the batch axis must stay first)`);
     // Core ML's Permute reorders (Seq, C, H, W); ONNX's axes 1..3 are C, H, W.
-    const permuted = this.emit(`${source.blob}/permuted`, [source.blob], value.shape, { permute: { axis: [0, perm[1], perm[2], perm[3]] } });
+    const permuted = this.emit(`${source.blob}/permuted`, [source.blob], value.shape, {
+      permute: { axis: [0, perm[1], perm[2], perm[3]] },
+    });
     value.pending = undefined;
     value.blob = permuted.blob;
     return value;
@@ -302,11 +315,16 @@ class Mapper {
     if (x.shape.length !== 4) throw this.fail(`needs a [N, C, H, W] input, got [${x.shape.join(', ')}]`);
     const [outChannels, kernelChannels, kh, kw] = w.dims;
     const group = num(attrs, 'group', 1);
-    if (kernelChannels * group !== x.shape[1]) throw this.fail(`weights [${w.dims.join(', ')}] with group ${group} do not fit ${x.shape[1]} input channels`);
+    if (kernelChannels * group !== x.shape[1])
+      throw this.fail(`weights [${w.dims.join(', ')}] with group ${group} do not fit ${x.shape[1]} input channels`);
     const strides = ints(attrs, 'strides', [1, 1]);
     const dilations = ints(attrs, 'dilations', [1, 1]);
     const pads = this.spatialPads(attrs, x.shape, [kh, kw], strides, dilations);
-    const shape = [1, outChannels, ...[0, 1].map((i) => convOutput(x.shape[2 + i], [kh, kw][i], strides[i], dilations[i], pads[i], pads[i + 2]))];
+    const shape = [
+      1,
+      outChannels,
+      ...[0, 1].map((i) => convOutput(x.shape[2 + i], [kh, kw][i], strides[i], dilations[i], pads[i], pads[i + 2])),
+    ];
     const b = this.node.input?.[2] ? this.constOf(2) : undefined;
     if (this.node.input?.[2] && !b) throw this.fail('the bias must be a constant');
     this.set(
@@ -330,7 +348,13 @@ class Mapper {
   }
 
   /** Explicit [top, left, bottom, right] padding from `pads` or `auto_pad`. */
-  private spatialPads(attrs: Map<string, AttributeValue>, shape: number[], kernel: number[], strides: number[], dilations: number[]): number[] {
+  private spatialPads(
+    attrs: Map<string, AttributeValue>,
+    shape: number[],
+    kernel: number[],
+    strides: number[],
+    dilations: number[],
+  ): number[] {
     const autoPad = (attrs.get('auto_pad') as string | undefined) ?? 'NOTSET';
     if (autoPad === 'NOTSET') {
       const pads = ints(attrs, 'pads', [0, 0, 0, 0]);
@@ -369,10 +393,15 @@ class Mapper {
     let y = x;
     // max(x, min) is Core ML's unary THRESHOLD; min(y, max) = −max(−y, −max). All exact in float32.
     if (min === 0) y = this.activation(max === undefined ? out : `${out}/relu`, y, { ReLU: {} });
-    else if (min !== undefined) y = this.emit(max === undefined ? out : `${out}/min`, [y.blob], y.shape, { unary: { type: COREML.unaryThreshold, alpha: min } });
+    else if (min !== undefined)
+      y = this.emit(max === undefined ? out : `${out}/min`, [y.blob], y.shape, {
+        unary: { type: COREML.unaryThreshold, alpha: min },
+      });
     if (max !== undefined) {
       const negated = this.activation(`${out}/neg`, y, { linear: { alpha: -1, beta: 0 } });
-      const limited = this.emit(`${out}/max`, [negated.blob], y.shape, { unary: { type: COREML.unaryThreshold, alpha: -max } });
+      const limited = this.emit(`${out}/max`, [negated.blob], y.shape, {
+        unary: { type: COREML.unaryThreshold, alpha: -max },
+      });
       y = this.activation(out, limited, { linear: { alpha: -1, beta: 0 } });
     }
     this.set(out, y === x ? this.activation(out, x, { linear: { alpha: 1, beta: 0 } }) : y);
@@ -395,26 +424,50 @@ class Mapper {
       if (op === 'Sub' && constFirst) {
         // c − x
         if (kind.scalar) return this.set(out, this.activation(out, x, { linear: { alpha: -1, beta: shift[0] } }));
-        return this.set(out, this.emit(out, [x.blob], x.shape, { scale: { shapeScale: [1], scale: weightParams([-1]), hasBias: true, shapeBias: kind.shape, bias: weightParams(shift) } }));
+        return this.set(
+          out,
+          this.emit(out, [x.blob], x.shape, {
+            scale: {
+              shapeScale: [1],
+              scale: weightParams([-1]),
+              hasBias: true,
+              shapeBias: kind.shape,
+              bias: weightParams(shift),
+            },
+          }),
+        );
       }
       if (kind.scalar) return this.set(out, this.emit(out, [x.blob], x.shape, { add: { alpha: shift[0] } }));
-      return this.set(out, this.emit(out, [x.blob], x.shape, { bias: { shape: kind.shape, bias: weightParams(shift) } }));
+      return this.set(
+        out,
+        this.emit(out, [x.blob], x.shape, { bias: { shape: kind.shape, bias: weightParams(shift) } }),
+      );
     }
     const factor = op === 'Div' ? Array.from(values, (v) => 1 / v) : Array.from(values);
     if (kind.scalar) return this.set(out, this.emit(out, [x.blob], x.shape, { multiply: { alpha: factor[0] } }));
-    this.set(out, this.emit(out, [x.blob], x.shape, { scale: { shapeScale: kind.shape, scale: weightParams(factor), hasBias: false } }));
+    this.set(
+      out,
+      this.emit(out, [x.blob], x.shape, {
+        scale: { shapeScale: kind.shape, scale: weightParams(factor), hasBias: false },
+      }),
+    );
   }
 
   /** How a constant broadcasts against a tensor, in Core ML's terms: a scalar, per channel [C], or a whole [C, H, W]. */
   private broadcastKind(c: ConstTensor, shape: number[]): { scalar: boolean; shape: number[] } {
     const count = c.values.length;
     if (count === 1) return { scalar: true, shape: [1] };
-    if (c.dims.length > shape.length) throw this.fail(`a constant [${c.dims.join(', ')}] does not broadcast to [${shape.join(', ')}]`);
+    if (c.dims.length > shape.length)
+      throw this.fail(`a constant [${c.dims.join(', ')}] does not broadcast to [${shape.join(', ')}]`);
     const dims = [...Array(shape.length - c.dims.length).fill(1), ...c.dims];
     const channels = shape[1];
-    if (dims[0] === 1 && dims[1] === channels && dims.slice(2).every((d) => d === 1)) return { scalar: false, shape: [channels] };
-    if (shape.length === 4 && dims[0] === 1 && dims.slice(1).every((d, i) => d === shape[i + 1])) return { scalar: false, shape: shape.slice(1) };
-    throw this.fail(`a constant [${c.dims.join(', ')}] broadcast to [${shape.join(', ')}] is neither a scalar, per channel nor a whole [C, H, W]`);
+    if (dims[0] === 1 && dims[1] === channels && dims.slice(2).every((d) => d === 1))
+      return { scalar: false, shape: [channels] };
+    if (shape.length === 4 && dims[0] === 1 && dims.slice(1).every((d, i) => d === shape[i + 1]))
+      return { scalar: false, shape: shape.slice(1) };
+    throw this.fail(
+      `a constant [${c.dims.join(', ')}] broadcast to [${shape.join(', ')}] is neither a scalar, per channel nor a whole [C, H, W]`,
+    );
   }
 
   private binaryTensors(out: string, op: 'Add' | 'Sub' | 'Mul' | 'Div'): void {
@@ -429,7 +482,8 @@ class Mapper {
       return spatial.every((d, i) => d === big[2 + i]) || spatial.every((d) => d === 1);
     };
     if (!fits(b.shape, a.shape)) {
-      if (!fits(a.shape, b.shape)) throw this.fail(`operands [${a.shape.join(', ')}] and [${b.shape.join(', ')}] do not broadcast in Core ML`);
+      if (!fits(a.shape, b.shape))
+        throw this.fail(`operands [${a.shape.join(', ')}] and [${b.shape.join(', ')}] do not broadcast in Core ML`);
       if (op === 'Sub') b = this.activation(`${out}/neg`, b, { linear: { alpha: -1, beta: 0 } });
       [a, b] = [b, a];
       return this.set(out, this.emit(out, [a.blob, b.blob], a.shape, op === 'Mul' ? { multiply: {} } : { add: {} }));
@@ -445,15 +499,25 @@ class Mapper {
     this.set(
       out,
       this.emit(out, [x.blob], shape, {
-        pooling: { type, kernelSize: [x.shape[2], x.shape[3]], stride: [1, 1], valid: { paddingAmounts: borderAmounts([0, 0, 0, 0]) }, globalPooling: true },
+        pooling: {
+          type,
+          kernelSize: [x.shape[2], x.shape[3]],
+          stride: [1, 1],
+          valid: { paddingAmounts: borderAmounts([0, 0, 0, 0]) },
+          globalPooling: true,
+        },
       }),
     );
   }
 
   private reduceMean(out: string, attrs: Map<string, AttributeValue>): void {
     const axes = this.node.input?.[1] ? Array.from(this.constOf(1)?.values ?? []) : ints(attrs, 'axes', []);
-    const spatial = axes.map((a) => (a < 0 ? a + 4 : a)).sort().join();
-    if (spatial !== '2,3') throw this.fail(`only a mean over H and W (axes 2, 3) is supported, got [${axes.join(', ')}]`);
+    const spatial = axes
+      .map((a) => (a < 0 ? a + 4 : a))
+      .sort()
+      .join();
+    if (spatial !== '2,3')
+      throw this.fail(`only a mean over H and W (axes 2, 3) is supported, got [${axes.join(', ')}]`);
     this.globalPool(out, COREML.poolingAverage, num(attrs, 'keepdims', 1) === 1);
   }
 
@@ -464,9 +528,14 @@ class Mapper {
     const kernel = ints(attrs, 'kernel_shape', []);
     const strides = ints(attrs, 'strides', [1, 1]);
     const dilations = ints(attrs, 'dilations', [1, 1]);
-    if (kernel.length !== 2 || dilations.some((d) => d !== 1)) throw this.fail('only undilated 2-D pooling is supported');
+    if (kernel.length !== 2 || dilations.some((d) => d !== 1))
+      throw this.fail('only undilated 2-D pooling is supported');
     const pads = this.spatialPads(attrs, x.shape, kernel, strides, [1, 1]);
-    const shape = [1, x.shape[1], ...[0, 1].map((i) => convOutput(x.shape[2 + i], kernel[i], strides[i], 1, pads[i], pads[i + 2]))];
+    const shape = [
+      1,
+      x.shape[1],
+      ...[0, 1].map((i) => convOutput(x.shape[2 + i], kernel[i], strides[i], 1, pads[i], pads[i + 2])),
+    ];
     this.set(
       out,
       this.emit(out, [x.blob], shape, {
@@ -486,11 +555,17 @@ class Mapper {
     const mode = (attrs.get('mode') as string | undefined) ?? 'constant';
     const pads = this.node.input?.[1] ? Array.from(this.constOf(1)?.values ?? []) : ints(attrs, 'pads', []);
     const value = this.node.input?.[2] ? (this.constOf(2)?.values[0] ?? 0) : num(attrs, 'value', 0);
-    if (mode !== 'constant' || x.shape.length !== 4 || pads.length !== 8) throw this.fail('only constant padding of a [N, C, H, W] tensor is supported');
+    if (mode !== 'constant' || x.shape.length !== 4 || pads.length !== 8)
+      throw this.fail('only constant padding of a [N, C, H, W] tensor is supported');
     if (pads[0] || pads[1] || pads[4] || pads[5]) throw this.fail('only H and W can be padded');
     const [top, left, bottom, right] = [pads[2], pads[3], pads[6], pads[7]];
     const shape = [1, x.shape[1], x.shape[2] + top + bottom, x.shape[3] + left + right];
-    this.set(out, this.emit(out, [x.blob], shape, { padding: { constant: { value }, paddingAmounts: borderAmounts([top, left, bottom, right]) } }));
+    this.set(
+      out,
+      this.emit(out, [x.blob], shape, {
+        padding: { constant: { value }, paddingAmounts: borderAmounts([top, left, bottom, right]) },
+      }),
+    );
   }
 
   private flatten(out: string, attrs: Map<string, AttributeValue>): void {
@@ -524,12 +599,14 @@ class Mapper {
     const bv = floatValues(b);
     const weights = new Float32Array(outputs * inputs);
     for (let o = 0; o < outputs; o++) {
-      for (let i = 0; i < inputs; i++) weights[o * inputs + i] = alpha * (transB ? bv[o * inputs + i] : bv[i * outputs + o]);
+      for (let i = 0; i < inputs; i++)
+        weights[o * inputs + i] = alpha * (transB ? bv[o * inputs + i] : bv[i * outputs + o]);
     }
     let bias: Float32Array | undefined;
     if (this.node.input?.[2]) {
       const c = this.constOf(2);
-      if (!c || (c.values.length !== outputs && c.values.length !== 1)) throw this.fail('C must be a constant of one value or one per output');
+      if (!c || (c.values.length !== outputs && c.values.length !== 1))
+        throw this.fail('C must be a constant of one value or one per output');
       const cv = floatValues(c);
       bias = Float32Array.from({ length: outputs }, (_, o) => beta * cv[cv.length === 1 ? 0 : o]);
     }
@@ -539,7 +616,8 @@ class Mapper {
   private matMul(out: string): void {
     const x = this.vectorInput(0);
     const b = this.constOf(1);
-    if (!b || b.dims.length !== 2 || b.dims[0] !== x.shape[1]) throw this.fail(`needs a constant [${x.shape[1]}, K] second operand`);
+    if (!b || b.dims.length !== 2 || b.dims[0] !== x.shape[1])
+      throw this.fail(`needs a constant [${x.shape[1]}, K] second operand`);
     const [inputs, outputs] = b.dims;
     const bv = floatValues(b);
     const weights = new Float32Array(outputs * inputs);
@@ -547,7 +625,14 @@ class Mapper {
     this.set(out, this.innerProduct(out, x, inputs, outputs, weights, undefined));
   }
 
-  private innerProduct(out: string, x: Value, inputs: number, outputs: number, weights: Float32Array, bias: Float32Array | undefined): Value {
+  private innerProduct(
+    out: string,
+    x: Value,
+    inputs: number,
+    outputs: number,
+    weights: Float32Array,
+    bias: Float32Array | undefined,
+  ): Value {
     return this.emit(out, [x.blob], [1, outputs], {
       innerProduct: {
         inputChannels: inputs,
@@ -563,24 +648,36 @@ class Mapper {
     const parts = (this.node.input ?? []).map((_, i) => this.input(i));
     const rank = parts[0].shape.length;
     const axis = num(attrs, 'axis', 1);
-    if ((axis < 0 ? axis + rank : axis) !== 1) throw this.fail('only concatenation along the channel axis is supported');
+    if ((axis < 0 ? axis + rank : axis) !== 1)
+      throw this.fail('only concatenation along the channel axis is supported');
     const rest = (s: number[]) => s.slice(2).join();
-    if (parts.some((p) => p.shape.length !== rank || rest(p.shape) !== rest(parts[0].shape))) throw this.fail('the parts differ in rank or spatial size');
+    if (parts.some((p) => p.shape.length !== rank || rest(p.shape) !== rest(parts[0].shape)))
+      throw this.fail('the parts differ in rank or spatial size');
     const shape = [1, parts.reduce((sum, p) => sum + p.shape[1], 0), ...parts[0].shape.slice(2)];
-    this.set(out, this.emit(out, parts.map((p) => p.blob), shape, { concat: { sequenceConcat: false } }));
+    this.set(
+      out,
+      this.emit(
+        out,
+        parts.map((p) => p.blob),
+        shape,
+        { concat: { sequenceConcat: false } },
+      ),
+    );
   }
 
   private lpNormalization(out: string, attrs: Map<string, AttributeValue>): void {
     const x = this.vectorInput(0);
     const axis = num(attrs, 'axis', -1);
-    if (num(attrs, 'p', 2) !== 2 || (axis !== 1 && !(axis === -1 && x.shape.length === 2))) throw this.fail('only the L2 norm over the feature axis is supported');
+    if (num(attrs, 'p', 2) !== 2 || (axis !== 1 && !(axis === -1 && x.shape.length === 2)))
+      throw this.fail('only the L2 norm over the feature axis is supported');
     this.set(out, this.emit(out, [x.blob], x.shape, { l2normalize: { epsilon: L2_EPSILON } }));
   }
 
   private softmax(out: string, attrs: Map<string, AttributeValue>): void {
     const x = this.vectorInput(0);
     const axis = num(attrs, 'axis', -1);
-    if (axis !== 1 && !(axis === -1 && x.shape.length === 2)) throw this.fail('only a softmax over the feature axis is supported');
+    if (axis !== 1 && !(axis === -1 && x.shape.length === 2))
+      throw this.fail('only a softmax over the feature axis is supported');
     this.set(out, this.emit(out, [x.blob], x.shape, { softmax: {} }));
   }
 
@@ -590,11 +687,22 @@ class Mapper {
     if (!gamma || !beta || !mean || !variance) throw this.fail('scale, bias, mean and variance must be constants');
     const epsilon = num(attrs, 'epsilon', 1e-5);
     const channels = x.shape[1];
-    const scale = Float32Array.from({ length: channels }, (_, c) => gamma.values[c] / Math.sqrt(variance.values[c] + epsilon));
+    const scale = Float32Array.from(
+      { length: channels },
+      (_, c) => gamma.values[c] / Math.sqrt(variance.values[c] + epsilon),
+    );
     const shift = Float32Array.from({ length: channels }, (_, c) => beta.values[c] - mean.values[c] * scale[c]);
     this.set(
       out,
-      this.emit(out, [x.blob], x.shape, { scale: { shapeScale: [channels], scale: weightParams(scale), hasBias: true, shapeBias: [channels], bias: weightParams(shift) } }),
+      this.emit(out, [x.blob], x.shape, {
+        scale: {
+          shapeScale: [channels],
+          scale: weightParams(scale),
+          hasBias: true,
+          shapeBias: [channels],
+          bias: weightParams(shift),
+        },
+      }),
     );
   }
 }
@@ -617,7 +725,14 @@ function flatSize(shape: number[]): number {
   return shape.slice(1).reduce((a, b) => a * b, 1);
 }
 
-function convOutput(size: number, kernel: number, stride: number, dilation: number, before: number, after: number): number {
+function convOutput(
+  size: number,
+  kernel: number,
+  stride: number,
+  dilation: number,
+  before: number,
+  after: number,
+): number {
   return Math.floor((size + before + after - ((kernel - 1) * dilation + 1)) / stride) + 1;
 }
 
@@ -630,4 +745,3 @@ function borderAmounts([top, left, bottom, right]: number[]) {
     ],
   };
 }
-

@@ -7,7 +7,10 @@ export class HeadTrainingError extends Error {
 export class HeadFileError extends Error {
   override readonly name = 'HeadFileError';
 
-  constructor(readonly source: string, readonly reason: string) {
+  constructor(
+    readonly source: string,
+    readonly reason: string,
+  ) {
     super(`${source}: ${reason}`);
   }
 }

@@ -22,7 +22,12 @@ const MIN_POSITIVES_PER_FOLD = 3;
  * classLabels[c][i] = 1 when example i is a positive of class c.
  * Assumes every class has at least one positive and one negative.
  */
-export function planEvaluation(classLabels: Uint8Array[], examples: number, requestedFolds: number, seed: number): EvaluationPlan {
+export function planEvaluation(
+  classLabels: Uint8Array[],
+  examples: number,
+  requestedFolds: number,
+  seed: number,
+): EvaluationPlan {
   const positives = classLabels.map((labels) => labels.reduce((sum, v) => sum + v, 0));
   const smallestSide = Math.min(...positives.map((p) => Math.min(p, examples - p)));
 
@@ -41,7 +46,13 @@ export function planEvaluation(classLabels: Uint8Array[], examples: number, requ
  * their own), each group is shuffled, and groups are dealt round-robin, rarest
  * first, continuing the deal from one group to the next.
  */
-function stratifiedParts(classLabels: Uint8Array[], positives: number[], examples: number, parts: number, seed: number): Int32Array {
+function stratifiedParts(
+  classLabels: Uint8Array[],
+  positives: number[],
+  examples: number,
+  parts: number,
+  seed: number,
+): Int32Array {
   const groups = new Map<number, number[]>();
   for (let i = 0; i < examples; i++) {
     let key = -1;

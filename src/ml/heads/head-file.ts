@@ -34,10 +34,17 @@ interface HeadHeader {
 
 export function serializeHead(head: TrainedHead): Buffer {
   if (head.formatVersion !== HEAD_FORMAT_VERSION) {
-    throw new RangeError(`cannot write head format version ${head.formatVersion}; this build writes version ${HEAD_FORMAT_VERSION}`);
+    throw new RangeError(
+      `cannot write head format version ${head.formatVersion}; this build writes version ${HEAD_FORMAT_VERSION}`,
+    );
   }
   const classes = head.classes.length;
-  if (head.center.length !== head.dim || head.weights.length !== classes * head.dim || head.bias.length !== classes || head.platt.length !== classes) {
+  if (
+    head.center.length !== head.dim ||
+    head.weights.length !== classes * head.dim ||
+    head.bias.length !== classes ||
+    head.platt.length !== classes
+  ) {
     throw new RangeError(`head arrays do not match dim ${head.dim} and ${classes} classes`);
   }
   const header: HeadHeader = {
@@ -51,7 +58,11 @@ export function serializeHead(head: TrainedHead): Buffer {
   const { gate } = head;
   if (gate) {
     const stored = gate.counts.reduce((sum, n) => sum + n, 0);
-    if (gate.counts.length !== classes || gate.radius.length !== classes || gate.positives.length !== stored * head.dim) {
+    if (
+      gate.counts.length !== classes ||
+      gate.radius.length !== classes ||
+      gate.positives.length !== stored * head.dim
+    ) {
       throw new RangeError(`gate arrays do not match dim ${head.dim} and ${classes} classes`);
     }
     header.gate = { k: gate.k, counts: gate.counts, radius: gate.radius.map((r) => (Number.isFinite(r) ? r : null)) };
@@ -81,11 +92,16 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
   };
   if (bytes.length < MAGIC.length) fail(`too short to be a head file (${bytes.length} bytes)`);
   if (!bytes.subarray(0, MAGIC.length).equals(MAGIC)) fail('not a head file (wrong magic bytes)');
-  if (bytes.length < PREFIX_BYTES) fail(`truncated: ${bytes.length} bytes, shorter than the ${PREFIX_BYTES}-byte prefix`);
+  if (bytes.length < PREFIX_BYTES)
+    fail(`truncated: ${bytes.length} bytes, shorter than the ${PREFIX_BYTES}-byte prefix`);
   const version = bytes.readUInt32LE(MAGIC.length);
-  if (!READABLE_VERSIONS.includes(version)) fail(`head format version ${version} is not supported (this build reads versions ${READABLE_VERSIONS.join(' and ')})`);
+  if (!READABLE_VERSIONS.includes(version))
+    fail(
+      `head format version ${version} is not supported (this build reads versions ${READABLE_VERSIONS.join(' and ')})`,
+    );
   const headerLength = bytes.readUInt32LE(MAGIC.length + 4);
-  if (PREFIX_BYTES + headerLength > bytes.length) fail(`truncated: header needs ${headerLength} bytes, file has ${bytes.length - PREFIX_BYTES} left`);
+  if (PREFIX_BYTES + headerLength > bytes.length)
+    fail(`truncated: header needs ${headerLength} bytes, file has ${bytes.length - PREFIX_BYTES} left`);
 
   let header: HeadHeader;
   try {
@@ -94,7 +110,13 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
     return fail('corrupt header (not valid JSON)');
   }
   const classes = Array.isArray(header.classes) ? header.classes.length : -1;
-  if (!Number.isInteger(header.dim) || header.dim <= 0 || classes < 1 || !Array.isArray(header.platt) || header.platt.length !== classes) {
+  if (
+    !Number.isInteger(header.dim) ||
+    header.dim <= 0 ||
+    classes < 1 ||
+    !Array.isArray(header.platt) ||
+    header.platt.length !== classes
+  ) {
     fail('corrupt header (dim, classes or calibration missing)');
   }
   const gate = version >= 2 ? header.gate : undefined;
@@ -138,7 +160,9 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
     weights,
     bias,
     platt: header.platt,
-    ...(gate && positives ? { gate: { k: gate.k, counts: gate.counts, radius: gate.radius.map((r) => r ?? Infinity), positives } } : {}),
+    ...(gate && positives
+      ? { gate: { k: gate.k, counts: gate.counts, radius: gate.radius.map((r) => r ?? Infinity), positives } }
+      : {}),
     evaluation: header.evaluation,
     trainedAt: header.trainedAt,
   };

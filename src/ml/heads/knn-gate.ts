@@ -79,7 +79,9 @@ async function pairwiseDistances(rows: Float32Array, n: number, dim: number, thr
   result.gram.dispose();
   const squared = Float64Array.from({ length: n }, (_, i) => gram[i * n + i]);
   // ‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b, from the Gram matrix's own diagonal so rounding cancels on duplicates.
-  return Float32Array.from(gram, (value, at) => Math.sqrt(Math.max(0, squared[Math.floor(at / n)] + squared[at % n] - 2 * value)));
+  return Float32Array.from(gram, (value, at) =>
+    Math.sqrt(Math.max(0, squared[Math.floor(at / n)] + squared[at % n] - 2 * value)),
+  );
 }
 
 /**
@@ -99,7 +101,11 @@ export async function buildGate(
   const random = seededRandom(options.seed);
   const chosen = classLabels.map((labels) => {
     const rows = Array.from(labels.keys()).filter((row) => labels[row]);
-    return rows.length > cap ? shuffleInPlace(rows, random).slice(0, cap).sort((a, b) => a - b) : rows;
+    return rows.length > cap
+      ? shuffleInPlace(rows, random)
+          .slice(0, cap)
+          .sort((a, b) => a - b)
+      : rows;
   });
   const counts = chosen.map((rows) => rows.length);
   const total = counts.reduce((sum, n) => sum + n, 0);
@@ -113,8 +119,18 @@ export async function buildGate(
   for (const n of counts) {
     if (n < 2) radius.push(Infinity);
     else {
-      const distances = await pairwiseDistances(positives.slice(start * dim, (start + n) * dim), n, dim, options.threads ?? 1);
-      const loo = Array.from({ length: n }, (_, i) => meanOfSmallest(Array.from(distances.subarray(i * n, (i + 1) * n)).filter((__, j) => j !== i), k));
+      const distances = await pairwiseDistances(
+        positives.slice(start * dim, (start + n) * dim),
+        n,
+        dim,
+        options.threads ?? 1,
+      );
+      const loo = Array.from({ length: n }, (_, i) =>
+        meanOfSmallest(
+          Array.from(distances.subarray(i * n, (i + 1) * n)).filter((__, j) => j !== i),
+          k,
+        ),
+      );
       loo.sort((a, b) => a - b);
       radius.push(loo[Math.min(n - 1, Math.ceil(quantile * n) - 1)]);
     }
@@ -129,7 +145,8 @@ export function gateDistance(gate: HeadGate, c: number, embedding: Float32Array)
   let start = 0;
   for (let before = 0; before < c; before++) start += gate.counts[before];
   const distances = new Array<number>(gate.counts[c]);
-  for (let i = 0; i < gate.counts[c]; i++) distances[i] = distance(embedding, 0, gate.positives, (start + i) * dim, dim);
+  for (let i = 0; i < gate.counts[c]; i++)
+    distances[i] = distance(embedding, 0, gate.positives, (start + i) * dim, dim);
   return meanOfSmallest(distances, gate.k);
 }
 

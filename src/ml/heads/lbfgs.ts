@@ -71,11 +71,18 @@ class ProblemState<T> {
   }
 }
 
-export async function minimizeAll<T>(starts: Float64Array[], evaluate: BatchEvaluator<T>, options: LbfgsOptions): Promise<Array<LbfgsResult<T>>> {
+export async function minimizeAll<T>(
+  starts: Float64Array[],
+  evaluate: BatchEvaluator<T>,
+  options: LbfgsOptions,
+): Promise<Array<LbfgsResult<T>>> {
   const states = starts.map((start) => new ProblemState<T>(start));
   let pending = states.map((_, i) => i);
   for (let round = 0; pending.length > 0; round++) {
-    const evaluations = await evaluate(pending, pending.map((i) => states[i].trial));
+    const evaluations = await evaluate(
+      pending,
+      pending.map((i) => states[i].trial),
+    );
     pending.forEach((problem, k) => {
       if (round === 0) start(states[problem], evaluations[k], options);
       else advance(states[problem], evaluations[k], options);
@@ -121,7 +128,10 @@ function advance<T>(state: ProblemState<T>, evaluation: ProblemEvaluation<T>, op
 function acceptable<T>(state: ProblemState<T>, { value, gradient }: ProblemEvaluation<T>): boolean {
   if (!Number.isFinite(value)) return false;
   if (value <= state.value + ARMIJO * state.stepLength * state.slope) return true;
-  return value <= state.value + NOISE * Math.abs(state.value) && dot(gradient, state.direction) <= -APPROXIMATE_WOLFE * state.slope;
+  return (
+    value <= state.value + NOISE * Math.abs(state.value) &&
+    dot(gradient, state.direction) <= -APPROXIMATE_WOLFE * state.slope
+  );
 }
 
 /** Stores the (step, gradient change) pair of an accepted trial, unless it lacks positive curvature. */
@@ -168,7 +178,8 @@ function newDirection<T>(state: ProblemState<T>, options: LbfgsOptions): void {
   }
   const gradientNorm = Math.sqrt(dot(gradient, gradient));
   // Initial inverse-Hessian scale: from the newest pair, else a unit first step.
-  const scale = count > 0 ? curvatures[count - 1] / dot(gradientChanges[count - 1], gradientChanges[count - 1]) : 1 / gradientNorm;
+  const scale =
+    count > 0 ? curvatures[count - 1] / dot(gradientChanges[count - 1], gradientChanges[count - 1]) : 1 / gradientNorm;
   for (let k = 0; k < q.length; k++) q[k] *= scale;
   for (let i = 0; i < count; i++) {
     const s = steps[i];

@@ -103,7 +103,13 @@ export class LogisticLossEvaluator {
   }
 
   /** u: [d,m], b: [m], targets and weights: [n,m], all row-major. */
-  async evaluate(u: Float32Array, b: Float32Array, targets: Float32Array, weights: Float32Array, columns: number): Promise<LossAndGradient> {
+  async evaluate(
+    u: Float32Array,
+    b: Float32Array,
+    targets: Float32Array,
+    weights: Float32Array,
+    columns: number,
+  ): Promise<LossAndGradient> {
     const { rows, dim } = this;
     const out = await this.session.run({
       ...this.fixed,

@@ -8,7 +8,8 @@ import * as ort from 'onnxruntime-node';
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
 export function cachedSession(graph: string, threads: number, build: () => Uint8Array): Promise<ort.InferenceSession> {
-  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new RangeError(`threads must be a positive integer, got ${threads}`);
   const key = `${graph}/${threads}`;
   let session = sessions.get(key);
   if (!session) {

@@ -3,7 +3,11 @@
  * log-loss with Platt's smoothed targets, using Newton's method with
  * backtracking (the 2-parameter problem is convex).
  */
-export function fitPlatt(decisions: ArrayLike<number>, labels: ArrayLike<number>, weights: ArrayLike<number>): { a: number; b: number } {
+export function fitPlatt(
+  decisions: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  weights: ArrayLike<number>,
+): { a: number; b: number } {
   let positives = 0;
   for (let i = 0; i < labels.length; i++) if (labels[i]) positives++;
   const negatives = labels.length - positives;
@@ -24,7 +28,11 @@ export function fitPlatt(decisions: ArrayLike<number>, labels: ArrayLike<number>
   let b = 0;
   let value = objective(a, b);
   for (let iteration = 0; iteration < 100; iteration++) {
-    let ga = 0, gb = 0, haa = 1e-12, hab = 0, hbb = 1e-12;
+    let ga = 0,
+      gb = 0,
+      haa = 1e-12,
+      hab = 0,
+      hbb = 1e-12;
     for (let i = 0; i < decisions.length; i++) {
       const t = labels[i] ? positiveTarget : negativeTarget;
       const z = decisions[i];

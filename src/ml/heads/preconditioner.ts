@@ -53,7 +53,9 @@ export async function precondition(
   seed: number,
   threads: number,
 ): Promise<ConditionedProblem> {
-  return rows <= SMALL_SET ? inSpanOfExamples(features, rows, dim, l2) : await shrinkTopDirections(features, rows, dim, l2, seed, threads);
+  return rows <= SMALL_SET
+    ? inSpanOfExamples(features, rows, dim, l2)
+    : await shrinkTopDirections(features, rows, dim, l2, seed, threads);
 }
 
 /** √(l2 / h) for each covariance eigenvalue: the factor that flattens the Hessian along its direction. */
@@ -83,7 +85,8 @@ function inSpanOfExamples(features: Float32Array, rows: number, dim: number, l2:
   const scales = flatteningScales(values.subarray(0, rank), l2);
   const coordinates = new Float32Array(rows * rank);
   for (let i = 0; i < rows; i++) {
-    for (let r = 0; r < rank; r++) coordinates[i * rank + r] = vectors[r][i] * Math.sqrt(Math.max(0, values[r])) * scales[r];
+    for (let r = 0; r < rank; r++)
+      coordinates[i * rank + r] = vectors[r][i] * Math.sqrt(Math.max(0, values[r])) * scales[r];
   }
   const identity = new Float32Array(rank * rank);
   for (let r = 0; r < rank; r++) identity[r * rank + r] = 1;
@@ -155,7 +158,14 @@ interface Matrix {
  * subspace iteration plus Rayleigh–Ritz, and use P = I + V·diag(c − 1)·Vᵀ,
  * c = flattening factors. The heavy products run in onnxruntime.
  */
-async function shrinkTopDirections(features: Float32Array, rows: number, dim: number, l2: number, seed: number, threads: number): Promise<ConditionedProblem> {
+async function shrinkTopDirections(
+  features: Float32Array,
+  rows: number,
+  dim: number,
+  l2: number,
+  seed: number,
+  threads: number,
+): Promise<ConditionedProblem> {
   const [gramSession, productSession, transposedProductSession] = await Promise.all([
     cachedSession('gram-product', threads, buildGramProductModel),
     cachedSession('product', threads, buildProductModel(false)),
@@ -171,7 +181,8 @@ async function shrinkTopDirections(features: Float32Array, rows: number, dim: nu
     const out = await (transposeA ? transposedProductSession : productSession).run({ A: tensor(a), B: tensor(b) });
     return { data: out.C.data as Float32Array, rows: transposeA ? a.cols : a.rows, cols: b.cols };
   };
-  const orthonormalize = async (q: Matrix): Promise<Matrix> => product(q, { data: orthonormalizer(q), rows: q.cols, cols: q.cols });
+  const orthonormalize = async (q: Matrix): Promise<Matrix> =>
+    product(q, { data: orthonormalizer(q), rows: q.cols, cols: q.cols });
 
   // Random ±1 start; columns of C·Ω lean towards the dominant directions.
   const sketch = Math.min(RANK + OVERSAMPLING, dim);
@@ -184,7 +195,8 @@ async function shrinkTopDirections(features: Float32Array, rows: number, dim: nu
   const restricted = await product(basis, await gramProduct(basis), true);
   const b = new Float64Array(sketch * sketch);
   for (let i = 0; i < sketch; i++) {
-    for (let j = i; j < sketch; j++) b[i * sketch + j] = b[j * sketch + i] = (restricted.data[i * sketch + j] + restricted.data[j * sketch + i]) / 2;
+    for (let j = i; j < sketch; j++)
+      b[i * sketch + j] = b[j * sketch + i] = (restricted.data[i * sketch + j] + restricted.data[j * sketch + i]) / 2;
   }
   const { values, vectors } = symmetricEigen(b, sketch);
   const rank = Math.min(RANK, sketch);
@@ -197,7 +209,11 @@ async function shrinkTopDirections(features: Float32Array, rows: number, dim: nu
   const out = await transform.run({
     X: x,
     V: new ort.Tensor('float32', directions, [dim, rank]),
-    shift: new ort.Tensor('float32', Float32Array.from(scales, (c) => c - 1), [1, rank]),
+    shift: new ort.Tensor(
+      'float32',
+      Float32Array.from(scales, (c) => c - 1),
+      [1, rank],
+    ),
   });
   return {
     features: out.XP.data as Float32Array,
@@ -206,10 +222,12 @@ async function shrinkTopDirections(features: Float32Array, rows: number, dim: nu
     weightsFor(u) {
       // w = P·u = u + V·diag(c − 1)·Vᵀ·u
       const projections = new Float64Array(rank);
-      for (let k = 0, at = 0; k < dim; k++) for (let r = 0; r < rank; r++, at++) projections[r] += directions[at] * u[k];
+      for (let k = 0, at = 0; k < dim; k++)
+        for (let r = 0; r < rank; r++, at++) projections[r] += directions[at] * u[k];
       for (let r = 0; r < rank; r++) projections[r] *= scales[r] - 1;
       const w = Float64Array.from(u);
-      for (let k = 0, at = 0; k < dim; k++) for (let r = 0; r < rank; r++, at++) w[k] += directions[at] * projections[r];
+      for (let k = 0, at = 0; k < dim; k++)
+        for (let r = 0; r < rank; r++, at++) w[k] += directions[at] * projections[r];
       return w;
     },
   };

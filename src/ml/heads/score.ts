@@ -5,7 +5,9 @@ import type { TrainedHead } from './types';
 /** Linear decision value of each class (before calibration), in head.classes order. */
 function headDecisions(head: TrainedHead, embedding: Float32Array): number[] {
   if (embedding.length !== head.dim) {
-    throw new RangeError(`embedding has ${embedding.length} values but head for pack ${head.packKey} expects ${head.dim}`);
+    throw new RangeError(
+      `embedding has ${embedding.length} values but head for pack ${head.packKey} expects ${head.dim}`,
+    );
   }
   const centred = new Float64Array(head.dim);
   for (let k = 0; k < head.dim; k++) centred[k] = embedding[k] - head.center[k];

@@ -65,7 +65,10 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
   if (!(l2 > 0 && Number.isFinite(l2))) throw new RangeError(`l2 must be a positive number, got ${l2}`);
   const implicit = set.implicitNegatives ?? [];
   const badImplicit = implicit.findIndex((embedding) => embedding.length !== dim);
-  if (badImplicit >= 0) throw new HeadTrainingError(`implicit negative ${badImplicit} has ${implicit[badImplicit].length} values, the examples ${dim}`);
+  if (badImplicit >= 0)
+    throw new HeadTrainingError(
+      `implicit negative ${badImplicit} has ${implicit[badImplicit].length} values, the examples ${dim}`,
+    );
   const userExamples = set.embeddings.length;
   const userLabels = set.classes.map((_, c) => Uint8Array.from(set.positives, (list) => (list.includes(c) ? 1 : 0)));
   const seed = options.seed ?? DEFAULT_SEED;
@@ -86,18 +89,29 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
   const problem = await precondition(centred.features, examples, dim, l2, seed, threads);
   const columns = buildColumns(classLabels, plan, userExamples, options.implicitWeight ?? IMPLICIT_NEGATIVE_WEIGHT);
   const trainable = columns.filter((column) => column.trainable);
-  const evaluator = await LogisticLossEvaluator.create(problem.features, examples, problem.dim, problem.penalty, l2, threads);
+  const evaluator = await LogisticLossEvaluator.create(
+    problem.features,
+    examples,
+    problem.dim,
+    problem.penalty,
+    l2,
+    threads,
+  );
 
   // The bias is preconditioned too: its curvature (about ASSUMED_CURVATURE × the summed weights) dwarfs l2.
   const biasScale = Math.sqrt(l2 / (ASSUMED_CURVATURE * examples));
   let progress = 0;
-  const results = await minimizeAll(trainable.map(() => new Float64Array(problem.dim + 1)), columnEvaluator(evaluator, trainable, biasScale), {
-    ...OPTIMIZER,
-    onRound: (finished, round) => {
-      progress = Math.max(progress, Math.min(0.99, finished, round / OPTIMIZER.maxIterations));
-      options.onProgress?.(progress);
+  const results = await minimizeAll(
+    trainable.map(() => new Float64Array(problem.dim + 1)),
+    columnEvaluator(evaluator, trainable, biasScale),
+    {
+      ...OPTIMIZER,
+      onRound: (finished, round) => {
+        progress = Math.max(progress, Math.min(0.99, finished, round / OPTIMIZER.maxIterations));
+        options.onProgress?.(progress);
+      },
     },
-  });
+  );
 
   const solutions = new Map(trainable.map((column, k) => [column, results[k]]));
   const weights = new Float32Array(set.classes.length * dim);
@@ -118,7 +132,11 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
 
   const evaluated = Int32Array.from(plan.testFold.keys()).filter((row) => plan.testFold[row] >= 0);
   const calibration = set.classes.map((name, c) => calibrateAndEvaluate(name, outOfFold[c], classLabels[c], evaluated));
-  const gate = await buildGate(set.embeddings, userLabels, dim, { maxPositives: options.gateMaxPositives, seed, threads });
+  const gate = await buildGate(set.embeddings, userLabels, dim, {
+    maxPositives: options.gateMaxPositives,
+    seed,
+    threads,
+  });
   options.onProgress?.(1);
 
   return {
@@ -136,8 +154,17 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
       folds: plan.folds,
       examples: evaluated.length,
       classes: calibration.map((c) => c.evaluation),
-      ...topOneAccuracy(calibration.map((c) => c.logOdds), classLabels, evaluated),
-      confusion_matrix: outOfSampleConfusion(set.classes, calibration.map((c) => c.logOdds), classLabels, evaluated),
+      ...topOneAccuracy(
+        calibration.map((c) => c.logOdds),
+        classLabels,
+        evaluated,
+      ),
+      confusion_matrix: outOfSampleConfusion(
+        set.classes,
+        calibration.map((c) => c.logOdds),
+        classLabels,
+        evaluated,
+      ),
     },
     trainedAt: new Date().toISOString(),
   };
@@ -160,7 +187,12 @@ function centredFeatures(embeddings: Float32Array[], dim: number): { features: F
  * `implicitFrom`: the first implicit-negative row; each weighs `implicitWeight` times a user negative,
  * and the negatives together still balance the positives.
  */
-function buildColumns(classLabels: Uint8Array[], plan: EvaluationPlan, implicitFrom: number, implicitWeight: number): Column[] {
+function buildColumns(
+  classLabels: Uint8Array[],
+  plan: EvaluationPlan,
+  implicitFrom: number,
+  implicitWeight: number,
+): Column[] {
   const examples = plan.testFold.length;
   const columns: Column[] = [];
   classLabels.forEach((labels, classIndex) => {
@@ -188,7 +220,10 @@ function buildColumns(classLabels: Uint8Array[], plan: EvaluationPlan, implicitF
         fold: modelFold,
         targets: Float32Array.from(labels),
         weights,
-        heldOut: modelFold === -1 ? new Int32Array(0) : Int32Array.from(plan.testFold.keys()).filter((row) => !inTraining(row)),
+        heldOut:
+          modelFold === -1
+            ? new Int32Array(0)
+            : Int32Array.from(plan.testFold.keys()).filter((row) => !inTraining(row)),
         trainable: positives > 0 && negatives > 0,
       });
     }
@@ -202,7 +237,11 @@ function buildColumns(classLabels: Uint8Array[], plan: EvaluationPlan, implicitF
  * unregularised bias; the extra kept per point is the decision value on the
  * column's held-out rows.
  */
-function columnEvaluator(evaluator: LogisticLossEvaluator, columns: Column[], biasScale: number): BatchEvaluator<Float32Array> {
+function columnEvaluator(
+  evaluator: LogisticLossEvaluator,
+  columns: Column[],
+  biasScale: number,
+): BatchEvaluator<Float32Array> {
   const { rows, dim } = evaluator;
   let batch: number[] = [];
   let targets = new Float32Array(0);
@@ -287,7 +326,11 @@ function outOfSampleConfusion(
 }
 
 /** Share of single-label evaluated examples whose highest calibrated score (log-odds) is their class. */
-function topOneAccuracy(scores: Float64Array[], classLabels: Uint8Array[], evaluated: Int32Array): Pick<HeadEvaluation, 'accuracy'> {
+function topOneAccuracy(
+  scores: Float64Array[],
+  classLabels: Uint8Array[],
+  evaluated: Int32Array,
+): Pick<HeadEvaluation, 'accuracy'> {
   let counted = 0;
   let correct = 0;
   evaluated.forEach((row, k) => {

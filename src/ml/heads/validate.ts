@@ -12,7 +12,9 @@ export function validateTrainingSet(set: TrainingSet): number {
     seen.add(name);
   }
   if (embeddings.length !== positives.length) {
-    throw new HeadTrainingError(`${embeddings.length} embeddings but ${positives.length} label lists: there must be one label list per example`);
+    throw new HeadTrainingError(
+      `${embeddings.length} embeddings but ${positives.length} label lists: there must be one label list per example`,
+    );
   }
   if (embeddings.length === 0) throw new HeadTrainingError('no examples: add example images');
 
@@ -26,17 +28,21 @@ export function validateTrainingSet(set: TrainingSet): number {
       );
     }
     for (let k = 0; k < dim; k++) {
-      if (!Number.isFinite(embedding[k])) throw new HeadTrainingError(`example ${i} has a NaN or infinite value in its embedding (position ${k})`);
+      if (!Number.isFinite(embedding[k]))
+        throw new HeadTrainingError(`example ${i} has a NaN or infinite value in its embedding (position ${k})`);
     }
     for (const c of new Set(positives[i])) {
       if (!Number.isInteger(c) || c < 0 || c >= classes.length) {
-        throw new HeadTrainingError(`example ${i} names class index ${c}, but there are only ${classes.length} classes (0..${classes.length - 1})`);
+        throw new HeadTrainingError(
+          `example ${i} names class index ${c}, but there are only ${classes.length} classes (0..${classes.length - 1})`,
+        );
       }
       positiveCounts[c]++;
     }
   });
   classes.forEach((name, c) => {
-    if (positiveCounts[c] === 0) throw new HeadTrainingError(`class "${name}" has no positive examples: add at least one image of it`);
+    if (positiveCounts[c] === 0)
+      throw new HeadTrainingError(`class "${name}" has no positive examples: add at least one image of it`);
     if (positiveCounts[c] === embeddings.length) {
       throw new HeadTrainingError(
         `class "${name}" has no negative examples (every example is one of its positives): add negative examples or examples of other classes`,

@@ -55,13 +55,17 @@ export async function fetchImagenetPack(options: FetchImagenetPackOptions): Prom
     await extractTarball(archive, unpacked, MAX_UNPACKED_BYTES, url);
     const onnxFiles = await findFiles(unpacked, '.onnx');
     if (onnxFiles.length !== 1) {
-      const found = onnxFiles.length === 0 ? 'no .onnx file' : `${onnxFiles.length} .onnx files (${onnxFiles.join(', ')})`;
+      const found =
+        onnxFiles.length === 0 ? 'no .onnx file' : `${onnxFiles.length} .onnx files (${onnxFiles.join(', ')})`;
       throw new ModelPackError(url, `the archive holds ${found}, expected exactly one model; check IMAGENET_PACK_URL`);
     }
     const modelSource = `${url} (${onnxFiles[0]})`;
     const prepared = prepareClassifierModel(await readFile(join(unpacked, onnxFiles[0])), modelSource);
     if (prepared.classCount !== IMAGENET_CLASS_COUNT) {
-      throw new ModelPackError(modelSource, `the model has ${prepared.classCount} outputs, expected the ${IMAGENET_CLASS_COUNT} ImageNet-1k classes`);
+      throw new ModelPackError(
+        modelSource,
+        `the model has ${prepared.classCount} outputs, expected the ${IMAGENET_CLASS_COUNT} ImageNet-1k classes`,
+      );
     }
 
     const pack = join(staging, 'pack');
@@ -111,7 +115,10 @@ async function createStagingDir(modelsDir: string): Promise<string> {
     await Promise.all(leftovers.map((name) => rm(join(modelsDir, name), { recursive: true, force: true })));
     return await mkdtemp(join(modelsDir, STAGING_PREFIX));
   } catch (error) {
-    throw new ModelPackError(modelsDir, `cannot write the models directory (${(error as Error).message}); set MODELS_DIR to a writable directory`);
+    throw new ModelPackError(
+      modelsDir,
+      `cannot write the models directory (${(error as Error).message}); set MODELS_DIR to a writable directory`,
+    );
   }
 }
 

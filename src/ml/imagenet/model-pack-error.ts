@@ -3,7 +3,10 @@
  * or an archive entry), `reason` says what happened and what to do about it.
  */
 export class ModelPackError extends Error {
-  constructor(readonly source: string, readonly reason: string) {
+  constructor(
+    readonly source: string,
+    readonly reason: string,
+  ) {
     super(`${source}: ${reason}`);
     this.name = 'ModelPackError';
   }

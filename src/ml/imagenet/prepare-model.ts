@@ -32,7 +32,10 @@ export function prepareClassifierModel(bytes: Uint8Array, source: string): Prepa
   const graph = model.graph;
   if (!graph?.node || !graph.output) throw new ModelPackError(source, 'the ONNX file has no graph');
   const notUnderstood = (reason: string) =>
-    new ModelPackError(source, `graph not understood: ${reason}; expected an ImageNet classifier like the model zoo's MobileNetV2`);
+    new ModelPackError(
+      source,
+      `graph not understood: ${reason}; expected an ImageNet classifier like the model zoo's MobileNetV2`,
+    );
 
   const initializers = new Map((graph.initializer ?? []).map((init) => [init.name ?? '', init]));
   const producers = new Map<string, onnx.INodeProto>();
@@ -45,24 +48,30 @@ export function prepareClassifierModel(bytes: Uint8Array, source: string): Prepa
 
   // Older exports list the initializers among the graph inputs too: the image is the one that is not.
   const imageInputs = (graph.input ?? []).filter((input) => !initializers.has(input.name ?? ''));
-  if (imageInputs.length !== 1) throw notUnderstood(`${imageInputs.length} non-constant inputs, expected one image input`);
+  if (imageInputs.length !== 1)
+    throw notUnderstood(`${imageInputs.length} non-constant inputs, expected one image input`);
   const imageInput = imageInputs[0];
   const inputDims = imageInput.type?.tensorType?.shape?.dim ?? [];
   if (imageInput.type?.tensorType?.elemType !== onnx.TensorProto.DataType.FLOAT || inputDims.length !== 4) {
     throw notUnderstood(`input '${imageInput.name}' is not a 4-D float tensor`);
   }
   const [batchDim, channels, height, width] = inputDims.map(dimValue);
-  if (channels !== 3) throw notUnderstood(`input '${imageInput.name}' has ${channels ?? 'unknown'} channels, expected 3 (NCHW)`);
-  if (height !== width) throw notUnderstood(`input '${imageInput.name}' is ${height}×${width}, expected a square image`);
+  if (channels !== 3)
+    throw notUnderstood(`input '${imageInput.name}' has ${channels ?? 'unknown'} channels, expected 3 (NCHW)`);
+  if (height !== width)
+    throw notUnderstood(`input '${imageInput.name}' is ${height}×${width}, expected a square image`);
 
   if (graph.output.length !== 1) throw notUnderstood(`${graph.output.length} outputs, expected the logits only`);
   const logitsOutput = graph.output[0].name ?? '';
   const classifier = findClassifier(skipPassThrough(logitsOutput), producers, initializers);
-  if (!classifier) throw notUnderstood(`'${logitsOutput}' is not computed by a Gemm, MatMul or 1×1 Conv with constant weights`);
+  if (!classifier)
+    throw notUnderstood(`'${logitsOutput}' is not computed by a Gemm, MatMul or 1×1 Conv with constant weights`);
 
   const pool = skipPassThrough(classifier.features);
   if (pool?.opType !== 'GlobalAveragePool' || !pool.output?.[0]) {
-    throw notUnderstood(`the classifier's input comes from ${pool?.opType ?? 'a graph input'}, not a GlobalAveragePool`);
+    throw notUnderstood(
+      `the classifier's input comes from ${pool?.opType ?? 'a graph input'}, not a GlobalAveragePool`,
+    );
   }
   const pooled = pool.output[0];
 
@@ -81,7 +90,12 @@ export function prepareClassifierModel(bytes: Uint8Array, source: string): Prepa
     type: {
       tensorType: {
         elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: [batchDim === undefined ? { dimParam: 'N' } : { dimValue: batchDim }, { dimValue: classifier.inFeatures }] },
+        shape: {
+          dim: [
+            batchDim === undefined ? { dimParam: 'N' } : { dimValue: batchDim },
+            { dimValue: classifier.inFeatures },
+          ],
+        },
       },
     },
   });

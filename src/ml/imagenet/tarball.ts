@@ -11,22 +11,38 @@ const ALLOWED_ENTRY_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Direc
  * and checked first: any absolute path, `..` segment, link or special file, an unreadable archive
  * or more than `maxBytes` of content rejects it before anything is written.
  */
-export async function extractTarball(archive: string, destination: string, maxBytes: number, source: string): Promise<void> {
+export async function extractTarball(
+  archive: string,
+  destination: string,
+  maxBytes: number,
+  source: string,
+): Promise<void> {
   const entries: Array<{ path: string; type: string; size: number }> = [];
   try {
     // Only collect here: an exception thrown inside onReadEntry escapes tar's promise.
-    await tar.t({ file: archive, strict: true, onReadEntry: (e) => void entries.push({ path: e.path, type: e.type, size: e.size ?? 0 }) });
+    await tar.t({
+      file: archive,
+      strict: true,
+      onReadEntry: (e) => void entries.push({ path: e.path, type: e.type, size: e.size ?? 0 }),
+    });
   } catch (error) {
-    throw new ModelPackError(source, `not a readable tar.gz archive (${(error as Error).message}); check IMAGENET_PACK_URL`);
+    throw new ModelPackError(
+      source,
+      `not a readable tar.gz archive (${(error as Error).message}); check IMAGENET_PACK_URL`,
+    );
   }
   let totalBytes = 0;
   for (const entry of entries) {
     checkEntryPath(entry.path, source);
     if (!ALLOWED_ENTRY_TYPES.has(entry.type)) {
-      throw new ModelPackError(source, `the archive entry '${entry.path}' is a ${entry.type}; only files and directories are accepted`);
+      throw new ModelPackError(
+        source,
+        `the archive entry '${entry.path}' is a ${entry.type}; only files and directories are accepted`,
+      );
     }
     totalBytes += entry.size;
-    if (totalBytes > maxBytes) throw new ModelPackError(source, `the archive unpacks to more than ${maxBytes} bytes; refusing it`);
+    if (totalBytes > maxBytes)
+      throw new ModelPackError(source, `the archive unpacks to more than ${maxBytes} bytes; refusing it`);
   }
   try {
     await tar.x({ file: archive, cwd: destination, strict: true });
@@ -38,7 +54,10 @@ export async function extractTarball(archive: string, destination: string, maxBy
 function checkEntryPath(path: string, source: string): void {
   const segments = path.split(/[\\/]/);
   if (isAbsolute(path) || /^[a-zA-Z]:/.test(path) || path.startsWith('\\') || segments.includes('..')) {
-    throw new ModelPackError(source, `the archive entry '${path}' would be written outside the extraction directory; refusing the archive`);
+    throw new ModelPackError(
+      source,
+      `the archive entry '${path}' would be written outside the extraction directory; refusing the archive`,
+    );
   }
 }
 

@@ -23,7 +23,10 @@ export class OnnxGraphBuilder {
   private readonly outputs: onnx.IValueInfoProto[] = [];
   private counter = 0;
 
-  constructor(private readonly graphName: string, private readonly opset = 13) {}
+  constructor(
+    private readonly graphName: string,
+    private readonly opset = 13,
+  ) {}
 
   /** A fresh, unique tensor name. */
   name(prefix: string): string {
@@ -60,7 +63,12 @@ export class OnnxGraphBuilder {
   }
 
   /** Adds a node with `outputCount` outputs (TopK: values and indices) and returns their fresh names in order. */
-  nodeWithOutputs(opType: string, inputs: string[], outputCount: number, attributes: Record<string, AttributeValue> = {}): string[] {
+  nodeWithOutputs(
+    opType: string,
+    inputs: string[],
+    outputCount: number,
+    attributes: Record<string, AttributeValue> = {},
+  ): string[] {
     const outputs = Array.from({ length: outputCount }, () => this.name(opType));
     this.push(opType, inputs, outputs, attributes);
     return outputs;

@@ -51,7 +51,10 @@ export function projectRoot(): string {
  * (the ImageNet pack, say): classifiers then train without implicit negatives and rely on the k-NN
  * gate alone. A bank that is present but broken throws: it is part of the product.
  */
-export function loadNegativeBank(packKey: string, dir = path.join(projectRoot(), NEGATIVE_BANK_DIR)): NegativeBank | undefined {
+export function loadNegativeBank(
+  packKey: string,
+  dir = path.join(projectRoot(), NEGATIVE_BANK_DIR),
+): NegativeBank | undefined {
   const manifestPath = path.join(dir, BANK_MANIFEST);
   if (!fs.existsSync(manifestPath)) return undefined;
   const manifest = bankManifestSchema.parse(JSON.parse(fs.readFileSync(manifestPath, 'utf8')));
@@ -59,7 +62,9 @@ export function loadNegativeBank(packKey: string, dir = path.join(projectRoot(),
   const count = manifest.photos.length;
   const bytes = fs.readFileSync(path.join(dir, BANK_VECTORS));
   if (bytes.length !== count * manifest.dim * 2) {
-    throw new Error(`${path.join(dir, BANK_VECTORS)}: ${bytes.length} bytes, expected ${count} × ${manifest.dim} float16 values`);
+    throw new Error(
+      `${path.join(dir, BANK_VECTORS)}: ${bytes.length} bytes, expected ${count} × ${manifest.dim} float16 values`,
+    );
   }
   const all = decodeFloat16(bytes);
   const embeddings = Array.from({ length: count }, (_, i) => all.subarray(i * manifest.dim, (i + 1) * manifest.dim));

@@ -7,13 +7,22 @@ import { deliverCallback, type CallbackDeliveryContext } from '../../domain/call
  * One try of one training-end callback: one deliverCallback. A refusal no retry can change (a
  * permanent CallbackDeliveryError) fails as UnrecoverableError; any other failure is tried again.
  */
-export async function handleCallbackJob(ctx: CallbackDeliveryContext, job: Job<CallbackJobData>): Promise<'delivered' | 'classifier-gone'> {
+export async function handleCallbackJob(
+  ctx: CallbackDeliveryContext,
+  job: Job<CallbackJobData>,
+): Promise<'delivered' | 'classifier-gone'> {
   try {
     const outcome = await deliverCallback(ctx, job.data);
-    ctx.logger.info({ deliveryId: job.data.deliveryId, classifierId: job.data.classifierId, outcome }, 'callback handled');
+    ctx.logger.info(
+      { deliveryId: job.data.deliveryId, classifierId: job.data.classifierId, outcome },
+      'callback handled',
+    );
     return outcome;
   } catch (error) {
-    ctx.logger.warn({ deliveryId: job.data.deliveryId, err: error, attempt: job.attemptsMade + 1 }, 'callback not delivered');
+    ctx.logger.warn(
+      { deliveryId: job.data.deliveryId, err: error, attempt: job.attemptsMade + 1 },
+      'callback not delivered',
+    );
     if (error instanceof CallbackDeliveryError && error.permanent) throw new UnrecoverableError(error.message);
     throw error;
   }

@@ -1,6 +1,12 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { TrainingJobData } from '../../data-access/redis/training-queue';
-import { ForeignJobError, TrainingDataError, trainClassifier, type TrainingContext, type TrainingOutcome } from '../../domain/train-classifier';
+import {
+  ForeignJobError,
+  TrainingDataError,
+  trainClassifier,
+  type TrainingContext,
+  type TrainingOutcome,
+} from '../../domain/train-classifier';
 import { secondsSince } from '../../lib/elapsed';
 import type { WorkerMetrics } from '../../lib/metrics';
 
@@ -38,7 +44,10 @@ export async function handleTrainingJob(ctx: TrainingJobContext, job: Job<Traini
   } catch (error) {
     if (error instanceof ForeignJobError) {
       // Never silent: the job stays in the failed set with this reason for the operator to see.
-      logger.error({ classifierId, err: error, instanceId: ctx.instanceId }, 'refusing a training job of another instance');
+      logger.error(
+        { classifierId, err: error, instanceId: ctx.instanceId },
+        'refusing a training job of another instance',
+      );
       throw new UnrecoverableError(error.message);
     }
     logger.warn({ classifierId, err: error, finalAttempt }, 'training run failed');

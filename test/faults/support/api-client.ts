@@ -14,7 +14,12 @@ export interface CallOptions {
 }
 
 /** One request against a service at `baseUrl`, as alice unless `key` says otherwise; the body parsed as JSON when it is JSON. */
-export async function callApi(baseUrl: string, method: string, pathAndQuery: string, init: CallOptions = {}): Promise<ApiAnswer> {
+export async function callApi(
+  baseUrl: string,
+  method: string,
+  pathAndQuery: string,
+  init: CallOptions = {},
+): Promise<ApiAnswer> {
   const res = await fetch(`${baseUrl}${pathAndQuery}`, {
     method,
     body: init.body,

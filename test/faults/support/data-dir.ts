@@ -37,8 +37,14 @@ export function readDatabase<T>(dataDir: string, read: (db: BetterSqlite3.Databa
 }
 
 export function referencedImageHashes(dataDir: string): Set<string> {
-  return readDatabase(dataDir, (db) =>
-    new Set((db.prepare('SELECT DISTINCT image_hash FROM examples').all() as Array<{ image_hash: string }>).map((r) => r.image_hash)),
+  return readDatabase(
+    dataDir,
+    (db) =>
+      new Set(
+        (db.prepare('SELECT DISTINCT image_hash FROM examples').all() as Array<{ image_hash: string }>).map(
+          (r) => r.image_hash,
+        ),
+      ),
   );
 }
 
@@ -53,21 +59,32 @@ export function integrityCheck(dataDir: string): string {
   return readDatabase(dataDir, (db) => db.pragma('integrity_check', { simple: true }) as string);
 }
 
-export function versionRowsOf(dataDir: string, classifierId: string): Array<{ id: number; generation: number; head_file: string }> {
-  return readDatabase(dataDir, (db) =>
-    db.prepare('SELECT id, generation, head_file FROM versions WHERE classifier_id = ?').all(classifierId) as Array<{
-      id: number;
-      generation: number;
-      head_file: string;
-    }>,
+export function versionRowsOf(
+  dataDir: string,
+  classifierId: string,
+): Array<{ id: number; generation: number; head_file: string }> {
+  return readDatabase(
+    dataDir,
+    (db) =>
+      db.prepare('SELECT id, generation, head_file FROM versions WHERE classifier_id = ?').all(classifierId) as Array<{
+        id: number;
+        generation: number;
+        head_file: string;
+      }>,
   );
 }
 
 /** Files under DATA_DIR/heads that no version row points to (temp files included). */
 export function unreferencedHeadFiles(dataDir: string): string[] {
   const root = dataLayout(dataDir).heads;
-  const referenced = readDatabase(dataDir, (db) =>
-    new Set((db.prepare('SELECT head_file FROM versions').all() as Array<{ head_file: string }>).map((r) => path.normalize(r.head_file))),
+  const referenced = readDatabase(
+    dataDir,
+    (db) =>
+      new Set(
+        (db.prepare('SELECT head_file FROM versions').all() as Array<{ head_file: string }>).map((r) =>
+          path.normalize(r.head_file),
+        ),
+      ),
   );
   const files: string[] = [];
   for (const dir of fs.existsSync(root) ? fs.readdirSync(root) : []) {

@@ -13,7 +13,9 @@ export async function noiseZipOfSize(totalBytes: number, minImages = 10): Promis
   let total = 0;
   for (let i = 0; i < minImages || total < totalBytes; i++) {
     const pixels = crypto.randomBytes(side * side * 3);
-    const bytes = await sharp(pixels, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 92 }).toBuffer();
+    const bytes = await sharp(pixels, { raw: { width: side, height: side, channels: 3 } })
+      .jpeg({ quality: 92 })
+      .toBuffer();
     zip.addFile(`noise/${i}.jpg`, bytes);
     total += bytes.length;
   }

@@ -24,7 +24,9 @@ export class SmallDisk {
   static mount(megabytes: number): SmallDisk {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-small-disk-'));
     try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${megabytes}m`, 'tmpfs', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${megabytes}m`, 'tmpfs', dir], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
     } catch (error) {
       fs.rmdirSync(dir);
       throw error;

@@ -1,7 +1,13 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { ServiceContext } from '../../../domain/service-context';
 import { exportClassifierModel } from '../../../domain/export-model';
-import { createClassifier, deleteClassifier, getClassifier, listClassifiers, updateClassifier } from '../../../domain/manage-classifiers';
+import {
+  createClassifier,
+  deleteClassifier,
+  getClassifier,
+  listClassifiers,
+  updateClassifier,
+} from '../../../domain/manage-classifiers';
 import { customerIdFromMetadata } from '../../../domain/customer-id';
 import { deleteUserData } from '../../../domain/forget-customer-data';
 import { activateVersion, listVersions } from '../../../domain/manage-versions';
@@ -29,7 +35,10 @@ const filesOf = (req: Request): UploadedFile[] => (Array.isArray(req.files) ? re
 const owner = (req: Request) => req.ownerId!;
 const idParam = (req: Request) => String(req.params.classifierId);
 
-export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof import('../multipart').multipartUpload>) {
+export function classifierRoutes(
+  ctx: ServiceContext,
+  upload: ReturnType<typeof import('../multipart').multipartUpload>,
+) {
   const router = Router();
 
   router.post('/classifiers', readCustomerLabel, ...upload, async (req, res) => {
@@ -72,14 +81,30 @@ export function classifierRoutes(ctx: ServiceContext, upload: ReturnType<typeof 
 
   // The .mlmodel Watson offered; `version_id` (an extension) picks another version than the current one.
   router.get('/classifiers/:classifierId/core_ml_model', async (req, res) => {
-    const model = await exportClassifierModel(ctx, { ownerId: owner(req), classifierId: idParam(req), versionId: req.query.version_id, format: 'coreml' });
-    res.attachment(model.fileName).type('application/octet-stream').send(Buffer.from(model.bytes.buffer, model.bytes.byteOffset, model.bytes.byteLength));
+    const model = await exportClassifierModel(ctx, {
+      ownerId: owner(req),
+      classifierId: idParam(req),
+      versionId: req.query.version_id,
+      format: 'coreml',
+    });
+    res
+      .attachment(model.fileName)
+      .type('application/octet-stream')
+      .send(Buffer.from(model.bytes.buffer, model.bytes.byteOffset, model.bytes.byteLength));
   });
 
   // Extension: the same version as one self-contained ONNX model.
   router.get('/classifiers/:classifierId/onnx_model', async (req, res) => {
-    const model = await exportClassifierModel(ctx, { ownerId: owner(req), classifierId: idParam(req), versionId: req.query.version_id, format: 'onnx' });
-    res.attachment(model.fileName).type('application/octet-stream').send(Buffer.from(model.bytes.buffer, model.bytes.byteOffset, model.bytes.byteLength));
+    const model = await exportClassifierModel(ctx, {
+      ownerId: owner(req),
+      classifierId: idParam(req),
+      versionId: req.query.version_id,
+      format: 'onnx',
+    });
+    res
+      .attachment(model.fileName)
+      .type('application/octet-stream')
+      .send(Buffer.from(model.bytes.buffer, model.bytes.byteOffset, model.bytes.byteLength));
   });
 
   router.delete('/user_data', async (req, res) => {

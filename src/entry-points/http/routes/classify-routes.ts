@@ -10,7 +10,8 @@ function imagesFileOf(req: Request): UploadedImagesFile | undefined {
   if (unexpected) {
     throw badRequest(`Unexpected file field '${unexpected.fieldname}'. Send the image or zip as 'images_file'.`);
   }
-  if (files.length > 1) throw badRequest("Send one 'images_file' per request: a single image or a zip of up to 20 images.");
+  if (files.length > 1)
+    throw badRequest("Send one 'images_file' per request: a single image or a zip of up to 20 images.");
   const [file] = files;
   return file && { path: file.path, originalName: file.originalname, size: file.size };
 }
@@ -26,7 +27,12 @@ export function classifyRoutes(ctx: ClassifyContext, upload: ReturnType<typeof m
     file?: UploadedImagesFile,
     ignoredQueryParameters: string[] = [],
   ) => {
-    const result = await classifyImages(ctx, { ownerId, params: parseClassifyParameters(fields), file, ignoredQueryParameters });
+    const result = await classifyImages(ctx, {
+      ownerId,
+      params: parseClassifyParameters(fields),
+      file,
+      ignoredQueryParameters,
+    });
     // Answers are in English whatever Accept-Language asks for.
     res.setHeader('Content-Language', 'en');
     res.status(result.status).json(result.body);
