@@ -1,4 +1,5 @@
 import type { Database } from './database';
+import { heldImageHashes } from './records';
 
 /** Hashes looked up per statement: well below SQLite's and PostgreSQL's bound-parameter caps. */
 const LOOKUP_CHUNK = 500;
@@ -56,25 +57,11 @@ export class EmbeddingCache {
   ): Promise<void> {
     if (entries.length === 0) return;
     const unique = new Map(entries.map((e) => [e.hash, e.embedding]));
-    const expiredBefore = new Date(now).toISOString();
     await this.db.write(async (trx) => {
       const hashes = [...unique.keys()];
       for (let start = 0; start < hashes.length; start += WRITE_CHUNK) {
         const chunk = hashes.slice(start, start + WRITE_CHUNK);
-        const referenced = await trx
-          .selectFrom('examples')
-          .select('image_hash')
-          .distinct()
-          .where('image_hash', 'in', chunk)
-          .execute();
-        const claimed = await trx
-          .selectFrom('image_claims')
-          .select('image_hash')
-          .distinct()
-          .where('image_hash', 'in', chunk)
-          .where('expires', '>', expiredBefore)
-          .execute();
-        const held = new Set([...referenced, ...claimed].map((r) => r.image_hash));
+        const held = await heldImageHashes(trx, chunk, now);
         const rows = chunk
           .filter((hash) => held.has(hash))
           .map((hash) => {

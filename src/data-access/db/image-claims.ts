@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { isRunning, PID_SCOPE } from '../../lib/process-tag';
 import type { Database } from './database';
+import { heldImageHashes } from './records';
 
 /** Tells this process apart from an earlier one with the same pid (a restarted container's). */
 const PROCESS_TOKEN = crypto.randomBytes(6).toString('hex');
@@ -78,19 +79,7 @@ export class ImageClaims {
       const held = new Set<string>();
       for (let start = 0; start < unique.length; start += 500) {
         const chunk = unique.slice(start, start + 500);
-        const referenced = await trx
-          .selectFrom('examples')
-          .select('image_hash')
-          .distinct()
-          .where('image_hash', 'in', chunk)
-          .execute();
-        const claimed = await trx
-          .selectFrom('image_claims')
-          .select('image_hash')
-          .distinct()
-          .where('image_hash', 'in', chunk)
-          .execute();
-        for (const row of [...referenced, ...claimed]) held.add(row.image_hash);
+        for (const hash of await heldImageHashes(trx, chunk, now)) held.add(hash);
       }
       const doomed = unique.filter((h) => !held.has(h));
       for (let start = 0; start < doomed.length; start += 500) {

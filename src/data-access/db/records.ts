@@ -115,3 +115,24 @@ export async function findVersionIn(q: Queries, id: number): Promise<VersionReco
 export function retiredIds(q: Queries, classifierId: string) {
   return q.selectFrom('retired_examples').select('example_id').where('classifier_id', '=', classifierId);
 }
+
+/**
+ * Which of `hashes` (at most a few hundred: one `IN` list) an example references or an unexpired upload claim
+ * holds at `now` (ms since the epoch): the images whose files and cached embeddings must stay.
+ */
+export async function heldImageHashes(trx: Queries, hashes: string[], now: number): Promise<Set<string>> {
+  const referenced = await trx
+    .selectFrom('examples')
+    .select('image_hash')
+    .distinct()
+    .where('image_hash', 'in', hashes)
+    .execute();
+  const claimed = await trx
+    .selectFrom('image_claims')
+    .select('image_hash')
+    .distinct()
+    .where('image_hash', 'in', hashes)
+    .where('expires', '>', new Date(now).toISOString())
+    .execute();
+  return new Set([...referenced, ...claimed].map((r) => r.image_hash));
+}
