@@ -34,33 +34,12 @@ export type Evaluation = Schemas['HeadEvaluation'];
 export type Versions = Answer<'listVersions'>;
 export type ClassifyResponse = Answer<'classify'>;
 
-// PROVISIONAL (until i23-api's schemas land in the generated types): the shapes of /work/i23-api-spec.md.
-export interface Example {
-  example_id: string;
-  class?: string;
-  negative: boolean;
-  file_name: string;
-  created: string;
-  evaluation?: { predicted_class: string | null; score: number; correct: boolean };
-}
-export interface ExamplePage {
-  examples: Example[];
-  next_page_token?: string;
-  version_id?: number;
-}
-export type Mistake =
-  | { kind: 'mislabeled'; confidence: number; example: Example; predicted_class: string | null }
-  | { kind: 'cross_class_duplicate'; confidence: number; examples: Example[]; distance: number };
-export interface MistakePage {
-  mistakes: Mistake[];
-  next_page_token?: string;
-}
-export type Move = { example_id: string; class: string } | { example_id: string; negative: true };
-export interface ExampleChanges {
-  remove?: string[];
-  move?: Move[];
-}
-export type ChangedClassifier = Classifier & { changes: { removed: number; moved: number } };
+export type Example = Schemas['Example'];
+export type ExamplePage = Answer<'listExamples'>;
+export type Mistake = Schemas['Mistake'];
+export type MistakePage = Answer<'listExampleMistakes'>;
+export type ExampleChanges = Schemas['ExampleChanges'];
+export type ChangedClassifier = Answer<'changeExamples'>;
 
 /** A thumbnail as the page shows it: an object URL of the JPEG, and the ETag to revalidate it with. */
 export interface Thumbnail {

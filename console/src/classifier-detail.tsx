@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Api, ApiFailure, Classifier, ExampleChanges, Versions } from './api';
 import type { Notice } from './app';
 import { formatDate, StatusBadge } from './classifier-list';
-import { VersionComparison } from './compare';
+import { changesText, VersionComparison } from './compare';
 import { EvaluationView } from './evaluation';
 import { ClassGrid, NeedsALook } from './examples';
 import { ExamplesForm } from './examples-form';
@@ -278,6 +278,7 @@ export function ClassifierDetail(props: {
                   {versions.versions.map((v) => (
                     <option value={String(v.version_id)} key={v.version_id}>
                       {v.version_id} · {formatDate(v.created)} · {v.examples} examples
+                      {changesText(v) ? ` · ${changesText(v)}` : ''}
                       {v.version_id === versions.current_version_id ? ' (current)' : ''}
                     </option>
                   ))}

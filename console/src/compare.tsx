@@ -18,10 +18,8 @@ function Change({ before, after }: { before?: number; after?: number }) {
 }
 
 /** What changed in a version's examples (`changes` on the version entry, when it came from a remove/move). */
-function changesText(v: VersionEntry): string | null {
-  const changes = (v as VersionEntry & { changes?: { removed: number; moved: number } }).changes;
-  if (!changes) return null;
-  return `${changes.moved} moved, ${changes.removed} removed`;
+export function changesText(v: VersionEntry): string | null {
+  return v.changes ? `${v.changes.moved} moved, ${v.changes.removed} removed` : null;
 }
 
 /**

@@ -11,6 +11,8 @@ export const MISTAKES_PAGE = 20;
 export type ApplyChanges = (changes: ExampleChanges) => Promise<string | null>;
 
 const labelOf = (e: Example) => (e.negative ? 'negatives' : (e.class ?? '—'));
+/** Examples stored before file names were kept have none: their id stands in. */
+const nameOf = (e: Example) => e.file_name ?? e.example_id;
 const score = (value: number) => value.toFixed(2);
 
 /** What the serving version's out-of-fold evaluation made of an example, in words. */
@@ -40,17 +42,17 @@ function ExampleTile(props: {
       class={props.selected ? 'tile selected' : 'tile'}
       data-testid="example"
       data-example={e.example_id}
-      data-file={e.file_name}
-      title={`${e.file_name} · ${labelOf(e)} · added ${formatDate(e.created)}`}
+      data-file={nameOf(e)}
+      title={`${nameOf(e)} · ${labelOf(e)} · added ${formatDate(e.created)}`}
     >
       <input type="checkbox" checked={props.selected} onChange={() => props.onToggle(e)} />
       <ExampleThumbnail
         api={props.api}
         classifierId={props.classifierId}
         exampleId={e.example_id}
-        alt={`${e.file_name} in ${labelOf(e)}`}
+        alt={`${nameOf(e)} in ${labelOf(e)}`}
       />
-      <span class="file small">{e.file_name}</span>
+      <span class="file small">{nameOf(e)}</span>
       <span class="small muted">in {labelOf(e)}</span>
       <Verdict example={e} />
     </label>
