@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from 'preact/hooks';
-import { ApiFailure, type Api, type Classifier, type Example, type ExampleChanges, type Mistake } from './api';
+import type { ApiFailure, Api, Classifier, Example, ExampleChanges, Mistake } from './api';
 import { formatDate } from './classifier-list';
 import { ExampleThumbnail } from './thumbnail';
 
@@ -318,6 +318,51 @@ export function ClassGrid(props: {
   );
 }
 
+/** One card of "Needs a look": an example, and what the evaluation found about it. */
+export interface MistakeGroup {
+  example: Example;
+  /** Its out-of-fold prediction disagrees with its label. */
+  mislabeled?: { predicted: string | null; confidence: number };
+  /** Nearly the same pictures filed under another class (or the negatives). */
+  duplicates: Array<{ example: Example; distance: number }>;
+  /** The highest confidence of its findings. */
+  confidence: number;
+}
+
+/**
+ * The mistakes as cards, one per example they are about, in the order the API gave them (most confident
+ * first). A picture planted in the wrong class is usually both mislabelled and a near-duplicate of many
+ * examples of its true class; one card with all of them beside it reads better than a dozen pairs. A
+ * pair goes to the card of the example it shares with a card already made, else to the card of the
+ * example named in more findings (on a tie, the one the evaluation got wrong, else the first).
+ */
+export function groupMistakes(mistakes: Mistake[]): MistakeGroup[] {
+  const mentions = new Map<string, number>();
+  const mention = (e: Example) => mentions.set(e.example_id, (mentions.get(e.example_id) ?? 0) + 1);
+  for (const m of mistakes) (m.kind === 'mislabeled' ? [m.example] : m.examples).forEach(mention);
+  const groups = new Map<string, MistakeGroup>();
+  const groupOf = (e: Example) => {
+    let g = groups.get(e.example_id);
+    if (!g) groups.set(e.example_id, (g = { example: e, duplicates: [], confidence: 0 }));
+    return g;
+  };
+  const weight = (e: Example) => (mentions.get(e.example_id) ?? 0) * 2 + (e.evaluation?.correct === false ? 1 : 0);
+  for (const m of mistakes) {
+    if (m.kind === 'mislabeled') {
+      const g = groupOf(m.example);
+      g.mislabeled = { predicted: m.predicted_class, confidence: m.confidence };
+      g.confidence = Math.max(g.confidence, m.confidence);
+      continue;
+    }
+    const [a, b] = m.examples;
+    const anchor = groups.has(a.example_id) ? a : groups.has(b.example_id) ? b : weight(b) > weight(a) ? b : a;
+    const g = groupOf(anchor);
+    g.duplicates.push({ example: anchor === a ? b : a, distance: m.distance });
+    g.confidence = Math.max(g.confidence, m.confidence);
+  }
+  return [...groups.values()];
+}
+
 /**
  * "Needs a look": examples the evaluation got wrong (labelled one class, predicted another) and
  * near-duplicates filed under two classes, most confident first, to select and fix.
@@ -383,47 +428,49 @@ export function NeedsALook(props: {
       )}
       {!!pages.items?.length && (
         <ol class="mistakes" aria-label="Examples that need a look">
-          {pages.items.map((m) =>
-            m.kind === 'mislabeled' ? (
-              <li class="mistake" key={`m-${m.example.example_id}`} data-kind="mislabeled" data-testid="mistake">
-                {tile(m.example)}
-                <div class="why">
-                  <strong>Maybe mislabelled.</strong> Labelled <strong>{labelOf(m.example)}</strong>; a model that did
-                  not train on it says <strong>{m.predicted_class ?? 'no class'}</strong>
-                  {m.example.evaluation && <> (score {score(m.example.evaluation.score)})</>}.
-                  <div class="small muted">confidence {score(m.confidence)}</div>
-                </div>
-              </li>
-            ) : (
-              <li
-                class="mistake"
-                key={`d-${m.examples.map((e) => e.example_id).join('-')}`}
-                data-kind="cross_class_duplicate"
-                data-testid="mistake"
-              >
-                <div class="pair">
-                  {m.examples.map((e) => (
-                    <span key={e.example_id}>{tile(e)}</span>
-                  ))}
-                </div>
-                <div class="why">
-                  <strong>Near-duplicates in two classes</strong> ({m.examples.map(labelOf).join(' and ')}): nearly the
-                  same image cannot teach both. Keep it in one.
-                  <div class="small muted">
-                    distance {m.distance.toFixed(3)} · confidence {score(m.confidence)}
-                  </div>
-                </div>
-              </li>
-            ),
-          )}
+          {groupMistakes(pages.items).map((g) => (
+            <li
+              class="mistake"
+              key={g.example.example_id}
+              data-testid="mistake"
+              data-kinds={[g.mislabeled && 'mislabeled', g.duplicates.length && 'cross_class_duplicate']
+                .filter(Boolean)
+                .join(' ')}
+            >
+              {tile(g.example)}
+              <div class="why">
+                {g.mislabeled && (
+                  <p data-testid="mislabeled-reason">
+                    <strong>Maybe mislabelled.</strong> Labelled <strong>{labelOf(g.example)}</strong>; a model that did
+                    not train on it says <strong>{g.mislabeled.predicted ?? 'no class'}</strong>
+                    {g.example.evaluation && <> (score {score(g.example.evaluation.score)})</>}.
+                  </p>
+                )}
+                {g.duplicates.length > 0 && (
+                  <p data-testid="duplicates-reason">
+                    <strong>Nearly the same picture</strong> as {g.duplicates.length}{' '}
+                    {g.duplicates.length === 1 ? 'example' : 'examples'} in{' '}
+                    {[...new Set(g.duplicates.map((d) => labelOf(d.example)))].join(', ')}: one picture cannot teach two
+                    classes; keep it in one.
+                  </p>
+                )}
+                <div class="small muted">confidence {score(g.confidence)}</div>
+                {g.duplicates.length > 0 && (
+                  <ul class="partners" aria-label={`Near-duplicates of ${nameOf(g.example)}`}>
+                    {g.duplicates.map((d) => (
+                      <li key={d.example.example_id}>
+                        {tile(d.example)}
+                        <span class="small muted">distance {d.distance.toFixed(3)}</span>
+                      </li>
+                    ))}
+                  </ul>
+                )}
+              </div>
+            </li>
+          ))}
         </ol>
       )}
       <LoadMore next={pages.next} loading={pages.loading} more={pages.more} what="mistakes" />
     </div>
   );
-}
-
-/** The server's words for a refused change; any other fault in the page's own words. */
-export function refusalOf(error: unknown): string {
-  return error instanceof ApiFailure ? error.message : String(error);
 }

@@ -231,25 +231,32 @@ describeWithBrowser('console: finding and fixing a mislabelled example in Chromi
     // Needs a look: the planted eagle, labelled dogs, predicted eagles.
     await page.getByRole('tab', { name: 'Needs a look' }).click();
     const review = page.getByTestId('needs-a-look');
-    const plantedMistake = review.locator('[data-kind="mislabeled"]', {
-      has: page.locator(`[data-file="${PLANTED}"]`),
+    // One card for it: mislabelled, and nearly the same picture as eagles, those shown beside it.
+    const plantedMistake = review.getByTestId('mistake').filter({
+      has: page.locator(`:scope > [data-file="${PLANTED}"]`),
     });
+    const plantedTile = plantedMistake.locator(':scope > [data-testid="example"]');
     await visible(plantedMistake);
-    await containsText(plantedMistake, 'Labelled dogs');
-    await containsText(plantedMistake.locator('.why'), 'says eagles');
+    expect(await plantedMistake.getAttribute('data-kinds')).toContain('mislabeled');
+    await containsText(plantedMistake.getByTestId('mislabeled-reason'), 'Labelled dogs');
+    await containsText(plantedMistake.getByTestId('mislabeled-reason'), 'says eagles');
+    const beside = plantedMistake.locator('.partners').getByTestId('example');
+    await eventually(async () => expect(await beside.count()).toBeGreaterThan(0));
+    for (const file of await beside.evaluateAll((tiles) => tiles.map((tile) => tile.getAttribute('data-file'))))
+      expect(file).toMatch(/^eagles\//);
     await eventually(async () =>
-      expect(
-        await plantedMistake.locator('img').evaluate((img) => (img as any).naturalWidth as number),
-      ).toBeGreaterThan(0),
+      expect(await plantedTile.locator('img').evaluate((img) => (img as any).naturalWidth as number)).toBeGreaterThan(
+        0,
+      ),
     );
     await shot('needs-a-look');
 
     // Selected from the keyboard, moved to eagles with one call.
-    await plantedMistake.getByRole('checkbox').focus();
+    await plantedTile.getByRole('checkbox').focus();
     await page.keyboard.press('Space');
     await containsText(review.getByTestId('selected-count'), '1');
     await review.getByLabel('Move to').selectOption({ label: 'class eagles' });
-    const plantedId = (await plantedMistake.getByTestId('example').getAttribute('data-example'))!;
+    const plantedId = (await plantedTile.getAttribute('data-example'))!;
     const changeCalls: string[] = [];
     const onRequest = (request: import('playwright-core').Request) => {
       if (request.url().includes('/examples/changes')) changeCalls.push(request.postData() ?? '');
