@@ -19,6 +19,11 @@ type Tab = (typeof TABS)[number]['id'];
 interface SentChange {
   /** The version serving when it was sent (undefined: none yet). */
   fromVersion: number | undefined;
+  /**
+   * That version's entry as it was then: a removal takes the versions trained on the removed example out
+   * of the list once its retrain publishes, and the page still shows what it was.
+   */
+  before: Versions['versions'][number] | undefined;
   moved: number;
   removed: number;
   sentAt: number;
@@ -114,6 +119,7 @@ export function ClassifierDetail(props: {
       const changed = await api.changeExamples(c.classifier_id, changes);
       setSent({
         fromVersion: currentVersion,
+        before: versions?.versions.find((v) => v.version_id === currentVersion),
         moved: changed.changes.moved,
         removed: changed.changes.removed,
         sentAt: Date.now(),
@@ -167,7 +173,7 @@ export function ClassifierDetail(props: {
   const shown = versions?.versions.find((v) => v.version_id === shownVersion);
   const againstId = shown && versions ? (baseline ?? previousOf(versions, shown.version_id)) : undefined;
   const against = versions?.versions.find((v) => v.version_id === againstId && v !== shown);
-  const sentBefore = versions?.versions.find((v) => v.version_id === sent?.fromVersion);
+  const sentBefore = sent?.before;
   const sentAfter = versions?.versions.find((v) => v.version_id === currentVersion);
   const idPrefix = `c-${c.classifier_id}`;
   return (

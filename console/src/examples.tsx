@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import type { ApiFailure, Api, Classifier, Example, ExampleChanges, Mistake } from './api';
 import { formatDate } from './classifier-list';
+import { groupMistakes } from './mistake-groups';
 import { ExampleThumbnail } from './thumbnail';
 
 /** Examples per page of a class grid, and mistakes per page of "Needs a look" (the API allows up to 200). */
@@ -318,49 +319,29 @@ export function ClassGrid(props: {
   );
 }
 
-/** One card of "Needs a look": an example, and what the evaluation found about it. */
-export interface MistakeGroup {
-  example: Example;
-  /** Its out-of-fold prediction disagrees with its label. */
-  mislabeled?: { predicted: string | null; confidence: number };
-  /** Nearly the same pictures filed under another class (or the negatives). */
-  duplicates: Array<{ example: Example; distance: number }>;
-  /** The highest confidence of its findings. */
-  confidence: number;
-}
-
-/**
- * The mistakes as cards, one per example they are about, in the order the API gave them (most confident
- * first). A picture planted in the wrong class is usually both mislabelled and a near-duplicate of many
- * examples of its true class; one card with all of them beside it reads better than a dozen pairs. A
- * pair goes to the card of the example it shares with a card already made, else to the card of the
- * example named in more findings (on a tie, the one the evaluation got wrong, else the first).
- */
-export function groupMistakes(mistakes: Mistake[]): MistakeGroup[] {
-  const mentions = new Map<string, number>();
-  const mention = (e: Example) => mentions.set(e.example_id, (mentions.get(e.example_id) ?? 0) + 1);
-  for (const m of mistakes) (m.kind === 'mislabeled' ? [m.example] : m.examples).forEach(mention);
-  const groups = new Map<string, MistakeGroup>();
-  const groupOf = (e: Example) => {
-    let g = groups.get(e.example_id);
-    if (!g) groups.set(e.example_id, (g = { example: e, duplicates: [], confidence: 0 }));
-    return g;
+/** The fix a mislabelled example most likely needs, in one click: move it to the class it was taken for. */
+function QuickMove(props: { example: Example; to: string; apply: ApplyChanges }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const move = async () => {
+    setBusy(true);
+    setError(null);
+    const refused = await props.apply({ move: [{ example_id: props.example.example_id, class: props.to }] });
+    setBusy(false);
+    if (refused) setError(refused);
   };
-  const weight = (e: Example) => (mentions.get(e.example_id) ?? 0) * 2 + (e.evaluation?.correct === false ? 1 : 0);
-  for (const m of mistakes) {
-    if (m.kind === 'mislabeled') {
-      const g = groupOf(m.example);
-      g.mislabeled = { predicted: m.predicted_class, confidence: m.confidence };
-      g.confidence = Math.max(g.confidence, m.confidence);
-      continue;
-    }
-    const [a, b] = m.examples;
-    const anchor = groups.has(a.example_id) ? a : groups.has(b.example_id) ? b : weight(b) > weight(a) ? b : a;
-    const g = groupOf(anchor);
-    g.duplicates.push({ example: anchor === a ? b : a, distance: m.distance });
-    g.confidence = Math.max(g.confidence, m.confidence);
-  }
-  return [...groups.values()];
+  return (
+    <div class="quick-move">
+      <button onClick={move} disabled={busy} aria-label={`Move ${nameOf(props.example)} to ${props.to}`}>
+        {busy ? 'Moving…' : `Move it to ${props.to}`}
+      </button>
+      {error && (
+        <p class="notice error" role="alert">
+          The change was not applied: {error}
+        </p>
+      )}
+    </div>
+  );
 }
 
 /**
@@ -455,6 +436,9 @@ export function NeedsALook(props: {
                   </p>
                 )}
                 <div class="small muted">confidence {score(g.confidence)}</div>
+                {g.mislabeled?.predicted && !retraining && (
+                  <QuickMove example={g.example} to={g.mislabeled.predicted} apply={props.apply} />
+                )}
                 {g.duplicates.length > 0 && (
                   <ul class="partners" aria-label={`Near-duplicates of ${nameOf(g.example)}`}>
                     {g.duplicates.map((d) => (
