@@ -316,6 +316,38 @@ describeWithBrowser('console: finding and fixing a mislabelled example in Chromi
     await hasCount(review.locator(`[data-file="${PLANTED}"]`), 0);
     await shot('needs-a-look-after');
 
+    // Removing two dogs from the grid: confirmed, one call, the next version. The versions trained on them go
+    // from the list once it publishes, yet the page still shows the one it replaced beside it.
+    await page.getByRole('tab', { name: 'Examples' }).click();
+    await grid.getByRole('button', { name: 'dogs', exact: true }).click();
+    await hasCount(tiles, GRID_PAGE);
+    const removedIds: string[] = [];
+    for (const i of [0, 1]) {
+      await tiles.nth(i).getByRole('checkbox').check();
+      removedIds.push((await tiles.nth(i).getAttribute('data-example'))!);
+    }
+    await grid.getByRole('button', { name: 'Remove…' }).click();
+    await containsText(grid.getByRole('alertdialog'), 'Remove 2 examples for good?');
+    const answered = page.waitForResponse((r) => r.url().includes('/examples/changes'));
+    await grid.getByRole('button', { name: 'Remove for good' }).click();
+    expect((await answered).status()).toBe(200);
+    expect((await waitForStatus(t, id, ['ready', 'failed'], READY_TIMEOUT_MS)).status).toBe('ready');
+    const afterRemoval = (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body;
+    const third = afterRemoval.versions.find((v: any) => v.version_id === afterRemoval.current_version_id);
+    expect(third.changes).toEqual({ removed: 2, moved: 0 });
+    expect(afterRemoval.versions.map((v: any) => v.version_id)).not.toContain(after.version_id);
+    const removal = page.getByTestId('change-panel').getByTestId('comparison');
+    await eventually(
+      async () => expect(await removal.getAttribute('data-after')).toBe(String(third.version_id)),
+      READY_TIMEOUT_MS,
+    );
+    expect(await removal.getAttribute('data-before')).toBe(String(after.version_id));
+    const left = (await t.call('GET', `/v3/classifiers/${id}/examples?${VERSION}&class=dogs&limit=200`)).body;
+    const leftIds = left.examples.map((e: any) => e.example_id);
+    expect(leftIds).toHaveLength(27);
+    expect(leftIds.filter((e: string) => removedIds.includes(e))).toEqual([]);
+    await shot('removed-two');
+
     expect(pageErrors).toEqual([]);
     expect(foreignRequests).toEqual([]);
   }

@@ -1,16 +1,21 @@
 import fc from 'fast-check';
-import type { Example, Mistake } from '../../console/src/api';
-import { groupMistakes } from '../../console/src/mistake-groups';
+import { groupMistakes, type MistakeLike } from '../../console/src/mistake-groups';
+
+interface Example {
+  example_id: string;
+  class: string;
+  file_name: string;
+  evaluation: { predicted_class: string; correct: boolean };
+}
+type Mistake = MistakeLike<Example>;
 
 /** The console's "Needs a look" cards (console/src/mistake-groups.ts): the API's findings, each shown once. */
 
 const example = (id: number, cls: string, correct: boolean): Example => ({
   example_id: `ex_${id}`,
   class: cls,
-  negative: false,
   file_name: `${cls}/${id}.jpg`,
-  created: '2026-12-06T23:40:00.000Z',
-  evaluation: { predicted_class: correct ? cls : 'other', score: 0.9, correct },
+  evaluation: { predicted_class: correct ? cls : 'other', correct },
 });
 
 /** Up to 8 examples, each mislabelled at most once, each pair at most once: what one page of mistakes can hold. */
