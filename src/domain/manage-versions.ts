@@ -17,7 +17,7 @@ export async function listVersions(
   const c = await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const events = await ctx.versions.listVersionEvents(c.id);
   const versions = await ctx.versions.listVersions(c.id);
-  const changes = changesByVersion(versions, await ctx.examples.changesByGeneration(c.id));
+  const changes = await ctx.examples.changesByVersion(c.id);
   return {
     classifier_id: c.id,
     current_version_id: c.currentVersionId,
@@ -39,27 +39,6 @@ export async function listVersions(
       created: e.created,
     })),
   };
-}
-
-/**
- * Which version applied each example-change request: the first version trained on a generation at
- * or after the one the request started (every request bumps the generation, and a run trains on
- * everything up to its generation). Requests no version applied yet, or whose version was removed
- * since, are not counted anywhere. Counts are summed per version.
- */
-function changesByVersion(
-  versions: Array<{ id: number; generation: number }>,
-  changes: Array<{ generation: number; removed: number; moved: number }>,
-): Map<number, { removed: number; moved: number }> {
-  const byGeneration = [...versions].sort((a, b) => a.generation - b.generation || a.id - b.id);
-  const out = new Map<number, { removed: number; moved: number }>();
-  for (const change of changes) {
-    const version = byGeneration.find((v) => v.generation >= change.generation);
-    if (!version) continue;
-    const sum = out.get(version.id) ?? { removed: 0, moved: 0 };
-    out.set(version.id, { removed: sum.removed + change.removed, moved: sum.moved + change.moved });
-  }
-  return out;
 }
 
 /**

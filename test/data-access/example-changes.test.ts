@@ -184,15 +184,14 @@ describe.each(['sqlite', 'postgres'] as const)('example changes on %s', (dialect
     });
     expect(await idsOf('a')).toContain(n1);
     expect((await exampleRepo.findMany('k_1', [n0, n1, a0])).size).toBe(2);
-    expect(await exampleRepo.changesByGeneration('k_1')).toEqual([
-      { generation: generation + 1, removed: 1, moved: 1 },
-    ]);
+    expect(await exampleRepo.changesByVersion('k_1')).toEqual(new Map()); // no version applied it yet
     // v1 trained on the removed example: it serves until the next version publishes, then goes.
     expect((await versions.listVersions('k_1')).map((v) => v.id)).toEqual([v1]);
     const published = await publish(await snapshot());
     expect(published).toEqual({ published: true, removedHeadFiles: [expect.stringMatching(/^k_1\//)] });
     const v2 = (await repo.find('k_1'))!.currentVersionId!;
     expect((await versions.listVersions('k_1')).map((v) => v.id)).toEqual([v2]);
+    expect(await exampleRepo.changesByVersion('k_1')).toEqual(new Map([[v2, { removed: 1, moved: 1 }]]));
     expect(await versions.wasRemoved('k_1', v1)).toBe(true);
     expect(await exampleRepo.review(v1)).toBeUndefined();
     expect((await snapshot()).examples.map((e) => e.id)).not.toContain(n0);

@@ -92,16 +92,20 @@ export class ExampleRepository {
     return row ? (JSON.parse(row.body) as ReviewBody) : undefined;
   }
 
-  /** Removed and moved counts of each accepted change request, by the generation it started. */
-  async changesByGeneration(
-    classifierId: string,
-  ): Promise<Array<{ generation: number; removed: number; moved: number }>> {
-    return this.db.kysely
+  /** Removed and moved counts summed by the version that applied them (requests no version applied yet are left out). */
+  async changesByVersion(classifierId: string): Promise<Map<number, { removed: number; moved: number }>> {
+    const rows = await this.db.kysely
       .selectFrom('example_changes')
-      .select(['generation', 'removed', 'moved'])
+      .select(['version_id', 'removed', 'moved'])
       .where('classifier_id', '=', classifierId)
-      .orderBy('id')
+      .where('version_id', 'is not', null)
       .execute();
+    const out = new Map<number, { removed: number; moved: number }>();
+    for (const r of rows) {
+      const sum = out.get(r.version_id!) ?? { removed: 0, moved: 0 };
+      out.set(r.version_id!, { removed: sum.removed + r.removed, moved: sum.moved + r.moved });
+    }
+    return out;
   }
 
   /**

@@ -459,8 +459,8 @@ function forgetCustomerData(dialect: Dialect): Migration {
  * What reviewing a classifier's examples needs (issue 23): `version_reviews` keeps, per version, the
  * out-of-fold scores of each example it evaluated and the near-duplicate pictures labelled
  * differently (JSON, read whole for the serving version only); `example_changes` records each
- * accepted request that removed or moved examples, under the generation it started, so the version
- * list can say which version applied it.
+ * accepted request that removed or moved examples, under the generation it started, and the version
+ * that applied it once one publishes (null until then), so the version list can say what changed.
  */
 function reviewExamples(dialect: Dialect): Migration {
   return {
@@ -482,6 +482,7 @@ function reviewExamples(dialect: Dialect): Migration {
         .addColumn('removed', 'integer', (c) => c.notNull())
         .addColumn('moved', 'integer', (c) => c.notNull())
         .addColumn('created', 'text', (c) => c.notNull())
+        .addColumn('version_id', 'integer')
         .execute();
       await db.schema.createIndex('example_changes_classifier').on('example_changes').column('classifier_id').execute();
     },

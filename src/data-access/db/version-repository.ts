@@ -139,6 +139,14 @@ export class VersionRepository {
           .onConflict((oc) => oc.doNothing())
           .execute();
       }
+      // The example changes this run trained on are the ones this version applied.
+      await trx
+        .updateTable('example_changes')
+        .set({ version_id: versionId })
+        .where('classifier_id', '=', input.classifierId)
+        .where('version_id', 'is', null)
+        .where('generation', '<=', input.generation)
+        .execute();
       if (input.review) {
         await trx
           .insertInto('version_reviews')
