@@ -34,6 +34,19 @@ export type Evaluation = Schemas['HeadEvaluation'];
 export type Versions = Answer<'listVersions'>;
 export type ClassifyResponse = Answer<'classify'>;
 
+export type Example = Schemas['Example'];
+export type ExamplePage = Answer<'listExamples'>;
+export type Mistake = Schemas['Mistake'];
+export type MistakePage = Answer<'listExampleMistakes'>;
+export type ExampleChanges = Schemas['ExampleChanges'];
+export type ChangedClassifier = Answer<'changeExamples'>;
+
+/** A thumbnail as the page shows it: an object URL of the JPEG, and the ETag to revalidate it with. */
+export interface Thumbnail {
+  url: string;
+  etag: string | null;
+}
+
 function basicCredentials(key: string): string {
   const bytes = new TextEncoder().encode(`apikey:${key}`);
   return `Basic ${btoa(String.fromCharCode(...bytes))}`;
@@ -58,19 +71,34 @@ export class Api {
     options: {
       query?: Record<string, string>;
       body?: FormData;
+      /** Sent as application/json. */
+      json?: unknown;
       keep?: (status: number, body: unknown) => boolean;
     } = {},
   ): Promise<T> {
+    const headers: Record<string, string> = {};
+    let body: BodyInit | undefined = options.body;
+    if (options.json !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      body = JSON.stringify(options.json);
+    }
+    const response = await this.send(method, path, options.query ?? {}, headers, body);
+    return this.parse<T>(response, options.keep);
+  }
+
+  /** The request itself; no answer at all is an 'offline' ApiFailure. */
+  private async send(
+    method: string,
+    path: string,
+    query: Record<string, string>,
+    headers: Record<string, string>,
+    body?: BodyInit,
+  ): Promise<Response> {
     const url = new URL(path, window.location.origin);
     url.searchParams.set('version', API_VERSION);
-    for (const [name, value] of Object.entries(options.query ?? {})) url.searchParams.set(name, value);
-    let response: Response;
+    for (const [name, value] of Object.entries(query)) url.searchParams.set(name, value);
     try {
-      response = await fetch(url, {
-        method,
-        body: options.body,
-        headers: { Authorization: basicCredentials(this.key) },
-      });
+      return await fetch(url, { method, body, headers: { ...headers, Authorization: basicCredentials(this.key) } });
     } catch {
       throw new ApiFailure(
         'offline',
@@ -78,6 +106,10 @@ export class Api {
         'The service did not answer. Check that it is still running and that this computer is online; the console keeps trying.',
       );
     }
+  }
+
+  /** The JSON body of a 2xx answer (or one `keep` accepts); otherwise an ApiFailure with the server's message. */
+  private async parse<T>(response: Response, keep?: (status: number, body: unknown) => boolean): Promise<T> {
     const text = await response.text();
     let body: unknown;
     try {
@@ -85,7 +117,7 @@ export class Api {
     } catch {
       body = undefined;
     }
-    if (body !== undefined && (response.ok || options.keep?.(response.status, body))) return body as T;
+    if (body !== undefined && (response.ok || keep?.(response.status, body))) return body as T;
     const error = (body as Partial<Schemas['Error']> | undefined)?.error;
     const message =
       typeof error === 'string'
@@ -115,6 +147,51 @@ export class Api {
 
   versions(id: string): Promise<Versions> {
     return this.call('GET', `/v3/classifiers/${encodeURIComponent(id)}/versions`);
+  }
+
+  /** One page of a classifier's examples, newest first: of one class, of the negatives, or all. */
+  examples(
+    id: string,
+    filter: { class: string } | { negative: true } | Record<string, never>,
+    limit: number,
+    pageToken?: string,
+  ): Promise<ExamplePage> {
+    const query: Record<string, string> = { limit: String(limit) };
+    if ('class' in filter) query.class = filter.class;
+    if ('negative' in filter) query.negative = 'true';
+    if (pageToken) query.page_token = pageToken;
+    return this.call('GET', `/v3/classifiers/${encodeURIComponent(id)}/examples`, { query });
+  }
+
+  /** One page of what the evaluation suggests is wrong, most confident first. */
+  mistakes(id: string, limit: number, pageToken?: string): Promise<MistakePage> {
+    const query: Record<string, string> = { limit: String(limit) };
+    if (pageToken) query.page_token = pageToken;
+    return this.call('GET', `/v3/classifiers/${encodeURIComponent(id)}/examples/mistakes`, { query });
+  }
+
+  /** Removes and moves examples in one call: the classifier answers `retraining` (the next version). */
+  changeExamples(id: string, changes: ExampleChanges): Promise<ChangedClassifier> {
+    return this.call('POST', `/v3/classifiers/${encodeURIComponent(id)}/examples/changes`, { json: changes });
+  }
+
+  /**
+   * An example's thumbnail. With `known` (what an earlier call gave) it asks with If-None-Match and a
+   * 304 answers `known` itself, so an unchanged thumbnail is not downloaded again. The caller owns the
+   * object URL of a new answer (URL.revokeObjectURL when it is no longer shown).
+   */
+  async thumbnail(id: string, exampleId: string, known?: Thumbnail): Promise<Thumbnail> {
+    const headers: Record<string, string> = known?.etag ? { 'If-None-Match': known.etag } : {};
+    const response = await this.send(
+      'GET',
+      `/v3/classifiers/${encodeURIComponent(id)}/examples/${encodeURIComponent(exampleId)}/thumbnail`,
+      {},
+      headers,
+    );
+    if (response.status === 304 && known) return known;
+    if (!response.ok) return this.parse<never>(response);
+    const blob = await response.blob();
+    return { url: URL.createObjectURL(blob), etag: response.headers.get('ETag') };
   }
 
   /**

@@ -258,6 +258,12 @@ function Console({ api, signOut }: { api: Api; signOut: (message: string | null)
                   if (message) setNotice(message);
                   refresh();
                 }}
+                onUpdated={(updated) => {
+                  listRef.current =
+                    listRef.current?.map((c) => (c.classifier_id === updated.classifier_id ? updated : c)) ?? null;
+                  setClassifiers(listRef.current);
+                  refresh();
+                }}
                 onDeleted={(name) => {
                   setNotice({ tone: 'success', text: `Deleted ${name}, with its examples and versions.` });
                   setView({ page: 'classifiers' });

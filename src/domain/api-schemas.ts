@@ -181,6 +181,11 @@ export const classifierListSchema = z
     description: "The caller's classifiers: brief entries, or full objects with verbose=true.",
   });
 
+/** What one example-changes request, or all of them between two versions, changed (issue 23). */
+export const exampleChangeCountsSchema = z
+  .object({ removed: z.number().int().min(0), moved: z.number().int().min(0) })
+  .meta({ id: 'ExampleChangeCounts' });
+
 export const versionListSchema = z
   .object({
     classifier_id: z.string(),
@@ -201,6 +206,10 @@ export const versionListSchema = z
         pruned: isoTime
           .optional()
           .meta({ description: 'When retention (KEEP_VERSIONS) removed its head: no longer usable' }),
+        changes: exampleChangeCountsSchema.optional().meta({
+          description:
+            'Examples removed and moved (POST …/examples/changes) since the version before it; absent when none were',
+        }),
       }),
     ),
     history: z
@@ -250,6 +259,215 @@ export type ClassifierView = z.infer<typeof classifierSchema>;
 export type BriefClassifierView = z.infer<typeof briefClassifierSchema>;
 export type HeadEvaluationView = z.infer<typeof headEvaluationSchema>;
 export type VersionListView = z.infer<typeof versionListSchema>;
+
+// ---------------------------------------------------------------- examples (issue 23)
+
+/** Examples per page of GET …/examples and …/examples/mistakes. */
+export const EXAMPLE_PAGE = { default: 50, max: 200 } as const;
+/** Example ids one POST …/examples/changes may name. */
+export const MAX_EXAMPLE_CHANGES = 500;
+
+const exampleIdSchema = z
+  .string()
+  .meta({ description: 'An example id: stable while the example exists, never reused', example: 'ex_1042' });
+
+export const exampleEvaluationSchema = z
+  .object({
+    predicted_class: z.string().nullable().meta({
+      description:
+        'The class with the highest out-of-fold score if it reached 0.5; null when none did (right for a negative example)',
+    }),
+    score: z.number().min(0).max(1).meta({
+      description:
+        "The out-of-fold score of predicted_class; when it is null, of the example's own class (for a negative, its highest score)",
+    }),
+    correct: z.boolean().meta({
+      description: "Whether predicted_class is the example's class (for a negative: whether it is null)",
+    }),
+  })
+  .meta({
+    id: 'ExampleEvaluation',
+    description:
+      "From the serving version's cross-validation: how the model that did not train on this example scored it.",
+  });
+
+export const exampleSchema = z
+  .object({
+    example_id: exampleIdSchema,
+    class: z.string().optional().meta({ description: 'The class; absent for a negative example', example: 'beagle' }),
+    negative: z.boolean().meta({ description: 'true for a negative example' }),
+    file_name: z
+      .string()
+      .nullable()
+      .meta({ description: 'The zip entry it was uploaded as; null for examples stored before names were kept' }),
+    created: isoTime.meta({ description: 'When it was uploaded' }),
+    evaluation: exampleEvaluationSchema
+      .optional()
+      .meta({ description: 'Absent when the serving version did not evaluate it (none yet, or newer than it)' }),
+  })
+  .meta({ id: 'Example', description: 'Extension: one training example of a classifier.' });
+
+const pageTokenError =
+  "The parameter 'page_token' is not valid. Send the next_page_token of the previous answer as it was.";
+
+const pagingShape = {
+  limit: z
+    .string({ error: `The parameter 'limit' must be a whole number from 1 to ${EXAMPLE_PAGE.max}.` })
+    .regex(/^\s*\d{1,6}\s*$/, { error: `The parameter 'limit' must be a whole number from 1 to ${EXAMPLE_PAGE.max}.` })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(1, { error: `The parameter 'limit' must be a whole number from 1 to ${EXAMPLE_PAGE.max}.` })
+        .max(EXAMPLE_PAGE.max, {
+          error: `The parameter 'limit' must be a whole number from 1 to ${EXAMPLE_PAGE.max}.`,
+        }),
+    )
+    .optional()
+    .meta({ description: `Entries per page, 1 to ${EXAMPLE_PAGE.max} (default ${EXAMPLE_PAGE.default})` }),
+  page_token: z
+    .string({ error: pageTokenError })
+    .min(1, { error: pageTokenError })
+    .max(200, { error: pageTokenError })
+    .optional()
+    .meta({ description: 'The next_page_token of the previous page' }),
+};
+
+export const exampleListQuerySchema = z.object({
+  class: z
+    .string({ error: "The parameter 'class' must be sent once, as the name of one class." })
+    .min(1, { error: "The parameter 'class' is empty. Send a class name, or negative=true, or neither for all." })
+    .optional()
+    .meta({ description: 'Only the examples of this class (case-sensitive)' }),
+  negative: z
+    .enum(['true', 'false'], { error: "The parameter 'negative' must be true or false." })
+    .optional()
+    .transform((v) => v === 'true')
+    .meta({ description: 'true: only the negative examples' }),
+  ...pagingShape,
+});
+
+export const mistakesQuerySchema = z.object({ ...pagingShape });
+
+export const exampleListSchema = z
+  .object({
+    examples: z.array(exampleSchema).meta({ description: 'Newest first' }),
+    next_page_token: z.string().optional().meta({ description: 'Absent on the last page' }),
+    version_id: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: 'The version the evaluations come from; absent when none serves' }),
+  })
+  .meta({ id: 'ExampleList', description: "Extension: a page of a classifier's examples." });
+
+export const mistakeSchema = z
+  .discriminatedUnion('kind', [
+    z
+      .object({
+        kind: z.literal('mislabeled'),
+        confidence: z.number().min(0).max(1).meta({
+          description:
+            'How sure the out-of-fold model was: the score of predicted_class, or 1 − the score of the own class when none reached 0.5',
+        }),
+        example: exampleSchema,
+        predicted_class: z
+          .string()
+          .nullable()
+          .meta({ description: 'What the model that did not train on it predicted; null: none of the classes' }),
+      })
+      .meta({ id: 'MislabeledExample' }),
+    z
+      .object({
+        kind: z.literal('cross_class_duplicate'),
+        confidence: z.number().min(0).max(1).meta({ description: '1 − distance' }),
+        examples: z.array(exampleSchema).length(2),
+        distance: z
+          .number()
+          .min(0)
+          .max(2)
+          .meta({ description: 'Cosine distance of the two embeddings (0: the same picture)' }),
+      })
+      .meta({ id: 'CrossClassDuplicate' }),
+  ])
+  .meta({ id: 'Mistake' });
+
+export const mistakeListSchema = z
+  .object({
+    mistakes: z.array(mistakeSchema).meta({ description: 'Most confident first' }),
+    next_page_token: z.string().optional().meta({ description: 'Absent on the last page' }),
+    version_id: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: 'The version the out-of-fold predictions come from; absent when none serves' }),
+  })
+  .meta({
+    id: 'MistakeList',
+    description:
+      'Extension: examples the serving version gets wrong out of fold, and near-duplicate pictures labelled differently.',
+  });
+
+const moveTargetShape = {
+  class: z
+    .string({ error: "'class' must be a class name." })
+    .min(1, { error: "'class' must not be empty." })
+    .optional(),
+  negative: z
+    .literal(true, { error: "'negative' can only be true (to move the example to the negatives)." })
+    .optional(),
+};
+
+const moveTargetRefine = (v: { class?: string; negative?: true }) =>
+  (v.class === undefined) !== (v.negative === undefined);
+const MOVE_TARGET_ERROR =
+  'Each move names where to: either "class": "<an existing class>" or "negative": true, not both.';
+
+export const exampleMoveSchema = z
+  .object(moveTargetShape, { error: 'The body must be a JSON object: {"class": "<class>"} or {"negative": true}.' })
+  .strict()
+  .refine(moveTargetRefine, { error: MOVE_TARGET_ERROR })
+  .meta({ id: 'ExampleMove', description: 'Where to move one example: to an existing class, or to the negatives.' });
+
+export const exampleChangesSchema = z
+  .object(
+    {
+      remove: z
+        .array(exampleIdSchema, { error: "'remove' must be a list of example ids." })
+        .optional()
+        .meta({ description: 'Examples to remove (forgotten: no later version trains on them)' }),
+      move: z
+        .array(
+          z
+            .object({ example_id: exampleIdSchema, ...moveTargetShape }, { error: 'Each move must be an object.' })
+            .strict()
+            .refine(moveTargetRefine, { error: MOVE_TARGET_ERROR }),
+          { error: '\'move\' must be a list of {"example_id", "class" or "negative"} objects.' },
+        )
+        .optional()
+        .meta({ description: 'Examples to move to another class or to the negatives' }),
+    },
+    { error: 'The body must be a JSON object: {"remove": [ids], "move": [{"example_id", "class" | "negative"}]}.' },
+  )
+  .strict()
+  .meta({
+    id: 'ExampleChanges',
+    description: `Extension: up to ${MAX_EXAMPLE_CHANGES} removals and moves, applied together as the next version.`,
+  });
+
+export const changedClassifierSchema = classifierSchema
+  .extend({ changes: exampleChangeCountsSchema.meta({ description: 'What this request changed' }) })
+  .meta({ id: 'ClassifierWithChanges', description: 'The classifier (retraining) and what the request changed.' });
+
+export const examplePathSchema = z.object({ example_id: exampleIdSchema });
+
+export type ExampleView = z.infer<typeof exampleSchema>;
+export type ExampleListView = z.infer<typeof exampleListSchema>;
+export type MistakeView = z.infer<typeof mistakeSchema>;
+export type MistakeListView = z.infer<typeof mistakeListSchema>;
+export type ExampleChanges = z.infer<typeof exampleChangesSchema>;
+export type ChangedClassifierView = z.infer<typeof changedClassifierSchema>;
 
 // ---------------------------------------------------------------- classify
 

@@ -1,11 +1,12 @@
 /**
- * What the service says about data that DELETE /v3/user_data removed: the answers for a removed version and the
+ * What the service says about data that DELETE /v3/user_data (or an example removal) removed: the answers for a removed version and the
  * explanations of a classifier the deletion left unable to train. Shared by the use cases that meet them.
  */
 import { ApiError } from '../errors';
 import type { TrainingSetProblem } from '../data-access/db/classifier-repository';
 
-const REMOVED_REASON = 'because customer data it was trained on was deleted (DELETE /v3/user_data)';
+const REMOVED_REASON =
+  'because customer data it was trained on was deleted (DELETE /v3/user_data), or its owner removed an example it was trained on (POST …/examples/changes)';
 
 /** An export or activation of a version the deletion removed: 410, and why. */
 export function removedVersion(classifierId: string, versionId: number): ApiError {
@@ -51,7 +52,7 @@ export function untrainableExplanation(failure: {
 /** The explanation of a failed retraining that was to replace a version trained on deleted customer data (removed with the failure). */
 export function failedReplacementExplanation(reason: string): string {
   return (
-    `Its current version was trained on customer data deleted with DELETE /v3/user_data, and the retraining without that data failed, ` +
+    `Its current version was trained on example images deleted since (DELETE /v3/user_data, or removed with POST …/examples/changes), and the retraining without them failed, ` +
     `so that version was removed and the classifier answers nothing until a retraining succeeds. Why the retraining failed: ${reason}`
   );
 }

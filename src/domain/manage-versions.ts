@@ -16,10 +16,12 @@ export async function listVersions(
 ): Promise<VersionListView> {
   const c = await ownedOrNotFound(ctx, input.classifierId, input.ownerId);
   const events = await ctx.versions.listVersionEvents(c.id);
+  const versions = await ctx.versions.listVersions(c.id);
+  const changes = await ctx.examples.changesByVersion(c.id);
   return {
     classifier_id: c.id,
     current_version_id: c.currentVersionId,
-    versions: (await ctx.versions.listVersions(c.id)).map((v) => ({
+    versions: versions.map((v) => ({
       version_id: v.id,
       created: v.created,
       classes: v.classes.map((name) => ({ class: name })),
@@ -28,6 +30,7 @@ export async function listVersions(
       evaluation: v.evaluation as VersionListView['versions'][number]['evaluation'],
       activated: events.filter((e) => e.versionId === v.id && e.cause === 'activated').map((e) => e.created),
       ...(v.pruned ? { pruned: v.pruned } : {}),
+      ...(changes.has(v.id) ? { changes: changes.get(v.id) } : {}),
     })),
     history: events.map((e) => ({
       version_id: e.versionId,

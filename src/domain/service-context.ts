@@ -2,6 +2,7 @@ import type { Config } from '../config';
 import type { CallbackRepository } from '../data-access/db/callback-repository';
 import type { ClassifierRepository } from '../data-access/db/classifier-repository';
 import type { VersionRepository } from '../data-access/db/version-repository';
+import type { ExampleRepository } from '../data-access/db/example-repository';
 import type { HeadStore } from '../data-access/files/head-store';
 import type { ImageClaims } from '../data-access/db/image-claims';
 import type { ImageStore } from '../data-access/files/image-store';
@@ -15,6 +16,8 @@ export interface ServiceContext {
   config: Config;
   classifiers: ClassifierRepository;
   versions: VersionRepository;
+  /** A classifier's examples for review: pages, scores, removal and moves (issue 23). */
+  examples: ExampleRepository;
   /** Callback secrets per owner (training-end callbacks). */
   callbacks: CallbackRepository;
   images: ImageStore;

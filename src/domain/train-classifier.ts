@@ -7,6 +7,7 @@ import type { EmbeddingCache } from '../data-access/db/embedding-cache';
 import { HeadTrainingError, ImageDecodeError, serializeHead, trainHead, type Embedder, type NegativeBank } from '../ml';
 import type { Logger } from '../logger';
 import { failedReplacementExplanation } from './deletion-messages';
+import { buildReview } from './example-review';
 
 export interface TrainingContext {
   classifiers: ClassifierRepository;
@@ -153,6 +154,13 @@ async function trainSnapshot(
       evaluation: head.evaluation,
       examples: usable.length,
       exampleIds: examples.map((e) => e.id),
+      review: buildReview({
+        classes,
+        examples,
+        images: usable,
+        embeddings: usable.map((h) => embeddings.get(h)!),
+        outOfFold: head.outOfFoldScores,
+      }),
       now: ctx.now(),
     });
   } catch (error) {

@@ -506,3 +506,26 @@ async function decodeTruncatedJpeg(
     throw new ImageDecodeError(fileName, decodeFailureReason('jpeg', bytes, err), { cause: err });
   }
 }
+
+/** Longest side of an example's thumbnail, in pixels. */
+export const THUMBNAIL_SIZE = 160;
+
+/**
+ * A small JPEG of a stored example image for people to look at: turned upright (EXIF), flattened on
+ * white, scaled to fit THUMBNAIL_SIZE × THUMBNAIL_SIZE (never enlarged), quality 80. Leniently
+ * decoded (the image was accepted at upload).
+ * @throws ImageDecodeError when the bytes cannot be decoded
+ */
+export async function makeThumbnail(bytes: Buffer, fileName: string): Promise<Buffer> {
+  const input = isAppleCgbiPng(bytes) ? await standardPngFromAppleCgbi(bytes, fileName) : bytes;
+  try {
+    return await sharp(input, decodeOptions('none'))
+      .flatten({ background: '#ffffff' })
+      .resize(THUMBNAIL_SIZE, THUMBNAIL_SIZE, { fit: 'inside', withoutEnlargement: true })
+      .toColourspace('srgb')
+      .jpeg({ quality: 80 })
+      .toBuffer();
+  } catch (err) {
+    throw new ImageDecodeError(fileName, `the image cannot be decoded (${sharpDetail(err)})`, { cause: err });
+  }
+}

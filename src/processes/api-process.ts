@@ -69,6 +69,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     config,
     classifiers: instance.classifiers,
     versions: instance.versions,
+    examples: instance.examples,
     callbacks: instance.callbacks,
     images: instance.images,
     heads: instance.heads,

@@ -6,6 +6,7 @@ import { Database } from '../data-access/db/database';
 import { EmbeddingCache } from '../data-access/db/embedding-cache';
 import { ImageClaims } from '../data-access/db/image-claims';
 import { queueNamespace, readInstanceId } from '../data-access/db/instance-id';
+import { ExampleRepository } from '../data-access/db/example-repository';
 import { VersionRepository } from '../data-access/db/version-repository';
 import { bindDataDirectory, readDataDirectoryInstance } from '../data-access/files/data-directory';
 import { dataLayout } from '../data-access/files/data-layout';
@@ -32,6 +33,7 @@ export interface Instance {
   queue: TrainingQueue;
   classifiers: ClassifierRepository;
   versions: VersionRepository;
+  examples: ExampleRepository;
   callbacks: CallbackRepository;
   apiKeys: ApiKeyRepository;
   imageClaims: ImageClaims;
@@ -88,6 +90,7 @@ export async function openInstance(config: Config, logger: Logger, options: Open
     queue,
     classifiers: new ClassifierRepository(db),
     versions: new VersionRepository(db),
+    examples: new ExampleRepository(db),
     callbacks: new CallbackRepository(db),
     apiKeys: new ApiKeyRepository(db),
     imageClaims: new ImageClaims(db, config.uploadClaimTtlMs),

@@ -89,6 +89,35 @@ describe('the OpenAPI document and the docs page', () => {
       '429',
       '500',
     ]);
+    // Issue 23: a classifier's examples.
+    expect(statuses('get', '/v3/classifiers/{classifier_id}/examples')).toEqual(['200', '400', '401', '404', '500']);
+    expect(statuses('get', '/v3/classifiers/{classifier_id}/examples/mistakes')).toEqual([
+      '200',
+      '400',
+      '401',
+      '404',
+      '500',
+    ]);
+    expect(statuses('get', '/v3/classifiers/{classifier_id}/examples/{example_id}/thumbnail')).toEqual([
+      '200',
+      '304',
+      '400',
+      '401',
+      '404',
+      '500',
+    ]);
+    for (const [method, p] of [
+      ['post', '/v3/classifiers/{classifier_id}/examples/changes'],
+      ['post', '/v3/classifiers/{classifier_id}/examples/{example_id}/move'],
+    ])
+      expect(statuses(method, p)).toEqual(['200', '400', '401', '404', '429', '500']);
+    expect(statuses('delete', '/v3/classifiers/{classifier_id}/examples/{example_id}')).toEqual([
+      '200',
+      '400',
+      '401',
+      '404',
+      '500',
+    ]);
     expect(statuses('get', '/v3/callback_secret')).toEqual(['200', '400', '401', '500']);
     expect(statuses('post', '/v3/callback_secret')).toEqual(['200', '400', '401', '429', '500']);
     expect(statuses('post', '/v3/classify')).toEqual(['200', '400', '401', '413', '415', '429', '500', '507']);

@@ -455,12 +455,47 @@ function forgetCustomerData(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * What reviewing a classifier's examples needs (issue 23): `version_reviews` keeps, per version, the
+ * out-of-fold scores of each example it evaluated and the near-duplicate pictures labelled
+ * differently (JSON, read whole for the serving version only); `example_changes` records each
+ * accepted request that removed or moved examples, under the generation it started, and the version
+ * that applied it once one publishes (null until then), so the version list can say what changed.
+ */
+function reviewExamples(dialect: Dialect): Migration {
+  return {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('version_reviews')
+        .addColumn('version_id', 'integer', (c) => c.primaryKey())
+        .addColumn('classifier_id', 'text', (c) => c.notNull().references('classifiers.id').onDelete('cascade'))
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('version_reviews_classifier').on('version_reviews').column('classifier_id').execute();
+      await db.schema
+        .createTable('example_changes')
+        .addColumn('id', 'integer', (c) =>
+          dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey().generatedByDefaultAsIdentity(),
+        )
+        .addColumn('classifier_id', 'text', (c) => c.notNull().references('classifiers.id').onDelete('cascade'))
+        .addColumn('generation', 'integer', (c) => c.notNull())
+        .addColumn('removed', 'integer', (c) => c.notNull())
+        .addColumn('moved', 'integer', (c) => c.notNull())
+        .addColumn('created', 'text', (c) => c.notNull())
+        .addColumn('version_id', 'integer')
+        .execute();
+      await db.schema.createIndex('example_changes_classifier').on('example_changes').column('classifier_id').execute();
+    },
+  };
+}
+
 /** The Kysely migrations, by name (applied in name order). */
 export function migrationProvider(dialect: Dialect): MigrationProvider & { names: string[] } {
   const migrations: Record<string, Migration> = {
     '0001_baseline': baseline(dialect),
     '0002_shared_store': sharedStore(dialect),
     '0003_forget_customer_data': forgetCustomerData(dialect),
+    '0004_review_examples': reviewExamples(dialect),
   };
   return { names: Object.keys(migrations), getMigrations: async () => migrations };
 }

@@ -90,4 +90,17 @@ export interface Schema {
   forgotten_heads: { id: Generated<number>; version_id: number; classifier_id: string; forgotten: string };
   /** Current versions trained on deleted customer data: removed once the classifier has a version without it. */
   versions_to_remove: { version_id: number; classifier_id: string; since: string };
+  /** Per version: the out-of-fold scores of its examples and its cross-class near-duplicates (JSON, see ReviewBody). */
+  version_reviews: { version_id: number; classifier_id: string; body: string };
+  /** Each accepted request that removed or moved examples, under the generation it started (issue 23). */
+  example_changes: {
+    id: Generated<number>;
+    classifier_id: string;
+    generation: number;
+    removed: number;
+    moved: number;
+    created: string;
+    /** The version that applied it: the first published on its generation or a later one; null until then. */
+    version_id: ColumnType<number | null, number | null | undefined, number | null>;
+  };
 }

@@ -46,6 +46,7 @@ export async function removeVersions(
     await trx.deleteFrom('version_leases').where('version_id', 'in', ids).execute();
     await trx.deleteFrom('pruned_versions').where('version_id', 'in', ids).execute();
     await trx.deleteFrom('versions_to_remove').where('version_id', 'in', ids).execute();
+    await trx.deleteFrom('version_reviews').where('version_id', 'in', ids).execute();
     await trx.deleteFrom('versions').where('classifier_id', '=', classifierId).where('id', 'in', ids).execute();
   }
   await logForgottenHeads(trx, classifierId, versionIds, now);

@@ -1,5 +1,6 @@
 import { isStorageUnavailable, type Database, type Queries } from './database';
 import { recordTrainingEnd } from './callback-repository';
+import type { ReviewBody } from './example-repository';
 import {
   chunks,
   findClassifierIn,
@@ -96,6 +97,8 @@ export class VersionRepository {
     examples: number;
     /** Ids of the snapshot's examples: the training set this version represents. */
     exampleIds: number[];
+    /** What the run learned about each example, for GET …/examples (kept with the version). */
+    review?: ReviewBody;
     now: string;
   }): Promise<PublishResult> {
     return this.db.write(async (trx) => {
@@ -134,6 +137,20 @@ export class VersionRepository {
               .where('id', 'in', ids),
           )
           .onConflict((oc) => oc.doNothing())
+          .execute();
+      }
+      // The example changes this run trained on are the ones this version applied.
+      await trx
+        .updateTable('example_changes')
+        .set({ version_id: versionId })
+        .where('classifier_id', '=', input.classifierId)
+        .where('version_id', 'is', null)
+        .where('generation', '<=', input.generation)
+        .execute();
+      if (input.review) {
+        await trx
+          .insertInto('version_reviews')
+          .values({ version_id: versionId, classifier_id: input.classifierId, body: JSON.stringify(input.review) })
           .execute();
       }
       const caughtUp = input.generation >= row.generation;

@@ -10,6 +10,7 @@ import { authenticate, requireVersion } from './auth';
 import { multipartUpload } from './multipart';
 import { classifierRoutes } from './routes/classifier-routes';
 import { classifyRoutes } from './routes/classify-routes';
+import { exampleRoutes } from './routes/example-routes';
 import type { ClassifyContext } from '../../domain/classify-images';
 import { identityRoutes } from './routes/identity-routes';
 import { docsRoutes } from './docs-routes';
@@ -74,6 +75,7 @@ export function createApp({
     expensiveRequestLimit(ctx.config.rateLimitPerMinute, rateLimitStore, ctx.logger),
   );
   v3.use(classifierRoutes(ctx, upload));
+  v3.use(exampleRoutes(ctx));
   v3.use(classifyRoutes(classify, upload));
   app.use('/v3', v3);
   // The web console: a static page that calls the public /v3 API like any other client.

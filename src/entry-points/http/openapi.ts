@@ -12,6 +12,15 @@ import {
   uploadedClassifierSchema,
   emptyObjectSchema,
   errorBodySchema,
+  changedClassifierSchema,
+  exampleChangesSchema,
+  exampleListQuerySchema,
+  exampleListSchema,
+  exampleMoveSchema,
+  examplePathSchema,
+  MAX_EXAMPLE_CHANGES,
+  mistakeListSchema,
+  mistakesQuerySchema,
   healthSchema,
   listQuerySchema,
   readinessSchema,
@@ -169,6 +178,7 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
     },
     tags: [
       { name: 'classifiers', description: 'Create, train, poll, retrain and delete custom classifiers' },
+      { name: 'examples', description: "A classifier's examples: browse, find mistakes, remove or move (extension)" },
       { name: 'classify', description: 'Classify images with custom and built-in classifiers' },
       { name: 'identity', description: 'IAM-style token exchange for SDK clients' },
       { name: 'operations', description: 'Health, readiness, metrics and this document (no key needed)' },
@@ -281,6 +291,136 @@ export function openApiDocument(config: Config, serviceVersion: string): OpenApi
               '410': error(
                 'The version was pruned by the retention setting (KEEP_VERSIONS), or was trained on customer data deleted with DELETE /v3/user_data (removed, or serving only until its replacement is ready)',
               ),
+            },
+          },
+          { v3: true, classifier: true, rateLimited: true },
+        ),
+      },
+      '/v3/classifiers/{classifier_id}/examples': {
+        get: operation(
+          {
+            operationId: 'listExamples',
+            tags: ['examples'],
+            summary: "A page of the classifier's examples, newest first (extension)",
+            description:
+              "All examples, one class's (class=…) or the negatives (negative=true), each with the serving version's out-of-fold prediction when it evaluated it. " +
+              'Page on with the next_page_token of the answer.',
+            requestParams: { path: classifierPath },
+            query: exampleListQuerySchema,
+            responses: {
+              '200': { description: 'A page of examples', content: json(exampleListSchema) },
+              '400': error(
+                'limit out of 1-200, a page_token this list did not give, an unknown class, or both class and negative=true',
+              ),
+            },
+          },
+          { v3: true, classifier: true },
+        ),
+      },
+      '/v3/classifiers/{classifier_id}/examples/mistakes': {
+        get: operation(
+          {
+            operationId: 'listExampleMistakes',
+            tags: ['examples'],
+            summary: 'Examples the serving version gets wrong, and near-duplicates in two classes (extension)',
+            description:
+              'mislabeled: the model cross-validated without the example predicts another class (or none) for it; cross_class_duplicate: two pictures ' +
+              'whose embeddings are almost the same, labelled differently. Most confident first; empty while no version serves.',
+            requestParams: { path: classifierPath },
+            query: mistakesQuerySchema,
+            responses: {
+              '200': { description: 'A page of mistakes', content: json(mistakeListSchema) },
+              '400': error('limit out of 1-200, or a page_token this list did not give'),
+            },
+          },
+          { v3: true, classifier: true },
+        ),
+      },
+      '/v3/classifiers/{classifier_id}/examples/{example_id}/thumbnail': {
+        get: operation(
+          {
+            operationId: 'getExampleThumbnail',
+            tags: ['examples'],
+            summary: 'A small JPEG of one example (extension)',
+            description: 'At most 160 px on the longest side. Send the ETag back as If-None-Match to get a 304.',
+            requestParams: { path: classifierPath.extend(examplePathSchema.shape) },
+            responses: {
+              '200': {
+                description: 'The thumbnail (ETag and Cache-Control: private)',
+                content: {
+                  'image/jpeg': { schema: z.string().meta({ override: { type: 'string', format: 'binary' } }) },
+                },
+              },
+              '304': { description: 'Unchanged since the ETag sent as If-None-Match' },
+              '404': error("No such classifier, or no such example of it (another owner's answers the same)"),
+            },
+          },
+          { v3: true, classifier: true },
+        ),
+      },
+      '/v3/classifiers/{classifier_id}/examples/changes': {
+        post: operation(
+          {
+            operationId: 'changeExamples',
+            tags: ['examples'],
+            summary: 'Remove and move examples, applied as the next version (extension)',
+            description:
+              `Up to ${MAX_EXAMPLE_CHANGES} changes, applied together or not at all, and trained as the next version (collapsed with any other pending retraining); ` +
+              'the current version serves until then. A removed example is forgotten: no later version trains on it, its image and cached embedding go unless ' +
+              'another example uses the same picture, and every version trained on it is removed once the retraining without it publishes. A moved example ' +
+              'keeps its image and embedding. GET …/versions shows, on the new version, how many were removed and moved.',
+            requestParams: { path: classifierPath },
+            requestBody: { required: true, content: json(exampleChangesSchema) },
+            responses: {
+              '200': {
+                description: 'The classifier, retraining, and what changed',
+                content: json(changedClassifierSchema),
+              },
+              '400': error(
+                'An empty or oversized list, the same example twice, a move to a class that does not exist or to its own class, or a change that leaves a class (or the negatives of a one-class classifier) below the minimum',
+              ),
+              '404': error('No such classifier, or an example id that is not one of its examples'),
+            },
+          },
+          { v3: true, classifier: true, rateLimited: true },
+        ),
+      },
+      '/v3/classifiers/{classifier_id}/examples/{example_id}': {
+        delete: operation(
+          {
+            operationId: 'removeExample',
+            tags: ['examples'],
+            summary: 'Remove one example (extension; as POST …/examples/changes with remove: [example_id])',
+            requestParams: { path: classifierPath.extend(examplePathSchema.shape) },
+            responses: {
+              '200': {
+                description: 'The classifier, retraining, and what changed',
+                content: json(changedClassifierSchema),
+              },
+              '400': error('The class (or the negatives of a one-class classifier) would fall below the minimum'),
+              '404': error('No such classifier, or no such example of it'),
+            },
+          },
+          { v3: true, classifier: true },
+        ),
+      },
+      '/v3/classifiers/{classifier_id}/examples/{example_id}/move': {
+        post: operation(
+          {
+            operationId: 'moveExample',
+            tags: ['examples'],
+            summary: 'Move one example to another class or to the negatives (extension)',
+            requestParams: { path: classifierPath.extend(examplePathSchema.shape) },
+            requestBody: { required: true, content: json(exampleMoveSchema) },
+            responses: {
+              '200': {
+                description: 'The classifier, retraining, and what changed',
+                content: json(changedClassifierSchema),
+              },
+              '400': error(
+                'No class or negative:true, a class that does not exist or is its own, or a class left below the minimum',
+              ),
+              '404': error('No such classifier, or no such example of it'),
             },
           },
           { v3: true, classifier: true, rateLimited: true },

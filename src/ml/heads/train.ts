@@ -167,7 +167,21 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
       ),
     },
     trainedAt: new Date().toISOString(),
+    outOfFoldScores: outOfFoldScores(
+      userExamples,
+      evaluated,
+      calibration.map((c) => c.logOdds),
+    ),
   };
+}
+
+/** Per user example, the calibrated out-of-sample score of each class; null when it was never held out. */
+function outOfFoldScores(userExamples: number, evaluated: Int32Array, logOdds: Float64Array[]): Array<number[] | null> {
+  const scores: Array<number[] | null> = new Array(userExamples).fill(null);
+  evaluated.forEach((row, k) => {
+    if (row < userExamples) scores[row] = logOdds.map((classLogOdds) => sigmoid(classLogOdds[k]));
+  });
+  return scores;
 }
 
 /** Embeddings as one row-major matrix minus their mean: the bias absorbs the shift, conditioning improves. */

@@ -58,6 +58,12 @@ export interface TrainedHead {
   evaluation: HeadEvaluation;
   /** ISO 8601. */
   trainedAt: string;
+  /**
+   * Only on a head just trained (not kept in the head file): per training example, in the order given,
+   * the calibrated out-of-sample score of each class (from the cross-validation model that did not
+   * train on it, Platt-scaled like the evaluation); null for one never held out (a holdout's training part).
+   */
+  outOfFoldScores?: Array<number[] | null>;
 }
 
 export interface TrainHeadOptions {
