@@ -1,8 +1,8 @@
 /**
  * bench:versions — what versions you can use cost in the database, on a temp SQLite file (the
  * same repository code the service runs, no network, no model):
- * - the lease a classify request takes and releases on its versions, against the plain read it
- *   replaced (per request, microseconds);
+ * - what a classify request reads of its versions (one read snapshot; its lease is in Redis, not
+ *   measured here), against the plain read of classifier and version (per request, microseconds);
  * - publishing a version that records its training set, activating (rolling back) and pruning,
  *   for a classifier of EXAMPLES examples (default 10,000) with VERSIONS versions (default 12).
  * Figures are medians of repeated runs; on a shared machine expect noise. Last line: one JSON object.
@@ -18,7 +18,7 @@ import { Database } from '../src/data-access/db/database';
 
 const EXAMPLES = Number(process.env.EXAMPLES ?? 10_000);
 const VERSIONS = Number(process.env.VERSIONS ?? 12);
-const LEASE_ROUNDS = 2000;
+const RESOLVE_ROUNDS = 2000;
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const round = (v: number, digits = 1) => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -64,15 +64,13 @@ async function main() {
     const versionIds = (await versions.listVersions('bench_1')).map((v) => v.id);
     const trainingSet = (await repo.trainingSnapshot('bench_1'))!.examples.length;
 
-    const leaseUs: number[] = [];
+    const resolveUs: number[] = [];
     const readUs: number[] = [];
-    const far = new Date(Date.now() + 600_000).toISOString();
-    for (let i = 0; i < LEASE_ROUNDS; i++) {
+    for (let i = 0; i < RESOLVE_ROUNDS; i++) {
       let start = performance.now();
-      const { leaseIds } = await versions.resolveAndLease('alice', [{ classifierId: 'bench_1' }], far);
-      await versions.releaseLeases(leaseIds);
-      leaseUs.push((performance.now() - start) * 1000);
-      // What classify did before leases: the classifier and its current version, read only.
+      await versions.resolve('alice', [{ classifierId: 'bench_1' }]);
+      resolveUs.push((performance.now() - start) * 1000);
+      // The classifier and its current version, read outside a snapshot.
       start = performance.now();
       const c = (await repo.findOwned('bench_1', 'alice'))!;
       await versions.findVersion(c.currentVersionId!);
@@ -87,24 +85,23 @@ async function main() {
       activateMs.push(performance.now() - start);
     }
     const start = performance.now();
-    const pruned = await versions.pruneVersions('bench_1', 2, now());
+    const pruned = await versions.pruneVersions('bench_1', 2, now(), new Set());
     const pruneMs = performance.now() - start;
 
     const figures = {
       examples: trainingSet,
       versions: VERSIONS,
-      lease_and_release_us_median: round(median(leaseUs)),
+      resolve_us_median: round(median(resolveUs)),
       plain_read_us_median: round(median(readUs)),
-      lease_overhead_us_median: round(median(leaseUs) - median(readUs)),
       publish_ms_median: round(median(publishMs)),
       publish_ms_last: round(publishMs[publishMs.length - 1]),
       activate_ms_median: round(median(activateMs)),
       prune_ms: round(pruneMs),
-      pruned_versions: pruned.headFiles.length,
+      pruned_versions: pruned.pruned.length,
     };
     console.log(`training set ${trainingSet} examples over ${VERSIONS} versions`);
     console.log(
-      `lease+release ${figures.lease_and_release_us_median} µs vs plain read ${figures.plain_read_us_median} µs per request`,
+      `classify's version read ${figures.resolve_us_median} µs vs plain read ${figures.plain_read_us_median} µs per request`,
     );
     console.log(
       `publish ${figures.publish_ms_median} ms (last ${figures.publish_ms_last} ms), activate ${figures.activate_ms_median} ms, prune ${figures.prune_ms} ms`,

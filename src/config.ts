@@ -57,6 +57,7 @@ const environmentSchema = z.object({
   METRICS_PUBLISH_INTERVAL_MS: intFrom(5000, 100),
   KEEP_VERSIONS: intFrom(10, 1),
   UPLOAD_CLAIM_TTL_MS: intFrom(120_000, 1000),
+  VERSION_LEASE_TTL_MS: intFrom(30_000, 1000),
   ORPHAN_SWEEP_MS: intFrom(600_000, 1000),
   CALLBACK_ATTEMPTS: intFrom(8, 1),
   CALLBACK_BACKOFF_MS: intFrom(10_000, 10),
@@ -118,6 +119,12 @@ export interface Config {
    * the upload runs): after a process dies mid-upload, its images become removable orphans this much later.
    */
   uploadClaimTtlMs: number;
+  /**
+   * How long a process's leases on the versions its classify requests use last in Redis unless
+   * renewed (they are, every third of this, while a request holds them): after a process dies, the
+   * versions it held become prunable this much later.
+   */
+  versionLeaseTtlMs: number;
   /** How often each API process removes orphaned image files (also once at start). */
   orphanSweepMs: number;
   /** Training-end callbacks: tries per delivery, and the first retry's delay (doubling after each try). */
@@ -193,6 +200,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     keepVersions: e.KEEP_VERSIONS,
     uploadClaimTtlMs: e.UPLOAD_CLAIM_TTL_MS,
+    versionLeaseTtlMs: e.VERSION_LEASE_TTL_MS,
     orphanSweepMs: e.ORPHAN_SWEEP_MS,
     callbackAttempts: e.CALLBACK_ATTEMPTS,
     callbackBackoffMs: e.CALLBACK_BACKOFF_MS,

@@ -3,6 +3,7 @@ import { ApiError, badRequest } from '../errors';
 import type { ClassifierRepository } from '../data-access/db/classifier-repository';
 import type { ResolvedVersion, VersionRepository } from '../data-access/db/version-repository';
 import type { HeadCache } from '../data-access/files/head-cache';
+import type { VersionLease, VersionLeaseHolder } from '../data-access/redis/version-leases';
 import type { FetchedImage } from '../data-access/outbound/image-fetcher';
 import { UrlFetchError } from '../data-access/outbound/url-policy';
 import { isZip, readZipImages, ZipInputError } from '../data-access/zip/zip-images';
@@ -29,6 +30,8 @@ export type { ClassifyResponse };
 export interface ClassifyContext {
   classifiers: ClassifierRepository;
   versions: VersionRepository;
+  /** Holds the versions a request uses until it answers (in Redis: classify writes nothing to the database). */
+  leases: VersionLeaseHolder;
   headCache: HeadCache;
   /** Analyses each image once: embedding, explicit, colours and (with its detector) COCO objects. */
   embedder: Embedder;
@@ -68,8 +71,6 @@ type AppliedClassifier =
 type ClassifierResult = NonNullable<ClassifiedImage['classifiers']>[number];
 
 const BUILT_IN_IDS = new Set(['default', 'explicit']);
-/** How long a request's hold on its versions lasts if the process dies before releasing it. */
-const VERSION_LEASE_MS = 10 * 60_000;
 
 /** POST/GET /v3/classify: built-in and custom classifiers over an image, a zip of images, or a URL. */
 export async function classifyImages(
@@ -97,13 +98,12 @@ export async function classifyImages(
         `Send ${one ? 'it as a form field' : 'them as form fields'} (curl: --form "${ignored[0]}=…").`,
     });
   }
-  const { applied, leaseIds } = await resolveClassifiers(ctx, input.ownerId, input.params, warnings);
+  const { applied, leases } = await resolveClassifiers(ctx, input.ownerId, input.params, warnings);
   try {
     return await classifyWith(ctx, input, applied, warnings);
   } finally {
     // The versions used are held until the answer is made, so retention cannot prune them meanwhile.
-    // A lease that cannot be ended (the database away) simply expires.
-    await ctx.versions.releaseLeases(leaseIds).catch(() => undefined);
+    await releaseAll(leases);
   }
 }
 
@@ -215,15 +215,19 @@ type Requested = { kind: 'builtin'; id: string } | { kind: 'custom'; ref: Classi
 
 /**
  * The classifiers a request applies, in request order, with the custom ones' versions leased
- * (release with releaseLeases). A pinned version that cannot serve is a 400 (nothing stays leased);
- * an unknown or unready unpinned id is a warning, as in Watson.
+ * (release the leases when the request is done). A pinned version that cannot serve is a 400
+ * (nothing stays leased); an unknown or unready unpinned id is a warning, as in Watson.
+ *
+ * The versions are read, then leased: retention that commits in between either saw the lease
+ * (after its commit it reads them again, and keeps the file) or removed the file before this
+ * request loads it, which then resolves again (loadHead) and answers as a request made after it.
  */
 async function resolveClassifiers(
   ctx: ClassifyContext,
   ownerId: string,
   params: ClassifyParameters,
   warnings: Warning[],
-): Promise<{ applied: AppliedClassifier[]; leaseIds: number[] }> {
+): Promise<{ applied: AppliedClassifier[]; leases: VersionLease[] }> {
   const requested: Requested[] = [];
   if (params.classifierIds) {
     for (const token of params.classifierIds) {
@@ -245,15 +249,15 @@ async function resolveClassifiers(
   // answer without the database, so a failure here must not fail the request; one that needs the
   // database fails at its resolution just below.
   await forgetRemovedHeads(ctx).catch(() => undefined);
-  const leaseIds: number[] = [];
+  const leases: VersionLease[] = [];
   const lease = async (refs: ClassifierRef[]) => {
-    const leased = await ctx.versions.resolveAndLease(
+    const resolved = await ctx.versions.resolve(
       ownerId,
       refs.map((ref) => ({ classifierId: ref.id, versionId: ref.versionId })),
-      new Date(Date.now() + VERSION_LEASE_MS).toISOString(),
     );
-    leaseIds.push(...leased.leaseIds);
-    return leased.resolved;
+    const used = resolved.flatMap((r) => (r.outcome === 'ok' ? [r.version.id] : []));
+    if (used.length > 0) leases.push(await ctx.leases.hold(used));
+    return resolved;
   };
   try {
     const resolved = await lease(customs.map((r) => r.ref));
@@ -266,11 +270,16 @@ async function resolveClassifiers(
       }
       addCustom(ctx, r, await loadHead(ctx, resolved[k++], async () => (await lease([r.ref]))[0]), applied, warnings);
     }
-    return { applied, leaseIds };
+    return { applied, leases };
   } catch (error) {
-    await ctx.versions.releaseLeases(leaseIds);
+    await releaseAll(leases);
     throw error;
   }
+}
+
+/** Ends a request's leases; one that cannot be removed from Redis expires (VERSION_LEASE_TTL_MS). */
+async function releaseAll(leases: VersionLease[]): Promise<void> {
+  for (const lease of leases) await lease.release();
 }
 
 function addBuiltIn(ctx: ClassifyContext, id: string, applied: AppliedClassifier[], warnings: Warning[]) {

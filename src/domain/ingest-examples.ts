@@ -321,12 +321,16 @@ export async function removeOrphanImages(ctx: ServiceContext): Promise<number> {
 }
 
 /**
- * Head files no version names, older than `minAgeMs` (a training run killed between writing its
- * head and publishing it; a run in progress publishes within moments of writing). Returns how many were removed.
+ * Head files no version needs, older than `minAgeMs`: a training run killed between writing its head
+ * and publishing it (a run in progress publishes within moments of writing), or a pruned version's
+ * that retention left to a request holding it (removed once no request holds it). Returns how many
+ * were removed.
+ * @throws when the version leases cannot be read (Redis away): nothing is removed then
  */
 export async function removeOrphanHeads(ctx: ServiceContext, minAgeMs: number): Promise<number> {
   const candidates = await ctx.heads.listOlderThan(minAgeMs);
-  const inUse = await ctx.versions.headFilesInUse(candidates);
+  if (candidates.length === 0) return 0;
+  const inUse = await ctx.versions.headFilesInUse(candidates, await ctx.leases.held());
   const orphans = candidates.filter((file) => !inUse.has(file));
   for (const file of orphans) await ctx.heads.remove(file);
   return orphans.length;

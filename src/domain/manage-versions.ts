@@ -1,5 +1,5 @@
 import { badRequest } from '../errors';
-import { removeUnreferencedImages } from './ingest-examples';
+import { applyRetention } from './apply-retention';
 import { detailedView, type ClassifierView } from './classifier-view';
 import { classifierNotFound, noSuchVersion, ownedOrNotFound, prunedVersion, versionIdFrom } from './lookups';
 import type { ServiceContext } from './service-context';
@@ -87,14 +87,7 @@ export async function activateVersion(
         .enqueue(input.classifierId)
         .catch((err) => ctx.logger.error({ err, classifierId: input.classifierId }, 'could not queue retraining'));
     }
-    await pruneVersions(ctx, input.classifierId);
+    await applyRetention(ctx, input.classifierId, ctx.config.keepVersions);
   }
   return detailedView(ctx, (await ctx.classifiers.find(input.classifierId)) ?? result.classifier);
-}
-
-/** Applies the retention setting: removes pruned versions' head files and images no example uses any more. */
-async function pruneVersions(ctx: ServiceContext, classifierId: string): Promise<void> {
-  const { headFiles, imageHashes } = await ctx.versions.pruneVersions(classifierId, ctx.config.keepVersions, ctx.now());
-  for (const file of headFiles) await ctx.heads.remove(file);
-  await removeUnreferencedImages(ctx, imageHashes);
 }

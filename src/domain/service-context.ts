@@ -7,6 +7,7 @@ import type { HeadStore } from '../data-access/files/head-store';
 import type { ImageClaims } from '../data-access/db/image-claims';
 import type { ImageStore } from '../data-access/files/image-store';
 import type { TrainingQueue } from '../data-access/redis/training-queue';
+import type { VersionLeaseReader } from '../data-access/redis/version-leases';
 import type { Logger } from '../logger';
 import type { Embedder } from '../ml';
 import type { EmbeddingCache } from '../data-access/db/embedding-cache';
@@ -22,6 +23,8 @@ export interface ServiceContext {
   callbacks: CallbackRepository;
   images: ImageStore;
   heads: HeadStore;
+  /** The versions classify requests of any process hold: retention and the orphan sweep spare them. */
+  leases: VersionLeaseReader;
   queue: TrainingQueue;
   /** Claims on images of uploads in flight, so a removal (in any process) never races an upload. */
   imageClaims: ImageClaims;

@@ -4,8 +4,10 @@ import type { HeadStore } from '../data-access/files/head-store';
 import type { ImageClaims } from '../data-access/db/image-claims';
 import type { ImageStore } from '../data-access/files/image-store';
 import type { EmbeddingCache } from '../data-access/db/embedding-cache';
+import type { VersionLeaseReader } from '../data-access/redis/version-leases';
 import { HeadTrainingError, ImageDecodeError, serializeHead, trainHead, type Embedder, type NegativeBank } from '../ml';
 import type { Logger } from '../logger';
+import { applyRetention } from './apply-retention';
 import { failedReplacementExplanation } from './deletion-messages';
 import { buildReview } from './example-review';
 
@@ -16,6 +18,8 @@ export interface TrainingContext {
   /** Coordinates removing image files with uploads in flight in other processes. */
   imageClaims: ImageClaims;
   heads: HeadStore;
+  /** The versions classify requests hold (retention spares them). */
+  leases: VersionLeaseReader;
   embedder: Embedder;
   cache: EmbeddingCache;
   /** Generic photos every class learns as negatives (open-set scores); absent for a pack it was not built for. */
@@ -208,17 +212,12 @@ function noNegativesMessage(classifierId: string, name: string, examples: Snapsh
   );
 }
 
-/**
- * Applies the retention setting after a new version, with the image files of the examples it
- * forgets (claims keep any that an upload in flight is storing again).
- */
+/** Applies the retention setting after a new version (see applyRetention). */
 async function pruneOldVersions(ctx: TrainingContext, classifierId: string): Promise<void> {
   // The new version is published: a failure here must not fail the run, only be logged.
   try {
-    const { headFiles, imageHashes } = await ctx.versions.pruneVersions(classifierId, ctx.keepVersions, ctx.now());
-    for (const file of headFiles) await ctx.heads.remove(file);
-    await ctx.imageClaims.removeUnreferenced(imageHashes, (doomed) => ctx.images.remove(doomed));
-    if (headFiles.length > 0) ctx.logger.info({ classifierId, pruned: headFiles.length }, 'pruned old versions');
+    const pruned = await applyRetention(ctx, classifierId, ctx.keepVersions);
+    if (pruned > 0) ctx.logger.info({ classifierId, pruned }, 'pruned old versions');
   } catch (err) {
     ctx.logger.warn({ err, classifierId }, 'could not prune old versions');
   }

@@ -73,6 +73,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     callbacks: instance.callbacks,
     images: instance.images,
     heads: instance.heads,
+    leases: instance.leases,
     queue,
     imageClaims: instance.imageClaims,
     embedder,
@@ -84,6 +85,7 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const classify: ClassifyContext = {
     classifiers: ctx.classifiers,
     versions: ctx.versions,
+    leases: instance.leases,
     headCache: new HeadCache(ctx.heads),
     embedder,
     namesObjects: config.objectDetection,

@@ -14,6 +14,7 @@ import { HeadStore } from '../data-access/files/head-store';
 import { ImageStore } from '../data-access/files/image-store';
 import { NamespaceClaim } from '../data-access/redis/namespace-claim';
 import { TrainingQueue } from '../data-access/redis/training-queue';
+import { VersionLeases } from '../data-access/redis/version-leases';
 import type { ProcessMetrics } from '../lib/metrics';
 import type { Logger } from '../logger';
 import { openEmbedder, type Embedder } from '../ml';
@@ -39,7 +40,9 @@ export interface Instance {
   imageClaims: ImageClaims;
   images: ImageStore;
   heads: HeadStore;
-  /** Closes what openInstance opened (the queue, the claim, the embedder, the database). */
+  /** The versions classify requests of every process hold, in Redis (retention spares them). */
+  leases: VersionLeases;
+  /** Closes what openInstance opened (the queue, the leases, the claim, the embedder, the database). */
   close(): Promise<void>;
 }
 
@@ -75,6 +78,19 @@ export async function openInstance(config: Config, logger: Logger, options: Open
     await db.close();
     throw error;
   });
+  const leases = await VersionLeases.open(
+    options.redisUrl,
+    namespace,
+    config.versionLeaseTtlMs,
+    warnAtMostEvery(config.versionLeaseTtlMs, (err) =>
+      logger.warn({ err }, 'could not write a version lease to Redis (it is written again, or expires)'),
+    ),
+  ).catch(async (error: unknown) => {
+    await embedder.close();
+    await claim.release();
+    await db.close();
+    throw error;
+  });
   const { metrics } = options;
   const queue = new TrainingQueue(options.redisUrl, namespace, instanceId, config.trainingAttempts);
   return {
@@ -96,8 +112,10 @@ export async function openInstance(config: Config, logger: Logger, options: Open
     imageClaims: new ImageClaims(db, config.uploadClaimTtlMs),
     images: new ImageStore(layout.images),
     heads: new HeadStore(layout.heads),
+    leases,
     close: async () => {
       await queue.close();
+      await leases.close();
       await claim.release();
       await embedder.close();
       await db.close();
@@ -116,4 +134,14 @@ async function claimNamespace(config: Config, db: Database, redisUrl: string) {
     path: db.location,
   });
   return { instanceId, namespace, claim };
+}
+
+/** `report`, at most once per `intervalMs`: a Redis that is away fails every request's lease. */
+function warnAtMostEvery(intervalMs: number, report: (error: unknown) => void): (error: unknown) => void {
+  let last = -Infinity;
+  return (error) => {
+    if (Date.now() - last < intervalMs) return;
+    last = Date.now();
+    report(error);
+  };
 }

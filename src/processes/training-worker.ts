@@ -51,6 +51,7 @@ export async function runTrainingWorker(): Promise<void> {
     images: instance.images,
     imageClaims: instance.imageClaims,
     heads: instance.heads,
+    leases: instance.leases,
     embedder: instance.embedder,
     cache: instance.embeddings,
     negativeBank,

@@ -198,7 +198,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     expect(result).toMatchObject({ outcome: 'activated', pendingExamples: 0 });
     expect(await repo.find('k_1')).toMatchObject({ status: 'ready', classes: ['a', 'b', 'c'], explanation: null });
     // The discarded examples no version holds are deleted at the next prune, and their images are free to remove.
-    const { imageHashes } = await versions.pruneVersions('k_1', 10, now());
+    const { imageHashes } = await versions.pruneVersions('k_1', 10, now(), new Set());
     expect(imageHashes.sort()).toEqual(
       examples('bad', 'bad')
         .map((e) => e.imageHash)
@@ -254,7 +254,7 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
       (await versions.activateVersion({ classifierId: 'gone_1', versionId: v1, discardPending: false, now: now() }))
         .outcome,
     ).toBe('no-classifier');
-    await versions.pruneVersions('k_1', 1, now());
+    await versions.pruneVersions('k_1', 1, now(), new Set());
     expect((await versions.findVersion(v1))!.pruned).not.toBeNull();
     expect(
       (await versions.activateVersion({ classifierId: 'k_1', versionId: v1, discardPending: false, now: now() }))
@@ -278,50 +278,46 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
       await train(repo, versions, 'r_1');
       ids.push((await find(repo, 'r_1')).currentVersionId!);
     }
-    // v1 is current again (a rollback), v2 is pinned by a request in flight.
+    // v1 is current again (a rollback), v2 is pinned by a request in flight (its lease is in Redis: here, the set retention reads).
     await versions.activateVersion({ classifierId: 'r_1', versionId: ids[0], discardPending: false, now: now() });
-    const { resolved, leaseIds } = await versions.resolveAndLease(
-      'alice',
-      [{ classifierId: 'r_1', versionId: ids[1] }],
-      new Date(Date.now() + 60_000).toISOString(),
-    );
+    const resolved = await versions.resolve('alice', [{ classifierId: 'r_1', versionId: ids[1] }]);
     expect(resolved[0].outcome).toBe('ok');
+    const leased = new Set([ids[1]]);
 
-    const { headFiles } = await versions.pruneVersions('r_1', 2, now());
-    expect(headFiles).toEqual([(await versions.findVersion(ids[2]))!.headFile]);
-    const pruned = (await versions.listVersions('r_1')).filter((v) => v.pruned).map((v) => v.id);
-    expect(pruned).toEqual([ids[2]]);
+    const { pruned } = await versions.pruneVersions('r_1', 2, now(), leased);
+    expect(pruned).toEqual([{ versionId: ids[2], headFile: (await versions.findVersion(ids[2]))!.headFile }]);
+    expect((await versions.listVersions('r_1')).filter((v) => v.pruned).map((v) => v.id)).toEqual([ids[2]]);
+    // A pruned version's file is still needed while a request holds it (retention left it), not after.
+    const v2File = (await versions.findVersion(ids[1]))!.headFile;
+    const v3File = (await versions.findVersion(ids[2]))!.headFile;
+    expect(await versions.headFilesInUse([v2File, v3File, 'r_1/unknown.head'], new Set([ids[2]]))).toEqual(
+      new Set([v2File, v3File]),
+    );
+    expect(await versions.headFilesInUse([v3File], new Set())).toEqual(new Set());
 
     // Once the request is done, the next prune takes v2 too; a pin of a pruned version is refused.
-    await versions.releaseLeases(leaseIds);
-    expect((await versions.pruneVersions('r_1', 2, now())).headFiles).toEqual([
-      (await versions.findVersion(ids[1]))!.headFile,
+    expect((await versions.pruneVersions('r_1', 2, now(), new Set())).pruned).toEqual([
+      { versionId: ids[1], headFile: v2File },
     ]);
-    expect(
-      (await versions.resolveAndLease('alice', [{ classifierId: 'r_1', versionId: ids[1] }], now())).resolved[0]
-        .outcome,
-    ).toBe('pruned');
-    expect(
-      (await versions.resolveAndLease('bob', [{ classifierId: 'r_1', versionId: ids[3] }], now())).resolved[0].outcome,
-    ).toBe('no-classifier');
+    expect((await versions.resolve('alice', [{ classifierId: 'r_1', versionId: ids[1] }]))[0].outcome).toBe('pruned');
+    expect((await versions.resolve('bob', [{ classifierId: 'r_1', versionId: ids[3] }]))[0].outcome).toBe(
+      'no-classifier',
+    );
     expect((await find(repo, 'r_1')).currentVersionId).toBe(ids[0]);
   });
 
-  it("still resolves a request's versions, unleased, when the database cannot be written (a full disk)", async () => {
+  it("resolves a request's versions on a database that cannot be written (a full disk): classify only reads it", async () => {
     const { v1 } = await twoVersions();
     const readOnly = readOnlyView(db, target);
     try {
-      const { resolved, leaseIds } = await new VersionRepository(readOnly).resolveAndLease(
-        'alice',
-        [{ classifierId: 'k_1' }, { classifierId: 'k_1', versionId: v1 }],
-        now(),
-      );
+      const resolved = await new VersionRepository(readOnly).resolve('alice', [
+        { classifierId: 'k_1' },
+        { classifierId: 'k_1', versionId: v1 },
+      ]);
       expect(resolved.map((r) => r.outcome)).toEqual(['ok', 'ok']);
-      expect(leaseIds).toEqual([]);
     } finally {
       await readOnly.close();
     }
-    expect(await db.kysely.selectFrom('version_leases').selectAll().execute()).toEqual([]);
   });
 
   it('records a callback in the outbox when a run leaves the classifier ready or failed, not for intermediate runs', async () => {

@@ -281,18 +281,3 @@ export function redact(url: string): string {
     return '(an unparseable DATABASE_URL)';
   }
 }
-
-/** The write failed because the store cannot write now (full disk, read-only, lock held too long); reading may still work. */
-export function isStorageUnavailable(error: unknown): boolean {
-  const code = String((error as { code?: unknown })?.code ?? '');
-  return (
-    code === 'SQLITE_FULL' ||
-    code === 'SQLITE_BUSY' ||
-    code === 'SQLITE_READONLY' ||
-    code.startsWith('SQLITE_IOERR') ||
-    // PostgreSQL: disk_full, read_only_sql_transaction, lock_not_available
-    code === '53100' ||
-    code === '25006' ||
-    code === '55P03'
-  );
-}

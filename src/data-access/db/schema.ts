@@ -68,6 +68,11 @@ export interface Schema {
     created: string;
   };
   pruned_versions: { version_id: number; classifier_id: string; pruned: string };
+  /**
+   * No longer written or read: classify requests hold their versions in Redis (VersionLeases). Left
+   * in place (no migration drops it) so a process of an earlier release still running against this
+   * database during an upgrade keeps answering.
+   */
   version_leases: { id: Generated<number>; classifier_id: string; version_id: number; expires: string };
   classifier_callbacks: { classifier_id: string; url: string };
   callback_secrets: { owner_id: string; secret: string; created: string };

@@ -21,7 +21,7 @@ export async function logForgottenHeads(
 
 /**
  * Deletes versions of one classifier with everything that describes them (classes, evaluation,
- * example lists, leases, marks), logs them as forgotten, and returns their head files for the
+ * example lists, marks), logs them as forgotten, and returns their head files for the
  * caller to delete once the transaction is committed. The history of current-version changes
  * keeps naming them (ids and times only): it tells which version answered when. The caller makes
  * sure none of them stays the classifier's current version.
@@ -43,7 +43,6 @@ export async function removeVersions(
       .execute();
     headFiles.push(...rows.map((r) => r.head_file));
     await trx.deleteFrom('version_examples').where('version_id', 'in', ids).execute();
-    await trx.deleteFrom('version_leases').where('version_id', 'in', ids).execute();
     await trx.deleteFrom('pruned_versions').where('version_id', 'in', ids).execute();
     await trx.deleteFrom('versions_to_remove').where('version_id', 'in', ids).execute();
     await trx.deleteFrom('version_reviews').where('version_id', 'in', ids).execute();

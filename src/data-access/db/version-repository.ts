@@ -1,4 +1,4 @@
-import { isStorageUnavailable, type Database, type Queries } from './database';
+import type { Database, Queries } from './database';
 import { recordTrainingEnd } from './callback-repository';
 import type { ReviewBody } from './example-repository';
 import {
@@ -67,7 +67,8 @@ export type ResolvedVersion =
 /**
  * A classifier's immutable versions and their lifecycle, in the service's database: a training run's
  * result published (or its failure recorded), activation (rollback), retention (pruning), the events
- * that changed the current version, and the leases classify requests hold on the versions they use.
+ * that changed the current version, and what classify requests read (they hold versions in Redis:
+ * see VersionLeases).
  * Every change is one write transaction holding the write lock from its first read (see database.ts).
  */
 export class VersionRepository {
@@ -368,33 +369,28 @@ export class VersionRepository {
   }
 
   /**
-   * Retention: deletes the head files of all but the `keep` newest versions, never the current
-   * one nor one a request in flight holds a lease on. A pruned version stays listed (marked
-   * `pruned`) but can no longer be pinned or activated. Retired examples no kept version uses
-   * any more are deleted. Returns the head files to remove and the image hashes those examples
-   * referenced (for the image store's garbage collection).
+   * Retention: marks all but the `keep` newest versions `pruned`, never the current one nor one in
+   * `leased` (held by a classify request in flight, see VersionLeases), and returns their head files
+   * for the caller to delete. A pruned version stays listed but can no longer be pinned or activated.
+   * Retired examples no kept version uses any more are deleted; their image hashes are returned
+   * too (for the image store's garbage collection).
    */
   async pruneVersions(
     classifierId: string,
     keep: number,
     now: string,
-  ): Promise<{ headFiles: string[]; imageHashes: string[] }> {
+    leased: ReadonlySet<number>,
+  ): Promise<{ pruned: Array<{ versionId: number; headFile: string }>; imageHashes: string[] }> {
     return this.db.write(async (trx) => {
-      await trx.deleteFrom('version_leases').where('expires', '<=', now).execute();
       const current = await trx
         .selectFrom('classifiers')
         .select('current_version_id')
         .where('id', '=', classifierId)
         .executeTakeFirst();
-      if (!current) return { headFiles: [], imageHashes: [] };
+      if (!current) return { pruned: [], imageHashes: [] };
       const live = await trx
         .selectFrom('versions as v')
         .select(['v.id', 'v.head_file'])
-        .select((eb) =>
-          eb
-            .exists(eb.selectFrom('version_leases as l').select('l.id').whereRef('l.version_id', '=', 'v.id'))
-            .as('leased'),
-        )
         .where('v.classifier_id', '=', classifierId)
         .where(
           'v.id',
@@ -403,7 +399,7 @@ export class VersionRepository {
         )
         .orderBy('v.id', 'desc')
         .execute();
-      const doomed = live.slice(keep).filter((v) => v.id !== current.current_version_id && !Number(v.leased));
+      const doomed = live.slice(keep).filter((v) => v.id !== current.current_version_id && !leased.has(v.id));
       for (const v of doomed) {
         await trx
           .insertInto('pruned_versions')
@@ -418,7 +414,7 @@ export class VersionRepository {
         now,
       );
       return {
-        headFiles: doomed.map((v) => v.head_file),
+        pruned: doomed.map((v) => ({ versionId: v.id, headFile: v.head_file })),
         imageHashes: await deleteUnusedRetiredExamples(trx, classifierId),
       };
     });
@@ -426,68 +422,33 @@ export class VersionRepository {
 
   /**
    * Resolves the versions a classify request uses (each classifier's current one, or the pinned
-   * one) and leases them until `expires`, in one transaction, so retention cannot delete a head
-   * between this read and the end of the request. Returns the lease ids for releaseLeases.
-   * When the lease cannot be written (a full disk, a locked database) the request still gets its
-   * versions, unleased: classifying must keep working wherever reading does, and pruning, which
-   * must write too, is then just as stuck.
+   * one), on one snapshot, reading only: the request holds them with VersionLeases, not here.
    */
-  async resolveAndLease(
-    ownerId: string,
-    requests: VersionRequest[],
-    expires: string,
-  ): Promise<{ resolved: ResolvedVersion[]; leaseIds: number[] }> {
-    if (requests.length === 0) return { resolved: [], leaseIds: [] };
-    try {
-      return await this.db.write((trx) =>
-        resolveVersions(trx, ownerId, requests, async (classifierId, versionId) => {
-          const { id } = await trx
-            .insertInto('version_leases')
-            .values({ classifier_id: classifierId, version_id: versionId, expires })
-            .returning('id')
-            .executeTakeFirstOrThrow();
-          return id;
-        }),
-      );
-    } catch (error) {
-      if (!isStorageUnavailable(error)) throw error;
-      return this.db.read((trx) => resolveVersions(trx, ownerId, requests));
-    }
+  async resolve(ownerId: string, requests: VersionRequest[]): Promise<ResolvedVersion[]> {
+    if (requests.length === 0) return [];
+    return this.db.read((trx) => resolveVersions(trx, ownerId, requests));
   }
 
-  /** Ends a request's leases. One that cannot be deleted now (a full disk) simply expires. */
-  async releaseLeases(leaseIds: number[]): Promise<void> {
-    if (leaseIds.length === 0) return;
-    try {
-      await this.db.kysely.deleteFrom('version_leases').where('id', 'in', leaseIds).execute();
-    } catch (error) {
-      if (!isStorageUnavailable(error)) throw error;
-    }
-  }
-
-  /** Of the head files given, those a version names (pruned versions' files are removed, so they do not count). */
-  async headFilesInUse(files: string[]): Promise<Set<string>> {
+  /**
+   * Of the head files given, those a version still needs: one not pruned, or a pruned one in
+   * `leased` (a request in flight still uses it; retention left its file for a later sweep).
+   */
+  async headFilesInUse(files: string[], leased: ReadonlySet<number>): Promise<Set<string>> {
     const inUse = new Set<string>();
     for (const chunk of chunks(files, 500)) {
       const rows = await this.db.kysely
         .selectFrom('versions as v')
-        .select('v.head_file')
+        .leftJoin('pruned_versions as p', 'p.version_id', 'v.id')
+        .select(['v.id', 'v.head_file', 'p.version_id as pruned'])
         .where('v.head_file', 'in', chunk)
-        .where('v.id', 'not in', this.db.kysely.selectFrom('pruned_versions').select('version_id'))
         .execute();
-      rows.forEach((r) => inUse.add(r.head_file));
+      for (const r of rows) if (r.pruned === null || leased.has(r.id)) inUse.add(r.head_file);
     }
     return inUse;
   }
 }
 
-async function resolveVersions(
-  q: Queries,
-  ownerId: string,
-  requests: VersionRequest[],
-  lease?: (classifierId: string, versionId: number) => Promise<number>,
-): Promise<{ resolved: ResolvedVersion[]; leaseIds: number[] }> {
-  const leaseIds: number[] = [];
+async function resolveVersions(q: Queries, ownerId: string, requests: VersionRequest[]): Promise<ResolvedVersion[]> {
   const resolved: ResolvedVersion[] = [];
   for (const r of requests) {
     const found = await findClassifierIn(q, r.classifierId);
@@ -504,12 +465,9 @@ async function resolveVersions(
     const version = await findVersionIn(q, versionId);
     if (!version || version.classifierId !== classifier.id) resolved.push({ outcome: 'no-version', classifier });
     else if (version.pruned) resolved.push({ outcome: 'pruned', classifier });
-    else {
-      if (lease) leaseIds.push(await lease(classifier.id, version.id));
-      resolved.push({ outcome: 'ok', classifier, version });
-    }
+    else resolved.push({ outcome: 'ok', classifier, version });
   }
-  return { resolved, leaseIds };
+  return resolved;
 }
 
 /** How many of `exampleIds` are still examples of the classifier. */
