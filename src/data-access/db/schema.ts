@@ -90,4 +90,9 @@ export interface Schema {
   forgotten_heads: { id: Generated<number>; version_id: number; classifier_id: string; forgotten: string };
   /** Current versions trained on deleted customer data: removed once the classifier has a version without it. */
   versions_to_remove: { version_id: number; classifier_id: string; since: string };
+  /**
+   * Each classifier's latest upload report (JSON of UploadReportRecord): as the create/update answered
+   * it, and as training left it once it had decoded every image (NULL until then).
+   */
+  upload_reports: { classifier_id: string; generation: number; checked: string; decoded: string | null };
 }
