@@ -165,7 +165,10 @@ export const warningSchema = z.object({ warning_id: z.string(), description: z.s
 /** The answer to a create or update: the Classifier object plus what became of the zips, and warnings. */
 export const uploadedClassifierSchema = classifierSchema
   .extend({
-    upload: uploadSummarySchema.optional().meta({ description: 'Absent when an update only changed callback_url' }),
+    upload: uploadSummarySchema.optional().meta({
+      description:
+        "This request's upload; on an update that only changed callback_url, the latest earlier upload's (absent if none)",
+    }),
     warnings: z.array(warningSchema).optional().meta({
       description:
         "Extension, only when there are any: what the request did that may not be what was meant. warning_id class_names_differ_only_in_case: a class sent has a name that differs from another class's only in case; class names are case-sensitive, so both are kept as two classes.",
