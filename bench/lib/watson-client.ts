@@ -105,10 +105,16 @@ export class WatsonClient {
   }
 
   /** Polls every `everyMs` until `ready`; throws when it becomes `failed` or after `timeoutMs`. */
-  async waitUntilReady(id: string, timeoutMs: number, everyMs = 50): Promise<ClassifierView> {
+  async waitUntilReady(
+    id: string,
+    timeoutMs: number,
+    everyMs = 50,
+    onView: (view: ClassifierView) => void = () => undefined,
+  ): Promise<ClassifierView> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const view = await this.getClassifier(id);
+      onView(view);
       if (view.status === 'ready') return view;
       if (view.status === 'failed')
         throw new ClassifierWaitError(id, `failed: ${view.explanation ?? 'no explanation'}`);

@@ -89,6 +89,42 @@ export const evaluationSchema = headEvaluationSchema
   .extend({ version_id: z.number().int().meta({ description: 'The version evaluated' }), created: isoTime })
   .meta({ id: 'Evaluation', description: 'Evaluation of the version now serving (extension).' });
 
+export const uploadSummarySchema = z
+  .object({
+    training_examples: z
+      .number()
+      .int()
+      .min(0)
+      .meta({ description: "Distinct images the classifier's next version trains on" }),
+    decoded: z.boolean().meta({
+      description:
+        'false: the counts are those of the checks at upload (format, header, structure; the create answers before any image is decoded); true: training has decoded every image, and those that failed are taken off the counts and listed first in not_used',
+    }),
+    files: z.array(
+      z.object({
+        file: z.string().meta({ description: 'The form field' }),
+        entries: z
+          .number()
+          .int()
+          .min(0)
+          .meta({ description: 'Entries in the archive, folders and skipped files included' }),
+        images: z.number().int().min(0).meta({ description: 'Entries that are pictures by their content' }),
+        decodable: z
+          .number()
+          .int()
+          .min(0)
+          .meta({ description: 'Images that passed the checks at upload; once decoded, those that decoded' }),
+        distinct: z.number().int().min(0).meta({ description: 'Decodable images counted once' }),
+        accepted: z.number().int().min(0).meta({ description: 'Images recorded as examples' }),
+        not_used: z
+          .array(z.object({ entry: z.string(), reason: z.string() }))
+          .meta({ description: 'Up to five entries that will not train, with the reason' }),
+        not_used_count: z.number().int().min(0),
+      }),
+    ),
+  })
+  .meta({ id: 'UploadSummary', description: 'Extension: what became of each uploaded zip.' });
+
 const classNameSchema = z.object({ class: z.string().meta({ example: 'beagle' }) });
 
 export const classifierSchema = z
@@ -114,46 +150,25 @@ export const classifierSchema = z
       .meta({ description: 'Extension: progress of the running training, 0-100' }),
     evaluation: evaluationSchema.optional(),
     callback_url: z.string().optional().meta({ description: 'Extension: where the training-end callback goes' }),
+    upload: uploadSummarySchema.optional().meta({
+      description:
+        "Extension: the latest upload's report (on a classifier's own GET, and on a create or update answer)",
+    }),
   })
   .meta({
     id: 'Classifier',
     description: 'The Watson Classifier object; training_progress and evaluation are extensions.',
   });
 
-export const uploadSummarySchema = z
-  .object({
-    training_examples: z
-      .number()
-      .int()
-      .min(0)
-      .meta({ description: "Distinct images the classifier's next version trains on" }),
-    files: z.array(
-      z.object({
-        file: z.string().meta({ description: 'The form field' }),
-        entries: z
-          .number()
-          .int()
-          .min(0)
-          .meta({ description: 'Entries in the archive, folders and skipped files included' }),
-        images: z.number().int().min(0).meta({ description: 'Entries that are pictures by their content' }),
-        decodable: z.number().int().min(0),
-        distinct: z.number().int().min(0).meta({ description: 'Decodable images counted once' }),
-        accepted: z.number().int().min(0).meta({ description: 'Images recorded as examples' }),
-        not_used: z
-          .array(z.object({ entry: z.string(), reason: z.string() }))
-          .meta({ description: 'Up to five entries that will not train, with the reason' }),
-        not_used_count: z.number().int().min(0),
-      }),
-    ),
-  })
-  .meta({ id: 'UploadSummary', description: 'Extension: what became of each uploaded zip.' });
-
 export const warningSchema = z.object({ warning_id: z.string(), description: z.string() }).meta({ id: 'Warning' });
 
 /** The answer to a create or update: the Classifier object plus what became of the zips, and warnings. */
 export const uploadedClassifierSchema = classifierSchema
   .extend({
-    upload: uploadSummarySchema.optional().meta({ description: 'Absent when an update only changed callback_url' }),
+    upload: uploadSummarySchema.optional().meta({
+      description:
+        "This request's upload; on an update that only changed callback_url, the latest earlier upload's (absent if none)",
+    }),
     warnings: z.array(warningSchema).optional().meta({
       description:
         "Extension, only when there are any: what the request did that may not be what was meant. warning_id class_names_differ_only_in_case: a class sent has a name that differs from another class's only in case; class names are case-sensitive, so both are kept as two classes.",

@@ -1,13 +1,14 @@
 import type { ClassifierRecord, VersionRecord } from '../data-access/db/classifier-repository';
 import type { BriefClassifierView, ClassifierView, HeadEvaluationView } from './api-schemas';
 import type { ServiceContext } from './service-context';
+import { latestUploadSummary, type UploadSummary } from './upload-report';
 
 export type { ClassifierView };
 
 /** The Watson Classifier object (shape: classifierSchema); training_progress and evaluation are extensions. */
 export function classifierView(
   c: ClassifierRecord,
-  extras: { progress?: number; version?: VersionRecord } = {},
+  extras: { progress?: number; version?: VersionRecord; upload?: UploadSummary } = {},
 ): ClassifierView {
   const view: ClassifierView = {
     classifier_id: c.id,
@@ -33,15 +34,20 @@ export function classifierView(
       ...(extras.version.evaluation as HeadEvaluationView),
     };
   }
+  if (extras.upload) view.upload = extras.upload;
   return view;
 }
 
-/** The full view of a stored classifier: with its training progress while it trains, and its current version's evaluation. */
+/**
+ * The full view of a stored classifier: with its training progress while it trains, its current
+ * version's evaluation, and its latest upload's report (as answered, or once training decoded it).
+ */
 export async function detailedView(ctx: ServiceContext, c: ClassifierRecord): Promise<ClassifierView> {
   const inTraining = c.status === 'training' || c.status === 'retraining';
   const progress = inTraining ? await ctx.queue.progress(c.id).catch(() => undefined) : undefined;
   const version = c.currentVersionId !== null ? await ctx.versions.findVersion(c.currentVersionId) : undefined;
-  return classifierView(c, { progress, version });
+  const upload = await latestUploadSummary(ctx.classifiers, c.id);
+  return classifierView(c, { progress, version, upload });
 }
 
 /** The brief entry of an unverbose list. */

@@ -2,7 +2,6 @@ import crypto from 'node:crypto';
 import { badRequest } from '../errors';
 import type { NewExample } from '../data-access/db/classifier-repository';
 import { readZipImageEntries, ZipInputError, type ZipImageEntry } from '../data-access/zip/zip-images';
-import { ImageDecodeError } from '../ml';
 import type { ServiceContext } from './service-context';
 import type { ExampleUpload } from './training-form';
 
@@ -14,17 +13,19 @@ export interface UnusedEntry {
 
 /**
  * What became of one uploaded zip (an extension of the create/update answer). `accepted` images
- * are the ones recorded as examples: decodable, counted once, and (for negative_examples) not the
- * same picture as an image of a class in the same request.
+ * are the ones recorded as examples: passing the upload checks, counted once, and (for
+ * negative_examples) not the same picture as an image of a class in the same request. `decodable`
+ * counts the images that passed the checks at upload; once training has decoded them (see
+ * UploadSummary.decoded) those that failed to decode are taken off and listed in `not_used`.
  */
 export interface ZipUploadReport {
   file: string;
   /** Entries in the archive, folders and skipped files included. */
   entries: number;
-  /** Entries that are pictures by their content (decodable or not). */
+  /** Entries that are pictures by their content (usable or not). */
   images: number;
   decodable: number;
-  /** Decodable images counted once however often they appear. */
+  /** Images that passed the checks (or decoded) counted once however often they appear. */
   distinct: number;
   accepted: number;
   /** Up to MAX_LISTED entries that will not train, with the reason. */
@@ -33,16 +34,15 @@ export interface ZipUploadReport {
 }
 
 /** Entries named in a refusal or a report; the count says how many more there are. */
-const MAX_LISTED = 5;
-/** Images decoded together: enough to keep the embedder's batches full, few enough to bound memory. */
-const DECODE_BATCH_IMAGES = 32;
-const DECODE_BATCH_BYTES = 64 * 1024 * 1024;
+export const MAX_LISTED = 5;
+/** Images checked together: enough to keep libuv's pool busy reading headers, few enough to bound memory. */
+const CHECK_BATCH_IMAGES = 32;
+const CHECK_BATCH_BYTES = 64 * 1024 * 1024;
 /**
- * Images per inference run while embedding an upload. The API's one inference thread also serves
- * classify, which would otherwise wait for a whole 16-image run (the soak test saw classify's p99
- * under load go from 2× to over 4× its idle p99 when uploads embedded in 16s).
+ * Image files written at once: each write ends with an fsync, which on most disks costs more waiting
+ * than work, so several in flight keep a 1,000-image create near one second (bench:upload).
  */
-const UPLOAD_INFERENCE_BATCH = 4;
+const STORE_CONCURRENCY = 8;
 
 interface ZipResult {
   upload: ExampleUpload;
@@ -61,20 +61,22 @@ const sha256 = (bytes: Buffer) => crypto.createHash('sha256').update(bytes).dige
 const plural = (count: number, one: string, many = `${one}s`) => `${count} ${count === 1 ? one : many}`;
 
 /**
- * Reads every uploaded zip, decodes each image in it (the header-first pixel limit included) and
- * records the distinct decodable ones as examples via `record`. Each image is claimed in the
- * database before its file is written (see ImageClaims), so no process removing unreferenced
- * images, on any machine, deletes it before `record` references it. The embeddings computed while
- * decoding go into the embedding cache (claimed first too: the cache keeps only embeddings of
- * referenced or claimed images), so training does not decode them again. Each zip must keep
- * at least `minImagesPerZip` and at most `maxImagesPerZip` images; otherwise, or if any zip cannot
- * be read, nothing is recorded, the images this request added are removed again, and an ApiError
- * 400 names the zip, its counts and up to five entries with reasons.
+ * Reads every uploaded zip, checks each image in it without decoding its pixels where that suffices
+ * (format, header, the pixel limit, structure: Embedder.checkImage, which decodes in full only the
+ * images the checks flag, so those get the decoder's own reason) and records the distinct ones that
+ * pass as examples via `record`; training decodes and embeds them in the background (issue 22: a
+ * create answers at once) and reports the ones that then fail. Each image is claimed in the database
+ * before its file is written (see ImageClaims), so no process removing unreferenced images, on any
+ * machine, deletes it before `record` references it; the files are written durably before `record`,
+ * so nothing `record` accepts is lost to a crash. Each zip must keep at least `minImagesPerZip` and
+ * at most `maxImagesPerZip` images; otherwise, or if any zip cannot be read, nothing is recorded, the
+ * images this request added are removed again, and an ApiError 400 names the zip, its counts and up
+ * to five entries with reasons.
  */
 export async function ingestExamples<T>(
   ctx: ServiceContext,
   uploads: ExampleUpload[],
-  record: (examples: NewExample[]) => Promise<T>,
+  record: (examples: NewExample[], reports: ZipUploadReport[]) => Promise<T>,
 ): Promise<{ result: T; reports: ZipUploadReport[] }> {
   const claim = ctx.imageClaims.open(crypto.randomUUID());
   const added: string[] = [];
@@ -82,16 +84,20 @@ export async function ingestExamples<T>(
     if (images.length === 0) return;
     // Claimed before written: from here on no removal in any process deletes them.
     await claim.add(images.map((i) => i.hash));
-    for (const image of images) {
-      await ctx.images.put(image.bytes);
-      added.push(image.hash);
-    }
+    let next = 0;
+    const writer = async () => {
+      while (next < images.length) {
+        const image = images[next++];
+        await ctx.images.put(image.bytes);
+        added.push(image.hash);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(STORE_CONCURRENCY, images.length) }, writer));
   };
   try {
     const results: ZipResult[] = [];
     const known: KnownImages = new Map();
-    for (const upload of uploads)
-      results.push(await readUpload(ctx, upload, known, store, (hashes) => claim.add(hashes)));
+    for (const upload of uploads) results.push(await readUpload(ctx, upload, known, store));
     leaveOutNegativesSharedWithClasses(results);
     for (const r of results) {
       if (r.kept.size < ctx.config.limits.minImagesPerZip)
@@ -100,9 +106,10 @@ export async function ingestExamples<T>(
     const examples = results.flatMap((r) =>
       [...r.kept].map(([imageHash, entryName]) => ({ className: r.upload.className, imageHash, entryName })),
     );
-    const result = await record(examples);
+    const reports = results.map(report);
+    const result = await record(examples, reports);
     await claim.release();
-    return { result, reports: results.map(report) };
+    return { result, reports };
   } catch (error) {
     await claim.release();
     await removeUnreferencedImages(ctx, added);
@@ -112,9 +119,9 @@ export async function ingestExamples<T>(
 }
 
 /**
- * Images this request has already decoded, by hash: why one cannot be used, or null once it is
- * decoded and stored. The same picture in several zips (a thousand classes sharing ten images) is
- * decoded and stored once.
+ * Images this request has already checked, by hash: why one cannot be used, or null once it is
+ * checked and stored. The same picture in several zips (a thousand classes sharing ten images) is
+ * checked and stored once.
  */
 type KnownImages = Map<string, string | null>;
 
@@ -123,7 +130,6 @@ async function readUpload(
   upload: ExampleUpload,
   known: KnownImages,
   store: (images: Array<{ hash: string; bytes: Buffer }>) => Promise<void>,
-  claim: (hashes: string[]) => Promise<void>,
 ): Promise<ZipResult> {
   const { limits } = ctx.config;
   const r: ZipResult = {
@@ -136,12 +142,12 @@ async function readUpload(
     unused: [],
     sharedWithClass: 0,
   };
-  /** Each picture's first entry, and once decoded whether it can be used. */
+  /** Each picture's first entry, and once checked whether it can be used. */
   const firstSeen = new Map<string, { entryName: string; failure?: string }>();
   let batch: ZipImageEntry[] = [];
   let batchBytes = 0;
 
-  const decodeBatch = async () => {
+  const checkBatch = async () => {
     const items = batch.map((image) => ({ ...image, hash: sha256(image.bytes) }));
     batch = [];
     batchBytes = 0;
@@ -150,9 +156,10 @@ async function readUpload(
       firstSeen.set(item.hash, { entryName: item.entryName });
       return true;
     });
-    const toDecode = fresh.filter((item) => !known.has(item.hash));
-    if (toDecode.length > 0) await claim(toDecode.map((item) => item.hash));
-    const failures = await decodeAndEmbed(ctx, toDecode);
+    const failures = await checkImages(
+      ctx,
+      fresh.filter((item) => !known.has(item.hash)),
+    );
     const toStore: Array<{ hash: string; bytes: Buffer }> = [];
     for (const item of items) {
       const first = firstSeen.get(item.hash)!;
@@ -191,41 +198,25 @@ async function readUpload(
     r.images += 1;
     batch.push(image);
     batchBytes += image.bytes.length;
-    if (batch.length >= DECODE_BATCH_IMAGES || batchBytes >= DECODE_BATCH_BYTES) await decodeBatch();
+    if (batch.length >= CHECK_BATCH_IMAGES || batchBytes >= CHECK_BATCH_BYTES) await checkBatch();
   });
-  await decodeBatch();
+  await checkBatch();
   r.entries = entries;
   return r;
 }
 
-/**
- * Decodes and embeds the images whose embedding is not cached yet, caching the new ones; a cached
- * embedding proves the image decodes. Returns the reason for each image that cannot be decoded.
- */
-async function decodeAndEmbed(
+/** The reason each image that fails the upload checks cannot be used, by hash (see Embedder.checkImage). */
+async function checkImages(
   ctx: ServiceContext,
   images: Array<ZipImageEntry & { hash: string }>,
 ): Promise<Map<string, string>> {
   const failures = new Map<string, string>();
-  if (images.length === 0) return failures;
-  const { packKey } = ctx.embedder;
-  const cached = await ctx.embeddings.getMany(
-    images.map((i) => i.hash),
-    packKey,
+  const verdicts = await Promise.all(
+    images.map((image) => ctx.embedder.checkImage({ name: image.entryName, bytes: image.bytes })),
   );
-  const missing = images.filter((i) => !cached.has(i.hash));
-  if (missing.length === 0) return failures;
-  const results = await ctx.embedder.analyze(
-    missing.map((i) => ({ name: i.entryName, bytes: i.bytes })),
-    undefined,
-    { batchSize: UPLOAD_INFERENCE_BATCH, priority: 'background' },
-  );
-  const fresh: Array<{ hash: string; embedding: Float32Array }> = [];
-  results.forEach((result, k) => {
-    if (result instanceof ImageDecodeError) failures.set(missing[k].hash, result.reason);
-    else fresh.push({ hash: missing[k].hash, embedding: result.embedding });
+  verdicts.forEach((failure, k) => {
+    if (failure) failures.set(images[k].hash, failure.reason);
   });
-  await ctx.embeddings.putMany(fresh, packKey);
   return failures;
 }
 

@@ -4,6 +4,7 @@ import { newClassifierId } from './classifier-id';
 import { briefClassifierView, classifierView, detailedView, type ClassifierView } from './classifier-view';
 import { parseCallbackUrl } from './callbacks';
 import { ingestExamples, removeUnreferencedImages, type ZipUploadReport } from './ingest-examples';
+import { checkedUploadRecord, type UploadSummary } from './upload-report';
 import { classifierNotFound, ownedOrNotFound } from './lookups';
 import type { ServiceContext } from './service-context';
 import { caseOnlyClassWarnings, parseExampleUploads, type ExampleUpload, type UploadedFile } from './training-form';
@@ -13,12 +14,6 @@ function withWarnings(classes: string[], uploads: ExampleUpload[]): { warnings?:
   const sent = uploads.flatMap((u) => (u.className === null ? [] : [u.className]));
   const warnings = caseOnlyClassWarnings(classes, sent);
   return warnings.length > 0 ? { warnings } : {};
-}
-
-export interface UploadSummary {
-  /** Distinct images the classifier's next version trains on: its `examples` count once trained. */
-  training_examples: number;
-  files: ZipUploadReport[];
 }
 
 export async function queueTraining(
@@ -38,7 +33,11 @@ export async function queueTraining(
   }
 }
 
-/** POST /v3/classifiers: stores the example zips, creates the classifier and queues its first training. */
+/**
+ * POST /v3/classifiers: checks and stores the example zips' images (see ingestExamples: no pixels are
+ * decoded unless a check flags an image), creates the classifier with its upload report and queues its
+ * first training, which decodes and embeds the images in the worker. Answers `training` at once.
+ */
 export async function createClassifier(
   ctx: ServiceContext,
   input: { ownerId: string; name: unknown; files: UploadedFile[]; customerId: string | null; callbackUrl?: unknown },
@@ -53,7 +52,8 @@ export async function createClassifier(
       'At least two example sets are required: two <class>_positive_examples zips, or one <class>_positive_examples zip and a negative_examples zip.',
     );
   }
-  const { result: created, reports } = await ingestExamples(ctx, uploads, async (examples) => {
+  const classNames = uploads.map((u) => u.className);
+  const { result: created, reports } = await ingestExamples(ctx, uploads, async (examples, files) => {
     let id = newClassifierId(name);
     while (await ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
     return ctx.classifiers.create({
@@ -63,6 +63,7 @@ export async function createClassifier(
       examples,
       customerId: input.customerId,
       callbackUrl,
+      uploadReport: checkedUploadRecord(files, classNames),
       now: ctx.now(),
     });
   });
@@ -80,11 +81,12 @@ async function uploadSummary(
   classifierId: string,
   files: ZipUploadReport[],
 ): Promise<UploadSummary> {
-  return { training_examples: await ctx.classifiers.distinctImageCount(classifierId), files };
+  return { training_examples: await ctx.classifiers.distinctImageCount(classifierId), decoded: false, files };
 }
 
 /**
- * POST /v3/classifiers/{id}: adds examples (new classes or more images) and queues a retraining.
+ * POST /v3/classifiers/{id}: adds examples (new classes or more images), checked and stored as a
+ * create's are, and queues a retraining (the current version serves until it publishes).
  * Extension: `callback_url` sets (or, sent empty, removes) the training-end callback; sent
  * without any example file it changes only that, without retraining.
  */
@@ -111,12 +113,14 @@ export async function updateClassifier(
       'No example files were sent. Send at least one <class>_positive_examples zip or a negative_examples zip to retrain.',
     );
   }
-  const { result: updated, reports } = await ingestExamples(ctx, uploads, (examples) =>
+  const classNames = uploads.map((u) => u.className);
+  const { result: updated, reports } = await ingestExamples(ctx, uploads, (examples, files) =>
     ctx.classifiers.addExamples({
       id: input.classifierId,
       examples,
       customerId: input.customerId,
       callbackUrl,
+      uploadReport: checkedUploadRecord(files, classNames),
       now: ctx.now(),
     }),
   );

@@ -10,6 +10,7 @@ import type { Logger } from '../logger';
 import { applyRetention } from './apply-retention';
 import { failedReplacementExplanation } from './deletion-messages';
 import { buildReview } from './example-review';
+import { decodedUpload, uploadClassNames, type DecodeFailure } from './upload-report';
 
 export interface TrainingContext {
   classifiers: ClassifierRepository;
@@ -27,6 +28,8 @@ export interface TrainingContext {
   threads: number;
   /** Retention: how many of the newest versions keep their head files (KEEP_VERSIONS). */
   keepVersions: number;
+  /** Usable images each zip of an upload must keep once decoded (MIN_IMAGES_PER_ZIP, as the upload checked). */
+  minImagesPerZip: number;
   logger: Logger;
   now: () => string;
 }
@@ -46,9 +49,13 @@ const EMBED_CHUNK = 64;
 const EMBEDDING_SHARE_OF_PROGRESS = 0.8;
 
 /**
- * One training run: embeds the examples not in the cache, trains a head on everything accepted
- * so far, writes the version file and makes it the serving version in one transaction.
- * Guards against stale work: a classifier deleted or already trained on this data is left alone.
+ * One training run: decodes and embeds the examples not in the cache (an upload only checks its
+ * images, so this is where they are first decoded; the cache keeps what a killed run embedded), records
+ * the latest upload's report as decoded (images that failed named in it), trains a head on everything
+ * usable, writes the version file and makes it the serving version in one transaction. Fails with
+ * TrainingDataError, naming the entries, when a class has no readable image or a zip of the latest
+ * upload keeps fewer than `minImagesPerZip` images once decoded. Guards against stale work: a
+ * classifier deleted or already trained on this data is left alone.
  */
 export async function trainClassifier(
   ctx: TrainingContext,
@@ -110,6 +117,7 @@ async function trainSnapshot(
     positivesByHash.set(e.imageHash, list);
   }
   const usable = [...positivesByHash.keys()];
+  const shortZips = await recordDecodedUpload(ctx, classifier, failures, usable.length);
   for (const [i, name] of classes.entries()) {
     if (!usable.some((h) => positivesByHash.get(h)!.includes(i))) {
       const unreadable = examples
@@ -124,6 +132,7 @@ async function trainSnapshot(
     if (usable.every((h) => positivesByHash.get(h)!.includes(i)))
       throw new TrainingDataError(noNegativesMessage(classifierId, name, examples));
   }
+  if (shortZips) throw new TrainingDataError(shortZips);
 
   let head;
   try {
@@ -185,6 +194,49 @@ async function trainSnapshot(
 }
 
 type SnapshotExample = TrainingSnapshot['examples'][number];
+
+/**
+ * Records the latest upload's report as decoded, when it is the upload of the generation this run
+ * trains (a later upload has its own run), with the upload's accepted images that failed to decode.
+ * Returns why the run must fail when a zip of that upload keeps fewer than `minImagesPerZip` images
+ * once decoded (an upload that would have been refused had its images been decoded at once), naming
+ * the zip and the entries that failed; undefined otherwise.
+ */
+async function recordDecodedUpload(
+  ctx: TrainingContext,
+  classifier: TrainingSnapshot['classifier'],
+  failures: Map<string, string>,
+  trainingExamples: number,
+): Promise<string | undefined> {
+  const stored = await ctx.classifiers.latestUploadReport(classifier.id);
+  if (!stored || stored.generation !== classifier.generation) return undefined;
+  const failed: DecodeFailure[] = [];
+  if (failures.size > 0) {
+    for (const e of await ctx.classifiers.examplesOfGeneration(classifier.id, stored.generation)) {
+      const reason = failures.get(e.imageHash);
+      const entryName = e.entryName ?? `an image (SHA-256 ${e.imageHash.slice(0, 12)}…)`;
+      if (reason !== undefined) failed.push({ className: e.className, entryName, reason });
+    }
+  }
+  const decoded = decodedUpload(stored, failed, trainingExamples);
+  await ctx.classifiers.recordDecodedUpload(classifier.id, stored.generation, decoded);
+  const classOf = uploadClassNames(stored);
+  const short = decoded.files.filter((f) => f.accepted < ctx.minImagesPerZip);
+  if (short.length === 0) return undefined;
+  const min = ctx.minImagesPerZip;
+  const parts = short.map((f) => {
+    const ofZip = failed.filter((x) => x.className === classOf.get(f.file)).map((x) => `'${x.entryName}': ${x.reason}`);
+    return (
+      `the zip file for '${f.file}' keeps ${f.accepted} usable ${f.accepted === 1 ? 'image' : 'images'} once decoded, and at least ${min} ${min === 1 ? 'is' : 'are'} required ` +
+      `(${ofZip.length} could not be decoded: ${listed(ofZip)})`
+    );
+  });
+  const sentence = parts.join('; ');
+  return (
+    `${sentence[0].toUpperCase()}${sentence.slice(1)}. ` +
+    `Send ${short.length === 1 ? 'that zip' : 'those zips'} again with images that open in an image viewer, with POST /v3/classifiers/${classifier.id}.`
+  );
+}
 
 const MAX_LISTED = 5;
 

@@ -31,7 +31,7 @@ export class ProcessMetrics {
 
   readonly cacheLookups = new Counter({
     name: `${PREFIX}embedding_cache_lookups_total`,
-    help: 'Example images looked up in the embedding cache, by result (hit, miss): at upload (api) and training (worker)',
+    help: 'Example images looked up in the embedding cache, by result (hit, miss), by training (worker)',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });

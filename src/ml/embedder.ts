@@ -5,6 +5,7 @@ import { CENTERNET_INPUT_NAME, CENTERNET_MAX_DETECTIONS, CENTERNET_OUTPUT_NAME }
 import type { DetectorPack } from './detector/detector-pack';
 import { DETECTION_ROW, objectClasses } from './detector/object-detector';
 import { InferenceWorker, type InferencePriority } from './inference-worker';
+import { checkUploadImage } from './image-check';
 import { PackError, type LoadedPack } from './model-pack';
 import { MissingOutputsError } from './onnx/graph-cut';
 import { packKey, type BuiltinClass, type ImageInput, type PackManifest } from './types';
@@ -205,6 +206,15 @@ export class Embedder {
       offset += decoded.length;
     }
     return results;
+  }
+
+  /**
+   * An uploaded image checked without decoding its pixels where that suffices (format, header, pixel
+   * limit, structure), and decoded in full to this embedder's square only when that check flags it:
+   * see checkUploadImage. Returns the ImageDecodeError analyze would give it, or undefined. Runs no model.
+   */
+  checkImage(image: ImageInput): Promise<ImageDecodeError | undefined> {
+    return checkUploadImage(image, this.views);
   }
 
   /** False once a model thread (the pack's or the detector's) has crashed or been closed. */

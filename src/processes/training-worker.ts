@@ -57,6 +57,7 @@ export async function runTrainingWorker(): Promise<void> {
     negativeBank,
     threads: config.ortThreads,
     keepVersions: config.keepVersions,
+    minImagesPerZip: config.limits.minImagesPerZip,
     logger,
     now: () => new Date().toISOString(),
   };

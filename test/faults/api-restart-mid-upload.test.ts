@@ -30,7 +30,7 @@ describe('the API killed mid-upload and started again', () => {
   let survivorId: string;
   let survivorHashes: string[];
 
-  const env = (): NodeJS.ProcessEnv => ({
+  const env = (startWorker = false): NodeJS.ProcessEnv => ({
     ...process.env,
     PORT: '0',
     HOST: '127.0.0.1',
@@ -39,7 +39,7 @@ describe('the API killed mid-upload and started again', () => {
     REDIS_URL,
     QUEUE_PREFIX: queuePrefix,
     API_KEYS: `alice:${ALICE_KEY}`,
-    START_WORKER: 'false', // no training needed: the upload path is under test
+    START_WORKER: String(startWorker), // no training needed but in the last test: the upload path is under test
     ORT_THREADS: '1',
     LOG_LEVEL: 'warn',
   });
@@ -164,4 +164,42 @@ describe('the API killed mid-upload and started again', () => {
     expect(stored.others).toEqual([]);
     expect(unreferencedImageFiles(dataDir)).toEqual([]);
   });
+
+  it('once the create has answered: nothing accepted is lost, and the training runs after the restart', async () => {
+    // Issue 22: the create answers before any image is decoded; the images and examples are durable by then.
+    const form = await prebuildForm(
+      trainingForm(
+        {
+          one_positive_examples: await classZip('blue-squares', 120, 89),
+          two_positive_examples: await classZip('green-stripes', 120, 90),
+          negative_examples: await classZip('noise', 120, 91),
+        },
+        { name: 'killed after answering' },
+      ),
+    );
+    const answer = await pacedUpload(service!.url, `/v3/classifiers?${VERSION}`, form, {
+      chunkBytes: form.body.length,
+      pauseMs: 0,
+    }).outcome;
+    expect(answer).toMatchObject({ status: 200 });
+    await service!.kill('SIGKILL');
+    const { classifier_id: id, upload } = JSON.parse((answer as { body: string }).body);
+    expect(upload).toMatchObject({ training_examples: 360, decoded: false });
+
+    service = await startServiceProcess(env(true));
+    const ready = await waitFor(
+      'the classifier accepted before the kill to train',
+      async () => {
+        const got = await service!.call('GET', `/v3/classifiers/${id}?${VERSION}`);
+        return ['ready', 'failed'].includes((got.body as { status: string }).status) ? got.body : undefined;
+      },
+      240_000,
+      250,
+    );
+    expect(ready).toMatchObject({ status: 'ready', upload: { training_examples: 360, decoded: true } });
+    const versions = await service!.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`);
+    expect((versions.body as { versions: Array<{ examples: number }> }).versions.map((v) => v.examples)).toEqual([360]);
+    expect(unreferencedImageFiles(dataDir)).toEqual([]);
+    expect(integrityCheck(dataDir)).toBe('ok');
+  }, 300_000);
 });

@@ -298,8 +298,8 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
       ).body;
       acceptedId = acceptedAnswer.classifier_id;
 
-      // Accepted at upload; then its stored pictures are damaged and their cached embeddings lost
-      // (a disk fault, or a new model pack): training must say which entries failed, and why.
+      // Accepted at upload; then its stored pictures are damaged (a disk fault): training must say
+      // which entries failed, and why.
       const broken = await create(
         {
           broken_positive_examples: rawZip(entries(images.slice(21, 31), (i) => `b${i}.jpg`)),
@@ -317,17 +317,9 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
         const file = path.join(t.dataDir, 'images', e.imageHash.slice(0, 2), e.imageHash);
         fs.writeFileSync(file, fs.readFileSync(file).subarray(0, 200));
       }
-      // The cache is in the service's database: reached as another process of the instance would.
-      const db = await t.openDatabase();
-      try {
-        const hashes = examples.map((e) => e.imageHash);
-        const cached = () => t.service.ctx.embeddings.getMany(hashes, t.service.ctx.embedder.packKey);
-        expect((await cached()).size).toBe(hashes.length);
-        await db.kysely.deleteFrom('embeddings').where('hash', 'in', hashes).execute();
-        expect((await cached()).size).toBe(0);
-      } finally {
-        await db.close();
-      }
+      // An upload checks its images and training decodes them (issue 22): nothing is cached before training.
+      const hashes = examples.map((e) => e.imageHash);
+      expect((await t.service.ctx.embeddings.getMany(hashes, t.service.ctx.embedder.packKey)).size).toBe(0);
 
       // A later update makes the earlier negatives pictures of 'a' too: nothing is left to tell 'a' apart from.
       const onlyA = await create(
@@ -362,6 +354,7 @@ describe('uploads: every zip read, only decodable distinct images counted, refus
     it('answers what each zip contributed, and the version trains on exactly training_examples images', async () => {
       expect(acceptedAnswer.upload).toEqual({
         training_examples: 20,
+        decoded: false,
         files: [
           {
             file: 'a_positive_examples',

@@ -10,6 +10,7 @@ async function explanationOf(snapshot: Omit<TrainingSnapshot, 'classifier'> & { 
         classifier: { id: 'k_1', classes: snapshot.classes, generation: 2, trainedGeneration: 1 },
         examples: snapshot.examples,
       }),
+      latestUploadReport: async () => undefined,
     },
     versions: {
       markFailed: async (_id: string, _generation: number, explanation: string) => {

@@ -11,6 +11,16 @@ export interface NewExample {
   entryName?: string;
 }
 
+/** A classifier's latest upload report, as JSON values the domain shapes (see manage-classifiers.ts). */
+export interface StoredUploadReport {
+  /** The generation the upload's examples were recorded with. */
+  generation: number;
+  /** As the create or update answered it. */
+  checked: unknown;
+  /** As training left it once it had decoded every image; null until then. */
+  decoded: unknown;
+}
+
 export interface TrainingSnapshot {
   classifier: ClassifierRecord;
   /** The classifier's training set: every example not retired by an activation. */
@@ -194,6 +204,8 @@ export class ClassifierRepository {
     examples: NewExample[];
     customerId: string | null;
     callbackUrl?: string | null;
+    /** The upload's report (JSON-serialisable), kept as the classifier's latest in the same transaction. */
+    uploadReport?: unknown;
     now: string;
   }): Promise<ClassifierRecord> {
     return this.db.write(async (trx) => {
@@ -219,6 +231,7 @@ export class ClassifierRepository {
         .execute();
       await this.addClassesAndExamples(trx, input.id, 1, input.examples, input.customerId, input.now);
       await this.writeCallbackUrl(trx, input.id, input.callbackUrl);
+      await writeUploadReport(trx, input.id, 1, input.uploadReport);
       return (await findClassifierIn(trx, input.id))!;
     });
   }
@@ -233,6 +246,8 @@ export class ClassifierRepository {
     customerId: string | null;
     /** Set (a URL) or removed (null) in the same transaction; undefined: unchanged. */
     callbackUrl?: string | null;
+    /** The upload's report (JSON-serialisable): replaces the classifier's latest, in the same transaction. */
+    uploadReport?: unknown;
     now: string;
   }): Promise<ClassifierRecord | undefined> {
     return this.db.write(async (trx) => {
@@ -255,8 +270,54 @@ export class ClassifierRepository {
         .execute();
       await this.addClassesAndExamples(trx, input.id, generation, input.examples, input.customerId, input.now);
       await this.writeCallbackUrl(trx, input.id, input.callbackUrl);
+      await writeUploadReport(trx, input.id, generation, input.uploadReport);
       return findClassifierIn(trx, input.id);
     });
+  }
+
+  /** The classifier's latest upload report, if any upload recorded one. */
+  async latestUploadReport(id: string): Promise<StoredUploadReport | undefined> {
+    const row = await this.db.kysely
+      .selectFrom('upload_reports')
+      .select(['generation', 'checked', 'decoded'])
+      .where('classifier_id', '=', id)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return {
+      generation: row.generation,
+      checked: JSON.parse(row.checked) as unknown,
+      decoded: row.decoded === null ? null : (JSON.parse(row.decoded) as unknown),
+    };
+  }
+
+  /**
+   * Records the report as training found it after decoding, if the latest upload is still the one of
+   * `generation` (a later upload replaced it otherwise: its own run reports it). Idempotent.
+   */
+  async recordDecodedUpload(id: string, generation: number, decoded: unknown): Promise<void> {
+    await this.db.write((trx) =>
+      trx
+        .updateTable('upload_reports')
+        .set({ decoded: JSON.stringify(decoded) })
+        .where('classifier_id', '=', id)
+        .where('generation', '=', generation)
+        .execute(),
+    );
+  }
+
+  /** The examples recorded with `generation` (one upload's), retired or not: class, image and entry name. */
+  async examplesOfGeneration(
+    id: string,
+    generation: number,
+  ): Promise<Array<{ className: string | null; imageHash: string; entryName: string | null }>> {
+    const rows = await this.db.kysely
+      .selectFrom('examples')
+      .select(['class_name', 'image_hash', 'entry_name'])
+      .where('classifier_id', '=', id)
+      .where('generation', '=', generation)
+      .orderBy('id')
+      .execute();
+    return rows.map((r) => ({ className: r.class_name, imageHash: r.image_hash, entryName: r.entry_name }));
   }
 
   /** Everything a training run needs, read in one transaction so examples and generation agree. */
@@ -446,6 +507,16 @@ export class ClassifierRepository {
       return stale.map((c) => c.id);
     });
   }
+}
+
+async function writeUploadReport(trx: Queries, id: string, generation: number, report: unknown): Promise<void> {
+  if (report === undefined) return;
+  const checked = JSON.stringify(report);
+  await trx
+    .insertInto('upload_reports')
+    .values({ classifier_id: id, generation, checked, decoded: null })
+    .onConflict((oc) => oc.column('classifier_id').doUpdateSet({ generation, checked, decoded: null }))
+    .execute();
 }
 
 async function deleteIn(trx: Queries, id: string, now: string): Promise<{ deleted: boolean; imageHashes: string[] }> {

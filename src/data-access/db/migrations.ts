@@ -489,6 +489,26 @@ function reviewExamples(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * Issue 22: a create or update answers once the images are checked and stored, and training decodes
+ * them in the background. `upload_reports` keeps each classifier's latest upload report: as answered
+ * (`checked`), and as training found it once every image was decoded (`decoded`, NULL until then),
+ * so GET /v3/classifiers/{id} can say which images failed to decode after the answer.
+ */
+function uploadReports(): Migration {
+  return {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('upload_reports')
+        .addColumn('classifier_id', 'text', (c) => c.primaryKey().references('classifiers.id').onDelete('cascade'))
+        .addColumn('generation', 'integer', (c) => c.notNull())
+        .addColumn('checked', 'text', (c) => c.notNull())
+        .addColumn('decoded', 'text')
+        .execute();
+    },
+  };
+}
+
 /** The Kysely migrations, by name (applied in name order). */
 export function migrationProvider(dialect: Dialect): MigrationProvider & { names: string[] } {
   const migrations: Record<string, Migration> = {
@@ -496,6 +516,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider & { names
     '0002_shared_store': sharedStore(dialect),
     '0003_forget_customer_data': forgetCustomerData(dialect),
     '0004_review_examples': reviewExamples(dialect),
+    '0005_upload_reports_background_ingest': uploadReports(),
   };
   return { names: Object.keys(migrations), getMigrations: async () => migrations };
 }

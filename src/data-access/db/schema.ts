@@ -108,4 +108,9 @@ export interface Schema {
     /** The version that applied it: the first published on its generation or a later one; null until then. */
     version_id: ColumnType<number | null, number | null | undefined, number | null>;
   };
+  /**
+   * Each classifier's latest upload report (JSON of UploadReportRecord): as the create/update answered
+   * it, and as training left it once it had decoded every image (NULL until then).
+   */
+  upload_reports: { classifier_id: string; generation: number; checked: string; decoded: string | null };
 }
