@@ -39,6 +39,16 @@ import {
   type LabelledImages,
 } from './lib/datasets';
 import { modelsDir } from './lib/repo';
+import {
+  bankOverlap,
+  drawScenario,
+  DRAWS,
+  loadTutorialPools,
+  SCENARIOS,
+  TRAIN_PER_CLASS,
+  type EmbeddedPool,
+  type Scenario,
+} from './lib/tutorial-accuracy';
 
 const OUTER_FOLDS = 5;
 const FASHION_PER_CLASS = 100;
@@ -84,6 +94,7 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const l2Arg = args.indexOf('--l2');
   const l2 = l2Arg >= 0 ? Number(args[l2Arg + 1]) : DEFAULT_L2;
+  const tutorialOnly = args.includes('--tutorial-only');
 
   let food: LabelledImages;
   let fashion: LabelledImages;
@@ -142,59 +153,66 @@ async function main(): Promise<void> {
   );
 
   const closed: Record<string, Record<string, Figures>> = {};
+  const openSet: Record<string, Record<string, Record<string, number>>> = {};
   let trainSeconds = 0;
   let trainings = 0;
-  for (const set of [gcomprisSet, foodSet, fashionSet]) {
-    closed[set.name] = {};
-    for (const withBank of [false, true]) {
-      const t0 = Date.now();
-      const cv = await crossValidate(set, withBank ? bankWithout(bank, [set]) : undefined, embedder.packKey, l2);
-      trainSeconds += (Date.now() - t0) / 1000;
-      trainings += OUTER_FOLDS;
-      Object.assign(closed[set.name], cv);
-    }
-    for (const [variant, f] of Object.entries(closed[set.name])) {
-      console.log(
-        `${set.name} ${variant}: top-1 ${fmt(f.top1)}, macro-F1 ${fmt(f.macroF1)}, held-out recall@0.5 ${fmt(f.recall)}`,
-      );
-    }
-  }
-
-  // Open set: train on all of one set, score photos of others.
-  const openSet: Record<string, Record<string, Record<string, number>>> = {};
-  for (const [trained, unrelated] of [
-    [gcomprisSet, [darknetSet, foodSet, thumbnails]],
-    [foodSet, [darknetSet, gcomprisSet, thumbnails]],
-  ] as const) {
-    openSet[trained.name] = {};
-    for (const withBank of [false, true]) {
-      const head = await trainHead(
-        toTrainingSet(trained, undefined, withBank ? bankWithout(bank, [trained, ...unrelated]) : undefined),
-        { packKey: embedder.packKey, l2, threads: 2 },
-      );
-      const variants: Array<[Variant, TrainedHead]> = withBank
-        ? [
-            ...(await Promise.all(
-              GATES.map(
-                async (g) =>
-                  [gateName(g), await withGate(head, trained, undefined, g.cap, g.quantile)] as [Variant, TrainedHead],
-              ),
-            )),
-            ['bank', { ...head, gate: undefined }] as [Variant, TrainedHead],
-          ]
-        : [['plain', { ...head, gate: undefined }]];
-      for (const [variant, scored] of variants) {
-        const rates: Record<string, number> = {};
-        for (const other of unrelated) rates[other.name] = round(falsePositiveRate(scored, other));
-        openSet[trained.name][variant] = rates;
+  if (!tutorialOnly) {
+    for (const set of [gcomprisSet, foodSet, fashionSet]) {
+      closed[set.name] = {};
+      for (const withBank of [false, true]) {
+        const t0 = Date.now();
+        const cv = await crossValidate(set, withBank ? bankWithout(bank, [set]) : undefined, embedder.packKey, l2);
+        trainSeconds += (Date.now() - t0) / 1000;
+        trainings += OUTER_FOLDS;
+        Object.assign(closed[set.name], cv);
+      }
+      for (const [variant, f] of Object.entries(closed[set.name])) {
         console.log(
-          `open set, trained on ${trained.name}, ${variant}: ${Object.entries(rates)
-            .map(([name, rate]) => `${name} ${pct(rate)}`)
-            .join(', ')} score ≥ 0.5`,
+          `${set.name} ${variant}: top-1 ${fmt(f.top1)}, macro-F1 ${fmt(f.macroF1)}, held-out recall@0.5 ${fmt(f.recall)}`,
         );
       }
     }
+
+    // Open set: train on all of one set, score photos of others.
+    for (const [trained, unrelated] of [
+      [gcomprisSet, [darknetSet, foodSet, thumbnails]],
+      [foodSet, [darknetSet, gcomprisSet, thumbnails]],
+    ] as const) {
+      openSet[trained.name] = {};
+      for (const withBank of [false, true]) {
+        const head = await trainHead(
+          toTrainingSet(trained, undefined, withBank ? bankWithout(bank, [trained, ...unrelated]) : undefined),
+          { packKey: embedder.packKey, l2, threads: 2 },
+        );
+        const variants: Array<[Variant, TrainedHead]> = withBank
+          ? [
+              ...(await Promise.all(
+                GATES.map(
+                  async (g) =>
+                    [gateName(g), await withGate(head, trained, undefined, g.cap, g.quantile)] as [
+                      Variant,
+                      TrainedHead,
+                    ],
+                ),
+              )),
+              ['bank', { ...head, gate: undefined }] as [Variant, TrainedHead],
+            ]
+          : [['plain', { ...head, gate: undefined }]];
+        for (const [variant, scored] of variants) {
+          const rates: Record<string, number> = {};
+          for (const other of unrelated) rates[other.name] = round(falsePositiveRate(scored, other));
+          openSet[trained.name][variant] = rates;
+          console.log(
+            `open set, trained on ${trained.name}, ${variant}: ${Object.entries(rates)
+              .map(([name, rate]) => `${name} ${pct(rate)}`)
+              .join(', ')} score ≥ 0.5`,
+          );
+        }
+      }
+    }
   }
+
+  const tutorial = await tutorialScenarios(embedder, bank, l2, cacheFile);
 
   console.log(
     JSON.stringify({
@@ -206,12 +224,188 @@ async function main(): Promise<void> {
       outerFolds: OUTER_FOLDS,
       bank_photos: bank.embeddings.length,
       decode_embed_images_per_s: round(embedded / embedSeconds),
-      train_s_per_head: round(trainSeconds / trainings),
+      train_s_per_head: trainings > 0 ? round(trainSeconds / trainings) : null,
       closed_set: closed,
       open_set_false_positive_rate: openSet,
+      tutorial,
       targets: TARGETS,
     }),
   );
+}
+
+/** A way of training and scoring that the tutorial scenarios compare. */
+interface TutorialVariant {
+  name: string;
+  withBank: boolean;
+  train: (set: TrainingSet, packKey: string, l2: number) => Promise<TrainedHead>;
+  score: (head: TrainedHead, embedding: Float32Array) => number[];
+}
+
+/** The service, and the service with one open-set mechanism taken out: what each one pays. */
+const TUTORIAL_VARIANTS: TutorialVariant[] = [
+  {
+    name: 'plain',
+    withBank: false,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
+    score: (head, embedding) => scoreHead({ ...head, gate: undefined }, embedding),
+  },
+  {
+    name: 'service',
+    withBank: true,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
+    score: (head, embedding) => scoreHead(head, embedding),
+  },
+  {
+    name: 'without known head',
+    withBank: true,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2, openSet: { knownHead: false } }),
+    score: (head, embedding) => scoreHead(head, embedding),
+  },
+  {
+    name: 'without look-alike exclusion',
+    withBank: true,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2, openSet: { excludeLookalikes: false } }),
+    score: (head, embedding) => scoreHead(head, embedding),
+  },
+  {
+    name: 'without pooled radius',
+    withBank: true,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2, openSet: { pooledRadius: false } }),
+    score: (head, embedding) => scoreHead(head, embedding),
+  },
+  {
+    name: 'gate per class',
+    withBank: true,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
+    score: (head, embedding) => scoreHead(head, embedding, { gate: 'each' }),
+  },
+];
+
+interface TutorialFigures {
+  bank_photos: number;
+  held_out_photos: number;
+  unrelated_photos: number;
+  /** Per variant, pooled over the draws; `*_by_draw` shows the spread. */
+  variants: Record<
+    string,
+    { top1: number; recall: number; unrelated: number; recall_by_draw: number[]; unrelated_by_draw: number[] }
+  >;
+}
+
+/**
+ * The tutorial-shaped scenarios (bench/lib/tutorial-accuracy.ts): DRAWS random draws of each, every
+ * variant trained on the same draw. Embeddings are cached beside BENCH_EMBEDDINGS (`<file>.tutorial`).
+ */
+async function tutorialScenarios(
+  embedder: { packKey: string },
+  bank: NegativeBank,
+  l2: number,
+  cacheFile: string | undefined,
+): Promise<Record<string, TutorialFigures>> {
+  const tutorialCache = cacheFile ? `${cacheFile}.tutorial` : undefined;
+  type Cached = { packKey: string; pools: EmbeddedPool[] };
+  const cached =
+    tutorialCache && fs.existsSync(tutorialCache)
+      ? (v8.deserialize(fs.readFileSync(tutorialCache)) as Cached)
+      : undefined;
+  let pools: EmbeddedPool[];
+  if (cached && cached.packKey === embedder.packKey) pools = cached.pools;
+  else {
+    const photos = loadTutorialPools();
+    const live = await openEmbedder(modelsDir(), 2, createLogger('warn', 'bench'));
+    pools = [];
+    for (const pool of photos) {
+      const analyses = await live.analyze(pool.images);
+      const kept = analyses.flatMap((analysis, i) => (analysis instanceof Error ? [] : [i]));
+      pools.push({
+        name: pool.name,
+        embeddings: kept.map((i) => (analyses[i] as { embedding: Float32Array }).embedding),
+        sources: kept.map((i) => pool.sources[i]),
+      });
+    }
+    await live.close();
+    if (tutorialCache)
+      fs.writeFileSync(tutorialCache, v8.serialize({ packKey: embedder.packKey, pools } satisfies Cached));
+  }
+  const byName = new Map(pools.map((pool) => [pool.name, pool]));
+  const overlap = bankOverlap(bank, pools);
+  const result: Record<string, TutorialFigures> = {};
+  for (const scenario of SCENARIOS)
+    result[scenario.name] = await tutorialScenario(scenario, byName, bank, overlap, embedder.packKey, l2);
+  return result;
+}
+
+async function tutorialScenario(
+  scenario: Scenario,
+  pools: Map<string, EmbeddedPool>,
+  bank: NegativeBank,
+  overlap: Array<Set<string>>,
+  packKey: string,
+  l2: number,
+): Promise<TutorialFigures> {
+  const used = [...Object.values(scenario.classes), scenario.negatives, ...scenario.unrelated];
+  const implicit = bank.embeddings.filter((_, i) => !used.some((name) => overlap[i].has(name)));
+  const unrelated = scenario.unrelated.flatMap((name) => pools.get(name)!.embeddings);
+  const classPools = Object.values(scenario.classes).map((name) => pools.get(name)!);
+  const tallies = new Map(
+    TUTORIAL_VARIANTS.map((v) => [
+      v.name,
+      { top1: 0, recall: 0, held: 0, unrelated: 0, recalls: [] as number[], rates: [] as number[] },
+    ]),
+  );
+  let heldOutPhotos = 0;
+  for (let d = 0; d < DRAWS; d++) {
+    const draw = drawScenario(scenario, pools, d);
+    const negatives = pools.get(scenario.negatives)!;
+    const set: TrainingSet = {
+      classes: Object.keys(scenario.classes),
+      embeddings: [
+        ...draw.train.flatMap((rows, c) => rows.map((i) => classPools[c].embeddings[i])),
+        ...draw.negatives.map((i) => negatives.embeddings[i]),
+      ],
+      positives: [...draw.train.flatMap((rows, c) => rows.map(() => [c])), ...draw.negatives.map(() => [])],
+    };
+    heldOutPhotos = draw.heldOut.reduce((sum, rows) => sum + rows.length, 0);
+    for (const variant of TUTORIAL_VARIANTS) {
+      const head = await variant.train(variant.withBank ? { ...set, implicitNegatives: implicit } : set, packKey, l2);
+      const t = tallies.get(variant.name)!;
+      let ownYes = 0;
+      draw.heldOut.forEach((rows, c) =>
+        rows.forEach((i) => {
+          const scores = variant.score(head, classPools[c].embeddings[i]);
+          if (scores.indexOf(Math.max(...scores)) === c) t.top1++;
+          if (scores[c] >= 0.5) ownYes++;
+        }),
+      );
+      const yes = unrelated.filter((e) => variant.score(head, e).some((score) => score >= 0.5)).length;
+      t.recall += ownYes;
+      t.held += heldOutPhotos;
+      t.unrelated += yes;
+      t.recalls.push(round(ownYes / heldOutPhotos));
+      t.rates.push(round(yes / unrelated.length));
+    }
+  }
+  const figures: TutorialFigures = {
+    bank_photos: implicit.length,
+    held_out_photos: heldOutPhotos,
+    unrelated_photos: unrelated.length,
+    variants: {},
+  };
+  for (const [name, t] of tallies) {
+    figures.variants[name] = {
+      top1: round(t.top1 / t.held),
+      recall: round(t.recall / t.held),
+      unrelated: round(t.unrelated / (unrelated.length * DRAWS)),
+      recall_by_draw: t.recalls,
+      unrelated_by_draw: t.rates,
+    };
+    console.log(
+      `tutorial "${scenario.name}" (${Object.keys(scenario.classes).length} classes × ${TRAIN_PER_CLASS} photos, ${DRAWS} draws; ` +
+        `bank of ${implicit.length}), ${name}: held-out top-1 ${fmt(t.top1 / t.held)}, recall@0.5 ${fmt(t.recall / t.held)}, ` +
+        `unrelated ≥ 0.5 ${pct(t.unrelated / (unrelated.length * DRAWS))} of ${unrelated.length}`,
+    );
+  }
+  return figures;
 }
 
 async function embed(

@@ -82,6 +82,25 @@ export const headEvaluationSchema = z
       })
       .optional()
       .meta({ description: 'Out-of-sample predictions against the truth, for examples of at most one class' }),
+    open_set: z
+      .object({
+        bank_photos: z.number().int().min(0).meta({
+          description: 'Photos of the open-set bank scored by cross-validation models that did not train on them',
+        }),
+        false_positive_rate: z.number().min(0).max(1).meta({
+          description:
+            'Share of those photos (of none of the classes) for which some class scores 0.5 or more: how often "yes" is wrong for an unrelated photo',
+        }),
+        recall: z.number().min(0).max(1).meta({
+          description:
+            'Share of the examples\' own classes scoring 0.5 or more out of sample, after open-set rejection: how often "yes" is said when it should be',
+        }),
+      })
+      .optional()
+      .meta({
+        description:
+          'How far 0.5 can be trusted, measured out of fold (versions trained with the open-set bank; absent in older evaluations)',
+      }),
   })
   .meta({ id: 'HeadEvaluation', description: 'Cross-validated evaluation of one version (extension).' });
 

@@ -43,7 +43,7 @@ describe('head files', () => {
 
   it('starts with a magic and a version', () => {
     expect(file.subarray(0, 8).toString('latin1')).toBe('WVRHEAD\0');
-    expect(file.readUInt32LE(8)).toBe(2);
+    expect(file.readUInt32LE(8)).toBe(3);
   });
 
   it('stores the k-NN gate and still reads version-1 files, which have none', () => {
@@ -79,9 +79,9 @@ describe('head files', () => {
 
   it('rejects an unknown format version', () => {
     const future = Buffer.from(file);
-    future.writeUInt32LE(3, 8);
+    future.writeUInt32LE(4, 8);
     expect(() => deserializeHead(future)).toThrow(
-      /head format version 3 is not supported \(this build reads versions 1 and 2\)/,
+      /head format version 4 is not supported \(this build reads versions 1, 2, 3\)/,
     );
   });
 

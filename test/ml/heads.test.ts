@@ -46,7 +46,7 @@ describe('trainHead on separable clusters', () => {
   });
 
   it('describes itself', () => {
-    expect(head).toMatchObject({ formatVersion: 2, packKey, dim: DIM, classes: set.classes });
+    expect(head).toMatchObject({ formatVersion: 3, packKey, dim: DIM, classes: set.classes });
     expect(head.weights).toHaveLength(4 * DIM);
     expect(head.bias).toHaveLength(4);
     expect(head.center).toHaveLength(DIM);

@@ -33,8 +33,8 @@ describe('k-NN gate', () => {
     Uint8Array.from(embeddings, (_, i) => (Math.min(2, Math.floor(i / 6)) === c ? 1 : 0)),
   );
 
-  it('sets each radius to the largest leave-one-out k-NN distance of its positives', async () => {
-    const gate = await buildGate(embeddings, labels, 3, { k: 3, seed: 1 });
+  it('sets each radius to the largest leave-one-out k-NN distance of its positives (the pooled floor off)', async () => {
+    const gate = await buildGate(embeddings, labels, 3, { k: 3, seed: 1, pooledQuantile: 0 });
     expect(gate.counts).toEqual([6, 6, 1]);
     const stored = (c: number, i: number) => gate.positives.subarray((c * 6 + i) * 3, (c * 6 + i + 1) * 3);
     // Each positive's distance to the others, leaving itself out, is at most the radius, and one reaches it.
@@ -50,6 +50,9 @@ describe('k-NN gate', () => {
     }
     expect(gate.radius[1]).toBeGreaterThan(gate.radius[0]); // the wider class gets the wider radius
     expect(gate.radius[2]).toBe(Infinity); // one positive: no spread to learn a radius from
+    // With the pooled floor (the default) a radius is never narrower.
+    const pooled = await buildGate(embeddings, labels, 3, { k: 3, seed: 1 });
+    pooled.radius.forEach((r, c) => expect(r).toBeGreaterThanOrEqual(gate.radius[c]));
   });
 
   it('keeps scores below 0.5 as they are, lets near images through and caps far ones below 0.5, lower the farther', async () => {

@@ -174,29 +174,36 @@ function pictures(count: number, size = SIZE): Uint8Array[] {
 }
 
 /** A CenterNet-style pack (NHWC 0–255) and a small NCHW ImageNet-normalised network composed into one classifier. */
-function composedClassifier() {
+function composedClassifier(known?: TrainedHead['known'], classes = ['alpha', 'beta']) {
   const first = centernetLikePack();
   const second = smallNchwNetwork(SIZE);
   const sources = [
     packEmbeddingSource(first.model, first.manifest),
     { model: second.model, input: second.input, outputs: ['pooled'], dim: 8 },
   ];
-  const classes = ['alpha', 'beta'];
-  const trained = head(22, classes);
+  const trained = { ...head(22, classes), ...(known ? { known } : {}) };
   return { first, second, sources, classes, trained, built: buildClassifierOnnx(sources, trained, INFO) };
 }
 
 /** The head's scores of each picture as the Embedder sees it: each network on its own input, each tap L2-normalised, concatenated, normalised. */
 async function embedderScores(
-  { first, second, trained }: ReturnType<typeof composedClassifier>,
+  composed: ReturnType<typeof composedClassifier>,
   rgbs: Uint8Array[],
 ): Promise<number[][]> {
+  return (await embedderEmbeddings(composed, rgbs)).map((embedding) => scoreHead(composed.trained, embedding));
+}
+
+/** Each picture's embedding as the Embedder computes it. */
+async function embedderEmbeddings(
+  { first, second }: ReturnType<typeof composedClassifier>,
+  rgbs: Uint8Array[],
+): Promise<Float32Array[]> {
   const [net1, net2] = await Promise.all([
     ort.InferenceSession.create(first.model),
     ort.InferenceSession.create(second.model),
   ]);
   const plane = SIZE * SIZE;
-  const scores: number[][] = [];
+  const embeddings: Float32Array[] = [];
   for (const rgb of rgbs) {
     const nhwc = Float32Array.from(rgb);
     const nchw = new Float32Array(3 * plane);
@@ -210,10 +217,10 @@ async function embedderScores(
       const n = Math.hypot(...v);
       return Array.from(v, (x) => x / n);
     };
-    scores.push(scoreHead(trained, Float32Array.from(unit(Float32Array.from(parts.flatMap(unit))))));
+    embeddings.push(Float32Array.from(unit(Float32Array.from(parts.flatMap(unit)))));
   }
   await Promise.all([net1.release(), net2.release()]);
-  return scores;
+  return embeddings;
 }
 
 describe('ONNX → Core ML mapping of the ops the backbone converters emit', () => {
@@ -421,4 +428,74 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
       }
     },
   );
+
+  describe('with the "any of my classes" head', () => {
+    const classes = ['alpha', 'beta', 'gamma'];
+    const rgbs = pictures(6);
+    /** Known weights, and a threshold that half the pictures fall below. */
+    async function withKnown() {
+      const weights = random(31)(22, 3);
+      const plain = composedClassifier(undefined, classes);
+      const decisions = (await embedderEmbeddings(plain, rgbs)).map((e) =>
+        e.reduce((z, v, k) => z + weights[k] * (v - plain.trained.center[k]), 0),
+      );
+      const sorted = [...decisions].sort((a, b) => a - b);
+      const threshold = (sorted[2] + sorted[3]) / 2;
+      return { composed: composedClassifier({ weights, bias: 0, threshold }, classes), decisions, threshold };
+    }
+
+    it('carries its rejection in the ONNX graph: scores as the service, every class below 0.5 for pictures it rejects', async () => {
+      const { composed, decisions, threshold } = await withKnown();
+      expect(composed.built.model.graph!.node!.some((n) => n.output?.[0] === 'export/known/margin')).toBe(true);
+      const expected = await embedderScores(composed, rgbs);
+      const session = await ort.InferenceSession.create(encodeOnnx(composed.built.model));
+      const plane = SIZE * SIZE;
+      for (const [n, rgb] of rgbs.entries()) {
+        const pixels = new Float32Array(3 * plane);
+        for (let c = 0; c < 3; c++) for (let p = 0; p < plane; p++) pixels[c * plane + p] = rgb[p * 3 + c];
+        const exported = (await session.run({ image: new ort.Tensor('float32', pixels, [1, 3, SIZE, SIZE]) })).scores
+          .data as Float32Array;
+        expected[n].forEach((score, k) => expect(Math.abs(exported[k] - score)).toBeLessThan(1e-5));
+        if (decisions[n] < threshold) expect(Math.max(...exported)).toBeLessThan(0.5);
+        // The ranking is the plain head's.
+        const plain = scoreHead(
+          { ...composed.trained, known: undefined },
+          (await embedderEmbeddings(composed, [rgb]))[0],
+        );
+        expect(
+          Array.from(exported)
+            .map((_, k) => k)
+            .sort((a, b) => exported[b] - exported[a]),
+        ).toEqual(plain.map((_, k) => k).sort((a, b) => plain[b] - plain[a]));
+      }
+      await session.release();
+      // Core ML maps every op of it (decoding and running the .mlmodel needs Apple's spec: the test below).
+      const coreMl = onnxToCoreMlClassifier(composed.built.model, {
+        classes,
+        input: composed.built.input,
+        shortDescription: 's',
+        versionString: '3',
+        metadata: {},
+      });
+      expect(coreMl.bytes.length).toBeGreaterThan(0);
+    });
+
+    withCoreMlSpec('carries its rejection in the Core ML export too', async () => {
+      const { composed } = await withKnown();
+      const coreMl = await decodeMlModel(
+        onnxToCoreMlClassifier(composed.built.model, {
+          classes,
+          input: composed.built.input,
+          shortDescription: 's',
+          versionString: '3',
+          metadata: {},
+        }).bytes,
+      );
+      const expected = await embedderScores(composed, rgbs);
+      for (const [n, rgb] of rgbs.entries()) {
+        const probabilities = runNeuralNetworkClassifier(coreMl, rgb, SIZE);
+        classes.forEach((cls, k) => expect(Math.abs(probabilities.get(cls)! - expected[n][k])).toBeLessThan(1e-5));
+      }
+    });
+  });
 });

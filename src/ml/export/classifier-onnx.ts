@@ -1,5 +1,6 @@
 import { onnx } from 'onnx-proto';
 import type { TrainedHead } from '../heads';
+import { KNOWN_CAP_SLOPE } from '../heads/score';
 import type { PackManifest } from '../types';
 import { ModelExportError } from './errors';
 import { toNumber } from './onnx-tensors';
@@ -199,7 +200,7 @@ export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHea
     ],
     `${PREFIX}platt_logits`,
   );
-  node('Sigmoid', [shifted], EXPORT_SCORES);
+  node('Sigmoid', [head.known ? knownRejection(head, embedding, shifted, node, floats) : shifted], EXPORT_SCORES);
 
   const model: onnx.IModelProto = {
     irVersion,
@@ -219,6 +220,60 @@ export function buildClassifierOnnx(sources: EmbeddingSource[], head: TrainedHea
   return { model, input, classes: head.classes };
 }
 
+type NodeFn = (opType: string, inputs: string[], output: string, attrs?: onnx.IAttributeProto[]) => string;
+type FloatsFn = (name: string, dims: number[], values: ArrayLike<number>) => string;
+
+/**
+ * The "any of my classes" head's rejection, as scoreHead applies it (knownLogOddsCap, cappedScores), in
+ * ops both formats express: margin = known decision − threshold; cap = margin + KNOWN_CAP_SLOPE·Relu(margin);
+ * top = the highest class log-odds (a running max: m + Relu(x − m), as Core ML has no ReduceMax here);
+ * every class's log-odds − Relu(top − cap). Returns the rejected log-odds [N, classes].
+ */
+function knownRejection(head: TrainedHead, embedding: string, logOdds: string, node: NodeFn, floats: FloatsFn): string {
+  const known = head.known!;
+  // w·(e − c) + b − threshold = w·e + (b − threshold − w·c), in double precision.
+  let offset = known.bias - known.threshold;
+  for (let k = 0; k < head.dim; k++) offset -= known.weights[k] * head.center[k];
+  const margin = node(
+    'Gemm',
+    [
+      embedding,
+      floats(`${PREFIX}known/weights`, [1, head.dim], known.weights),
+      floats(`${PREFIX}known/bias`, [1], [offset]),
+    ],
+    `${PREFIX}known/margin`,
+    [int('transB', 1)],
+  );
+  const rise = node(
+    'Mul',
+    [node('Relu', [margin], `${PREFIX}known/above`), floats(`${PREFIX}known/slope`, [1], [KNOWN_CAP_SLOPE])],
+    `${PREFIX}known/rise`,
+  );
+  const cap = node('Add', [margin, rise], `${PREFIX}known/cap`);
+  const classes = head.classes.length;
+  const column = (c: number) =>
+    node(
+      'Gemm',
+      [
+        logOdds,
+        floats(
+          `${PREFIX}known/pick${c}`,
+          [1, classes],
+          Array.from({ length: classes }, (_, j) => (j === c ? 1 : 0)),
+        ),
+      ],
+      `${PREFIX}known/class${c}`,
+      [int('transB', 1)],
+    );
+  let top = column(0);
+  for (let c = 1; c < classes; c++) {
+    const over = node('Sub', [column(c), top], `${PREFIX}known/over${c}`);
+    top = node('Add', [top, node('Relu', [over], `${PREFIX}known/above${c}`)], `${PREFIX}known/top${c}`);
+  }
+  const shift = node('Relu', [node('Sub', [top, cap], `${PREFIX}known/excess`)], `${PREFIX}known/shift`);
+  return node('Sub', [logOdds, shift], `${PREFIX}known/logits`);
+}
+
 /** Metadata both export formats carry: what the input must hold and what the scores mean. */
 export function exportMetadata(input: ExportedInput, head: TrainedHead, info: ExportInfo): Record<string, string> {
   return {
@@ -236,7 +291,14 @@ export function exportMetadata(input: ExportedInput, head: TrainedHead, info: Ex
     input_normalisation: `value = (pixel / 255 - mean[c]) / std[c] with mean = [${input.mean.join(', ')}], std = [${input.std.join(', ')}]`,
     input_mean: JSON.stringify(input.mean),
     input_std: JSON.stringify(input.std),
-    scores: 'independent calibrated one-vs-rest probabilities in head class order; 0.5 is the decision threshold',
+    scores:
+      'independent calibrated one-vs-rest probabilities in head class order; 0.5 is the decision threshold' +
+      (head.known
+        ? '; an image unlike all the classes (the "any of my classes" head below its threshold) has every score below 0.5, ranking kept'
+        : ''),
+    open_set: head.known
+      ? 'carries the "any of my classes" rejection; not the k-NN gate (the service also caps the top class of an image unlike its stored examples)'
+      : 'no open-set rejection (trained without the bank); not the k-NN gate',
   };
 }
 

@@ -12,12 +12,13 @@ import type { HeadEvaluation, TrainedHead } from './types';
  *            gate: { k, counts, radius } (a radius of null stands for Infinity)
  *   0–3 zero bytes so the arrays start 4-byte aligned
  *   f32[dim] center, f32[classes·dim] weights, f32[classes] bias
- *   version 2: f16[Σcounts·dim] the gate's positives
+ *   version 3, with a known head (header known: { bias, threshold }): f32[dim] its weights
+ *   version 2 on: f16[Σcounts·dim] the gate's positives
  *   32 bytes SHA-256 of everything before it
- * Version 1 files (no gate) are still read.
+ * Version 1 (no gate) and 2 (no known head) files are still read.
  */
-export const HEAD_FORMAT_VERSION = 2;
-const READABLE_VERSIONS = [1, 2];
+export const HEAD_FORMAT_VERSION = 3;
+const READABLE_VERSIONS = [1, 2, 3];
 const MAGIC = Buffer.from('WVRHEAD\0', 'latin1');
 const PREFIX_BYTES = MAGIC.length + 8;
 const CHECKSUM_BYTES = 32;
@@ -30,6 +31,7 @@ interface HeadHeader {
   evaluation: HeadEvaluation;
   trainedAt: string;
   gate?: { k: number; counts: number[]; radius: Array<number | null> };
+  known?: { bias: number; threshold: number };
 }
 
 export function serializeHead(head: TrainedHead): Buffer {
@@ -67,9 +69,14 @@ export function serializeHead(head: TrainedHead): Buffer {
     }
     header.gate = { k: gate.k, counts: gate.counts, radius: gate.radius.map((r) => (Number.isFinite(r) ? r : null)) };
   }
+  const { known } = head;
+  if (known) {
+    if (known.weights.length !== head.dim) throw new RangeError(`known head weights do not match dim ${head.dim}`);
+    header.known = { bias: known.bias, threshold: known.threshold };
+  }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const arraysStart = align4(PREFIX_BYTES + json.length);
-  const floats = head.dim + classes * head.dim + classes;
+  const floats = head.dim + classes * head.dim + classes + (known ? head.dim : 0);
   const halves = gate ? encodeFloat16(gate.positives) : Buffer.alloc(0);
   const bytes = Buffer.alloc(arraysStart + floats * 4 + halves.length + CHECKSUM_BYTES);
   MAGIC.copy(bytes, 0);
@@ -77,7 +84,7 @@ export function serializeHead(head: TrainedHead): Buffer {
   bytes.writeUInt32LE(json.length, MAGIC.length + 4);
   json.copy(bytes, PREFIX_BYTES);
   let offset = arraysStart;
-  for (const array of [head.center, head.weights, head.bias]) {
+  for (const array of [head.center, head.weights, head.bias, ...(known ? [known.weights] : [])]) {
     for (let k = 0; k < array.length; k++, offset += 4) bytes.writeFloatLE(array[k], offset);
   }
   offset += halves.copy(bytes, offset);
@@ -96,9 +103,7 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
     fail(`truncated: ${bytes.length} bytes, shorter than the ${PREFIX_BYTES}-byte prefix`);
   const version = bytes.readUInt32LE(MAGIC.length);
   if (!READABLE_VERSIONS.includes(version))
-    fail(
-      `head format version ${version} is not supported (this build reads versions ${READABLE_VERSIONS.join(' and ')})`,
-    );
+    fail(`head format version ${version} is not supported (this build reads versions ${READABLE_VERSIONS.join(', ')})`);
   const headerLength = bytes.readUInt32LE(MAGIC.length + 4);
   if (PREFIX_BYTES + headerLength > bytes.length)
     fail(`truncated: header needs ${headerLength} bytes, file has ${bytes.length - PREFIX_BYTES} left`);
@@ -132,9 +137,12 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
       gate.radius.length === classes;
     if (!valid) fail('corrupt header (k-NN gate missing or malformed)');
   }
+  const known = version >= 3 ? header.known : undefined;
+  if (known && !(Number.isFinite(known.bias) && Number.isFinite(known.threshold)))
+    fail('corrupt header (known head malformed)');
   const storedPositives = gate ? gate.counts.reduce((sum, n) => sum + n, 0) : 0;
   const arraysStart = align4(PREFIX_BYTES + headerLength);
-  const floats = header.dim + classes * header.dim + classes;
+  const floats = header.dim + classes * header.dim + classes + (known ? header.dim : 0);
   const expectedLength = arraysStart + floats * 4 + storedPositives * header.dim * 2 + CHECKSUM_BYTES;
   if (bytes.length < expectedLength) fail(`truncated: expected ${expectedLength} bytes, got ${bytes.length}`);
   if (bytes.length > expectedLength) fail(`corrupt: ${bytes.length - expectedLength} unexpected bytes after the data`);
@@ -150,6 +158,7 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
   const center = readFloats(header.dim);
   const weights = readFloats(classes * header.dim);
   const bias = readFloats(classes);
+  const knownWeights = known ? readFloats(header.dim) : undefined;
   const positives = gate ? decodeFloat16(bytes.subarray(offset, offset + storedPositives * header.dim * 2)) : undefined;
   return {
     formatVersion: version,
@@ -162,6 +171,9 @@ export function deserializeHead(bytes: Buffer, source = 'head file'): TrainedHea
     platt: header.platt,
     ...(gate && positives
       ? { gate: { k: gate.k, counts: gate.counts, radius: gate.radius.map((r) => r ?? Infinity), positives } }
+      : {}),
+    ...(known && knownWeights
+      ? { known: { weights: knownWeights, bias: known.bias, threshold: known.threshold } }
       : {}),
     evaluation: header.evaluation,
     trainedAt: header.trainedAt,

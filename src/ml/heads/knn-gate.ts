@@ -7,9 +7,11 @@ import { seededRandom, shuffleInPlace } from './random';
 /**
  * The k-NN gate of a head: a class cannot score ≥ 0.5 for an image that lies farther from the class's
  * positives than the positives lie from each other. Distance = mean Euclidean distance (of unit
- * embeddings) to the k nearest positives; a class's radius = the largest leave-one-out distance among
- * its own positives. A linear head extrapolates: far from everything it was trained on, one side of its
- * hyperplane still says "yes". The gate says "unlike anything seen", whatever the hyperplane says.
+ * embeddings) to the k nearest positives; a class's radius = max(the largest leave-one-out distance
+ * among its own positives, its median leave-one-out distance × the pooled quantile of all classes'
+ * leave-one-out/median ratios; see buildGate). A linear head extrapolates: far from everything it was
+ * trained on, one side of its hyperplane still says "yes". The gate says "unlike anything seen",
+ * whatever the hyperplane says.
  */
 export interface HeadGate {
   k: number;
@@ -26,6 +28,15 @@ export const GATE_NEIGHBOURS = 3;
 const GATE_TOLERANCE = 1e-3;
 /** Which leave-one-out distance is the radius: 1 = the largest (see bench:accuracy for the measured alternatives). */
 export const GATE_RADIUS_QUANTILE = 1;
+/**
+ * The radius is at least a class's median leave-one-out distance times this quantile of the ratios
+ * (leave-one-out distance / its class's median) pooled over all classes. With n positives, the largest
+ * leave-one-out distance lets a new positive through with probability n/(n+1) only (split-conformal
+ * arithmetic: 1 in 11 at 10 examples); pooling the classes' ratios gives small classes the spread of
+ * all. Study on GCompris-5 (shared/design/open-set-study.md, Q2 §6): recall 0.930 → 0.947, worst class
+ * 0.895 → 0.934, no false-positive cost; bench:accuracy's tutorial scenarios measure it per draw.
+ */
+export const GATE_POOLED_QUANTILE = 0.975;
 /** Positives kept per class (a seeded random subset beyond it): bounds head size, training and scoring cost. */
 export const GATE_MAX_POSITIVES = 200;
 
@@ -93,10 +104,19 @@ export async function buildGate(
   embeddings: Float32Array[],
   classLabels: Uint8Array[],
   dim: number,
-  options: { k?: number; maxPositives?: number; radiusQuantile?: number; seed: number; threads?: number },
+  options: {
+    k?: number;
+    maxPositives?: number;
+    radiusQuantile?: number;
+    /** GATE_POOLED_QUANTILE by default; 0 turns the pooled floor off (benchmarks compare). */
+    pooledQuantile?: number;
+    seed: number;
+    threads?: number;
+  },
 ): Promise<HeadGate> {
   const k = options.k ?? GATE_NEIGHBOURS;
   const quantile = options.radiusQuantile ?? GATE_RADIUS_QUANTILE;
+  const pooled = options.pooledQuantile ?? GATE_POOLED_QUANTILE;
   const cap = options.maxPositives ?? GATE_MAX_POSITIVES;
   const random = seededRandom(options.seed);
   const chosen = classLabels.map((labels) => {
@@ -114,10 +134,11 @@ export async function buildGate(
   for (const rows of chosen) for (const row of rows) exact.set(embeddings[row], dim * at++);
   const positives = roundToFloat16(exact);
 
-  const radius: number[] = [];
+  // Per class: its positives' leave-one-out k-NN distances, sorted (none below two positives).
+  const looByClass: number[][] = [];
   let start = 0;
   for (const n of counts) {
-    if (n < 2) radius.push(Infinity);
+    if (n < 2) looByClass.push([]);
     else {
       const distances = await pairwiseDistances(
         positives.slice(start * dim, (start + n) * dim),
@@ -131,12 +152,29 @@ export async function buildGate(
           k,
         ),
       );
-      loo.sort((a, b) => a - b);
-      radius.push(loo[Math.min(n - 1, Math.ceil(quantile * n) - 1)]);
+      looByClass.push(loo.sort((a, b) => a - b));
     }
     start += n;
   }
+  const medians = looByClass.map((loo) => (loo.length > 0 ? quantileOf(loo, 0.5) : NaN));
+  const ratios = looByClass
+    .flatMap((loo, c) => (medians[c] > 0 ? loo.map((d) => d / medians[c]) : []))
+    .sort((a, b) => a - b);
+  const factor = pooled > 0 && ratios.length > 0 ? quantileOf(ratios, pooled) : 0;
+  const radius = looByClass.map((loo, c) => {
+    if (loo.length === 0) return Infinity;
+    const n = loo.length;
+    return Math.max(loo[Math.min(n - 1, Math.ceil(quantile * n) - 1)], medians[c] * factor);
+  });
   return { k, counts, radius, positives };
+}
+
+/** The q-quantile of ascending values, linearly interpolated (Hyndman–Fan type 7, numpy's default). */
+export function quantileOf(sorted: ArrayLike<number>, q: number): number {
+  const at = q * (sorted.length - 1);
+  const below = Math.floor(at);
+  const above = Math.min(sorted.length - 1, below + 1);
+  return sorted[below] + (at - below) * (sorted[above] - sorted[below]);
 }
 
 /** The embedding's mean distance to the k nearest stored positives of class c. */
@@ -151,6 +189,85 @@ export function gateDistance(gate: HeadGate, c: number, embedding: Float32Array)
 }
 
 /**
+ * The gate's verdict on class c for an embedding, as a cap on the class's calibrated log-odds:
+ * +Infinity inside the radius (or without one), else logit(0.5·r/d) < 0, lower the farther the image.
+ */
+export function gateLogOddsCap(gate: HeadGate, c: number, embedding: Float32Array): number {
+  if (!Number.isFinite(gate.radius[c])) return Infinity;
+  const d = gateDistance(gate, c, embedding);
+  if (!(d > gate.radius[c] + GATE_TOLERANCE)) return Infinity;
+  const p = (0.5 * gate.radius[c]) / d;
+  return Math.log(p / (1 - p));
+}
+
+/**
+ * A bank photo within this multiple of a class's radius looks like the class. Beyond the radius itself:
+ * photos of the class's subject just outside it, learned as negatives, pull the class's boundary inside
+ * the radius and reject the class's new photos there. Generated case (test/ml/open-set-mechanisms: 10
+ * positives, 200 bank photos of the same subject), held-out recall at margin 1: 0.575, 1.25: 0.95,
+ * 2: 0.775 with fewer look-alikes (too few negatives left near the class).
+ */
+export const LOOKALIKE_MARGIN = 1.25;
+
+/** Cross products A·Bᵀ of rows A [m, d] and B [n, d], on onnxruntime. */
+function buildCrossModel(): Uint8Array {
+  const g = new OnnxGraphBuilder('cross');
+  const a = g.input('A', ['m', 'd']);
+  const b = g.input('B', ['n', 'd']);
+  g.node('Gemm', [a, b], { transB: 1 }, 'cross');
+  g.output('cross', ['m', 'n']);
+  return g.toBuffer();
+}
+
+/**
+ * Which of `rows` (unit embeddings, e.g. the open-set bank) lie inside each class's gate: their mean
+ * distance to the class's k nearest stored positives is within the radius. Such a row looks like the
+ * class, so it must not be learned as one of its negatives. Returns one mask per class (1 = inside).
+ * Costs one onnxruntime GEMM of rows × stored positives per class.
+ */
+export async function insideGate(
+  gate: HeadGate,
+  rows: Float32Array[],
+  dim: number,
+  threads = 1,
+  margin = LOOKALIKE_MARGIN,
+): Promise<Uint8Array[]> {
+  const m = rows.length;
+  const masks = gate.counts.map(() => new Uint8Array(m));
+  if (m === 0) return masks;
+  const stacked = new Float32Array(m * dim);
+  rows.forEach((row, i) => stacked.set(row, i * dim));
+  const rowNorms = rows.map((row) => row.reduce((sum, v) => sum + v * v, 0));
+  const session = await cachedSession('cross', threads, buildCrossModel);
+  let start = 0;
+  for (let c = 0; c < gate.counts.length; c++) {
+    const n = gate.counts[c];
+    const radius = gate.radius[c] * margin;
+    if (n >= 1 && Number.isFinite(radius)) {
+      const positives = gate.positives.slice(start * dim, (start + n) * dim);
+      const norms = Array.from({ length: n }, (_, j) =>
+        positives.subarray(j * dim, (j + 1) * dim).reduce((sum, v) => sum + v * v, 0),
+      );
+      const result = await session.run({
+        A: new ort.Tensor('float32', stacked, [m, dim]),
+        B: new ort.Tensor('float32', positives, [n, dim]),
+      });
+      const cross = result.cross.data as Float32Array;
+      const nearest = new Array<number>(n);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) nearest[j] = Math.sqrt(Math.max(0, rowNorms[i] + norms[j] - 2 * cross[i * n + j]));
+        if (meanOfSmallest(nearest, gate.k) <= radius + GATE_TOLERANCE) masks[c][i] = 1;
+      }
+      result.cross.dispose();
+    }
+    start += n;
+  }
+  return masks;
+}
+
+/**
+ * The per-class gate of format-2 heads, kept for benchmarks that compare it with gating the top class
+ * only (scoreHead): every class is capped on its own, which can reorder the classes.
  * Applies the gate to calibrated scores (in place, and returned): a class scoring ≥ 0.5 whose k-NN
  * distance d exceeds its radius r (by more than float16 rounding) scores 0.5·r/d instead, below 0.5 and lower the farther the image.
  * Only classes at or above 0.5 are measured, so the gate costs nothing for the rest.

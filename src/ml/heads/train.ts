@@ -7,8 +7,10 @@ import { LogisticLossEvaluator } from './logistic-graph';
 import { ASSUMED_CURVATURE, precondition } from './preconditioner';
 import { confusionAt, confusionMatrix, f1Score, precision, recall, rocAuc } from './metrics';
 import { fitPlatt, sigmoid } from './platt';
-import { buildGate } from './knn-gate';
-import type { ClassEvaluation, HeadEvaluation, TrainedHead, TrainHeadOptions, TrainingSet } from './types';
+import { buildGate, insideGate, quantileOf } from './knn-gate';
+import { seededRandom, shuffleInPlace } from './random';
+import { knownLogOddsCap, rejectedScores } from './score';
+import type { ClassEvaluation, HeadEvaluation, KnownHead, TrainedHead, TrainHeadOptions, TrainingSet } from './types';
 import { validateTrainingSet } from './validate';
 
 /**
@@ -26,7 +28,15 @@ export const DEFAULT_L2 = 0.001;
  * 0.3: GCompris-5 0.952, food 0.927, 22.9% / 36%; 1: 0.934, 0.927, 14.1% / 23%; 3: 0.934, 0.907, 8.4% / 12%.
  */
 export const IMPLICIT_NEGATIVE_WEIGHT = 1;
+/**
+ * The "any of my classes" head's threshold: this quantile of the classifier's own positives'
+ * out-of-fold decisions, so about 2% of new positives fall below it. Study (open-set-study.md, Q2 §5):
+ * food classifier, recall 0.924, false positives 0–3% on every unrelated set.
+ */
+export const KNOWN_THRESHOLD_QUANTILE = 0.02;
 const DEFAULT_FOLDS = 5;
+/** Holdout plans hold one bank photo in this many out of the held-out model's training. */
+const HOLDOUT_BANK_SHARE = 5;
 const DEFAULT_SEED = 1;
 /**
  * A tolerance of 1e-5 leaves calibrated scores within about 0.01 of the exact
@@ -72,22 +82,67 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
   const userExamples = set.embeddings.length;
   const userLabels = set.classes.map((_, c) => Uint8Array.from(set.positives, (list) => (list.includes(c) ? 1 : 0)));
   const seed = options.seed ?? DEFAULT_SEED;
+  const openSet = options.openSet ?? {};
   const userPlan = planEvaluation(userLabels, userExamples, requestedFolds, seed);
-  // Implicit negatives follow the user's examples: labelled 0 for every class, in every model's training part.
+  // The gate first: a bank photo inside a class's gate looks like the class and is no negative of it.
+  const gate = await buildGate(set.embeddings, userLabels, dim, {
+    maxPositives: options.gateMaxPositives,
+    pooledQuantile: openSet.pooledRadius === false ? 0 : undefined,
+    seed,
+    threads,
+  });
+  const classes = set.classes.length;
+  const lookalikes =
+    implicit.length > 0 && openSet.excludeLookalikes !== false
+      ? await insideGate(gate, implicit, dim, threads, openSet.lookalikeMargin)
+      : set.classes.map(() => new Uint8Array(implicit.length));
+  // A class keeps the bank as its negatives when nothing else would be (no example outside the class).
+  lookalikes.forEach((mask, c) => {
+    if (userLabels[c].every((label) => label === 1)) mask.fill(0);
+  });
+  const userNegatives = set.positives.some((list) => list.length === 0);
+  const withKnown =
+    implicit.length > 0 && openSet.knownHead !== false && (userNegatives || !allInside(lookalikes, implicit.length));
+  // The known head's column: positives of any class against everything else (inside no class's gate).
+  const anyLabels = Uint8Array.from(set.positives, (list) => (list.length > 0 ? 1 : 0));
+  const anyLookalike = Uint8Array.from({ length: implicit.length }, (_, i) =>
+    lookalikes.some((mask) => mask[i]) ? 1 : 0,
+  );
+  const columnLabels = withKnown ? [...userLabels, anyLabels] : userLabels;
+  const excluded = withKnown ? [...lookalikes, anyLookalike] : lookalikes;
+
+  // Implicit negatives follow the user's examples: labelled 0 for every class. Each is held out of one
+  // fold's models (seeded), so its out-of-fold scores measure false positives on photos of no class.
   const embeddings = implicit.length > 0 ? [...set.embeddings, ...implicit] : set.embeddings;
   const examples = embeddings.length;
-  const classLabels = userLabels.map((labels) => {
+  const labelsOf = (labels: Uint8Array) => {
     const all = new Uint8Array(examples);
     all.set(labels);
     return all;
-  });
+  };
+  const classLabels = columnLabels.map(labelsOf);
   const testFold = new Int32Array(examples).fill(-1);
   testFold.set(userPlan.testFold);
+  const bankOrder = shuffleInPlace(
+    Array.from({ length: implicit.length }, (_, i) => i),
+    seededRandom(seed + 1),
+  );
+  bankOrder.forEach((i, rank) => {
+    // k-fold: every bank photo in one fold; holdout: one in HOLDOUT_BANK_SHARE in the held-out part.
+    if (userPlan.method === 'k-fold') testFold[userExamples + i] = rank % userPlan.folds;
+    else if (rank % HOLDOUT_BANK_SHARE === 0) testFold[userExamples + i] = 0;
+  });
   const plan = { ...userPlan, testFold };
 
   const centred = centredFeatures(embeddings, dim);
   const problem = await precondition(centred.features, examples, dim, l2, seed, threads);
-  const columns = buildColumns(classLabels, plan, userExamples, options.implicitWeight ?? IMPLICIT_NEGATIVE_WEIGHT);
+  const columns = buildColumns(
+    classLabels,
+    plan,
+    userExamples,
+    options.implicitWeight ?? IMPLICIT_NEGATIVE_WEIGHT,
+    excluded,
+  );
   const trainable = columns.filter((column) => column.trainable);
   const evaluator = await LogisticLossEvaluator.create(
     problem.features,
@@ -114,31 +169,44 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
   );
 
   const solutions = new Map(trainable.map((column, k) => [column, results[k]]));
-  const weights = new Float32Array(set.classes.length * dim);
-  const bias = new Float32Array(set.classes.length);
-  const outOfFold = set.classes.map(() => new Float64Array(examples));
+  const weights = new Float32Array(classes * dim);
+  const bias = new Float32Array(classes);
+  const knownWeights = new Float32Array(dim);
+  let knownBias = 0;
+  const outOfFold = columnLabels.map(() => new Float64Array(examples));
   for (const column of columns) {
     const solution = solutions.get(column);
     if (column.fold === -1) {
-      // Validation guarantees the final models are trainable.
+      // Validation guarantees the final models are trainable (the known head's: positives and the bank).
       const point = solution!.point;
-      weights.set(problem.weightsFor(point.subarray(0, problem.dim)), column.classIndex * dim);
-      bias[column.classIndex] = point[problem.dim] * biasScale;
+      const w = problem.weightsFor(point.subarray(0, problem.dim));
+      const b = point[problem.dim] * biasScale;
+      if (column.classIndex < classes) {
+        weights.set(w, column.classIndex * dim);
+        bias[column.classIndex] = b;
+      } else {
+        knownWeights.set(w);
+        knownBias = b;
+      }
     } else if (solution) {
       column.heldOut.forEach((row, k) => (outOfFold[column.classIndex][row] = solution.extra[k]));
     }
     // An untrainable fold model (its training part lacks positives or negatives) decides 0 everywhere.
   }
 
-  const evaluated = Int32Array.from(plan.testFold.keys()).filter((row) => plan.testFold[row] >= 0);
+  const evaluated = Int32Array.from({ length: userExamples }, (_, row) => row).filter((row) => plan.testFold[row] >= 0);
   const calibration = set.classes.map((name, c) => calibrateAndEvaluate(name, outOfFold[c], classLabels[c], evaluated));
-  const gate = await buildGate(set.embeddings, userLabels, dim, {
-    maxPositives: options.gateMaxPositives,
-    seed,
-    threads,
-  });
+  let known: KnownHead | undefined;
+  if (withKnown) {
+    const own = Float64Array.from(
+      Array.from(evaluated).filter((row) => anyLabels[row]),
+      (row) => outOfFold[classes][row],
+    ).sort();
+    known = { weights: knownWeights, bias: knownBias, threshold: quantileOf(own, KNOWN_THRESHOLD_QUANTILE) };
+  }
+  const calibrated = (row: number) => calibration.map((c, k) => c.platt.a * outOfFold[k][row] + c.platt.b);
+  const knownCap = (row: number) => (known ? knownLogOddsCap(known, outOfFold[classes][row]) : Infinity);
   options.onProgress?.(1);
-
   return {
     formatVersion: HEAD_FORMAT_VERSION,
     packKey: options.packKey,
@@ -149,6 +217,7 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
     bias,
     platt: calibration.map((c) => c.platt),
     gate,
+    ...(known ? { known } : {}),
     evaluation: {
       method: plan.method,
       folds: plan.folds,
@@ -156,15 +225,28 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
       classes: calibration.map((c) => c.evaluation),
       ...topOneAccuracy(
         calibration.map((c) => c.logOdds),
-        classLabels,
+        classLabels.slice(0, classes),
         evaluated,
       ),
       confusion_matrix: outOfSampleConfusion(
         set.classes,
         calibration.map((c) => c.logOdds),
-        classLabels,
+        classLabels.slice(0, classes),
         evaluated,
       ),
+      ...(implicit.length > 0
+        ? {
+            open_set: openSetEvaluation(
+              evaluated,
+              Int32Array.from({ length: implicit.length }, (_, i) => userExamples + i).filter(
+                (row) => plan.testFold[row] >= 0,
+              ),
+              (row) => rejectedScores(calibrated(row), knownCap(row), gate, embeddings[row]),
+              (row) => (row < userExamples ? set.positives[row] : []),
+              (row, c) => row >= userExamples && lookalikes[c][row - userExamples] === 1,
+            ),
+          }
+        : {}),
     },
     trainedAt: new Date().toISOString(),
     outOfFoldScores: outOfFoldScores(
@@ -184,6 +266,12 @@ function outOfFoldScores(userExamples: number, evaluated: Int32Array, logOdds: F
   return scores;
 }
 
+/** Whether every implicit row lies inside some class's gate (the known head would have no negatives). */
+function allInside(masks: Uint8Array[], rows: number): boolean {
+  for (let i = 0; i < rows; i++) if (!masks.some((mask) => mask[i])) return false;
+  return true;
+}
+
 /** Embeddings as one row-major matrix minus their mean: the bias absorbs the shift, conditioning improves. */
 function centredFeatures(embeddings: Float32Array[], dim: number): { features: Float32Array; center: Float32Array } {
   const mean = new Float64Array(dim);
@@ -199,33 +287,37 @@ function centredFeatures(embeddings: Float32Array[], dim: number): { features: F
 
 /**
  * `implicitFrom`: the first implicit-negative row; each weighs `implicitWeight` times a user negative,
- * and the negatives together still balance the positives.
+ * and the negatives together still balance the positives. `excluded[c][i]` = 1: implicit row i is no
+ * negative of column c (it lies inside the class's gate), weight 0.
  */
 function buildColumns(
   classLabels: Uint8Array[],
   plan: EvaluationPlan,
   implicitFrom: number,
   implicitWeight: number,
+  excluded: Uint8Array[],
 ): Column[] {
   const examples = plan.testFold.length;
   const columns: Column[] = [];
   classLabels.forEach((labels, classIndex) => {
+    const skip = (row: number) => row >= implicitFrom && excluded[classIndex][row - implicitFrom] === 1;
     for (let fold = 0; fold <= plan.folds; fold++) {
       const modelFold = fold === plan.folds ? -1 : fold;
       const inTraining = (row: number) => modelFold === -1 || plan.testFold[row] !== modelFold;
       let positives = 0;
-      let trainingRows = 0;
+      let userNegatives = 0;
+      let implicitNegatives = 0;
       for (let row = 0; row < examples; row++) {
-        if (!inTraining(row)) continue;
-        trainingRows++;
-        positives += labels[row];
+        if (!inTraining(row) || skip(row)) continue;
+        if (labels[row]) positives++;
+        else if (row >= implicitFrom) implicitNegatives++;
+        else userNegatives++;
       }
-      const negatives = trainingRows - positives;
-      const implicit = examples - implicitFrom; // always in training, never positives
-      const weightedNegatives = negatives - implicit + implicitWeight * implicit;
+      const trainingRows = positives + userNegatives + implicitNegatives;
+      const weightedNegatives = userNegatives + implicitWeight * implicitNegatives;
       const weights = new Float32Array(examples);
       for (let row = 0; row < examples; row++) {
-        if (!inTraining(row)) continue;
+        if (!inTraining(row) || skip(row)) continue;
         if (labels[row]) weights[row] = trainingRows / (2 * positives);
         else weights[row] = (trainingRows / (2 * weightedNegatives)) * (row >= implicitFrom ? implicitWeight : 1);
       }
@@ -238,11 +330,43 @@ function buildColumns(
           modelFold === -1
             ? new Int32Array(0)
             : Int32Array.from(plan.testFold.keys()).filter((row) => !inTraining(row)),
-        trainable: positives > 0 && negatives > 0,
+        trainable: positives > 0 && userNegatives + implicitNegatives > 0,
       });
     }
   });
   return columns;
+}
+
+/**
+ * Out-of-fold open-set figures (HeadEvaluation.open_set): recall over the evaluated examples' own
+ * classes and the false-positive rate over held-out bank rows, both with scores after rejection.
+ * `looksLike(row, c)`: the row lies inside class c's gate, so c scoring it ≥ 0.5 is no false positive.
+ */
+function openSetEvaluation(
+  evaluated: Int32Array,
+  bankRows: Int32Array,
+  scoresOf: (row: number) => number[],
+  positivesOf: (row: number) => number[],
+  looksLike: (row: number, c: number) => boolean,
+): NonNullable<HeadEvaluation['open_set']> {
+  let pairs = 0;
+  let hits = 0;
+  for (const row of evaluated) {
+    const own = positivesOf(row);
+    if (own.length === 0) continue;
+    const scores = scoresOf(row);
+    pairs += own.length;
+    hits += own.filter((c) => scores[c] >= 0.5).length;
+  }
+  let falsePositives = 0;
+  for (const row of bankRows) {
+    if (scoresOf(row).some((score, c) => score >= 0.5 && !looksLike(row, c))) falsePositives++;
+  }
+  return {
+    bank_photos: bankRows.length,
+    false_positive_rate: bankRows.length > 0 ? falsePositives / bankRows.length : 0,
+    recall: pairs > 0 ? hits / pairs : 0,
+  };
 }
 
 /**

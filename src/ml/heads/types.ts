@@ -39,6 +39,28 @@ export interface HeadEvaluation {
    * evaluations made before it was added.
    */
   confusion_matrix?: { labels: Array<string | null>; counts: number[][] };
+  /**
+   * How far 0.5 can be trusted for photos of none of the classes, out of fold (heads trained with the
+   * open-set bank; absent otherwise and in older evaluations). `bank_photos`: bank photos scored by
+   * models that did not train on them; `false_positive_rate`: the share of them for which some class
+   * (that the photo does not look like: see insideGate) scores ≥ 0.5 after rejection; `recall`: the share
+   * of (example, own class) pairs scoring ≥ 0.5 after the "any of my classes" rejection (the k-NN gate
+   * passes its own stored positives by construction, so it is not applied here).
+   */
+  open_set?: { bank_photos: number; false_positive_rate: number; recall: number };
+}
+
+/**
+ * One logistic "any of my classes vs the world" head, trained on all of the classifier's positives
+ * against the open-set bank (and its negatives). decision = weights·(embedding − center) + bias; at or
+ * above `threshold` the image is one of the classes' kind. `threshold` is the KNOWN_THRESHOLD_QUANTILE of
+ * the classifier's own positives' out-of-fold decisions. Below it every class's log-odds move down by the
+ * same amount (see scoreHead), so the ranking is kept and no class reaches 0.5.
+ */
+export interface KnownHead {
+  weights: Float32Array;
+  bias: number;
+  threshold: number;
 }
 
 export interface TrainedHead {
@@ -55,6 +77,8 @@ export interface TrainedHead {
   platt: Array<{ a: number; b: number }>;
   /** The k-NN gate (heads of format 2 on); absent in older heads. */
   gate?: HeadGate;
+  /** The "any of my classes" head (format 3 heads trained with the open-set bank). */
+  known?: KnownHead;
   evaluation: HeadEvaluation;
   /** ISO 8601. */
   trainedAt: string;
@@ -83,5 +107,11 @@ export interface TrainHeadOptions {
   implicitWeight?: number;
   /** Positives the k-NN gate keeps per class (default GATE_MAX_POSITIVES). */
   gateMaxPositives?: number;
+  /**
+   * Open-set mechanisms, all on by default; benchmarks turn one off to measure what it pays.
+   * `knownHead`: the "any of my classes" head (needs implicit negatives); `excludeLookalikes`: a bank
+   * photo inside a class's gate is not a negative of that class; `pooledRadius`: the gate's pooled floor.
+   */
+  openSet?: { knownHead?: boolean; excludeLookalikes?: boolean; pooledRadius?: boolean; lookalikeMargin?: number };
   onProgress?: (fraction: number) => void;
 }
