@@ -39,6 +39,7 @@ import {
   type LabelledImages,
 } from './lib/datasets';
 import { modelsDir } from './lib/repo';
+import { defaultAccuracy } from './lib/default-accuracy';
 
 const OUTER_FOLDS = 5;
 const FASHION_PER_CLASS = 100;
@@ -210,6 +211,7 @@ async function main(): Promise<void> {
       closed_set: closed,
       open_set_false_positive_rate: openSet,
       targets: TARGETS,
+      default_classifier: await defaultAccuracy(modelsDir()),
     }),
   );
 }
