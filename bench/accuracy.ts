@@ -39,6 +39,7 @@ import {
   type LabelledImages,
 } from './lib/datasets';
 import { modelsDir } from './lib/repo';
+import { defaultAccuracy } from './lib/default-accuracy';
 import {
   bankOverlap,
   drawScenario,
@@ -229,6 +230,7 @@ async function main(): Promise<void> {
       open_set_false_positive_rate: openSet,
       tutorial,
       targets: TARGETS,
+      default_classifier: await defaultAccuracy(modelsDir()),
     }),
   );
 }

@@ -4,7 +4,7 @@ import { colorClasses } from '../../src/ml/color-classes';
 import { decodeImageViews } from '../../src/ml/decode-image';
 import { CENTERNET_INPUT_NAME, CENTERNET_OUTPUT_NAME } from '../../src/ml/detector/centernet-converter';
 import { ensureDetectorPack } from '../../src/ml/detector/detector-pack';
-import { objectClasses } from '../../src/ml/detector/object-detector';
+import { bestRawScores, objectClasses } from '../../src/ml/detector/object-detector';
 import { scoreHead, trainHead } from '../../src/ml/heads';
 import { InferenceWorker } from '../../src/ml/inference-worker';
 import { loadBestPack } from '../../src/ml/model-pack';
@@ -110,7 +110,7 @@ export async function profileStages(
       lap('centernet_ms');
       if (withDefault) {
         colorClasses(large);
-        objectClasses(outputs[CENTERNET_OUTPUT_NAME].data);
+        objectClasses(bestRawScores(outputs[CENTERNET_OUTPUT_NAME].data));
       }
       scoreHead(head, embeddings[0]);
       lap('scoring_ms');

@@ -3,7 +3,16 @@ import { colorClasses } from './color-classes';
 import { decodeImageViews, ImageDecodeError, type DecodedImage, type SquareView } from './decode-image';
 import { CENTERNET_INPUT_NAME, CENTERNET_MAX_DETECTIONS, CENTERNET_OUTPUT_NAME } from './detector/centernet-converter';
 import type { DetectorPack } from './detector/detector-pack';
-import { DETECTION_ROW, objectClasses } from './detector/object-detector';
+import {
+  bestRawScores,
+  DETECTION_ROW,
+  OBJECT_CALIBRATION,
+  OBJECT_PHOTO_GATE,
+  objectClasses,
+  type ObjectCalibration,
+} from './detector/object-detector';
+import { gateInput, photoProbability, type PhotoGate } from './detector/photo-gate';
+import { needsZoomOut, zoomedOut } from './detector/zoom-out';
 import { InferenceWorker, type InferencePriority } from './inference-worker';
 import { checkUploadImage } from './image-check';
 import { PackError, type LoadedPack } from './model-pack';
@@ -22,6 +31,12 @@ export interface ImageAnalysis {
   packEmbedding?: { key: string; embedding: Float32Array };
   /** When asked for, with a detector: the COCO objects found, scored and with supercategories (see objectClasses). */
   objects?: BuiltinClass[];
+  /** With `objects`: each COCO class's best raw detector score (80, COCO order), max over the passes run. */
+  objectScores?: Float32Array;
+  /** With `objects`: whether the zoomed-out second detector pass ran (detector/zoom-out.ts). */
+  zoomedOut?: boolean;
+  /** With `objects`: the probability that the picture is a photo of things, not a generated one (detector/photo-gate.ts). */
+  photoProbability?: number;
   /** When asked for: the probability that the image is explicit (packs with an explicit head only). */
   explicit?: number;
   /** When asked for: raw ImageNet logits (packs with an ImageNet head only). */
@@ -43,6 +58,29 @@ export interface EmbedderOptions {
    * `<pack>+<detector key>`) and its detections name objects; one decode feeds both networks.
    */
   detector?: DetectorPack;
+  /**
+   * When the detector's zoomed-out second pass runs for `objects` (detector/zoom-out.ts): 'when-needed'
+   * (default: the first pass asks for it), 'never' or 'always' (benchmarks measure what it buys).
+   */
+  zoomOut?: ZoomOutPolicy;
+  /**
+   * Raw detector score → Watson score for `objects`, and with it the zoom-out's "nothing named yet"
+   * test; default the fitted OBJECT_CALIBRATION (the fitting script tries its candidates here).
+   */
+  calibration?: ObjectCalibration;
+  /** The photo gate for `objects` (detector/photo-gate.ts); default the fitted OBJECT_PHOTO_GATE. */
+  photoGate?: PhotoGate;
+}
+
+export type ZoomOutPolicy = 'when-needed' | 'never' | 'always';
+
+/** The detector's thread and how its detections become objects. */
+interface DetectorRun {
+  pack: DetectorPack;
+  inference: InferenceWorker;
+  zoomOut: ZoomOutPolicy;
+  calibration: ObjectCalibration;
+  photoGate: PhotoGate;
 }
 
 /** Told how long each batch's decode (sharp) and each network's run (MobileNetV2 backbone, CenterNet detector) took, in seconds. */
@@ -87,7 +125,7 @@ export class Embedder {
     private readonly inference: InferenceWorker,
     private readonly batchSize: number,
     private readonly decodeConcurrency: number,
-    private readonly detector?: { pack: DetectorPack; inference: InferenceWorker },
+    private readonly detector?: DetectorRun,
   ) {
     this.packKey = detector ? `${packKey(manifest)}+${detector.pack.key}` : packKey(manifest);
     if (detector) this.packOnlyKey = packKey(manifest);
@@ -132,7 +170,7 @@ export class Embedder {
       await inference.close();
       throw new PackError(pack.modelPath, `the model lacks ${missing.join(', ')} named in the manifest`);
     }
-    let detector: { pack: DetectorPack; inference: InferenceWorker } | undefined;
+    let detector: DetectorRun | undefined;
     if (options.detector) {
       const pack = options.detector;
       if (!Number.isInteger(pack.inputSize / manifest.input.size)) {
@@ -161,7 +199,13 @@ export class Embedder {
         await Promise.all([inference.close(), detectorInference.close()]);
         throw new PackError(pack.modelPath, `the detector model lacks ${lacking.join(', ')} named in its manifest`);
       }
-      detector = { pack, inference: detectorInference };
+      detector = {
+        pack,
+        inference: detectorInference,
+        zoomOut: options.zoomOut ?? 'when-needed',
+        calibration: options.calibration ?? OBJECT_CALIBRATION,
+        photoGate: options.photoGate ?? OBJECT_PHOTO_GATE,
+      };
     }
     // Enough decodes in flight to keep libuv's pool busy, few enough to bound memory for huge photos.
     const decodeConcurrency = Math.max(2, Math.min(batchSize, os.availableParallelism() * 2));
@@ -291,8 +335,14 @@ export class Embedder {
           key: packKey(manifest),
           embedding: this.embedding(packParts, manifest.embedding.dim),
         };
-      const detections = detected?.[i].detections;
-      if (detections) analysis.objects = objectClasses(detections);
+      const found = detected?.[i];
+      if (found?.objects) {
+        const { scores, photo, zoomedOut } = found.objects;
+        analysis.objects = objectClasses(scores, this.detector!.calibration, photo);
+        analysis.objectScores = scores;
+        analysis.zoomedOut = zoomedOut;
+        analysis.photoProbability = photo;
+      }
       if (explicitProbs) {
         const per = explicitProbs.length / images.length;
         analysis.explicit = Math.min(
@@ -309,15 +359,17 @@ export class Embedder {
   }
 
   /**
-   * One image through CenterNet: its pooled taps, in the pack's order, and with `withDetections` its
-   * detection rows; without, only the backbone up to the taps runs.
+   * One image through CenterNet: its pooled taps, in the pack's order, and with `withDetections` each
+   * COCO class's best raw score, over the zoomed-out second pass too when it runs (zoom-out.ts), and the
+   * photo gate's probability (photo-gate.ts); without, only the backbone up to the taps runs. A picture
+   * the gate calls generated is never zoomed out: no object of it can reach 0.5 whatever the detector says.
    */
   private async detect(
     image: DecodedImage,
     priority: InferencePriority,
     withDetections: boolean,
-  ): Promise<{ detections?: Float32Array; taps: Float32Array[] }> {
-    const { pack, inference } = this.detector!;
+  ): Promise<{ objects?: { scores: Float32Array; photo: number; zoomedOut: boolean }; taps: Float32Array[] }> {
+    const { pack, inference, zoomOut, calibration, photoGate } = this.detector!;
     const size = pack.inputSize;
     const taps = pack.taps.map((tap) => tap.output);
     // The graph takes sharp's interleaved RGB as it is (NHWC), as floats 0–255.
@@ -329,13 +381,29 @@ export class Embedder {
     );
     const tapValues = taps.map((output) => outputs[output].data);
     if (!withDetections) return { taps: tapValues };
-    const detections = outputs[CENTERNET_OUTPUT_NAME].data;
+    const detections = this.checkedDetections(outputs[CENTERNET_OUTPUT_NAME].data);
+    const photo = photoProbability(photoGate, gateInput(tapValues));
+    const zoom =
+      zoomOut === 'always' ||
+      (zoomOut === 'when-needed' && photo >= 0.5 && needsZoomOut(detections, size, calibration));
+    if (!zoom) return { objects: { scores: bestRawScores(detections), photo, zoomedOut: false }, taps: tapValues };
+    const second = await inference.run(
+      CENTERNET_INPUT_NAME,
+      { data: zoomedOut(image.rgb, size, image.width, image.height), dims: [1, size, size, 3] },
+      [CENTERNET_OUTPUT_NAME],
+      priority,
+    );
+    const zoomed = this.checkedDetections(second[CENTERNET_OUTPUT_NAME].data);
+    return { objects: { scores: bestRawScores(detections, zoomed), photo, zoomedOut: true }, taps: tapValues };
+  }
+
+  private checkedDetections(detections: Float32Array): Float32Array {
     if (detections.length !== CENTERNET_MAX_DETECTIONS * DETECTION_ROW) {
       throw new Error(
-        `${pack.modelPath}: expected ${CENTERNET_MAX_DETECTIONS}×${DETECTION_ROW} detection values, got ${detections.length}`,
+        `${this.detector!.pack.modelPath}: expected ${CENTERNET_MAX_DETECTIONS}×${DETECTION_ROW} detection values, got ${detections.length}`,
       );
     }
-    return { detections, taps: tapValues };
+    return detections;
   }
 
   /** HWC uint8 pixels of each image into one normalised NCHW float batch at the pack's size (k×k block means of larger squares). */

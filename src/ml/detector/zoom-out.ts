@@ -1,0 +1,88 @@
+import { DETECTION_ROW, rawScoreAt, type ObjectCalibration, OBJECT_CALIBRATION } from './object-detector';
+
+/**
+ * A second detector pass for pictures CenterNet cannot read at full size. An object that fills the
+ * frame confuses the detector (a car cropped to fill the frame: car 0.11, bus 0.53; a dog: dog 0.11,
+ * cat 0.48): it was trained on COCO, where objects rarely touch all four edges. Shrinking the picture
+ * to ZOOM_OUT_SCALE of the input inside a grey canvas shows it the object at a size it knows. A study
+ * on 25 confidently detected objects cropped to fill the frame (shared design note open-set-study.md,
+ * Q3) named 18 at full size, 22 zoomed out and 23 with the best of both passes per class; bench:accuracy
+ * measures the same on its own photos.
+ *
+ * The picture keeps its aspect ratio in the canvas (zoomedOut). The pass costs one more detector run (about 38 ms on the 2-core reference machine), so it runs only
+ * when the first pass suggests it may help (needsZoomOut).
+ */
+export const ZOOM_OUT_SCALE = 0.5;
+
+/** The canvas around the shrunk picture: mid grey, as in the study. */
+export const ZOOM_OUT_GREY = 128;
+
+/**
+ * A best box covering more than this share of the frame's area marks a frame-filling object: the first
+ * pass's names for it are the ones that can be confused.
+ */
+export const FRAME_FILLING_AREA = 0.5;
+
+/**
+ * Whether the first pass's detection rows (boxes in pixels of the `inputSize` square) call for the
+ * zoomed-out pass: its best detection's box covers more than FRAME_FILLING_AREA of the frame, or no
+ * detection calibrates to Watson's default threshold 0.5 (nothing named yet, maybe because the object
+ * fills the frame).
+ */
+export function needsZoomOut(
+  detections: Float32Array,
+  inputSize: number,
+  calibration: ObjectCalibration = OBJECT_CALIBRATION,
+): boolean {
+  let best = -1;
+  for (let row = 0; row + DETECTION_ROW <= detections.length; row += DETECTION_ROW) {
+    if (best < 0 || detections[row + 4] > detections[best + 4]) best = row;
+  }
+  if (best < 0) return true;
+  if (!(detections[best + 4] >= rawScoreAt(0.5, calibration))) return true;
+  const width = Math.min(inputSize, detections[best + 2]) - Math.max(0, detections[best]);
+  const height = Math.min(inputSize, detections[best + 3]) - Math.max(0, detections[best + 1]);
+  return Math.max(0, width) * Math.max(0, height) > FRAME_FILLING_AREA * inputSize * inputSize;
+}
+
+/**
+ * The zoomed-out detector input: the picture with its own aspect ratio (`width`×`height`, as viewed),
+ * its longer side ZOOM_OUT_SCALE of the input, centred in a ZOOM_OUT_GREY canvas, as floats in the
+ * detector's NHWC layout. It is resampled (box filter) from the first pass's input, the `size`×`size`
+ * interleaved RGB square (HWC, 0–255) the picture was stretched to: undoing the stretch matters, as a
+ * long car stretched to a square reads as a bus (dog.jpg's car cropped to fill the frame, zoomed out:
+ * stretched car 0.19, bus 0.46; kept in proportion car 0.49).
+ * @throws RangeError when `rgb` is not size×size×3 values or a side is not positive
+ */
+export function zoomedOut(rgb: Uint8Array, size: number, width: number, height: number): Float32Array {
+  if (rgb.length !== size * size * 3) throw new RangeError(`expected ${size}×${size}×3 values, got ${rgb.length}`);
+  if (!(width > 0 && height > 0)) throw new RangeError(`the picture's sides must be positive, got ${width}×${height}`);
+  const scale = (ZOOM_OUT_SCALE * size) / Math.max(width, height);
+  const w = Math.max(1, Math.round(width * scale));
+  const h = Math.max(1, Math.round(height * scale));
+  const left = Math.floor((size - w) / 2);
+  const top = Math.floor((size - h) / 2);
+  const out = new Float32Array(size * size * 3).fill(ZOOM_OUT_GREY);
+  // Each output pixel averages the square's pixels its footprint covers (at least 2×2: w, h ≤ size / 2).
+  const spans = (n: number) =>
+    Array.from({ length: n }, (_, i) => {
+      const from = Math.floor((i * size) / n);
+      return [from, Math.max(from + 1, Math.floor(((i + 1) * size) / n))];
+    });
+  const xs = spans(w);
+  const ys = spans(h);
+  for (let y = 0; y < h; y += 1) {
+    const [y0, y1] = ys[y];
+    for (let x = 0; x < w; x += 1) {
+      const [x0, x1] = xs[x];
+      const count = (y1 - y0) * (x1 - x0);
+      const dst = ((top + y) * size + left + x) * 3;
+      for (let c = 0; c < 3; c += 1) {
+        let sum = 0;
+        for (let sy = y0; sy < y1; sy += 1) for (let sx = x0; sx < x1; sx += 1) sum += rgb[(sy * size + sx) * 3 + c];
+        out[dst + c] = sum / count;
+      }
+    }
+  }
+  return out;
+}

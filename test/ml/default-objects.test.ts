@@ -1,0 +1,278 @@
+/**
+ * The `default` classifier's objects: the zoomed-out second detector pass, the fitted calibration, and
+ * silence on pictures that show no object (generated scenes, the issue's bad inputs).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import fc from 'fast-check';
+import sharp from 'sharp';
+import { badInputs, drawScene, SCENE_SHAPES, type SceneSpec } from '../../fixtures/synthetic-scenes';
+import { classImages } from '../../fixtures/images';
+import { ImageDecodeError } from '../../src/ml/decode-image';
+import { COCO_CLASSES } from '../../src/ml/detector/coco-labels';
+import { ensureDetectorPack } from '../../src/ml/detector/detector-pack';
+import calibrationRecord from '../../src/ml/detector/object-calibration.json';
+import {
+  bestRawScores,
+  calibratedScore,
+  DETECTION_ROW,
+  OBJECT_CALIBRATION,
+  objectClasses,
+  rawScoreAt,
+} from '../../src/ml/detector/object-detector';
+import { FRAME_FILLING_AREA, needsZoomOut, ZOOM_OUT_GREY, zoomedOut } from '../../src/ml/detector/zoom-out';
+import { defaultClasses } from '../../src/ml/default-classifier';
+import { Embedder, type ImageAnalysis, type ZoomOutPolicy } from '../../src/ml/embedder';
+import { loadPack } from '../../src/ml/model-pack';
+import type { ImageInput } from '../../src/ml/types';
+
+const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
+const PHOTOS = '/usr/share/darknet/data';
+const hasPhotos = fs.existsSync(path.join(PHOTOS, 'dog.jpg'));
+if (!hasPhotos)
+  console.warn(
+    `SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`,
+  );
+
+/** COCO names and supercategories: what the detector adds to `default`. */
+const OBJECT_NAMES = new Set(COCO_CLASSES.flatMap((c) => [c.name, c.supercategory]));
+
+/** One detection row per [x1, y1, x2, y2, raw score, class index], padded like CenterNet's output. */
+function rows(...detections: number[][]): Float32Array {
+  const out = new Float32Array(100 * DETECTION_ROW);
+  detections.forEach((row, i) => out.set(row, i * DETECTION_ROW));
+  return out;
+}
+
+describe('calibration', () => {
+  test('the fitted calibration is monotone, records where it came from, and rawScoreAt inverts it', () => {
+    expect(OBJECT_CALIBRATION.slope).toBeGreaterThan(0);
+    expect(calibrationRecord.photos).toBeGreaterThan(50);
+    expect(calibrationRecord.fitted_by).toMatch(/fit:object-calibration/);
+    expect(Object.keys(calibrationRecord.photos_by_package).sort()).toEqual([
+      'gcompris-qt-data',
+      'tuxpaint-stamps-default',
+    ]);
+    const raws = Array.from({ length: 99 }, (_, i) => (i + 1) / 100);
+    const scores = raws.map((raw) => calibratedScore(raw));
+    scores.slice(1).forEach((score, i) => expect(score).toBeGreaterThan(scores[i]));
+    expect(calibratedScore(rawScoreAt(0.5))).toBeCloseTo(0.5, 9);
+    expect(rawScoreAt(0.5)).toBeCloseTo(calibrationRecord.raw_score_at_half, 5);
+    for (const raw of [0, 1, NaN, -1, 2]) expect(Number.isFinite(calibratedScore(raw))).toBe(true);
+  });
+
+  test('objectClasses scores each class by its best raw score over both passes, and each supercategory by its best member', () => {
+    const first = rows([0, 0, 9, 9, 0.56, 2], [0, 0, 9, 9, 0.2, 2], [0, 0, 9, 9, 0.3, 16]);
+    const second = rows([0, 0, 9, 9, 0.7, 16], [0, 0, 9, 9, 0.49, 1]);
+    const raw = bestRawScores(first, second);
+    expect(raw[2]).toBeCloseTo(0.56, 6);
+    expect(raw[16]).toBeCloseTo(0.7, 6);
+    const classes = objectClasses(raw);
+    const score = (name: string) => classes.find((c) => c.class === name)?.score;
+    expect(score('dog')).toBeCloseTo(calibratedScore(0.7), 6);
+    expect(score('animal')).toBe(score('dog'));
+    expect(score('vehicle')).toBe(Math.max(score('car')!, score('bicycle')!));
+    expect(classes.map((c) => c.score)).toEqual([...classes.map((c) => c.score)].sort((a, b) => b - a));
+    expect(() => bestRawScores(Float32Array.of(0, 0, 1, 1, 0.5, 80))).toThrow(/class index 80/);
+  });
+});
+
+describe('when the zoom-out runs', () => {
+  const size = 448;
+  const confident = rawScoreAt(0.9);
+  const weak = rawScoreAt(0.3);
+
+  test('not for a confident object that leaves most of the frame free', () => {
+    expect(needsZoomOut(rows([100, 100, 200, 200, confident, 16], [0, 0, 448, 448, weak, 5]), size)).toBe(false);
+  });
+
+  test('for a best box covering more than half the frame, however confident', () => {
+    const side = Math.ceil(Math.sqrt(FRAME_FILLING_AREA) * size) + 2;
+    expect(needsZoomOut(rows([0, 0, side, side, confident, 2]), size)).toBe(true);
+    // Boxes reaching past the frame count only inside it.
+    expect(needsZoomOut(rows([-400, -400, side - 400, side - 400, confident, 2]), size)).toBe(false);
+  });
+
+  test('when nothing reaches 0.5', () => {
+    expect(needsZoomOut(rows([100, 100, 200, 200, weak, 16]), size)).toBe(true);
+    expect(needsZoomOut(new Float32Array(0), size)).toBe(true);
+  });
+});
+
+describe('the zoomed-out input', () => {
+  const size = 8;
+  /** A size×size square whose every channel holds the pixel's index. */
+  const square = new Uint8Array(size * size * 3);
+  for (let p = 0; p < size * size; p++) square.fill(p, p * 3, p * 3 + 3);
+  const at = (out: Float32Array, x: number, y: number) => out[(y * size + x) * 3];
+
+  test('a square picture: half size, centred on grey, each pixel the mean of a 2×2 block', () => {
+    const out = zoomedOut(square, size, 100, 100);
+    for (const [x, y] of [
+      [0, 0],
+      [7, 7],
+      [1, 2],
+      [6, 3],
+    ])
+      expect(at(out, x, y)).toBe(ZOOM_OUT_GREY);
+    expect(at(out, 2, 2)).toBe((0 + 1 + 8 + 9) / 4);
+    expect(at(out, 5, 5)).toBe((54 + 55 + 62 + 63) / 4);
+  });
+
+  test('a wide picture keeps its proportions: the stretch to the square is undone', () => {
+    // 4:1 → 4×1 pixels in the middle row band; each averages a 2-column, 8-row strip of the square.
+    const out = zoomedOut(square, size, 400, 100);
+    const filled = Array.from({ length: size * size }, (_, p) => p).filter(
+      (p) => at(out, p % size, Math.floor(p / size)) !== ZOOM_OUT_GREY,
+    );
+    expect(filled.map((p) => [p % size, Math.floor(p / size)])).toEqual([
+      [2, 3],
+      [3, 3],
+      [4, 3],
+      [5, 3],
+    ]);
+    const column = (x0: number) => {
+      let sum = 0;
+      for (let y = 0; y < size; y++) sum += y * size + x0 + (y * size + x0 + 1);
+      return sum / (2 * size);
+    };
+    expect(at(out, 2, 3)).toBeCloseTo(column(0), 9);
+    expect(at(out, 5, 3)).toBeCloseTo(column(6), 9);
+    expect(() => zoomedOut(square, 6, 10, 10)).toThrow(RangeError);
+    expect(() => zoomedOut(square, size, 0, 10)).toThrow(RangeError);
+  });
+});
+
+describe("the embedder's objects", () => {
+  const embedders = new Map<ZoomOutPolicy, Embedder>();
+
+  beforeAll(async () => {
+    const detector = await ensureDetectorPack(modelsDir);
+    const pack = await loadPack(modelsDir, 'bundled');
+    for (const policy of ['when-needed', 'never'] as const)
+      embedders.set(policy, await Embedder.create(pack, { threads: 1, detector, zoomOut: policy }));
+  });
+  afterAll(async () => {
+    await Promise.all([...embedders.values()].map((e) => e.close()));
+  });
+
+  async function analyse(images: ImageInput[], policy: ZoomOutPolicy = 'when-needed'): Promise<ImageAnalysis[]> {
+    const analyses = await embedders.get(policy)!.analyze(images, undefined, { parts: ['objects', 'colors'] });
+    return analyses.map((a) => {
+      if (a instanceof ImageDecodeError) throw a;
+      return a;
+    });
+  }
+
+  /** What `default` says about objects at Watson's default threshold. */
+  const namedObjects = (a: ImageAnalysis) =>
+    defaultClasses({ colors: a.colors!, objects: a.objects })
+      .filter((c) => OBJECT_NAMES.has(c.class) && c.score >= 0.5)
+      .map((c) => `${c.class} ${c.score.toFixed(3)}`);
+
+  /** A darknet photo cropped to [left, top, width, height]. */
+  const crop = async (name: string, [left, top, width, height]: number[]) => ({
+    name: `${name} crop`,
+    bytes: await sharp(path.join(PHOTOS, `${name}.jpg`))
+      .extract({ left, top, width, height })
+      .png()
+      .toBuffer(),
+  });
+
+  (hasPhotos ? test : test.skip)(
+    "names objects cropped to fill the frame (dog.jpg's bicycle, eagle.jpg's eagle) only with the zoom-out",
+    async () => {
+      const cases = [
+        { image: await crop('dog', [110, 170, 480, 290]), object: 'bicycle' },
+        { image: await crop('eagle', [271, 179, 232, 154]), object: 'bird' },
+      ];
+      const images = cases.map((c) => c.image);
+      const [without, withZoom] = [await analyse(images, 'never'), await analyse(images)];
+      cases.forEach(({ object }, i) => {
+        const score = (a: ImageAnalysis) => a.objects!.find((o) => o.class === object)?.score ?? 0;
+        expect({
+          object,
+          namedWithout: score(without[i]) >= 0.5,
+          zoomedOut: withZoom[i].zoomedOut,
+          namedWith: score(withZoom[i]) >= 0.6,
+        }).toEqual({ object, namedWithout: false, zoomedOut: true, namedWith: true });
+      });
+    },
+  );
+
+  (hasPhotos ? test : test.skip)('a photo whose objects are named at once is not zoomed out', async () => {
+    const [dog] = await analyse([{ name: 'dog.jpg', bytes: fs.readFileSync(path.join(PHOTOS, 'dog.jpg')) }]);
+    expect(dog.zoomedOut).toBe(false);
+    expect(namedObjects(dog).map((n) => n.split(' ')[0])).toEqual(expect.arrayContaining(['car', 'bicycle']));
+  });
+
+  const color = fc.record({ r: fc.nat(255), g: fc.nat(255), b: fc.nat(255) });
+  const side = fc.integer({ min: 32, max: 640 });
+  const format = fc.constantFrom('png' as const, 'jpeg' as const);
+  const scene: fc.Arbitrary<SceneSpec> = fc.oneof(
+    fc.record({ kind: fc.constant('flat' as const), color, width: side, height: side, format }),
+    fc.record({
+      kind: fc.constant('gradient' as const),
+      from: color,
+      to: color,
+      radial: fc.boolean(),
+      angle: fc.nat(359),
+      width: side,
+      height: side,
+      format,
+    }),
+    fc.record({
+      kind: fc.constant('noise' as const),
+      grey: fc.boolean(),
+      block: fc.integer({ min: 1, max: 32 }),
+      seed: fc.integer({ min: 1, max: 1e9 }),
+      width: side,
+      height: side,
+      format,
+    }),
+    fc.record({
+      kind: fc.constant('shape' as const),
+      shape: fc.constantFrom(...SCENE_SHAPES),
+      fg: color,
+      bg: color,
+      size: fc.integer({ min: 48, max: 512 }),
+      seed: fc.integer({ min: 1, max: 1e9 }),
+      noise: fc.nat(24),
+      format,
+    }),
+  );
+
+  test('no object is named in generated shapes, gradients, noise or flat colour', async () => {
+    await fc.assert(
+      fc.asyncProperty(scene, async (spec) => {
+        const [analysis] = await analyse([{ name: 'scene', bytes: await drawScene(spec) }]);
+        expect(namedObjects(analysis)).toEqual([]);
+      }),
+      { seed: 2020, numRuns: 60, endOnFailure: true },
+    );
+  });
+
+  test("no object is named in the README demo's red circles or the benchmarks' class images", async () => {
+    const images = (
+      await Promise.all(
+        (['red-circles', 'blue-squares', 'green-stripes', 'yellow-triangles', 'noise'] as const).map((kind) =>
+          classImages(kind, 4, 424_242).then((list) => list.map((bytes, k) => ({ name: `${kind} ${k}`, bytes }))),
+        ),
+      )
+    ).flat();
+    const analyses = await analyse(images);
+    expect(analyses.map((a, i) => [images[i].name, namedObjects(a)]).filter(([, named]) => named.length > 0)).toEqual(
+      [],
+    );
+  });
+
+  test('bad inputs (tiny, a 20:1 panorama, a greyscale scan, all black, PNG noise) get finite scores and no object', async () => {
+    const inputs = await badInputs();
+    const analyses = await analyse(inputs);
+    analyses.forEach((analysis, i) => {
+      expect([inputs[i].name, namedObjects(analysis)]).toEqual([inputs[i].name, []]);
+      for (const c of analysis.objects!) expect(Number.isFinite(c.score)).toBe(true);
+      for (const raw of analysis.objectScores!) expect(Number.isFinite(raw)).toBe(true);
+    });
+  });
+});
