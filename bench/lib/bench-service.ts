@@ -113,8 +113,9 @@ function waitForReady(child: ChildProcess): Promise<BenchServiceReady> {
 
 /**
  * Starts the real service in a child process (`service-process`, from source under ts-node, else
- * compiled) with `env`, `options.niceness` steps nicer than this process when given. Its stdin is a
- * pipe: when this process dies, the service stops. `ready` resolves with its ready line, and
+ * compiled) with `env`, `options.niceness` steps nicer than this process when given, in a session of
+ * its own (so a terminal's Ctrl-C reaches only this process). Its stdin is a pipe: when this process
+ * dies, the service stops. `ready` resolves with its ready line, and
  * rejects (BenchServiceStartError) if it exits first or prints none within START_TIMEOUT_MS.
  */
 export function spawnServiceProcess(
@@ -128,7 +129,10 @@ export function spawnServiceProcess(
   const command = [process.execPath, ...execArgv, script];
   // `nice` execs node in place, so the child's pid is the API's.
   if (options.niceness !== undefined) command.unshift('nice', '-n', String(options.niceness));
-  const child = spawn(command[0], command.slice(1), { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  // Its own session (setsid), hence its own scheduler autogroup: on a shared machine where every
+  // session gets an equal share of the CPU, the load generator's work (making zips, checking answers)
+  // would otherwise come out of the service's share and count as the service's latency.
+  const child = spawn(command[0], command.slice(1), { env, stdio: ['pipe', 'pipe', 'inherit'], detached: true });
   return { child, ready: waitForReady(child) };
 }
 

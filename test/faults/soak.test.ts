@@ -15,8 +15,10 @@
  * It prints its figures as one JSON line starting with {"soak":. For memory over longer runs, minute
  * by minute, see `npm run bench:soak`.
  *
- * The idle p99 is the mean of a window just before the load and one just after it: other work on
- * the machine drifts over minutes. The retraining worker has one ONNX thread of its own
+ * The idle p99 is the mean of the designated client's idle windows: one just before the load, one
+ * after each SEGMENT_S of it (the soak pauses for it) and one just after the load: other work on the
+ * machine drifts over minutes, and a reference taken only at both ends of a half-hour soak is not
+ * the machine the load ran on. The retraining worker has one ONNX thread of its own
  * (ORT_THREADS=1 for both processes) and runs 10 steps nicer than the API.
  *
  * Memory and descriptors are compared at two quiet points (every activity stopped, the worker
@@ -25,7 +27,8 @@
  * pipes, listening sockets) must come back to where it was, give or take FD_SLACK.
  *
  * The time limit is what the test does, each part at its longest: the service's start, the phases,
- * each phase's last steps (SOAK_STEP_LIMIT_MS), the quiet points, the disk check and the stop.
+ * each phase's last steps (SOAK_STEP_LIMIT_MS), the idle windows, the quiet points, the disk check
+ * and the stop.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -46,6 +49,9 @@ import { tmpEntries, unreferencedHeadFiles, unreferencedImageFiles } from './sup
 const SOAK_S = soakSeconds();
 const WARMUP_S = 15;
 const IDLE_S = 20;
+/** The longest stretch of load without an idle window of the designated client. */
+const SEGMENT_S = 300;
+const SEGMENTS = soakSegments(SOAK_S, SEGMENT_S);
 /** The designated client's first requests, before its idle window. */
 const FIRST_REQUESTS_S = 3;
 const MAX_P99_RATIO = 4;
@@ -59,8 +65,8 @@ const FIRST_CLASSIFIER_MS = SOAK_STEP_LIMIT_MS + 30_000;
 const TIME_LIMIT_MS =
   START_TIMEOUT_MS +
   FIRST_CLASSIFIER_MS +
-  (FIRST_REQUESTS_S + 2 * IDLE_S + WARMUP_S + SOAK_S) * 1000 +
-  2 * SOAK_STEP_LIMIT_MS +
+  (FIRST_REQUESTS_S + (SEGMENTS.length + 1) * IDLE_S + WARMUP_S + SOAK_S) * 1000 +
+  (1 + SEGMENTS.length) * SOAK_STEP_LIMIT_MS +
   4 * QUIET_SNAPSHOT_MS +
   DISK_CHECK_MS +
   STOP_TIMEOUT_MS;
@@ -70,6 +76,12 @@ function soakSeconds(): number {
   if (!Number.isFinite(value) || value < 10 || value > 1800)
     throw new Error(`SOAK_S must be 10–1800 seconds, not '${process.env.SOAK_S}'`);
   return value;
+}
+
+/** `seconds` cut into as few equal segments as keep each at most `longest` seconds long. */
+function soakSegments(seconds: number, longest: number): number[] {
+  const n = Math.ceil(seconds / longest);
+  return Array.from({ length: n }, () => seconds / n);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -135,9 +147,17 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
       const retrainsBefore = load.retrains();
       const countsBefore = { ...counts };
       const loadLatencies: number[] = [];
-      const soakStarted = performance.now();
-      await load.runPhase(SOAK_S, loadLatencies);
-      const soakSecondsRun = (performance.now() - soakStarted) / 1000;
+      const idleBetween: number[][] = [];
+      let soakSecondsRun = 0;
+      for (const [i, seconds] of SEGMENTS.entries()) {
+        const segmentStarted = performance.now();
+        await load.runPhase(seconds, loadLatencies);
+        soakSecondsRun += (performance.now() - segmentStarted) / 1000;
+        if (i === SEGMENTS.length - 1) break;
+        const window: number[] = [];
+        await load.runAlone(IDLE_S, window);
+        idleBetween.push(window.sort((a, b) => a - b));
+      }
       const cpuAfter = { api: cpuSeconds(svc.pid), worker: cpuSeconds(workerPid) };
       const after = await quiet();
       loadLatencies.sort((a, b) => a - b);
@@ -165,8 +185,9 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
       ]);
 
       const growth = (start: number, end: number) => Math.round((end / start - 1) * 1000) / 1000;
-      // The machine's other load drifts over minutes: the windows before and after bracket the soak.
-      const idleP99 = (percentile(idleBefore, 99) + percentile(idleAfter, 99)) / 2;
+      // The machine's other load drifts over minutes: the idle windows bracket the soak and its segments.
+      const idleWindows = [idleBefore, ...idleBetween, idleAfter];
+      const idleP99 = idleWindows.reduce((sum, w) => sum + percentile(w, 99), 0) / idleWindows.length;
       const loadP99 = percentile(loadLatencies, 99);
       const figures = {
         soak: {
@@ -185,6 +206,7 @@ describe(`load and soak: 8 classify clients, retrains, uploads and deletes for $
               p50_ms: round1(percentile(idleAfter, 50)),
               p99_ms: round1(percentile(idleAfter, 99)),
             },
+            idle_between_p99_ms: idleBetween.map((w) => round1(percentile(w, 99))),
             idle_p99_ms: round1(idleP99),
             load: {
               requests: loadLatencies.length,
