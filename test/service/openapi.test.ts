@@ -143,6 +143,7 @@ describe('the OpenAPI document and the docs page', () => {
       'status',
       'training_progress',
       'updated',
+      'upload',
     ]);
     expect(schemas.Classifier.properties.status.enum).toEqual(['ready', 'training', 'retraining', 'failed']);
     expect(Object.keys(schemas.ClassifyResponse.properties).sort()).toEqual([
