@@ -135,6 +135,9 @@ describe('version leases', () => {
   /** Waits for retention (which runs just after a publish, in the worker) to have pruned `v`. */
   const prunedSoon = (v: number) =>
     waitFor(`version ${v} to be pruned`, async () => ((await versionView(v)).pruned ? true : undefined), 60_000);
+  /** Waits for a head file to be deleted (retention deletes files just after it commits the pruning). */
+  const removedSoon = (file: string) =>
+    waitFor(`${file} to be deleted`, async () => (fs.existsSync(file) ? undefined : true), 60_000);
   const headFileOf = async (v: number) => {
     const db = await t.openDatabase();
     try {
@@ -191,7 +194,7 @@ describe('version leases', () => {
   afterAll(async () => {
     await reader?.close();
     await t?.close();
-  });
+  }, 300_000);
 
   it('classifies without writing to the database (current, pinned, built-in and owners=me alike)', async () => {
     const [v1, v2] = versions;
@@ -249,7 +252,7 @@ describe('version leases', () => {
       await trainAnother(await classZip('red-circles', 10, 67), 'rings');
       // Retention ran in the worker: the version between them went, with its file; the pinned one stayed.
       await prunedSoon(versions[1]);
-      expect(fs.existsSync(v2File)).toBe(false);
+      await removedSoon(v2File);
       expect((await versionView(pinned)).pruned).toBeUndefined();
       expect(fs.existsSync(pinnedFile)).toBe(true);
 
@@ -263,7 +266,7 @@ describe('version leases', () => {
       await trainAnother(await classZip('blue-squares', 10, 68), 'boxes');
       await prunedSoon(pinned);
       await prunedSoon(v3);
-      expect(fs.existsSync(pinnedFile)).toBe(false);
+      await removedSoon(pinnedFile);
     } finally {
       release();
       await new Promise((r) => server.close(r));

@@ -255,7 +255,12 @@ describe('classifier versions', () => {
       await waitForStatus(t, id, ['ready']);
       await update({ other_positive_examples: zips.squares });
       await waitForStatus(t, id, ['ready']);
-      const during = await versions();
+      // The worker applies retention just after the publish that made the classifier ready: wait until
+      // it has (the two newest and the pinned one left unpruned).
+      const during = await waitFor('retention after the last retrain', async () => {
+        const listed = await versions();
+        return listed.versions.filter((v: { pruned?: string }) => !v.pruned).length === 3 ? listed : undefined;
+      });
       expect(during.versions.find((v: { version_id: number }) => v.version_id === oldest).pruned).toBeUndefined();
       expect(during.versions.filter((v: { pruned?: string }) => v.pruned).length).toBeGreaterThan(0);
 
