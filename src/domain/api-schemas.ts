@@ -383,11 +383,10 @@ export const mistakeSchema = z
         kind: z.literal('cross_class_duplicate'),
         confidence: z.number().min(0).max(1).meta({ description: '1 − distance' }),
         examples: z.array(exampleSchema).length(2),
-        distance: z
-          .number()
-          .min(0)
-          .max(2)
-          .meta({ description: 'Cosine distance of the two embeddings (0: the same picture)' }),
+        distance: z.number().min(0).max(2).meta({
+          description:
+            "Cosine distance of the two embeddings, centred on the training set's mean (0: the same picture)",
+        }),
       })
       .meta({ id: 'CrossClassDuplicate' }),
   ])

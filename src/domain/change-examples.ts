@@ -41,7 +41,9 @@ function refusal(classifierId: string, result: Exclude<ChangeOutcome, { outcome:
         result.className === null ? 'the negatives of this one-class classifier' : `class '${result.className}'`;
       return badRequest(
         `These changes would leave ${what} with ${result.remaining} example${result.remaining === 1 ? '' : 's'}; at least ${result.needed} are needed (${minimumSetting}). ` +
-          `It has ${result.before} now, so take away at most ${Math.max(0, result.before - result.needed)}, or first add images with POST /v3/classifiers/${classifierId}. Nothing was changed.`,
+          (result.before > result.needed
+            ? `It has ${result.before} now, so take away at most ${result.before - result.needed}, or first add images with POST /v3/classifiers/${classifierId}. Nothing was changed.`
+            : `It has ${result.before} now, so none can be taken away: first add images with POST /v3/classifiers/${classifierId}. Nothing was changed.`),
       );
     }
   }

@@ -1,5 +1,5 @@
 import type { ReviewBody } from '../data-access/db/example-repository';
-import { nearDuplicatePairs, NEAR_DUPLICATE_MAX_IMAGES } from '../ml';
+import { centredOn, nearDuplicatePairs, NEAR_DUPLICATE_MAX_IMAGES } from '../ml';
 
 /** Stored scores keep 4 decimals: finer than any score the API shows matters, and the JSON stays small. */
 const round = (score: number) => Math.round(score * 1e4) / 1e4;
@@ -11,7 +11,8 @@ const MAX_DUPLICATE_PAIRS = 1000;
  * What a training run records about its examples for review (issue 23), keyed by example id:
  * the out-of-fold class scores of each example's picture (`outOfFold[i]` belongs to `images[i]`),
  * and the pairs of examples whose pictures are near-duplicates (the same picture included) but
- * whose labels differ. Near-duplicates are searched only up to NEAR_DUPLICATE_MAX_IMAGES pictures.
+ * whose labels differ, by cosine distance between the embeddings centred on the set's mean (see
+ * NEAR_DUPLICATE_DISTANCE). Near-duplicates are searched only up to NEAR_DUPLICATE_MAX_IMAGES pictures.
  */
 export function buildReview(input: {
   classes: string[];
@@ -42,7 +43,7 @@ export function buildReview(input: {
   // The same picture under two labels.
   for (const [i, members] of byImage) if (members.length > 1) pairUp(i, i, 0);
   if (input.images.length <= NEAR_DUPLICATE_MAX_IMAGES) {
-    for (const [i, j, distance] of nearDuplicatePairs(input.embeddings, undefined, MAX_DUPLICATE_PAIRS))
+    for (const [i, j, distance] of nearDuplicatePairs(centredOn(input.embeddings), undefined, MAX_DUPLICATE_PAIRS))
       pairUp(i, j, distance);
   }
   const unique = new Map(duplicates.map((d) => [`${d[0]}:${d[1]}`, d]));
