@@ -185,7 +185,8 @@ export function ClassifierDetail(props: {
         </div>
         <StatusBadge classifier={c} />
       </div>
-      {c.status === 'retraining' && (
+      {/* A change of examples being followed says this itself, below. */}
+      {c.status === 'retraining' && !(sent && sent.doneAt === undefined) && (
         <p class="notice info" data-testid="retraining-note">
           Retraining on the new examples ({c.training_progress ?? 0}%). Until it finishes, classify calls keep getting
           answers from
