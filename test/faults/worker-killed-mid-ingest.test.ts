@@ -13,7 +13,8 @@ import { bootService, VERSION, waitFor, waitForStatus, type TestService } from '
  */
 describe('a worker killed mid-ingest of a large upload', () => {
   let t: TestService;
-  const PER_ZIP = 150;
+  /** Images per zip: a few of training's 64-image embedding chunks, so the kill lands mid-ingest. */
+  const PER_ZIP = 80;
 
   beforeAll(async () => {
     t = await bootService({ TRAINING_LOCK_MS: '3000', METRICS_PUBLISH_INTERVAL_MS: '200' });
@@ -78,7 +79,7 @@ describe('a worker killed mid-ingest of a large upload', () => {
     expect(cachedAtKill).toBeLessThan(3 * PER_ZIP);
     expect((await get(id)).status).toBe('training');
 
-    const ready = await waitForStatus(t, id, ['ready', 'failed'], 240_000);
+    const ready = await waitForStatus(t, id, ['ready', 'failed'], 480_000);
     expect(ready.status).toBe('ready');
     const { versions } = (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body;
     expect(versions.map((v: { examples: number }) => v.examples)).toEqual([3 * PER_ZIP]);
@@ -100,12 +101,12 @@ describe('a worker killed mid-ingest of a large upload', () => {
     // Every decodable image embedded once; the resumed run found the killed run's embeddings.
     expect(await cachedEmbeddings()).toBe(3 * PER_ZIP);
     const hits = await waitFor('the worker to publish its cache lookups', async () => {
-      const { samples } = await scrape(`${t.url}/metrics`);
+      const { samples } = await scrape(t.url);
       const n = total(samples, 'watson_vr_embedding_cache_lookups_total', { result: 'hit', process_role: 'worker' });
       return n > 0 ? n : undefined;
     });
     expect(hits).toBeGreaterThanOrEqual(cachedAtKill);
-  }, 420_000);
+  }, 720_000);
 
   it('a retrain killed mid-ingest: classify answers from the previous version until the new one publishes', async () => {
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
@@ -146,7 +147,7 @@ describe('a worker killed mid-ingest of a large upload', () => {
       }
     })();
     await killWorkerMidIngest(id);
-    const retrained = await waitForStatus(t, id, ['ready', 'failed'], 240_000);
+    const retrained = await waitForStatus(t, id, ['ready', 'failed'], 480_000);
     polling = false;
     await poller;
     expect(retrained.status).toBe('ready');
@@ -155,5 +156,5 @@ describe('a worker killed mid-ingest of a large upload', () => {
     expect(await classify()).toEqual(['circles', 'stripes']);
     const { versions } = (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body;
     expect(versions.map((v: { examples: number }) => v.examples)).toEqual([40, 40 + 2 * PER_ZIP]);
-  }, 420_000);
+  }, 720_000);
 });

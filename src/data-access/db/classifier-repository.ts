@@ -402,6 +402,8 @@ export class ClassifierRepository {
       const removedHeadFiles: string[] = [];
       for (const [id, deleted] of byClassifier) {
         const deletedIds = deleted.map((e) => e.id);
+        // The latest upload's report names entries, the deleted ones among them.
+        await trx.deleteFrom('upload_reports').where('classifier_id', '=', id).execute();
         const tainted = await versionsTrainedOn(trx, id, deletedIds, Math.min(...deleted.map((e) => e.generation)));
         for (const ids of chunks(deletedIds, 500)) {
           await trx.deleteFrom('examples').where('id', 'in', ids).execute();
