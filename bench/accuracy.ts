@@ -17,6 +17,8 @@
  * set being trained or scored are left out.
  *
  *   --l2 <value>   regularisation strength (default: the trainer's fixed one)
+ *   --tutorial-only / --no-tutorial   run only / skip the tutorial-shaped scenarios
+ *   --synthetic   add a tutorial variant with the study's four synthetic copies of each bank photo
  *   BENCH_EMBEDDINGS=<file>   keep the embedded sets in this file and reuse them while the pack key holds
  */
 import fs from 'node:fs';
@@ -98,6 +100,7 @@ async function main(): Promise<void> {
   const l2 = l2Arg >= 0 ? Number(args[l2Arg + 1]) : DEFAULT_L2;
   const tutorialOnly = args.includes('--tutorial-only');
   const synthetic = args.includes('--synthetic');
+  const skipTutorial = args.includes('--no-tutorial');
 
   let food: LabelledImages;
   let fashion: LabelledImages;
@@ -215,7 +218,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const tutorial = await tutorialScenarios(embedder, bank, l2, cacheFile, synthetic);
+  const tutorial = skipTutorial ? {} : await tutorialScenarios(embedder, bank, l2, cacheFile, synthetic);
 
   console.log(
     JSON.stringify({
@@ -253,6 +256,19 @@ const TUTORIAL_VARIANTS: TutorialVariant[] = [
     withBank: false,
     train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
     score: (head, embedding) => scoreHead({ ...head, gate: undefined }, embedding),
+  },
+  {
+    // The rules before issue 20: bank as negatives, largest-leave-one-out radius, every class gated on its own.
+    name: 'main before',
+    withBank: true,
+    train: (set, packKey, l2) =>
+      trainHead(set, {
+        packKey,
+        l2,
+        threads: 2,
+        openSet: { knownHead: false, excludeLookalikes: false, pooledRadius: false },
+      }),
+    score: (head, embedding) => scoreHead(head, embedding, { gate: 'each' }),
   },
   {
     name: 'service',
