@@ -17,6 +17,8 @@
  * set being trained or scored are left out.
  *
  *   --l2 <value>   regularisation strength (default: the trainer's fixed one)
+ *   --tutorial-only / --no-tutorial   run only / skip the tutorial-shaped scenarios
+ *   --synthetic   add a tutorial variant with the study's four synthetic copies of each bank photo
  *   BENCH_EMBEDDINGS=<file>   keep the embedded sets in this file and reuse them while the pack key holds
  */
 import fs from 'node:fs';
@@ -49,6 +51,8 @@ import {
   TRAIN_PER_CLASS,
   type EmbeddedPool,
   type Scenario,
+  bankPhotoBytes,
+  syntheticCopies,
 } from './lib/tutorial-accuracy';
 
 const OUTER_FOLDS = 5;
@@ -96,6 +100,8 @@ async function main(): Promise<void> {
   const l2Arg = args.indexOf('--l2');
   const l2 = l2Arg >= 0 ? Number(args[l2Arg + 1]) : DEFAULT_L2;
   const tutorialOnly = args.includes('--tutorial-only');
+  const synthetic = args.includes('--synthetic');
+  const skipTutorial = args.includes('--no-tutorial');
 
   let food: LabelledImages;
   let fashion: LabelledImages;
@@ -213,7 +219,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const tutorial = await tutorialScenarios(embedder, bank, l2, cacheFile);
+  const tutorial = skipTutorial ? {} : await tutorialScenarios(embedder, bank, l2, cacheFile, synthetic);
 
   console.log(
     JSON.stringify({
@@ -239,6 +245,8 @@ async function main(): Promise<void> {
 interface TutorialVariant {
   name: string;
   withBank: boolean;
+  /** Adds the synthetic copies of the bank photos (--synthetic). */
+  synthetic?: boolean;
   train: (set: TrainingSet, packKey: string, l2: number) => Promise<TrainedHead>;
   score: (head: TrainedHead, embedding: Float32Array) => number[];
 }
@@ -250,6 +258,19 @@ const TUTORIAL_VARIANTS: TutorialVariant[] = [
     withBank: false,
     train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
     score: (head, embedding) => scoreHead({ ...head, gate: undefined }, embedding),
+  },
+  {
+    // The rules before issue 20: bank as negatives, largest-leave-one-out radius, every class gated on its own.
+    name: 'main before',
+    withBank: true,
+    train: (set, packKey, l2) =>
+      trainHead(set, {
+        packKey,
+        l2,
+        threads: 2,
+        openSet: { knownHead: false, excludeLookalikes: false, pooledRadius: false },
+      }),
+    score: (head, embedding) => scoreHead(head, embedding, { gate: 'each' }),
   },
   {
     name: 'service',
@@ -276,6 +297,13 @@ const TUTORIAL_VARIANTS: TutorialVariant[] = [
     score: (head, embedding) => scoreHead(head, embedding),
   },
   {
+    name: 'service + synthetic copies',
+    withBank: true,
+    synthetic: true,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
+    score: (head, embedding) => scoreHead(head, embedding),
+  },
+  {
     name: 'gate per class',
     withBank: true,
     train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
@@ -285,6 +313,7 @@ const TUTORIAL_VARIANTS: TutorialVariant[] = [
 
 interface TutorialFigures {
   bank_photos: number;
+  bank_synthetic_copies?: number;
   held_out_photos: number;
   unrelated_photos: number;
   /** Per variant, pooled over the draws; `*_by_draw` shows the spread. */
@@ -303,9 +332,14 @@ async function tutorialScenarios(
   bank: NegativeBank,
   l2: number,
   cacheFile: string | undefined,
+  synthetic: boolean,
 ): Promise<Record<string, TutorialFigures>> {
   const tutorialCache = cacheFile ? `${cacheFile}.tutorial` : undefined;
-  type Cached = { packKey: string; pools: EmbeddedPool[] };
+  type Cached = {
+    packKey: string;
+    pools: EmbeddedPool[];
+    copies?: { sources: string[]; embeddings: Float32Array[][] };
+  };
   const cached =
     tutorialCache && fs.existsSync(tutorialCache)
       ? (v8.deserialize(fs.readFileSync(tutorialCache)) as Cached)
@@ -329,11 +363,40 @@ async function tutorialScenarios(
     if (tutorialCache)
       fs.writeFileSync(tutorialCache, v8.serialize({ packKey: embedder.packKey, pools } satisfies Cached));
   }
+  // Synthetic copies of each bank photo (index-aligned with the bank; [] where the bench cannot read the photo).
+  let copies: Float32Array[][] | undefined;
+  if (synthetic) {
+    const again = cached?.copies;
+    if (again && again.sources.join('\n') === bank.sources.join('\n')) copies = again.embeddings;
+    else {
+      const live = await openEmbedder(modelsDir(), 2, createLogger('warn', 'bench'));
+      const photos = bankPhotoBytes(bank.sources);
+      copies = [];
+      for (const [i, bytes] of photos.entries()) {
+        const variants = bytes ? await syntheticCopies(bytes, bank.sources[i]).catch(() => []) : [];
+        const analyses = variants.length > 0 ? await live.analyze(variants) : [];
+        copies.push(analyses.flatMap((a) => (a instanceof Error ? [] : [a.embedding])));
+      }
+      await live.close();
+      if (tutorialCache)
+        fs.writeFileSync(
+          tutorialCache,
+          v8.serialize({
+            packKey: embedder.packKey,
+            pools,
+            copies: { sources: bank.sources, embeddings: copies },
+          } satisfies Cached),
+        );
+    }
+    console.log(
+      `synthetic copies: ${copies.reduce((sum, list) => sum + list.length, 0)} of ${bank.embeddings.length} bank photos`,
+    );
+  }
   const byName = new Map(pools.map((pool) => [pool.name, pool]));
   const overlap = bankOverlap(bank, pools);
   const result: Record<string, TutorialFigures> = {};
   for (const scenario of SCENARIOS)
-    result[scenario.name] = await tutorialScenario(scenario, byName, bank, overlap, embedder.packKey, l2);
+    result[scenario.name] = await tutorialScenario(scenario, byName, bank, overlap, embedder.packKey, l2, copies);
   return result;
 }
 
@@ -344,13 +407,17 @@ async function tutorialScenario(
   overlap: Array<Set<string>>,
   packKey: string,
   l2: number,
+  copies: Float32Array[][] | undefined,
 ): Promise<TutorialFigures> {
   const used = [...Object.values(scenario.classes), scenario.negatives, ...scenario.unrelated];
-  const implicit = bank.embeddings.filter((_, i) => !used.some((name) => overlap[i].has(name)));
+  const kept = bank.embeddings.flatMap((_, i) => (used.some((name) => overlap[i].has(name)) ? [] : [i]));
+  const implicit = kept.map((i) => bank.embeddings[i]);
+  const withCopies = copies ? [...implicit, ...kept.flatMap((i) => copies[i])] : implicit;
+  const variants = TUTORIAL_VARIANTS.filter((v) => !v.synthetic || copies);
   const unrelated = scenario.unrelated.flatMap((name) => pools.get(name)!.embeddings);
   const classPools = Object.values(scenario.classes).map((name) => pools.get(name)!);
   const tallies = new Map(
-    TUTORIAL_VARIANTS.map((v) => [
+    variants.map((v) => [
       v.name,
       { top1: 0, recall: 0, held: 0, unrelated: 0, recalls: [] as number[], rates: [] as number[] },
     ]),
@@ -368,8 +435,9 @@ async function tutorialScenario(
       positives: [...draw.train.flatMap((rows, c) => rows.map(() => [c])), ...draw.negatives.map(() => [])],
     };
     heldOutPhotos = draw.heldOut.reduce((sum, rows) => sum + rows.length, 0);
-    for (const variant of TUTORIAL_VARIANTS) {
-      const head = await variant.train(variant.withBank ? { ...set, implicitNegatives: implicit } : set, packKey, l2);
+    for (const variant of variants) {
+      const bankRows = variant.synthetic ? withCopies : implicit;
+      const head = await variant.train(variant.withBank ? { ...set, implicitNegatives: bankRows } : set, packKey, l2);
       const t = tallies.get(variant.name)!;
       let ownYes = 0;
       draw.heldOut.forEach((rows, c) =>
@@ -389,6 +457,7 @@ async function tutorialScenario(
   }
   const figures: TutorialFigures = {
     bank_photos: implicit.length,
+    ...(copies ? { bank_synthetic_copies: withCopies.length - implicit.length } : {}),
     held_out_photos: heldOutPhotos,
     unrelated_photos: unrelated.length,
     variants: {},

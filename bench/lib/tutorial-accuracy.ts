@@ -11,6 +11,7 @@
  * reports the bank size it trained with.
  */
 import fs from 'node:fs';
+import sharp from 'sharp';
 import path from 'node:path';
 import type { ImageInput } from '../../src/ml/types';
 import { seededRandom, shuffleInPlace } from '../../src/ml/heads/random';
@@ -305,5 +306,62 @@ export function bankOverlap(
       if (pool.embeddings.some((other) => squaredDistance(embedding, other) < limit)) names.add(pool.name);
     }
     return names;
+  });
+}
+
+/**
+ * The four synthetic copies of a photo the open-set study measured (shared/design/open-set-study.md, Q2 §4):
+ * a grey 28×28 thumbnail, the photo in greyscale, a 48-pixel low-resolution copy and a 2× centre zoom.
+ */
+export async function syntheticCopies(bytes: Buffer, name: string): Promise<ImageInput[]> {
+  const image = sharp(bytes, { pages: 1 }).rotate();
+  const { width = 1, height = 1 } = await image.metadata();
+  const side = Math.min(width, height);
+  return [
+    {
+      name: `${name}#grey28`,
+      bytes: await image.clone().greyscale().resize(28, 28, { fit: 'cover' }).png().toBuffer(),
+    },
+    { name: `${name}#grey`, bytes: await image.clone().greyscale().jpeg().toBuffer() },
+    { name: `${name}#48px`, bytes: await image.clone().resize(48, 48, { fit: 'inside' }).png().toBuffer() },
+    {
+      name: `${name}#zoom2`,
+      bytes: await image
+        .clone()
+        .extract({
+          left: Math.floor((width - side / 2) / 2),
+          top: Math.floor((height - side / 2) / 2),
+          width: Math.max(1, Math.floor(side / 2)),
+          height: Math.max(1, Math.floor(side / 2)),
+        })
+        .jpeg()
+        .toBuffer(),
+    },
+  ];
+}
+
+/**
+ * The photos behind bank entries, found by source where the bench can read it (GCompris and the Debian
+ * packages it unpacks); entries of other sources are left out (undefined).
+ */
+export function bankPhotoBytes(sources: string[]): Array<Buffer | undefined> {
+  const gcompris = new Map<string, () => Buffer>();
+  if (sources.some((source) => source.startsWith('gcompris-qt-data:')))
+    for (const photo of gcomprisPhotos()) gcompris.set(`gcompris-qt-data:${photo.path}`, photo.read);
+  return sources.map((source) => {
+    const read = gcompris.get(source);
+    if (read) return read();
+    const [pkg, file] = [source.slice(0, source.indexOf(':')), source.slice(source.indexOf(':') + 1)];
+    if (!/^[a-z0-9][a-z0-9+.-]+$/.test(pkg)) return undefined;
+    let root: string;
+    try {
+      root = unpackDebianPackage(pkg);
+    } catch {
+      return undefined;
+    }
+    const direct = path.join(root, file);
+    if (fs.existsSync(direct)) return fs.readFileSync(direct);
+    const found = findUnder(root, new RegExp(`/${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+    return found.length > 0 ? fs.readFileSync(found[0][0]) : undefined;
   });
 }

@@ -49,6 +49,11 @@ describe('classifier lifecycle', () => {
     expect(ready.status).toBe('ready');
     expect(ready.evaluation.classes.map((c: { class: string }) => c.class)).toEqual(['circles', 'squares']);
     for (const c of ready.evaluation.classes) expect(c.roc_auc).toBeGreaterThan(0.9);
+    // How far 0.5 can be trusted for this classifier, out of fold: bank photos said yes to, own classes said yes to.
+    const openSet = ready.evaluation.open_set;
+    expect(openSet.bank_photos).toBeGreaterThan(0);
+    expect(openSet.false_positive_rate).toBeLessThanOrEqual(0.05);
+    expect(openSet.recall).toBeGreaterThanOrEqual(0.9);
     const v1 = (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body;
     expect(v1.versions).toHaveLength(1);
     const firstVersion = v1.current_version_id;
