@@ -64,7 +64,7 @@ export interface EmbedderOptions {
    */
   zoomOut?: ZoomOutPolicy;
   /**
-   * Raw detector score → Watson score for `objects`, and with it the zoom-out's "nothing named yet"
+   * Raw detector score → Watson score for `objects`, and with it the zoom-out's "seen but not named"
    * test; default the fitted OBJECT_CALIBRATION (the fitting script tries its candidates here).
    */
   calibration?: ObjectCalibration;

@@ -20,7 +20,13 @@ import {
   objectClasses,
   rawScoreAt,
 } from '../../src/ml/detector/object-detector';
-import { FRAME_FILLING_AREA, needsZoomOut, ZOOM_OUT_GREY, zoomedOut } from '../../src/ml/detector/zoom-out';
+import {
+  FRAME_FILLING_AREA,
+  needsZoomOut,
+  ZOOM_OUT_FLOOR,
+  ZOOM_OUT_GREY,
+  zoomedOut,
+} from '../../src/ml/detector/zoom-out';
 import { defaultClasses } from '../../src/ml/default-classifier';
 import { Embedder, type ImageAnalysis, type ZoomOutPolicy } from '../../src/ml/embedder';
 import { loadPack } from '../../src/ml/model-pack';
@@ -80,7 +86,7 @@ describe('calibration', () => {
 describe('when the zoom-out runs', () => {
   const size = 448;
   const confident = rawScoreAt(0.9);
-  const weak = rawScoreAt(0.3);
+  const weak = rawScoreAt(ZOOM_OUT_FLOOR / 2);
 
   test('not for a confident object that leaves most of the frame free', () => {
     expect(needsZoomOut(rows([100, 100, 200, 200, confident, 16], [0, 0, 448, 448, weak, 5]), size)).toBe(false);
@@ -93,9 +99,14 @@ describe('when the zoom-out runs', () => {
     expect(needsZoomOut(rows([-400, -400, side - 400, side - 400, confident, 2]), size)).toBe(false);
   });
 
-  test('when nothing reaches 0.5', () => {
-    expect(needsZoomOut(rows([100, 100, 200, 200, weak, 16]), size)).toBe(true);
-    expect(needsZoomOut(new Float32Array(0), size)).toBe(true);
+  test('for an object seen but not named: the best score in the band [ZOOM_OUT_FLOOR, 0.5)', () => {
+    expect(needsZoomOut(rows([100, 100, 200, 200, rawScoreAt(ZOOM_OUT_FLOOR), 16]), size)).toBe(true);
+    expect(needsZoomOut(rows([100, 100, 200, 200, rawScoreAt(0.49), 16]), size)).toBe(true);
+  });
+
+  test('not when nothing is seen: no detection, or only ones below the floor', () => {
+    expect(needsZoomOut(new Float32Array(0), size)).toBe(false);
+    expect(needsZoomOut(rows([100, 100, 200, 200, rawScoreAt(ZOOM_OUT_FLOOR * 0.9), 16]), size)).toBe(false);
   });
 });
 
@@ -180,11 +191,11 @@ describe("the embedder's objects", () => {
   });
 
   (hasPhotos ? test : test.skip)(
-    "names objects cropped to fill the frame (dog.jpg's bicycle, eagle.jpg's eagle) only with the zoom-out",
+    "names objects cropped to fill the frame (dog.jpg's bicycle, giraffe.jpg's giraffe) only with the zoom-out",
     async () => {
       const cases = [
         { image: await crop('dog', [110, 170, 480, 290]), object: 'bicycle' },
-        { image: await crop('eagle', [271, 179, 232, 154]), object: 'bird' },
+        { image: await crop('giraffe', [125, 125, 250, 250]), object: 'giraffe' },
       ];
       const images = cases.map((c) => c.image);
       const [without, withZoom] = [await analyse(images, 'never'), await analyse(images)];
@@ -194,7 +205,7 @@ describe("the embedder's objects", () => {
           object,
           namedWithout: score(without[i]) >= 0.5,
           zoomedOut: withZoom[i].zoomedOut,
-          namedWith: score(withZoom[i]) >= 0.6,
+          namedWith: score(withZoom[i]) >= 0.5,
         }).toEqual({ object, namedWithout: false, zoomedOut: true, namedWith: true });
       });
     },
@@ -205,6 +216,41 @@ describe("the embedder's objects", () => {
     expect(dog.zoomedOut).toBe(false);
     expect(namedObjects(dog).map((n) => n.split(' ')[0])).toEqual(expect.arrayContaining(['car', 'bicycle']));
   });
+
+  (hasPhotos ? test : test.skip)(
+    'no second pass without an object: The Scream (a real picture the photo gate lets through, its best box covering 93 % of the frame at 0.13), flat colour, noise',
+    async () => {
+      const images: ImageInput[] = [
+        { name: 'scream.jpg', bytes: fs.readFileSync(path.join(PHOTOS, 'scream.jpg')) },
+        {
+          name: 'flat',
+          bytes: await drawScene({
+            kind: 'flat',
+            color: { r: 90, g: 140, b: 60 },
+            width: 320,
+            height: 240,
+            format: 'jpeg',
+          }),
+        },
+        {
+          name: 'noise',
+          bytes: await drawScene({
+            kind: 'noise',
+            grey: false,
+            block: 4,
+            seed: 20,
+            width: 320,
+            height: 240,
+            format: 'png',
+          }),
+        },
+      ];
+      const analyses = await analyse(images);
+      // The painting reaches the trigger (the gate calls it a photo): the flag is the trigger's answer.
+      expect(analyses[0].photoProbability).toBeGreaterThanOrEqual(0.5);
+      expect(analyses.map((a, i) => [images[i].name, a.zoomedOut])).toEqual(images.map((im) => [im.name, false]));
+    },
+  );
 
   const color = fc.record({ r: fc.nat(255), g: fc.nat(255), b: fc.nat(255) });
   const side = fc.integer({ min: 32, max: 640 });

