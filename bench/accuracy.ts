@@ -268,7 +268,7 @@ const TUTORIAL_VARIANTS: TutorialVariant[] = [
         packKey,
         l2,
         threads: 2,
-        openSet: { knownHead: false, excludeLookalikes: false, pooledRadius: false },
+        openSet: { knownHead: false, pooledRadius: false },
       }),
     score: (head, embedding) => scoreHead(head, embedding, { gate: 'each' }),
   },
@@ -285,9 +285,9 @@ const TUTORIAL_VARIANTS: TutorialVariant[] = [
     score: (head, embedding) => scoreHead(head, embedding),
   },
   {
-    name: 'without look-alike exclusion',
+    name: 'with look-alike exclusion',
     withBank: true,
-    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2, openSet: { excludeLookalikes: false } }),
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2, openSet: { excludeLookalikes: true } }),
     score: (head, embedding) => scoreHead(head, embedding),
   },
   {

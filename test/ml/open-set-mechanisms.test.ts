@@ -178,9 +178,13 @@ describe('bank photos that look like a class', () => {
     const falsePositives = (head: TrainedHead) =>
       unrelated.filter((e) => scoreHead({ ...head, gate: undefined }, e).some((s) => s >= 0.5)).length /
       unrelated.length;
-    const excluding = await trainHead(set, { packKey: 'test@1', threads: 1 });
-    const learningThem = await trainHead(set, { packKey: 'test@1', threads: 1, openSet: { excludeLookalikes: false } });
-    const radiusOnly = await trainHead(set, { packKey: 'test@1', threads: 1, openSet: { lookalikeMargin: 1 } });
+    const excluding = await trainHead(set, { packKey: 'test@1', threads: 1, openSet: { excludeLookalikes: true } });
+    const learningThem = await trainHead(set, { packKey: 'test@1', threads: 1 });
+    const radiusOnly = await trainHead(set, {
+      packKey: 'test@1',
+      threads: 1,
+      openSet: { excludeLookalikes: true, lookalikeMargin: 1 },
+    });
     expect(recall(excluding)).toBeGreaterThanOrEqual(0.9);
     expect(falsePositives(excluding)).toBeLessThanOrEqual(0.05);
     // Learned as "the world", the class's own subject drags the known head's threshold down: it rejects nothing.

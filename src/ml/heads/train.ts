@@ -93,7 +93,7 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
   });
   const classes = set.classes.length;
   const lookalikes =
-    implicit.length > 0 && openSet.excludeLookalikes !== false
+    implicit.length > 0 && openSet.excludeLookalikes === true
       ? await insideGate(gate, implicit, dim, threads, openSet.lookalikeMargin)
       : set.classes.map(() => new Uint8Array(implicit.length));
   // A class keeps the bank as its negatives when nothing else would be (no example outside the class).
