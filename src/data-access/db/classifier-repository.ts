@@ -1,5 +1,13 @@
 import type { Database, Queries } from './database';
-import { chunks, classesOf, findClassifierIn, retiredIds, toRecord, type ClassifierRecord } from './records';
+import {
+  chunks,
+  classesOf,
+  findClassifierIn,
+  retiredIds,
+  toRecord,
+  versionsListingExamples,
+  type ClassifierRecord,
+} from './records';
 import { deleteUnusedRetiredExamples, logForgottenHeads, removeVersions } from './version-removal';
 
 export type { ClassifierRecord, ClassifierStatus, VersionRecord } from './records';
@@ -552,16 +560,7 @@ async function versionsTrainedOn(
   exampleIds: number[],
   fromGeneration: number,
 ): Promise<number[]> {
-  const found = new Set<number>();
-  for (const ids of chunks(exampleIds, 500)) {
-    const rows = await trx
-      .selectFrom('version_examples')
-      .select('version_id')
-      .distinct()
-      .where('example_id', 'in', ids)
-      .execute();
-    rows.forEach((r) => found.add(r.version_id));
-  }
+  const found = await versionsListingExamples(trx, exampleIds);
   const pruned = await trx
     .selectFrom('versions as v')
     .innerJoin('pruned_versions as p', 'p.version_id', 'v.id')

@@ -1,5 +1,5 @@
 import type { Database, Queries } from './database';
-import { chunks, retiredIds } from './records';
+import { chunks, retiredIds, versionsListingExamples } from './records';
 
 /** One example of a classifier's training set (not retired by an activation). */
 export interface ExampleRecord {
@@ -197,16 +197,7 @@ export class ExampleRepository {
 
       // Every live version trained on a removed example goes once the retraining without it publishes.
       if (remove.length > 0) {
-        const trained = new Set<number>();
-        for (const ids of chunks(remove, 500)) {
-          const rows = await trx
-            .selectFrom('version_examples')
-            .select('version_id')
-            .distinct()
-            .where('example_id', 'in', ids)
-            .execute();
-          rows.forEach((r) => trained.add(r.version_id));
-        }
+        const trained = await versionsListingExamples(trx, remove);
         const marked = new Set(
           (
             await trx

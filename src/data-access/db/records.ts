@@ -116,6 +116,21 @@ export function retiredIds(q: Queries, classifierId: string) {
   return q.selectFrom('retired_examples').select('example_id').where('classifier_id', '=', classifierId);
 }
 
+/** The versions whose recorded training set (version_examples) holds any of `exampleIds`. */
+export async function versionsListingExamples(trx: Queries, exampleIds: number[]): Promise<Set<number>> {
+  const found = new Set<number>();
+  for (const ids of chunks(exampleIds, 500)) {
+    const rows = await trx
+      .selectFrom('version_examples')
+      .select('version_id')
+      .distinct()
+      .where('example_id', 'in', ids)
+      .execute();
+    rows.forEach((r) => found.add(r.version_id));
+  }
+  return found;
+}
+
 /**
  * Which of `hashes` (at most a few hundred: one `IN` list) an example references or an unexpired upload claim
  * holds at `now` (ms since the epoch): the images whose files and cached embeddings must stay.
