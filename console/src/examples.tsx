@@ -225,6 +225,20 @@ function usePages<T>(loadPage: (token?: string) => Promise<{ items: T[]; next?: 
   return { items, next, error, loading, more, again: () => setGeneration((g) => g + 1) };
 }
 
+/** A paged list's error (with a retry) or its first load; nothing once items are there. */
+function PageState(props: { what: string; error: string | null; loading: boolean; again: () => void }) {
+  if (props.error)
+    return (
+      <p class="notice error" role="alert">
+        Could not read {props.what}: {props.error}{' '}
+        <button class="link" onClick={props.again}>
+          Try again
+        </button>
+      </p>
+    );
+  return props.loading ? <p class="muted">Loading…</p> : null;
+}
+
 function LoadMore(props: { next?: string; loading: boolean; more: () => void; what: string }) {
   if (!props.next) return null;
   return (
@@ -287,15 +301,7 @@ export function ClassGrid(props: {
         onDone={clear}
         onClear={clear}
       />
-      {pages.error && (
-        <p class="notice error" role="alert">
-          Could not read the examples: {pages.error}{' '}
-          <button class="link" onClick={pages.again}>
-            Try again
-          </button>
-        </p>
-      )}
-      {pages.items === null && !pages.error && <p class="muted">Loading…</p>}
+      <PageState what="the examples" error={pages.error} loading={pages.items === null} again={pages.again} />
       {pages.items?.length === 0 && (
         <p class="muted">{shown === NEGATIVE ? 'No negative examples.' : `No examples in ${shown}.`}</p>
       )}
@@ -393,15 +399,7 @@ export function NeedsALook(props: {
         onDone={clear}
         onClear={clear}
       />
-      {pages.error && (
-        <p class="notice error" role="alert">
-          Could not read what needs a look: {pages.error}{' '}
-          <button class="link" onClick={pages.again}>
-            Try again
-          </button>
-        </p>
-      )}
-      {pages.items === null && !pages.error && <p class="muted">Loading…</p>}
+      <PageState what="what needs a look" error={pages.error} loading={pages.items === null} again={pages.again} />
       {pages.items?.length === 0 && (
         <p class="muted" data-testid="no-mistakes">
           Nothing needs a look: the evaluation agrees with every label, and no near-duplicate sits in two classes.
