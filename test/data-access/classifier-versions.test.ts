@@ -383,13 +383,15 @@ describe('the versions migration (SQLite files of earlier releases)', () => {
       const [v1, v2] = (await versions.listVersions('old_1')).map((v) => v.id);
       await db.close();
       // The versions step and the one after it (examples.entry_name) are undone, and so is
-      // everything since (the Kysely-managed part: its bookkeeping and the shared-store tables).
+      // everything since (the Kysely-managed part: its bookkeeping and every table a later migration adds):
+      // every table the release before the versions step did not have goes.
+      const before = new BetterSqlite3(':memory:');
+      for (const step of LEGACY_SQLITE_STEPS.slice(0, -2)) before.exec(step);
+      const olderTables = new Set(tableNames(before));
+      before.close();
       const raw = new BetterSqlite3(file);
-      raw.exec(`DROP TABLE version_examples; DROP TABLE retired_examples; DROP TABLE version_events; DROP TABLE pruned_versions;
-                DROP TABLE version_leases; DROP TABLE classifier_callbacks; DROP TABLE callback_secrets; DROP TABLE callback_outbox;
-                ALTER TABLE examples DROP COLUMN entry_name;
-                DROP TABLE embeddings; DROP TABLE image_claims; DROP TABLE forgotten_heads; DROP TABLE versions_to_remove;
-                DROP TABLE kysely_migration; DROP TABLE kysely_migration_lock;`);
+      for (const table of tableNames(raw).filter((t) => !olderTables.has(t))) raw.exec(`DROP TABLE "${table}"`);
+      raw.exec(`ALTER TABLE examples DROP COLUMN entry_name`);
       raw.pragma(`user_version = ${LEGACY_SQLITE_STEPS.length - 2}`);
       raw.close();
 
@@ -423,3 +425,11 @@ describe('the versions migration (SQLite files of earlier releases)', () => {
     }
   });
 });
+
+/** The tables of a SQLite database (not SQLite's own). */
+function tableNames(db: BetterSqlite3.Database): string[] {
+  return db
+    .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
+    .all()
+    .map((row) => (row as { name: string }).name);
+}
