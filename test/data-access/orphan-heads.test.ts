@@ -6,6 +6,7 @@ import { VersionRepository } from '../../src/data-access/db/version-repository';
 import { Database } from '../../src/data-access/db/database';
 import { HeadStore } from '../../src/data-access/files/head-store';
 import { removeOrphanHeads } from '../../src/domain/ingest-examples';
+import type { VersionLeaseReader } from '../../src/data-access/redis/version-leases';
 import type { ServiceContext } from '../../src/domain/service-context';
 
 describe('head files no version names', () => {
@@ -51,7 +52,9 @@ describe('head files no version names', () => {
     await fs.utimes(heads.resolve(published), old, old);
     const inFlight = await heads.write('c_1', 3, Buffer.from('being published right now'));
 
-    const ctx = { heads, classifiers, versions } as unknown as ServiceContext;
+    // No classify request holds a version here (leases are tested in test/service/version-leases.test.ts).
+    const leases: VersionLeaseReader = { held: async () => new Set<number>() };
+    const ctx = { heads, classifiers, versions, leases } as unknown as ServiceContext;
     expect(await removeOrphanHeads(ctx, 10 * 60_000)).toBe(1);
     await expect(fs.stat(heads.resolve(killedRun))).rejects.toThrow(/ENOENT/);
     expect((await heads.read(published)).toString()).toBe('published');
