@@ -85,14 +85,26 @@ export async function ingestExamples<T>(
     // Claimed before written: from here on no removal in any process deletes them.
     await claim.add(images.map((i) => i.hash));
     let next = 0;
+    let failed = false;
     const writer = async () => {
-      while (next < images.length) {
+      while (!failed && next < images.length) {
         const image = images[next++];
-        await ctx.images.put(image.bytes);
+        // Listed before the write, so a write cut short (a full disk) is cleaned up too.
         added.push(image.hash);
+        try {
+          await ctx.images.put(image.bytes);
+        } catch (error) {
+          failed = true;
+          throw error;
+        }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(STORE_CONCURRENCY, images.length) }, writer));
+    // Every writer settles before the error goes on: the clean-up below must not race a write still running.
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: Math.min(STORE_CONCURRENCY, images.length) }, writer),
+    );
+    const rejected = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (rejected) throw rejected.reason;
   };
   try {
     const results: ZipResult[] = [];
