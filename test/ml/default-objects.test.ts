@@ -31,14 +31,10 @@ import { defaultClasses } from '../../src/ml/default-classifier';
 import { Embedder, type ImageAnalysis, type ZoomOutPolicy } from '../../src/ml/embedder';
 import { loadPack } from '../../src/ml/model-pack';
 import type { ImageInput } from '../../src/ml/types';
+import { darknetPhotosInstalled, PHOTOS } from '../support/darknet-photos';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
-const PHOTOS = '/usr/share/darknet/data';
-const hasPhotos = fs.existsSync(path.join(PHOTOS, 'dog.jpg'));
-if (!hasPhotos)
-  console.warn(
-    `SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`,
-  );
+const hasPhotos = darknetPhotosInstalled();
 
 /** COCO names and supercategories: what the detector adds to `default`. */
 const OBJECT_NAMES = new Set(COCO_CLASSES.flatMap((c) => [c.name, c.supercategory]));

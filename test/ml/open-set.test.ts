@@ -19,14 +19,10 @@ import {
   type NegativeBank,
 } from '../../src/ml/open-set/negative-bank';
 import type { ImageInput } from '../../src/ml/types';
+import { darknetPhotosInstalled, PHOTOS } from '../support/darknet-photos';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
-const PHOTOS = '/usr/share/darknet/data';
-const hasPhotos = fs.existsSync(path.join(PHOTOS, 'dog.jpg'));
-if (!hasPhotos)
-  console.warn(
-    `SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`,
-  );
+const hasPhotos = darknetPhotosInstalled();
 
 let embedder: Embedder;
 let bank: NegativeBank;
