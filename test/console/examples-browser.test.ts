@@ -16,6 +16,7 @@ import type { Locator, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { seededRandom } from '../../fixtures/images';
 import { findChromium, launchChromium, type Browser } from '../support/chromium';
+import { darknetPhotoPath, darknetPhotosInstalled, PHOTOS } from '../support/darknet-photos';
 import { trainingForm } from '../support/example-zips';
 import { ALICE_KEY, bootService, VERSION, waitForStatus, type TestService } from '../support/service-harness';
 
@@ -27,13 +28,9 @@ if (!CHROMIUM) {
   if (process.env.CI) throw new Error(message);
   console.warn(`SKIPPED the browser test of the console's example review. ${message}`);
 }
-const PHOTOS = '/usr/share/darknet/data';
-const HAVE_PHOTOS = fs.existsSync(path.join(PHOTOS, 'dog.jpg')) && fs.existsSync(path.join(PHOTOS, 'eagle.jpg'));
-if (!HAVE_PHOTOS) {
-  const message = `No darknet sample photos in ${PHOTOS}: install them with \`apt-get install darknet\` (.ci/run does).`;
-  if (process.env.CI) throw new Error(message);
-  console.warn(`SKIPPED the browser test of the console's example review. ${message}`);
-}
+// CI installs the photos, so there missing ones are a failure, not a skip.
+const HAVE_PHOTOS = darknetPhotosInstalled(['dog', 'eagle'], "the browser test of the console's example review");
+if (!HAVE_PHOTOS && process.env.CI) throw new Error(`No darknet sample photos in ${PHOTOS}`);
 const describeWithBrowser = CHROMIUM && HAVE_PHOTOS ? describe : describe.skip;
 
 const READY_TIMEOUT_MS = 240_000;
@@ -148,8 +145,8 @@ describeWithBrowser('console: finding and fixing a mislabelled example in Chromi
 
   async function journey() {
     // 12 eagles; 29 dogs plus one eagle (the planted photo): 30 dogs, more than one page of the grid.
-    const eagles = await photoCrops(path.join(PHOTOS, 'eagle.jpg'), 13, 2301);
-    const dogs = await photoCrops(path.join(PHOTOS, 'dog.jpg'), 29, 2302);
+    const eagles = await photoCrops(darknetPhotoPath('eagle'), 13, 2301);
+    const dogs = await photoCrops(darknetPhotoPath('dog'), 29, 2302);
     const trainStart = Date.now();
     const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
       body: trainingForm(

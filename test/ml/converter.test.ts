@@ -15,12 +15,10 @@ import { decodeTfjsWeights, loadTfjsCpu } from '../../src/ml/convert/tfjs';
 import { decodeImage } from '../../src/ml/decode-image';
 import { loadBestPack, loadPack, listPacks, PackError } from '../../src/ml/model-pack';
 import { tfjsReference } from './tfjs-reference';
+import { DARKNET_PHOTO_NAMES, darknetPhoto, darknetPhotosInstalled } from '../support/darknet-photos';
 import { PID_SCOPE } from '../../src/lib/process-tag';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
-const DARKNET_DIR = '/usr/share/darknet/data';
-const DARKNET_PHOTOS = ['dog.jpg', 'person.jpg', 'eagle.jpg', 'giraffe.jpg', 'horses.jpg', 'kite.jpg', 'scream.jpg'];
-const darknetPhotos = DARKNET_PHOTOS.map((name) => path.join(DARKNET_DIR, name)).filter((file) => fs.existsSync(file));
 const SIZE = 224;
 
 let tf: typeof tfTypes;
@@ -183,17 +181,12 @@ describe('TF.js layers → ONNX converter on a small model covering every suppor
 });
 
 describe('bundled backbone (nsfwjs MobileNetV2) against TF.js', () => {
-  const runOrSkip = darknetPhotos.length > 0 ? it : it.skip;
-  if (darknetPhotos.length === 0) {
-    console.warn(
-      `SKIPPED: no darknet sample photos in ${DARKNET_DIR}; install them with \`apt-get install darknet\` (CI must)`,
-    );
-  }
+  const runOrSkip = darknetPhotosInstalled(DARKNET_PHOTO_NAMES) ? it : it.skip;
 
   runOrSkip(`all four outputs match TF.js within 1e-4 on the darknet photos`, async () => {
     const pack = await loadPack(modelsDir, 'bundled');
     const decoded = await Promise.all(
-      darknetPhotos.map(async (file) => decodeImage(fs.readFileSync(file), path.basename(file), SIZE)),
+      DARKNET_PHOTO_NAMES.map(darknetPhoto).map(async ({ name, bytes }) => decodeImage(bytes, name, SIZE)),
     );
     const batch = decoded.length;
     // nsfwjs feeds pixels divided by 255; so does the pack (mean 0, std 1).

@@ -9,12 +9,10 @@ import { ensureDetectorPack } from '../../src/ml/detector/detector-pack';
 import { loadPack, PackError, type LoadedPack } from '../../src/ml/model-pack';
 import type { ImageInput } from '../../src/ml/types';
 import type { AnalysisPart } from '../../src/ml/embedder';
+import { DARKNET_PHOTO_NAMES, darknetPhoto, darknetPhotosInstalled } from '../support/darknet-photos';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
-const DOG = '/usr/share/darknet/data/dog.jpg';
-const hasDog = fs.existsSync(DOG);
-if (!hasDog)
-  console.warn(`SKIPPED: ${DOG} is missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
+const hasDog = darknetPhotosInstalled();
 const withDog = hasDog ? it : it.skip;
 
 /** Vertical stripes in two colours. */
@@ -62,9 +60,6 @@ function analysis(result: ImageAnalysis | ImageDecodeError): ImageAnalysis {
 }
 
 const ALL_PARTS: AnalysisPart[] = ['objects', 'explicit', 'imagenetLogits', 'colors'];
-const DARKNET_PHOTOS = ['dog', 'eagle', 'giraffe', 'horses', 'kite', 'person', 'scream'].map(
-  (name) => `/usr/share/darknet/data/${name}.jpg`,
-);
 
 let pack: LoadedPack;
 let embedder: Embedder;
@@ -80,7 +75,7 @@ beforeAll(async () => {
     { name: 'scene-small.png', bytes: await png(sceneSvg(200, 150)) },
     { name: 'tall-stripes.png', bytes: await png(stripesSvg(120, 400, 8, ['#1030c0', '#e0e000'])) },
   ];
-  if (hasDog) images.push({ name: 'dog.jpg', bytes: fs.readFileSync(DOG) });
+  if (hasDog) images.push(darknetPhoto('dog'));
 });
 
 afterAll(async () => {
@@ -114,9 +109,7 @@ describe('Embedder on the bundled pack', () => {
   });
 
   withDog('scores a dog photo as not explicit', async () => {
-    const [dog] = (
-      await embedder.analyze([{ name: 'dog.jpg', bytes: fs.readFileSync(DOG) }], undefined, { parts: ['explicit'] })
-    ).map(analysis);
+    const [dog] = (await embedder.analyze([darknetPhoto('dog')], undefined, { parts: ['explicit'] })).map(analysis);
     expect(dog.explicit).toBeLessThan(0.2);
     expect([dog.width, dog.height]).toEqual([768, 576]);
   });
@@ -189,7 +182,7 @@ describe('Embedder on the bundled pack', () => {
   });
 
   withDog('places the dog photo closer to its resized copy than to stripes', async () => {
-    const dog = fs.readFileSync(DOG);
+    const dog = darknetPhoto('dog').bytes;
     const resized = await sharp(dog).resize(700).jpeg({ quality: 85 }).toBuffer();
     const stripes = await png(stripesSvg(768, 576, 32, ['#303030', '#e8e8e8']));
     const [original, copy, other] = (
@@ -271,10 +264,7 @@ describe('Embedder on the bundled pack with the CenterNet detector', () => {
   withDog(
     'gives the same embeddings on real photos whether or not the detection head and the explicit head run',
     async () => {
-      const photos = DARKNET_PHOTOS.filter((file) => fs.existsSync(file)).map((file) => ({
-        name: path.basename(file),
-        bytes: fs.readFileSync(file),
-      }));
+      const photos = DARKNET_PHOTO_NAMES.map(darknetPhoto);
       const full = (await both.analyze(photos, undefined, { parts: ALL_PARTS })).map(analysis);
       // Interleaved with the full runs, so the cut graphs and the whole ones share the threads as in service.
       const [embeddingOnly, again] = await Promise.all([

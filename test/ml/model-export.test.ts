@@ -11,6 +11,7 @@ import { scoreHead, type TrainedHead } from '../../src/ml/heads';
 import { OnnxGraphBuilder } from '../../src/ml/onnx/onnx-graph-builder';
 import type { PackManifest } from '../../src/ml/types';
 import { decodeMlModel, runNeuralNetworkClassifier, withCoreMlSpec } from '../support/coreml-reference';
+import { darknetPhoto, darknetPhotoPath } from '../support/darknet-photos';
 
 const SIZE = 32;
 
@@ -363,9 +364,8 @@ describe('ONNX → Core ML mapping of the ops the backbone converters emit', () 
       );
       expect(coreMl.neuralNetworkClassifier.layers.some((l: any) => l.layer === 'permute')).toBe(false);
       const session = await ort.InferenceSession.create(encodeOnnx(built.model));
-      const dog = '/usr/share/darknet/data/dog.jpg';
-      const rgb = fs.existsSync(dog)
-        ? (await decodeImage(fs.readFileSync(dog), 'dog.jpg', size)).rgb
+      const rgb = fs.existsSync(darknetPhotoPath('dog'))
+        ? (await decodeImage(darknetPhoto('dog').bytes, 'dog.jpg', size)).rgb
         : pictures(1, size)[0];
       const nchw = new Float32Array(3 * size * size);
       for (let c = 0; c < 3; c++) for (let p = 0; p < size * size; p++) nchw[c * size * size + p] = rgb[p * 3 + c];

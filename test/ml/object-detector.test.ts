@@ -20,15 +20,11 @@ import { readTfjsGraphModel } from '../../src/ml/detector/tfjs-graph-model';
 import { Embedder, type ImageAnalysis } from '../../src/ml/embedder';
 import { loadPack } from '../../src/ml/model-pack';
 import type { BuiltinClass } from '../../src/ml/types';
+import { darknetPhoto, darknetPhotosInstalled, PHOTOS } from '../support/darknet-photos';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
 const HUMAN_MODELS = path.join(path.dirname(require.resolve('@vladmandic/human')), '..', 'models');
-const PHOTOS = '/usr/share/darknet/data';
-const hasPhotos = fs.existsSync(path.join(PHOTOS, 'dog.jpg'));
-if (!hasPhotos)
-  console.warn(
-    `SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`,
-  );
+const hasPhotos = darknetPhotosInstalled();
 const withPhotos = hasPhotos ? describe : describe.skip;
 
 type Row = [number, number, number, number, number, number];
@@ -129,9 +125,7 @@ async function tempDir(prefix: string): Promise<string> {
   return fs.promises.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
-function photo(name: string): { name: string; bytes: Buffer } {
-  return { name: `${name}.jpg`, bytes: fs.readFileSync(path.join(PHOTOS, `${name}.jpg`)) };
-}
+const photo = darknetPhoto;
 
 function scoreOf(classes: BuiltinClass[], name: string): number {
   return classes.find((c) => c.class === name)?.score ?? 0;
@@ -316,7 +310,7 @@ describe("the embedder's CenterNet pass", () => {
       const graph = await readTfjsGraphModel(path.join(HUMAN_MODELS, 'centernet.json'));
       const size = CENTERNET_INPUT_SIZE;
       const exactModel = convertCenternet(graph, { foldHardActivations: false, inputSize: size, taps: true });
-      for (const name of ['dog', 'eagle']) {
+      for (const name of ['dog', 'eagle'] as const) {
         const { rgb } = await decodeImageStretched(photo(name).bytes, `${name}.jpg`, size);
         const nhwc = Float32Array.from(rgb);
         const [reference, exact, shipped] = await Promise.all([
@@ -342,8 +336,8 @@ describe("the embedder's CenterNet pass", () => {
     });
 
     test('names the objects of each photo above the default threshold, and nothing in The Scream', async () => {
-      const names = ['dog', 'person', 'eagle', 'giraffe', 'kite', 'scream'];
-      const results = await detect(names.map(photo));
+      const names = ['dog', 'person', 'eagle', 'giraffe', 'kite', 'scream'] as const;
+      const results = await detect(names.map((name) => photo(name)));
       const [dog, person, eagle, giraffe, kite, scream] = results.map((r) => {
         if (r instanceof ImageDecodeError) throw r;
         expectParentsCoverChildren(r);

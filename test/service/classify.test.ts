@@ -1,16 +1,12 @@
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import AdmZip from 'adm-zip';
 import { classImages, solidColorPng } from '../../fixtures/images';
 import { bootService, BOB_KEY, VERSION, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
+import { darknetPhoto, darknetPhotosInstalled } from '../support/darknet-photos';
 
-const DOG = '/usr/share/darknet/data/dog.jpg';
-const hasDog = fs.existsSync(DOG);
-if (!hasDog)
-  console.warn(`SKIPPED: ${DOG} is missing; install the darknet samples with \`apt-get install darknet\` (CI must)`);
-const withDog = hasDog ? it : it.skip;
+const withDog = darknetPhotosInstalled() ? it : it.skip;
 
 function imageForm(bytes: Buffer, fileName: string, fields: Record<string, string> = {}): FormData {
   const form = new FormData();
@@ -94,7 +90,7 @@ describe('/v3/classify', () => {
 
   withDog('default names the objects of a photo with their type_hierarchy', async () => {
     const res = await t.call('POST', `/v3/classify?${VERSION}`, {
-      body: imageForm(fs.readFileSync(DOG), 'dog.jpg', { classifier_ids: 'default' }),
+      body: imageForm(darknetPhoto('dog').bytes, 'dog.jpg', { classifier_ids: 'default' }),
     });
     expect(res.status).toBe(200);
     expect(res.body.warnings).toBeUndefined();

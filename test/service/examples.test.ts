@@ -1,8 +1,8 @@
-import fs from 'node:fs';
 import AdmZip from 'adm-zip';
 import sharp from 'sharp';
 import { classImages } from '../../fixtures/images';
 import { NEAR_DUPLICATE_DISTANCE } from '../../src/ml/near-duplicates';
+import { darknetPhoto, darknetPhotosInstalled } from '../support/darknet-photos';
 import { trainingForm } from '../support/example-zips';
 import { cachedEmbeddings, headsHolding, imageFileExists } from '../support/forgetting';
 import {
@@ -21,10 +21,9 @@ const zipOf = (entries: Array<[string, Buffer]>) => {
   for (const [name, bytes] of entries) zip.addFile(name, bytes);
   return zip.toBuffer();
 };
-const DARKNET_DOG = '/usr/share/darknet/data/dog.jpg';
-const realPhoto = fs.existsSync(DARKNET_DOG) ? fs.readFileSync(DARKNET_DOG) : undefined;
-if (!realPhoto)
-  console.warn(`${DARKNET_DOG} is missing (apt-get install darknet): the near-duplicate test is skipped.`);
+const realPhoto = darknetPhotosInstalled(['dog'], 'the near-duplicate test is skipped')
+  ? darknetPhoto('dog').bytes
+  : undefined;
 const json = (body: unknown) => ({ body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
 
 /**

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { decodeImageStretched } from '../../src/ml/decode-image';
@@ -14,17 +13,13 @@ import {
   type TestService,
 } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
+import { darknetPhoto, darknetPhotosInstalled, type DarknetPhotoName } from '../support/darknet-photos';
 
 /** The export takes the picture as the service's eye does: stretched to CenterNet's square (the MobileNetV2 input is its 2×2 block means). */
 const EXPORT_SIZE = CENTERNET_INPUT_SIZE;
 
-const PHOTOS = '/usr/share/darknet/data';
-const PHOTO_NAMES = ['dog.jpg', 'horses.jpg', 'person.jpg'];
-const hasPhotos = PHOTO_NAMES.every((name) => fs.existsSync(`${PHOTOS}/${name}`));
-if (!hasPhotos)
-  console.warn(
-    `SKIPPED: ${PHOTOS}/*.jpg are missing; install the darknet samples with \`apt-get install darknet\` (CI must)`,
-  );
+const PHOTO_NAMES: DarknetPhotoName[] = ['dog', 'horses', 'person'];
+const hasPhotos = darknetPhotosInstalled(PHOTO_NAMES);
 const withPhotos = hasPhotos ? it : it.skip;
 const withPhotosAndCoreMlSpec = hasPhotos ? withCoreMlSpec : it.skip;
 
@@ -89,7 +84,7 @@ describe('exporting a trained classifier (Core ML and ONNX)', () => {
     expect(ready.status).toBe('ready');
     expect(ready.core_ml_enabled).toBe(true);
     firstVersion = ready.evaluation.version_id;
-    photos = hasPhotos ? PHOTO_NAMES.map((name) => ({ name, bytes: fs.readFileSync(`${PHOTOS}/${name}`) })) : [];
+    photos = hasPhotos ? PHOTO_NAMES.map(darknetPhoto) : [];
     scores = new Map();
     for (const photo of photos) scores.set(photo.name, await serviceScores(t, id, photo.bytes, photo.name));
   });
