@@ -422,7 +422,7 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
   let real: Real;
 
   beforeAll(async () => {
-    const t = await bootService({ OBJECT_DETECTION: 'false', TRAINING_LOCK_MS: '4000', KEEP_VERSIONS: '3' });
+    const t = await bootService({ OBJECT_DETECTION: 'false', KEEP_VERSIONS: '3' });
     real = {
       t,
       shared: zipOf(await classImages('green-stripes', IMAGES, 7)),

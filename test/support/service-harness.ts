@@ -72,7 +72,10 @@ export async function bootService(overrides: Record<string, string> = {}): Promi
     API_KEYS: `alice:${ALICE_KEY},bob:${BOB_KEY}`,
     LOG_LEVEL: 'warn',
     ORT_THREADS: '1',
-    TRAINING_LOCK_MS: '4000',
+    // Long enough that a worker busy training on a loaded machine keeps its job's lock: at 4 s, the baseline run
+    // logged 296 failed lock renewals and trainings thrown away and run again ("Missing lock … moveToFinished").
+    // Tests that kill a worker set a short one themselves, so its run is picked up again soon.
+    TRAINING_LOCK_MS: '30000',
     ...(database ? { DATABASE_URL: database.url } : {}),
     ...overrides,
   };
