@@ -15,16 +15,20 @@ const path = require('node:path');
 
 const CACHE_DIR = path.join(os.tmpdir(), `ts-node-transpile-cache-${process.getuid ? process.getuid() : 'user'}`);
 
-/** ts-node's transpiler factory: `createOptions.service.config.options` are the compiler options it emits with. */
+/**
+ * ts-node's transpiler factory: `createOptions.service.config.options` are the compiler options it emits with;
+ * `createOptions.cacheDir` (a transpiler option in the tsconfig, or a test's) replaces the default CACHE_DIR.
+ */
 exports.create = function create(createOptions) {
   const { config, projectLocalResolveHelper } = createOptions.service;
+  const cacheDir = createOptions.cacheDir || CACHE_DIR;
   const ts = require(projectLocalResolveHelper('typescript', true));
   const compilerOptions = config.options;
   const salt = crypto.createHash('sha256').update(ts.version).update(JSON.stringify(compilerOptions)).digest();
   return {
     transpile(input, { fileName }) {
       const key = crypto.createHash('sha256').update(salt).update(fileName).update('\0').update(input).digest('hex');
-      const file = path.join(CACHE_DIR, `${key}.json`);
+      const file = path.join(cacheDir, `${key}.json`);
       try {
         return JSON.parse(fs.readFileSync(file, 'utf8'));
       } catch {
@@ -37,7 +41,7 @@ exports.create = function create(createOptions) {
       });
       // Syntax errors go back to ts-node, which reports them; they are never cached.
       if (diagnostics && diagnostics.length > 0) return { outputText, sourceMapText, diagnostics };
-      fs.mkdirSync(CACHE_DIR, { recursive: true });
+      fs.mkdirSync(cacheDir, { recursive: true });
       // Written aside and renamed: a process reading concurrently sees the whole entry or none.
       const partial = `${file}.${process.pid}.tmp`;
       fs.writeFileSync(partial, JSON.stringify({ outputText, sourceMapText }));
