@@ -24,7 +24,8 @@ export interface CocoPhoto {
  * - fit: tuxpaint-stamps-default's photo stamps (cut-out objects, flattened on white) and GCompris's
  *   `erase` activity (animal photos).
  * - report: GCompris's `explore_*` and `categorization` photos, the darknet samples with one main
- *   object, and the classic sample photos of scikit-image and OpenCV.
+ *   object, and the classic sample photos of scikit-image and OpenCV (every photo of the three packages
+ *   with a main object of a COCO class, except near-duplicates: motorcycle_right.png, basketball2.png).
  */
 export type CocoSplit = 'fit' | 'report';
 
@@ -122,11 +123,14 @@ const GCOMPRIS: Record<CocoSplit, Record<string, string[]>> = {
 
 /** Report photos outside GCompris: package, folder, file → the COCO classes it shows, main object first. */
 const SAMPLE_PHOTOS: Array<{ pkg: string; dir: string; file: string; classes: string[] }> = [
+  { pkg: 'darknet', dir: DARKNET_DIR, file: 'dog.jpg', classes: ['dog', 'bicycle', 'car'] },
+  { pkg: 'darknet', dir: DARKNET_DIR, file: 'person.jpg', classes: ['person', 'horse', 'dog'] },
   { pkg: 'darknet', dir: DARKNET_DIR, file: 'eagle.jpg', classes: ['bird'] },
   { pkg: 'darknet', dir: DARKNET_DIR, file: 'horses.jpg', classes: ['horse'] },
   { pkg: 'darknet', dir: DARKNET_DIR, file: 'giraffe.jpg', classes: ['giraffe', 'zebra'] },
   ...[
     ['astronaut.png', 'person'],
+    ['camera.png', 'person'],
     ['chelsea.png', 'cat'],
     ['coffee.png', 'cup'],
     ['motorcycle_left.png', 'motorcycle'],
@@ -139,6 +143,8 @@ const SAMPLE_PHOTOS: Array<{ pkg: string; dir: string; file: string; classes: st
   ...[
     ['apple.jpg', ['apple']],
     ['orange.jpg', ['orange']],
+    ['chicky_512.png', ['dog']],
+    ['basketball1.png', ['person', 'sports ball']],
     ['messi5.jpg', ['person', 'sports ball']],
   ].map(([file, classes]) => ({
     pkg: 'opencv-doc',

@@ -78,6 +78,9 @@ export type ZoomOutPolicy = 'when-needed' | 'never' | 'always';
 interface DetectorRun {
   pack: DetectorPack;
   inference: InferenceWorker;
+  /** The zoomed-out pass's own smaller graph on its own thread, started at its first use (most processes never name objects). */
+  zoomInference?: Promise<InferenceWorker>;
+  threads: number;
   zoomOut: ZoomOutPolicy;
   calibration: ObjectCalibration;
   photoGate: PhotoGate;
@@ -202,6 +205,7 @@ export class Embedder {
       detector = {
         pack,
         inference: detectorInference,
+        threads: options.threads,
         zoomOut: options.zoomOut ?? 'when-needed',
         calibration: options.calibration ?? OBJECT_CALIBRATION,
         photoGate: options.photoGate ?? OBJECT_PHOTO_GATE,
@@ -267,7 +271,11 @@ export class Embedder {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.inference.close(), this.detector?.inference.close()]);
+    const zoom = this.detector?.zoomInference?.then(
+      (worker) => worker.close(),
+      () => undefined, // it never started: nothing to close
+    );
+    await Promise.all([this.inference.close(), this.detector?.inference.close(), zoom]);
   }
 
   /** Each image decoded once: the pack's square (cover), or with a detector CenterNet's (stretched), which feeds both. */
@@ -387,14 +395,27 @@ export class Embedder {
       zoomOut === 'always' ||
       (zoomOut === 'when-needed' && photo >= 0.5 && needsZoomOut(detections, size, calibration));
     if (!zoom) return { objects: { scores: bestRawScores(detections), photo, zoomedOut: false }, taps: tapValues };
-    const second = await inference.run(
+    const zoomSize = pack.zoomOut.inputSize;
+    const second = await (
+      await this.zoomInference()
+    ).run(
       CENTERNET_INPUT_NAME,
-      { data: zoomedOut(image.rgb, size, image.width, image.height), dims: [1, size, size, 3] },
+      { data: zoomedOut(image.rgb, size, image.width, image.height, zoomSize), dims: [1, zoomSize, zoomSize, 3] },
       [CENTERNET_OUTPUT_NAME],
       priority,
     );
     const zoomed = this.checkedDetections(second[CENTERNET_OUTPUT_NAME].data);
     return { objects: { scores: bestRawScores(detections, zoomed), photo, zoomedOut: true }, taps: tapValues };
+  }
+
+  /** The zoomed-out pass's thread, started on first use; a failed start is retried at the next use. */
+  private zoomInference(): Promise<InferenceWorker> {
+    const run = this.detector!;
+    if (!run.zoomInference) {
+      run.zoomInference = InferenceWorker.create(run.pack.zoomOut.modelPath, { intraOpNumThreads: run.threads });
+      run.zoomInference.catch(() => (run.zoomInference = undefined));
+    }
+    return run.zoomInference;
   }
 
   private checkedDetections(detections: Float32Array): Float32Array {

@@ -13,6 +13,7 @@ import {
   FOLD_HARD_ACTIVATIONS,
 } from './centernet-converter';
 import { readTfjsGraphModel } from './tfjs-graph-model';
+import { ZOOM_OUT_INPUT_SIZE } from './zoom-out';
 
 /**
  * Bump whenever the conversion's output changes, so an older converted model is replaced; it is part of
@@ -30,6 +31,14 @@ export const CENTERNET_SOURCE_SHA256: Readonly<Record<'centernet.json' | 'center
 const PACK_DIR = 'detector';
 const MODEL_FILE = 'model.onnx';
 const MANIFEST_FILE = 'manifest.json';
+/**
+ * The zoomed-out second pass's graph (zoom-out.ts): the same network converted for a smaller input, no
+ * taps. Its own version, so adding or changing it reinstalls the pack without changing the embedding's
+ * pack key (the first graph, whose taps embed, is untouched).
+ * 1: ZOOM_OUT_INPUT_SIZE input, detections only.
+ */
+const ZOOM_OUT_MODEL_FILE = 'zoom-out.onnx';
+export const ZOOM_OUT_GRAPH_VERSION = 1;
 
 export interface DetectorPack {
   modelPath: string;
@@ -39,6 +48,8 @@ export interface DetectorPack {
   inputSize: number;
   /** Pooled backbone taps, output name and width, in embedding order. */
   taps: Array<{ output: string; dim: number }>;
+  /** The zoomed-out pass's graph (zoom-out.ts): same input and output names, [1, size, size, 3] in, detections out. */
+  zoomOut: { modelPath: string; inputSize: number };
 }
 
 export interface DetectorPackOptions {
@@ -53,6 +64,7 @@ interface DetectorManifest {
   input: { name: string; size: number; layout: 'NHWC'; pixels: 'RGB 0-255, stretched to the square' };
   output: string;
   taps: Array<{ output: string; dim: number }>;
+  zoomOut: { version: number; model: string; size: number };
   source: { package: string; sha256: Record<string, string> };
 }
 
@@ -80,6 +92,11 @@ export async function ensureDetectorPack(modelsDir: string, options: DetectorPac
         taps: true,
       });
       await fs.writeFile(path.join(staging, MODEL_FILE), model);
+      const zoomOut = convertCenternet(graph, {
+        foldHardActivations: FOLD_HARD_ACTIVATIONS,
+        inputSize: ZOOM_OUT_INPUT_SIZE,
+      });
+      await fs.writeFile(path.join(staging, ZOOM_OUT_MODEL_FILE), zoomOut);
       await fs.writeFile(path.join(staging, MANIFEST_FILE), `${JSON.stringify(detectorManifest(), null, 2)}\n`);
     },
   });
@@ -150,10 +167,29 @@ async function currentPack(dir: string): Promise<DetectorPack | undefined> {
     return undefined;
   }
   if (manifest.input?.size !== CENTERNET_INPUT_SIZE || !Array.isArray(manifest.taps)) return undefined;
+  if (
+    manifest.zoomOut?.version !== ZOOM_OUT_GRAPH_VERSION ||
+    manifest.zoomOut.model !== ZOOM_OUT_MODEL_FILE ||
+    manifest.zoomOut.size !== ZOOM_OUT_INPUT_SIZE
+  ) {
+    return undefined;
+  }
   const modelPath = path.join(dir, MODEL_FILE);
-  const stat = await fs.stat(modelPath).catch(() => undefined);
-  return stat?.isFile() && stat.size > 0
-    ? { modelPath, key: `centernet@${DETECTOR_PACK_VERSION}`, inputSize: manifest.input.size, taps: manifest.taps }
+  const zoomOutPath = path.join(dir, ZOOM_OUT_MODEL_FILE);
+  const complete = await Promise.all(
+    [modelPath, zoomOutPath].map(async (file) => {
+      const stat = await fs.stat(file).catch(() => undefined);
+      return !!stat?.isFile() && stat.size > 0;
+    }),
+  );
+  return complete.every(Boolean)
+    ? {
+        modelPath,
+        key: `centernet@${DETECTOR_PACK_VERSION}`,
+        inputSize: manifest.input.size,
+        taps: manifest.taps,
+        zoomOut: { modelPath: zoomOutPath, inputSize: ZOOM_OUT_INPUT_SIZE },
+      }
     : undefined;
 }
 
@@ -170,6 +206,7 @@ function detectorManifest(): DetectorManifest {
     },
     output: CENTERNET_OUTPUT_NAME,
     taps: CENTERNET_TAPS.map(({ output, dim }) => ({ output, dim })),
+    zoomOut: { version: ZOOM_OUT_GRAPH_VERSION, model: ZOOM_OUT_MODEL_FILE, size: ZOOM_OUT_INPUT_SIZE },
     source: { package: '@vladmandic/human@3.3.6 models/centernet.{json,bin}', sha256: { ...CENTERNET_SOURCE_SHA256 } },
   };
 }

@@ -9,7 +9,8 @@
  * classifiers embed with, so it costs one dot product): P(natural picture) = sigmoid(w · x + b), x the
  * taps each L2-normalised, concatenated, L2-normalised again. Below 0.5 it caps every object score
  * (object-detector.ts objectClasses), so a picture it calls generated names nothing; photos it lets
- * through keep their calibrated scores (it was fitted balanced, so its probability is a guard, not a
+ * through keep their calibrated scores (it was fitted balanced, then its bias shifted so that 0.5 sits
+ * just above the most photo-like generated picture it was fitted on: its probability is a guard, not a
  * calibrated factor). Fitted with the calibration by
  * `npm run fit:object-calibration` (real photos against seeded generated pictures; the pictures
  * bench:accuracy and the tests check are drawn from other seeds).

@@ -4,16 +4,26 @@ import { DETECTION_ROW, rawScoreAt, type ObjectCalibration, OBJECT_CALIBRATION }
  * A second detector pass for pictures CenterNet cannot read at full size. An object that fills the
  * frame confuses the detector (a car cropped to fill the frame: car 0.11, bus 0.53; a dog: dog 0.11,
  * cat 0.48): it was trained on COCO, where objects rarely touch all four edges. Shrinking the picture
- * to ZOOM_OUT_SCALE of the input inside a grey canvas shows it the object at a size it knows. A study
- * on 25 confidently detected objects cropped to fill the frame (shared design note open-set-study.md,
- * Q3) named 18 at full size, 22 zoomed out and 23 with the best of both passes per class; bench:accuracy
- * measures the same on its own photos.
+ * inside a grey canvas shows it the object at a size it knows. A study on 25 confidently detected
+ * objects cropped to fill the frame (shared design note open-set-study.md, Q3) named 18 at full size,
+ * 22 zoomed out and 23 with the best of both passes per class; bench:accuracy measures the same on its
+ * own photos.
  *
- * The picture keeps its aspect ratio in the canvas (zoomedOut). The pass costs one more detector run
- * (about 38 ms on the 2-core reference machine), so it runs only when the first pass saw an object it
+ * What matters to the network is the object's size in pixels, not the grey around it, so the pass runs
+ * a graph converted for a ZOOM_OUT_INPUT_SIZE input (detector-pack.ts) with the picture's longer side
+ * at ZOOM_OUT_SCALE of it: about half the first pass's cost (320² against 448² pixels). The picture
+ * keeps its aspect ratio in the canvas (zoomedOut). It runs only when the first pass saw an object it
  * may have misread (needsZoomOut, ZOOM_OUT_FLOOR).
  */
-export const ZOOM_OUT_SCALE = 0.5;
+export const ZOOM_OUT_INPUT_SIZE = 320;
+
+/**
+ * The picture's longer side in the zoomed-out canvas, as a share of ZOOM_OUT_INPUT_SIZE. Chosen on the
+ * calibration's `fit` photos (scripts/fit-object-calibration.ts's set, never the report photos): the
+ * best of the first pass and a second pass at 0.5, 0.7, 0.8, 0.9 of 320 px, against the 448-px graph
+ * at 0.5 (224 px) it replaces; see ZOOM_OUT_SCALE_STUDY.
+ */
+export const ZOOM_OUT_SCALE = 0.8;
 
 /** The canvas around the shrunk picture: mid grey, as in the study. */
 export const ZOOM_OUT_GREY = 128;
@@ -33,7 +43,8 @@ export const FRAME_FILLING_AREA = 0.5;
  * 60 % centre crops (bench:accuracy's): floor 0.3 runs it on 32 of 181 food photos and keeps
  * 2 of the 6 names it added without a floor (12 of 31 crops named, 11 with the floor; plain photos
  * 20 → 17, their gains had best scores 0.04–0.12, as low as the food photos'); floor 0.1 kept 4 of 6
- * but ran on 92 of 181; 0.2 kept 2 of 6 and ran on 52.
+ * but ran on 92 of 181; 0.2 kept 2 of 6 and ran on 52. With the 320-px pass and the calibration refitted
+ * on it (raw 0.378 at 0.5), the floor runs it on 26.5 % of those food photos (bench:accuracy).
  */
 export const ZOOM_OUT_FLOOR = 0.3;
 
@@ -62,23 +73,34 @@ export function needsZoomOut(
 
 /**
  * The zoomed-out detector input: the picture with its own aspect ratio (`width`×`height`, as viewed),
- * its longer side ZOOM_OUT_SCALE of the input, centred in a ZOOM_OUT_GREY canvas, as floats in the
- * detector's NHWC layout. It is resampled (box filter) from the first pass's input, the `size`×`size`
- * interleaved RGB square (HWC, 0–255) the picture was stretched to: undoing the stretch matters, as a
- * long car stretched to a square reads as a bus (dog.jpg's car cropped to fill the frame, zoomed out:
- * stretched car 0.19, bus 0.46; kept in proportion car 0.49).
- * @throws RangeError when `rgb` is not size×size×3 values or a side is not positive
+ * its longer side `scale` of `outSize`, centred in a ZOOM_OUT_GREY `outSize`×`outSize` canvas, as
+ * floats in the detector's NHWC layout. It is resampled (box filter) from the first pass's input, the
+ * `size`×`size` interleaved RGB square (HWC, 0–255) the picture was stretched to: undoing the stretch
+ * matters, as a long car stretched to a square reads as a bus (dog.jpg's car cropped to fill the
+ * frame, zoomed out: stretched car 0.19, bus 0.46; kept in proportion car 0.49).
+ * @throws RangeError when `rgb` is not size×size×3 values, a side is not positive, or the picture
+ *   would not shrink (scale·outSize > size)
  */
-export function zoomedOut(rgb: Uint8Array, size: number, width: number, height: number): Float32Array {
+export function zoomedOut(
+  rgb: Uint8Array,
+  size: number,
+  width: number,
+  height: number,
+  outSize: number = ZOOM_OUT_INPUT_SIZE,
+  scale: number = ZOOM_OUT_SCALE,
+): Float32Array {
   if (rgb.length !== size * size * 3) throw new RangeError(`expected ${size}×${size}×3 values, got ${rgb.length}`);
   if (!(width > 0 && height > 0)) throw new RangeError(`the picture's sides must be positive, got ${width}×${height}`);
-  const scale = (ZOOM_OUT_SCALE * size) / Math.max(width, height);
-  const w = Math.max(1, Math.round(width * scale));
-  const h = Math.max(1, Math.round(height * scale));
-  const left = Math.floor((size - w) / 2);
-  const top = Math.floor((size - h) / 2);
-  const out = new Float32Array(size * size * 3).fill(ZOOM_OUT_GREY);
-  // Each output pixel averages the square's pixels its footprint covers (at least 2×2: w, h ≤ size / 2).
+  if (!(scale > 0 && scale * outSize <= size)) {
+    throw new RangeError(`a ${size}-px square cannot shrink to ${scale} of ${outSize} px`);
+  }
+  const fit = (scale * outSize) / Math.max(width, height);
+  const w = Math.max(1, Math.round(width * fit));
+  const h = Math.max(1, Math.round(height * fit));
+  const left = Math.floor((outSize - w) / 2);
+  const top = Math.floor((outSize - h) / 2);
+  const out = new Float32Array(outSize * outSize * 3).fill(ZOOM_OUT_GREY);
+  // Each output pixel averages the square's pixels its footprint covers (at least one: w, h ≤ size).
   const spans = (n: number) =>
     Array.from({ length: n }, (_, i) => {
       const from = Math.floor((i * size) / n);
@@ -91,7 +113,7 @@ export function zoomedOut(rgb: Uint8Array, size: number, width: number, height: 
     for (let x = 0; x < w; x += 1) {
       const [x0, x1] = xs[x];
       const count = (y1 - y0) * (x1 - x0);
-      const dst = ((top + y) * size + left + x) * 3;
+      const dst = ((top + y) * outSize + left + x) * 3;
       for (let c = 0; c < 3; c += 1) {
         let sum = 0;
         for (let sy = y0; sy < y1; sy += 1) for (let sx = x0; sx < x1; sx += 1) sum += rgb[(sy * size + sx) * 3 + c];
