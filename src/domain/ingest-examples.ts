@@ -35,8 +35,11 @@ export interface ZipUploadReport {
 
 /** Entries named in a refusal or a report; the count says how many more there are. */
 export const MAX_LISTED = 5;
-/** Images checked together: enough to keep libuv's pool busy reading headers, few enough to bound memory. */
-const CHECK_BATCH_IMAGES = 32;
+/**
+ * Images checked and stored together: enough to keep libuv's pool busy reading headers and to claim
+ * them in few database writes (one per batch), few enough to bound memory (with CHECK_BATCH_BYTES).
+ */
+const CHECK_BATCH_IMAGES = 128;
 const CHECK_BATCH_BYTES = 64 * 1024 * 1024;
 /**
  * Image files written at once: each write ends with an fsync, which on most disks costs more waiting

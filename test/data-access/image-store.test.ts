@@ -58,6 +58,13 @@ describe('ImageStore', () => {
     expect(await listFiles(root)).toEqual([first.hash, sha256(png)].map((h) => path.join(h.slice(0, 2), h)).sort());
   });
 
+  it('makes a fan-out folder again when it was removed after the store first made it', async () => {
+    const { hash } = await store.put(jpeg);
+    await fs.rm(path.join(root, hash.slice(0, 2)), { recursive: true });
+    expect(await store.put(jpeg)).toMatchObject({ hash, created: true });
+    expect(await store.read(hash)).toEqual(jpeg);
+  });
+
   it('reads back, reports presence and removes', async () => {
     const { hash } = await store.put(png);
     const other = (await store.put(jpeg)).hash;

@@ -28,7 +28,13 @@ import {
   GREEN,
 } from '../../fixtures/images';
 import { decodeImageViews, ImageDecodeError, type SquareView } from '../../src/ml/decode-image';
-import { checkUploadImage, jpegStructureIntact, passesQuickCheck, pngStructure } from '../../src/ml/image-check';
+import {
+  checkUploadImage,
+  jpegStructure,
+  jpegStructureIntact,
+  passesQuickCheck,
+  pngStructure,
+} from '../../src/ml/image-check';
 
 /**
  * Issue 22: an upload answers after checks that decode no pixels. The checks must pass every sound
@@ -177,6 +183,56 @@ describe('upload image checks (no pixel decoding)', () => {
         },
       ),
       { numRuns: 60 },
+    );
+  });
+
+  it('reads a plain JPEG’s dimensions as sharp does, and leaves any other header to sharp', async () => {
+    for (const [label, bytes] of sound.filter(([, b]) => b[0] === 0xff && b[1] === 0xd8)) {
+      const { width, height } = await sharp(bytes).metadata();
+      expect([label, jpegStructure(bytes)]).toEqual([label, { width, height, plain: true }]);
+    }
+    const sof = (bytes: Buffer) => {
+      for (let at = 2; ;) {
+        const marker = bytes[at + 1];
+        if (marker >= 0xc0 && marker <= 0xc2) return at;
+        at += 2 + bytes.readUInt16BE(at + 2);
+      }
+    };
+    // 12-bit samples, a frame type libjpeg may not read, 5 components: the decoder is asked.
+    for (const [offset, value] of [
+      [4, 12],
+      [1, 0xc3],
+      [9, 5],
+    ]) {
+      const changed = Buffer.from(jpegs[0]);
+      changed[sof(changed) + offset] = value;
+      expect([offset, jpegStructure(changed)?.plain]).toEqual([offset, false]);
+    }
+    // A header beyond the pixel limit is flagged from the frame alone (then the decoder gives its reason).
+    const huge = Buffer.from(jpegs[0]);
+    huge.writeUInt16BE(60000, sof(huge) + 5);
+    huge.writeUInt16BE(60000, sof(huge) + 7);
+    expect(jpegStructure(huge)).toEqual({ width: 60000, height: 60000, plain: true });
+    expect(await passesQuickCheck(huge)).toBe(false);
+  });
+
+  it('takes no header sharp would refuse or read otherwise for plain, over random damage to the header segments', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: jpegs.length - 1 }),
+        fc.integer({ min: 2, max: 700 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 255 }),
+        async (i, at, span, xor) => {
+          const bytes = Buffer.from(jpegs[i]);
+          for (let k = at; k < Math.min(bytes.length, at + span); k++) bytes[k] ^= xor;
+          const header = jpegStructure(bytes);
+          if (!header?.plain) return;
+          const { width, height } = await sharp(bytes, { limitInputPixels: false }).metadata();
+          expect({ width, height }).toEqual({ width: header.width, height: header.height });
+        },
+      ),
+      { numRuns: Number(process.env.RUNS ?? 300) },
     );
   });
 });

@@ -38,6 +38,8 @@ export class MissingImageError extends Error {
  */
 export class ImageStore {
   private readonly root: string;
+  /** Fan-out folders this store has made or found: see ensureDir. */
+  private readonly dirs = new Set<string>();
 
   constructor(rootDir: string) {
     this.root = path.resolve(rootDir);
@@ -51,17 +53,35 @@ export class ImageStore {
     if (existing?.isFile() && existing.size === bytes.length) return { hash, bytes: bytes.length, created: false };
 
     const dir = path.dirname(file);
-    await fs.mkdir(dir, { recursive: true });
     // Named with its process, so another process (API processes and machines share the store) can tell a crash's leftover from a write in progress.
     const tag = claimTaggedName();
     const temp = path.join(dir, `.${hash}.${tag}.tmp`);
     try {
       // Durable before named: an existing name is trusted and never written again.
-      await writeFileDurably(temp, file, bytes);
+      await this.ensureDir(dir, () => writeFileDurably(temp, file, bytes));
     } finally {
       releaseTaggedName(tag);
     }
     return { hash, bytes: bytes.length, created: true };
+  }
+
+  /**
+   * Runs `write` in `dir`, created first unless this store has made or seen it before: one file
+   * system call fewer per image on a 1,000-image create (bench:upload). A folder removed meanwhile
+   * by someone else fails the write with ENOENT; it is made again and the write retried once.
+   */
+  private async ensureDir(dir: string, write: () => Promise<void>): Promise<void> {
+    if (!this.dirs.has(dir)) {
+      await fs.mkdir(dir, { recursive: true });
+      this.dirs.add(dir);
+    }
+    try {
+      await write();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      await fs.mkdir(dir, { recursive: true });
+      await write();
+    }
   }
 
   /**
