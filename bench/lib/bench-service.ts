@@ -125,7 +125,11 @@ export function spawnServiceProcess(
   // Compiled, this is dist/bench/lib/*.js; under ts-node, the .ts sources.
   const fromSource = __filename.endsWith('.ts');
   const script = path.join(__dirname, fromSource ? 'service-process.ts' : 'service-process.js');
-  const execArgv = fromSource ? ['-r', 'ts-node/register/transpile-only'] : [];
+  // BENCH_NODE_ARGS: extra node flags for the service, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof' (node refuses --cpu-prof in NODE_OPTIONS).
+  const execArgv = [
+    ...(fromSource ? ['-r', 'ts-node/register/transpile-only'] : []),
+    ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+  ];
   const command = [process.execPath, ...execArgv, script];
   // `nice` execs node in place, so the child's pid is the API's.
   if (options.niceness !== undefined) command.unshift('nice', '-n', String(options.niceness));
