@@ -19,6 +19,10 @@
  *   --l2 <value>   regularisation strength (default: the trainer's fixed one)
  *   --tutorial-only / --no-tutorial   run only / skip the tutorial-shaped scenarios
  *   --synthetic   add a tutorial variant with the study's four synthetic copies of each bank photo
+ *   --scenarios <a,b>   run only these tutorial scenarios (names as printed; default all)
+ *   --variants <a,b>    run only these tutorial variants (default all)
+ *   --sets <a,b>        closed-set and open-set figures only for these sets (GCompris-5, food, Fashion-MNIST)
+ *   --no-default        skip the `default` classifier's figures
  *   BENCH_EMBEDDINGS=<file>   keep the embedded sets in this file and reuse them while the pack key holds
  */
 import fs from 'node:fs';
@@ -30,7 +34,7 @@ import type { Embedder } from '../src/ml/embedder';
 import { DEFAULT_L2, scoreHead, trainHead, type TrainedHead, type TrainingSet } from '../src/ml/heads';
 import { buildGate } from '../src/ml/heads/knn-gate';
 import { seededRandom, shuffleInPlace } from '../src/ml/heads/random';
-import { loadNegativeBank, type NegativeBank } from '../src/ml/open-set/negative-bank';
+import { BANK_TRAINING_ITEMS, loadNegativeBank, type NegativeBank } from '../src/ml/open-set/negative-bank';
 import type { ImageInput } from '../src/ml/types';
 import {
   loadDarknetPhotos,
@@ -102,6 +106,13 @@ async function main(): Promise<void> {
   const tutorialOnly = args.includes('--tutorial-only');
   const synthetic = args.includes('--synthetic');
   const skipTutorial = args.includes('--no-tutorial');
+  const listArg = (name: string) => {
+    const at = args.indexOf(name);
+    return at >= 0 ? args[at + 1].split(',') : undefined;
+  };
+  const onlySets = listArg('--sets');
+  filters.scenarios = listArg('--scenarios');
+  filters.variants = listArg('--variants');
 
   let food: LabelledImages;
   let fashion: LabelledImages;
@@ -164,7 +175,7 @@ async function main(): Promise<void> {
   let trainSeconds = 0;
   let trainings = 0;
   if (!tutorialOnly) {
-    for (const set of [gcomprisSet, foodSet, fashionSet]) {
+    for (const set of [gcomprisSet, foodSet, fashionSet].filter((x) => !onlySets || onlySets.includes(x.name))) {
       closed[set.name] = {};
       for (const withBank of [false, true]) {
         const t0 = Date.now();
@@ -185,6 +196,7 @@ async function main(): Promise<void> {
       [gcomprisSet, [darknetSet, foodSet, thumbnails]],
       [foodSet, [darknetSet, gcomprisSet, thumbnails]],
     ] as const) {
+      if (onlySets && !onlySets.includes(trained.name)) continue;
       openSet[trained.name] = {};
       for (const withBank of [false, true]) {
         const head = await trainHead(
@@ -236,7 +248,7 @@ async function main(): Promise<void> {
       open_set_false_positive_rate: openSet,
       tutorial,
       targets: TARGETS,
-      default_classifier: await defaultAccuracy(modelsDir()),
+      default_classifier: args.includes('--no-default') ? null : await defaultAccuracy(modelsDir()),
     }),
   );
 }
@@ -247,6 +259,8 @@ interface TutorialVariant {
   withBank: boolean;
   /** Adds the synthetic copies of the bank photos (--synthetic). */
   synthetic?: boolean;
+  /** Bank items trained on (a farthest-first prefix of those the scenario keeps); default BANK_TRAINING_ITEMS. */
+  bankItems?: number;
   train: (set: TrainingSet, packKey: string, l2: number) => Promise<TrainedHead>;
   score: (head: TrainedHead, embedding: Float32Array) => number[];
 }
@@ -276,6 +290,32 @@ const TUTORIAL_VARIANTS: TutorialVariant[] = [
     name: 'service',
     withBank: true,
     train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
+    score: (head, embedding) => scoreHead(head, embedding),
+  },
+  {
+    name: 'service (whole bank)',
+    withBank: true,
+    bankItems: Infinity,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
+    score: (head, embedding) => scoreHead(head, embedding),
+  },
+  {
+    name: 'service (bank 1200)',
+    withBank: true,
+    bankItems: 1200,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2 }),
+    score: (head, embedding) => scoreHead(head, embedding),
+  },
+  {
+    name: 'implicit weight 0.3',
+    withBank: true,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2, implicitWeight: 0.3 }),
+    score: (head, embedding) => scoreHead(head, embedding),
+  },
+  {
+    name: 'implicit weight 3',
+    withBank: true,
+    train: (set, packKey, l2) => trainHead(set, { packKey, l2, threads: 2, implicitWeight: 3 }),
     score: (head, embedding) => scoreHead(head, embedding),
   },
   {
@@ -395,7 +435,7 @@ async function tutorialScenarios(
   const byName = new Map(pools.map((pool) => [pool.name, pool]));
   const overlap = bankOverlap(bank, pools);
   const result: Record<string, TutorialFigures> = {};
-  for (const scenario of SCENARIOS)
+  for (const scenario of SCENARIOS.filter((x) => !filters.scenarios || filters.scenarios.includes(x.name)))
     result[scenario.name] = await tutorialScenario(scenario, byName, bank, overlap, embedder.packKey, l2, copies);
   return result;
 }
@@ -411,9 +451,11 @@ async function tutorialScenario(
 ): Promise<TutorialFigures> {
   const used = [...Object.values(scenario.classes), scenario.negatives, ...scenario.unrelated];
   const kept = bank.embeddings.flatMap((_, i) => (used.some((name) => overlap[i].has(name)) ? [] : [i]));
-  const implicit = kept.map((i) => bank.embeddings[i]);
+  const implicit = coresetOf(bank, kept, BANK_TRAINING_ITEMS);
   const withCopies = copies ? [...implicit, ...kept.flatMap((i) => copies[i])] : implicit;
-  const variants = TUTORIAL_VARIANTS.filter((v) => !v.synthetic || copies);
+  const variants = TUTORIAL_VARIANTS.filter(
+    (v) => (!v.synthetic || copies) && (!filters.variants || filters.variants.includes(v.name)),
+  );
   const unrelated = scenario.unrelated.flatMap((name) => pools.get(name)!.embeddings);
   const classPools = Object.values(scenario.classes).map((name) => pools.get(name)!);
   const tallies = new Map(
@@ -436,7 +478,11 @@ async function tutorialScenario(
     };
     heldOutPhotos = draw.heldOut.reduce((sum, rows) => sum + rows.length, 0);
     for (const variant of variants) {
-      const bankRows = variant.synthetic ? withCopies : implicit;
+      const bankRows = variant.synthetic
+        ? withCopies
+        : variant.bankItems !== undefined
+          ? coresetOf(bank, kept, variant.bankItems)
+          : implicit;
       const head = await variant.train(variant.withBank ? { ...set, implicitNegatives: bankRows } : set, packKey, l2);
       const t = tallies.get(variant.name)!;
       let ownYes = 0;
@@ -499,10 +545,30 @@ async function embed(
   };
 }
 
-/** The bank without the photos of the given sets. */
-function bankWithout(bank: NegativeBank, sets: EmbeddedSet[]): Float32Array[] {
-  return bank.embeddings.filter((_, i) => !sets.some((set) => set.sources.has(bank.sources[i])));
+/**
+ * The bank without the photos of the given sets, cut as the service cuts it for training (trainingBank:
+ * the first BANK_TRAINING_ITEMS of the farthest-first order, counted after the left-out photos).
+ */
+function bankWithout(bank: NegativeBank, sets: EmbeddedSet[], items = BANK_TRAINING_ITEMS): Float32Array[] {
+  return coresetOf(
+    bank,
+    bank.embeddings.flatMap((_, i) => (sets.some((set) => set.sources.has(bank.sources[i])) ? [] : [i])),
+    items,
+  );
 }
+
+/** The first `items` of `kept` (bank indices) in the bank's farthest-first order (all of them without one). */
+function coresetOf(bank: NegativeBank, kept: number[], items: number): Float32Array[] {
+  const keep = new Set(kept);
+  const order = bank.coreset ?? bank.embeddings.map((_, i) => i);
+  return order
+    .filter((i) => keep.has(i))
+    .slice(0, items)
+    .map((i) => bank.embeddings[i]);
+}
+
+/** Which tutorial scenarios and variants to run (--scenarios, --variants); undefined: all. */
+const filters: { scenarios?: string[]; variants?: string[] } = {};
 
 function toTrainingSet(
   set: EmbeddedSet,

@@ -30,6 +30,8 @@
  * of the images; 4 makes every copy of every image, at four times the embedding time), --encoding int8|float16|float32 (default
  * int8), --out <dir> (default assets/negative-bank; NOTICE is only rewritten for the default).
  * Embeddings are cached by image hash under the temp folder, so a rebuild with other flags takes seconds.
+ * --order-only recomputes only the manifest's farthest-first `coreset` order from the vectors already
+ * stored (training uses a prefix of it: trainingBank), without downloading or embedding anything.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -50,10 +52,13 @@ import {
   BANK_VARIANTS,
   NEGATIVE_BANK_DIR,
   SHIPPABLE_LICENCE,
+  bankManifestSchema,
+  loadNegativeBank,
   projectRoot,
   type BankEncoding,
   type BankManifest,
 } from '../src/ml/open-set/negative-bank';
+import { farthestFirstOrder } from '../src/ml/open-set/coreset';
 import type { Embedder } from '../src/ml/embedder';
 
 /** The Debian (bookworm) package versions the shipped bank was built from. */
@@ -343,9 +348,10 @@ function noticeSection(manifest: BankManifest, vectorsFile: string): string {
 
 /** The manifest as JSON with one image or synthetic item a line: compact, and diffs show what changed. */
 function manifestText(manifest: BankManifest): string {
-  const { photos, synthetic, ...head } = manifest;
+  const { photos, synthetic, coreset, ...head } = manifest;
   const list = (items: unknown[]) => `[\n${items.map((item) => JSON.stringify(item)).join(',\n')}\n]`;
-  return `${JSON.stringify(head).slice(0, -1)},"photos":${list(photos)},"synthetic":${list(synthetic)}}\n`;
+  const order = coreset ? `,"coreset":${JSON.stringify(coreset)}` : '';
+  return `${JSON.stringify(head).slice(0, -1)},"photos":${list(photos)},"synthetic":${list(synthetic)}${order}}\n`;
 }
 
 function flag(args: string[], name: string): string | undefined {
@@ -353,8 +359,25 @@ function flag(args: string[], name: string): string | undefined {
   return at >= 0 ? args[at + 1] : undefined;
 }
 
+/** The manifest with the farthest-first order of the rows as stored (decoded as the service loads them). */
+async function withCoreset(manifest: BankManifest, dir: string): Promise<BankManifest> {
+  const bank = loadNegativeBank(manifest.packKey, dir);
+  if (!bank) throw new Error(`${dir}: no bank for ${manifest.packKey}`);
+  return { ...manifest, coreset: await farthestFirstOrder(bank.embeddings, 2) };
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
+  if (args.includes('--order-only')) {
+    const dir = path.join(projectRoot(), NEGATIVE_BANK_DIR);
+    const manifestPath = path.join(dir, BANK_MANIFEST);
+    // Checked, but written back as read (the schema's parse would reorder each photo's keys).
+    const stored = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as BankManifest;
+    bankManifestSchema.parse(stored);
+    fs.writeFileSync(manifestPath, manifestText(await withCoreset(stored, dir)));
+    console.log(JSON.stringify({ script: 'build-negative-bank', order_only: true, items: stored.photos.length }));
+    return;
+  }
   const budget = Number(flag(args, '--synthetic') ?? 0);
   const perImage = Math.min(BANK_VARIANTS.length, Number(flag(args, '--copies') ?? 1));
   const encoding = (flag(args, '--encoding') ?? 'int8') as BankEncoding;
@@ -412,6 +435,8 @@ async function main(): Promise<void> {
   for (const file of fs.readdirSync(dir)) if (/^bank\.(i8|f16|f32)$/.test(file)) fs.rmSync(path.join(dir, file));
   fs.writeFileSync(path.join(dir, manifest.vectors), encodeRows(rows, encoding, manifest.dim));
   fs.writeFileSync(path.join(dir, BANK_MANIFEST), manifestText(manifest));
+  // The order is computed from the rows as written (int8), as the service decodes them.
+  fs.writeFileSync(path.join(dir, BANK_MANIFEST), manifestText(await withCoreset(manifest, dir)));
 
   if (!outArg) {
     const noticePath = path.join(projectRoot(), 'NOTICE');

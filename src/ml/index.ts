@@ -10,6 +10,6 @@ export { defaultClasses, DEFAULT_MISSING_OBJECTS_WARNING } from './default-class
 export { explicitClasses } from './explicit-classifier';
 export { deserializeHead, HeadTrainingError, scoreHead, serializeHead, trainHead, type TrainedHead } from './heads';
 export { exportVersion, ModelExportError, PackUnavailableError, type ExportFormat } from './export';
-export { loadNegativeBank, type NegativeBank } from './open-set/negative-bank';
+export { loadNegativeBank, trainingBank, type NegativeBank } from './open-set/negative-bank';
 export { centredOn, nearDuplicatePairs, NEAR_DUPLICATE_DISTANCE, NEAR_DUPLICATE_MAX_IMAGES } from './near-duplicates';
 export { makeThumbnail, THUMBNAIL_SIZE } from './decode-image';

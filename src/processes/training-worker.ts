@@ -10,7 +10,7 @@ import { relayOutbox, type CallbackDeliveryContext } from '../domain/callbacks';
 import type { TrainingContext } from '../domain/train-classifier';
 import { WorkerMetrics } from '../lib/metrics';
 import { createLogger, type Logger } from '../logger';
-import { loadNegativeBank } from '../ml';
+import { loadNegativeBank, trainingBank } from '../ml';
 import { handleCallbackJob } from './jobs/callback-job';
 import { handleTrainingJob, type TrainingJobContext } from './jobs/training-job';
 import { openInstance, type Instance } from './open-instance';
@@ -39,7 +39,9 @@ export async function runTrainingWorker(): Promise<void> {
   const metrics = config.ops.metrics ? new WorkerMetrics() : undefined;
   const instance = await openInstance(config, logger, { redisUrl, metrics });
   const { instanceId, namespace } = instance;
-  const negativeBank = loadNegativeBank(instance.embedder.packKey);
+  const shippedBank = loadNegativeBank(instance.embedder.packKey);
+  // Every head trains on the bank's farthest-first coreset (trainingBank), not on all of it.
+  const negativeBank = shippedBank && trainingBank(shippedBank);
   if (!negativeBank)
     logger.warn(
       { pack: instance.embedder.packKey },

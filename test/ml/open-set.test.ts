@@ -16,6 +16,7 @@ import {
   NEGATIVE_BANK_DIR,
   projectRoot,
   SHIPPABLE_LICENCE,
+  trainingBank,
   type NegativeBank,
 } from '../../src/ml/open-set/negative-bank';
 import type { ImageInput } from '../../src/ml/types';
@@ -121,7 +122,7 @@ describe('a classifier of red circles and blue squares, trained with the bank an
         classes: ['circles', 'squares'],
         embeddings: [...circles, ...squares],
         positives: [...circles.map(() => [0]), ...squares.map(() => [1])],
-        implicitNegatives: bank.embeddings,
+        implicitNegatives: trainingBank(bank).embeddings,
       },
       { packKey: embedder.packKey, threads: 1 },
     );
@@ -221,7 +222,7 @@ describe('a classifier whose classes are unusual: photos of text', () => {
         classes: ['printed pages', 'dark slides'],
         embeddings: [...light, ...dark],
         positives: [...light.map(() => [0]), ...dark.map(() => [1])],
-        implicitNegatives: bank.embeddings,
+        implicitNegatives: trainingBank(bank).embeddings,
       },
       { packKey: embedder.packKey, threads: 1 },
     );

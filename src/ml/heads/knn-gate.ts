@@ -83,7 +83,12 @@ function buildGramModel(): Uint8Array {
 }
 
 /** Pairwise Euclidean distances of n rows of `rows` (row-major, dim wide), as an n×n matrix. */
-async function pairwiseDistances(rows: Float32Array, n: number, dim: number, threads: number): Promise<Float32Array> {
+export async function pairwiseDistances(
+  rows: Float32Array,
+  n: number,
+  dim: number,
+  threads: number,
+): Promise<Float32Array> {
   const session = await cachedSession('gram', threads, buildGramModel);
   const result = await session.run({ X: new ort.Tensor('float32', rows, [n, dim]) });
   const gram = result.gram.data as Float32Array;

@@ -135,7 +135,8 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
   const plan = { ...userPlan, testFold };
 
   const centred = centredFeatures(embeddings, dim);
-  const problem = await precondition(centred.features, examples, dim, l2, seed, threads);
+  const curvature = options.assumedCurvature ?? ASSUMED_CURVATURE;
+  const problem = await precondition(centred.features, examples, dim, l2, seed, threads, curvature);
   const columns = buildColumns(
     classLabels,
     plan,
@@ -154,7 +155,7 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
   );
 
   // The bias is preconditioned too: its curvature (about ASSUMED_CURVATURE × the summed weights) dwarfs l2.
-  const biasScale = Math.sqrt(l2 / (ASSUMED_CURVATURE * examples));
+  const biasScale = Math.sqrt(l2 / (curvature * examples));
   let progress = 0;
   const results = await minimizeAll(
     trainable.map(() => new Float64Array(problem.dim + 1)),

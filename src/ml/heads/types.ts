@@ -114,5 +114,7 @@ export interface TrainHeadOptions {
    * photo inside a class's gate is not a negative of that class; `pooledRadius`: the gate's pooled floor.
    */
   openSet?: { knownHead?: boolean; excludeLookalikes?: boolean; pooledRadius?: boolean; lookalikeMargin?: number };
+  /** The preconditioner's assumed log-loss curvature (default ASSUMED_CURVATURE); benchmarks compare. */
+  assumedCurvature?: number;
   onProgress?: (fraction: number) => void;
 }
