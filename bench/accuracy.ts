@@ -18,6 +18,7 @@
  *
  *   --l2 <value>   regularisation strength (default: the trainer's fixed one)
  *   --tutorial-only / --no-tutorial   run only / skip the tutorial-shaped scenarios
+ *   --default-only   run only the `default` classifier's figures (lib/default-accuracy.ts)
  *   --synthetic   add a tutorial variant with the study's four synthetic copies of each bank photo
  *   BENCH_EMBEDDINGS=<file>   keep the embedded sets in this file and reuse them while the pack key holds
  */
@@ -102,6 +103,10 @@ async function main(): Promise<void> {
   const tutorialOnly = args.includes('--tutorial-only');
   const synthetic = args.includes('--synthetic');
   const skipTutorial = args.includes('--no-tutorial');
+  if (args.includes('--default-only')) {
+    console.log(JSON.stringify({ bench: 'accuracy', default_classifier: await defaultAccuracy(modelsDir()) }));
+    return;
+  }
 
   let food: LabelledImages;
   let fashion: LabelledImages;
