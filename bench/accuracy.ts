@@ -18,6 +18,7 @@
  *
  *   --l2 <value>   regularisation strength (default: the trainer's fixed one)
  *   --tutorial-only / --no-tutorial   run only / skip the tutorial-shaped scenarios
+ *   --default-only   run only the `default` classifier's figures (lib/default-accuracy.ts)
  *   --synthetic   add a tutorial variant with the study's four synthetic copies of each bank photo
  *   --scenarios <a,b>   run only these tutorial scenarios (names as printed; default all)
  *   --variants <a,b>    run only these tutorial variants (default all)
@@ -113,6 +114,10 @@ async function main(): Promise<void> {
   const onlySets = listArg('--sets');
   filters.scenarios = listArg('--scenarios');
   filters.variants = listArg('--variants');
+  if (args.includes('--default-only')) {
+    console.log(JSON.stringify({ bench: 'accuracy', default_classifier: await defaultAccuracy(modelsDir()) }));
+    return;
+  }
 
   let food: LabelledImages;
   let fashion: LabelledImages;

