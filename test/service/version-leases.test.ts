@@ -1,7 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { classImages, type ClassImageKind } from '../../fixtures/images';
@@ -9,6 +7,7 @@ import { VersionLeases } from '../../src/data-access/redis/version-leases';
 import type { Database } from '../../src/data-access/db/database';
 import { bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
+import { heldImageServer } from '../support/held-image-server';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 /** The version leases as compiled (the worker runs from dist/ too): what a process of the service runs. */
@@ -224,25 +223,15 @@ describe('version leases', () => {
 
   it('keeps the head a request in flight uses while the worker process prunes, and prunes it once the request ends', async () => {
     // A URL that answers only when told to holds a classify request pinned to the older kept version.
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let arrived!: () => void;
-    const requestArrived = new Promise<void>((r) => (arrived = r));
-    const server = http.createServer(async (_req, res) => {
-      arrived();
-      await released;
-      res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end(circle);
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const held = await heldImageServer(circle);
     try {
       const [pinned] = versions;
       const pinnedFile = await headFileOf(pinned);
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow.jpg`;
       const inFlight = t.call(
         'GET',
-        `/v3/classify?${VERSION}&threshold=0&url=${encodeURIComponent(url)}&classifier_ids=${id}@${pinned}`,
+        `/v3/classify?${VERSION}&threshold=0&url=${encodeURIComponent(held.url)}&classifier_ids=${id}@${pinned}`,
       );
-      await requestArrived;
+      await held.arrived;
       expect(await reader.held()).toContain(pinned);
 
       // Two more versions, each followed by retention in the worker process: with KEEP_VERSIONS=2 the
@@ -256,7 +245,7 @@ describe('version leases', () => {
       expect((await versionView(pinned)).pruned).toBeUndefined();
       expect(fs.existsSync(pinnedFile)).toBe(true);
 
-      release();
+      held.release();
       const answer = await inFlight;
       expect(answer.status).toBe(200);
       expect(answer.body.images[0].classifiers[0].version_id).toBe(pinned);
@@ -268,8 +257,7 @@ describe('version leases', () => {
       await prunedSoon(v3);
       await removedSoon(pinnedFile);
     } finally {
-      release();
-      await new Promise((r) => server.close(r));
+      await held.close();
     }
   }, 900_000);
 

@@ -1,10 +1,9 @@
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { classImages } from '../../fixtures/images';
 import { bootService, BOB_KEY, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
+import { heldImageServer } from '../support/held-image-server';
 
 function imageForm(bytes: Buffer, fields: Record<string, string>): FormData {
   const form = new FormData();
@@ -229,26 +228,16 @@ describe('classifier versions', () => {
 
   it('keeps a version pinned by a request in flight, prunes it afterwards, and never the current one', async () => {
     // A URL that answers only when told to holds a classify request pinned to the oldest kept version.
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let arrived!: () => void;
-    const requestArrived = new Promise<void>((r) => (arrived = r));
-    const server = http.createServer(async (_req, res) => {
-      arrived();
-      await released;
-      res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end(circle);
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const held = await heldImageServer(circle);
     try {
       const kept = (await versions()).versions.filter((v: { pruned?: string }) => !v.pruned);
       const current = (await versions()).current_version_id;
       const oldest = kept.find((v: { version_id: number }) => v.version_id !== current).version_id;
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow.jpg`;
       const inFlight = t.call(
         'GET',
-        `/v3/classify?${VERSION}&threshold=0&url=${encodeURIComponent(url)}&classifier_ids=${id}@${oldest}`,
+        `/v3/classify?${VERSION}&threshold=0&url=${encodeURIComponent(held.url)}&classifier_ids=${id}@${oldest}`,
       );
-      await requestArrived;
+      await held.arrived;
 
       // Two more versions: with KEEP_VERSIONS=2 the pinned one would be pruned, but it is leased.
       await update({ more_positive_examples: zips.triangles });
@@ -264,7 +253,7 @@ describe('classifier versions', () => {
       expect(during.versions.find((v: { version_id: number }) => v.version_id === oldest).pruned).toBeUndefined();
       expect(during.versions.filter((v: { pruned?: string }) => v.pruned).length).toBeGreaterThan(0);
 
-      release();
+      held.release();
       const answer = await inFlight;
       expect(answer.status).toBe(200);
       expect(answer.body.images[0].classifiers[0].version_id).toBe(oldest);
@@ -293,8 +282,7 @@ describe('classifier versions', () => {
       expect(pinnedPruned.body.error).toMatch(/was pruned by the retention setting \(KEEP_VERSIONS\)/);
       expect((await activate(oldest)).status).toBe(410);
     } finally {
-      release();
-      await new Promise((r) => server.close(r));
+      await held.close();
     }
   });
 });
