@@ -10,7 +10,7 @@ import path from 'node:path';
 import AdmZip from 'adm-zip';
 import type { Locator, Page } from 'playwright-core';
 import { classImages } from '../../fixtures/images';
-import { findChromium, launchChromium, type Browser } from '../support/chromium';
+import { findChromium, launchChromium, watchPage, type Browser, type PageWatch } from '../support/chromium';
 import { classZip, trainingForm } from '../support/example-zips';
 import { ALICE_KEY, bootService, VERSION, type TestService } from '../support/service-harness';
 
@@ -70,9 +70,7 @@ describeWithBrowser('web console in Chromium', () => {
   let page: Page;
   let shots: string;
   let step = 0;
-  const pageErrors: string[] = [];
-  const foreignRequests: string[] = [];
-  let requestCount = 0;
+  let watch: PageWatch;
 
   const shot = async (name: string) => {
     step++;
@@ -88,17 +86,7 @@ describeWithBrowser('web console in Chromium', () => {
     t = await bootService({ MAX_ZIP_MB: '1' });
     browser = await launchChromium(CHROMIUM!);
     page = browser.context.pages()[0] ?? (await browser.context.newPage());
-    page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
-    page.on('console', (message) => {
-      // A refused call is logged by Chromium as a failed resource; anything else (CSP violations included) is a fault.
-      if (message.type() === 'error' && !/Failed to load resource/.test(message.text()))
-        pageErrors.push(`console: ${message.text()}`);
-    });
-    page.on('request', (request) => {
-      requestCount++;
-      const url = request.url();
-      if (!url.startsWith(t.url) && !url.startsWith('data:') && !url.startsWith('blob:')) foreignRequests.push(url);
-    });
+    watch = watchPage(page, t.url);
   });
 
   afterAll(async () => {
@@ -251,11 +239,11 @@ describeWithBrowser('web console in Chromium', () => {
       .nth(1)
       .getByTestId('file-input')
       .setInputFiles({ name: 'circles.zip', mimeType: 'application/zip', buffer: zips.circles });
-    const requestsBefore = requestCount;
+    const requestsBefore = watch.requests;
     await page.getByRole('button', { name: 'Create and train' }).click();
     await visible(page.getByTestId('check').filter({ hasText: 'each zip may hold at most 1 MB' }));
     await visible(page.getByTestId('check').filter({ hasText: 'contains “-”' }));
-    expect(requestCount).toBe(requestsBefore);
+    expect(watch.requests).toBe(requestsBefore);
     await slots.nth(0).getByLabel('Class 1 name').fill('triangles');
     await slots
       .nth(0)
@@ -307,7 +295,7 @@ describeWithBrowser('web console in Chromium', () => {
     await containsText(page.getByRole('alert'), 'no longer accepts your API key');
     await shot('key-refused');
 
-    expect(pageErrors).toEqual([]);
-    expect(foreignRequests).toEqual([]);
+    expect(watch.errors).toEqual([]);
+    expect(watch.foreignRequests).toEqual([]);
   }
 });

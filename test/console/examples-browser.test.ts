@@ -15,7 +15,7 @@ import AdmZip from 'adm-zip';
 import type { Locator, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { seededRandom } from '../../fixtures/images';
-import { findChromium, launchChromium, type Browser } from '../support/chromium';
+import { findChromium, launchChromium, watchPage, type Browser, type PageWatch } from '../support/chromium';
 import { darknetPhotoPath, darknetPhotosInstalled, PHOTOS } from '../support/darknet-photos';
 import { trainingForm } from '../support/example-zips';
 import { ALICE_KEY, bootService, VERSION, waitForStatus, type TestService } from '../support/service-harness';
@@ -98,8 +98,7 @@ describeWithBrowser('console: finding and fixing a mislabelled example in Chromi
   let page: Page;
   let shots: string;
   let step = 0;
-  const pageErrors: string[] = [];
-  const foreignRequests: string[] = [];
+  let watch: PageWatch;
   const thumbnailStatuses: number[] = [];
 
   const shot = async (name: string) => {
@@ -114,16 +113,7 @@ describeWithBrowser('console: finding and fixing a mislabelled example in Chromi
     t = await bootService();
     browser = await launchChromium(CHROMIUM!);
     page = browser.context.pages()[0] ?? (await browser.context.newPage());
-    page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
-    page.on('console', (message) => {
-      // A refused call is logged by Chromium as a failed resource; anything else (CSP violations included) is a fault.
-      if (message.type() === 'error' && !/Failed to load resource/.test(message.text()))
-        pageErrors.push(`console: ${message.text()}`);
-    });
-    page.on('request', (request) => {
-      const url = request.url();
-      if (!url.startsWith(t.url) && !url.startsWith('data:') && !url.startsWith('blob:')) foreignRequests.push(url);
-    });
+    watch = watchPage(page, t.url);
     page.on('response', (response) => {
       if (/\/examples\/[^/]+\/thumbnail\?/.test(response.url())) thumbnailStatuses.push(response.status());
     });
@@ -345,7 +335,7 @@ describeWithBrowser('console: finding and fixing a mislabelled example in Chromi
     expect(leftIds.filter((e: string) => removedIds.includes(e))).toEqual([]);
     await shot('removed-two');
 
-    expect(pageErrors).toEqual([]);
-    expect(foreignRequests).toEqual([]);
+    expect(watch.errors).toEqual([]);
+    expect(watch.foreignRequests).toEqual([]);
   }
 });
