@@ -12,6 +12,9 @@ const config: Config = {
   testTimeout: 120_000,
   // Model inference and training saturate both cores; more workers only thrash.
   maxWorkers: 2,
+  // A failed test can leave a child process (a worker it froze or killed half-way) that would keep
+  // Jest running after the last test: end the run anyway; .ci/run kills what is left.
+  forceExit: true,
 };
 
 export default config;

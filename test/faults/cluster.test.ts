@@ -399,21 +399,32 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     const frozenRun = await waitFor('the retrain of lines to train its head', () => trainingHead(lines), 60_000, 5);
     const frozenPid = workerPid(frozenRun);
     process.kill(frozenPid, 'SIGSTOP');
-    // Its last report (at most a second old) is still live: its runs so far.
-    const runsBeforeThaw = await runsOfWorker('A', frozenPid);
-    expect(runsBeforeThaw).toBeDefined();
-    const retaken = await waitFor(
-      'the other worker to finish the frozen run',
-      async () => {
-        const job = await queue.queue.getJob(frozenRun.id!);
-        return job && (await job.isCompleted()) ? job : undefined;
-      },
-      60_000,
-    );
+    let retaken;
+    let runsBeforeThaw;
+    try {
+      // Its last report (at most a second old) is still live: its runs so far.
+      runsBeforeThaw = await runsOfWorker('A', frozenPid);
+      expect(runsBeforeThaw).toBeDefined();
+      retaken = await waitFor(
+        'the other worker to finish the frozen run',
+        async () => {
+          const job = await queue.queue.getJob(frozenRun.id!);
+          if (!job) throw new Error(`job ${frozenRun.id} is gone`);
+          const state = await job.getState();
+          // A failed run would never complete: say why at once rather than at the time limit.
+          if (state === 'failed') throw new Error(`the retaken run failed: ${job.failedReason}`);
+          return state === 'completed' ? job : undefined;
+        },
+        // Found stalled within two checks after its lock lapses, then trained again from scratch on a loaded machine.
+        120_000,
+      );
+    } finally {
+      // Never left frozen: a stopped process outlives the test and everything waiting on it.
+      process.kill(frozenPid, 'SIGCONT');
+    }
     expect(retaken.returnvalue).toBe('trained');
     expect(retaken.stalledCounter).toBeGreaterThanOrEqual(1);
     expect(retaken.processedBy).not.toBe(frozenRun.processedBy);
-    process.kill(frozenPid, 'SIGCONT');
     const frozenOutcome = await waitFor(
       'the resumed worker to end its run',
       async () => {

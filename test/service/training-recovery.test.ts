@@ -1,7 +1,24 @@
 import AdmZip from 'adm-zip';
 import IORedis from 'ioredis';
-import { bootService, VERSION, waitForStatus, workerEnvironment, type TestService } from '../support/service-harness';
+import {
+  bootService,
+  VERSION,
+  waitFor,
+  waitForStatus,
+  workerEnvironment,
+  type TestService,
+} from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
+
+/** Whether a process with this pid still exists. */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe('training recovery and failure', () => {
   let t: TestService;
@@ -39,6 +56,49 @@ describe('training recovery and failure', () => {
       expect((await waitForStatus(t, id, ['ready', 'failed'])).status).toBe('ready');
     } finally {
       await worker.stop();
+    }
+  });
+
+  it('stops a frozen (SIGSTOP) worker without waiting out its grace period', async () => {
+    const { WorkerSupervisor } = await import('../../src/processes/worker-supervisor');
+    // A grace far past the test's timeout: only continuing the frozen worker lets stop() end in time.
+    const worker = new WorkerSupervisor(workerEnvironment(t), t.service.ctx.logger, 3_600_000);
+    await worker.start();
+    const pid = worker.pid!;
+    process.kill(pid, 'SIGSTOP');
+    await worker.stop();
+    expect(isAlive(pid)).toBe(false);
+  });
+
+  it('kills, once its grace period is over, a worker still in a run; the next worker takes the run up', async () => {
+    const { WorkerSupervisor } = await import('../../src/processes/worker-supervisor');
+    const env = workerEnvironment(t, { TRAINING_LOCK_MS: '2000' });
+    const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
+      body: trainingForm(
+        {
+          a_positive_examples: await classZip('red-circles', 10, 41),
+          b_positive_examples: await classZip('blue-squares', 10, 42),
+        },
+        { name: 'cut short' },
+      ),
+    });
+    expect(created.status).toBe(200);
+    const id = created.body.classifier_id;
+    const first = new WorkerSupervisor(env, t.service.ctx.logger, 1);
+    await first.start();
+    const pid = first.pid!;
+    await waitFor('the run to start', async () => ((await t.service.ctx.queue.counts()).active > 0 ? true : undefined));
+    // A 1-ms grace: the worker cannot finish its run (nor even close its connections) in time.
+    await first.stop();
+    expect(isAlive(pid)).toBe(false);
+    // Cut short, not waited for: the run is unfinished until the next worker takes it up.
+    expect((await t.call('GET', `/v3/classifiers/${id}?${VERSION}`)).body.status).toBe('training');
+    const next = new WorkerSupervisor(env, t.service.ctx.logger);
+    await next.start();
+    try {
+      expect((await waitForStatus(t, id, ['ready', 'failed'])).status).toBe('ready');
+    } finally {
+      await next.stop();
     }
   });
 
