@@ -53,7 +53,7 @@ export async function createClassifier(
     );
   }
   const classNames = uploads.map((u) => u.className);
-  const { result: created, reports } = await ingestExamples(ctx, uploads, async (examples, files) => {
+  const { result: created, reports } = await ingestExamples(ctx, uploads, async (examples, files, pendingZips) => {
     let id = newClassifierId(name);
     while (await ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
     return ctx.classifiers.create({
@@ -64,6 +64,7 @@ export async function createClassifier(
       customerId: input.customerId,
       callbackUrl,
       uploadReport: checkedUploadRecord(files, classNames),
+      pendingZips,
       now: ctx.now(),
     });
   });
@@ -114,16 +115,19 @@ export async function updateClassifier(
     );
   }
   const classNames = uploads.map((u) => u.className);
-  const { result: updated, reports } = await ingestExamples(ctx, uploads, (examples, files) =>
-    ctx.classifiers.addExamples({
+  const { result: updated, reports } = await ingestExamples(ctx, uploads, async (examples, files, pendingZips) => {
+    const added = await ctx.classifiers.addExamples({
       id: input.classifierId,
       examples,
       customerId: input.customerId,
       callbackUrl,
       uploadReport: checkedUploadRecord(files, classNames),
+      pendingZips,
       now: ctx.now(),
-    }),
-  );
+    });
+    if (!added) await ctx.pendingFiles.remove(pendingZips.map((z) => z.file));
+    return added;
+  });
   if (!updated) throw classifierNotFound(input.classifierId); // deleted while the zips were being read
   // If queueing fails the examples stay accepted; the worker's start-up check queues the classifier again.
   await queueTraining(ctx, updated.id, async () => undefined);
@@ -149,7 +153,8 @@ export async function listClassifiers(ctx: ServiceContext, input: { ownerId: str
 }
 
 async function deleteClassifierData(ctx: ServiceContext, classifierId: string): Promise<void> {
-  const { imageHashes } = await ctx.classifiers.delete(classifierId, ctx.now());
+  const { imageHashes, pendingFiles } = await ctx.classifiers.delete(classifierId, ctx.now());
+  await ctx.pendingFiles.remove(pendingFiles);
   await ctx.queue
     .cancel(classifierId)
     .catch((err) => ctx.logger.warn({ err, classifierId }, 'could not cancel training'));

@@ -217,3 +217,32 @@ export async function readZipImages(
   }
   return images;
 }
+
+/**
+ * The entries of an archive the service kept (a pending zip: checked when it was uploaded) whose
+ * names are in `names`, in archive order, each inflated and CRC-checked; `onEntry` hears of each.
+ * Returns the names of those whose data no longer reads (skipped).
+ * @throws ZipFormatError if the archive's directory is damaged (it was whole when accepted: a disk fault)
+ */
+export async function readNamedZipEntries(
+  zip: Buffer,
+  names: Set<string>,
+  onEntry: (entry: ZipImageEntry) => Promise<void> | void,
+): Promise<string[]> {
+  const damaged: string[] = [];
+  const archive = await ZipArchive.open(zip);
+  try {
+    for await (const entry of archive.entries()) {
+      if (!names.has(entry.name)) continue;
+      const bytes = await archive.read(entry).catch((error: unknown) => {
+        if (!(error instanceof ZipFormatError)) throw error;
+        damaged.push(entry.name);
+        return undefined;
+      });
+      if (bytes) await onEntry({ entryName: entry.name, bytes });
+    }
+    return damaged;
+  } finally {
+    archive.close();
+  }
+}
