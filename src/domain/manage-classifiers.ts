@@ -34,9 +34,10 @@ export async function queueTraining(
 }
 
 /**
- * POST /v3/classifiers: checks and stores the example zips' images (see ingestExamples: no pixels are
- * decoded unless a check flags an image), creates the classifier with its upload report and queues its
- * first training, which decodes and embeds the images in the worker. Answers `training` at once.
+ * POST /v3/classifiers: checks the example zips' images (see ingestExamples: no pixels are decoded
+ * unless a check flags an image) and keeps the zips whole, creates the classifier with its upload
+ * report and kept zips and queues its first training, which extracts, decodes and embeds the images
+ * in the worker. Answers `training` at once.
  */
 export async function createClassifier(
   ctx: ServiceContext,
@@ -86,7 +87,7 @@ async function uploadSummary(
 }
 
 /**
- * POST /v3/classifiers/{id}: adds examples (new classes or more images), checked and stored as a
+ * POST /v3/classifiers/{id}: adds examples (new classes or more images), checked and kept as a
  * create's are, and queues a retraining (the current version serves until it publishes).
  * Extension: `callback_url` sets (or, sent empty, removes) the training-end callback; sent
  * without any example file it changes only that, without retraining.
