@@ -1,11 +1,10 @@
 import crypto from 'node:crypto';
-import fs from 'node:fs/promises';
 import type { ImageClaims } from '../data-access/db/image-claims';
 import type { PendingZip, PendingZipRepository } from '../data-access/db/pending-zip-repository';
 import { MissingImageError, type ImageStore } from '../data-access/files/image-store';
 import type { PendingZipStore } from '../data-access/files/pending-zip-store';
 import { ZipFormatError } from '../data-access/zip/zip-archive';
-import { readNamedZipEntries } from '../data-access/zip/zip-images';
+import { readNamedZipEntries, type ZipImageEntry } from '../data-access/zip/zip-images';
 import type { Logger } from '../logger';
 
 /** What reading and extracting kept zips needs (the API process and the worker both have it). */
@@ -27,12 +26,33 @@ const STORE_CONCURRENCY = 8;
 
 const sha256 = (bytes: Buffer) => crypto.createHash('sha256').update(bytes).digest('hex');
 
-/** The zip's file, or undefined when it is gone (its classifier or customer data deleted meanwhile). */
-async function readKept(ctx: PendingZipContext, zip: PendingZip): Promise<Buffer | undefined> {
-  return fs.readFile(ctx.pendingFiles.path(zip.file)).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined;
-    throw error;
-  });
+/**
+ * Reads the zip's entries named in `names` (see readNamedZipEntries); false when its file is gone (its
+ * classifier or customer data deleted meanwhile). A damaged archive is logged and read no further:
+ * what it held stays missing, and training names those entries ("the stored copy … is missing").
+ */
+async function readKept(
+  ctx: PendingZipContext,
+  zip: PendingZip,
+  names: Set<string>,
+  onEntry: (entry: ZipImageEntry) => Promise<void> | void,
+): Promise<boolean> {
+  let failed: { error: unknown } | undefined;
+  try {
+    await readNamedZipEntries(ctx.pendingFiles.path(zip.file), names, (entry) =>
+      Promise.resolve(onEntry(entry)).catch((error: unknown) => {
+        failed = { error }; // the caller's (writing an image), not the zip's
+        throw error;
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (failed) throw failed.error;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if (!(error instanceof ZipFormatError)) throw error;
+    ctx.logger.warn({ classifierId: zip.classifierId, zip: zip.file, err: error }, 'a kept zip is damaged');
+    return true;
+  }
 }
 
 /**
@@ -50,8 +70,7 @@ export async function extractPendingZips(ctx: PendingZipContext, classifierId: s
   for (const zip of await ctx.pendingZips.ofClassifier(classifierId)) {
     const wanted = new Map<string, string>();
     for (const [hash, entryName] of zip.entries) if (!(await ctx.images.has(hash))) wanted.set(hash, entryName);
-    const bytes = wanted.size > 0 ? await readKept(ctx, zip) : undefined;
-    if (bytes) {
+    if (wanted.size > 0) {
       const stored: string[] = [];
       let batch: Buffer[] = [];
       const flush = async () => {
@@ -67,26 +86,20 @@ export async function extractPendingZips(ctx: PendingZipContext, classifierId: s
         const rejected = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
         if (rejected) throw rejected.reason;
       };
-      await readNamedZipEntries(bytes, new Set(wanted.values()), async (entry) => {
+      const found = await readKept(ctx, zip, new Set(wanted.values()), async (entry) => {
         const hash = sha256(entry.bytes);
         if (!wanted.delete(hash)) return; // another entry of the same name, or one stored already
         batch.push(entry.bytes);
         if (batch.length >= 4 * STORE_CONCURRENCY) await flush();
-      }).catch((error: unknown) => {
-        // What cannot be read stays missing: training names those entries ("the stored copy … is missing").
-        if (!(error instanceof ZipFormatError)) throw error;
-        ctx.logger.warn({ classifierId, zip: zip.file, err: error }, 'a kept zip is damaged');
       });
       await flush();
       await ctx.images.syncFolders(stored);
       written += stored.length;
       if (wanted.size > 0)
         ctx.logger.warn(
-          { classifierId, zip: zip.file, missing: wanted.size },
-          'a kept zip no longer holds some of its accepted images',
+          { classifierId, zip: zip.file, missing: wanted.size, found },
+          'a kept zip is gone or no longer holds some of its accepted images',
         );
-    } else if (wanted.size > 0) {
-      ctx.logger.warn({ classifierId, zip: zip.file }, 'a kept zip is gone before its images were extracted');
     }
     await ctx.pendingZips.remove(zip.id);
     await ctx.pendingFiles.remove([zip.file]);
@@ -111,13 +124,10 @@ export async function readExampleImage(ctx: PendingZipContext, classifierId: str
     if (!(error instanceof MissingImageError)) throw error;
     for (const zip of await ctx.pendingZips.ofClassifier(classifierId)) {
       const entry = zip.entries.find(([h]) => h === hash);
-      const bytes = entry && (await readKept(ctx, zip));
-      if (!entry || !bytes) continue;
+      if (!entry) continue;
       let found: Buffer | undefined;
-      await readNamedZipEntries(bytes, new Set([entry[1]]), (e) => {
+      await readKept(ctx, zip, new Set([entry[1]]), (e) => {
         if (!found && sha256(e.bytes) === hash) found = e.bytes;
-      }).catch((e: unknown) => {
-        if (!(e instanceof ZipFormatError)) throw e;
       });
       if (found) return found;
     }
