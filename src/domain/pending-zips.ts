@@ -59,8 +59,9 @@ async function readKept(
  * Extracts the images of the classifier's kept zips (those a create or update accepted) into the image
  * store, then drops each zip: written durably (each file flushed, then their folders), then its row
  * deleted, then its file. A run killed midway leaves the row, and the next run extracts again (writing
- * an image already stored is skipped: ImageStore.put is idempotent). Images whose examples were deleted
- * meanwhile are removed again once their zip is dropped. Entries are matched by name and verified
+ * an image already stored is skipped: ImageStore.put is idempotent). Only images an example references
+ * are written; those whose examples are deleted while the zip is extracted are removed again once it
+ * is dropped. Entries are matched by name and verified
  * by hash; an image that cannot be found this way stays missing and training reports it.
  * Returns how many images were written.
  * @throws the file system's errors (a full disk): the zip stays, for the next attempt
@@ -68,8 +69,11 @@ async function readKept(
 export async function extractPendingZips(ctx: PendingZipContext, classifierId: string): Promise<number> {
   let written = 0;
   for (const zip of await ctx.pendingZips.ofClassifier(classifierId)) {
+    // Only what an example still references: the examples of a deleted customer's request go, its zip may stay.
+    const referenced = await ctx.pendingZips.referenced(zip.entries.map(([hash]) => hash));
     const wanted = new Map<string, string>();
-    for (const [hash, entryName] of zip.entries) if (!(await ctx.images.has(hash))) wanted.set(hash, entryName);
+    for (const [hash, entryName] of zip.entries)
+      if (referenced.has(hash) && !(await ctx.images.has(hash))) wanted.set(hash, entryName);
     if (wanted.size > 0) {
       const stored: string[] = [];
       let batch: Buffer[] = [];

@@ -91,6 +91,21 @@ export class PendingZipRepository {
     await this.db.write((trx) => trx.deleteFrom('pending_zips').where('id', '=', id).execute());
   }
 
+  /** Of `hashes`, the images an example (of any classifier) references. */
+  async referenced(hashes: string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    for (const batch of chunks(hashes, 500)) {
+      const rows = await this.db.kysely
+        .selectFrom('examples')
+        .select('image_hash')
+        .distinct()
+        .where('image_hash', 'in', batch)
+        .execute();
+      rows.forEach((r) => found.add(r.image_hash));
+    }
+    return found;
+  }
+
   /** Of `files`, those a row names. */
   async recorded(files: string[]): Promise<Set<string>> {
     const found = new Set<string>();
