@@ -1,9 +1,10 @@
 /**
  * bench:upload — what a user waits for between sending 1,000 new training images and a `ready`
  * classifier: the create call (since issue 22 it reads every zip and checks each image without
- * decoding its pixels, stores them and answers; target ≤ 1 s plus transfer, here over loopback) and
- * then upload end → ready (the worker decodes and embeds every image, then trains the head). The
- * training embed rate is the images over the worker's share of that wait.
+ * decoding its pixels, keeps each zip whole as one durable file and answers; target ≤ 1 s plus transfer,
+ * here over loopback) and then upload end → ready (the worker extracts the images into the image store,
+ * decodes and embeds them, then trains the head). The training embed rate is the images over the
+ * worker's share of that wait.
  *
  * Runs RUNS creates of 2 classes × 400 + 200 negatives, every image new to the service (distinct
  * bytes); polls every 50 ms. Last line: one JSON object with `create_answer_s` (mean of the create

@@ -25,6 +25,7 @@ export async function deleteUserData(
     now: ctx.now(),
     explain: untrainableExplanation,
   });
+  await ctx.pendingFiles.remove(done.pendingFiles);
   for (const file of done.removedHeadFiles) await ctx.heads.remove(file);
   for (const id of done.deletedClassifiers) {
     await ctx.queue.cancel(id).catch((err) => ctx.logger.warn({ err, classifierId: id }, 'could not cancel training'));

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { badRequest } from '../errors';
 import type { NewExample } from '../data-access/db/classifier-repository';
+import type { NewPendingZip } from '../data-access/db/pending-zip-repository';
 import { readZipImageEntries, ZipInputError, type ZipImageEntry } from '../data-access/zip/zip-images';
 import type { ServiceContext } from './service-context';
 import type { ExampleUpload } from './training-form';
@@ -36,16 +37,11 @@ export interface ZipUploadReport {
 /** Entries named in a refusal or a report; the count says how many more there are. */
 export const MAX_LISTED = 5;
 /**
- * Images checked and stored together: enough to keep libuv's pool busy reading headers and to claim
- * them in few database writes (one per batch), few enough to bound memory (with CHECK_BATCH_BYTES).
+ * Images checked together: enough to keep libuv's pool busy reading headers, few enough to bound
+ * memory (with CHECK_BATCH_BYTES).
  */
 const CHECK_BATCH_IMAGES = 128;
 const CHECK_BATCH_BYTES = 64 * 1024 * 1024;
-/**
- * Image files written at once: each write ends with an fsync, which on most disks costs more waiting
- * than work, so several in flight keep a 1,000-image create near one second (bench:upload).
- */
-const STORE_CONCURRENCY = 8;
 
 interface ZipResult {
   upload: ExampleUpload;
@@ -58,6 +54,8 @@ interface ZipResult {
   unused: UnusedEntry[];
   /** Images left out of negative_examples because a class holds the same picture. */
   sharedWithClass: number;
+  /** The bytes of each image kept: the room its extraction will take. */
+  keptSizes: number[];
 }
 
 const sha256 = (bytes: Buffer) => crypto.createHash('sha256').update(bytes).digest('hex');
@@ -67,52 +65,29 @@ const plural = (count: number, one: string, many = `${one}s`) => `${count} ${cou
  * Reads every uploaded zip, checks each image in it without decoding its pixels where that suffices
  * (format, header, the pixel limit, structure: Embedder.checkImage, which decodes in full only the
  * images the checks flag, so those get the decoder's own reason) and records the distinct ones that
- * pass as examples via `record`; training decodes and embeds them in the background (issue 22: a
- * create answers at once) and reports the ones that then fail. Each image is claimed in the database
- * before its file is written (see ImageClaims), so no process removing unreferenced images, on any
- * machine, deletes it before `record` references it; the files are written durably before `record`,
- * so nothing `record` accepts is lost to a crash. Each zip must keep at least `minImagesPerZip` and
- * at most `maxImagesPerZip` images; otherwise, or if any zip cannot be read, nothing is recorded, the
- * images this request added are removed again, and an ApiError 400 names the zip, its counts and up
- * to five entries with reasons.
+ * pass as examples via `record`. The images are not written one by one: each zip is kept whole as one
+ * durable file (PendingZipStore: its data flushed while the checks run, then renamed into the store
+ * and the folder flushed) and passed to `record` with its checked entry table, which it must record
+ * in the transaction that records the examples; the worker extracts the images into the image store
+ * before it decodes and embeds them (extractPendingZips), and reports the ones that then fail. So
+ * an answered create loses nothing on power loss, and one that fails leaves nothing: a kept zip no
+ * row names is removed here, or by the sweep once its process is gone. Each zip must keep at least
+ * `minImagesPerZip` and at most `maxImagesPerZip` images; otherwise, or if any zip cannot be read,
+ * nothing is recorded and an ApiError 400 names the zip, its counts and up to five entries with reasons.
  */
 export async function ingestExamples<T>(
   ctx: ServiceContext,
   uploads: ExampleUpload[],
-  record: (examples: NewExample[], reports: ZipUploadReport[]) => Promise<T>,
+  record: (examples: NewExample[], reports: ZipUploadReport[], pendingZips: NewPendingZip[]) => Promise<T>,
 ): Promise<{ result: T; reports: ZipUploadReport[] }> {
-  const claim = ctx.imageClaims.open(crypto.randomUUID());
-  const added: string[] = [];
-  const store = async (images: Array<{ hash: string; bytes: Buffer }>) => {
-    if (images.length === 0) return;
-    // Claimed before written: from here on no removal in any process deletes them.
-    await claim.add(images.map((i) => i.hash));
-    let next = 0;
-    let failed = false;
-    const writer = async () => {
-      while (!failed && next < images.length) {
-        const image = images[next++];
-        // Listed before the write, so a write cut short (a full disk) is cleaned up too.
-        added.push(image.hash);
-        try {
-          await ctx.images.put(image.bytes);
-        } catch (error) {
-          failed = true;
-          throw error;
-        }
-      }
-    };
-    // Every writer settles before the error goes on: the clean-up below must not race a write still running.
-    const outcomes = await Promise.allSettled(
-      Array.from({ length: Math.min(STORE_CONCURRENCY, images.length) }, writer),
-    );
-    const rejected = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-    if (rejected) throw rejected.reason;
-  };
+  // The uploads' data goes to disk on libuv's pool while the event loop checks their images.
+  const flushed = Promise.all(uploads.map((u) => ctx.pendingFiles.flush(u.path)));
+  flushed.catch(() => undefined); // awaited below; a refusal before then must not leave it unhandled
+  const kept: string[] = [];
   try {
     const results: ZipResult[] = [];
     const known: KnownImages = new Map();
-    for (const upload of uploads) results.push(await readUpload(ctx, upload, known, store));
+    for (const upload of uploads) results.push(await readUpload(ctx, upload, known));
     leaveOutNegativesSharedWithClasses(results);
     for (const r of results) {
       if (r.kept.size < ctx.config.limits.minImagesPerZip)
@@ -122,30 +97,34 @@ export async function ingestExamples<T>(
       [...r.kept].map(([imageHash, entryName]) => ({ className: r.upload.className, imageHash, entryName })),
     );
     const reports = results.map(report);
-    const result = await record(examples, reports);
-    await claim.release();
+    // A create that fits as zips but not once extracted is refused now (507), not failed later by the worker.
+    await ctx.pendingFiles.checkRoomFor(results.flatMap((r) => r.keptSizes));
+    await flushed;
+    const pendingZips: NewPendingZip[] = [];
+    for (const r of results) {
+      const file = await ctx.pendingFiles.keep(r.upload.path);
+      kept.push(file);
+      pendingZips.push({ file, entries: [...r.kept] });
+    }
+    await ctx.pendingFiles.syncFolder();
+    const result = await record(examples, reports, pendingZips);
+    ctx.pendingFiles.settle(kept);
     return { result, reports };
   } catch (error) {
-    await claim.release();
-    await removeUnreferencedImages(ctx, added);
+    await ctx.pendingFiles.remove(kept).catch((err) => ctx.logger.warn({ err }, 'could not remove a refused zip'));
+    ctx.pendingFiles.settle(kept);
     if (error instanceof ZipInputError) throw badRequest(error.message);
     throw error;
   }
 }
 
 /**
- * Images this request has already checked, by hash: why one cannot be used, or null once it is
- * checked and stored. The same picture in several zips (a thousand classes sharing ten images) is
- * checked and stored once.
+ * Images this request has already checked, by hash: why one cannot be used, or null once it passed.
+ * The same picture in several zips (a thousand classes sharing ten images) is checked once.
  */
 type KnownImages = Map<string, string | null>;
 
-async function readUpload(
-  ctx: ServiceContext,
-  upload: ExampleUpload,
-  known: KnownImages,
-  store: (images: Array<{ hash: string; bytes: Buffer }>) => Promise<void>,
-): Promise<ZipResult> {
+async function readUpload(ctx: ServiceContext, upload: ExampleUpload, known: KnownImages): Promise<ZipResult> {
   const { limits } = ctx.config;
   const r: ZipResult = {
     upload,
@@ -156,6 +135,7 @@ async function readUpload(
     kept: new Map(),
     unused: [],
     sharedWithClass: 0,
+    keptSizes: [],
   };
   /** Each picture's first entry, and once checked whether it can be used. */
   const firstSeen = new Map<string, { entryName: string; failure?: string }>();
@@ -175,7 +155,6 @@ async function readUpload(
       ctx,
       fresh.filter((item) => !known.has(item.hash)),
     );
-    const toStore: Array<{ hash: string; bytes: Buffer }> = [];
     for (const item of items) {
       const first = firstSeen.get(item.hash)!;
       const isFirst = fresh.includes(item);
@@ -194,11 +173,9 @@ async function readUpload(
         continue;
       }
       const { hash } = item;
-      if (!known.has(hash)) {
-        toStore.push({ hash, bytes: item.bytes });
-        known.set(hash, null);
-      }
+      known.set(hash, null);
       r.kept.set(hash, item.entryName);
+      r.keptSizes.push(item.bytes.length);
       r.distinct += 1;
       if (r.distinct > limits.maxImagesPerZip) {
         throw badRequest(
@@ -206,7 +183,6 @@ async function readUpload(
         );
       }
     }
-    await store(toStore);
   };
 
   const { entries } = await readZipImageEntries(upload.path, upload.fieldName, zipLimits(ctx), async (image) => {

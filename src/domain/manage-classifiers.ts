@@ -34,9 +34,10 @@ export async function queueTraining(
 }
 
 /**
- * POST /v3/classifiers: checks and stores the example zips' images (see ingestExamples: no pixels are
- * decoded unless a check flags an image), creates the classifier with its upload report and queues its
- * first training, which decodes and embeds the images in the worker. Answers `training` at once.
+ * POST /v3/classifiers: checks the example zips' images (see ingestExamples: no pixels are decoded
+ * unless a check flags an image) and keeps the zips whole, creates the classifier with its upload
+ * report and kept zips and queues its first training, which extracts, decodes and embeds the images
+ * in the worker. Answers `training` at once.
  */
 export async function createClassifier(
   ctx: ServiceContext,
@@ -53,7 +54,7 @@ export async function createClassifier(
     );
   }
   const classNames = uploads.map((u) => u.className);
-  const { result: created, reports } = await ingestExamples(ctx, uploads, async (examples, files) => {
+  const { result: created, reports } = await ingestExamples(ctx, uploads, async (examples, files, pendingZips) => {
     let id = newClassifierId(name);
     while (await ctx.classifiers.wasIssued(id)) id = newClassifierId(name);
     return ctx.classifiers.create({
@@ -64,6 +65,7 @@ export async function createClassifier(
       customerId: input.customerId,
       callbackUrl,
       uploadReport: checkedUploadRecord(files, classNames),
+      pendingZips,
       now: ctx.now(),
     });
   });
@@ -85,7 +87,7 @@ async function uploadSummary(
 }
 
 /**
- * POST /v3/classifiers/{id}: adds examples (new classes or more images), checked and stored as a
+ * POST /v3/classifiers/{id}: adds examples (new classes or more images), checked and kept as a
  * create's are, and queues a retraining (the current version serves until it publishes).
  * Extension: `callback_url` sets (or, sent empty, removes) the training-end callback; sent
  * without any example file it changes only that, without retraining.
@@ -114,16 +116,19 @@ export async function updateClassifier(
     );
   }
   const classNames = uploads.map((u) => u.className);
-  const { result: updated, reports } = await ingestExamples(ctx, uploads, (examples, files) =>
-    ctx.classifiers.addExamples({
+  const { result: updated, reports } = await ingestExamples(ctx, uploads, async (examples, files, pendingZips) => {
+    const added = await ctx.classifiers.addExamples({
       id: input.classifierId,
       examples,
       customerId: input.customerId,
       callbackUrl,
       uploadReport: checkedUploadRecord(files, classNames),
+      pendingZips,
       now: ctx.now(),
-    }),
-  );
+    });
+    if (!added) await ctx.pendingFiles.remove(pendingZips.map((z) => z.file));
+    return added;
+  });
   if (!updated) throw classifierNotFound(input.classifierId); // deleted while the zips were being read
   // If queueing fails the examples stay accepted; the worker's start-up check queues the classifier again.
   await queueTraining(ctx, updated.id, async () => undefined);
@@ -149,7 +154,8 @@ export async function listClassifiers(ctx: ServiceContext, input: { ownerId: str
 }
 
 async function deleteClassifierData(ctx: ServiceContext, classifierId: string): Promise<void> {
-  const { imageHashes } = await ctx.classifiers.delete(classifierId, ctx.now());
+  const { imageHashes, pendingFiles } = await ctx.classifiers.delete(classifierId, ctx.now());
+  await ctx.pendingFiles.remove(pendingFiles);
   await ctx.queue
     .cancel(classifierId)
     .catch((err) => ctx.logger.warn({ err, classifierId }, 'could not cancel training'));

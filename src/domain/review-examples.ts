@@ -12,6 +12,7 @@ import {
   type MistakeView,
 } from './api-schemas';
 import { ownedOrNotFound } from './lookups';
+import { readExampleImage } from './pending-zips';
 import type { ServiceContext } from './service-context';
 
 /** How long a browser may reuse a thumbnail without asking (its ETag makes asking cheap). */
@@ -208,6 +209,7 @@ export async function exampleThumbnail(
   if (sent.includes(etag) || sent.includes('*'))
     return { etag, maxAgeSeconds: THUMBNAIL_MAX_AGE_SECONDS, notModified: true };
   // Accepted at upload, so a failure here is a damaged store: a 500, logged as a fault.
-  const jpeg = await makeThumbnail(await ctx.images.read(example.imageHash), example.entryName ?? input.exampleId);
+  const image = await readExampleImage(ctx, c.id, example.imageHash);
+  const jpeg = await makeThumbnail(image, example.entryName ?? input.exampleId);
   return { etag, maxAgeSeconds: THUMBNAIL_MAX_AGE_SECONDS, notModified: false, jpeg };
 }

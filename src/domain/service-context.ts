@@ -6,6 +6,8 @@ import type { ExampleRepository } from '../data-access/db/example-repository';
 import type { HeadStore } from '../data-access/files/head-store';
 import type { ImageClaims } from '../data-access/db/image-claims';
 import type { ImageStore } from '../data-access/files/image-store';
+import type { PendingZipRepository } from '../data-access/db/pending-zip-repository';
+import type { PendingZipStore } from '../data-access/files/pending-zip-store';
 import type { TrainingQueue } from '../data-access/redis/training-queue';
 import type { VersionLeaseReader } from '../data-access/redis/version-leases';
 import type { Logger } from '../logger';
@@ -22,6 +24,10 @@ export interface ServiceContext {
   /** Callback secrets per owner (training-end callbacks). */
   callbacks: CallbackRepository;
   images: ImageStore;
+  /** Zips accepted and not yet extracted into `images`: their rows (classifier, customer, entry table)… */
+  pendingZips: PendingZipRepository;
+  /** …and their files. */
+  pendingFiles: PendingZipStore;
   heads: HeadStore;
   /** The versions classify requests of any process hold: retention and the orphan sweep spare them. */
   leases: VersionLeaseReader;

@@ -3,6 +3,8 @@ import type { PublishResult, VersionRepository } from '../data-access/db/version
 import type { HeadStore } from '../data-access/files/head-store';
 import type { ImageClaims } from '../data-access/db/image-claims';
 import type { ImageStore } from '../data-access/files/image-store';
+import type { PendingZipRepository } from '../data-access/db/pending-zip-repository';
+import type { PendingZipStore } from '../data-access/files/pending-zip-store';
 import type { EmbeddingCache } from '../data-access/db/embedding-cache';
 import type { VersionLeaseReader } from '../data-access/redis/version-leases';
 import { HeadTrainingError, ImageDecodeError, serializeHead, trainHead, type Embedder, type NegativeBank } from '../ml';
@@ -10,12 +12,16 @@ import type { Logger } from '../logger';
 import { applyRetention } from './apply-retention';
 import { failedReplacementExplanation } from './deletion-messages';
 import { buildReview } from './example-review';
+import { extractPendingZips } from './pending-zips';
 import { decodedUpload, uploadClassNames, type DecodeFailure } from './upload-report';
 
 export interface TrainingContext {
   classifiers: ClassifierRepository;
   versions: VersionRepository;
   images: ImageStore;
+  /** Zips accepted and not yet extracted into `images` (rows, files): each run extracts them first. */
+  pendingZips: PendingZipRepository;
+  pendingFiles: PendingZipStore;
   /** Coordinates removing image files with uploads in flight in other processes. */
   imageClaims: ImageClaims;
   heads: HeadStore;
@@ -104,6 +110,8 @@ async function trainSnapshot(
   const { classifier, examples } = snapshot;
   const classifierId = classifier.id;
 
+  // After the snapshot: every zip holding one of its examples was recorded with it, so is listed now.
+  await extractPendingZips(ctx, classifierId);
   const hashes = [...new Set(examples.map((e) => e.imageHash))];
   const { embeddings, failures } = await embedAll(ctx, hashes, (f) => onProgress(f * EMBEDDING_SHARE_OF_PROGRESS));
 

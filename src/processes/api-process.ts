@@ -9,6 +9,7 @@ import { resolveRedis } from '../data-access/redis/redis-server';
 import { readInstanceId } from '../data-access/db/instance-id';
 import { bootstrapApiKeys } from '../domain/bootstrap-keys';
 import { removeOrphanHeads, removeOrphanImages } from '../domain/ingest-examples';
+import { removeOrphanPendingZips } from '../domain/pending-zips';
 import type { ServiceContext } from '../domain/service-context';
 import { createApp, createOperationsApp } from '../entry-points/http/app';
 import { applyConnectionTimeouts } from '../entry-points/http/connection-timeouts';
@@ -72,6 +73,8 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     examples: instance.examples,
     callbacks: instance.callbacks,
     images: instance.images,
+    pendingZips: instance.pendingZips,
+    pendingFiles: instance.pendingFiles,
     heads: instance.heads,
     leases: instance.leases,
     queue,
@@ -109,6 +112,8 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   const sweepOrphans = async () => {
     const orphans = await removeOrphanImages(ctx);
     if (orphans > 0) logger.info({ orphans }, 'removed images left behind by an interrupted upload');
+    const zips = await removeOrphanPendingZips(ctx);
+    if (zips > 0) logger.info({ zips }, 'removed zips kept by an upload that was cut off before it was recorded');
     const heads = await removeOrphanHeads(ctx, 10 * 60_000);
     if (heads > 0) logger.info({ heads }, 'removed head files of interrupted training runs');
   };

@@ -12,6 +12,8 @@ import { bindDataDirectory, readDataDirectoryInstance } from '../data-access/fil
 import { dataLayout } from '../data-access/files/data-layout';
 import { HeadStore } from '../data-access/files/head-store';
 import { ImageStore } from '../data-access/files/image-store';
+import { PendingZipRepository } from '../data-access/db/pending-zip-repository';
+import { PendingZipStore } from '../data-access/files/pending-zip-store';
 import { NamespaceClaim } from '../data-access/redis/namespace-claim';
 import { TrainingQueue } from '../data-access/redis/training-queue';
 import { VersionLeases } from '../data-access/redis/version-leases';
@@ -39,6 +41,9 @@ export interface Instance {
   apiKeys: ApiKeyRepository;
   imageClaims: ImageClaims;
   images: ImageStore;
+  /** Zips accepted and not yet extracted into `images`: rows and files. */
+  pendingZips: PendingZipRepository;
+  pendingFiles: PendingZipStore;
   heads: HeadStore;
   /** The versions classify requests of every process hold, in Redis (retention spares them). */
   leases: VersionLeases;
@@ -111,6 +116,8 @@ export async function openInstance(config: Config, logger: Logger, options: Open
     apiKeys: new ApiKeyRepository(db),
     imageClaims: new ImageClaims(db, config.uploadClaimTtlMs),
     images: new ImageStore(layout.images),
+    pendingZips: new PendingZipRepository(db),
+    pendingFiles: new PendingZipStore(layout.pending),
     heads: new HeadStore(layout.heads),
     leases,
     close: async () => {

@@ -51,6 +51,8 @@ export async function runTrainingWorker(): Promise<void> {
     classifiers: instance.classifiers,
     versions: instance.versions,
     images: instance.images,
+    pendingZips: instance.pendingZips,
+    pendingFiles: instance.pendingFiles,
     imageClaims: instance.imageClaims,
     heads: instance.heads,
     leases: instance.leases,

@@ -1,12 +1,16 @@
+import crypto from 'node:crypto';
 import { classImages, undecodablePng } from '../../fixtures/images';
 import { rawZip, storedEntry } from '../../fixtures/zips';
 import { classZip, trainingForm } from '../support/example-zips';
 import { scrape, total } from '../support/prometheus';
 import { bootService, VERSION, waitFor, waitForStatus, type TestService } from '../support/service-harness';
+import { pendingZipFiles, recordedPendingZips, storedImageFiles } from './support/data-dir';
 
 /**
- * Issue 22: a create answers once its images are checked and durably stored; the worker decodes and
- * embeds them as part of the training run. kill -9 of the worker mid-ingest of a large upload: the
+ * Issue 22: a create answers once its images are checked and its zips kept whole as durable files;
+ * the worker extracts the images into the image store, then decodes and embeds them, as part of the
+ * training run. kill -9 of the worker mid-extraction: the next worker extracts again (an image
+ * already stored is skipped) and only then drops the zip, so every accepted image trains. kill -9 of the worker mid-ingest of a large upload: the
  * run resumes on the next worker (BullMQ's stalled-job check) from the embeddings the killed run had
  * cached, and ends with every accepted image trained on or reported, never half-applied. A retrain
  * killed the same way: /v3/classify answers from the previous version until the new one publishes.
@@ -156,5 +160,55 @@ describe('a worker killed mid-ingest of a large upload', () => {
     expect(await classify()).toEqual(['circles', 'stripes']);
     const { versions } = (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body;
     expect(versions.map((v: { examples: number }) => v.examples)).toEqual([40, 40 + 2 * PER_ZIP]);
+  }, 720_000);
+
+  it('a worker killed while extracting the kept zips: the next one extracts again, trains on every image, drops the zips', async () => {
+    const zips = {
+      circles_positive_examples: await classImages('red-circles', 2 * PER_ZIP, 98),
+      squares_positive_examples: await classImages('blue-squares', 2 * PER_ZIP, 99),
+    };
+    const hashes = new Set(
+      Object.values(zips).flatMap((images) => images.map((b) => crypto.createHash('sha256').update(b).digest('hex'))),
+    );
+    const created = await t.call('POST', `/v3/classifiers?${VERSION}`, {
+      body: trainingForm(
+        Object.fromEntries(
+          Object.entries(zips).map(([field, images]) => [
+            field,
+            rawZip(images.map((data, i) => storedEntry(`${field}/${i}.jpg`, data))),
+          ]),
+        ),
+        { name: 'killed mid-extraction' },
+      ),
+    });
+    expect(created.status).toBe(200);
+    const id = created.body.classifier_id;
+    const kept = recordedPendingZips(t.dataDir).filter((z) => z.classifierId === id);
+    expect(kept).toHaveLength(2);
+
+    const extracted = () => storedImageFiles(t.dataDir).hashes.filter((h) => hashes.has(h)).length;
+    const atKill = await waitFor(
+      'the worker to extract the first images',
+      async () => {
+        const n = extracted();
+        return n > 0 ? n : undefined;
+      },
+      120_000,
+      2,
+    );
+    const pid = t.service.worker!.pid!;
+    process.kill(pid, 'SIGKILL');
+    // Killed mid-extraction: the zips are still recorded and on disk.
+    expect(atKill).toBeLessThan(hashes.size);
+    expect(recordedPendingZips(t.dataDir).filter((z) => z.classifierId === id)).toHaveLength(2);
+    for (const z of kept) expect(pendingZipFiles(t.dataDir)).toContain(z.file);
+
+    const ready = await waitForStatus(t, id, ['ready', 'failed'], 480_000);
+    expect(ready.status).toBe('ready');
+    const { versions } = (await t.call('GET', `/v3/classifiers/${id}/versions?${VERSION}`)).body;
+    expect(versions.map((v: { examples: number }) => v.examples)).toEqual([hashes.size]);
+    expect(extracted()).toBe(hashes.size);
+    expect(recordedPendingZips(t.dataDir).filter((z) => z.classifierId === id)).toEqual([]);
+    for (const z of kept) expect(pendingZipFiles(t.dataDir)).not.toContain(z.file);
   }, 720_000);
 });

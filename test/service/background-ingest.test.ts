@@ -5,8 +5,8 @@ import { classZip, trainingForm } from '../support/example-zips';
 import { bootService, VERSION, waitForStatus, type TestService } from '../support/service-harness';
 
 /**
- * Issue 22: a create answers once the images are checked and stored; the worker decodes and embeds
- * them as part of training. Images that then fail to decode appear in the classifier's `upload`
+ * Issue 22: a create answers once the images are checked and their zips kept; the worker extracts,
+ * decodes and embeds them as part of training. Images that then fail to decode appear in the classifier's `upload`
  * report (GET /v3/classifiers/{id}) and are skipped; a zip left under the minimum fails the training
  * with the entries named. The undecodable images here are PNGs whose structure is whole (every CRC
  * right) and whose image data is junk: no check short of decoding finds them.

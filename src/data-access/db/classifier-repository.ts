@@ -9,6 +9,12 @@ import {
   type ClassifierRecord,
 } from './records';
 import { deleteUnusedRetiredExamples, logForgottenHeads, removeVersions } from './version-removal';
+import {
+  deleteCustomerPendingZips,
+  insertPendingZips,
+  pendingFilesOf,
+  type NewPendingZip,
+} from './pending-zip-repository';
 
 export type { ClassifierRecord, ClassifierStatus, VersionRecord } from './records';
 
@@ -52,6 +58,8 @@ export interface CustomerDataDeletion {
   removedHeadFiles: string[];
   /** Images the deleted examples referenced (remove those nothing references any more). */
   imageHashes: string[];
+  /** Kept zips of the customer's requests and of the deleted classifiers, their rows deleted (remove the files). */
+  pendingFiles: string[];
 }
 
 /**
@@ -214,6 +222,8 @@ export class ClassifierRepository {
     callbackUrl?: string | null;
     /** The upload's report (JSON-serialisable), kept as the classifier's latest in the same transaction. */
     uploadReport?: unknown;
+    /** The request's zips, kept whole with the images of `examples` until the worker extracts them. */
+    pendingZips?: NewPendingZip[];
     now: string;
   }): Promise<ClassifierRecord> {
     return this.db.write(async (trx) => {
@@ -238,6 +248,7 @@ export class ClassifierRepository {
         })
         .execute();
       await this.addClassesAndExamples(trx, input.id, 1, input.examples, input.customerId, input.now);
+      await insertPendingZips(trx, input.id, input.customerId, input.pendingZips ?? [], input.now);
       await this.writeCallbackUrl(trx, input.id, input.callbackUrl);
       await writeUploadReport(trx, input.id, 1, input.uploadReport);
       return (await findClassifierIn(trx, input.id))!;
@@ -256,6 +267,8 @@ export class ClassifierRepository {
     callbackUrl?: string | null;
     /** The upload's report (JSON-serialisable): replaces the classifier's latest, in the same transaction. */
     uploadReport?: unknown;
+    /** The request's zips, kept whole with the images of `examples` until the worker extracts them. */
+    pendingZips?: NewPendingZip[];
     now: string;
   }): Promise<ClassifierRecord | undefined> {
     return this.db.write(async (trx) => {
@@ -277,6 +290,7 @@ export class ClassifierRepository {
         .where('id', '=', input.id)
         .execute();
       await this.addClassesAndExamples(trx, input.id, generation, input.examples, input.customerId, input.now);
+      await insertPendingZips(trx, input.id, input.customerId, input.pendingZips ?? [], input.now);
       await this.writeCallbackUrl(trx, input.id, input.callbackUrl);
       await writeUploadReport(trx, input.id, generation, input.uploadReport);
       return findClassifierIn(trx, input.id);
@@ -361,8 +375,11 @@ export class ClassifierRepository {
     return Number(row.n);
   }
 
-  /** Deletes the classifier with its classes, examples and versions. Returns the image hashes it referenced. */
-  async delete(id: string, now: string): Promise<{ deleted: boolean; imageHashes: string[] }> {
+  /**
+   * Deletes the classifier with its classes, examples, versions and kept zips. Returns the image hashes
+   * it referenced and its kept zips' files (remove them).
+   */
+  async delete(id: string, now: string): Promise<{ deleted: boolean; imageHashes: string[]; pendingFiles: string[] }> {
     return this.db.write((trx) => deleteIn(trx, id, now));
   }
 
@@ -393,7 +410,13 @@ export class ClassifierRepository {
           .execute()
       ).map((r) => r.id);
       const hashes = new Set<string>();
-      for (const id of deletedClassifiers) (await deleteIn(trx, id, now)).imageHashes.forEach((h) => hashes.add(h));
+      const pendingFiles: string[] = [];
+      for (const id of deletedClassifiers) {
+        const deleted = await deleteIn(trx, id, now);
+        deleted.imageHashes.forEach((h) => hashes.add(h));
+        pendingFiles.push(...deleted.pendingFiles);
+      }
+      pendingFiles.push(...(await deleteCustomerPendingZips(trx, ownerId, customerId)));
 
       const labelled = await trx
         .selectFrom('examples as e')
@@ -489,7 +512,7 @@ export class ClassifierRepository {
           retrainClassifiers.push(id);
         }
       }
-      return { deletedClassifiers, retrainClassifiers, removedHeadFiles, imageHashes: [...hashes] };
+      return { deletedClassifiers, retrainClassifiers, removedHeadFiles, imageHashes: [...hashes], pendingFiles };
     });
   }
 
@@ -529,7 +552,12 @@ async function writeUploadReport(trx: Queries, id: string, generation: number, r
     .execute();
 }
 
-async function deleteIn(trx: Queries, id: string, now: string): Promise<{ deleted: boolean; imageHashes: string[] }> {
+async function deleteIn(
+  trx: Queries,
+  id: string,
+  now: string,
+): Promise<{ deleted: boolean; imageHashes: string[]; pendingFiles: string[] }> {
+  const pendingFiles = await pendingFilesOf(trx, id);
   const hashes = (
     await trx.selectFrom('examples').select('image_hash').distinct().where('classifier_id', '=', id).execute()
   ).map((r) => r.image_hash);
@@ -546,7 +574,7 @@ async function deleteIn(trx: Queries, id: string, now: string): Promise<{ delete
     now,
   );
   const result = await trx.deleteFrom('classifiers').where('id', '=', id).executeTakeFirst();
-  return { deleted: Number(result.numDeletedRows) > 0, imageHashes: hashes };
+  return { deleted: Number(result.numDeletedRows) > 0, imageHashes: hashes, pendingFiles };
 }
 
 /**

@@ -509,6 +509,31 @@ function uploadReports(): Migration {
   };
 }
 
+/**
+ * Issue 22: a create or update keeps each received zip whole as one durable file (DATA_DIR/pending)
+ * and answers; the worker extracts its images into the image store before decoding them.
+ * `pending_zips` names each such file with the request's classifier and customer id and its checked
+ * entry table (`entries`: JSON `[[sha256, entry name], …]`, the images the request accepted), so the
+ * extraction, a thumbnail before it, and the deletion of the classifier or of the customer's data
+ * all find it. Rows go with their classifier.
+ */
+function pendingZips(): Migration {
+  return {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('pending_zips')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('classifier_id', 'text', (c) => c.notNull().references('classifiers.id').onDelete('cascade'))
+        .addColumn('customer_id', 'text')
+        .addColumn('file', 'text', (c) => c.notNull())
+        .addColumn('entries', 'text', (c) => c.notNull())
+        .addColumn('created', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('pending_zips_classifier').on('pending_zips').column('classifier_id').execute();
+    },
+  };
+}
+
 /** The Kysely migrations, by name (applied in name order). */
 export function migrationProvider(dialect: Dialect): MigrationProvider & { names: string[] } {
   const migrations: Record<string, Migration> = {
@@ -517,6 +542,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider & { names
     '0003_forget_customer_data': forgetCustomerData(dialect),
     '0004_review_examples': reviewExamples(dialect),
     '0005_upload_reports_background_ingest': uploadReports(),
+    '0007_pending_zips': pendingZips(),
   };
   return { names: Object.keys(migrations), getMigrations: async () => migrations };
 }

@@ -113,4 +113,16 @@ export interface Schema {
    * it, and as training left it once it had decoded every image (NULL until then).
    */
   upload_reports: { classifier_id: string; generation: number; checked: string; decoded: string | null };
+  /**
+   * Zips a create or update accepted whose images are not yet extracted into the image store: the file
+   * under DATA_DIR/pending, and the accepted images as JSON `[[sha256, entry name], …]`.
+   */
+  pending_zips: {
+    id: string;
+    classifier_id: string;
+    customer_id: string | null;
+    file: string;
+    entries: string;
+    created: string;
+  };
 }

@@ -7,6 +7,8 @@ export function dataLayout(dataDir: string) {
     images: path.join(dataDir, 'images'),
     heads: path.join(dataDir, 'heads'),
     tmp: path.join(dataDir, 'tmp'),
+    /** Zips accepted by a create or update whose images the worker has not yet extracted (PendingZipStore). */
+    pending: path.join(dataDir, 'pending'),
     redis: path.join(dataDir, 'redis'),
   };
 }

@@ -85,6 +85,21 @@ export class ImageStore {
   }
 
   /**
+   * Flushes the fan-out folders of the images, so their names survive a power loss (put flushes each
+   * file's data; call this before removing another copy of the images, as the worker does with a zip).
+   */
+  async syncFolders(hashes: string[]): Promise<void> {
+    for (const dir of new Set(hashes.map((hash) => path.dirname(this.path(hash))))) {
+      const handle = await fs.open(dir, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+  }
+
+  /**
    * Every stored image's hash. Also removes temp files a crash left mid-write (they are never
    * complete images, and nothing refers to them), leaving those another live process is writing.
    */

@@ -217,3 +217,36 @@ export async function readZipImages(
   }
   return images;
 }
+
+/**
+ * The entries of an archive the service kept (a pending zip: checked when it was uploaded) whose
+ * names are in `names`, in archive order, each inflated and CRC-checked; `onEntry` hears of each. A
+ * file up to READ_WHOLE_ZIP_BYTES is read whole, a larger one entry by entry.
+ * Returns the names of those whose data no longer reads (skipped).
+ * @throws ZipFormatError if the archive's directory is damaged (it was whole when accepted: a disk fault)
+ */
+export async function readNamedZipEntries(
+  zip: string | Buffer,
+  names: Set<string>,
+  onEntry: (entry: ZipImageEntry) => Promise<void> | void,
+): Promise<string[]> {
+  const damaged: string[] = [];
+  const { size } = typeof zip === 'string' ? await fs.stat(zip) : { size: zip.length };
+  const archive = await ZipArchive.open(
+    typeof zip === 'string' && size <= READ_WHOLE_ZIP_BYTES ? await fs.readFile(zip) : zip,
+  );
+  try {
+    for await (const entry of archive.entries()) {
+      if (!names.has(entry.name)) continue;
+      const bytes = await archive.read(entry).catch((error: unknown) => {
+        if (!(error instanceof ZipFormatError)) throw error;
+        damaged.push(entry.name);
+        return undefined;
+      });
+      if (bytes) await onEntry({ entryName: entry.name, bytes });
+    }
+    return damaged;
+  } finally {
+    archive.close();
+  }
+}

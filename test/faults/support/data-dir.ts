@@ -92,3 +92,39 @@ export function unreferencedHeadFiles(dataDir: string): string[] {
   }
   return files.filter((f) => !referenced.has(f));
 }
+
+/** Files under DATA_DIR/pending: zips a create or update kept whole until the worker extracts them. */
+export function pendingZipFiles(dataDir: string): string[] {
+  const root = dataLayout(dataDir).pending;
+  return fs.existsSync(root) ? fs.readdirSync(root).sort() : [];
+}
+
+/** The kept zips the database records: file, classifier and the image hashes of their entry tables. */
+export function recordedPendingZips(dataDir: string): Array<{ file: string; classifierId: string; hashes: string[] }> {
+  return readDatabase(dataDir, (db) =>
+    (
+      db.prepare('SELECT file, classifier_id, entries FROM pending_zips ORDER BY file').all() as Array<{
+        file: string;
+        classifier_id: string;
+        entries: string;
+      }>
+    ).map((r) => ({
+      file: r.file,
+      classifierId: r.classifier_id,
+      hashes: (JSON.parse(r.entries) as Array<[string, string]>).map(([hash]) => hash),
+    })),
+  );
+}
+
+/** Kept zip files no row names (left by a create cut off between keeping and recording them). */
+export function unrecordedPendingZips(dataDir: string): string[] {
+  const recorded = new Set(recordedPendingZips(dataDir).map((z) => z.file));
+  return pendingZipFiles(dataDir).filter((f) => !recorded.has(f));
+}
+
+/** Every image the data directory holds: in the image store, or in a recorded kept zip. */
+export function heldImageHashes(dataDir: string): string[] {
+  const held = new Set(storedImageFiles(dataDir).hashes);
+  for (const zip of recordedPendingZips(dataDir)) zip.hashes.forEach((h) => held.add(h));
+  return [...held].sort();
+}
