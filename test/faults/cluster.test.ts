@@ -14,7 +14,7 @@ import { ALICE_KEY, VERSION, waitFor } from '../support/service-harness';
 import { classZip, trainingForm } from '../support/example-zips';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 import { callApi, type ApiAnswer, type CallOptions } from './support/api-client';
-import { storedImageFiles, tmpEntries } from './support/data-dir';
+import { pendingZipFiles, storedImageFiles, tmpEntries } from './support/data-dir';
 import { pacedUpload } from './support/paced-upload';
 import { startServiceProcess, type ServiceProcess } from './support/service-process';
 import { parseTaggedName } from '../../src/lib/process-tag';
@@ -437,39 +437,47 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     // It found its generation published and dropped its head file.
     expect(frozenOutcome).toBe('gone');
 
-    // ---- kill -9 API A while it stores the images of a large create; B goes on serving ----
+    // ---- kill -9 API A while it checks the images of a large create; B goes on serving ----
     const cutOffZips = {
-      one_positive_examples: await classZip('noise', 40, 61),
-      two_positive_examples: await classZip('noise', 40, 62),
-      negative_examples: await classZip('noise', 40, 63),
+      one_positive_examples: await classZip('noise', 120, 61),
+      two_positive_examples: await classZip('noise', 120, 62),
+      negative_examples: await classZip('noise', 120, 63),
     };
+    const cutOffBytes = Object.values(cutOffZips).reduce((n, z) => n + z.length, 0);
     const cutOffHashes = new Set([
-      ...(await hashesOf('noise', 40, 61)),
-      ...(await hashesOf('noise', 40, 62)),
-      ...(await hashesOf('noise', 40, 63)),
+      ...(await hashesOf('noise', 120, 61)),
+      ...(await hashesOf('noise', 120, 62)),
+      ...(await hashesOf('noise', 120, 63)),
     ]);
     const cutOff = await prebuildForm(trainingForm(cutOffZips, { name: 'cut off' }));
     const upload = pacedUpload(api('A').url, `/v3/classifiers?${VERSION}`, cutOff, {
       chunkBytes: cutOff.body.length,
       pauseMs: 0,
     });
-    await waitFor(
-      'images of the large create to land in the image store',
-      async () => (storedImageFiles(dataDir).hashes.some((h) => cutOffHashes.has(h)) ? true : undefined),
-      60_000,
-      5,
-    );
     const victim = api('A');
+    const victimUploads = () =>
+      tmpEntries(dataDir).filter((f) => parseTaggedName(f.split(path.sep)[0])?.pid === victim.pid);
+    // The whole body is in A's upload folder: A is reading and checking the zips (a create keeps them
+    // whole and the worker extracts the images: nothing reaches the image store before the answer).
+    await waitFor(
+      'the three zips of the large create to have arrived',
+      async () => {
+        const sizes = victimUploads().map(
+          (f) => fs.statSync(path.join(dataDir, 'tmp', f), { throwIfNoEntry: false })?.size ?? 0,
+        );
+        return sizes.length === 3 && sizes.reduce((a, b) => a + b, 0) >= cutOffBytes ? true : undefined;
+      },
+      60_000,
+      2,
+    );
     apis.A = undefined;
     await victim.kill('SIGKILL');
     expect(await upload.outcome).toEqual({ brokenWith: expect.any(String) });
-    // The zips it had received are left in its upload folder, for the next start on this machine to remove.
-    const victimUploads = () =>
-      tmpEntries(dataDir).filter((f) => parseTaggedName(f.split(path.sep)[0])?.pid === victim.pid);
+    // The zips it had received are left in its upload folder, for the next start on this machine to
+    // remove; none was kept for extraction, and no image of them is stored.
     expect(victimUploads().length).toBeGreaterThan(0);
-    const storedOfCutOff = storedImageFiles(dataDir).hashes.filter((h) => cutOffHashes.has(h)).length;
-    expect(storedOfCutOff).toBeGreaterThan(0);
-    expect(storedOfCutOff).toBeLessThan(cutOffHashes.size);
+    expect(pendingZipFiles(dataDir)).toEqual([]);
+    expect(storedImageFiles(dataDir).hashes.filter((h) => cutOffHashes.has(h))).toEqual([]);
     const servedByBWhileADown = classifyRecords.length;
     await waitFor(
       'B to answer classify while A is down',
@@ -478,7 +486,7 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
     );
 
     apis.A = await startServiceProcess(env);
-    // Nothing of the cut-off create shows, on either API, and its images went with the restart.
+    // Nothing of the cut-off create shows, on either API.
     for (const name of ['A', 'B'] as const) {
       const list = await call(name, 'GET', `/v3/classifiers?${VERSION}`);
       expect(list.body.classifiers.map((c: { name: string }) => c.name).sort()).toEqual([
@@ -625,8 +633,11 @@ describe('a cluster: two API processes and two workers on one PostgreSQL databas
       .map((e) => path.relative(headsRoot, path.join(e.parentPath, e.name)));
     expect(headFiles.sort()).toEqual(liveHeads.map((v) => path.normalize(v.head_file)).sort());
     expect(fs.readdirSync(headsRoot).sort()).toEqual([lines, mixed, shapes].sort());
-    // The killed upload's temp file went with A's restart; no upload is in flight now.
+    // The killed upload's temp file went with A's restart; no upload is in flight now, and the
+    // worker extracted every kept zip and dropped it.
     expect(tmpEntries(dataDir)).toEqual([]);
+    expect(pendingZipFiles(dataDir)).toEqual([]);
+    expect(await k.selectFrom('pending_zips').selectAll().execute()).toEqual([]);
 
     // ---- every classify answer came from the version current (or pinned) while it was made ----
     expect(classifyRecords.length).toBeGreaterThan(20);

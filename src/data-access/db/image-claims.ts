@@ -36,7 +36,7 @@ function ownerIsGone(claimId: string): boolean {
  * process (claimOwner), and removal drops the claims of processes of its pid scope that no longer
  * run, so a start after a crash removes the crashed upload's images at once.
  *
- * Since migration 0007 an upload writes no image file: it keeps its zips whole (PendingZipStore) and
+ * Since migration 0006 an upload writes no image file: it keeps its zips whole (PendingZipStore) and
  * the worker extracts the images of recorded examples, which removal never takes. Only processes of
  * an earlier release, during a rolling upgrade, still claim images; removal keeps honouring their
  * claims. `open` (the claiming side) then has no caller left in the service and can go.

@@ -542,7 +542,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider & { names
     '0003_forget_customer_data': forgetCustomerData(dialect),
     '0004_review_examples': reviewExamples(dialect),
     '0005_upload_reports_background_ingest': uploadReports(),
-    '0007_pending_zips': pendingZips(),
+    '0006_pending_zips': pendingZips(),
   };
   return { names: Object.keys(migrations), getMigrations: async () => migrations };
 }
