@@ -1,3 +1,8 @@
+/**
+ * @jest-config-loader ts-node
+ * @jest-config-loader-options {"transpileOnly": true}
+ */
+// Loaded without type-checking: ts-node's default builds a whole type-checked program, ~2 s of CPU at every jest start.
 import type { Config } from 'jest';
 
 const config: Config = {

@@ -1,6 +1,7 @@
 import AdmZip from 'adm-zip';
 import fc from 'fast-check';
 import { classImages, type ClassImageKind } from '../../fixtures/images';
+import type { Database } from '../../src/data-access/db/database';
 import { trainingForm } from '../support/example-zips';
 import { cachedEmbeddings, headsHolding, imageFileExists } from '../support/forgetting';
 import { ALICE_KEY, BOB_KEY, bootService, VERSION, waitFor, type TestService } from '../support/service-harness';
@@ -50,6 +51,8 @@ interface Model {
 
 interface Real {
   t: TestService;
+  /** The test's own connection to the service's database, for the whole file (on PostgreSQL, opening one costs ~0.1 s). */
+  db: Database;
   /** Pictures every owner may upload too (reference counting across owners). */
   shared: Buffer;
   negatives: Buffer;
@@ -99,18 +102,6 @@ async function classify(r: Real, owner: Owner, classifierIds: string) {
   return res;
 }
 
-async function withDatabase<T>(
-  r: Real,
-  work: (db: Awaited<ReturnType<TestService['openDatabase']>>) => Promise<T>,
-): Promise<T> {
-  const db = await r.t.openDatabase();
-  try {
-    return await work(db);
-  } finally {
-    await db.close();
-  }
-}
-
 /** Every classifier of the model in a final state and no training run waiting or running: nothing more will change. */
 async function settle(m: Model, r: Real): Promise<void> {
   for (const c of m.classifiers) {
@@ -128,52 +119,46 @@ async function settle(m: Model, r: Real): Promise<void> {
 
 /** What a deletion is about to delete, read from the database before it: the examples' images, and the versions trained on them. */
 async function aboutToDelete(r: Real, owner: Owner, scope: { customer: Customer } | { classifierId: string }) {
-  return withDatabase(r, async (db) => {
-    const k = db.kysely;
-    let query = k
-      .selectFrom('examples as e')
-      .innerJoin('classifiers as c', 'c.id', 'e.classifier_id')
-      .select(['e.id', 'e.image_hash'])
-      .where('c.owner_id', '=', owner);
-    query =
-      'customer' in scope
-        ? query.where((eb) =>
-            eb.or([eb('e.customer_id', '=', scope.customer), eb('c.customer_id', '=', scope.customer)]),
-          )
-        : query.where('c.id', '=', scope.classifierId);
-    const examples = await query.execute();
-    const ids = examples.map((e) => e.id);
-    const versions =
-      ids.length === 0
-        ? []
-        : await k
-            .selectFrom('version_examples as ve')
-            .select(['ve.version_id', 've.classifier_id'])
-            .distinct()
-            .where('ve.example_id', 'in', ids)
-            .execute();
-    const hashes = [...new Set(examples.map((e) => e.image_hash))];
-    return {
-      hashes,
-      embeddings: await cachedEmbeddings(db, hashes),
-      versions: versions.map((v) => ({ id: v.version_id, classifierId: v.classifier_id })),
-    };
-  });
+  const k = r.db.kysely;
+  let query = k
+    .selectFrom('examples as e')
+    .innerJoin('classifiers as c', 'c.id', 'e.classifier_id')
+    .select(['e.id', 'e.image_hash'])
+    .where('c.owner_id', '=', owner);
+  query =
+    'customer' in scope
+      ? query.where((eb) => eb.or([eb('e.customer_id', '=', scope.customer), eb('c.customer_id', '=', scope.customer)]))
+      : query.where('c.id', '=', scope.classifierId);
+  const examples = await query.execute();
+  const ids = examples.map((e) => e.id);
+  const versions =
+    ids.length === 0
+      ? []
+      : await k
+          .selectFrom('version_examples as ve')
+          .select(['ve.version_id', 've.classifier_id'])
+          .distinct()
+          .where('ve.example_id', 'in', ids)
+          .execute();
+  const hashes = [...new Set(examples.map((e) => e.image_hash))];
+  return {
+    hashes,
+    embeddings: await cachedEmbeddings(r.db, hashes),
+    versions: versions.map((v) => ({ id: v.version_id, classifierId: v.classifier_id })),
+  };
 }
 
 /** Examples per classifier of `owner`: what another owner's deletion must leave alone. */
 async function examplesOf(r: Real, owner: Owner): Promise<Record<string, number>> {
-  return withDatabase(r, async (db) => {
-    const rows = await db.kysely
-      .selectFrom('examples as e')
-      .innerJoin('classifiers as c', 'c.id', 'e.classifier_id')
-      .select('e.classifier_id')
-      .select((eb) => eb.fn.countAll<string>().as('n'))
-      .where('c.owner_id', '=', owner)
-      .groupBy('e.classifier_id')
-      .execute();
-    return Object.fromEntries(rows.map((row) => [row.classifier_id, Number(row.n)]));
-  });
+  const rows = await r.db.kysely
+    .selectFrom('examples as e')
+    .innerJoin('classifiers as c', 'c.id', 'e.classifier_id')
+    .select('e.classifier_id')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('c.owner_id', '=', owner)
+    .groupBy('e.classifier_id')
+    .execute();
+  return Object.fromEntries(rows.map((row) => [row.classifier_id, Number(row.n)]));
 }
 
 /** Runs a deletion and checks, once everything it started is done, that nothing derived from what it deleted is left. */
@@ -235,30 +220,25 @@ async function deleteAndCheck(
   }
 
   // Each deleted image: gone with everything derived from it, unless another example still uses it.
-  const referenced = await withDatabase(r, async (db) =>
+  const referenced =
     before.hashes.length === 0
       ? new Set<string>()
       : new Set(
           (
-            await db.kysely
+            await r.db.kysely
               .selectFrom('examples')
               .select('image_hash')
               .distinct()
               .where('image_hash', 'in', before.hashes)
               .execute()
           ).map((e) => e.image_hash),
-        ),
-  );
-  const cachedNow = await withDatabase(r, (db) => cachedEmbeddings(db, before.hashes));
+        );
+  const cachedNow = await cachedEmbeddings(r.db, before.hashes);
   // Until the worker extracts them, accepted images are held in their request's kept zip (issue 22).
-  const pending = await withDatabase(
-    r,
-    async (db) =>
-      new Set(
-        (await db.kysely.selectFrom('pending_zips').select('entries').execute()).flatMap((z) =>
-          (JSON.parse(z.entries) as Array<[string, string]>).map(([hash]) => hash),
-        ),
-      ),
+  const pending = new Set(
+    (await r.db.kysely.selectFrom('pending_zips').select('entries').execute()).flatMap((z) =>
+      (JSON.parse(z.entries) as Array<[string, string]>).map(([hash]) => hash),
+    ),
   );
   for (const hash of before.hashes) {
     const file = imageFileExists(r.t.dataDir, hash);
@@ -435,6 +415,7 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
     const t = await bootService({ OBJECT_DETECTION: 'false', KEEP_VERSIONS: '3' });
     real = {
       t,
+      db: await t.openDatabase(),
       shared: zipOf(await classImages('green-stripes', IMAGES, 7)),
       negatives: zipOf(await classImages('noise', IMAGES, 8)),
       probe: (await classImages('red-circles', 1, 9))[0],
@@ -442,6 +423,7 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
     };
   });
   afterAll(async () => {
+    await real?.db.close();
     await real?.t.close();
   });
 

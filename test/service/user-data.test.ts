@@ -13,15 +13,16 @@ import {
   type TestService,
 } from '../support/service-harness';
 
-describe('DELETE /v3/user_data', () => {
-  let t: TestService;
-  beforeAll(async () => {
-    t = await bootService();
-  });
-  afterAll(async () => {
-    await t?.close();
-  });
+// One service for the file: every test makes classifiers of its own, with images and customer ids of its own.
+let t: TestService;
+beforeAll(async () => {
+  t = await bootService();
+});
+afterAll(async () => {
+  await t?.close();
+});
 
+describe('DELETE /v3/user_data', () => {
   it('deletes what was labelled with the customer id and retrains what lost examples', async () => {
     const label = { 'X-Watson-Metadata': 'customer_id=cust-1' };
     const circles = await classZip('red-circles', 10, 41);
@@ -72,7 +73,6 @@ const REMOVED = /was removed because customer data it was trained on was deleted
  * images answers, exports or stays on disk; what other examples (of any owner) still use stays.
  */
 describe('DELETE /v3/user_data forgets everything derived from the deleted images', () => {
-  let t: TestService;
   let zips: Record<'cars' | 'trucks' | 'triangles' | 'noise', Buffer>;
   let probe: Buffer;
 
@@ -137,7 +137,6 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
   };
 
   beforeAll(async () => {
-    t = await bootService();
     zips = {
       cars: await classZip('red-circles', 10, 61),
       trucks: await classZip('blue-squares', 10, 62),
@@ -145,9 +144,6 @@ describe('DELETE /v3/user_data forgets everything derived from the deleted image
       noise: await classZip('noise', 10, 63),
     };
     [probe] = await classImages('green-stripes', 1, 69);
-  });
-  afterAll(async () => {
-    await t?.close();
   });
 
   describe('versions trained on a deleted example', () => {

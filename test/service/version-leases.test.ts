@@ -267,11 +267,13 @@ describe('version leases', () => {
     const olderFile = await headFileOf(older);
     const holder = await holdInAnotherProcess(t.service.config.redisUrl!, t.service.queueNamespace, older, TTL_MS);
     try {
-      // Alive, the holder renews its lease: it outlasts the TTL many times over.
-      await new Promise((r) => setTimeout(r, 2.5 * TTL_MS));
+      // Alive, the holder renews its lease: it outlasts the TTL many times over. A newer version trains meanwhile.
+      const [newest] = await Promise.all([
+        trainAnother(await classZip('green-stripes', 10, 69), 'bands'),
+        new Promise((r) => setTimeout(r, 2.5 * TTL_MS)),
+      ]);
       expect(await reader.held()).toContain(older);
-      // A newer version, and retention after an activation (in this API process) spares it.
-      const newest = await trainAnother(await classZip('green-stripes', 10, 69), 'bands');
+      // Retention after an activation (in this API process) spares it.
       const previous = versions[versions.length - 2];
       const activate = async (v: number) =>
         expect((await t.call('POST', `/v3/classifiers/${id}/versions/${v}/activate?${VERSION}`)).status).toBe(200);
