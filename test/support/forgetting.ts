@@ -57,7 +57,15 @@ export function headsHolding(dataDir: string, embedding: Float32Array, minCosine
   const root = dataLayout(dataDir).heads;
   return headFilesOnDisk(dataDir).filter((file) => {
     if (!file.endsWith('.head')) return false;
-    const head = deserializeHead(fs.readFileSync(path.join(root, file)), file);
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(path.join(root, file));
+    } catch (error) {
+      // Removed since the listing (retention pruning a version meanwhile): it holds nothing now.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw error;
+    }
+    const head = deserializeHead(bytes, file);
     const positives = head.gate?.positives;
     if (!positives || head.dim !== embedding.length) return false;
     for (let at = 0; at < positives.length; at += head.dim)

@@ -18,6 +18,8 @@ async function explanationOf(snapshot: Omit<TrainingSnapshot, 'classifier'> & { 
         return { recorded: true, removedHeadFiles: [] };
       },
     },
+    // No kept zip waits for extraction: the images are in the store.
+    pendingZips: { ofClassifier: async () => [] },
     cache: { getMany: async (hashes: string[]) => new Map(hashes.map((h) => [h, new Float32Array([1, 0])])) },
     embedder: { packKey: 'p@1' },
     now: () => '2026-01-01T00:00:00.000Z',
