@@ -1,5 +1,5 @@
 import type { Database, Queries } from './database';
-import { chunks } from './records';
+import { chunks, referencedImageHashes } from './records';
 
 /** A zip a create or update accepted, kept whole until its images are extracted (PendingZipStore). */
 export interface NewPendingZip {
@@ -92,18 +92,8 @@ export class PendingZipRepository {
   }
 
   /** Of `hashes`, the images an example (of any classifier) references. */
-  async referenced(hashes: string[]): Promise<Set<string>> {
-    const found = new Set<string>();
-    for (const batch of chunks(hashes, 500)) {
-      const rows = await this.db.kysely
-        .selectFrom('examples')
-        .select('image_hash')
-        .distinct()
-        .where('image_hash', 'in', batch)
-        .execute();
-      rows.forEach((r) => found.add(r.image_hash));
-    }
-    return found;
+  referenced(hashes: string[]): Promise<Set<string>> {
+    return referencedImageHashes(this.db.kysely, hashes);
   }
 
   /** Of `files`, those a row names. */

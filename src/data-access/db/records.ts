@@ -132,16 +132,29 @@ export async function versionsListingExamples(trx: Queries, exampleIds: number[]
 }
 
 /**
+ * Which of `hashes` an example (of any classifier and owner) references: the images whose files and
+ * cached embeddings must stay. Any number of hashes (queried in `IN` lists of 500).
+ */
+export async function referencedImageHashes(trx: Queries, hashes: string[]): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (const batch of chunks(hashes, 500)) {
+    const rows = await trx
+      .selectFrom('examples')
+      .select('image_hash')
+      .distinct()
+      .where('image_hash', 'in', batch)
+      .execute();
+    rows.forEach((r) => found.add(r.image_hash));
+  }
+  return found;
+}
+
+/**
  * Which of `hashes` (at most a few hundred: one `IN` list) an example references or an unexpired upload claim
  * holds at `now` (ms since the epoch): the images whose files and cached embeddings must stay.
  */
 export async function heldImageHashes(trx: Queries, hashes: string[], now: number): Promise<Set<string>> {
-  const referenced = await trx
-    .selectFrom('examples')
-    .select('image_hash')
-    .distinct()
-    .where('image_hash', 'in', hashes)
-    .execute();
+  const held = await referencedImageHashes(trx, hashes);
   const claimed = await trx
     .selectFrom('image_claims')
     .select('image_hash')
@@ -149,5 +162,6 @@ export async function heldImageHashes(trx: Queries, hashes: string[], now: numbe
     .where('image_hash', 'in', hashes)
     .where('expires', '>', new Date(now).toISOString())
     .execute();
-  return new Set([...referenced, ...claimed].map((r) => r.image_hash));
+  claimed.forEach((r) => held.add(r.image_hash));
+  return held;
 }

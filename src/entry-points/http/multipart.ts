@@ -53,15 +53,23 @@ function countingStreamHandler(maxRequestBytes: number): StreamHandler {
   };
 }
 
+/** A route's handler of a multipart request: its uploaded files are on disk until it settles. */
+export type UploadHandler = (req: Request, res: Response) => Promise<void>;
+
+/** Wraps a route's handler in the upload's parsing and clean-up: the middleware list to mount. */
+export type UploadRoute = (handler: UploadHandler) => RequestHandler[];
+
 /**
  * multer writing every uploaded file to a temp file on disk (never whole requests in memory).
- * The files are removed when the response ends, whatever happened.
+ * The files are removed once the handler has settled, whatever happened: not when the client hangs
+ * up, since a handler still reading them (a create storing its zips) must finish what it accepted.
+ * Files of a request that never reaches its handler go when the response closes.
  */
 export function multipartUpload(options: {
   tmpDir: string;
   maxFileBytes: number;
   maxRequestBytes: number;
-}): RequestHandler[] {
+}): UploadRoute {
   fs.mkdirSync(options.tmpDir, { recursive: true });
   const multerOptions: multer.Options & { streamHandler: StreamHandler } = {
     storage: multer.diskStorage({
@@ -73,6 +81,8 @@ export function multipartUpload(options: {
     streamHandler: countingStreamHandler(options.maxRequestBytes),
   };
   const upload = multer(multerOptions).any();
+  // Requests whose handler has started: it removes their files when it settles.
+  const handling = new WeakSet<Request>();
 
   const checkRequest = (req: Request, res: Response, next: NextFunction) => {
     if (!req.is('multipart/form-data')) {
@@ -86,7 +96,9 @@ export function multipartUpload(options: {
       res.setHeader('Connection', 'close');
       throw requestTooLarge(options.maxRequestBytes, `${(length / MB).toFixed(1)} MB`);
     }
-    res.on('close', () => removeUploadedFiles(req));
+    res.on('close', () => {
+      if (!handling.has(req)) removeUploadedFiles(req);
+    });
     next();
   };
 
@@ -97,7 +109,18 @@ export function multipartUpload(options: {
       next(translateMulterError(error, options.maxFileBytes));
     });
   };
-  return [checkRequest, parse];
+  return (handler) => [
+    checkRequest,
+    parse,
+    async (req, res) => {
+      handling.add(req);
+      try {
+        await handler(req, res);
+      } finally {
+        removeUploadedFiles(req);
+      }
+    },
+  ];
 }
 
 /** Refuses a file field that arrived as a text field, rather than letting it look missing. */

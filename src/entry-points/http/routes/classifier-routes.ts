@@ -14,6 +14,7 @@ import { activateVersion, listVersions } from '../../../domain/manage-versions';
 import { callbackSecret, rotateCallbackSecret } from '../../../domain/callbacks';
 import type { UploadedFile } from '../../../domain/training-form';
 import { listQuerySchema, parseRequest } from '../../../domain/api-schemas';
+import type { UploadRoute } from '../multipart';
 
 /**
  * `X-Watson-Metadata: customer_id=…` labels uploaded data for DELETE /v3/user_data. Read before
@@ -35,23 +36,24 @@ const filesOf = (req: Request): UploadedFile[] => (Array.isArray(req.files) ? re
 const owner = (req: Request) => req.ownerId!;
 const idParam = (req: Request) => String(req.params.classifierId);
 
-export function classifierRoutes(
-  ctx: ServiceContext,
-  upload: ReturnType<typeof import('../multipart').multipartUpload>,
-) {
+export function classifierRoutes(ctx: ServiceContext, upload: UploadRoute) {
   const router = Router();
 
-  router.post('/classifiers', readCustomerLabel, ...upload, async (req, res) => {
-    res.json(
-      await createClassifier(ctx, {
-        ownerId: owner(req),
-        name: req.body?.name,
-        files: filesOf(req),
-        customerId: customerIdOf(res),
-        callbackUrl: req.body?.callback_url,
-      }),
-    );
-  });
+  router.post(
+    '/classifiers',
+    readCustomerLabel,
+    ...upload(async (req, res) => {
+      res.json(
+        await createClassifier(ctx, {
+          ownerId: owner(req),
+          name: req.body?.name,
+          files: filesOf(req),
+          customerId: customerIdOf(res),
+          callbackUrl: req.body?.callback_url,
+        }),
+      );
+    }),
+  );
 
   router.get('/classifiers', async (req, res) => {
     const { verbose } = parseRequest(listQuerySchema, { verbose: req.query.verbose });
@@ -62,17 +64,21 @@ export function classifierRoutes(
     res.json(await getClassifier(ctx, { ownerId: owner(req), classifierId: idParam(req) }));
   });
 
-  router.post('/classifiers/:classifierId', readCustomerLabel, ...upload, async (req, res) => {
-    res.json(
-      await updateClassifier(ctx, {
-        ownerId: owner(req),
-        classifierId: idParam(req),
-        files: filesOf(req),
-        customerId: customerIdOf(res),
-        callbackUrl: req.body?.callback_url,
-      }),
-    );
-  });
+  router.post(
+    '/classifiers/:classifierId',
+    readCustomerLabel,
+    ...upload(async (req, res) => {
+      res.json(
+        await updateClassifier(ctx, {
+          ownerId: owner(req),
+          classifierId: idParam(req),
+          files: filesOf(req),
+          customerId: customerIdOf(res),
+          callbackUrl: req.body?.callback_url,
+        }),
+      );
+    }),
+  );
 
   router.delete('/classifiers/:classifierId', async (req, res) => {
     await deleteClassifier(ctx, { ownerId: owner(req), classifierId: idParam(req) });

@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { badRequest } from '../../../errors';
 import { classifyImages, type ClassifyContext, type UploadedImagesFile } from '../../../domain/classify-images';
 import { parseClassifyParameters } from '../../../domain/classify-request';
-import type { multipartUpload } from '../multipart';
+import type { UploadRoute } from '../multipart';
 
 function imagesFileOf(req: Request): UploadedImagesFile | undefined {
   const files = Array.isArray(req.files) ? req.files : [];
@@ -18,7 +18,7 @@ function imagesFileOf(req: Request): UploadedImagesFile | undefined {
 
 const FORM_ONLY_PARAMETERS = ['classifier_ids', 'owners', 'threshold'];
 
-export function classifyRoutes(ctx: ClassifyContext, upload: ReturnType<typeof multipartUpload>) {
+export function classifyRoutes(ctx: ClassifyContext, upload: UploadRoute) {
   const router = Router();
   const answer = async (
     res: Response,
@@ -38,11 +38,14 @@ export function classifyRoutes(ctx: ClassifyContext, upload: ReturnType<typeof m
     res.status(result.status).json(result.body);
   };
 
-  router.post('/classify', ...upload, async (req, res) => {
-    // Watson read these only from the form on POST; old SDKs sent them in the query string, where they are ignored.
-    const ignored = FORM_ONLY_PARAMETERS.filter((name) => req.query[name] !== undefined);
-    await answer(res, req.ownerId!, req.body ?? {}, imagesFileOf(req), ignored);
-  });
+  router.post(
+    '/classify',
+    ...upload(async (req, res) => {
+      // Watson read these only from the form on POST; old SDKs sent them in the query string, where they are ignored.
+      const ignored = FORM_ONLY_PARAMETERS.filter((name) => req.query[name] !== undefined);
+      await answer(res, req.ownerId!, req.body ?? {}, imagesFileOf(req), ignored);
+    }),
+  );
   router.get('/classify', async (req, res) => {
     const { url, classifier_ids, owners, threshold, parameters } = req.query;
     await answer(res, req.ownerId!, { url, classifier_ids, owners, threshold, parameters });
