@@ -2,6 +2,7 @@ import type { Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from '../config';
+import { StartupError } from '../errors';
 import type { ApiKeyRepository } from '../data-access/db/api-key-repository';
 import { dataLayout } from '../data-access/files/data-layout';
 import { ensureWritableDataDirectory } from '../data-access/files/data-directory';
@@ -171,12 +172,18 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
     uploadDir: uploads.path,
     rateLimitStore: rateLimit?.store,
   });
-  const server = await listen(app, config.port, config.host, config.keepAliveTimeoutMs);
+  const server = await listen(app, config.port, config.host, config.keepAliveTimeoutMs, 'PORT');
   const port = (server.address() as AddressInfo).port;
   logger.info({ port }, 'Watson Visual Recognition v3 API listening');
   const opsServer =
     config.ops.port !== undefined && (config.ops.metrics || config.ops.health)
-      ? await listen(createOperationsApp(ctx, ops), config.ops.port, config.ops.host, config.keepAliveTimeoutMs)
+      ? await listen(
+          createOperationsApp(ctx, ops),
+          config.ops.port,
+          config.ops.host,
+          config.keepAliveTimeoutMs,
+          'OPS_PORT',
+        )
       : undefined;
   const opsPort = opsServer ? (opsServer.address() as AddressInfo).port : undefined;
   if (opsServer) logger.info({ port: opsPort }, 'operations endpoints listening');
@@ -208,12 +215,38 @@ export async function startService(env: NodeJS.ProcessEnv = process.env): Promis
   };
 }
 
-async function listen(app: Express, port: number, host: string, keepAliveTimeoutMs: number): Promise<Server> {
+/**
+ * Listens on `host:port`. A port taken by another process, or one this user may not bind, is a
+ * StartupError naming `variable` (PORT or OPS_PORT), the setting that picks another.
+ */
+async function listen(
+  app: Express,
+  port: number,
+  host: string,
+  keepAliveTimeoutMs: number,
+  variable: 'PORT' | 'OPS_PORT',
+): Promise<Server> {
   const server = app.listen(port, host);
   applyConnectionTimeouts(server, keepAliveTimeoutMs);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE') {
+        reject(
+          new StartupError(
+            `Port ${port} on ${host} is already in use (another program, or this service started twice). Stop that program, or set ${variable} to a free port.`,
+          ),
+        );
+      } else if (error.code === 'EACCES') {
+        reject(
+          new StartupError(
+            `This user may not listen on port ${port} on ${host} (ports below 1024 need privileges). Set ${variable} to a port above 1023.`,
+          ),
+        );
+      } else {
+        reject(error);
+      }
+    });
   });
   return server;
 }

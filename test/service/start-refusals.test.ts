@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { dataLayout } from '../../src/data-access/files/data-layout';
@@ -55,6 +56,45 @@ describe('a start refused while opening the instance', () => {
     expect(await run('workers/training-worker.ts', env)).toEqual({
       code: 1,
       stderr: `training worker failed to start: ${refusal()}\n`,
+    });
+  });
+});
+
+/** A port another program holds: one line saying which port and which setting picks another, exit 1. */
+describe('a start on a port already in use', () => {
+  let dataDir: string;
+  let holder: net.Server;
+  let port: number;
+  beforeAll(async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wvr-port-'));
+    holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    port = (holder.address() as net.AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => holder.close(resolve));
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('npm start names the port and PORT', async () => {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+      QUEUE_PREFIX: `wvr-port-${process.pid}`,
+      API_KEYS: 'alice:alice-key-0123456789',
+      START_WORKER: 'false',
+      ORT_THREADS: '1',
+      LOG_LEVEL: 'warn',
+    };
+    delete env.DATABASE_URL;
+    expect(await run('src/main.ts', env)).toEqual({
+      code: 1,
+      stderr:
+        `Port ${port} on 127.0.0.1 is already in use (another program, or this service started twice). ` +
+        'Stop that program, or set PORT to a free port.\n',
     });
   });
 });
