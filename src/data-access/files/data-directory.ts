@@ -2,6 +2,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { StartupError } from '../../errors';
 import type { Database } from '../db/database';
+import { writeFileDurably } from '../../lib/durable-write';
 import { claimTaggedName, releaseTaggedName } from '../../lib/process-tag';
 
 /** The data directory holds another instance's images and heads than the database's. */
@@ -73,11 +74,7 @@ export async function bindDataDirectory(dataDir: string, instanceId: string, db:
   }
   if (owner === undefined) {
     await fsp.mkdir(dataDir, { recursive: true });
-    await fsp
-      .writeFile(path.join(dataDir, 'instance-id'), `${instanceId}\n`, { flag: 'wx' })
-      .catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EEXIST') throw error;
-      });
+    await writeInstanceIdOnce(dataDir, instanceId);
   }
   const bound = await readDataDirectoryInstance(dataDir);
   if (bound !== instanceId) {
@@ -100,13 +97,35 @@ export async function recordMoveToPostgres(
   target: string,
   now = new Date(),
 ): Promise<void> {
-  await fsp
-    .writeFile(path.join(dataDir, 'instance-id'), `${instanceId}\n`, { flag: 'wx' })
-    .catch((error: NodeJS.ErrnoException) => {
+  await writeInstanceIdOnce(dataDir, instanceId);
+  // Whole or not at all, like instance-id: every start reads it.
+  const tag = claimTaggedName();
+  try {
+    await writeFileDurably(
+      path.join(dataDir, `.${tag}`),
+      path.join(dataDir, 'moved-to-postgres'),
+      Buffer.from(`${JSON.stringify({ instance: instanceId, to: target, moved: now.toISOString() })}\n`),
+    );
+  } finally {
+    releaseTaggedName(tag);
+  }
+}
+
+/**
+ * Writes `<dataDir>/instance-id` unless it exists. It appears whole or not at all: written to a file of
+ * this process's own, then hard-linked into place (a link, unlike a rename, fails if the name exists).
+ * A process starting at the same moment thus never reads a created but not yet written file.
+ */
+async function writeInstanceIdOnce(dataDir: string, instanceId: string): Promise<void> {
+  const tag = claimTaggedName();
+  const temp = path.join(dataDir, `.${tag}`);
+  try {
+    await fsp.writeFile(temp, `${instanceId}\n`, { flag: 'wx' });
+    await fsp.link(temp, path.join(dataDir, 'instance-id')).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'EEXIST') throw error;
     });
-  await fsp.writeFile(
-    path.join(dataDir, 'moved-to-postgres'),
-    `${JSON.stringify({ instance: instanceId, to: target, moved: now.toISOString() })}\n`,
-  );
+  } finally {
+    await fsp.rm(temp, { force: true });
+    releaseTaggedName(tag);
+  }
 }
