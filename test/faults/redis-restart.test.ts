@@ -23,7 +23,8 @@ describe('a Redis without persistence restarted while a retrain is queued', () =
 
   beforeAll(async () => {
     redis = await PrivateRedis.start();
-    t = await bootService({ REDIS_URL: redis.url, START_WORKER: 'false' });
+    // The worker looks for a lost job once per lock period: the harness's 30 s left the second test waiting ~20 s.
+    t = await bootService({ REDIS_URL: redis.url, START_WORKER: 'false', TRAINING_LOCK_MS: '10000' });
   });
   afterAll(async () => {
     await worker?.stop();
