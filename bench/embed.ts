@@ -6,7 +6,9 @@
  * (`eye_all_parts`: CenterNet's detections, the explicit head, colours; what every embedding cost
  * before issue 22), and of the bundled pack alone (the eye before the detector), at batch 1 and 16 ×
  * 1 and 2 ONNX Runtime threads. Also reports decode alone, as the other half of the pipeline. The last
- * line of output is one JSON object.
+ * line of output is one JSON object; its `training_vs_before_issue_22` divides the training worker's rate
+ * (the eye, batch 16, 1 thread a network) by the rate training had before issue 22 (every part without
+ * the later zoom-out, batch 16, 2 threads a network), and their CPU per image the other way round.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -53,7 +55,9 @@ async function embedRate(
   batchSize: number,
   threads: number,
 ): Promise<Rate> {
-  const embedder = await Embedder.create(pack, { threads, batchSize, detector });
+  // Every part as an embedding cost before issue 22, which was before the zoom-out (issue 20) existed.
+  const zoomOut = parts.includes('objects') ? 'never' : undefined;
+  const embedder = await Embedder.create(pack, { threads, batchSize, detector, zoomOut });
   try {
     await embedder.analyze(photos.slice(0, 32), undefined, { parts }); // warm-up: first runs allocate and plan
     const start = process.hrtime.bigint();
@@ -140,6 +144,13 @@ async function main(): Promise<void> {
           Math.round((figures.eye[key].images_per_s / figures.eye_all_parts[key].images_per_s) * 100) / 100,
         ]),
       ),
+      // The training worker's embedding (the eye, batch 16, half of ORT_THREADS=2 a network) against the one
+      // training ran before issue 22 (every part, batch 16, 2 threads a network): issue 22's "training embed rate".
+      training_vs_before_issue_22: {
+        rate: Math.round((figures.eye.b16_t1.images_per_s / figures.eye_all_parts.b16_t2.images_per_s) * 100) / 100,
+        cpu:
+          Math.round((figures.eye_all_parts.b16_t2.cpu_ms_per_image / figures.eye.b16_t1.cpu_ms_per_image) * 100) / 100,
+      },
       loadavg_1m: Math.round(os.loadavg()[0] * 100) / 100,
     }),
   );
