@@ -12,8 +12,12 @@
  *
  *   --threads <n>  onnxruntime intra-op threads (default 2)
  *   --cases <a,b>  only these cases (n40_tutorial, n200, n1000, n10000)
+ *   --baseline <dir>  also time another build's trainHead with the service's configuration, alternating
+ *                     with the others ("baseline"): <dir> is that build's tsc output (e.g. main's commit
+ *                     exported with git archive and compiled: its dist/), so a change's speed-up is one run's ratio
  */
 import os from 'node:os';
+import path from 'node:path';
 import { trainHead, type TrainHeadOptions, type TrainingSet } from '../src/ml/heads';
 import { loadNegativeBank, trainingBank } from '../src/ml/open-set/negative-bank';
 import { syntheticTrainingSet } from './lib/synthetic-embeddings';
@@ -35,32 +39,48 @@ async function main(): Promise<void> {
   const threads = threadsArg >= 0 ? Number(args[threadsArg + 1]) : 2;
   const casesArg = args.indexOf('--cases');
   const only = casesArg >= 0 ? args[casesArg + 1].split(',') : undefined;
+  const baselineArg = args.indexOf('--baseline');
+  const baseline =
+    baselineArg >= 0
+      ? // Another build, chosen at run time.
+        (require(path.resolve(args[baselineArg + 1], 'src/ml/heads')) as { trainHead: typeof trainHead }).trainHead
+      : undefined;
+  const variants = baseline ? (['before', 'after', 'baseline'] as const) : (['before', 'after'] as const);
+  type Variant = (typeof variants)[number];
   const whole = loadNegativeBank(PACK_KEY);
   if (!whole || whole.dim !== DIM)
     throw new Error(`no open-set bank of ${DIM}-d embeddings for ${PACK_KEY}: run npm run build:negative-bank`);
-  const configurations: Record<'before' | 'after', { bank: Float32Array[]; options: Partial<TrainHeadOptions> }> = {
-    before: { bank: whole.embeddings, options: { assumedCurvature: 0.01 } },
-    after: { bank: trainingBank(whole).embeddings, options: {} },
+  const configurations: Record<
+    Variant,
+    { bank: Float32Array[]; options: Partial<TrainHeadOptions>; train: typeof trainHead }
+  > = {
+    before: { bank: whole.embeddings, options: { assumedCurvature: 0.01 }, train: trainHead },
+    after: { bank: trainingBank(whole).embeddings, options: {}, train: trainHead },
+    baseline: { bank: trainingBank(whole).embeddings, options: {}, train: baseline ?? trainHead },
   };
-  await trainHead(
-    { ...syntheticTrainingSet({ examples: 30, classes: 3, dim: DIM, seed: 99 }), implicitNegatives: whole.embeddings },
-    { packKey: 'bench', threads },
-  );
+  for (const train of new Set(variants.map((name) => configurations[name].train)))
+    await train(
+      {
+        ...syntheticTrainingSet({ examples: 30, classes: 3, dim: DIM, seed: 99 }),
+        implicitNegatives: whole.embeddings,
+      },
+      { packKey: 'bench', threads },
+    );
 
-  const seconds: Record<string, Record<string, number>> = { before: {}, after: {} };
-  const cpuSeconds: Record<string, Record<string, number>> = { before: {}, after: {} };
+  const seconds: Record<string, Record<string, number>> = Object.fromEntries(variants.map((name) => [name, {}]));
+  const cpuSeconds: Record<string, Record<string, number>> = Object.fromEntries(variants.map((name) => [name, {}]));
   for (const { key, examples, classes, negativeShare, runs } of CASES.filter((c) => !only || only.includes(c.key))) {
     const set = syntheticTrainingSet({ examples, classes, dim: DIM, seed: 1, negativeShare });
-    const times = { before: [] as number[], after: [] as number[] };
-    const cpu = { before: [] as number[], after: [] as number[] };
+    const times: Record<string, number[]> = Object.fromEntries(variants.map((name) => [name, []]));
+    const cpu: Record<string, number[]> = Object.fromEntries(variants.map((name) => [name, []]));
     let summary = '';
     for (let run = 0; run < runs; run++) {
-      for (const name of ['before', 'after'] as const) {
-        const { bank, options } = configurations[name];
+      for (const name of variants) {
+        const { bank, options, train } = configurations[name];
         const training: TrainingSet = { ...set, implicitNegatives: bank };
         const cpuStarted = process.cpuUsage();
         const started = process.hrtime.bigint();
-        const head = await trainHead(training, { packKey: 'bench', threads, ...options });
+        const head = await train(training, { packKey: 'bench', threads, ...options });
         times[name].push(Number(process.hrtime.bigint() - started) / 1e9);
         const used = process.cpuUsage(cpuStarted);
         cpu[name].push((used.user + used.system) / 1e6);
@@ -68,18 +88,22 @@ async function main(): Promise<void> {
         summary += `\n  ${name}: ${method}${method === 'k-fold' ? ` k=${folds}` : ''}, top-1 ${accuracy?.toFixed(3)}, bank false positives ${open_set?.false_positive_rate.toFixed(3)}, known head ${head.known ? 'yes' : 'no'}, gate ${head.gate ? 'yes' : 'no'}`;
       }
     }
-    for (const name of ['before', 'after'] as const) {
+    for (const name of variants) {
       seconds[name][key] = median(times[name]);
       cpuSeconds[name][key] = median(cpu[name]);
     }
     console.log(
       `${examples} × ${classes} classes × ${DIM}-d: before (${whole.embeddings.length} bank photos) ${seconds.before[key].toFixed(2)} s ` +
         `(CPU ${cpuSeconds.before[key].toFixed(2)} s), after (${configurations.after.bank.length}) ${seconds.after[key].toFixed(2)} s ` +
-        `(CPU ${cpuSeconds.after[key].toFixed(2)} s), medians of ${runs}; load average ${os
+        `(CPU ${cpuSeconds.after[key].toFixed(2)} s)` +
+        (baseline
+          ? `, baseline ${seconds.baseline[key].toFixed(2)} s (CPU ${cpuSeconds.baseline[key].toFixed(2)} s)`
+          : '') +
+        `, medians of ${runs}; load average ${os
           .loadavg()
           .map((l) => l.toFixed(1))
           .join(' ')}` +
-        summary.split('\n').slice(-2).join('\n'),
+        summary.split('\n').slice(-variants.length).join('\n'),
     );
   }
   console.log(

@@ -1,4 +1,5 @@
-import { symmetricEigen } from '../../src/ml/heads/linear-algebra';
+import fc from 'fast-check';
+import { symmetricEigen, transpose } from '../../src/ml/heads/linear-algebra';
 import { precondition } from '../../src/ml/heads/preconditioner';
 import { seededRandom } from '../../src/ml/heads/random';
 
@@ -29,6 +30,19 @@ describe('linear algebra helpers', () => {
   });
 });
 
+describe('transpose', () => {
+  it('puts every value of a rows × cols matrix at [col, row], for shapes around and across its tiles', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 70 }), fc.integer({ min: 1, max: 70 }), (rows, cols) => {
+        const matrix = Float32Array.from({ length: rows * cols }, (_, at) => at);
+        const out = transpose(matrix, rows, cols);
+        for (let i = 0; i < rows; i++) for (let k = 0; k < cols; k++) expect(out[k * rows + i]).toBe(i * cols + k);
+      }),
+    );
+    expect(() => transpose(new Float32Array(5), 2, 3)).toThrow(RangeError);
+  });
+});
+
 describe('preconditioner', () => {
   /** Centred features with a few strong directions, like embeddings. */
   function features(rows: number, dim: number): Float32Array {
@@ -53,33 +67,40 @@ describe('preconditioner', () => {
     const problem = await precondition(x, rows, dim, 0.001, 1, 1);
     expect(problem.dim).toBeLessThanOrEqual(trainedDim);
     expect(problem.dim).toBeGreaterThan(trainedDim - 2);
-    const { directions, squaredScale } = problem.penalty;
-    const k = squaredScale.length;
+    const { directions, scales, transposed } = problem;
+    const trained = problem.features;
+    const k = scales.length;
     // The strongest direction is shrunk the most: its penalty factor is far below 1.
-    expect(Math.min(...squaredScale)).toBeLessThan(0.1);
+    expect(Math.min(...scales)).toBeLessThan(0.3);
+    for (let i = 0; i < rows; i++)
+      for (let c = 0; c < problem.dim; c++) expect(transposed[c * rows + i]).toBe(trained[i * problem.dim + c]);
 
     const random = seededRandom(9);
     const u = Float64Array.from({ length: problem.dim }, () => random() - 0.5);
     const w = problem.weightsFor(u);
     expect(w).toHaveLength(dim);
-    // (trained features)·u = X·w for every example.
-    for (let i = 0; i < rows; i++) {
-      let trained = 0;
-      let original = 0;
-      for (let c = 0; c < problem.dim; c++) trained += problem.features[i * problem.dim + c] * u[c];
-      for (let c = 0; c < dim; c++) original += x[i * dim + c] * w[c];
-      expect(trained).toBeCloseTo(original, 4);
-    }
-    // ‖u − V·Vᵀu‖² + Σ squaredScale_r·(v_rᵀu)² = ‖w‖².
+    // P·u = u − V·t + V·(scales ⊙ t), t = Vᵀu.
     const t = new Float64Array(k);
     for (let c = 0; c < problem.dim; c++) for (let r = 0; r < k; r++) t[r] += directions[c * k + r] * u[c];
+    const pu = Float64Array.from(u);
+    for (let c = 0; c < problem.dim; c++)
+      for (let r = 0; r < k; r++) pu[c] += directions[c * k + r] * (scales[r] - 1) * t[r];
+    // features·(P·u) = X·w for every example.
+    for (let i = 0; i < rows; i++) {
+      let decision = 0;
+      let original = 0;
+      for (let c = 0; c < problem.dim; c++) decision += trained[i * problem.dim + c] * pu[c];
+      for (let c = 0; c < dim; c++) original += x[i * dim + c] * w[c];
+      expect(decision).toBeCloseTo(original, 4);
+    }
+    // ‖u − V·Vᵀu‖² + Σ scales_r²·(v_rᵀu)² = ‖w‖².
     let penalty = 0;
     for (let c = 0; c < problem.dim; c++) {
       let rest = u[c];
       for (let r = 0; r < k; r++) rest -= directions[c * k + r] * t[r];
       penalty += rest * rest;
     }
-    for (let r = 0; r < k; r++) penalty += squaredScale[r] * t[r] * t[r];
+    for (let r = 0; r < k; r++) penalty += scales[r] ** 2 * t[r] * t[r];
     expect(penalty).toBeCloseTo(
       w.reduce((sum, v) => sum + v * v, 0),
       3,

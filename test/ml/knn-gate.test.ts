@@ -1,4 +1,6 @@
-import { applyGate, buildGate, gateDistance } from '../../src/ml/heads/knn-gate';
+import fc from 'fast-check';
+import { applyGate, buildGate, gateDistance, gateDistances, insideGate } from '../../src/ml/heads/knn-gate';
+import { seededRandom } from '../../src/ml/heads/random';
 import { decodeFloat16, encodeFloat16, fromFloat16Bits, toFloat16Bits } from '../../src/ml/open-set/float16';
 
 function unit(values: number[]): Float32Array {
@@ -75,5 +77,72 @@ describe('k-NN gate', () => {
     const b = await buildGate(embeddings, labels, 3, { maxPositives: 4, seed: 5 });
     expect(a.counts).toEqual([4, 4, 1]);
     expect(a.positives).toEqual(b.positives);
+  });
+});
+
+describe('gateDistances (the batched gate distance)', () => {
+  /** `count` unit vectors of `dim` values around `centres` directions (clustered like embeddings). */
+  function clustered(count: number, dim: number, spread: number, random: () => number): Float32Array[] {
+    const centres = Array.from({ length: 3 }, () => Array.from({ length: dim }, () => random() - 0.5));
+    return Array.from({ length: count }, (_, i) => unit(centres[i % 3].map((v) => v + spread * (random() - 0.5))));
+  }
+
+  it('equals gateDistance image by image within 1e-5, through the GEMM and for classes of few positives', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 0, max: 30 }),
+        fc.integer({ min: 8, max: 96 }),
+        fc.double({ min: 0.05, max: 2, noNaN: true }),
+        async (seed, positives, images, dim, spread) => {
+          const random = seededRandom(seed);
+          const embeddings = clustered(positives + 3, dim, spread, random);
+          // Class 0: the first `positives`; class 1: the last 3 (fewer than k + the slack: measured directly).
+          const labels = [0, 1].map((c) =>
+            Uint8Array.from(embeddings, (_, i) => ((i < positives ? 0 : 1) === c ? 1 : 0)),
+          );
+          const gate = await buildGate(embeddings, labels, dim, { seed, maxPositives: 32 });
+          const queries = [...clustered(images, dim, spread, random), ...embeddings.slice(0, 2)];
+          const stacked = new Float32Array(queries.length * dim);
+          queries.forEach((q, i) => stacked.set(q, i * dim));
+          for (const c of [0, 1]) {
+            const batched = await gateDistances(gate, c, stacked, queries.length, dim);
+            queries.forEach((q, i) => expect(Math.abs(batched[i] - gateDistance(gate, c, q))).toBeLessThan(1e-5));
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('refuses rows that are not m images of dim values, and gives NaN for a class without positives', async () => {
+    const random = seededRandom(4);
+    const embeddings = clustered(6, 8, 0.3, random);
+    const gate = await buildGate(embeddings, [Uint8Array.of(1, 1, 1, 1, 1, 1)], 8, { seed: 1 });
+    await expect(gateDistances(gate, 0, new Float32Array(15), 2, 8)).rejects.toThrow(RangeError);
+    const empty = { ...gate, counts: [0], positives: new Float32Array(0) };
+    expect(Array.from(await gateDistances(empty, 0, new Float32Array(8), 1, 8))).toEqual([NaN]);
+  });
+
+  it('decides insideGate: a row is inside a class exactly when its gate distance is within the radius × margin', async () => {
+    const random = seededRandom(8);
+    const dim = 32;
+    const embeddings = clustered(60, dim, 0.6, random);
+    const labels = [0, 1].map((c) => Uint8Array.from(embeddings, (_, i) => (i % 2 === c ? 1 : 0)));
+    const gate = await buildGate(embeddings, labels, dim, { seed: 2 });
+    const rows = clustered(80, dim, 1.2, random);
+    const masks = await insideGate(gate, rows, dim, 1, 1.25);
+    let inside = 0;
+    for (const c of [0, 1]) {
+      rows.forEach((row, i) => {
+        const d = gateDistance(gate, c, row);
+        // Rows within float rounding of the border could go either way; none of these is.
+        if (Math.abs(d - 1.25 * gate.radius[c]) > 1e-4) expect(masks[c][i]).toBe(d <= 1.25 * gate.radius[c] ? 1 : 0);
+        inside += masks[c][i];
+      });
+    }
+    expect(inside).toBeGreaterThan(0);
+    expect(inside).toBeLessThan(160);
   });
 });

@@ -199,10 +199,91 @@ export function gateDistance(gate: HeadGate, c: number, embedding: Float32Array)
  */
 export function gateLogOddsCap(gate: HeadGate, c: number, embedding: Float32Array): number {
   if (!Number.isFinite(gate.radius[c])) return Infinity;
-  const d = gateDistance(gate, c, embedding);
+  return logOddsCapAt(gate, c, gateDistance(gate, c, embedding));
+}
+
+/** gateLogOddsCap for an image at gate distance d from class c (a finite radius). */
+export function logOddsCapAt(gate: HeadGate, c: number, d: number): number {
   if (!(d > gate.radius[c] + GATE_TOLERANCE)) return Infinity;
   const p = (0.5 * gate.radius[c]) / d;
   return Math.log(p / (1 - p));
+}
+
+/**
+ * Nearest positives kept per image from the GEMM's expanded-form distances, beyond the k whose mean
+ * is the gate distance: their distances are then recomputed exactly, so only a neighbour whose
+ * expanded distance errs by more than the gap to the (k + NEAREST_SLACK)-th could be missed.
+ */
+const NEAREST_SLACK = 4;
+
+/**
+ * gateDistance of many images to class c at once, as gateDistance computes it (up to the order of
+ * float additions): one onnxruntime GEMM of the images × the class's stored positives ranks the
+ * positives by ‖a‖² + ‖b‖² − 2a·b (float32, errs by about 1e-6 on unit vectors), and the
+ * k + NEAREST_SLACK nearest of each image are measured again by summed differences. Cost: m × n × dim
+ * multiply-adds in onnxruntime plus m × (k + NEAREST_SLACK) × dim in JavaScript, against m × n × dim in
+ * JavaScript for gateDistance one image at a time. `rows`: the images, m × dim row-major (RangeError else).
+ * Returns m distances; NaN for a class without stored positives.
+ */
+export async function gateDistances(
+  gate: HeadGate,
+  c: number,
+  rows: Float32Array,
+  m: number,
+  dim: number,
+  threads = 1,
+): Promise<Float64Array> {
+  if (rows.length !== m * dim) throw new RangeError(`${rows.length} values are not ${m} images × ${dim}`);
+  const n = gate.counts[c];
+  const distances = new Float64Array(m).fill(NaN);
+  if (m === 0 || n === 0) return distances;
+  let start = 0;
+  for (let before = 0; before < c; before++) start += gate.counts[before];
+  const positives = gate.positives.subarray(start * dim, (start + n) * dim);
+  const measured = new Array<number>(Math.min(n, gate.k + NEAREST_SLACK));
+  if (n <= measured.length) {
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) measured[j] = distance(rows, i * dim, positives, j * dim, dim);
+      distances[i] = meanOfSmallest(measured, gate.k);
+    }
+    return distances;
+  }
+  const session = await cachedSession('cross', threads, buildCrossModel);
+  const result = await session.run({
+    A: new ort.Tensor('float32', rows, [m, dim]),
+    B: new ort.Tensor('float32', positives.slice(), [n, dim]),
+  });
+  const cross = result.cross.data as Float32Array;
+  const positiveNorms = Float64Array.from({ length: n }, (_, j) => squaredNorm(positives, j * dim, dim));
+  // Per image: the indices of its `measured.length` smallest expanded distances, kept sorted by insertion.
+  const nearest = new Int32Array(measured.length);
+  const nearestSquared = new Float64Array(measured.length);
+  for (let i = 0; i < m; i++) {
+    const rowNorm = squaredNorm(rows, i * dim, dim);
+    let kept = 0;
+    for (let j = 0; j < n; j++) {
+      const squared = rowNorm + positiveNorms[j] - 2 * cross[i * n + j];
+      if (kept === nearest.length && squared >= nearestSquared[kept - 1]) continue;
+      let at = kept < nearest.length ? kept++ : kept - 1;
+      for (; at > 0 && nearestSquared[at - 1] > squared; at--) {
+        nearestSquared[at] = nearestSquared[at - 1];
+        nearest[at] = nearest[at - 1];
+      }
+      nearestSquared[at] = squared;
+      nearest[at] = j;
+    }
+    for (let q = 0; q < kept; q++) measured[q] = distance(rows, i * dim, positives, nearest[q] * dim, dim);
+    distances[i] = meanOfSmallest(measured, gate.k);
+  }
+  result.cross.dispose();
+  return distances;
+}
+
+/** Σ a[at..at+dim)², in double precision. */
+function squaredNorm(a: Float32Array, at: number, dim: number): number {
+  let sum = 0;
+  for (let k = 0; k < dim; k++) sum += a[at + k] * a[at + k];
+  return sum;
 }
 
 /**
@@ -228,7 +309,7 @@ function buildCrossModel(): Uint8Array {
  * Which of `rows` (unit embeddings, e.g. the open-set bank) lie inside each class's gate: their mean
  * distance to the class's k nearest stored positives is within the radius. Such a row looks like the
  * class, so it must not be learned as one of its negatives. Returns one mask per class (1 = inside).
- * Costs one onnxruntime GEMM of rows × stored positives per class.
+ * Costs one onnxruntime GEMM of rows × stored positives per class (gateDistances).
  */
 export async function insideGate(
   gate: HeadGate,
@@ -242,30 +323,11 @@ export async function insideGate(
   if (m === 0) return masks;
   const stacked = new Float32Array(m * dim);
   rows.forEach((row, i) => stacked.set(row, i * dim));
-  const rowNorms = rows.map((row) => row.reduce((sum, v) => sum + v * v, 0));
-  const session = await cachedSession('cross', threads, buildCrossModel);
-  let start = 0;
   for (let c = 0; c < gate.counts.length; c++) {
-    const n = gate.counts[c];
     const radius = gate.radius[c] * margin;
-    if (n >= 1 && Number.isFinite(radius)) {
-      const positives = gate.positives.slice(start * dim, (start + n) * dim);
-      const norms = Array.from({ length: n }, (_, j) =>
-        positives.subarray(j * dim, (j + 1) * dim).reduce((sum, v) => sum + v * v, 0),
-      );
-      const result = await session.run({
-        A: new ort.Tensor('float32', stacked, [m, dim]),
-        B: new ort.Tensor('float32', positives, [n, dim]),
-      });
-      const cross = result.cross.data as Float32Array;
-      const nearest = new Array<number>(n);
-      for (let i = 0; i < m; i++) {
-        for (let j = 0; j < n; j++) nearest[j] = Math.sqrt(Math.max(0, rowNorms[i] + norms[j] - 2 * cross[i * n + j]));
-        if (meanOfSmallest(nearest, gate.k) <= radius + GATE_TOLERANCE) masks[c][i] = 1;
-      }
-      result.cross.dispose();
-    }
-    start += n;
+    if (gate.counts[c] < 1 || !Number.isFinite(radius)) continue;
+    const distances = await gateDistances(gate, c, stacked, m, dim, threads);
+    for (let i = 0; i < m; i++) if (distances[i] <= radius + GATE_TOLERANCE) masks[c][i] = 1;
   }
   return masks;
 }

@@ -166,7 +166,7 @@ function accept<T>(state: ProblemState<T>, evaluation: ProblemEvaluation<T>): vo
 /** Two-loop recursion for the quasi-Newton direction, the stopping test, then a unit trial step. */
 function newDirection<T>(state: ProblemState<T>, options: LbfgsOptions): void {
   const { steps, gradientChanges, curvatures, gradient, direction } = state;
-  const q = Float64Array.from(gradient);
+  const q = new Float64Array(gradient);
   const count = steps.length;
   const alphas = new Float64Array(count);
   for (let i = count - 1; i >= 0; i--) {

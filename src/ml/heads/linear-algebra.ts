@@ -1,4 +1,4 @@
-/** Small dense linear algebra in double precision; vectors are Float64Arrays. */
+/** Small dense linear algebra in double precision (vectors are Float64Arrays), and a float32 transpose. */
 
 export function dot(a: Float64Array, b: Float64Array): number {
   let sum = 0;
@@ -57,4 +57,24 @@ export function symmetricEigen(matrix: Float64Array, size: number): { values: Fl
     values: Float64Array.from(order, (i) => a[i * size + i]),
     vectors: order.map((i) => Float64Array.from({ length: size }, (_, k) => e[k * size + i])),
   };
+}
+
+/** Rows × columns of the transposing copy handled at once: a tile's source and destination stay in L1. */
+const TILE = 32;
+
+/** The transpose [cols, rows] of a row-major [rows, cols] matrix, copied tile by tile (cache-friendly). */
+export function transpose(matrix: Float32Array, rows: number, cols: number): Float32Array {
+  if (matrix.length !== rows * cols) throw new RangeError(`${matrix.length} values are not ${rows} × ${cols}`);
+  const out = new Float32Array(rows * cols);
+  for (let i0 = 0; i0 < rows; i0 += TILE) {
+    const i1 = Math.min(rows, i0 + TILE);
+    for (let k0 = 0; k0 < cols; k0 += TILE) {
+      const k1 = Math.min(cols, k0 + TILE);
+      for (let i = i0; i < i1; i++) {
+        const from = i * cols;
+        for (let k = k0; k < k1; k++) out[k * rows + i] = matrix[from + k];
+      }
+    }
+  }
+  return out;
 }

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { OnnxGraphBuilder } from '../onnx/onnx-graph-builder';
-import { symmetricEigen } from './linear-algebra';
+import { symmetricEigen, transpose } from './linear-algebra';
 import { cachedSession } from './onnx-session';
 import { seededRandom } from './random';
 
@@ -18,14 +18,18 @@ import { seededRandom } from './random';
  * all embedding dimensions.
  */
 export interface ConditionedProblem {
-  /** Features in the coordinates the models are trained in: [rows, dim] row-major. */
+  /** Features [rows, dim] row-major: the centred embeddings, or their coordinates in the examples' span. */
   features: Float32Array;
+  /** The same features transposed, [dim, rows] row-major (logistic-graph.ts reads both). */
+  transposed: Float32Array;
   dim: number;
   /**
-   * The L2 penalty in those coordinates: ½·l2·(‖u − V·Vᵀu‖² + Σ squaredScale_i·(v_iᵀu)²),
-   * V = directions, [dim, k] row-major.
+   * The substitution: models are trained in coordinates u whose weights on `features` are
+   * P·u, P = I + V·diag(scales − 1)·Vᵀ, V = directions, [dim, k] row-major with orthonormal columns.
+   * The L2 penalty in u: ½·l2·(‖u − V·Vᵀu‖² + Σ scales_i²·(v_iᵀu)²).
    */
-  penalty: { directions: Float32Array; squaredScale: Float32Array };
+  directions: Float32Array;
+  scales: Float32Array;
   /** Weights on the centred embedding for trained coordinates u (without the bias). */
   weightsFor(u: Float64Array): Float64Array;
 }
@@ -73,7 +77,7 @@ function flatteningScales(eigenvalues: ArrayLike<number>, l2: number, curvature:
 /**
  * Few examples: from the eigen-decomposition X·Xᵀ = U·Λ·Uᵀ, the coordinates of
  * example i along the principal directions are U_ir·√Λ_r (directions
- * Xᵀ·U_r / √Λ_r). Each coordinate is then scaled by its flattening factor c_r,
+ * Xᵀ·U_r / √Λ_r). P scales coordinate r by its flattening factor c_r (V = I),
  * so the penalty on coordinate r is l2·c_r².
  */
 function inSpanOfExamples(
@@ -98,15 +102,16 @@ function inSpanOfExamples(
   const scales = flatteningScales(values.subarray(0, rank), l2, curvature);
   const coordinates = new Float32Array(rows * rank);
   for (let i = 0; i < rows; i++) {
-    for (let r = 0; r < rank; r++)
-      coordinates[i * rank + r] = vectors[r][i] * Math.sqrt(Math.max(0, values[r])) * scales[r];
+    for (let r = 0; r < rank; r++) coordinates[i * rank + r] = vectors[r][i] * Math.sqrt(Math.max(0, values[r]));
   }
   const identity = new Float32Array(rank * rank);
   for (let r = 0; r < rank; r++) identity[r * rank + r] = 1;
   return {
     features: coordinates,
+    transposed: transpose(coordinates, rows, rank),
     dim: rank,
-    penalty: { directions: identity, squaredScale: Float32Array.from(scales, (c) => c * c) },
+    directions: identity,
+    scales: Float32Array.from(scales),
     weightsFor(u) {
       const perExample = new Float64Array(rows);
       for (let r = 0; r < rank; r++) {
@@ -125,12 +130,13 @@ function inSpanOfExamples(
   };
 }
 
-/** Xᵀ·(X·Q): the (unnormalised) covariance applied to a block of vectors. */
+/** Xᵀ·(X·Q): the (unnormalised) covariance applied to a block of vectors; XT = Xᵀ given, so no product transposes. */
 function buildGramProductModel(): Uint8Array {
   const g = new OnnxGraphBuilder('gram_product');
   const x = g.input('X', ['n', 'd']);
+  const xt = g.input('XT', ['d', 'n']);
   const q = g.input('Q', ['d', 's']);
-  g.node('Gemm', [x, g.node('MatMul', [x, q])], { transA: 1 }, 'XtXQ');
+  g.node('MatMul', [xt, g.node('MatMul', [x, q])], {}, 'XtXQ');
   g.output('XtXQ', ['d', 's']);
   return g.toBuffer();
 }
@@ -147,18 +153,6 @@ function buildProductModel(transposeA: boolean): () => Uint8Array {
   };
 }
 
-/** X·P = X + (X·V)·diag(scale − 1)·Vᵀ. */
-function buildPreconditionModel(): Uint8Array {
-  const g = new OnnxGraphBuilder('precondition');
-  const x = g.input('X', ['n', 'd']);
-  const v = g.input('V', ['d', 'k']);
-  const shift = g.input('shift', [1, 'k']);
-  const scaled = g.node('Mul', [g.node('MatMul', [x, v]), shift]);
-  g.node('Gemm', [scaled, v, x], { transB: 1 }, 'XP');
-  g.output('XP', ['n', 'd']);
-  return g.toBuffer();
-}
-
 /** Matrices are row-major Float32Arrays with their shapes. */
 interface Matrix {
   data: Float32Array;
@@ -169,7 +163,8 @@ interface Matrix {
 /**
  * Many examples: find the top principal directions V by one step of randomised
  * subspace iteration plus Rayleigh–Ritz, and use P = I + V·diag(c − 1)·Vᵀ,
- * c = flattening factors. The heavy products run in onnxruntime.
+ * c = flattening factors. The heavy products run in onnxruntime. Memory: the transposed
+ * features (rows × dim float32) beside the caller's.
  */
 async function shrinkTopDirections(
   features: Float32Array,
@@ -185,10 +180,12 @@ async function shrinkTopDirections(
     cachedSession('product', threads, buildProductModel(false)),
     cachedSession('transposed-product', threads, buildProductModel(true)),
   ]);
+  const transposed = transpose(features, rows, dim);
   const x = new ort.Tensor('float32', features, [rows, dim]);
+  const xt = new ort.Tensor('float32', transposed, [dim, rows]);
   const tensor = (m: Matrix) => new ort.Tensor('float32', m.data, [m.rows, m.cols]);
   const gramProduct = async (q: Matrix): Promise<Matrix> => {
-    const out = await gramSession.run({ X: x, Q: tensor(q) });
+    const out = await gramSession.run({ X: x, XT: xt, Q: tensor(q) });
     return { data: out.XtXQ.data as Float32Array, rows: dim, cols: q.cols };
   };
   const product = async (a: Matrix, b: Matrix, transposeA = false): Promise<Matrix> => {
@@ -219,20 +216,12 @@ async function shrinkTopDirections(
   const directions = (await product(basis, { data: rotation, rows: sketch, cols: rank })).data;
 
   const scales = flatteningScales(values.subarray(0, rank), l2, curvature);
-  const transform = await cachedSession('precondition', threads, buildPreconditionModel);
-  const out = await transform.run({
-    X: x,
-    V: new ort.Tensor('float32', directions, [dim, rank]),
-    shift: new ort.Tensor(
-      'float32',
-      Float32Array.from(scales, (c) => c - 1),
-      [1, rank],
-    ),
-  });
   return {
-    features: out.XP.data as Float32Array,
+    features,
+    transposed,
     dim,
-    penalty: { directions, squaredScale: Float32Array.from(scales, (c) => c * c) },
+    directions,
+    scales: Float32Array.from(scales),
     weightsFor(u) {
       // w = P·u = u + V·diag(c − 1)·Vᵀ·u
       const projections = new Float64Array(rank);

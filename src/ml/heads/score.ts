@@ -89,8 +89,15 @@ export function rejectedScores(
   gate: HeadGate | undefined,
   embedding: Float32Array,
 ): number[] {
-  let cap = knownCap;
+  const top = gatedClass(logOdds, knownCap);
+  return cappedScores(logOdds, gate && top >= 0 ? Math.min(knownCap, gateLogOddsCap(gate, top, embedding)) : knownCap);
+}
+
+/**
+ * The class whose gate rejectedScores measures the image against: the top class when it would otherwise
+ * reach 0.5 (its log-odds ≥ 0 and the known head's cap ≥ 0); -1 when none would.
+ */
+export function gatedClass(logOdds: number[], knownCap: number): number {
   const top = logOdds.indexOf(Math.max(...logOdds));
-  if (gate && logOdds[top] >= 0 && cap >= 0) cap = Math.min(cap, gateLogOddsCap(gate, top, embedding));
-  return cappedScores(logOdds, cap);
+  return logOdds[top] >= 0 && knownCap >= 0 ? top : -1;
 }

@@ -7,9 +7,9 @@ import { LogisticLossEvaluator } from './logistic-graph';
 import { ASSUMED_CURVATURE, precondition } from './preconditioner';
 import { confusionAt, confusionMatrix, f1Score, precision, recall, rocAuc } from './metrics';
 import { fitPlatt, sigmoid } from './platt';
-import { buildGate, insideGate, quantileOf } from './knn-gate';
+import { buildGate, gateDistances, insideGate, logOddsCapAt, quantileOf, type HeadGate } from './knn-gate';
 import { seededRandom, shuffleInPlace } from './random';
-import { knownLogOddsCap, rejectedScores } from './score';
+import { cappedScores, gatedClass, knownLogOddsCap } from './score';
 import type { ClassEvaluation, HeadEvaluation, KnownHead, TrainedHead, TrainHeadOptions, TrainingSet } from './types';
 import { validateTrainingSet } from './validate';
 
@@ -145,14 +145,7 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
     excluded,
   );
   const trainable = columns.filter((column) => column.trainable);
-  const evaluator = await LogisticLossEvaluator.create(
-    problem.features,
-    examples,
-    problem.dim,
-    problem.penalty,
-    l2,
-    threads,
-  );
+  const evaluator = await LogisticLossEvaluator.create(problem, examples, l2, threads);
 
   // The bias is preconditioned too: its curvature (about ASSUMED_CURVATURE × the summed weights) dwarfs l2.
   const biasScale = Math.sqrt(l2 / (curvature * examples));
@@ -207,6 +200,26 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
   }
   const calibrated = (row: number) => calibration.map((c, k) => c.platt.a * outOfFold[k][row] + c.platt.b);
   const knownCap = (row: number) => (known ? knownLogOddsCap(known, outOfFold[classes][row]) : Infinity);
+  const heldOutBank = Int32Array.from({ length: implicit.length }, (_, i) => userExamples + i).filter(
+    (row) => plan.testFold[row] >= 0,
+  );
+  const openSetFigures =
+    implicit.length > 0
+      ? openSetEvaluation(
+          evaluated,
+          heldOutBank,
+          await rejectedScoresOf(
+            Int32Array.from([...evaluated, ...heldOutBank]),
+            calibrated,
+            knownCap,
+            gate,
+            embeddings,
+            threads,
+          ),
+          (row) => (row < userExamples ? set.positives[row] : []),
+          (row, c) => row >= userExamples && lookalikes[c][row - userExamples] === 1,
+        )
+      : undefined;
   options.onProgress?.(1);
   return {
     formatVersion: HEAD_FORMAT_VERSION,
@@ -235,19 +248,7 @@ export async function trainHead(set: TrainingSet, options: TrainHeadOptions): Pr
         classLabels.slice(0, classes),
         evaluated,
       ),
-      ...(implicit.length > 0
-        ? {
-            open_set: openSetEvaluation(
-              evaluated,
-              Int32Array.from({ length: implicit.length }, (_, i) => userExamples + i).filter(
-                (row) => plan.testFold[row] >= 0,
-              ),
-              (row) => rejectedScores(calibrated(row), knownCap(row), gate, embeddings[row]),
-              (row) => (row < userExamples ? set.positives[row] : []),
-              (row, c) => row >= userExamples && lookalikes[c][row - userExamples] === 1,
-            ),
-          }
-        : {}),
+      ...(openSetFigures ? { open_set: openSetFigures } : {}),
     },
     trainedAt: new Date().toISOString(),
     outOfFoldScores: outOfFoldScores(
@@ -340,13 +341,13 @@ function buildColumns(
 
 /**
  * Out-of-fold open-set figures (HeadEvaluation.open_set): recall over the evaluated examples' own
- * classes and the false-positive rate over held-out bank rows, both with scores after rejection.
- * `looksLike(row, c)`: the row lies inside class c's gate, so c scoring it ≥ 0.5 is no false positive.
+ * classes and the false-positive rate over held-out bank rows, both with scores after rejection
+ * (`scores`: every such row's, from rejectedScoresOf). `looksLike(row, c)`: the row lies inside class c's gate, so c scoring it ≥ 0.5 is no false positive.
  */
 function openSetEvaluation(
   evaluated: Int32Array,
   bankRows: Int32Array,
-  scoresOf: (row: number) => number[],
+  scores: Map<number, number[]>,
   positivesOf: (row: number) => number[],
   looksLike: (row: number, c: number) => boolean,
 ): NonNullable<HeadEvaluation['open_set']> {
@@ -355,19 +356,47 @@ function openSetEvaluation(
   for (const row of evaluated) {
     const own = positivesOf(row);
     if (own.length === 0) continue;
-    const scores = scoresOf(row);
+    const rowScores = scores.get(row)!;
     pairs += own.length;
-    hits += own.filter((c) => scores[c] >= 0.5).length;
+    hits += own.filter((c) => rowScores[c] >= 0.5).length;
   }
   let falsePositives = 0;
   for (const row of bankRows) {
-    if (scoresOf(row).some((score, c) => score >= 0.5 && !looksLike(row, c))) falsePositives++;
+    if (scores.get(row)!.some((score, c) => score >= 0.5 && !looksLike(row, c))) falsePositives++;
   }
   return {
     bank_photos: bankRows.length,
     false_positive_rate: bankRows.length > 0 ? falsePositives / bankRows.length : 0,
     recall: pairs > 0 ? hits / pairs : 0,
   };
+}
+
+/**
+ * Scores after rejection of `rows` (score.ts's rejectedScores, from their calibrated log-odds and the
+ * known head's cap), the gate distances measured per class in one batch (gateDistances) rather than
+ * image by image. Returns each row's scores.
+ */
+async function rejectedScoresOf(
+  rows: Int32Array,
+  logOddsOf: (row: number) => number[],
+  knownCapOf: (row: number) => number,
+  gate: HeadGate,
+  embeddings: Float32Array[],
+  threads: number,
+): Promise<Map<number, number[]>> {
+  const logOdds = Array.from(rows, logOddsOf);
+  const caps = Float64Array.from(rows, knownCapOf);
+  const gated = Int32Array.from(rows, (_, i) => gatedClass(logOdds[i], caps[i]));
+  const dim = embeddings[0]?.length ?? 0;
+  for (let c = 0; c < gate.counts.length; c++) {
+    if (!Number.isFinite(gate.radius[c])) continue;
+    const at = Int32Array.from(gated.keys()).filter((i) => gated[i] === c);
+    const stacked = new Float32Array(at.length * dim);
+    at.forEach((i, q) => stacked.set(embeddings[rows[i]], q * dim));
+    const distances = await gateDistances(gate, c, stacked, at.length, dim, threads);
+    at.forEach((i, q) => (caps[i] = Math.min(caps[i], logOddsCapAt(gate, c, distances[q]))));
+  }
+  return new Map(Array.from(rows, (row, i) => [row, cappedScores(logOdds[i], caps[i])]));
 }
 
 /**
