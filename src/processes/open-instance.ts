@@ -72,6 +72,7 @@ export async function openInstance(config: Config, logger: Logger, options: Open
     databaseUrl: config.databaseUrl,
     sqliteFile: layout.database,
     dataDirectoryInstance: await readDataDirectoryInstance(config.dataDir),
+    stallTimeoutMs: config.databaseStallTimeoutMs,
   });
   const { instanceId, namespace, claim } = await claimNamespace(config, db, options.redisUrl).catch(
     async (error: unknown) => {

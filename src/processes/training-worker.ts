@@ -143,7 +143,14 @@ function trainingWorker(
     stalledInterval: Math.max(1000, Math.floor(config.trainingLockMs / 2)),
     maxStalledCount: 2,
   });
+  // A lost lock ("could not renew lock for job …") comes as an error; a run taken up again, here.
   worker.on('error', (err) => ctx.training.logger.error({ err }, 'worker error'));
+  worker.on('stalled', (jobId) =>
+    ctx.training.logger.warn(
+      { jobId },
+      'a training run stalled (its worker stopped renewing its lock: killed, frozen or blocked): queued again',
+    ),
+  );
   return worker;
 }
 

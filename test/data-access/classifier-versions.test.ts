@@ -176,6 +176,23 @@ describe.each(['sqlite', 'postgres'] as const)('ClassifierRepository on %s: vers
     expect((await versions.findVersion(c.currentVersionId!))!.classes).toEqual(['a', 'b', 'e']);
   });
 
+  it('a run whose generation another run published meanwhile cannot record a failure over it', async () => {
+    // A worker frozen past its lock: another trains the same generation; the frozen one, continued,
+    // finds its transaction aborted, and on its last attempt would mark the classifier failed.
+    await repo.create({
+      id: 'k_1',
+      ownerId: 'alice',
+      name: 'k',
+      examples: examples('a', 'a'),
+      customerId: null,
+      now: now(),
+    });
+    const frozen = await snapshot(repo, 'k_1');
+    expect(await train(repo, versions, 'k_1')).toBe(true);
+    expect((await versions.markFailed('k_1', frozen.classifier.generation, 'boom', now())).recorded).toBe(false);
+    expect(await find(repo, 'k_1')).toMatchObject({ status: 'ready', explanation: null });
+  });
+
   it('discard_pending drops an update that no version holds; activating the current version alone changes nothing', async () => {
     const { v2 } = await twoVersions();
     await repo.addExamples({ id: 'k_1', examples: examples('bad', 'bad'), customerId: null, now: now() });

@@ -182,6 +182,22 @@ describe.each(['sqlite', 'postgres'] as const)('the database on %s', (dialect) =
     await slow.release();
   });
 
+  test('removing many images keeps the claimed ones and takes the write lock per chunk, not for all the files', async () => {
+    const claims = new ImageClaims(db, 60_000);
+    const hashes = Array.from({ length: 1201 }, (_, i) => i.toString(16).padStart(64, '0'));
+    const kept = hashes.filter((_, i) => i % 100 === 0);
+    const upload = claims.open('upload');
+    await upload.add(kept);
+    const batches: string[][] = [];
+    const removed = await claims.removeUnreferenced(hashes, async (doomed) => void batches.push(doomed));
+    await upload.release();
+    const unheld = hashes.filter((h) => !kept.includes(h));
+    expect(removed).toEqual(unheld);
+    expect(batches.flat()).toEqual(unheld);
+    // A classifier's images go a chunk per transaction: no session sits idle for all of them.
+    expect(batches.map((b) => b.length)).toEqual([495, 495, 198]);
+  });
+
   test('a database that a newer release migrated further is refused with a message', async () => {
     if (dialect === 'postgres') {
       await sql`INSERT INTO kysely_migration (name, timestamp) VALUES ('9999_from_the_future', 'x')`.execute(db.kysely);

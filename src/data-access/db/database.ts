@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type DatabaseConnection } from 'kysely';
 import pg from 'pg';
 import { StartupError } from '../../errors';
 import { KYSELY_MANAGED_USER_VERSION, LEGACY_SQLITE_STEPS, migrationProvider } from './migrations';
@@ -21,6 +21,14 @@ export class DatabaseUnavailableError extends StartupError {}
  */
 export class WrongDatabaseError extends StartupError {}
 
+/**
+ * PostgreSQL ended the session of a write transaction, which is rolled back: nothing of it was
+ * applied. Usually this process stopped inside it for longer than the stall timeout (frozen or hung:
+ * see DatabaseTarget.stallTimeoutMs) and the other processes' writes went on without it; or the
+ * server restarted.
+ */
+export class TransactionAbortedError extends Error {}
+
 export interface DatabaseTarget {
   /** PostgreSQL; undefined: the SQLite file. */
   databaseUrl?: string;
@@ -30,6 +38,14 @@ export interface DatabaseTarget {
    * holding no instance yet is then refused before anything is created in it.
    */
   dataDirectoryInstance?: string;
+  /**
+   * PostgreSQL: how long (ms) this process may stop inside a transaction (send no next statement:
+   * `idle_in_transaction_session_timeout`; or read none of the answer the server is sending:
+   * `tcp_user_timeout`) before the server ends its session, rolling the transaction back and
+   * releasing the write lock. A process frozen or hung inside a write would otherwise hold every
+   * other process's writes forever. Undefined: no limit. SQLite has no such bound (see Database.write).
+   */
+  stallTimeoutMs?: number;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -55,6 +71,8 @@ export class Database {
     readonly location: string,
     /** What tells this database apart from a copy of it (see instance-id.ts). */
     readonly fingerprint: string,
+    /** PostgreSQL: why the server last ended a session this process had checked out (pg reports it to no query). */
+    private readonly sessionLoss: { reason?: Error } = {},
   ) {}
 
   /**
@@ -67,7 +85,7 @@ export class Database {
    */
   static async open(target: DatabaseTarget): Promise<Database> {
     return target.databaseUrl
-      ? openPostgres(target.databaseUrl, target.dataDirectoryInstance)
+      ? openPostgres(target.databaseUrl, target.dataDirectoryInstance, target.stallTimeoutMs)
       : openSqlite(target.sqliteFile, target.dataDirectoryInstance);
   }
 
@@ -75,13 +93,25 @@ export class Database {
    * Runs `work` as one write transaction holding the write lock from its start (see the class
    * note). `work` must use only the `trx` it is given, never this Database: the SQLite connection
    * is taken for the whole transaction.
+   *
+   * On PostgreSQL the server ends a transaction this process stops in for longer than the target's
+   * stallTimeoutMs, so a frozen or hung process cannot hold the others' writes; `work` must
+   * therefore never wait on anything but its statements (nor block the event loop) that long. On
+   * SQLite a process frozen inside `work` holds the write lock until it runs again: the others'
+   * writes fail after the busy timeout (SQLITE_BUSY) meanwhile.
+   * @throws TransactionAbortedError when PostgreSQL ended the transaction's session (nothing applied)
    */
   async write<T>(work: (trx: Queries) => Promise<T>): Promise<T> {
     if (this.dialect === 'postgres') {
-      return this.kysely.transaction().execute(async (trx) => {
-        await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
-        return work(trx);
-      });
+      return this.kysely
+        .transaction()
+        .execute(async (trx) => {
+          await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
+          return work(trx);
+        })
+        .catch((error: unknown) => {
+          throw this.explained(error);
+        });
     }
     return this.kysely.connection().execute(async (conn) => {
       await sql`BEGIN IMMEDIATE`.execute(conn);
@@ -94,6 +124,16 @@ export class Database {
         throw error;
       }
     });
+  }
+
+  /** A write's error as TransactionAbortedError, saying why, when its session ended (see sessionEnd). */
+  private explained(error: unknown): unknown {
+    const reason = sessionEnd(error, this.sessionLoss.reason);
+    if (!reason) return error;
+    return new TransactionAbortedError(
+      `The database ended this write's session, rolling the transaction back: ${reason.message}`,
+      { cause: error },
+    );
   }
 
   /** Runs `work` on one consistent snapshot (reads only). */
@@ -109,8 +149,14 @@ export class Database {
   }
 
   /** @internal used by open */
-  static create(kysely: Kysely<Schema>, dialect: Dialect, location: string, fingerprint: string): Database {
-    return new Database(kysely, dialect, location, fingerprint);
+  static create(
+    kysely: Kysely<Schema>,
+    dialect: Dialect,
+    location: string,
+    fingerprint: string,
+    sessionLoss?: { reason?: Error },
+  ): Database {
+    return new Database(kysely, dialect, location, fingerprint, sessionLoss);
   }
 }
 
@@ -163,12 +209,41 @@ async function openSqlite(file: string, dataDirectoryInstance: string | undefine
   }
 }
 
-async function openPostgres(url: string, dataDirectoryInstance: string | undefined): Promise<Database> {
+async function openPostgres(
+  url: string,
+  dataDirectoryInstance: string | undefined,
+  stallTimeoutMs: number | undefined,
+): Promise<Database> {
   const location = redact(url);
   const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000 });
-  // An idle client losing its server (a PostgreSQL restart) must not crash the process.
+  // A client losing its session (a PostgreSQL restart; the server ending a transaction this process
+  // stopped in, see stallTimeoutMs) must not crash the process: idle, the pool drops it; checked
+  // out, its pending and next queries fail, and the pool drops it when it comes back.
+  const sessionLoss: { reason?: Error } = {};
   pool.on('error', () => undefined);
-  const kysely = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  pool.on('connect', (client) => {
+    // The first error is the server's reason; the socket's close follows it.
+    let first: Error | undefined;
+    client.on('error', (error) => {
+      first ??= error;
+      sessionLoss.reason = first;
+    });
+  });
+  // Set on each new session, whatever options DATABASE_URL carries. A frozen process inside a
+  // transaction is idle to the server, unless the server was sending it an answer: then it is
+  // blocked writing to the socket, where only tcp_user_timeout (Linux servers) ends it.
+  const onCreateConnection =
+    stallTimeoutMs === undefined
+      ? undefined
+      : async (connection: DatabaseConnection) => {
+          await connection.executeQuery(
+            CompiledQuery.raw(
+              "SELECT set_config('idle_in_transaction_session_timeout', $1, false), set_config('tcp_user_timeout', $1, false)",
+              [String(stallTimeoutMs)],
+            ),
+          );
+        };
+  const kysely = new Kysely<Schema>({ dialect: new PostgresDialect({ pool, onCreateConnection }) });
   try {
     try {
       await sql`SELECT 1`.execute(kysely);
@@ -185,11 +260,25 @@ async function openPostgres(url: string, dataDirectoryInstance: string | undefin
       );
     }
     await runMigrations(kysely, 'postgres', { disableTransactions: false });
-    return Database.create(kysely, 'postgres', location, await postgresFingerprint(kysely));
+    return Database.create(kysely, 'postgres', location, await postgresFingerprint(kysely), sessionLoss);
   } catch (error) {
     await kysely.destroy();
     throw error;
   }
+}
+
+/**
+ * Why the session of a query that failed with `error` ended, if it did: pg gives the server's reason
+ * (25P03: the idle-in-transaction timeout; 57P01: a shutdown) to the query in flight, if any; a
+ * socket the server reset (tcp_user_timeout) as "Connection terminated unexpectedly"; and to the
+ * queries after the end (a rollback) only "not queryable", when `lastLoss` says why.
+ */
+function sessionEnd(error: unknown, lastLoss: Error | undefined): Error | undefined {
+  if (error instanceof pg.DatabaseError) return error.severity === 'FATAL' ? error : undefined;
+  if (!(error instanceof Error)) return undefined;
+  if (/is not queryable$/.test(error.message)) return lastLoss ?? error;
+  const reset = /^Connection terminated/.test(error.message) || (error as NodeJS.ErrnoException).code === 'ECONNRESET';
+  return reset ? error : undefined;
 }
 
 /** Runs the Kysely migrations, refusing a database that a newer release migrated further. */

@@ -6,6 +6,12 @@ import { heldImageHashes } from './records';
 /** Tells this process apart from an earlier one with the same pid (a restarted container's). */
 const PROCESS_TOKEN = crypto.randomBytes(6).toString('hex');
 const OWNER_TAG = /^([0-9a-f]{12})\.(\d+)\.([0-9a-f]{12})\//;
+/**
+ * Image hashes removal decides on and removes per transaction: 500 files go in about 40 ms on a
+ * local disk under load (measured: 10 000 in 0.83 s at load average 10 on 2 cores), a few seconds
+ * on slow network storage, far below the stall timeout; also the IN-list size the queries use.
+ */
+const REMOVAL_CHUNK = 500;
 
 /** The tag a claim id starts with: `<pid scope>.<pid>.<token>`, by default this process's. */
 export function claimOwner(pid = process.pid, token = PROCESS_TOKEN): string {
@@ -25,9 +31,9 @@ function ownerIsGone(claimId: string): boolean {
  * Coordinates storing example images with removing unreferenced ones, across every process of the
  * instance on any machine (it replaces a lock that lived inside the one API process). An upload
  * claims each image's hash in the database before it writes the file, and drops the claim once
- * examples reference the image (or it gave up). Removal decides, in one write transaction, which
- * images neither an example nor a live claim holds, and deletes their files inside that
- * transaction: a claim is either committed before (and the image is kept) or waits until the
+ * examples reference the image (or it gave up). Removal decides, in a write transaction (one per
+ * chunk of images), which images neither an example nor a live claim holds, and deletes their files
+ * inside that transaction: a claim is either committed before (and the image is kept) or waits until the
  * files are gone (and the upload writes its image again, since ImageStore.put finds no file).
  *
  * A claim lives `ttlMs` (UPLOAD_CLAIM_TTL_MS) and its upload renews it every quarter of that while
@@ -57,7 +63,9 @@ export class ImageClaims {
   /**
    * Of `hashes`, removes (with `removeFiles`) those no example references and no live claim holds,
    * with their cached embeddings, and returns them. Expired claims, and those of processes of this
-   * pid scope that no longer run, are dropped on the way.
+   * pid scope that no longer run, are dropped first. One transaction per REMOVAL_CHUNK hashes: the
+   * write lock (and the session, idle while the files go: see DatabaseTarget.stallTimeoutMs) is
+   * held for one chunk's files, not for a whole classifier's.
    */
   async removeUnreferenced(
     hashes: string[],
@@ -66,7 +74,7 @@ export class ImageClaims {
   ): Promise<string[]> {
     const unique = [...new Set(hashes)];
     if (unique.length === 0) return [];
-    return this.db.write(async (trx) => {
+    await this.db.write(async (trx) => {
       await trx.deleteFrom('image_claims').where('expires', '<=', new Date(now).toISOString()).execute();
       const local = await trx
         .selectFrom('image_claims')
@@ -81,21 +89,20 @@ export class ImageClaims {
           .where('claim_id', 'in', gone.slice(start, start + 500))
           .execute();
       }
-      const held = new Set<string>();
-      for (let start = 0; start < unique.length; start += 500) {
-        const chunk = unique.slice(start, start + 500);
-        for (const hash of await heldImageHashes(trx, chunk, now)) held.add(hash);
-      }
-      const doomed = unique.filter((h) => !held.has(h));
-      for (let start = 0; start < doomed.length; start += 500) {
-        await trx
-          .deleteFrom('embeddings')
-          .where('hash', 'in', doomed.slice(start, start + 500))
-          .execute();
-      }
-      await removeFiles(doomed);
-      return doomed;
     });
+    const removed: string[] = [];
+    for (let start = 0; start < unique.length; start += REMOVAL_CHUNK) {
+      const chunk = unique.slice(start, start + REMOVAL_CHUNK);
+      const doomed = await this.db.write(async (trx) => {
+        const held = await heldImageHashes(trx, chunk, now);
+        const unheld = chunk.filter((h) => !held.has(h));
+        if (unheld.length > 0) await trx.deleteFrom('embeddings').where('hash', 'in', unheld).execute();
+        await removeFiles(unheld);
+        return unheld;
+      });
+      removed.push(...doomed);
+    }
+    return removed;
   }
 }
 

@@ -173,7 +173,8 @@ export class VersionRepository {
   }
 
   /**
-   * Marks a training run as failed unless newer examples arrived meanwhile (then the next run decides).
+   * Marks a training run as failed unless newer examples arrived meanwhile (then the next run decides)
+   * or another run trained the generation already.
    * The current version, if any, keeps serving, unless it was trained on deleted customer data: the
    * run that failed was to replace it, so it is removed and the classifier answers nothing until a
    * new run succeeds; `explainRemoval` then turns the run's explanation into the one recorded.
@@ -188,10 +189,12 @@ export class VersionRepository {
     return this.db.write(async (trx) => {
       const row = await trx
         .selectFrom('classifiers')
-        .select(['generation', 'current_version_id'])
+        .select(['generation', 'trained_generation', 'current_version_id'])
         .where('id', '=', id)
         .executeTakeFirst();
-      if (!row || row.generation !== generation) return { recorded: false, removedHeadFiles: [] };
+      // Already trained: another worker took the run up (this one was frozen or blocked past its lock).
+      if (!row || row.generation !== generation || row.trained_generation >= generation)
+        return { recorded: false, removedHeadFiles: [] };
       const removeCurrent = row.current_version_id !== null && (await isMarkedForRemoval(trx, row.current_version_id));
       await trx
         .updateTable('classifiers')

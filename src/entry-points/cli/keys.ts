@@ -17,6 +17,7 @@ async function main(argv: string[]): Promise<number> {
     databaseUrl: config.databaseUrl,
     sqliteFile: dataLayout(config.dataDir).database,
     dataDirectoryInstance: await readDataDirectoryInstance(config.dataDir),
+    stallTimeoutMs: config.databaseStallTimeoutMs,
   });
   const keys = new ApiKeyRepository(db);
   try {
