@@ -56,8 +56,6 @@ export interface OpenInstanceOptions {
   redisUrl: string;
   /** This process's metrics, if it keeps any: the embedding cache counts its hits and misses there. */
   metrics?: ProcessMetrics;
-  /** onnxruntime threads of each of the embedder's two networks (default ORT_THREADS): see embedderThreads. */
-  embedderThreads?: number;
 }
 
 /**
@@ -81,13 +79,11 @@ export async function openInstance(config: Config, logger: Logger, options: Open
     },
   );
   // Converts the bundled pack and the COCO detector on first start, before the worker needs them.
-  const embedder = await openEmbedder(config.modelsDir, options.embedderThreads ?? config.ortThreads, logger).catch(
-    async (error: unknown) => {
-      await claim.release();
-      await db.close();
-      throw error;
-    },
-  );
+  const embedder = await openEmbedder(config.modelsDir, config.ortThreads, logger).catch(async (error: unknown) => {
+    await claim.release();
+    await db.close();
+    throw error;
+  });
   const leases = await VersionLeases.open(
     options.redisUrl,
     namespace,

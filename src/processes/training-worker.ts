@@ -37,14 +37,7 @@ export async function runTrainingWorker(): Promise<void> {
   await checkRedisAnswers(redisUrl);
   await ensureWritableDataDirectory(config.dataDir);
   const metrics = config.ops.metrics ? new WorkerMetrics() : undefined;
-  // Both networks embed at once, so each gets half of ORT_THREADS: a worker then keeps to its share of
-  // the cores, and spends less CPU per image than with 2 threads a network on 2 cores (bench:embed:
-  // the eye's CPU ms per image at batch 16, 1 thread vs 2: 36.1 vs 40.5, 38.4 vs 40.8 in two runs).
-  const instance = await openInstance(config, logger, {
-    redisUrl,
-    metrics,
-    embedderThreads: Math.max(1, Math.floor(config.ortThreads / 2)),
-  });
+  const instance = await openInstance(config, logger, { redisUrl, metrics });
   const { instanceId, namespace } = instance;
   const shippedBank = loadNegativeBank(instance.embedder.packKey);
   // Every head trains on the bank's farthest-first coreset (trainingBank), not on all of it.
