@@ -38,6 +38,8 @@ function frozenWriter(target: DatabaseTarget, mode: 'idle' | 'reading') {
           await say('locked');
           if (mode === 'reading') {
             const answer = sql\`SELECT repeat('x', 1000) FROM generate_series(1, 50000)\`.execute(trx);
+            // Continued, the reset socket may fail it before "go" arrives: handled below, not unhandled.
+            answer.catch(() => undefined);
             setImmediate(() => process.kill(process.pid, 'SIGSTOP'));
             await go;
             await answer;
