@@ -895,7 +895,7 @@ describe('hostile inputs: nothing lost, nothing let in', () => {
     });
 
     it('left no temp upload behind', async () => {
-      // Temp files are removed when each response closes, just after the client has read it.
+      // Temp files are removed when each request's handler settles, or at once when its form is refused.
       const left = await waitFor(
         'the temp folder to empty',
         async () => {

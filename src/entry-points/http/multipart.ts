@@ -61,9 +61,9 @@ export type UploadRoute = (handler: UploadHandler) => RequestHandler[];
 
 /**
  * multer writing every uploaded file to a temp file on disk (never whole requests in memory).
- * The files are removed once the handler has settled, whatever happened: not when the client hangs
- * up, since a handler still reading them (a create storing its zips) must finish what it accepted.
- * Files of a request that never reaches its handler go when the response closes.
+ * The files are removed once the handler has settled, whatever happened, or at once when the form is
+ * refused; not when the client hangs up, since a handler still reading them (a create storing its
+ * zips) must finish what it accepted, and multer may not have listed them yet.
  */
 export function multipartUpload(options: {
   tmpDir: string;
@@ -81,8 +81,6 @@ export function multipartUpload(options: {
     streamHandler: countingStreamHandler(options.maxRequestBytes),
   };
   const upload = multer(multerOptions).any();
-  // Requests whose handler has started: it removes their files when it settles.
-  const handling = new WeakSet<Request>();
 
   const checkRequest = (req: Request, res: Response, next: NextFunction) => {
     if (!req.is('multipart/form-data')) {
@@ -96,24 +94,21 @@ export function multipartUpload(options: {
       res.setHeader('Connection', 'close');
       throw requestTooLarge(options.maxRequestBytes, `${(length / MB).toFixed(1)} MB`);
     }
-    res.on('close', () => {
-      if (!handling.has(req)) removeUploadedFiles(req);
-    });
     next();
   };
 
   const parse = (req: Request, res: Response, next: NextFunction) => {
     upload(req, res, (error: unknown) => {
-      if (!error) return next(fileSentAsText(req));
+      const refusal = error ? translateMulterError(error, options.maxFileBytes) : fileSentAsText(req);
+      if (!refusal) return next();
       removeUploadedFiles(req);
-      next(translateMulterError(error, options.maxFileBytes));
+      next(refusal);
     });
   };
   return (handler) => [
     checkRequest,
     parse,
     async (req, res) => {
-      handling.add(req);
       try {
         await handler(req, res);
       } finally {
