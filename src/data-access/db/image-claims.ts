@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { isRunning, PID_SCOPE } from '../../lib/process-tag';
 import type { Database } from './database';
-import { heldImageHashes } from './records';
+import { chunks, heldImageHashes } from './records';
 
 /** Tells this process apart from an earlier one with the same pid (a restarted container's). */
 const PROCESS_TOKEN = crypto.randomBytes(6).toString('hex');
@@ -83,16 +83,11 @@ export class ImageClaims {
         .where('claim_id', 'like', `${PID_SCOPE}.%`)
         .execute();
       const gone = local.map((r) => r.claim_id).filter(ownerIsGone);
-      for (let start = 0; start < gone.length; start += 500) {
-        await trx
-          .deleteFrom('image_claims')
-          .where('claim_id', 'in', gone.slice(start, start + 500))
-          .execute();
-      }
+      for (const batch of chunks(gone, 500))
+        await trx.deleteFrom('image_claims').where('claim_id', 'in', batch).execute();
     });
     const removed: string[] = [];
-    for (let start = 0; start < unique.length; start += REMOVAL_CHUNK) {
-      const chunk = unique.slice(start, start + REMOVAL_CHUNK);
+    for (const chunk of chunks(unique, REMOVAL_CHUNK)) {
       const doomed = await this.db.write(async (trx) => {
         const held = await heldImageHashes(trx, chunk, now);
         const unheld = chunk.filter((h) => !held.has(h));

@@ -342,7 +342,8 @@ function buildColumns(
 /**
  * Out-of-fold open-set figures (HeadEvaluation.open_set): recall over the evaluated examples' own
  * classes and the false-positive rate over held-out bank rows, both with scores after rejection
- * (`scores`: every such row's, from rejectedScoresOf). `looksLike(row, c)`: the row lies inside class c's gate, so c scoring it ≥ 0.5 is no false positive.
+ * (`scores`: every such row's, from rejectedScoresOf). `looksLike(row, c)`: the row lies inside
+ * class c's gate, so c scoring it ≥ 0.5 is no false positive.
  */
 function openSetEvaluation(
   evaluated: Int32Array,
